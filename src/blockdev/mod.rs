@@ -1,0 +1,101 @@
+//! The I/O seam: every byte Lifeboat reads from or writes to a disk goes through [`BlockDev`].
+//!
+//! Implementations: [`FileDev`] (block devices and disk-image files), [`MemDev`] (RAM, for
+//! tests and dry runs), [`testing::FaultyDev`] (fault injection). Offsets and lengths are in
+//! bytes. Reads and writes are positional and all-or-nothing: a short read is an error, never
+//! a silent partial buffer. A `BlockDev` is `Send + Sync` so pipeline threads can share one.
+
+mod cursor;
+mod file;
+mod mem;
+mod slice;
+pub mod sys;
+pub mod testing;
+
+pub use cursor::DevCursor;
+pub use file::{FileDev, OpenMode};
+pub use mem::MemDev;
+pub use slice::Slice;
+
+use crate::error::{Error, Result};
+use serde::Serialize;
+use std::path::Path;
+
+/// Size and sector sizes of a device, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Geometry {
+    /// Total size in bytes.
+    pub size_bytes: u64,
+    /// Logical sector size (the unit of LBAs in partition tables): 512 or 4096.
+    pub logical_sector_size: u32,
+    /// Physical sector size: the device's atomic write unit.
+    pub physical_sector_size: u32,
+}
+
+impl Geometry {
+    /// A geometry with equal logical and physical sector sizes.
+    pub fn new(size_bytes: u64, sector_size: u32) -> Self {
+        Geometry {
+            size_bytes,
+            logical_sector_size: sector_size,
+            physical_sector_size: sector_size,
+        }
+    }
+}
+
+/// A byte-addressable disk. All methods are positional; there is no shared cursor.
+pub trait BlockDev: Send + Sync {
+    /// The device's geometry. Constant for the lifetime of the handle.
+    fn geometry(&self) -> Geometry;
+    /// The path shown in errors and output (`"<memory>"` for RAM devices).
+    fn path(&self) -> &Path;
+    /// Fills `buf` from byte `offset`. Fails with [`Error::OutOfRange`] past the end and with
+    /// [`Error::Read`] (carrying the offset) on an I/O error.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()>;
+    /// Writes all of `buf` at byte `offset`. Fails with [`Error::OutOfRange`] past the end,
+    /// [`Error::ReadOnly`] on a read-only handle and [`Error::Write`] on an I/O error.
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()>;
+    /// Makes every completed write durable (fsync).
+    fn sync(&self) -> Result<()>;
+
+    /// Size in bytes; shorthand for `geometry().size_bytes`.
+    fn len(&self) -> u64 {
+        self.geometry().size_bytes
+    }
+    /// True for a zero-length device.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Checks that `len` bytes at `offset` lie inside a device of `size` bytes.
+pub(crate) fn check_range(path: &Path, offset: u64, len: usize, size: u64) -> Result<()> {
+    let len = len as u64;
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(Error::OutOfRange {
+            path: path.to_path_buf(),
+            offset,
+            len,
+            size,
+        }),
+    }
+}
+
+/// Reads `len` bytes at `offset` into a new vector.
+pub fn read_vec(dev: &dyn BlockDev, offset: u64, len: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    dev.read_at(&mut buf, offset)?;
+    Ok(buf)
+}
+
+/// Reads up to `len` bytes at `offset`, clamped to the device's end. Used by probes that look
+/// at a fixed window which may be larger than a tiny device.
+pub fn read_clamped(dev: &dyn BlockDev, offset: u64, len: usize) -> Result<Vec<u8>> {
+    let size = dev.len();
+    if offset >= size {
+        return Ok(Vec::new());
+    }
+    let avail = usize::try_from(size - offset).unwrap_or(usize::MAX);
+    read_vec(dev, offset, len.min(avail))
+}

@@ -1,0 +1,1 @@
+//! Disks and partitions from sysfs. PLACEHOLDER: being written.

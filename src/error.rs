@@ -1,0 +1,105 @@
+//! The crate's one error type. Variants are named for what the caller can act on
+//! (STYLE §3). Display text is lowercase and never repeats its `#[source]`.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything the library can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call on `path` failed outside positional I/O (open, stat, ioctl…).
+    #[error("{op} {path}")]
+    Io {
+        /// Short lowercase gerund naming the operation, e.g. "opening".
+        op: &'static str,
+        /// The file or device involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading `len` bytes at byte `offset` of `path` failed (bad sector, cable…).
+    #[error("read error on {path} at byte {offset} (length {len})")]
+    Read {
+        /// Device or file.
+        path: PathBuf,
+        /// Byte offset of the failed read.
+        offset: u64,
+        /// Length of the failed read in bytes.
+        len: usize,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing `len` bytes at byte `offset` of `path` failed (EIO, ENOSPC…).
+    #[error("write error on {path} at byte {offset} (length {len})")]
+    Write {
+        /// Device or file.
+        path: PathBuf,
+        /// Byte offset of the failed write.
+        offset: u64,
+        /// Length of the failed write in bytes.
+        len: usize,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// An access reached past the end of a device.
+    #[error("{path}: access of {len} bytes at byte {offset} is beyond the end ({size} bytes)")]
+    OutOfRange {
+        /// Device or file.
+        path: PathBuf,
+        /// Requested byte offset.
+        offset: u64,
+        /// Requested length in bytes.
+        len: u64,
+        /// The device's size in bytes.
+        size: u64,
+    },
+    /// The device is mounted, held by another driver (LVM, RAID, swap) or opened exclusively.
+    #[error("{path} is busy: {reason}")]
+    Busy {
+        /// The device.
+        path: PathBuf,
+        /// Why, in words a user understands.
+        reason: String,
+    },
+    /// The device or file cannot be written.
+    #[error("{path} is read-only")]
+    ReadOnly {
+        /// The device or file.
+        path: PathBuf,
+    },
+    /// The path is neither a block device nor a regular file.
+    #[error("{path} is not a block device or a disk-image file")]
+    NotADisk {
+        /// The offending path.
+        path: PathBuf,
+    },
+    /// A capability that is not built yet. Never faked (README "real or absent").
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    /// The partition table could not be read at all.
+    #[error("partition table of {path}")]
+    Table {
+        /// The disk.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: crate::partition::TableError,
+    },
+}
+
+impl Error {
+    /// Wraps an `io::Error` from a non-positional operation.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Filesystems: detection by magic (this issue) and, later, used-block maps.
+
+pub mod detect;
+
+pub use detect::{detect, FsInfo, FsKind};

@@ -1,0 +1,24 @@
+//! Lifeboat: a bootable disk-rescue tool. This crate is the silent core; only `main.rs` and
+//! `cli/` talk to humans.
+//!
+//! Architecture map (dependencies point down):
+//! ```text
+//! main.rs      dispatch only
+//! cli/         clap arguments, human tables and JSON
+//! inspect      one disk (device or image file) -> DiskReport: table + filesystems + sysfs facts
+//! fsmap/       filesystem detection by magic (label, UUID, used bytes)
+//! partition/   GPT and MBR: read and validate
+//! discovery/   disks and partitions from sysfs and /proc/self/mountinfo
+//! blockdev/    trait BlockDev: positional I/O on files, devices, memory, fault injection
+//! error, units shared vocabulary
+//! ```
+
+pub mod blockdev;
+pub mod discovery;
+pub mod error;
+pub mod fsmap;
+pub mod inspect;
+pub mod partition;
+pub mod units;
+
+pub use error::{Error, Result};

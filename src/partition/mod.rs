@@ -1,0 +1,5 @@
+//! Placeholder.
+/// Placeholder.
+#[derive(Debug, thiserror::Error)]
+#[error("placeholder")]
+pub struct TableError;
