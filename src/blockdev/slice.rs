@@ -66,7 +66,10 @@ mod tests {
         let dev = MemDev::new(4096, 512);
         let s = Slice::new(&dev, 1024, 1024);
         s.write_at(b"x", 1023).unwrap();
-        assert!(matches!(s.write_at(b"xy", 1023), Err(Error::OutOfRange { .. })));
+        assert!(matches!(
+            s.write_at(b"xy", 1023),
+            Err(Error::OutOfRange { .. })
+        ));
         let mut b = [0u8; 1];
         dev.read_at(&mut b, 2047).unwrap();
         assert_eq!(&b, b"x");

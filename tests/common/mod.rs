@@ -1,0 +1,170 @@
+//! Helpers shared by the integration tests: external tools, sparse disks, GPT surgery, loop
+//! devices. Tests never name a host disk; every device is a temp file or a `LoopDev`.
+#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// True when running under CI, where missing prerequisites must fail rather than skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("LIFEBOAT_REQUIRE_ROOT").is_ok_and(|v| v == "1")
+}
+
+/// Panics with an install hint if `tool` is not on PATH.
+pub fn require_tool(tool: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is not installed; run `bash .ci/install-deps.sh` (installs the test prerequisites)"
+    );
+}
+
+/// Runs a command line through `sh -c`, panicking with its output on failure.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Creates a sparse file of `size` bytes.
+pub fn sparse(path: &Path, size: u64) {
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(size).unwrap();
+}
+
+pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).unwrap();
+    let mut b = vec![0; len];
+    f.read_exact_at(&mut b, offset).unwrap();
+    b
+}
+
+pub fn write_at(path: &Path, offset: u64, data: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(data, offset).unwrap();
+}
+
+/// Edits one GPT copy (header at `header_lba`, 512-byte sectors) and recomputes its CRCs, so
+/// the damage is "valid but wrong" rather than a CRC error. `edit` gets (header, entries).
+pub fn edit_gpt_copy(path: &Path, header_lba: u64, edit: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>)) {
+    let mut hdr = read_at(path, header_lba * 512, 512);
+    let entries_lba = u64::from_le_bytes(hdr[72..80].try_into().unwrap());
+    let count = u32::from_le_bytes(hdr[80..84].try_into().unwrap()) as usize;
+    let size = u32::from_le_bytes(hdr[84..88].try_into().unwrap()) as usize;
+    // a header already made hostile may claim a huge array: do not read it
+    let mut entries = if count.saturating_mul(size) <= 4 << 20 {
+        read_at(path, entries_lba * 512, count * size)
+    } else {
+        Vec::new()
+    };
+    edit(&mut hdr, &mut entries);
+    let new_entries_lba = u64::from_le_bytes(hdr[72..80].try_into().unwrap());
+    let new_count = u32::from_le_bytes(hdr[80..84].try_into().unwrap()) as usize;
+    let new_size = u32::from_le_bytes(hdr[84..88].try_into().unwrap()) as usize;
+    if new_count.saturating_mul(new_size) == entries.len() {
+        write_at(path, new_entries_lba * 512, &entries);
+        let crc = crc32fast::hash(&entries);
+        hdr[88..92].copy_from_slice(&crc.to_le_bytes());
+    }
+    let hsize = u32::from_le_bytes(hdr[12..16].try_into().unwrap()) as usize;
+    hdr[16..20].fill(0);
+    let crc = crc32fast::hash(&hdr[..hsize.min(512)]);
+    hdr[16..20].copy_from_slice(&crc.to_le_bytes());
+    write_at(path, header_lba * 512, &hdr);
+}
+
+/// Skips (returns false) when not root, unless CI demands root, in which case it panics.
+pub fn require_root() -> bool {
+    // SAFETY-free check: `id -u` keeps tests free of unsafe code.
+    let uid = sh("id -u");
+    if uid.trim() == "0" {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "root tests need root (CI=true or LIFEBOAT_REQUIRE_ROOT=1 forbids skipping)"
+    );
+    eprintln!("SKIP: not root");
+    false
+}
+
+/// A loop device over a file, detached on drop. Partition nodes are created with `partx -a`
+/// because the host kernel has no partition parser (`losetup -P` creates nothing here).
+pub struct LoopDev {
+    pub path: PathBuf,
+}
+
+impl LoopDev {
+    pub fn attach(file: &Path) -> Self {
+        Self::attach_with(file, "")
+    }
+
+    /// `extra` is passed to losetup, e.g. `-b 4096`.
+    pub fn attach_with(file: &Path, extra: &str) -> Self {
+        let out = sh(&format!("losetup -f --show {extra} {}", file.display()));
+        LoopDev {
+            path: PathBuf::from(out.trim()),
+        }
+    }
+
+    /// Adds partition nodes for the table on the device.
+    pub fn add_partitions(&self) {
+        sh(&format!("partx -a {}", self.path.display()));
+        sh("udevadm settle 2>/dev/null || true");
+        // devtmpfs creates nodes asynchronously; wait for the first one
+        for _ in 0..50 {
+            if self.part(1).exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Path of partition node `n`, e.g. /dev/loop3p1.
+    pub fn part(&self, n: u32) -> PathBuf {
+        PathBuf::from(format!("{}p{n}", self.path.display()))
+    }
+}
+
+impl Drop for LoopDev {
+    fn drop(&mut self) {
+        let _ = Command::new("partx").arg("-d").arg(&self.path).status();
+        let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
+    }
+}
+
+/// Unmounts on drop.
+pub struct Mount {
+    pub dir: tempfile::TempDir,
+}
+
+impl Mount {
+    pub fn new(dev: &Path, opts: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        sh(&format!(
+            "mount {opts} {} {}",
+            dev.display(),
+            dir.path().display()
+        ));
+        Mount { dir }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
