@@ -14,6 +14,7 @@
 //! ```
 
 pub mod blockdev;
+pub mod cli;
 pub mod discovery;
 pub mod error;
 pub mod fsmap;

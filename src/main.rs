@@ -1,1 +1,12 @@
-fn main() {}
+//! `lifeboat` binary: dispatch and exit codes only (0 ok, 1 failed, 2 usage).
+#![allow(clippy::print_stderr)]
+
+use clap::Parser;
+
+fn main() {
+    let args = lifeboat::cli::Args::parse(); // exits 2 on usage errors, 0 for --help
+    if let Err(e) = lifeboat::cli::run(args) {
+        eprintln!("lifeboat: error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -109,17 +109,23 @@ fn open_error(path: &Path, mode: OpenMode, e: io::Error) -> Error {
                      mounted, used as swap, or held by LVM, RAID or another program"
                 .into(),
         },
-        Some(libc::EROFS) | Some(libc::EACCES) if mode == OpenMode::Write => {
-            if e.raw_os_error() == Some(libc::EROFS) {
-                Error::ReadOnly {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                Error::io("opening for writing", path, e)
+        Some(libc::EROFS) if mode == OpenMode::Write => Error::ReadOnly {
+            path: path.to_path_buf(),
+        },
+        // a read-only block device refuses a write open with EACCES, even for root
+        Some(libc::EACCES) if mode == OpenMode::Write && kernel_read_only(path) => {
+            Error::ReadOnly {
+                path: path.to_path_buf(),
             }
         }
         _ => Error::io("opening", path, e),
     }
+}
+
+fn kernel_read_only(path: &Path) -> bool {
+    File::open(path)
+        .and_then(|f| sys::is_read_only(&f))
+        .unwrap_or(false)
 }
 
 impl BlockDev for FileDev {

@@ -1,7 +1,7 @@
 //! Pure parsers for `/proc/self/mountinfo` and `/proc/swaps` text. No I/O happens here: callers
 //! read the files and hand over the text, so tests feed literal strings.
 //!
-//! Format references: Documentation/filesystems/proc.rst ("/proc/<pid>/mountinfo") and
+//! Format references: Documentation/filesystems/proc.rst (`/proc/<pid>/mountinfo`) and
 //! `show_mountinfo()` / `swap_show()` in the kernel. Both files escape space, tab, newline and
 //! backslash in paths as three-digit octal (`\040`), which [`unescape`] decodes. Malformed lines
 //! are skipped, never a panic or an error: a half-understood line must not hide the good ones.

@@ -613,7 +613,8 @@ fn find_by_devnum_and_path() {
     assert!(find_by_devnum(&disks, 0, 0).is_none());
 
     let dev = &f.paths.dev;
-    let cases: [(&str, PathBuf, Option<(&str, Option<&str>)>); 6] = [
+    type Expected<'a> = Option<(&'a str, Option<&'a str>)>;
+    let cases: [(&str, PathBuf, Expected); 6] = [
         ("disk node", dev.join("sdc"), Some(("sdc", None))),
         (
             "partition node",

@@ -114,7 +114,7 @@ impl LoopDev {
 
     /// `extra` is passed to losetup, e.g. `-b 4096`.
     pub fn attach_with(file: &Path, extra: &str) -> Self {
-        let out = sh(&format!("losetup -f --show {extra} {}", file.display()));
+        let out = sh(&format!("losetup -f --show -P {extra} {}", file.display()));
         LoopDev {
             path: PathBuf::from(out.trim()),
         }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian 12 machine (root required for
+# apt). The Rust toolchain, gcc and python3 are assumed present.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: not root; assuming the test tools are installed" >&2
+  exit 0
+fi
+bash "$here/apt.sh" \
+  e2fsprogs dosfstools ntfs-3g exfatprogs xfsprogs btrfs-progs cryptsetup-bin lvm2 \
+  gdisk fdisk util-linux mount mtools xorriso file kmod udev

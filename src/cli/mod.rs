@@ -1,0 +1,51 @@
+//! The command-line face: parse arguments, call the library, print tables or JSON.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod args;
+mod render;
+
+use crate::discovery::SystemPaths;
+use crate::inspect;
+use anyhow::Context;
+pub use args::{Args, Command};
+use std::io::Write;
+
+/// Runs a parsed command. Errors carry their whole cause chain; `main` maps them to exit 1.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match args.command {
+        Command::List { json, sysfs_root } => {
+            let paths = SystemPaths {
+                sys: sysfs_root,
+                ..SystemPaths::default()
+            };
+            let disks = inspect::list(&paths).context("listing disks")?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &disks)?;
+                writeln!(out)?;
+            } else if disks.is_empty() {
+                writeln!(out, "no disks found")?;
+            } else {
+                for d in &disks {
+                    render::disk(&mut out, d)?;
+                }
+            }
+        }
+        Command::Inspect {
+            path,
+            json,
+            sector_size,
+        } => {
+            // library errors already name the path
+            let d = inspect::inspect_path(&SystemPaths::default(), &path, sector_size)?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &d)?;
+                writeln!(out)?;
+            } else {
+                render::disk(&mut out, &d)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: installs prerequisites (as root), then
+#   tier 1: cargo test (unprivileged: sparse files, memory devices, fake sysfs trees)
+#   tier 2: root tests on loop devices (tests/root_*.rs); must run as root.
+# Under CI=true, a missing prerequisite (root, loop devices, a tool) fails instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")"
+bash .ci/install-deps.sh
+echo "== tier 1: cargo test"
+cargo test --locked --all-targets
+if [ "$(id -u)" -eq 0 ]; then
+  echo "== tier 2: root tests on loop devices"
+  LIFEBOAT_REQUIRE_ROOT=1 cargo test --locked --test 'root_*' -- --test-threads=1
+elif [ "${CI:-}" = "true" ]; then
+  echo "tier 2 needs root and CI=true forbids skipping it" >&2
+  exit 1
+else
+  echo "== tier 2 SKIPPED: not root (run as root to test on loop devices)"
+fi
