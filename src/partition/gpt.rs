@@ -326,14 +326,11 @@ pub fn read(dev: &dyn BlockDev, mbr: MbrRole) -> Result<Option<PartitionTable>> 
         warn(&mut diags, "GPT without a protective MBR in LBA 0".into());
     }
     let Some((copy, source)) = chosen else {
-        return Ok(Some(PartitionTable {
-            kind: super::TableKind::Gpt,
-            sector_size: ss,
-            disk_id: String::new(),
-            partitions: Vec::new(),
-            gpt: None,
-            diagnostics: diags,
-        }));
+        return Ok(Some(PartitionTable::unreadable(
+            super::TableKind::Gpt,
+            ss,
+            diags,
+        )));
     };
     let h = &copy.header;
     let partitions = decode_entries(h, &copy.entries, ss);

@@ -48,19 +48,16 @@ pub fn read_table(dev: &dyn BlockDev) -> Result<Option<PartitionTable>> {
                 if !has_fs_signature(&lba0)
                     && !gpt::has_signature(&read_vec(dev, u64::from(ss), ss as usize)?) =>
             {
-                return Ok(Some(PartitionTable {
-                    kind: TableKind::Mbr,
-                    sector_size: ss,
-                    disk_id: String::new(),
-                    partitions: Vec::new(),
-                    gpt: None,
-                    diagnostics: vec![Diagnostic {
+                return Ok(Some(PartitionTable::unreadable(
+                    TableKind::Mbr,
+                    ss,
+                    vec![Diagnostic {
                         severity: Severity::Error,
                         message: format!(
                             "the MBR in LBA 0 has a boot signature but cannot be decoded: {e}"
                         ),
                     }],
-                }))
+                )))
             }
             Err(_) => None,
         }
@@ -92,17 +89,10 @@ pub fn read_table(dev: &dyn BlockDev) -> Result<Option<PartitionTable>> {
             return Ok(Some(t));
         }
         if has_ee {
-            return Ok(Some(PartitionTable {
-                kind: TableKind::Gpt,
-                sector_size: ss,
-                disk_id: String::new(),
-                partitions: Vec::new(),
-                gpt: None,
-                diagnostics: vec![Diagnostic {
+            return Ok(Some(PartitionTable::unreadable(TableKind::Gpt, ss, vec![Diagnostic {
                     severity: Severity::Error,
                     message: "protective MBR (type 0xee) found but neither GPT header (LBA 1 nor the last LBA) exists".into(),
-                }],
-            }));
+                }])));
         }
         return Ok(None);
     }

@@ -156,6 +156,18 @@ pub struct PartitionTable {
 }
 
 impl PartitionTable {
+    /// A table of `kind` that could not be read at all: no partitions, the given findings.
+    pub fn unreadable(kind: TableKind, sector_size: u32, diagnostics: Vec<Diagnostic>) -> Self {
+        PartitionTable {
+            kind,
+            sector_size,
+            disk_id: String::new(),
+            partitions: Vec::new(),
+            gpt: None,
+            diagnostics,
+        }
+    }
+
     /// True when any finding is an [`Severity::Error`].
     pub fn has_errors(&self) -> bool {
         self.diagnostics
