@@ -82,6 +82,15 @@ pub enum Error {
     /// A capability that is not built yet. Never faked (README "real or absent").
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// An image file is damaged, truncated, of another version, or not an image.
+    #[error("image {path}")]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// What is wrong and where.
+        #[source]
+        source: crate::image::FormatError,
+    },
     /// The partition table could not be read at all.
     #[error("partition table of {path}")]
     Table {

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod discovery;
 pub mod error;
 pub mod fsmap;
+pub mod image;
 pub mod inspect;
 pub mod partition;
 pub mod units;

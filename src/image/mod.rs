@@ -1,0 +1,159 @@
+//! The Lifeboat image format, version 1.0. This comment is the specification; `docs/FORMAT.md`
+//! repeats it for readers without the source.
+//!
+//! One image is one file, written front to back as a stream and then sealed by a footer:
+//!
+//! ```text
+//! +----------------+ 0
+//! | header         | 4096 bytes, fixed
+//! +----------------+ 4096
+//! | chunk data     | stored chunks back to back: independent zstd frames or raw bytes
+//! +----------------+ footer.meta_offset
+//! | metadata       | "LBMETA\0\0", u64 json_len, JSON (UTF-8), u32 crc32
+//! +----------------+ footer.index_offset
+//! | index          | "LBINDEX\0", u64 count, count × 64-byte records, u32 crc32
+//! +----------------+ file_len - 128
+//! | footer         | 128 bytes, fixed; its presence marks a complete image
+//! +----------------+ file_len
+//! ```
+//!
+//! All integers are little-endian. CRCs are CRC-32 (IEEE, as zlib). Hashes are blake3-256.
+//!
+//! **Header** (4096 bytes)
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `LIFEBOAT` |
+//! | 8 | 2 | major version = 1 (readers refuse others: `UnsupportedVersion`) |
+//! | 10 | 2 | minor version = 0 |
+//! | 12 | 4 | flags = 0 |
+//! | 16 | 4 | header length = 4096 |
+//! | 20 | 4 | reserved, 0 |
+//! | 24 | 16 | image ID (random) |
+//! | 40 | 16 | parent image ID; all zero for a full image |
+//! | 56 | 32 | parent root hash; all zero for a full image |
+//! | 88 | 8 | creation time, Unix seconds |
+//! | 96 | 4 | nominal chunk size in bytes (1 ..= 64 MiB) |
+//! | 100 | 4 | zstd level (i32) |
+//! | 104 | 8 | source disk size in bytes |
+//! | 112 | 4 | source logical sector size |
+//! | 116 | 3976 | reserved, 0 |
+//! | 4092 | 4 | CRC-32 of bytes 0..4092 |
+//!
+//! **Index record** (64 bytes; records sorted by disk offset, ranges never overlap)
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | disk offset of the range |
+//! | 8 | 4 | raw length (1 ..= 64 MiB) |
+//! | 12 | 4 | stored length in this file (0 for zero and parent chunks) |
+//! | 16 | 8 | file offset of the stored bytes (0 for zero and parent chunks) |
+//! | 24 | 1 | codec: 1 zstd frame, 2 raw, 3 all zero, 4 held by an ancestor (found by hash) |
+//! | 25 | 7 | reserved, 0 |
+//! | 32 | 32 | blake3 of the raw (uncompressed) bytes |
+//!
+//! Disk ranges without a record are unused space: the filesystem proved them free, or they
+//! were not selected. Two records with the same hash may share stored bytes (deduplication).
+//!
+//! **Footer** (128 bytes, at file end)
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `LBFOOTER` |
+//! | 8 | 8 | metadata offset |
+//! | 16 | 8 | metadata length (whole section) |
+//! | 24 | 8 | index offset |
+//! | 32 | 8 | index length (whole section) |
+//! | 40 | 8 | chunk count |
+//! | 48 | 8 | raw bytes described (sum of raw lengths) |
+//! | 56 | 32 | root hash |
+//! | 88 | 4 | CRC-32 of the header (binds footer to header) |
+//! | 92 | 32 | reserved, 0 |
+//! | 124 | 4 | CRC-32 of bytes 0..124 |
+//!
+//! **Root hash** = blake3("lifeboat-root-v1" ‖ image ID ‖ parent root hash ‖ for each record:
+//! disk offset (u64) ‖ raw length (u32) ‖ content hash). It names the disk content the image
+//! describes, independent of compression, and through the parent root the whole chain.
+//!
+//! **Metadata** is a JSON object written by the imaging job (source disk, partition table raw
+//! and parsed, per-partition filesystem, label, UUID, used and stored bytes, tool version). Its
+//! schema is additive: readers ignore unknown fields.
+//!
+//! **Completeness**: an image is written under a temporary name (`NAME.partial`), fsynced,
+//! renamed, and its directory fsynced. A file without a valid footer is never an image, so a
+//! truncated file (even one cut exactly at a chunk boundary) is `Incomplete`, never a shorter
+//! valid image.
+
+pub mod format;
+mod reader;
+mod writer;
+
+pub use format::{Codec, Footer, Header, Record};
+pub use reader::{ImageReader, VerifyReport};
+pub use writer::{EncodedChunk, ImageWriter, WriteSummary};
+
+/// What can be wrong with an image file. Offsets are file offsets unless named otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// The file does not start with the image magic.
+    #[error("not a Lifeboat image (no LIFEBOAT magic at byte 0)")]
+    NotAnImage,
+    /// A newer (or unknown) major version.
+    #[error("image format version {major}.{minor} is not supported by this Lifeboat (reads 1.x)")]
+    UnsupportedVersion {
+        /// Major version found.
+        major: u16,
+        /// Minor version found.
+        minor: u16,
+    },
+    /// The file ends before a fixed-size structure.
+    #[error("truncated {what}: need {need} bytes, file has {have}")]
+    Truncated {
+        /// Structure name.
+        what: &'static str,
+        /// Bytes needed.
+        need: u64,
+        /// Bytes present.
+        have: u64,
+    },
+    /// No valid footer: the image was never finished or was cut short.
+    #[error(
+        "incomplete image: no footer at byte {offset} (the file was truncated or never finished)"
+    )]
+    Incomplete {
+        /// Where the footer should be.
+        offset: u64,
+    },
+    /// A CRC does not match.
+    #[error("{what} checksum mismatch at byte {offset}")]
+    Checksum {
+        /// Structure name.
+        what: &'static str,
+        /// Its file offset.
+        offset: u64,
+    },
+    /// A structure is inconsistent.
+    #[error("invalid {what} at byte {offset}: {reason}")]
+    Invalid {
+        /// Structure name.
+        what: &'static str,
+        /// Its file offset.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A chunk's content does not hash to its recorded hash (bit rot, tampering).
+    #[error("chunk {index} (disk bytes {disk_offset}..{disk_end}, file byte {file_offset}) is corrupt: {reason}")]
+    Chunk {
+        /// Record number.
+        index: u64,
+        /// Disk offset of the chunk's range.
+        disk_offset: u64,
+        /// End of the range.
+        disk_end: u64,
+        /// File offset of the stored bytes.
+        file_offset: u64,
+        /// Hash mismatch, decompression failure…
+        reason: String,
+    },
+}

@@ -1,0 +1,242 @@
+//! [`ImageWriter`]: streams chunks into `NAME.partial`, then seals the image with metadata,
+//! index and footer, fsyncs it, renames it to `NAME` and fsyncs the directory. Dropping an
+//! unfinished writer deletes the partial file, so an interrupted run leaves nothing that looks
+//! like an image (a SIGKILL leaves only `NAME.partial`, which is never read as an image).
+
+use super::format::{self, Codec, Footer, Header, Record, HEADER_LEN, INDEX_MAGIC, META_MAGIC};
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// One chunk, already compressed and hashed by a pipeline worker.
+#[derive(Debug, Clone)]
+pub struct EncodedChunk {
+    /// Disk offset of the range.
+    pub disk_offset: u64,
+    /// Raw length in bytes.
+    pub raw_len: u32,
+    /// blake3 of the raw bytes.
+    pub hash: [u8; 32],
+    /// Zstd, Raw, Zero or Parent.
+    pub codec: Codec,
+    /// Bytes to store (empty for Zero and Parent).
+    pub data: Vec<u8>,
+}
+
+/// What a finished image holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WriteSummary {
+    /// Final path.
+    pub path: PathBuf,
+    /// Root hash, hex.
+    pub root_hash: String,
+    /// Number of records.
+    pub chunk_count: u64,
+    /// Disk bytes described.
+    pub raw_bytes: u64,
+    /// Size of the image file in bytes.
+    pub file_bytes: u64,
+}
+
+/// Writes one image file. Chunks must arrive in increasing, non-overlapping disk order.
+pub struct ImageWriter {
+    file: File,
+    tmp: PathBuf,
+    path: PathBuf,
+    header: Header,
+    records: Vec<Record>,
+    stored: HashMap<[u8; 32], (u64, u32, Codec)>,
+    pos: u64,
+    done: bool,
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+impl ImageWriter {
+    /// Starts `path` (written as `path.partial`). Refuses to overwrite an existing `path`.
+    pub fn create(path: &Path, header: Header) -> Result<Self> {
+        if path.exists() {
+            return Err(Error::io(
+                "creating",
+                path,
+                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            ));
+        }
+        let tmp = partial_path(path);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::io("creating", &tmp, e))?;
+        let mut w = ImageWriter {
+            file,
+            tmp,
+            path: path.to_path_buf(),
+            header,
+            records: Vec::new(),
+            stored: HashMap::new(),
+            pos: 0,
+            done: false,
+        };
+        let h = w.header.encode();
+        w.write(&h)?;
+        debug_assert_eq!(w.pos, HEADER_LEN as u64);
+        Ok(w)
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.file.write_all(data).map_err(|source| Error::Write {
+            path: self.tmp.clone(),
+            offset: self.pos,
+            len: data.len(),
+            source,
+        })?;
+        self.pos += data.len() as u64;
+        Ok(())
+    }
+
+    /// Appends a chunk. A chunk whose hash was already stored in this image is recorded
+    /// against the earlier bytes instead of being stored again.
+    pub fn push(&mut self, c: EncodedChunk) -> Result<()> {
+        let invalid = |reason: String| Error::Image {
+            path: self.tmp.clone(),
+            source: super::FormatError::Invalid {
+                what: "chunk",
+                offset: self.pos,
+                reason,
+            },
+        };
+        if c.raw_len == 0 || c.raw_len > format::MAX_CHUNK_RAW {
+            return Err(invalid(format!("raw length {}", c.raw_len)));
+        }
+        if let Some(last) = self.records.last() {
+            if c.disk_offset < last.disk_offset + u64::from(last.raw_len) {
+                return Err(invalid(format!(
+                    "disk offset {} overlaps or precedes the previous chunk",
+                    c.disk_offset
+                )));
+            }
+        }
+        let (file_offset, stored_len, codec) = if !c.codec.stored_here() {
+            (0, 0, c.codec)
+        } else if let Some(&prev) = self.stored.get(&c.hash) {
+            prev
+        } else {
+            let at = self.pos;
+            let len = u32::try_from(c.data.len())
+                .map_err(|_| invalid("stored chunk too large".into()))?;
+            self.write(&c.data)?;
+            self.stored.insert(c.hash, (at, len, c.codec));
+            (at, len, c.codec)
+        };
+        self.records.push(Record {
+            disk_offset: c.disk_offset,
+            raw_len: c.raw_len,
+            stored_len,
+            file_offset,
+            codec,
+            hash: c.hash,
+        });
+        Ok(())
+    }
+
+    /// Bytes written so far (header + chunk data).
+    pub fn bytes_written(&self) -> u64 {
+        self.pos
+    }
+
+    /// Seals the image: metadata, index, footer, fsync, rename, directory fsync.
+    pub fn finish(mut self, meta: &serde_json::Value) -> Result<WriteSummary> {
+        let meta_offset = self.pos;
+        let json = serde_json::to_vec(meta).map_err(|e| {
+            Error::io(
+                "encoding metadata for",
+                &self.path,
+                std::io::Error::other(e),
+            )
+        })?;
+        let mut sec = Vec::with_capacity(json.len() + 20);
+        sec.extend_from_slice(&META_MAGIC);
+        sec.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        sec.extend_from_slice(&json);
+        let crc = crc32fast::hash(&sec);
+        sec.extend_from_slice(&crc.to_le_bytes());
+        self.write(&sec)?;
+        let meta_len = self.pos - meta_offset;
+
+        let index_offset = self.pos;
+        let mut idx = Vec::with_capacity(20 + self.records.len() * format::RECORD_LEN);
+        idx.extend_from_slice(&INDEX_MAGIC);
+        idx.extend_from_slice(&(self.records.len() as u64).to_le_bytes());
+        for r in &self.records {
+            r.encode(&mut idx);
+        }
+        let crc = crc32fast::hash(&idx);
+        idx.extend_from_slice(&crc.to_le_bytes());
+        self.write(&idx)?;
+        let index_len = self.pos - index_offset;
+
+        let root = format::root_hash(
+            &self.header.image_id,
+            &self.header.parent_root,
+            &self.records,
+        );
+        let raw_bytes = self.records.iter().map(|r| u64::from(r.raw_len)).sum();
+        let footer = Footer {
+            meta_offset,
+            meta_len,
+            index_offset,
+            index_len,
+            chunk_count: self.records.len() as u64,
+            raw_bytes,
+            root_hash: root,
+            header_crc: crc32fast::hash(&self.header.encode()),
+        };
+        self.write(&footer.encode())?;
+        self.file
+            .sync_all()
+            .map_err(|e| Error::io("syncing", &self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io("renaming", &self.tmp, e))?;
+        self.done = true;
+        if let Some(dir) = self.path.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io("syncing directory", dir, e))?;
+        }
+        Ok(WriteSummary {
+            path: self.path.clone(),
+            root_hash: hex(&root),
+            chunk_count: self.records.len() as u64,
+            raw_bytes,
+            file_bytes: self.pos,
+        })
+    }
+}
+
+impl Drop for ImageWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,291 @@
+//! Tier 1: the v1 image format. Round trips, a golden fixture that pins the bytes, and hostile
+//! files (flipped bits, truncation at every chunk boundary, zero length, newer versions).
+#![allow(clippy::unwrap_used)]
+
+use lifeboat::image::format::{Header, FOOTER_LEN, HEADER_LEN, VERSION_MINOR};
+use lifeboat::image::{Codec, EncodedChunk, FormatError, ImageReader, ImageWriter};
+use lifeboat::Error;
+use std::path::{Path, PathBuf};
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/golden-v1.lbi");
+
+fn header() -> Header {
+    Header {
+        minor: VERSION_MINOR,
+        flags: 0,
+        image_id: *b"golden-image-v1!",
+        parent_id: [0; 16],
+        parent_root: [0; 32],
+        created_unix: 1_795_000_000,
+        chunk_size: 64 * 1024,
+        zstd_level: 3,
+        source_size: 1 << 20,
+        sector_size: 512,
+    }
+}
+
+fn chunk(disk_offset: u64, data: &[u8], codec: Codec) -> EncodedChunk {
+    let hash = *blake3::hash(data).as_bytes();
+    let stored = match codec {
+        Codec::Zstd => zstd::bulk::compress(data, 3).unwrap(),
+        Codec::Raw => data.to_vec(),
+        _ => Vec::new(),
+    };
+    EncodedChunk {
+        disk_offset,
+        raw_len: data.len() as u32,
+        hash,
+        codec,
+        data: stored,
+    }
+}
+
+/// The fixture's content: a text chunk (zstd), random-looking bytes (raw), zeros, and a
+/// repeat of the text chunk (deduplicated).
+fn contents() -> Vec<(u64, Vec<u8>, Codec)> {
+    let text: Vec<u8> = b"Lifeboat golden chunk. "
+        .iter()
+        .cycle()
+        .take(65536)
+        .copied()
+        .collect();
+    let mut x: u32 = 1;
+    let noise: Vec<u8> = (0..4096)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as u8
+        })
+        .collect();
+    vec![
+        (0, text.clone(), Codec::Zstd),
+        (65536, noise, Codec::Raw),
+        (131072, vec![0; 65536], Codec::Zero),
+        (512 * 1024, text, Codec::Zstd),
+    ]
+}
+
+fn write_image(path: &Path) -> lifeboat::image::WriteSummary {
+    let mut w = ImageWriter::create(path, header()).unwrap();
+    for (off, data, codec) in contents() {
+        w.push(chunk(off, &data, codec)).unwrap();
+    }
+    w.finish(&serde_json::json!({"tool": "lifeboat golden", "source": {"size_bytes": 1048576}}))
+        .unwrap()
+}
+
+fn image_err(path: &Path) -> FormatError {
+    match ImageReader::open(path) {
+        Err(Error::Image { source, .. }) => source,
+        other => panic!("expected an image error, got {other:?}"),
+    }
+}
+
+#[test]
+fn round_trip_reads_every_chunk_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("a.lbi");
+    let s = write_image(&p);
+    assert!(!dir.path().join("a.lbi.partial").exists());
+    assert_eq!(s.chunk_count, 4);
+    let r = ImageReader::open(&p).unwrap();
+    assert_eq!(r.header(), &header());
+    assert_eq!(r.meta()["tool"], "lifeboat golden");
+    let mut buf = Vec::new();
+    for (i, (off, data, codec)) in contents().iter().enumerate() {
+        let rec = r.records()[i];
+        assert_eq!((rec.disk_offset, rec.codec), (*off, *codec));
+        r.read_chunk(i, &mut buf).unwrap();
+        assert_eq!(&buf, data);
+    }
+    // the repeated chunk shares the first one's stored bytes
+    assert_eq!(r.records()[3].file_offset, r.records()[0].file_offset);
+    let v = r.verify(|_| {}).unwrap();
+    assert_eq!(v.root_hash, s.root_hash);
+    assert_eq!(v.raw_bytes, 65536 * 3 + 4096);
+}
+
+#[test]
+fn golden_fixture_is_stable() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("golden.lbi");
+    write_image(&p);
+    let fresh = std::fs::read(&p).unwrap();
+    if std::env::var("LIFEBOAT_BLESS").is_ok() {
+        std::fs::write(GOLDEN, &fresh).unwrap();
+    }
+    let golden =
+        std::fs::read(GOLDEN).expect("tests/fixtures/golden-v1.lbi (LIFEBOAT_BLESS=1 makes it)");
+    assert!(
+        fresh == golden,
+        "the v1 format changed: a format change must bump the version and add a new golden file"
+    );
+    let r = ImageReader::open(Path::new(GOLDEN)).unwrap();
+    assert_eq!(&golden[..8], b"LIFEBOAT");
+    assert_eq!(r.footer().chunk_count, 4);
+    assert_eq!(
+        lifeboat::image::format::root_hash(&r.header().image_id, &[0; 32], r.records()),
+        r.footer().root_hash
+    );
+    r.verify(|_| {}).unwrap();
+}
+
+fn copy_golden(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let p = dir.join("g.lbi");
+    let bytes = std::fs::read(GOLDEN).unwrap();
+    std::fs::write(&p, &bytes).unwrap();
+    (p, bytes)
+}
+
+#[test]
+fn flipped_bit_in_a_chunk_is_named_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, mut b) = copy_golden(dir.path());
+    let r = ImageReader::open(&p).unwrap();
+    let raw = r.records()[1];
+    b[raw.file_offset as usize + 100] ^= 0x01;
+    std::fs::write(&p, &b).unwrap();
+    let r = ImageReader::open(&p).unwrap(); // structure is intact
+    match r.verify(|_| {}) {
+        Err(Error::Image {
+            source:
+                FormatError::Chunk {
+                    index,
+                    disk_offset,
+                    file_offset,
+                    ..
+                },
+            ..
+        }) => {
+            assert_eq!(
+                (index, disk_offset, file_offset),
+                (1, 65536, raw.file_offset)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let msg = lifeboat::inspect::error_chain(&r.verify(|_| {}).unwrap_err());
+    assert!(
+        msg.contains("chunk 1 (disk bytes 65536..69632, file byte 4"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn flipped_bits_in_structures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, orig) = copy_golden(dir.path());
+    let r = ImageReader::open(&p).unwrap();
+    let f = *r.footer();
+    let zstd_at = r.records()[0].file_offset as usize;
+    let cases: [(&str, usize); 5] = [
+        ("header", 300),
+        ("index", f.index_offset as usize + 40),
+        ("metadata", f.meta_offset as usize + 20),
+        ("footer", orig.len() - 50),
+        ("zstd chunk", zstd_at + 5),
+    ];
+    for (name, at) in cases {
+        let mut b = orig.clone();
+        b[at] ^= 0x10;
+        std::fs::write(&p, &b).unwrap();
+        let outcome = ImageReader::open(&p).and_then(|r| r.verify(|_| {}).map(|_| ()));
+        let err = outcome.expect_err(name);
+        let msg = lifeboat::inspect::error_chain(&err);
+        match name {
+            "zstd chunk" => assert!(msg.contains("chunk 0"), "{name}: {msg}"),
+            "footer" => assert!(msg.contains("footer checksum mismatch"), "{name}: {msg}"),
+            _ => assert!(
+                msg.contains(&format!("{name} checksum mismatch")),
+                "{name}: {msg}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn truncation_anywhere_is_incomplete_never_shorter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, b) = copy_golden(dir.path());
+    let r = ImageReader::open(&p).unwrap();
+    // every chunk boundary, every section boundary, and one byte short
+    let mut cuts: Vec<usize> = r
+        .records()
+        .iter()
+        .filter(|r| r.codec.stored_here())
+        .map(|r| (r.file_offset + u64::from(r.stored_len)) as usize)
+        .collect();
+    cuts.extend([
+        HEADER_LEN,
+        r.footer().meta_offset as usize,
+        r.footer().index_offset as usize,
+        b.len() - FOOTER_LEN,
+        b.len() - 1,
+    ]);
+    for cut in cuts {
+        std::fs::write(&p, &b[..cut]).unwrap();
+        match image_err(&p) {
+            FormatError::Incomplete { .. } | FormatError::Checksum { what: "footer", .. } => {}
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+    std::fs::write(&p, &b[..100]).unwrap();
+    assert!(matches!(
+        image_err(&p),
+        FormatError::Truncated { what: "header", .. }
+    ));
+    std::fs::write(&p, b"").unwrap();
+    assert!(matches!(image_err(&p), FormatError::NotAnImage));
+}
+
+#[test]
+fn newer_version_is_refused_by_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, mut b) = copy_golden(dir.path());
+    b[8] = 2;
+    std::fs::write(&p, &b).unwrap();
+    let e = image_err(&p);
+    assert!(matches!(
+        e,
+        FormatError::UnsupportedVersion { major: 2, minor: 0 }
+    ));
+    assert_eq!(
+        e.to_string(),
+        "image format version 2.0 is not supported by this Lifeboat (reads 1.x)"
+    );
+}
+
+#[test]
+fn unfinished_writer_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.lbi");
+    {
+        let mut w = ImageWriter::create(&p, header()).unwrap();
+        w.push(chunk(0, &[1; 4096], Codec::Raw)).unwrap();
+        assert!(dir.path().join("x.lbi.partial").exists());
+        // an out-of-order chunk is refused
+        assert!(w.push(chunk(0, &[1; 4096], Codec::Raw)).is_err());
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    write_image(&p);
+    assert!(
+        ImageWriter::create(&p, header()).is_err(),
+        "never overwrites an image"
+    );
+}
+
+#[test]
+fn format_doc_matches_the_module_spec() {
+    let src =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/image/mod.rs")).unwrap();
+    let spec: String = src
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .map(|l| format!("{}\n", l.strip_prefix(' ').unwrap_or(l)))
+        .collect();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/FORMAT.md")).unwrap();
+    assert!(
+        doc.ends_with(&spec),
+        "docs/FORMAT.md is stale: run scripts/update-format-doc.sh"
+    );
+}
