@@ -1,5 +1,6 @@
 //! Filesystems: detection by magic (this issue) and, later, used-block maps.
 
 pub mod detect;
+pub mod ext;
 
 pub use detect::{detect, FsInfo, FsKind};
