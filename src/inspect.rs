@@ -242,17 +242,14 @@ pub fn list(paths: &SystemPaths) -> Result<Vec<DiskReport>> {
     let disks = discovery::scan(paths)?;
     Ok(disks
         .iter()
-        .map(|d| match FileDev::open(&d.dev_path, OpenMode::Read) {
-            Ok(dev) => inspect_dev(&dev, Source::Disk, Some(d)).unwrap_or_else(|e| {
-                let mut r = base_report(&d.dev_path, Source::Disk, Some(d));
-                r.error = Some(error_chain(&e));
-                r
-            }),
-            Err(e) => {
-                let mut r = base_report(&d.dev_path, Source::Disk, Some(d));
-                r.error = Some(error_chain(&e));
-                r
-            }
+        .map(|d| {
+            FileDev::open(&d.dev_path, OpenMode::Read)
+                .and_then(|dev| inspect_dev(&dev, Source::Disk, Some(d)))
+                .unwrap_or_else(|e| {
+                    let mut r = base_report(&d.dev_path, Source::Disk, Some(d));
+                    r.error = Some(error_chain(&e));
+                    r
+                })
         })
         .collect())
 }

@@ -23,6 +23,29 @@ pub fn lba_to_bytes(lba: u64, sector_size: u32) -> Option<u64> {
     lba.checked_mul(u64::from(sector_size))
 }
 
+/// Little-endian u16 at byte `at` of `b`. Callers check the length first; a short slice is a
+/// bug, so this indexes (and panics) rather than guessing.
+pub fn le_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(le_array(b, at))
+}
+
+/// Little-endian u32 at byte `at` of `b` (see [`le_u16`] for the length contract).
+pub fn le_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(le_array(b, at))
+}
+
+/// Little-endian u64 at byte `at` of `b` (see [`le_u16`] for the length contract).
+pub fn le_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(le_array(b, at))
+}
+
+/// The `N` bytes at byte `at` of `b` (see [`le_u16`] for the length contract).
+pub fn le_array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&b[at..at + N]);
+    a
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,6 +56,15 @@ mod tests {
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1024), "1.0 KiB");
         assert_eq!(human_bytes(500_107_862_016), "465.8 GiB");
+    }
+
+    #[test]
+    fn little_endian_readers() {
+        let b = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+        assert_eq!(le_u16(&b, 1), 0x0302);
+        assert_eq!(le_u32(&b, 0), 0x0403_0201);
+        assert_eq!(le_u64(&b, 1), 0x0908_0706_0504_0302);
+        assert_eq!(le_array::<2>(&b, 7), [8, 9]);
     }
 
     #[test]

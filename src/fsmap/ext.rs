@@ -12,6 +12,7 @@
 
 use crate::blockdev::{read_vec, BlockDev};
 use crate::error::Result;
+use crate::units::{le_u16, le_u32};
 
 /// Why an ext map could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,14 +26,6 @@ const RO_COMPAT_GDT_CSUM: u32 = 0x10;
 const RO_COMPAT_METADATA_CSUM: u32 = 0x400;
 const COMPAT_SPARSE_SUPER2: u32 = 0x200;
 const BG_BLOCK_UNINIT: u16 = 0x2;
-
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
 
 struct Geometry {
     block: u64,
@@ -117,24 +110,24 @@ pub fn used_ranges(
         return bad("device too small for a superblock".into());
     }
     let sb = read_vec(dev, 1024, 1024)?;
-    if u16_at(&sb, 0x38) != 0xEF53 {
+    if le_u16(&sb, 0x38) != 0xEF53 {
         return bad("no ext superblock magic".into());
     }
-    let log = u32_at(&sb, 0x18);
+    let log = le_u32(&sb, 0x18);
     if log > 6 {
         return bad(format!("block size log {log} is absurd"));
     }
     let block = 1024u64 << log;
-    let incompat = u32_at(&sb, 0x60);
-    let ro_compat = u32_at(&sb, 0x64);
-    let compat = u32_at(&sb, 0x5C);
+    let incompat = le_u32(&sb, 0x60);
+    let ro_compat = le_u32(&sb, 0x64);
+    let compat = le_u32(&sb, 0x5C);
     let is64 = incompat & INCOMPAT_64BIT != 0;
-    let mut blocks = u64::from(u32_at(&sb, 0x04));
+    let mut blocks = u64::from(le_u32(&sb, 0x04));
     if is64 {
-        blocks |= u64::from(u32_at(&sb, 0x150)) << 32;
+        blocks |= u64::from(le_u32(&sb, 0x150)) << 32;
     }
-    let first_data = u64::from(u32_at(&sb, 0x14));
-    let per_group = u64::from(u32_at(&sb, 0x20));
+    let first_data = u64::from(le_u32(&sb, 0x14));
+    let per_group = u64::from(le_u32(&sb, 0x20));
     if per_group == 0 || per_group > block * 8 || blocks <= first_data {
         return bad(format!(
             "{per_group} blocks per group, {blocks} blocks, first data block {first_data}"
@@ -147,18 +140,18 @@ pub fn used_ranges(
         ));
     }
     let desc_size = if is64 {
-        u64::from(u16_at(&sb, 0xFE))
+        u64::from(le_u16(&sb, 0xFE))
     } else {
         32
     };
     if !(32..=1024).contains(&desc_size) || !desc_size.is_power_of_two() {
         return bad(format!("descriptor size {desc_size}"));
     }
-    let inode_size = match u16_at(&sb, 0x58) {
+    let inode_size = match le_u16(&sb, 0x58) {
         0 => 128,
         n => u64::from(n),
     };
-    let inodes_per_group = u64::from(u32_at(&sb, 0x28));
+    let inodes_per_group = u64::from(le_u32(&sb, 0x28));
     let g = Geometry {
         block,
         first_data,
@@ -166,12 +159,12 @@ pub fn used_ranges(
         groups: (blocks - first_data).div_ceil(per_group),
         desc_size,
         descs_per_block: block / desc_size,
-        reserved_gdt: u64::from(u16_at(&sb, 0xCE)),
-        first_meta_bg: u64::from(u32_at(&sb, 0x104)),
+        reserved_gdt: u64::from(le_u16(&sb, 0xCE)),
+        first_meta_bg: u64::from(le_u32(&sb, 0x104)),
         meta_bg: incompat & INCOMPAT_META_BG != 0,
         sparse: ro_compat & RO_COMPAT_SPARSE_SUPER != 0,
         sparse2: (compat & COMPAT_SPARSE_SUPER2 != 0)
-            .then(|| [u64::from(u32_at(&sb, 0x24C)), u64::from(u32_at(&sb, 0x250))]),
+            .then(|| [u64::from(le_u32(&sb, 0x24C)), u64::from(le_u32(&sb, 0x250))]),
         itable_blocks: (inodes_per_group * inode_size).div_ceil(block),
         uninit_allowed: ro_compat & (RO_COMPAT_GDT_CSUM | RO_COMPAT_METADATA_CSUM) != 0,
     };
@@ -191,16 +184,16 @@ pub fn used_ranges(
         let d = read_vec(dev, g.desc_location(grp), desc_size as usize)?;
         let hi = |at: usize| {
             if is64 {
-                u64::from(u32_at(&d, at)) << 32
+                u64::from(le_u32(&d, at)) << 32
             } else {
                 0
             }
         };
         let desc = Desc {
-            bitmap: u64::from(u32_at(&d, 0)) | hi(0x20),
-            ibitmap: u64::from(u32_at(&d, 4)) | hi(0x24),
-            itable: u64::from(u32_at(&d, 8)) | hi(0x28),
-            uninit: g.uninit_allowed && u16_at(&d, 0x12) & BG_BLOCK_UNINIT != 0,
+            bitmap: u64::from(le_u32(&d, 0)) | hi(0x20),
+            ibitmap: u64::from(le_u32(&d, 4)) | hi(0x24),
+            itable: u64::from(le_u32(&d, 8)) | hi(0x28),
+            uninit: g.uninit_allowed && le_u16(&d, 0x12) & BG_BLOCK_UNINIT != 0,
         };
         for (what, b, n) in [
             ("block bitmap", desc.bitmap, 1),

@@ -3,6 +3,7 @@
 //! documents. Each structure has an encode/decode pair and a round-trip test.
 
 use super::FormatError;
+use crate::units::{le_array, le_u16, le_u32, le_u64};
 
 /// File magic at byte 0.
 pub const MAGIC: [u8; 8] = *b"LIFEBOAT";
@@ -86,28 +87,6 @@ fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
     buf[at..at + bytes.len()].copy_from_slice(bytes);
 }
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
-fn arr<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
-    let mut a = [0; N];
-    a.copy_from_slice(&b[at..at + N]);
-    a
-}
-
 impl Header {
     /// True for a full (parentless) image.
     pub fn is_full(&self) -> bool {
@@ -140,11 +119,11 @@ impl Header {
         if b.len() < 16 || b[..8] != MAGIC {
             return Err(FormatError::NotAnImage);
         }
-        let major = u16_at(b, 8);
+        let major = le_u16(b, 8);
         if major != VERSION_MAJOR {
             return Err(FormatError::UnsupportedVersion {
                 major,
-                minor: u16_at(b, 10),
+                minor: le_u16(b, 10),
             });
         }
         if b.len() < HEADER_LEN {
@@ -154,7 +133,7 @@ impl Header {
                 have: b.len() as u64,
             });
         }
-        let stored = u32_at(b, HEADER_LEN - 4);
+        let stored = le_u32(b, HEADER_LEN - 4);
         let computed = crc32fast::hash(&b[..HEADER_LEN - 4]);
         if stored != computed {
             return Err(FormatError::Checksum {
@@ -162,24 +141,24 @@ impl Header {
                 offset: 0,
             });
         }
-        if u32_at(b, 16) != HEADER_LEN as u32 {
+        if le_u32(b, 16) != HEADER_LEN as u32 {
             return Err(FormatError::Invalid {
                 what: "header",
                 offset: 16,
-                reason: format!("header length {} is not {HEADER_LEN}", u32_at(b, 16)),
+                reason: format!("header length {} is not {HEADER_LEN}", le_u32(b, 16)),
             });
         }
         let h = Header {
-            minor: u16_at(b, 10),
-            flags: u32_at(b, 12),
-            image_id: arr(b, 24),
-            parent_id: arr(b, 40),
-            parent_root: arr(b, 56),
-            created_unix: u64_at(b, 88),
-            chunk_size: u32_at(b, 96),
-            zstd_level: i32::from_le_bytes(arr(b, 100)),
-            source_size: u64_at(b, 104),
-            sector_size: u32_at(b, 112),
+            minor: le_u16(b, 10),
+            flags: le_u32(b, 12),
+            image_id: le_array(b, 24),
+            parent_id: le_array(b, 40),
+            parent_root: le_array(b, 56),
+            created_unix: le_u64(b, 88),
+            chunk_size: le_u32(b, 96),
+            zstd_level: i32::from_le_bytes(le_array(b, 100)),
+            source_size: le_u64(b, 104),
+            sector_size: le_u32(b, 112),
         };
         if h.chunk_size == 0 || h.chunk_size > MAX_CHUNK_RAW {
             return Err(FormatError::Invalid {
@@ -230,12 +209,12 @@ impl Record {
             reason: format!("chunk {i}: unknown codec {}", b[24]),
         })?;
         Ok(Record {
-            disk_offset: u64_at(b, 0),
-            raw_len: u32_at(b, 8),
-            stored_len: u32_at(b, 12),
-            file_offset: u64_at(b, 16),
+            disk_offset: le_u64(b, 0),
+            raw_len: le_u32(b, 8),
+            stored_len: le_u32(b, 12),
+            file_offset: le_u64(b, 16),
             codec,
-            hash: arr(b, 32),
+            hash: le_array(b, 32),
         })
     }
 }
@@ -284,21 +263,21 @@ impl Footer {
         if b.len() != FOOTER_LEN || b[..8] != FOOTER_MAGIC {
             return Err(FormatError::Incomplete { offset });
         }
-        if u32_at(b, FOOTER_LEN - 4) != crc32fast::hash(&b[..FOOTER_LEN - 4]) {
+        if le_u32(b, FOOTER_LEN - 4) != crc32fast::hash(&b[..FOOTER_LEN - 4]) {
             return Err(FormatError::Checksum {
                 what: "footer",
                 offset,
             });
         }
         Ok(Footer {
-            meta_offset: u64_at(b, 8),
-            meta_len: u64_at(b, 16),
-            index_offset: u64_at(b, 24),
-            index_len: u64_at(b, 32),
-            chunk_count: u64_at(b, 40),
-            raw_bytes: u64_at(b, 48),
-            root_hash: arr(b, 56),
-            header_crc: u32_at(b, 88),
+            meta_offset: le_u64(b, 8),
+            meta_len: le_u64(b, 16),
+            index_offset: le_u64(b, 24),
+            index_len: le_u64(b, 32),
+            chunk_count: le_u64(b, 40),
+            raw_bytes: le_u64(b, 48),
+            root_hash: le_array(b, 56),
+            header_crc: le_u32(b, 88),
         })
     }
 }

@@ -14,6 +14,7 @@ use super::model::{Diagnostic, GptInfo, MbrRole, PartType, Partition, PartitionT
 use super::types::gpt_type_name;
 use crate::blockdev::{read_vec, BlockDev};
 use crate::error::Result;
+use crate::units::{le_array, le_u32, le_u64};
 
 /// Upper bound on the entry array we are willing to read: 4 MiB. Real tables are 16 KiB
 /// (128 × 128 bytes); anything near this limit is hostile or garbage.
@@ -45,22 +46,8 @@ pub struct RawHeader {
     pub entries_crc: u32,
 }
 
-fn le_u32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn le_u64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
 fn guid(b: &[u8], at: usize) -> uuid::Uuid {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&b[at..at + 16]);
-    uuid::Uuid::from_bytes_le(a)
+    uuid::Uuid::from_bytes_le(le_array(b, at))
 }
 
 /// Upper-case hyphenated GUID text.
