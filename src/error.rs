@@ -100,6 +100,37 @@ pub enum Error {
         #[source]
         source: crate::partition::TableError,
     },
+    /// A destructive job refuses this target (or source) for a reason the user can fix.
+    #[error("refusing {path}: {reason}")]
+    Refused {
+        /// The disk, partition or file refused.
+        path: PathBuf,
+        /// Why, in words a user understands.
+        reason: String,
+    },
+    /// The target cannot hold what must be written.
+    #[error("{path} is too small: need at least {need} bytes, it has {have}")]
+    TooSmall {
+        /// The target.
+        path: PathBuf,
+        /// Bytes needed.
+        need: u64,
+        /// Bytes available.
+        have: u64,
+    },
+    /// Data read back from a target differs from what was written.
+    #[error("verification failed on {path}: bytes {offset}..{end} read back differ from what was written")]
+    VerifyMismatch {
+        /// The target.
+        path: PathBuf,
+        /// First byte of the mismatching range.
+        offset: u64,
+        /// End (exclusive) of the mismatching range.
+        end: u64,
+    },
+    /// The user or a signal cancelled the job.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl Error {

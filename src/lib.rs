@@ -20,7 +20,9 @@ pub mod error;
 pub mod fsmap;
 pub mod image;
 pub mod inspect;
+pub mod jobs;
 pub mod partition;
+pub mod pipeline;
 pub mod units;
 
 pub use error::{Error, Result};

@@ -21,6 +21,10 @@ pub enum OpenMode {
     /// Read-write. Block devices are opened with `O_EXCL`, so a mounted or held device is
     /// refused with [`Error::Busy`].
     Write,
+    /// Read-only with `O_DIRECT`: reads bypass the page cache (read-back verification).
+    /// Buffers, offsets and lengths must be aligned to the logical sector size. Filesystems
+    /// without `O_DIRECT` (tmpfs) fail the open with EINVAL.
+    ReadDirect,
 }
 
 /// A block device or regular file used as a disk.
@@ -62,6 +66,9 @@ impl FileDev {
                 opts.custom_flags(libc::O_EXCL);
             }
         }
+        if mode == OpenMode::ReadDirect {
+            opts.custom_flags(libc::O_DIRECT);
+        }
         let file = opts.open(path).map_err(|e| open_error(path, mode, e))?;
         let (geometry, read_only) = if is_block {
             let g = Geometry {
@@ -86,7 +93,7 @@ impl FileDev {
             path: path.to_path_buf(),
             geometry,
             is_block,
-            read_only: mode == OpenMode::Read,
+            read_only: mode != OpenMode::Write,
         })
     }
 

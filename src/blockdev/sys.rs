@@ -112,3 +112,35 @@ pub fn add_partition(file: &File, pno: u32, start: u64, length: u64) -> io::Resu
 pub fn delete_partition(file: &File, pno: u32) -> io::Result<()> {
     blkpg(file, BLKPG_DEL_PARTITION, pno, 0, 0)
 }
+
+/// Drops the clean page-cache pages of `file` (POSIX_FADV_DONTNEED), so that the next reads
+/// come from the device. Call after `fsync`, which makes the pages clean.
+pub fn drop_cache(file: &File) -> io::Result<()> {
+    // SAFETY: posix_fadvise only reads its integer arguments.
+    let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
+static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Installs SIGINT and SIGTERM handlers that only set a flag, read by [`signalled`].
+pub fn catch_interrupts() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler is async-signal-safe (one atomic store) and lives forever.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// True once SIGINT or SIGTERM arrived after [`catch_interrupts`].
+pub fn signalled() -> bool {
+    SIGNALLED.load(std::sync::atomic::Ordering::SeqCst)
+}

@@ -2,6 +2,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod args;
+mod jobs;
+mod progress;
 mod render;
 
 use crate::discovery::SystemPaths;
@@ -44,6 +46,60 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             } else {
                 render::disk(&mut out, &d)?;
             }
+        }
+        Command::Image {
+            source,
+            output,
+            partitions,
+            level,
+            threads,
+            dry_run,
+            json,
+            sector_size,
+        } => {
+            drop(out);
+            let spec = crate::jobs::image::ImageSpec {
+                source,
+                output,
+                partitions,
+                level,
+                threads,
+                chunk_size: crate::jobs::image::DEFAULT_CHUNK,
+                file_sector_size: sector_size,
+            };
+            return jobs::image(spec, dry_run, json);
+        }
+        Command::Verify {
+            file,
+            json,
+            threads,
+        } => {
+            drop(out);
+            return jobs::verify(&file, json, threads);
+        }
+        Command::Info { file, json } => {
+            drop(out);
+            return jobs::info(&file, json);
+        }
+        Command::Restore {
+            file,
+            target,
+            yes,
+            dry_run,
+            no_verify,
+            json,
+            threads,
+        } => {
+            drop(out);
+            return jobs::restore(jobs::RestoreArgs {
+                file: &file,
+                target: &target,
+                yes,
+                dry_run,
+                verify: !no_verify,
+                json,
+                threads,
+            });
         }
     }
     out.flush()?;

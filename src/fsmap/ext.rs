@@ -19,6 +19,8 @@ use crate::units::{le_u16, le_u32};
 #[error("ext filesystem: {0}")]
 pub struct ExtMapError(pub String);
 
+const INCOMPAT_RECOVER: u32 = 0x4;
+const STATE_ERROR: u16 = 0x2;
 const INCOMPAT_META_BG: u32 = 0x10;
 const INCOMPAT_64BIT: u32 = 0x80;
 const RO_COMPAT_SPARSE_SUPER: u32 = 0x1;
@@ -122,6 +124,15 @@ pub fn used_ranges(
     let ro_compat = le_u32(&sb, 0x64);
     let compat = le_u32(&sb, 0x5C);
     let is64 = incompat & INCOMPAT_64BIT != 0;
+    if incompat & INCOMPAT_RECOVER != 0 {
+        return bad(
+            "the journal needs recovery (not cleanly unmounted), so the on-disk bitmaps may be stale"
+                .into(),
+        );
+    }
+    if le_u16(&sb, 0x3A) & STATE_ERROR != 0 {
+        return bad("the filesystem is marked as having errors (run e2fsck on it)".into());
+    }
     let mut blocks = u64::from(le_u32(&sb, 0x04));
     if is64 {
         blocks |= u64::from(le_u32(&sb, 0x150)) << 32;

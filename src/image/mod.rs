@@ -84,13 +84,15 @@
 //! truncated file (even one cut exactly at a chunk boundary) is `Incomplete`, never a shorter
 //! valid image.
 
+mod dev;
 pub mod format;
 mod reader;
 mod writer;
 
+pub use dev::ImageDev;
 pub use format::{Codec, Footer, Header, Record};
 pub use reader::{ImageReader, VerifyReport};
-pub use writer::{EncodedChunk, ImageWriter, WriteSummary};
+pub use writer::{hex, EncodedChunk, ImageWriter, WriteSummary};
 
 /// What can be wrong with an image file. Offsets are file offsets unless named otherwise.
 #[derive(Debug, thiserror::Error)]

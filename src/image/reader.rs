@@ -230,17 +230,54 @@ impl ImageReader {
         &self.path
     }
 
-    /// Reads chunk `index` into `out` (resized to its raw length) and verifies its hash.
-    /// Chunks held by a parent image cannot be read from this file alone.
-    pub fn read_chunk(&self, index: usize, out: &mut Vec<u8>) -> Result<()> {
-        let r = self.records.get(index).ok_or_else(|| Error::Image {
+    fn record(&self, index: usize) -> Result<&Record> {
+        self.records.get(index).ok_or_else(|| Error::Image {
             path: self.path.clone(),
             source: FormatError::Invalid {
                 what: "index",
                 offset: self.footer.index_offset,
                 reason: format!("no chunk {index}"),
             },
-        })?;
+        })
+    }
+
+    /// Reads chunk `index` into `out` (resized to its raw length) and verifies its hash.
+    /// Chunks held by a parent image cannot be read from this file alone.
+    pub fn read_chunk(&self, index: usize, out: &mut Vec<u8>) -> Result<()> {
+        let mut stored = Vec::new();
+        self.read_stored(index, &mut stored)?;
+        self.decode_chunk(index, &stored, out)
+    }
+
+    /// Reads the stored bytes of chunk `index` as they are in the file (empty for zero
+    /// chunks). Nothing is verified yet: pass them to [`ImageReader::decode_chunk`].
+    pub fn read_stored(&self, index: usize, stored: &mut Vec<u8>) -> Result<()> {
+        let r = self.record(index)?;
+        stored.clear();
+        match r.codec {
+            Codec::Zero => Ok(()),
+            Codec::Parent => Err(Error::Unsupported(format!(
+                "chunk {index} of {} is held by its parent image; reading image chains is not implemented yet",
+                self.path.display()
+            ))),
+            Codec::Raw | Codec::Zstd => {
+                stored.resize(r.stored_len as usize, 0);
+                self.file
+                    .read_exact_at(stored, r.file_offset)
+                    .map_err(|source| Error::Read {
+                        path: self.path.clone(),
+                        offset: r.file_offset,
+                        len: stored.len(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// Decodes the stored bytes of chunk `index` into `out` and checks its blake3 hash.
+    /// Thread-safe: pipeline workers call it in parallel.
+    pub fn decode_chunk(&self, index: usize, stored: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let r = self.record(index)?;
         let corrupt = |reason: String| Error::Image {
             path: self.path.clone(),
             source: FormatError::Chunk {
@@ -262,22 +299,17 @@ impl ImageReader {
                     self.path.display()
                 )))
             }
-            Codec::Raw | Codec::Zstd => {
-                let mut stored = vec![0u8; r.stored_len as usize];
-                self.file.read_exact_at(&mut stored, r.file_offset).map_err(|source| Error::Read {
-                    path: self.path.clone(),
-                    offset: r.file_offset,
-                    len: stored.len(),
-                    source,
-                })?;
-                if r.codec == Codec::Raw {
-                    out.copy_from_slice(&stored);
-                } else {
-                    let n = zstd::bulk::decompress_to_buffer(&stored, &mut out[..])
-                        .map_err(|e| corrupt(format!("zstd frame does not decode: {e}")))?;
-                    if n != raw {
-                        return Err(corrupt(format!("decompressed to {n} bytes, expected {raw}")));
-                    }
+            Codec::Raw => {
+                if stored.len() != raw {
+                    return Err(corrupt(format!("stored {} bytes, expected {raw}", stored.len())));
+                }
+                out.copy_from_slice(stored);
+            }
+            Codec::Zstd => {
+                let n = zstd::bulk::decompress_to_buffer(stored, &mut out[..])
+                    .map_err(|e| corrupt(format!("zstd frame does not decode: {e}")))?;
+                if n != raw {
+                    return Err(corrupt(format!("decompressed to {n} bytes, expected {raw}")));
                 }
             }
         }

@@ -1,0 +1,446 @@
+//! `image`, `verify`, `info` and `restore`: plans, confirmation, progress and summaries.
+
+use super::progress::{self, Mode};
+use crate::discovery::SystemPaths;
+use crate::image::{hex, ImageReader};
+use crate::jobs::{self, image, restore, CancelToken, Reporter};
+use crate::units::human_bytes;
+use anyhow::{bail, Context};
+use serde::Serialize;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Runs `job` with a renderer thread and Ctrl-C turned into cancellation.
+fn with_progress<T: Serialize>(
+    json: bool,
+    job: impl FnOnce(&Reporter, &CancelToken) -> crate::Result<T>,
+) -> crate::Result<T> {
+    crate::blockdev::sys::catch_interrupts();
+    let cancel = CancelToken::new();
+    let (reporter, rx) = Reporter::channel();
+    let finished = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let renderer = s.spawn(move || progress::render(rx, Mode::pick(json)));
+        let watcher = s.spawn(|| {
+            while !finished.load(Ordering::SeqCst) {
+                if crate::blockdev::sys::signalled() {
+                    cancel.cancel();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        let r = job(&reporter, &cancel);
+        reporter.finished(&r);
+        drop(reporter);
+        finished.store(true, Ordering::SeqCst);
+        let _ = watcher.join();
+        let _ = renderer.join();
+        r
+    })
+}
+
+fn print_json(v: &impl Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `lifeboat image`.
+pub fn image(spec: image::ImageSpec, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let paths = SystemPaths::default();
+    let plan = image::plan(&spec, &paths)?;
+    if dry_run {
+        if json {
+            return print_json(&plan);
+        }
+        print_image_plan(&mut std::io::stdout().lock(), &plan, true)?;
+        return Ok(());
+    }
+    if !json {
+        print_image_plan(&mut std::io::stderr().lock(), &plan, false)?;
+    }
+    let s = with_progress(json, |r, c| image::run(&plan, r, c))?;
+    if !json {
+        let ratio = if s.file_bytes > 0 {
+            s.read_bytes as f64 / s.file_bytes as f64
+        } else {
+            0.0
+        };
+        println!(
+            "image {} written and verified: {} read, {} stored ({ratio:.2}:1), {} chunks, {:.1} s, {}/s",
+            s.path.display(),
+            human_bytes(s.read_bytes),
+            human_bytes(s.file_bytes),
+            s.chunk_count,
+            s.seconds,
+            human_bytes((s.read_bytes as f64 / s.seconds.max(0.001)) as u64)
+        );
+        println!("root hash {}", s.root_hash);
+    }
+    Ok(())
+}
+
+/// Prints the plan; `warnings` is false when the job's warning events will print them.
+fn print_image_plan(
+    out: &mut impl Write,
+    p: &image::ImagePlan,
+    warnings: bool,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "plan: image {} ({}, {} table, {}-byte sectors) into {}",
+        p.source.display(),
+        human_bytes(p.size_bytes),
+        p.table.unwrap_or("no"),
+        p.sector_size,
+        p.output.display()
+    )?;
+    for r in &p.regions {
+        let what = match r.partition {
+            Some(n) => format!("partition {n}"),
+            None => r.what.to_string(),
+        };
+        let fs =
+            r.fs.as_deref()
+                .map(|f| match &r.label {
+                    Some(l) => format!(" {f} \"{l}\""),
+                    None => format!(" {f}"),
+                })
+                .unwrap_or_default();
+        let how = match (r.method, &r.reason) {
+            ("used-blocks", _) => "used blocks".to_string(),
+            (m, Some(reason)) => format!("{m}: {reason}"),
+            (m, None) => m.to_string(),
+        };
+        writeln!(
+            out,
+            "  {what:<14} {:>10} at {:>12}{fs}: copy {} ({how})",
+            human_bytes(r.size_bytes),
+            r.start_bytes,
+            human_bytes(r.copy_bytes)
+        )?;
+    }
+    writeln!(
+        out,
+        "  total: read {} in {} chunks, zstd level {}, {} threads",
+        human_bytes(p.copy_bytes),
+        p.chunks,
+        p.level,
+        p.threads
+    )?;
+    for w in p.warnings.iter().filter(|_| warnings) {
+        writeln!(out, "  warning: {w}")?;
+    }
+    Ok(())
+}
+
+/// The partition (or other region) of the image that holds disk byte `offset`.
+fn region_of(meta: &serde_json::Value, offset: u64) -> Option<String> {
+    let regions = meta["regions"].as_array()?;
+    regions.iter().find_map(|r| {
+        let s = r["start_bytes"].as_u64()?;
+        let l = r["size_bytes"].as_u64()?;
+        if offset < s || offset >= s + l {
+            return None;
+        }
+        let fs = r["fs"]
+            .as_str()
+            .map(|f| format!(", {f}"))
+            .unwrap_or_default();
+        Some(match r["partition"].as_u64() {
+            Some(n) => format!("partition {n} (bytes {s}..{}{fs})", s + l),
+            None => format!(
+                "{} (bytes {s}..{})",
+                r["what"].as_str().unwrap_or("region"),
+                s + l
+            ),
+        })
+    })
+}
+
+/// Adds which partition a damaged chunk belongs to.
+fn locate(e: crate::Error, file: &Path) -> anyhow::Error {
+    if let crate::Error::Image {
+        source: crate::image::FormatError::Chunk { disk_offset, .. },
+        ..
+    } = &e
+    {
+        let off = *disk_offset;
+        if let Ok(r) = ImageReader::open(file) {
+            if let Some(where_) = region_of(r.meta(), off) {
+                return anyhow::Error::new(e).context(format!("the damaged chunk is in {where_}"));
+            }
+        }
+    }
+    anyhow::Error::new(e)
+}
+
+/// `lifeboat verify`.
+pub fn verify(file: &Path, json: bool, threads: usize) -> anyhow::Result<()> {
+    let s = with_progress(json, |r, c| jobs::verify::run(file, threads, r, c))
+        .map_err(|e| locate(e, file))?;
+    if !json {
+        println!(
+            "{}: intact: {} chunks, {} of disk data, {} file, root hash {}",
+            s.path.display(),
+            s.chunks,
+            human_bytes(s.raw_bytes),
+            human_bytes(s.file_bytes),
+            s.root_hash
+        );
+    }
+    Ok(())
+}
+
+/// `lifeboat info`.
+pub fn info(file: &Path, json: bool) -> anyhow::Result<()> {
+    let r = ImageReader::open(file)?;
+    let h = r.header();
+    let f = r.footer();
+    let meta = r.meta();
+    let stored: u64 = r.records().iter().map(|x| u64::from(x.stored_len)).sum();
+    if json {
+        return print_json(&serde_json::json!({
+            "path": file,
+            "format_version": format!("{}.{}", crate::image::format::VERSION_MAJOR, h.minor),
+            "image_id": hex(&h.image_id),
+            "parent_id": if h.is_full() { None } else { Some(hex(&h.parent_id)) },
+            "created_unix": h.created_unix,
+            "source_size": h.source_size,
+            "sector_size": h.sector_size,
+            "chunk_size": h.chunk_size,
+            "zstd_level": h.zstd_level,
+            "chunk_count": f.chunk_count,
+            "raw_bytes": f.raw_bytes,
+            "stored_bytes": stored,
+            "file_bytes": r.file_len(),
+            "root_hash": hex(&f.root_hash),
+            "meta": meta,
+        }));
+    }
+    let mut o = std::io::stdout().lock();
+    let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    writeln!(o, "image      {}", file.display())?;
+    writeln!(o, "id         {}", hex(&h.image_id))?;
+    writeln!(
+        o,
+        "kind       {}",
+        if h.is_full() { "full" } else { "child" }
+    )?;
+    writeln!(o, "created    {} (unix time)", h.created_unix)?;
+    writeln!(
+        o,
+        "tool       {} {}",
+        s(&meta["tool"]).unwrap_or_default(),
+        s(&meta["tool_version"]).unwrap_or_default()
+    )?;
+    let src = &meta["source"];
+    writeln!(
+        o,
+        "source     {} {} {} ({}, {}-byte sectors)",
+        s(&meta["source_path"]).unwrap_or_default(),
+        s(&src["model"]).unwrap_or_default(),
+        s(&src["serial"])
+            .map(|x| format!("serial {x}"))
+            .unwrap_or_default(),
+        human_bytes(h.source_size),
+        h.sector_size
+    )?;
+    writeln!(
+        o,
+        "table      {} {}",
+        s(&meta["table"]).unwrap_or_else(|| "none".into()),
+        s(&src["disk_id"]).unwrap_or_default()
+    )?;
+    writeln!(
+        o,
+        "compressed zstd level {}, {} chunks",
+        h.zstd_level,
+        human_bytes(u64::from(h.chunk_size))
+    )?;
+    writeln!(
+        o,
+        "data       {} chunks, {} of disk data, {} stored, file {}",
+        f.chunk_count,
+        human_bytes(f.raw_bytes),
+        human_bytes(stored),
+        human_bytes(r.file_len())
+    )?;
+    writeln!(o, "root hash  {}", hex(&f.root_hash))?;
+    writeln!(o)?;
+    writeln!(
+        o,
+        "{:<6} {:>12} {:>10} {:<6} {:<14} {:<38} {:>10} {:>10} HOW",
+        "PART", "START", "SIZE", "FS", "LABEL", "UUID", "USED", "STORED"
+    )?;
+    for reg in meta["regions"].as_array().into_iter().flatten() {
+        let n = reg["partition"]
+            .as_u64()
+            .map_or_else(|| "-".to_string(), |n| n.to_string());
+        let num = |k: &str| {
+            reg[k]
+                .as_u64()
+                .map(human_bytes)
+                .unwrap_or_else(|| "-".into())
+        };
+        let how = match (s(&reg["method"]), s(&reg["reason"])) {
+            (Some(m), Some(r)) => format!("{m}: {r}"),
+            (Some(m), None) => m,
+            _ => String::new(),
+        };
+        writeln!(
+            o,
+            "{:<6} {:>12} {:>10} {:<6} {:<14} {:<38} {:>10} {:>10} {}",
+            if reg["partition"].is_null() {
+                s(&reg["what"]).unwrap_or_default()
+            } else {
+                n
+            },
+            reg["start_bytes"].as_u64().unwrap_or(0),
+            num("size_bytes"),
+            s(&reg["fs"]).unwrap_or_else(|| "-".into()),
+            s(&reg["label"]).unwrap_or_else(|| "-".into()),
+            s(&reg["uuid"]).unwrap_or_else(|| "-".into()),
+            num("used_bytes"),
+            num("stored_bytes"),
+            how
+        )?;
+    }
+    for w in meta["warnings"].as_array().into_iter().flatten() {
+        writeln!(o, "warning: {}", w.as_str().unwrap_or_default())?;
+    }
+    Ok(())
+}
+
+/// Arguments of `lifeboat restore`.
+#[derive(Debug)]
+pub struct RestoreArgs<'a> {
+    /// The image.
+    pub file: &'a Path,
+    /// The target.
+    pub target: &'a Path,
+    /// Skip confirmation.
+    pub yes: bool,
+    /// Plan only.
+    pub dry_run: bool,
+    /// Read back.
+    pub verify: bool,
+    /// NDJSON.
+    pub json: bool,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// `lifeboat restore`.
+pub fn restore(a: RestoreArgs<'_>) -> anyhow::Result<()> {
+    let spec = restore::RestoreSpec {
+        image: a.file.to_path_buf(),
+        target: a.target.to_path_buf(),
+        verify: a.verify,
+        threads: a.threads,
+    };
+    let plan = restore::plan(&spec, &SystemPaths::default())?;
+    if a.dry_run {
+        if a.json {
+            return print_json(&plan);
+        }
+        print_restore_plan(&mut std::io::stdout().lock(), &plan, true)?;
+        return Ok(());
+    }
+    if !a.json {
+        print_restore_plan(&mut std::io::stderr().lock(), &plan, false)?;
+    }
+    if !a.yes {
+        if a.json || !std::io::stdin().is_terminal() {
+            bail!(
+                "refusing to overwrite {} without confirmation: pass --yes (stdin is not a terminal)",
+                a.target.display()
+            );
+        }
+        eprint!(
+            "All data on {} will be destroyed. Type its path to continue: ",
+            a.target.display()
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .context("reading the confirmation")?;
+        if answer.trim() != a.target.to_string_lossy() {
+            bail!("not confirmed; {} was not touched", a.target.display());
+        }
+    }
+    let s = with_progress(a.json, |r, c| restore::run(&plan, r, c))?;
+    if !a.json {
+        println!(
+            "restored {} onto {}: {} written, {} verified by reading back ({}), {:.1} s, {}/s; partitions: {}",
+            a.file.display(),
+            s.target.display(),
+            human_bytes(s.written_bytes),
+            human_bytes(s.verified_bytes),
+            s.verify_method,
+            s.seconds,
+            human_bytes((s.written_bytes as f64 / s.seconds.max(0.001)) as u64),
+            s.partition_nodes
+        );
+    }
+    Ok(())
+}
+
+/// Prints the plan; `warnings` is false when the job's warning events will print them.
+fn print_restore_plan(
+    out: &mut impl Write,
+    p: &restore::RestorePlan,
+    warnings: bool,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "plan: restore {} onto {} ({}, {})",
+        p.image.display(),
+        p.target.display(),
+        p.target_kind,
+        human_bytes(p.target_size)
+    )?;
+    writeln!(
+        out,
+        "  imaged disk {} with {} table, {}-byte sectors: {} (needs at least {})",
+        human_bytes(p.source_size),
+        p.table.unwrap_or("no"),
+        p.sector_size,
+        p.size_change,
+        human_bytes(p.min_target_size)
+    )?;
+    if let Some(m) = &p.gpt_move {
+        writeln!(
+            out,
+            "  backup GPT moves to LBA {} (entries at {}), last usable LBA {}",
+            m.backup_header_lba, m.backup_entries_lba, m.last_usable_lba
+        )?;
+    }
+    for part in &p.partitions {
+        writeln!(
+            out,
+            "  partition {:<3} {:>10} at {:>12} {:<6} {:<14} {}",
+            part.number,
+            human_bytes(part.size_bytes),
+            part.start_bytes,
+            part.fs.as_deref().unwrap_or("-"),
+            part.label.as_deref().unwrap_or("-"),
+            part.method
+        )?;
+    }
+    writeln!(
+        out,
+        "  write {} in {} chunks, tables and first MiB last; read-back verification {}",
+        human_bytes(p.write_bytes),
+        p.chunks,
+        if p.verify { "on" } else { "OFF" }
+    )?;
+    for w in p.warnings.iter().filter(|_| warnings) {
+        writeln!(out, "  warning: {w}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Refusals shared by every job that reads a disk or writes one (STYLE §9). Each refusal
+//! names the device and the reason.
+
+use crate::discovery::{self, DiskInfo, SystemPaths};
+use crate::error::{Error, Result};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// The disk (and partition) a block-device path refers to, if discovery knows it.
+fn lookup(paths: &SystemPaths, disks: &[DiskInfo], path: &Path) -> Option<(usize, Option<usize>)> {
+    let (d, p) = discovery::find_by_path(paths, disks, path)?;
+    let di = disks.iter().position(|x| x.name == d.name)?;
+    let pi = p.and_then(|p| d.partitions.iter().position(|x| x.name == p.name));
+    Some((di, pi))
+}
+
+/// The disk and partition holding the filesystem that `file` lives on.
+fn holder_of(disks: &[DiskInfo], file: &Path) -> Option<(String, Option<String>)> {
+    let meta = std::fs::metadata(file).ok()?;
+    let dev = meta.dev();
+    let (d, p) = discovery::find_by_devnum(disks, libc::major(dev), libc::minor(dev))?;
+    Some((d.name.clone(), p.map(|p| p.name.clone())))
+}
+
+fn kind_check(path: &Path) -> Result<std::fs::Metadata> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io("opening", path, e))?;
+    let ft = meta.file_type();
+    if !(ft.is_block_device() || ft.is_file()) {
+        return Err(Error::NotADisk {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(meta)
+}
+
+fn parent_dir(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// An imaging source must be a disk or image file that is not in use, and the image must not
+/// be written onto the source.
+pub fn check_image_source(paths: &SystemPaths, source: &Path, output: &Path) -> Result<()> {
+    let meta = kind_check(source)?;
+    let out_dir = parent_dir(output);
+    let out_meta = std::fs::metadata(&out_dir).map_err(|e| Error::io("opening", &out_dir, e))?;
+    if !out_meta.is_dir() {
+        return Err(Error::Refused {
+            path: output.to_path_buf(),
+            reason: format!("{} is not a directory", out_dir.display()),
+        });
+    }
+    if meta.file_type().is_file() {
+        if let Ok(o) = std::fs::metadata(output) {
+            if (o.dev(), o.ino()) == (meta.dev(), meta.ino()) {
+                return Err(Error::Refused {
+                    path: output.to_path_buf(),
+                    reason: "it is the source itself".into(),
+                });
+            }
+        }
+        return Ok(());
+    }
+    let disks = discovery::scan(paths).unwrap_or_default();
+    let Some((di, pi)) = lookup(paths, &disks, source) else {
+        return Ok(());
+    };
+    let disk = &disks[di];
+    let busy = match pi {
+        None => disk.is_busy(),
+        Some(pi) => {
+            let p = &disk.partitions[pi];
+            (!p.mountpoints.is_empty())
+                .then(|| format!("{} is mounted at {}", p.name, join_paths(&p.mountpoints)))
+        }
+    };
+    if let Some(reason) = busy {
+        return Err(Error::Busy {
+            path: source.to_path_buf(),
+            reason: format!("{reason}; unmount it first so that the image is consistent"),
+        });
+    }
+    if let Some((hd, hp)) = holder_of(&disks, &out_dir) {
+        if hd == disk.name {
+            return Err(Error::Refused {
+                path: source.to_path_buf(),
+                reason: format!(
+                    "the image would be written to {}, which is on {}, part of the disk being imaged",
+                    out_dir.display(),
+                    hp.unwrap_or(hd)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A restore target must not be the image, hold the image, or be in use.
+pub fn check_restore_target(paths: &SystemPaths, target: &Path, image: &Path) -> Result<()> {
+    let img = std::fs::metadata(image).map_err(|e| Error::io("opening", image, e))?;
+    let Ok(meta) = std::fs::metadata(target) else {
+        // A file that does not exist yet: it will be created.
+        let dir = parent_dir(target);
+        return std::fs::metadata(&dir)
+            .map(|_| ())
+            .map_err(|e| Error::io("opening", &dir, e));
+    };
+    kind_check(target)?;
+    if meta.file_type().is_file() {
+        if (meta.dev(), meta.ino()) == (img.dev(), img.ino()) {
+            return Err(Error::Refused {
+                path: target.to_path_buf(),
+                reason: "it is the image file itself".into(),
+            });
+        }
+        return Ok(());
+    }
+    let disks = discovery::scan(paths).unwrap_or_default();
+    let Some((di, pi)) = lookup(paths, &disks, target) else {
+        return Ok(());
+    };
+    let disk = &disks[di];
+    let name = pi.map_or(disk.name.clone(), |p| disk.partitions[p].name.clone());
+    if let Some((hd, hp)) = holder_of(&disks, image) {
+        let holds = match pi {
+            None => hd == disk.name,
+            Some(p) => hp.as_deref() == Some(disk.partitions[p].name.as_str()),
+        };
+        if holds {
+            return Err(Error::Refused {
+                path: target.to_path_buf(),
+                reason: format!(
+                    "{name} holds the image file {} (on {})",
+                    image.display(),
+                    hp.unwrap_or(hd)
+                ),
+            });
+        }
+    }
+    if let Some(b) = &disk.backing_file {
+        let same = std::fs::metadata(b).is_ok_and(|m| (m.dev(), m.ino()) == (img.dev(), img.ino()));
+        if same {
+            return Err(Error::Refused {
+                path: target.to_path_buf(),
+                reason: format!("{name} is a loop device over the image file itself"),
+            });
+        }
+    }
+    let busy = match pi {
+        None => disk.is_busy(),
+        Some(pi) => {
+            let p = &disk.partitions[pi];
+            let mut r = Vec::new();
+            if !p.mountpoints.is_empty() {
+                r.push(format!(
+                    "{} is mounted at {}",
+                    p.name,
+                    join_paths(&p.mountpoints)
+                ));
+            }
+            if p.swap {
+                r.push(format!("{} is in use as swap", p.name));
+            }
+            if !p.holders.is_empty() {
+                r.push(format!("{} is held by {}", p.name, p.holders.join(", ")));
+            }
+            (!r.is_empty()).then(|| r.join("; "))
+        }
+    };
+    if let Some(reason) = busy {
+        return Err(Error::Busy {
+            path: target.to_path_buf(),
+            reason,
+        });
+    }
+    Ok(())
+}
+
+fn join_paths(p: &[PathBuf]) -> String {
+    p.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
