@@ -526,11 +526,21 @@ pub(crate) fn encode(level: i32, disk_offset: u64, raw: &[u8]) -> Result<Encoded
 
 /// Runs a plan: reads the source, writes the image, verifies it, and renames it into place.
 pub fn run(plan: &ImagePlan, reporter: &Reporter, cancel: &CancelToken) -> Result<ImageSummary> {
+    let dev = FileDev::open_with_sector_size(&plan.source, OpenMode::Read, plan.file_sector_size)?;
+    run_on(plan, &dev, reporter, cancel)
+}
+
+/// [`run`] reading from an already open source (tests inject faults here).
+pub fn run_on(
+    plan: &ImagePlan,
+    dev: &dyn BlockDev,
+    reporter: &Reporter,
+    cancel: &CancelToken,
+) -> Result<ImageSummary> {
     let started = Instant::now();
     for w in &plan.warnings {
         reporter.warn(w.clone());
     }
-    let dev = FileDev::open_with_sector_size(&plan.source, OpenMode::Read, plan.file_sector_size)?;
     if dev.len() != plan.size_bytes {
         return Err(Error::Refused {
             path: plan.source.clone(),
@@ -573,7 +583,9 @@ pub fn run(plan: &ImagePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
             };
             next += 1;
             buf.resize(len as usize, 0);
-            dev.read_at(&mut buf, off)?;
+            if let Err(e) = dev.read_at(&mut buf, off) {
+                return Err(locate_bad_read(dev, off, len, e));
+            }
             Ok(Some((off, region, buf)))
         },
         |(off, region, buf): (u64, usize, Vec<u8>)| {
@@ -607,6 +619,35 @@ pub fn run(plan: &ImagePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
         file_bytes: summary.file_bytes,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Narrows a failed chunk read down to the first unreadable sector, so the error names the
+/// exact byte offset of the bad sector rather than the chunk.
+fn locate_bad_read(dev: &dyn BlockDev, off: u64, len: u32, first: Error) -> Error {
+    if !matches!(first, Error::Read { .. }) {
+        return first;
+    }
+    let ss = u64::from(dev.geometry().logical_sector_size.max(512));
+    let end = off + u64::from(len);
+    let mut buf = vec![0u8; (64 << 10) as usize];
+    let mut pos = off;
+    while pos < end {
+        let step = (64u64 << 10).min(end - pos);
+        if dev.read_at(&mut buf[..step as usize], pos).is_ok() {
+            pos += step;
+            continue;
+        }
+        let mut s = pos;
+        while s < pos + step {
+            let n = ss.min(pos + step - s) as usize;
+            if let Err(e) = dev.read_at(&mut buf[..n], s) {
+                return e;
+            }
+            s += n as u64;
+        }
+        pos += step;
+    }
+    first
 }
 
 /// The metadata section: what `info` shows and what `restore` plans with.

@@ -392,9 +392,42 @@ pub fn run(
         });
     }
     let (dev, fresh) = open_target(plan)?;
+    let r = run_on(plan, &reader, &dev, fresh, reporter, cancel)
+        .and_then(|w| finish(plan, &dev, w, started, reporter, cancel));
+    if r.is_err() {
+        // Nothing half-done may look restored: a file we created goes away, a disk loses
+        // its partition tables again.
+        if fresh {
+            let _ = std::fs::remove_file(&plan.target);
+        } else {
+            let _ = wipe_tables(&dev, u64::from(plan.sector_size));
+        }
+    }
+    r
+}
+
+/// What [`run_on`] wrote: `(offset, len, blake3)` per range, and the byte count.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// Every range written, with the hash of the bytes written there.
+    pub ranges: Vec<(u64, u64, [u8; 32])>,
+    /// Bytes written (or skipped as known zeros on a new file).
+    pub bytes: u64,
+}
+
+/// Everything before read-back: wipe, data, tables, sync. Returns the written ranges.
+/// Public so that tests can inject faults into the target.
+pub fn run_on(
+    plan: &RestorePlan,
+    reader: &ImageReader,
+    dev: &dyn BlockDev,
+    fresh: bool,
+    reporter: &Reporter,
+    cancel: &CancelToken,
+) -> Result<Written> {
     let ss = u64::from(plan.sector_size);
     if !fresh {
-        wipe_tables(&dev, ss)?;
+        wipe_tables(dev, ss)?;
     }
 
     // 2. Data chunks through the pipeline: read → decode + verify → write.
@@ -456,7 +489,7 @@ pub fn run(
     if let Some(mv) = &plan.gpt_move {
         relocate_gpt(
             &mut head_tail,
-            &ImageDev::new(&reader),
+            &ImageDev::new(reader),
             mv,
             ss,
             plan.target_size,
@@ -472,29 +505,37 @@ pub fn run(
 
     reporter.phase(Phase::Sync, None);
     dev.sync()?;
+    Ok(Written {
+        ranges: written,
+        bytes: done,
+    })
+}
 
+/// Read-back verification and the kernel's partition nodes.
+fn finish(
+    plan: &RestorePlan,
+    dev: &FileDev,
+    written: Written,
+    started: Instant,
+    reporter: &Reporter,
+    cancel: &CancelToken,
+) -> Result<RestoreSummary> {
+    let done = written.bytes;
+    let written = written.ranges;
     // 5. Read-back verification, never from the page cache.
     let mut verified = 0u64;
     let mut method = "none";
     if plan.verify {
         reporter.phase(Phase::Verify, Some(written.iter().map(|w| w.1).sum()));
-        let (check, m) = open_for_readback(&dev, plan)?;
+        let (check, m) = open_for_readback(dev, plan)?;
         method = m;
-        let r = read_back(&check, &written, plan.threads, reporter, cancel);
-        match r {
-            Ok(n) => verified = n,
-            Err(e) => {
-                // A disk that failed verification must not look restored.
-                let _ = wipe_tables(&dev, ss);
-                return Err(e);
-            }
-        }
+        verified = read_back(&check, &written, plan.threads, reporter, cancel)?;
     }
 
     // 6. The kernel's view of the new partitions.
     let nodes = if dev.is_block_device() {
-        let table = partition::read_table(&dev)?;
-        refresh_partitions(&dev, table.as_ref())
+        let table = partition::read_table(dev)?;
+        refresh_partitions(dev, table.as_ref())
     } else {
         "not a block device".to_string()
     };

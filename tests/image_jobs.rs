@@ -1,0 +1,558 @@
+//! Tier 1: `image`, `verify`, `info` and `restore` end to end on sparse disk-image files
+//! (no root). Filesystems are built with `mkfs.ext4 -d` straight into a partition of a GPT
+//! disk file; their files are dumped with `debugfs rdump` and compared after the round trip.
+
+mod common;
+
+use common::{require_tool, sh, sparse, write_at};
+use lifeboat::blockdev::testing::FaultyDev;
+use lifeboat::blockdev::{BlockDev, FileDev, MemDev, OpenMode};
+use lifeboat::discovery::SystemPaths;
+use lifeboat::jobs::{image, restore, CancelToken, Event, Phase, Reporter};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const MIB: u64 = 1 << 20;
+/// Partition 2 (ext4) starts here and is this long.
+const P2_START: u64 = 3 * MIB;
+const P2_LEN: u64 = 64 * MIB;
+
+fn lifeboat(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(args)
+        .output()
+        .expect("running lifeboat")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Deterministic file tree: text, incompressible data, a sparse file, a hardlink, unicode.
+fn make_tree(dir: &Path) {
+    std::fs::create_dir_all(dir.join("docs/sub")).unwrap();
+    for i in 0..50 {
+        std::fs::write(
+            dir.join(format!("docs/sub/note-{i}.txt")),
+            format!("line {i}\n").repeat(200 + i * 37),
+        )
+        .unwrap();
+    }
+    let mut x = 0x9e37_79b9_u32;
+    let noise: Vec<u8> = (0..6 * MIB as usize)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 3) as u8
+        })
+        .collect();
+    std::fs::write(dir.join("noise.bin"), &noise).unwrap();
+    std::fs::write(dir.join("ünïcødé ☃.txt"), "snow\n").unwrap();
+    let f = std::fs::File::create(dir.join("sparse.img")).unwrap();
+    f.set_len(20 * MIB).unwrap();
+    drop(f);
+    write_at(
+        &dir.join("sparse.img"),
+        10 * MIB,
+        b"middle of a sparse file",
+    );
+    std::fs::hard_link(dir.join("noise.bin"), dir.join("noise-link.bin")).unwrap();
+}
+
+/// A 96 MiB GPT disk: p1 BIOS boot (1..3 MiB, random bytes), p2 ext4 with files, then free
+/// space; bytes in the post-MBR gap that a boot loader would own.
+fn make_disk(dir: &Path) -> PathBuf {
+    require_tool("sgdisk");
+    require_tool("mkfs.ext4");
+    let disk = dir.join("disk.img");
+    sparse(&disk, 96 * MIB);
+    sh(&format!(
+        "sgdisk -n1:2048:+2M -t1:ef02 -n2:{}:+{}M -t2:8300 {}",
+        P2_START / 512,
+        P2_LEN / MIB,
+        disk.display()
+    ));
+    let tree = dir.join("tree");
+    make_tree(&tree);
+    sh(&format!(
+        "mkfs.ext4 -q -F -b 4096 -E offset={P2_START} -d {} -U 11111111-2222-3333-4444-555555555555 -L data {} {}k",
+        tree.display(),
+        disk.display(),
+        P2_LEN / 1024
+    ));
+    write_at(&disk, 40_000, b"GRUB-CORE-IMG-IN-THE-GAP");
+    write_at(&disk, MIB + 4096, &[0xA5; 8192]); // BIOS-boot partition payload
+    disk
+}
+
+fn extract(disk: &Path, start: u64, len: u64, out: &Path) {
+    sh(&format!(
+        "dd if={} of={} bs=1M skip={} count={} iflag=skip_bytes,count_bytes status=none",
+        disk.display(),
+        out.display(),
+        start,
+        len
+    ));
+}
+
+/// Dumps an ext4 partition's files with debugfs and returns the dump directory.
+fn dump_ext4(disk: &Path, dir: &Path, name: &str) -> PathBuf {
+    let part = dir.join(format!("{name}.p2"));
+    extract(disk, P2_START, P2_LEN, &part);
+    let fsck = Command::new("e2fsck")
+        .args(["-fn"])
+        .arg(&part)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "e2fsck on {name}: {}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    let out = dir.join(format!("{name}.files"));
+    std::fs::create_dir_all(&out).unwrap();
+    sh(&format!(
+        "debugfs -R 'rdump / {}' {} 2>/dev/null",
+        out.display(),
+        part.display()
+    ));
+    out
+}
+
+fn same_files(a: &Path, b: &Path) {
+    let d = Command::new("diff")
+        .arg("-r")
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        d.status.success(),
+        "trees differ: {}",
+        String::from_utf8_lossy(&d.stdout)
+    );
+    let n = sh(&format!("find {} -type f | wc -l", b.display()));
+    assert!(
+        n.trim().parse::<u32>().unwrap() >= 54,
+        "only {n} files dumped"
+    );
+}
+
+fn image_of(dir: &Path, disk: &Path) -> PathBuf {
+    let img = dir.join("disk.lbi");
+    let o = lifeboat(&[
+        "image",
+        disk.to_str().unwrap(),
+        "-o",
+        img.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "image failed: {}", stderr(&o));
+    img
+}
+
+#[test]
+fn gpt_ext4_round_trip_onto_same_larger_and_smaller_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = make_disk(d);
+    let img = image_of(d, &disk);
+
+    let v = lifeboat(&["verify", img.to_str().unwrap()]);
+    assert!(v.status.success(), "{}", stderr(&v));
+    let info = lifeboat(&["info", "--json", img.to_str().unwrap()]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let p2 = info["meta"]["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["partition"] == 2)
+        .unwrap()
+        .clone();
+    assert_eq!(p2["fs"], "ext4");
+    assert_eq!(p2["label"], "data");
+    assert_eq!(p2["method"], "used-blocks");
+    assert!(p2["used_bytes"].as_u64().unwrap() < P2_LEN / 2, "{p2}");
+    // Much less than the disk is stored: unused blocks are not read.
+    assert!(info["file_bytes"].as_u64().unwrap() < 16 * MIB, "{info}");
+
+    let want = dump_ext4(&disk, d, "source");
+    for (name, size) in [
+        ("same", 96 * MIB),
+        ("larger", 128 * MIB),
+        ("smaller", 72 * MIB),
+    ] {
+        let target = d.join(format!("{name}.img"));
+        if name != "same" {
+            sparse(&target, size); // existing files keep their size
+        }
+        let o = lifeboat(&[
+            "restore",
+            img.to_str().unwrap(),
+            target.to_str().unwrap(),
+            "--yes",
+        ]);
+        assert!(o.status.success(), "restore {name}: {}", stderr(&o));
+        assert_eq!(std::fs::metadata(&target).unwrap().len(), size);
+        let v = sh(&format!("sgdisk -v {} 2>&1", target.display()));
+        assert!(v.contains("No problems found"), "{name}: {v}");
+        // Boot-loader bytes in the gap and the BIOS-boot partition survive.
+        assert_eq!(
+            common::read_at(&target, 40_000, 24),
+            b"GRUB-CORE-IMG-IN-THE-GAP"
+        );
+        assert_eq!(common::read_at(&target, MIB + 4096, 8192), vec![0xA5; 8192]);
+        let got = dump_ext4(&target, d, name);
+        same_files(&want, &got);
+        let parts = sh(&format!("sgdisk -p {} | tail -2", target.display()));
+        assert!(
+            parts.contains(&format!("{}", P2_START / 512)),
+            "{name}: {parts}"
+        );
+    }
+
+    // Too small: refused with the exact size needed, target untouched.
+    let tiny = d.join("tiny.img");
+    sparse(&tiny, 60 * MIB);
+    let o = lifeboat(&[
+        "restore",
+        img.to_str().unwrap(),
+        tiny.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let need = P2_START + P2_LEN + 33 * 512;
+    assert!(
+        stderr(&o).contains(&format!("need at least {need} bytes, it has {}", 60 * MIB)),
+        "{}",
+        stderr(&o)
+    );
+    assert!(common::read_at(&tiny, 0, 4096).iter().all(|&b| b == 0));
+}
+
+#[test]
+fn events_are_phase_progress_warning_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = make_disk(d);
+    let spec = image::ImageSpec {
+        source: disk.clone(),
+        output: d.join("ev.lbi"),
+        partitions: None,
+        level: 3,
+        threads: 2,
+        chunk_size: image::DEFAULT_CHUNK,
+        file_sector_size: 512,
+    };
+    let plan = image::plan(&spec, &SystemPaths::default()).unwrap();
+    assert_eq!(plan.table, Some("gpt"));
+    let (rep, rx) = Reporter::channel();
+    let r = image::run(&plan, &rep, &CancelToken::new());
+    rep.finished(&r);
+    drop(rep);
+    let ev: Vec<Event> = rx.iter().collect();
+    // BIOS boot has no filesystem: that is not a warning, just "all".
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::Warning { .. })),
+        "{ev:?}"
+    );
+    assert_eq!(
+        ev[0],
+        Event::Phase {
+            phase: Phase::Image,
+            total_bytes: Some(plan.copy_bytes)
+        }
+    );
+    let mut last = 0;
+    for e in &ev {
+        if let Event::Progress {
+            phase: Phase::Image,
+            done_bytes,
+        } = e
+        {
+            assert!(*done_bytes >= last);
+            last = *done_bytes;
+        }
+    }
+    assert_eq!(last, plan.copy_bytes);
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::Phase {
+            phase: Phase::Verify,
+            ..
+        }
+    )));
+    assert!(matches!(ev.last(), Some(Event::Finished { ok: true, .. })));
+}
+
+#[test]
+fn partition_subset_skips_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = make_disk(d);
+    let img = d.join("p1.lbi");
+    let o = lifeboat(&[
+        "image",
+        disk.to_str().unwrap(),
+        "-o",
+        img.to_str().unwrap(),
+        "--partitions",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info: serde_json::Value =
+        serde_json::from_slice(&lifeboat(&["info", "--json", img.to_str().unwrap()]).stdout)
+            .unwrap();
+    assert_eq!(info["meta"]["selected_partitions"], serde_json::json!([1]));
+    let o = lifeboat(&[
+        "image",
+        disk.to_str().unwrap(),
+        "-o",
+        d.join("x.lbi").to_str().unwrap(),
+        "--partitions",
+        "7",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("it has no partition 7 (partitions: 1, 2)"),
+        "{}",
+        stderr(&o)
+    );
+    // A dry run plans and writes nothing.
+    let o = lifeboat(&[
+        "restore",
+        img.to_str().unwrap(),
+        d.join("new.img").to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("partition 2 is not in the image"));
+    assert!(!d.join("new.img").exists());
+}
+
+/// Every kind of damage: `verify` exits 1 naming it, `restore` refuses and leaves no target.
+#[test]
+fn damaged_images_are_named_and_never_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = make_disk(d);
+    let img = image_of(d, &disk);
+    let good = std::fs::read(&img).unwrap();
+    let reader = lifeboat::image::ImageReader::open(&img).unwrap();
+    let rec = reader
+        .records()
+        .iter()
+        .find(|r| r.stored_len > 1000 && r.disk_offset >= P2_START)
+        .unwrap()
+        .clone();
+    let index_off = reader.footer().index_offset;
+    let chunk_end = rec.file_offset + u64::from(rec.stored_len);
+    drop(reader);
+
+    let flip = |at: u64| {
+        let mut b = good.clone();
+        b[at as usize] ^= 0x10;
+        b
+    };
+    let mut newer = good.clone();
+    newer[8] = 2;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("chunk", flip(rec.file_offset + 100), "partition 2"),
+        ("index", flip(index_off + 40), "index"),
+        ("header", flip(200), "header"),
+        (
+            "truncated mid-file",
+            good[..good.len() / 2].to_vec(),
+            "incomplete",
+        ),
+        (
+            "truncated at a chunk end",
+            good[..chunk_end as usize].to_vec(),
+            "incomplete",
+        ),
+        ("empty", Vec::new(), "not a lifeboat image"),
+        ("newer version", newer, "version 2"),
+    ];
+    for (name, bytes, expect) in cases {
+        let bad = d.join("bad.lbi");
+        std::fs::write(&bad, &bytes).unwrap();
+        let v = lifeboat(&["verify", bad.to_str().unwrap()]);
+        assert_eq!(v.status.code(), Some(1), "{name}");
+        let msg = stderr(&v).to_lowercase();
+        assert!(msg.contains(expect), "{name}: {msg}");
+        let target = d.join("target.img");
+        let r = lifeboat(&[
+            "restore",
+            bad.to_str().unwrap(),
+            target.to_str().unwrap(),
+            "--yes",
+        ]);
+        assert_eq!(r.status.code(), Some(1), "{name}: {}", stderr(&r));
+        assert!(
+            !target.exists(),
+            "{name}: a target exists after a failed restore"
+        );
+        assert!(
+            !String::from_utf8_lossy(&r.stdout).contains("restored"),
+            "{name}"
+        );
+    }
+    if let Some(o) = Some(stderr(&lifeboat(&["verify", img.to_str().unwrap()]))) {
+        assert!(o.is_empty() || !o.contains("error"), "{o}");
+    }
+}
+
+#[test]
+fn sigkill_during_image_leaves_nothing_that_looks_like_an_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A raw 300 MiB source of noise at level 19 on one thread takes many seconds.
+    let src = d.join("noise.img");
+    let mut x = 0x1234_5678_u64;
+    let mut buf = vec![0u8; (300 * MIB) as usize];
+    for b in buf.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.copy_from_slice(&(x & 0x3f3f_3f3f_3f3f_3f3f).to_le_bytes()[..b.len()]);
+    }
+    std::fs::write(&src, &buf).unwrap();
+    drop(buf);
+    let out = d.join("killed.lbi");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args([
+            "image",
+            src.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--level",
+            "19",
+            "--threads",
+            "1",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = d.join("killed.lbi.partial");
+    for _ in 0..100 {
+        if std::fs::metadata(&partial).is_ok_and(|m| m.len() > 4096) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !out.exists(),
+        "a file with the image's name exists after SIGKILL"
+    );
+    // The leftover partial file is never accepted as an image.
+    let v = lifeboat(&["verify", partial.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(stderr(&v).contains("incomplete"), "{}", stderr(&v));
+}
+
+#[test]
+fn read_errors_on_the_source_name_the_byte_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = make_disk(d);
+    let spec = image::ImageSpec {
+        source: disk.clone(),
+        output: d.join("f.lbi"),
+        partitions: None,
+        level: 3,
+        threads: 2,
+        chunk_size: image::DEFAULT_CHUNK,
+        file_sector_size: 512,
+    };
+    let plan = image::plan(&spec, &SystemPaths::default()).unwrap();
+    let src = FileDev::open(&disk, OpenMode::Read).unwrap();
+    let bad = P2_START + 4096 * 3; // inside ext4's used metadata
+    let faulty = FaultyDev::new(src).fail_reads(bad..bad + 512);
+    let e = image::run_on(&plan, &faulty, &Reporter::silent(), &CancelToken::new()).unwrap_err();
+    let msg = e.to_string();
+    // The exact bad sector, not the start of its chunk.
+    assert!(
+        msg.contains("read error") && msg.contains(&format!("at byte {bad} (length 512)")),
+        "{msg}"
+    );
+    assert!(!d.join("f.lbi").exists());
+    assert!(!d.join("f.lbi.partial").exists());
+}
+
+#[test]
+fn write_errors_on_the_target_fail_and_leave_no_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = make_disk(d);
+    let img = image_of(d, &disk);
+    let spec = restore::RestoreSpec {
+        image: img.clone(),
+        target: d.join("t.img"),
+        verify: true,
+        threads: 2,
+    };
+    let plan = restore::plan(&spec, &SystemPaths::default()).unwrap();
+    // The target already holds an old GPT: it must be gone after the failure.
+    let old = std::fs::read(&disk).unwrap();
+    let mem = MemDev::from_vec(old, 512);
+    let bad = P2_START + 8 * MIB;
+    let faulty = FaultyDev::new(mem).fail_writes(bad..bad + 4096);
+    let reader = lifeboat::image::ImageReader::open(&img).unwrap();
+    let e = restore::run_on(
+        &plan,
+        &reader,
+        &faulty,
+        false,
+        &Reporter::silent(),
+        &CancelToken::new(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("write error"), "{e}");
+    let mut head = vec![0u8; 34 * 512];
+    faulty.inner().read_at(&mut head, 0).unwrap();
+    assert!(
+        head.iter().all(|&b| b == 0),
+        "the table survived a failed restore"
+    );
+}
+
+#[test]
+fn restore_refuses_the_image_itself_and_unconfirmed_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = make_disk(d);
+    let img = image_of(d, &disk);
+    let o = lifeboat(&[
+        "restore",
+        img.to_str().unwrap(),
+        img.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("it is the image file itself"),
+        "{}",
+        stderr(&o)
+    );
+    // Without --yes and without a terminal: refused, nothing created.
+    let t = d.join("t.img");
+    let o = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["restore", img.to_str().unwrap(), t.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("without confirmation: pass --yes"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!t.exists());
+    // An existing image is never overwritten.
+    let o = lifeboat(&["image", disk.to_str().unwrap(), "-o", img.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("exists"), "{}", stderr(&o));
+}
