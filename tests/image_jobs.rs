@@ -1,6 +1,7 @@
 //! Tier 1: `image`, `verify`, `info` and `restore` end to end on sparse disk-image files
 //! (no root). Filesystems are built with `mkfs.ext4 -d` straight into a partition of a GPT
 //! disk file; their files are dumped with `debugfs rdump` and compared after the round trip.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
