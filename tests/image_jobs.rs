@@ -341,12 +341,11 @@ fn damaged_images_are_named_and_never_restored() {
     let img = image_of(d, &disk);
     let good = std::fs::read(&img).unwrap();
     let reader = lifeboat::image::ImageReader::open(&img).unwrap();
-    let rec = reader
+    let rec = *reader
         .records()
         .iter()
         .find(|r| r.stored_len > 1000 && r.disk_offset >= P2_START)
-        .unwrap()
-        .clone();
+        .unwrap();
     let index_off = reader.footer().index_offset;
     let chunk_end = rec.file_offset + u64::from(rec.stored_len);
     drop(reader);
