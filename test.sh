@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs prerequisites (as root), then
 #   tier 1: cargo test (unprivileged: sparse files, memory devices, fake sysfs trees)
-#   tier 2: root tests on loop devices (tests/root_*.rs); must run as root.
+#   tier 2: root tests on loop devices (tests/root_*.rs, after the self-test of the FUSE fault
+#           injector tests/helpers/faultfs.py); must run as root.
 # Under CI=true, a missing prerequisite (root, loop devices, a tool) fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,6 +11,7 @@ echo "== tier 1: cargo test"
 cargo test --locked --all-targets
 if [ "$(id -u)" -eq 0 ]; then
   echo "== tier 2: root tests on loop devices"
+  LIFEBOAT_REQUIRE_ROOT=1 bash tests/helpers/faultfs-selftest.sh
   LIFEBOAT_REQUIRE_ROOT=1 cargo test --locked --test 'root_*' -- --test-threads=1
 elif [ "${CI:-}" = "true" ]; then
   echo "tier 2 needs root and CI=true forbids skipping it" >&2

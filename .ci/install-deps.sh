@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian 12 machine (root required for
-# apt). The Rust toolchain, gcc and python3 are assumed present.
+# apt). The Rust toolchain, gcc and python3 are assumed present. python3-fusepy is for
+# tests/helpers/faultfs.py, which must run under Debian's /usr/bin/python3.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 if [ "$(id -u)" -ne 0 ]; then
@@ -9,4 +10,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 bash "$here/apt.sh" \
   e2fsprogs dosfstools ntfs-3g exfatprogs xfsprogs btrfs-progs cryptsetup-bin lvm2 \
-  gdisk fdisk util-linux mount mtools xorriso file kmod udev attr
+  gdisk fdisk util-linux mount mtools xorriso file kmod udev attr \
+  python3-fusepy fuse3
+# bench/ (not run by CI, but its tools must install cleanly): peers and measurement tools
+bash "$here/apt.sh" \
+  partclone fsarchiver zstd time openssl
