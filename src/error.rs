@@ -35,7 +35,7 @@ pub enum Error {
         source: io::Error,
     },
     /// Writing `len` bytes at byte `offset` of `path` failed (EIO, ENOSPC…).
-    #[error("write error on {path} at byte {offset} (length {len})")]
+    #[error("write error on {path} in bytes {offset}..{}", offset + *len as u64)]
     Write {
         /// Device or file.
         path: PathBuf,

@@ -364,6 +364,22 @@ fn open_target(plan: &RestorePlan) -> Result<(FileDev, bool)> {
     Ok((dev, fresh))
 }
 
+/// Bytes written between two flushes of the target.
+const FLUSH_EVERY: u64 = 64 * MIB;
+
+/// Flushes the target; a failure names the range written since the last flush.
+fn flush(dev: &dyn BlockDev, start: u64, end: u64) -> Result<()> {
+    match dev.sync() {
+        Err(Error::Io { source, .. }) => Err(Error::Write {
+            path: dev.path().to_path_buf(),
+            offset: start,
+            len: (end - start) as usize,
+            source,
+        }),
+        other => other,
+    }
+}
+
 /// Zeroes the table areas: the first 34 and last 33 sectors (at least 17 KiB each).
 fn wipe_tables(dev: &dyn BlockDev, ss: u64) -> Result<()> {
     let len = (34 * ss).max(17 << 10).min(dev.len());
@@ -371,7 +387,7 @@ fn wipe_tables(dev: &dyn BlockDev, ss: u64) -> Result<()> {
     dev.write_at(&zeros, 0)?;
     let tail = (33 * ss).max(17 << 10).min(dev.len());
     dev.write_at(&zeros[..tail as usize], dev.len() - tail)?;
-    dev.sync()
+    flush(dev, 0, dev.len())
 }
 
 /// Runs a restore plan.
@@ -443,6 +459,9 @@ pub fn run_on(
     let mut done = 0u64;
     let mut next = 0usize;
     let records = reader.records();
+    // Buffered writes report errors at fsync; flushing every FLUSH_EVERY bytes pins a
+    // failure to the range just written and bounds the dirty data.
+    let mut batch: Option<(u64, u64)> = None;
     pipeline::run(
         Shape::for_threads(plan.threads),
         cancel,
@@ -468,6 +487,13 @@ pub fn run_on(
         |(w, raw, hash, stored)| {
             if !(fresh && records[w.record].codec == Codec::Zero) {
                 dev.write_at(&raw, w.offset)?;
+                batch = Some(batch.map_or((w.offset, w.offset + w.len), |(s, e)| {
+                    (s.min(w.offset), e.max(w.offset + w.len))
+                }));
+            }
+            if let Some((s, e)) = batch.filter(|(s, e)| e - s >= FLUSH_EVERY) {
+                flush(dev, s, e)?;
+                batch = None;
             }
             written.push((w.offset, w.len, hash));
             done += w.len;
@@ -475,6 +501,10 @@ pub fn run_on(
             Ok(stored)
         },
     )?;
+
+    if let Some((s, e)) = batch {
+        flush(dev, s, e)?;
+    }
 
     // 3 and 4. The tables, last: decoded and verified one by one, patched when GPT moves.
     reporter.phase(Phase::Partition, None);

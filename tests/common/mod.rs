@@ -141,7 +141,11 @@ impl LoopDev {
 
 impl Drop for LoopDev {
     fn drop(&mut self) {
-        let _ = Command::new("partx").arg("-d").arg(&self.path).status();
+        let _ = Command::new("partx")
+            .arg("-d")
+            .arg(&self.path)
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
     }
 }

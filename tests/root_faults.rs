@@ -1,0 +1,199 @@
+//! Tier 2 (root): read and write errors on real block devices. A FUSE file that fails chosen
+//! byte ranges (tests/helpers/faultfs.py) sits under a loop device, so the errors come from
+//! the kernel's block layer exactly as a bad sector or a dying target would deliver them.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{require_root, require_tool, sh, sparse, LoopDev};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+
+const MIB: u64 = 1 << 20;
+const P2_START: u64 = 3 * MIB;
+const P2_LEN: u64 = 64 * MIB;
+
+fn lifeboat(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(args)
+        .output()
+        .expect("running lifeboat")
+}
+
+fn p(x: &Path) -> &str {
+    x.to_str().unwrap()
+}
+
+/// A FUSE-backed faulty file, `mnt/disk`, unmounted on drop.
+struct FaultFs {
+    mnt: PathBuf,
+    control: PathBuf,
+    child: Child,
+}
+
+impl FaultFs {
+    fn start(backing: &Path, work: &Path, control_json: &str) -> FaultFs {
+        let mnt = work.join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let control = work.join("control.json");
+        std::fs::write(&control, control_json).unwrap();
+        let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/faultfs.py");
+        let child = Command::new("/usr/bin/python3")
+            .arg(helper)
+            .arg(backing)
+            .arg(&mnt)
+            .arg(&control)
+            .spawn()
+            .unwrap();
+        let f = FaultFs {
+            mnt,
+            control,
+            child,
+        };
+        for _ in 0..100 {
+            if f.disk().exists() {
+                return f;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("faultfs did not come up");
+    }
+
+    fn disk(&self) -> PathBuf {
+        self.mnt.join("disk")
+    }
+
+    fn set(&self, json: &str) {
+        let tmp = self.control.with_extension("tmp");
+        std::fs::write(&tmp, json).unwrap();
+        std::fs::rename(&tmp, &self.control).unwrap();
+    }
+}
+
+impl Drop for FaultFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn prerequisites() -> bool {
+    if !require_root() {
+        return false;
+    }
+    for t in ["sgdisk", "mkfs.ext4", "losetup", "/usr/bin/python3"] {
+        require_tool(t);
+    }
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import fusepy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok || !common::in_ci(),
+        "python3-fusepy is missing (bash .ci/install-deps.sh)"
+    );
+    ok
+}
+
+/// A 96 MiB GPT disk file with ext4 full of data in partition 2.
+fn make_disk(dir: &Path) -> PathBuf {
+    let disk = dir.join("disk.img");
+    sparse(&disk, 96 * MIB);
+    sh(&format!(
+        "sgdisk -n1:2048:+2M -t1:ef02 -n2:{}:+{}M {}",
+        P2_START / 512,
+        P2_LEN / MIB,
+        disk.display()
+    ));
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    for i in 0..8u8 {
+        std::fs::write(
+            tree.join(format!("f{i}")),
+            vec![i.wrapping_mul(37) | 1; 3 * MIB as usize],
+        )
+        .unwrap();
+    }
+    sh(&format!(
+        "mkfs.ext4 -q -F -b 4096 -E offset={P2_START} -d {} {} {}k",
+        tree.display(),
+        disk.display(),
+        P2_LEN / 1024
+    ));
+    disk
+}
+
+#[test]
+fn bad_sector_on_the_source_stops_image_with_its_offset() {
+    if !prerequisites() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let disk = make_disk(work.path());
+    // A 4 KiB bad patch in the middle of the files' data (page-aligned: buffered reads
+    // fail page by page).
+    let bad = P2_START + 20 * MIB;
+    let fs = FaultFs::start(
+        &disk,
+        work.path(),
+        &format!("{{\"bad_read\": [[{bad}, 4096]]}}"),
+    );
+    let lo = LoopDev::attach_with(&fs.disk(), "-r");
+    let out = work.path().join("out.lbi");
+    let o = lifeboat(&["image", p(&lo.path), "-o", p(&out)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "read error on {} at byte {bad}",
+            lo.path.display()
+        )),
+        "{err}"
+    );
+    assert!(!out.exists() && !work.path().join("out.lbi.partial").exists());
+    drop(lo);
+    fs.set("{}");
+}
+
+#[test]
+fn write_errors_and_a_full_target_fail_restore_and_leave_no_table() {
+    if !prerequisites() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let disk = make_disk(work.path());
+    let img = work.path().join("disk.lbi");
+    let o = lifeboat(&["image", p(&disk), "-o", p(&img)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let bad = P2_START + 20 * MIB;
+    for (name, control) in [
+        ("write EIO", format!("{{\"bad_write\": [[{bad}, 4096]]}}")),
+        ("ENOSPC", format!("{{\"enospc_after\": {bad}}}")),
+    ] {
+        let target = work.path().join("target.img");
+        std::fs::copy(&disk, &target).unwrap(); // an old, valid GPT disk
+        let fs = FaultFs::start(&target, work.path(), &control);
+        let lo = LoopDev::attach(&fs.disk());
+        let o = lifeboat(&["restore", p(&img), p(&lo.path), "--yes"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        let outp = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(&format!("write error on {} in bytes", lo.path.display())),
+            "{name}: {err}"
+        );
+        assert!(!outp.contains("restored"), "{name}: {outp}");
+        drop(lo);
+        fs.set("{}");
+        drop(fs);
+        // The old table is gone and no new one was written: nothing looks restored.
+        let head = common::read_at(&target, 0, 34 * 512);
+        assert!(
+            head.iter().all(|&b| b == 0),
+            "{name}: a partition table survived"
+        );
+        std::fs::remove_file(&target).unwrap();
+    }
+}
