@@ -9,4 +9,4 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 bash "$here/apt.sh" \
   e2fsprogs dosfstools ntfs-3g exfatprogs xfsprogs btrfs-progs cryptsetup-bin lvm2 \
-  gdisk fdisk util-linux mount mtools xorriso file kmod udev
+  gdisk fdisk util-linux mount mtools xorriso file kmod udev partclone

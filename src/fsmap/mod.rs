@@ -2,5 +2,6 @@
 
 pub mod detect;
 pub mod ext;
+pub mod fat;
 
 pub use detect::{detect, FsInfo, FsKind};
