@@ -3,5 +3,6 @@
 pub mod detect;
 pub mod ext;
 pub mod fat;
+pub mod ntfs;
 
 pub use detect::{detect, FsInfo, FsKind};
