@@ -10,8 +10,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 bash "$here/apt.sh" \
   e2fsprogs dosfstools ntfs-3g exfatprogs xfsprogs btrfs-progs cryptsetup-bin lvm2 \
-  gdisk fdisk util-linux mount mtools xorriso file kmod udev attr \
+  gdisk fdisk util-linux mount mtools xorriso file kmod udev attr partclone \
   python3-fusepy fuse3
 # bench/ (not run by CI, but its tools must install cleanly): peers and measurement tools
 bash "$here/apt.sh" \
-  partclone fsarchiver zstd time openssl
+  fsarchiver zstd time openssl

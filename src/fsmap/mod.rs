@@ -8,6 +8,8 @@
 
 pub mod detect;
 pub mod ext;
+pub mod fat;
+pub mod ntfs;
 
 pub use detect::{detect, FsInfo, FsKind};
 
