@@ -64,9 +64,10 @@ pub enum Command {
     /// SOURCE is a disk (/dev/sda, /dev/nvme0n1) or a disk-image file. The partition table and
     /// everything outside partitions that boot loaders use (MBR boot code, the gap before the
     /// first partition, both GPT copies) are copied whole. Inside partitions only the blocks
-    /// that ext2/3/4 mark used are read; other filesystems, and damaged ones, are copied block
-    /// by block with all-zero chunks left out, and a warning says why. Chunks are compressed
-    /// with zstd on every core and hashed with blake3. The image is written as FILE.partial,
+    /// that ext2/3/4, FAT12/16/32 and NTFS mark used are read; other filesystems, and damaged,
+    /// dirty or hibernated ones (Windows Fast Startup), are copied block by block with all-zero
+    /// chunks left out, and a warning says why. Chunks are compressed with zstd on every core
+    /// and hashed with blake3. The image is written as FILE.partial,
     /// read back and verified, and only then renamed to FILE. The source is only ever read.
     ///
     /// Examples:

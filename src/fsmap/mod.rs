@@ -85,6 +85,25 @@ pub fn map_filesystem(dev: &dyn BlockDev) -> Result<FsMap> {
             Ok(r) => proven(r),
             Err(e) => all(Some(info), format!("{e}")),
         },
+        FsKind::Fat12 | FsKind::Fat16 | FsKind::Fat32 => match fat::used_ranges(dev)? {
+            Ok(m) if m.dirty => all(
+                Some(info),
+                format!(
+                    "{name} was not cleanly unmounted (dirty bit set), so its FAT is not trusted"
+                ),
+            ),
+            Ok(m) => proven(m.ranges),
+            Err(e) => all(Some(info), format!("{e}")),
+        },
+        FsKind::Ntfs => match ntfs::used_ranges(dev)? {
+            Ok(m) => match m.reason_unsafe {
+                // Hibernated or dirty: the on-disk bitmap may not describe what Windows will
+                // resume with, so every block is kept and a restore is byte-identical.
+                Some(why) => all(Some(info), why),
+                None => proven(m.ranges),
+            },
+            Err(e) => all(Some(info), format!("{e}")),
+        },
         _ => all(
             Some(info),
             format!("used-block maps of {name} are not implemented"),
