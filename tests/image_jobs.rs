@@ -556,3 +556,54 @@ fn restore_refuses_the_image_itself_and_unconfirmed_runs() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("exists"), "{}", stderr(&o));
 }
+
+/// Windows Fast Startup: a hibernated NTFS is imaged block by block with a warning, so the
+/// restore is byte-identical and nothing Windows resumes with can be lost.
+#[test]
+fn hibernated_ntfs_is_copied_whole_with_a_warning() {
+    require_tool("mkntfs");
+    require_tool("ntfscp");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fs = d.join("ntfs.img");
+    sparse(&fs, 32 * MIB);
+    sh(&format!("mkntfs -q -F -Q {} >/dev/null 2>&1", fs.display()));
+    let clean = d.join("clean.lbi");
+    let o = lifeboat(&["image", fs.to_str().unwrap(), "-o", clean.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+
+    let mut hiber = b"hibr".to_vec();
+    hiber.extend(vec![0x5a; 64 << 10]);
+    std::fs::write(d.join("hiberfil.sys"), &hiber).unwrap();
+    sh(&format!(
+        "ntfscp -f {} {} /hiberfil.sys >/dev/null 2>&1",
+        fs.display(),
+        d.join("hiberfil.sys").display()
+    ));
+    // Garbage in free space must come back too: the hibernated kernel may own it.
+    let img = d.join("hiber.lbi");
+    let o = lifeboat(&["image", fs.to_str().unwrap(), "-o", img.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: whole device copied: Windows is hibernated"),
+        "{}",
+        stderr(&o)
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&lifeboat(&["info", "--json", img.to_str().unwrap()]).stdout)
+            .unwrap();
+    assert_eq!(info["meta"]["regions"][0]["method"], "all", "{info}");
+    let back = d.join("back.img");
+    let o = lifeboat(&[
+        "restore",
+        img.to_str().unwrap(),
+        back.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::read(&back).unwrap() == std::fs::read(&fs).unwrap(),
+        "not byte-identical"
+    );
+}
