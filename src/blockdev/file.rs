@@ -173,6 +173,11 @@ impl BlockDev for FileDev {
             })
     }
 
+    fn will_need(&self, offset: u64, len: u64) {
+        // Only a hint: a failure changes nothing but speed.
+        let _ = sys::will_need(&self.file, offset, len);
+    }
+
     fn sync(&self) -> Result<()> {
         self.file
             .sync_all()

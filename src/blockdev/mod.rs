@@ -58,6 +58,10 @@ pub trait BlockDev: Send + Sync {
     /// Makes every completed write durable (fsync).
     fn sync(&self) -> Result<()>;
 
+    /// Hints that `len` bytes at `offset` will be read soon, so the kernel can start reading
+    /// them in the background. A no-op unless the device has a page cache to fill.
+    fn will_need(&self, _offset: u64, _len: u64) {}
+
     /// Size in bytes; shorthand for `geometry().size_bytes`.
     fn len(&self) -> u64 {
         self.geometry().size_bytes

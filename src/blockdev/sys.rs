@@ -124,6 +124,20 @@ pub fn drop_cache(file: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// Starts asynchronous readahead of `len` bytes at `offset` (POSIX_FADV_WILLNEED).
+pub fn will_need(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let off =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: posix_fadvise only reads its integer arguments.
+    let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), off, len, libc::POSIX_FADV_WILLNEED) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
 static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn on_signal(_sig: libc::c_int) {

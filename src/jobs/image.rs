@@ -30,6 +30,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Default raw chunk size: 4 MiB, aligned to the disk.
 pub const DEFAULT_CHUNK: u32 = 4 << 20;
+/// Chunks whose reads are started ahead of the one being read.
+const READ_AHEAD: usize = 4;
 /// Unallocated gaps up to this size are copied whole.
 const SMALL_GAP: u64 = 16 * MIB;
 
@@ -578,6 +580,15 @@ pub fn run_on(
                 return Ok(None);
             };
             next += 1;
+            // Keep the device busy while the workers compress: ask for the chunks ahead.
+            let ahead = if next == 1 {
+                1..=READ_AHEAD
+            } else {
+                next - 1 + READ_AHEAD..=next - 1 + READ_AHEAD
+            };
+            for &(a_off, a_len, _) in ahead.filter_map(|i| plan.chunk_list.get(i)) {
+                dev.will_need(a_off, u64::from(a_len));
+            }
             buf.resize(len as usize, 0);
             if let Err(e) = dev.read_at(&mut buf, off) {
                 return Err(locate_bad_read(dev, off, len, e));
