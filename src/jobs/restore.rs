@@ -211,7 +211,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
                         backup_entries_lba: n.saturating_sub(1 + entry_sectors),
                         last_usable_lba: n.saturating_sub(2 + entry_sectors),
                     };
-                    let src_tail = h.source_size - (entry_sectors + 1) * ssb;
+                    let src_tail = h.source_size.saturating_sub((entry_sectors + 1) * ssb);
                     gpt_tail = Some((src_tail, mv, entry_sectors));
                     need
                 }
