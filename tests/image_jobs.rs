@@ -140,6 +140,19 @@ fn same_files(a: &Path, b: &Path) {
     );
 }
 
+/// Defaults the CLI would use, with two threads.
+fn spec_for(disk: &Path, output: PathBuf) -> image::ImageSpec {
+    image::ImageSpec {
+        source: disk.to_path_buf(),
+        output,
+        partitions: None,
+        level: 3,
+        threads: 2,
+        chunk_size: image::DEFAULT_CHUNK,
+        file_sector_size: 512,
+    }
+}
+
 fn image_of(dir: &Path, disk: &Path) -> PathBuf {
     let img = dir.join("disk.lbi");
     let o = lifeboat(&[
@@ -237,15 +250,7 @@ fn events_are_phase_progress_warning_finished() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let disk = make_disk(d);
-    let spec = image::ImageSpec {
-        source: disk.clone(),
-        output: d.join("ev.lbi"),
-        partitions: None,
-        level: 3,
-        threads: 2,
-        chunk_size: image::DEFAULT_CHUNK,
-        file_sector_size: 512,
-    };
+    let spec = spec_for(&disk, d.join("ev.lbi"));
     let plan = image::plan(&spec, &SystemPaths::default()).unwrap();
     assert_eq!(plan.table, Some("gpt"));
     let (rep, rx) = Reporter::channel();
@@ -458,15 +463,7 @@ fn read_errors_on_the_source_name_the_byte_offset() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let disk = make_disk(d);
-    let spec = image::ImageSpec {
-        source: disk.clone(),
-        output: d.join("f.lbi"),
-        partitions: None,
-        level: 3,
-        threads: 2,
-        chunk_size: image::DEFAULT_CHUNK,
-        file_sector_size: 512,
-    };
+    let spec = spec_for(&disk, d.join("f.lbi"));
     let plan = image::plan(&spec, &SystemPaths::default()).unwrap();
     let src = FileDev::open(&disk, OpenMode::Read).unwrap();
     let bad = P2_START + 4096 * 3; // inside ext4's used metadata

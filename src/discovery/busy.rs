@@ -218,6 +218,21 @@ fn describe(
     }
 }
 
+impl PartInfo {
+    /// Why this partition must not be written (mounted, swap, held), or `None`.
+    pub fn is_busy(&self) -> Option<String> {
+        let mut reasons = Vec::new();
+        describe(
+            &self.name,
+            &self.mountpoints,
+            self.swap,
+            &self.holders,
+            &mut reasons,
+        );
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+}
+
 impl DiskInfo {
     /// Why this disk must not be written, or `None` when nothing uses it. Reasons name the disk
     /// or partition and the mount point, swap or holder, joined with `"; "`, e.g.

@@ -81,6 +81,64 @@ pub struct Region {
     pub copy_bytes: u64,
 }
 
+fn total(ranges: &[(u64, u64)]) -> u64 {
+    ranges.iter().map(|r| r.1).sum()
+}
+
+impl Region {
+    /// A region holding a filesystem (or unknown data), copied per `ranges`.
+    #[allow(clippy::too_many_arguments)]
+    fn filesystem(
+        what: &'static str,
+        partition: Option<u32>,
+        start_bytes: u64,
+        size_bytes: u64,
+        map: &FsMap,
+        method: &'static str,
+        reason: Option<String>,
+        ranges: &[(u64, u64)],
+    ) -> Region {
+        let fs = map.fs.as_ref();
+        Region {
+            what,
+            partition,
+            start_bytes,
+            size_bytes,
+            fs: fs.map(|f| f.kind.blkid_name().to_string()),
+            label: fs.and_then(|f| f.label.clone()),
+            uuid: fs.and_then(|f| f.uuid.clone()),
+            method,
+            reason,
+            used_bytes: map.used_bytes(),
+            copy_bytes: total(ranges),
+        }
+    }
+
+    /// Space outside partitions: copied whole, or only at its ends when large.
+    fn unallocated(
+        what: &'static str,
+        start_bytes: u64,
+        size_bytes: u64,
+        ranges: &[(u64, u64)],
+    ) -> Region {
+        let copy = total(ranges);
+        Region {
+            what,
+            partition: None,
+            start_bytes,
+            size_bytes,
+            fs: None,
+            label: None,
+            uuid: None,
+            method: if copy == size_bytes { "all" } else { "partial" },
+            reason: (copy != size_bytes)
+                .then(|| "unallocated: only its first and last MiB are copied".to_string()),
+            used_bytes: None,
+            copy_bytes: copy,
+        }
+    }
+}
+
 /// The printable, serializable plan of an image job.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImagePlan {
@@ -229,28 +287,13 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
                     warnings.push(format!("whole device copied: {r}"));
                 }
             }
-            let copy = ranges.iter().map(|r| r.1).sum();
-            push(
-                &mut regions,
-                Region {
-                    what: if map.fs.is_some() {
-                        "filesystem"
-                    } else {
-                        "disk"
-                    },
-                    partition: None,
-                    start_bytes: 0,
-                    size_bytes: size,
-                    fs: map.fs.as_ref().map(|f| f.kind.blkid_name().to_string()),
-                    label: map.fs.as_ref().and_then(|f| f.label.clone()),
-                    uuid: map.fs.as_ref().and_then(|f| f.uuid.clone()),
-                    method,
-                    reason,
-                    used_bytes: map.used_bytes(),
-                    copy_bytes: copy,
-                },
-                ranges,
-            );
+            let what = if map.fs.is_some() {
+                "filesystem"
+            } else {
+                "disk"
+            };
+            let r = Region::filesystem(what, None, 0, size, &map, method, reason, &ranges);
+            push(&mut regions, r, ranges);
         }
         Some(t) => {
             let mut parts: Vec<_> = t.partitions.iter().filter(|p| !p.extended).collect();
@@ -266,30 +309,8 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
                 let start = p.start_bytes.min(size);
                 if start > pos {
                     let (what, ranges) = gap_ranges(i == 0, pos, start, in_extended(pos, start));
-                    let copy = ranges.iter().map(|r| r.1).sum();
-                    push(
-                        &mut regions,
-                        Region {
-                            what,
-                            partition: None,
-                            start_bytes: pos,
-                            size_bytes: start - pos,
-                            fs: None,
-                            label: None,
-                            uuid: None,
-                            method: if copy == start - pos {
-                                "all"
-                            } else {
-                                "partial"
-                            },
-                            reason: (copy != start - pos).then(|| {
-                                "unallocated: only its first and last MiB are copied".to_string()
-                            }),
-                            used_bytes: None,
-                            copy_bytes: copy,
-                        },
-                        ranges,
-                    );
+                    let r = Region::unallocated(what, pos, start - pos, &ranges);
+                    push(&mut regions, r, ranges);
                 }
                 let end = p.end_bytes().min(size);
                 let selected = spec
@@ -326,55 +347,30 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
                 };
                 let ranges: Vec<(u64, u64)> =
                     ranges.into_iter().map(|(s, l)| (s + start, l)).collect();
-                let copy = ranges.iter().map(|r| r.1).sum();
-                push(
-                    &mut regions,
-                    Region {
-                        what: "partition",
-                        partition: Some(p.number),
-                        start_bytes: start,
-                        size_bytes: end - start,
-                        fs: map.fs.as_ref().map(|f| f.kind.blkid_name().to_string()),
-                        label: map.fs.as_ref().and_then(|f| f.label.clone()),
-                        uuid: map.fs.as_ref().and_then(|f| f.uuid.clone()),
-                        method,
-                        reason,
-                        used_bytes: map.used_bytes(),
-                        copy_bytes: copy,
-                    },
-                    ranges,
+                let r = Region::filesystem(
+                    "partition",
+                    Some(p.number),
+                    start,
+                    end - start,
+                    &map,
+                    method,
+                    reason,
+                    &ranges,
                 );
+                push(&mut regions, r, ranges);
                 pos = pos.max(end);
             }
             if pos < size {
                 // Trailing space: the last MiB (backup GPT) always, the rest like a gap.
-                let (mut ranges, what) = if tail_start > pos {
-                    (gap_ranges(false, pos, tail_start, false).1, "end of disk")
+                let mut ranges = if tail_start > pos {
+                    gap_ranges(false, pos, tail_start, false).1
                 } else {
-                    (Vec::new(), "end of disk")
+                    Vec::new()
                 };
                 ranges.push((tail_start.max(pos), size - tail_start.max(pos)));
                 let ranges = merge(ranges);
-                let copy = ranges.iter().map(|r| r.1).sum();
-                push(
-                    &mut regions,
-                    Region {
-                        what,
-                        partition: None,
-                        start_bytes: pos,
-                        size_bytes: size - pos,
-                        fs: None,
-                        label: None,
-                        uuid: None,
-                        method: if copy == size - pos { "all" } else { "partial" },
-                        reason: (copy != size - pos).then(|| {
-                            "unallocated: only its first and last MiB are copied".to_string()
-                        }),
-                        used_bytes: None,
-                        copy_bytes: copy,
-                    },
-                    ranges,
-                );
+                let r = Region::unallocated("end of disk", pos, size - pos, &ranges);
+                push(&mut regions, r, ranges);
             }
         }
     }

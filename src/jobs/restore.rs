@@ -16,7 +16,7 @@
 use super::events::{CancelToken, Phase, Reporter};
 use super::safety;
 use crate::blockdev::{sys, BlockDev, FileDev, OpenMode};
-use crate::discovery::SystemPaths;
+use crate::discovery::{self, SystemPaths};
 use crate::error::{Error, Result};
 use crate::image::{hex, Codec, ImageDev, ImageReader};
 use crate::partition::{self, gpt, PartitionTable, TableKind};
@@ -190,7 +190,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
     let records = reader.records();
     let ssb = u64::from(ss);
     // The source's backup-GPT area, and the target's, when the table is GPT.
-    let mut gpt_tail: Option<(u64, GptMove, u64)> = None; // (source tail start, move, entry sectors)
+    let mut gpt_tail: Option<(u64, GptMove)> = None; // (source backup-GPT start, new place)
     let min_target_size = match &table {
         None => h.source_size,
         Some(t) => {
@@ -212,7 +212,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
                         last_usable_lba: n.saturating_sub(2 + entry_sectors),
                     };
                     let src_tail = h.source_size.saturating_sub((entry_sectors + 1) * ssb);
-                    gpt_tail = Some((src_tail, mv, entry_sectors));
+                    gpt_tail = Some((src_tail, mv));
                     need
                 }
                 _ => part_end,
@@ -239,7 +239,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
     for (i, r) in records.iter().enumerate() {
         let start = r.disk_offset;
         let mut end = start + u64::from(r.raw_len);
-        if let (Some((src_tail, _, _)), true) = (&gpt_tail, moved) {
+        if let (Some((src_tail, _)), true) = (&gpt_tail, moved) {
             // The source's backup GPT is rebuilt at the target's end, never copied.
             end = end.min((*src_tail).max(start));
         }
@@ -251,7 +251,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
         }
         let stage = if start < head_end {
             Stage::Head
-        } else if gpt_tail.as_ref().is_some_and(|(t, _, _)| end > *t) {
+        } else if gpt_tail.as_ref().is_some_and(|(t, _)| end > *t) {
             Stage::Tail
         } else {
             Stage::Data
@@ -474,17 +474,20 @@ pub fn run_on(
             Ok(Some((*w, stored)))
         },
         |(w, stored): (Write, Vec<u8>)| {
-            let mut raw = Vec::new();
-            reader.decode_chunk(w.record, &stored, &mut raw)?;
+            // The stored bytes become this worker's spare once decoded.
+            let mut raw = pipeline::trade_spare(Vec::new());
+            let decoded = reader.decode_chunk(w.record, &stored, &mut raw);
+            pipeline::trade_spare(stored);
+            decoded?;
             raw.truncate(w.len as usize);
             let hash = if w.len == u64::from(records[w.record].raw_len) {
                 records[w.record].hash
             } else {
                 *blake3::hash(&raw).as_bytes()
             };
-            Ok((w, raw, hash, stored))
+            Ok((w, raw, hash))
         },
-        |(w, raw, hash, stored)| {
+        |(w, raw, hash)| {
             if !(fresh && records[w.record].codec == Codec::Zero) {
                 dev.write_at(&raw, w.offset)?;
                 batch = Some(batch.map_or((w.offset, w.offset + w.len), |(s, e)| {
@@ -498,7 +501,7 @@ pub fn run_on(
             written.push((w.offset, w.len, hash));
             done += w.len;
             reporter.progress(Phase::Write, done);
-            Ok(stored)
+            Ok(raw)
         },
     )?;
 
@@ -531,7 +534,7 @@ pub fn run_on(
         written.push((*off, bytes.len() as u64, *blake3::hash(bytes).as_bytes()));
         done += bytes.len() as u64;
     }
-    reporter.progress_final(Phase::Write, done.min(total.max(done)));
+    reporter.progress_final(Phase::Write, done);
 
     reporter.phase(Phase::Sync, None);
     dev.sync()?;
@@ -775,31 +778,14 @@ fn refresh_partitions(dev: &FileDev, table: Option<&PartitionTable>) -> String {
 
 /// Partition nodes the kernel has for the disk at `path`: (number, start bytes, size bytes).
 fn existing_partitions(path: &Path) -> Vec<(u32, u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(m) = std::fs::metadata(path) else {
-        return Vec::new();
-    };
-    let rdev = m.rdev();
-    let sys = PathBuf::from(format!(
-        "/sys/dev/block/{}:{}",
-        libc::major(rdev),
-        libc::minor(rdev)
-    ));
-    let Ok(dir) = std::fs::read_dir(&sys) else {
-        return Vec::new();
-    };
-    let read = |p: PathBuf| {
-        std::fs::read_to_string(p)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-    };
-    dir.flatten()
-        .filter_map(|e| {
-            let p = e.path();
-            let n = read(p.join("partition"))?;
-            let start = read(p.join("start"))? * 512;
-            let size = read(p.join("size"))? * 512;
-            Some((u32::try_from(n).ok()?, start, size))
+    let paths = SystemPaths::default();
+    let disks = discovery::scan(&paths).unwrap_or_default();
+    discovery::find_by_path(&paths, &disks, path)
+        .map(|(d, _)| {
+            d.partitions
+                .iter()
+                .map(|p| (p.number, p.start_bytes, p.size_bytes))
+                .collect()
         })
-        .collect()
+        .unwrap_or_default()
 }

@@ -70,11 +70,7 @@ pub fn check_image_source(paths: &SystemPaths, source: &Path, output: &Path) -> 
     let disk = &disks[di];
     let busy = match pi {
         None => disk.is_busy(),
-        Some(pi) => {
-            let p = &disk.partitions[pi];
-            (!p.mountpoints.is_empty())
-                .then(|| format!("{} is mounted at {}", p.name, join_paths(&p.mountpoints)))
-        }
+        Some(pi) => disk.partitions[pi].is_busy(),
     };
     if let Some(reason) = busy {
         return Err(Error::Busy {
@@ -150,24 +146,7 @@ pub fn check_restore_target(paths: &SystemPaths, target: &Path, image: &Path) ->
     }
     let busy = match pi {
         None => disk.is_busy(),
-        Some(pi) => {
-            let p = &disk.partitions[pi];
-            let mut r = Vec::new();
-            if !p.mountpoints.is_empty() {
-                r.push(format!(
-                    "{} is mounted at {}",
-                    p.name,
-                    join_paths(&p.mountpoints)
-                ));
-            }
-            if p.swap {
-                r.push(format!("{} is in use as swap", p.name));
-            }
-            if !p.holders.is_empty() {
-                r.push(format!("{} is held by {}", p.name, p.holders.join(", ")));
-            }
-            (!r.is_empty()).then(|| r.join("; "))
-        }
+        Some(pi) => disk.partitions[pi].is_busy(),
     };
     if let Some(reason) = busy {
         return Err(Error::Busy {
@@ -176,11 +155,4 @@ pub fn check_restore_target(paths: &SystemPaths, target: &Path, image: &Path) ->
         });
     }
     Ok(())
-}
-
-fn join_paths(p: &[PathBuf]) -> String {
-    p.iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }

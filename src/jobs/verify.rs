@@ -59,9 +59,11 @@ pub fn verify_reader(
             Ok(Some((i, stored)))
         },
         |(i, stored): (usize, Vec<u8>)| {
-            let mut raw = Vec::new();
-            reader.decode_chunk(i, &stored, &mut raw)?;
-            Ok((raw.len() as u64, stored))
+            let mut raw = pipeline::trade_spare(Vec::new());
+            let r = reader.decode_chunk(i, &stored, &mut raw);
+            let len = raw.len() as u64;
+            pipeline::trade_spare(raw);
+            r.map(|()| (len, stored))
         },
         |(len, stored)| {
             done += len;

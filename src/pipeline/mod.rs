@@ -14,6 +14,17 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Trades `give` for this thread's spare buffer. A worker that turns one buffer into another
+/// (stored bytes into decoded ones) keeps its allocations this way instead of allocating a
+/// chunk-sized buffer per item.
+pub fn trade_spare(give: Vec<u8>) -> Vec<u8> {
+    SPARE.with(|s| std::mem::replace(&mut *s.borrow_mut(), give))
+}
+
 /// Sizes of the pipeline.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
