@@ -4,6 +4,7 @@
 //! Architecture map (dependencies point down):
 //! ```text
 //! main.rs      dispatch only
+//! init/        PID 1 of the rescue environment, its modprobe and line-mode console
 //! cli/         clap arguments, human tables and JSON
 //! inspect      one disk (device or image file) -> DiskReport: table + filesystems + sysfs facts
 //! fsmap/       filesystem detection by magic (label, UUID, used bytes)
@@ -19,6 +20,7 @@ pub mod discovery;
 pub mod error;
 pub mod fsmap;
 pub mod image;
+pub mod init;
 pub mod inspect;
 pub mod jobs;
 pub mod partition;

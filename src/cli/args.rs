@@ -23,6 +23,9 @@ pub struct Args {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The line-mode rescue console that the boot environment shows: disks, the image store,
+    /// and every lifeboat command at a prompt. Type help inside it.
+    Console,
     /// List every disk with its partitions, filesystems, labels and mount points.
     ///
     /// Disks come from sysfs (/sys/block); each is opened read-only to read its partition

@@ -6,6 +6,8 @@ mod jobs;
 mod progress;
 mod render;
 
+pub use render::disk as render_disk;
+
 use crate::discovery::SystemPaths;
 use crate::inspect;
 use anyhow::Context;
@@ -16,6 +18,14 @@ use std::io::Write;
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match args.command {
+        Command::Console => {
+            drop(out);
+            let code = crate::init::console::run();
+            if code != 0 {
+                std::process::exit(code);
+            }
+            return Ok(());
+        }
         Command::List { json, sysfs_root } => {
             let paths = SystemPaths {
                 sys: sysfs_root,

@@ -1,0 +1,243 @@
+//! The kernel command-line contract of the rescue environment (also in `docs/BOOT.md`).
+//!
+//! PID 1 reads `/proc/cmdline` and acts on these words; every other word is ignored:
+//!
+//! | Word | Meaning |
+//! |---|---|
+//! | `lifeboat.store=SPEC` | mount a filesystem read-write at `/store` before anything runs. SPEC is `LABEL=name`, `UUID=uuid`, `PARTLABEL=name` or a device path (`/dev/sdb1`). ext2/3/4, vfat, exfat and ntfs are accepted. |
+//! | `lifeboat.run="CMD ; CMD"` | unattended mode: run these lifeboat commands in order (the words after `lifeboat`, e.g. `image /dev/sda -o /store/pc.lbi`). Words may be quoted with `'…'` inside the value. A failing command stops the rest. |
+//! | `lifeboat.then=poweroff\|reboot\|shell\|tui` | what follows the unattended commands (default `tui`). `shell` starts a root shell on the console. |
+//! | `lifeboat.wait=SECONDS` | how long to wait for the store device to appear (default 20). |
+//! | `lifeboat.debug` | log each module load on the console. |
+//!
+//! After the commands, one line is printed on every console:
+//! `LIFEBOAT-RESULT {"ok":true,"jobs":[{"command":"…","exit_code":0,"seconds":1.2,"error":null}]}`.
+//! Before the UI or the first command, one line says the environment is up:
+//! `LIFEBOAT-READY {"version":"…","boot_seconds":…,"secure_boot":…,"disks":[…]}`.
+//! Both are single lines of JSON after a fixed prefix, for fleets and for our QEMU tests.
+
+use std::fmt;
+
+/// What to do after the unattended commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Then {
+    /// Power the machine off.
+    Poweroff,
+    /// Reboot.
+    Reboot,
+    /// A root shell on the console.
+    Shell,
+    /// The interactive UI (the default).
+    Tui,
+}
+
+/// Everything PID 1 takes from the kernel command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootOptions {
+    /// `lifeboat.store=`: which filesystem to mount at `/store`.
+    pub store: Option<String>,
+    /// `lifeboat.run=`: commands (argument vectors without the leading `lifeboat`).
+    pub run: Vec<Vec<String>>,
+    /// `lifeboat.then=`.
+    pub then: Then,
+    /// `lifeboat.wait=`, in seconds.
+    pub wait_secs: u64,
+    /// `lifeboat.debug`.
+    pub debug: bool,
+    /// Problems with lifeboat.* words, shown on the console (never fatal).
+    pub problems: Vec<String>,
+}
+
+impl Default for BootOptions {
+    fn default() -> Self {
+        Self {
+            store: None,
+            run: Vec::new(),
+            then: Then::Tui,
+            wait_secs: 20,
+            debug: false,
+            problems: Vec::new(),
+        }
+    }
+}
+
+/// A quoting error in a command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuoteError(pub char);
+
+impl fmt::Display for QuoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unterminated {} quote", self.0)
+    }
+}
+
+/// Splits a line into words like a shell does for simple words: blanks separate words,
+/// `"…"` and `'…'` group (quotes are removed), and a backslash outside single quotes escapes
+/// the next character. No variables, globs or operators.
+pub fn split_words(line: &str) -> Result<Vec<String>, QuoteError> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"') | None, '\\') => {
+                if let Some(next) = chars.next() {
+                    word.push(next);
+                }
+                in_word = true;
+            }
+            (Some(_), c) => word.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if let Some(q) = quote {
+        return Err(QuoteError(q));
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+/// Splits the kernel command line the way the kernel does: blanks separate words and double
+/// quotes group (and are removed). An unterminated quote runs to the end.
+fn kernel_words(cmdline: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_quotes = false;
+    for c in cmdline.chars() {
+        match c {
+            '"' => in_quotes = !in_quotes,
+            c if c.is_whitespace() && !in_quotes => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// Parses `/proc/cmdline`. Never fails: problems are collected in `problems`.
+pub fn parse(cmdline: &str) -> BootOptions {
+    let mut o = BootOptions::default();
+    for word in kernel_words(cmdline) {
+        let (key, value) = match word.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (word.as_str(), None),
+        };
+        match (key, value) {
+            ("lifeboat.store", Some(v)) if !v.is_empty() => o.store = Some(v.to_string()),
+            ("lifeboat.run", Some(v)) => match split_words(v) {
+                Ok(words) => {
+                    o.run = words
+                        .split(|w| w == ";")
+                        .filter(|c| !c.is_empty())
+                        .map(|c| {
+                            // "lifeboat image …" and "image …" mean the same
+                            let skip = usize::from(c.first().is_some_and(|w| w == "lifeboat"));
+                            c.iter().skip(skip).cloned().collect()
+                        })
+                        .collect();
+                }
+                Err(e) => o.problems.push(format!("lifeboat.run: {e}")),
+            },
+            ("lifeboat.then", Some(v)) => match v {
+                "poweroff" => o.then = Then::Poweroff,
+                "reboot" => o.then = Then::Reboot,
+                "shell" => o.then = Then::Shell,
+                "tui" => o.then = Then::Tui,
+                other => o.problems.push(format!(
+                    "lifeboat.then={other}: expected poweroff, reboot, shell or tui; using tui"
+                )),
+            },
+            ("lifeboat.wait", Some(v)) => match v.parse::<u64>() {
+                Ok(s) if s <= 3600 => o.wait_secs = s,
+                _ => o
+                    .problems
+                    .push(format!("lifeboat.wait={v}: expected seconds (0-3600)")),
+            },
+            ("lifeboat.debug", _) => o.debug = true,
+            (k, _) if k.starts_with("lifeboat.") => {
+                o.problems.push(format!("unknown or empty option {word}"));
+            }
+            _ => {}
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn words_split_like_a_shell() {
+        assert_eq!(split_words("  a  b\tc ").unwrap(), w(&["a", "b", "c"]));
+        assert_eq!(
+            split_words(r#"image '/store/my pc.lbi' "x y" a\ b"#).unwrap(),
+            w(&["image", "/store/my pc.lbi", "x y", "a b"])
+        );
+        assert_eq!(split_words("''").unwrap(), w(&[""]));
+        assert_eq!(split_words("a'b'c").unwrap(), w(&["abc"]));
+        assert_eq!(split_words("'a").unwrap_err(), QuoteError('\''));
+        assert!(split_words("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let o = parse(
+            "BOOT_IMAGE=/boot/vmlinuz initrd=initrd quiet lifeboat.store=LABEL=BACKUPS \
+             lifeboat.run=\"image /dev/sda -o '/store/my pc.lbi' ; lifeboat restore /store/pc.lbi /dev/nvme0n1 --yes\" \
+             lifeboat.then=poweroff console=ttyS0",
+        );
+        assert_eq!(o.store.as_deref(), Some("LABEL=BACKUPS"));
+        assert_eq!(
+            o.run,
+            vec![
+                w(&["image", "/dev/sda", "-o", "/store/my pc.lbi"]),
+                w(&["restore", "/store/pc.lbi", "/dev/nvme0n1", "--yes"]),
+            ]
+        );
+        assert_eq!(o.then, Then::Poweroff);
+        assert!(o.problems.is_empty(), "{:?}", o.problems);
+    }
+
+    #[test]
+    fn defaults_and_problems_never_fail() {
+        let o = parse("ro root=/dev/sda1");
+        assert_eq!(o, BootOptions::default());
+        let o = parse("lifeboat.then=dance lifeboat.wait=x lifeboat.bogus lifeboat.run=\"a 'b\"");
+        assert_eq!(o.then, Then::Tui);
+        assert_eq!(o.problems.len(), 4, "{:?}", o.problems);
+        assert!(o.run.is_empty());
+        // an unterminated kernel quote runs to the end, as in the kernel
+        let o = parse("lifeboat.run=\"list --json");
+        assert_eq!(o.run, vec![w(&["list", "--json"])]);
+    }
+}

@@ -1,0 +1,209 @@
+//! The rescue environment's PID 1, the kernel's `/sbin/modprobe` helper, and the line-mode
+//! rescue console that PID 1 runs on the console.
+//!
+//! `main.rs` calls [`pid1`] when the process is PID 1 and [`modprobe_main`] when it was
+//! started as `modprobe`. The kernel command-line contract is in [`cmdline`].
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod cmdline;
+pub mod console;
+pub mod modules;
+mod pid1;
+pub mod store;
+pub mod sys;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The console's exit code that asks PID 1 to power off.
+pub const EXIT_POWEROFF: i32 = 100;
+/// The console's exit code that asks PID 1 to reboot.
+pub const EXIT_REBOOT: i32 = 101;
+/// The log of this boot.
+pub const LOG_FILE: &str = "/run/lifeboat.log";
+
+/// Runs as PID 1. Never returns.
+pub fn pid1() -> ! {
+    pid1::main()
+}
+
+/// `modprobe [-q] [-b] [--] NAME [params…]`, as the kernel runs it to load a module on demand
+/// (`fs-vfat`, `char-major-10-229`, …). Returns the exit code. Options other than the module
+/// name are accepted and ignored; module parameters are not supported.
+pub fn modprobe_main(args: &[String]) -> i32 {
+    let quiet = args.iter().any(|a| a == "-q" || a == "--quiet");
+    let Some(name) = args.iter().skip(1).find(|a| !a.starts_with('-')) else {
+        if !quiet {
+            eprintln!("modprobe: no module name given");
+        }
+        return 1;
+    };
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let dir = PathBuf::from("/lib/modules").join(release.trim());
+    let index = match modules::ModuleIndex::load(&dir) {
+        Ok(i) => i,
+        Err(e) => {
+            if !quiet {
+                eprintln!("modprobe: {e}");
+            }
+            return 1;
+        }
+    };
+    let mut loaded = modules::loaded_modules(Path::new("/proc/modules"));
+    let mut loader = |p: &Path| modules::finit_module(p);
+    match modules::load_by_name(&index, name, &mut loaded, &mut loader) {
+        Ok(_) => 0,
+        Err(e) => {
+            if !quiet {
+                eprintln!("modprobe: {name}: {e}");
+            }
+            1
+        }
+    }
+}
+
+/// The console device nodes named in `/sys/class/tty/console/active`, the preferred one (the
+/// last `console=`, which the kernel lists last) first. `tty0` ("the current VT") becomes
+/// `tty1`, where the UI runs.
+pub fn console_names(active: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = active
+        .split_whitespace()
+        .rev()
+        .map(|n| if n == "tty0" { "tty1" } else { n })
+        .map(|n| Path::new("/dev").join(n))
+        .collect();
+    v.dedup();
+    v
+}
+
+/// Where PID 1's messages go: the log file, the second VT, and the consoles. Cheap to clone
+/// (for the threads that copy a job's output).
+#[derive(Clone)]
+pub(crate) struct Sinks {
+    inner: Arc<Mutex<Vec<File>>>,
+}
+
+impl Sinks {
+    pub(crate) fn line(&self, line: &str) {
+        if let Ok(mut files) = self.inner.lock() {
+            for f in files.iter_mut() {
+                let _ = writeln!(f, "{line}\r");
+            }
+        }
+    }
+}
+
+/// PID 1's log.
+pub(crate) struct Log {
+    file: Option<File>,
+    /// Everything: the log file, tty2 and every console.
+    all: Sinks,
+}
+
+impl Log {
+    /// Before /dev and /run exist: stderr only (the kernel opened /dev/console for us).
+    fn early() -> Self {
+        Log {
+            file: None,
+            all: Sinks {
+                inner: Arc::new(Mutex::new(Vec::new())),
+            },
+        }
+    }
+
+    /// Opens the log file, the consoles and tty2 (the log VT).
+    fn open() -> Self {
+        let (_, consoles) = pid1::consoles();
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(LOG_FILE)
+            .ok();
+        let mut files: Vec<File> = file.iter().filter_map(|f| f.try_clone().ok()).collect();
+        let mut ttys = consoles;
+        if Path::new("/dev/tty2").exists() && !ttys.iter().any(|t| t == Path::new("/dev/tty2")) {
+            ttys.push(PathBuf::from("/dev/tty2"));
+        }
+        for t in &ttys {
+            if let Ok(f) = File::options().write(true).open(t) {
+                files.push(f);
+            }
+        }
+        Log {
+            file,
+            all: Sinks {
+                inner: Arc::new(Mutex::new(files)),
+            },
+        }
+    }
+
+    /// A message for every console and the log.
+    fn line(&mut self, msg: &str) {
+        let line = format!("lifeboat: {msg}");
+        if self.file.is_none() {
+            eprintln!("{line}");
+        }
+        self.all.line(&line);
+    }
+
+    /// A message for the log file only.
+    fn quiet(&mut self, msg: &str) {
+        if let Some(f) = &mut self.file {
+            let _ = writeln!(f, "lifeboat: {msg}");
+        }
+    }
+
+    /// The UIs own these terminals now: from here on, messages go only to the log file and
+    /// the log VT (tty2), unless a UI runs there.
+    fn ui_started(&mut self, ui_ttys: &[PathBuf]) {
+        let mut files: Vec<File> = self
+            .file
+            .iter()
+            .filter_map(|f| f.try_clone().ok())
+            .collect();
+        let log_vt = Path::new("/dev/tty2");
+        if log_vt.exists() && !ui_ttys.iter().any(|t| t == log_vt) {
+            if let Ok(f) = File::options().write(true).open(log_vt) {
+                files.push(f);
+            }
+        }
+        self.all = Sinks {
+            inner: Arc::new(Mutex::new(files)),
+        };
+    }
+
+    fn ready(&mut self, json: &str) {
+        self.all.line(&format!("LIFEBOAT-READY {json}"));
+    }
+
+    fn result(&mut self, json: &str) {
+        self.all.line(&format!("LIFEBOAT-RESULT {json}"));
+    }
+
+    fn sinks(&self) -> Sinks {
+        self.all.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_console_is_the_ui() {
+        assert_eq!(
+            console_names("ttyS0 tty0\n"),
+            vec![PathBuf::from("/dev/tty1"), PathBuf::from("/dev/ttyS0")]
+        );
+        assert_eq!(console_names("ttyS0"), vec![PathBuf::from("/dev/ttyS0")]);
+        assert!(console_names("").is_empty());
+    }
+}

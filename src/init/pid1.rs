@@ -1,0 +1,598 @@
+//! PID 1: bring the machine up, run the unattended commands or the UI, and stop it cleanly.
+
+use super::cmdline::{self, BootOptions, Then};
+use super::modules::{self, ModuleIndex};
+use super::store::{self, STORE_DIR};
+use super::sys::{self, Exit, Power};
+use super::{console_names, Log, EXIT_POWEROFF, EXIT_REBOOT};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The mounts PID 1 makes, in order. "Already mounted" counts as done.
+const MOUNTS: [(&str, &str, &str, libc::c_ulong, &str); 6] = [
+    (
+        "proc",
+        "/proc",
+        "proc",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        "",
+    ),
+    (
+        "sysfs",
+        "/sys",
+        "sysfs",
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        "",
+    ),
+    ("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, "mode=0755"),
+    (
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        "gid=5,mode=620,ptmxmode=666",
+    ),
+    (
+        "tmpfs",
+        "/run",
+        "tmpfs",
+        libc::MS_NOSUID | libc::MS_NODEV,
+        "mode=0755",
+    ),
+    (
+        "tmpfs",
+        "/tmp",
+        "tmpfs",
+        libc::MS_NOSUID | libc::MS_NODEV,
+        "mode=1777",
+    ),
+];
+
+/// Filesystem and helper modules loaded whatever the hardware (the store and the boot medium
+/// need them before anything asks). Missing ones (built in, or not carried) are fine.
+const ALWAYS_MODULES: [&str; 13] = [
+    "ext4",
+    "vfat",
+    "exfat",
+    "fuse",
+    "isofs",
+    "nls_cp437",
+    "nls_iso8859_1",
+    "nls_utf8",
+    "efivarfs",
+    "loop",
+    "sd_mod",
+    "sr_mod",
+    "usb_storage",
+];
+
+/// PID 1's main. Never returns and never panics: every error is logged and the machine stays
+/// usable (the UI restarts; the last resort is a shell, then power-off).
+pub fn main() -> ! {
+    let mut log = Log::early();
+    for (source, target, fstype, flags, data) in MOUNTS {
+        let _ = std::fs::create_dir_all(target);
+        if let Err(e) = sys::mount(source, Path::new(target), fstype, flags, data) {
+            if e.raw_os_error() != Some(libc::EBUSY) {
+                log.line(&format!("mounting {target}: {e}"));
+            }
+        }
+    }
+    let _ = std::os::unix::fs::symlink("/proc/self/fd", "/dev/fd");
+    sys::install_pid1_signals();
+    std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    std::env::set_var("HOME", "/root");
+    log = Log::open();
+
+    let opts = cmdline::parse(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    for p in &opts.problems {
+        log.line(&format!("kernel command line: {p}"));
+    }
+    log.line(&format!("Lifeboat {} starting", env!("CARGO_PKG_VERSION")));
+
+    let index = load_modules(&mut log, &opts);
+    if Path::new("/sys/firmware/efi").exists() {
+        let _ = sys::mount(
+            "efivarfs",
+            Path::new("/sys/firmware/efi/efivars"),
+            "efivarfs",
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
+            "",
+        );
+    }
+    settle(&mut log, index.as_ref());
+
+    let store_result = opts
+        .store
+        .as_deref()
+        .map(|spec| mount_store(&mut log, spec, opts.wait_secs));
+    log.ready(&ready_json(&store_result));
+
+    let mut then = opts.then;
+    if !opts.run.is_empty() {
+        let result = match &store_result {
+            Some(Err(e)) => {
+                serde_json::json!({"ok": false, "jobs": [], "error": format!("store: {e}")})
+            }
+            _ => run_jobs(&mut log, &opts),
+        };
+        log.result(&result.to_string());
+    } else if opts.store.is_some() || then != Then::Tui {
+        // nothing to run: `then` still applies (a store-only boot lands in the UI)
+        if then != Then::Shell {
+            then = Then::Tui;
+        }
+    }
+    supervise(&mut log, then)
+}
+
+fn load_modules(log: &mut Log, opts: &BootOptions) -> Option<ModuleIndex> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let dir = PathBuf::from("/lib/modules").join(release.trim());
+    if !dir.join("modules.dep").exists() {
+        return None; // everything built in (the mini kernel)
+    }
+    let index = match ModuleIndex::load(&dir) {
+        Ok(i) => i,
+        Err(e) => {
+            log.line(&format!("reading the module index {}: {e}", dir.display()));
+            return None;
+        }
+    };
+    let mut loaded = modules::loaded_modules(Path::new("/proc/modules"));
+    let mut loader = |p: &Path| {
+        if opts.debug {
+            eprintln!("lifeboat: loading {}", p.display());
+        }
+        modules::finit_module(p)
+    };
+    for name in ALWAYS_MODULES {
+        let _ = modules::load_by_name(&index, name, &mut loaded, &mut loader);
+    }
+    coldplug_pass(log, &index, &mut loaded);
+    Some(index)
+}
+
+fn coldplug_pass(log: &mut Log, index: &ModuleIndex, loaded: &mut HashSet<String>) -> usize {
+    let mut loader = |p: &Path| modules::finit_module(p);
+    let report = modules::coldplug(index, Path::new("/sys"), loaded, &mut loader);
+    if !report.loaded.is_empty() {
+        log.line(&format!("loaded modules: {}", report.loaded.join(" ")));
+    }
+    for (m, why) in &report.failed {
+        log.quiet(&format!("module {m}: {}", crate::inspect::error_chain(why)));
+    }
+    report.loaded.len()
+}
+
+/// Waits until the set of block devices has stopped changing for 1.5 s (USB drives appear a
+/// second or more after their controller), loading modules for new devices meanwhile. Gives up
+/// after 15 s.
+fn settle(log: &mut Log, index: Option<&ModuleIndex>) {
+    let started = Instant::now();
+    let mut loaded = modules::loaded_modules(Path::new("/proc/modules"));
+    let mut last = block_devices();
+    let mut stable_since = Instant::now();
+    while started.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(250));
+        let new_modules = index.map_or(0, |i| coldplug_pass(log, i, &mut loaded));
+        let now = block_devices();
+        if now != last || new_modules > 0 {
+            last = now;
+            stable_since = Instant::now();
+        } else if stable_since.elapsed() >= Duration::from_millis(1500) && usb_storage_idle() {
+            break;
+        }
+    }
+    log.line(&format!(
+        "disks: {} ({:.1} s to settle)",
+        if last.is_empty() {
+            "none".to_string()
+        } else {
+            last.join(" ")
+        },
+        started.elapsed().as_secs_f64()
+    ));
+}
+
+fn block_devices() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/sys/block")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with("loop") && !n.starts_with("ram"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// usb-storage scans each new device in a kernel thread ("usb-storage" in /proc/*/comm is
+/// not visible for kthreads by name reliably), so look for USB mass-storage interfaces whose
+/// SCSI host has no disk yet.
+fn usb_storage_idle() -> bool {
+    let Ok(rd) = std::fs::read_dir("/sys/bus/usb/drivers/usb-storage") else {
+        return true;
+    };
+    for e in rd.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.contains(':') {
+            continue; // bind/unbind/module entries, not interfaces
+        }
+        let has_disk = walk_has_block(&e.path(), 0);
+        if !has_disk {
+            return false;
+        }
+    }
+    true
+}
+
+fn walk_has_block(dir: &Path, depth: u32) -> bool {
+    if depth > 6 {
+        return false;
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    for e in rd.filter_map(|e| e.ok()) {
+        let n = e.file_name();
+        if n == "block" {
+            return true;
+        }
+        let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false); // not following links
+        if is_dir && walk_has_block(&e.path(), depth + 1) {
+            return true;
+        }
+    }
+    false
+}
+
+fn mount_store(log: &mut Log, spec: &str, wait_secs: u64) -> Result<serde_json::Value, String> {
+    let deadline = Instant::now() + Duration::from_secs(wait_secs);
+    let target = loop {
+        let disks =
+            crate::inspect::list(&crate::discovery::SystemPaths::default()).unwrap_or_default();
+        match store::find(spec, &store::candidates(&disks)) {
+            Ok(Some(t)) => break t,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(500)),
+            Ok(None) => {
+                let e = format!("no filesystem matches lifeboat.store={spec} after {wait_secs} s");
+                log.line(&e);
+                return Err(e);
+            }
+            Err(e) => {
+                log.line(&format!("{e:#}"));
+                return Err(format!("{e:#}"));
+            }
+        }
+    };
+    match store::mount(&target, Path::new(STORE_DIR)) {
+        Ok(()) => {
+            log.line(&format!(
+                "store: {} ({}{}) mounted at {STORE_DIR}",
+                target.device.display(),
+                target.fs,
+                target
+                    .label
+                    .as_deref()
+                    .map(|l| format!(", {l}"))
+                    .unwrap_or_default()
+            ));
+            Ok(serde_json::json!({
+                "device": target.device, "disk": target.disk, "fs": target.fs,
+                "label": target.label, "mountpoint": STORE_DIR,
+            }))
+        }
+        Err(e) => {
+            log.line(&format!("store: {e:#}"));
+            Err(format!("{e:#}"))
+        }
+    }
+}
+
+fn secure_boot() -> Option<bool> {
+    let var = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
+    if !Path::new("/sys/firmware/efi").exists() {
+        return None; // BIOS boot
+    }
+    // 4 bytes of attributes, then the value
+    std::fs::read(var).ok().map(|b| b.get(4) == Some(&1))
+}
+
+fn ready_json(store: &Option<Result<serde_json::Value, String>>) -> String {
+    let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+    let boot_seconds: f64 = uptime
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0);
+    let firmware = if Path::new("/sys/firmware/efi").exists() {
+        "uefi"
+    } else {
+        "bios"
+    };
+    let disks: Vec<serde_json::Value> =
+        crate::inspect::list(&crate::discovery::SystemPaths::default())
+            .unwrap_or_default()
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "path": d.path, "size_bytes": d.size_bytes, "transport": d.transport,
+                    "model": d.model, "is_boot": d.is_boot, "partitions": d.partitions.len(),
+                })
+            })
+            .collect();
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "boot_seconds": boot_seconds,
+        "firmware": firmware,
+        "secure_boot": secure_boot(),
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "disks": disks,
+        "store": match store {
+            None => serde_json::Value::Null,
+            Some(Ok(v)) => v.clone(),
+            Some(Err(e)) => serde_json::json!({"error": e}),
+        },
+    })
+    .to_string()
+}
+
+/// Runs the unattended commands in order, each as a child process whose output goes to every
+/// console and the log. Stops at the first failure.
+fn run_jobs(log: &mut Log, opts: &BootOptions) -> serde_json::Value {
+    let mut jobs = Vec::new();
+    let mut ok = true;
+    for args in &opts.run {
+        let command = args.join(" ");
+        log.line(&format!("running: lifeboat {command}"));
+        let started = Instant::now();
+        let (exit, error) = run_one(log, args);
+        let seconds = started.elapsed().as_secs_f64();
+        let code = match exit {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        };
+        log.line(&format!(
+            "finished: lifeboat {command}: exit {code} after {seconds:.1} s"
+        ));
+        jobs.push(serde_json::json!({
+            "command": command, "exit_code": code, "seconds": (seconds * 10.0).round() / 10.0,
+            "error": error,
+        }));
+        if code != 0 {
+            ok = false;
+            break;
+        }
+    }
+    sys::sync();
+    serde_json::json!({"ok": ok, "jobs": jobs})
+}
+
+fn run_one(log: &mut Log, args: &[String]) -> (Exit, Option<String>) {
+    let child = Command::new("/proc/self/exe")
+        .arg0("lifeboat")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return (Exit::Code(127), Some(format!("starting lifeboat: {e}"))),
+    };
+    let pid = child.id();
+    let sinks = log.sinks();
+    let out = child.stdout.take().map(|o| {
+        let sinks = sinks.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(o).lines().map_while(Result::ok) {
+                sinks.line(&line);
+            }
+        })
+    });
+    let err = child.stderr.take().map(|e| {
+        std::thread::spawn(move || {
+            let mut last_error = None;
+            for line in BufReader::new(e).lines().map_while(Result::ok) {
+                sinks.line(&line);
+                if let Some(msg) = line.strip_prefix("lifeboat: error: ") {
+                    last_error = Some(msg.to_string());
+                }
+            }
+            last_error
+        })
+    });
+    let exit = wait_for(pid, log);
+    if let Some(t) = out {
+        let _ = t.join();
+    }
+    let error = err.and_then(|t| t.join().ok().flatten());
+    (exit, error)
+}
+
+/// Waits for one child, reaping every other process that ends meanwhile (orphans are
+/// re-parented to PID 1). Signals to PID 1 during the wait are logged and then acted on by
+/// the supervisor.
+fn wait_for(pid: u32, log: &mut Log) -> Exit {
+    loop {
+        match sys::wait_any(true) {
+            Ok(Some((p, exit))) if p == pid => return exit,
+            Ok(_) => {}
+            Err(e) => {
+                log.line(&format!("waiting for process {pid}: {e}"));
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// What runs on one console.
+struct Slot {
+    tty: PathBuf,
+    pid: Option<u32>,
+    shell: bool,
+}
+
+/// Runs the UI on every console (the screen and the serial line, so whoever is looking finds
+/// it) for as long as the machine is up, restarting it when it stops. `then` = shell starts a
+/// shell on the main console first.
+fn supervise(log: &mut Log, then: Then) -> ! {
+    match then {
+        Then::Poweroff => shutdown(log, &[], Power::Off),
+        Then::Reboot => shutdown(log, &[], Power::Reboot),
+        Then::Shell | Then::Tui => {}
+    }
+    let (_, ttys) = consoles();
+    let ttys = if ttys.is_empty() {
+        vec![PathBuf::from("/dev/console")]
+    } else {
+        ttys
+    };
+    let mut slots: Vec<Slot> = ttys
+        .into_iter()
+        .enumerate()
+        .map(|(i, tty)| Slot {
+            tty,
+            pid: None,
+            shell: i == 0 && then == Then::Shell,
+        })
+        .collect();
+    log.ui_started(&slots.iter().map(|s| s.tty.clone()).collect::<Vec<_>>());
+    loop {
+        for slot in slots.iter_mut().filter(|s| s.pid.is_none()) {
+            let (program, args): (&str, &[&str]) = if slot.shell {
+                ("/bin/sh", &[])
+            } else {
+                ("/proc/self/exe", &["console"])
+            };
+            match spawn_on(&slot.tty, program, args) {
+                Ok(pid) => slot.pid = Some(pid),
+                Err(e) => log.line(&format!(
+                    "starting {program} on {}: {e}",
+                    slot.tty.display()
+                )),
+            }
+        }
+        if slots.iter().all(|s| s.pid.is_none()) {
+            std::thread::sleep(Duration::from_secs(2)); // nothing could start: retry calmly
+        }
+        match sys::wait_any(true) {
+            Ok(Some((pid, exit))) => {
+                if let Some(slot) = slots.iter_mut().find(|s| s.pid == Some(pid)) {
+                    slot.pid = None;
+                    match exit {
+                        Exit::Code(EXIT_POWEROFF) => shutdown(log, &slots, Power::Off),
+                        Exit::Code(EXIT_REBOOT) => shutdown(log, &slots, Power::Reboot),
+                        _ if slot.shell => slot.shell = false,
+                        other => {
+                            log.line(&format!(
+                                "the console on {} stopped ({other:?}); restarting it",
+                                slot.tty.display()
+                            ));
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log.line(&format!("waiting for processes: {e}"));
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        if let Some(action) = sys::take_signal().and_then(signal_action) {
+            shutdown(log, &slots, action);
+        }
+    }
+}
+
+/// busybox `poweroff` sends SIGUSR2 (`halt` SIGUSR1), `reboot` SIGTERM; Ctrl-Alt-Del is SIGINT.
+fn signal_action(sig: i32) -> Option<Power> {
+    match sig {
+        libc::SIGUSR1 | libc::SIGUSR2 => Some(Power::Off),
+        libc::SIGTERM | libc::SIGINT => Some(Power::Reboot),
+        _ => None,
+    }
+}
+
+/// Starts a program on a terminal as a session leader with that terminal as its controlling
+/// terminal.
+fn spawn_on(tty: &Path, program: &str, args: &[&str]) -> std::io::Result<u32> {
+    let open = || std::fs::OpenOptions::new().read(true).write(true).open(tty);
+    let mut cmd = Command::new(program);
+    let serial = tty.to_string_lossy().contains("ttyS");
+    cmd.arg0(if program == "/bin/sh" {
+        "-sh"
+    } else {
+        "lifeboat"
+    })
+    .args(args)
+    .stdin(open()?)
+    .stdout(open()?)
+    .stderr(open()?)
+    .env("TERM", if serial { "vt220" } else { "linux" });
+    sys::with_controlling_tty(&mut cmd);
+    Ok(cmd.spawn()?.id())
+}
+
+/// Sync, unmount the store, then power off or reboot. Never returns.
+fn shutdown(log: &mut Log, slots: &[Slot], how: Power) -> ! {
+    *log = Log::open(); // every console again: the UIs are going away
+    log.line(match how {
+        Power::Off => "powering off",
+        Power::Reboot => "rebooting",
+    });
+    for pid in slots.iter().filter_map(|s| s.pid) {
+        let _ = sys::kill(pid, libc::SIGHUP); // they must not hold the store open
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    sys::sync();
+    if let Err(e) = store::unmount(Path::new(STORE_DIR)) {
+        log.line(&format!("{e:#}"));
+    }
+    // give FUSE daemons (ntfs-3g) a moment to finish after the unmount
+    for _ in 0..20 {
+        if let Ok(Some(_)) = sys::wait_any(false) {
+            continue; // reaped one; look again
+        }
+        if !fuse_daemons_running() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sys::sync();
+    let e = sys::power(how);
+    log.line(&format!("reboot(2) failed: {e}"));
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn fuse_daemons_running() -> bool {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()).any(|e| {
+                std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "ntfs-3g")
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Which consoles the kernel writes to, the UI's terminal first (the last `console=`).
+pub(super) fn consoles() -> (PathBuf, Vec<PathBuf>) {
+    let names = console_names(
+        &std::fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default(),
+    );
+    let ui = names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("/dev/console"));
+    (ui, names)
+}
+
+use std::os::unix::process::CommandExt;

@@ -1,0 +1,474 @@
+//! Tier 3: the booted rescue environment in QEMU (software emulation). Needs the ISOs and
+//! kernels from `./build.sh --flavour all` and qemu-system-x86 + ovmf; test.sh builds them
+//! first. Without them the tests skip, except under CI (or LIFEBOAT_REQUIRE_QEMU=1), where
+//! they fail. Each scenario is one boot; serial logs land in target/qemu-logs/.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod common;
+
+use common::sh;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// True when the boot artefacts and QEMU exist; panics under CI when they do not.
+fn prerequisites(files: &[&str]) -> bool {
+    let mut missing: Vec<String> = files
+        .iter()
+        .filter(|f| !root().join(f).exists())
+        .map(|f| f.to_string())
+        .collect();
+    for tool in [
+        "qemu-system-x86_64",
+        "sfdisk",
+        "mkfs.ext4",
+        "mkfs.exfat",
+        "mcopy",
+        "e2fsck",
+    ] {
+        if sh(&format!("command -v {tool} || true")).trim().is_empty() {
+            missing.push(tool.to_string());
+        }
+    }
+    if !Path::new("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd").exists() {
+        missing.push("ovmf".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let required =
+        common::in_ci() || std::env::var("LIFEBOAT_REQUIRE_QEMU").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "QEMU tests need {missing:?}: run ./build.sh --flavour all and .ci/install-deps.sh"
+    );
+    eprintln!("SKIP: QEMU tests need {missing:?} (./build.sh --flavour all)");
+    false
+}
+
+/// One QEMU run with its serial console on a pipe.
+struct Vm {
+    name: String,
+    child: Child,
+    stdin: ChildStdin,
+    out: Arc<Mutex<String>>,
+    started: Instant,
+}
+
+impl Vm {
+    fn start(name: &str, args: &[&str]) -> Vm {
+        let logs = root().join("target/qemu-logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let log_path = logs.join(format!("{name}.log"));
+        let mut child = Command::new("bash")
+            .arg(root().join("qemu/run.sh"))
+            .args(["--headless", "--timeout", "600"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let out = Arc::new(Mutex::new(String::new()));
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            let mut log = std::fs::File::create(log_path).unwrap();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let _ = log.write_all(&buf[..n]);
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Vm {
+            name: name.into(),
+            child,
+            stdin,
+            out,
+            started: Instant::now(),
+        }
+    }
+
+    fn text(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    fn tail(&self) -> String {
+        let t = self.text();
+        let start = t.len().saturating_sub(4000);
+        let start = (start..t.len())
+            .find(|&i| t.is_char_boundary(i))
+            .unwrap_or(t.len());
+        t[start..].to_string()
+    }
+
+    /// Waits until the console shows `pat` after byte offset `from`; returns the offset just
+    /// after it. Fails with the console's tail on timeout or when QEMU exits.
+    fn wait_for(&mut self, pat: &str, from: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.text().get(from..).and_then(|t| t.find(pat)) {
+                return from + i + pat.len();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(300)); // let the reader drain
+                if let Some(i) = self.text().get(from..).and_then(|t| t.find(pat)) {
+                    return from + i + pat.len();
+                }
+                panic!(
+                    "{}: QEMU exited ({status}) before {pat:?}:\n{}",
+                    self.name,
+                    self.tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no {pat:?} after {timeout:?}:\n{}",
+                self.name,
+                self.tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The JSON after a `PREFIX ` line, waiting for it.
+    fn json_line(&mut self, prefix: &str, timeout: Duration) -> (serde_json::Value, usize) {
+        let at = self.wait_for(&format!("{prefix} {{"), 0, timeout);
+        let end = self.wait_for("\n", at, Duration::from_secs(10));
+        let text = self.text();
+        let line = text[at - 1..end].trim();
+        let v =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{prefix} line {line:?}: {e}"));
+        (v, end)
+    }
+
+    /// Types a line on the serial console, a character at a time (a serial line has no
+    /// flow control worth trusting under emulation).
+    fn type_line(&mut self, line: &str) {
+        for b in line.bytes().chain([b'\r']) {
+            self.stdin.write_all(&[b]).unwrap();
+            self.stdin.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(15));
+        }
+    }
+
+    /// Waits for QEMU to exit by itself (a power-off ends it, -no-reboot).
+    fn wait_exit(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "{}: QEMU exit {status}:\n{}",
+                    self.name,
+                    self.tail()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: still running after {timeout:?}:\n{}",
+                self.name,
+                self.tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const BOOT: Duration = Duration::from_secs(240);
+
+/// Boots to the console, checks the READY line and the home screen, then powers off from
+/// the console. Returns the READY JSON.
+fn boot_and_power_off(name: &str, args: &[&str], want_disks: &[&str]) -> serde_json::Value {
+    let mut vm = Vm::start(name, args);
+    let (ready, at) = vm.json_line("LIFEBOAT-READY", BOOT);
+    eprintln!(
+        "{name}: READY after {:.1} s from QEMU start ({} s of kernel uptime)",
+        vm.started.elapsed().as_secs_f64(),
+        ready["boot_seconds"]
+    );
+    let disks: Vec<&str> = ready["disks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    for d in want_disks {
+        assert!(
+            disks.contains(d),
+            "{name}: {d} missing from READY disks {disks:?}"
+        );
+    }
+    // the console's home screen on the serial line lists the disks
+    let prompt = vm.wait_for("lifeboat> ", at, Duration::from_secs(60));
+    let screen = vm.text()[at..prompt].to_string();
+    assert!(
+        screen.contains("Lifeboat"),
+        "{name}: no home screen:\n{screen}"
+    );
+    for d in want_disks {
+        assert!(
+            screen.contains(d),
+            "{name}: {d} not on the home screen:\n{screen}"
+        );
+    }
+    vm.type_line("poweroff");
+    vm.wait_for("powering off", prompt, Duration::from_secs(60));
+    vm.wait_exit(Duration::from_secs(60));
+    ready
+}
+
+fn blank(dir: &Path, name: &str, mib: u64) -> String {
+    let p = dir.join(name);
+    common::sparse(&p, mib << 20);
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn bios_cd_standard_sees_every_bus() {
+    if !prerequisites(&["out/lifeboat.iso"]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (v, s, n, u) = (
+        blank(t.path(), "virtio.img", 16),
+        blank(t.path(), "sata.img", 24),
+        blank(t.path(), "nvme.img", 32),
+        blank(t.path(), "usb.img", 40),
+    );
+    let ready = boot_and_power_off(
+        "bios-cd-standard",
+        &[
+            "--firmware",
+            "bios",
+            "--boot",
+            "cd",
+            "--disk",
+            &format!("{v},bus=virtio"),
+            "--disk",
+            &format!("{s},bus=sata"),
+            "--disk",
+            &format!("{n},bus=nvme"),
+            "--disk",
+            &format!("{u},bus=usb"),
+        ],
+        &["/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/sdb"],
+    );
+    assert_eq!(ready["firmware"], "bios");
+    let transports: Vec<String> = ready["disks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["transport"].to_string())
+        .collect();
+    for t in ["virtio", "sata", "nvme", "usb"] {
+        assert!(
+            transports.iter().any(|x| x.contains(t)),
+            "no {t} disk in {transports:?}"
+        );
+    }
+}
+
+#[test]
+fn uefi_usb_stick_mini() {
+    if !prerequisites(&["out/lifeboat-mini.iso"]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = blank(t.path(), "disk.img", 16);
+    let ready = boot_and_power_off(
+        "uefi-usb-mini",
+        &[
+            "--firmware",
+            "uefi",
+            "--boot",
+            "usb",
+            "--iso",
+            &root().join("out/lifeboat-mini.iso").to_string_lossy(),
+            "--disk",
+            &format!("{d},bus=virtio"),
+        ],
+        &["/dev/vda"],
+    );
+    assert_eq!(ready["firmware"], "uefi");
+    assert_eq!(ready["secure_boot"], false);
+}
+
+#[test]
+fn secure_boot_standard() {
+    if !prerequisites(&["out/lifeboat.iso"]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = blank(t.path(), "disk.img", 16);
+    let ready = boot_and_power_off(
+        "secureboot-standard",
+        &[
+            "--firmware",
+            "secureboot",
+            "--boot",
+            "cd",
+            "--disk",
+            &format!("{d},bus=nvme"),
+        ],
+        &["/dev/nvme0n1"],
+    );
+    assert_eq!(ready["firmware"], "uefi");
+    assert_eq!(
+        ready["secure_boot"], true,
+        "Secure Boot was not on: {ready}"
+    );
+}
+
+/// Partition offsets and sizes (bytes) of a disk image, from sfdisk.
+fn partitions(img: &Path) -> Vec<(u64, u64)> {
+    let j: serde_json::Value =
+        serde_json::from_str(&sh(&format!("sfdisk --json {}", img.display()))).unwrap();
+    let ss = j["partitiontable"]["sectorsize"].as_u64().unwrap_or(512);
+    j["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["start"].as_u64().unwrap() * ss,
+                p["size"].as_u64().unwrap() * ss,
+            )
+        })
+        .collect()
+}
+
+/// Checks both filesystems of a demo-style disk (FAT32 then ext4) and returns a listing of
+/// every file with its hash.
+fn disk_snapshot(img: &Path, scratch: &Path, name: &str) -> String {
+    let parts = partitions(img);
+    assert_eq!(parts.len(), 2, "{name}: {parts:?}");
+    let dir = scratch.join(name);
+    std::fs::create_dir_all(dir.join("fat")).unwrap();
+    std::fs::create_dir_all(dir.join("ext")).unwrap();
+    let (fat, ext) = (dir.join("fat.img"), dir.join("ext.img"));
+    for (file, (start, size)) in [(&fat, parts[0]), (&ext, parts[1])] {
+        sh(&format!(
+            "dd if={} of={} bs=1M iflag=skip_bytes,count_bytes skip={start} count={size} status=none",
+            img.display(),
+            file.display()
+        ));
+    }
+    sh(&format!("fsck.fat -n {}", fat.display()));
+    sh(&format!("e2fsck -fn {}", ext.display()));
+    sh(&format!(
+        "mcopy -s -n -i {} ::/* {}/",
+        fat.display(),
+        dir.join("fat").display()
+    ));
+    sh(&format!(
+        "debugfs -R 'rdump / {}' {} 2>/dev/null",
+        dir.join("ext").display(),
+        ext.display()
+    ));
+    let listing = sh(&format!(
+        "cd {} && find . -type f ! -path '*/lost+found*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum",
+        dir.display()
+    ));
+    assert!(
+        listing.lines().count() >= 20,
+        "{name}: too few files:\n{listing}"
+    );
+    listing
+}
+
+/// In the guest: mount an exFAT store on USB, image a SATA disk (GPT, FAT32 + ext4 with files)
+/// onto it, restore the image onto a larger NVMe disk, power off. The host then checks the
+/// target against the source.
+#[test]
+fn unattended_image_and_restore_round_trip() {
+    if !prerequisites(&["out/standard/vmlinuz", "out/standard/initrd.zst"]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("source.img");
+    sh(&format!(
+        "bash {} {} 96",
+        root().join("qemu/make-demo-disk.sh").display(),
+        src.display()
+    ));
+    let want = disk_snapshot(&src, t.path(), "source");
+    // the store: an MBR disk with one exFAT partition labelled LBSTORE
+    let store = t.path().join("store.img");
+    let part = t.path().join("store-part.img");
+    common::sparse(&store, 128 << 20);
+    sh(&format!(
+        "echo 'start=2048, type=7' | sfdisk -q {}",
+        store.display()
+    ));
+    common::sparse(&part, (128 << 20) - (1 << 20));
+    sh(&format!(
+        "mkfs.exfat -L LBSTORE {} >/dev/null",
+        part.display()
+    ));
+    sh(&format!(
+        "dd if={} of={} bs=1M seek=1 conv=notrunc,sparse status=none",
+        part.display(),
+        store.display()
+    ));
+    let target = blank(t.path(), "target.img", 160);
+    let append = "lifeboat.store=LABEL=LBSTORE \
+        lifeboat.run=\"image /dev/sda -o /store/pc.lbi ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes\" \
+        lifeboat.then=poweroff";
+    let mut vm = Vm::start(
+        "unattended-round-trip",
+        &[
+            "--kernel",
+            &root().join("out/standard").to_string_lossy(),
+            "--append",
+            append,
+            "--disk",
+            &format!("{},bus=sata", src.display()),
+            "--disk",
+            &format!("{},bus=usb", store.display()),
+            "--disk",
+            &format!("{target},bus=nvme"),
+        ],
+    );
+    let (ready, _) = vm.json_line("LIFEBOAT-READY", BOOT);
+    assert_eq!(ready["store"]["fs"], "exfat", "store not mounted: {ready}");
+    let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
+    assert_eq!(result["ok"], true, "{result}\n{}", vm.tail());
+    assert_eq!(result["jobs"].as_array().unwrap().len(), 3, "{result}");
+    vm.wait_exit(Duration::from_secs(60));
+    // the target is bigger: its GPT must have moved its backup to the new end
+    sh(&format!("sgdisk -v {target} | grep -q 'No problems found'"));
+    let got = disk_snapshot(Path::new(&target), t.path(), "target");
+    assert_eq!(got.replace("/target/", "/"), want.replace("/source/", "/"));
+    // the image on the store survived the power-off intact
+    let store_part = t.path().join("store-after.img");
+    sh(&format!(
+        "dd if={} of={} bs=1M skip=1 status=none",
+        store.display(),
+        store_part.display()
+    ));
+    sh(&format!(
+        "fsck.exfat -n {} >/dev/null",
+        store_part.display()
+    ));
+}
