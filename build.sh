@@ -159,9 +159,9 @@ standard_kernel() {
 }
 
 # ---- initramfs ------------------------------------------------------------------------------
-# make_initramfs FLAVOUR OUTFILE [MODULES_ROOT]
+# make_initramfs FLAVOUR BUILD_ID OUTFILE [MODULES_ROOT]
 make_initramfs() {
-  local flavour=$1 outfile=$2 modroot=${3:-} st bb
+  local flavour=$1 build_id=$2 outfile=$3 modroot=${4:-} st bb
   st=$(mktemp -d "$cache/initramfs.XXXXXX")
   mkdir -p "$st"/{bin,sbin,dev,proc,sys,run,tmp,store,root,etc,usr/bin,usr/sbin,lib,lib64}
   install -m 0755 "$lifeboat_bin" "$st/init"
@@ -179,6 +179,8 @@ make_initramfs() {
   printf 'root:x:0:0:root:/root:/bin/sh\n' > "$st/etc/passwd"
   printf 'root:x:0:\ntty:x:5:\ndisk:x:6:\n' > "$st/etc/group"
   ln -s /proc/self/mounts "$st/etc/mtab"
+  # PID 1 finds its boot medium by this ID, which is also the ISO's /.disk/info
+  echo "$build_id" > "$st/etc/lifeboat-build"
   if [ -n "$modroot" ]; then
     mkdir -p "$st/lib/modules"
     cp -a "$modroot/lib/modules/$kernel_version" "$st/lib/modules/"
@@ -250,15 +252,15 @@ EOF_CFG
 
 GRUB_MODULES="normal configfile linux echo test search search_fs_file iso9660 part_msdos part_gpt fat serial terminal ls cat halt reboot sleep video gfxterm"
 
-# make_iso FLAVOUR KERNEL INITRD OUT.iso
+# make_iso FLAVOUR BUILD_ID KERNEL INITRD OUT.iso
 make_iso() {
-  local flavour=$1 kernel=$2 initrd=$3 iso=$4 work esp
+  local flavour=$1 build_id=$2 kernel=$3 initrd=$4 iso=$5 work esp
   work=$(mktemp -d "$cache/iso.XXXXXX")
   mkdir -p "$work/root/boot/grub" "$work/root/.disk" "$work/esp/EFI/BOOT"
   cp "$kernel" "$work/root/boot/vmlinuz"
   cp "$initrd" "$work/root/boot/initrd.zst"
   grub_cfg > "$work/root/boot/grub/grub.cfg"
-  echo "Lifeboat $(lifeboat_version) $flavour" > "$work/root/.disk/info"
+  echo "$build_id" > "$work/root/.disk/info"
   grub_early_cfg > "$work/early.cfg"
   # BIOS: an El Torito GRUB core with everything built in
   grub-mkimage -O i386-pc-eltorito -c "$work/early.cfg" -p /boot/grub \
@@ -295,20 +297,21 @@ lifeboat_version() { grep -m1 '^version' Cargo.toml | cut -d'"' -f2; }
 # ---- the flavours ---------------------------------------------------------------------------------
 for f in "${flavours[@]}"; do
   mkdir -p "$out/$f"
+  build_id="Lifeboat $(lifeboat_version) $f $(date -u +%Y%m%dT%H%M%SZ) $(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   if [ "$f" = standard ]; then
     kdir=$(standard_kernel)
     cp "$kdir/vmlinuz" "$out/$f/vmlinuz"
     log "standard initramfs"
-    make_initramfs standard "$out/$f/initrd.zst" "$kdir"
+    make_initramfs standard "$build_id" "$out/$f/initrd.zst" "$kdir"
     iso=$out/lifeboat.iso
   else
     kdir=$(build_mini_kernel)
     cp "$kdir/bzImage" "$out/$f/vmlinuz"
     log "mini initramfs"
-    make_initramfs mini "$out/$f/initrd.zst"
+    make_initramfs mini "$build_id" "$out/$f/initrd.zst"
     iso=$out/lifeboat-mini.iso
   fi
   log "$f ISO"
-  make_iso "$f" "$out/$f/vmlinuz" "$out/$f/initrd.zst" "$iso"
+  make_iso "$f" "$build_id" "$out/$f/vmlinuz" "$out/$f/initrd.zst" "$iso"
   log "$iso: $(stat -c %s "$iso") bytes (kernel $(stat -c %s "$out/$f/vmlinuz"), initramfs $(stat -c %s "$out/$f/initrd.zst"))"
 done

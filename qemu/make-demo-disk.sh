@@ -6,7 +6,7 @@ out=${1:?usage: make-demo-disk.sh OUT.img [SIZE_MIB]}
 size_mib=${2:-128}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-esp_mib=32
+esp_mib=40
 ext_mib=$(( size_mib - esp_mib - 2 ))
 truncate -s "${size_mib}M" "$out.tmp"
 sfdisk -q "$out.tmp" <<EOT
@@ -19,9 +19,9 @@ mkdir -p "$tmp/root/etc" "$tmp/root/home/demo"
 echo "lifeboat-demo" > "$tmp/root/etc/hostname"
 for i in $(seq 1 20); do head -c $(( i * 7919 )) /dev/urandom > "$tmp/root/home/demo/file$i.bin"; done
 seq 1 50000 > "$tmp/root/home/demo/numbers.txt"
-mkfs.ext4 -q -F -L demo-root -d "$tmp/root" "$tmp/ext4.img" "${ext_mib}M"
+mkfs.ext4 -q -F -L demo-root -d "$tmp/root" "$tmp/ext4.img" "${ext_mib}M" 2>/dev/null
 # FAT32 ESP with a file
-mkfs.vfat -F 32 -n DEMO-ESP -C "$tmp/esp.img" $(( esp_mib * 1024 )) >/dev/null
+mkfs.vfat -F 32 -s 1 -n DEMO-ESP -C "$tmp/esp.img" $(( esp_mib * 1024 )) >/dev/null
 echo "demo boot loader config" > "$tmp/loader.conf"
 mcopy -i "$tmp/esp.img" "$tmp/loader.conf" ::/loader.conf
 dd if="$tmp/esp.img" of="$out.tmp" bs=1M seek=1 conv=notrunc status=none

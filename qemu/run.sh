@@ -38,6 +38,7 @@ Machine:
   --log FILE         also copy the serial console to FILE
   --timeout SECONDS  kill QEMU after this long (for tests; exit code 124)
   --monitor SOCKET   a QEMU monitor on this UNIX socket (for tests)
+  --pidfile FILE     write QEMU's process ID to FILE (for tests)
   -h, --help         this text
 
 QEMU runs with -accel tcg (software emulation) unless LIFEBOAT_QEMU_ACCEL=kvm is set, because
@@ -62,6 +63,7 @@ headless=0
 log=
 timeout_s=
 monitor=
+pidfile=
 disks=()
 demo=0
 while [ $# -gt 0 ]; do
@@ -79,6 +81,7 @@ while [ $# -gt 0 ]; do
     --log) log=${2:?}; shift 2 ;;
     --timeout) timeout_s=${2:?}; shift 2 ;;
     --monitor) monitor=${2:?}; shift 2 ;;
+    --pidfile) pidfile=${2:?}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "qemu/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -168,6 +171,7 @@ serial=mon:stdio
 [ -n "$log" ] && { args+=(-chardev "stdio,id=ser,logfile=$log,signal=off,mux=on" -serial chardev:ser -mon chardev=ser,mode=readline); serial=; }
 [ -n "$serial" ] && args+=(-serial "$serial")
 [ -n "$monitor" ] && args+=(-monitor "unix:$monitor,server,nowait")
+[ -n "$pidfile" ] && args+=(-pidfile "$pidfile")
 
 if [ -n "$timeout_s" ]; then
   timeout --foreground -k 5 "$timeout_s" qemu-system-x86_64 "${args[@]}"

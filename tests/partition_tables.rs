@@ -455,3 +455,32 @@ fn whole_disk_filesystem_has_no_table() {
     let empty = MemDev::new(MIB as usize, 512);
     assert!(read_table(&empty).unwrap().is_none());
 }
+
+/// A hybrid ISO on a CD drive (2048-byte sectors) carries a GPT in 512-byte units: that is a
+/// warning about the medium, not a broken table.
+#[test]
+fn hybrid_iso_gpt_on_optical_sectors_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = gpt_disk(dir.path());
+    let data = std::fs::read(&img).unwrap();
+    let t = read_table(&MemDev::from_vec(data.clone(), 2048))
+        .unwrap()
+        .unwrap();
+    assert!(t.partitions.is_empty());
+    assert!(
+        messages(&t, Severity::Error).is_empty(),
+        "{:?}",
+        t.diagnostics
+    );
+    assert!(
+        messages(&t, Severity::Warning)
+            .iter()
+            .any(|m| m.contains("hybrid ISO")),
+        "{:?}",
+        t.diagnostics
+    );
+    // the same bytes with 512-byte sectors still read as the GPT they are
+    let t = read_table(&MemDev::from_vec(data, 512)).unwrap().unwrap();
+    assert_eq!(t.kind, TableKind::Gpt);
+    assert!(!t.partitions.is_empty());
+}

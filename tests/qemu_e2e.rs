@@ -54,6 +54,7 @@ fn prerequisites(files: &[&str]) -> bool {
 
 /// One QEMU run with its serial console on a pipe.
 struct Vm {
+    pidfile: PathBuf,
     name: String,
     child: Child,
     stdin: ChildStdin,
@@ -66,9 +67,12 @@ impl Vm {
         let logs = root().join("target/qemu-logs");
         std::fs::create_dir_all(&logs).unwrap();
         let log_path = logs.join(format!("{name}.log"));
+        let pidfile = logs.join(format!("{name}.pid"));
+        let _ = std::fs::remove_file(&pidfile);
         let mut child = Command::new("bash")
             .arg(root().join("qemu/run.sh"))
-            .args(["--headless", "--timeout", "600"])
+            .args(["--headless", "--timeout", "600", "--pidfile"])
+            .arg(&pidfile)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -93,6 +97,7 @@ impl Vm {
             }
         });
         Vm {
+            pidfile,
             name: name.into(),
             child,
             stdin,
@@ -190,6 +195,10 @@ impl Vm {
 
 impl Drop for Vm {
     fn drop(&mut self) {
+        // QEMU runs under the script (and timeout): stop it by its pid file
+        if let Ok(pid) = std::fs::read_to_string(&self.pidfile) {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.trim()).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

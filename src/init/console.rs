@@ -8,6 +8,7 @@ use super::store::{self, STORE_DIR};
 use super::{sys, EXIT_POWEROFF, EXIT_REBOOT, LOG_FILE};
 use crate::discovery::SystemPaths;
 use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -32,6 +33,12 @@ Add --help to any lifeboat command for its options. Ctrl-C stops a running comma
 /// acts on ([`EXIT_POWEROFF`], [`EXIT_REBOOT`]), or 0 at end of input.
 pub fn run() -> i32 {
     let mut out = std::io::stdout();
+    if std::os::unix::process::parent_id() == 1 {
+        // started by PID 1 on a bare terminal: take it, so Ctrl-C reaches us
+        if let Err(e) = sys::take_controlling_tty() {
+            let _ = writeln!(out, "(no controlling terminal: {e}; Ctrl-C will not work)");
+        }
+    }
     home(&mut out);
     let stdin = std::io::stdin();
     let mut line = String::new();
@@ -96,7 +103,7 @@ pub fn run() -> i32 {
             }
             _ => {
                 let mut c = Command::new("/proc/self/exe");
-                c.args(&words);
+                c.arg0("lifeboat").args(&words);
                 run_child(&mut out, &mut c);
             }
         }

@@ -154,6 +154,17 @@ impl Log {
         self.all.line(&line);
     }
 
+    /// A message for every console even while the UIs run (something is wrong with them).
+    fn alert(&mut self, msg: &str) {
+        self.line(msg);
+        let (_, consoles) = pid1::consoles();
+        for t in consoles {
+            if let Ok(mut f) = File::options().write(true).open(&t) {
+                let _ = writeln!(f, "lifeboat: {msg}\r");
+            }
+        }
+    }
+
     /// A message for the log file only.
     fn quiet(&mut self, msg: &str) {
         if let Some(f) = &mut self.file {

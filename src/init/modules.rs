@@ -1302,7 +1302,20 @@ softdep soft_b pre: soft-a
         let src = std::env::var_os("LIFEBOAT_DEBIAN_MODULES")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
-                Path::new("/var/cache/lifeboat-build/x/linux-image-6.1.0-56-amd64/lib/modules")
+                // where build.sh unpacks the kernel package (any Debian revision)
+                fs::read_dir("/var/cache/lifeboat-build/unpacked")
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .find(|p| {
+                        p.file_name().is_some_and(|n| {
+                            n.to_string_lossy()
+                                .starts_with("linux-image-6.1.0-56-amd64_")
+                        })
+                    })
+                    .unwrap_or_default()
+                    .join("lib/modules")
                     .join(VERSION)
             });
         if !src.join("kernel").is_dir() {

@@ -104,6 +104,7 @@ pub fn main() -> ! {
         );
     }
     settle(&mut log, index.as_ref());
+    mount_boot_medium(&mut log);
 
     let store_result = opts
         .store
@@ -196,6 +197,50 @@ fn settle(log: &mut Log, index: Option<&ModuleIndex>) {
         },
         started.elapsed().as_secs_f64()
     ));
+}
+
+/// Finds the medium this system booted from (the ISO on a CD or USB stick) and mounts it
+/// read-only at /run/lifeboat/boot, which marks it as the boot disk everywhere (and so busy
+/// for any write job). It is the ISO9660 filesystem whose `/.disk/info` equals the build ID
+/// that build.sh wrote into both the ISO and this initramfs.
+fn mount_boot_medium(log: &mut Log) {
+    let Ok(id) = std::fs::read_to_string("/etc/lifeboat-build") else {
+        return; // not built by build.sh (a test initramfs)
+    };
+    let at = Path::new(crate::discovery::LIFEBOAT_BOOT_MOUNT);
+    let _ = std::fs::create_dir_all(at);
+    let mut names = block_devices();
+    names.retain(|n| !n.starts_with("zram"));
+    for name in names {
+        let dev = format!("/dev/{name}");
+        let mut magic = [0u8; 5];
+        let is_iso = std::fs::File::open(&dev)
+            .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut magic, 32769))
+            .is_ok_and(|()| &magic == b"CD001");
+        if !is_iso {
+            continue;
+        }
+        if sys::mount(
+            &dev,
+            at,
+            "iso9660",
+            libc::MS_RDONLY | libc::MS_NODEV | libc::MS_NOSUID,
+            "",
+        )
+        .is_err()
+        {
+            continue;
+        }
+        let info = std::fs::read_to_string(at.join(".disk/info")).unwrap_or_default();
+        if info.trim() == id.trim() {
+            log.line(&format!("boot medium: {dev}"));
+            return;
+        }
+        let _ = sys::umount(at, 0);
+    }
+    log.line(
+        "boot medium: not found (booted without the ISO, e.g. from a network or QEMU -kernel)",
+    );
 }
 
 fn block_devices() -> Vec<String> {
@@ -465,14 +510,16 @@ fn supervise(log: &mut Log, then: Then) -> ! {
     log.ui_started(&slots.iter().map(|s| s.tty.clone()).collect::<Vec<_>>());
     loop {
         for slot in slots.iter_mut().filter(|s| s.pid.is_none()) {
+            // busybox setsid -c: a session of its own with the terminal as its controlling
+            // terminal, so Ctrl-C and job control work in the shell
             let (program, args): (&str, &[&str]) = if slot.shell {
-                ("/bin/sh", &[])
+                ("/bin/setsid", &["-c", "/bin/sh"])
             } else {
                 ("/proc/self/exe", &["console"])
             };
             match spawn_on(&slot.tty, program, args) {
                 Ok(pid) => slot.pid = Some(pid),
-                Err(e) => log.line(&format!(
+                Err(e) => log.alert(&format!(
                     "starting {program} on {}: {e}",
                     slot.tty.display()
                 )),
@@ -520,23 +567,24 @@ fn signal_action(sig: i32) -> Option<Power> {
     }
 }
 
-/// Starts a program on a terminal as a session leader with that terminal as its controlling
-/// terminal.
+/// Starts a program on a terminal. The program makes itself a session leader with that
+/// terminal as its controlling terminal (the console does it first thing; the shell runs under
+/// `setsid -c`): a `pre_exec` hook would do it here, but std's fork path for hooks fails with
+/// ENOSYS on the mini kernel, while the posix_spawn path works on both kernels.
 fn spawn_on(tty: &Path, program: &str, args: &[&str]) -> std::io::Result<u32> {
     let open = || std::fs::OpenOptions::new().read(true).write(true).open(tty);
     let mut cmd = Command::new(program);
     let serial = tty.to_string_lossy().contains("ttyS");
-    cmd.arg0(if program == "/bin/sh" {
-        "-sh"
-    } else {
+    cmd.arg0(if program == "/proc/self/exe" {
         "lifeboat"
+    } else {
+        program
     })
     .args(args)
     .stdin(open()?)
     .stdout(open()?)
     .stderr(open()?)
     .env("TERM", if serial { "vt220" } else { "linux" });
-    sys::with_controlling_tty(&mut cmd);
     Ok(cmd.spawn()?.id())
 }
 

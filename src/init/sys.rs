@@ -8,7 +8,6 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -81,21 +80,15 @@ pub fn power(how: Power) -> io::Error {
     io::Error::last_os_error()
 }
 
-/// Makes the child a session leader with `tty` (its stdin) as its controlling terminal, so
-/// that Ctrl-C reaches it and job control works in a shell.
-pub fn with_controlling_tty(cmd: &mut std::process::Command) {
-    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-    // functions (setsid, ioctl) without allocating.
+/// Makes this process a session leader with its stdin terminal as the controlling terminal,
+/// so that Ctrl-C reaches it. "Already a session leader" is fine.
+pub fn take_controlling_tty() -> io::Result<()> {
+    // SAFETY: setsid and ioctl(TIOCSCTTY) take plain integers.
     unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::ioctl(0, libc::TIOCSCTTY, 1) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        if libc::setsid() < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+            return Err(io::Error::last_os_error());
+        }
+        check(libc::ioctl(0, libc::TIOCSCTTY, 1))
     }
 }
 

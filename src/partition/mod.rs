@@ -88,6 +88,16 @@ pub fn read_table(dev: &dyn BlockDev) -> Result<Option<PartitionTable>> {
         if let Some(t) = gpt::read(dev, role)? {
             return Ok(Some(t));
         }
+        if has_ee && ss > 512 && gpt::has_signature(&read_vec(dev, 512, 512)?) {
+            // a hybrid ISO (ours, or any distribution's) on a CD/DVD drive: its GPT counts
+            // 512-byte sectors, which an optical drive does not have
+            return Ok(Some(PartitionTable::unreadable(TableKind::Gpt, ss, vec![Diagnostic {
+                severity: Severity::Warning,
+                message: format!(
+                    "the GPT describes 512-byte sectors but the device has {ss}-byte sectors (a hybrid ISO on optical media); partitions not shown"
+                ),
+            }])));
+        }
         if has_ee {
             return Ok(Some(PartitionTable::unreadable(TableKind::Gpt, ss, vec![Diagnostic {
                     severity: Severity::Error,
