@@ -3,12 +3,15 @@
 #   tier 1: cargo test (unprivileged: sparse files, memory devices, fake sysfs trees)
 #   tier 2: root tests on loop devices (tests/root_*.rs, after the self-test of the FUSE fault
 #           injector tests/helpers/faultfs.py); must run as root.
+#   tier 3: the rescue environment in QEMU (tests/qemu_e2e.rs): builds both ISOs with build.sh
+#           (cached), then boots them under SeaBIOS, OVMF and OVMF with Secure Boot, and runs
+#           an unattended image + restore in a guest; must run as root.
 # Under CI=true, a missing prerequisite (root, loop devices, a tool) fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")"
 bash .ci/install-deps.sh
 echo "== tier 1: cargo test"
-cargo test --locked --all-targets
+LIFEBOAT_SKIP_QEMU=1 cargo test --locked --all-targets   # tier 3 runs the QEMU tests below
 if [ "$(id -u)" -eq 0 ]; then
   echo "== tier 2: root tests on loop devices"
   LIFEBOAT_REQUIRE_ROOT=1 bash tests/helpers/faultfs-selftest.sh
@@ -18,4 +21,14 @@ elif [ "${CI:-}" = "true" ]; then
   exit 1
 else
   echo "== tier 2 SKIPPED: not root (run as root to test on loop devices)"
+fi
+if [ "$(id -u)" -eq 0 ]; then
+  echo "== tier 3: QEMU (build.sh --flavour all, then tests/qemu_e2e.rs)"
+  ./build.sh --flavour all
+  LIFEBOAT_REQUIRE_QEMU=1 cargo test --locked --test qemu_e2e -- --test-threads=1 --nocapture
+elif [ "${CI:-}" = "true" ]; then
+  echo "tier 3 needs root (build.sh) and CI=true forbids skipping it" >&2
+  exit 1
+else
+  echo "== tier 3 SKIPPED: not root (run as root to build the ISOs and boot them in QEMU)"
 fi
