@@ -210,7 +210,7 @@ grub_cfg() {
 # Lifeboat boot menu (BIOS and UEFI). The default entry shows Lifeboat on the screen; the
 # serial entry puts it on ttyS0 at 115200 baud. Press e on an entry to edit its options:
 # docs/BOOT.md lists the lifeboat.* words.
-set timeout=3
+set timeout=2
 set default=0
 if [ "$grub_platform" = "efi" ]; then
   insmod efi_gop

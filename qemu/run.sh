@@ -120,16 +120,17 @@ esac
 # USB controller for USB disks, the USB boot stick and a keyboard
 args+=(-device qemu-xhci,id=xhci)
 nvme=0; sata=0; usb=0
-attach() { # FILE BUS RO
-  local file=$1 bus=$2 ro=$3 id="d$((nvme + sata + usb + ${#args[@]}))"
+attach() { # FILE BUS RO [BOOTINDEX]
+  local file=$1 bus=$2 ro=$3 id="d$((nvme + sata + usb + ${#args[@]}))" boot=""
+  [ -n "${4:-}" ] && boot=",bootindex=$4"
   local ro_opt=""; [ "$ro" = 1 ] && ro_opt=",readonly=on"
   args+=(-drive "if=none,id=$id,format=raw,file=$file,cache=unsafe$ro_opt")
   case "$bus" in
-    virtio) args+=(-device "virtio-blk-pci,drive=$id") ;;
-    sata) args+=(-device "ide-hd,drive=$id,bus=ide.$sata"); sata=$((sata + 1)) ;;
-    nvme) args+=(-device "nvme,drive=$id,serial=LIFEBOAT$nvme"); nvme=$((nvme + 1)) ;;
-    usb) args+=(-device "usb-storage,bus=xhci.0,drive=$id,removable=on"); usb=$((usb + 1)) ;;
-    cd) args+=(-device "ide-cd,drive=$id,bus=ide.$sata"); sata=$((sata + 1)) ;;
+    virtio) args+=(-device "virtio-blk-pci,drive=$id$boot") ;;
+    sata) args+=(-device "ide-hd,drive=$id,bus=ide.$sata$boot"); sata=$((sata + 1)) ;;
+    nvme) args+=(-device "nvme,drive=$id,serial=LIFEBOAT$nvme$boot"); nvme=$((nvme + 1)) ;;
+    usb) args+=(-device "usb-storage,bus=xhci.0,drive=$id,removable=on$boot"); usb=$((usb + 1)) ;;
+    cd) args+=(-device "ide-cd,drive=$id,bus=ide.$sata$boot"); sata=$((sata + 1)) ;;
     *) echo "qemu/run.sh: unknown bus '$bus' (virtio, sata, nvme or usb)" >&2; exit 2 ;;
   esac
 }
@@ -141,8 +142,8 @@ if [ -n "$kernel_dir" ]; then
 else
   [ -e "$iso" ] || { echo "qemu/run.sh: no $iso (run ./build.sh)" >&2; exit 1; }
   case "$boot" in
-    cd) attach "$iso" cd 1; args+=(-boot order=d) ;;
-    usb) attach "$iso" usb 1 ;;
+    cd) attach "$iso" cd 1 0 ;;
+    usb) attach "$iso" usb 1 0 ;;
     *) echo "qemu/run.sh: --boot must be cd or usb" >&2; exit 2 ;;
   esac
 fi
