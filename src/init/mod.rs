@@ -1,7 +1,7 @@
 //! The rescue environment's PID 1, the kernel's `/sbin/modprobe` helper, and the line-mode
 //! rescue console that PID 1 runs on the console.
 //!
-//! `main.rs` calls [`pid1`] when the process is PID 1 and [`modprobe_main`] when it was
+//! `main.rs` calls [`pid1()`] when the process is PID 1 and [`modprobe_main`] when it was
 //! started as `modprobe`. The kernel command-line contract is in [`cmdline`].
 #![deny(
     clippy::unwrap_used,
