@@ -14,7 +14,7 @@ CD or USB stick under BIOS and UEFI.
 Flavours:
   standard  (default) Debian's signed kernel with the module closure listed in
             kernel-config/standard.modules, Debian's signed shim and GRUB: Secure Boot works.
-            NTFS drives are written through ntfs-3g, carried in the initramfs.
+            NTFS stores are written through ntfs-3g (both flavours carry it).
             Output: out/lifeboat.iso (and out/standard/{vmlinuz,initrd.zst})
   mini      a kernel built from Debian's linux-source with tinyconfig plus
             kernel-config/mini.config: everything built in, no modules, smallest ISO and
@@ -185,11 +185,11 @@ make_initramfs() {
     mkdir -p "$st/lib/modules"
     cp -a "$modroot/lib/modules/$kernel_version" "$st/lib/modules/"
   fi
-  if [ "$flavour" = standard ]; then
-    # NTFS stores: this kernel has no NTFS driver, so carry ntfs-3g and its libraries
-    copy_with_libs "$st" /usr/bin/ntfs-3g
-    ln -s /usr/bin/ntfs-3g "$st/sbin/mount.ntfs-3g"
-  fi
+  # NTFS stores are written through ntfs-3g in both flavours: Debian's kernel has no NTFS
+  # driver, and the mini kernel's ntfs3 (6.1) fails "no free space to extend mft" on freshly
+  # formatted volumes
+  copy_with_libs "$st" /usr/bin/ntfs-3g
+  ln -s /usr/bin/ntfs-3g "$st/sbin/mount.ntfs-3g"
   (cd "$st" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
     cpio --null -o -H newc --reproducible -R 0:0 --quiet) | zstd -q -19 -T0 > "$outfile"
   rm -rf "$st"

@@ -124,7 +124,7 @@ pub fn find(spec: &str, candidates: &[Candidate]) -> anyhow::Result<Option<Store
 }
 
 /// Mounts `t` read-write at `at`. ext2/3/4, vfat and exfat use the kernel's drivers; NTFS
-/// uses the kernel's ntfs3 where it exists (the mini kernel) and ntfs-3g otherwise.
+/// uses ntfs-3g (see [`ntfs_3g_available`]), or the kernel's ntfs3 without it.
 pub fn mount(t: &StoreTarget, at: &Path) -> anyhow::Result<()> {
     if !STORE_FILESYSTEMS.contains(&t.fs) {
         bail!(
@@ -145,21 +145,24 @@ pub fn mount(t: &StoreTarget, at: &Path) -> anyhow::Result<()> {
         _ => "",
     };
     let flags = libc::MS_NOATIME | libc::MS_NODEV | libc::MS_NOSUID;
-    match sys::mount(&dev, at, kernel_type, flags, data) {
-        Ok(()) => return Ok(()),
-        Err(e) if t.fs == "ntfs" && e.raw_os_error() == Some(libc::ENODEV) => {}
-        Err(e) => {
-            return Err(e).with_context(|| {
-                format!(
-                    "mounting {} ({}) at {}",
-                    t.device.display(),
-                    t.fs,
-                    at.display()
-                )
-            })
-        }
+    if t.fs == "ntfs" && ntfs_3g_available() {
+        return mount_ntfs_3g(t, at);
     }
-    // no ntfs3 in this kernel: ntfs-3g over FUSE
+    sys::mount(&dev, at, kernel_type, flags, data).with_context(|| {
+        format!("mounting {} ({}) at {}", t.device.display(), t.fs, at.display())
+    })
+}
+
+/// ntfs-3g is preferred for NTFS: Debian's kernel has no NTFS driver, and 6.1's ntfs3 cannot
+/// extend the MFT of a freshly formatted volume ("no free space to extend mft"), so it fails
+/// to create the first file. The kernel's ntfs3 is the fallback.
+fn ntfs_3g_available() -> bool {
+    ["/usr/bin/ntfs-3g", "/bin/ntfs-3g", "/usr/local/bin/ntfs-3g"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+}
+
+fn mount_ntfs_3g(t: &StoreTarget, at: &Path) -> anyhow::Result<()> {
     let status = Command::new("ntfs-3g")
         .arg(&t.device)
         .arg(at)
