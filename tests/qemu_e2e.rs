@@ -218,6 +218,17 @@ const BOOT: Duration = Duration::from_secs(240);
 /// Boots to the console, checks the READY line and the home screen, then powers off from
 /// the console. Returns the READY JSON.
 fn boot_and_power_off(name: &str, args: &[&str], want_disks: &[&str]) -> serde_json::Value {
+    boot_and_power_off_with(name, args, want_disks, |_, at| at)
+}
+
+/// [`boot_and_power_off`] with `more` run at the console's prompt first; it returns the
+/// offset after the next prompt.
+fn boot_and_power_off_with(
+    name: &str,
+    args: &[&str],
+    want_disks: &[&str],
+    more: impl FnOnce(&mut Vm, usize) -> usize,
+) -> serde_json::Value {
     let mut vm = Vm::start(name, args);
     let (ready, at) = vm.json_line("LIFEBOAT-READY", BOOT);
     eprintln!(
@@ -250,6 +261,7 @@ fn boot_and_power_off(name: &str, args: &[&str], want_disks: &[&str]) -> serde_j
             "{name}: {d} not on the home screen:\n{screen}"
         );
     }
+    let prompt = more(&mut vm, prompt);
     vm.type_line("poweroff");
     vm.wait_for("powering off", prompt, Duration::from_secs(60));
     vm.wait_exit(Duration::from_secs(60));
@@ -274,7 +286,17 @@ fn bios_cd_standard_sees_every_bus() {
         blank(t.path(), "nvme.img", 32),
         blank(t.path(), "usb.img", 40),
     );
-    let ready = boot_and_power_off(
+    // the shell works, and /sbin/modprobe (lifeboat itself) loads a carried module with its
+    // dependencies
+    let shell = |vm: &mut Vm, at: usize| {
+        vm.type_line("shell");
+        let at = vm.wait_for("# ", at, Duration::from_secs(30));
+        vm.type_line("modprobe raid1 && echo LOADED=$(grep -c -e '^raid1 ' -e '^md_mod ' /proc/modules)");
+        let at = vm.wait_for("LOADED=2", at, Duration::from_secs(30));
+        vm.type_line("exit");
+        vm.wait_for("lifeboat> ", at, Duration::from_secs(30))
+    };
+    let ready = boot_and_power_off_with(
         "bios-cd-standard",
         &[
             "--firmware",
@@ -291,6 +313,7 @@ fn bios_cd_standard_sees_every_bus() {
             &format!("{u},bus=usb"),
         ],
         &["/dev/vda", "/dev/sda", "/dev/nvme0n1", "/dev/sdb"],
+        shell,
     );
     assert_eq!(ready["firmware"], "bios");
     let transports: Vec<String> = ready["disks"]

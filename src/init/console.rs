@@ -154,10 +154,14 @@ fn home(out: &mut impl Write) {
 }
 
 fn run_child(out: &mut impl Write, cmd: &mut Command) {
-    // the child owns Ctrl-C while it runs
-    sys::ignore_interrupts(true);
-    let status = cmd.status();
-    sys::ignore_interrupts(false);
+    // Spawn first, then ignore Ctrl-C while the child owns it: an ignored signal would be
+    // inherited by the child across exec.
+    let status = cmd.spawn().and_then(|mut child| {
+        sys::ignore_interrupts(true);
+        let status = child.wait();
+        sys::ignore_interrupts(false);
+        status
+    });
     match status {
         Ok(s) if s.success() => {}
         Ok(s) => {
