@@ -291,7 +291,9 @@ fn bios_cd_standard_sees_every_bus() {
     let shell = |vm: &mut Vm, at: usize| {
         vm.type_line("shell");
         let at = vm.wait_for("# ", at, Duration::from_secs(30));
-        vm.type_line("modprobe raid1 && echo LOADED=$(grep -c -e '^raid1 ' -e '^md_mod ' /proc/modules)");
+        vm.type_line(
+            "modprobe raid1 && echo LOADED=$(grep -c -e '^raid1 ' -e '^md_mod ' /proc/modules)",
+        );
         let at = vm.wait_for("LOADED=2", at, Duration::from_secs(30));
         vm.type_line("exit");
         vm.wait_for("lifeboat> ", at, Duration::from_secs(30))

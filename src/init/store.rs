@@ -149,7 +149,12 @@ pub fn mount(t: &StoreTarget, at: &Path) -> anyhow::Result<()> {
         return mount_ntfs_3g(t, at);
     }
     sys::mount(&dev, at, kernel_type, flags, data).with_context(|| {
-        format!("mounting {} ({}) at {}", t.device.display(), t.fs, at.display())
+        format!(
+            "mounting {} ({}) at {}",
+            t.device.display(),
+            t.fs,
+            at.display()
+        )
     })
 }
 
