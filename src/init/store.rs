@@ -124,7 +124,7 @@ pub fn find(spec: &str, candidates: &[Candidate]) -> anyhow::Result<Option<Store
 }
 
 /// Mounts `t` read-write at `at`. ext2/3/4, vfat and exfat use the kernel's drivers; NTFS
-/// uses ntfs-3g (see [`ntfs_3g_available`]), or the kernel's ntfs3 without it.
+/// uses ntfs-3g where it is installed (see `ntfs_3g_available` for why), or the kernel's ntfs3.
 pub fn mount(t: &StoreTarget, at: &Path) -> anyhow::Result<()> {
     if !STORE_FILESYSTEMS.contains(&t.fs) {
         bail!(
