@@ -112,13 +112,11 @@ pub fn run() -> i32 {
 
 /// The home screen: version, firmware, and the disks.
 fn home(out: &mut impl Write) {
-    let sb = match std::fs::read(
-        "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c",
-    ) {
-        Ok(b) if b.get(4) == Some(&1) => "UEFI, Secure Boot on",
-        Ok(_) => "UEFI, Secure Boot off",
-        Err(_) if Path::new("/sys/firmware/efi").exists() => "UEFI",
-        Err(_) => "BIOS",
+    let sb = match super::secure_boot() {
+        Some(true) => "UEFI, Secure Boot on",
+        Some(false) => "UEFI, Secure Boot off",
+        None if super::is_uefi() => "UEFI",
+        None => "BIOS",
     };
     let _ = writeln!(
         out,
@@ -140,7 +138,11 @@ fn home(out: &mut impl Write) {
         }
     }
     let mounted = std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(STORE_DIR)))
+        .map(|m| {
+            crate::discovery::mountinfo::parse_mountinfo(&m)
+                .iter()
+                .any(|e| e.mount_point == Path::new(STORE_DIR))
+        })
         .unwrap_or(false);
     let _ = writeln!(
         out,

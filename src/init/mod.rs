@@ -46,9 +46,7 @@ pub fn modprobe_main(args: &[String]) -> i32 {
         }
         return 1;
     };
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let dir = PathBuf::from("/lib/modules").join(release.trim());
-    let index = match modules::ModuleIndex::load(&dir) {
+    let index = match modules::ModuleIndex::load(&module_dir()) {
         Ok(i) => i,
         Err(e) => {
             if !quiet {
@@ -68,6 +66,42 @@ pub fn modprobe_main(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// The running kernel's release (`uname -r`), or "" when /proc is not mounted.
+pub(crate) fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| r.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `/lib/modules/$(uname -r)`.
+pub(crate) fn module_dir() -> PathBuf {
+    PathBuf::from("/lib/modules").join(kernel_release())
+}
+
+/// Whether UEFI Secure Boot is on: `None` under BIOS, or when the firmware's SecureBoot
+/// variable cannot be read (efivarfs missing).
+pub(crate) fn secure_boot() -> Option<bool> {
+    const VAR: &str = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
+    if !is_uefi() {
+        return None;
+    }
+    // 4 bytes of attributes, then the value
+    std::fs::read(VAR).ok().map(|b| b.get(4) == Some(&1))
+}
+
+/// True when the machine booted through UEFI.
+pub(crate) fn is_uefi() -> bool {
+    Path::new("/sys/firmware/efi").exists()
+}
+
+/// Opens terminals (and other character devices) for writing, skipping those that fail.
+fn open_for_writing(paths: &[PathBuf]) -> Vec<File> {
+    paths
+        .iter()
+        .filter_map(|p| File::options().write(true).open(p).ok())
+        .collect()
 }
 
 /// The console device nodes named in `/sys/class/tty/console/active`, the preferred one (the
@@ -121,7 +155,7 @@ impl Log {
 
     /// Opens the log file, the consoles and tty2 (the log VT).
     fn open() -> Self {
-        let (_, consoles) = pid1::consoles();
+        let consoles = pid1::consoles();
         let file = File::options()
             .create(true)
             .append(true)
@@ -132,11 +166,7 @@ impl Log {
         if Path::new("/dev/tty2").exists() && !ttys.iter().any(|t| t == Path::new("/dev/tty2")) {
             ttys.push(PathBuf::from("/dev/tty2"));
         }
-        for t in &ttys {
-            if let Ok(f) = File::options().write(true).open(t) {
-                files.push(f);
-            }
-        }
+        files.extend(open_for_writing(&ttys));
         Log {
             file,
             all: Sinks {
@@ -157,11 +187,8 @@ impl Log {
     /// A message for every console even while the UIs run (something is wrong with them).
     fn alert(&mut self, msg: &str) {
         self.line(msg);
-        let (_, consoles) = pid1::consoles();
-        for t in consoles {
-            if let Ok(mut f) = File::options().write(true).open(&t) {
-                let _ = writeln!(f, "lifeboat: {msg}\r");
-            }
+        for mut f in open_for_writing(&pid1::consoles()) {
+            let _ = writeln!(f, "lifeboat: {msg}\r");
         }
     }
 
@@ -180,11 +207,9 @@ impl Log {
             .iter()
             .filter_map(|f| f.try_clone().ok())
             .collect();
-        let log_vt = Path::new("/dev/tty2");
-        if log_vt.exists() && !ui_ttys.iter().any(|t| t == log_vt) {
-            if let Ok(f) = File::options().write(true).open(log_vt) {
-                files.push(f);
-            }
+        let log_vt = PathBuf::from("/dev/tty2");
+        if !ui_ttys.contains(&log_vt) {
+            files.extend(open_for_writing(&[log_vt]));
         }
         self.all = Sinks {
             inner: Arc::new(Mutex::new(files)),

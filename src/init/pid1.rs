@@ -94,7 +94,7 @@ pub fn main() -> ! {
     log.line(&format!("Lifeboat {} starting", env!("CARGO_PKG_VERSION")));
 
     let index = load_modules(&mut log, &opts);
-    if Path::new("/sys/firmware/efi").exists() {
+    if super::is_uefi() {
         let _ = sys::mount(
             "efivarfs",
             Path::new("/sys/firmware/efi/efivars"),
@@ -121,18 +121,15 @@ pub fn main() -> ! {
             _ => run_jobs(&mut log, &opts),
         };
         log.result(&result.to_string());
-    } else if opts.store.is_some() || then != Then::Tui {
-        // nothing to run: `then` still applies (a store-only boot lands in the UI)
-        if then != Then::Shell {
-            then = Then::Tui;
-        }
+    } else if matches!(then, Then::Poweroff | Then::Reboot) {
+        // nothing ran, so there is nothing to power off after: land in the UI
+        then = Then::Tui;
     }
     supervise(&mut log, then)
 }
 
 fn load_modules(log: &mut Log, opts: &BootOptions) -> Option<ModuleIndex> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let dir = PathBuf::from("/lib/modules").join(release.trim());
+    let dir = super::module_dir();
     if !dir.join("modules.dep").exists() {
         return None; // everything built in (the mini kernel)
     }
@@ -339,15 +336,6 @@ fn mount_store(log: &mut Log, spec: &str, wait_secs: u64) -> Result<serde_json::
     }
 }
 
-fn secure_boot() -> Option<bool> {
-    let var = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
-    if !Path::new("/sys/firmware/efi").exists() {
-        return None; // BIOS boot
-    }
-    // 4 bytes of attributes, then the value
-    std::fs::read(var).ok().map(|b| b.get(4) == Some(&1))
-}
-
 fn ready_json(store: &Option<Result<serde_json::Value, String>>) -> String {
     let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
     let boot_seconds: f64 = uptime
@@ -375,8 +363,8 @@ fn ready_json(store: &Option<Result<serde_json::Value, String>>) -> String {
         "version": env!("CARGO_PKG_VERSION"),
         "boot_seconds": boot_seconds,
         "firmware": firmware,
-        "secure_boot": secure_boot(),
-        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "secure_boot": super::secure_boot(),
+        "kernel": super::kernel_release(),
         "disks": disks,
         "store": match store {
             None => serde_json::Value::Null,
@@ -492,7 +480,7 @@ fn supervise(log: &mut Log, then: Then) -> ! {
         Then::Reboot => shutdown(log, &[], Power::Reboot),
         Then::Shell | Then::Tui => {}
     }
-    let (_, ttys) = consoles();
+    let ttys = consoles();
     let ttys = if ttys.is_empty() {
         vec![PathBuf::from("/dev/console")]
     } else {
@@ -631,16 +619,9 @@ fn fuse_daemons_running() -> bool {
         .unwrap_or(false)
 }
 
-/// Which consoles the kernel writes to, the UI's terminal first (the last `console=`).
-pub(super) fn consoles() -> (PathBuf, Vec<PathBuf>) {
-    let names = console_names(
-        &std::fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default(),
-    );
-    let ui = names
-        .first()
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from("/dev/console"));
-    (ui, names)
+/// Which consoles the kernel writes to, the main one first (the last `console=`).
+pub(super) fn consoles() -> Vec<PathBuf> {
+    console_names(&std::fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default())
 }
 
 use std::os::unix::process::CommandExt;
