@@ -103,7 +103,7 @@ pub fn main() -> ! {
             "",
         );
     }
-    settle(&mut log, index.as_ref());
+    settle(&mut log, index.as_ref(), opts.debug);
     mount_boot_medium(&mut log);
 
     let store_result = opts
@@ -141,21 +141,29 @@ fn load_modules(log: &mut Log, opts: &BootOptions) -> Option<ModuleIndex> {
         }
     };
     let mut loaded = modules::loaded_modules(Path::new("/proc/modules"));
-    let mut loader = |p: &Path| {
-        if opts.debug {
-            eprintln!("lifeboat: loading {}", p.display());
-        }
-        modules::finit_module(p)
-    };
+    let mut loader = |p: &Path| load_module_file(p, opts.debug);
     for name in ALWAYS_MODULES {
         let _ = modules::load_by_name(&index, name, &mut loaded, &mut loader);
     }
-    coldplug_pass(log, &index, &mut loaded);
+    coldplug_pass(log, &index, &mut loaded, opts.debug);
     Some(index)
 }
 
-fn coldplug_pass(log: &mut Log, index: &ModuleIndex, loaded: &mut HashSet<String>) -> usize {
-    let mut loader = |p: &Path| modules::finit_module(p);
+/// finit_module, announced on the console with `lifeboat.debug`.
+fn load_module_file(path: &Path, debug: bool) -> std::io::Result<()> {
+    if debug {
+        eprintln!("lifeboat: loading {}", path.display());
+    }
+    modules::finit_module(path)
+}
+
+fn coldplug_pass(
+    log: &mut Log,
+    index: &ModuleIndex,
+    loaded: &mut HashSet<String>,
+    debug: bool,
+) -> usize {
+    let mut loader = |p: &Path| load_module_file(p, debug);
     let report = modules::coldplug(index, Path::new("/sys"), loaded, &mut loader);
     if !report.loaded.is_empty() {
         log.line(&format!("loaded modules: {}", report.loaded.join(" ")));
@@ -169,14 +177,14 @@ fn coldplug_pass(log: &mut Log, index: &ModuleIndex, loaded: &mut HashSet<String
 /// Waits until the set of block devices has stopped changing for 1.5 s (USB drives appear a
 /// second or more after their controller), loading modules for new devices meanwhile. Gives up
 /// after 15 s.
-fn settle(log: &mut Log, index: Option<&ModuleIndex>) {
+fn settle(log: &mut Log, index: Option<&ModuleIndex>, debug: bool) {
     let started = Instant::now();
     let mut loaded = modules::loaded_modules(Path::new("/proc/modules"));
     let mut last = block_devices();
     let mut stable_since = Instant::now();
     while started.elapsed() < Duration::from_secs(15) {
         std::thread::sleep(Duration::from_millis(250));
-        let new_modules = index.map_or(0, |i| coldplug_pass(log, i, &mut loaded));
+        let new_modules = index.map_or(0, |i| coldplug_pass(log, i, &mut loaded, debug));
         let now = block_devices();
         if now != last || new_modules > 0 {
             last = now;
