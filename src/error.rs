@@ -91,6 +91,18 @@ pub enum Error {
         #[source]
         source: crate::image::FormatError,
     },
+    /// An image chain cannot be used: a parent is missing, replaced, modified, damaged, or
+    /// the chain loops. `image` is the member whose link failed.
+    #[error("image chain broken at {image}: {reason}")]
+    Chain {
+        /// The image whose parent link failed.
+        image: PathBuf,
+        /// What is wrong, naming the files involved.
+        reason: String,
+        /// The underlying error, when a parent could not be read.
+        #[source]
+        source: Option<Box<Error>>,
+    },
     /// The partition table could not be read at all.
     #[error("partition table of {path}")]
     Table {

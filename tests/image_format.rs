@@ -7,11 +7,18 @@ use lifeboat::image::{Codec, EncodedChunk, FormatError, ImageReader, ImageWriter
 use lifeboat::Error;
 use std::path::{Path, PathBuf};
 
+/// Written by the 1.0 writer (every record its own frame); 1.1 readers must read it as is.
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/golden-v1.lbi");
+/// Written by the current (1.1) writer: blocks and a frame shared by two records.
+const GOLDEN_11: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/golden-v1.1.lbi"
+);
 
 fn header() -> Header {
     Header {
         minor: VERSION_MINOR,
+        block_size: 65536,
         flags: 0,
         image_id: *b"golden-image-v1!",
         parent_id: [0; 16],
@@ -25,19 +32,12 @@ fn header() -> Header {
 }
 
 fn chunk(disk_offset: u64, data: &[u8], codec: Codec) -> EncodedChunk {
-    let hash = *blake3::hash(data).as_bytes();
     let stored = match codec {
         Codec::Zstd => zstd::bulk::compress(data, 3).unwrap(),
         Codec::Raw => data.to_vec(),
         _ => Vec::new(),
     };
-    EncodedChunk {
-        disk_offset,
-        raw_len: data.len() as u32,
-        hash,
-        codec,
-        data: stored,
-    }
+    EncodedChunk::single(disk_offset, data, codec, stored)
 }
 
 /// The fixture's content: a text chunk (zstd), random-looking bytes (raw), zeros, and a
@@ -104,28 +104,82 @@ fn round_trip_reads_every_chunk_back() {
     assert_eq!(v.raw_bytes, 65536 * 3 + 4096);
 }
 
+/// The 1.1 fixture: the contents above plus one chunk whose two 64 KiB records share a
+/// zstd frame.
+fn write_image_11(path: &Path) -> lifeboat::image::WriteSummary {
+    let mut w = ImageWriter::create(path, header()).unwrap();
+    for (off, data, codec) in contents() {
+        w.push(chunk(off, &data, codec)).unwrap();
+    }
+    let (a, b) = shared_frame_records();
+    let frame = [a.clone(), b.clone()].concat();
+    let mut c = EncodedChunk::single(
+        768 * 1024,
+        &a,
+        Codec::Zstd,
+        zstd::bulk::compress(&frame, 3).unwrap(),
+    );
+    let mut second = EncodedChunk::single(832 * 1024, &b, Codec::Zstd, Vec::new()).records[0];
+    second.frame_offset = a.len() as u32;
+    c.records.push(second);
+    w.push(c).unwrap();
+    w.finish(&serde_json::json!({"tool": "lifeboat golden 1.1", "source": {"size_bytes": 1048576}}))
+        .unwrap()
+}
+
+fn shared_frame_records() -> (Vec<u8>, Vec<u8>) {
+    let a: Vec<u8> = (0..65536u32).map(|i| (i % 7) as u8 + b'a').collect();
+    let b: Vec<u8> = (0..65536u32).map(|i| (i % 11) as u8 + b'A').collect();
+    (a, b)
+}
+
 #[test]
 fn golden_fixture_is_stable() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("golden.lbi");
-    write_image(&p);
+    write_image_11(&p);
     let fresh = std::fs::read(&p).unwrap();
     if std::env::var("LIFEBOAT_BLESS").is_ok() {
-        std::fs::write(GOLDEN, &fresh).unwrap();
+        std::fs::write(GOLDEN_11, &fresh).unwrap();
     }
-    let golden =
-        std::fs::read(GOLDEN).expect("tests/fixtures/golden-v1.lbi (LIFEBOAT_BLESS=1 makes it)");
+    let golden = std::fs::read(GOLDEN_11)
+        .expect("tests/fixtures/golden-v1.1.lbi (LIFEBOAT_BLESS=1 makes it)");
     assert!(
         fresh == golden,
-        "the v1 format changed: a format change must bump the version and add a new golden file"
+        "the v1.1 format changed: a format change must bump the version and add a new golden file"
     );
-    let r = ImageReader::open(Path::new(GOLDEN)).unwrap();
+    let r = ImageReader::open(Path::new(GOLDEN_11)).unwrap();
     assert_eq!(&golden[..8], b"LIFEBOAT");
-    assert_eq!(r.footer().chunk_count, 4);
+    assert_eq!((r.header().minor, r.header().block_size), (1, 65536));
+    assert_eq!(r.footer().chunk_count, 6);
+    // The last two records share one frame and read back as their own bytes.
+    let (a, b) = shared_frame_records();
+    let recs = r.records();
+    assert_eq!(recs[4].file_offset, recs[5].file_offset);
+    assert_eq!((recs[4].frame_offset, recs[5].frame_offset), (0, 65536));
+    let mut buf = Vec::new();
+    r.read_chunk(4, &mut buf).unwrap();
+    assert_eq!(buf, a);
+    r.read_chunk(5, &mut buf).unwrap();
+    assert_eq!(buf, b);
     assert_eq!(
         lifeboat::image::format::root_hash(&r.header().image_id, &[0; 32], r.records()),
         r.footer().root_hash
     );
+    r.verify(|_| {}).unwrap();
+}
+
+#[test]
+fn version_1_0_images_still_read() {
+    let r = ImageReader::open(Path::new(GOLDEN)).unwrap();
+    assert_eq!((r.header().minor, r.header().block_size), (0, 0));
+    assert_eq!(r.footer().chunk_count, 4);
+    let mut buf = Vec::new();
+    for (i, (off, data, _)) in contents().iter().enumerate() {
+        assert_eq!(r.records()[i].disk_offset, *off);
+        r.read_chunk(i, &mut buf).unwrap();
+        assert_eq!(&buf, data);
+    }
     r.verify(|_| {}).unwrap();
 }
 

@@ -149,7 +149,9 @@ fn spec_for(disk: &Path, output: PathBuf) -> image::ImageSpec {
         level: 3,
         threads: 2,
         chunk_size: image::DEFAULT_CHUNK,
+        block_size: image::DEFAULT_BLOCK,
         file_sector_size: 512,
+        parent: None,
     }
 }
 
@@ -490,6 +492,7 @@ fn write_errors_on_the_target_fail_and_leave_no_table() {
         target: d.join("t.img"),
         verify: true,
         threads: 2,
+        search: vec![],
     };
     let plan = restore::plan(&spec, &SystemPaths::default()).unwrap();
     // The target already holds an old GPT: it must be gone after the failure.
@@ -497,10 +500,10 @@ fn write_errors_on_the_target_fail_and_leave_no_table() {
     let mem = MemDev::from_vec(old, 512);
     let bad = P2_START + 8 * MIB;
     let faulty = FaultyDev::new(mem).fail_writes(bad..bad + 4096);
-    let reader = lifeboat::image::ImageReader::open(&img).unwrap();
+    let chain = lifeboat::image::Chain::open(&img, &[]).unwrap();
     let e = restore::run_on(
         &plan,
-        &reader,
+        &chain,
         &faulty,
         false,
         &Reporter::silent(),

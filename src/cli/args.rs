@@ -70,20 +70,53 @@ pub enum Command {
     /// that ext2/3/4, FAT12/16/32 and NTFS mark used are read; other filesystems, and damaged,
     /// dirty or hibernated ones (Windows Fast Startup), are copied block by block with all-zero
     /// chunks left out, and a warning says why. Chunks are compressed with zstd on every core
-    /// and hashed with blake3. The image is written as FILE.partial,
-    /// read back and verified, and only then renamed to FILE. The source is only ever read.
+    /// and hashed with blake3 in 64 KiB blocks. The image is written as FILE.partial, read
+    /// back and verified, and only then renamed to FILE. The source is only ever read.
+    ///
+    /// Chains: with --parent, --incremental or --differential the new image stores only the
+    /// 64 KiB blocks its parent chain does not already hold (matched by blake3 hash, so moved
+    /// data is found too), yet it restores the whole disk as it is now. A differential's
+    /// parent is the newest full image of the disk, so restoring it needs two files; an
+    /// incremental's parent is the newest image of any kind. The disk must be the one the
+    /// parent was taken of (serial number, else partition-table disk ID and size).
     ///
     /// Examples:
     ///   lifeboat image /dev/sda -o /mnt/usb/laptop.lbi
+    ///   lifeboat image /dev/sda --incremental /mnt/usb      (names it laptop-DATE-incr.lbi)
+    ///   lifeboat image /dev/sda --differential /mnt/usb
+    ///   lifeboat image /dev/sda -o monday.lbi --parent sunday.lbi
     ///   lifeboat image /dev/nvme0n1 -o backup.lbi --partitions 1,2 --level 6
     ///   lifeboat image disk.img -o disk.lbi --dry-run
     #[command(verbatim_doc_comment)]
     Image {
         /// Disk or disk-image file to read.
         source: PathBuf,
-        /// The image file to create (refused if it exists).
-        #[arg(short, long, value_name = "FILE")]
-        output: PathBuf,
+        /// The image file to create (refused if it exists). Optional with --incremental and
+        /// --differential, which name it CHAIN-YYYYMMDD-HHMMSS-incr.lbi (or -diff) in DIR.
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            required_unless_present_any = ["incremental", "differential"]
+        )]
+        output: Option<PathBuf>,
+        /// Store only what PARENT's chain lacks (an incremental; a differential when PARENT
+        /// is a full image).
+        #[arg(long, value_name = "PARENT", group = "chain")]
+        parent: Option<PathBuf>,
+        /// Find the newest image of SOURCE in DIR and store an incremental on top of it.
+        #[arg(long, value_name = "DIR", group = "chain")]
+        incremental: Option<PathBuf>,
+        /// Find the newest full image of SOURCE in DIR and store a differential on top of it.
+        #[arg(long, value_name = "DIR", group = "chain")]
+        differential: Option<PathBuf>,
+        /// Also look for the parent's ancestors in DIR (repeatable; the parent's own folder
+        /// is always searched first).
+        #[arg(long, value_name = "DIR")]
+        search: Vec<PathBuf>,
+        /// Store SOURCE against a parent taken of another disk (refused otherwise).
+        #[arg(long)]
+        force_other_disk: bool,
         /// Image only these partitions (numbers as `lifeboat inspect` shows them); the table
         /// and boot areas are always included.
         #[arg(long, value_delimiter = ',', value_name = "N,M")]
@@ -103,21 +136,31 @@ pub enum Command {
         /// Logical sector size assumed for a disk-image file source.
         #[arg(long, default_value_t = 512, value_parser = parse_sector_size)]
         sector_size: u32,
+        /// Block size in KiB: the unit chains deduplicate in (a power of two, 4 to 4096). For
+        /// benchmarks; children always use their parent's.
+        #[arg(long, default_value_t = 64, hide = true)]
+        block_kib: u32,
     },
-    /// Check every chunk and structure of an image file.
+    /// Check every chunk and structure of an image file, and of every image its chain needs.
     ///
     /// Re-reads and re-hashes every chunk and checks the header, index, metadata and footer
-    /// checksums and the root hash. Exit status 0 means the image is intact; 1 means it is
-    /// not, and the message names the chunk, the file offset, the disk range and the
-    /// partition it belongs to.
+    /// checksums and the root hash. For an incremental or differential image every link of
+    /// its chain is checked (each parent's ID and root hash), and every chunk it takes from
+    /// an ancestor is re-read there. Exit status 0 means the image is intact and restorable;
+    /// 1 means it is not, and the message names the file, the chunk, the file offset, the
+    /// disk range and the partition it belongs to, or the broken link.
     ///
     /// Examples:
     ///   lifeboat verify laptop.lbi
+    ///   lifeboat verify laptop-20261122-030000-incr.lbi --search /mnt/old
     ///   lifeboat verify --json laptop.lbi
     #[command(verbatim_doc_comment)]
     Verify {
         /// The image file.
         file: PathBuf,
+        /// Also look for ancestors in DIR (repeatable; the image's folder comes first).
+        #[arg(long, value_name = "DIR")]
+        search: Vec<PathBuf>,
         /// Print events as JSON lines (NDJSON) on stdout.
         #[arg(long)]
         json: bool,
@@ -125,18 +168,25 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
-    /// Show what an image holds: source disk, partition table, filesystems, sizes, hashes.
+    /// Show what an image holds: source disk, partition table, filesystems, sizes, hashes,
+    /// and its chain.
     ///
     /// Reads the header, metadata, index and footer (all checksummed) but not the chunk data;
-    /// use `lifeboat verify` for that.
+    /// use `lifeboat verify` for that. For an incremental or differential image the chain is
+    /// listed from the image down to its full image, with IDs, dates, kinds and sizes; a
+    /// broken chain is shown, not hidden.
     ///
     /// Examples:
     ///   lifeboat info laptop.lbi
     ///   lifeboat info --json laptop.lbi | jq .meta.regions
+    ///   lifeboat info --json laptop-20261122-030000-incr.lbi | jq .chain
     #[command(verbatim_doc_comment)]
     Info {
         /// The image file.
         file: PathBuf,
+        /// Also look for ancestors in DIR (repeatable).
+        #[arg(long, value_name = "DIR")]
+        search: Vec<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -151,12 +201,16 @@ pub enum Command {
     /// written is read back from the disk (not the cache) and compared. Mounted or busy
     /// disks, the disk holding the image, and read-only disks are refused.
     ///
+    /// Any member of a chain restores the disk exactly as it was when that member was taken;
+    /// its ancestors are found next to it (or with --search) and every link is checked first.
+    ///
     /// The plan is printed first. Writing needs --yes, or typing the target's path at the
     /// prompt on a terminal.
     ///
     /// Examples:
     ///   lifeboat restore laptop.lbi /dev/sdb --dry-run
     ///   lifeboat restore laptop.lbi /dev/sdb
+    ///   lifeboat restore laptop-20261122-030000-incr.lbi /dev/sdb
     ///   lifeboat restore laptop.lbi restored.img --yes
     #[command(verbatim_doc_comment)]
     Restore {
@@ -164,6 +218,9 @@ pub enum Command {
         file: PathBuf,
         /// Disk or disk-image file to overwrite.
         target: PathBuf,
+        /// Also look for ancestors in DIR (repeatable).
+        #[arg(long, value_name = "DIR")]
+        search: Vec<PathBuf>,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
@@ -179,6 +236,68 @@ pub enum Command {
         /// Decompression threads (0 = one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+    },
+    /// Write one self-contained full image of a chain member's disk state (a synthetic full).
+    ///
+    /// Reads every chunk FILE needs, from FILE and its ancestors, checks each against its
+    /// hash, and writes them into NEW as a full image that describes exactly the same disk
+    /// content (this is checked) and needs no other file. NEW is verified before success is
+    /// reported. Nothing in the chain is changed: delete old members afterwards with
+    /// `lifeboat prune`, which deletes only what no kept image needs.
+    ///
+    /// Examples:
+    ///   lifeboat merge laptop-20261129-030000-incr.lbi -o laptop-week48.lbi
+    ///   lifeboat prune /mnt/usb --keep laptop-week48.lbi --dry-run
+    #[command(verbatim_doc_comment)]
+    Merge {
+        /// The chain member whose state NEW holds.
+        file: PathBuf,
+        /// The new full image (refused if it exists).
+        #[arg(short, long, value_name = "NEW")]
+        output: PathBuf,
+        /// Also look for ancestors in DIR (repeatable).
+        #[arg(long, value_name = "DIR")]
+        search: Vec<PathBuf>,
+        /// zstd level of NEW (default: FILE's).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
+        level: Option<i32>,
+        /// Compression threads (0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print events as JSON lines (NDJSON) on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the images in DIR that no kept image needs, so a chain can be thinned safely.
+    ///
+    /// Every --keep image's chain is opened and checked first (a broken chain stops the
+    /// prune). An image in DIR is deleted only when it belongs to a kept image's chain or disk
+    /// and no kept image needs it; images of other disks are left alone. The list is printed
+    /// first; deleting needs --yes or typing "delete". Afterwards every kept chain is
+    /// reopened and checked again.
+    ///
+    /// Examples:
+    ///   lifeboat prune /mnt/usb --keep laptop-week48.lbi --dry-run
+    ///   lifeboat prune /mnt/usb --keep laptop-week48.lbi --keep laptop-20261201-030000-incr.lbi
+    #[command(verbatim_doc_comment)]
+    Prune {
+        /// The folder holding the chain.
+        dir: PathBuf,
+        /// An image that must stay restorable (repeatable, at least one).
+        #[arg(long, value_name = "FILE", required = true)]
+        keep: Vec<PathBuf>,
+        /// Also look for ancestors in DIR (repeatable).
+        #[arg(long, value_name = "DIR")]
+        search: Vec<PathBuf>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Print what would be deleted and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the plan (and the result) as JSON. Requires --yes or --dry-run.
+        #[arg(long)]
+        json: bool,
     },
 }
 

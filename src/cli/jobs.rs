@@ -2,13 +2,14 @@
 
 use super::progress::{self, Mode};
 use crate::discovery::SystemPaths;
-use crate::image::{hex, ImageReader};
-use crate::jobs::{self, image, restore, CancelToken, Reporter};
+use crate::image::{hex, Chain, ImageReader};
+use crate::jobs::chain::{self as chains, ChildKind, DiskIdentity};
+use crate::jobs::{self, image, merge, restore, CancelToken, Reporter};
 use crate::units::human_bytes;
 use anyhow::{bail, Context};
 use serde::Serialize;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Runs `job` with a renderer thread and Ctrl-C turned into cancellation.
@@ -47,8 +48,105 @@ fn print_json(v: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Arguments of `lifeboat image`.
+#[derive(Debug)]
+pub struct ImageArgs {
+    /// Disk or file to read.
+    pub source: PathBuf,
+    /// Output file (optional with a chain folder).
+    pub output: Option<PathBuf>,
+    /// Explicit parent.
+    pub parent: Option<PathBuf>,
+    /// Folder to find an incremental's parent in.
+    pub incremental: Option<PathBuf>,
+    /// Folder to find a differential's parent in.
+    pub differential: Option<PathBuf>,
+    /// Ancestor folders.
+    pub search: Vec<PathBuf>,
+    /// Allow another disk.
+    pub force_other_disk: bool,
+    /// Partitions to image.
+    pub partitions: Option<Vec<u32>>,
+    /// zstd level.
+    pub level: i32,
+    /// Worker threads.
+    pub threads: usize,
+    /// Plan only.
+    pub dry_run: bool,
+    /// NDJSON.
+    pub json: bool,
+    /// Sector size of a file source.
+    pub sector_size: u32,
+    /// Record size.
+    pub block_size: u32,
+}
+
+/// Resolves `--parent`, `--incremental DIR` and `--differential DIR` into a parent and an
+/// output path.
+fn resolve_chain(a: &ImageArgs) -> anyhow::Result<(Option<image::ParentSpec>, PathBuf)> {
+    let found = match (&a.incremental, &a.differential) {
+        (Some(d), _) => Some((d, ChildKind::Incremental)),
+        (_, Some(d)) => Some((d, ChildKind::Differential)),
+        _ => None,
+    };
+    if let Some((dir, kind)) = found {
+        let report =
+            crate::inspect::inspect_path(&SystemPaths::default(), &a.source, a.sector_size)
+                .with_context(|| format!("identifying {}", a.source.display()))?;
+        let me = DiskIdentity::of_report(&report);
+        let parent = chains::pick_parent(dir, &me, kind)?;
+        let output = match &a.output {
+            Some(o) => o.clone(),
+            None => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                chains::child_name(dir, &parent.chain_name, kind, now)
+            }
+        };
+        let spec = image::ParentSpec {
+            path: parent.path,
+            kind,
+            search: a.search.clone(),
+            force_other_disk: a.force_other_disk,
+        };
+        return Ok((Some(spec), output));
+    }
+    let Some(output) = a.output.clone() else {
+        bail!("-o FILE is required unless --incremental or --differential names a folder");
+    };
+    let Some(p) = &a.parent else {
+        return Ok((None, output));
+    };
+    let full = ImageReader::open(p)?.header().is_full();
+    let spec = image::ParentSpec {
+        path: p.clone(),
+        kind: if full {
+            ChildKind::Differential
+        } else {
+            ChildKind::Incremental
+        },
+        search: a.search.clone(),
+        force_other_disk: a.force_other_disk,
+    };
+    Ok((Some(spec), output))
+}
+
 /// `lifeboat image`.
-pub fn image(spec: image::ImageSpec, dry_run: bool, json: bool) -> anyhow::Result<()> {
+pub fn image(a: ImageArgs) -> anyhow::Result<()> {
+    let (parent, output) = resolve_chain(&a)?;
+    let spec = image::ImageSpec {
+        source: a.source.clone(),
+        output,
+        partitions: a.partitions.clone(),
+        level: a.level,
+        threads: a.threads,
+        chunk_size: image::DEFAULT_CHUNK,
+        block_size: a.block_size,
+        file_sector_size: a.sector_size,
+        parent,
+    };
+    let (dry_run, json) = (a.dry_run, a.json);
     let paths = SystemPaths::default();
     let plan = image::plan(&spec, &paths)?;
     if dry_run {
@@ -68,8 +166,17 @@ pub fn image(spec: image::ImageSpec, dry_run: bool, json: bool) -> anyhow::Resul
         } else {
             0.0
         };
+        let chain = if s.kind == "full" {
+            String::new()
+        } else {
+            format!(
+                " ({} of it already in the chain)",
+                human_bytes(s.parent_bytes)
+            )
+        };
         println!(
-            "image {} written and verified: {} read, {} stored ({ratio:.2}:1), {} chunks, {:.1} s, {}/s",
+            "{} image {} written and verified: {} read{chain}, {} stored ({ratio:.2}:1), {} chunks, {:.1} s, {}/s",
+            s.kind,
             s.path.display(),
             human_bytes(s.read_bytes),
             human_bytes(s.file_bytes),
@@ -97,6 +204,18 @@ fn print_image_plan(
         p.sector_size,
         p.output.display()
     )?;
+    if let Some(par) = &p.parent {
+        writeln!(
+            out,
+            "  {} on top of {} ({}, a chain of {} image{}); the chain holds {} blocks, which are not stored again",
+            par.kind.as_str(),
+            par.path.display(),
+            par.parent_kind,
+            par.chain_length,
+            if par.chain_length == 1 { "" } else { "s" },
+            par.known_blocks
+        )?;
+    }
     for r in &p.regions {
         let what = match r.partition {
             Some(n) => format!("partition {n}"),
@@ -164,11 +283,16 @@ fn region_of(meta: &serde_json::Value, offset: u64) -> Option<String> {
 fn locate(e: crate::Error, file: &Path) -> anyhow::Error {
     if let crate::Error::Image {
         source: crate::image::FormatError::Chunk { disk_offset, .. },
-        ..
+        path,
     } = &e
     {
         let off = *disk_offset;
-        if let Ok(r) = ImageReader::open(file) {
+        let holder = if path.as_os_str().is_empty() {
+            file
+        } else {
+            path.as_path()
+        };
+        if let Ok(r) = ImageReader::open(holder) {
             if let Some(where_) = region_of(r.meta(), off) {
                 return anyhow::Error::new(e).context(format!("the damaged chunk is in {where_}"));
             }
@@ -178,12 +302,28 @@ fn locate(e: crate::Error, file: &Path) -> anyhow::Error {
 }
 
 /// `lifeboat verify`.
-pub fn verify(file: &Path, json: bool, threads: usize) -> anyhow::Result<()> {
-    let s = with_progress(json, |r, c| jobs::verify::run(file, threads, r, c))
+pub fn verify(file: &Path, search: &[PathBuf], json: bool, threads: usize) -> anyhow::Result<()> {
+    let s = with_progress(json, |r, c| jobs::verify::run(file, search, threads, r, c))
         .map_err(|e| locate(e, file))?;
     if !json {
+        let chain = if s.chain.len() > 1 {
+            format!(
+                " ({} of it read from {} ancestor{}: {})",
+                human_bytes(s.ancestor_bytes),
+                s.chain.len() - 1,
+                if s.chain.len() == 2 { "" } else { "s" },
+                s.chain
+                    .iter()
+                    .skip(1)
+                    .map(|l| l.path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{}: intact: {} chunks, {} of disk data, {} file, root hash {}",
+            "{}: intact: {} chunks, {} of disk data{chain}, {} file, root hash {}",
             s.path.display(),
             s.chunks,
             human_bytes(s.raw_bytes),
@@ -195,18 +335,45 @@ pub fn verify(file: &Path, json: bool, threads: usize) -> anyhow::Result<()> {
 }
 
 /// `lifeboat info`.
-pub fn info(file: &Path, json: bool) -> anyhow::Result<()> {
+pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
     let r = ImageReader::open(file)?;
     let h = r.header();
     let f = r.footer();
     let meta = r.meta();
-    let stored: u64 = r.records().iter().map(|x| u64::from(x.stored_len)).sum();
+    // Bytes stored in this file: each frame counted once.
+    let mut frames: Vec<(u64, u32)> = r
+        .records()
+        .iter()
+        .filter(|x| x.codec.stored_here())
+        .map(|x| (x.file_offset, x.stored_len))
+        .collect();
+    frames.sort_unstable();
+    frames.dedup();
+    let stored: u64 = frames.iter().map(|x| u64::from(x.1)).sum();
+    let kind = crate::image::kind_of(&r);
+    let chain = if h.is_full() {
+        Ok(None)
+    } else {
+        Chain::open(file, search).map(Some)
+    };
+    let links = match &chain {
+        Ok(Some(c)) => c.links().to_vec(),
+        _ => Vec::new(),
+    };
+    let chain_bytes: u64 = links.iter().map(|l| l.file_bytes).sum();
+    let chain_error = chain.as_ref().err().map(|e| error_text(e));
     if json {
         return print_json(&serde_json::json!({
             "path": file,
             "format_version": format!("{}.{}", crate::image::format::VERSION_MAJOR, h.minor),
             "image_id": hex(&h.image_id),
+            "kind": kind,
             "parent_id": if h.is_full() { None } else { Some(hex(&h.parent_id)) },
+            "parent_root_hash": if h.is_full() { None } else { Some(hex(&h.parent_root)) },
+            "block_size": h.block_size,
+            "chain": links,
+            "chain_bytes": if h.is_full() { r.file_len() } else { chain_bytes },
+            "chain_error": chain_error,
             "created_unix": h.created_unix,
             "source_size": h.source_size,
             "sector_size": h.sector_size,
@@ -224,11 +391,7 @@ pub fn info(file: &Path, json: bool) -> anyhow::Result<()> {
     let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
     writeln!(o, "image      {}", file.display())?;
     writeln!(o, "id         {}", hex(&h.image_id))?;
-    writeln!(
-        o,
-        "kind       {}",
-        if h.is_full() { "full" } else { "child" }
-    )?;
+    writeln!(o, "kind       {kind}")?;
     writeln!(o, "created    {} (unix time)", h.created_unix)?;
     writeln!(
         o,
@@ -269,6 +432,36 @@ pub fn info(file: &Path, json: bool) -> anyhow::Result<()> {
         human_bytes(r.file_len())
     )?;
     writeln!(o, "root hash  {}", hex(&f.root_hash))?;
+    if !h.is_full() {
+        writeln!(o, "parent     {}", hex(&h.parent_id))?;
+        match &chain_error {
+            Some(e) => writeln!(o, "chain      BROKEN: {e}")?,
+            None => {
+                writeln!(
+                    o,
+                    "chain      {} images, {} in all (restoring this image reads them all)",
+                    links.len(),
+                    human_bytes(chain_bytes)
+                )?;
+                writeln!(
+                    o,
+                    "  {:<12} {:<17} {:<32} {:>10}  FILE",
+                    "KIND", "TAKEN (UTC)", "ID", "SIZE"
+                )?;
+                for l in &links {
+                    writeln!(
+                        o,
+                        "  {:<12} {:<17} {:<32} {:>10}  {}",
+                        l.kind,
+                        chains::utc_stamp(l.created_unix),
+                        l.image_id,
+                        human_bytes(l.file_bytes),
+                        l.path.display()
+                    )?;
+                }
+            }
+        }
+    }
     writeln!(o)?;
     writeln!(
         o,
@@ -321,6 +514,8 @@ pub struct RestoreArgs<'a> {
     pub file: &'a Path,
     /// The target.
     pub target: &'a Path,
+    /// Ancestor folders.
+    pub search: Vec<PathBuf>,
     /// Skip confirmation.
     pub yes: bool,
     /// Plan only.
@@ -340,6 +535,7 @@ pub fn restore(a: RestoreArgs<'_>) -> anyhow::Result<()> {
         target: a.target.to_path_buf(),
         verify: a.verify,
         threads: a.threads,
+        search: a.search.clone(),
     };
     let plan = restore::plan(&spec, &SystemPaths::default())?;
     if a.dry_run {
@@ -404,6 +600,23 @@ fn print_restore_plan(
         p.target_kind,
         human_bytes(p.target_size)
     )?;
+    if p.chain.len() > 1 {
+        writeln!(
+            out,
+            "  {} image: the disk as it was at {} UTC; reads {} from {} ancestor{} ({})",
+            p.kind,
+            chains::utc_stamp(p.chain.first().map_or(0, |l| l.created_unix)),
+            human_bytes(p.ancestor_bytes),
+            p.chain.len() - 1,
+            if p.chain.len() == 2 { "" } else { "s" },
+            p.chain
+                .iter()
+                .skip(1)
+                .map(|l| l.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
     writeln!(
         out,
         "  imaged disk {} with {} table, {}-byte sectors: {} (needs at least {})",
@@ -442,5 +655,137 @@ fn print_restore_plan(
     for w in p.warnings.iter().filter(|_| warnings) {
         writeln!(out, "  warning: {w}")?;
     }
+    Ok(())
+}
+
+/// An error and its causes on one line.
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// `lifeboat merge`.
+pub fn merge(spec: merge::MergeSpec, json: bool) -> anyhow::Result<()> {
+    let plan = merge::plan(&spec)?;
+    if !json {
+        eprintln!(
+            "plan: merge {} ({} images in its chain) into the full image {}: {} of disk data, zstd level {}",
+            plan.image.display(),
+            plan.chain.len(),
+            plan.output.display(),
+            human_bytes(plan.raw_bytes),
+            plan.level
+        );
+    }
+    let s = with_progress(json, |r, c| merge::run(&plan, r, c))?;
+    if !json {
+        println!(
+            "full image {} written and verified: the same disk content as {}, {} of disk data, {} file, {:.1} s",
+            s.path.display(),
+            plan.image.display(),
+            human_bytes(s.raw_bytes),
+            human_bytes(s.file_bytes),
+            s.seconds
+        );
+        println!("root hash {}", s.root_hash);
+        println!(
+            "it needs no other file; `lifeboat prune {} --keep {}` deletes the members no kept image needs",
+            s.path.parent().map_or_else(|| ".".into(), |p| p.display().to_string()),
+            s.path.display()
+        );
+    }
+    Ok(())
+}
+
+/// `lifeboat prune`.
+pub fn prune(
+    dir: &Path,
+    keep: &[PathBuf],
+    search: &[PathBuf],
+    yes: bool,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let plan = chains::plan_prune(dir, keep, search)?;
+    if json && !(yes || dry_run) {
+        bail!("--json needs --yes or --dry-run (there is no prompt in JSON mode)");
+    }
+    if !json {
+        let mut o = std::io::stdout().lock();
+        for (k, files) in &plan.keep {
+            writeln!(
+                o,
+                "keep {} (needs {} file{})",
+                k.display(),
+                files.len(),
+                if files.len() == 1 { "" } else { "s" }
+            )?;
+            for f in files.iter().skip(1) {
+                writeln!(o, "  needs {}", f.display())?;
+            }
+        }
+        for d in &plan.delete {
+            writeln!(o, "delete {}", d.display())?;
+        }
+        for u in &plan.untouched {
+            writeln!(o, "leave {} (another disk or chain)", u.display())?;
+        }
+        writeln!(
+            o,
+            "{} image{} to delete, {} freed",
+            plan.delete.len(),
+            if plan.delete.len() == 1 { "" } else { "s" },
+            human_bytes(plan.freed_bytes)
+        )?;
+    }
+    if dry_run || plan.delete.is_empty() {
+        if json {
+            return print_json(&plan);
+        }
+        return Ok(());
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("refusing to delete without confirmation: pass --yes (stdin is not a terminal)");
+        }
+        eprint!("Type delete to delete {} image(s): ", plan.delete.len());
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .context("reading the confirmation")?;
+        if answer.trim() != "delete" {
+            bail!("not confirmed; nothing was deleted");
+        }
+    }
+    for d in &plan.delete {
+        std::fs::remove_file(d).with_context(|| format!("deleting {}", d.display()))?;
+    }
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+    // Prove it: every kept image still opens with its whole chain.
+    for k in keep {
+        Chain::open(k, search).with_context(|| {
+            format!(
+                "after pruning, {} no longer opens (this is a bug)",
+                k.display()
+            )
+        })?;
+    }
+    if json {
+        return print_json(&plan);
+    }
+    println!(
+        "deleted {} image(s); every kept image's chain was reopened and is complete",
+        plan.delete.len()
+    );
     Ok(())
 }

@@ -60,40 +60,54 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Image {
             source,
             output,
+            parent,
+            incremental,
+            differential,
+            search,
+            force_other_disk,
             partitions,
             level,
             threads,
             dry_run,
             json,
             sector_size,
+            block_kib,
         } => {
             drop(out);
-            let spec = crate::jobs::image::ImageSpec {
+            return jobs::image(jobs::ImageArgs {
                 source,
                 output,
+                parent,
+                incremental,
+                differential,
+                search,
+                force_other_disk,
                 partitions,
                 level,
                 threads,
-                chunk_size: crate::jobs::image::DEFAULT_CHUNK,
-                file_sector_size: sector_size,
-            };
-            return jobs::image(spec, dry_run, json);
+                dry_run,
+                json,
+                sector_size,
+                block_size: block_kib.saturating_mul(1024),
+            });
         }
         Command::Verify {
             file,
+            search,
             json,
             threads,
         } => {
             drop(out);
-            return jobs::verify(&file, json, threads);
+            return jobs::verify(&file, &search, json, threads);
         }
-        Command::Info { file, json } => {
+        Command::Info { file, search, json } => {
             drop(out);
-            return jobs::info(&file, json);
+            return jobs::info(&file, &search, json);
         }
         Command::Restore {
             file,
             target,
+            search,
             yes,
             dry_run,
             no_verify,
@@ -104,12 +118,42 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             return jobs::restore(jobs::RestoreArgs {
                 file: &file,
                 target: &target,
+                search,
                 yes,
                 dry_run,
                 verify: !no_verify,
                 json,
                 threads,
             });
+        }
+        Command::Merge {
+            file,
+            output,
+            search,
+            level,
+            threads,
+            json,
+        } => {
+            drop(out);
+            let spec = crate::jobs::merge::MergeSpec {
+                image: file,
+                output,
+                search,
+                level,
+                threads,
+            };
+            return jobs::merge(spec, json);
+        }
+        Command::Prune {
+            dir,
+            keep,
+            search,
+            yes,
+            dry_run,
+            json,
+        } => {
+            drop(out);
+            return jobs::prune(&dir, &keep, &search, yes, dry_run, json);
         }
     }
     out.flush()?;

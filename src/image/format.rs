@@ -15,16 +15,17 @@ pub const INDEX_MAGIC: [u8; 8] = *b"LBINDEX\0";
 pub const META_MAGIC: [u8; 8] = *b"LBMETA\0\0";
 /// Major version: readers refuse any other major.
 pub const VERSION_MAJOR: u16 = 1;
-/// Minor version: additions that v1 readers may ignore.
-pub const VERSION_MINOR: u16 = 0;
+/// Minor version written. 1.1 added frames shared by several records (`frame_offset`) and the
+/// block size; 1.0 images read unchanged (every record is its own frame).
+pub const VERSION_MINOR: u16 = 1;
 /// Header size in bytes; chunk data starts right after it.
 pub const HEADER_LEN: usize = 4096;
 /// Size of one index record in bytes.
 pub const RECORD_LEN: usize = 64;
 /// Footer size in bytes.
 pub const FOOTER_LEN: usize = 128;
-/// Largest raw chunk a reader accepts (64 MiB), so a hostile index cannot make it allocate
-/// without bound.
+/// Largest raw chunk (and decoded frame) a reader accepts (64 MiB), so a hostile index cannot
+/// make it allocate without bound.
 pub const MAX_CHUNK_RAW: u32 = 64 << 20;
 
 /// How a chunk's bytes are stored.
@@ -81,6 +82,9 @@ pub struct Header {
     pub source_size: u64,
     /// Logical sector size of the source disk.
     pub sector_size: u32,
+    /// Record granularity in bytes: records never cross a multiple of it, so chains match
+    /// unchanged data at this size. 0 in 1.0 images (records are whole chunks).
+    pub block_size: u32,
 }
 
 fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
@@ -109,6 +113,7 @@ impl Header {
         put(&mut b, 100, &self.zstd_level.to_le_bytes());
         put(&mut b, 104, &self.source_size.to_le_bytes());
         put(&mut b, 112, &self.sector_size.to_le_bytes());
+        put(&mut b, 116, &self.block_size.to_le_bytes());
         let crc = crc32fast::hash(&b[..HEADER_LEN - 4]);
         put(&mut b, HEADER_LEN - 4, &crc.to_le_bytes());
         b
@@ -159,12 +164,23 @@ impl Header {
             zstd_level: i32::from_le_bytes(le_array(b, 100)),
             source_size: le_u64(b, 104),
             sector_size: le_u32(b, 112),
+            block_size: le_u32(b, 116),
         };
         if h.chunk_size == 0 || h.chunk_size > MAX_CHUNK_RAW {
             return Err(FormatError::Invalid {
                 what: "header",
                 offset: 96,
                 reason: format!("chunk size {} is outside 1..={MAX_CHUNK_RAW}", h.chunk_size),
+            });
+        }
+        if h.block_size > h.chunk_size {
+            return Err(FormatError::Invalid {
+                what: "header",
+                offset: 116,
+                reason: format!(
+                    "block size {} is larger than the chunk size {}",
+                    h.block_size, h.chunk_size
+                ),
             });
         }
         Ok(h)
@@ -180,10 +196,13 @@ pub struct Record {
     pub raw_len: u32,
     /// Bytes stored in this file (0 for Zero and Parent).
     pub stored_len: u32,
-    /// Offset of the stored bytes in this file (0 for Zero and Parent).
+    /// Offset of the stored frame in this file (0 for Zero and Parent).
     pub file_offset: u64,
     /// How the bytes are stored.
     pub codec: Codec,
+    /// Where the record's bytes start inside its decoded frame (0 for Zero and Parent, and
+    /// in 1.0 images).
+    pub frame_offset: u32,
     /// blake3 of the uncompressed bytes.
     pub hash: [u8; 32],
 }
@@ -197,6 +216,7 @@ impl Record {
         put(&mut b, 12, &self.stored_len.to_le_bytes());
         put(&mut b, 16, &self.file_offset.to_le_bytes());
         b[24] = self.codec as u8;
+        put(&mut b, 28, &self.frame_offset.to_le_bytes());
         put(&mut b, 32, &self.hash);
         out.extend_from_slice(&b);
     }
@@ -214,6 +234,7 @@ impl Record {
             stored_len: le_u32(b, 12),
             file_offset: le_u64(b, 16),
             codec,
+            frame_offset: le_u32(b, 28),
             hash: le_array(b, 32),
         })
     }
@@ -314,6 +335,7 @@ mod tests {
             zstd_level: 3,
             source_size: 1 << 30,
             sector_size: 512,
+            block_size: 64 << 10,
         }
     }
 
@@ -354,6 +376,7 @@ mod tests {
             stored_len: 12345,
             file_offset: 4096,
             codec: Codec::Zstd,
+            frame_offset: 65536,
             hash: [9; 32],
         };
         let mut b = Vec::new();

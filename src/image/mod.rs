@@ -1,5 +1,5 @@
-//! The Lifeboat image format, version 1.0. This comment is the specification; `docs/FORMAT.md`
-//! repeats it for readers without the source.
+//! The Lifeboat image format, version 1.1. This comment is the specification; `docs/FORMAT.md`
+//! repeats it for readers without the source. Readers of 1.1 read 1.0 images unchanged.
 //!
 //! One image is one file, written front to back as a stream and then sealed by a footer:
 //!
@@ -7,7 +7,7 @@
 //! +----------------+ 0
 //! | header         | 4096 bytes, fixed
 //! +----------------+ 4096
-//! | chunk data     | stored chunks back to back: independent zstd frames or raw bytes
+//! | chunk data     | stored frames back to back: independent zstd frames or raw bytes
 //! +----------------+ footer.meta_offset
 //! | metadata       | "LBMETA\0\0", u64 json_len, JSON (UTF-8), u32 crc32
 //! +----------------+ footer.index_offset
@@ -25,7 +25,7 @@
 //! |---|---|---|
 //! | 0 | 8 | magic `LIFEBOAT` |
 //! | 8 | 2 | major version = 1 (readers refuse others: `UnsupportedVersion`) |
-//! | 10 | 2 | minor version = 0 |
+//! | 10 | 2 | minor version = 1 (1.0 images have 0 here and in every 1.1 field) |
 //! | 12 | 4 | flags = 0 |
 //! | 16 | 4 | header length = 4096 |
 //! | 20 | 4 | reserved, 0 |
@@ -37,7 +37,8 @@
 //! | 100 | 4 | zstd level (i32) |
 //! | 104 | 8 | source disk size in bytes |
 //! | 112 | 4 | source logical sector size |
-//! | 116 | 3976 | reserved, 0 |
+//! | 116 | 4 | block size: no record crosses a multiple of it (0 in 1.0: records are chunks) |
+//! | 120 | 3972 | reserved, 0 |
 //! | 4092 | 4 | CRC-32 of bytes 0..4092 |
 //!
 //! **Index record** (64 bytes; records sorted by disk offset, ranges never overlap)
@@ -46,14 +47,34 @@
 //! |---|---|---|
 //! | 0 | 8 | disk offset of the range |
 //! | 8 | 4 | raw length (1 ..= 64 MiB) |
-//! | 12 | 4 | stored length in this file (0 for zero and parent chunks) |
-//! | 16 | 8 | file offset of the stored bytes (0 for zero and parent chunks) |
+//! | 12 | 4 | stored length of its frame in this file (0 for zero and parent chunks) |
+//! | 16 | 8 | file offset of its frame (0 for zero and parent chunks) |
 //! | 24 | 1 | codec: 1 zstd frame, 2 raw, 3 all zero, 4 held by an ancestor (found by hash) |
-//! | 25 | 7 | reserved, 0 |
+//! | 25 | 3 | reserved, 0 |
+//! | 28 | 4 | offset of the record's bytes inside its decoded frame (0 in 1.0) |
 //! | 32 | 32 | blake3 of the raw (uncompressed) bytes |
 //!
 //! Disk ranges without a record are unused space: the filesystem proved them free, or they
 //! were not selected. Two records with the same hash may share stored bytes (deduplication).
+//!
+//! **Frames.** The writer reads the disk in chunks (at most `chunk size`, never crossing a
+//! multiple of it) and cuts each chunk into records at multiples of the block size (64 KiB by
+//! default). The records of one chunk that are neither zero nor held by an ancestor are
+//! concatenated and stored as one frame: a zstd frame (with its content size in the frame
+//! header, at most 64 MiB) or, when compression does not help, the raw bytes. Each such record
+//! names the frame (file offset, stored length, codec) and where its bytes start inside the
+//! decoded frame. So compression works on whole chunks while deduplication, and chains, match
+//! data at block granularity. In 1.0 images every record is a whole chunk and its own frame.
+//!
+//! **Chains.** A full image has an all-zero parent ID and parent root. An incremental or
+//! differential image (a *child*) names its parent by ID and root hash in its header. Its index
+//! still describes the whole disk state at its own time, record by record; a record whose
+//! content the chain already holds has codec 4 and no stored bytes, and a reader finds the
+//! bytes in the nearest ancestor that stores a record with the same blake3 hash (at any disk
+//! offset: moved data is found too). A reader must check every link: the parent file's image
+//! ID and root hash equal the child's recorded ones, no image appears twice, and every codec-4
+//! record is found. The metadata names the kind (`full`, `incremental`, `differential`) and the
+//! parent's file name as a hint; the IDs and hashes are what bind the chain.
 //!
 //! **Footer** (128 bytes, at file end)
 //!
@@ -84,11 +105,13 @@
 //! truncated file (even one cut exactly at a chunk boundary) is `Incomplete`, never a shorter
 //! valid image.
 
+mod chain;
 mod dev;
 pub mod format;
 mod reader;
 mod writer;
 
+pub use chain::{kind_of, Chain, ChainLink, FrameRead, Located, MAX_CHAIN};
 pub use dev::ImageDev;
 pub use format::{Codec, Footer, Header, Record};
 pub use reader::{ImageReader, VerifyReport};

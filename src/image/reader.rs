@@ -157,12 +157,29 @@ impl ImageReader {
                     "stored bytes {}+{} lie outside the chunk area",
                     r.file_offset, r.stored_len
                 ))
-            } else if r.codec == Codec::Raw && r.stored_len != r.raw_len {
-                Some("raw chunk whose stored length differs from its raw length".into())
-            } else if !r.codec.stored_here() && (r.stored_len != 0 || r.file_offset != 0) {
+            } else if r.codec == Codec::Raw
+                && u64::from(r.stored_len) < u64::from(r.frame_offset) + u64::from(r.raw_len)
+            {
+                Some(format!(
+                    "raw frame of {} bytes cannot hold {} bytes at offset {}",
+                    r.stored_len, r.raw_len, r.frame_offset
+                ))
+            } else if u64::from(r.frame_offset) + u64::from(r.raw_len) > u64::from(MAX_CHUNK_RAW) {
+                Some(format!("frame offset {} is too large", r.frame_offset))
+            } else if !r.codec.stored_here()
+                && (r.stored_len != 0 || r.file_offset != 0 || r.frame_offset != 0)
+            {
                 Some("zero or parent chunk with stored bytes".into())
             } else if r.codec == Codec::Parent && header.is_full() {
                 Some("a full image refers to a parent".into())
+            } else if header.block_size > 0
+                && r.disk_offset / u64::from(header.block_size)
+                    != (r.disk_offset + u64::from(r.raw_len) - 1) / u64::from(header.block_size)
+            {
+                Some(format!(
+                    "range {}+{} crosses a {}-byte block boundary",
+                    r.disk_offset, r.raw_len, header.block_size
+                ))
             } else {
                 None
             };
@@ -242,22 +259,30 @@ impl ImageReader {
     }
 
     /// Reads chunk `index` into `out` (resized to its raw length) and verifies its hash.
-    /// Chunks held by a parent image cannot be read from this file alone.
+    /// Chunks held by an ancestor cannot be read from this file alone: open the chain
+    /// ([`super::Chain`]).
     pub fn read_chunk(&self, index: usize, out: &mut Vec<u8>) -> Result<()> {
+        let r = *self.record(index)?;
         let mut stored = Vec::new();
-        self.read_stored(index, &mut stored)?;
-        self.decode_chunk(index, &stored, out)
+        let mut frame = Vec::new();
+        self.read_frame(&r, &mut stored)?;
+        self.decode_frame(index as u64, &r, &stored, &mut frame)?;
+        let bytes = self.record_bytes(index as u64, &r, &frame)?;
+        out.clear();
+        out.extend_from_slice(bytes);
+        Ok(())
     }
 
-    /// Reads the stored bytes of chunk `index` as they are in the file (empty for zero
-    /// chunks). Nothing is verified yet: pass them to [`ImageReader::decode_chunk`].
-    pub fn read_stored(&self, index: usize, stored: &mut Vec<u8>) -> Result<()> {
-        let r = self.record(index)?;
+    /// Reads the stored bytes of `r`'s frame as they are in the file (empty for zero
+    /// chunks). Nothing is verified yet: pass them to [`ImageReader::decode_frame`].
+    pub fn read_frame(&self, r: &Record, stored: &mut Vec<u8>) -> Result<()> {
         stored.clear();
         match r.codec {
             Codec::Zero => Ok(()),
             Codec::Parent => Err(Error::Unsupported(format!(
-                "chunk {index} of {} is held by its parent image; reading image chains is not implemented yet",
+                "disk bytes {}..{} of {} are held by an ancestor image; open the image as a chain",
+                r.disk_offset,
+                r.disk_offset + u64::from(r.raw_len),
                 self.path.display()
             ))),
             Codec::Raw | Codec::Zstd => {
@@ -274,58 +299,124 @@ impl ImageReader {
         }
     }
 
-    /// Decodes the stored bytes of chunk `index` into `out` and checks its blake3 hash.
-    /// Thread-safe: pipeline workers call it in parallel.
-    pub fn decode_chunk(&self, index: usize, stored: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let r = self.record(index)?;
-        let corrupt = |reason: String| Error::Image {
+    /// The error for record `index` (`r`) whose content is bad.
+    fn corrupt(&self, index: u64, r: &Record, reason: String) -> Error {
+        Error::Image {
             path: self.path.clone(),
             source: FormatError::Chunk {
-                index: index as u64,
+                index,
                 disk_offset: r.disk_offset,
                 disk_end: r.disk_offset + u64::from(r.raw_len),
                 file_offset: r.file_offset,
                 reason,
             },
-        };
-        let raw = r.raw_len as usize;
-        out.clear();
-        out.resize(raw, 0);
+        }
+    }
+
+    /// Decodes the stored frame of record `index` (`r`) into `frame`: decompressed, or copied
+    /// when raw, or `raw_len` zeros for a zero chunk. Check the record's own bytes with
+    /// [`ImageReader::record_bytes`]. Thread-safe: pipeline workers call it in parallel.
+    pub fn decode_frame(
+        &self,
+        index: u64,
+        r: &Record,
+        stored: &[u8],
+        frame: &mut Vec<u8>,
+    ) -> Result<()> {
+        frame.clear();
         match r.codec {
-            Codec::Zero => {}
+            Codec::Zero => frame.resize(r.raw_len as usize, 0),
             Codec::Parent => {
                 return Err(Error::Unsupported(format!(
-                    "chunk {index} of {} is held by its parent image; reading image chains is not implemented yet",
+                    "chunk {index} of {} is held by an ancestor image; open the image as a chain",
                     self.path.display()
                 )))
             }
             Codec::Raw => {
-                if stored.len() != raw {
-                    return Err(corrupt(format!("stored {} bytes, expected {raw}", stored.len())));
+                if stored.len() != r.stored_len as usize {
+                    return Err(self.corrupt(
+                        index,
+                        r,
+                        format!("stored {} bytes, expected {}", stored.len(), r.stored_len),
+                    ));
                 }
-                out.copy_from_slice(stored);
+                frame.extend_from_slice(stored);
             }
             Codec::Zstd => {
-                let n = zstd::bulk::decompress_to_buffer(stored, &mut out[..])
-                    .map_err(|e| corrupt(format!("zstd frame does not decode: {e}")))?;
-                if n != raw {
-                    return Err(corrupt(format!("decompressed to {n} bytes, expected {raw}")));
-                }
+                let size = match zstd::zstd_safe::get_frame_content_size(stored) {
+                    Ok(Some(n)) if n <= u64::from(MAX_CHUNK_RAW) => n as usize,
+                    Ok(Some(n)) => {
+                        return Err(self.corrupt(
+                            index,
+                            r,
+                            format!("zstd frame claims {n} bytes, more than {MAX_CHUNK_RAW}"),
+                        ))
+                    }
+                    // 1.0 writers always recorded the size; without it the record bounds it.
+                    Ok(None) => (r.frame_offset + r.raw_len) as usize,
+                    Err(_) => {
+                        return Err(self.corrupt(index, r, "zstd frame header is invalid".into()))
+                    }
+                };
+                frame.resize(size, 0);
+                let n = zstd::bulk::decompress_to_buffer(stored, &mut frame[..]).map_err(|e| {
+                    self.corrupt(index, r, format!("zstd frame does not decode: {e}"))
+                })?;
+                frame.truncate(n);
             }
-        }
-        if *blake3::hash(out).as_bytes() != r.hash {
-            return Err(corrupt("content does not match its blake3 hash".into()));
         }
         Ok(())
     }
 
-    /// Re-reads and re-hashes every chunk. `progress(done_raw_bytes)` is called after each.
+    /// Record `index`'s (`r`'s) bytes inside its decoded `frame`, checked against its blake3
+    /// hash. Nothing unverified leaves this function.
+    pub fn record_bytes<'f>(&self, index: u64, r: &Record, frame: &'f [u8]) -> Result<&'f [u8]> {
+        let start = r.frame_offset as usize;
+        let end = start + r.raw_len as usize;
+        let bytes = frame.get(start..end).ok_or_else(|| {
+            self.corrupt(
+                index,
+                r,
+                format!(
+                    "its frame decodes to {} bytes, too short for bytes {start}..{end}",
+                    frame.len()
+                ),
+            )
+        })?;
+        if *blake3::hash(bytes).as_bytes() != r.hash {
+            return Err(self.corrupt(index, r, "content does not match its blake3 hash".into()));
+        }
+        Ok(bytes)
+    }
+
+    /// Drops the index from memory (an ancestor in a chain keeps only what the leaf needs).
+    pub(crate) fn forget_records(&mut self) {
+        self.records = Vec::new();
+    }
+
+    /// Re-reads and re-hashes every chunk stored in this file (single-threaded; chains and
+    /// the parallel check are in [`crate::jobs::verify`]). `progress(done_raw_bytes)` is
+    /// called after each record.
     pub fn verify(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
-        let mut buf = Vec::new();
+        let mut stored = Vec::new();
+        let mut frame = Vec::new();
+        let mut current: Option<(u64, Codec)> = None;
         let mut done = 0u64;
-        for i in 0..self.records.len() {
-            self.read_chunk(i, &mut buf)?;
-            done += buf.len() as u64;
+        for (i, r) in self.records.iter().enumerate() {
+            if r.codec == Codec::Parent {
+                return Err(Error::Unsupported(format!(
+                    "{} is part of a chain; verify it as a chain",
+                    self.path.display()
+                )));
+            }
+            let key = (r.file_offset, r.codec);
+            if r.codec == Codec::Zero || current != Some(key) {
+                self.read_frame(r, &mut stored)?;
+                self.decode_frame(i as u64, r, &stored, &mut frame)?;
+                current = r.codec.stored_here().then_some(key);
+            }
+            self.record_bytes(i as u64, r, &frame)?;
+            done += u64::from(r.raw_len);
             progress(done);
         }
         Ok(VerifyReport {

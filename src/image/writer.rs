@@ -10,19 +10,42 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// One chunk, already compressed and hashed by a pipeline worker.
+/// One chunk, already cut into records, hashed and compressed by a pipeline worker.
 #[derive(Debug, Clone)]
 pub struct EncodedChunk {
-    /// Disk offset of the range.
-    pub disk_offset: u64,
-    /// Raw length in bytes.
-    pub raw_len: u32,
-    /// blake3 of the raw bytes.
-    pub hash: [u8; 32],
-    /// Zstd, Raw, Zero or Parent.
-    pub codec: Codec,
-    /// Bytes to store (empty for Zero and Parent).
+    /// The chunk's records in disk order. A record with codec Zstd or Raw lives in `data` at
+    /// its `frame_offset` (its codec must be `frame_codec`); the writer fills in its file
+    /// offset and stored length. Zero and Parent records store nothing.
+    pub records: Vec<Record>,
+    /// How `data` is stored: Zstd or Raw (ignored when `data` is empty).
+    pub frame_codec: Codec,
+    /// The frame: the stored records' bytes, compressed or raw (empty when none is stored).
     pub data: Vec<u8>,
+}
+
+impl EncodedChunk {
+    /// A chunk of one record whose bytes (`raw`, hashed here) are stored as `data` with
+    /// `codec` (Zstd, Raw), or not at all (Zero, Parent).
+    pub fn single(disk_offset: u64, raw: &[u8], codec: Codec, data: Vec<u8>) -> EncodedChunk {
+        EncodedChunk {
+            records: vec![Record {
+                disk_offset,
+                raw_len: raw.len() as u32,
+                stored_len: 0,
+                file_offset: 0,
+                codec,
+                frame_offset: 0,
+                hash: *blake3::hash(raw).as_bytes(),
+            }],
+            frame_codec: codec,
+            data,
+        }
+    }
+
+    /// Raw bytes the chunk describes.
+    pub fn raw_len(&self) -> u64 {
+        self.records.iter().map(|r| u64::from(r.raw_len)).sum()
+    }
 }
 
 /// What a finished image holds.
@@ -47,7 +70,8 @@ pub struct ImageWriter {
     path: PathBuf,
     header: Header,
     records: Vec<Record>,
-    stored: HashMap<[u8; 32], (u64, u32, Codec)>,
+    /// Where each stored hash lives: (file offset, stored length, codec, frame offset).
+    stored: HashMap<[u8; 32], (u64, u32, Codec, u32)>,
     pos: u64,
     done: bool,
 }
@@ -105,48 +129,85 @@ impl ImageWriter {
         Ok(())
     }
 
-    /// Appends a chunk. A chunk whose hash was already stored in this image is recorded
-    /// against the earlier bytes instead of being stored again.
+    /// Appends a chunk. When every record it stores was already stored in this image, the
+    /// frame is not written again and the records point at the earlier copies.
     pub fn push(&mut self, c: EncodedChunk) -> Result<()> {
-        let invalid = |reason: String| Error::Image {
-            path: self.tmp.clone(),
+        let tmp = self.tmp.clone();
+        let invalid = move |pos: u64, reason: String| Error::Image {
+            path: tmp.clone(),
             source: super::FormatError::Invalid {
                 what: "chunk",
-                offset: self.pos,
+                offset: pos,
                 reason,
             },
         };
-        if c.raw_len == 0 || c.raw_len > format::MAX_CHUNK_RAW {
-            return Err(invalid(format!("raw length {}", c.raw_len)));
-        }
-        if let Some(last) = self.records.last() {
-            if c.disk_offset < last.disk_offset + u64::from(last.raw_len) {
-                return Err(invalid(format!(
-                    "disk offset {} overlaps or precedes the previous chunk",
-                    c.disk_offset
-                )));
+        let bs = u64::from(self.header.block_size);
+        let mut end = self
+            .records
+            .last()
+            .map_or(0, |l| l.disk_offset + u64::from(l.raw_len));
+        for r in &c.records {
+            if r.raw_len == 0 || r.raw_len > format::MAX_CHUNK_RAW {
+                return Err(invalid(self.pos, format!("raw length {}", r.raw_len)));
             }
+            if r.disk_offset < end {
+                return Err(invalid(
+                    self.pos,
+                    format!(
+                        "disk offset {} overlaps or precedes the previous chunk",
+                        r.disk_offset
+                    ),
+                ));
+            }
+            if bs > 0 && r.disk_offset / bs != (r.disk_offset + u64::from(r.raw_len) - 1) / bs {
+                return Err(invalid(
+                    self.pos,
+                    format!("record at {} crosses a block boundary", r.disk_offset),
+                ));
+            }
+            if r.codec.stored_here()
+                && (c.data.is_empty()
+                    || r.codec != c.frame_codec
+                    || u64::from(r.frame_offset) + u64::from(r.raw_len)
+                        > format::MAX_CHUNK_RAW.into())
+            {
+                return Err(invalid(
+                    self.pos,
+                    format!("record at {} does not fit its frame", r.disk_offset),
+                ));
+            }
+            end = r.disk_offset + u64::from(r.raw_len);
         }
-        let (file_offset, stored_len, codec) = if !c.codec.stored_here() {
-            (0, 0, c.codec)
-        } else if let Some(&prev) = self.stored.get(&c.hash) {
-            prev
+        let all_known = c
+            .records
+            .iter()
+            .filter(|r| r.codec.stored_here())
+            .all(|r| self.stored.contains_key(&r.hash));
+        let frame = if all_known || c.data.is_empty() {
+            None
         } else {
             let at = self.pos;
             let len = u32::try_from(c.data.len())
-                .map_err(|_| invalid("stored chunk too large".into()))?;
+                .map_err(|_| invalid(at, "stored chunk too large".into()))?;
             self.write(&c.data)?;
-            self.stored.insert(c.hash, (at, len, c.codec));
-            (at, len, c.codec)
+            Some((at, len))
         };
-        self.records.push(Record {
-            disk_offset: c.disk_offset,
-            raw_len: c.raw_len,
-            stored_len,
-            file_offset,
-            codec,
-            hash: c.hash,
-        });
+        for mut r in c.records {
+            if r.codec.stored_here() {
+                let place = match frame {
+                    Some((at, len)) => (at, len, c.frame_codec, r.frame_offset),
+                    None => match self.stored.get(&r.hash) {
+                        Some(&p) => p,
+                        None => return Err(invalid(self.pos, "lost a stored record".into())),
+                    },
+                };
+                self.stored.entry(r.hash).or_insert(place);
+                (r.file_offset, r.stored_len, r.codec, r.frame_offset) = place;
+            } else {
+                (r.file_offset, r.stored_len, r.frame_offset) = (0, 0, 0);
+            }
+            self.records.push(r);
+        }
         Ok(())
     }
 

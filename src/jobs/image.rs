@@ -12,24 +12,30 @@
 //!
 //! The whole table area is always imaged in full, whatever `--partitions` selects.
 
+use super::chain::{chain_name_of, ChildKind, DiskIdentity};
 use super::events::{CancelToken, Phase, Reporter};
 use super::safety;
 use crate::blockdev::{BlockDev, FileDev, OpenMode, Slice};
 use crate::discovery::SystemPaths;
 use crate::error::{Error, Result};
 use crate::fsmap::{self, FsMap, Used};
-use crate::image::{format, Codec, EncodedChunk, Header, ImageWriter};
+use crate::image::{format, hex, Chain, Codec, EncodedChunk, Header, ImageWriter, Record};
 use crate::inspect::{self, DiskReport};
 use crate::partition::{self, PartitionTable};
 use crate::pipeline::{self, Shape};
 use crate::units::MIB;
 use serde::Serialize;
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// Default raw chunk size: 4 MiB, aligned to the disk.
+/// Default raw chunk size: 4 MiB, aligned to the disk. A chunk is compressed as one frame.
 pub const DEFAULT_CHUNK: u32 = 4 << 20;
+/// Default block size: records (the unit chains match unchanged data in) never cross a
+/// multiple of 64 KiB.
+pub const DEFAULT_BLOCK: u32 = 64 << 10;
 /// Chunks whose reads are started ahead of the one being read.
 const READ_AHEAD: usize = 4;
 /// Unallocated gaps up to this size are copied whole.
@@ -50,8 +56,48 @@ pub struct ImageSpec {
     pub threads: usize,
     /// Raw chunk size in bytes (a power of two, 64 KiB..=64 MiB).
     pub chunk_size: u32,
+    /// Record size in bytes (a power of two, 4 KiB..=chunk size).
+    pub block_size: u32,
     /// Logical sector size assumed for a disk-image file source.
     pub file_sector_size: u32,
+    /// Make a child image of this parent instead of a full image.
+    pub parent: Option<ParentSpec>,
+}
+
+/// The parent of a new incremental or differential image.
+#[derive(Debug, Clone)]
+pub struct ParentSpec {
+    /// The parent image file.
+    pub path: PathBuf,
+    /// What the new image is, as its metadata records it.
+    pub kind: ChildKind,
+    /// Folders to look for the parent's ancestors in, besides its own.
+    pub search: Vec<PathBuf>,
+    /// Image a disk other than the one the parent was taken of.
+    pub force_other_disk: bool,
+}
+
+/// The parent of a planned child image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParentPlan {
+    /// The parent image file.
+    pub path: PathBuf,
+    /// Its image ID, hex.
+    pub image_id: String,
+    /// Its root hash, hex.
+    pub root_hash: String,
+    /// Its kind.
+    pub parent_kind: String,
+    /// "incremental" or "differential": the new image's kind.
+    pub kind: ChildKind,
+    /// Images in the chain the new one extends (the parent and its ancestors).
+    pub chain_length: usize,
+    /// Files of that chain, parent first.
+    pub chain_files: Vec<PathBuf>,
+    /// Folders searched for ancestors.
+    pub search: Vec<PathBuf>,
+    /// Hashes the chain already stores.
+    pub known_blocks: usize,
 }
 
 /// One region of the source and what will be copied from it.
@@ -166,6 +212,16 @@ pub struct ImagePlan {
     pub threads: usize,
     /// Raw chunk size.
     pub chunk_size: u32,
+    /// Record (block) size.
+    pub block_size: u32,
+    /// "full", "incremental" or "differential".
+    pub kind: &'static str,
+    /// The parent, for a child image.
+    pub parent: Option<ParentPlan>,
+    /// The chain's name: the full image's file stem, inherited by its children.
+    pub chain_name: String,
+    #[serde(skip)]
+    chain: Option<Arc<Chain>>,
     #[serde(skip)]
     chunk_list: Vec<(u64, u32, usize)>,
     #[serde(skip)]
@@ -189,6 +245,10 @@ pub struct ImageSummary {
     pub chunk_count: u64,
     /// Source bytes read.
     pub read_bytes: u64,
+    /// Of those, bytes found in the parent chain and not stored again.
+    pub parent_bytes: u64,
+    /// "full", "incremental" or "differential".
+    pub kind: &'static str,
     /// Size of the image file.
     pub file_bytes: u64,
     /// Wall time in seconds.
@@ -214,6 +274,16 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
             ),
         });
     }
+    if !spec.block_size.is_power_of_two() || !(4 << 10..=spec.chunk_size).contains(&spec.block_size)
+    {
+        return Err(Error::Refused {
+            path: spec.output.clone(),
+            reason: format!(
+                "block size {} is not a power of two between 4 KiB and the chunk size",
+                spec.block_size
+            ),
+        });
+    }
     safety::check_image_source(paths, &spec.source, &spec.output)?;
     let dev = FileDev::open_with_sector_size(&spec.source, OpenMode::Read, spec.file_sector_size)?;
     let report = inspect::inspect_path(paths, &spec.source, spec.file_sector_size).ok();
@@ -221,6 +291,67 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
     let size = dev.len();
     let ss = dev.geometry().logical_sector_size;
     let mut warnings = Vec::new();
+    let (mut chunk_size, mut block_size) = (spec.chunk_size, spec.block_size);
+    let mut parent_plan = None;
+    let mut chain = None;
+    if let Some(ps) = &spec.parent {
+        let c = Chain::open_for_child(&ps.path, &ps.search)?;
+        let ph = c.leaf().header().clone();
+        let here = match &report {
+            Some(r) => DiskIdentity::of_report(r),
+            None => DiskIdentity {
+                path: Some(spec.source.display().to_string()),
+                size_bytes: size,
+                ..DiskIdentity::default()
+            },
+        };
+        let there = DiskIdentity::of_image(c.leaf());
+        if let Some(why) = here.differs_from(&there) {
+            let msg = format!(
+                "{} is not the disk {} was taken of ({why}): this disk is {}, the parent's is {}",
+                spec.source.display(),
+                ps.path.display(),
+                here.describe(),
+                there.describe()
+            );
+            if !ps.force_other_disk {
+                return Err(Error::Refused {
+                    path: spec.source.clone(),
+                    reason: format!(
+                        "{msg}; pass --force-other-disk to store it against this parent anyway"
+                    ),
+                });
+            }
+            warnings.push(format!("{msg} (--force-other-disk)"));
+        }
+        if ph.sector_size != ss {
+            return Err(Error::Refused {
+                path: spec.source.clone(),
+                reason: format!(
+                    "it has {ss}-byte sectors but the parent {} has {}-byte sectors",
+                    ps.path.display(),
+                    ph.sector_size
+                ),
+            });
+        }
+        // Children cut chunks and blocks like their parent, so unchanged data matches.
+        chunk_size = ph.chunk_size;
+        if ph.block_size > 0 {
+            block_size = ph.block_size;
+        }
+        parent_plan = Some(ParentPlan {
+            path: ps.path.clone(),
+            image_id: hex(&ph.image_id),
+            root_hash: hex(&c.leaf().footer().root_hash),
+            parent_kind: crate::image::kind_of(c.leaf()),
+            kind: ps.kind,
+            chain_length: c.links().len(),
+            chain_files: c.paths(),
+            search: ps.search.clone(),
+            known_blocks: c.stored_hashes().len(),
+        });
+        chain = Some(Arc::new(c));
+    }
 
     let mut regions = Vec::new();
     let mut extents: Vec<(u64, u64, usize)> = Vec::new();
@@ -376,7 +507,7 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
     }
 
     extents.sort_by_key(|e| e.0);
-    let chunk_list = chunk(&extents, u64::from(spec.chunk_size));
+    let chunk_list = chunk(&extents, u64::from(chunk_size));
     let copy_bytes = chunk_list.iter().map(|c| u64::from(c.1)).sum();
     let raw_table = table
         .as_ref()
@@ -395,7 +526,18 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         warnings,
         level: spec.level,
         threads: Shape::for_threads(spec.threads).threads,
-        chunk_size: spec.chunk_size,
+        chunk_size,
+        block_size,
+        kind: parent_plan.as_ref().map_or("full", |p| p.kind.as_str()),
+        chain_name: match &chain {
+            Some(c) => chain_name_of(c.leaf()),
+            None => spec
+                .output
+                .file_stem()
+                .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned()),
+        },
+        parent: parent_plan,
+        chain,
         chunk_list,
         report,
         raw_table,
@@ -490,30 +632,81 @@ fn compress(level: i32, data: &[u8]) -> Result<Vec<u8>> {
     })
 }
 
-/// Compresses and hashes one chunk (a pipeline worker's job).
-pub(crate) fn encode(level: i32, disk_offset: u64, raw: &[u8]) -> Result<EncodedChunk> {
-    let hash = *blake3::hash(raw).as_bytes();
-    let raw_len = raw.len() as u32;
-    if raw.iter().all(|&b| b == 0) {
-        return Ok(EncodedChunk {
-            disk_offset,
-            raw_len,
+/// Cuts one chunk into records at multiples of `block`, hashes each, and compresses the
+/// records that are neither all zero nor in `known` (hashes the parent chain stores) into one
+/// frame (a pipeline worker's job). Only new data is compressed.
+pub(crate) fn encode(
+    level: i32,
+    disk_offset: u64,
+    raw: &[u8],
+    block: u64,
+    known: Option<&HashSet<[u8; 32]>>,
+) -> Result<EncodedChunk> {
+    let block = block.max(1);
+    let mut records = Vec::new();
+    let mut new_bytes = 0usize;
+    let mut pos = 0usize;
+    while pos < raw.len() {
+        let at = disk_offset + pos as u64;
+        let next = ((at / block + 1) * block - disk_offset) as usize;
+        let end = next.min(raw.len());
+        let piece = &raw[pos..end];
+        let hash = *blake3::hash(piece).as_bytes();
+        let codec = if piece.iter().all(|&b| b == 0) {
+            Codec::Zero
+        } else if known.is_some_and(|k| k.contains(&hash)) {
+            Codec::Parent
+        } else {
+            Codec::Zstd
+        };
+        let frame_offset = if codec == Codec::Zstd {
+            new_bytes += piece.len();
+            (new_bytes - piece.len()) as u32
+        } else {
+            0
+        };
+        records.push(Record {
+            disk_offset: at,
+            raw_len: piece.len() as u32,
+            stored_len: 0,
+            file_offset: 0,
+            codec,
+            frame_offset,
             hash,
-            codec: Codec::Zero,
+        });
+        pos = end;
+    }
+    if new_bytes == 0 {
+        return Ok(EncodedChunk {
+            records,
+            frame_codec: Codec::Zero,
             data: Vec::new(),
         });
     }
-    let z = compress(level, raw)?;
-    let (codec, data) = if z.len() < raw.len() {
+    let gathered;
+    let frame: &[u8] = if new_bytes == raw.len() {
+        raw
+    } else {
+        let mut g = Vec::with_capacity(new_bytes);
+        for r in records.iter().filter(|r| r.codec == Codec::Zstd) {
+            let s = (r.disk_offset - disk_offset) as usize;
+            g.extend_from_slice(&raw[s..s + r.raw_len as usize]);
+        }
+        gathered = g;
+        &gathered
+    };
+    let z = compress(level, frame)?;
+    let (frame_codec, data) = if z.len() < frame.len() {
         (Codec::Zstd, z)
     } else {
-        (Codec::Raw, raw.to_vec())
+        (Codec::Raw, frame.to_vec())
     };
+    for r in records.iter_mut().filter(|r| r.codec == Codec::Zstd) {
+        r.codec = frame_codec;
+    }
     Ok(EncodedChunk {
-        disk_offset,
-        raw_len,
-        hash,
-        codec,
+        records,
+        frame_codec,
         data,
     })
 }
@@ -549,18 +742,26 @@ pub fn run_on(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let image_id = *uuid::Uuid::new_v4().as_bytes();
+    let (parent_id, parent_root) = match &plan.chain {
+        Some(c) => (c.leaf().header().image_id, c.leaf().footer().root_hash),
+        None => ([0; 16], [0; 32]),
+    };
     let header = Header {
         minor: format::VERSION_MINOR,
         flags: 0,
         image_id,
-        parent_id: [0; 16],
-        parent_root: [0; 32],
+        parent_id,
+        parent_root,
         created_unix,
         chunk_size: plan.chunk_size,
         zstd_level: plan.level,
         source_size: plan.size_bytes,
         sector_size: plan.sector_size,
+        block_size: plan.block_size,
     };
+    let known = plan.chain.as_ref().map(|c| c.stored_hashes());
+    let block = u64::from(plan.block_size);
+    let mut parent_bytes = 0u64;
     let mut writer = ImageWriter::create(&plan.output, header)?;
     let mut stored_per_region = vec![0u64; plan.regions.len()];
     let mut chunks_per_region = vec![0u64; plan.regions.len()];
@@ -592,11 +793,17 @@ pub fn run_on(
             Ok(Some((off, region, buf)))
         },
         |(off, region, buf): (u64, usize, Vec<u8>)| {
-            let c = encode(level, off, &buf)?;
+            let c = encode(level, off, &buf, block, known)?;
             Ok((c, region, buf))
         },
         |(c, region, buf)| {
-            done += u64::from(c.raw_len);
+            done += c.raw_len();
+            parent_bytes += c
+                .records
+                .iter()
+                .filter(|r| r.codec == Codec::Parent)
+                .map(|r| u64::from(r.raw_len))
+                .sum::<u64>();
             stored_per_region[region] += c.data.len() as u64;
             chunks_per_region[region] += 1;
             writer.push(c)?;
@@ -608,10 +815,23 @@ pub fn run_on(
     let meta = metadata(plan, created_unix, &stored_per_region, &chunks_per_region);
     let summary = writer.finish(&meta)?;
 
-    // Nothing is reported as done before the file on disk has been read back and checked.
-    reporter.phase(Phase::Verify, Some(summary.raw_bytes));
-    let reader = crate::image::ImageReader::open(&summary.path)?;
-    super::verify::verify_reader(&reader, plan.threads, reporter, cancel)?;
+    // Nothing is reported as done before the file on disk has been read back and checked:
+    // every frame this image stores is re-read and re-hashed, and for a child the chain is
+    // reopened, so every link and every record held by an ancestor is checked to resolve.
+    // (The ancestors' own data was verified when they were made; `lifeboat verify` of the
+    // new image re-reads it all.)
+    let search = plan
+        .parent
+        .as_ref()
+        .map(|p| p.search.clone())
+        .unwrap_or_default();
+    let written = Chain::open(&summary.path, &search)?;
+    let scope = if plan.chain.is_some() {
+        super::verify::Scope::Own
+    } else {
+        super::verify::Scope::All
+    };
+    super::verify::verify_chain(&written, scope, plan.threads, reporter, cancel)?;
 
     Ok(ImageSummary {
         path: summary.path,
@@ -619,7 +839,9 @@ pub fn run_on(
         root_hash: summary.root_hash,
         chunk_count: summary.chunk_count,
         read_bytes: done,
+        parent_bytes,
         file_bytes: summary.file_bytes,
+        kind: plan.kind,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -677,7 +899,14 @@ fn metadata(
         "tool": "lifeboat",
         "tool_version": env!("CARGO_PKG_VERSION"),
         "created_unix": created_unix,
-        "kind": "full",
+        "kind": plan.kind,
+        "chain_name": plan.chain_name,
+        "parent": plan.parent.as_ref().map(|p| serde_json::json!({
+            "file": p.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "image_id": p.image_id,
+            "root_hash": p.root_hash,
+            "kind": p.parent_kind,
+        })),
         "source": plan.report,
         "source_path": plan.source,
         "size_bytes": plan.size_bytes,
@@ -687,7 +916,7 @@ fn metadata(
         "regions": regions,
         "selected_partitions": plan.regions.iter().filter(|r| r.what == "partition" && r.method != "skipped").filter_map(|r| r.partition).collect::<Vec<_>>(),
         "warnings": plan.warnings,
-        "compression": {"codec": "zstd", "level": plan.level, "chunk_size": plan.chunk_size},
+        "compression": {"codec": "zstd", "level": plan.level, "chunk_size": plan.chunk_size, "block_size": plan.block_size},
     })
 }
 
@@ -738,11 +967,11 @@ mod tests {
 
     #[test]
     fn zero_chunks_are_elided_and_incompressible_ones_stored_raw() {
-        let z = encode(3, 0, &[0u8; 4096]).unwrap();
-        assert_eq!((z.codec, z.data.len()), (Codec::Zero, 0));
+        let z = encode(3, 0, &[0u8; 4096], 65536, None).unwrap();
+        assert_eq!((z.records[0].codec, z.data.len()), (Codec::Zero, 0));
         let text = b"lifeboat ".repeat(1000);
-        let c = encode(3, 0, &text).unwrap();
-        assert_eq!(c.codec, Codec::Zstd);
+        let c = encode(3, 0, &text, 65536, None).unwrap();
+        assert_eq!(c.frame_codec, Codec::Zstd);
         assert!(c.data.len() < text.len() / 10);
         let mut x = 0x1234_5678u32;
         let noise: Vec<u8> = (0..65536)
@@ -753,8 +982,58 @@ mod tests {
                 x as u8
             })
             .collect();
-        let r = encode(3, 0, &noise).unwrap();
-        assert_eq!((r.codec, r.data.as_slice()), (Codec::Raw, noise.as_slice()));
-        assert_eq!(r.hash, *blake3::hash(&noise).as_bytes());
+        let r = encode(3, 0, &noise, 65536, None).unwrap();
+        assert_eq!(
+            (r.frame_codec, r.data.as_slice()),
+            (Codec::Raw, noise.as_slice())
+        );
+        assert_eq!(r.records[0].hash, *blake3::hash(&noise).as_bytes());
+    }
+
+    #[test]
+    fn chunks_are_cut_at_blocks_and_known_blocks_are_not_stored() {
+        let bs = 4096u64;
+        // A chunk starting mid-block: 1000 bytes, then three whole blocks, then 500 bytes.
+        let start = 3 * bs + (bs - 1000);
+        let mut raw = Vec::new();
+        raw.extend(std::iter::repeat_n(b'a', 1000));
+        raw.extend(std::iter::repeat_n(0u8, bs as usize));
+        raw.extend((0..bs).map(|i| (i % 251) as u8));
+        raw.extend((0..bs).map(|i| (i % 13) as u8));
+        raw.extend(std::iter::repeat_n(b'z', 500));
+        let known_block =
+            *blake3::hash(&raw[1000 + bs as usize..1000 + 2 * bs as usize]).as_bytes();
+        let known: HashSet<[u8; 32]> = [known_block].into_iter().collect();
+        let c = encode(3, start, &raw, bs, Some(&known)).unwrap();
+        let got: Vec<(u64, u32, Codec, u32)> = c
+            .records
+            .iter()
+            .map(|r| (r.disk_offset, r.raw_len, r.codec, r.frame_offset))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (start, 1000, Codec::Zstd, 0),
+                (4 * bs, bs as u32, Codec::Zero, 0),
+                (5 * bs, bs as u32, Codec::Parent, 0),
+                (6 * bs, bs as u32, Codec::Zstd, 1000),
+                (7 * bs, 500, Codec::Zstd, 1000 + bs as u32),
+            ]
+        );
+        // The frame holds exactly the new records, back to back.
+        let frame = zstd::bulk::decompress(&c.data, 1 << 20).unwrap();
+        assert_eq!(frame.len(), 1000 + bs as usize + 500);
+        assert_eq!(&frame[..1000], &raw[..1000]);
+        assert_eq!(
+            &frame[1000..1000 + bs as usize],
+            &raw[1000 + 2 * bs as usize..1000 + 3 * bs as usize]
+        );
+        for r in &c.records {
+            let s = (r.disk_offset - start) as usize;
+            assert_eq!(
+                r.hash,
+                *blake3::hash(&raw[s..s + r.raw_len as usize]).as_bytes()
+            );
+        }
     }
 }

@@ -2,8 +2,10 @@
 //! printable and serializable (`--dry-run` shows it); `run` executes it and reports through
 //! [`Reporter`] events only.
 
+pub mod chain;
 pub mod events;
 pub mod image;
+pub mod merge;
 pub mod restore;
 pub mod safety;
 pub mod verify;

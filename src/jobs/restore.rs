@@ -18,7 +18,7 @@ use super::safety;
 use crate::blockdev::{sys, BlockDev, FileDev, OpenMode};
 use crate::discovery::{self, SystemPaths};
 use crate::error::{Error, Result};
-use crate::image::{hex, Codec, ImageDev, ImageReader};
+use crate::image::{hex, Chain, ChainLink, Codec, FrameRead, ImageDev};
 use crate::partition::{self, gpt, PartitionTable, TableKind};
 use crate::pipeline::{self, Shape};
 use crate::units::{le_u32, le_u64, MIB};
@@ -38,6 +38,8 @@ pub struct RestoreSpec {
     pub verify: bool,
     /// Worker threads (0 = every core).
     pub threads: usize,
+    /// Folders to look for the image's ancestors in, besides its own.
+    pub search: Vec<PathBuf>,
 }
 
 /// One partition as the plan shows it.
@@ -75,6 +77,12 @@ pub struct RestorePlan {
     pub image: PathBuf,
     /// Image ID, hex.
     pub image_id: String,
+    /// "full", "incremental" or "differential".
+    pub kind: String,
+    /// The chain the image needs, itself first and its full image last.
+    pub chain: Vec<ChainLink>,
+    /// Bytes read from ancestors.
+    pub ancestor_bytes: u64,
     /// The target.
     pub target: PathBuf,
     /// "block device", "existing file" or "new file".
@@ -107,6 +115,8 @@ pub struct RestorePlan {
     writes: Vec<Write>,
     #[serde(skip)]
     threads: usize,
+    #[serde(skip)]
+    search: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,15 +157,14 @@ pub struct RestoreSummary {
 
 /// Reads the image, checks the target, and builds the plan. Writes nothing.
 pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
-    let reader = ImageReader::open(&spec.image)?;
+    let chain = Chain::open(&spec.image, &spec.search)?;
+    let reader = chain.leaf();
     safety::check_restore_target(paths, &spec.target, &spec.image)?;
-    let h = reader.header().clone();
-    if !h.is_full() {
-        return Err(Error::Unsupported(format!(
-            "{} is a differential or incremental image; restoring image chains is not implemented yet",
-            spec.image.display()
-        )));
+    for member in chain.paths().iter().skip(1) {
+        // An ancestor on the target would be overwritten while it is read.
+        safety::check_restore_target(paths, &spec.target, member)?;
     }
+    let h = reader.header().clone();
     let ss = h.sector_size;
     let (target_kind, target_size, target_ss) = match std::fs::metadata(&spec.target) {
         Err(_) => ("new file", h.source_size, ss),
@@ -167,7 +176,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
         Ok(m) if m.len() == 0 => ("new file", h.source_size, ss),
         Ok(m) => ("existing file", m.len(), ss),
     };
-    let img = ImageDev::new(&reader);
+    let img = ImageDev::new(&chain);
     let table =
         partition::read_table(&img)?.filter(|t| !t.has_errors() && !t.partitions.is_empty());
     if table.is_some() && target_ss != ss {
@@ -268,7 +277,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
             "{dropped} bytes of the image lie past the target's end, outside every partition, and are not written"
         ));
     }
-    let partitions = plan_partitions(&reader, table.as_ref());
+    let partitions = plan_partitions(reader, table.as_ref());
     for p in &partitions {
         if p.method == "skipped" {
             warnings.push(format!(
@@ -278,9 +287,18 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
         }
     }
     let write_bytes = writes.iter().map(|w| w.len).sum();
+    let mut ancestor_bytes = 0;
+    for w in &writes {
+        if chain.locate(w.record)?.member != 0 {
+            ancestor_bytes += w.len;
+        }
+    }
     Ok(RestorePlan {
         image: spec.image.clone(),
         image_id: hex(&h.image_id),
+        kind: crate::image::kind_of(reader),
+        chain: chain.links().to_vec(),
+        ancestor_bytes,
         target: spec.target.clone(),
         target_kind,
         target_size,
@@ -297,10 +315,14 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
         warnings,
         writes,
         threads: spec.threads,
+        search: spec.search.clone(),
     })
 }
 
-fn plan_partitions(reader: &ImageReader, table: Option<&PartitionTable>) -> Vec<PlanPartition> {
+fn plan_partitions(
+    reader: &crate::image::ImageReader,
+    table: Option<&PartitionTable>,
+) -> Vec<PlanPartition> {
     let regions = reader.meta()["regions"]
         .as_array()
         .cloned()
@@ -364,6 +386,10 @@ fn open_target(plan: &RestorePlan) -> Result<(FileDev, bool)> {
     Ok((dev, fresh))
 }
 
+/// A decoded frame's writes: (write, offset in the gathered bytes, hash), the gathered bytes,
+/// and the frame buffer (returned to the pool).
+type Decoded = (Vec<(Write, usize, [u8; 32])>, Vec<u8>, Vec<u8>);
+
 /// Bytes written between two flushes of the target.
 const FLUSH_EVERY: u64 = 64 * MIB;
 
@@ -400,15 +426,17 @@ pub fn run(
     for w in &plan.warnings {
         reporter.warn(w.clone());
     }
-    let reader = ImageReader::open(&plan.image)?;
-    if hex(&reader.header().image_id) != plan.image_id {
+    let chain = Chain::open(&plan.image, &plan.search)?;
+    let now: Vec<String> = chain.links().iter().map(|l| l.root_hash.clone()).collect();
+    let then: Vec<String> = plan.chain.iter().map(|l| l.root_hash.clone()).collect();
+    if hex(&chain.leaf().header().image_id) != plan.image_id || now != then {
         return Err(Error::Refused {
             path: plan.image.clone(),
-            reason: "the image file changed since the plan was made".into(),
+            reason: "the image or its chain changed since the plan was made".into(),
         });
     }
     let (dev, fresh) = open_target(plan)?;
-    let r = run_on(plan, &reader, &dev, fresh, reporter, cancel)
+    let r = run_on(plan, &chain, &dev, fresh, reporter, cancel)
         .and_then(|w| finish(plan, &dev, w, started, reporter, cancel));
     if r.is_err() {
         // Nothing half-done may look restored: a file we created goes away, a disk loses
@@ -435,7 +463,7 @@ pub struct Written {
 /// Public so that tests can inject faults into the target.
 pub fn run_on(
     plan: &RestorePlan,
-    reader: &ImageReader,
+    chain: &Chain,
     dev: &dyn BlockDev,
     fresh: bool,
     reporter: &Reporter,
@@ -446,19 +474,28 @@ pub fn run_on(
         wipe_tables(dev, ss)?;
     }
 
-    // 2. Data chunks through the pipeline: read → decode + verify → write.
+    // 2. Data chunks through the pipeline: read a frame (from the image or an ancestor) →
+    //    decode it and check every record's hash → write the records.
     let data: Vec<Write> = plan
         .writes
         .iter()
         .copied()
         .filter(|w| w.stage == Stage::Data)
         .collect();
+    let reads = chain.frame_reads(data.iter().map(|w| w.record))?;
+    let mut jobs: Vec<(FrameRead, &[Write])> = Vec::with_capacity(reads.len());
+    let mut at = 0usize;
+    for fr in reads {
+        let n = fr.parts.len();
+        jobs.push((fr, data.get(at..at + n).unwrap_or_default()));
+        at += n;
+    }
     let total = plan.write_bytes;
     reporter.phase(Phase::Write, Some(total));
     let mut written: Vec<(u64, u64, [u8; 32])> = Vec::with_capacity(plan.writes.len() + 2);
     let mut done = 0u64;
     let mut next = 0usize;
-    let records = reader.records();
+    let records = chain.leaf().records();
     // Buffered writes report errors at fsync; flushing every FLUSH_EVERY bytes pins a
     // failure to the range just written and bounds the dirty data.
     let mut batch: Option<(u64, u64)> = None;
@@ -466,42 +503,68 @@ pub fn run_on(
         Shape::for_threads(plan.threads),
         cancel,
         |mut stored: Vec<u8>| {
-            let Some(w) = data.get(next) else {
+            let Some(job) = jobs.get(next) else {
                 return Ok(None);
             };
             next += 1;
-            reader.read_stored(w.record, &mut stored)?;
-            Ok(Some((*w, stored)))
+            chain.read(&job.0, &mut stored)?;
+            Ok(Some((job, stored)))
         },
-        |(w, stored): (Write, Vec<u8>)| {
+        |(job, stored): (&(FrameRead, &[Write]), Vec<u8>)| {
+            let (fr, ws) = job;
             // The stored bytes become this worker's spare once decoded.
-            let mut raw = pipeline::trade_spare(Vec::new());
-            let decoded = reader.decode_chunk(w.record, &stored, &mut raw);
+            let mut frame = pipeline::trade_spare(Vec::new());
+            let decoded = chain.decode(fr, &stored, &mut frame);
             pipeline::trade_spare(stored);
             decoded?;
-            raw.truncate(w.len as usize);
-            let hash = if w.len == u64::from(records[w.record].raw_len) {
-                records[w.record].hash
-            } else {
-                *blake3::hash(&raw).as_bytes()
-            };
-            Ok((w, raw, hash))
+            let mut out = Vec::with_capacity(ws.len());
+            let mut raw = Vec::new();
+            for (k, w) in ws.iter().enumerate() {
+                let bytes = chain.part(fr, k, &frame)?;
+                let bytes = bytes.get(..w.len as usize).unwrap_or(bytes);
+                let hash = if w.len == u64::from(records[w.record].raw_len) {
+                    records[w.record].hash
+                } else {
+                    *blake3::hash(bytes).as_bytes()
+                };
+                let at = raw.len();
+                raw.extend_from_slice(bytes);
+                out.push((*w, at, hash));
+            }
+            Ok((out, raw, frame))
         },
-        |(w, raw, hash)| {
-            if !(fresh && records[w.record].codec == Codec::Zero) {
-                dev.write_at(&raw, w.offset)?;
-                batch = Some(batch.map_or((w.offset, w.offset + w.len), |(s, e)| {
-                    (s.min(w.offset), e.max(w.offset + w.len))
-                }));
+        |(out, raw, frame): Decoded| {
+            // Contiguous records go down in one write.
+            let mut run: Option<(u64, usize, usize)> = None; // (disk offset, at, len)
+            let mut runs = Vec::new();
+            for (w, at, hash) in out {
+                if !(fresh && records[w.record].codec == Codec::Zero) {
+                    match &mut run {
+                        Some((o, a, l)) if *o + *l as u64 == w.offset && *a + *l == at => {
+                            *l += w.len as usize;
+                        }
+                        _ => {
+                            runs.extend(run.take());
+                            run = Some((w.offset, at, w.len as usize));
+                        }
+                    }
+                }
+                written.push((w.offset, w.len, hash));
+                done += w.len;
             }
-            if let Some((s, e)) = batch.filter(|(s, e)| e - s >= FLUSH_EVERY) {
-                flush(dev, s, e)?;
-                batch = None;
+            runs.extend(run);
+            for (offset, at, len) in runs {
+                let bytes = raw.get(at..at + len).unwrap_or_default();
+                dev.write_at(bytes, offset)?;
+                let end = offset + len as u64;
+                batch = Some(batch.map_or((offset, end), |(s, e)| (s.min(offset), e.max(end))));
+                if let Some((s, e)) = batch.filter(|(s, e)| e - s >= FLUSH_EVERY) {
+                    flush(dev, s, e)?;
+                    batch = None;
+                }
             }
-            written.push((w.offset, w.len, hash));
-            done += w.len;
             reporter.progress(Phase::Write, done);
-            Ok(raw)
+            Ok(frame)
         },
     )?;
 
@@ -515,14 +578,14 @@ pub fn run_on(
     for w in plan.writes.iter().filter(|w| w.stage != Stage::Data) {
         cancel.check()?;
         let mut raw = Vec::new();
-        reader.read_chunk(w.record, &mut raw)?;
+        chain.read_record(w.record, &mut raw)?;
         raw.truncate(w.len as usize);
         head_tail.push((w.offset, raw, w.stage));
     }
     if let Some(mv) = &plan.gpt_move {
         relocate_gpt(
             &mut head_tail,
-            &ImageDev::new(reader),
+            &ImageDev::new(chain),
             mv,
             ss,
             plan.target_size,

@@ -1,82 +1,125 @@
-//! `verify`: re-reads every chunk of an image and checks it against its hash, after
-//! [`ImageReader::open`] has checked every structure (header, metadata, index, footer,
-//! root hash). Decoding runs on every core.
+//! `verify`: re-reads every chunk an image needs, from the image itself and from its
+//! ancestors, and checks each against its hash, after [`Chain::open`] has checked every
+//! structure (header, metadata, index, footer, root hash) of every member and every link of
+//! the chain. Decoding runs on every core.
 
 use super::events::{CancelToken, Phase, Reporter};
 use crate::error::Result;
-use crate::image::{hex, ImageReader};
+use crate::image::{hex, Chain, ChainLink, FrameRead};
 use crate::pipeline::{self, Shape};
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What `verify` reports for an intact image.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifySummary {
     /// The image.
-    pub path: std::path::PathBuf,
-    /// Chunks checked.
+    pub path: PathBuf,
+    /// Chunks (records) checked.
     pub chunks: u64,
     /// Disk bytes they describe.
     pub raw_bytes: u64,
-    /// Bytes stored in the file.
+    /// Of those, bytes read from ancestors.
+    pub ancestor_bytes: u64,
+    /// Size of the image file.
     pub file_bytes: u64,
     /// Root hash, hex.
     pub root_hash: String,
+    /// The chain, the image first and its full image last.
+    pub chain: Vec<ChainLink>,
 }
 
-/// Opens and verifies `path`.
+/// Which records to re-read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every record, wherever its bytes are (the whole disk state).
+    All,
+    /// Only the records stored in the leaf itself (right after writing it; the chain's links
+    /// and resolution are checked by opening it).
+    Own,
+}
+
+/// Opens `path` with its chain (looking next to it, then in `search`) and verifies it.
 pub fn run(
     path: &Path,
+    search: &[PathBuf],
     threads: usize,
     reporter: &Reporter,
     cancel: &CancelToken,
 ) -> Result<VerifySummary> {
-    let reader = ImageReader::open(path)?;
-    reporter.phase(Phase::Verify, Some(reader.footer().raw_bytes));
-    verify_reader(&reader, threads, reporter, cancel)
+    let chain = Chain::open(path, search)?;
+    verify_chain(&chain, Scope::All, threads, reporter, cancel)
 }
 
-/// Verifies every chunk of an open image, reporting [`Phase::Verify`] progress.
-pub fn verify_reader(
-    reader: &ImageReader,
+/// Re-reads and checks the records of the chain's leaf in `scope`, reporting
+/// [`Phase::Verify`] progress.
+pub fn verify_chain(
+    chain: &Chain,
+    scope: Scope,
     threads: usize,
     reporter: &Reporter,
     cancel: &CancelToken,
 ) -> Result<VerifySummary> {
-    let n = reader.records().len();
+    let leaf = chain.leaf();
+    let n = leaf.records().len();
+    let mut items = Vec::with_capacity(n);
+    for i in 0..n {
+        if scope == Scope::All || chain.locate(i)?.member == 0 {
+            items.push(i);
+        }
+    }
+    let reads: Vec<FrameRead> = chain.frame_reads(items)?;
+    let total: u64 = reads
+        .iter()
+        .flat_map(|f| f.parts.iter())
+        .map(|(_, l)| u64::from(l.record.raw_len))
+        .sum();
+    reporter.phase(Phase::Verify, Some(total));
     let mut next = 0usize;
     let mut done = 0u64;
+    let mut chunks = 0u64;
+    let mut ancestor_bytes = 0u64;
     pipeline::run(
         Shape::for_threads(threads),
         cancel,
         |mut stored: Vec<u8>| {
-            if next == n {
+            let Some(fr) = reads.get(next) else {
                 return Ok(None);
-            }
-            let i = next;
+            };
             next += 1;
-            reader.read_stored(i, &mut stored)?;
-            Ok(Some((i, stored)))
+            chain.read(fr, &mut stored)?;
+            Ok(Some((fr, stored)))
         },
-        |(i, stored): (usize, Vec<u8>)| {
-            let mut raw = pipeline::trade_spare(Vec::new());
-            let r = reader.decode_chunk(i, &stored, &mut raw);
-            let len = raw.len() as u64;
-            pipeline::trade_spare(raw);
-            r.map(|()| (len, stored))
+        |(fr, stored): (&FrameRead, Vec<u8>)| {
+            let mut frame = pipeline::trade_spare(Vec::new());
+            let r = chain.decode(fr, &stored, &mut frame).and_then(|()| {
+                let mut len = 0u64;
+                for k in 0..fr.parts.len() {
+                    len += chain.part(fr, k, &frame)?.len() as u64;
+                }
+                Ok(len)
+            });
+            pipeline::trade_spare(frame);
+            r.map(|len| (fr, len, stored))
         },
-        |(len, stored)| {
+        |(fr, len, stored)| {
             done += len;
+            chunks += fr.parts.len() as u64;
+            if fr.member != 0 {
+                ancestor_bytes += len;
+            }
             reporter.progress(Phase::Verify, done);
             Ok(stored)
         },
     )?;
     reporter.progress_final(Phase::Verify, done);
     Ok(VerifySummary {
-        path: reader.path().to_path_buf(),
-        chunks: n as u64,
+        path: leaf.path().to_path_buf(),
+        chunks,
         raw_bytes: done,
-        file_bytes: reader.file_len(),
-        root_hash: hex(&reader.footer().root_hash),
+        ancestor_bytes,
+        file_bytes: leaf.file_len(),
+        root_hash: hex(&leaf.footer().root_hash),
+        chain: chain.links().to_vec(),
     })
 }
