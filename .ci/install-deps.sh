@@ -16,4 +16,4 @@ bash "$here/apt.sh" \
 bash "$here/apt.sh" qemu-system-x86 ovmf
 # bench/ (not run by CI, but its tools must install cleanly): peers and measurement tools
 bash "$here/apt.sh" \
-  fsarchiver zstd time openssl
+  fsarchiver zstd time openssl bc

@@ -3,8 +3,9 @@
 //! Opening a chain:
 //! 1. opens the image (the *leaf*) with [`ImageReader::open`], which checks its structure;
 //! 2. while the current member is a child, finds its parent: first the file name its metadata
-//!    records, in the leaf's directory and then in each search directory, then every other
-//!    file there whose header carries the parent's image ID;
+//!    records, in the leaf's directory, the folder the parent was in when the child was made,
+//!    and each search directory, then every other file there whose header carries the
+//!    parent's image ID;
 //! 3. checks each link: the parent's image ID and root hash equal what the child recorded,
 //!    and no image appears twice (a cycle);
 //! 4. resolves every leaf record held by an ancestor (codec Parent) to the nearest ancestor
@@ -121,6 +122,18 @@ fn link_of(r: &ImageReader) -> ChainLink {
 
 /// Finds and opens the parent of `child` in `dirs`, checking its ID and root hash.
 fn find_parent(child: &ImageReader, dirs: &[PathBuf]) -> Result<ImageReader> {
+    // The folder the parent was in when the child was made comes after the child's own.
+    let mut dirs = dirs.to_vec();
+    if let Some(d) = child.meta()["parent"]["path"]
+        .as_str()
+        .and_then(|p| Path::new(p).parent())
+        .filter(|d| d.is_dir())
+    {
+        if !dirs.iter().any(|x| x == d) {
+            dirs.insert(1.min(dirs.len()), d.to_path_buf());
+        }
+    }
+    let dirs = &dirs[..];
     let want_id = child.header().parent_id;
     let want_root = child.header().parent_root;
     let hint = child.meta()["parent"]["file"]

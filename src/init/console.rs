@@ -18,9 +18,11 @@ Commands (the same words as the lifeboat command line):
   store LABEL=name | /dev/sdb1      mount the image store read-write at /store
   unstore                           unmount the store (do this before unplugging it)
   image /dev/sda -o /store/pc.lbi   image a disk onto the store
+  image /dev/sda --incremental /store   only what changed since the newest image of it
   restore /store/pc.lbi /dev/sda    restore an image onto a disk (asks before erasing it)
   verify /store/pc.lbi              check every chunk of an image
-  info /store/pc.lbi                what an image holds
+  info /store/pc.lbi                what an image holds (and its chain)
+  merge FILE -o NEW / prune DIR --keep FILE   consolidate a chain (see merge --help)
   inspect /dev/sda                  one disk in detail
   ls [DIR]                          files in /store (or DIR)
   log                               this boot's log (also on the second console, Alt-F2)

@@ -903,6 +903,7 @@ fn metadata(
         "chain_name": plan.chain_name,
         "parent": plan.parent.as_ref().map(|p| serde_json::json!({
             "file": p.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "path": std::fs::canonicalize(&p.path).unwrap_or_else(|_| p.path.clone()),
             "image_id": p.image_id,
             "root_hash": p.root_hash,
             "kind": p.parent_kind,
