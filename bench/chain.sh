@@ -5,7 +5,8 @@
 # incremental (a chain of ROUNDS+1 images) against a restore of a full image of the same state
 # (made with `lifeboat merge`).
 #
-# usage: sudo bench/chain.sh DISK.img [--rounds 4] [--pct 1] [--runs 3] [--work DIR] [--keep]
+# usage: sudo bench/chain.sh DISK.img [--rounds 4] [--pct 1] [--runs 3] [--block-kib 64]
+#                             [--work DIR] [--keep]
 #
 # DISK.img is copied first (it is changed). Timings are medians of RUNS; the machine is noisy.
 set -euo pipefail
@@ -13,10 +14,10 @@ export LC_ALL=C
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 1 ] || usage
 src=$1; shift
-rounds=4 pct=1 runs=3 work="" keep=0
+rounds=4 pct=1 runs=3 work="" keep=0 block=64
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=${2:?}; shift 2 ;;
@@ -24,6 +25,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=${2:?}; shift 2 ;;
     --work) work=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
+    --block-kib) block=${2:?}; shift 2 ;;
     -h | --help) usage ;;
     *) echo "chain.sh: unknown argument $1" >&2; usage ;;
   esac
@@ -69,7 +71,7 @@ timed() {
 
 echo "disk: $src ($(numfmt --to=iec "$size")), $rounds rounds of ${pct}% changes, medians of $runs runs"
 full="$work/images/bench.lbi"
-full_img() { rm -f "$full"; "$lifeboat" image "$loop" -o "$full"; }
+full_img() { rm -f "$full"; "$lifeboat" image "$loop" -o "$full" --block-kib "$block"; }
 t_full=$(timed "$runs" full_img)
 full_bytes=$(stat -c %s "$full")
 # Reading and hashing every used block: an image of the unchanged disk against its own full

@@ -109,7 +109,7 @@ fn build_chain() -> Lab {
     states.push((i1, d.clone()));
 
     // Night 2: move 2 MiB (64 KiB aligned) to another place, change 64 KiB.
-    let moved = d[1 * MIB..3 * MIB].to_vec();
+    let moved = d[MIB..3 * MIB].to_vec();
     patch(&mut d, 16 * MIB, &moved);
     patch(&mut d, 10 * MIB, &fill(4, 64 << 10));
     std::fs::write(&disk, &d).unwrap();

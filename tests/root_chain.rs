@@ -433,11 +433,9 @@ fn listing(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Sleeps until the clock's second changes. Images record their time in whole seconds and
-/// `--incremental` picks the newest by that time, breaking ties by file name, which puts
-/// `NAME-incr-2.lbi` before `NAME-incr.lbi`: two images of one second would fork the chain
-/// (see `same_second_incrementals_chain_onto_the_newest`). Real disks take longer than a
-/// second to image; these small ones do not.
+/// Sleeps until the clock's second changes, so every member has its own time like real
+/// nightly images (images record whole seconds; the same-second case has its own test,
+/// `same_second_incrementals_chain_onto_the_newest`).
 fn next_second() {
     let now = || {
         std::time::SystemTime::now()
@@ -672,10 +670,27 @@ fn full_four_incrementals_and_a_differential() {
         restore_and_compare(&m.file, m.search.as_deref(), &m.snap, &scratch);
     }
 
-    // Prune a copy of everything down to what the third incremental needs.
+    // A copy of every member, to be pruned down to what the third incremental needs.
     for f in listing(&dir).iter().chain(listing(&diffs).iter()) {
         std::fs::copy(f, prune_dir.join(f.file_name().unwrap())).unwrap();
     }
+
+    // Merge the last incremental into a full image in another folder; it must need nothing
+    // else once every original chain file is gone.
+    let merged = merged_dir.join("merged.lbi");
+    ok(&["merge", p(&last), "-o", p(&merged)]);
+    for m in &members {
+        std::fs::remove_file(&m.file).unwrap();
+    }
+    assert!(listing(&dir).is_empty() && listing(&diffs).is_empty());
+    ok(&["verify", p(&merged)]);
+    let j = info(&merged, None);
+    assert_eq!(j["kind"], "full");
+    assert!(j["chain_error"].is_null(), "{}", j["chain_error"]);
+    restore_and_compare(&merged, None, &members.last().unwrap().snap, &scratch);
+
+    // Now that the originals are gone, prune the copy: nothing outside it can stand in for
+    // a file prune wrongly deleted.
     let keep = prune_dir.join(name(&incrs[2]));
     let doomed = [name(&incrs[3]), name(&diff_member.file)];
     let mut kept: Vec<String> = vec![name(&full)];
@@ -708,28 +723,13 @@ fn full_four_incrementals_and_a_differential() {
         ],
     );
 
-    // Merge the last incremental into a full image in another folder; it must need nothing
-    // else once every original chain file is gone.
-    let merged = merged_dir.join("merged.lbi");
-    ok(&["merge", p(&last), "-o", p(&merged)]);
-    for m in &members {
-        std::fs::remove_file(&m.file).unwrap();
-    }
-    assert!(listing(&dir).is_empty() && listing(&diffs).is_empty());
-    ok(&["verify", p(&merged)]);
-    let j = info(&merged, None);
-    assert_eq!(j["kind"], "full");
-    assert!(j["chain_error"].is_null(), "{}", j["chain_error"]);
-    restore_and_compare(&merged, None, &members.last().unwrap().snap, &scratch);
-
     eprintln!("total: {:.1} s", start.elapsed().as_secs_f64());
 }
 
 /// Two incrementals of one second: the next `--incremental` must still chain onto the newer
-/// one. It picks the older today (ties are broken by file name, and `-incr-2.lbi` sorts
-/// before `-incr.lbi`), forking the chain. Needs no root: the disk is a file.
+/// one (times are whole seconds; file names would sort `-incr-2.lbi` before `-incr.lbi`, so
+/// the tie is broken by the chain itself). Needs no root: the disk is a file.
 #[test]
-#[ignore = "product bug: pick_parent breaks same-second ties by file name"]
 fn same_second_incrementals_chain_onto_the_newest() {
     require_tool("sfdisk");
     let work = tempfile::tempdir().unwrap();

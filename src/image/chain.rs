@@ -370,30 +370,44 @@ impl Chain {
             .ok_or_else(|| broken(leaf.path(), format!("chunk {i} was not resolved")))
     }
 
-    /// Groups leaf records `items` (in their order) into frame reads: consecutive records
-    /// whose bytes lie in the same frame of the same member share one read and one decode.
+    /// Groups leaf records `items` into frame reads: all records whose bytes lie in the
+    /// same frame of the same member share one read and one decode, in the order their first
+    /// record appears (a frame that a child's changes cut into pieces is still decoded once).
+    /// Consecutive zero records share one group. Parts keep the order of `items` within a
+    /// group; callers place bytes by the leaf record number, never by position.
     pub fn frame_reads(&self, items: impl IntoIterator<Item = usize>) -> Result<Vec<FrameRead>> {
         let mut out: Vec<FrameRead> = Vec::new();
+        let mut by_frame: HashMap<(usize, u64), usize> = HashMap::new();
         for i in items {
             let l = self.locate(i)?;
-            if let Some(last) = out.last_mut() {
-                if let Some((_, first)) = last.parts.first() {
-                    let same = last.member == l.member
-                        && first.record.codec == l.record.codec
-                        && match l.record.codec {
-                            Codec::Zero => true,
-                            _ => first.record.file_offset == l.record.file_offset,
-                        };
-                    if same {
+            if l.record.codec == Codec::Zero {
+                if let Some(last) = out.last_mut() {
+                    if last
+                        .parts
+                        .first()
+                        .is_some_and(|p| p.1.record.codec == Codec::Zero)
+                    {
                         last.parts.push((i, l));
                         continue;
                     }
                 }
+                out.push(FrameRead {
+                    member: l.member,
+                    parts: vec![(i, l)],
+                });
+                continue;
             }
-            out.push(FrameRead {
-                member: l.member,
-                parts: vec![(i, l)],
-            });
+            let key = (l.member, l.record.file_offset);
+            match by_frame.get(&key).and_then(|&g| out.get_mut(g)) {
+                Some(g) => g.parts.push((i, l)),
+                None => {
+                    by_frame.insert(key, out.len());
+                    out.push(FrameRead {
+                        member: l.member,
+                        parts: vec![(i, l)],
+                    });
+                }
+            }
         }
         Ok(out)
     }

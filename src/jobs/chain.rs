@@ -138,6 +138,8 @@ pub struct Found {
     pub created_unix: u64,
     /// Whether it is a full image.
     pub full: bool,
+    /// Its parent's image ID, hex.
+    pub parent_id: Option<String>,
     /// The disk it was taken of.
     pub disk: DiskIdentity,
     /// The chain's name (the full image's file stem).
@@ -162,6 +164,7 @@ pub fn images_in(dir: &Path) -> Result<Vec<Found>> {
             kind: crate::image::kind_of(&r),
             created_unix: r.header().created_unix,
             full: r.header().is_full(),
+            parent_id: (!r.header().is_full()).then(|| hex(&r.header().parent_id)),
             disk: DiskIdentity::of_image(&r),
             chain_name: chain_name_of(&r),
             path: p,
@@ -194,7 +197,16 @@ pub fn pick_parent(dir: &Path, disk: &DiskIdentity, kind: ChildKind) -> Result<F
         .filter(|f| f.disk.differs_from(disk).is_none())
         .filter(|f| kind == ChildKind::Incremental || f.full)
         .collect();
-    same.sort_by(|a, b| (a.created_unix, &a.path).cmp(&(b.created_unix, &b.path)));
+    // Newest by time; within one second (times are whole seconds), an image whose child is
+    // also a candidate is older than that child.
+    let parents: HashSet<String> = same.iter().filter_map(|f| f.parent_id.clone()).collect();
+    same.sort_by(|a, b| {
+        (a.created_unix, !parents.contains(&a.image_id), &a.path).cmp(&(
+            b.created_unix,
+            !parents.contains(&b.image_id),
+            &b.path,
+        ))
+    });
     same.pop().ok_or_else(|| Error::Refused {
         path: dir.to_path_buf(),
         reason: format!(

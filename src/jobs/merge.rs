@@ -220,15 +220,17 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
         |(g, mut buf): (std::ops::Range<usize>, Vec<u8>)| {
             // Gather the chunk's bytes from every frame that holds a part of it.
             buf.clear();
-            let mut spans = Vec::with_capacity(g.len());
+            let mut spans = vec![(0usize, 0usize); g.len()];
             let mut stored = Vec::new();
             let mut frame = Vec::new();
             for fr in chain.frame_reads(g.clone())? {
                 chain.read(&fr, &mut stored)?;
                 chain.decode(&fr, &stored, &mut frame)?;
-                for k in 0..fr.parts.len() {
+                for (k, (i, _)) in fr.parts.iter().enumerate() {
                     let b = chain.part(&fr, k, &frame)?;
-                    spans.push((buf.len(), b.len()));
+                    if let Some(slot) = spans.get_mut(i - g.start) {
+                        *slot = (buf.len(), b.len());
+                    }
                     buf.extend_from_slice(b);
                 }
             }

@@ -483,12 +483,16 @@ pub fn run_on(
         .filter(|w| w.stage == Stage::Data)
         .collect();
     let reads = chain.frame_reads(data.iter().map(|w| w.record))?;
-    let mut jobs: Vec<(FrameRead, &[Write])> = Vec::with_capacity(reads.len());
-    let mut at = 0usize;
+    let by_record: std::collections::HashMap<usize, Write> =
+        data.iter().map(|w| (w.record, *w)).collect();
+    let mut jobs: Vec<(FrameRead, Vec<Write>)> = Vec::with_capacity(reads.len());
     for fr in reads {
-        let n = fr.parts.len();
-        jobs.push((fr, data.get(at..at + n).unwrap_or_default()));
-        at += n;
+        let ws = fr
+            .parts
+            .iter()
+            .filter_map(|(i, _)| by_record.get(i).copied())
+            .collect();
+        jobs.push((fr, ws));
     }
     let total = plan.write_bytes;
     reporter.phase(Phase::Write, Some(total));
@@ -510,7 +514,7 @@ pub fn run_on(
             chain.read(&job.0, &mut stored)?;
             Ok(Some((job, stored)))
         },
-        |(job, stored): (&(FrameRead, &[Write]), Vec<u8>)| {
+        |(job, stored): (&(FrameRead, Vec<Write>), Vec<u8>)| {
             let (fr, ws) = job;
             // The stored bytes become this worker's spare once decoded.
             let mut frame = pipeline::trade_spare(Vec::new());
