@@ -407,3 +407,21 @@ fn merge_makes_a_self_contained_full_image_and_prune_keeps_what_is_needed() {
         .starts_with("week-"));
     restore_and_compare(&next, &out_dir, &d, "after-merge");
 }
+
+#[test]
+fn a_damaged_parent_is_named_with_what_is_wrong() {
+    let lab = build_chain();
+    let full = &lab.states[0].0;
+    // Cut the full image short: it is no longer a complete image.
+    let b = std::fs::read(full).unwrap();
+    std::fs::write(full, &b[..b.len() - 1000]).unwrap();
+    let e = fails(&["verify", s(&lab.states[1].0)]);
+    assert!(
+        e.contains(s(full)) && e.contains("damaged") && e.contains("incomplete"),
+        "{e}"
+    );
+    let target = lab.dir.join("t.img");
+    let e = fails(&["restore", s(&lab.states[3].0), s(&target), "--yes"]);
+    assert!(e.contains("damaged"), "{e}");
+    assert!(!target.exists());
+}

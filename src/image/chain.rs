@@ -86,6 +86,18 @@ fn broken(image: &Path, reason: String) -> Error {
     }
 }
 
+/// An error and its causes on one line.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// The header of `path` if it is an image file (anything else is skipped while searching).
 fn peek_header(path: &Path) -> Option<Header> {
     let f = std::fs::File::open(path).ok()?;
@@ -182,7 +194,11 @@ fn find_parent(child: &ImageReader, dirs: &[PathBuf]) -> Result<ImageReader> {
             continue;
         }
         match ImageReader::open(&p) {
-            Err(e) => problems.push(format!("{} is the parent but is damaged: {e}", p.display())),
+            Err(e) => problems.push(format!(
+                "{} is the parent but is damaged: {}",
+                p.display(),
+                with_causes(&e)
+            )),
             Ok(r) if r.footer().root_hash != want_root => problems.push(format!(
                 "{} is the parent's ID but its root hash is {}, not the {} recorded when the child was made (it was modified or rewritten)",
                 p.display(),
