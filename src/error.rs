@@ -155,3 +155,15 @@ impl Error {
         }
     }
 }
+
+/// An error and all its causes on one line, joined by ": ".
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -361,7 +361,7 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
         _ => Vec::new(),
     };
     let chain_bytes: u64 = links.iter().map(|l| l.file_bytes).sum();
-    let chain_error = chain.as_ref().err().map(|e| error_text(e));
+    let chain_error = chain.as_ref().err().map(|e| crate::error::with_causes(e));
     if json {
         return print_json(&serde_json::json!({
             "path": file,
@@ -555,17 +555,11 @@ pub fn restore(a: RestoreArgs<'_>) -> anyhow::Result<()> {
                 a.target.display()
             );
         }
-        eprint!(
+        let prompt = format!(
             "All data on {} will be destroyed. Type its path to continue: ",
             a.target.display()
         );
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .context("reading the confirmation")?;
-        if answer.trim() != a.target.to_string_lossy() {
+        if !typed(&prompt, &a.target.to_string_lossy())? {
             bail!("not confirmed; {} was not touched", a.target.display());
         }
     }
@@ -658,16 +652,16 @@ fn print_restore_plan(
     Ok(())
 }
 
-/// An error and its causes on one line.
-fn error_text(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+/// Shows `prompt` on stderr and reads one line: true when the user typed `expected`.
+fn typed(prompt: &str, expected: &str) -> anyhow::Result<bool> {
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the confirmation")?;
+    Ok(answer.trim() == expected)
 }
 
 /// `lifeboat merge`.
@@ -754,14 +748,8 @@ pub fn prune(
         if !std::io::stdin().is_terminal() {
             bail!("refusing to delete without confirmation: pass --yes (stdin is not a terminal)");
         }
-        eprint!("Type delete to delete {} image(s): ", plan.delete.len());
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .context("reading the confirmation")?;
-        if answer.trim() != "delete" {
+        let prompt = format!("Type delete to delete {} image(s): ", plan.delete.len());
+        if !typed(&prompt, "delete")? {
             bail!("not confirmed; nothing was deleted");
         }
     }

@@ -17,7 +17,7 @@
 use super::format::{Codec, Header, Record, HEADER_LEN};
 use super::reader::ImageReader;
 use super::writer::hex;
-use crate::error::{Error, Result};
+use crate::error::{with_causes, Error, Result};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::FileExt;
@@ -84,18 +84,6 @@ fn broken(image: &Path, reason: String) -> Error {
         reason,
         source: None,
     }
-}
-
-/// An error and its causes on one line.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// The header of `path` if it is an image file (anything else is skipped while searching).

@@ -386,9 +386,9 @@ fn open_target(plan: &RestorePlan) -> Result<(FileDev, bool)> {
     Ok((dev, fresh))
 }
 
-/// A decoded frame's writes: (write, offset in the gathered bytes, hash), the gathered bytes,
-/// and the frame buffer (returned to the pool).
-type Decoded = (Vec<(Write, usize, [u8; 32])>, Vec<u8>, Vec<u8>);
+/// A decoded frame's writes: (write, where its bytes start in the frame, hash), and the frame
+/// (returned to the pool afterwards).
+type Decoded = (Vec<(Write, usize, [u8; 32])>, Vec<u8>);
 
 /// Bytes written between two flushes of the target.
 const FLUSH_EVERY: u64 = 64 * MIB;
@@ -521,8 +521,9 @@ pub fn run_on(
             let decoded = chain.decode(fr, &stored, &mut frame);
             pipeline::trade_spare(stored);
             decoded?;
+            // Each record is written straight from the decoded frame: (write, where its
+            // bytes start in the frame, hash).
             let mut out = Vec::with_capacity(ws.len());
-            let mut raw = Vec::new();
             for (k, w) in ws.iter().enumerate() {
                 let bytes = chain.part(fr, k, &frame)?;
                 let bytes = bytes.get(..w.len as usize).unwrap_or(bytes);
@@ -531,13 +532,12 @@ pub fn run_on(
                 } else {
                     *blake3::hash(bytes).as_bytes()
                 };
-                let at = raw.len();
-                raw.extend_from_slice(bytes);
+                let at = bytes.as_ptr() as usize - frame.as_ptr() as usize;
                 out.push((*w, at, hash));
             }
-            Ok((out, raw, frame))
+            Ok((out, frame))
         },
-        |(out, raw, frame): Decoded| {
+        |(out, frame): Decoded| {
             // Contiguous records go down in one write.
             let mut run: Option<(u64, usize, usize)> = None; // (disk offset, at, len)
             let mut runs = Vec::new();
@@ -558,7 +558,7 @@ pub fn run_on(
             }
             runs.extend(run);
             for (offset, at, len) in runs {
-                let bytes = raw.get(at..at + len).unwrap_or_default();
+                let bytes = frame.get(at..at + len).unwrap_or_default();
                 dev.write_at(bytes, offset)?;
                 let end = offset + len as u64;
                 batch = Some(batch.map_or((offset, end), |(s, e)| (s.min(offset), e.max(end))));
