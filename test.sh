@@ -10,12 +10,15 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash .ci/install-deps.sh
+# A hung test must fail the run in minutes, not eat CI's 90-minute budget: each tier's tests
+# run under `timeout`, which kills the whole process group (cargo and the test binaries).
+limit() { local m=$1; shift; timeout --kill-after=30 "${m}m" "$@" || { rc=$?; [ $rc -ge 124 ] && echo "!! timed out after ${m} min: $*" >&2; exit $rc; }; }
 echo "== tier 1: cargo test"
-LIFEBOAT_SKIP_QEMU=1 cargo test --locked --all-targets   # tier 3 runs the QEMU tests below
+LIFEBOAT_SKIP_QEMU=1 limit 30 cargo test --locked --all-targets   # tier 3 runs the QEMU tests below
 if [ "$(id -u)" -eq 0 ]; then
   echo "== tier 2: root tests on loop devices"
   LIFEBOAT_REQUIRE_ROOT=1 bash tests/helpers/faultfs-selftest.sh
-  LIFEBOAT_REQUIRE_ROOT=1 cargo test --locked --test 'root_*' -- --test-threads=1
+  LIFEBOAT_REQUIRE_ROOT=1 limit 20 cargo test --locked --test 'root_*' -- --test-threads=1
 elif [ "${CI:-}" = "true" ]; then
   echo "tier 2 needs root and CI=true forbids skipping it" >&2
   exit 1
@@ -25,7 +28,7 @@ fi
 if [ "$(id -u)" -eq 0 ]; then
   echo "== tier 3: QEMU (build.sh --flavour all, then tests/qemu_e2e.rs)"
   ./build.sh --flavour all
-  LIFEBOAT_REQUIRE_QEMU=1 cargo test --locked --test qemu_e2e -- --test-threads=1 --nocapture
+  LIFEBOAT_REQUIRE_QEMU=1 limit 20 cargo test --locked --test qemu_e2e -- --test-threads=1 --nocapture
 elif [ "${CI:-}" = "true" ]; then
   echo "tier 3 needs root (build.sh) and CI=true forbids skipping it" >&2
   exit 1

@@ -89,7 +89,9 @@ where
         let _ = pool_tx.send(Vec::new());
     }
     let (work_tx, work_rx) = bounded::<(u64, T)>(depth);
-    let (done_tx, done_rx) = bounded::<(u64, U)>(depth);
+    // `None` marks an item whose work failed: the consumer may be waiting for exactly that
+    // sequence number with every other buffer parked in `pending`, so it must be woken.
+    let (done_tx, done_rx) = bounded::<(u64, Option<U>)>(depth);
 
     std::thread::scope(|s| {
         let stop = &stop;
@@ -133,13 +135,15 @@ where
                     if stop.load(Ordering::SeqCst) {
                         continue; // drain without working
                     }
-                    match work(item) {
-                        Ok(out) => {
-                            if tx.send((seq, out)).is_err() {
-                                break;
-                            }
+                    let out = match work(item) {
+                        Ok(out) => Some(out),
+                        Err(e) => {
+                            fail(e);
+                            None
                         }
-                        Err(e) => fail(e),
+                    };
+                    if tx.send((seq, out)).is_err() {
+                        break;
                     }
                 }
             });
@@ -151,6 +155,8 @@ where
         let mut pending: BTreeMap<u64, U> = BTreeMap::new();
         let mut next = 0u64;
         for (seq, out) in done_rx.iter() {
+            // A failed item (`None`) has set `stop` before it was sent.
+            let Some(out) = out else { break };
             if stop.load(Ordering::SeqCst) {
                 break;
             }
@@ -261,6 +267,41 @@ mod tests {
             },
         );
         assert_eq!(r.unwrap_err().to_string(), "not supported: consumer");
+    }
+
+    /// The failing item is the one the consumer waits for, and it fails last: every other
+    /// buffer is already parked in the consumer's reorder map and the producer waits for one.
+    /// This deadlocked once (CI hung in a chain test); it must return the error.
+    #[test]
+    fn a_worker_failing_the_awaited_item_after_the_rest_arrived_does_not_hang() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            let r = run(
+                Shape {
+                    threads: 2,
+                    depth: 3,
+                },
+                &CancelToken::new(),
+                |buf| {
+                    i += 1;
+                    Ok(Some((i - 1, buf)))
+                },
+                |(x, buf): (u64, Vec<u8>)| {
+                    if x == 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                        return Err(Error::Unsupported("item 0".into()));
+                    }
+                    Ok(buf)
+                },
+                Ok,
+            );
+            let _ = tx.send(r);
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the pipeline hung after a worker error");
+        assert_eq!(r.unwrap_err().to_string(), "not supported: item 0");
     }
 
     #[test]
