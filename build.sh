@@ -60,7 +60,7 @@ log() { echo "build: $*"; }
 if [ "$deps" = 1 ]; then
   [ "$(id -u)" -eq 0 ] || { echo "build.sh: run as root (apt and mknod), or pass --no-deps" >&2; exit 1; }
   bash .ci/apt.sh xorriso mtools grub-common grub-pc-bin grub-efi-amd64-bin cpio zstd kmod \
-    file ntfs-3g dosfstools bc bison flex libelf-dev libssl-dev make gcc xz-utils
+    file ntfs-3g e2fsprogs util-linux dosfstools bc bison flex libelf-dev libssl-dev make gcc xz-utils
 fi
 
 # ---- Debian packages we take files from (never installed on the host) -------------------
@@ -190,6 +190,12 @@ make_initramfs() {
   # formatted volumes
   copy_with_libs "$st" /usr/bin/ntfs-3g
   ln -s /usr/bin/ntfs-3g "$st/sbin/mount.ntfs-3g"
+  # `restore|clone --grow-last` grows the last filesystem with Debian's own tools
+  # (src/resize/mod.rs): e2fsck + resize2fs for ext2/3/4, ntfsresize for NTFS; FAT is grown
+  # by lifeboat itself; losetup reaches a partition inside a disk-image file target
+  for tool in /usr/sbin/e2fsck /usr/sbin/resize2fs /usr/sbin/ntfsresize /usr/sbin/losetup; do
+    copy_with_libs "$st" "$tool"
+  done
   (cd "$st" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
     cpio --null -o -H newc --reproducible -R 0:0 --quiet) | zstd -q -19 -T0 > "$outfile"
   rm -rf "$st"

@@ -121,7 +121,7 @@ pub enum Error {
         reason: String,
     },
     /// The target cannot hold what must be written.
-    #[error("{path} is too small: need at least {need} bytes, it has {have}")]
+    #[error("{path} is too small: need at least {need} bytes, it has {have}; {why}")]
     TooSmall {
         /// The target.
         path: PathBuf,
@@ -129,6 +129,18 @@ pub enum Error {
         need: u64,
         /// Bytes available.
         have: u64,
+        /// How much is missing and what is in the way.
+        why: String,
+    },
+    /// An external tool (resize2fs, ntfsresize, losetup…) failed or could not be run.
+    #[error("{tool} failed on {path}: {detail}")]
+    Tool {
+        /// The tool and its arguments.
+        tool: String,
+        /// The device it ran on.
+        path: PathBuf,
+        /// Its exit code and last lines of output, or why it could not start.
+        detail: String,
     },
     /// Data read back from a target differs from what was written.
     #[error("verification failed on {path}: bytes {offset}..{end} read back differ from what was written")]

@@ -25,6 +25,7 @@ pub mod inspect;
 pub mod jobs;
 pub mod partition;
 pub mod pipeline;
+pub mod resize;
 pub mod units;
 
 pub use error::{Error, Result};

@@ -493,6 +493,8 @@ fn write_errors_on_the_target_fail_and_leave_no_table() {
         verify: true,
         threads: 2,
         search: vec![],
+        grow_last: false,
+        new_disk_id: false,
     };
     let plan = restore::plan(&spec, &SystemPaths::default()).unwrap();
     // The target already holds an old GPT: it must be gone after the failure.

@@ -504,9 +504,10 @@ fn check_store(store: &Path, fs: &str, dir: &Path) {
 }
 
 /// In the guest: mount the store on USB, image a SATA disk (GPT, FAT32 + ext4 with files)
-/// onto it, verify it, restore it onto a larger NVMe disk, power off. The host then checks
-/// the target against the source, and the store.
-fn round_trip(name: &str, flavour: &str, store_fs: &str) {
+/// onto it, verify it, restore it onto a larger NVMe disk (with `grow`, `--grow-last`, which
+/// runs the initramfs's e2fsck and resize2fs), power off. The host then checks the target
+/// against the source, the grown ext4's size, and the store.
+fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool) {
     let kernel = format!("out/{flavour}");
     if !prerequisites(&[
         &format!("{kernel}/vmlinuz"),
@@ -524,16 +525,19 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str) {
     let want = disk_snapshot(&src, t.path(), "source");
     let store = make_store(t.path(), store_fs);
     let target = blank(t.path(), "target.img", 160);
-    let append = "lifeboat.store=LABEL=LBSTORE \
-        lifeboat.run=\"image /dev/sda -o /store/pc.lbi ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes\" \
-        lifeboat.then=poweroff";
+    let append = format!(
+        "lifeboat.store=LABEL=LBSTORE \
+        lifeboat.run=\"image /dev/sda -o /store/pc.lbi ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes{}\" \
+        lifeboat.then=poweroff",
+        if grow { " --grow-last" } else { "" }
+    );
     let mut vm = Vm::start(
         name,
         &[
             "--kernel",
             &root().join(&kernel).to_string_lossy(),
             "--append",
-            append,
+            &append,
             "--disk",
             &format!("{},bus=sata", src.display()),
             "--disk",
@@ -552,24 +556,54 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str) {
     sh(&format!("sgdisk -v {target} | grep -q 'No problems found'"));
     let got = disk_snapshot(Path::new(&target), t.path(), "target");
     assert_eq!(got, want);
+    let (start, size) = partitions(Path::new(&target))[1];
+    if grow {
+        // the ext4 partition runs to the last usable LBA, and its filesystem fills it
+        assert_eq!(
+            start + size,
+            160 * (1 << 20) - 33 * 512,
+            "partition not grown"
+        );
+        let ext = t.path().join("target/ext.img");
+        let h = sh(&format!("dumpe2fs -h {} 2>/dev/null", ext.display()));
+        let field = |k: &str| -> u64 {
+            h.lines()
+                .find(|l| l.starts_with(k))
+                .and_then(|l| l.split(':').nth(1))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let fs_bytes = field("Block count") * field("Block size");
+        assert!(
+            fs_bytes <= size && size - fs_bytes < 4 << 20,
+            "ext4 is {fs_bytes} bytes in a {size}-byte partition"
+        );
+    } else {
+        assert!(
+            start + size < 100 * (1 << 20),
+            "partition grew without --grow-last"
+        );
+    }
     check_store(&store, store_fs, t.path());
 }
 
-/// Standard flavour, exFAT store (the kernel's exfat module).
+/// Standard flavour, exFAT store (the kernel's exfat module), restored with --grow-last.
 #[test]
 fn unattended_round_trip_standard_exfat() {
-    round_trip("unattended-standard-exfat", "standard", "exfat");
+    round_trip("unattended-standard-exfat", "standard", "exfat", true);
 }
 
 /// Standard flavour, NTFS store: written through ntfs-3g (FUSE), which must have flushed and
 /// unmounted cleanly before the power-off.
 #[test]
 fn unattended_round_trip_standard_ntfs() {
-    round_trip("unattended-standard-ntfs", "standard", "ntfs");
+    round_trip("unattended-standard-ntfs", "standard", "ntfs", false);
 }
 
-/// Mini flavour, NTFS store through the kernel's ntfs3.
+/// Mini flavour, NTFS store through the kernel's ntfs3, restored with --grow-last.
 #[test]
 fn unattended_round_trip_mini_ntfs() {
-    round_trip("unattended-mini-ntfs", "mini", "ntfs");
+    round_trip("unattended-mini-ntfs", "mini", "ntfs", true);
 }

@@ -236,6 +236,70 @@ pub enum Command {
         /// Decompression threads (0 = one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Grow the last partition to the target's end, and its filesystem with it (ext2/3/4
+        /// with resize2fs, NTFS with ntfsresize, FAT in place as far as its FAT allows).
+        #[arg(long)]
+        grow_last: bool,
+        /// Give the target a new disk GUID (GPT, both copies) or disk signature (MBR).
+        #[arg(long)]
+        new_disk_id: bool,
+    },
+    /// Copy one disk straight onto another: tables, boot areas and used blocks. Destroys the
+    /// target's data.
+    ///
+    /// Copies what an image would hold (the boot area, the partition tables, the boot loader
+    /// gap, and the blocks each ext2/3/4, FAT and NTFS filesystem uses; other partitions
+    /// whole) with no compression and no file in between: one thread reads the source while
+    /// another writes the target. The partition table and first MiB are written last, then
+    /// everything written is read back from the target (not the cache) and compared.
+    ///
+    /// TARGET may be the same size, larger (a GPT's backup copy moves to the new end; add
+    /// --grow-last to grow the last partition and its filesystem into the new space), or
+    /// smaller when every partition fits (otherwise the message says how much is missing and
+    /// which partition is in the way). Both disks must have the same logical sector size.
+    /// The clone keeps the disk and partition IDs, so it boots like the source: do not leave
+    /// both attached to one computer, or pass --new-disk-id.
+    ///
+    /// Refused: a busy or mounted source or target, the source as its own target (or a
+    /// partition of it), a read-only target. Writing needs --yes, or typing the target's path
+    /// at the prompt on a terminal.
+    ///
+    /// Examples:
+    ///   lifeboat clone /dev/sda /dev/sdb --dry-run
+    ///   lifeboat clone /dev/sda /dev/nvme0n1 --grow-last
+    ///   lifeboat clone /dev/sda /dev/sdb --new-disk-id --yes
+    ///   lifeboat clone disk.img copy.img --yes
+    #[command(verbatim_doc_comment)]
+    Clone {
+        /// Disk or disk-image file to copy (only read).
+        source: PathBuf,
+        /// Disk or disk-image file to overwrite (a missing file is created with the source's size).
+        target: PathBuf,
+        /// Grow the last partition to the target's end, and its filesystem with it (ext2/3/4
+        /// with resize2fs, NTFS with ntfsresize, FAT in place as far as its FAT allows).
+        #[arg(long)]
+        grow_last: bool,
+        /// Give the target a new disk GUID (GPT, both copies) or disk signature (MBR).
+        #[arg(long)]
+        new_disk_id: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Print the plan and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Skip the read-back verification (not recommended).
+        #[arg(long)]
+        no_verify: bool,
+        /// Print events as JSON lines (NDJSON) on stdout. Requires --yes or --dry-run.
+        #[arg(long)]
+        json: bool,
+        /// Hashing threads (0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Logical sector size of a disk-image file source (512 or 4096); disks report theirs.
+        #[arg(long, default_value_t = 512, value_parser = parse_sector_size)]
+        sector_size: u32,
     },
     /// Write one self-contained full image of a chain member's disk state (a synthetic full).
     ///

@@ -4,7 +4,7 @@ use super::progress::{self, Mode};
 use crate::discovery::SystemPaths;
 use crate::image::{hex, Chain, ImageReader};
 use crate::jobs::chain::{self as chains, ChildKind, DiskIdentity};
-use crate::jobs::{self, image, merge, restore, CancelToken, Reporter};
+use crate::jobs::{self, clone, image, merge, restore, CancelToken, Reporter};
 use crate::units::human_bytes;
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -526,6 +526,10 @@ pub struct RestoreArgs<'a> {
     pub json: bool,
     /// Worker threads.
     pub threads: usize,
+    /// Grow the last partition.
+    pub grow_last: bool,
+    /// New disk ID.
+    pub new_disk_id: bool,
 }
 
 /// `lifeboat restore`.
@@ -536,6 +540,8 @@ pub fn restore(a: RestoreArgs<'_>) -> anyhow::Result<()> {
         verify: a.verify,
         threads: a.threads,
         search: a.search.clone(),
+        grow_last: a.grow_last,
+        new_disk_id: a.new_disk_id,
     };
     let plan = restore::plan(&spec, &SystemPaths::default())?;
     if a.dry_run {
@@ -548,21 +554,7 @@ pub fn restore(a: RestoreArgs<'_>) -> anyhow::Result<()> {
     if !a.json {
         print_restore_plan(&mut std::io::stderr().lock(), &plan, false)?;
     }
-    if !a.yes {
-        if a.json || !std::io::stdin().is_terminal() {
-            bail!(
-                "refusing to overwrite {} without confirmation: pass --yes (stdin is not a terminal)",
-                a.target.display()
-            );
-        }
-        let prompt = format!(
-            "All data on {} will be destroyed. Type its path to continue: ",
-            a.target.display()
-        );
-        if !typed(&prompt, &a.target.to_string_lossy())? {
-            bail!("not confirmed; {} was not touched", a.target.display());
-        }
-    }
+    confirm_overwrite(a.target, a.yes, a.json)?;
     let s = with_progress(a.json, |r, c| restore::run(&plan, r, c))?;
     if !a.json {
         println!(
@@ -576,6 +568,70 @@ pub fn restore(a: RestoreArgs<'_>) -> anyhow::Result<()> {
             human_bytes((s.written_bytes as f64 / s.seconds.max(0.001)) as u64),
             s.partition_nodes
         );
+        if let Some(g) = &s.grown {
+            println!("{}", grown_line(g));
+        }
+    }
+    Ok(())
+}
+
+/// One line on what `--grow-last` did.
+pub(super) fn grown_line(g: &crate::resize::FsGrowReport) -> String {
+    let size = |b: Option<u64>| b.map_or_else(|| "?".into(), human_bytes);
+    let mut s = format!(
+        "grew partition {} to {}; {} {} -> {} ({})",
+        g.partition,
+        human_bytes(g.partition_bytes),
+        g.fs.as_deref().unwrap_or("no filesystem"),
+        size(g.old_bytes),
+        size(g.new_bytes),
+        g.method
+    );
+    if let Some(n) = &g.note {
+        s.push_str(&format!("; note: {n}"));
+    }
+    s
+}
+
+/// The table edits of a restore or clone plan.
+pub(super) fn print_layout(
+    out: &mut impl Write,
+    l: &crate::partition::edit::Layout,
+    source_size: u64,
+    target_size: u64,
+) -> std::io::Result<()> {
+    if let Some(m) = l.gpt_move.as_ref().filter(|_| l.rewrites_gpt()) {
+        writeln!(
+            out,
+            "  backup GPT {} LBA {} (entries at {}), last usable LBA {}",
+            if source_size == target_size {
+                "rewritten at"
+            } else {
+                "moves to"
+            },
+            m.backup_header_lba,
+            m.backup_entries_lba,
+            m.last_usable_lba
+        )?;
+    }
+    if let Some(g) = &l.grow {
+        writeln!(
+            out,
+            "  --grow-last: partition {} grows from {} to {}{}, then its filesystem{}",
+            g.number,
+            human_bytes(g.old_size_bytes),
+            human_bytes(g.new_size_bytes),
+            g.extended
+                .map(|x| format!(" (with extended partition {x})"))
+                .unwrap_or_default(),
+            g.limit
+                .as_ref()
+                .map(|w| format!(" (limit: {w})"))
+                .unwrap_or_default()
+        )?;
+    }
+    if let Some(id) = &l.new_disk_id {
+        writeln!(out, "  new disk ID {id} (--new-disk-id)")?;
     }
     Ok(())
 }
@@ -620,12 +676,8 @@ fn print_restore_plan(
         p.size_change,
         human_bytes(p.min_target_size)
     )?;
-    if let Some(m) = &p.gpt_move {
-        writeln!(
-            out,
-            "  backup GPT moves to LBA {} (entries at {}), last usable LBA {}",
-            m.backup_header_lba, m.backup_entries_lba, m.last_usable_lba
-        )?;
+    if let Some(l) = &p.layout {
+        print_layout(out, l, p.source_size, p.target_size)?;
     }
     for part in &p.partitions {
         writeln!(
@@ -644,6 +696,116 @@ fn print_restore_plan(
         "  write {} in {} chunks, tables and first MiB last; read-back verification {}",
         human_bytes(p.write_bytes),
         p.chunks,
+        if p.verify { "on" } else { "OFF" }
+    )?;
+    for w in p.warnings.iter().filter(|_| warnings) {
+        writeln!(out, "  warning: {w}")?;
+    }
+    Ok(())
+}
+
+/// `lifeboat clone`.
+pub fn clone(spec: clone::CloneSpec, yes: bool, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let plan = clone::plan(&spec, &SystemPaths::default())?;
+    if dry_run {
+        if json {
+            return print_json(&plan);
+        }
+        print_clone_plan(&mut std::io::stdout().lock(), &plan, true)?;
+        return Ok(());
+    }
+    if !json {
+        print_clone_plan(&mut std::io::stderr().lock(), &plan, false)?;
+    }
+    confirm_overwrite(&spec.target, yes, json)?;
+    let s = with_progress(json, |r, c| clone::run(&plan, r, c))?;
+    if !json {
+        println!(
+            "cloned {} onto {}: {} copied, {} verified by reading back ({}), {:.1} s, {}/s; partitions: {}",
+            s.source.display(),
+            s.target.display(),
+            human_bytes(s.copied_bytes),
+            human_bytes(s.verified_bytes),
+            s.verify_method,
+            s.seconds,
+            human_bytes((s.copied_bytes as f64 / s.seconds.max(0.001)) as u64),
+            s.partition_nodes
+        );
+        if let Some(g) = &s.grown {
+            println!("{}", grown_line(g));
+        }
+    }
+    Ok(())
+}
+
+/// Asks for the target's path to be typed unless `yes`; refuses without a terminal.
+fn confirm_overwrite(target: &Path, yes: bool, json: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if json || !std::io::stdin().is_terminal() {
+        bail!(
+            "refusing to overwrite {} without confirmation: pass --yes (stdin is not a terminal)",
+            target.display()
+        );
+    }
+    let prompt = format!(
+        "All data on {} will be destroyed. Type its path to continue: ",
+        target.display()
+    );
+    if !typed(&prompt, &target.to_string_lossy())? {
+        bail!("not confirmed; {} was not touched", target.display());
+    }
+    Ok(())
+}
+
+/// Prints the clone plan; `warnings` is false when the job's warning events will print them.
+fn print_clone_plan(
+    out: &mut impl Write,
+    p: &clone::ClonePlan,
+    warnings: bool,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "plan: clone {} ({}) onto {} ({}, {})",
+        p.source.display(),
+        human_bytes(p.source_size),
+        p.target.display(),
+        p.target_kind,
+        human_bytes(p.target_size)
+    )?;
+    writeln!(
+        out,
+        "  {} table, {}-byte sectors: {} (needs at least {})",
+        p.table.unwrap_or("no"),
+        p.sector_size,
+        p.size_change,
+        human_bytes(p.min_target_size)
+    )?;
+    if let Some(l) = &p.layout {
+        print_layout(out, l, p.source_size, p.target_size)?;
+    }
+    for r in &p.regions {
+        let name = match r.partition {
+            Some(n) => format!("partition {n}"),
+            None => r.what.to_string(),
+        };
+        writeln!(
+            out,
+            "  {:<13} {:>10} at {:>12} {:<6} {:<14} copy {:>10} ({})",
+            name,
+            human_bytes(r.size_bytes),
+            r.start_bytes,
+            r.fs.as_deref().unwrap_or("-"),
+            r.label.as_deref().unwrap_or("-"),
+            human_bytes(r.copy_bytes),
+            r.method
+        )?;
+    }
+    writeln!(
+        out,
+        "  copy {}, tables and first MiB last; read-back verification {}",
+        human_bytes(p.copy_bytes),
         if p.verify { "on" } else { "OFF" }
     )?;
     for w in p.warnings.iter().filter(|_| warnings) {

@@ -113,9 +113,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             no_verify,
             json,
             threads,
+            grow_last,
+            new_disk_id,
         } => {
             drop(out);
             return jobs::restore(jobs::RestoreArgs {
+                grow_last,
+                new_disk_id,
                 file: &file,
                 target: &target,
                 search,
@@ -125,6 +129,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 json,
                 threads,
             });
+        }
+        Command::Clone {
+            source,
+            target,
+            grow_last,
+            new_disk_id,
+            yes,
+            dry_run,
+            no_verify,
+            json,
+            threads,
+            sector_size,
+        } => {
+            drop(out);
+            let spec = crate::jobs::clone::CloneSpec {
+                source,
+                target,
+                verify: !no_verify,
+                threads,
+                grow_last,
+                new_disk_id,
+                file_sector_size: sector_size,
+            };
+            return jobs::clone(spec, yes, dry_run, json);
         }
         Command::Merge {
             file,

@@ -39,6 +39,7 @@ fn phase_name(p: Phase) -> &'static str {
         Phase::Verify => "verifying",
         Phase::Sync => "syncing",
         Phase::Partition => "writing partition table",
+        Phase::Grow => "growing the last filesystem",
     }
 }
 

@@ -20,6 +20,7 @@ Commands (the same words as the lifeboat command line):
   image /dev/sda -o /store/pc.lbi   image a disk onto the store
   image /dev/sda --incremental /store   only what changed since the newest image of it
   restore /store/pc.lbi /dev/sda    restore an image onto a disk (asks before erasing it)
+  clone /dev/sda /dev/sdb --grow-last   copy a disk onto a bigger one, last partition grown
   verify /store/pc.lbi              check every chunk of an image
   info /store/pc.lbi                what an image holds (and its chain)
   merge FILE -o NEW / prune DIR --keep FILE   consolidate a chain (see merge --help)

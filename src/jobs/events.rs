@@ -24,6 +24,8 @@ pub enum Phase {
     Sync,
     /// Writing the partition table and making the kernel see it.
     Partition,
+    /// Growing the last partition's filesystem (`--grow-last`).
+    Grow,
 }
 
 /// One event. `Progress.done_bytes` is cumulative within its phase, so a dropped event is

@@ -353,18 +353,6 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         chain = Some(Arc::new(c));
     }
 
-    let mut regions = Vec::new();
-    let mut extents: Vec<(u64, u64, usize)> = Vec::new();
-    let mut push = |regions: &mut Vec<Region>, r: Region, ranges: Vec<(u64, u64)>| {
-        let idx = regions.len();
-        for (s, l) in ranges {
-            if l > 0 {
-                extents.push((s, l, idx));
-            }
-        }
-        regions.push(r);
-    };
-
     let usable = match &table {
         Some(t) if !t.has_errors() && !t.partitions.is_empty() => Some(t),
         Some(t) if t.has_errors() => {
@@ -405,10 +393,75 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         }
     }
 
+    let (regions, extents) = survey(&dev, usable, spec.partitions.as_deref(), &mut warnings)?;
+    let chunk_list = chunk(&extents, u64::from(chunk_size));
+    let copy_bytes = chunk_list.iter().map(|c| u64::from(c.1)).sum();
+    let raw_table = table
+        .as_ref()
+        .map(|t| raw_table_bytes(&dev, t))
+        .transpose()?
+        .unwrap_or_default();
+    Ok(ImagePlan {
+        source: spec.source.clone(),
+        output: spec.output.clone(),
+        size_bytes: size,
+        sector_size: ss,
+        table: table.as_ref().map(|t| t.kind.as_str()),
+        regions,
+        copy_bytes,
+        chunks: chunk_list.len(),
+        warnings,
+        level: spec.level,
+        threads: Shape::for_threads(spec.threads).threads,
+        chunk_size,
+        block_size,
+        kind: parent_plan.as_ref().map_or("full", |p| p.kind.as_str()),
+        chain_name: match &chain {
+            Some(c) => chain_name_of(c.leaf()),
+            None => spec
+                .output
+                .file_stem()
+                .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned()),
+        },
+        parent: parent_plan,
+        chain,
+        chunk_list,
+        report,
+        raw_table,
+        file_sector_size: spec.file_sector_size,
+    })
+}
+
+/// A byte range to copy: `(start, len, index of its region)`.
+pub(crate) type Extent = (u64, u64, usize);
+
+/// Where the data of `dev` is: for each region (boot area, gap, partition, end of disk) what
+/// is copied, and the byte extents `(start, len, region index)` to copy, in disk order.
+/// `usable` is a valid partition table (or `None`: the device as one filesystem or unknown);
+/// `selection` limits the partitions whose data is copied (the table areas always are).
+pub(crate) fn survey(
+    dev: &dyn BlockDev,
+    usable: Option<&PartitionTable>,
+    selection: Option<&[u32]>,
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<Region>, Vec<Extent>)> {
+    let size = dev.len();
+    let mut regions = Vec::new();
+    let mut extents: Vec<(u64, u64, usize)> = Vec::new();
+    let mut push = |regions: &mut Vec<Region>, r: Region, ranges: Vec<(u64, u64)>| {
+        let idx = regions.len();
+        for (s, l) in ranges {
+            if l > 0 {
+                extents.push((s, l, idx));
+            }
+        }
+        regions.push(r);
+    };
+
     match usable {
         None => {
             // No usable table: the device may hold a filesystem directly, or be unknown.
-            let map = fsmap::map_filesystem(&dev)?;
+            let map = fsmap::map_filesystem(dev)?;
             let (method, reason, ranges) = match &map.used {
                 Used::Ranges { ranges } => ("used-blocks", None, ranges.clone()),
                 Used::All { reason } => ("all", Some(reason.clone()), vec![(0, size)]),
@@ -444,11 +497,8 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
                     push(&mut regions, r, ranges);
                 }
                 let end = p.end_bytes().min(size);
-                let selected = spec
-                    .partitions
-                    .as_ref()
-                    .is_none_or(|s| s.contains(&p.number));
-                let slice = Slice::new(&dev, start, end.saturating_sub(start));
+                let selected = selection.is_none_or(|s| s.contains(&p.number));
+                let slice = Slice::new(dev, start, end.saturating_sub(start));
                 let map = if selected {
                     fsmap::map_filesystem(&slice)?
                 } else {
@@ -507,42 +557,7 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
     }
 
     extents.sort_by_key(|e| e.0);
-    let chunk_list = chunk(&extents, u64::from(chunk_size));
-    let copy_bytes = chunk_list.iter().map(|c| u64::from(c.1)).sum();
-    let raw_table = table
-        .as_ref()
-        .map(|t| raw_table_bytes(&dev, t))
-        .transpose()?
-        .unwrap_or_default();
-    Ok(ImagePlan {
-        source: spec.source.clone(),
-        output: spec.output.clone(),
-        size_bytes: size,
-        sector_size: ss,
-        table: table.as_ref().map(|t| t.kind.as_str()),
-        regions,
-        copy_bytes,
-        chunks: chunk_list.len(),
-        warnings,
-        level: spec.level,
-        threads: Shape::for_threads(spec.threads).threads,
-        chunk_size,
-        block_size,
-        kind: parent_plan.as_ref().map_or("full", |p| p.kind.as_str()),
-        chain_name: match &chain {
-            Some(c) => chain_name_of(c.leaf()),
-            None => spec
-                .output
-                .file_stem()
-                .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned()),
-        },
-        parent: parent_plan,
-        chain,
-        chunk_list,
-        report,
-        raw_table,
-        file_sector_size: spec.file_sector_size,
-    })
+    Ok((regions, extents))
 }
 
 /// The byte ranges copied from an unallocated gap.
@@ -573,7 +588,7 @@ fn merge(mut r: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 
 /// Splits sorted extents into chunks at multiples of `cs`, joining touching pieces of one
 /// region within a window.
-fn chunk(extents: &[(u64, u64, usize)], cs: u64) -> Vec<(u64, u32, usize)> {
+pub(crate) fn chunk(extents: &[(u64, u64, usize)], cs: u64) -> Vec<(u64, u32, usize)> {
     let mut out: Vec<(u64, u32, usize)> = Vec::new();
     for &(s, l, region) in extents {
         let mut pos = s;
@@ -848,7 +863,7 @@ pub fn run_on(
 
 /// Narrows a failed chunk read down to the first unreadable sector, so the error names the
 /// exact byte offset of the bad sector rather than the chunk.
-fn locate_bad_read(dev: &dyn BlockDev, off: u64, len: u32, first: Error) -> Error {
+pub(crate) fn locate_bad_read(dev: &dyn BlockDev, off: u64, len: u32, first: Error) -> Error {
     if !matches!(first, Error::Read { .. }) {
         return first;
     }

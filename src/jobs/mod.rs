@@ -3,11 +3,13 @@
 //! [`Reporter`] events only.
 
 pub mod chain;
+pub mod clone;
 pub mod events;
 pub mod image;
 pub mod merge;
 pub mod restore;
 pub mod safety;
+pub(crate) mod target;
 pub mod verify;
 
 pub use events::{CancelToken, Event, Phase, Reporter};

@@ -15,16 +15,18 @@
 
 use super::events::{CancelToken, Phase, Reporter};
 use super::safety;
-use crate::blockdev::{sys, BlockDev, FileDev, OpenMode};
-use crate::discovery::{self, SystemPaths};
+use super::target;
+use crate::blockdev::{BlockDev, FileDev};
+use crate::discovery::SystemPaths;
 use crate::error::{Error, Result};
 use crate::image::{hex, Chain, ChainLink, Codec, FrameRead, ImageDev};
-use crate::partition::{self, gpt, PartitionTable, TableKind};
+use crate::partition::edit::{self, Layout};
+use crate::partition::{self, PartitionTable};
 use crate::pipeline::{self, Shape};
-use crate::units::{le_u32, le_u64, MIB};
+use crate::resize::{self, FsGrowReport};
+use crate::units::MIB;
 use serde::Serialize;
-use std::os::unix::fs::FileTypeExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// What the user asked for.
@@ -40,6 +42,10 @@ pub struct RestoreSpec {
     pub threads: usize,
     /// Folders to look for the image's ancestors in, besides its own.
     pub search: Vec<PathBuf>,
+    /// Grow the last partition (and its filesystem) to the end of the target.
+    pub grow_last: bool,
+    /// Give the target a new disk GUID (GPT) or signature (MBR).
+    pub new_disk_id: bool,
 }
 
 /// One partition as the plan shows it.
@@ -57,17 +63,6 @@ pub struct PlanPartition {
     pub label: Option<String>,
     /// How the image holds it: "used-blocks", "all", or "skipped" (not in the image).
     pub method: String,
-}
-
-/// New GPT locations on a target of another size.
-#[derive(Debug, Clone, Serialize)]
-pub struct GptMove {
-    /// LBA of the new backup header (the target's last LBA).
-    pub backup_header_lba: u64,
-    /// LBA of the new backup entry array.
-    pub backup_entries_lba: u64,
-    /// New last usable LBA.
-    pub last_usable_lba: u64,
 }
 
 /// The printable, serializable plan of a restore.
@@ -99,8 +94,8 @@ pub struct RestorePlan {
     pub size_change: &'static str,
     /// Smallest target that can hold the image.
     pub min_target_size: u64,
-    /// Set when the backup GPT moves.
-    pub gpt_move: Option<GptMove>,
+    /// How the table lands on the target: backup GPT, grown partition, new disk ID.
+    pub layout: Option<Layout>,
     /// Partitions.
     pub partitions: Vec<PlanPartition>,
     /// Chunks written.
@@ -151,6 +146,8 @@ pub struct RestoreSummary {
     pub verify_method: &'static str,
     /// Partition nodes: "BLKRRPART", "BLKPG", "not a block device" or a failure.
     pub partition_nodes: String,
+    /// What `--grow-last` did to the last partition's filesystem.
+    pub grown: Option<FsGrowReport>,
     /// Wall time in seconds.
     pub seconds: f64,
 }
@@ -166,16 +163,8 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
     }
     let h = reader.header().clone();
     let ss = h.sector_size;
-    let (target_kind, target_size, target_ss) = match std::fs::metadata(&spec.target) {
-        Err(_) => ("new file", h.source_size, ss),
-        Ok(m) if m.file_type().is_block_device() => {
-            let d = FileDev::open(&spec.target, OpenMode::Read)?;
-            let g = d.geometry();
-            ("block device", g.size_bytes, g.logical_sector_size)
-        }
-        Ok(m) if m.len() == 0 => ("new file", h.source_size, ss),
-        Ok(m) => ("existing file", m.len(), ss),
-    };
+    let (target_kind, target_size, target_ss) =
+        target::describe_target(&spec.target, h.source_size, ss)?;
     let img = ImageDev::new(&chain);
     let table =
         partition::read_table(&img)?.filter(|t| !t.has_errors() && !t.partitions.is_empty());
@@ -197,42 +186,30 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
         .unwrap_or_default();
 
     let records = reader.records();
-    let ssb = u64::from(ss);
-    // The source's backup-GPT area, and the target's, when the table is GPT.
-    let mut gpt_tail: Option<(u64, GptMove)> = None; // (source backup-GPT start, new place)
-    let min_target_size = match &table {
-        None => h.source_size,
-        Some(t) => {
-            let part_end = t
-                .partitions
-                .iter()
-                .map(|p| p.end_bytes())
-                .max()
-                .unwrap_or(0);
-            match (&t.kind, &t.gpt) {
-                (TableKind::Gpt, Some(g)) => {
-                    let entry_sectors =
-                        (u64::from(g.entry_count) * u64::from(g.entry_size)).div_ceil(ssb);
-                    let need = part_end.div_ceil(ssb) * ssb + (entry_sectors + 1) * ssb;
-                    let n = target_size / ssb;
-                    let mv = GptMove {
-                        backup_header_lba: n.saturating_sub(1),
-                        backup_entries_lba: n.saturating_sub(1 + entry_sectors),
-                        last_usable_lba: n.saturating_sub(2 + entry_sectors),
-                    };
-                    let src_tail = h.source_size.saturating_sub((entry_sectors + 1) * ssb);
-                    gpt_tail = Some((src_tail, mv));
-                    need
-                }
-                _ => part_end,
-            }
-        }
+    let layout = match &table {
+        Some(t) => Some(edit::plan_layout(
+            t,
+            h.source_size,
+            &spec.target,
+            target_size,
+            spec.grow_last,
+            spec.new_disk_id,
+        )?),
+        None => None,
     };
+    let min_target_size = layout.as_ref().map_or(h.source_size, |l| l.min_target_size);
     if target_size < min_target_size {
         return Err(Error::TooSmall {
             path: spec.target.clone(),
             need: min_target_size,
             have: target_size,
+            why: "the image holds no partition table, so the whole disk must fit".into(),
+        });
+    }
+    if layout.is_none() && (spec.grow_last || spec.new_disk_id) {
+        return Err(Error::Refused {
+            path: spec.image.clone(),
+            reason: "the image holds no valid partition table, so there is no last partition to grow and no disk ID to change".into(),
         });
     }
     let size_change = match target_size.cmp(&h.source_size) {
@@ -240,7 +217,10 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
         std::cmp::Ordering::Greater => "larger target",
         std::cmp::Ordering::Less => "smaller target",
     };
-    let moved = target_size != h.source_size;
+    // The source's backup GPT is rebuilt at the target's end when the table is rewritten.
+    let gpt_tail = layout
+        .as_ref()
+        .and_then(|l| l.source_gpt_tail.filter(|_| l.rewrites_gpt()));
 
     let head_end = MIB.min(h.source_size);
     let mut writes = Vec::new();
@@ -248,9 +228,8 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
     for (i, r) in records.iter().enumerate() {
         let start = r.disk_offset;
         let mut end = start + u64::from(r.raw_len);
-        if let (Some((src_tail, _)), true) = (&gpt_tail, moved) {
-            // The source's backup GPT is rebuilt at the target's end, never copied.
-            end = end.min((*src_tail).max(start));
+        if let Some(src_tail) = gpt_tail {
+            end = end.min(src_tail.max(start));
         }
         let kept = end;
         end = end.min(target_size);
@@ -260,7 +239,11 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
         }
         let stage = if start < head_end {
             Stage::Head
-        } else if gpt_tail.as_ref().is_some_and(|(t, _)| end > *t) {
+        } else if layout
+            .as_ref()
+            .and_then(|l| l.source_gpt_tail)
+            .is_some_and(|t| end > t)
+        {
             Stage::Tail
         } else {
             Stage::Data
@@ -307,7 +290,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
         table: table.as_ref().map(|t| t.kind.as_str()),
         size_change,
         min_target_size,
-        gpt_move: gpt_tail.filter(|_| moved).map(|t| t.1),
+        layout,
         partitions,
         chunks: writes.len(),
         write_bytes,
@@ -348,73 +331,9 @@ fn plan_partitions(
         .collect()
 }
 
-/// The target, opened for writing; `fresh` when it is a file just created (all zeros).
-fn open_target(plan: &RestorePlan) -> Result<(FileDev, bool)> {
-    let path = &plan.target;
-    let fresh = plan.target_kind == "new file";
-    if fresh {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| Error::io("creating", path, e))?;
-        let len = f
-            .metadata()
-            .map_err(|e| Error::io("creating", path, e))?
-            .len();
-        if len != 0 {
-            return Err(Error::Refused {
-                path: path.clone(),
-                reason: "the file appeared or grew since the plan was made".into(),
-            });
-        }
-        f.set_len(plan.target_size)
-            .map_err(|e| Error::io("sizing", path, e))?;
-    }
-    let dev = FileDev::open_with_sector_size(path, OpenMode::Write, plan.sector_size)?;
-    if dev.len() != plan.target_size {
-        return Err(Error::Refused {
-            path: path.clone(),
-            reason: format!(
-                "its size changed from {} to {} bytes since the plan was made",
-                plan.target_size,
-                dev.len()
-            ),
-        });
-    }
-    Ok((dev, fresh))
-}
-
 /// A decoded frame's writes: (write, where its bytes start in the frame, hash), and the frame
 /// (returned to the pool afterwards).
 type Decoded = (Vec<(Write, usize, [u8; 32])>, Vec<u8>);
-
-/// Bytes written between two flushes of the target.
-const FLUSH_EVERY: u64 = 64 * MIB;
-
-/// Flushes the target; a failure names the range written since the last flush.
-fn flush(dev: &dyn BlockDev, start: u64, end: u64) -> Result<()> {
-    match dev.sync() {
-        Err(Error::Io { source, .. }) => Err(Error::Write {
-            path: dev.path().to_path_buf(),
-            offset: start,
-            len: (end - start) as usize,
-            source,
-        }),
-        other => other,
-    }
-}
-
-/// Zeroes the table areas: the first 34 and last 33 sectors (at least 17 KiB each).
-fn wipe_tables(dev: &dyn BlockDev, ss: u64) -> Result<()> {
-    let len = (34 * ss).max(17 << 10).min(dev.len());
-    let zeros = vec![0u8; len as usize];
-    dev.write_at(&zeros, 0)?;
-    let tail = (33 * ss).max(17 << 10).min(dev.len());
-    dev.write_at(&zeros[..tail as usize], dev.len() - tail)?;
-    flush(dev, 0, dev.len())
-}
 
 /// Runs a restore plan.
 pub fn run(
@@ -435,7 +354,12 @@ pub fn run(
             reason: "the image or its chain changed since the plan was made".into(),
         });
     }
-    let (dev, fresh) = open_target(plan)?;
+    let (dev, fresh) = target::open_target(
+        &plan.target,
+        plan.target_kind,
+        plan.target_size,
+        plan.sector_size,
+    )?;
     let r = run_on(plan, &chain, &dev, fresh, reporter, cancel)
         .and_then(|w| finish(plan, &dev, w, started, reporter, cancel));
     if r.is_err() {
@@ -444,7 +368,7 @@ pub fn run(
         if fresh {
             let _ = std::fs::remove_file(&plan.target);
         } else {
-            let _ = wipe_tables(&dev, u64::from(plan.sector_size));
+            let _ = target::wipe_tables(&dev, u64::from(plan.sector_size));
         }
     }
     r
@@ -471,7 +395,7 @@ pub fn run_on(
 ) -> Result<Written> {
     let ss = u64::from(plan.sector_size);
     if !fresh {
-        wipe_tables(dev, ss)?;
+        target::wipe_tables(dev, ss)?;
     }
 
     // 2. Data chunks through the pipeline: read a frame (from the image or an ancestor) →
@@ -562,8 +486,8 @@ pub fn run_on(
                 dev.write_at(bytes, offset)?;
                 let end = offset + len as u64;
                 batch = Some(batch.map_or((offset, end), |(s, e)| (s.min(offset), e.max(end))));
-                if let Some((s, e)) = batch.filter(|(s, e)| e - s >= FLUSH_EVERY) {
-                    flush(dev, s, e)?;
+                if let Some((s, e)) = batch.filter(|(s, e)| e - s >= target::FLUSH_EVERY) {
+                    target::flush(dev, s, e)?;
                     batch = None;
                 }
             }
@@ -573,7 +497,7 @@ pub fn run_on(
     )?;
 
     if let Some((s, e)) = batch {
-        flush(dev, s, e)?;
+        target::flush(dev, s, e)?;
     }
 
     // 3 and 4. The tables, last: decoded and verified one by one, patched when GPT moves.
@@ -586,16 +510,22 @@ pub fn run_on(
         raw.truncate(w.len as usize);
         head_tail.push((w.offset, raw, w.stage));
     }
-    if let Some(mv) = &plan.gpt_move {
-        relocate_gpt(
-            &mut head_tail,
-            &ImageDev::new(chain),
-            mv,
-            ss,
-            plan.target_size,
-        )?;
+    if let Some(layout) = &plan.layout {
+        let mut areas: Vec<(u64, Vec<u8>)> = head_tail.drain(..).map(|(o, b, _)| (o, b)).collect();
+        let extra = edit::apply(layout, &ImageDev::new(chain), &mut areas)?;
+        let head_end = MIB.min(plan.source_size);
+        let stage = |o: u64| {
+            if o < head_end {
+                Stage::Head
+            } else {
+                Stage::Tail
+            }
+        };
+        head_tail = areas.into_iter().map(|(o, b)| (o, b, stage(o))).collect();
+        head_tail.extend(extra.into_iter().map(|(o, b)| (o, b, stage(o))));
     }
-    head_tail.sort_by_key(|(o, _, s)| (*s == Stage::Head, *o));
+    // Tail first, then the head; the stable sort keeps each patch after what it patches.
+    head_tail.sort_by_key(|(_, _, s)| *s == Stage::Head);
     for (off, bytes, _) in &head_tail {
         dev.write_at(bytes, *off)?;
         written.push((*off, bytes.len() as u64, *blake3::hash(bytes).as_bytes()));
@@ -627,17 +557,32 @@ fn finish(
     let mut method = "none";
     if plan.verify {
         reporter.phase(Phase::Verify, Some(written.iter().map(|w| w.1).sum()));
-        let (check, m) = open_for_readback(dev, plan)?;
+        let (check, m) = target::open_for_readback(dev, &plan.target, plan.sector_size)?;
         method = m;
-        verified = read_back(&check, &written, plan.threads, reporter, cancel)?;
+        verified = target::read_back(&check, &written, plan.threads, reporter, cancel)?;
     }
 
     // 6. The kernel's view of the new partitions.
     let nodes = if dev.is_block_device() {
         let table = partition::read_table(dev)?;
-        refresh_partitions(dev, table.as_ref())
+        target::refresh_partitions(dev, table.as_ref())
     } else {
         "not a block device".to_string()
+    };
+    // 7. The grown partition's filesystem, after the copy is verified.
+    let grown = match plan.layout.as_ref().and_then(|l| l.grow.as_ref()) {
+        Some(g) => {
+            reporter.phase(Phase::Grow, None);
+            dev.sync()?;
+            Some(resize::grow_partition_fs(
+                &plan.target,
+                dev.is_block_device(),
+                g.number,
+                g.start_bytes,
+                g.new_size_bytes,
+            )?)
+        }
+        None => None,
     };
     Ok(RestoreSummary {
         target: plan.target.clone(),
@@ -645,214 +590,7 @@ fn finish(
         verified_bytes: verified,
         verify_method: method,
         partition_nodes: nodes,
+        grown,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// Rewrites the primary GPT header and protective MBR in the head chunks and adds the new
-/// backup entry array and header at the target's end.
-fn relocate_gpt(
-    writes: &mut Vec<(u64, Vec<u8>, Stage)>,
-    img: &ImageDev<'_>,
-    mv: &GptMove,
-    ss: u64,
-    target_size: u64,
-) -> Result<()> {
-    let mut primary = vec![0u8; ss as usize];
-    img.read_at(&mut primary, ss)?;
-    let h = gpt::parse_header(&primary, 1).map_err(|reason| Error::Refused {
-        path: img.path().to_path_buf(),
-        reason: format!("its primary GPT header cannot be moved: {reason}"),
-    })?;
-    let entries_len = gpt::entry_array_bytes(&h);
-    let mut entries = vec![0u8; entries_len as usize];
-    img.read_at(&mut entries, h.entries_lba * ss)?;
-    let header_size = le_u32(&primary, 12) as usize;
-    let set = |b: &mut [u8], at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    let seal = |b: &mut [u8]| {
-        b[16..20].fill(0);
-        let crc = crc32fast::hash(&b[..header_size]);
-        b[16..20].copy_from_slice(&crc.to_le_bytes());
-    };
-    let mut new_primary = primary.clone();
-    set(&mut new_primary, 32, mv.backup_header_lba);
-    set(&mut new_primary, 48, mv.last_usable_lba);
-    seal(&mut new_primary);
-    let mut backup = new_primary.clone();
-    set(&mut backup, 24, mv.backup_header_lba);
-    set(&mut backup, 32, 1);
-    set(&mut backup, 72, mv.backup_entries_lba);
-    seal(&mut backup);
-    debug_assert_eq!(le_u64(&backup, 24), mv.backup_header_lba);
-
-    let disk_sectors = target_size / ss;
-    let pmbr_len = u32::try_from(disk_sectors - 1).unwrap_or(u32::MAX);
-    let patch = |writes: &mut Vec<(u64, Vec<u8>, Stage)>, at: u64, bytes: &[u8]| {
-        for (off, buf, _) in writes.iter_mut() {
-            let end = *off + buf.len() as u64;
-            if at >= *off && at + bytes.len() as u64 <= end {
-                let i = (at - *off) as usize;
-                buf[i..i + bytes.len()].copy_from_slice(bytes);
-                return true;
-            }
-        }
-        false
-    };
-    if !patch(writes, ss, &new_primary) {
-        return Err(Error::Unsupported(
-            "the image does not hold the primary GPT header as one chunk".into(),
-        ));
-    }
-    // Protective MBR: the 0xEE entry's size in LBAs.
-    let mut mbr = vec![0u8; 512];
-    img.read_at(&mut mbr, 0)?;
-    for e in 0..4 {
-        let at = 446 + e * 16;
-        if mbr[at + 4] == 0xEE {
-            mbr[at + 12..at + 16].copy_from_slice(&pmbr_len.to_le_bytes());
-        }
-    }
-    patch(writes, 0, &mbr);
-    writes.push((mv.backup_entries_lba * ss, entries, Stage::Tail));
-    writes.push((mv.backup_header_lba * ss, backup, Stage::Tail));
-    Ok(())
-}
-
-/// A handle that reads the device, not the page cache.
-fn open_for_readback(dev: &FileDev, plan: &RestorePlan) -> Result<(FileDev, &'static str)> {
-    match FileDev::open_with_sector_size(&plan.target, OpenMode::ReadDirect, plan.sector_size) {
-        Ok(d) => Ok((d, "O_DIRECT")),
-        Err(_) => {
-            sys::drop_cache(dev.file())
-                .map_err(|e| Error::io("dropping the cache of", &plan.target, e))?;
-            let d = FileDev::open_with_sector_size(&plan.target, OpenMode::Read, plan.sector_size)?;
-            sys::drop_cache(d.file())
-                .map_err(|e| Error::io("dropping the cache of", &plan.target, e))?;
-            Ok((d, "dropped page cache"))
-        }
-    }
-}
-
-/// A buffer of `len` bytes starting at an address aligned to 4096, for `O_DIRECT`.
-fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
-    const ALIGN: usize = 4096;
-    buf.resize(len + ALIGN, 0);
-    let skip = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
-    &mut buf[skip..skip + len]
-}
-
-fn read_back(
-    dev: &FileDev,
-    written: &[(u64, u64, [u8; 32])],
-    threads: usize,
-    reporter: &Reporter,
-    cancel: &CancelToken,
-) -> Result<u64> {
-    let align = 4096u64.max(u64::from(dev.geometry().logical_sector_size));
-    let mut next = 0usize;
-    let mut done = 0u64;
-    pipeline::run(
-        Shape::for_threads(threads),
-        cancel,
-        |mut buf: Vec<u8>| {
-            let Some(&(off, len, hash)) = written.get(next) else {
-                return Ok(None);
-            };
-            next += 1;
-            // O_DIRECT needs aligned offsets and lengths: read the aligned cover.
-            let a_start = off / align * align;
-            let a_end = (off + len).div_ceil(align) * align;
-            let a_end = a_end.min(dev.len().max(off + len));
-            let slice = aligned(&mut buf, (a_end - a_start) as usize);
-            dev.read_at(slice, a_start)?;
-            let skip = (buf.as_ptr().align_offset(4096)).min(4096) + (off - a_start) as usize;
-            Ok(Some((off, len, hash, skip, buf)))
-        },
-        |(off, len, hash, skip, buf): (u64, u64, [u8; 32], usize, Vec<u8>)| {
-            let got = blake3::hash(&buf[skip..skip + len as usize]);
-            if *got.as_bytes() != hash {
-                return Err(Error::VerifyMismatch {
-                    path: dev.path().to_path_buf(),
-                    offset: off,
-                    end: off + len,
-                });
-            }
-            Ok((len, buf))
-        },
-        |(len, buf)| {
-            done += len;
-            reporter.progress(Phase::Verify, done);
-            Ok(buf)
-        },
-    )?;
-    reporter.progress_final(Phase::Verify, done);
-    Ok(done)
-}
-
-/// Makes the kernel see the partitions of `table`: BLKRRPART, then BLKPG for any node the
-/// kernel did not create (kernels without partition parsers). Returns what happened.
-fn refresh_partitions(dev: &FileDev, table: Option<&PartitionTable>) -> String {
-    let mut rr = Err(std::io::Error::from_raw_os_error(libc::EBUSY));
-    for _ in 0..20 {
-        rr = sys::reread_partitions(dev.file());
-        if !matches!(&rr, Err(e) if e.raw_os_error() == Some(libc::EBUSY)) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let Some(t) = table else {
-        return match rr {
-            Ok(()) => "BLKRRPART (no partition table)".into(),
-            Err(e) => format!("BLKRRPART failed: {e}"),
-        };
-    };
-    let existing = existing_partitions(dev.path());
-    let mut added = 0;
-    let mut failures = Vec::new();
-    for p in t.partitions.iter().filter(|p| !p.extended) {
-        match existing.iter().find(|(n, _, _)| *n == p.number) {
-            Some(&(_, start, size)) if start == p.start_bytes && size == p.size_bytes => continue,
-            Some(_) => {
-                if let Err(e) = sys::delete_partition(dev.file(), p.number) {
-                    failures.push(format!("removing stale partition {}: {e}", p.number));
-                    continue;
-                }
-            }
-            None => {}
-        }
-        match sys::add_partition(dev.file(), p.number, p.start_bytes, p.size_bytes) {
-            Ok(()) => added += 1,
-            Err(e) => failures.push(format!("adding partition {}: {e}", p.number)),
-        }
-    }
-    for (n, _, _) in &existing {
-        if !t.partitions.iter().any(|p| p.number == *n && !p.extended) {
-            if let Err(e) = sys::delete_partition(dev.file(), *n) {
-                failures.push(format!("removing stale partition {n}: {e}"));
-            }
-        }
-    }
-    let mut s = match (&rr, added) {
-        (Ok(()), 0) => "BLKRRPART".to_string(),
-        (_, 0) => "already present".to_string(),
-        (_, n) => format!("BLKPG added {n}"),
-    };
-    if !failures.is_empty() {
-        s.push_str(&format!(" (failed: {})", failures.join("; ")));
-    }
-    s
-}
-
-/// Partition nodes the kernel has for the disk at `path`: (number, start bytes, size bytes).
-fn existing_partitions(path: &Path) -> Vec<(u32, u64, u64)> {
-    let paths = SystemPaths::default();
-    let disks = discovery::scan(&paths).unwrap_or_default();
-    discovery::find_by_path(&paths, &disks, path)
-        .map(|(d, _)| {
-            d.partitions
-                .iter()
-                .map(|p| (p.number, p.start_bytes, p.size_bytes))
-                .collect()
-        })
-        .unwrap_or_default()
 }

@@ -156,3 +156,75 @@ pub fn check_restore_target(paths: &SystemPaths, target: &Path, image: &Path) ->
     }
     Ok(())
 }
+
+/// A clone reads `source` and overwrites `target`: the source must be idle (like an imaging
+/// source), the target idle and writable (like a restore target), and they must not be the
+/// same device, nor one a partition of the other.
+pub fn check_clone(paths: &SystemPaths, source: &Path, target: &Path) -> Result<()> {
+    let src = kind_check(source)?;
+    if let Ok(t) = std::fs::metadata(target) {
+        kind_check(target)?;
+        let same = if src.file_type().is_block_device() && t.file_type().is_block_device() {
+            src.rdev() == t.rdev()
+        } else {
+            (src.dev(), src.ino()) == (t.dev(), t.ino())
+        };
+        if same {
+            return Err(Error::Refused {
+                path: target.to_path_buf(),
+                reason: format!("it is the source {} itself", source.display()),
+            });
+        }
+    }
+    let disks = discovery::scan(paths).unwrap_or_default();
+    let s = lookup(paths, &disks, source);
+    let t = lookup(paths, &disks, target);
+    if let (Some((sd, sp)), Some((td, tp))) = (s, t) {
+        if sd == td && (sp.is_none() || tp.is_none()) {
+            let d = &disks[sd];
+            return Err(Error::Refused {
+                path: target.to_path_buf(),
+                reason: format!(
+                    "it overlaps the source {}: both are on disk {}",
+                    source.display(),
+                    d.name
+                ),
+            });
+        }
+    }
+    if let Some((di, pi)) = s {
+        let disk = &disks[di];
+        let busy = match pi {
+            None => disk.is_busy(),
+            Some(pi) => disk.partitions[pi].is_busy(),
+        };
+        if let Some(reason) = busy {
+            return Err(Error::Busy {
+                path: source.to_path_buf(),
+                reason: format!("{reason}; unmount it first so that the clone is consistent"),
+            });
+        }
+    }
+    // Loop devices over each other's files.
+    for (a, b) in [(source, target), (target, source)] {
+        if let Some((di, _)) = lookup(paths, &disks, a) {
+            if let Some(f) = &disks[di].backing_file {
+                let same = match (std::fs::metadata(f), std::fs::metadata(b)) {
+                    (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+                    _ => false,
+                };
+                if same {
+                    return Err(Error::Refused {
+                        path: target.to_path_buf(),
+                        reason: format!("{} is a loop device over {}", a.display(), b.display()),
+                    });
+                }
+            }
+        }
+    }
+    if std::fs::metadata(target).is_ok() {
+        // Busy, mounted, holding the source: the restore rules with the source as the "image".
+        check_restore_target(paths, target, source)?;
+    }
+    Ok(())
+}

@@ -6,6 +6,7 @@
 //! table (`Ok(None)`), e.g. a filesystem written straight to the disk. All reads are bounded
 //! (entry arrays ≤ 4 MiB, ≤ 256 logical partitions), so hostile tables cannot hang us.
 
+pub mod edit;
 pub mod gpt;
 pub mod mbr;
 mod model;

@@ -1,0 +1,443 @@
+//! `clone`: one disk straight onto another, used blocks only, no compression, no file in
+//! between, verified.
+//!
+//! What is copied is what `image` would store (see [`super::image`]): the boot area and
+//! table areas whole, small gaps whole, and in each partition the blocks its filesystem
+//! proves used (all of it when there is no map). The target may be larger (the backup GPT
+//! moves to its end; `--grow-last` grows the last partition and its filesystem) or smaller
+//! when every partition fits.
+//!
+//! Order of writes, as for `restore` (STYLE §9):
+//! 1. the target's table areas are zeroed, so a clone that stops half-way never leaves a
+//!    disk that looks partitioned and complete;
+//! 2. the data: a producer thread reads the source in order, workers hash each piece
+//!    (blake3), and the calling thread writes, so both disks stay busy; the target is
+//!    flushed every 64 MiB so a write error names its range;
+//! 3. the backup GPT (copied, or rebuilt at the target's end), then the first MiB (MBR,
+//!    primary GPT, boot loader gap), with the table edits applied;
+//! 4. fsync, then every byte written is read back without the page cache and its hash
+//!    compared with the hash of what was read from the source;
+//! 5. the kernel is made to see the partitions (BLKRRPART, then BLKPG);
+//! 6. with `--grow-last`, the last filesystem grows ([`crate::resize`]).
+//!
+//! Any failure zeroes the target's table areas again (or deletes a target file it created).
+//! The source is only ever opened read-only.
+
+use super::events::{CancelToken, Phase, Reporter};
+use super::image::{chunk, locate_bad_read, survey, Region};
+use super::{safety, target};
+use crate::blockdev::{BlockDev, FileDev, OpenMode};
+use crate::discovery::SystemPaths;
+use crate::error::{Error, Result};
+use crate::partition::edit::{self, Layout};
+use crate::partition::{self, PartitionTable};
+use crate::pipeline::{self, Shape};
+use crate::resize::{self, FsGrowReport};
+use crate::units::MIB;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Largest piece read and written at once.
+const PIECE: u64 = 4 * MIB;
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct CloneSpec {
+    /// The disk (or disk-image file) to copy. Only read.
+    pub source: PathBuf,
+    /// The disk (or disk-image file, created if missing) to overwrite.
+    pub target: PathBuf,
+    /// Read back and compare everything written.
+    pub verify: bool,
+    /// Hashing threads (0 = every core).
+    pub threads: usize,
+    /// Grow the last partition (and its filesystem) to the target's end.
+    pub grow_last: bool,
+    /// Give the target a new disk GUID (GPT) or signature (MBR).
+    pub new_disk_id: bool,
+    /// Logical sector size assumed for disk-image files (block devices report their own).
+    pub file_sector_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Data,
+    Tail,
+    Head,
+}
+
+/// The printable, serializable plan of a clone.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClonePlan {
+    /// The source.
+    pub source: PathBuf,
+    /// The target.
+    pub target: PathBuf,
+    /// "block device", "existing file" or "new file".
+    pub target_kind: &'static str,
+    /// Source size in bytes.
+    pub source_size: u64,
+    /// Target size in bytes.
+    pub target_size: u64,
+    /// Logical sector size (both disks).
+    pub sector_size: u32,
+    /// Partition table kind, if the source has a valid one.
+    pub table: Option<&'static str>,
+    /// "same size", "larger target" or "smaller target".
+    pub size_change: &'static str,
+    /// Smallest target that can hold the source's partitions.
+    pub min_target_size: u64,
+    /// How the table lands on the target.
+    pub layout: Option<Layout>,
+    /// What is copied from each part of the source.
+    pub regions: Vec<Region>,
+    /// Bytes copied.
+    pub copy_bytes: u64,
+    /// Read-back verification.
+    pub verify: bool,
+    /// Things the user should know.
+    pub warnings: Vec<String>,
+    #[serde(skip)]
+    pieces: Vec<(u64, u64, Stage)>,
+    #[serde(skip)]
+    threads: usize,
+    #[serde(skip)]
+    table_read: Option<PartitionTable>,
+}
+
+/// What a finished clone reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloneSummary {
+    /// The source.
+    pub source: PathBuf,
+    /// The target.
+    pub target: PathBuf,
+    /// Bytes copied.
+    pub copied_bytes: u64,
+    /// Bytes read back and compared (0 with `--no-verify`).
+    pub verified_bytes: u64,
+    /// How the read-back bypassed the cache: "O_DIRECT", "dropped page cache" or "none".
+    pub verify_method: &'static str,
+    /// Partition nodes: "BLKRRPART", "BLKPG", "not a block device" or a failure.
+    pub partition_nodes: String,
+    /// What `--grow-last` did to the last partition's filesystem.
+    pub grown: Option<FsGrowReport>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Reads the source's table and filesystem maps, checks both disks, and builds the plan.
+/// Writes nothing.
+pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
+    safety::check_clone(paths, &spec.source, &spec.target)?;
+    let src = FileDev::open_with_sector_size(&spec.source, OpenMode::Read, spec.file_sector_size)?;
+    let source_size = src.len();
+    let ss = src.geometry().logical_sector_size;
+    let (target_kind, target_size, target_ss) =
+        target::describe_target(&spec.target, source_size, ss)?;
+    let table = partition::read_table(&src)?;
+    let mut warnings = Vec::new();
+    let usable = match &table {
+        Some(t) if !t.has_errors() && !t.partitions.is_empty() => Some(t),
+        Some(t) if t.has_errors() => {
+            warnings.push(format!(
+                "the source's {} partition table has errors, so the whole disk is copied as it is: {}",
+                t.kind.as_str(),
+                t.diagnostics
+                    .iter()
+                    .map(|d| d.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+            None
+        }
+        _ => None,
+    };
+    if target_ss != ss {
+        return Err(Error::Refused {
+            path: spec.target.clone(),
+            reason: format!(
+                "its logical sector size is {target_ss} bytes but the source's is {ss}; partition tables and filesystems count in sectors, so the copy would not be usable"
+            ),
+        });
+    }
+    let layout = match usable {
+        Some(t) => Some(edit::plan_layout(
+            t,
+            source_size,
+            &spec.target,
+            target_size,
+            spec.grow_last,
+            spec.new_disk_id,
+        )?),
+        None => None,
+    };
+    if layout.is_none() && (spec.grow_last || spec.new_disk_id) {
+        return Err(Error::Refused {
+            path: spec.source.clone(),
+            reason: "it has no valid partition table, so there is no last partition to grow and no disk ID to change".into(),
+        });
+    }
+    let min_target_size = layout.as_ref().map_or(source_size, |l| l.min_target_size);
+    if target_size < min_target_size {
+        return Err(Error::TooSmall {
+            path: spec.target.clone(),
+            need: min_target_size,
+            have: target_size,
+            why: "the source has no partition table, so the whole disk must fit".into(),
+        });
+    }
+    if layout.as_ref().is_some_and(|l| l.new_disk_id.is_none()) {
+        warnings.push(
+            "the target keeps the source's disk and partition IDs, so it boots like the source; do not leave both disks attached to one computer (pass --new-disk-id to change the disk ID)".into(),
+        );
+    }
+    let (regions, extents) = survey(&src, usable, None, &mut warnings)?;
+
+    // Head: the first MiB, read whole and written last. Tail: the source's backup GPT,
+    // copied as it is unless the table is rewritten (then rebuilt at the target's end).
+    let head_end = MIB.min(source_size);
+    let tail = layout.as_ref().and_then(|l| l.source_gpt_tail);
+    let rebuilt = layout.as_ref().is_some_and(Layout::rewrites_gpt);
+    let mut pieces = vec![(0, head_end, Stage::Head)];
+    let mut dropped = 0u64;
+    for (off, len, _) in chunk(&extents, PIECE) {
+        let (mut s, mut e) = (off.max(head_end), off + u64::from(len));
+        if let Some(t) = tail {
+            if e > t {
+                if !rebuilt {
+                    pieces.push((s.max(t), e, Stage::Tail));
+                }
+                e = e.min(t);
+            }
+        }
+        let kept = e;
+        e = e.min(target_size);
+        dropped += kept.saturating_sub(e.max(s));
+        s = s.min(e);
+        if e > s {
+            pieces.push((s, e - s, Stage::Data));
+        }
+    }
+    // Tail pieces hold (start, end); make them (start, len) and clip to the target.
+    for p in pieces.iter_mut().filter(|p| p.2 == Stage::Tail) {
+        p.1 = p.1.min(target_size).saturating_sub(p.0);
+    }
+    pieces.retain(|p| p.1 > 0);
+    if dropped > 0 {
+        warnings.push(format!(
+            "{dropped} bytes of the source lie past the target's end, outside every partition, and are not copied"
+        ));
+    }
+    let copy_bytes = pieces.iter().map(|p| p.1).sum();
+    let size_change = match target_size.cmp(&source_size) {
+        std::cmp::Ordering::Equal => "same size",
+        std::cmp::Ordering::Greater => "larger target",
+        std::cmp::Ordering::Less => "smaller target",
+    };
+    Ok(ClonePlan {
+        source: spec.source.clone(),
+        target: spec.target.clone(),
+        target_kind,
+        source_size,
+        target_size,
+        sector_size: ss,
+        table: usable.map(|t| t.kind.as_str()),
+        size_change,
+        min_target_size,
+        layout,
+        regions,
+        copy_bytes,
+        verify: spec.verify,
+        warnings,
+        pieces,
+        threads: spec.threads,
+        table_read: usable.cloned(),
+    })
+}
+
+/// Runs a clone plan.
+pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Result<CloneSummary> {
+    let started = Instant::now();
+    for w in &plan.warnings {
+        reporter.warn(w.clone());
+    }
+    let src = FileDev::open_with_sector_size(&plan.source, OpenMode::Read, plan.sector_size)?;
+    let table_now = partition::read_table(&src)?;
+    let table_changed = plan.table_read.is_some() && table_now.as_ref() != plan.table_read.as_ref();
+    if src.len() != plan.source_size || table_changed {
+        return Err(Error::Refused {
+            path: plan.source.clone(),
+            reason: "the source changed since the plan was made".into(),
+        });
+    }
+    let (dev, fresh) = target::open_target(
+        &plan.target,
+        plan.target_kind,
+        plan.target_size,
+        plan.sector_size,
+    )?;
+    let r = run_on(plan, &src, &dev, fresh, reporter, cancel)
+        .and_then(|w| finish(plan, &dev, w, started, reporter, cancel));
+    if r.is_err() {
+        if fresh {
+            let _ = std::fs::remove_file(&plan.target);
+        } else {
+            let _ = target::wipe_tables(&dev, u64::from(plan.sector_size));
+        }
+    }
+    r
+}
+
+/// Everything before read-back: wipe, data, tables, sync. Returns the ranges written with
+/// their hashes, for read-back. Public so that tests can inject faults into either disk.
+pub fn run_on(
+    plan: &ClonePlan,
+    src: &dyn BlockDev,
+    dev: &dyn BlockDev,
+    fresh: bool,
+    reporter: &Reporter,
+    cancel: &CancelToken,
+) -> Result<Vec<(u64, u64, [u8; 32])>> {
+    let ss = u64::from(plan.sector_size);
+    if !fresh {
+        target::wipe_tables(dev, ss)?;
+    }
+    let data: Vec<(u64, u64)> = plan
+        .pieces
+        .iter()
+        .filter(|p| p.2 == Stage::Data)
+        .map(|p| (p.0, p.1))
+        .collect();
+    reporter.phase(Phase::Write, Some(plan.copy_bytes));
+    let mut written: Vec<(u64, u64, [u8; 32])> = Vec::with_capacity(plan.pieces.len() + 4);
+    let mut done = 0u64;
+    let mut next = 0usize;
+    let mut batch: Option<(u64, u64)> = None;
+    pipeline::run(
+        Shape::for_threads(plan.threads),
+        cancel,
+        |mut buf: Vec<u8>| {
+            let Some(&(off, len)) = data.get(next) else {
+                return Ok(None);
+            };
+            next += 1;
+            if let Some(&(a, l)) = data.get(next + 1) {
+                src.will_need(a, l);
+            }
+            buf.resize(len as usize, 0);
+            if let Err(e) = src.read_at(&mut buf, off) {
+                return Err(locate_bad_read(src, off, len as u32, e));
+            }
+            Ok(Some((off, buf)))
+        },
+        |(off, buf): (u64, Vec<u8>)| {
+            let hash = *blake3::hash(&buf).as_bytes();
+            Ok((off, hash, buf))
+        },
+        |(off, hash, buf)| {
+            dev.write_at(&buf, off)?;
+            let end = off + buf.len() as u64;
+            written.push((off, buf.len() as u64, hash));
+            done += buf.len() as u64;
+            batch = Some(batch.map_or((off, end), |(s, e)| (s.min(off), e.max(end))));
+            if let Some((s, e)) = batch.filter(|(s, e)| e - s >= target::FLUSH_EVERY) {
+                target::flush(dev, s, e)?;
+                batch = None;
+            }
+            reporter.progress(Phase::Write, done);
+            Ok(buf)
+        },
+    )?;
+    if let Some((s, e)) = batch {
+        target::flush(dev, s, e)?;
+    }
+
+    // The tables, last: the tail copied or rebuilt, then the first MiB, edits applied.
+    reporter.phase(Phase::Partition, None);
+    let read = |off: u64, len: u64| -> Result<Vec<u8>> {
+        let mut b = vec![0u8; len as usize];
+        src.read_at(&mut b, off)
+            .map_err(|e| locate_bad_read(src, off, len as u32, e))?;
+        Ok(b)
+    };
+    let mut tail: Vec<(u64, Vec<u8>)> = Vec::new();
+    for p in plan.pieces.iter().filter(|p| p.2 == Stage::Tail) {
+        tail.push((p.0, read(p.0, p.1)?));
+    }
+    let mut head: Vec<(u64, Vec<u8>)> = Vec::new();
+    for p in plan.pieces.iter().filter(|p| p.2 == Stage::Head) {
+        head.push((p.0, read(p.0, p.1)?));
+    }
+    if let Some(layout) = &plan.layout {
+        let extra = edit::apply(layout, src, &mut head)?;
+        let head_end = MIB.min(plan.source_size);
+        for (o, b) in extra {
+            if o < head_end {
+                head.push((o, b));
+            } else {
+                tail.push((o, b));
+            }
+        }
+    }
+    for (off, bytes) in tail.iter().chain(head.iter()) {
+        cancel.check()?;
+        dev.write_at(bytes, *off)?;
+        written.push((*off, bytes.len() as u64, *blake3::hash(bytes).as_bytes()));
+        done += bytes.len() as u64;
+    }
+    reporter.progress_final(Phase::Write, done);
+    reporter.phase(Phase::Sync, None);
+    dev.sync()?;
+    Ok(written)
+}
+
+/// Read-back verification, the kernel's partition nodes, and the grown filesystem.
+fn finish(
+    plan: &ClonePlan,
+    dev: &FileDev,
+    written: Vec<(u64, u64, [u8; 32])>,
+    started: Instant,
+    reporter: &Reporter,
+    cancel: &CancelToken,
+) -> Result<CloneSummary> {
+    let copied = written.iter().map(|w| w.1).sum();
+    let mut verified = 0;
+    let mut method = "none";
+    if plan.verify {
+        reporter.phase(Phase::Verify, Some(copied));
+        let (check, m) = target::open_for_readback(dev, &plan.target, plan.sector_size)?;
+        method = m;
+        verified = target::read_back(&check, &written, plan.threads, reporter, cancel)?;
+    }
+    let nodes = if dev.is_block_device() {
+        let table = partition::read_table(dev)?;
+        target::refresh_partitions(dev, table.as_ref())
+    } else {
+        "not a block device".to_string()
+    };
+    let grown = match plan.layout.as_ref().and_then(|l| l.grow.as_ref()) {
+        Some(g) => {
+            reporter.phase(Phase::Grow, None);
+            Some(resize::grow_partition_fs(
+                &plan.target,
+                dev.is_block_device(),
+                g.number,
+                g.start_bytes,
+                g.new_size_bytes,
+            )?)
+        }
+        None => None,
+    };
+    Ok(CloneSummary {
+        source: plan.source.clone(),
+        target: plan.target.clone(),
+        copied_bytes: copied,
+        verified_bytes: verified,
+        verify_method: method,
+        partition_nodes: nodes,
+        grown,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

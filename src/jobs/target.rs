@@ -1,0 +1,242 @@
+//! The write side shared by `restore` and `clone`: opening the target, flushing so a write
+//! error is pinned to a range, wiping the table areas, reading back what was written without
+//! the page cache, and making the kernel see the new partitions.
+
+use super::events::{CancelToken, Phase, Reporter};
+use crate::blockdev::{sys, BlockDev, FileDev, OpenMode};
+use crate::discovery::{self, SystemPaths};
+use crate::error::{Error, Result};
+use crate::partition::PartitionTable;
+use crate::pipeline::{self, Shape};
+use crate::units::MIB;
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+
+/// What a target is, its size and logical sector size: a block device, an existing file, or
+/// a new (missing or empty) file that will get `new_size` bytes and `file_ss`-byte sectors.
+pub(crate) fn describe_target(
+    path: &Path,
+    new_size: u64,
+    file_ss: u32,
+) -> Result<(&'static str, u64, u32)> {
+    Ok(match std::fs::metadata(path) {
+        Err(_) => ("new file", new_size, file_ss),
+        Ok(m) if m.file_type().is_block_device() => {
+            let d = FileDev::open(path, OpenMode::Read)?;
+            let g = d.geometry();
+            ("block device", g.size_bytes, g.logical_sector_size)
+        }
+        Ok(m) if m.len() == 0 => ("new file", new_size, file_ss),
+        Ok(m) => ("existing file", m.len(), file_ss),
+    })
+}
+
+/// The target, opened for writing; `fresh` when it is a file just created (all zeros).
+pub(crate) fn open_target(
+    path: &Path,
+    kind: &str,
+    size: u64,
+    sector_size: u32,
+) -> Result<(FileDev, bool)> {
+    let fresh = kind == "new file";
+    if fresh {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| Error::io("creating", path, e))?;
+        let len = f
+            .metadata()
+            .map_err(|e| Error::io("creating", path, e))?
+            .len();
+        if len != 0 {
+            return Err(Error::Refused {
+                path: path.to_path_buf(),
+                reason: "the file appeared or grew since the plan was made".into(),
+            });
+        }
+        f.set_len(size).map_err(|e| Error::io("sizing", path, e))?;
+    }
+    let dev = FileDev::open_with_sector_size(path, OpenMode::Write, sector_size)?;
+    if dev.len() != size {
+        return Err(Error::Refused {
+            path: path.to_path_buf(),
+            reason: format!(
+                "its size changed from {} to {} bytes since the plan was made",
+                size,
+                dev.len()
+            ),
+        });
+    }
+    Ok((dev, fresh))
+}
+
+/// Bytes written between two flushes of the target.
+pub(crate) const FLUSH_EVERY: u64 = 64 * MIB;
+
+/// Flushes the target; a failure names the range written since the last flush.
+pub(crate) fn flush(dev: &dyn BlockDev, start: u64, end: u64) -> Result<()> {
+    match dev.sync() {
+        Err(Error::Io { source, .. }) => Err(Error::Write {
+            path: dev.path().to_path_buf(),
+            offset: start,
+            len: (end - start) as usize,
+            source,
+        }),
+        other => other,
+    }
+}
+
+/// Zeroes the table areas: the first 34 and last 33 sectors (at least 17 KiB each).
+pub(crate) fn wipe_tables(dev: &dyn BlockDev, ss: u64) -> Result<()> {
+    let len = (34 * ss).max(17 << 10).min(dev.len());
+    let zeros = vec![0u8; len as usize];
+    dev.write_at(&zeros, 0)?;
+    let tail = (33 * ss).max(17 << 10).min(dev.len());
+    dev.write_at(&zeros[..tail as usize], dev.len() - tail)?;
+    flush(dev, 0, dev.len())
+}
+
+/// A handle that reads the device, not the page cache.
+pub(crate) fn open_for_readback(
+    dev: &FileDev,
+    path: &Path,
+    sector_size: u32,
+) -> Result<(FileDev, &'static str)> {
+    match FileDev::open_with_sector_size(path, OpenMode::ReadDirect, sector_size) {
+        Ok(d) => Ok((d, "O_DIRECT")),
+        Err(_) => {
+            sys::drop_cache(dev.file()).map_err(|e| Error::io("dropping the cache of", path, e))?;
+            let d = FileDev::open_with_sector_size(path, OpenMode::Read, sector_size)?;
+            sys::drop_cache(d.file()).map_err(|e| Error::io("dropping the cache of", path, e))?;
+            Ok((d, "dropped page cache"))
+        }
+    }
+}
+
+/// A buffer of `len` bytes starting at an address aligned to 4096, for `O_DIRECT`.
+fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    const ALIGN: usize = 4096;
+    buf.resize(len + ALIGN, 0);
+    let skip = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
+    &mut buf[skip..skip + len]
+}
+
+/// Reads back every `(offset, len, blake3)` range of `dev` and compares hashes; returns the
+/// bytes checked. A mismatch is [`Error::VerifyMismatch`] naming the range.
+pub(crate) fn read_back(
+    dev: &FileDev,
+    written: &[(u64, u64, [u8; 32])],
+    threads: usize,
+    reporter: &Reporter,
+    cancel: &CancelToken,
+) -> Result<u64> {
+    let align = 4096u64.max(u64::from(dev.geometry().logical_sector_size));
+    let mut next = 0usize;
+    let mut done = 0u64;
+    pipeline::run(
+        Shape::for_threads(threads),
+        cancel,
+        |mut buf: Vec<u8>| {
+            let Some(&(off, len, hash)) = written.get(next) else {
+                return Ok(None);
+            };
+            next += 1;
+            // O_DIRECT needs aligned offsets and lengths: read the aligned cover.
+            let a_start = off / align * align;
+            let a_end = (off + len).div_ceil(align) * align;
+            let a_end = a_end.min(dev.len().max(off + len));
+            let slice = aligned(&mut buf, (a_end - a_start) as usize);
+            dev.read_at(slice, a_start)?;
+            let skip = (buf.as_ptr().align_offset(4096)).min(4096) + (off - a_start) as usize;
+            Ok(Some((off, len, hash, skip, buf)))
+        },
+        |(off, len, hash, skip, buf): (u64, u64, [u8; 32], usize, Vec<u8>)| {
+            let got = blake3::hash(&buf[skip..skip + len as usize]);
+            if *got.as_bytes() != hash {
+                return Err(Error::VerifyMismatch {
+                    path: dev.path().to_path_buf(),
+                    offset: off,
+                    end: off + len,
+                });
+            }
+            Ok((len, buf))
+        },
+        |(len, buf)| {
+            done += len;
+            reporter.progress(Phase::Verify, done);
+            Ok(buf)
+        },
+    )?;
+    reporter.progress_final(Phase::Verify, done);
+    Ok(done)
+}
+
+/// Makes the kernel see the partitions of `table`: BLKRRPART, then BLKPG for any node the
+/// kernel did not create (kernels without partition parsers). Returns what happened.
+pub(crate) fn refresh_partitions(dev: &FileDev, table: Option<&PartitionTable>) -> String {
+    let mut rr = Err(std::io::Error::from_raw_os_error(libc::EBUSY));
+    for _ in 0..20 {
+        rr = sys::reread_partitions(dev.file());
+        if !matches!(&rr, Err(e) if e.raw_os_error() == Some(libc::EBUSY)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let Some(t) = table else {
+        return match rr {
+            Ok(()) => "BLKRRPART (no partition table)".into(),
+            Err(e) => format!("BLKRRPART failed: {e}"),
+        };
+    };
+    let existing = existing_partitions(dev.path());
+    let mut added = 0;
+    let mut failures = Vec::new();
+    for p in t.partitions.iter().filter(|p| !p.extended) {
+        match existing.iter().find(|(n, _, _)| *n == p.number) {
+            Some(&(_, start, size)) if start == p.start_bytes && size == p.size_bytes => continue,
+            Some(_) => {
+                if let Err(e) = sys::delete_partition(dev.file(), p.number) {
+                    failures.push(format!("removing stale partition {}: {e}", p.number));
+                    continue;
+                }
+            }
+            None => {}
+        }
+        match sys::add_partition(dev.file(), p.number, p.start_bytes, p.size_bytes) {
+            Ok(()) => added += 1,
+            Err(e) => failures.push(format!("adding partition {}: {e}", p.number)),
+        }
+    }
+    for (n, _, _) in &existing {
+        if !t.partitions.iter().any(|p| p.number == *n && !p.extended) {
+            if let Err(e) = sys::delete_partition(dev.file(), *n) {
+                failures.push(format!("removing stale partition {n}: {e}"));
+            }
+        }
+    }
+    let mut s = match (&rr, added) {
+        (Ok(()), 0) => "BLKRRPART".to_string(),
+        (_, 0) => "already present".to_string(),
+        (_, n) => format!("BLKPG added {n}"),
+    };
+    if !failures.is_empty() {
+        s.push_str(&format!(" (failed: {})", failures.join("; ")));
+    }
+    s
+}
+
+/// Partition nodes the kernel has for the disk at `path`: (number, start bytes, size bytes).
+fn existing_partitions(path: &Path) -> Vec<(u32, u64, u64)> {
+    let paths = SystemPaths::default();
+    let disks = discovery::scan(&paths).unwrap_or_default();
+    discovery::find_by_path(&paths, &disks, path)
+        .map(|(d, _)| {
+            d.partitions
+                .iter()
+                .map(|p| (p.number, p.start_bytes, p.size_bytes))
+                .collect()
+        })
+        .unwrap_or_default()
+}

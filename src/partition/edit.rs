@@ -1,0 +1,383 @@
+//! Partition-table edits for restore and clone: fitting a table onto a target of another size,
+//! growing the last partition, and giving the target a new disk ID.
+//!
+//! Two steps, like every destructive job (STYLE §0.3):
+//! - [`plan_layout`] is pure: from the source's table and the two sizes it computes the
+//!   smallest target that holds every partition (and refuses a smaller one, naming the
+//!   partition in the way and how much is missing), where the backup GPT goes, and how far the
+//!   last partition grows.
+//! - [`apply`] rewrites the table bytes in memory: it patches the caller's copies of the
+//!   areas that will be written last (the first MiB), and returns the extra writes (the new
+//!   backup GPT, a patched EBR). The caller writes them after the data and before the head.
+//!
+//! GPT: every edit rewrites both headers (CRC), and a grown entry rewrites the entry array
+//! (CRC) in both copies; the protective MBR's 0xEE entry is sized to the new disk. MBR: sizes
+//! are 32-bit sector counts, so a grown partition stops at 2^32 − 1 sectors; a grown logical
+//! partition grows its extended container too, and its EBR is rewritten.
+//!
+//! Units: bytes unless a name says `lba` (in the table's logical sector size).
+
+use super::{gpt, mbr, PartitionTable, TableKind};
+use crate::blockdev::{read_vec, BlockDev};
+use crate::error::{Error, Result};
+use crate::units::{human_bytes, le_u32, le_u64};
+use serde::Serialize;
+use std::path::Path;
+
+/// New GPT locations on the target.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GptMove {
+    /// LBA of the new backup header (the target's last LBA).
+    pub backup_header_lba: u64,
+    /// LBA of the new backup entry array.
+    pub backup_entries_lba: u64,
+    /// New last usable LBA.
+    pub last_usable_lba: u64,
+}
+
+/// The last partition, grown.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Grow {
+    /// Partition number.
+    pub number: u32,
+    /// First byte (unchanged).
+    pub start_bytes: u64,
+    /// Size before.
+    pub old_size_bytes: u64,
+    /// Size after.
+    pub new_size_bytes: u64,
+    /// The MBR extended partition that grows with a logical one.
+    pub extended: Option<u32>,
+    /// Why it could not fill the disk, when it could not.
+    pub limit: Option<String>,
+}
+
+/// How the source's table lands on the target.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Layout {
+    /// "gpt" or "mbr".
+    pub table: &'static str,
+    /// Smallest target that holds every partition (and the backup GPT).
+    pub min_target_size: u64,
+    /// Where the backup GPT goes; `None` for MBR.
+    pub gpt_move: Option<GptMove>,
+    /// Set with `--grow-last` when the last partition can grow.
+    pub grow: Option<Grow>,
+    /// The new disk GUID (GPT, upper-case) or signature (MBR, `0x…`) with `--new-disk-id`.
+    pub new_disk_id: Option<String>,
+    /// The source's backup-GPT area (first byte), which is rebuilt, never copied, when
+    /// [`Layout::rewrites_gpt`] is true.
+    #[serde(skip)]
+    pub source_gpt_tail: Option<u64>,
+    #[serde(skip)]
+    new_id: Option<[u8; 16]>,
+    #[serde(skip)]
+    sector_size: u32,
+    #[serde(skip)]
+    target_size: u64,
+    #[serde(skip)]
+    source_size: u64,
+}
+
+impl Layout {
+    /// True when the GPT is rewritten (moved, grown or given a new ID) rather than copied.
+    pub fn rewrites_gpt(&self) -> bool {
+        self.gpt_move.is_some()
+            && (self.target_size != self.source_size
+                || self.grow.is_some()
+                || self.new_id.is_some())
+    }
+
+    /// True when anything in the table changes.
+    pub fn edits(&self) -> bool {
+        self.rewrites_gpt() || self.grow.is_some() || self.new_id.is_some()
+    }
+}
+
+/// Random bytes from the kernel.
+fn random16() -> Result<[u8; 16]> {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| Error::io("reading", Path::new("/dev/urandom"), e))?;
+    Ok(b)
+}
+
+/// Plans how `table` (read from a source of `source_size` bytes) lands on a target of
+/// `target_size` bytes. Refuses a target too small for the partitions with
+/// [`Error::TooSmall`], naming the partition in the way.
+pub fn plan_layout(
+    table: &PartitionTable,
+    source_size: u64,
+    target: &Path,
+    target_size: u64,
+    grow_last: bool,
+    new_disk_id: bool,
+) -> Result<Layout> {
+    let ss = u64::from(table.sector_size);
+    let parts: Vec<_> = table.partitions.iter().filter(|p| !p.extended).collect();
+    let last = parts.iter().max_by_key(|p| p.end_bytes()).copied();
+    let part_end = table
+        .partitions
+        .iter()
+        .map(|p| p.end_bytes())
+        .max()
+        .unwrap_or(0);
+    let n = target_size / ss;
+    let (min_target_size, gpt_move, source_gpt_tail, usable_end) = match (&table.kind, &table.gpt) {
+        (TableKind::Gpt, Some(g)) => {
+            let entry_sectors = (u64::from(g.entry_count) * u64::from(g.entry_size)).div_ceil(ss);
+            let tail = (entry_sectors + 1) * ss;
+            let mv = GptMove {
+                backup_header_lba: n.saturating_sub(1),
+                backup_entries_lba: n.saturating_sub(1 + entry_sectors),
+                last_usable_lba: n.saturating_sub(2 + entry_sectors),
+            };
+            let usable_end = (mv.last_usable_lba + 1) * ss;
+            (
+                part_end.div_ceil(ss) * ss + tail,
+                Some(mv),
+                Some(source_size.saturating_sub(tail)),
+                usable_end,
+            )
+        }
+        _ => (part_end, None, None, n * ss),
+    };
+    if target_size < min_target_size {
+        let why = match last {
+            Some(p) => format!(
+                "{} missing: partition {} ends at byte {} ({}), past the target's last usable byte {}",
+                human_bytes(min_target_size - target_size),
+                p.number,
+                p.end_bytes(),
+                human_bytes(p.end_bytes()),
+                usable_end
+            ),
+            None => format!("{} missing", human_bytes(min_target_size - target_size)),
+        };
+        return Err(Error::TooSmall {
+            path: target.to_path_buf(),
+            need: min_target_size,
+            have: target_size,
+            why,
+        });
+    }
+    let grow = match (grow_last, last) {
+        (true, Some(p)) => {
+            let mut new_end = usable_end / ss * ss;
+            let mut limit = None;
+            if table.kind == TableKind::Mbr {
+                let max_end = (p.first_lba + u64::from(u32::MAX)) * ss;
+                if new_end > max_end {
+                    new_end = max_end;
+                    limit = Some(
+                        "an MBR partition holds at most 2^32 - 1 sectors; use GPT for more".into(),
+                    );
+                }
+            }
+            let extended = if p.logical {
+                table
+                    .partitions
+                    .iter()
+                    .find(|x| x.extended)
+                    .map(|x| x.number)
+            } else {
+                None
+            };
+            (new_end > p.end_bytes()).then(|| Grow {
+                number: p.number,
+                start_bytes: p.start_bytes,
+                old_size_bytes: p.size_bytes,
+                new_size_bytes: new_end - p.start_bytes,
+                extended,
+                limit,
+            })
+        }
+        _ => None,
+    };
+    let new_id = if new_disk_id { Some(random16()?) } else { None };
+    let new_disk_id = new_id.map(|b| match table.kind {
+        TableKind::Gpt => gpt::guid_upper(&uuid::Builder::from_random_bytes(b).into_uuid()),
+        TableKind::Mbr => format!("0x{:08x}", le_u32(&b, 0)),
+    });
+    Ok(Layout {
+        table: table.kind.as_str(),
+        min_target_size,
+        gpt_move,
+        grow,
+        new_disk_id,
+        source_gpt_tail,
+        new_id,
+        sector_size: table.sector_size,
+        target_size,
+        source_size,
+    })
+}
+
+/// Copies `bytes` into whichever buffer of `areas` covers `[at, at + len)`; when none does,
+/// appends a write of its own (written after the others, so it wins).
+fn patch(areas: &mut [(u64, Vec<u8>)], extra: &mut Vec<(u64, Vec<u8>)>, at: u64, bytes: &[u8]) {
+    for (off, buf) in areas.iter_mut() {
+        let end = *off + buf.len() as u64;
+        if at >= *off && at + bytes.len() as u64 <= end {
+            let i = (at - *off) as usize;
+            buf[i..i + bytes.len()].copy_from_slice(bytes);
+            return;
+        }
+    }
+    extra.push((at, bytes.to_vec()));
+}
+
+fn set64(b: &mut [u8], at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+fn set32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Applies `layout` to the table read from `src` (the source disk or the image). `areas` are
+/// the caller's buffers of the table areas (at least the first MiB, as `(offset, bytes)`);
+/// they are patched in place. Returns the writes to add after them: the backup GPT, EBRs, and
+/// any table bytes no area covered.
+pub fn apply(
+    layout: &Layout,
+    src: &dyn BlockDev,
+    areas: &mut [(u64, Vec<u8>)],
+) -> Result<Vec<(u64, Vec<u8>)>> {
+    let mut extra = Vec::new();
+    if !layout.edits() {
+        return Ok(extra);
+    }
+    let ss = u64::from(layout.sector_size);
+    let refused = |reason: String| Error::Refused {
+        path: src.path().to_path_buf(),
+        reason,
+    };
+    if let Some(mv) = layout.gpt_move.as_ref().filter(|_| layout.rewrites_gpt()) {
+        let primary = read_vec(src, ss, ss as usize)?;
+        let h = gpt::parse_header(&primary, 1)
+            .map_err(|r| refused(format!("its primary GPT header cannot be rewritten: {r}")))?;
+        let mut entries = read_vec(src, h.entries_lba * ss, gpt::entry_array_bytes(&h) as usize)?;
+        if let Some(g) = &layout.grow {
+            let i = (g.number - 1) as usize * h.entry_size as usize;
+            let first = le_u64(&entries, i + 32);
+            if entries.len() < i + 48 || first * ss != g.start_bytes {
+                return Err(refused(format!(
+                    "GPT entry {} does not start where the plan says",
+                    g.number
+                )));
+            }
+            set64(
+                &mut entries,
+                i + 40,
+                (g.start_bytes + g.new_size_bytes) / ss - 1,
+            );
+        }
+        let header_size = le_u32(&primary, 12) as usize;
+        let seal = |b: &mut [u8]| {
+            b[16..20].fill(0);
+            let crc = crc32fast::hash(&b[..header_size]);
+            b[16..20].copy_from_slice(&crc.to_le_bytes());
+        };
+        let mut new_primary = primary.clone();
+        set64(&mut new_primary, 32, mv.backup_header_lba);
+        set64(&mut new_primary, 48, mv.last_usable_lba);
+        if let Some(id) = &layout.new_id {
+            let g = uuid::Builder::from_random_bytes(*id).into_uuid();
+            new_primary[56..72].copy_from_slice(&g.to_bytes_le());
+        }
+        set32(&mut new_primary, 88, crc32fast::hash(&entries));
+        seal(&mut new_primary);
+        let mut backup = new_primary.clone();
+        set64(&mut backup, 24, mv.backup_header_lba);
+        set64(&mut backup, 32, 1);
+        set64(&mut backup, 72, mv.backup_entries_lba);
+        seal(&mut backup);
+        patch(areas, &mut extra, ss, &new_primary);
+        if layout.grow.is_some() {
+            patch(areas, &mut extra, h.entries_lba * ss, &entries);
+        }
+        // protective MBR: the 0xEE entry covers the disk (or 2^32 - 1 sectors)
+        let mut mbr0 = read_vec(src, 0, 512)?;
+        let pmbr_len = u32::try_from(layout.target_size / ss - 1).unwrap_or(u32::MAX);
+        for e in 0..4 {
+            let at = 446 + e * 16;
+            if mbr0[at + 4] == 0xEE {
+                set32(&mut mbr0, at + 12, pmbr_len);
+            }
+        }
+        patch(areas, &mut extra, 0, &mbr0);
+        extra.push((mv.backup_entries_lba * ss, entries));
+        extra.push((mv.backup_header_lba * ss, backup));
+        return Ok(extra);
+    }
+    if layout.table != "mbr" {
+        return Ok(extra);
+    }
+    let mut mbr0 = read_vec(src, 0, 512)?;
+    if let Some(id) = &layout.new_id {
+        mbr0[440..444].copy_from_slice(&id[..4]);
+    }
+    if let Some(g) = &layout.grow {
+        let new_sectors = u32::try_from(g.new_size_bytes / ss)
+            .map_err(|_| refused("the grown partition exceeds 2^32 - 1 sectors".into()))?;
+        let new_end = g.start_bytes + g.new_size_bytes;
+        let grow_entry = |b: &mut [u8], at: usize, start_lba: u64, end_bytes: u64| {
+            let sectors = u32::try_from(end_bytes / ss - start_lba).unwrap_or(u32::MAX);
+            set32(b, at + 12, sectors);
+            // ending CHS: "beyond CHS", as every tool writes for large disks
+            b[at + 5..at + 8].copy_from_slice(&[0xFE, 0xFF, 0xFF]);
+        };
+        if g.number <= 4 {
+            let at = 446 + (g.number as usize - 1) * 16;
+            if u64::from(le_u32(&mbr0, at + 8)) * ss != g.start_bytes {
+                return Err(refused(format!(
+                    "MBR entry {} does not start where the plan says",
+                    g.number
+                )));
+            }
+            set32(&mut mbr0, at + 12, new_sectors);
+            mbr0[at + 5..at + 8].copy_from_slice(&[0xFE, 0xFF, 0xFF]);
+        } else {
+            let Some(x) = g.extended else {
+                return Err(refused(format!(
+                    "logical partition {} has no extended partition",
+                    g.number
+                )));
+            };
+            let at = 446 + (x as usize - 1) * 16;
+            let ext_start = u64::from(le_u32(&mbr0, at + 8));
+            grow_entry(&mut mbr0, at, ext_start, new_end);
+            // walk the EBR chain to the logical partition's EBR
+            let mut rel = 0u64;
+            let mut found = None;
+            for _ in 0..=mbr::MAX_LOGICAL {
+                let ebr_lba = ext_start + rel;
+                let sector = read_vec(src, ebr_lba * ss, 512)?;
+                let start = ebr_lba + u64::from(le_u32(&sector, 446 + 8));
+                if start * ss == g.start_bytes {
+                    found = Some((ebr_lba, sector));
+                    break;
+                }
+                let next = u64::from(le_u32(&sector, 446 + 16 + 8));
+                if sector[446 + 16 + 4] == 0 || next <= rel {
+                    break;
+                }
+                rel = next;
+            }
+            let Some((ebr_lba, mut ebr)) = found else {
+                return Err(refused(format!(
+                    "the extended boot record of logical partition {} was not found",
+                    g.number
+                )));
+            };
+            let data_start = ebr_lba + u64::from(le_u32(&ebr, 446 + 8));
+            grow_entry(&mut ebr, 446, data_start, new_end);
+            extra.push((ebr_lba * ss, ebr));
+        }
+    }
+    patch(areas, &mut extra, 0, &mbr0);
+    Ok(extra)
+}
