@@ -630,6 +630,9 @@ pub(super) fn print_layout(
                 .unwrap_or_default()
         )?;
     }
+    if let Some(why) = &l.grow_skipped {
+        writeln!(out, "  --grow-last: {why}")?;
+    }
     if let Some(id) = &l.new_disk_id {
         writeln!(out, "  new disk ID {id} (--new-disk-id)")?;
     }

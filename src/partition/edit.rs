@@ -63,6 +63,9 @@ pub struct Layout {
     pub gpt_move: Option<GptMove>,
     /// Set with `--grow-last` when the last partition can grow.
     pub grow: Option<Grow>,
+    /// With `--grow-last`, why nothing grows (the last partition already reaches the end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grow_skipped: Option<String>,
     /// The new disk GUID (GPT, upper-case) or signature (MBR, `0x…`) with `--new-disk-id`.
     pub new_disk_id: Option<String>,
     /// The source's backup-GPT area (first byte), which is rebuilt, never copied, when
@@ -196,6 +199,14 @@ pub fn plan_layout(
         }
         _ => None,
     };
+    let grow_skipped = match (grow_last, last, &grow) {
+        (true, Some(p), None) => Some(format!(
+            "partition {} already ends at the last usable byte of the target, so --grow-last has nothing to grow",
+            p.number
+        )),
+        (true, None, _) => Some("the table has no partition to grow".into()),
+        _ => None,
+    };
     let new_id = if new_disk_id { Some(random16()?) } else { None };
     let new_disk_id = new_id.map(|b| match table.kind {
         TableKind::Gpt => gpt::guid_upper(&uuid::Builder::from_random_bytes(b).into_uuid()),
@@ -206,6 +217,7 @@ pub fn plan_layout(
         min_target_size,
         gpt_move,
         grow,
+        grow_skipped,
         new_disk_id,
         source_gpt_tail,
         new_id,
