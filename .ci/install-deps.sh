@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian 12 machine (root required for
 # apt). The Rust toolchain, gcc and python3 are assumed present. python3-fusepy is for
-# tests/helpers/faultfs.py, which must run under Debian's /usr/bin/python3.
+# tests/helpers/faultfs.py, which must run under Debian's /usr/bin/python3. grub2-common is
+# grub-install, for the BIOS-boot clone test in tests/root_clone.rs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 if [ "$(id -u)" -ne 0 ]; then
@@ -11,7 +12,7 @@ fi
 bash "$here/apt.sh" \
   e2fsprogs dosfstools ntfs-3g exfatprogs xfsprogs btrfs-progs cryptsetup-bin lvm2 \
   gdisk fdisk util-linux mount mtools xorriso file kmod udev attr partclone \
-  python3-fusepy fuse3
+  python3-fusepy fuse3 grub2-common
 # tier 3 (QEMU); build.sh installs its own build tools
 bash "$here/apt.sh" qemu-system-x86 ovmf
 # bench/ (not run by CI, but its tools must install cleanly): peers and measurement tools

@@ -5,7 +5,8 @@
 # Usage: sudo bench/clone.sh DISK_IMAGE [--runs N] [--work DIR] [--keep]
 #
 #   --runs N   timed runs per tool; the report uses medians (default 3)
-#   --work DIR where the target file goes (default: a new dir in /var/tmp)
+#   --work DIR where the target file goes (default: a new dir in /var/tmp). Put it on
+#              another device (e.g. /dev/shm) so that source and target are two disks
 #   --keep     keep the work directory
 #   LIFEBOAT   the binary (default target/release/lifeboat)
 #
@@ -15,7 +16,8 @@
 #   seq-read    dd if=SOURCE of=/dev/null bs=4M iflag=direct (whole disk)
 #   seq-write   dd if=/dev/zero of=TARGET bs=4M oflag=direct (whole disk)
 #   lifeboat    lifeboat clone SOURCE TARGET --yes (verification on, its default), and again
-#               with --no-verify (what the peers do: none of them reads back)
+#               with --no-verify (what the peers do: none of them reads back); the copy
+#               phase alone (its copy_seconds) is what the sequential speeds compare with
 #   partclone   sfdisk -d SOURCE | sfdisk TARGET, partx -a, then per partition
 #               partclone.<fs> -b -s SP -o TP (device to device), then sync
 #   dd          dd if=SOURCE of=TARGET bs=4M conv=fsync
@@ -25,7 +27,7 @@ set -euo pipefail
 export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-usage() { sed -n '3,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '3,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 1 ] || usage
 disk=$(readlink -f "$1"); shift
 runs=3 work="" keep=0
@@ -89,14 +91,23 @@ partclone_all() {
 }
 
 declare -A t
-for name in seq-read seq-write lifeboat lifeboat-noverify partclone dd; do t[$name]=""; done
+ratio=""
+for name in seq-read seq-write lifeboat lifeboat-copy lifeboat-noverify partclone dd; do t[$name]=""; done
+copy_secs() { python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    e=json.loads(l)
+    if e.get("event")=="finished": print(e["summary"]["copy_seconds"])' "$work/last.log"; }
 for r in $(seq 1 "$runs"); do
   drop; t[seq-read]+="$(secs dd if="$src" of=/dev/null bs=4M iflag=direct status=none)"$'\n'
   drop; t[seq-write]+="$(secs dd if=/dev/zero of="$dst" bs=4M count=$((size / 4194304)) oflag=direct status=none)"$'\n'
-  wipe_target; drop; t[lifeboat]+="$(secs "$lifeboat" clone "$src" "$dst" --yes)"$'\n'
+  wipe_target; drop; t[lifeboat]+="$(secs "$lifeboat" clone "$src" "$dst" --yes --json)"$'\n'
+  t[lifeboat-copy]+="$(copy_secs)"$'\n'
   wipe_target; drop; t[lifeboat-noverify]+="$(secs "$lifeboat" clone "$src" "$dst" --yes --no-verify)"$'\n'
   wipe_target; drop; t[partclone]+="$(secs partclone_all)"$'\n'
   wipe_target; drop; t[dd]+="$(secs dd if="$src" of="$dst" bs=4M conv=fsync status=none)"$'\n'
+  # this run's copy rate over this run's slower disk: noise on this VM moves both together
+  last() { printf '%s' "${t[$1]}" | grep . | tail -1; }
+  ratio+="$(echo "r = $size / $(last seq-read); w = $size / $(last seq-write); if (w < r) r = w; 100 * ($used / $(last lifeboat-copy)) / r" | bc -l)"$'\n'
   echo "run $r of $runs done" >&2
 done
 
@@ -111,12 +122,16 @@ printf 'seq read %.0f MiB/s, seq write %.0f MiB/s; slower disk %.0f MiB/s\n' \
 echo
 printf '%-18s %8s %14s %14s %12s\n' tool seconds "used MiB/s" "of slower disk" "lifeboat x"
 lb=$(m lifeboat)
-for name in lifeboat lifeboat-noverify partclone dd; do
+for name in lifeboat-copy lifeboat lifeboat-noverify partclone dd; do
   s=$(m "$name")
   rate=$(echo "$used / $s" | bc -l)
   printf '%-18s %8.2f %14.0f %13.0f%% %11.2fx\n' "$name" "$s" \
     "$(echo "$rate / 1048576" | bc -l)" "$(echo "100 * $rate / $slow" | bc -l)" "$(echo "$s / $lb" | bc -l)"
 done
 echo
+printf 'lifeboat copy phase over the slower disk, median of the per-run ratios: %.0f%%\n' "$(printf '%s' "$ratio" | grep . | median)"
+echo
+echo "lifeboat-copy is the copy phase of the verified runs (summary.copy_seconds: data and tables"
+echo "up to the final sync; without planning, read-back and partition nodes)."
 echo "\"lifeboat x\" is the tool's time over lifeboat's (with verification): above 1 means lifeboat is faster."
 echo "The machine is a noisy 2-core VM; read the ratios, not the absolute rates."

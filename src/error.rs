@@ -132,6 +132,17 @@ pub enum Error {
         /// How much is missing and what is in the way.
         why: String,
     },
+    /// The copy is complete and verified, but growing the last filesystem failed.
+    #[error("{path}: the copy is complete and verified, but the filesystem of partition {partition} was not grown (the partition was)")]
+    GrowFailed {
+        /// The target disk.
+        path: PathBuf,
+        /// The grown partition.
+        partition: u32,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
     /// An external tool (resize2fs, ntfsresize, losetup…) failed or could not be run.
     #[error("{tool} failed on {path}: {detail}")]
     Tool {

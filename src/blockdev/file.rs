@@ -25,6 +25,11 @@ pub enum OpenMode {
     /// Buffers, offsets and lengths must be aligned to the logical sector size. Filesystems
     /// without `O_DIRECT` (tmpfs) fail the open with EINVAL.
     ReadDirect,
+    /// Read-write with `O_DIRECT`: writes bypass the page cache and report errors at once.
+    /// Same alignment rules as [`OpenMode::ReadDirect`]. Without `O_EXCL` (a second `O_EXCL`
+    /// open of a device fails with EBUSY): open it only while an [`OpenMode::Write`] handle of
+    /// the same device holds the exclusive claim.
+    WriteDirect,
 }
 
 /// A block device or regular file used as a disk.
@@ -60,15 +65,18 @@ impl FileDev {
         }
         let mut opts = OpenOptions::new();
         opts.read(true);
-        if mode == OpenMode::Write {
+        let writes = matches!(mode, OpenMode::Write | OpenMode::WriteDirect);
+        let mut flags = 0;
+        if writes {
             opts.write(true);
-            if is_block {
-                opts.custom_flags(libc::O_EXCL);
+            if is_block && mode == OpenMode::Write {
+                flags |= libc::O_EXCL;
             }
         }
-        if mode == OpenMode::ReadDirect {
-            opts.custom_flags(libc::O_DIRECT);
+        if matches!(mode, OpenMode::ReadDirect | OpenMode::WriteDirect) {
+            flags |= libc::O_DIRECT;
         }
+        opts.custom_flags(flags);
         let file = opts.open(path).map_err(|e| open_error(path, mode, e))?;
         let (geometry, read_only) = if is_block {
             let g = Geometry {
@@ -83,7 +91,7 @@ impl FileDev {
         } else {
             (Geometry::new(meta.len(), file_sector_size), false)
         };
-        if mode == OpenMode::Write && read_only {
+        if writes && read_only {
             return Err(Error::ReadOnly {
                 path: path.to_path_buf(),
             });
@@ -93,7 +101,7 @@ impl FileDev {
             path: path.to_path_buf(),
             geometry,
             is_block,
-            read_only: mode != OpenMode::Write,
+            read_only: !writes,
         })
     }
 
@@ -116,11 +124,16 @@ fn open_error(path: &Path, mode: OpenMode, e: io::Error) -> Error {
                      mounted, used as swap, or held by LVM, RAID or another program"
                 .into(),
         },
-        Some(libc::EROFS) if mode == OpenMode::Write => Error::ReadOnly {
-            path: path.to_path_buf(),
-        },
+        Some(libc::EROFS) if mode != OpenMode::Read && mode != OpenMode::ReadDirect => {
+            Error::ReadOnly {
+                path: path.to_path_buf(),
+            }
+        }
         // a read-only block device refuses a write open with EACCES, even for root
-        Some(libc::EACCES) if mode == OpenMode::Write && kernel_read_only(path) => {
+        Some(libc::EACCES)
+            if matches!(mode, OpenMode::Write | OpenMode::WriteDirect)
+                && kernel_read_only(path) =>
+        {
             Error::ReadOnly {
                 path: path.to_path_buf(),
             }

@@ -723,15 +723,18 @@ pub fn clone(spec: clone::CloneSpec, yes: bool, dry_run: bool, json: bool) -> an
     confirm_overwrite(&spec.target, yes, json)?;
     let s = with_progress(json, |r, c| clone::run(&plan, r, c))?;
     if !json {
+        let rate = |secs: f64| human_bytes((s.copied_bytes as f64 / secs.max(0.001)) as u64);
         println!(
-            "cloned {} onto {}: {} copied, {} verified by reading back ({}), {:.1} s, {}/s; partitions: {}",
+            "cloned {} onto {}: {} copied in {:.1} s ({}/s), {} verified by reading back ({}) in {:.1} s; {:.1} s in all; partitions: {}",
             s.source.display(),
             s.target.display(),
             human_bytes(s.copied_bytes),
+            s.copy_seconds,
+            rate(s.copy_seconds),
             human_bytes(s.verified_bytes),
             s.verify_method,
+            s.verify_seconds,
             s.seconds,
-            human_bytes((s.copied_bytes as f64 / s.seconds.max(0.001)) as u64),
             s.partition_nodes
         );
         if let Some(g) = &s.grown {

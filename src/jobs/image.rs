@@ -869,7 +869,9 @@ pub(crate) fn locate_bad_read(dev: &dyn BlockDev, off: u64, len: u32, first: Err
     }
     let ss = u64::from(dev.geometry().logical_sector_size.max(512));
     let end = off + u64::from(len);
-    let mut buf = vec![0u8; (64 << 10) as usize];
+    // aligned, so that an O_DIRECT handle can be narrowed down too
+    let mut backing = Vec::new();
+    let buf = super::target::aligned(&mut backing, 64 << 10);
     let mut pos = off;
     while pos < end {
         let step = (64u64 << 10).min(end - pos);

@@ -23,7 +23,7 @@ use crate::image::{hex, Chain, ChainLink, Codec, FrameRead, ImageDev};
 use crate::partition::edit::{self, Layout};
 use crate::partition::{self, PartitionTable};
 use crate::pipeline::{self, Shape};
-use crate::resize::{self, FsGrowReport};
+use crate::resize::FsGrowReport;
 use crate::units::MIB;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -371,7 +371,12 @@ pub fn run(
             let _ = target::wipe_tables(&dev, u64::from(plan.sector_size));
         }
     }
-    r
+    let mut s = r?;
+    let is_block = dev.is_block_device();
+    drop(dev);
+    s.grown = target::grow_after(plan.layout.as_ref(), &plan.target, is_block, reporter)?;
+    s.seconds = started.elapsed().as_secs_f64();
+    Ok(s)
 }
 
 /// What [`run_on`] wrote: `(offset, len, blake3)` per range, and the byte count.
@@ -418,6 +423,35 @@ pub fn run_on(
             .collect();
         jobs.push((fr, ws));
     }
+    // The tables, built first (decoded and verified one by one, edited when the layout
+    // changes): data records must carry any edit that lands in them (an EBR in a gap, a
+    // new backup GPT inside a copied gap), or the read-back would call the edit a mismatch.
+    let mut head_tail: Vec<(u64, Vec<u8>, Stage)> = Vec::new();
+    let mut patches: Vec<(u64, Vec<u8>)> = Vec::new();
+    for w in plan.writes.iter().filter(|w| w.stage != Stage::Data) {
+        cancel.check()?;
+        let mut raw = Vec::new();
+        chain.read_record(w.record, &mut raw)?;
+        raw.truncate(w.len as usize);
+        head_tail.push((w.offset, raw, w.stage));
+    }
+    if let Some(layout) = &plan.layout {
+        let mut areas: Vec<(u64, Vec<u8>)> = head_tail.drain(..).map(|(o, b, _)| (o, b)).collect();
+        let extra = edit::apply(layout, &ImageDev::new(chain), &mut areas)?;
+        patches.clone_from(&extra);
+        let head_end = MIB.min(plan.source_size);
+        let stage = |o: u64| {
+            if o < head_end {
+                Stage::Head
+            } else {
+                Stage::Tail
+            }
+        };
+        head_tail = areas.into_iter().map(|(o, b)| (o, b, stage(o))).collect();
+        head_tail.extend(extra.into_iter().map(|(o, b)| (o, b, stage(o))));
+    }
+    // Tail first, then the head; the stable sort keeps each patch after what it patches.
+    head_tail.sort_by_key(|(_, _, s)| *s == Stage::Head);
     let total = plan.write_bytes;
     reporter.phase(Phase::Write, Some(total));
     let mut written: Vec<(u64, u64, [u8; 32])> = Vec::with_capacity(plan.writes.len() + 2);
@@ -451,12 +485,25 @@ pub fn run_on(
             for (k, w) in ws.iter().enumerate() {
                 let bytes = chain.part(fr, k, &frame)?;
                 let bytes = bytes.get(..w.len as usize).unwrap_or(bytes);
-                let hash = if w.len == u64::from(records[w.record].raw_len) {
-                    records[w.record].hash
-                } else {
-                    *blake3::hash(bytes).as_bytes()
-                };
                 let at = bytes.as_ptr() as usize - frame.as_ptr() as usize;
+                let len = bytes.len();
+                let end = w.offset + len as u64;
+                let patched = patches
+                    .iter()
+                    .any(|(o, b)| *o < end && w.offset < o + b.len() as u64);
+                let (at, hash) = if patched {
+                    // a copy at the frame's end: records with equal content share their
+                    // bytes in the frame, and the others must stay as they are
+                    let copy = frame.len();
+                    frame.extend_from_within(at..at + len);
+                    let bytes = &mut frame[copy..];
+                    edit::overlay(bytes, w.offset, &patches);
+                    (copy, *blake3::hash(bytes).as_bytes())
+                } else if w.len == u64::from(records[w.record].raw_len) {
+                    (at, records[w.record].hash)
+                } else {
+                    (at, *blake3::hash(bytes).as_bytes())
+                };
                 out.push((*w, at, hash));
             }
             Ok((out, frame))
@@ -500,32 +547,8 @@ pub fn run_on(
         target::flush(dev, s, e)?;
     }
 
-    // 3 and 4. The tables, last: decoded and verified one by one, patched when GPT moves.
+    // 3 and 4. The tables, last.
     reporter.phase(Phase::Partition, None);
-    let mut head_tail: Vec<(u64, Vec<u8>, Stage)> = Vec::new();
-    for w in plan.writes.iter().filter(|w| w.stage != Stage::Data) {
-        cancel.check()?;
-        let mut raw = Vec::new();
-        chain.read_record(w.record, &mut raw)?;
-        raw.truncate(w.len as usize);
-        head_tail.push((w.offset, raw, w.stage));
-    }
-    if let Some(layout) = &plan.layout {
-        let mut areas: Vec<(u64, Vec<u8>)> = head_tail.drain(..).map(|(o, b, _)| (o, b)).collect();
-        let extra = edit::apply(layout, &ImageDev::new(chain), &mut areas)?;
-        let head_end = MIB.min(plan.source_size);
-        let stage = |o: u64| {
-            if o < head_end {
-                Stage::Head
-            } else {
-                Stage::Tail
-            }
-        };
-        head_tail = areas.into_iter().map(|(o, b)| (o, b, stage(o))).collect();
-        head_tail.extend(extra.into_iter().map(|(o, b)| (o, b, stage(o))));
-    }
-    // Tail first, then the head; the stable sort keeps each patch after what it patches.
-    head_tail.sort_by_key(|(_, _, s)| *s == Stage::Head);
     for (off, bytes, _) in &head_tail {
         dev.write_at(bytes, *off)?;
         written.push((*off, bytes.len() as u64, *blake3::hash(bytes).as_bytes()));
@@ -569,28 +592,13 @@ fn finish(
     } else {
         "not a block device".to_string()
     };
-    // 7. The grown partition's filesystem, after the copy is verified.
-    let grown = match plan.layout.as_ref().and_then(|l| l.grow.as_ref()) {
-        Some(g) => {
-            reporter.phase(Phase::Grow, None);
-            dev.sync()?;
-            Some(resize::grow_partition_fs(
-                &plan.target,
-                dev.is_block_device(),
-                g.number,
-                g.start_bytes,
-                g.new_size_bytes,
-            )?)
-        }
-        None => None,
-    };
     Ok(RestoreSummary {
         target: plan.target.clone(),
         written_bytes: done,
         verified_bytes: verified,
         verify_method: method,
         partition_nodes: nodes,
-        grown,
+        grown: None,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -116,7 +116,7 @@ pub(crate) fn open_for_readback(
 }
 
 /// A buffer of `len` bytes starting at an address aligned to 4096, for `O_DIRECT`.
-fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+pub(crate) fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
     const ALIGN: usize = 4096;
     buf.resize(len + ALIGN, 0);
     let skip = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
@@ -239,4 +239,27 @@ fn existing_partitions(path: &Path) -> Vec<(u32, u64, u64)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `--grow-last`, after the copy is verified and every handle of the target is closed (an
+/// `O_EXCL` handle of a disk makes the kernel refuse e2fsck's exclusive open of its
+/// partitions). A failure leaves a complete, verified copy whose last partition is larger
+/// than its filesystem, and says so.
+pub(crate) fn grow_after(
+    layout: Option<&crate::partition::edit::Layout>,
+    target: &Path,
+    is_block: bool,
+    reporter: &Reporter,
+) -> Result<Option<crate::resize::FsGrowReport>> {
+    let Some(g) = layout.and_then(|l| l.grow.as_ref()) else {
+        return Ok(None);
+    };
+    reporter.phase(Phase::Grow, None);
+    crate::resize::grow_partition_fs(target, is_block, g.number, g.start_bytes, g.new_size_bytes)
+        .map(Some)
+        .map_err(|e| Error::GrowFailed {
+            path: target.to_path_buf(),
+            partition: g.number,
+            source: Box::new(e),
+        })
 }

@@ -393,3 +393,33 @@ pub fn apply(
     patch(areas, &mut extra, 0, &mbr0);
     Ok(extra)
 }
+
+/// Copies into `buf` (the bytes at disk offset `off`) every part of `patches` that falls
+/// inside it, so data written before the tables already holds their final bytes.
+pub fn overlay(buf: &mut [u8], off: u64, patches: &[(u64, Vec<u8>)]) {
+    let end = off + buf.len() as u64;
+    for (at, bytes) in patches {
+        let p_end = at + bytes.len() as u64;
+        let (s, e) = ((*at).max(off), p_end.min(end));
+        if s < e {
+            buf[(s - off) as usize..(e - off) as usize]
+                .copy_from_slice(&bytes[(s - at) as usize..(e - at) as usize]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_copies_only_the_overlapping_parts() {
+        let mut buf = vec![0u8; 8];
+        overlay(
+            &mut buf,
+            100,
+            &[(98, vec![1, 2, 3, 4]), (106, vec![5, 6, 7]), (200, vec![9])],
+        );
+        assert_eq!(buf, vec![3, 4, 0, 0, 0, 0, 5, 6]);
+    }
+}
