@@ -132,13 +132,15 @@ pub enum Error {
         /// How much is missing and what is in the way.
         why: String,
     },
-    /// The copy is complete and verified, but growing the last filesystem failed.
-    #[error("{path}: the copy is complete and verified, but the filesystem of partition {partition} was not grown (the partition was)")]
+    /// The copy is complete, but growing the last filesystem failed.
+    #[error("{path}: the copy is complete{}, but growing the filesystem of partition {partition} failed (the partition itself was grown); check it with fsck before use", if *verified { " and verified" } else { "" })]
     GrowFailed {
         /// The target disk.
         path: PathBuf,
         /// The grown partition.
         partition: u32,
+        /// Whether the copy was read back.
+        verified: bool,
         /// What went wrong.
         #[source]
         source: Box<Error>,

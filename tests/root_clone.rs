@@ -718,7 +718,7 @@ fn new_disk_id_changes_only_the_disk_id() {
     let (same, _f) = target(d, "keep", 64 * MIB, 512);
     let o = ok("keep", &["clone", p(&src.lo.path), p(&same.path), "--yes"]);
     assert!(
-        stderr(&o).contains("keeps the source's disk and partition IDs"),
+        stderr(&o).contains("keeps the source's disk ID and its partition and filesystem IDs"),
         "{}",
         stderr(&o)
     );
@@ -761,7 +761,7 @@ fn new_disk_id_changes_only_the_disk_id() {
         &["clone", p(&src.lo.path), p(&same.path), "--yes"],
     );
     assert!(
-        stderr(&o).contains("keeps the source's disk and partition IDs"),
+        stderr(&o).contains("keeps the source's disk ID and its partition and filesystem IDs"),
         "{}",
         stderr(&o)
     );
@@ -989,6 +989,15 @@ fn refusals_name_the_disk_and_the_reason_and_touch_nothing() {
             &format!("overlaps the source {}", src.lo.path.display()),
         ],
     );
+
+    // a second loop device over the source's own file
+    let twin = LoopDev::attach(&src.file);
+    refused(
+        "same file",
+        &twin.path,
+        &[&format!("are loop devices over the same file")],
+    );
+    drop(twin);
 
     // a read-only target
     let ro_file = d.join("ro.img");

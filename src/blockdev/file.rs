@@ -25,6 +25,11 @@ pub enum OpenMode {
     /// Buffers, offsets and lengths must be aligned to the logical sector size. Filesystems
     /// without `O_DIRECT` (tmpfs) fail the open with EINVAL.
     ReadDirect,
+    /// Read-only, but block devices are opened with `O_EXCL`: while the handle lives the
+    /// kernel refuses to mount the device or any partition of it, and refuses an exclusive
+    /// open of an overlapping device (a clone's source, so that its target cannot be a
+    /// partition of it and nothing changes it during the copy). Never modifies the device.
+    ReadExclusive,
     /// Read-write with `O_DIRECT`: writes bypass the page cache and report errors at once.
     /// Same alignment rules as [`OpenMode::ReadDirect`]. Without `O_EXCL` (a second `O_EXCL`
     /// open of a device fails with EBUSY): open it only while an [`OpenMode::Write`] handle of
@@ -72,6 +77,9 @@ impl FileDev {
             if is_block && mode == OpenMode::Write {
                 flags |= libc::O_EXCL;
             }
+        }
+        if is_block && mode == OpenMode::ReadExclusive {
+            flags |= libc::O_EXCL;
         }
         if matches!(mode, OpenMode::ReadDirect | OpenMode::WriteDirect) {
             flags |= libc::O_DIRECT;

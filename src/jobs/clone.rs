@@ -157,6 +157,9 @@ pub struct CloneSummary {
 /// Writes nothing.
 pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
     safety::check_clone(paths, &spec.source, &spec.target)?;
+    if spec.grow_last {
+        safety::check_grow_target(paths, &spec.target)?;
+    }
     let src = FileDev::open_with_sector_size(&spec.source, OpenMode::Read, spec.file_sector_size)?;
     let source_size = src.len();
     let ss = src.geometry().logical_sector_size;
@@ -216,7 +219,7 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
     }
     if layout.as_ref().is_some_and(|l| l.new_disk_id.is_none()) {
         warnings.push(
-            "the target keeps the source's disk and partition IDs, so it boots like the source; do not leave both disks attached to one computer (pass --new-disk-id to change the disk ID)".into(),
+            "the target keeps the source's disk ID and its partition and filesystem IDs, so it boots like the source; do not leave both disks attached to one computer (--new-disk-id changes only the disk ID; partition and filesystem IDs stay the same)".into(),
         );
     }
     let (regions, extents) = survey(&src, usable, None, &mut warnings)?;
@@ -283,13 +286,26 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
     })
 }
 
+impl ClonePlan {
+    /// The first partition's start and the last one's end, when the source has a table.
+    fn partition_span(&self) -> Option<(u64, u64)> {
+        let t = self.table_read.as_ref()?;
+        let first = t.partitions.iter().map(|p| p.start_bytes).min()?;
+        let end = t.partitions.iter().map(|p| p.end_bytes()).max()?;
+        Some((first, end))
+    }
+}
+
 /// Runs a clone plan.
 pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Result<CloneSummary> {
     let started = Instant::now();
     for w in &plan.warnings {
         reporter.warn(w.clone());
     }
-    let src = FileDev::open_with_sector_size(&plan.source, OpenMode::Read, plan.sector_size)?;
+    // Exclusive (for a disk): nothing can mount or claim the source while it is copied, and
+    // the target's own exclusive open fails if it overlaps the source.
+    let src =
+        FileDev::open_with_sector_size(&plan.source, OpenMode::ReadExclusive, plan.sector_size)?;
     let table_now = partition::read_table(&src)?;
     let table_changed = plan.table_read.is_some() && table_now.as_ref() != plan.table_read.as_ref();
     if src.len() != plan.source_size || table_changed {
@@ -323,13 +339,19 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
         if fresh {
             let _ = std::fs::remove_file(&plan.target);
         } else {
-            let _ = target::wipe_tables(&dev, u64::from(plan.sector_size));
+            let _ = target::wipe_tables(&dev, u64::from(plan.sector_size), plan.partition_span());
         }
     }
     let mut s = r?;
     let is_block = dev.is_block_device();
     drop((dev, dev_direct, src_direct, src));
-    s.grown = target::grow_after(plan.layout.as_ref(), &plan.target, is_block, reporter)?;
+    s.grown = target::grow_after(
+        plan.layout.as_ref(),
+        &plan.target,
+        is_block,
+        plan.verify,
+        reporter,
+    )?;
     s.seconds = started.elapsed().as_secs_f64();
     Ok(s)
 }
@@ -349,9 +371,6 @@ pub fn run_on(
     cancel: &CancelToken,
 ) -> Result<Vec<(u64, u64, [u8; 32])>> {
     let ss = u64::from(plan.sector_size);
-    if !fresh {
-        target::wipe_tables(dev, ss)?;
-    }
     let data: Vec<(u64, u64)> = plan
         .pieces
         .iter()
@@ -379,6 +398,10 @@ pub fn run_on(
     let mut patches = Vec::new();
     if let Some(layout) = &plan.layout {
         let extra = edit::apply(layout, src, &mut head)?;
+        // an edit only partly inside an area (e.g. an EBR at its edge) is in it as well
+        for (o, b) in head.iter_mut().chain(tail.iter_mut()) {
+            edit::overlay(b, *o, &extra);
+        }
         patches.clone_from(&extra);
         let head_end = MIB.min(plan.source_size);
         for (o, b) in extra {
@@ -389,12 +412,20 @@ pub fn run_on(
             }
         }
     }
+    // Only now, with everything read that could refuse or fail, is the target touched.
+    if !fresh {
+        target::wipe_tables(dev, ss, plan.partition_span())?;
+    }
     reporter.phase(Phase::Write, Some(plan.copy_bytes));
     let mut written: Vec<(u64, u64, [u8; 32])> = Vec::with_capacity(plan.pieces.len() + 4);
     let mut done = 0u64;
     let mut next = 0usize;
     let mut batch: Option<(u64, u64)> = None;
-    let aligned = |off: u64, len: u64| off.is_multiple_of(ss) && len.is_multiple_of(ss);
+    // O_DIRECT wants offsets and lengths aligned to the device's DIO unit, which can be 4096
+    // on a 512-byte-sector device (a 4K backing filesystem): pieces aligned to 4096 go
+    // direct, the rest (FAT's 512-byte clusters) through the page cache.
+    let dio = ss.max(4096);
+    let aligned = |off: u64, len: u64| off.is_multiple_of(dio) && len.is_multiple_of(dio);
     pipeline::run(
         Shape::for_threads(plan.threads),
         cancel,
@@ -411,7 +442,7 @@ pub fn run_on(
                     (d, skip)
                 }
                 None => {
-                    if let Some(&(a, l)) = data.get(next + 1) {
+                    if let Some(&(a, l)) = data.get(next) {
                         src.will_need(a, l);
                     }
                     buf.resize(len as usize, 0);
@@ -456,8 +487,10 @@ pub fn run_on(
         target::flush(dev, s, e)?;
     }
 
-    // The tables, last: the tail copied or rebuilt, then the first MiB.
+    // The tables, last: the tail copied or rebuilt, then the first MiB, once the data is
+    // durable.
     reporter.phase(Phase::Partition, None);
+    dev.sync()?;
     for (off, bytes) in tail.iter().chain(head.iter()) {
         cancel.check()?;
         dev.write_at(bytes, *off)?;

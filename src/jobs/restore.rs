@@ -157,6 +157,9 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
     let chain = Chain::open(&spec.image, &spec.search)?;
     let reader = chain.leaf();
     safety::check_restore_target(paths, &spec.target, &spec.image)?;
+    if spec.grow_last {
+        safety::check_grow_target(paths, &spec.target)?;
+    }
     for member in chain.paths().iter().skip(1) {
         // An ancestor on the target would be overwritten while it is read.
         safety::check_restore_target(paths, &spec.target, member)?;
@@ -335,6 +338,19 @@ fn plan_partitions(
 /// (returned to the pool afterwards).
 type Decoded = (Vec<(Write, usize, [u8; 32])>, Vec<u8>);
 
+impl RestorePlan {
+    /// The first partition's start and the last one's end, when the image has a table.
+    fn partition_span(&self) -> Option<(u64, u64)> {
+        let first = self.partitions.iter().map(|p| p.start_bytes).min()?;
+        let end = self
+            .partitions
+            .iter()
+            .map(|p| p.start_bytes + p.size_bytes)
+            .max()?;
+        Some((first, end))
+    }
+}
+
 /// Runs a restore plan.
 pub fn run(
     plan: &RestorePlan,
@@ -368,13 +384,19 @@ pub fn run(
         if fresh {
             let _ = std::fs::remove_file(&plan.target);
         } else {
-            let _ = target::wipe_tables(&dev, u64::from(plan.sector_size));
+            let _ = target::wipe_tables(&dev, u64::from(plan.sector_size), plan.partition_span());
         }
     }
     let mut s = r?;
     let is_block = dev.is_block_device();
     drop(dev);
-    s.grown = target::grow_after(plan.layout.as_ref(), &plan.target, is_block, reporter)?;
+    s.grown = target::grow_after(
+        plan.layout.as_ref(),
+        &plan.target,
+        is_block,
+        plan.verify,
+        reporter,
+    )?;
     s.seconds = started.elapsed().as_secs_f64();
     Ok(s)
 }
@@ -399,9 +421,6 @@ pub fn run_on(
     cancel: &CancelToken,
 ) -> Result<Written> {
     let ss = u64::from(plan.sector_size);
-    if !fresh {
-        target::wipe_tables(dev, ss)?;
-    }
 
     // 2. Data chunks through the pipeline: read a frame (from the image or an ancestor) →
     //    decode it and check every record's hash → write the records.
@@ -438,6 +457,10 @@ pub fn run_on(
     if let Some(layout) = &plan.layout {
         let mut areas: Vec<(u64, Vec<u8>)> = head_tail.drain(..).map(|(o, b, _)| (o, b)).collect();
         let extra = edit::apply(layout, &ImageDev::new(chain), &mut areas)?;
+        // an edit only partly inside an area (e.g. an EBR at its edge) is in it as well
+        for (o, b) in areas.iter_mut() {
+            edit::overlay(b, *o, &extra);
+        }
         patches.clone_from(&extra);
         let head_end = MIB.min(plan.source_size);
         let stage = |o: u64| {
@@ -452,6 +475,10 @@ pub fn run_on(
     }
     // Tail first, then the head; the stable sort keeps each patch after what it patches.
     head_tail.sort_by_key(|(_, _, s)| *s == Stage::Head);
+    // Only now, with everything read that could refuse or fail, is the target touched.
+    if !fresh {
+        target::wipe_tables(dev, ss, plan.partition_span())?;
+    }
     let total = plan.write_bytes;
     reporter.phase(Phase::Write, Some(total));
     let mut written: Vec<(u64, u64, [u8; 32])> = Vec::with_capacity(plan.writes.len() + 2);

@@ -205,7 +205,24 @@ pub fn check_clone(paths: &SystemPaths, source: &Path, target: &Path) -> Result<
             });
         }
     }
-    // Loop devices over each other's files.
+    // Loop devices over the same file, or over each other's files.
+    let backing = |p: &Path| {
+        lookup(paths, &disks, p)
+            .and_then(|(di, _)| disks[di].backing_file.clone())
+            .and_then(|f| std::fs::metadata(f).ok())
+            .map(|m| (m.dev(), m.ino()))
+    };
+    if let (Some(a), Some(b)) = (backing(source), backing(target)) {
+        if a == b {
+            return Err(Error::Refused {
+                path: target.to_path_buf(),
+                reason: format!(
+                    "it and the source {} are loop devices over the same file",
+                    source.display()
+                ),
+            });
+        }
+    }
     for (a, b) in [(source, target), (target, source)] {
         if let Some((di, _)) = lookup(paths, &disks, a) {
             if let Some(f) = &disks[di].backing_file {
@@ -225,6 +242,22 @@ pub fn check_clone(paths: &SystemPaths, source: &Path, target: &Path) -> Result<
     if std::fs::metadata(target).is_ok() {
         // Busy, mounted, holding the source: the restore rules with the source as the "image".
         check_restore_target(paths, target, source)?;
+    }
+    Ok(())
+}
+
+/// `--grow-last` needs a whole disk (or a disk-image file): the partition it grows is found
+/// on the target's own table. A partition as the target is refused.
+pub fn check_grow_target(paths: &SystemPaths, target: &Path) -> Result<()> {
+    let disks = discovery::scan(paths).unwrap_or_default();
+    if let Some((_, Some(p))) = discovery::find_by_path(paths, &disks, target) {
+        return Err(Error::Refused {
+            path: target.to_path_buf(),
+            reason: format!(
+                "it is partition {} of a disk; --grow-last grows the last partition of a whole disk, so give the disk itself (or leave out --grow-last)",
+                p.name
+            ),
+        });
     }
     Ok(())
 }

@@ -88,14 +88,31 @@ pub(crate) fn flush(dev: &dyn BlockDev, start: u64, end: u64) -> Result<()> {
     }
 }
 
-/// Zeroes the table areas: the first 34 and last 33 sectors (at least 17 KiB each).
-pub(crate) fn wipe_tables(dev: &dyn BlockDev, ss: u64) -> Result<()> {
-    let len = (34 * ss).max(17 << 10).min(dev.len());
-    let zeros = vec![0u8; len as usize];
-    dev.write_at(&zeros, 0)?;
-    let tail = (33 * ss).max(17 << 10).min(dev.len());
-    dev.write_at(&zeros[..tail as usize], dev.len() - tail)?;
-    flush(dev, 0, dev.len())
+/// Zeroes the table and signature areas: the first and the last MiB of `dev`, but never
+/// bytes inside `parts` (the first partition's start and the last partition's end, so a
+/// partition the job does not write keeps its content), and always at least the first 34
+/// and last 33 sectors (both GPT copies). What stays is nothing a partition-table reader,
+/// firmware or filesystem probe would take for a finished disk.
+pub(crate) fn wipe_tables(dev: &dyn BlockDev, ss: u64, parts: Option<(u64, u64)>) -> Result<()> {
+    let size = dev.len();
+    let min_head = (34 * ss).max(17 << 10);
+    let min_tail = (33 * ss).max(17 << 10);
+    let head = match parts {
+        Some((first, _)) => MIB.min(first).max(min_head),
+        None => MIB,
+    }
+    .min(size);
+    let tail_start = match parts {
+        Some((_, end)) => size
+            .saturating_sub(MIB)
+            .max(end)
+            .min(size.saturating_sub(min_tail)),
+        None => size.saturating_sub(MIB),
+    };
+    let zeros = vec![0u8; MIB.max(min_head).max(min_tail) as usize];
+    dev.write_at(&zeros[..head as usize], 0)?;
+    dev.write_at(&zeros[..(size - tail_start) as usize], tail_start)?;
+    flush(dev, 0, size)
 }
 
 /// A handle that reads the device, not the page cache.
@@ -249,6 +266,7 @@ pub(crate) fn grow_after(
     layout: Option<&crate::partition::edit::Layout>,
     target: &Path,
     is_block: bool,
+    verified: bool,
     reporter: &Reporter,
 ) -> Result<Option<crate::resize::FsGrowReport>> {
     let Some(g) = layout.and_then(|l| l.grow.as_ref()) else {
@@ -260,6 +278,7 @@ pub(crate) fn grow_after(
         .map_err(|e| Error::GrowFailed {
             path: target.to_path_buf(),
             partition: g.number,
+            verified,
             source: Box::new(e),
         })
 }

@@ -166,12 +166,36 @@ pub fn plan_layout(
             why,
         });
     }
-    let grow = match (grow_last, last) {
-        (true, Some(p)) => {
+    // The partition that ends last grows; an (empty) extended partition ending after it
+    // would be overlapped, so then nothing grows.
+    let ext = table.partitions.iter().find(|x| x.extended);
+    let blocked_by = last.and_then(|p| {
+        table
+            .partitions
+            .iter()
+            .filter(|x| x.number != p.number && !(p.logical && x.extended))
+            .find(|x| x.end_bytes() > p.end_bytes())
+    });
+    let mut grow_skipped = None;
+    let grow = match (grow_last, last, blocked_by) {
+        (true, Some(p), Some(x)) => {
+            grow_skipped = Some(format!(
+                "partition {} cannot grow: partition {} ends after it",
+                p.number, x.number
+            ));
+            None
+        }
+        (true, Some(p), None) => {
             let mut new_end = usable_end / ss * ss;
             let mut limit = None;
             if table.kind == TableKind::Mbr {
-                let max_end = (p.first_lba + u64::from(u32::MAX)) * ss;
+                // sizes are 32-bit sector counts: the partition's own, and for a logical
+                // one its extended container's, counted from the container's start
+                let base = match (p.logical, ext) {
+                    (true, Some(x)) => x.first_lba,
+                    _ => p.first_lba,
+                };
+                let max_end = base.saturating_add(u64::from(u32::MAX)).saturating_mul(ss);
                 if new_end > max_end {
                     new_end = max_end;
                     limit = Some(
@@ -179,32 +203,30 @@ pub fn plan_layout(
                     );
                 }
             }
-            let extended = if p.logical {
-                table
-                    .partitions
-                    .iter()
-                    .find(|x| x.extended)
-                    .map(|x| x.number)
-            } else {
-                None
-            };
-            (new_end > p.end_bytes()).then(|| Grow {
+            let grown = (new_end > p.end_bytes()).then(|| Grow {
                 number: p.number,
                 start_bytes: p.start_bytes,
                 old_size_bytes: p.size_bytes,
                 new_size_bytes: new_end - p.start_bytes,
-                extended,
+                extended: if p.logical {
+                    ext.map(|x| x.number)
+                } else {
+                    None
+                },
                 limit,
-            })
+            });
+            if grown.is_none() {
+                grow_skipped = Some(format!(
+                    "partition {} already ends at the last usable byte of the target, so --grow-last has nothing to grow",
+                    p.number
+                ));
+            }
+            grown
         }
-        _ => None,
-    };
-    let grow_skipped = match (grow_last, last, &grow) {
-        (true, Some(p), None) => Some(format!(
-            "partition {} already ends at the last usable byte of the target, so --grow-last has nothing to grow",
-            p.number
-        )),
-        (true, None, _) => Some("the table has no partition to grow".into()),
+        (true, None, _) => {
+            grow_skipped = Some("the table has no partition to grow".into());
+            None
+        }
         _ => None,
     };
     let new_id = if new_disk_id { Some(random16()?) } else { None };
@@ -274,8 +296,9 @@ pub fn apply(
         let mut entries = read_vec(src, h.entries_lba * ss, gpt::entry_array_bytes(&h) as usize)?;
         if let Some(g) = &layout.grow {
             let i = (g.number - 1) as usize * h.entry_size as usize;
-            let first = le_u64(&entries, i + 32);
-            if entries.len() < i + 48 || first * ss != g.start_bytes {
+            if entries.len() < i + 48
+                || le_u64(&entries, i + 32).checked_mul(ss) != Some(g.start_bytes)
+            {
                 return Err(refused(format!(
                     "GPT entry {} does not start where the plan says",
                     g.number
@@ -362,14 +385,16 @@ pub fn apply(
             let at = 446 + (x as usize - 1) * 16;
             let ext_start = u64::from(le_u32(&mbr0, at + 8));
             grow_entry(&mut mbr0, at, ext_start, new_end);
-            // walk the EBR chain to the logical partition's EBR
+            // walk the EBR chain to the logical partition's EBR, keeping the one before it
+            // (its link entry describes the grown EBR's extent)
             let mut rel = 0u64;
+            let mut prev: Option<(u64, Vec<u8>)> = None;
             let mut found = None;
             for _ in 0..=mbr::MAX_LOGICAL {
                 let ebr_lba = ext_start + rel;
                 let sector = read_vec(src, ebr_lba * ss, 512)?;
                 let start = ebr_lba + u64::from(le_u32(&sector, 446 + 8));
-                if start * ss == g.start_bytes {
+                if start.checked_mul(ss) == Some(g.start_bytes) {
                     found = Some((ebr_lba, sector));
                     break;
                 }
@@ -377,6 +402,7 @@ pub fn apply(
                 if sector[446 + 16 + 4] == 0 || next <= rel {
                     break;
                 }
+                prev = Some((ebr_lba, sector));
                 rel = next;
             }
             let Some((ebr_lba, mut ebr)) = found else {
@@ -387,7 +413,11 @@ pub fn apply(
             };
             let data_start = ebr_lba + u64::from(le_u32(&ebr, 446 + 8));
             grow_entry(&mut ebr, 446, data_start, new_end);
-            extra.push((ebr_lba * ss, ebr));
+            patch(areas, &mut extra, ebr_lba * ss, &ebr);
+            if let Some((p_lba, mut p)) = prev {
+                grow_entry(&mut p, 446 + 16, ebr_lba, new_end);
+                patch(areas, &mut extra, p_lba * ss, &p);
+            }
         }
     }
     patch(areas, &mut extra, 0, &mbr0);
@@ -411,6 +441,79 @@ pub fn overlay(buf: &mut [u8], off: u64, patches: &[(u64, Vec<u8>)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::partition::{PartType, Partition, PartitionTable};
+
+    fn part(number: u32, first: u64, sectors: u64, logical: bool, extended: bool) -> Partition {
+        Partition {
+            number,
+            first_lba: first,
+            last_lba: first + sectors - 1,
+            start_bytes: first * 512,
+            size_bytes: sectors * 512,
+            part_type: PartType::Mbr(if extended { 5 } else { 0x83 }),
+            type_name: None,
+            name: None,
+            uuid: None,
+            attributes: 0,
+            logical,
+            extended,
+        }
+    }
+
+    fn mbr(parts: Vec<Partition>) -> PartitionTable {
+        PartitionTable {
+            kind: TableKind::Mbr,
+            sector_size: 512,
+            disk_id: "0x1".into(),
+            partitions: parts,
+            gpt: None,
+            diagnostics: vec![],
+        }
+    }
+
+    #[test]
+    fn an_empty_extended_partition_after_the_last_one_stops_the_grow() {
+        let t = mbr(vec![
+            part(1, 2048, 4096, false, false),
+            part(2, 8192, 2048, false, true),
+        ]);
+        let l = plan_layout(&t, 16 << 20, Path::new("t"), 64 << 20, true, false).unwrap();
+        assert!(l.grow.is_none());
+        assert!(l
+            .grow_skipped
+            .unwrap()
+            .contains("partition 2 ends after it"));
+    }
+
+    #[test]
+    fn a_logical_partition_and_its_container_stay_within_32_bit_sizes() {
+        // extended at 2099200, logical at 2101248, on a 3 TB target: the container's size
+        // counts from its own start, so the logical stops 2^32 - 1 sectors after that
+        let t = mbr(vec![
+            part(1, 2048, 2097152, false, false),
+            part(2, 2099200, 4096, false, true),
+            part(5, 2101248, 2048, true, false),
+        ]);
+        let target = 3_000_000_000_000u64;
+        let l = plan_layout(&t, 2 << 30, Path::new("t"), target, true, false).unwrap();
+        let g = l.grow.unwrap();
+        assert_eq!(g.number, 5);
+        assert_eq!(g.extended, Some(2));
+        assert_eq!(
+            g.start_bytes + g.new_size_bytes,
+            (2099200 + u64::from(u32::MAX)) * 512
+        );
+        assert!(g.limit.is_some());
+    }
+
+    #[test]
+    fn too_small_names_the_partition_in_the_way() {
+        let t = mbr(vec![part(1, 2048, 20480, false, false)]);
+        let e = plan_layout(&t, 64 << 20, Path::new("t"), 8 << 20, false, false).unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("partition 1") && m.contains("missing"), "{m}");
+    }
 
     #[test]
     fn overlay_copies_only_the_overlapping_parts() {
