@@ -995,7 +995,7 @@ fn refusals_name_the_disk_and_the_reason_and_touch_nothing() {
     refused(
         "same file",
         &twin.path,
-        &[&format!("are loop devices over the same file")],
+        &["are loop devices over the same file"],
     );
     drop(twin);
 
