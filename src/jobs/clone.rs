@@ -429,11 +429,22 @@ pub fn run_on(
     pipeline::run(
         Shape::for_threads(plan.threads),
         cancel,
-        |mut buf: Vec<u8>| {
+        // The producer only hands out pieces; the workers read them (so two or more reads
+        // are in flight, which a single sequential reader cannot do with O_DIRECT) and hash
+        // them; the calling thread writes in disk order.
+        |buf: Vec<u8>| {
             let Some(&(off, len)) = data.get(next) else {
                 return Ok(None);
             };
             next += 1;
+            if direct.is_none() || !aligned(off, len) {
+                if let Some(&(a, l)) = data.get(next) {
+                    src.will_need(a, l);
+                }
+            }
+            Ok(Some((off, len, buf)))
+        },
+        |(off, len, mut buf): (u64, u64, Vec<u8>)| {
             let fast = direct.filter(|_| aligned(off, len));
             let (from, skip) = match fast {
                 Some((d, _)) => {
@@ -442,9 +453,6 @@ pub fn run_on(
                     (d, skip)
                 }
                 None => {
-                    if let Some(&(a, l)) = data.get(next) {
-                        src.will_need(a, l);
-                    }
                     buf.resize(len as usize, 0);
                     (src, 0)
                 }
@@ -456,11 +464,8 @@ pub fn run_on(
                 return Err(locate_bad_read(from, off, len as u32, e));
             }
             edit::overlay(piece, off, &patches);
-            Ok(Some((off, len, skip, fast.is_some(), buf)))
-        },
-        |(off, len, skip, fast, buf): (u64, u64, usize, bool, Vec<u8>)| {
-            let hash = *blake3::hash(&buf[skip..skip + len as usize]).as_bytes();
-            Ok((off, len, skip, fast, hash, buf))
+            let hash = *blake3::hash(piece).as_bytes();
+            Ok((off, len, skip, fast.is_some(), hash, buf))
         },
         |(off, len, skip, fast, hash, buf)| {
             let piece = &buf[skip..skip + len as usize];
