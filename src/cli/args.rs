@@ -294,7 +294,7 @@ pub enum Command {
         /// Print events as JSON lines (NDJSON) on stdout. Requires --yes or --dry-run.
         #[arg(long)]
         json: bool,
-        /// Hashing threads (0 = one per core).
+        /// Reading and hashing threads (0 = one per core, at least 4).
         #[arg(long, default_value_t = 0)]
         threads: usize,
         /// Logical sector size of a disk-image file source (512 or 4096); disks report theirs.
