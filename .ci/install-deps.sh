@@ -12,7 +12,7 @@ fi
 bash "$here/apt.sh" \
   e2fsprogs dosfstools ntfs-3g exfatprogs xfsprogs btrfs-progs cryptsetup-bin lvm2 \
   gdisk fdisk util-linux mount mtools xorriso file kmod udev attr partclone \
-  python3-fusepy fuse3 grub2-common
+  python3-fusepy fuse3 grub2-common tmux
 # tier 3 (QEMU); build.sh installs its own build tools
 bash "$here/apt.sh" qemu-system-x86 ovmf
 # bench/ (not run by CI, but its tools must install cleanly): peers and measurement tools

@@ -26,6 +26,7 @@ pub mod jobs;
 pub mod partition;
 pub mod pipeline;
 pub mod resize;
+pub mod tui;
 pub mod units;
 
 pub use error::{Error, Result};

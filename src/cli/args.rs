@@ -26,6 +26,10 @@ pub enum Command {
     /// The line-mode rescue console that the boot environment shows: disks, the image store,
     /// and every lifeboat command at a prompt. Type help inside it.
     Console,
+    /// The full-screen terminal UI (in progress): the disks with their partitions,
+    /// filesystems and labels, the boot medium marked. Keyboard only; press ? inside it.
+    /// Imaging, restoring and cloning from it are not built yet: use the commands below.
+    Tui,
     /// List every disk with its partitions, filesystems, labels and mount points.
     ///
     /// Disks come from sysfs (/sys/block); each is opened read-only to read its partition

@@ -12,7 +12,7 @@ use crate::discovery::SystemPaths;
 use crate::inspect;
 use anyhow::Context;
 pub use args::{Args, Command};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 /// Runs a parsed command. Errors carry their whole cause chain; `main` maps them to exit 1.
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -129,6 +129,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 json,
                 threads,
             });
+        }
+        Command::Tui => {
+            drop(out);
+            if !std::io::stdout().is_terminal() {
+                anyhow::bail!("lifeboat tui needs a terminal");
+            }
+            crate::tui::run().context("running the terminal UI")?;
+            return Ok(());
         }
         Command::Clone {
             source,

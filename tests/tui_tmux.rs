@@ -1,0 +1,84 @@
+//! The real binary's TUI in a real terminal: tmux runs `lifeboat tui` at 80x25, keys are
+//! sent, and the screen is read back. Checks that it draws the Home screen and its footer,
+//! opens help with `?`, closes it with any key, and leaves cleanly with `q` (exit code 0).
+//! Needs tmux; under CI a missing tmux fails the test.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn tmux(args: &[&str]) -> String {
+    let o = Command::new("tmux").args(args).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Waits until the pane shows `what`, returning the screen.
+fn wait_for(session: &str, what: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let screen = tmux(&["capture-pane", "-p", "-t", session]);
+        if screen.contains(what) {
+            return screen;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what:?} never appeared:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn home_help_and_quit_in_a_real_terminal() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            !common::in_ci(),
+            "tmux is not installed (bash .ci/install-deps.sh)"
+        );
+        eprintln!("SKIP: tmux not installed");
+        return;
+    }
+    let session = format!("lifeboat-tui-{}", std::process::id());
+    let cmd = format!(
+        "{} tui; echo EXITED rc=$?; sleep 30",
+        env!("CARGO_BIN_EXE_lifeboat")
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "80",
+        "-y",
+        "25",
+        &cmd,
+    ]);
+    let screen = wait_for(&session, "Disks");
+    assert!(screen.contains("Lifeboat"), "{screen}");
+    assert!(
+        screen.contains("q  quit"),
+        "the footer shows the keys:\n{screen}"
+    );
+    tmux(&["send-keys", "-t", &session, "?"]);
+    wait_for(&session, "Help");
+    tmux(&["send-keys", "-t", &session, "x"]);
+    let start = Instant::now();
+    while tmux(&["capture-pane", "-p", "-t", &session]).contains("Help") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "help did not close"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let screen = wait_for(&session, "EXITED");
+    tmux(&["kill-session", "-t", &session]);
+    assert!(screen.contains("EXITED rc=0"), "{screen}");
+    assert!(
+        !screen.contains("Disks"),
+        "the alternate screen was left on exit:\n{screen}"
+    );
+}
