@@ -13,9 +13,9 @@
 
 mod common;
 
-use common::{read_at, require_root, require_tool, sh, sparse, write_at, LoopDev, Mount};
+use common::{read_at, require_root, require_tool, sh, sparse, write_at, FaultFs, LoopDev, Mount};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 
 const MIB: u64 = 1 << 20;
 
@@ -1035,65 +1035,6 @@ fn gpt_4kn_clone_grows_ntfs() {
 }
 
 // ---- faults ----
-
-/// A FUSE-backed faulty file, `mnt/disk`, unmounted on drop (as in root_faults.rs).
-struct FaultFs {
-    mnt: PathBuf,
-    control: PathBuf,
-    child: Child,
-}
-
-impl FaultFs {
-    fn start(backing: &Path, work: &Path, control_json: &str) -> FaultFs {
-        let mnt = work.join("mnt");
-        std::fs::create_dir_all(&mnt).unwrap();
-        let control = work.join("control.json");
-        std::fs::write(&control, control_json).unwrap();
-        let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/faultfs.py");
-        let child = Command::new("/usr/bin/python3")
-            .arg(helper)
-            .arg(backing)
-            .arg(&mnt)
-            .arg(&control)
-            .spawn()
-            .unwrap();
-        let f = FaultFs {
-            mnt,
-            control,
-            child,
-        };
-        for _ in 0..100 {
-            if f.disk().exists() {
-                return f;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("faultfs did not come up");
-    }
-
-    fn disk(&self) -> PathBuf {
-        self.mnt.join("disk")
-    }
-
-    fn set(&self, json: &str) {
-        let tmp = self.control.with_extension("tmp");
-        std::fs::write(&tmp, json).unwrap();
-        std::fs::rename(&tmp, &self.control).unwrap();
-    }
-
-    /// Faults injected so far (the helper's stats file).
-    fn stats(&self) -> String {
-        std::fs::read_to_string(format!("{}.stats", self.control.display())).unwrap_or_default()
-    }
-}
-
-impl Drop for FaultFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mnt).status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn fault_prerequisites() -> bool {
     if !require_root() {

@@ -24,7 +24,7 @@
 //! The source is only ever opened read-only.
 
 use super::events::{CancelToken, Phase, Reporter};
-use super::image::{chunk, locate_bad_read, survey, Region};
+use super::image::{chunk, locate_bad_read, survey, usable_table, Region};
 use super::{safety, target};
 use crate::blockdev::{BlockDev, FileDev, OpenMode};
 use crate::discovery::SystemPaths;
@@ -167,22 +167,7 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
         target::describe_target(&spec.target, source_size, ss)?;
     let table = partition::read_table(&src)?;
     let mut warnings = Vec::new();
-    let usable = match &table {
-        Some(t) if !t.has_errors() && !t.partitions.is_empty() => Some(t),
-        Some(t) if t.has_errors() => {
-            warnings.push(format!(
-                "the source's {} partition table has errors, so the whole disk is copied as it is: {}",
-                t.kind.as_str(),
-                t.diagnostics
-                    .iter()
-                    .map(|d| d.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
-            None
-        }
-        _ => None,
-    };
+    let usable = usable_table(table.as_ref(), &mut warnings);
     if target_ss != ss {
         return Err(Error::Refused {
             path: spec.target.clone(),

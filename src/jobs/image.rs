@@ -353,22 +353,7 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         chain = Some(Arc::new(c));
     }
 
-    let usable = match &table {
-        Some(t) if !t.has_errors() && !t.partitions.is_empty() => Some(t),
-        Some(t) if t.has_errors() => {
-            warnings.push(format!(
-                "the {} partition table has errors, so the whole disk is copied: {}",
-                t.kind.as_str(),
-                t.diagnostics
-                    .iter()
-                    .map(|d| d.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
-            None
-        }
-        _ => None,
-    };
+    let usable = usable_table(table.as_ref(), &mut warnings);
     if let Some(sel) = &spec.partitions {
         let nums: Vec<u32> = usable
             .map(|t| t.partitions.iter().map(|p| p.number).collect())
@@ -430,6 +415,31 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         raw_table,
         file_sector_size: spec.file_sector_size,
     })
+}
+
+/// The table to follow when copying a disk: `table` when it is valid and has partitions.
+/// A table with errors is not followed (the whole disk is copied instead), and a warning
+/// naming its problems is added to `warnings`.
+pub(crate) fn usable_table<'t>(
+    table: Option<&'t PartitionTable>,
+    warnings: &mut Vec<String>,
+) -> Option<&'t PartitionTable> {
+    match table {
+        Some(t) if !t.has_errors() && !t.partitions.is_empty() => Some(t),
+        Some(t) if t.has_errors() => {
+            warnings.push(format!(
+                "the {} partition table has errors, so the whole disk is copied as it is: {}",
+                t.kind.as_str(),
+                t.diagnostics
+                    .iter()
+                    .map(|d| d.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+            None
+        }
+        _ => None,
+    }
 }
 
 /// A byte range to copy: `(start, len, index of its region)`.

@@ -172,3 +172,63 @@ impl Drop for Mount {
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
 }
+
+/// A FUSE-backed faulty file, `mnt/disk` (tests/helpers/faultfs.py), unmounted on drop.
+/// Put a loop device over `disk()` to get read and write errors from the block layer.
+pub struct FaultFs {
+    mnt: PathBuf,
+    control: PathBuf,
+    child: std::process::Child,
+}
+
+impl FaultFs {
+    pub fn start(backing: &Path, work: &Path, control_json: &str) -> FaultFs {
+        let mnt = work.join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let control = work.join("control.json");
+        std::fs::write(&control, control_json).unwrap();
+        let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/faultfs.py");
+        let child = std::process::Command::new("/usr/bin/python3")
+            .arg(helper)
+            .arg(backing)
+            .arg(&mnt)
+            .arg(&control)
+            .spawn()
+            .unwrap();
+        let f = FaultFs {
+            mnt,
+            control,
+            child,
+        };
+        for _ in 0..100 {
+            if f.disk().exists() {
+                return f;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("faultfs did not come up");
+    }
+
+    pub fn disk(&self) -> PathBuf {
+        self.mnt.join("disk")
+    }
+
+    pub fn set(&self, json: &str) {
+        let tmp = self.control.with_extension("tmp");
+        std::fs::write(&tmp, json).unwrap();
+        std::fs::rename(&tmp, &self.control).unwrap();
+    }
+
+    /// Faults injected so far (the helper's stats file).
+    pub fn stats(&self) -> String {
+        std::fs::read_to_string(format!("{}.stats", self.control.display())).unwrap_or_default()
+    }
+}
+
+impl Drop for FaultFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.mnt).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
