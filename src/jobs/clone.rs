@@ -245,11 +245,7 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
         ));
     }
     let copy_bytes = pieces.iter().map(|p| p.1).sum();
-    let size_change = match target_size.cmp(&source_size) {
-        std::cmp::Ordering::Equal => "same size",
-        std::cmp::Ordering::Greater => "larger target",
-        std::cmp::Ordering::Less => "smaller target",
-    };
+    let size_change = target::size_change(target_size, source_size);
     Ok(ClonePlan {
         source: spec.source.clone(),
         target: spec.target.clone(),
@@ -511,21 +507,18 @@ fn finish(
 ) -> Result<CloneSummary> {
     let verify_start = Instant::now();
     let copied = written.iter().map(|w| w.1).sum();
-    let mut verified = 0;
-    let mut method = "none";
-    if plan.verify {
-        reporter.phase(Phase::Verify, Some(copied));
-        let (check, m) = target::open_for_readback(dev, &plan.target, plan.sector_size)?;
-        method = m;
-        verified = target::read_back(&check, &written, plan.threads, reporter, cancel)?;
-    }
+    let (verified, method) = target::verify_written(
+        dev,
+        &plan.target,
+        plan.sector_size,
+        plan.verify,
+        &written,
+        plan.threads,
+        reporter,
+        cancel,
+    )?;
     let verify_seconds = verify_start.elapsed().as_secs_f64();
-    let nodes = if dev.is_block_device() {
-        let table = partition::read_table(dev)?;
-        target::refresh_partitions(dev, table.as_ref())
-    } else {
-        "not a block device".to_string()
-    };
+    let nodes = target::partition_nodes(dev)?;
     Ok(CloneSummary {
         source: plan.source.clone(),
         target: plan.target.clone(),

@@ -215,11 +215,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
             reason: "the image holds no valid partition table, so there is no last partition to grow and no disk ID to change".into(),
         });
     }
-    let size_change = match target_size.cmp(&h.source_size) {
-        std::cmp::Ordering::Equal => "same size",
-        std::cmp::Ordering::Greater => "larger target",
-        std::cmp::Ordering::Less => "smaller target",
-    };
+    let size_change = target::size_change(target_size, h.source_size);
     // The source's backup GPT is rebuilt at the target's end when the table is rewritten.
     let gpt_tail = layout
         .as_ref()
@@ -603,22 +599,18 @@ fn finish(
     let done = written.bytes;
     let written = written.ranges;
     // 5. Read-back verification, never from the page cache.
-    let mut verified = 0u64;
-    let mut method = "none";
-    if plan.verify {
-        reporter.phase(Phase::Verify, Some(written.iter().map(|w| w.1).sum()));
-        let (check, m) = target::open_for_readback(dev, &plan.target, plan.sector_size)?;
-        method = m;
-        verified = target::read_back(&check, &written, plan.threads, reporter, cancel)?;
-    }
-
+    let (verified, method) = target::verify_written(
+        dev,
+        &plan.target,
+        plan.sector_size,
+        plan.verify,
+        &written,
+        plan.threads,
+        reporter,
+        cancel,
+    )?;
     // 6. The kernel's view of the new partitions.
-    let nodes = if dev.is_block_device() {
-        let table = partition::read_table(dev)?;
-        target::refresh_partitions(dev, table.as_ref())
-    } else {
-        "not a block device".to_string()
-    };
+    let nodes = target::partition_nodes(dev)?;
     Ok(RestoreSummary {
         target: plan.target.clone(),
         written_bytes: done,

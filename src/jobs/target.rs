@@ -282,3 +282,46 @@ pub(crate) fn grow_after(
             source: Box::new(e),
         })
 }
+
+/// "same size", "larger target" or "smaller target".
+pub(crate) fn size_change(target_size: u64, source_size: u64) -> &'static str {
+    match target_size.cmp(&source_size) {
+        std::cmp::Ordering::Equal => "same size",
+        std::cmp::Ordering::Greater => "larger target",
+        std::cmp::Ordering::Less => "smaller target",
+    }
+}
+
+/// Reads back every written range without the page cache (unless `verify` is off), reporting
+/// [`Phase::Verify`]: the bytes checked, and how the cache was bypassed (or "none").
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn verify_written(
+    dev: &FileDev,
+    path: &Path,
+    sector_size: u32,
+    verify: bool,
+    written: &[(u64, u64, [u8; 32])],
+    threads: usize,
+    reporter: &Reporter,
+    cancel: &CancelToken,
+) -> Result<(u64, &'static str)> {
+    if !verify {
+        return Ok((0, "none"));
+    }
+    reporter.phase(Phase::Verify, Some(written.iter().map(|w| w.1).sum()));
+    let (check, method) = open_for_readback(dev, path, sector_size)?;
+    Ok((
+        read_back(&check, written, threads, reporter, cancel)?,
+        method,
+    ))
+}
+
+/// Makes the kernel see the partitions now on `dev` (see [`refresh_partitions`]); says what
+/// happened, or "not a block device".
+pub(crate) fn partition_nodes(dev: &FileDev) -> Result<String> {
+    if !dev.is_block_device() {
+        return Ok("not a block device".to_string());
+    }
+    let table = crate::partition::read_table(dev)?;
+    Ok(refresh_partitions(dev, table.as_ref()))
+}
