@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 /// Lifeboat: smart, verified disk images, restores and clones, from a USB stick or any Linux.
 ///
-/// Lifeboat reads disks directly. Run it as root to see every disk's partitions.
+/// Lifeboat reads disks directly. Run it as root to see every disk's partitions. Without a
+/// command, on a terminal, it opens the full-screen menu (`lifeboat tui`).
 #[derive(Debug, Parser)]
 #[command(
     name = "lifeboat",
@@ -15,9 +16,9 @@ use std::path::PathBuf;
     max_term_width = 100
 )]
 pub struct Args {
-    /// What to do.
+    /// What to do (none: the menu, on a terminal).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// The subcommands.
@@ -26,10 +27,26 @@ pub enum Command {
     /// The line-mode rescue console that the boot environment shows: disks, the image store,
     /// and every lifeboat command at a prompt. Type help inside it.
     Console,
-    /// The full-screen terminal UI (in progress): the disks with their partitions,
-    /// filesystems and labels, the boot medium marked. Keyboard only; press ? inside it.
-    /// Imaging, restoring and cloning from it are not built yet: use the commands below.
-    Tui,
+    /// The full-screen menu: disks, image storage, and wizards to image, restore, clone and
+    /// verify. Keyboard only; every key is shown at the bottom, and ? explains each screen.
+    ///
+    /// Restores and clones ask you to type the target disk's name (for example sda) before
+    /// anything is written, and everything written is read back and checked.
+    ///
+    /// Examples:
+    ///   lifeboat tui
+    ///   lifeboat tui --images /mnt/backup/images
+    Tui {
+        /// Use this folder for images from the start (instead of choosing a filesystem).
+        #[arg(long, value_name = "DIR")]
+        images: Option<PathBuf>,
+        /// Where a filesystem chosen as the image storage is mounted.
+        #[arg(long, value_name = "DIR", default_value = "/store")]
+        mount_at: PathBuf,
+        /// Started by the rescue system: offer power off and reboot.
+        #[arg(long, hide = true)]
+        rescue: bool,
+    },
     /// List every disk with its partitions, filesystems, labels and mount points.
     ///
     /// Disks come from sysfs (/sys/block); each is opened read-only to read its partition

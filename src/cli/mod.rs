@@ -16,8 +16,19 @@ use std::io::{IsTerminal, Write};
 
 /// Runs a parsed command. Errors carry their whole cause chain; `main` maps them to exit 1.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let command = match args.command {
+        Some(c) => c,
+        None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => Command::Tui {
+            images: None,
+            mount_at: std::path::PathBuf::from(crate::init::store::STORE_DIR),
+            rescue: false,
+        },
+        None => anyhow::bail!(
+            "no command given, and not on a terminal for the menu; see lifeboat --help"
+        ),
+    };
     let mut out = std::io::stdout().lock();
-    match args.command {
+    match command {
         Command::Console => {
             drop(out);
             let code = crate::init::console::run();
@@ -130,12 +141,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 threads,
             });
         }
-        Command::Tui => {
+        Command::Tui {
+            images,
+            mount_at,
+            rescue,
+        } => {
             drop(out);
-            if !std::io::stdout().is_terminal() {
+            if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
                 anyhow::bail!("lifeboat tui needs a terminal");
             }
-            crate::tui::run().context("running the terminal UI")?;
+            let opts = crate::tui::Options {
+                images,
+                mount_at,
+                rescue,
+            };
+            let exit = crate::tui::run(&opts).context("running the terminal UI")?;
+            match exit {
+                crate::tui::Exit::Quit => {}
+                crate::tui::Exit::PowerOff => std::process::exit(crate::init::EXIT_POWEROFF),
+                crate::tui::Exit::Reboot => std::process::exit(crate::init::EXIT_REBOOT),
+            }
             return Ok(());
         }
         Command::Clone {

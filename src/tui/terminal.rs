@@ -54,6 +54,20 @@ impl Terminal {
         }
     }
 
+    /// Leaves the full screen for `f` (a shell), then comes back and redraws everything.
+    pub fn suspend<T>(&mut self, f: impl FnOnce() -> T) -> std::io::Result<T> {
+        restore();
+        let r = f();
+        crossterm::terminal::enable_raw_mode()?;
+        crossterm::execute!(
+            std::io::stdout(),
+            crossterm::terminal::EnterAlternateScreen,
+            crossterm::cursor::Hide
+        )?;
+        self.0.clear()?;
+        Ok(r)
+    }
+
     /// Draws one frame.
     pub fn draw(&mut self, f: impl FnOnce(&mut ratatui::Frame)) -> std::io::Result<()> {
         self.0.draw(f).map(|_| ())

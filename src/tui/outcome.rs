@@ -1,0 +1,258 @@
+//! Job results in words: a finished job's summary as lines, and an error as a [`Failure`]
+//! with its cause chain and what to do next. Pure functions of the job's own types.
+
+use super::app::Failure;
+use crate::error::Error;
+use crate::jobs::clone::CloneSummary;
+use crate::jobs::image::ImageSummary;
+use crate::jobs::restore::RestoreSummary;
+use crate::jobs::verify::VerifySummary;
+use crate::resize::FsGrowReport;
+use crate::units::human_bytes;
+
+/// The error and its causes, outermost first.
+fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push(c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
+/// What to do after `e`, in one or two sentences.
+fn advice(e: &Error, writes_target: bool) -> String {
+    let target = if writes_target {
+        " The target disk was left without a partition table, so it cannot be mistaken for a good copy."
+    } else {
+        ""
+    };
+    let s = match e {
+        Error::TooSmall { .. } => {
+            "Choose a larger disk. A smaller disk works only when every partition fits where it is.".to_string()
+        }
+        Error::Busy { .. } => "Unmount it (or stop what uses it) and try again. Lifeboat never writes to a disk that is in use.".into(),
+        Error::ReadOnly { .. } => "The disk is write-protected: check its lock switch, or choose another disk.".into(),
+        Error::Refused { .. } => "Choose another disk or image; nothing was written.".into(),
+        Error::NotADisk { .. } => "Choose a disk from the list; nothing was written.".into(),
+        Error::Read { .. } => format!(
+            "The disk could not read that place: it may be failing. Copy what you can with another tool (ddrescue) from the shell, then image the copy.{target}"
+        ),
+        Error::Write { .. } => format!("The target failed to write: it may be failing, or full. Try another disk.{target}"),
+        Error::VerifyMismatch { .. } => format!(
+            "What was written does not read back the same: the target disk, its cable or its port is unreliable. Do not use it; try another disk.{target}"
+        ),
+        Error::Image { .. } | Error::Chain { .. } => {
+            "The image is damaged, incomplete, or part of its chain is missing. Press v on the home screen to verify it, or restore an older image of the chain.".into()
+        }
+        Error::Table { .. } => "The partition table is damaged. Check the disk from the shell (x on the home screen) with fdisk or gdisk.".into(),
+        Error::GrowFailed { .. } => "The data is in place. Check the grown filesystem from the shell (fsck) before using the disk.".into(),
+        Error::Tool { .. } => "A helper program failed; its message is above. Check the disk from the shell.".into(),
+        Error::Unsupported(_) => "Lifeboat cannot do this yet. Nothing was written.".into(),
+        Error::Cancelled => format!("Cancelled as asked.{target}"),
+        Error::OutOfRange { .. } | Error::Io { .. } => format!(
+            "Check that the disks and the storage are still attached and that the storage has room.{target}"
+        ),
+    };
+    s
+}
+
+/// A failure of `what` (for example "planning the restore").
+pub fn failure(what: &str, e: &Error, writes_target: bool) -> Failure {
+    let mut causes = chain(e);
+    let does_not_fit = matches!(e, Error::TooSmall { .. });
+    if let Error::TooSmall {
+        path,
+        need,
+        have,
+        why,
+    } = e
+    {
+        causes[0] = format!(
+            "{} ({}) is too small: it needs at least {}; {why}",
+            path.display(),
+            human_bytes(*have),
+            human_bytes(*need)
+        );
+    }
+    Failure {
+        what: what.to_string(),
+        causes,
+        advice: advice(e, writes_target),
+        does_not_fit,
+        cancelled: matches!(e, Error::Cancelled),
+    }
+}
+
+/// A failure from glue code (mounting, listing).
+pub fn failure_any(what: &str, e: &anyhow::Error, advice: &str) -> Failure {
+    Failure {
+        what: what.to_string(),
+        causes: e.chain().map(|c| c.to_string()).collect(),
+        advice: advice.to_string(),
+        ..Failure::default()
+    }
+}
+
+fn rate(bytes: u64, seconds: f64) -> String {
+    format!(
+        "{}/s",
+        human_bytes((bytes as f64 / seconds.max(0.001)) as u64)
+    )
+}
+
+/// An image job's result.
+pub fn image_lines(s: &ImageSummary) -> Vec<String> {
+    let mut v = vec![
+        format!(
+            "The {} image {} was written and verified.",
+            s.kind,
+            s.path.display()
+        ),
+        format!(
+            "{} read at {}, {} stored ({:.2}:1), {} chunks.",
+            human_bytes(s.read_bytes),
+            rate(s.read_bytes, s.seconds),
+            human_bytes(s.file_bytes),
+            s.read_bytes as f64 / (s.file_bytes.max(1)) as f64,
+            s.chunk_count
+        ),
+    ];
+    if s.kind != "full" {
+        v.push(format!(
+            "{} of it was already in the chain and was not stored again.",
+            human_bytes(s.parent_bytes)
+        ));
+    }
+    v.push(format!("Root hash {}", s.root_hash));
+    v
+}
+
+fn grown(g: &Option<FsGrowReport>) -> Option<String> {
+    let g = g.as_ref()?;
+    let fs = g.fs.as_deref().unwrap_or("no filesystem");
+    let mut s = format!(
+        "Partition {} grew to {} ({fs}, {}",
+        g.partition,
+        human_bytes(g.partition_bytes),
+        g.method
+    );
+    if let (Some(a), Some(b)) = (g.old_bytes, g.new_bytes) {
+        s.push_str(&format!(": {} to {}", human_bytes(a), human_bytes(b)));
+    }
+    s.push_str(").");
+    if let Some(n) = &g.note {
+        s.push(' ');
+        s.push_str(n);
+    }
+    Some(s)
+}
+
+/// A restore's result.
+pub fn restore_lines(s: &RestoreSummary) -> Vec<String> {
+    let mut v = vec![format!(
+        "{} was restored: {} written.",
+        s.target.display(),
+        human_bytes(s.written_bytes)
+    )];
+    v.push(if s.verified_bytes > 0 {
+        format!(
+            "Verified: all {} written were read back from the disk ({}) and match the image.",
+            human_bytes(s.verified_bytes),
+            s.verify_method
+        )
+    } else {
+        "Not read back (verification was off).".into()
+    });
+    v.push(format!("Partitions made visible by {}.", s.partition_nodes));
+    v.extend(grown(&s.grown));
+    v
+}
+
+/// A clone's result.
+pub fn clone_lines(s: &CloneSummary) -> Vec<String> {
+    let mut v = vec![format!(
+        "{} was cloned onto {}: {} copied at {}.",
+        s.source.display(),
+        s.target.display(),
+        human_bytes(s.copied_bytes),
+        rate(s.copied_bytes, s.copy_seconds)
+    )];
+    v.push(if s.verified_bytes > 0 {
+        format!(
+            "Verified: all {} copied were read back from {} ({}) and match the source.",
+            human_bytes(s.verified_bytes),
+            s.target.display(),
+            s.verify_method
+        )
+    } else {
+        "Not read back (verification was off).".into()
+    });
+    v.push(format!("Partitions made visible by {}.", s.partition_nodes));
+    v.extend(grown(&s.grown));
+    v
+}
+
+/// A verify's result.
+pub fn verify_lines(s: &VerifySummary) -> Vec<String> {
+    let mut v = vec![format!(
+        "{} is intact: {} chunks re-read, {} of disk data checked against their hashes.",
+        s.path.display(),
+        s.chunks,
+        human_bytes(s.raw_bytes)
+    )];
+    if s.chain.len() > 1 {
+        v.push(format!(
+            "Its chain of {} images is complete ({} read from ancestors).",
+            s.chain.len(),
+            human_bytes(s.ancestor_bytes)
+        ));
+    }
+    v.push(format!("Root hash {}", s.root_hash));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn too_small_names_sizes_in_words_and_is_marked() {
+        let e = Error::TooSmall {
+            path: PathBuf::from("/dev/sdc"),
+            need: 70_254_592,
+            have: 52_428_800,
+            why: "partition 2 ends past the target's end".into(),
+        };
+        let f = failure("planning the restore", &e, false);
+        assert!(f.does_not_fit);
+        assert_eq!(
+            f.causes,
+            ["/dev/sdc (50.0 MiB) is too small: it needs at least 67.0 MiB; partition 2 ends past the target's end"]
+        );
+        assert!(f.advice.contains("larger disk"), "{}", f.advice);
+    }
+
+    #[test]
+    fn the_cause_chain_is_kept_in_order() {
+        let e = Error::Read {
+            path: PathBuf::from("/dev/sda"),
+            offset: 4096,
+            len: 512,
+            source: std::io::Error::from_raw_os_error(libc::EIO),
+        };
+        let f = failure("restoring", &e, true);
+        assert_eq!(f.causes.len(), 2);
+        assert!(f.causes[0].contains("at byte 4096"), "{:?}", f.causes);
+        assert!(f.causes[1].contains("Input/output error"), "{:?}", f.causes);
+        assert!(
+            f.advice.contains("without a partition table"),
+            "{}",
+            f.advice
+        );
+        let c = failure("restoring", &Error::Cancelled, true);
+        assert!(c.cancelled && !c.does_not_fit);
+    }
+}

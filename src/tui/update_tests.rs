@@ -1,0 +1,1 @@
+//! Pure `update` tests: every wizard path, with cancel and back.
