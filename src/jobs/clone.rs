@@ -533,6 +533,30 @@ fn finish(
     })
 }
 
+/// A plan for the TUI's snapshot tests: a 500 GB disk onto a 1 TB NVMe disk.
+#[cfg(test)]
+pub(crate) fn example_plan() -> ClonePlan {
+    ClonePlan {
+        source: PathBuf::from("/dev/sda"),
+        target: PathBuf::from("/dev/nvme0n1"),
+        target_kind: "block device",
+        source_size: 500_107_862_016,
+        target_size: 1_000_204_886_016,
+        sector_size: 512,
+        table: Some("gpt"),
+        size_change: "larger target",
+        min_target_size: 499_000_000_000,
+        layout: None,
+        regions: Vec::new(),
+        copy_bytes: 61_235_789_824,
+        verify: true,
+        warnings: vec!["the target keeps the source's disk ID and its partition and filesystem IDs, so it boots like the source; do not leave both disks attached to one computer".into()],
+        pieces: Vec::new(),
+        threads: 2,
+        table_read: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -948,6 +948,50 @@ fn metadata(
     })
 }
 
+/// A plan for the TUI's snapshot tests: a 500 GB disk with an ESP and an ext4 root.
+#[cfg(test)]
+pub(crate) fn example_plan() -> ImagePlan {
+    let part = |n: u32, start: u64, size: u64, fs: &str, used: u64| Region {
+        what: "partition",
+        partition: Some(n),
+        start_bytes: start,
+        size_bytes: size,
+        fs: Some(fs.into()),
+        label: None,
+        uuid: None,
+        method: "used-blocks",
+        reason: None,
+        used_bytes: Some(used),
+        copy_bytes: used,
+    };
+    ImagePlan {
+        source: PathBuf::from("/dev/sda"),
+        output: PathBuf::from("/store/sda-Samsung-SSD-860-20261122.lbi"),
+        size_bytes: 500_107_862_016,
+        sector_size: 512,
+        table: Some("gpt"),
+        regions: vec![
+            part(1, 1 << 20, 536_870_912, "vfat", 31_457_280),
+            part(2, 537_919_488, 400_000_000_000, "ext4", 61_203_283_968),
+        ],
+        copy_bytes: 61_235_789_824,
+        chunks: 14_600,
+        warnings: vec![],
+        level: 3,
+        threads: 2,
+        chunk_size: DEFAULT_CHUNK,
+        block_size: 64 << 10,
+        kind: "full",
+        parent: None,
+        chain_name: "sda-Samsung-SSD-860-20261122".into(),
+        chain: None,
+        chunk_list: Vec::new(),
+        report: None,
+        raw_table: Vec::new(),
+        file_sector_size: 512,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -621,3 +621,50 @@ fn finish(
         seconds: started.elapsed().as_secs_f64(),
     })
 }
+
+/// A plan for the TUI's snapshot tests: last week's image of a 500 GB disk onto a 1 TB NVMe
+/// disk, growing the last partition.
+#[cfg(test)]
+pub(crate) fn example_plan() -> RestorePlan {
+    use crate::partition::edit::{GptMove, Grow};
+    RestorePlan {
+        image: PathBuf::from("/store/sda-Samsung-SSD-860-20261115.lbi"),
+        image_id: "7d1c".into(),
+        kind: "full".into(),
+        chain: Vec::new(),
+        ancestor_bytes: 0,
+        target: PathBuf::from("/dev/nvme0n1"),
+        target_kind: "block device",
+        target_size: 1_000_204_886_016,
+        source_size: 500_107_862_016,
+        sector_size: 512,
+        table: Some("gpt"),
+        size_change: "larger target",
+        min_target_size: 499_000_000_000,
+        layout: Some(Layout::example(
+            "gpt",
+            499_000_000_000,
+            Some(GptMove {
+                backup_header_lba: 1_953_525_167,
+                backup_entries_lba: 1_953_525_135,
+                last_usable_lba: 1_953_525_134,
+            }),
+            Some(Grow {
+                number: 3,
+                start_bytes: 401_074_470_912,
+                old_size_bytes: 99_000_000_000,
+                new_size_bytes: 599_130_398_720,
+                extended: None,
+                limit: None,
+            }),
+        )),
+        partitions: Vec::new(),
+        chunks: 14_600,
+        write_bytes: 61_235_789_824,
+        verify: true,
+        warnings: vec![],
+        writes: Vec::new(),
+        threads: 2,
+        search: Vec::new(),
+    }
+}

@@ -439,6 +439,31 @@ pub fn overlay(buf: &mut [u8], off: u64, patches: &[(u64, Vec<u8>)]) {
 }
 
 #[cfg(test)]
+impl Layout {
+    /// A layout for the TUI's snapshot tests.
+    pub(crate) fn example(
+        table: &'static str,
+        min_target_size: u64,
+        gpt_move: Option<GptMove>,
+        grow: Option<Grow>,
+    ) -> Layout {
+        Layout {
+            table,
+            min_target_size,
+            gpt_move,
+            grow,
+            grow_skipped: None,
+            new_disk_id: None,
+            source_gpt_tail: None,
+            new_id: None,
+            sector_size: 512,
+            target_size: 0,
+            source_size: 0,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

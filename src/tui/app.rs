@@ -497,7 +497,11 @@ pub fn store_choices(disks: &[DiskReport]) -> Vec<StoreChoice> {
 /// Why a disk cannot be a source or target here, or `None`.
 pub fn excluded(model: &Model, d: &DiskReport) -> Option<&'static str> {
     if d.is_boot {
-        return Some("the Lifeboat stick");
+        return Some(if model.rescue {
+            "the Lifeboat stick"
+        } else {
+            "the boot medium"
+        });
     }
     if model
         .storage

@@ -278,7 +278,8 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
         }
     }
     let mut cancel: Option<CancelToken> = None;
-    std::thread::scope(|s| -> std::io::Result<Exit> {
+    let mut mounted = false; // the storage at opts.mount_at was mounted by us
+    let exit = std::thread::scope(|s| -> std::io::Result<Exit> {
         let (stop_ref, paused_ref) = (&stop, &paused);
         let input_tx = tx.clone();
         s.spawn(move || input(input_tx, stop_ref, paused_ref));
@@ -317,6 +318,7 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
                 Cmd::Reboot => break Ok(Exit::Reboot),
                 Cmd::Rescan => rescan(tx.clone(), model.storage.as_ref().map(|s| s.dir.clone())),
                 Cmd::MountStorage(c) => {
+                    mounted = c.mountpoint.is_none();
                     let (tx, at) = (tx.clone(), opts.mount_at.clone());
                     s.spawn(move || {
                         let _ = tx.send(Msg::StorageReady(mount_storage(&c, &at)));
@@ -367,7 +369,17 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
         // drain so that no sender blocks while the threads finish
         while rx.recv_timeout(Duration::from_millis(300)).is_ok() {}
         r
-    })
+    });
+    // On a host, leaving the menu unmounts the storage it mounted; the rescue system keeps
+    // it for the line console, and unmounts it at power off.
+    if mounted && !opts.rescue && matches!(exit, Ok(Exit::Quit)) {
+        drop(term);
+        if let Err(e) = crate::init::store::unmount(&opts.mount_at) {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "lifeboat: {e:#}");
+        }
+    }
+    exit
 }
 
 /// A shell on the terminal until it exits.
@@ -507,14 +519,98 @@ pub(crate) mod testing {
         nvme.table = None;
         vec![sda, sdb, nvme]
     }
+
+    /// [`disks`] plus a USB drive holding the image storage (exFAT at /store) with three
+    /// images: a chain of the SSD (full and incremental) and an older full image of another
+    /// disk; the clock fixed at 2026-11-22 09:30 UTC.
+    pub(crate) fn storage_model() -> super::app::Model {
+        use super::app::{ImageEntry, Model, Storage};
+        use crate::jobs::chain::{DiskIdentity, Found};
+        let mut all = disks();
+        let mut sdc = disk(
+            "/dev/sdc",
+            2_000_398_934_016,
+            Transport::Usb,
+            "WD Elements 25A2",
+            false,
+        );
+        sdc.removable = Some(true);
+        sdc.partitions = vec![part(
+            1,
+            2_000_397_885_440,
+            "exfat",
+            "BACKUP",
+            Some("/store"),
+        )];
+        sdc.partitions[0].path = Some(PathBuf::from("/dev/sdc1"));
+        all.push(sdc);
+        let ssd = DiskIdentity::of_report(&all[0]);
+        let other = DiskIdentity {
+            path: Some("/dev/sda".into()),
+            model: Some("ST1000DM003".into()),
+            serial: Some("Z1D5K8XQ".into()),
+            disk_id: None,
+            size_bytes: 1_000_204_886_016,
+            backing_file: None,
+        };
+        let found = |name: &str, kind: &str, unix: u64, disk: &DiskIdentity, chain: &str| Found {
+            path: PathBuf::from(format!("/store/{name}")),
+            image_id: "00".into(),
+            kind: kind.into(),
+            created_unix: unix,
+            full: kind == "full",
+            parent_id: (kind != "full").then(|| "00".into()),
+            disk: disk.clone(),
+            chain_name: chain.into(),
+        };
+        let chain = "sda-Samsung-SSD-860-20261115";
+        let images = vec![
+            ImageEntry {
+                found: found(&format!("{chain}.lbi"), "full", 1_794_736_800, &ssd, chain),
+                file_bytes: 31_457_280_000,
+            },
+            ImageEntry {
+                found: found(
+                    &format!("{chain}-20261121-181500-incr.lbi"),
+                    "incremental",
+                    1_795_284_900,
+                    &ssd,
+                    chain,
+                ),
+                file_bytes: 1_288_490_188,
+            },
+            ImageEntry {
+                found: found("old-hdd.lbi", "full", 1_761_535_980, &other, "old-hdd"),
+                file_bytes: 120_259_084_288,
+            },
+        ];
+        let now = std::time::Instant::now();
+        Model {
+            disks: all,
+            storage: Some(Storage {
+                dir: PathBuf::from("/store"),
+                device: Some(PathBuf::from("/dev/sdc1")),
+                disk: Some(PathBuf::from("/dev/sdc")),
+                fs: Some("exfat".into()),
+                label: Some("BACKUP".into()),
+            }),
+            images,
+            now: Some(now),
+            now_unix: 1_795_339_800,
+            ..Model::default()
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::app::{update, Model, Msg};
-    use super::testing::disks;
+    use super::app::*;
+    use super::testing::{disks, storage_model};
+    use crate::jobs::{Event, Phase};
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
+    use std::path::PathBuf;
+    use std::time::Duration;
 
     fn render(model: &Model, w: u16, h: u16) -> String {
         let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
@@ -536,31 +632,218 @@ mod tests {
         m
     }
 
-    #[test]
-    fn home_80x25() {
-        insta::assert_snapshot!(render(&home(), 80, 25));
+    /// One snapshot test per size for each screen.
+    macro_rules! screens {
+        ($($name:ident => $model:expr;)*) => {
+            mod at_80x25 {
+                use super::*;
+                $( #[test] fn $name() { insta::assert_snapshot!(render(&$model, 80, 25)); } )*
+            }
+            mod at_160x50 {
+                use super::*;
+                $( #[test] fn $name() { insta::assert_snapshot!(render(&$model, 160, 50)); } )*
+            }
+        };
     }
 
-    #[test]
-    fn home_160x50() {
-        insta::assert_snapshot!(render(&home(), 160, 50));
+    fn with(mut m: Model, f: impl FnOnce(&mut Model)) -> Model {
+        f(&mut m);
+        m
     }
 
-    #[test]
-    fn help_80x25() {
-        let mut m = home();
-        m.help = true;
-        insta::assert_snapshot!(render(&m, 80, 25));
+    fn running() -> Model {
+        with(storage_model(), |m| {
+            let t0 = m.now.unwrap();
+            m.screen = Screen::Running(Running {
+                title: "Restoring sda-Samsung-SSD-860-20261115.lbi onto /dev/nvme0n1".into(),
+                target: Some(PathBuf::from("/dev/nvme0n1")),
+                phase: None,
+                total: None,
+                done: 0,
+                started: t0,
+                phase_started: t0,
+                warnings: vec![],
+                cancelling: false,
+            });
+            m.now = Some(t0 + Duration::from_secs(2));
+            update(
+                m,
+                Msg::Job(Event::Phase {
+                    phase: Phase::Write,
+                    total_bytes: Some(61_235_789_824),
+                }),
+            );
+            m.now = Some(t0 + Duration::from_secs(202));
+            update(
+                m,
+                Msg::Job(Event::Progress {
+                    phase: Phase::Write,
+                    done_bytes: 25_000_000_000,
+                }),
+            );
+        })
     }
 
-    #[test]
-    fn scan_error_and_no_disks_80x25() {
-        let mut m = Model::default();
-        update(
-            &mut m,
-            Msg::Devices(Err("reading /sys/block: permission denied".into())),
-        );
-        insta::assert_snapshot!(render(&m, 80, 25));
+    fn done(failure: Option<Failure>) -> Model {
+        with(storage_model(), |m| {
+            m.screen = Screen::Done(Done {
+                title: "Restoring sda-Samsung-SSD-860-20261115.lbi onto /dev/nvme0n1".into(),
+                lines: if failure.is_none() {
+                    vec![
+                        "/dev/nvme0n1 was restored: 57.0 GiB written.".into(),
+                        "Verified: all 57.0 GiB written were read back from the disk (O_DIRECT) and match the image.".into(),
+                        "Partitions made visible by BLKRRPART.".into(),
+                        "Partition 3 grew to 558.0 GiB (ntfs, ntfsresize: 92.2 GiB to 558.0 GiB).".into(),
+                    ]
+                } else {
+                    vec![]
+                },
+                failure,
+                warnings: vec![],
+                seconds: 754.0,
+            })
+        })
+    }
+
+    fn write_failure() -> Failure {
+        crate::tui::outcome::failure(
+            "restoring",
+            &crate::Error::Write {
+                path: PathBuf::from("/dev/nvme0n1"),
+                offset: 40_265_318_400,
+                len: 8 << 20,
+                source: std::io::Error::from_raw_os_error(libc::EIO),
+            },
+            true,
+        )
+    }
+
+    fn too_small() -> Failure {
+        crate::tui::outcome::failure(
+            "planning the restore",
+            &crate::Error::TooSmall {
+                path: PathBuf::from("/dev/sdd"),
+                need: 499_000_000_000,
+                have: 256_060_514_304,
+                why: "partition 3 ends at byte 499000000000 (464.7 GiB), past the target's last usable byte 256060497408".into(),
+            },
+            false,
+        )
+    }
+
+    fn restore(step: RestoreStep) -> Model {
+        with(storage_model(), |m| {
+            let mut w = RestoreWiz {
+                step,
+                ..RestoreWiz::default()
+            };
+            if step != RestoreStep::Image {
+                w.image = Some(m.images[0].found.path.clone());
+                w.grow_last = true;
+            }
+            if step == RestoreStep::Confirm {
+                w.target = Some(PathBuf::from("/dev/nvme0n1"));
+                w.plan = Some(Box::new(crate::jobs::restore::example_plan()));
+                w.typed = "nvme".into();
+            }
+            m.screen = Screen::Restore(w);
+        })
+    }
+
+    fn clone(step: CloneStep) -> Model {
+        with(storage_model(), |m| {
+            let mut w = CloneWiz {
+                step,
+                ..CloneWiz::default()
+            };
+            if step != CloneStep::Source {
+                w.source = Some(PathBuf::from("/dev/sda"));
+            }
+            if step == CloneStep::Confirm {
+                w.target = Some(PathBuf::from("/dev/nvme0n1"));
+                w.plan = Some(Box::new(crate::jobs::clone::example_plan()));
+                w.typed = "sda".into();
+                w.mistyped = true;
+            }
+            m.screen = Screen::Clone(w);
+        })
+    }
+
+    fn image(step: ImageStep) -> Model {
+        with(storage_model(), |m| {
+            let mut w = ImageWiz {
+                step,
+                level: 3,
+                ..ImageWiz::default()
+            };
+            if step != ImageStep::Source {
+                w.source = Some(PathBuf::from("/dev/sda"));
+                w.name = suggested_name(&m.disks[0], m.now_unix);
+                w.kind = ImageKind::Incremental;
+            }
+            if step == ImageStep::Confirm {
+                w.plan = Some(Box::new(crate::jobs::image::example_plan()));
+            }
+            m.screen = Screen::Image(w);
+        })
+    }
+
+    screens! {
+        home_screen => home();
+        help => with(home(), |m| m.help = true);
+        scan_error_and_no_disks => with(Model::default(), |m| {
+            update(m, Msg::Devices(Err("reading /sys/block: permission denied".into())));
+        });
+        details => with(home(), |m| m.screen = Screen::Details);
+        storage_choose => with(home(), |m| {
+            m.screen = Screen::Storage { cursor: 0, then: Some(Action::Restore) };
+            m.disks = storage_model().disks;
+        });
+        storage_mounting => with(home(), |m| {
+            m.disks = storage_model().disks;
+            m.screen = Screen::Storage { cursor: 0, then: None };
+            m.busy = Some("Mounting /dev/sdc1...".into());
+        });
+        storage_mount_failed => with(home(), |m| {
+            m.disks = storage_model().disks;
+            m.screen = Screen::Storage { cursor: 0, then: None };
+            m.failure = Some(crate::tui::outcome::failure_any(
+                "mounting the storage",
+                &anyhow::anyhow!("EIO").context("mounting /dev/sdc1 (ntfs) at /store"),
+                "Choose another filesystem, or check this one from the shell (fsck).",
+            ));
+        });
+        image_source => image(ImageStep::Source);
+        image_options => image(ImageStep::Options);
+        image_confirm => image(ImageStep::Confirm);
+        restore_image => restore(RestoreStep::Image);
+        restore_no_images => with(restore(RestoreStep::Image), |m| m.images.clear());
+        restore_target => restore(RestoreStep::Target);
+        restore_does_not_fit => with(restore(RestoreStep::Target), |m| {
+            update(m, Msg::Planned(Err(too_small())));
+        });
+        restore_confirm => restore(RestoreStep::Confirm);
+        restore_plan_refused => with(restore(RestoreStep::Target), |m| {
+            update(m, Msg::Planned(Err(crate::tui::outcome::failure(
+                "planning the restore",
+                &crate::Error::Busy { path: PathBuf::from("/dev/nvme0n1"), reason: "partition 2 is mounted at /mnt".into() },
+                false,
+            ))));
+        });
+        clone_source => clone(CloneStep::Source);
+        clone_target => clone(CloneStep::Target);
+        clone_confirm_mistyped => clone(CloneStep::Confirm);
+        verify_list => with(storage_model(), |m| m.screen = Screen::Verify { cursor: 1 });
+        progress => running();
+        progress_cancel_asked => with(running(), |m| m.ask = Some(Ask::Cancel));
+        progress_cancelling => with(running(), |m| {
+            if let Screen::Running(r) = &mut m.screen { r.cancelling = true; }
+            update(m, Msg::Job(Event::Warning { message: "partition 4: unknown filesystem, copied whole".into() }));
+        });
+        done_ok => done(None);
+        done_failed => done(Some(write_failure()));
+        done_cancelled => done(Some(crate::tui::outcome::failure("restoring", &crate::Error::Cancelled, true)));
+        power_off_asked => with(home(), |m| { m.rescue = true; m.ask = Some(Ask::PowerOff); });
     }
 }
 

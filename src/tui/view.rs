@@ -13,7 +13,7 @@ use crate::units::human_bytes;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Gauge, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Gauge, Padding, Paragraph, Row, Table, Wrap};
 use ratatui::Frame;
 use std::path::Path;
 
@@ -367,8 +367,8 @@ fn disk_table<'a>(
             Constraint::Length(14),
             Constraint::Length(10),
             Constraint::Length(7),
+            Constraint::Fill(4),
             Constraint::Fill(3),
-            Constraint::Fill(2),
         ],
     )
     .header(Row::new(vec!["", "disk", "size", "bus", "model", ""]).style(bold()))
@@ -605,7 +605,7 @@ fn draw_storage(model: &Model, cursor: usize, f: &mut Frame, area: Rect) {
                         .unwrap_or_default(),
                 ),
                 Cell::from(match (&c.mountpoint, c.removable) {
-                    (Some(m), _) => format!("mounted at {}", m.display()),
+                    (Some(m), _) => format!("at {}", m.display()),
                     (None, true) => "USB / removable".to_string(),
                     (None, false) => c.transport.clone().unwrap_or_default(),
                 }),
@@ -788,7 +788,7 @@ fn draw_image_options(model: &Model, w: &ImageWiz, f: &mut Frame, area: Rect) {
         ),
         Line::raw(""),
         Line::raw(
-            " verify       always: the new image is read back and checked before it is called done",
+            "   verify       always: the new image is read back and checked before it is called done",
         ),
     ];
     if w.kind != ImageKind::Full {
@@ -942,10 +942,7 @@ fn draw_images(model: &Model, cursor: usize, title: &str, f: &mut Frame, area: R
     if let Some(i) = sel {
         let d = &model.images[i].found.disk;
         f.render_widget(
-            Paragraph::new(Line::styled(
-                format!("taken of {}, {}", d.describe(), human_bytes(d.size_bytes)),
-                dim(),
-            )),
+            Paragraph::new(Line::styled(format!("taken of {}", d.describe()), dim())),
             note,
         );
     }
@@ -958,24 +955,32 @@ fn draw_targets(
     rows: &[usize],
     cursor: usize,
     need: Option<u64>,
+    origin: Option<&crate::jobs::chain::DiskIdentity>,
     (grow, new_id): (bool, bool),
     does_not_fit: Option<&String>,
     skip: Option<&Path>,
     f: &mut Frame,
     area: Rect,
 ) {
-    let fit_h = if does_not_fit.is_some() { 5 } else { 0 };
+    let fit_h = if does_not_fit.is_some() { 7 } else { 0 };
     let [list, opts, fit] = Layout::vertical([
         Constraint::Min(4),
         Constraint::Length(3),
         Constraint::Length(fit_h),
     ])
     .areas(area);
-    let note = |d: &DiskReport| match need {
-        Some(n) if d.size_bytes < n => format!("smaller than {}", human_bytes(n)),
-        Some(n) if d.size_bytes > n => "larger".to_string(),
-        Some(_) => "same size".to_string(),
-        None => String::new(),
+    let note = |d: &DiskReport| {
+        let size = match need {
+            Some(n) if d.size_bytes < n => format!("smaller than {}", human_bytes(n)),
+            Some(n) if d.size_bytes > n => "larger".to_string(),
+            Some(_) => "same size".to_string(),
+            None => String::new(),
+        };
+        let me = crate::jobs::chain::DiskIdentity::of_report(d);
+        match origin {
+            Some(o) if o.differs_from(&me).is_none() => "the imaged disk".to_string(),
+            _ => size,
+        }
     };
     draw_source_list(
         model,
@@ -1109,18 +1114,19 @@ fn draw_restore(model: &Model, w: &RestoreWiz, f: &mut Frame, area: Rect) {
             area,
         ),
         RestoreStep::Target => {
-            let need = w.image.as_ref().and_then(|p| {
+            let origin = w.image.as_ref().and_then(|p| {
                 model
                     .images
                     .iter()
                     .find(|e| &e.found.path == p)
-                    .map(|e| e.found.disk.size_bytes)
+                    .map(|e| &e.found.disk)
             });
             draw_targets(
                 model,
                 &targets(model, None),
                 w.cursor,
-                need,
+                origin.map(|o| o.size_bytes),
+                origin,
                 (w.grow_last, w.new_disk_id),
                 w.does_not_fit.as_ref(),
                 None,
@@ -1187,6 +1193,7 @@ fn draw_clone(model: &Model, w: &CloneWiz, f: &mut Frame, area: Rect) {
                 &targets(model, w.source.as_deref()),
                 w.cursor,
                 need,
+                None,
                 (w.grow_last, w.new_disk_id),
                 w.does_not_fit.as_ref(),
                 w.source.as_deref(),
@@ -1375,6 +1382,7 @@ fn draw_done(d: &Done, f: &mut Frame, area: Rect) {
             Block::default()
                 .borders(Borders::ALL)
                 .border_style(Style::default().fg(colour))
+                .padding(Padding::horizontal(1))
                 .title(format!(" {title} ")),
         ),
         area,
