@@ -150,6 +150,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
                 anyhow::bail!("lifeboat tui needs a terminal");
             }
+            if std::os::unix::process::parent_id() == 1 {
+                // started by PID 1 on a bare terminal: take it, so that a shell started from
+                // the menu gets Ctrl-C and job control
+                let _ = crate::init::sys::take_controlling_tty();
+            }
             let opts = crate::tui::Options {
                 images,
                 mount_at,

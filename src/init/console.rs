@@ -1,11 +1,11 @@
-//! The line-mode rescue console (`lifeboat console`): what PID 1 shows on the console until
-//! the full-screen TUI exists. It lists the disks, mounts the image store, and runs lifeboat
-//! commands, a shell, power-off and reboot. It works on any terminal, including a serial line
-//! with no size.
+//! The line-mode rescue console (`lifeboat console`): what PID 1 shows when the user leaves
+//! the full-screen menu (or the menu cannot run). It lists the disks, mounts the image store,
+//! and runs lifeboat commands, a shell, power-off and reboot. It works on any terminal,
+//! including a serial line with no size. `menu` goes back to the full-screen menu.
 
 use super::cmdline::split_words;
 use super::store::{self, STORE_DIR};
-use super::{sys, EXIT_POWEROFF, EXIT_REBOOT, LOG_FILE};
+use super::{sys, EXIT_MENU, EXIT_POWEROFF, EXIT_REBOOT, LOG_FILE};
 use crate::discovery::SystemPaths;
 use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
@@ -14,6 +14,7 @@ use std::process::Command;
 
 const HELP: &str = "\
 Commands (the same words as the lifeboat command line):
+  menu                              back to the full-screen menu
   list                              the disks again (also: disks)
   store LABEL=name | /dev/sdb1      mount the image store read-write at /store
   unstore                           unmount the store (do this before unplugging it)
@@ -73,6 +74,9 @@ pub fn run() -> i32 {
             }
             "home" | "disks" | "list" if rest.is_empty() => home(&mut out),
             "poweroff" | "halt" => return EXIT_POWEROFF,
+            "menu" | "tui" if rest.is_empty() && std::os::unix::process::parent_id() == 1 => {
+                return EXIT_MENU
+            }
             "reboot" => return EXIT_REBOOT,
             "shell" | "sh" => {
                 run_child(
@@ -102,7 +106,10 @@ pub fn run() -> i32 {
                 }
             },
             "exit" | "quit" => {
-                let _ = writeln!(out, "type poweroff or reboot to stop the machine");
+                let _ = writeln!(
+                    out,
+                    "type menu for the full-screen menu, or poweroff or reboot to stop the machine"
+                );
             }
             _ => {
                 let mut c = Command::new("/proc/self/exe");

@@ -27,6 +27,8 @@ use std::sync::{Arc, Mutex};
 pub const EXIT_POWEROFF: i32 = 100;
 /// The console's exit code that asks PID 1 to reboot.
 pub const EXIT_REBOOT: i32 = 101;
+/// The line console's exit code that asks PID 1 to start the menu (TUI) again.
+pub const EXIT_MENU: i32 = 102;
 /// The log of this boot.
 pub const LOG_FILE: &str = "/run/lifeboat.log";
 

@@ -4,7 +4,7 @@ use super::cmdline::{self, BootOptions, Then};
 use super::modules::{self, ModuleIndex};
 use super::store::{self, STORE_DIR};
 use super::sys::{self, Exit, Power};
-use super::{console_names, Log, EXIT_POWEROFF, EXIT_REBOOT};
+use super::{console_names, Log, EXIT_MENU, EXIT_POWEROFF, EXIT_REBOOT};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -476,7 +476,31 @@ fn wait_for(pid: u32, log: &mut Log) -> Exit {
 struct Slot {
     tty: PathBuf,
     pid: Option<u32>,
-    shell: bool,
+    ui: Ui,
+}
+
+/// What runs on a console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ui {
+    /// The full-screen menu (`lifeboat tui --rescue`), the default.
+    Menu,
+    /// The line-mode console: after the user leaves the menu, or when the menu fails.
+    Console,
+    /// A root shell, once (`lifeboat.then=shell`), then the menu.
+    Shell,
+}
+
+/// The next program on a console after `ui` ended with `exit` (power off and reboot are
+/// handled before).
+fn next_ui(ui: Ui, exit: Exit) -> Ui {
+    match (ui, exit) {
+        (Ui::Shell, _) => Ui::Menu,
+        (Ui::Console, Exit::Code(EXIT_MENU)) => Ui::Menu,
+        (Ui::Console, _) => Ui::Console,
+        // q in the menu leaves for the line console; a menu that failed (a terminal it cannot
+        // drive) falls back to it too, so a console is never lost
+        (Ui::Menu, _) => Ui::Console,
+    }
 }
 
 /// Runs the UI on every console (the screen and the serial line, so whoever is looking finds
@@ -500,7 +524,11 @@ fn supervise(log: &mut Log, then: Then) -> ! {
         .map(|(i, tty)| Slot {
             tty,
             pid: None,
-            shell: i == 0 && then == Then::Shell,
+            ui: if i == 0 && then == Then::Shell {
+                Ui::Shell
+            } else {
+                Ui::Menu
+            },
         })
         .collect();
     log.ui_started(&slots.iter().map(|s| s.tty.clone()).collect::<Vec<_>>());
@@ -508,10 +536,13 @@ fn supervise(log: &mut Log, then: Then) -> ! {
         for slot in slots.iter_mut().filter(|s| s.pid.is_none()) {
             // busybox setsid -c: a session of its own with the terminal as its controlling
             // terminal, so Ctrl-C and job control work in the shell
-            let (program, args): (&str, &[&str]) = if slot.shell {
-                ("/bin/setsid", &["-c", "/bin/sh"])
-            } else {
-                ("/proc/self/exe", &["console"])
+            let (program, args): (&str, &[&str]) = match slot.ui {
+                Ui::Shell => ("/bin/setsid", &["-c", "/bin/sh"]),
+                Ui::Console => ("/proc/self/exe", &["console"]),
+                Ui::Menu => (
+                    "/proc/self/exe",
+                    &["tui", "--rescue", "--mount-at", super::store::STORE_DIR],
+                ),
             };
             match spawn_on(&slot.tty, program, args) {
                 Ok(pid) => slot.pid = Some(pid),
@@ -531,13 +562,18 @@ fn supervise(log: &mut Log, then: Then) -> ! {
                     match exit {
                         Exit::Code(EXIT_POWEROFF) => shutdown(log, &slots, Power::Off),
                         Exit::Code(EXIT_REBOOT) => shutdown(log, &slots, Power::Reboot),
-                        _ if slot.shell => slot.shell = false,
                         other => {
-                            log.line(&format!(
-                                "the console on {} stopped ({other:?}); restarting it",
-                                slot.tty.display()
-                            ));
-                            std::thread::sleep(Duration::from_secs(1));
+                            let next = next_ui(slot.ui, other);
+                            let normal = matches!(other, Exit::Code(0) | Exit::Code(EXIT_MENU));
+                            if !normal {
+                                log.line(&format!(
+                                    "{:?} on {} stopped ({other:?}); starting {next:?}",
+                                    slot.ui,
+                                    slot.tty.display()
+                                ));
+                                std::thread::sleep(Duration::from_secs(1));
+                            }
+                            slot.ui = next;
                         }
                     }
                 }

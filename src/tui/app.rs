@@ -766,8 +766,10 @@ fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
     }
     if ctrl_c {
         return match &model.screen {
-            Screen::Running(_) => {
-                model.ask = Some(Ask::Cancel);
+            Screen::Running(r) => {
+                if !r.cancelling {
+                    model.ask = Some(Ask::Cancel);
+                }
                 None
             }
             _ => Some(Cmd::Quit),
@@ -790,8 +792,8 @@ fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
         Screen::Restore(_) => restore_key(model, k),
         Screen::Clone(_) => clone_key(model, k),
         Screen::Verify { .. } => verify_key(model, k),
-        Screen::Running(_) => {
-            if matches!(k.code, KeyCode::Esc | KeyCode::Char('c')) {
+        Screen::Running(r) => {
+            if !r.cancelling && matches!(k.code, KeyCode::Esc | KeyCode::Char('c')) {
                 model.ask = Some(Ask::Cancel);
             }
             None
@@ -799,6 +801,9 @@ fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
         Screen::Done(_) => {
             if matches!(k.code, KeyCode::Enter | KeyCode::Esc) {
                 model.screen = Screen::Home;
+                if model.scanning {
+                    return None;
+                }
                 model.scanning = true;
                 return Some(Cmd::Rescan);
             }
@@ -995,7 +1000,14 @@ fn image_key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
         }
         ImageStep::Options => {
             let src = w.source.clone()?;
-            let i = disks.iter().position(|d| d.path == src)?;
+            let Some(i) = disks.iter().position(|d| d.path == src) else {
+                // the disk went away in a rescan: only going back makes sense
+                if k.code == KeyCode::Esc {
+                    w.step = ImageStep::Source;
+                    w.cursor = 0;
+                }
+                return None;
+            };
             let (_, has_full) = chains[i];
             match k.code {
                 KeyCode::Esc => {
