@@ -4,7 +4,9 @@
 //! they fail. Each scenario is one boot; serial logs land in target/qemu-logs/.
 //!
 //! The console lines checked here are the contract in docs/BOOT.md: `LIFEBOAT-READY {json}`,
-//! `LIFEBOAT-RESULT {json}`, and the console's `lifeboat> ` prompt.
+//! `LIFEBOAT-RESULT {json}`, the full-screen menu that PID 1 starts on every console (driven
+//! here over the serial line, which reports no size, so the menu draws at 80x24), and the line
+//! console's `lifeboat> ` prompt after `q`.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod common;
@@ -178,6 +180,15 @@ impl Vm {
         }
     }
 
+    /// Sends keys to the menu, a byte at a time, with no Enter.
+    fn keys(&mut self, keys: &str) {
+        for b in keys.bytes() {
+            self.stdin.write_all(&[b]).unwrap();
+            self.stdin.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(15));
+        }
+    }
+
     /// Waits for QEMU to exit by itself (a power-off ends it, -no-reboot).
     fn wait_exit(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
@@ -217,17 +228,29 @@ const BOOT: Duration = Duration::from_secs(240);
 
 /// Boots to the console, checks the READY line and the home screen, then powers off from
 /// the console. Returns the READY JSON.
+/// Boots, checks that the menu on the serial line lists `want_disks`, and powers off from the
+/// menu (p, then y to confirm).
 fn boot_and_power_off(name: &str, args: &[&str], want_disks: &[&str]) -> serde_json::Value {
-    boot_and_power_off_with(name, args, want_disks, |_, at| at)
+    boot_and_check(name, args, want_disks, None::<fn(&mut Vm, usize) -> usize>)
 }
 
-/// [`boot_and_power_off`] with `more` run at the console's prompt first; it returns the
-/// offset after the next prompt.
+/// Boots, checks the menu like [`boot_and_power_off`], leaves it with q for the line
+/// console, runs `more` at its prompt (it returns the offset after the next prompt), and
+/// types poweroff.
 fn boot_and_power_off_with(
     name: &str,
     args: &[&str],
     want_disks: &[&str],
     more: impl FnOnce(&mut Vm, usize) -> usize,
+) -> serde_json::Value {
+    boot_and_check(name, args, want_disks, Some(more))
+}
+
+fn boot_and_check(
+    name: &str,
+    args: &[&str],
+    want_disks: &[&str],
+    more: Option<impl FnOnce(&mut Vm, usize) -> usize>,
 ) -> serde_json::Value {
     let mut vm = Vm::start(name, args);
     let (ready, at) = vm.json_line("LIFEBOAT-READY", BOOT);
@@ -248,19 +271,45 @@ fn boot_and_power_off_with(
             "{name}: {d} missing from READY disks {disks:?}"
         );
     }
-    // the console's home screen on the serial line lists the disks
-    let prompt = vm.wait_for("lifeboat> ", at, Duration::from_secs(60));
-    let screen = vm.text()[at..prompt].to_string();
+    // the menu's home screen on the serial line lists the disks: the status line under the
+    // disk table is drawn once the scan is done, after the table's rows
+    let home = vm.wait_for(
+        "Nothing is written to any disk from this screen",
+        at,
+        Duration::from_secs(60),
+    );
+    let screen = vm.text()[at..home].to_string();
     assert!(
-        screen.contains("Lifeboat"),
-        "{name}: no home screen:\n{screen}"
+        screen.contains("Lifeboat") && screen.contains("disks attached to this computer"),
+        "{name}: no menu:\n{screen}"
+    );
+    assert!(
+        screen.contains("BOOT MEDIUM"),
+        "{name}: the boot medium is not marked:\n{screen}"
     );
     for d in want_disks {
         assert!(
             screen.contains(d),
-            "{name}: {d} not on the home screen:\n{screen}"
+            "{name}: {d} not on the menu's disk list:\n{screen}"
         );
     }
+    let at = home;
+    let Some(more) = more else {
+        // power off from the menu: p asks, y confirms
+        assert!(
+            screen.contains("power off"),
+            "{name}: the menu offers no power off:\n{screen}"
+        );
+        vm.keys("p");
+        let asked = vm.wait_for("Power off this computer?", at, Duration::from_secs(30));
+        vm.keys("y");
+        vm.wait_for("powering off", asked, Duration::from_secs(60));
+        vm.wait_exit(Duration::from_secs(60));
+        return ready;
+    };
+    // q leaves the menu for the line console
+    vm.keys("q");
+    let prompt = vm.wait_for("lifeboat> ", at, Duration::from_secs(60));
     let prompt = more(&mut vm, prompt);
     vm.type_line("poweroff");
     vm.wait_for("powering off", prompt, Duration::from_secs(60));

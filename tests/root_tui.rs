@@ -95,48 +95,44 @@ impl Session {
         }
     }
 
-    /// The highlighted table row: the line with the highlight symbol just inside the border.
-    fn highlighted(&self) -> (Option<String>, String) {
-        let screen = self.screen();
-        let line = screen
-            .lines()
-            .find(|l| l.contains("│>"))
-            .map(str::to_string);
-        (line, screen)
+    /// The highlighted table row (the line with the highlight symbol just inside the
+    /// border) and the screen, once there is one.
+    fn highlighted(&self) -> (String, String) {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if let Some(l) = screen.lines().find(|l| l.contains("│>")) {
+                return (l.to_string(), screen);
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "no highlighted row (│>) within {WAIT:?}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Moves the highlight with Down (then Up, if the list ended first) until the highlighted
     /// row contains `needle`.
     fn select_row(&self, needle: &str) {
-        let start = Instant::now();
         let (mut line, mut screen) = self.highlighted();
-        while line.is_none() {
-            assert!(
-                start.elapsed() < WAIT,
-                "no highlighted row (│>) on screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-            (line, screen) = self.highlighted();
-        }
         for key in ["Down", "Up"] {
             for _ in 0..40 {
-                let cur = line.clone().unwrap();
-                if cur.contains(needle) {
+                if line.contains(needle) {
                     return;
                 }
+                let before = std::mem::take(&mut line);
                 self.keys(&[key]);
                 // the highlight moves on the next draw; at the list's end it does not move
-                let moved = Instant::now();
+                let pressed = Instant::now();
                 loop {
                     (line, screen) = self.highlighted();
-                    if line.as_deref() != Some(cur.as_str())
-                        || moved.elapsed() > Duration::from_millis(1500)
-                    {
+                    if line != before || pressed.elapsed() > Duration::from_millis(1500) {
                         break;
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                if line.as_deref() == Some(cur.as_str()) || line.is_none() {
+                if line == before {
                     break;
                 }
             }
@@ -404,8 +400,9 @@ fn tui_images_a_disk_and_restores_it_onto_a_larger_one_with_keystrokes() {
     tui.type_text(&name);
     let t = Instant::now();
     tui.keys(&["Enter"]);
-    tui.wait_for(&["Finished", "match the image"]);
+    let s = tui.wait_for(&["Finished", "match the image"]);
     eprintln!("restore: {:.1?}", t.elapsed());
+    assert!(s.contains("Partition 1 grew to"), "{s}");
     tui.keys(&["Enter"]);
     tui.wait_for(&["Disks"]);
     tui.keys(&["q"]);

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `lifeboat.store=SPEC` | mount a filesystem read-write at `/store` before anything runs. SPEC is `LABEL=name`, `UUID=uuid`, `PARTLABEL=name` or a device path (`/dev/sdb1`). ext2/3/4, vfat, exfat and ntfs are accepted. |
 //! | `lifeboat.run="CMD ; CMD"` | unattended mode: run these lifeboat commands in order (the words after `lifeboat`, e.g. `image /dev/sda -o /store/pc.lbi`). Words may be quoted with `'…'` inside the value. A failing command stops the rest. |
-//! | `lifeboat.then=poweroff\|reboot\|shell\|tui` | what follows the unattended commands (default `tui`). `shell` starts a root shell on the console. |
+//! | `lifeboat.then=poweroff\|reboot\|shell\|tui` | what follows the unattended commands (default `tui`: the menu on every console). `shell` starts a root shell on the first console, then the menu. |
 //! | `lifeboat.wait=SECONDS` | how long to wait for the store device to appear (default 20). |
 //! | `lifeboat.debug` | log each module load on the console. |
 //!

@@ -550,7 +550,14 @@ pub fn image_rows(images: &[ImageEntry]) -> Vec<ImageRow> {
     for i in order {
         let f = &images[i].found;
         if last != Some(f.chain_name.as_str()) {
-            rows.push(ImageRow::Chain(f.chain_name.clone(), f.disk.describe()));
+            let d = &f.disk;
+            let what = d
+                .model
+                .clone()
+                .or_else(|| d.path.clone())
+                .unwrap_or_default();
+            let disk = format!("{what}, {}", crate::units::human_bytes(d.size_bytes));
+            rows.push(ImageRow::Chain(f.chain_name.clone(), disk));
             last = Some(f.chain_name.as_str());
         }
         rows.push(ImageRow::Image(i));

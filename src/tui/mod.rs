@@ -292,10 +292,11 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
         });
         let rescan = |tx: Sender<Msg>, dir: Option<PathBuf>| {
             s.spawn(move || {
-                let _ = tx.send(Msg::Devices(scan()));
+                // the images first: "scanning" ends with the disks, and then both are fresh
                 if let Some(d) = dir {
                     let _ = tx.send(Msg::Images(list_images(&d)));
                 }
+                let _ = tx.send(Msg::Devices(scan()));
             });
         };
         rescan(tx.clone(), None);
@@ -308,6 +309,13 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
             };
             if matches!(msg, Msg::JobDone(_)) {
                 cancel = None;
+                // a new image (or a deleted partial one) shows in the lists at once
+                if let Some(dir) = model.storage.as_ref().map(|s| s.dir.clone()) {
+                    let tx = tx.clone();
+                    s.spawn(move || {
+                        let _ = tx.send(Msg::Images(list_images(&dir)));
+                    });
+                }
             }
             let Some(cmd) = app::update(&mut model, msg) else {
                 continue;

@@ -45,9 +45,9 @@ fn boxed(title: &str) -> Block<'_> {
 /// Draws the whole screen.
 pub fn view(model: &Model, f: &mut Frame) {
     let area = f.area();
-    let keys = footer_keys(model);
-    let footer_h = footer_height(&keys, area.width);
-    let [title, body, status, footer] = Layout::vertical([
+    let footer = footer_lines(&footer_keys(model), area.width);
+    let footer_h = footer.len().clamp(1, 3) as u16;
+    let [title, body, status, footer_area] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
         Constraint::Length(1),
@@ -69,10 +69,7 @@ pub fn view(model: &Model, f: &mut Frame) {
         Screen::Done(d) => draw_done(d, f, body),
     }
     f.render_widget(Paragraph::new(status_line(model)), status);
-    f.render_widget(
-        Paragraph::new(footer_line(&keys)).wrap(Wrap { trim: false }),
-        footer,
-    );
+    f.render_widget(Paragraph::new(footer), footer_area);
     if let Some(b) = &model.busy {
         draw_popup(
             f,
@@ -291,13 +288,22 @@ fn footer_spans(keys: &[(&'static str, &'static str)]) -> Vec<Span<'static>> {
     spans
 }
 
-fn footer_height(keys: &[(&'static str, &'static str)], width: u16) -> u16 {
-    let w: usize = footer_spans(keys).iter().map(|s| s.width()).sum();
-    (w.div_ceil(usize::from(width.max(1)))).clamp(1, 3) as u16
-}
-
-fn footer_line(keys: &[(&'static str, &'static str)]) -> Line<'static> {
-    Line::from(footer_spans(keys))
+/// The footer's lines: whole key-and-action pairs, as many per line as fit `width`.
+fn footer_lines(keys: &[(&'static str, &'static str)], width: u16) -> Vec<Line<'static>> {
+    let mut lines: Vec<Vec<Span<'static>>> = vec![Vec::new()];
+    let mut used = 0usize;
+    for pair in footer_spans(keys).chunks(2) {
+        let w: usize = pair.iter().map(|s| s.width()).sum();
+        if used > 0 && used + w > usize::from(width) {
+            lines.push(Vec::new());
+            used = 0;
+        }
+        used += w;
+        if let Some(l) = lines.last_mut() {
+            l.extend(pair.iter().cloned());
+        }
+    }
+    lines.into_iter().map(Line::from).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -850,6 +856,21 @@ fn draw_image_confirm(w: &ImageWiz, f: &mut Frame, area: Rect) {
             dim(),
         ));
     }
+    let in_parts: u64 = p
+        .regions
+        .iter()
+        .filter(|r| r.partition.is_some())
+        .map(|r| r.copy_bytes)
+        .sum();
+    if p.copy_bytes > in_parts {
+        lines.push(Line::styled(
+            format!(
+                "           boot area, partition tables and gaps: {}",
+                human_bytes(p.copy_bytes - in_parts)
+            ),
+            dim(),
+        ));
+    }
     for warn in &p.warnings {
         lines.push(Line::styled(
             format!(" note: {warn}"),
@@ -926,7 +947,7 @@ fn draw_images(model: &Model, cursor: usize, title: &str, f: &mut Frame, area: R
             .style(if here { highlight() } else { Style::default() })
         }
     });
-    let [list, note] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(area);
+    let [list, note] = Layout::vertical([Constraint::Min(3), Constraint::Length(2)]).areas(area);
     f.render_widget(
         Table::new(body, [Constraint::Length(1), Constraint::Fill(1)])
             .header(
@@ -942,7 +963,8 @@ fn draw_images(model: &Model, cursor: usize, title: &str, f: &mut Frame, area: R
     if let Some(i) = sel {
         let d = &model.images[i].found.disk;
         f.render_widget(
-            Paragraph::new(Line::styled(format!("taken of {}", d.describe()), dim())),
+            Paragraph::new(Line::styled(format!("taken of {}", d.describe()), dim()))
+                .wrap(Wrap { trim: true }),
             note,
         );
     }
