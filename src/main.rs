@@ -16,6 +16,12 @@ fn main() {
         std::process::exit(lifeboat::init::modprobe_main(&argv));
     }
     let args = lifeboat::cli::Args::parse(); // exits 2 on usage errors, 0 for --help
+    if args.command.is_none() && !lifeboat::cli::menu_possible() {
+        // no command and no terminal for the menu: a usage error, as clap would make it
+        use clap::CommandFactory;
+        let _ = lifeboat::cli::Args::command().print_help();
+        std::process::exit(2);
+    }
     if let Err(e) = lifeboat::cli::run(args) {
         eprintln!("lifeboat: error: {e:#}");
         let cancelled = e

@@ -97,14 +97,42 @@ impl Vm {
         std::thread::spawn(move || {
             let mut log = std::fs::File::create(log_path).unwrap();
             let mut buf = [0u8; 4096];
+            // a read can end inside a UTF-8 character (the menu's box drawing): the
+            // incomplete tail waits for the next read
+            let mut pending: Vec<u8> = Vec::new();
             while let Ok(n) = stdout.read(&mut buf) {
                 if n == 0 {
                     break;
                 }
                 let _ = log.write_all(&buf[..n]);
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+                pending.extend_from_slice(&buf[..n]);
+                let mut text = String::new();
+                let mut rest: &[u8] = &pending;
+                loop {
+                    match std::str::from_utf8(rest) {
+                        Ok(t) => {
+                            text.push_str(t);
+                            rest = &[];
+                            break;
+                        }
+                        Err(e) => {
+                            let (good, bad) = rest.split_at(e.valid_up_to());
+                            text.push_str(std::str::from_utf8(good).unwrap());
+                            match e.error_len() {
+                                Some(l) => {
+                                    text.push('\u{fffd}');
+                                    rest = &bad[l..];
+                                }
+                                None => {
+                                    rest = bad; // incomplete: wait for more
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                pending = rest.to_vec();
+                sink.lock().unwrap().push_str(&text);
             }
         });
         Vm {
@@ -128,6 +156,26 @@ impl Vm {
             .find(|&i| t.is_char_boundary(i))
             .unwrap_or(t.len());
         t[start..].to_string()
+    }
+
+    /// Waits until the menu's screen, as drawn after byte offset `from`, shows `pat`; returns
+    /// the offset reached and the screen.
+    fn wait_screen(&mut self, pat: &str, from: usize, timeout: Duration) -> (usize, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let t = self.text();
+            let screen = emulate(&t[from..]);
+            if screen.contains(pat) {
+                return (t.len(), screen);
+            }
+            if Instant::now() > deadline || self.child.try_wait().unwrap().is_some() {
+                panic!(
+                    "{}: {pat:?} never appeared on the menu:\n{screen}",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Waits until the console shows `pat` after byte offset `from`; returns the offset just
@@ -273,12 +321,11 @@ fn boot_and_check(
     }
     // the menu's home screen on the serial line lists the disks: the status line under the
     // disk table is drawn once the scan is done, after the table's rows
-    let home = vm.wait_for(
+    let (home, screen) = vm.wait_screen(
         "Nothing is written to any disk from this screen",
         at,
         Duration::from_secs(60),
     );
-    let screen = vm.text()[at..home].to_string();
     assert!(
         screen.contains("Lifeboat") && screen.contains("disks attached to this computer"),
         "{name}: no menu:\n{screen}"
@@ -301,7 +348,7 @@ fn boot_and_check(
             "{name}: the menu offers no power off:\n{screen}"
         );
         vm.keys("p");
-        let asked = vm.wait_for("Power off this computer?", at, Duration::from_secs(30));
+        let (asked, _) = vm.wait_screen("Power off this computer?", at, Duration::from_secs(30));
         vm.keys("y");
         vm.wait_for("powering off", asked, Duration::from_secs(60));
         vm.wait_exit(Duration::from_secs(60));
@@ -315,6 +362,70 @@ fn boot_and_check(
     vm.wait_for("powering off", prompt, Duration::from_secs(60));
     vm.wait_exit(Duration::from_secs(60));
     ready
+}
+
+/// The 80x24 screen that a terminal shows after `out`: cursor moves (CSI H), erases (CSI J,
+/// K) and text; colours and modes are skipped. The menu draws only the cells that change,
+/// so its words are not contiguous in the raw output.
+fn emulate(out: &str) -> String {
+    const W: usize = 80;
+    const H: usize = 24;
+    let mut grid = vec![vec![' '; W]; H];
+    let (mut row, mut col) = (0usize, 0usize);
+    let mut chars = out.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                if chars.peek() != Some(&'[') {
+                    chars.next();
+                    continue;
+                }
+                chars.next();
+                let mut params = String::new();
+                let mut fin = ' ';
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() || d == '@' || d == '~' {
+                        fin = d;
+                        break;
+                    }
+                    params.push(d);
+                }
+                let nums: Vec<usize> = params
+                    .trim_start_matches('?')
+                    .split(';')
+                    .map(|n| n.parse().unwrap_or(0))
+                    .collect();
+                let n = |i: usize| nums.get(i).copied().filter(|&v| v > 0).unwrap_or(1);
+                match fin {
+                    'H' | 'f' => {
+                        row = (n(0) - 1).min(H - 1);
+                        col = (n(1) - 1).min(W - 1);
+                    }
+                    'A' => row = row.saturating_sub(n(0)),
+                    'B' => row = (row + n(0)).min(H - 1),
+                    'C' => col = (col + n(0)).min(W - 1),
+                    'D' => col = col.saturating_sub(n(0)),
+                    'J' => grid = vec![vec![' '; W]; H],
+                    'K' => grid[row][col..].iter_mut().for_each(|c| *c = ' '),
+                    'h' if params == "?1049" => grid = vec![vec![' '; W]; H],
+                    _ => {}
+                }
+            }
+            '\r' => col = 0,
+            '\n' => row = (row + 1).min(H - 1),
+            c if c.is_control() => {}
+            c => {
+                if col < W {
+                    grid[row][col] = c;
+                }
+                col += 1;
+            }
+        }
+    }
+    grid.iter()
+        .map(|r| r.iter().collect::<String>().trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn blank(dir: &Path, name: &str, mib: u64) -> String {
@@ -666,4 +777,14 @@ fn unattended_round_trip_standard_ntfs() {
 #[test]
 fn unattended_round_trip_mini_ntfs() {
     round_trip("unattended-mini-ntfs", "mini", "ntfs", true);
+}
+
+#[test]
+fn the_screen_emulator_follows_cursor_moves_and_skips_colours() {
+    let out = "\u{1b}[?1049h\u{1b}[1;1H\u{1b}[1mLife\u{1b}[1;6Hboat\u{1b}[22m\u{1b}[3;2H/dev/vda\u{1b}[3;4Hx";
+    let s = emulate(out);
+    let lines: Vec<&str> = s.lines().collect();
+    assert_eq!(lines[0], "Life boat");
+    assert_eq!(lines[1], "");
+    assert_eq!(lines[2], " /dxv/vda");
 }

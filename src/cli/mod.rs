@@ -14,11 +14,16 @@ use anyhow::Context;
 pub use args::{Args, Command};
 use std::io::{IsTerminal, Write};
 
+/// True when stdin and stdout are a terminal, so that `lifeboat` alone can open the menu.
+pub fn menu_possible() -> bool {
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
 /// Runs a parsed command. Errors carry their whole cause chain; `main` maps them to exit 1.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let command = match args.command {
         Some(c) => c,
-        None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => Command::Tui {
+        None if menu_possible() => Command::Tui {
             images: None,
             mount_at: std::path::PathBuf::from(crate::init::store::STORE_DIR),
             rescue: false,

@@ -212,6 +212,16 @@ pub struct RestoreWiz {
     pub cursor: usize,
     /// The chosen image.
     pub image: Option<PathBuf>,
+    /// The target and its confirmation.
+    pub over: Overwrite,
+    /// The plan, on the confirm step.
+    pub plan: Option<Box<RestorePlan>>,
+}
+
+/// What restore and clone share: the disk to overwrite, its options, and the typed
+/// confirmation.
+#[derive(Debug, Clone, Default)]
+pub struct Overwrite {
     /// The chosen target disk.
     pub target: Option<PathBuf>,
     /// Grow the last partition to the end of a larger target.
@@ -224,8 +234,6 @@ pub struct RestoreWiz {
     pub typed: String,
     /// The typed name was wrong.
     pub mistyped: bool,
-    /// The plan, on the confirm step.
-    pub plan: Option<Box<RestorePlan>>,
 }
 
 /// Steps of the restore wizard.
@@ -249,18 +257,8 @@ pub struct CloneWiz {
     pub cursor: usize,
     /// The disk copied.
     pub source: Option<PathBuf>,
-    /// The disk overwritten.
-    pub target: Option<PathBuf>,
-    /// Grow the last partition to the end of a larger target.
-    pub grow_last: bool,
-    /// Give the target a new disk ID.
-    pub new_disk_id: bool,
-    /// Why the last target tried does not fit.
-    pub does_not_fit: Option<String>,
-    /// What the user typed on the confirm step.
-    pub typed: String,
-    /// The typed name was wrong.
-    pub mistyped: bool,
+    /// The target and its confirmation.
+    pub over: Overwrite,
     /// The plan, on the confirm step.
     pub plan: Option<Box<ClonePlan>>,
 }
@@ -411,6 +409,10 @@ pub enum Msg {
     Job(Event),
     /// The running job ended: its summary in lines and seconds, or why it failed.
     JobDone(Result<(Vec<String>, f64), Failure>),
+    /// The terminal was resized: draw again.
+    Redraw,
+    /// The keyboard cannot be read (the loop leaves; `update` ignores it).
+    InputFailed(String),
 }
 
 /// Work for the loop, outside `update`.
@@ -695,6 +697,7 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
             });
             None
         }
+        Msg::Redraw | Msg::InputFailed(_) => None,
         Msg::Key(k) if k.kind == KeyEventKind::Release => None,
         Msg::Key(k) => key(model, k),
     }
@@ -733,20 +736,20 @@ fn planned(model: &mut Model, r: Result<Planned, Failure>) {
         (Ok(Planned::Restore(p)), Screen::Restore(w)) => {
             w.plan = Some(p);
             w.step = RestoreStep::Confirm;
-            w.typed.clear();
-            w.mistyped = false;
+            w.over.typed.clear();
+            w.over.mistyped = false;
         }
         (Ok(Planned::Clone(p)), Screen::Clone(w)) => {
             w.plan = Some(p);
             w.step = CloneStep::Confirm;
-            w.typed.clear();
-            w.mistyped = false;
+            w.over.typed.clear();
+            w.over.mistyped = false;
         }
-        (Err(f), Screen::Restore(w)) if f.does_not_fit => {
-            w.does_not_fit = Some(f.causes.first().cloned().unwrap_or_default());
-        }
-        (Err(f), Screen::Clone(w)) if f.does_not_fit => {
-            w.does_not_fit = Some(f.causes.first().cloned().unwrap_or_default());
+        (
+            Err(f),
+            Screen::Restore(RestoreWiz { over, .. }) | Screen::Clone(CloneWiz { over, .. }),
+        ) if f.does_not_fit => {
+            over.does_not_fit = Some(f.causes.first().cloned().unwrap_or_default());
         }
         (Err(f), _) => model.failure = Some(f),
         (Ok(_), _) => {} // the user left the wizard meanwhile
@@ -1109,26 +1112,79 @@ fn start(model: &mut Model, title: String, target: Option<PathBuf>) {
     });
 }
 
-/// Typed-confirmation keys; returns true when Enter was pressed with the right name.
-fn confirm_typed(typed: &mut String, mistyped: &mut bool, want: &str, code: KeyCode) -> bool {
-    match code {
-        KeyCode::Char(c) if typed.len() < 64 => {
-            typed.push(c);
-            *mistyped = false;
+/// What a key on the target step of restore or clone asks for.
+enum TargetKey {
+    /// Nothing more (the key moved or toggled something, or did nothing).
+    Done,
+    /// Back to the first step.
+    Back,
+    /// Plan onto this disk.
+    Chosen(PathBuf),
+}
+
+impl Overwrite {
+    /// A key on the target step: `tgts` are the offered disks (indexes into `paths`).
+    fn target_key(
+        &mut self,
+        cursor: &mut usize,
+        tgts: &[usize],
+        paths: &[PathBuf],
+        code: KeyCode,
+    ) -> TargetKey {
+        if step_cursor(cursor, tgts.len(), code) {
+            self.does_not_fit = None;
+            return TargetKey::Done;
         }
-        KeyCode::Backspace => {
-            typed.pop();
-            *mistyped = false;
-        }
-        KeyCode::Enter => {
-            if typed == want {
-                return true;
+        match code {
+            KeyCode::Esc => {
+                self.does_not_fit = None;
+                TargetKey::Back
             }
-            *mistyped = true;
+            KeyCode::Char('g') => {
+                self.grow_last = !self.grow_last;
+                TargetKey::Done
+            }
+            KeyCode::Char('n') => {
+                self.new_disk_id = !self.new_disk_id;
+                TargetKey::Done
+            }
+            KeyCode::Enter => match tgts.get(*cursor) {
+                Some(&i) => {
+                    self.target = Some(paths[i].clone());
+                    self.does_not_fit = None;
+                    TargetKey::Chosen(paths[i].clone())
+                }
+                None => TargetKey::Done,
+            },
+            _ => TargetKey::Done,
         }
-        _ => {}
     }
-    false
+
+    /// A key on the confirm step: true when Enter was pressed with the target's short name
+    /// typed exactly.
+    fn confirm_key(&mut self, code: KeyCode) -> bool {
+        let Some(want) = self.target.as_deref().map(short_name) else {
+            return false;
+        };
+        match code {
+            KeyCode::Char(c) if self.typed.len() < 64 => {
+                self.typed.push(c);
+                self.mistyped = false;
+            }
+            KeyCode::Backspace => {
+                self.typed.pop();
+                self.mistyped = false;
+            }
+            KeyCode::Enter => {
+                if self.typed == want {
+                    return true;
+                }
+                self.mistyped = true;
+            }
+            _ => {}
+        }
+        false
+    }
 }
 
 fn restore_key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
@@ -1151,44 +1207,32 @@ fn restore_key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                     w.image = Some(images[i].clone());
                     w.step = RestoreStep::Target;
                     w.cursor = 0;
-                    w.does_not_fit = None;
+                    w.over.does_not_fit = None;
                 }
                 _ => {}
             }
             None
         }
         RestoreStep::Target => {
-            if step_cursor(&mut w.cursor, tgts.len(), k.code) {
-                w.does_not_fit = None;
-                return None;
-            }
-            match k.code {
-                KeyCode::Esc => {
+            match w.over.target_key(&mut w.cursor, &tgts, &paths, k.code) {
+                TargetKey::Done => {}
+                TargetKey::Back => {
                     let img = w.image.take();
                     w.step = RestoreStep::Image;
                     w.cursor = img
                         .and_then(|p| order.iter().position(|&i| images[i] == p))
                         .unwrap_or(0);
-                    w.does_not_fit = None;
                 }
-                KeyCode::Char('g') => w.grow_last = !w.grow_last,
-                KeyCode::Char('n') => w.new_disk_id = !w.new_disk_id,
-                KeyCode::Enter => {
-                    let &i = tgts.get(w.cursor)?;
-                    let target = paths[i].clone();
-                    let image = w.image.clone()?;
-                    w.target = Some(target.clone());
-                    w.does_not_fit = None;
+                TargetKey::Chosen(target) => {
                     let req = JobRequest::Restore {
-                        image,
+                        image: w.image.clone()?,
                         target,
-                        grow_last: w.grow_last,
-                        new_disk_id: w.new_disk_id,
+                        grow_last: w.over.grow_last,
+                        new_disk_id: w.over.new_disk_id,
                     };
                     model.busy = Some("Reading the image and checking the target...".into());
                     return Some(Cmd::Plan(req));
                 }
-                _ => {}
             }
             None
         }
@@ -1196,13 +1240,13 @@ fn restore_key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
             if k.code == KeyCode::Esc {
                 w.step = RestoreStep::Target;
                 w.plan = None;
-                w.typed.clear();
+                w.over.typed.clear();
                 return None;
             }
-            let target = w.target.clone()?;
-            if !confirm_typed(&mut w.typed, &mut w.mistyped, &short_name(&target), k.code) {
+            if !w.over.confirm_key(k.code) {
                 return None;
             }
+            let target = w.over.target.clone()?;
             let plan = w.plan.take()?;
             let title = format!(
                 "Restoring {} onto {}",
@@ -1238,44 +1282,32 @@ fn clone_key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                     w.source = Some(paths[i].clone());
                     w.step = CloneStep::Target;
                     w.cursor = 0;
-                    w.does_not_fit = None;
+                    w.over.does_not_fit = None;
                 }
                 _ => {}
             }
             None
         }
         CloneStep::Target => {
-            if step_cursor(&mut w.cursor, tgts.len(), k.code) {
-                w.does_not_fit = None;
-                return None;
-            }
-            match k.code {
-                KeyCode::Esc => {
+            match w.over.target_key(&mut w.cursor, &tgts, &paths, k.code) {
+                TargetKey::Done => {}
+                TargetKey::Back => {
                     let src = w.source.take();
                     w.step = CloneStep::Source;
                     w.cursor = src
                         .and_then(|p| srcs.iter().position(|&i| paths[i] == p))
                         .unwrap_or(0);
-                    w.does_not_fit = None;
                 }
-                KeyCode::Char('g') => w.grow_last = !w.grow_last,
-                KeyCode::Char('n') => w.new_disk_id = !w.new_disk_id,
-                KeyCode::Enter => {
-                    let &i = tgts.get(w.cursor)?;
-                    let target = paths[i].clone();
-                    let source = w.source.clone()?;
-                    w.target = Some(target.clone());
-                    w.does_not_fit = None;
+                TargetKey::Chosen(target) => {
                     let req = JobRequest::Clone {
-                        source,
+                        source: w.source.clone()?,
                         target,
-                        grow_last: w.grow_last,
-                        new_disk_id: w.new_disk_id,
+                        grow_last: w.over.grow_last,
+                        new_disk_id: w.over.new_disk_id,
                     };
                     model.busy = Some("Reading the source and checking the target...".into());
                     return Some(Cmd::Plan(req));
                 }
-                _ => {}
             }
             None
         }
@@ -1283,13 +1315,13 @@ fn clone_key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
             if k.code == KeyCode::Esc {
                 w.step = CloneStep::Target;
                 w.plan = None;
-                w.typed.clear();
+                w.over.typed.clear();
                 return None;
             }
-            let target = w.target.clone()?;
-            if !confirm_typed(&mut w.typed, &mut w.mistyped, &short_name(&target), k.code) {
+            if !w.over.confirm_key(k.code) {
                 return None;
             }
+            let target = w.over.target.clone()?;
             let plan = w.plan.take()?;
             let title = format!(
                 "Cloning {} onto {}",

@@ -300,13 +300,24 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
             });
         };
         rescan(tx.clone(), None);
+        let mut draw = true;
         let r = loop {
-            if let Err(e) = term.draw(|f| view::view(&model, f)) {
-                break Err(e);
+            if draw {
+                if let Err(e) = term.draw(|f| view::view(&model, f)) {
+                    break Err(e);
+                }
             }
             let Ok(msg) = rx.recv() else {
                 break Ok(Exit::Quit);
             };
+            // the clock only shows on the progress screen: other ticks draw nothing (a
+            // serial console is slow)
+            draw = !matches!(msg, Msg::Tick(..)) || matches!(model.screen, app::Screen::Running(_));
+            if let Msg::InputFailed(e) = msg {
+                // a menu without a keyboard is useless: leave, so that PID 1 starts the line
+                // console in its place
+                break Err(std::io::Error::other(e));
+            }
             if matches!(msg, Msg::JobDone(_)) {
                 cancel = None;
                 // a new image (or a deleted partial one) shows in the lists at once
@@ -413,19 +424,19 @@ fn input(tx: Sender<Msg>, stop: &AtomicBool, paused: &AtomicBool) {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
-        match poll(Duration::from_millis(100)) {
-            Ok(true) => {
-                if let Ok(Event::Key(k)) = read() {
-                    if tx.send(Msg::Key(k)).is_err() {
-                        return;
-                    }
-                } else {
-                    // a resize: redraw now
-                    let _ = tx.try_send(Msg::Tick(Instant::now(), unix_now()));
-                }
-            }
-            Ok(false) => {}
-            Err(_) => return,
+        let event = match poll(Duration::from_millis(100)) {
+            Ok(true) => read(),
+            Ok(false) => continue,
+            Err(e) => Err(e),
+        };
+        let msg = match event {
+            Ok(Event::Key(k)) => Msg::Key(k),
+            Ok(_) => Msg::Redraw, // a resize
+            Err(e) => Msg::InputFailed(format!("reading the keyboard: {e}")),
+        };
+        let failed = matches!(msg, Msg::InputFailed(_));
+        if tx.send(msg).is_err() || failed {
+            return;
         }
     }
 }
@@ -747,12 +758,12 @@ mod tests {
             };
             if step != RestoreStep::Image {
                 w.image = Some(m.images[0].found.path.clone());
-                w.grow_last = true;
+                w.over.grow_last = true;
             }
             if step == RestoreStep::Confirm {
-                w.target = Some(PathBuf::from("/dev/nvme0n1"));
+                w.over.target = Some(PathBuf::from("/dev/nvme0n1"));
                 w.plan = Some(Box::new(crate::jobs::restore::example_plan()));
-                w.typed = "nvme".into();
+                w.over.typed = "nvme".into();
             }
             m.screen = Screen::Restore(w);
         })
@@ -768,10 +779,10 @@ mod tests {
                 w.source = Some(PathBuf::from("/dev/sda"));
             }
             if step == CloneStep::Confirm {
-                w.target = Some(PathBuf::from("/dev/nvme0n1"));
+                w.over.target = Some(PathBuf::from("/dev/nvme0n1"));
                 w.plan = Some(Box::new(crate::jobs::clone::example_plan()));
-                w.typed = "sda".into();
-                w.mistyped = true;
+                w.over.typed = "sda".into();
+                w.over.mistyped = true;
             }
             m.screen = Screen::Clone(w);
         })

@@ -1172,7 +1172,7 @@ fn restore_enter_picks_the_highlighted_image_in_list_order() {
             "{downs}"
         );
         assert_eq!(w.cursor, 0);
-        assert_eq!(w.does_not_fit, None);
+        assert_eq!(w.over.does_not_fit, None);
     }
 }
 
@@ -1233,7 +1233,11 @@ fn restore_g_and_n_toggle_and_enter_plans_with_them() {
         press(&mut m, KeyCode::Down);
         type_str(&mut m, keys);
         let w = restore_wiz(&m);
-        assert_eq!((w.grow_last, w.new_disk_id), (grow, new_id), "{keys:?}");
+        assert_eq!(
+            (w.over.grow_last, w.over.new_disk_id),
+            (grow, new_id),
+            "{keys:?}"
+        );
         let req = plan_req(press(&mut m, KeyCode::Enter));
         assert_eq!(
             req,
@@ -1245,7 +1249,7 @@ fn restore_g_and_n_toggle_and_enter_plans_with_them() {
             },
             "{keys:?}"
         );
-        assert_eq!(restore_wiz(&m).target, Some(path("/dev/nvme0n1")));
+        assert_eq!(restore_wiz(&m).over.target, Some(path("/dev/nvme0n1")));
         assert_eq!(
             m.busy.as_deref(),
             Some("Reading the image and checking the target...")
@@ -1253,7 +1257,7 @@ fn restore_g_and_n_toggle_and_enter_plans_with_them() {
         // keys wait for the plan
         assert!(ch(&mut m, 'g').is_none());
         assert!(press(&mut m, KeyCode::Esc).is_none());
-        assert_eq!(restore_wiz(&m).grow_last, grow);
+        assert_eq!(restore_wiz(&m).over.grow_last, grow);
         assert_eq!(restore_wiz(&m).step, RestoreStep::Target);
     }
 }
@@ -1278,21 +1282,21 @@ fn restore_too_small_target_is_shown_inline_until_the_cursor_moves() {
         let w = restore_wiz(&m);
         assert_eq!(w.step, RestoreStep::Target);
         assert_eq!(
-            w.does_not_fit.as_deref(),
+            w.over.does_not_fit.as_deref(),
             Some("planning the restore: the first cause")
         );
         // toggles keep it
         ch(&mut m, 'g');
-        assert!(restore_wiz(&m).does_not_fit.is_some(), "{name}");
+        assert!(restore_wiz(&m).over.does_not_fit.is_some(), "{name}");
         assert!(press(&mut m, clear).is_none());
-        assert_eq!(restore_wiz(&m).does_not_fit, None, "{name}");
+        assert_eq!(restore_wiz(&m).over.does_not_fit, None, "{name}");
     }
     // trying another target clears it too
     let mut m = restore_target(None);
     plan_req(press(&mut m, KeyCode::Enter));
     update(&mut m, Msg::Planned(Err(failure("x", true))));
     plan_req(press(&mut m, KeyCode::Enter));
-    assert_eq!(restore_wiz(&m).does_not_fit, None);
+    assert_eq!(restore_wiz(&m).over.does_not_fit, None);
     // a refusal without causes still shows (an empty reason)
     let mut m = restore_target(None);
     plan_req(press(&mut m, KeyCode::Enter));
@@ -1301,7 +1305,7 @@ fn restore_too_small_target_is_shown_inline_until_the_cursor_moves() {
         ..Failure::default()
     };
     update(&mut m, Msg::Planned(Err(f)));
-    assert_eq!(restore_wiz(&m).does_not_fit.as_deref(), Some(""));
+    assert_eq!(restore_wiz(&m).over.does_not_fit.as_deref(), Some(""));
 }
 
 #[test]
@@ -1311,7 +1315,7 @@ fn restore_other_plan_errors_are_an_overlay() {
     let f = failure("planning the restore", false);
     update(&mut m, Msg::Planned(Err(f.clone())));
     assert_eq!(m.failure, Some(f));
-    assert_eq!(restore_wiz(&m).does_not_fit, None);
+    assert_eq!(restore_wiz(&m).over.does_not_fit, None);
     assert_eq!(restore_wiz(&m).step, RestoreStep::Target);
     // the overlay takes the keys: Esc closes it and does not go back
     press(&mut m, KeyCode::Esc);
@@ -1361,8 +1365,8 @@ fn restore_confirm(plans: &Plans) -> Model {
     let w = restore_wiz(&m);
     assert_eq!(w.step, RestoreStep::Confirm);
     assert!(w.plan.is_some());
-    assert_eq!((w.typed.as_str(), w.mistyped), ("", false));
-    assert_eq!(w.target, Some(path("/dev/nvme0n1")));
+    assert_eq!((w.over.typed.as_str(), w.over.mistyped), ("", false));
+    assert_eq!(w.over.target, Some(path("/dev/nvme0n1")));
     m
 }
 
@@ -1381,18 +1385,18 @@ fn restore_confirm_refuses_a_wrong_name() {
     for (typed, why) in cases {
         let mut m = restore_confirm(&plans);
         type_str(&mut m, typed);
-        assert_eq!(restore_wiz(&m).typed, typed, "{why}");
+        assert_eq!(restore_wiz(&m).over.typed, typed, "{why}");
         assert!(press(&mut m, KeyCode::Enter).is_none(), "{why}");
         let w = restore_wiz(&m);
-        assert!(w.mistyped, "{why}");
+        assert!(w.over.mistyped, "{why}");
         assert_eq!(w.step, RestoreStep::Confirm, "{why}");
         assert!(w.plan.is_some(), "{why}");
         // typing again clears the complaint
         assert!(ch(&mut m, 'x').is_none());
-        assert!(!restore_wiz(&m).mistyped, "{why}");
+        assert!(!restore_wiz(&m).over.mistyped, "{why}");
         press(&mut m, KeyCode::Enter);
         assert!(press(&mut m, KeyCode::Backspace).is_none());
-        assert!(!restore_wiz(&m).mistyped, "{why}");
+        assert!(!restore_wiz(&m).over.mistyped, "{why}");
     }
 }
 
@@ -1403,13 +1407,13 @@ fn restore_confirm_with_the_short_name_starts_the_job() {
     // letters that are keys elsewhere are typed here; ? does not open help
     type_str(&mut m, "q?g");
     assert!(!m.help);
-    assert_eq!(restore_wiz(&m).typed, "q?g");
-    assert!(!restore_wiz(&m).grow_last);
+    assert_eq!(restore_wiz(&m).over.typed, "q?g");
+    assert!(!restore_wiz(&m).over.grow_last);
     for _ in 0..3 {
         press(&mut m, KeyCode::Backspace);
     }
     type_str(&mut m, "nvme0n1");
-    assert!(!restore_wiz(&m).new_disk_id, "n is a letter here");
+    assert!(!restore_wiz(&m).over.new_disk_id, "n is a letter here");
     let t = m.now.unwrap();
     match press(&mut m, KeyCode::Enter) {
         Some(Cmd::Start(Planned::Restore(p))) => assert_eq!(p.image, plans.lbi),
@@ -1432,7 +1436,7 @@ fn restore_confirm_typing_is_capped_at_64_characters() {
     for _ in 0..100 {
         ch(&mut m, 'a');
     }
-    assert_eq!(restore_wiz(&m).typed.len(), 64);
+    assert_eq!(restore_wiz(&m).over.typed.len(), 64);
 }
 
 #[test]
@@ -1444,7 +1448,7 @@ fn restore_confirm_esc_goes_back_to_the_target() {
     let w = restore_wiz(&m);
     assert_eq!(w.step, RestoreStep::Target);
     assert!(w.plan.is_none());
-    assert_eq!(w.typed, "");
+    assert_eq!(w.over.typed, "");
     assert_eq!(w.image, Some(path("/mnt/store/images/laptop.lbi")));
     assert_eq!(w.cursor, 0, "still on the target tried");
     // and on through the wizard to Home
@@ -1460,13 +1464,13 @@ fn restore_confirm_after_a_wrong_name_esc_and_a_new_plan_starts_clean() {
     let mut m = restore_confirm(&plans);
     type_str(&mut m, "sda");
     press(&mut m, KeyCode::Enter);
-    assert!(restore_wiz(&m).mistyped);
+    assert!(restore_wiz(&m).over.mistyped);
     press(&mut m, KeyCode::Esc);
     plan_req(press(&mut m, KeyCode::Enter));
     update(&mut m, Msg::Planned(Ok(plans.restore.clone())));
     let w = restore_wiz(&m);
     assert_eq!(w.step, RestoreStep::Confirm);
-    assert_eq!((w.typed.as_str(), w.mistyped), ("", false));
+    assert_eq!((w.over.typed.as_str(), w.over.mistyped), ("", false));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1555,7 +1559,7 @@ fn clone_g_and_n_toggle_and_enter_plans_with_them() {
             },
             "{keys:?}"
         );
-        assert_eq!(clone_wiz(&m).target, Some(path("/dev/nvme0n1")));
+        assert_eq!(clone_wiz(&m).over.target, Some(path("/dev/nvme0n1")));
         assert_eq!(
             m.busy.as_deref(),
             Some("Reading the source and checking the target...")
@@ -1576,20 +1580,20 @@ fn clone_too_small_target_is_inline_and_other_errors_an_overlay() {
     assert_eq!(m.failure, None);
     assert_eq!(m.busy, None);
     assert_eq!(
-        clone_wiz(&m).does_not_fit.as_deref(),
+        clone_wiz(&m).over.does_not_fit.as_deref(),
         Some("planning the clone: the first cause")
     );
     assert_eq!(clone_wiz(&m).step, CloneStep::Target);
     ch(&mut m, 'n');
-    assert!(clone_wiz(&m).does_not_fit.is_some());
+    assert!(clone_wiz(&m).over.does_not_fit.is_some());
     press(&mut m, KeyCode::Char('j'));
-    assert_eq!(clone_wiz(&m).does_not_fit, None);
+    assert_eq!(clone_wiz(&m).over.does_not_fit, None);
 
     plan_req(press(&mut m, KeyCode::Enter));
     let f = failure("planning the clone", false);
     update(&mut m, Msg::Planned(Err(f.clone())));
     assert_eq!(m.failure, Some(f));
-    assert_eq!(clone_wiz(&m).does_not_fit, None);
+    assert_eq!(clone_wiz(&m).over.does_not_fit, None);
     press(&mut m, KeyCode::Enter);
     assert_eq!(m.failure, None);
     assert_eq!(clone_wiz(&m).step, CloneStep::Target);
@@ -1617,9 +1621,10 @@ fn clone_real_too_small_target_is_a_does_not_fit_refusal() {
     plan_req(press(&mut m, KeyCode::Enter));
     update(&mut m, Msg::Planned(Err(f.clone())));
     assert_eq!(m.failure, None);
-    assert_eq!(clone_wiz(&m).does_not_fit.as_ref(), f.causes.first());
+    assert_eq!(clone_wiz(&m).over.does_not_fit.as_ref(), f.causes.first());
     assert!(
         clone_wiz(&m)
+            .over
             .does_not_fit
             .as_deref()
             .unwrap()
@@ -1637,14 +1642,14 @@ fn clone_esc_goes_back_one_step_at_a_time() {
     let w = clone_wiz(&m);
     assert_eq!(w.step, CloneStep::Confirm);
     assert!(w.plan.is_some());
-    assert_eq!((w.typed.as_str(), w.mistyped), ("", false));
+    assert_eq!((w.over.typed.as_str(), w.over.mistyped), ("", false));
     type_str(&mut m, "sd");
     // Confirm -> Target
     assert!(press(&mut m, KeyCode::Esc).is_none());
     let w = clone_wiz(&m);
     assert_eq!(w.step, CloneStep::Target);
     assert!(w.plan.is_none());
-    assert_eq!(w.typed, "");
+    assert_eq!(w.over.typed, "");
     // Target -> Source, on the source chosen
     assert!(press(&mut m, KeyCode::Esc).is_none());
     let w = clone_wiz(&m);
@@ -1679,12 +1684,12 @@ fn clone_confirm_needs_the_target_short_name() {
     // the source's name is the wrong one
     type_str(&mut m, "nvme0n1");
     assert!(press(&mut m, KeyCode::Enter).is_none());
-    assert!(clone_wiz(&m).mistyped);
+    assert!(clone_wiz(&m).over.mistyped);
     assert_eq!(clone_wiz(&m).step, CloneStep::Confirm);
     for _ in 0..7 {
         press(&mut m, KeyCode::Backspace);
     }
-    assert!(!clone_wiz(&m).mistyped);
+    assert!(!clone_wiz(&m).over.mistyped);
     type_str(&mut m, "sda");
     match press(&mut m, KeyCode::Enter) {
         Some(Cmd::Start(Planned::Clone(p))) => assert_eq!(p.target, want.target),

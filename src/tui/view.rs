@@ -1149,15 +1149,15 @@ fn draw_restore(model: &Model, w: &RestoreWiz, f: &mut Frame, area: Rect) {
                 w.cursor,
                 origin.map(|o| o.size_bytes),
                 origin,
-                (w.grow_last, w.new_disk_id),
-                w.does_not_fit.as_ref(),
+                (w.over.grow_last, w.over.new_disk_id),
+                w.over.does_not_fit.as_ref(),
                 None,
                 f,
                 area,
             );
         }
         RestoreStep::Confirm => {
-            let (Some(p), Some(t)) = (&w.plan, &w.target) else {
+            let (Some(p), Some(t)) = (&w.plan, &w.over.target) else {
                 return;
             };
             let mut what = vec![
@@ -1187,7 +1187,7 @@ fn draw_restore(model: &Model, w: &RestoreWiz, f: &mut Frame, area: Rect) {
                     Style::default().fg(Color::Yellow),
                 ));
             }
-            erase_box(model, t, &w.typed, w.mistyped, &what, f, area);
+            erase_box(model, t, &w.over.typed, w.over.mistyped, &what, f, area);
         }
     }
 }
@@ -1216,15 +1216,15 @@ fn draw_clone(model: &Model, w: &CloneWiz, f: &mut Frame, area: Rect) {
                 w.cursor,
                 need,
                 None,
-                (w.grow_last, w.new_disk_id),
-                w.does_not_fit.as_ref(),
+                (w.over.grow_last, w.over.new_disk_id),
+                w.over.does_not_fit.as_ref(),
                 w.source.as_deref(),
                 f,
                 area,
             );
         }
         CloneStep::Confirm => {
-            let (Some(p), Some(t)) = (&w.plan, &w.target) else {
+            let (Some(p), Some(t)) = (&w.plan, &w.over.target) else {
                 return;
             };
             let mut what = vec![
@@ -1248,7 +1248,7 @@ fn draw_clone(model: &Model, w: &CloneWiz, f: &mut Frame, area: Rect) {
                     Style::default().fg(Color::Yellow),
                 ));
             }
-            erase_box(model, t, &w.typed, w.mistyped, &what, f, area);
+            erase_box(model, t, &w.over.typed, w.over.mistyped, &what, f, area);
         }
     }
 }
