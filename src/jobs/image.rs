@@ -736,7 +736,9 @@ pub(crate) fn encode(
     })
 }
 
-/// Runs a plan: reads the source, writes the image, verifies it, and renames it into place.
+/// Runs a plan: reads the source, writes the image (renamed into place when sealed), then
+/// re-reads and checks it; an image that fails the check, or whose check is cancelled, is
+/// deleted.
 pub fn run(plan: &ImagePlan, reporter: &Reporter, cancel: &CancelToken) -> Result<ImageSummary> {
     let dev = FileDev::open_with_sector_size(&plan.source, OpenMode::Read, plan.file_sector_size)?;
     run_on(plan, &dev, reporter, cancel)
@@ -850,13 +852,20 @@ pub fn run_on(
         .as_ref()
         .map(|p| p.search.clone())
         .unwrap_or_default();
-    let written = Chain::open(&summary.path, &search)?;
     let scope = if plan.chain.is_some() {
         super::verify::Scope::Own
     } else {
         super::verify::Scope::All
     };
-    super::verify::verify_chain(&written, scope, plan.threads, reporter, cancel)?;
+    let checked = Chain::open(&summary.path, &search).and_then(|written| {
+        super::verify::verify_chain(&written, scope, plan.threads, reporter, cancel)
+    });
+    if let Err(e) = checked {
+        // an image that failed its check, or whose check was cancelled, is not left to look
+        // like a good one
+        let _ = std::fs::remove_file(&summary.path);
+        return Err(e);
+    }
 
     Ok(ImageSummary {
         path: summary.path,

@@ -257,7 +257,13 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     let summary = writer.finish(&meta)?;
 
     // The new image must describe exactly the member's records, and be intact on its own.
-    let merged = Chain::open(&summary.path, &[])?;
+    let merged = match Chain::open(&summary.path, &[]) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&summary.path);
+            return Err(e);
+        }
+    };
     let same =
         merged.leaf().records().len() == records.len()
             && merged.leaf().records().iter().zip(records).all(|(a, b)| {
@@ -271,7 +277,11 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
                 .into(),
         });
     }
-    verify::verify_chain(&merged, Scope::All, plan.threads, reporter, cancel)?;
+    if let Err(e) = verify::verify_chain(&merged, Scope::All, plan.threads, reporter, cancel) {
+        // failed or cancelled: nothing that looks like a finished image stays behind
+        let _ = std::fs::remove_file(&summary.path);
+        return Err(e);
+    }
     Ok(MergeSummary {
         path: summary.path,
         image_id: hex(&image_id),

@@ -629,6 +629,16 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
             model.scanning = false;
             model.scan_error = None;
             model.disks = disks;
+            if let Some(st) = &mut model.storage {
+                if let Some(dev) = &st.device {
+                    // the disk that holds the storage, so that it is never offered
+                    if let Some(d) = model.disks.iter().find(|d| {
+                        d.path == *dev || d.partitions.iter().any(|p| p.path.as_ref() == Some(dev))
+                    }) {
+                        st.disk = Some(d.path.clone());
+                    }
+                }
+            }
             model.selected = model.selected.min(model.disks.len().saturating_sub(1));
             None
         }

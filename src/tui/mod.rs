@@ -264,6 +264,31 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
         now_unix: unix_now(),
         ..Model::default()
     };
+    let mounted_store = || -> Option<Storage> {
+        // a store mounted before the menu started (lifeboat.store= at boot, or the line
+        // console's store command) is the storage from the start
+        let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let m = crate::discovery::mountinfo::parse_mountinfo(&text)
+            .into_iter()
+            .rfind(|m| m.mount_point == opts.mount_at)?;
+        Some(Storage {
+            dir: opts.mount_at.clone(),
+            device: m
+                .source
+                .starts_with("/dev/")
+                .then(|| PathBuf::from(&m.source)),
+            disk: None, // found from the device once the disks are scanned
+            fs: Some(m.fs_type),
+            label: None,
+        })
+    };
+    if let Some(st) = opts.images.is_none().then(mounted_store).flatten() {
+        match list_images(&st.dir) {
+            Ok(v) => model.images = v,
+            Err(e) => model.images_error = Some(e),
+        }
+        model.storage = Some(st);
+    }
     if let Some(dir) = &opts.images {
         model.storage = Some(Storage {
             dir: dir.clone(),

@@ -2110,3 +2110,29 @@ fn stale_cursors_after_a_rescan_or_listing_never_panic() {
     assert!(press(&mut m, KeyCode::Enter).is_none());
     assert_eq!(restore_wiz(&m).step, RestoreStep::Image);
 }
+
+#[test]
+fn a_storage_mounted_before_the_menu_learns_its_disk_from_the_scan() {
+    let mut m = Model {
+        storage: Some(Storage {
+            dir: path("/store"),
+            device: Some(path("/dev/sda3")),
+            disk: None,
+            fs: Some("ntfs".into()),
+            label: None,
+        }),
+        ..Model::default()
+    };
+    update(&mut m, Msg::Devices(Ok(disks())));
+    assert_eq!(
+        m.storage.as_ref().unwrap().disk,
+        Some(path("/dev/sda")),
+        "the partition's disk"
+    );
+    let d = m.disks.clone();
+    assert_eq!(
+        super::app::excluded(&m, &d[0]),
+        Some("holds the image storage"),
+        "and that disk is no source or target"
+    );
+}
