@@ -278,6 +278,8 @@ pub enum CloneStep {
 /// A job in progress.
 #[derive(Debug, Clone)]
 pub struct Running {
+    /// What runs.
+    pub kind: JobKind,
     /// "Restoring pc.lbi onto /dev/sda".
     pub title: String,
     /// The disk being written, if any (named when cancelling).
@@ -296,6 +298,19 @@ pub struct Running {
     pub warnings: Vec<String>,
     /// Cancel was asked for and is being carried out.
     pub cancelling: bool,
+}
+
+/// The kinds of job the menu runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Writes an image file.
+    Image,
+    /// Overwrites a disk from an image.
+    Restore,
+    /// Overwrites a disk from another disk.
+    Clone,
+    /// Only reads an image.
+    Verify,
 }
 
 /// A job that ended.
@@ -326,6 +341,9 @@ pub struct Failure {
     pub does_not_fit: bool,
     /// The user cancelled.
     pub cancelled: bool,
+    /// A failed restore or clone wipes the target's partition tables once it has begun
+    /// writing (the result screen says so when the job got that far).
+    pub wipes_target: bool,
 }
 
 /// A yes/no question.
@@ -411,6 +429,9 @@ pub enum Msg {
     JobDone(Result<(Vec<String>, f64), Failure>),
     /// The terminal was resized: draw again.
     Redraw,
+    /// The answer to request `id` ([`Msg::StorageReady`] or [`Msg::Planned`]); the loop
+    /// unwraps it, or drops it when the user stopped waiting for it. `update` ignores it.
+    Reply(u64, Box<Msg>),
     /// The keyboard cannot be read (the loop leaves; `update` ignores it).
     InputFailed(String),
 }
@@ -614,6 +635,67 @@ pub fn suggested_name(d: &DiskReport, unix: u64) -> String {
     s
 }
 
+/// The items the current screen's cursor moves over (disk, partition or image paths), or
+/// `None` on a screen without such a list.
+fn cursor_list(model: &Model) -> Option<Vec<PathBuf>> {
+    let disk = |i: &usize| model.disks[*i].path.clone();
+    let image = |i: &usize| model.images[*i].found.path.clone();
+    Some(match &model.screen {
+        Screen::Storage { .. } => store_choices(&model.disks)
+            .into_iter()
+            .map(|c| c.device)
+            .collect(),
+        Screen::Image(w) if w.step == ImageStep::Source => {
+            sources(model).iter().map(disk).collect()
+        }
+        Screen::Clone(w) if w.step == CloneStep::Source => {
+            sources(model).iter().map(disk).collect()
+        }
+        Screen::Clone(w) if w.step == CloneStep::Target => targets(model, w.source.as_deref())
+            .iter()
+            .map(disk)
+            .collect(),
+        Screen::Restore(w) if w.step == RestoreStep::Target => {
+            targets(model, None).iter().map(disk).collect()
+        }
+        Screen::Restore(w) if w.step == RestoreStep::Image => {
+            image_order(&model.images).iter().map(image).collect()
+        }
+        Screen::Verify { .. } => image_order(&model.images).iter().map(image).collect(),
+        _ => return None,
+    })
+}
+
+fn cursor_mut(model: &mut Model) -> Option<&mut usize> {
+    match &mut model.screen {
+        Screen::Storage { cursor, .. } | Screen::Verify { cursor } => Some(cursor),
+        Screen::Image(w) => Some(&mut w.cursor),
+        Screen::Clone(w) => Some(&mut w.cursor),
+        Screen::Restore(w) => Some(&mut w.cursor),
+        _ => None,
+    }
+}
+
+/// Replaces the disks or images with `change`, keeping the cursor on the same item: a key
+/// pressed before the new list was drawn must pick what the user saw. An item that went away
+/// leaves the cursor on the first row (a restore or clone still names its target before
+/// anything is written).
+fn keep_cursor(model: &mut Model, change: impl FnOnce(&mut Model)) {
+    let before = cursor_list(model);
+    let at = cursor_mut(model).map(|c| *c);
+    let picked = before.zip(at).and_then(|(l, c)| l.get(c).cloned());
+    change(model);
+    let Some(after) = cursor_list(model) else {
+        return;
+    };
+    let to = picked
+        .and_then(|p| after.iter().position(|x| *x == p))
+        .unwrap_or(0);
+    if let Some(c) = cursor_mut(model) {
+        *c = to;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // update
 
@@ -628,7 +710,7 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
         Msg::Devices(Ok(disks)) => {
             model.scanning = false;
             model.scan_error = None;
-            model.disks = disks;
+            keep_cursor(model, |m| m.disks = disks);
             if let Some(st) = &mut model.storage {
                 if let Some(dev) = &st.device {
                     // the disk that holds the storage, so that it is never offered
@@ -663,14 +745,19 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
                         open(model, a);
                     }
                 }
-                Err(f) => model.failure = Some(f),
+                Err(f) => {
+                    // the old storage may be unmounted by now: choose again
+                    model.storage = None;
+                    model.images.clear();
+                    model.failure = Some(f);
+                }
             }
             None
         }
         Msg::Images(r) => {
             match r {
                 Ok(images) => {
-                    model.images = images;
+                    keep_cursor(model, |m| m.images = images);
                     model.images_error = None;
                 }
                 Err(e) => model.images_error = Some(e),
@@ -694,9 +781,17 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
             let elapsed = model
                 .now
                 .map_or(0.0, |n| n.duration_since(run.started).as_secs_f64());
+            let began = !matches!(run.phase, None | Some(Phase::Scan));
             let (lines, failure, seconds) = match r {
                 Ok((lines, s)) => (lines, None, s),
-                Err(f) => (Vec::new(), Some(f), elapsed),
+                Err(mut f) => {
+                    if f.wipes_target && began {
+                        f.advice.push_str(
+                            " The target disk was left without a partition table, so it cannot be mistaken for a good copy.",
+                        );
+                    }
+                    (Vec::new(), Some(f), elapsed)
+                }
             };
             model.screen = Screen::Done(Done {
                 title: run.title.clone(),
@@ -707,7 +802,7 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
             });
             None
         }
-        Msg::Redraw | Msg::InputFailed(_) => None,
+        Msg::Redraw | Msg::InputFailed(_) | Msg::Reply(..) => None,
         Msg::Key(k) if k.kind == KeyEventKind::Release => None,
         Msg::Key(k) => key(model, k),
     }
@@ -782,12 +877,17 @@ fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
         return None;
     }
     if model.busy.is_some() {
-        return None; // planning or mounting: wait for the answer
+        // planning or mounting: Esc (or Ctrl-C) stops waiting, and the late answer is
+        // dropped by the loop; other keys wait
+        if k.code == KeyCode::Esc || ctrl_c {
+            model.busy = None;
+        }
+        return None;
     }
     if ctrl_c {
         return match &model.screen {
             Screen::Running(r) => {
-                if !r.cancelling {
+                if can_cancel(r) {
                     model.ask = Some(Ask::Cancel);
                 }
                 None
@@ -813,7 +913,7 @@ fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
         Screen::Clone(_) => clone_key(model, k),
         Screen::Verify { .. } => verify_key(model, k),
         Screen::Running(r) => {
-            if !r.cancelling && matches!(k.code, KeyCode::Esc | KeyCode::Char('c')) {
+            if can_cancel(r) && matches!(k.code, KeyCode::Esc | KeyCode::Char('c')) {
                 model.ask = Some(Ask::Cancel);
             }
             None
@@ -830,6 +930,12 @@ fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
             None
         }
     }
+}
+
+/// The running job can still be cancelled: not twice, and not while a filesystem grows (the
+/// resize tools run to their end).
+pub fn can_cancel(r: &Running) -> bool {
+    !r.cancelling && r.phase != Some(Phase::Grow)
 }
 
 /// A text field has the keyboard: letters are typed, not keys.
@@ -1099,7 +1205,7 @@ fn image_key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                     plan.source.display(),
                     plan.output.display()
                 );
-                start(model, title, None);
+                start(model, JobKind::Image, title, None);
                 Some(Cmd::Start(Planned::Image(plan)))
             }
             _ => None,
@@ -1107,9 +1213,10 @@ fn image_key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
     }
 }
 
-fn start(model: &mut Model, title: String, target: Option<PathBuf>) {
+fn start(model: &mut Model, kind: JobKind, title: String, target: Option<PathBuf>) {
     let now = model.now.unwrap_or_else(Instant::now);
     model.screen = Screen::Running(Running {
+        kind,
         title,
         target,
         phase: None,
@@ -1263,7 +1370,7 @@ fn restore_key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                 short_name(&plan.image),
                 target.display()
             );
-            start(model, title, Some(target));
+            start(model, JobKind::Restore, title, Some(target));
             Some(Cmd::Start(Planned::Restore(plan)))
         }
     }
@@ -1338,7 +1445,7 @@ fn clone_key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                 plan.source.display(),
                 target.display()
             );
-            start(model, title, Some(target));
+            start(model, JobKind::Clone, title, Some(target));
             Some(Cmd::Start(Planned::Clone(plan)))
         }
     }
@@ -1360,7 +1467,12 @@ fn verify_key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
         }
         KeyCode::Enter => {
             let path = images[*order.get(*cursor)?].clone();
-            start(model, format!("Verifying {}", short_name(&path)), None);
+            start(
+                model,
+                JobKind::Verify,
+                format!("Verifying {}", short_name(&path)),
+                None,
+            );
             Some(Cmd::Verify(path))
         }
         _ => None,

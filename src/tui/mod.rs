@@ -71,8 +71,21 @@ fn mount_storage(c: &StoreChoice, at: &Path) -> Result<(Storage, Vec<ImageEntry>
     let dir = match &c.mountpoint {
         Some(m) => m.clone(),
         None => {
-            // a storage mounted here before is replaced
-            let _ = crate::init::store::unmount(at);
+            // a storage mounted here before is replaced, but never pulled from under a job:
+            // a busy one (another console writing to it) is kept and the choice refused
+            match crate::init::sys::umount(at, 0) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {} // nothing mounted
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {} // no such folder yet
+                Err(e) => {
+                    return Err(app::Failure {
+                        what: "changing the storage".into(),
+                        causes: vec![format!("unmounting {}: {e}", at.display())],
+                        advice: "The storage in use is busy (a job on another console may be writing to it). Let it finish, then choose again.".into(),
+                        ..app::Failure::default()
+                    });
+                }
+            }
             let t = crate::init::store::StoreTarget {
                 device: c.device.clone(),
                 disk: c.disk.clone(),
@@ -257,6 +270,7 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
     let (tx, rx) = bounded::<Msg>(64);
     let stop = AtomicBool::new(false);
     let paused = AtomicBool::new(false);
+    let parked = AtomicBool::new(false);
     let mut model = Model {
         scanning: true,
         rescue: opts.rescue,
@@ -304,10 +318,15 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
     }
     let mut cancel: Option<CancelToken> = None;
     let mut mounted = false; // the storage at opts.mount_at was mounted by us
+    let mut mounted_by_us = false; // the pending mount request mounts at opts.mount_at
+    let mut latest = 0u64; // the request whose answer the menu waits for
+                           // the terminal or keyboard failed while a job ran: the job is not cancelled for that;
+                           // the menu leaves once it ends
+    let mut broken: Option<String> = None;
     let exit = std::thread::scope(|s| -> std::io::Result<Exit> {
-        let (stop_ref, paused_ref) = (&stop, &paused);
+        let (stop_ref, paused_ref, parked_ref) = (&stop, &paused, &parked);
         let input_tx = tx.clone();
-        s.spawn(move || input(input_tx, stop_ref, paused_ref));
+        s.spawn(move || input(input_tx, stop_ref, paused_ref, parked_ref));
         let tick_tx = tx.clone();
         s.spawn(move || {
             while !stop_ref.load(Ordering::SeqCst) {
@@ -327,22 +346,43 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
         rescan(tx.clone(), None);
         let mut draw = true;
         let r = loop {
-            if draw {
+            if draw && broken.is_none() {
                 if let Err(e) = term.draw(|f| view::view(&model, f)) {
-                    break Err(e);
+                    if cancel.is_none() {
+                        break Err(e);
+                    }
+                    broken = Some(format!("drawing the screen: {e}"));
                 }
             }
             let Ok(msg) = rx.recv() else {
                 break Ok(Exit::Quit);
+            };
+            let msg = match msg {
+                // an answer nobody waits for any more (Esc while waiting) is dropped
+                Msg::Reply(id, m) => {
+                    if id == latest && matches!(*m, Msg::StorageReady(Ok(_))) {
+                        mounted = mounted_by_us; // even when nobody waits for it any more
+                    }
+                    if id != latest || model.busy.is_none() {
+                        continue;
+                    }
+                    *m
+                }
+                m => m,
             };
             // the clock only shows on the progress screen: other ticks draw nothing (a
             // serial console is slow)
             draw = !matches!(msg, Msg::Tick(..)) || matches!(model.screen, app::Screen::Running(_));
             if let Msg::InputFailed(e) = msg {
                 // a menu without a keyboard is useless: leave, so that PID 1 starts the line
-                // console in its place
-                break Err(std::io::Error::other(e));
+                // console in its place; a running job runs to its end first
+                if cancel.is_none() {
+                    break Err(std::io::Error::other(e));
+                }
+                broken = Some(e);
+                continue;
             }
+            let job_ended = matches!(msg, Msg::JobDone(_));
             if matches!(msg, Msg::JobDone(_)) {
                 cancel = None;
                 // a new image (or a deleted partial one) shows in the lists at once
@@ -353,7 +393,20 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
                     });
                 }
             }
-            let Some(cmd) = app::update(&mut model, msg) else {
+            let cmd = app::update(&mut model, msg);
+            if let (true, Some(e)) = (job_ended, &broken) {
+                let outcome = match &model.screen {
+                    app::Screen::Done(d) => match &d.failure {
+                        None => d.lines.join(" "),
+                        Some(f) => format!("{} failed: {}", d.title, f.causes.join(": ")),
+                    },
+                    _ => String::new(),
+                };
+                break Err(std::io::Error::other(format!(
+                    "{e}; the job ran to its end meanwhile: {outcome}"
+                )));
+            }
+            let Some(cmd) = cmd else {
                 continue;
             };
             match cmd {
@@ -362,16 +415,24 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
                 Cmd::Reboot => break Ok(Exit::Reboot),
                 Cmd::Rescan => rescan(tx.clone(), model.storage.as_ref().map(|s| s.dir.clone())),
                 Cmd::MountStorage(c) => {
-                    mounted = c.mountpoint.is_none();
+                    latest += 1;
+                    let id = latest;
+                    mounted_by_us = c.mountpoint.is_none();
+                    if mounted_by_us {
+                        mounted = false; // whatever was there is unmounted first
+                    }
                     let (tx, at) = (tx.clone(), opts.mount_at.clone());
                     s.spawn(move || {
-                        let _ = tx.send(Msg::StorageReady(mount_storage(&c, &at)));
+                        let r = mount_storage(&c, &at);
+                        let _ = tx.send(Msg::Reply(id, Box::new(Msg::StorageReady(r))));
                     });
                 }
                 Cmd::Plan(req) => {
+                    latest += 1;
+                    let id = latest;
                     let tx = tx.clone();
                     s.spawn(move || {
-                        let _ = tx.send(Msg::Planned(plan(&req)));
+                        let _ = tx.send(Msg::Reply(id, Box::new(Msg::Planned(plan(&req)))));
                     });
                 }
                 Cmd::Start(p) => {
@@ -390,16 +451,24 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
                     }
                 }
                 Cmd::Shell => {
+                    // the input thread stops reading before the shell gets the terminal
                     paused.store(true, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(150)); // the input thread parks
+                    let t = Instant::now();
+                    while !parked.load(Ordering::SeqCst) && t.elapsed() < Duration::from_secs(1) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                     let r = term.suspend(shell);
                     paused.store(false, Ordering::SeqCst);
-                    if let Err(e) = r {
+                    let failed = match r {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(("starting a shell", e)),
+                        Err(e) => Some(("taking the screen back after the shell", e)),
+                    };
+                    if let Some((what, e)) = failed {
                         model.failure = Some(app::Failure {
-                            what: "starting a shell".into(),
+                            what: what.into(),
                             causes: vec![e.to_string()],
-                            advice: "The rescue system carries /bin/sh; check the boot medium."
-                                .into(),
+                            advice: "Press Enter; if the screen stays wrong, leave with q and come back with menu.".into(),
                             ..app::Failure::default()
                         });
                     }
@@ -442,13 +511,15 @@ fn shell() -> std::io::Result<()> {
 
 /// Feeds key presses until `stop`; polls so that it can be joined, and reads nothing while
 /// `paused` (a shell has the terminal).
-fn input(tx: Sender<Msg>, stop: &AtomicBool, paused: &AtomicBool) {
+fn input(tx: Sender<Msg>, stop: &AtomicBool, paused: &AtomicBool, parked: &AtomicBool) {
     use crossterm::event::{poll, read, Event};
     while !stop.load(Ordering::SeqCst) {
         if paused.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(50));
+            parked.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(20));
             continue;
         }
+        parked.store(false, Ordering::SeqCst);
         let event = match poll(Duration::from_millis(100)) {
             Ok(true) => read(),
             Ok(false) => continue,
@@ -699,6 +770,7 @@ mod tests {
         with(storage_model(), |m| {
             let t0 = m.now.unwrap();
             m.screen = Screen::Running(Running {
+                kind: JobKind::Restore,
                 title: "Restoring sda-Samsung-SSD-860-20261115.lbi onto /dev/nvme0n1".into(),
                 target: Some(PathBuf::from("/dev/nvme0n1")),
                 phase: None,
@@ -728,24 +800,24 @@ mod tests {
         })
     }
 
+    /// The result screen, reached the way the loop reaches it: a running restore that
+    /// ends (after 12:34) with `failure`, or with its summary.
     fn done(failure: Option<Failure>) -> Model {
-        with(storage_model(), |m| {
-            m.screen = Screen::Done(Done {
-                title: "Restoring sda-Samsung-SSD-860-20261115.lbi onto /dev/nvme0n1".into(),
-                lines: if failure.is_none() {
+        with(running(), |m| {
+            m.now = m.now.map(|n| n + Duration::from_secs(552));
+            let r = match failure {
+                None => Ok((
                     vec![
                         "/dev/nvme0n1 was restored: 57.0 GiB written.".into(),
                         "Verified: all 57.0 GiB written were read back from the disk (O_DIRECT) and match the image.".into(),
                         "Partitions made visible by BLKRRPART.".into(),
                         "Partition 3 grew to 558.0 GiB (ntfs, ntfsresize: 92.2 GiB to 558.0 GiB).".into(),
-                    ]
-                } else {
-                    vec![]
-                },
-                failure,
-                warnings: vec![],
-                seconds: 754.0,
-            })
+                    ],
+                    754.0,
+                )),
+                Some(f) => Err(f),
+            };
+            update(m, Msg::JobDone(r));
         })
     }
 

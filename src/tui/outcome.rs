@@ -21,44 +21,51 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
     out
 }
 
-/// What to do after `e`, in one or two sentences.
-fn advice(e: &Error, writes_target: bool) -> String {
-    let target = if writes_target {
-        " The target disk was left without a partition table, so it cannot be mistaken for a good copy."
-    } else {
-        ""
-    };
-    let s = match e {
-        Error::TooSmall { .. } => {
-            "Choose a larger disk. A smaller disk works only when every partition fits where it is.".to_string()
-        }
-        Error::Busy { .. } => "Unmount it (or stop what uses it) and try again. Lifeboat never writes to a disk that is in use.".into(),
-        Error::ReadOnly { .. } => "The disk is write-protected: check its lock switch, or choose another disk.".into(),
-        Error::Refused { .. } => "Choose another disk or image; nothing was written.".into(),
-        Error::NotADisk { .. } => "Choose a disk from the list; nothing was written.".into(),
-        Error::Read { .. } => format!(
-            "The disk could not read that place: it may be failing. Copy what you can with another tool (ddrescue) from the shell, then image the copy.{target}"
-        ),
-        Error::Write { .. } => format!("The target failed to write: it may be failing, or full. Try another disk.{target}"),
-        Error::VerifyMismatch { .. } => format!(
-            "What was written does not read back the same: the target disk, its cable or its port is unreliable. Do not use it; try another disk.{target}"
-        ),
-        Error::Image { .. } | Error::Chain { .. } => {
-            "The image is damaged, incomplete, or part of its chain is missing. Press v on the home screen to verify it, or restore an older image of the chain.".into()
-        }
-        Error::Table { .. } => "The partition table is damaged. Check the disk from the shell (x on the home screen) with fdisk or gdisk.".into(),
-        Error::GrowFailed { .. } => "The data is in place. Check the grown filesystem from the shell (fsck) before using the disk.".into(),
-        Error::Tool { .. } => "A helper program failed; its message is above. Check the disk from the shell.".into(),
-        Error::Unsupported(_) => "Lifeboat cannot do this yet. Nothing was written.".into(),
-        Error::Cancelled => format!("Cancelled as asked.{target}"),
-        Error::OutOfRange { .. } | Error::Io { .. } => format!(
-            "Check that the disks and the storage are still attached and that the storage has room.{target}"
-        ),
-    };
-    s
+/// True for a file that holds an image (`.lbi`, or one being written).
+fn is_image_file(p: &std::path::Path) -> bool {
+    p.extension().is_some_and(|x| x == "lbi" || x == "partial")
 }
 
-/// A failure of `what` (for example "planning the restore").
+/// What to do after `e`, in one or two sentences.
+fn advice(e: &Error) -> String {
+    let s = match e {
+        Error::TooSmall { .. } => {
+            "Choose a larger disk. A smaller disk works only when every partition fits where it is."
+        }
+        Error::Busy { .. } => "Unmount it (or stop what uses it) and try again. Lifeboat never writes to a disk that is in use.",
+        Error::ReadOnly { .. } => "The disk is write-protected: check its lock switch, or choose another disk.",
+        Error::Refused { .. } => "Choose another disk or image; nothing was written.",
+        Error::NotADisk { .. } => "Choose a disk from the list; nothing was written.",
+        Error::Read { path, .. } if is_image_file(path) => {
+            "The image file could not be read: the drive that holds it may be failing. Verify it (v on the home screen), or use an older image."
+        }
+        Error::Read { .. } => {
+            "The disk could not read that place: it may be failing. Copy what you can with another tool (ddrescue) from the shell, then image the copy."
+        }
+        Error::Write { path, .. } if is_image_file(path) => {
+            "The image could not be written: the storage may be full or failing. Free space or choose another storage (s)."
+        }
+        Error::Write { .. } => "The target failed to write: it may be failing. Try another disk.",
+        Error::VerifyMismatch { .. } => {
+            "What was written does not read back the same: the target disk, its cable or its port is unreliable. Do not use it; try another disk."
+        }
+        Error::Image { .. } | Error::Chain { .. } => {
+            "The image is damaged, incomplete, or part of its chain is missing. Press v on the home screen to verify it, or restore an older image of the chain."
+        }
+        Error::Table { .. } => "The partition table is damaged. Check the disk from the shell (x on the home screen) with fdisk or gdisk.",
+        Error::GrowFailed { .. } => "The data is in place. Check the grown filesystem from the shell (fsck) before using the disk.",
+        Error::Tool { .. } => "A helper program failed; its message is above. Check the disk from the shell.",
+        Error::Unsupported(_) => "Lifeboat cannot do this yet. Nothing was written.",
+        Error::Cancelled => "Cancelled as asked.",
+        Error::OutOfRange { .. } | Error::Io { .. } => {
+            "Check that the disks and the storage are still attached and that the storage has room."
+        }
+    };
+    s.to_string()
+}
+
+/// A failure of `what` (for example "planning the restore"); `writes_target` for a restore or
+/// clone, whose failure after it began writing leaves the target without a partition table.
 pub fn failure(what: &str, e: &Error, writes_target: bool) -> Failure {
     let mut causes = chain(e);
     let does_not_fit = matches!(e, Error::TooSmall { .. });
@@ -76,12 +83,24 @@ pub fn failure(what: &str, e: &Error, writes_target: bool) -> Failure {
             human_bytes(*need)
         );
     }
+    // refusals come before the first write; a failed grow leaves the copy (and its table)
+    let wipes = writes_target
+        && !matches!(
+            e,
+            Error::TooSmall { .. }
+                | Error::Busy { .. }
+                | Error::ReadOnly { .. }
+                | Error::Refused { .. }
+                | Error::NotADisk { .. }
+                | Error::GrowFailed { .. }
+        );
     Failure {
         what: what.to_string(),
         causes,
-        advice: advice(e, writes_target),
+        advice: advice(e),
         does_not_fit,
         cancelled: matches!(e, Error::Cancelled),
+        wipes_target: wipes,
     }
 }
 
@@ -247,10 +266,33 @@ mod tests {
         assert_eq!(f.causes.len(), 2);
         assert!(f.causes[0].contains("at byte 4096"), "{:?}", f.causes);
         assert!(f.causes[1].contains("Input/output error"), "{:?}", f.causes);
+        assert!(f.wipes_target);
         assert!(
-            f.advice.contains("without a partition table"),
+            f.advice.contains("ddrescue"),
+            "a disk's read error: {}",
+            f.advice
+        );
+        let img = Error::Read {
+            path: PathBuf::from("/store/pc.lbi"),
+            offset: 4096,
+            len: 512,
+            source: std::io::Error::from_raw_os_error(libc::EIO),
+        };
+        let f = failure("restoring", &img, true);
+        assert!(
+            f.advice.contains("image file could not be read"),
             "{}",
             f.advice
+        );
+        let g = Error::GrowFailed {
+            path: PathBuf::from("/dev/sdb"),
+            partition: 2,
+            verified: true,
+            source: Box::new(Error::Cancelled),
+        };
+        assert!(
+            !failure("restoring", &g, true).wipes_target,
+            "a grown copy keeps its table"
         );
         let c = failure("restoring", &Error::Cancelled, true);
         assert!(c.cancelled && !c.does_not_fit);

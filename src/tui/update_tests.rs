@@ -126,6 +126,7 @@ fn failure(what: &str, does_not_fit: bool) -> Failure {
         advice: "Do something else.".into(),
         does_not_fit,
         cancelled: false,
+        wipes_target: false,
     }
 }
 
@@ -634,18 +635,25 @@ fn storage_enter_mounts_the_highlighted_choice_and_waits() {
             m.busy.as_deref(),
             Some(format!("Mounting {}...", choices[want].device.display()).as_str())
         );
-        // every key waits for the answer, Ctrl-C included
+        // keys wait for the answer, except Esc and Ctrl-C, which stop waiting
         for c in [
             KeyCode::Enter,
-            KeyCode::Esc,
             KeyCode::Up,
             KeyCode::Char('q'),
             KeyCode::Char('?'),
         ] {
             assert!(press(&mut m, c).is_none(), "{c:?} while busy");
+            assert!(m.busy.is_some());
         }
-        assert!(update(&mut m, ctrl_c()).is_none());
         assert!(!m.help);
+        let mut esc = m.clone();
+        assert!(press(&mut esc, KeyCode::Esc).is_none());
+        assert!(esc.busy.is_none());
+        assert!(
+            update(&mut m, ctrl_c()).is_none(),
+            "Ctrl-C does not quit while waiting"
+        );
+        assert!(m.busy.is_none());
         match &m.screen {
             Screen::Storage { cursor, then } => {
                 assert_eq!(*cursor, want);
@@ -954,10 +962,14 @@ fn image_enter_plans_with_the_chosen_options_and_waits() {
         m.busy.as_deref(),
         Some("Reading /dev/sda and its filesystems...")
     );
-    // keys wait for the plan
-    for c in [KeyCode::Esc, KeyCode::Enter, KeyCode::Backspace] {
+    // keys wait for the plan, except Esc, which stops waiting (the loop drops the late
+    // answer)
+    for c in [KeyCode::Enter, KeyCode::Backspace, KeyCode::Char('x')] {
         assert!(press(&mut m, c).is_none());
+        assert!(m.busy.is_some(), "{c:?} waits");
     }
+    assert!(press(&mut m, KeyCode::Esc).is_none());
+    assert!(m.busy.is_none(), "Esc stops waiting");
     assert_eq!(image_wiz(&m).step, ImageStep::Options);
     assert_eq!(image_wiz(&m).name, "sda-Samsung-SSD-860-weekly");
 }
@@ -2135,4 +2147,57 @@ fn a_storage_mounted_before_the_menu_learns_its_disk_from_the_scan() {
         Some("holds the image storage"),
         "and that disk is no source or target"
     );
+}
+
+#[test]
+fn a_rescan_keeps_the_cursor_on_the_disk_the_user_saw() {
+    // restore target list: sda, nvme0n1; the cursor on nvme0n1
+    let mut m = restore_target(None);
+    press(&mut m, KeyCode::Down);
+    assert_eq!(restore_wiz(&m).cursor, 1);
+    // a new disk appears first in the list: Enter must still pick nvme0n1
+    let mut more = disks();
+    let mut usb = more[SDA].clone();
+    usb.path = path("/dev/sdc");
+    usb.serial = Some("NEW".into());
+    more.insert(0, usb);
+    update(&mut m, Msg::Devices(Ok(more)));
+    assert_eq!(restore_wiz(&m).cursor, 2, "sdc, sda, nvme0n1");
+    let Some(Cmd::Plan(JobRequest::Restore { target, .. })) = press(&mut m, KeyCode::Enter) else {
+        panic!("no plan")
+    };
+    assert_eq!(target, path("/dev/nvme0n1"));
+    // the highlighted disk goes away: the cursor goes to the first row, inside the list
+    let mut m = restore_target(None);
+    press(&mut m, KeyCode::Down);
+    let mut fewer = disks();
+    fewer.remove(NVME);
+    update(&mut m, Msg::Devices(Ok(fewer)));
+    assert_eq!(restore_wiz(&m).cursor, 0);
+}
+
+#[test]
+fn a_relisted_storage_keeps_the_cursor_on_the_same_image() {
+    let mut m = home_with(None, two_chains());
+    ch(&mut m, 'v');
+    press(&mut m, KeyCode::End);
+    let before = match &m.screen {
+        Screen::Verify { cursor } => *cursor,
+        s => panic!("{s:?}"),
+    };
+    let order = image_order(&m.images);
+    let want = m.images[order[before]].found.path.clone();
+    // the first image in the list is deleted meanwhile: the rows shift up by one
+    let mut imgs = two_chains();
+    imgs.remove(order[0]);
+    assert!(before > 0);
+    update(&mut m, Msg::Images(Ok(imgs)));
+    match &m.screen {
+        Screen::Verify { cursor } => assert_eq!(*cursor, before - 1),
+        s => panic!("{s:?}"),
+    }
+    let Some(Cmd::Verify(p)) = press(&mut m, KeyCode::Enter) else {
+        panic!("no verify")
+    };
+    assert_eq!(p, want);
 }

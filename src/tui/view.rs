@@ -2,9 +2,9 @@
 //! Linux text console: 16 colours, no mouse, plain box drawing, and every key in the footer.
 
 use super::app::{
-    excluded, image_order, image_rows, short_name, sources, store_choices, targets, typing, Ask,
-    CloneStep, CloneWiz, Done, Failure, ImageKind, ImageRow, ImageStep, ImageWiz, Model,
-    RestoreStep, RestoreWiz, Running, Screen,
+    can_cancel, excluded, image_order, image_rows, short_name, sources, store_choices, targets,
+    typing, Ask, CloneStep, CloneWiz, Done, Failure, ImageKind, ImageRow, ImageStep, ImageWiz,
+    JobKind, Model, RestoreStep, RestoreWiz, Running, Screen,
 };
 use crate::inspect::DiskReport;
 use crate::jobs::chain::utc_stamp;
@@ -259,8 +259,8 @@ fn footer_keys(model: &Model) -> Vec<(&'static str, &'static str)> {
             }
         },
         Screen::Verify { .. } => vec![("Up/Down", "select"), ("Enter", "verify"), ("Esc", "back")],
-        Screen::Running(r) if r.cancelling => vec![],
-        Screen::Running(_) => vec![("c", "cancel")],
+        Screen::Running(r) if can_cancel(r) => vec![("c", "cancel")],
+        Screen::Running(_) => vec![],
         Screen::Done(_) => vec![("Enter", "back to the disks")],
     };
     if !typing(model) && !matches!(model.screen, Screen::Running(_)) {
@@ -1334,6 +1334,11 @@ fn draw_running(model: &Model, r: &Running, f: &mut Frame, area: Rect) {
             " Cancelling: finishing the current piece and cleaning up...",
             Style::default().fg(Color::Yellow),
         ));
+    } else if r.phase == Some(Phase::Grow) {
+        lines.push(Line::styled(
+            " The data is written and checked; growing cannot be interrupted safely.",
+            dim(),
+        ));
     }
     f.render_widget(Paragraph::new(lines), facts);
     if !r.warnings.is_empty() {
@@ -1446,17 +1451,20 @@ fn draw_popup(f: &mut Frame, area: Rect, title: &str, lines: Vec<Line<'static>>,
 fn draw_ask(model: &Model, a: Ask, f: &mut Frame, area: Rect) {
     let lines = match a {
         Ask::Cancel => {
-            let target = match &model.screen {
-                Screen::Running(r) => r.target.clone(),
-                _ => None,
+            let (kind, target) = match &model.screen {
+                Screen::Running(r) => (Some(r.kind), r.target.clone()),
+                _ => (None, None),
             };
             let mut v = vec![Line::styled("Cancel the running job?", bold())];
-            v.push(Line::raw(match target {
-                Some(t) => format!(
+            v.push(Line::raw(match (kind, target) {
+                (Some(JobKind::Restore | JobKind::Clone), Some(t)) => format!(
                     "{} will be left INCOMPLETE: its partition table is wiped so that it cannot be mistaken for a good copy. Its old contents are already gone.",
                     t.display()
                 ),
-                None => "The unfinished image file is deleted; nothing else changes.".into(),
+                (Some(JobKind::Image), _) => {
+                    "The unfinished image file is deleted; the disk was only read.".into()
+                }
+                _ => "Nothing is changed: the image stays as it is, unchecked.".into(),
             }));
             v.push(Line::raw(""));
             v.push(Line::raw("y: cancel the job    n: keep going"));
