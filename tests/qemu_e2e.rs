@@ -779,6 +779,151 @@ fn unattended_round_trip_mini_ntfs() {
     round_trip("unattended-mini-ntfs", "mini", "ntfs", true);
 }
 
+/// Moves the menu's highlight (the row that starts with `>`) down with `j` until it is on a
+/// row containing `needle`; `menu` is where the menu started drawing.
+fn select_row(vm: &mut Vm, menu: usize, needle: &str) {
+    for _ in 0..12 {
+        let screen = emulate(&vm.text()[menu..]);
+        let lit = screen.lines().find(|l| l.contains("│>")).unwrap_or("");
+        if lit.contains(needle) {
+            return;
+        }
+        vm.keys("j");
+        let t = Instant::now();
+        while emulate(&vm.text()[menu..])
+            .lines()
+            .find(|l| l.contains("│>"))
+            == Some(lit)
+            && t.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!(
+        "{}: no row with {needle:?} could be highlighted:\n{}",
+        vm.name,
+        emulate(&vm.text()[menu..])
+    );
+}
+
+/// What someone at the keyboard does: boot the mini kernel with a disk, an exFAT drive and a
+/// blank larger disk; in the menu on the serial line choose the drive as the storage, image
+/// the disk, restore the image onto the blank disk with its last partition grown (typing the
+/// disk's name to confirm), and power off. The host then checks the restored files, the grown
+/// partition and the storage.
+#[test]
+fn menu_image_and_restore_mini() {
+    let kernel = "out/mini";
+    if !prerequisites(&[
+        &format!("{kernel}/vmlinuz"),
+        &format!("{kernel}/initrd.zst"),
+    ]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("source.img");
+    sh(&format!(
+        "bash {} {} 96",
+        root().join("qemu/make-demo-disk.sh").display(),
+        src.display()
+    ));
+    let want = disk_snapshot(&src, t.path(), "source");
+    let store = make_store(t.path(), "exfat");
+    let target = blank(t.path(), "target.img", 160);
+    let mut vm = Vm::start(
+        "menu-round-trip-mini",
+        &[
+            "--kernel",
+            &root().join(kernel).to_string_lossy(),
+            "--disk",
+            &format!("{},bus=sata", src.display()),
+            "--disk",
+            &format!("{},bus=usb", store.display()),
+            "--disk",
+            &format!("{target},bus=nvme"),
+        ],
+    );
+    let (_, menu) = vm.json_line("LIFEBOAT-READY", BOOT);
+    let long = Duration::from_secs(600);
+    let short = Duration::from_secs(60);
+    vm.wait_screen(
+        "Nothing is written to any disk from this screen",
+        menu,
+        short,
+    );
+    // the storage: the exFAT drive, mounted when chosen
+    vm.keys("s");
+    vm.wait_screen("Choose where images are kept", menu, short);
+    select_row(&mut vm, menu, "LBSTORE");
+    vm.keys("\r");
+    vm.wait_screen("images: /store", menu, short);
+    // image the SATA disk
+    vm.keys("i");
+    vm.wait_screen("Which disk do you want to image?", menu, short);
+    select_row(&mut vm, menu, "/dev/sda ");
+    vm.keys("\r");
+    vm.wait_screen("file name", menu, short);
+    vm.keys("\r");
+    vm.wait_screen("Press Enter to start", menu, long);
+    vm.keys("\r");
+    let (_, done) = vm.wait_screen("Everything was checked", menu, long);
+    assert!(done.contains("The full image /store/sda-"), "{done}");
+    vm.keys("\r");
+    // restore it onto the NVMe disk, grown, confirmed by typing its name
+    vm.wait_screen(
+        "Nothing is written to any disk from this screen",
+        menu,
+        short,
+    );
+    vm.keys("r");
+    vm.wait_screen("Which image do you want to restore?", menu, short);
+    vm.wait_screen("full", menu, short);
+    vm.keys("\r");
+    vm.wait_screen("Which disk do you want to OVERWRITE?", menu, short);
+    select_row(&mut vm, menu, "/dev/nvme0n1");
+    vm.keys("g");
+    vm.wait_screen("larger disk: on", menu, short);
+    vm.keys("\r");
+    let (_, confirm) = vm.wait_screen("type nvme0n1 and press Enter", menu, long);
+    assert!(
+        confirm.contains("EVERYTHING ON /dev/nvme0n1 WILL BE ERASED"),
+        "{confirm}"
+    );
+    vm.keys("nvme0n1\r");
+    let (_, done) = vm.wait_screen("Everything was checked", menu, long);
+    assert!(done.contains("/dev/nvme0n1 was restored"), "{done}");
+    assert!(done.contains("Verified: all"), "{done}");
+    assert!(done.contains("Partition 2 grew"), "{done}");
+    vm.keys("\r");
+    vm.wait_screen(
+        "Nothing is written to any disk from this screen",
+        menu,
+        short,
+    );
+    vm.keys("p");
+    let (asked, _) = vm.wait_screen("Power off this computer?", menu, short);
+    vm.keys("y");
+    vm.wait_for("powering off", asked, short);
+    vm.wait_exit(short);
+    // the host's view: the files, the grown partition, the storage
+    sh(&format!("sgdisk -v {target} | grep -q 'No problems found'"));
+    let got = disk_snapshot(Path::new(&target), t.path(), "target");
+    let files = |l: &str| {
+        l.lines()
+            .filter(|l| !l.ends_with("./ext.img"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(files(&got), files(&want));
+    let (start, size) = partitions(Path::new(&target))[1];
+    assert_eq!(
+        start + size,
+        160 * (1 << 20) - 33 * 512,
+        "partition not grown"
+    );
+    check_store(&store, "exfat", t.path());
+}
+
 #[test]
 fn the_screen_emulator_follows_cursor_moves_and_skips_colours() {
     let out = "\u{1b}[?1049h\u{1b}[1;1H\u{1b}[1mLife\u{1b}[1;6Hboat\u{1b}[22m\u{1b}[3;2H/dev/vda\u{1b}[3;4Hx";

@@ -512,6 +512,10 @@ fn supervise(log: &mut Log, then: Then) -> ! {
         Then::Reboot => shutdown(log, &[], Power::Reboot),
         Then::Shell | Then::Tui => {}
     }
+    // the menu draws on the consoles: routine kernel notices would print over it
+    if let Err(e) = sys::console_loglevel(4) {
+        log.line(&format!("setting the console log level: {e}"));
+    }
     let ttys = consoles();
     let ttys = if ttys.is_empty() {
         vec![PathBuf::from("/dev/console")]

@@ -92,6 +92,14 @@ pub fn take_controlling_tty() -> io::Result<()> {
     }
 }
 
+/// Sets the kernel's console log level: messages below `level` still reach the consoles
+/// (with 4: errors and worse, such as disk I/O errors), routine notices no longer print over
+/// the menu.
+pub fn console_loglevel(level: i32) -> io::Result<()> {
+    // SAFETY: SYSLOG_ACTION_CONSOLE_LEVEL (8) reads no buffer; it takes the level as its length.
+    check(unsafe { libc::klogctl(8, std::ptr::null_mut(), level) })
+}
+
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {

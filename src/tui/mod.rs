@@ -357,6 +357,9 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
             let Ok(msg) = rx.recv() else {
                 break Ok(Exit::Quit);
             };
+            if matches!(msg, Msg::Redraw) {
+                let _ = term.clear(); // the next frame repaints everything
+            }
             let msg = match msg {
                 // an answer nobody waits for any more (Esc while waiting) is dropped
                 Msg::Reply(id, m) => {
@@ -526,6 +529,14 @@ fn input(tx: Sender<Msg>, stop: &AtomicBool, paused: &AtomicBool, parked: &Atomi
             Err(e) => Err(e),
         };
         let msg = match event {
+            // Ctrl-L repaints the whole screen, as in most terminal programs
+            Ok(Event::Key(k))
+                if k.code == crossterm::event::KeyCode::Char('l')
+                    && k.modifiers
+                        .contains(crossterm::event::KeyModifiers::CONTROL) =>
+            {
+                Msg::Redraw
+            }
             Ok(Event::Key(k)) => Msg::Key(k),
             Ok(_) => Msg::Redraw, // a resize
             Err(e) => Msg::InputFailed(format!("reading the keyboard: {e}")),

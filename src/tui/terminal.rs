@@ -68,6 +68,12 @@ impl Terminal {
         Ok(r)
     }
 
+    /// Forgets what is on the screen, so that the next frame repaints every cell (after a
+    /// resize, or kernel messages printed over the menu).
+    pub fn clear(&mut self) -> std::io::Result<()> {
+        self.0.clear()
+    }
+
     /// Draws one frame.
     pub fn draw(&mut self, f: impl FnOnce(&mut ratatui::Frame)) -> std::io::Result<()> {
         self.0.draw(f).map(|_| ())

@@ -1539,6 +1539,7 @@ fn help_text(model: &Model) -> Vec<&'static str> {
     v.extend([
         "",
         "Up/Down or j/k move, Enter goes on, Esc goes back one step.",
+        "Ctrl-L repaints the screen if something printed over it.",
     ]);
     if model.rescue {
         v.push("p powers off and b restarts (from the disk list).");
