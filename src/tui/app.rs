@@ -487,7 +487,7 @@ pub fn store_choices(disks: &[DiskReport]) -> Vec<StoreChoice> {
                     fs: name,
                     label: fs.label.clone(),
                     size_bytes: d.size_bytes,
-                    used_bytes: None,
+                    used_bytes: fs.used_bytes,
                     mountpoint: None,
                     removable,
                     transport: transport.clone(),
