@@ -18,7 +18,7 @@ use crate::jobs::{clone, image, restore, verify, CancelToken, Reporter};
 use app::{Cmd, ImageEntry, ImageKind, JobRequest, Model, Msg, Planned, Storage, StoreChoice};
 use crossbeam_channel::{bounded, Sender};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How the TUI was started.
@@ -271,6 +271,7 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
     let stop = AtomicBool::new(false);
     let paused = AtomicBool::new(false);
     let parked = AtomicBool::new(false);
+    let readers = AtomicUsize::new(0); // scan, mount and plan threads still running
     let mut model = Model {
         scanning: true,
         rescue: opts.rescue,
@@ -334,8 +335,11 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
                 let _ = tick_tx.try_send(Msg::Tick(Instant::now(), unix_now()));
             }
         });
+        let readers_ref = &readers;
         let rescan = |tx: Sender<Msg>, dir: Option<PathBuf>| {
+            readers_ref.fetch_add(1, Ordering::SeqCst);
             s.spawn(move || {
+                let _done = Done(readers_ref);
                 // the images first: "scanning" ends with the disks, and then both are fresh
                 if let Some(d) = dir {
                     let _ = tx.send(Msg::Images(list_images(&d)));
@@ -425,7 +429,10 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
                         mounted = false; // whatever was there is unmounted first
                     }
                     let (tx, at) = (tx.clone(), opts.mount_at.clone());
+                    readers.fetch_add(1, Ordering::SeqCst);
+                    let readers = &readers;
                     s.spawn(move || {
+                        let _done = Done(readers);
                         let r = mount_storage(&c, &at);
                         let _ = tx.send(Msg::Reply(id, Box::new(Msg::StorageReady(r))));
                     });
@@ -434,7 +441,10 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
                     latest += 1;
                     let id = latest;
                     let tx = tx.clone();
+                    readers.fetch_add(1, Ordering::SeqCst);
+                    let readers = &readers;
                     s.spawn(move || {
+                        let _done = Done(readers);
                         let _ = tx.send(Msg::Reply(id, Box::new(Msg::Planned(plan(&req)))));
                     });
                 }
@@ -484,6 +494,16 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
         stop.store(true, Ordering::SeqCst);
         // drain so that no sender blocks while the threads finish
         while rx.recv_timeout(Duration::from_millis(300)).is_ok() {}
+        // a scan or plan stuck on a disk that does not answer is still joined: the terminal
+        // is given back first, and the wait is explained
+        term.leave();
+        if readers.load(Ordering::SeqCst) > 0 {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "lifeboat: waiting for a disk that does not answer (a scan, mount or plan is still reading it)..."
+            );
+        }
         r
     });
     // On a host, leaving the menu unmounts the storage it mounted; the rescue system keeps
@@ -496,6 +516,15 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
         }
     }
     exit
+}
+
+/// Counts a reader thread out when it ends, however it ends.
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A shell on the terminal until it exits.

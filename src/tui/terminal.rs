@@ -74,6 +74,12 @@ impl Terminal {
         self.0.clear()
     }
 
+    /// Gives the terminal back (normal mode, main screen) before the process ends; dropping
+    /// does it again, harmlessly.
+    pub fn leave(&mut self) {
+        restore();
+    }
+
     /// Draws one frame.
     pub fn draw(&mut self, f: impl FnOnce(&mut ratatui::Frame)) -> std::io::Result<()> {
         self.0.draw(f).map(|_| ())
