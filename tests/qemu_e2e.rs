@@ -866,7 +866,9 @@ fn menu_image_and_restore_mini() {
     vm.keys("\r");
     vm.wait_screen("Press Enter to start", menu, long);
     vm.keys("\r");
-    let (_, done) = vm.wait_screen("Everything was checked", menu, long);
+    // the result's last line, so that the whole frame is there
+    let (_, done) = vm.wait_screen("Root hash", menu, long);
+    assert!(done.contains("Everything was checked"), "{done}");
     assert!(done.contains("The full image /store/sda-"), "{done}");
     vm.keys("\r");
     // restore it onto the NVMe disk, grown, confirmed by typing its name
@@ -890,10 +892,10 @@ fn menu_image_and_restore_mini() {
         "{confirm}"
     );
     vm.keys("nvme0n1\r");
-    let (_, done) = vm.wait_screen("Everything was checked", menu, long);
+    let (_, done) = vm.wait_screen("Partition 2 grew", menu, long);
+    assert!(done.contains("Everything was checked"), "{done}");
     assert!(done.contains("/dev/nvme0n1 was restored"), "{done}");
     assert!(done.contains("Verified: all"), "{done}");
-    assert!(done.contains("Partition 2 grew"), "{done}");
     vm.keys("\r");
     vm.wait_screen(
         "Nothing is written to any disk from this screen",

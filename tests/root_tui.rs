@@ -400,7 +400,8 @@ fn tui_images_a_disk_and_restores_it_onto_a_larger_one_with_keystrokes() {
     tui.type_text(&name);
     let t = Instant::now();
     tui.keys(&["Enter"]);
-    let s = tui.wait_for(&["Finished", "match the image"]);
+    // all three, so that a capture in the middle of a frame cannot miss the last line
+    let s = tui.wait_for(&["Finished", "match the image", "Partition 1 grew to"]);
     eprintln!("restore: {:.1?}", t.elapsed());
     assert!(s.contains("Partition 1 grew to"), "{s}");
     tui.keys(&["Enter"]);
