@@ -14,6 +14,17 @@ fn tmux(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A tmux session, killed when dropped.
+struct Session(String);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
+
 /// Waits until the pane shows `what`, returning the screen.
 fn wait_for(session: &str, what: &str) -> String {
     let start = Instant::now();
@@ -41,6 +52,7 @@ fn home_help_and_quit_in_a_real_terminal() {
         return;
     }
     let session = format!("lifeboat-tui-{}", std::process::id());
+    let _end = Session(session.clone()); // killed even when an assertion fails
     let cmd = format!(
         "{} tui; echo EXITED rc=$?; sleep 30",
         env!("CARGO_BIN_EXE_lifeboat")
