@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{read_at, require_tool, sh, sparse, write_at};
+use common::{noise, read_at, require_tool, sh, sparse, write_at};
 use lifeboat::blockdev::testing::FaultyDev;
 use lifeboat::blockdev::{BlockDev, FileDev, MemDev, OpenMode};
 use lifeboat::discovery::SystemPaths;
@@ -42,18 +42,6 @@ fn fails(args: &[&str]) -> String {
     let o = lifeboat(args);
     assert!(!o.status.success(), "lifeboat {args:?} succeeded");
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn noise(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 7) as u8
-        })
-        .collect()
 }
 
 /// A 96 MiB GPT disk: p1 BIOS boot (1..3 MiB, GRUB-like bytes), p2 ext4 with files, then

@@ -663,6 +663,37 @@ fn check_store(store: &Path, fs: &str, dir: &Path) {
     }
 }
 
+/// The disks of a round trip, in a temp folder: the 96 MiB demo disk (GPT, FAT32 + ext4 with
+/// files) and its snapshot, a 128 MiB store with `store_fs` labelled LBSTORE, and a blank
+/// 160 MiB target.
+struct Trip {
+    t: tempfile::TempDir,
+    src: PathBuf,
+    want: String,
+    store: PathBuf,
+    target: String,
+}
+
+fn trip(store_fs: &str) -> Trip {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("source.img");
+    sh(&format!(
+        "bash {} {} 96",
+        root().join("qemu/make-demo-disk.sh").display(),
+        src.display()
+    ));
+    let want = disk_snapshot(&src, t.path(), "source");
+    let store = make_store(t.path(), store_fs);
+    let target = blank(t.path(), "target.img", 160);
+    Trip {
+        t,
+        src,
+        want,
+        store,
+        target,
+    }
+}
+
 /// In the guest: mount the store on USB, image a SATA disk (GPT, FAT32 + ext4 with files)
 /// onto it, verify it, restore it onto a larger NVMe disk (with `grow`, `--grow-last`, which
 /// runs the initramfs's e2fsck and resize2fs), power off. The host then checks the target
@@ -675,16 +706,13 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool) {
     ]) {
         return;
     }
-    let t = tempfile::tempdir().unwrap();
-    let src = t.path().join("source.img");
-    sh(&format!(
-        "bash {} {} 96",
-        root().join("qemu/make-demo-disk.sh").display(),
-        src.display()
-    ));
-    let want = disk_snapshot(&src, t.path(), "source");
-    let store = make_store(t.path(), store_fs);
-    let target = blank(t.path(), "target.img", 160);
+    let Trip {
+        t,
+        src,
+        want,
+        store,
+        target,
+    } = trip(store_fs);
     let append = format!(
         "lifeboat.store=LABEL=LBSTORE \
         lifeboat.run=\"image /dev/sda -o /store/pc.lbi ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes{}\" \
@@ -820,16 +848,13 @@ fn menu_image_and_restore_mini() {
     ]) {
         return;
     }
-    let t = tempfile::tempdir().unwrap();
-    let src = t.path().join("source.img");
-    sh(&format!(
-        "bash {} {} 96",
-        root().join("qemu/make-demo-disk.sh").display(),
-        src.display()
-    ));
-    let want = disk_snapshot(&src, t.path(), "source");
-    let store = make_store(t.path(), "exfat");
-    let target = blank(t.path(), "target.img", 160);
+    let Trip {
+        t,
+        src,
+        want,
+        store,
+        target,
+    } = trip("exfat");
     let mut vm = Vm::start(
         "menu-round-trip-mini",
         &[

@@ -13,7 +13,10 @@
 
 mod common;
 
-use common::{read_at, require_root, require_tool, sh, sparse, write_at, FaultFs, LoopDev, Mount};
+use common::{
+    dev_size, field, noise, read_at, require_root, require_tool, sh, sparse, write_at, FaultFs,
+    LoopDev, Mount,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -76,19 +79,6 @@ fn tools() {
     ] {
         require_tool(t);
     }
-}
-
-/// Deterministic pseudo-random bytes.
-fn noise(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 7) as u8
-        })
-        .collect()
 }
 
 fn sha(dev: &Path) -> String {
@@ -374,27 +364,6 @@ fn all_contents(lo: &LoopDev, parts: &[Part], scratch: &Path, name: &str) -> Vec
         .iter()
         .map(|x| contents(&lo.part(x.n), x.fs, scratch, &format!("{name}-p{}", x.n)))
         .collect()
-}
-
-fn dev_size(node: &Path) -> u64 {
-    sh(&format!("blockdev --getsize64 {}", node.display()))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// The line `key: value` of a tool's output, value parsed as the first number.
-fn field(text: &str, key: &str) -> u64 {
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with(key))
-        .unwrap_or_else(|| panic!("no `{key}` in:\n{text}"));
-    line[line.find(':').unwrap() + 1..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// The size resize2fs gives an ext4 grown into a `part`-byte partition: the partition

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{require_root, require_tool, sh, sparse, LoopDev, Mount};
+use common::{noise, require_root, require_tool, sh, sparse, LoopDev, Mount};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -48,19 +48,6 @@ fn tools() {
     ] {
         require_tool(t);
     }
-}
-
-/// Deterministic pseudo-random bytes.
-fn noise(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 7) as u8
-        })
-        .collect()
 }
 
 /// Files every filesystem gets, written through a mounted directory.

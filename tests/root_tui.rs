@@ -15,7 +15,9 @@
 
 mod common;
 
-use common::{in_ci, require_root, require_tool, sh, sparse, LoopDev, Mount};
+use common::{
+    dev_size, field, in_ci, noise, require_root, require_tool, sh, sparse, LoopDev, Mount,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -174,19 +176,6 @@ impl Drop for UnmountOnDrop {
     }
 }
 
-/// Deterministic pseudo-random bytes.
-fn noise(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 7) as u8
-        })
-        .collect()
-}
-
 /// Files of different sizes, a subdirectory, a symlink, random data, an odd mode.
 fn fill(dir: &Path) {
     std::fs::create_dir_all(dir.join("sub/deeper")).unwrap();
@@ -230,27 +219,6 @@ fn sha(path: &Path) -> String {
 
 fn all_zero(path: &Path) -> bool {
     std::fs::read(path).unwrap().iter().all(|&b| b == 0)
-}
-
-fn dev_size(node: &Path) -> u64 {
-    sh(&format!("blockdev --getsize64 {}", node.display()))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// The line `key: value` of a tool's output, value parsed as the first number.
-fn field(text: &str, key: &str) -> u64 {
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with(key))
-        .unwrap_or_else(|| panic!("no `{key}` in:\n{text}"));
-    line[line.find(':').unwrap() + 1..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 fn name_of(lo: &LoopDev) -> String {

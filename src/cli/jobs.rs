@@ -3,7 +3,7 @@
 use super::progress::{self, Mode};
 use crate::discovery::SystemPaths;
 use crate::image::{hex, Chain, ImageReader};
-use crate::jobs::chain::{self as chains, ChildKind, DiskIdentity};
+use crate::jobs::chain::{self as chains, ChildKind};
 use crate::jobs::{self, clone, image, merge, restore, CancelToken, Reporter};
 use crate::units::human_bytes;
 use anyhow::{bail, Context};
@@ -90,27 +90,15 @@ fn resolve_chain(a: &ImageArgs) -> anyhow::Result<(Option<image::ParentSpec>, Pa
         _ => None,
     };
     if let Some((dir, kind)) = found {
-        let report =
-            crate::inspect::inspect_path(&SystemPaths::default(), &a.source, a.sector_size)
-                .with_context(|| format!("identifying {}", a.source.display()))?;
-        let me = DiskIdentity::of_report(&report);
-        let parent = chains::pick_parent(dir, &me, kind)?;
-        let output = match &a.output {
-            Some(o) => o.clone(),
-            None => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                chains::child_name(dir, &parent.chain_name, kind, now)
-            }
-        };
-        let spec = image::ParentSpec {
-            path: parent.path,
-            kind,
-            search: a.search.clone(),
-            force_other_disk: a.force_other_disk,
-        };
-        return Ok((Some(spec), output));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // library errors name the disk or the folder
+        let (mut spec, named) =
+            image::ParentSpec::newest_in(dir, &a.source, a.sector_size, kind, now)?;
+        spec.search = a.search.clone();
+        spec.force_other_disk = a.force_other_disk;
+        return Ok((Some(spec), a.output.clone().unwrap_or(named)));
     }
     let Some(output) = a.output.clone() else {
         bail!("-o FILE is required unless --incremental or --differential names a folder");

@@ -184,6 +184,18 @@ fn mount_ntfs_3g(t: &StoreTarget, at: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Unmounts what is mounted at `at`, if anything, but never lazily: a busy store (a job on
+/// another console writing to it) stays mounted and the error says so. For replacing the
+/// store while the machine runs; [`unmount`] is for power-off.
+pub fn release(at: &Path) -> std::io::Result<()> {
+    match sys::umount(at, 0) {
+        Ok(()) => Ok(()),
+        // nothing mounted there, or no such folder yet
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Unmounts the store, flushing it. FUSE daemons (ntfs-3g) finish writing when they see the
 /// unmount; a lazy unmount is the fallback so that power-off is never blocked.
 pub fn unmount(at: &Path) -> anyhow::Result<()> {

@@ -77,6 +77,31 @@ pub struct ParentSpec {
     pub force_other_disk: bool,
 }
 
+impl ParentSpec {
+    /// The parent for a new `kind` image of `source` among the images in `dir` (the newest
+    /// image of the same disk, or the newest full one: [`super::chain::pick_parent`]), and the
+    /// child's predictable name in `dir` at time `unix` ([`super::chain::child_name`]).
+    pub fn newest_in(
+        dir: &std::path::Path,
+        source: &std::path::Path,
+        file_sector_size: u32,
+        kind: ChildKind,
+        unix: u64,
+    ) -> Result<(ParentSpec, PathBuf)> {
+        let report = inspect::inspect_path(&SystemPaths::default(), source, file_sector_size)?;
+        let me = DiskIdentity::of_report(&report);
+        let parent = super::chain::pick_parent(dir, &me, kind)?;
+        let output = super::chain::child_name(dir, &parent.chain_name, kind, unix);
+        let spec = ParentSpec {
+            path: parent.path,
+            kind,
+            search: Vec::new(),
+            force_other_disk: false,
+        };
+        Ok((spec, output))
+    }
+}
+
 /// The parent of a planned child image.
 #[derive(Debug, Clone, Serialize)]
 pub struct ParentPlan {

@@ -599,14 +599,19 @@ pub fn image_order(images: &[ImageEntry]) -> Vec<usize> {
         .collect()
 }
 
-/// Images of `disk` already in the storage: (any, a full one).
-pub fn chain_for(model: &Model, disk: &DiskReport) -> (bool, bool) {
+/// The images in the storage taken of `disk`.
+pub fn images_of<'a>(model: &'a Model, disk: &DiskReport) -> Vec<&'a ImageEntry> {
     let me = crate::jobs::chain::DiskIdentity::of_report(disk);
-    let same: Vec<&ImageEntry> = model
+    model
         .images
         .iter()
         .filter(|e| e.found.disk.differs_from(&me).is_none())
-        .collect();
+        .collect()
+}
+
+/// Images of `disk` already in the storage: (any, a full one).
+pub fn chain_for(model: &Model, disk: &DiskReport) -> (bool, bool) {
+    let same = images_of(model, disk);
     (!same.is_empty(), same.iter().any(|e| e.found.full))
 }
 

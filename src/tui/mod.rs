@@ -13,7 +13,7 @@ mod terminal;
 pub mod view;
 
 use crate::discovery::SystemPaths;
-use crate::jobs::chain::{self as chains, ChildKind, DiskIdentity};
+use crate::jobs::chain::{self as chains, ChildKind};
 use crate::jobs::{clone, image, restore, verify, CancelToken, Reporter};
 use app::{Cmd, ImageEntry, ImageKind, JobRequest, Model, Msg, Planned, Storage, StoreChoice};
 use crossbeam_channel::{bounded, Sender};
@@ -73,18 +73,13 @@ fn mount_storage(c: &StoreChoice, at: &Path) -> Result<(Storage, Vec<ImageEntry>
         None => {
             // a storage mounted here before is replaced, but never pulled from under a job:
             // a busy one (another console writing to it) is kept and the choice refused
-            match crate::init::sys::umount(at, 0) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {} // nothing mounted
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {} // no such folder yet
-                Err(e) => {
-                    return Err(app::Failure {
-                        what: "changing the storage".into(),
-                        causes: vec![format!("unmounting {}: {e}", at.display())],
-                        advice: "The storage in use is busy (a job on another console may be writing to it). Let it finish, then choose again.".into(),
-                        ..app::Failure::default()
-                    });
-                }
+            if let Err(e) = crate::init::store::release(at) {
+                return Err(app::Failure {
+                    what: "changing the storage".into(),
+                    causes: vec![format!("unmounting {}: {e}", at.display())],
+                    advice: "The storage in use is busy (a job on another console may be writing to it). Let it finish, then choose again.".into(),
+                    ..app::Failure::default()
+                });
             }
             let t = crate::init::store::StoreTarget {
                 device: c.device.clone(),
@@ -152,17 +147,9 @@ fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                     } else {
                         ChildKind::Differential
                     };
-                    let report =
-                        crate::inspect::inspect_path(&paths, source, 512).map_err(|e| fail(&e))?;
-                    let me = DiskIdentity::of_report(&report);
-                    let parent = chains::pick_parent(dir, &me, child).map_err(|e| fail(&e))?;
-                    let out = chains::child_name(dir, &parent.chain_name, child, unix_now());
-                    let spec = image::ParentSpec {
-                        path: parent.path,
-                        kind: child,
-                        search: Vec::new(),
-                        force_other_disk: false,
-                    };
+                    let (spec, out) =
+                        image::ParentSpec::newest_in(dir, source, 512, child, unix_now())
+                            .map_err(|e| fail(&e))?;
                     (Some(spec), out)
                 }
             };

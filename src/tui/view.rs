@@ -2,9 +2,9 @@
 //! Linux text console: 16 colours, no mouse, plain box drawing, and every key in the footer.
 
 use super::app::{
-    can_cancel, excluded, image_order, image_rows, short_name, sources, store_choices, targets,
-    typing, Ask, CloneStep, CloneWiz, Done, Failure, ImageKind, ImageRow, ImageStep, ImageWiz,
-    JobKind, Model, RestoreStep, RestoreWiz, Running, Screen,
+    can_cancel, excluded, image_order, image_rows, images_of, short_name, sources, store_choices,
+    targets, typing, Ask, CloneStep, CloneWiz, Done, Failure, ImageKind, ImageRow, ImageStep,
+    ImageWiz, JobKind, Model, RestoreStep, RestoreWiz, Running, Screen,
 };
 use crate::inspect::DiskReport;
 use crate::jobs::chain::utc_stamp;
@@ -714,13 +714,7 @@ fn draw_source_list(
 }
 
 fn image_count(model: &Model, d: &DiskReport) -> String {
-    let me = crate::jobs::chain::DiskIdentity::of_report(d);
-    let n = model
-        .images
-        .iter()
-        .filter(|e| e.found.disk.differs_from(&me).is_none())
-        .count();
-    match n {
+    match images_of(model, d).len() {
         0 => String::new(),
         1 => "1 image in storage".into(),
         n => format!("{n} images in storage"),

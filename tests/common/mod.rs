@@ -5,6 +5,41 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Deterministic pseudo-random bytes (xorshift32): incompressible, and the same every run.
+pub fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 7) as u8
+        })
+        .collect()
+}
+
+/// The size of a block device, from `blockdev --getsize64`.
+pub fn dev_size(node: &Path) -> u64 {
+    sh(&format!("blockdev --getsize64 {}", node.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The line `key: value` of a tool's output, value parsed as the first number.
+pub fn field(text: &str, key: &str) -> u64 {
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(key))
+        .unwrap_or_else(|| panic!("no `{key}` in:\n{text}"));
+    line[line.find(':').unwrap() + 1..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// True when running under CI, where missing prerequisites must fail rather than skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
