@@ -2,7 +2,8 @@
 # Installs everything the test suite needs on a fresh Debian 12 machine (root required for
 # apt). The Rust toolchain, gcc and python3 are assumed present. python3-fusepy is for
 # tests/helpers/faultfs.py, which must run under Debian's /usr/bin/python3. grub2-common is
-# grub-install, for the BIOS-boot clone test in tests/root_clone.rs.
+# grub-install and grub-pc-bin (its i386-pc modules), for the BIOS-boot clone test in
+# tests/root_clone.rs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 if [ "$(id -u)" -ne 0 ]; then
@@ -12,7 +13,7 @@ fi
 bash "$here/apt.sh" \
   e2fsprogs dosfstools ntfs-3g exfatprogs xfsprogs btrfs-progs cryptsetup-bin lvm2 \
   gdisk fdisk util-linux mount mtools xorriso file kmod udev attr partclone \
-  python3-fusepy fuse3 grub2-common tmux
+  python3-fusepy fuse3 grub2-common grub-pc-bin tmux
 # tier 3 (QEMU); build.sh installs its own build tools
 bash "$here/apt.sh" qemu-system-x86 ovmf
 # bench/ (not run by CI, but its tools must install cleanly): peers and measurement tools
