@@ -181,14 +181,19 @@ impl Error {
     }
 }
 
-/// An error and all its causes on one line, joined by ": ".
-pub fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+/// An error and its causes, outermost first: the one walk of a cause chain that every face
+/// formats from.
+pub fn causes(e: &dyn std::error::Error) -> Vec<String> {
+    let mut out = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        out.push(c.to_string());
         cur = c.source();
     }
-    s
+    out
+}
+
+/// An error and all its causes on one line, joined by ": ".
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    causes(e).join(": ")
 }

@@ -247,7 +247,7 @@ pub fn list(paths: &SystemPaths) -> Result<Vec<DiskReport>> {
                 .and_then(|dev| inspect_dev(&dev, Source::Disk, Some(d)))
                 .unwrap_or_else(|e| {
                     let mut r = base_report(&d.dev_path, Source::Disk, Some(d));
-                    r.error = Some(error_chain(&e));
+                    r.error = Some(crate::error::with_causes(&e));
                     r
                 })
         })
@@ -272,14 +272,3 @@ pub fn inspect_path(paths: &SystemPaths, path: &Path, file_sector_size: u32) -> 
     }
 }
 
-/// Formats an error with its whole cause chain on one line (`a: b: c`).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}

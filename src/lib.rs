@@ -18,6 +18,7 @@ pub mod blockdev;
 pub mod cli;
 pub mod discovery;
 pub mod error;
+pub mod event;
 pub mod fsmap;
 pub mod image;
 pub mod init;

@@ -217,7 +217,7 @@ fn flipped_bit_in_a_chunk_is_named_by_verify() {
         }
         other => panic!("{other:?}"),
     }
-    let msg = lifeboat::inspect::error_chain(&r.verify(|_| {}).unwrap_err());
+    let msg = lifeboat::error::with_causes(&r.verify(|_| {}).unwrap_err());
     assert!(
         msg.contains("chunk 1 (disk bytes 65536..69632, file byte 4"),
         "{msg}"
@@ -244,7 +244,7 @@ fn flipped_bits_in_structures() {
         std::fs::write(&p, &b).unwrap();
         let outcome = ImageReader::open(&p).and_then(|r| r.verify(|_| {}).map(|_| ()));
         let err = outcome.expect_err(name);
-        let msg = lifeboat::inspect::error_chain(&err);
+        let msg = lifeboat::error::with_causes(&err);
         match name {
             "zstd chunk" => assert!(msg.contains("chunk 0"), "{name}: {msg}"),
             "footer" => assert!(msg.contains("footer checksum mismatch"), "{name}: {msg}"),

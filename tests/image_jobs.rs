@@ -255,11 +255,17 @@ fn events_are_phase_progress_warning_finished() {
     let spec = spec_for(&disk, d.join("ev.lbi"));
     let plan = image::plan(&spec, &SystemPaths::default()).unwrap();
     assert_eq!(plan.table, Some("gpt"));
-    let (rep, rx) = Reporter::channel();
-    let r = image::run(&plan, &rep, &CancelToken::new());
-    rep.finished(&r);
-    drop(rep);
+    // through the job runner, which ends the stream with exactly one typed Finished
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let job = lifeboat::jobs::Job::Image(Box::new(plan.clone()));
+    let r = lifeboat::jobs::run::spawn(job, tx, CancelToken::new())
+        .unwrap()
+        .join()
+        .unwrap();
     let ev: Vec<Event> = rx.iter().collect();
+    let Ok(lifeboat::jobs::Summary::Image(summary)) = r else {
+        panic!("{r:?}")
+    };
     // BIOS boot has no filesystem: that is not a warning, just "all".
     assert!(
         !ev.iter().any(|e| matches!(e, Event::Warning { .. })),
@@ -291,7 +297,22 @@ fn events_are_phase_progress_warning_finished() {
             ..
         }
     )));
-    assert!(matches!(ev.last(), Some(Event::Finished { ok: true, .. })));
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, Event::Finished { .. }))
+            .count(),
+        1
+    );
+    let Some(Event::Finished {
+        ok: true,
+        summary: Some(lifeboat::jobs::Summary::Image(s)),
+        error: None,
+    }) = ev.last()
+    else {
+        panic!("{:?}", ev.last())
+    };
+    assert_eq!(*s, summary);
+    assert_eq!(s.read_bytes, plan.copy_bytes);
 }
 
 #[test]

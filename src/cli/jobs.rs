@@ -4,41 +4,47 @@ use super::progress::{self, Mode};
 use crate::discovery::SystemPaths;
 use crate::image::{hex, Chain, ImageReader};
 use crate::jobs::chain::{self as chains, ChildKind};
-use crate::jobs::{self, clone, image, merge, restore, CancelToken, Reporter};
+use crate::jobs::run::{self, VerifyJob};
+use crate::jobs::{clone, image, merge, restore, CancelToken, Job, Summary};
 use crate::units::human_bytes;
 use anyhow::{bail, Context};
 use serde::Serialize;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Runs `job` with a renderer thread and Ctrl-C turned into cancellation.
-fn with_progress<T: Serialize>(
-    json: bool,
-    job: impl FnOnce(&Reporter, &CancelToken) -> crate::Result<T>,
-) -> crate::Result<T> {
+/// Runs a planned job on the job runner's thread, rendering its events here (a progress line,
+/// log lines, or NDJSON with `json`), with Ctrl-C turned into cancellation. Returns the typed
+/// summary, or the job's error (shared with its `Finished` event).
+fn with_progress(json: bool, job: Job) -> anyhow::Result<Summary> {
     crate::blockdev::sys::catch_interrupts();
     let cancel = CancelToken::new();
-    let (reporter, rx) = Reporter::channel();
-    let finished = AtomicBool::new(false);
+    let (tx, rx) = crossbeam_channel::bounded(1024);
+    let handle = run::spawn(job, tx, cancel.clone()).context("starting the job")?;
     std::thread::scope(|s| {
         let renderer = s.spawn(move || progress::render(rx, Mode::pick(json)));
-        let watcher = s.spawn(|| {
-            while !finished.load(Ordering::SeqCst) {
-                if crate::blockdev::sys::signalled() {
-                    cancel.cancel();
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
+        while !handle.is_finished() {
+            if crate::blockdev::sys::signalled() {
+                cancel.cancel();
             }
-        });
-        let r = job(&reporter, &cancel);
-        reporter.finished(&r);
-        drop(reporter);
-        finished.store(true, Ordering::SeqCst);
-        let _ = watcher.join();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let _ = renderer.join();
-        r
-    })
+    });
+    match handle.join() {
+        Ok(r) => r.map_err(anyhow::Error::from),
+        Err(_) => anyhow::bail!("the job's thread panicked"),
+    }
+}
+
+/// The summary of the job that was run, or an error naming the mix-up (a job returns its own
+/// kind of summary, so this is an invariant, reported rather than panicked on).
+macro_rules! summary_of {
+    ($s:expr, $variant:ident) => {
+        match $s {
+            Summary::$variant(s) => s,
+            other => anyhow::bail!("internal error: a {} job returned {other:?}", stringify!($variant)),
+        }
+    };
 }
 
 fn print_json(v: &impl Serialize) -> anyhow::Result<()> {
@@ -147,7 +153,7 @@ pub fn image(a: ImageArgs) -> anyhow::Result<()> {
     if !json {
         print_image_plan(&mut std::io::stderr().lock(), &plan, false)?;
     }
-    let s = with_progress(json, |r, c| image::run(&plan, r, c))?;
+    let s = summary_of!(with_progress(json, Job::Image(Box::new(plan.clone())))?, Image);
     if !json {
         let ratio = if s.file_bytes > 0 {
             s.read_bytes as f64 / s.file_bytes as f64
@@ -268,11 +274,14 @@ fn region_of(meta: &serde_json::Value, offset: u64) -> Option<String> {
 }
 
 /// Adds which partition a damaged chunk belongs to.
-fn locate(e: crate::Error, file: &Path) -> anyhow::Error {
-    if let crate::Error::Image {
+fn locate(e: anyhow::Error, file: &Path) -> anyhow::Error {
+    let job_error = e
+        .downcast_ref::<std::sync::Arc<crate::Error>>()
+        .map(|a| &**a);
+    if let Some(crate::Error::Image {
         source: crate::image::FormatError::Chunk { disk_offset, .. },
         path,
-    } = &e
+    }) = job_error
     {
         let off = *disk_offset;
         let holder = if path.as_os_str().is_empty() {
@@ -282,17 +291,21 @@ fn locate(e: crate::Error, file: &Path) -> anyhow::Error {
         };
         if let Ok(r) = ImageReader::open(holder) {
             if let Some(where_) = region_of(r.meta(), off) {
-                return anyhow::Error::new(e).context(format!("the damaged chunk is in {where_}"));
+                return e.context(format!("the damaged chunk is in {where_}"));
             }
         }
     }
-    anyhow::Error::new(e)
+    e
 }
 
 /// `lifeboat verify`.
 pub fn verify(file: &Path, search: &[PathBuf], json: bool, threads: usize) -> anyhow::Result<()> {
-    let s = with_progress(json, |r, c| jobs::verify::run(file, search, threads, r, c))
-        .map_err(|e| locate(e, file))?;
+    let job = Job::Verify(VerifyJob {
+        path: file.to_path_buf(),
+        search: search.to_vec(),
+        threads,
+    });
+    let s = summary_of!(with_progress(json, job).map_err(|e| locate(e, file))?, Verify);
     if !json {
         let chain = if s.chain.len() > 1 {
             format!(
@@ -543,7 +556,7 @@ pub fn restore(a: RestoreArgs<'_>) -> anyhow::Result<()> {
         print_restore_plan(&mut std::io::stderr().lock(), &plan, false)?;
     }
     confirm_overwrite(a.target, a.yes, a.json)?;
-    let s = with_progress(a.json, |r, c| restore::run(&plan, r, c))?;
+    let s = summary_of!(with_progress(a.json, Job::Restore(Box::new(plan.clone())))?, Restore);
     if !a.json {
         println!(
             "restored {} onto {}: {} written, {} verified by reading back ({}), {:.1} s, {}/s; partitions: {}",
@@ -709,7 +722,7 @@ pub fn clone(spec: clone::CloneSpec, yes: bool, dry_run: bool, json: bool) -> an
         print_clone_plan(&mut std::io::stderr().lock(), &plan, false)?;
     }
     confirm_overwrite(&spec.target, yes, json)?;
-    let s = with_progress(json, |r, c| clone::run(&plan, r, c))?;
+    let s = summary_of!(with_progress(json, Job::Clone(Box::new(plan.clone())))?, Clone);
     if !json {
         let rate = |secs: f64| human_bytes((s.copied_bytes as f64 / secs.max(0.001)) as u64);
         println!(
@@ -833,7 +846,7 @@ pub fn merge(spec: merge::MergeSpec, json: bool) -> anyhow::Result<()> {
             plan.level
         );
     }
-    let s = with_progress(json, |r, c| merge::run(&plan, r, c))?;
+    let s = summary_of!(with_progress(json, Job::Merge(Box::new(plan.clone())))?, Merge);
     if !json {
         println!(
             "full image {} written and verified: the same disk content as {}, {} of disk data, {} file, {:.1} s",

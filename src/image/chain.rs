@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 pub const MAX_CHAIN: usize = 1000;
 
 /// One member of a chain, as `info` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChainLink {
     /// The image file.
     pub path: PathBuf,

@@ -169,7 +169,7 @@ fn coldplug_pass(
         log.line(&format!("loaded modules: {}", report.loaded.join(" ")));
     }
     for (m, why) in &report.failed {
-        log.quiet(&format!("module {m}: {}", crate::inspect::error_chain(why)));
+        log.quiet(&format!("module {m}: {}", crate::error::with_causes(why)));
     }
     report.loaded.len()
 }

@@ -23,7 +23,7 @@
 //! Any failure zeroes the target's table areas again (or deletes a target file it created).
 //! The source is only ever opened read-only.
 
-use super::events::{CancelToken, Phase, Reporter};
+use crate::event::{CancelToken, Phase, Reporter};
 use super::image::{chunk, locate_bad_read, survey, usable_table, Region};
 use super::{safety, target};
 use crate::blockdev::{BlockDev, FileDev, OpenMode};
@@ -129,7 +129,7 @@ pub struct ClonePlan {
 }
 
 /// What a finished clone reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CloneSummary {
     /// The source.
     pub source: PathBuf,

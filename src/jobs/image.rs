@@ -13,7 +13,7 @@
 //! The whole table area is always imaged in full, whatever `--partitions` selects.
 
 use super::chain::{chain_name_of, ChildKind, DiskIdentity};
-use super::events::{CancelToken, Phase, Reporter};
+use crate::event::{CancelToken, Phase, Reporter};
 use super::safety;
 use crate::blockdev::{BlockDev, FileDev, OpenMode, Slice};
 use crate::discovery::SystemPaths;
@@ -258,7 +258,7 @@ pub struct ImagePlan {
 }
 
 /// What a finished image job reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ImageSummary {
     /// The image file.
     pub path: PathBuf,

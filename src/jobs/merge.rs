@@ -7,7 +7,7 @@
 //! and the new file is then verified on its own. Nothing in the chain is modified, so the
 //! older members can be deleted afterwards (see `lifeboat prune`).
 
-use super::events::{CancelToken, Phase, Reporter};
+use crate::event::{CancelToken, Phase, Reporter};
 use super::verify::{self, Scope};
 use crate::error::{Error, Result};
 use crate::image::{
@@ -55,7 +55,7 @@ pub struct MergePlan {
 }
 
 /// What a finished merge reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MergeSummary {
     /// The new full image.
     pub path: PathBuf,

@@ -1,15 +1,18 @@
 //! Jobs: `Spec -> plan() -> run(plan, reporter, cancel)` (DESIGN §3). A plan is pure,
 //! printable and serializable (`--dry-run` shows it); `run` executes it and reports through
-//! [`Reporter`] events only.
+//! [`Reporter`] events only. Every face starts a planned job the same way: [`run::spawn`]
+//! (or [`run::run`] on the calling thread), which ends the job's event stream with exactly one
+//! `Finished` event carrying the typed [`Summary`].
 
 pub mod chain;
 pub mod clone;
-pub mod events;
 pub mod image;
 pub mod merge;
 pub mod restore;
+pub mod run;
 pub mod safety;
 pub(crate) mod target;
 pub mod verify;
 
-pub use events::{CancelToken, Event, Phase, Reporter};
+pub use crate::event::{CancelToken, JobError, Phase, Reporter};
+pub use run::{Event, Job, Summary};

@@ -13,7 +13,7 @@
 //!    areas again;
 //! 6. for block devices, BLKRRPART, then BLKPG for any partition node the kernel lacks.
 
-use super::events::{CancelToken, Phase, Reporter};
+use crate::event::{CancelToken, Phase, Reporter};
 use super::safety;
 use super::target;
 use crate::blockdev::{BlockDev, FileDev};
@@ -134,7 +134,7 @@ struct Write {
 }
 
 /// What a finished restore reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RestoreSummary {
     /// The target.
     pub target: PathBuf,

@@ -2,7 +2,7 @@
 //! error is pinned to a range, wiping the table areas, reading back what was written without
 //! the page cache, and making the kernel see the new partitions.
 
-use super::events::{CancelToken, Phase, Reporter};
+use crate::event::{CancelToken, Phase, Reporter};
 use crate::blockdev::{sys, BlockDev, FileDev, OpenMode};
 use crate::discovery::{self, SystemPaths};
 use crate::error::{Error, Result};

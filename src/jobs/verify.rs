@@ -3,7 +3,7 @@
 //! structure (header, metadata, index, footer, root hash) of every member and every link of
 //! the chain. Decoding runs on every core.
 
-use super::events::{CancelToken, Phase, Reporter};
+use crate::event::{CancelToken, Phase, Reporter};
 use crate::error::Result;
 use crate::image::{hex, Chain, ChainLink, FrameRead};
 use crate::pipeline::{self, Shape};
@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// What `verify` reports for an intact image.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerifySummary {
     /// The image.
     pub path: PathBuf,

@@ -7,7 +7,7 @@
 //! drain, every thread is joined, and that error is returned. Cancellation is checked by the
 //! producer and the consumer between items.
 
-use crate::jobs::CancelToken;
+use crate::event::CancelToken;
 use crate::{Error, Result};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::collections::BTreeMap;
