@@ -89,7 +89,7 @@ fn round_trip_reads_every_chunk_back() {
     assert_eq!(s.chunk_count, 4);
     let r = ImageReader::open(&p).unwrap();
     assert_eq!(r.header(), &header());
-    assert_eq!(r.meta()["tool"], "lifeboat golden");
+    assert_eq!(r.meta().tool, "lifeboat golden");
     let mut buf = Vec::new();
     for (i, (off, data, codec)) in contents().iter().enumerate() {
         let rec = r.records()[i];

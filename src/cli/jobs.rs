@@ -2,7 +2,7 @@
 
 use super::progress::{self, Mode};
 use crate::discovery::SystemPaths;
-use crate::image::{hex, Chain, ImageReader};
+use crate::image::{hex, Chain, ImageMeta, ImageReader};
 use crate::jobs::chain::{self as chains, ChildKind};
 use crate::jobs::run::{self, VerifyJob};
 use crate::jobs::{clone, image, merge, restore, CancelToken, Job, Summary};
@@ -160,7 +160,7 @@ pub fn image(a: ImageArgs) -> anyhow::Result<()> {
         } else {
             0.0
         };
-        let chain = if s.kind == "full" {
+        let chain = if s.kind == crate::image::ImageKind::Full {
             String::new()
         } else {
             format!(
@@ -223,7 +223,7 @@ fn print_image_plan(
                 })
                 .unwrap_or_default();
         let how = match (r.method, &r.reason) {
-            ("used-blocks", _) => "used blocks".to_string(),
+            (crate::image::CopyMethod::UsedBlocks, _) => "used blocks".to_string(),
             (m, Some(reason)) => format!("{m}: {reason}"),
             (m, None) => m.to_string(),
         };
@@ -250,26 +250,13 @@ fn print_image_plan(
 }
 
 /// The partition (or other region) of the image that holds disk byte `offset`.
-fn region_of(meta: &serde_json::Value, offset: u64) -> Option<String> {
-    let regions = meta["regions"].as_array()?;
-    regions.iter().find_map(|r| {
-        let s = r["start_bytes"].as_u64()?;
-        let l = r["size_bytes"].as_u64()?;
-        if offset < s || offset >= s + l {
-            return None;
-        }
-        let fs = r["fs"]
-            .as_str()
-            .map(|f| format!(", {f}"))
-            .unwrap_or_default();
-        Some(match r["partition"].as_u64() {
-            Some(n) => format!("partition {n} (bytes {s}..{}{fs})", s + l),
-            None => format!(
-                "{} (bytes {s}..{})",
-                r["what"].as_str().unwrap_or("region"),
-                s + l
-            ),
-        })
+fn region_of(meta: &ImageMeta, offset: u64) -> Option<String> {
+    let r = meta.region_at(offset)?;
+    let (s, e) = (r.start_bytes, r.start_bytes + r.size_bytes);
+    let fs = r.fs.as_ref().map(|f| format!(", {f}")).unwrap_or_default();
+    Some(match r.partition {
+        Some(n) => format!("partition {n} (bytes {s}..{e}{fs})"),
+        None => format!("{} (bytes {s}..{e})", r.what),
     })
 }
 
@@ -389,7 +376,6 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
         }));
     }
     let mut o = std::io::stdout().lock();
-    let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
     writeln!(o, "image      {}", file.display())?;
     writeln!(o, "id         {}", hex(&h.image_id))?;
     writeln!(o, "kind       {kind}")?;
@@ -397,16 +383,15 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
     writeln!(
         o,
         "tool       {} {}",
-        s(&meta["tool"]).unwrap_or_default(),
-        s(&meta["tool_version"]).unwrap_or_default()
+        meta.tool, meta.tool_version
     )?;
-    let src = &meta["source"];
+    let src = meta.source.clone().unwrap_or_default();
     writeln!(
         o,
         "source     {} {} {} ({}, {}-byte sectors)",
-        s(&meta["source_path"]).unwrap_or_default(),
-        s(&src["model"]).unwrap_or_default(),
-        s(&src["serial"])
+        meta.source_path.display(),
+        src.model().unwrap_or_default(),
+        src.serial()
             .map(|x| format!("serial {x}"))
             .unwrap_or_default(),
         human_bytes(h.source_size),
@@ -415,8 +400,8 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
     writeln!(
         o,
         "table      {} {}",
-        s(&meta["table"]).unwrap_or_else(|| "none".into()),
-        s(&src["disk_id"]).unwrap_or_default()
+        meta.table.map_or("none", |t| t.as_str()),
+        src.disk_id().unwrap_or_default()
     )?;
     writeln!(
         o,
@@ -469,41 +454,30 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
         "{:<6} {:>12} {:>10} {:<6} {:<14} {:<38} {:>10} {:>10} HOW",
         "PART", "START", "SIZE", "FS", "LABEL", "UUID", "USED", "STORED"
     )?;
-    for reg in meta["regions"].as_array().into_iter().flatten() {
-        let n = reg["partition"]
-            .as_u64()
-            .map_or_else(|| "-".to_string(), |n| n.to_string());
-        let num = |k: &str| {
-            reg[k]
-                .as_u64()
-                .map(human_bytes)
-                .unwrap_or_else(|| "-".into())
-        };
-        let how = match (s(&reg["method"]), s(&reg["reason"])) {
-            (Some(m), Some(r)) => format!("{m}: {r}"),
-            (Some(m), None) => m,
-            _ => String::new(),
+    let bytes = |v: Option<u64>| v.map(human_bytes).unwrap_or_else(|| "-".into());
+    let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    for reg in &meta.regions {
+        let how = match &reg.reason {
+            Some(r) => format!("{}: {r}", reg.method),
+            None => reg.method.to_string(),
         };
         writeln!(
             o,
             "{:<6} {:>12} {:>10} {:<6} {:<14} {:<38} {:>10} {:>10} {}",
-            if reg["partition"].is_null() {
-                s(&reg["what"]).unwrap_or_default()
-            } else {
-                n
-            },
-            reg["start_bytes"].as_u64().unwrap_or(0),
-            num("size_bytes"),
-            s(&reg["fs"]).unwrap_or_else(|| "-".into()),
-            s(&reg["label"]).unwrap_or_else(|| "-".into()),
-            s(&reg["uuid"]).unwrap_or_else(|| "-".into()),
-            num("used_bytes"),
-            num("stored_bytes"),
+            reg.partition
+                .map_or_else(|| reg.what.to_string(), |n| n.to_string()),
+            reg.start_bytes,
+            bytes(Some(reg.size_bytes)),
+            text(&reg.fs),
+            text(&reg.label),
+            text(&reg.uuid),
+            bytes(reg.used_bytes),
+            bytes(reg.stored_bytes),
             how
         )?;
     }
-    for w in meta["warnings"].as_array().into_iter().flatten() {
-        writeln!(o, "warning: {}", w.as_str().unwrap_or_default())?;
+    for w in &meta.warnings {
+        writeln!(o, "warning: {w}")?;
     }
     Ok(())
 }
@@ -692,7 +666,7 @@ fn print_restore_plan(
             part.start_bytes,
             part.fs.as_deref().unwrap_or("-"),
             part.label.as_deref().unwrap_or("-"),
-            part.method
+            part.method.map_or_else(|| "unknown".to_string(), |m| m.to_string())
         )?;
     }
     writeln!(

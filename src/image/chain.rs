@@ -15,6 +15,7 @@
 //! only the leaf's index stays in memory.
 
 use super::format::{Codec, Header, Record, HEADER_LEN};
+use super::meta::ImageKind;
 use super::reader::ImageReader;
 use super::writer::hex;
 use crate::error::{with_causes, Error, Result};
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 pub const MAX_CHAIN: usize = 1000;
 
 /// One member of a chain, as `info` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ChainLink {
     /// The image file.
     pub path: PathBuf,
@@ -35,8 +36,8 @@ pub struct ChainLink {
     pub image_id: String,
     /// Parent image ID, hex (`None` for the full image at the chain's root).
     pub parent_id: Option<String>,
-    /// "full", "incremental" or "differential".
-    pub kind: String,
+    /// Full, incremental or differential.
+    pub kind: ImageKind,
     /// When the image was taken (Unix seconds).
     pub created_unix: u64,
     /// Size of the image file in bytes.
@@ -97,12 +98,13 @@ fn peek_header(path: &Path) -> Option<Header> {
     Header::decode(&b).ok()
 }
 
-/// The kind recorded in an image's metadata ("full" when a parentless image says nothing).
-pub fn kind_of(r: &ImageReader) -> String {
-    match r.meta()["kind"].as_str() {
-        Some(k) => k.to_string(),
-        None if r.header().is_full() => "full".into(),
-        None => "incremental".into(),
+/// The kind recorded in an image's metadata (full when a parentless image says nothing, else
+/// incremental).
+pub fn kind_of(r: &ImageReader) -> ImageKind {
+    match r.meta().kind {
+        Some(k) => k,
+        None if r.header().is_full() => ImageKind::Full,
+        None => ImageKind::Incremental,
     }
 }
 
@@ -124,9 +126,12 @@ fn link_of(r: &ImageReader) -> ChainLink {
 fn find_parent(child: &ImageReader, dirs: &[PathBuf]) -> Result<ImageReader> {
     // The folder the parent was in when the child was made comes after the child's own.
     let mut dirs = dirs.to_vec();
-    if let Some(d) = child.meta()["parent"]["path"]
-        .as_str()
-        .and_then(|p| Path::new(p).parent())
+    if let Some(d) = child
+        .meta()
+        .parent
+        .as_ref()
+        .and_then(|p| p.path.as_deref())
+        .and_then(Path::parent)
         .filter(|d| d.is_dir())
     {
         if !dirs.iter().any(|x| x == d) {
@@ -136,8 +141,11 @@ fn find_parent(child: &ImageReader, dirs: &[PathBuf]) -> Result<ImageReader> {
     let dirs = &dirs[..];
     let want_id = child.header().parent_id;
     let want_root = child.header().parent_root;
-    let hint = child.meta()["parent"]["file"]
-        .as_str()
+    let hint = child
+        .meta()
+        .parent
+        .as_ref()
+        .and_then(|p| p.file.as_deref())
         .and_then(|n| Path::new(n).file_name().map(PathBuf::from));
     let mut tried: Vec<PathBuf> = Vec::new();
     if let Some(h) = &hint {

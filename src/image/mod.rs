@@ -106,6 +106,7 @@
 //! valid image.
 
 mod chain;
+pub mod meta;
 mod dev;
 pub mod format;
 mod reader;
@@ -113,6 +114,7 @@ mod writer;
 
 pub use chain::{kind_of, Chain, ChainLink, FrameRead, Located, MAX_CHAIN};
 pub use dev::ImageDev;
+pub use meta::{CopyMethod, ImageKind, ImageMeta, Region, RegionKind};
 pub use format::{Codec, Footer, Header, Record};
 pub use reader::{ImageReader, VerifyReport};
 pub use writer::{hex, EncodedChunk, ImageWriter, WriteSummary};

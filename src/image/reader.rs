@@ -6,6 +6,7 @@ use super::format::{
     self, Codec, Footer, Header, Record, FOOTER_LEN, HEADER_LEN, INDEX_MAGIC, MAX_CHUNK_RAW,
     META_MAGIC, RECORD_LEN,
 };
+use super::meta::ImageMeta;
 use super::FormatError;
 use crate::error::{Error, Result};
 use std::fs::File;
@@ -23,7 +24,7 @@ pub struct ImageReader {
     header: Header,
     footer: Footer,
     records: Vec<Record>,
-    meta: serde_json::Value,
+    meta: ImageMeta,
     file_len: u64,
 }
 
@@ -117,8 +118,8 @@ impl ImageReader {
                 offset: footer.meta_offset,
             }));
         }
-        let meta: serde_json::Value = serde_json::from_slice(&body[16..])
-            .map_err(|e| bad("metadata", footer.meta_offset, format!("not JSON: {e}")))?;
+        let meta = ImageMeta::from_json(&body[16..])
+            .map_err(|e| bad("metadata", footer.meta_offset, format!("not valid: {e}")))?;
 
         let idx = read(footer.index_offset, footer.index_len as usize)?;
         let (body, crc) = idx.split_at(idx.len() - 4);
@@ -232,8 +233,8 @@ impl ImageReader {
         &self.records
     }
 
-    /// The metadata JSON written by the imaging job.
-    pub fn meta(&self) -> &serde_json::Value {
+    /// The metadata written by the imaging job.
+    pub fn meta(&self) -> &ImageMeta {
         &self.meta
     }
 

@@ -217,7 +217,11 @@ impl ImageWriter {
     }
 
     /// Seals the image: metadata, index, footer, fsync, rename, directory fsync.
-    pub fn finish(mut self, meta: &serde_json::Value) -> Result<WriteSummary> {
+    ///
+    /// `meta` is the image's [`ImageMeta`](super::ImageMeta) for every image the jobs write;
+    /// the writer accepts any serializable value so that tests can forge images with
+    /// metadata of older (or hostile) shapes, which readers must cope with.
+    pub fn finish<M: serde::Serialize>(mut self, meta: &M) -> Result<WriteSummary> {
         let meta_offset = self.pos;
         let json = serde_json::to_vec(meta).map_err(|e| {
             Error::io(

@@ -29,6 +29,14 @@ impl ChildKind {
         }
     }
 
+    /// The kind of image a child of this kind is.
+    pub fn image_kind(self) -> crate::image::ImageKind {
+        match self {
+            ChildKind::Incremental => crate::image::ImageKind::Incremental,
+            ChildKind::Differential => crate::image::ImageKind::Differential,
+        }
+    }
+
     fn suffix(self) -> &'static str {
         match self {
             ChildKind::Incremental => "incr",
@@ -72,15 +80,16 @@ impl DiskIdentity {
     /// The identity recorded in an image's metadata.
     pub fn of_image(r: &ImageReader) -> DiskIdentity {
         let m = r.meta();
-        let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
-        let src = &m["source"];
+        let src = m.source.clone().unwrap_or_default();
+        let recorded_path = (!m.source_path.as_os_str().is_empty())
+            .then(|| m.source_path.display().to_string());
         DiskIdentity {
-            path: s(&src["path"]).or_else(|| s(&m["source_path"])),
-            model: s(&src["model"]),
-            serial: s(&src["serial"]),
-            disk_id: s(&src["disk_id"]),
+            path: src.path().or(recorded_path),
+            model: src.model(),
+            serial: src.serial(),
+            disk_id: src.disk_id(),
             size_bytes: r.header().source_size,
-            backing_file: s(&src["backing_file"]),
+            backing_file: src.backing_file(),
         }
     }
 
@@ -132,8 +141,8 @@ pub struct Found {
     pub path: PathBuf,
     /// Image ID, hex.
     pub image_id: String,
-    /// "full", "incremental" or "differential".
-    pub kind: String,
+    /// Full, incremental or differential.
+    pub kind: crate::image::ImageKind,
     /// When it was taken.
     pub created_unix: u64,
     /// Whether it is a full image.
@@ -175,10 +184,12 @@ pub fn images_in(dir: &Path) -> Result<Vec<Found>> {
 
 /// The chain name an image records, or its file stem.
 pub fn chain_name_of(r: &ImageReader) -> String {
-    r.meta()["chain_name"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| stem(r.path()))
+    let name = &r.meta().chain_name;
+    if name.is_empty() {
+        stem(r.path())
+    } else {
+        name.clone()
+    }
 }
 
 fn stem(p: &Path) -> String {

@@ -24,7 +24,8 @@
 //! The source is only ever opened read-only.
 
 use crate::event::{CancelToken, Phase, Reporter};
-use super::image::{chunk, locate_bad_read, survey, usable_table, Region};
+use super::image::{chunk, locate_bad_read, survey, usable_table};
+use crate::image::Region;
 use super::{safety, target};
 use crate::blockdev::{BlockDev, FileDev, OpenMode};
 use crate::discovery::SystemPaths;

@@ -19,9 +19,13 @@ use crate::blockdev::{BlockDev, FileDev, OpenMode, Slice};
 use crate::discovery::SystemPaths;
 use crate::error::{Error, Result};
 use crate::fsmap::{self, FsMap, Used};
-use crate::image::{format, hex, Chain, Codec, EncodedChunk, Header, ImageWriter, Record};
+use crate::image::meta::{Compression, ParentRef, SourceDisk};
+use crate::image::{
+    format, hex, Chain, Codec, CopyMethod, EncodedChunk, Header, ImageKind, ImageMeta,
+    ImageWriter, Record, Region, RegionKind,
+};
 use crate::inspect::{self, DiskReport};
-use crate::partition::{self, PartitionTable};
+use crate::partition::{self, PartitionTable, TableKind};
 use crate::pipeline::{self, Shape};
 use crate::units::MIB;
 use serde::Serialize;
@@ -112,7 +116,7 @@ pub struct ParentPlan {
     /// Its root hash, hex.
     pub root_hash: String,
     /// Its kind.
-    pub parent_kind: String,
+    pub parent_kind: ImageKind,
     /// "incremental" or "differential": the new image's kind.
     pub kind: ChildKind,
     /// Images in the chain the new one extends (the parent and its ancestors).
@@ -125,33 +129,6 @@ pub struct ParentPlan {
     pub known_blocks: usize,
 }
 
-/// One region of the source and what will be copied from it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Region {
-    /// "boot area", "gap", "partition", "end of disk".
-    pub what: &'static str,
-    /// Partition number, for partitions.
-    pub partition: Option<u32>,
-    /// First byte.
-    pub start_bytes: u64,
-    /// Length in bytes.
-    pub size_bytes: u64,
-    /// Filesystem (blkid name), for partitions.
-    pub fs: Option<String>,
-    /// Filesystem label.
-    pub label: Option<String>,
-    /// Filesystem UUID.
-    pub uuid: Option<String>,
-    /// "used-blocks", "all" (no map) or "skipped" (not selected / large unallocated gap).
-    pub method: &'static str,
-    /// Why the whole region is copied or skipped.
-    pub reason: Option<String>,
-    /// Bytes the filesystem says are used (`None` without a map).
-    pub used_bytes: Option<u64>,
-    /// Bytes that will be read.
-    pub copy_bytes: u64,
-}
-
 fn total(ranges: &[(u64, u64)]) -> u64 {
     ranges.iter().map(|r| r.1).sum()
 }
@@ -160,12 +137,12 @@ impl Region {
     /// A region holding a filesystem (or unknown data), copied per `ranges`.
     #[allow(clippy::too_many_arguments)]
     fn filesystem(
-        what: &'static str,
+        what: RegionKind,
         partition: Option<u32>,
         start_bytes: u64,
         size_bytes: u64,
         map: &FsMap,
-        method: &'static str,
+        method: CopyMethod,
         reason: Option<String>,
         ranges: &[(u64, u64)],
     ) -> Region {
@@ -182,12 +159,14 @@ impl Region {
             reason,
             used_bytes: map.used_bytes(),
             copy_bytes: total(ranges),
+            stored_bytes: None,
+            chunks: None,
         }
     }
 
     /// Space outside partitions: copied whole, or only at its ends when large.
     fn unallocated(
-        what: &'static str,
+        what: RegionKind,
         start_bytes: u64,
         size_bytes: u64,
         ranges: &[(u64, u64)],
@@ -201,11 +180,17 @@ impl Region {
             fs: None,
             label: None,
             uuid: None,
-            method: if copy == size_bytes { "all" } else { "partial" },
+            method: if copy == size_bytes {
+                CopyMethod::All
+            } else {
+                CopyMethod::Partial
+            },
             reason: (copy != size_bytes)
                 .then(|| "unallocated: only its first and last MiB are copied".to_string()),
             used_bytes: None,
             copy_bytes: copy,
+            stored_bytes: None,
+            chunks: None,
         }
     }
 }
@@ -239,8 +224,8 @@ pub struct ImagePlan {
     pub chunk_size: u32,
     /// Record (block) size.
     pub block_size: u32,
-    /// "full", "incremental" or "differential".
-    pub kind: &'static str,
+    /// Full, incremental or differential.
+    pub kind: ImageKind,
     /// The parent, for a child image.
     pub parent: Option<ParentPlan>,
     /// The chain's name: the full image's file stem, inherited by its children.
@@ -253,6 +238,8 @@ pub struct ImagePlan {
     report: Option<DiskReport>,
     #[serde(skip)]
     raw_table: Vec<u8>,
+    #[serde(skip)]
+    table_kind: Option<TableKind>,
     #[serde(skip)]
     file_sector_size: u32,
 }
@@ -272,8 +259,8 @@ pub struct ImageSummary {
     pub read_bytes: u64,
     /// Of those, bytes found in the parent chain and not stored again.
     pub parent_bytes: u64,
-    /// "full", "incremental" or "differential".
-    pub kind: &'static str,
+    /// Full, incremental or differential.
+    pub kind: ImageKind,
     /// Size of the image file.
     pub file_bytes: u64,
     /// Wall time in seconds.
@@ -425,7 +412,9 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         threads: Shape::for_threads(spec.threads).threads,
         chunk_size,
         block_size,
-        kind: parent_plan.as_ref().map_or("full", |p| p.kind.as_str()),
+        kind: parent_plan
+            .as_ref()
+            .map_or(ImageKind::Full, |p| p.kind.image_kind()),
         chain_name: match &chain {
             Some(c) => chain_name_of(c.leaf()),
             None => spec
@@ -438,6 +427,7 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         chunk_list,
         report,
         raw_table,
+        table_kind: table.as_ref().map(|t| t.kind),
         file_sector_size: spec.file_sector_size,
     })
 }
@@ -498,8 +488,8 @@ pub(crate) fn survey(
             // No usable table: the device may hold a filesystem directly, or be unknown.
             let map = fsmap::map_filesystem(dev)?;
             let (method, reason, ranges) = match &map.used {
-                Used::Ranges { ranges } => ("used-blocks", None, ranges.clone()),
-                Used::All { reason } => ("all", Some(reason.clone()), vec![(0, size)]),
+                Used::Ranges { ranges } => (CopyMethod::UsedBlocks, None, ranges.clone()),
+                Used::All { reason } => (CopyMethod::All, Some(reason.clone()), vec![(0, size)]),
             };
             if let Some(r) = &reason {
                 if map.fs.is_some() {
@@ -507,9 +497,9 @@ pub(crate) fn survey(
                 }
             }
             let what = if map.fs.is_some() {
-                "filesystem"
+                RegionKind::Filesystem
             } else {
-                "disk"
+                RegionKind::Disk
             };
             let r = Region::filesystem(what, None, 0, size, &map, method, reason, &ranges);
             push(&mut regions, r, ranges);
@@ -546,11 +536,13 @@ pub(crate) fn survey(
                 };
                 let (method, reason, ranges) = match (&map.used, selected) {
                     (_, false) => (
-                        "skipped",
+                        CopyMethod::Skipped,
                         Some("not selected with --partitions".into()),
                         vec![],
                     ),
-                    (Used::Ranges { ranges }, true) => ("used-blocks", None, ranges.clone()),
+                    (Used::Ranges { ranges }, true) => {
+                        (CopyMethod::UsedBlocks, None, ranges.clone())
+                    }
                     (Used::All { reason }, true) => {
                         if map.fs.is_some() {
                             warnings.push(format!(
@@ -558,13 +550,13 @@ pub(crate) fn survey(
                                 p.number
                             ));
                         }
-                        ("all", Some(reason.clone()), vec![(0, end - start)])
+                        (CopyMethod::All, Some(reason.clone()), vec![(0, end - start)])
                     }
                 };
                 let ranges: Vec<(u64, u64)> =
                     ranges.into_iter().map(|(s, l)| (s + start, l)).collect();
                 let r = Region::filesystem(
-                    "partition",
+                    RegionKind::Partition,
                     Some(p.number),
                     start,
                     end - start,
@@ -585,7 +577,7 @@ pub(crate) fn survey(
                 };
                 ranges.push((tail_start.max(pos), size - tail_start.max(pos)));
                 let ranges = merge(ranges);
-                let r = Region::unallocated("end of disk", pos, size - pos, &ranges);
+                let r = Region::unallocated(RegionKind::EndOfDisk, pos, size - pos, &ranges);
                 push(&mut regions, r, ranges);
             }
         }
@@ -596,9 +588,13 @@ pub(crate) fn survey(
 }
 
 /// The byte ranges copied from an unallocated gap.
-fn gap_ranges(first: bool, s: u64, e: u64, in_extended: bool) -> (&'static str, Vec<(u64, u64)>) {
+fn gap_ranges(first: bool, s: u64, e: u64, in_extended: bool) -> (RegionKind, Vec<(u64, u64)>) {
     let len = e - s;
-    let what = if first { "boot area" } else { "gap" };
+    let what = if first {
+        RegionKind::BootArea
+    } else {
+        RegionKind::Gap
+    };
     if first || in_extended || len <= SMALL_GAP {
         return (what, vec![(s, len)]);
     }
@@ -937,66 +933,74 @@ pub(crate) fn locate_bad_read(dev: &dyn BlockDev, off: u64, len: u32, first: Err
 }
 
 /// The metadata section: what `info` shows and what `restore` plans with.
-fn metadata(
-    plan: &ImagePlan,
-    created_unix: u64,
-    stored: &[u64],
-    chunks: &[u64],
-) -> serde_json::Value {
-    let regions: Vec<serde_json::Value> = plan
+fn metadata(plan: &ImagePlan, created_unix: u64, stored: &[u64], chunks: &[u64]) -> ImageMeta {
+    let regions: Vec<Region> = plan
         .regions
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            let mut v = serde_json::to_value(r).unwrap_or_default();
-            if let Some(o) = v.as_object_mut() {
-                o.insert("stored_bytes".into(), stored[i].into());
-                o.insert("chunks".into(), chunks[i].into());
-            }
-            v
+        .map(|(i, r)| Region {
+            stored_bytes: Some(stored[i]),
+            chunks: Some(chunks[i]),
+            ..r.clone()
         })
         .collect();
-    serde_json::json!({
-        "tool": "lifeboat",
-        "tool_version": env!("CARGO_PKG_VERSION"),
-        "created_unix": created_unix,
-        "kind": plan.kind,
-        "chain_name": plan.chain_name,
-        "parent": plan.parent.as_ref().map(|p| serde_json::json!({
-            "file": p.path.file_name().map(|n| n.to_string_lossy().into_owned()),
-            "path": std::fs::canonicalize(&p.path).unwrap_or_else(|_| p.path.clone()),
-            "image_id": p.image_id,
-            "root_hash": p.root_hash,
-            "kind": p.parent_kind,
-        })),
-        "source": plan.report,
-        "source_path": plan.source,
-        "size_bytes": plan.size_bytes,
-        "sector_size": plan.sector_size,
-        "table": plan.table,
-        "raw_table_hex": crate::image::hex(&plan.raw_table),
-        "regions": regions,
-        "selected_partitions": plan.regions.iter().filter(|r| r.what == "partition" && r.method != "skipped").filter_map(|r| r.partition).collect::<Vec<_>>(),
-        "warnings": plan.warnings,
-        "compression": {"codec": "zstd", "level": plan.level, "chunk_size": plan.chunk_size, "block_size": plan.block_size},
-    })
+    ImageMeta {
+        tool: "lifeboat".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        created_unix,
+        kind: Some(plan.kind),
+        chain_name: plan.chain_name.clone(),
+        parent: plan.parent.as_ref().map(|p| ParentRef {
+            file: p
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned()),
+            path: Some(std::fs::canonicalize(&p.path).unwrap_or_else(|_| p.path.clone())),
+            image_id: p.image_id.clone(),
+            root_hash: p.root_hash.clone(),
+            kind: p.parent_kind,
+        }),
+        source: plan.report.as_ref().and_then(SourceDisk::of_report),
+        source_path: plan.source.clone(),
+        size_bytes: plan.size_bytes,
+        sector_size: plan.sector_size,
+        table: plan.table_kind,
+        raw_table_hex: crate::image::hex(&plan.raw_table),
+        selected_partitions: regions
+            .iter()
+            .filter(|r| r.is_selected_partition())
+            .filter_map(|r| r.partition)
+            .collect(),
+        regions,
+        warnings: plan.warnings.clone(),
+        compression: Compression {
+            codec: crate::image::meta::Codec::Zstd,
+            level: plan.level,
+            chunk_size: plan.chunk_size,
+            block_size: plan.block_size,
+        },
+        merged_unix: None,
+        merged_from: Vec::new(),
+    }
 }
 
 /// A plan for the TUI's snapshot tests: a 500 GB disk with an ESP and an ext4 root.
 #[cfg(test)]
 pub(crate) fn example_plan() -> ImagePlan {
     let part = |n: u32, start: u64, size: u64, fs: &str, used: u64| Region {
-        what: "partition",
+        what: RegionKind::Partition,
         partition: Some(n),
         start_bytes: start,
         size_bytes: size,
         fs: Some(fs.into()),
         label: None,
         uuid: None,
-        method: "used-blocks",
+        method: CopyMethod::UsedBlocks,
         reason: None,
         used_bytes: Some(used),
         copy_bytes: used,
+        stored_bytes: None,
+        chunks: None,
     };
     ImagePlan {
         source: PathBuf::from("/dev/sda"),
@@ -1015,13 +1019,14 @@ pub(crate) fn example_plan() -> ImagePlan {
         threads: 2,
         chunk_size: DEFAULT_CHUNK,
         block_size: 64 << 10,
-        kind: "full",
+        kind: ImageKind::Full,
         parent: None,
         chain_name: "sda-Samsung-SSD-860-20261122".into(),
         chain: None,
         chunk_list: Vec::new(),
         report: None,
         raw_table: Vec::new(),
+        table_kind: Some(TableKind::Gpt),
         file_sector_size: 512,
     }
 }

@@ -9,6 +9,7 @@
 
 use crate::event::{CancelToken, Phase, Reporter};
 use super::verify::{self, Scope};
+use crate::image::{ImageKind, ImageMeta};
 use crate::error::{Error, Result};
 use crate::image::{
     format, hex, Chain, ChainLink, Codec, EncodedChunk, Header, ImageWriter, Record,
@@ -193,19 +194,12 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     let mut next = 0usize;
     let mut done = 0u64;
     let level = plan.level;
-    let regions: Vec<(u64, u64)> = leaf.meta()["regions"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|r| {
-                    (
-                        r["start_bytes"].as_u64().unwrap_or(0),
-                        r["size_bytes"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let regions: Vec<(u64, u64)> = leaf
+        .meta()
+        .regions
+        .iter()
+        .map(|r| (r.start_bytes, r.size_bytes))
+        .collect();
     let mut stored_per_region = vec![0u64; regions.len()];
     pipeline::run(
         Shape::for_threads(plan.threads),
@@ -293,29 +287,20 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
 }
 
 /// The member's metadata, marked as a full image with where it came from.
-fn merged_meta(chain: &Chain, plan: &MergePlan, stored: &[u64]) -> serde_json::Value {
+fn merged_meta(chain: &Chain, plan: &MergePlan, stored: &[u64]) -> ImageMeta {
     let mut meta = chain.leaf().meta().clone();
-    if let Some(regions) = meta["regions"].as_array_mut() {
-        for (r, s) in regions.iter_mut().zip(stored) {
-            if let Some(o) = r.as_object_mut() {
-                o.insert("stored_bytes".into(), (*s).into());
-            }
-        }
+    for (r, s) in meta.regions.iter_mut().zip(stored) {
+        r.stored_bytes = Some(*s);
     }
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    if let Some(o) = meta.as_object_mut() {
-        o.insert("kind".into(), "full".into());
-        o.insert("parent".into(), serde_json::Value::Null);
-        o.insert("chain_name".into(), file_stem(&plan.output).into());
-        o.insert("merged_unix".into(), unix.into());
-        o.insert("tool_version".into(), env!("CARGO_PKG_VERSION").into());
-        o.insert(
-            "merged_from".into(),
-            serde_json::to_value(chain.links()).unwrap_or_default(),
-        );
-    }
+    meta.kind = Some(ImageKind::Full);
+    meta.parent = None;
+    meta.chain_name = file_stem(&plan.output);
+    meta.merged_unix = Some(unix);
+    meta.tool_version = env!("CARGO_PKG_VERSION").into();
+    meta.merged_from = chain.links().to_vec();
     meta
 }
 

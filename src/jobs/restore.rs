@@ -18,6 +18,7 @@ use super::safety;
 use super::target;
 use crate::blockdev::{BlockDev, FileDev};
 use crate::discovery::SystemPaths;
+use crate::image::CopyMethod;
 use crate::error::{Error, Result};
 use crate::image::{hex, Chain, ChainLink, Codec, FrameRead, ImageDev};
 use crate::partition::edit::{self, Layout};
@@ -61,8 +62,8 @@ pub struct PlanPartition {
     pub fs: Option<String>,
     /// Label recorded in the image.
     pub label: Option<String>,
-    /// How the image holds it: "used-blocks", "all", or "skipped" (not in the image).
-    pub method: String,
+    /// How the image holds it (`None`: the image records no region for it).
+    pub method: Option<CopyMethod>,
 }
 
 /// The printable, serializable plan of a restore.
@@ -72,8 +73,8 @@ pub struct RestorePlan {
     pub image: PathBuf,
     /// Image ID, hex.
     pub image_id: String,
-    /// "full", "incremental" or "differential".
-    pub kind: String,
+    /// Full, incremental or differential.
+    pub kind: crate::image::ImageKind,
     /// The chain the image needs, itself first and its full image last.
     pub chain: Vec<ChainLink>,
     /// Bytes read from ancestors.
@@ -179,14 +180,12 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
             ),
         });
     }
-    let mut warnings: Vec<String> = reader.meta()["warnings"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|w| w.as_str().map(|w| format!("when imaged: {w}")))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut warnings: Vec<String> = reader
+        .meta()
+        .warnings
+        .iter()
+        .map(|w| format!("when imaged: {w}"))
+        .collect();
 
     let records = reader.records();
     let layout = match &table {
@@ -261,7 +260,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
     }
     let partitions = plan_partitions(reader, table.as_ref());
     for p in &partitions {
-        if p.method == "skipped" {
+        if p.method == Some(CopyMethod::Skipped) {
             warnings.push(format!(
                 "partition {} is not in the image (imaged with --partitions); its contents on the target are left as they are",
                 p.number
@@ -305,26 +304,20 @@ fn plan_partitions(
     reader: &crate::image::ImageReader,
     table: Option<&PartitionTable>,
 ) -> Vec<PlanPartition> {
-    let regions = reader.meta()["regions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let meta = reader.meta();
     let Some(t) = table else { return Vec::new() };
     t.partitions
         .iter()
         .filter(|p| !p.extended)
         .map(|p| {
-            let r = regions
-                .iter()
-                .find(|r| r["partition"].as_u64() == Some(u64::from(p.number)));
-            let s = |k: &str| r.and_then(|r| r[k].as_str().map(str::to_string));
+            let r = meta.partition(p.number);
             PlanPartition {
                 number: p.number,
                 start_bytes: p.start_bytes,
                 size_bytes: p.size_bytes,
-                fs: s("fs"),
-                label: s("label"),
-                method: s("method").unwrap_or_else(|| "unknown".into()),
+                fs: r.and_then(|r| r.fs.clone()),
+                label: r.and_then(|r| r.label.clone()),
+                method: r.map(|r| r.method),
             }
         })
         .collect()
@@ -630,7 +623,7 @@ pub(crate) fn example_plan() -> RestorePlan {
     RestorePlan {
         image: PathBuf::from("/store/sda-Samsung-SSD-860-20261115.lbi"),
         image_id: "7d1c".into(),
-        kind: "full".into(),
+        kind: crate::image::ImageKind::Full,
         chain: Vec::new(),
         ancestor_bytes: 0,
         target: PathBuf::from("/dev/nvme0n1"),

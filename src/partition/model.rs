@@ -4,7 +4,7 @@
 use serde::{Serialize, Serializer};
 
 /// Which partitioning scheme a disk uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TableKind {
     /// GUID partition table (with a protective or hybrid MBR in LBA 0).

@@ -698,7 +698,11 @@ pub(crate) mod testing {
         let found = |name: &str, kind: &str, unix: u64, disk: &DiskIdentity, chain: &str| Found {
             path: PathBuf::from(format!("/store/{name}")),
             image_id: "00".into(),
-            kind: kind.into(),
+            kind: match kind {
+                "full" => crate::image::ImageKind::Full,
+                "differential" => crate::image::ImageKind::Differential,
+                _ => crate::image::ImageKind::Incremental,
+            },
             created_unix: unix,
             full: kind == "full",
             parent_id: (kind != "full").then(|| "00".into()),

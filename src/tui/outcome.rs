@@ -138,7 +138,7 @@ pub fn image_lines(s: &ImageSummary) -> Vec<String> {
             s.chunk_count
         ),
     ];
-    if s.kind != "full" {
+    if s.kind != crate::image::ImageKind::Full {
         v.push(format!(
             "{} of it was already in the chain and was not stored again.",
             human_bytes(s.parent_bytes)

@@ -88,7 +88,11 @@ fn entry(file: &str, of: &DiskReport, full: bool, chain: &str, created: u64) -> 
         found: Found {
             path: path(file),
             image_id: format!("{created:032x}"),
-            kind: if full { "full" } else { "incremental" }.into(),
+            kind: if full {
+                crate::image::ImageKind::Full
+            } else {
+                crate::image::ImageKind::Incremental
+            },
             created_unix: created,
             full,
             parent_id: (!full).then(|| "00".repeat(16)),
