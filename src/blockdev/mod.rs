@@ -5,14 +5,12 @@
 //! bytes. Reads and writes are positional and all-or-nothing: a short read is an error, never
 //! a silent partial buffer. A `BlockDev` is `Send + Sync` so pipeline threads can share one.
 
-mod cursor;
 mod file;
 mod mem;
 mod slice;
 pub mod sys;
 pub mod testing;
 
-pub use cursor::DevCursor;
 pub use file::{FileDev, OpenMode};
 pub use mem::MemDev;
 pub use slice::Slice;

@@ -1,27 +1,24 @@
-//! Raw system calls for PID 1: mount, reboot, process groups and terminals, reaping, signals,
-//! and `finit_module(2)` (the flag value comes from `<linux/module.h>`).
-//! The only unsafe code of `init/`; every block says why it is sound.
+//! System calls for PID 1: mount, reboot, process groups and terminals, reaping, signals,
+//! and `finit_module(2)` (the compressed-file flag comes from `<linux/module.h>`).
+//!
+//! They go through `nix`, keeping the `libc` types in the signatures so the callers' flag
+//! constants stay as they are. Three calls stay on `libc`, each for a reason given at it:
+//! `klogctl` (nix has no wrapper), `waitpid` (nix's loses a child killed by a real-time
+//! signal) and, through a nix-generated ioctl, `TIOCSCTTY`. The only unsafe code of `init/`;
+//! every block says why it is sound.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString};
+use nix::errno::Errno;
+use nix::kmod::ModuleInitFlags;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::reboot::RebootMode;
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::unistd::Pid;
+use std::ffi::CStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
-
-fn cstr(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-}
-
-fn check(r: libc::c_int) -> io::Result<()> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
 
 /// mount(2). `data` is the filesystem's option string.
 pub fn mount(
@@ -31,33 +28,25 @@ pub fn mount(
     flags: libc::c_ulong,
     data: &str,
 ) -> io::Result<()> {
-    let source = CString::new(source).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let fstype = CString::new(fstype).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let data = CString::new(data).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let target = cstr(target)?;
-    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
-    check(unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            flags,
-            data.as_ptr().cast(),
-        )
-    })
+    nix::mount::mount(
+        Some(source),
+        target,
+        Some(fstype),
+        MsFlags::from_bits_retain(flags),
+        Some(data),
+    )?;
+    Ok(())
 }
 
 /// umount2(2) with the given flags (0, or `libc::MNT_DETACH`).
 pub fn umount(target: &Path, flags: libc::c_int) -> io::Result<()> {
-    let target = cstr(target)?;
-    // SAFETY: a valid NUL-terminated path that outlives the call.
-    check(unsafe { libc::umount2(target.as_ptr(), flags) })
+    nix::mount::umount2(target, MntFlags::from_bits_retain(flags))?;
+    Ok(())
 }
 
 /// sync(2): flush every filesystem and block device.
 pub fn sync() {
-    // SAFETY: sync takes no arguments and cannot fail.
-    unsafe { libc::sync() }
+    nix::unistd::sync();
 }
 
 /// How the machine stops.
@@ -71,33 +60,47 @@ pub enum Power {
 
 /// reboot(2). Returns only on failure.
 pub fn power(how: Power) -> io::Error {
-    let cmd = match how {
-        Power::Off => libc::RB_POWER_OFF,
-        Power::Reboot => libc::RB_AUTOBOOT,
+    let mode = match how {
+        Power::Off => RebootMode::RB_POWER_OFF,
+        Power::Reboot => RebootMode::RB_AUTOBOOT,
     };
-    // SAFETY: reboot takes a plain integer command; on success it does not return.
-    unsafe { libc::reboot(cmd) };
-    io::Error::last_os_error()
+    match nix::sys::reboot::reboot(mode) {
+        Err(e) => e.into(),
+        Ok(never) => match never {},
+    }
 }
+
+// TIOCSCTTY takes its argument (1: steal the terminal from another session if need be) by
+// value, so it is a "bad" ioctl in nix's terms.
+nix::ioctl_write_int_bad!(
+    /// ioctl(TIOCSCTTY) on `fd` with the integer `data`.
+    tiocsctty,
+    libc::TIOCSCTTY
+);
 
 /// Makes this process a session leader with its stdin terminal as the controlling terminal,
 /// so that Ctrl-C reaches it. "Already a session leader" is fine.
 pub fn take_controlling_tty() -> io::Result<()> {
-    // SAFETY: setsid and ioctl(TIOCSCTTY) take plain integers.
-    unsafe {
-        if libc::setsid() < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
-            return Err(io::Error::last_os_error());
-        }
-        check(libc::ioctl(0, libc::TIOCSCTTY, 1))
+    match nix::unistd::setsid() {
+        Ok(_) | Err(Errno::EPERM) => {}
+        Err(e) => return Err(e.into()),
     }
+    // SAFETY: TIOCSCTTY takes a plain integer and touches no memory of ours; fd 0 is only
+    // read by the kernel (a closed fd makes the call fail with EBADF).
+    unsafe { tiocsctty(0, 1) }?;
+    Ok(())
 }
 
 /// Sets the kernel's console log level: messages below `level` still reach the consoles
 /// (with 4: errors and worse, such as disk I/O errors), routine notices no longer print over
 /// the menu.
+///
+/// On `libc`: nix has no `klogctl` (its `syslog` module is the userspace syslog(3)).
 pub fn console_loglevel(level: i32) -> io::Result<()> {
     // SAFETY: SYSLOG_ACTION_CONSOLE_LEVEL (8) reads no buffer; it takes the level as its length.
-    check(unsafe { libc::klogctl(8, std::ptr::null_mut(), level) })
+    let r = unsafe { libc::klogctl(8, std::ptr::null_mut(), level) };
+    Errno::result(r)?;
+    Ok(())
 }
 
 /// How a child ended.
@@ -111,21 +114,21 @@ pub enum Exit {
 
 /// Waits for any child. `Ok(None)` when there is nothing to wait for (ECHILD) or a signal
 /// interrupted the wait (EINTR), so the caller can look at its signal flag.
+///
+/// On `libc`: nix's `waitpid` decodes the status into its `Signal` enum, which has no
+/// real-time signals; for a child killed by one it reaps the child and then returns EINVAL,
+/// so PID 1 would never learn which process ended (a console's menu would not restart).
 pub fn wait_any(block: bool) -> io::Result<Option<(u32, Exit)>> {
     let mut status: libc::c_int = 0;
     let flags = if block { 0 } else { libc::WNOHANG };
     // SAFETY: status is a valid out-pointer for the duration of the call.
     let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
-    if pid < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ECHILD) | Some(libc::EINTR) => Ok(None),
-            _ => Err(e),
-        };
-    }
-    if pid == 0 {
-        return Ok(None);
-    }
+    let pid = match Errno::result(pid) {
+        Ok(0) => return Ok(None),
+        Ok(pid) => pid,
+        Err(Errno::ECHILD | Errno::EINTR) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     let exit = if libc::WIFEXITED(status) {
         Exit::Code(libc::WEXITSTATUS(status))
     } else {
@@ -142,22 +145,37 @@ extern "C" fn on_signal(sig: libc::c_int) {
 
 extern "C" fn on_child(_sig: libc::c_int) {}
 
+/// Sets the disposition of `sig`. Interrupted system calls restart (SA_RESTART, as
+/// `signal(3)` sets it). sigaction has no safe wrapper in nix: a handler must be
+/// async-signal-safe, which the compiler cannot check.
+///
+/// # Safety
+/// `handler`, when it is a function, must be async-signal-safe.
+unsafe fn set_disposition(sig: Signal, handler: SigHandler) {
+    let action = SigAction::new(handler, SaFlags::SA_RESTART, SigSet::empty());
+    // SAFETY: the caller vouches for the handler; sigaction fails only for an invalid signal
+    // or for SIGKILL/SIGSTOP, which no caller passes.
+    let _ = unsafe { sigaction(sig, &action) };
+}
+
 /// PID 1's signals: SIGTERM (reboot), SIGUSR1/SIGUSR2 (halt/power off, as busybox's
 /// `poweroff` sends them) and SIGINT (Ctrl-Alt-Del) set a flag read by [`take_signal`];
-/// SIGCHLD gets an empty handler so that a blocking wait returns EINTR for it too.
-/// Ctrl-Alt-Del is routed to PID 1 as SIGINT rather than rebooting at once.
+/// SIGCHLD gets an empty handler. Ctrl-Alt-Del is routed to PID 1 as SIGINT rather than
+/// rebooting at once.
 pub fn install_pid1_signals() {
-    for sig in [libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2, libc::SIGINT] {
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGINT,
+    ] {
         // SAFETY: the handler is async-signal-safe (one atomic store) and lives forever.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-        }
+        unsafe { set_disposition(sig, SigHandler::Handler(on_signal)) };
     }
-    // SAFETY: an empty handler is async-signal-safe; reboot(CAD_OFF) takes a plain integer.
-    unsafe {
-        libc::signal(libc::SIGCHLD, on_child as *const () as libc::sighandler_t);
-        libc::reboot(libc::RB_DISABLE_CAD);
-    }
+    // SAFETY: an empty handler is async-signal-safe.
+    unsafe { set_disposition(Signal::SIGCHLD, SigHandler::Handler(on_child)) };
+    // fails only without CAP_SYS_BOOT, and then Ctrl-Alt-Del cannot reboot either
+    let _ = nix::sys::reboot::set_cad_enabled(false);
 }
 
 /// The last signal caught by [`install_pid1_signals`], if any, clearing it.
@@ -171,44 +189,39 @@ pub fn take_signal() -> Option<i32> {
 /// Ignores SIGINT and SIGQUIT in this process (the console, while a child job owns Ctrl-C);
 /// `restore` puts the defaults back.
 pub fn ignore_interrupts(ignore: bool) {
-    let h = if ignore { libc::SIG_IGN } else { libc::SIG_DFL };
-    for sig in [libc::SIGINT, libc::SIGQUIT] {
-        // SAFETY: SIG_IGN and SIG_DFL are always valid dispositions.
-        unsafe {
-            libc::signal(sig, h);
-        }
+    let h = if ignore {
+        SigHandler::SigIgn
+    } else {
+        SigHandler::SigDfl
+    };
+    for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+        // SAFETY: SIG_IGN and SIG_DFL run no code of ours.
+        unsafe { set_disposition(sig, h) };
     }
 }
 
-/// Sends a signal to a process.
+/// Sends signal `sig` to a process; 0 only checks that the process exists. A number nix's
+/// `Signal` does not name (a real-time signal) is refused with EINVAL.
 pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
     let pid =
         libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: kill takes plain integers.
-    check(unsafe { libc::kill(pid, sig) })
+    let sig = match sig {
+        0 => None,
+        s => Some(Signal::try_from(s)?),
+    };
+    nix::sys::signal::kill(Pid::from_raw(pid), sig)?;
+    Ok(())
 }
 
 /// `MODULE_INIT_COMPRESSED_FILE`: the file is compressed and the kernel decompresses it
 /// (Linux 6.1+ with `CONFIG_MODULE_DECOMPRESS`; otherwise the call fails with EOPNOTSUPP).
+/// nix's `ModuleInitFlags` does not name it, so it is passed as raw bits.
 pub const MODULE_INIT_COMPRESSED_FILE: libc::c_uint = 4;
 
 /// Loads the kernel module in `file` with the parameter string `params` (`finit_module(2)`).
 /// Needs CAP_SYS_MODULE. The kernel reads the whole file during the call; `file` may be closed
 /// afterwards.
 pub fn finit_module(file: &File, params: &CStr, flags: libc::c_uint) -> io::Result<()> {
-    // SAFETY: the fd is open for the whole call (borrowed from `file`), `params` is a valid
-    // NUL-terminated string that outlives the call, and the kernel only reads from both.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_finit_module,
-            file.as_raw_fd(),
-            params.as_ptr(),
-            flags,
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    nix::kmod::finit_module(file, params, ModuleInitFlags::from_bits_retain(flags))?;
+    Ok(())
 }

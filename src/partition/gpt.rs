@@ -4,8 +4,12 @@
 //! crate's reader, because that reader trusts the header: it `assert!`s an entry size of 128
 //! (a panic on hostile input), loops `num_parts` times reading one entry each (0xFFFFFFFF
 //! entries is a 512 GiB read), never checks the entry array's CRC and never reads the backup
-//! copy. Everything here is bounded and every problem becomes a [`Diagnostic`]. The gpt crate
-//! is kept for writing tables (restore and clone).
+//! copy. Everything here is bounded and every problem becomes a [`Diagnostic`].
+//!
+//! This module only reads. Restore and clone write the source's own table bytes back, edited
+//! in place by [`super::edit`] (moved backup header, grown entry, new CRCs); nothing in the
+//! library builds a GPT from scratch. The gpt crate is only a dev-dependency, used by the
+//! integration tests to build fixture disks.
 //!
 //! Layout (UEFI 2.10 §5.3): header at LBA 1 (primary) and the last LBA (backup); fields are
 //! little-endian; GUIDs are mixed-endian (first three groups little-endian).
