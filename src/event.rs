@@ -358,7 +358,10 @@ mod tests {
             std::io::Error::from_raw_os_error(libc::ENOENT),
         );
         let je = JobError::new(Arc::new(e));
-        assert_eq!(je.message(), "opening /x: No such file or directory (os error 2)");
+        assert_eq!(
+            je.message(),
+            "opening /x: No such file or directory (os error 2)"
+        );
         assert!(matches!(je.error(), Some(crate::Error::Io { .. })));
         let ev: Event<u32> = Event::Finished {
             ok: false,
@@ -375,7 +378,10 @@ mod tests {
         let Event::Finished { error: Some(e), .. } = back else {
             panic!("not finished")
         };
-        assert!(e.error().is_none(), "a deserialized error has only its text");
+        assert!(
+            e.error().is_none(),
+            "a deserialized error has only its text"
+        );
         assert_eq!(
             Event::finished(&Ok::<u32, crate::Error>(7)),
             Event::Finished {

@@ -271,4 +271,3 @@ pub fn inspect_path(paths: &SystemPaths, path: &Path, file_sector_size: u32) -> 
         inspect_dev(&dev, Source::File, None)
     }
 }
-

@@ -630,3 +630,149 @@ fn hibernated_ntfs_is_copied_whole_with_a_warning() {
         "not byte-identical"
     );
 }
+
+/// A memory target that logs every read and write, in order.
+#[derive(Debug)]
+struct Spy {
+    inner: MemDev,
+    log: std::sync::Mutex<Vec<(&'static str, u64, u64, bool)>>,
+}
+
+impl BlockDev for Spy {
+    fn geometry(&self) -> lifeboat::blockdev::Geometry {
+        self.inner.geometry()
+    }
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> lifeboat::Result<()> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(("read", offset, buf.len() as u64, false));
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> lifeboat::Result<()> {
+        let zeros = buf.iter().all(|&b| b == 0);
+        self.log
+            .lock()
+            .unwrap()
+            .push(("write", offset, buf.len() as u64, zeros));
+        self.inner.write_at(buf, offset)
+    }
+    fn sync(&self) -> lifeboat::Result<()> {
+        self.log.lock().unwrap().push(("sync", 0, 0, false));
+        self.inner.sync()
+    }
+}
+
+#[test]
+fn the_partition_table_is_written_only_after_the_data_was_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = make_disk(d);
+    let img = image_of(d, &disk);
+    let spec = restore::RestoreSpec {
+        image: img.clone(),
+        target: d.join("t.img"),
+        verify: true,
+        threads: 2,
+        search: vec![],
+        grow_last: false,
+        new_disk_id: false,
+    };
+    let plan = restore::plan(&spec, &SystemPaths::default()).unwrap();
+    let old = std::fs::read(&disk).unwrap();
+    let spy = Spy {
+        inner: MemDev::from_vec(old, 512),
+        log: std::sync::Mutex::new(Vec::new()),
+    };
+    let chain = lifeboat::image::Chain::open(&img, &[]).unwrap();
+    let (rep, rx) = Reporter::channel();
+    let w = restore::run_on(&plan, &chain, &spy, false, &rep, &CancelToken::new()).unwrap();
+    drop(rep);
+    assert!(w.verified > 0);
+    let size = spy.inner.len();
+    let log = spy.log.into_inner().unwrap();
+    // the first non-zero write into the primary GPT (LBA 0..34) is the table going down
+    let table = log
+        .iter()
+        .position(|(op, off, _, zeros)| *op == "write" && *off < 34 * 512 && !zeros)
+        .expect("no table was written");
+    let backup = log
+        .iter()
+        .position(|(op, off, len, zeros)| *op == "write" && *off + *len > size - 33 * 512 && !zeros)
+        .expect("no backup table was written");
+    let readback = log
+        .iter()
+        .position(|(op, off, ..)| *op == "read" && *off >= MIB)
+        .expect("nothing was read back");
+    let last_data = log[..readback]
+        .iter()
+        .rposition(|(op, ..)| *op == "write")
+        .unwrap();
+    assert!(
+        log[last_data..readback]
+            .iter()
+            .any(|(op, ..)| *op == "sync"),
+        "the data was not synced before it was read back"
+    );
+    assert!(
+        readback < table && readback < backup,
+        "a table was written before the data was read back"
+    );
+    assert!(
+        !log[table..].iter().any(|(op, off, len, _)| *op == "write"
+            && *off >= MIB
+            && *off + *len <= P2_START + P2_LEN),
+        "data written after the table"
+    );
+    // and the table itself is synced and read back at the end
+    let after = &log[table..];
+    let s = after.iter().position(|(op, ..)| *op == "sync").unwrap();
+    assert!(after[s..]
+        .iter()
+        .any(|(op, off, ..)| *op == "read" && *off < 34 * 512));
+    // the events say so too: verify, then partition
+    let phases: Vec<Phase> = rx
+        .iter()
+        .filter_map(|e: Event| match e {
+            Event::Phase { phase, .. } => Some(phase),
+            _ => None,
+        })
+        .collect();
+    let at = |p: Phase| phases.iter().position(|x| *x == p).unwrap();
+    assert!(at(Phase::Write) < at(Phase::Sync));
+    assert!(at(Phase::Sync) < at(Phase::Verify));
+    assert!(at(Phase::Verify) < at(Phase::Partition), "{phases:?}");
+}
+
+#[test]
+fn nothing_to_image_is_refused_and_writes_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // an empty file, and a GPT disk cut short after its first partition began
+    let empty = d.join("empty.img");
+    std::fs::File::create(&empty).unwrap();
+    let disk = make_disk(d);
+    let cut = d.join("cut.img");
+    std::fs::copy(&disk, &cut).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(P2_START + MIB)
+        .unwrap();
+    for (src, want) in [
+        (&empty, "there is nothing to image"),
+        (&cut, "truncated copy"),
+    ] {
+        let out = d.join("x.lbi");
+        let o = lifeboat(&["image", src.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{}", stderr(&o));
+        assert!(stderr(&o).contains(src.to_str().unwrap()), "{}", stderr(&o));
+        assert!(!out.exists());
+        assert!(!d.join("x.lbi.partial").exists());
+    }
+}

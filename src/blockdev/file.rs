@@ -199,6 +199,22 @@ impl BlockDev for FileDev {
         let _ = sys::will_need(&self.file, offset, len);
     }
 
+    /// A second handle with `O_DIRECT`; where the filesystem refuses it, the page cache of
+    /// the file is dropped (for both handles) and a plain handle reads it.
+    fn uncached(&self) -> Result<Option<(Box<dyn BlockDev>, super::ReadbackMethod)>> {
+        let ss = self.geometry().logical_sector_size;
+        if let Ok(d) = FileDev::open_with_sector_size(&self.path, OpenMode::ReadDirect, ss) {
+            return Ok(Some((Box::new(d), super::ReadbackMethod::Direct)));
+        }
+        let drop = |f: &File| {
+            sys::drop_cache(f).map_err(|e| Error::io("dropping the cache of", &self.path, e))
+        };
+        drop(&self.file)?;
+        let d = FileDev::open_with_sector_size(&self.path, OpenMode::Read, ss)?;
+        drop(d.file())?;
+        Ok(Some((Box::new(d), super::ReadbackMethod::DroppedCache)))
+    }
+
     fn sync(&self) -> Result<()> {
         self.file
             .sync_all()

@@ -41,6 +41,41 @@ impl Geometry {
     }
 }
 
+/// How a read-back avoided reading what was just written from a cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ReadbackMethod {
+    /// A second handle opened with `O_DIRECT`.
+    #[serde(rename = "O_DIRECT")]
+    Direct,
+    /// The page cache of the device was dropped before reading.
+    #[serde(rename = "dropped page cache")]
+    DroppedCache,
+    /// The device has no cache (memory).
+    #[serde(rename = "no cache")]
+    NoCache,
+    /// Nothing was read back (`--no-verify`).
+    #[serde(rename = "none")]
+    None,
+}
+
+impl ReadbackMethod {
+    /// The words the summaries use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadbackMethod::Direct => "O_DIRECT",
+            ReadbackMethod::DroppedCache => "dropped page cache",
+            ReadbackMethod::NoCache => "no cache",
+            ReadbackMethod::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for ReadbackMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// A byte-addressable disk. All methods are positional; there is no shared cursor.
 pub trait BlockDev: Send + Sync {
     /// The device's geometry. Constant for the lifetime of the handle.
@@ -59,6 +94,13 @@ pub trait BlockDev: Send + Sync {
     /// Hints that `len` bytes at `offset` will be read soon, so the kernel can start reading
     /// them in the background. A no-op unless the device has a page cache to fill.
     fn will_need(&self, _offset: u64, _len: u64) {}
+
+    /// A handle that reads what is on the medium rather than what a cache holds, for
+    /// read-back verification, and how it bypasses the cache. `None`: this device has no
+    /// cache, so reading it directly is the read-back (memory devices, test wrappers).
+    fn uncached(&self) -> Result<Option<(Box<dyn BlockDev>, ReadbackMethod)>> {
+        Ok(None)
+    }
 
     /// Size in bytes; shorthand for `geometry().size_bytes`.
     fn len(&self) -> u64 {

@@ -42,7 +42,10 @@ macro_rules! summary_of {
     ($s:expr, $variant:ident) => {
         match $s {
             Summary::$variant(s) => s,
-            other => anyhow::bail!("internal error: a {} job returned {other:?}", stringify!($variant)),
+            other => anyhow::bail!(
+                "internal error: a {} job returned {other:?}",
+                stringify!($variant)
+            ),
         }
     };
 }
@@ -153,7 +156,10 @@ pub fn image(a: ImageArgs) -> anyhow::Result<()> {
     if !json {
         print_image_plan(&mut std::io::stderr().lock(), &plan, false)?;
     }
-    let s = summary_of!(with_progress(json, Job::Image(Box::new(plan.clone())))?, Image);
+    let s = summary_of!(
+        with_progress(json, Job::Image(Box::new(plan.clone())))?,
+        Image
+    );
     if !json {
         let ratio = if s.file_bytes > 0 {
             s.read_bytes as f64 / s.file_bytes as f64
@@ -292,7 +298,10 @@ pub fn verify(file: &Path, search: &[PathBuf], json: bool, threads: usize) -> an
         search: search.to_vec(),
         threads,
     });
-    let s = summary_of!(with_progress(json, job).map_err(|e| locate(e, file))?, Verify);
+    let s = summary_of!(
+        with_progress(json, job).map_err(|e| locate(e, file))?,
+        Verify
+    );
     if !json {
         let chain = if s.chain.len() > 1 {
             format!(
@@ -380,11 +389,7 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
     writeln!(o, "id         {}", hex(&h.image_id))?;
     writeln!(o, "kind       {kind}")?;
     writeln!(o, "created    {} (unix time)", h.created_unix)?;
-    writeln!(
-        o,
-        "tool       {} {}",
-        meta.tool, meta.tool_version
-    )?;
+    writeln!(o, "tool       {} {}", meta.tool, meta.tool_version)?;
     let src = meta.source.clone().unwrap_or_default();
     writeln!(
         o,
@@ -530,7 +535,10 @@ pub fn restore(a: RestoreArgs<'_>) -> anyhow::Result<()> {
         print_restore_plan(&mut std::io::stderr().lock(), &plan, false)?;
     }
     confirm_overwrite(a.target, a.yes, a.json)?;
-    let s = summary_of!(with_progress(a.json, Job::Restore(Box::new(plan.clone())))?, Restore);
+    let s = summary_of!(
+        with_progress(a.json, Job::Restore(Box::new(plan.clone())))?,
+        Restore
+    );
     if !a.json {
         println!(
             "restored {} onto {}: {} written, {} verified by reading back ({}), {:.1} s, {}/s; partitions: {}",
@@ -666,7 +674,8 @@ fn print_restore_plan(
             part.start_bytes,
             part.fs.as_deref().unwrap_or("-"),
             part.label.as_deref().unwrap_or("-"),
-            part.method.map_or_else(|| "unknown".to_string(), |m| m.to_string())
+            part.method
+                .map_or_else(|| "unknown".to_string(), |m| m.to_string())
         )?;
     }
     writeln!(
@@ -696,7 +705,10 @@ pub fn clone(spec: clone::CloneSpec, yes: bool, dry_run: bool, json: bool) -> an
         print_clone_plan(&mut std::io::stderr().lock(), &plan, false)?;
     }
     confirm_overwrite(&spec.target, yes, json)?;
-    let s = summary_of!(with_progress(json, Job::Clone(Box::new(plan.clone())))?, Clone);
+    let s = summary_of!(
+        with_progress(json, Job::Clone(Box::new(plan.clone())))?,
+        Clone
+    );
     if !json {
         let rate = |secs: f64| human_bytes((s.copied_bytes as f64 / secs.max(0.001)) as u64);
         println!(
@@ -820,7 +832,10 @@ pub fn merge(spec: merge::MergeSpec, json: bool) -> anyhow::Result<()> {
             plan.level
         );
     }
-    let s = summary_of!(with_progress(json, Job::Merge(Box::new(plan.clone())))?, Merge);
+    let s = summary_of!(
+        with_progress(json, Job::Merge(Box::new(plan.clone())))?,
+        Merge
+    );
     if !json {
         println!(
             "full image {} written and verified: the same disk content as {}, {} of disk data, {} file, {:.1} s",

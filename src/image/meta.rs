@@ -352,8 +352,10 @@ mod tests {
 
     #[test]
     fn the_golden_fixtures_minimal_metadata_reads_with_defaults() {
-        let m = ImageMeta::from_json(br#"{"source": {"size_bytes": 1048576}, "tool": "lifeboat golden"}"#)
-            .unwrap();
+        let m = ImageMeta::from_json(
+            br#"{"source": {"size_bytes": 1048576}, "tool": "lifeboat golden"}"#,
+        )
+        .unwrap();
         assert_eq!(m.tool, "lifeboat golden");
         assert_eq!(m.kind, None);
         assert_eq!(m.source.unwrap().size_bytes(), Some(1 << 20));

@@ -106,16 +106,16 @@
 //! valid image.
 
 mod chain;
-pub mod meta;
 mod dev;
 pub mod format;
+pub mod meta;
 mod reader;
 mod writer;
 
 pub use chain::{kind_of, Chain, ChainLink, FrameRead, Located, MAX_CHAIN};
 pub use dev::ImageDev;
-pub use meta::{CopyMethod, ImageKind, ImageMeta, Region, RegionKind};
 pub use format::{Codec, Footer, Header, Record};
+pub use meta::{CopyMethod, ImageKind, ImageMeta, Region, RegionKind};
 pub use reader::{ImageReader, VerifyReport};
 pub use writer::{hex, EncodedChunk, ImageWriter, WriteSummary};
 

@@ -81,8 +81,8 @@ impl DiskIdentity {
     pub fn of_image(r: &ImageReader) -> DiskIdentity {
         let m = r.meta();
         let src = m.source.clone().unwrap_or_default();
-        let recorded_path = (!m.source_path.as_os_str().is_empty())
-            .then(|| m.source_path.display().to_string());
+        let recorded_path =
+            (!m.source_path.as_os_str().is_empty()).then(|| m.source_path.display().to_string());
         DiskIdentity {
             path: src.path().or(recorded_path),
             model: src.model(),

@@ -23,13 +23,15 @@
 //! Any failure zeroes the target's table areas again (or deletes a target file it created).
 //! The source is only ever opened read-only.
 
-use crate::event::{CancelToken, Phase, Reporter};
 use super::image::{chunk, locate_bad_read, survey, usable_table};
-use crate::image::Region;
+use super::target::Written;
 use super::{safety, target};
+use crate::blockdev::ReadbackMethod;
 use crate::blockdev::{BlockDev, FileDev, OpenMode};
 use crate::discovery::SystemPaths;
 use crate::error::{Error, Result};
+use crate::event::{CancelToken, Phase, Reporter};
+use crate::image::Region;
 use crate::partition::edit::{self, Layout};
 use crate::partition::{self, PartitionTable};
 use crate::pipeline::{self, Shape};
@@ -141,7 +143,7 @@ pub struct CloneSummary {
     /// Bytes read back and compared (0 with `--no-verify`).
     pub verified_bytes: u64,
     /// How the read-back bypassed the cache: "O_DIRECT", "dropped page cache" or "none".
-    pub verify_method: &'static str,
+    pub verify_method: ReadbackMethod,
     /// Partition nodes: "BLKRRPART", "BLKPG", "not a block device" or a failure.
     pub partition_nodes: String,
     /// What `--grow-last` did to the last partition's filesystem.
@@ -313,10 +315,8 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
         (Some(s), Some(d)) => Some((s as &dyn BlockDev, d as &dyn BlockDev)),
         _ => None,
     };
-    let r = run_on(plan, &src, &dev, direct, fresh, reporter, cancel).and_then(|w| {
-        let copied = started.elapsed().as_secs_f64();
-        finish(plan, &dev, w, started, copied, reporter, cancel)
-    });
+    let r = run_on(plan, &src, &dev, direct, fresh, reporter, cancel)
+        .and_then(|w| finish(plan, &dev, w, started));
     if r.is_err() {
         if fresh {
             let _ = std::fs::remove_file(&plan.target);
@@ -338,8 +338,10 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     Ok(s)
 }
 
-/// Everything before read-back: wipe, data, tables, sync. Returns the ranges written with
-/// their hashes, for read-back. Public so that tests can inject faults into either disk.
+/// The whole write: wipe the old tables, the data, sync, read the data back (unless
+/// `plan.verify` is off), then the tables and first MiB, sync, and read those back
+/// ([`super::target::data_then_tables`]). Public so that tests can inject faults into either
+/// disk.
 ///
 /// `direct` holds `O_DIRECT` handles of the same two disks: sector-aligned data pieces go
 /// through them (from 4096-aligned buffers), everything else through `src` and `dev`.
@@ -351,7 +353,7 @@ pub fn run_on(
     fresh: bool,
     reporter: &Reporter,
     cancel: &CancelToken,
-) -> Result<Vec<(u64, u64, [u8; 32])>> {
+) -> Result<Written> {
     let ss = u64::from(plan.sector_size);
     let data: Vec<(u64, u64)> = plan
         .pieces
@@ -480,57 +482,42 @@ pub fn run_on(
         target::flush(dev, s, e)?;
     }
 
-    // The tables, last: the tail copied or rebuilt, then the first MiB, once the data is
-    // durable.
-    reporter.phase(Phase::Partition, None);
-    dev.sync()?;
-    for (off, bytes) in tail.iter().chain(head.iter()) {
-        cancel.check()?;
-        dev.write_at(bytes, *off)?;
-        written.push((*off, bytes.len() as u64, *blake3::hash(bytes).as_bytes()));
-        done += bytes.len() as u64;
-    }
     reporter.progress_final(Phase::Write, done);
-    reporter.phase(Phase::Sync, None);
-    dev.sync()?;
-    Ok(written)
-}
-
-/// Read-back verification, the kernel's partition nodes, and the grown filesystem.
-fn finish(
-    plan: &ClonePlan,
-    dev: &FileDev,
-    written: Vec<(u64, u64, [u8; 32])>,
-    started: Instant,
-    copy_seconds: f64,
-    reporter: &Reporter,
-    cancel: &CancelToken,
-) -> Result<CloneSummary> {
-    let verify_start = Instant::now();
-    let copied = written.iter().map(|w| w.1).sum();
-    let (verified, method) = target::verify_written(
+    // The tables, last: the tail copied or rebuilt, then the first MiB, once the data is
+    // durable and read back.
+    let tables: Vec<(u64, Vec<u8>)> = tail.into_iter().chain(head).collect();
+    target::data_then_tables(
         dev,
-        &plan.target,
-        plan.sector_size,
+        written,
+        done,
+        &tables,
         plan.verify,
-        &written,
         plan.threads,
         reporter,
         cancel,
-    )?;
-    let verify_seconds = verify_start.elapsed().as_secs_f64();
+    )
+}
+
+/// The kernel's partition nodes, and the summary.
+fn finish(
+    plan: &ClonePlan,
+    dev: &FileDev,
+    written: Written,
+    started: Instant,
+) -> Result<CloneSummary> {
     let nodes = target::partition_nodes(dev)?;
+    let seconds = started.elapsed().as_secs_f64();
     Ok(CloneSummary {
         source: plan.source.clone(),
         target: plan.target.clone(),
-        copied_bytes: copied,
-        verified_bytes: verified,
-        verify_method: method,
+        copied_bytes: written.bytes,
+        verified_bytes: written.verified,
+        verify_method: written.method,
         partition_nodes: nodes,
         grown: None,
-        copy_seconds,
-        verify_seconds,
-        seconds: started.elapsed().as_secs_f64(),
+        copy_seconds: (seconds - written.verify_seconds).max(0.0),
+        verify_seconds: written.verify_seconds,
+        seconds,
     })
 }
 

@@ -13,16 +13,16 @@
 //! The whole table area is always imaged in full, whatever `--partitions` selects.
 
 use super::chain::{chain_name_of, ChildKind, DiskIdentity};
-use crate::event::{CancelToken, Phase, Reporter};
 use super::safety;
 use crate::blockdev::{BlockDev, FileDev, OpenMode, Slice};
 use crate::discovery::SystemPaths;
 use crate::error::{Error, Result};
+use crate::event::{CancelToken, Phase, Reporter};
 use crate::fsmap::{self, FsMap, Used};
 use crate::image::meta::{Compression, ParentRef, SourceDisk};
 use crate::image::{
-    format, hex, Chain, Codec, CopyMethod, EncodedChunk, Header, ImageKind, ImageMeta,
-    ImageWriter, Record, Region, RegionKind,
+    format, hex, Chain, Codec, CopyMethod, EncodedChunk, Header, ImageKind, ImageMeta, ImageWriter,
+    Record, Region, RegionKind,
 };
 use crate::inspect::{self, DiskReport};
 use crate::partition::{self, PartitionTable, TableKind};
@@ -302,6 +302,7 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
     let table = partition::read_table(&dev)?;
     let size = dev.len();
     let ss = dev.geometry().logical_sector_size;
+    refuse_empty_or_truncated(&dev, &spec.source, size, ss, table.as_ref())?;
     let mut warnings = Vec::new();
     let (mut chunk_size, mut block_size) = (spec.chunk_size, spec.block_size);
     let mut parent_plan = None;
@@ -432,6 +433,49 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
     })
 }
 
+/// Refuses a source with nothing to image (no whole sector), or one smaller than its own
+/// partition table says the disk is (a truncated copy): imaging it would seal an image of a
+/// disk that never existed.
+fn refuse_empty_or_truncated(
+    dev: &dyn BlockDev,
+    source: &std::path::Path,
+    size: u64,
+    ss: u32,
+    table: Option<&PartitionTable>,
+) -> Result<()> {
+    if size < u64::from(ss) {
+        return Err(Error::Refused {
+            path: source.to_path_buf(),
+            reason: format!(
+                "it holds {size} bytes, less than one {ss}-byte sector: there is nothing to image"
+            ),
+        });
+    }
+    let Some(t) = table else { return Ok(()) };
+    // the primary GPT header as written (checksummed), even when the reader found it
+    // unusable because it reaches past the end
+    let gpt_end = match t.kind {
+        partition::TableKind::Gpt => crate::blockdev::read_vec(dev, u64::from(ss), ss as usize)
+            .ok()
+            .and_then(|b| partition::gpt::parse_header(&b, 1).ok())
+            .and_then(|h| h.last_usable.max(h.alternate_lba).checked_add(1))
+            .and_then(|lba| lba.checked_mul(u64::from(ss))),
+        partition::TableKind::Mbr => None,
+    };
+    let parts_end = t.partitions.iter().map(|p| p.end_bytes()).max();
+    let need = gpt_end.into_iter().chain(parts_end).max().unwrap_or(0);
+    if need > size {
+        return Err(Error::Refused {
+            path: source.to_path_buf(),
+            reason: format!(
+                "it holds {size} bytes, less than its own {} partition table describes ({need} bytes): it looks like a truncated copy of a disk",
+                t.kind.as_str()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The table to follow when copying a disk: `table` when it is valid and has partitions.
 /// A table with errors is not followed (the whole disk is copied instead), and a warning
 /// naming its problems is added to `warnings`.
@@ -550,7 +594,11 @@ pub(crate) fn survey(
                                 p.number
                             ));
                         }
-                        (CopyMethod::All, Some(reason.clone()), vec![(0, end - start)])
+                        (
+                            CopyMethod::All,
+                            Some(reason.clone()),
+                            vec![(0, end - start)],
+                        )
                     }
                 };
                 let ranges: Vec<(u64, u64)> =
@@ -951,10 +999,7 @@ fn metadata(plan: &ImagePlan, created_unix: u64, stored: &[u64], chunks: &[u64])
         kind: Some(plan.kind),
         chain_name: plan.chain_name.clone(),
         parent: plan.parent.as_ref().map(|p| ParentRef {
-            file: p
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned()),
+            file: p.path.file_name().map(|n| n.to_string_lossy().into_owned()),
             path: Some(std::fs::canonicalize(&p.path).unwrap_or_else(|_| p.path.clone())),
             image_id: p.image_id.clone(),
             root_hash: p.root_hash.clone(),

@@ -7,13 +7,13 @@
 //! and the new file is then verified on its own. Nothing in the chain is modified, so the
 //! older members can be deleted afterwards (see `lifeboat prune`).
 
-use crate::event::{CancelToken, Phase, Reporter};
 use super::verify::{self, Scope};
-use crate::image::{ImageKind, ImageMeta};
 use crate::error::{Error, Result};
+use crate::event::{CancelToken, Phase, Reporter};
 use crate::image::{
     format, hex, Chain, ChainLink, Codec, EncodedChunk, Header, ImageWriter, Record,
 };
+use crate::image::{ImageKind, ImageMeta};
 use crate::pipeline::{self, Shape};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -13,13 +13,14 @@
 //!    areas again;
 //! 6. for block devices, BLKRRPART, then BLKPG for any partition node the kernel lacks.
 
-use crate::event::{CancelToken, Phase, Reporter};
 use super::safety;
 use super::target;
+use crate::blockdev::ReadbackMethod;
 use crate::blockdev::{BlockDev, FileDev};
 use crate::discovery::SystemPaths;
-use crate::image::CopyMethod;
 use crate::error::{Error, Result};
+use crate::event::{CancelToken, Phase, Reporter};
+use crate::image::CopyMethod;
 use crate::image::{hex, Chain, ChainLink, Codec, FrameRead, ImageDev};
 use crate::partition::edit::{self, Layout};
 use crate::partition::{self, PartitionTable};
@@ -143,8 +144,8 @@ pub struct RestoreSummary {
     pub written_bytes: u64,
     /// Bytes read back and compared (0 with `--no-verify`).
     pub verified_bytes: u64,
-    /// How the read-back bypassed the cache: "O_DIRECT", "dropped page cache" or "none".
-    pub verify_method: &'static str,
+    /// How the read-back bypassed the cache.
+    pub verify_method: ReadbackMethod,
     /// Partition nodes: "BLKRRPART", "BLKPG", "not a block device" or a failure.
     pub partition_nodes: String,
     /// What `--grow-last` did to the last partition's filesystem.
@@ -366,7 +367,7 @@ pub fn run(
         plan.sector_size,
     )?;
     let r = run_on(plan, &chain, &dev, fresh, reporter, cancel)
-        .and_then(|w| finish(plan, &dev, w, started, reporter, cancel));
+        .and_then(|w| finish(plan, &dev, w, started));
     if r.is_err() {
         // Nothing half-done may look restored: a file we created goes away, a disk loses
         // its partition tables again.
@@ -390,17 +391,12 @@ pub fn run(
     Ok(s)
 }
 
-/// What [`run_on`] wrote: `(offset, len, blake3)` per range, and the byte count.
-#[derive(Debug, Clone, Default)]
-pub struct Written {
-    /// Every range written, with the hash of the bytes written there.
-    pub ranges: Vec<(u64, u64, [u8; 32])>,
-    /// Bytes written (or skipped as known zeros on a new file).
-    pub bytes: u64,
-}
+pub use super::target::Written;
 
-/// Everything before read-back: wipe, data, tables, sync. Returns the written ranges.
-/// Public so that tests can inject faults into the target.
+/// The whole write: wipe the old tables, the data, sync, read the data back (unless
+/// `plan.verify` is off), then the tables and first MiB, sync, and read those back
+/// ([`super::target::data_then_tables`]). Public so that tests can inject faults into the
+/// target.
 pub fn run_on(
     plan: &RestorePlan,
     chain: &Chain,
@@ -563,52 +559,36 @@ pub fn run_on(
         target::flush(dev, s, e)?;
     }
 
-    // 3 and 4. The tables, last.
-    reporter.phase(Phase::Partition, None);
-    for (off, bytes, _) in &head_tail {
-        dev.write_at(bytes, *off)?;
-        written.push((*off, bytes.len() as u64, *blake3::hash(bytes).as_bytes()));
-        done += bytes.len() as u64;
-    }
     reporter.progress_final(Phase::Write, done);
 
-    reporter.phase(Phase::Sync, None);
-    dev.sync()?;
-    Ok(Written {
-        ranges: written,
-        bytes: done,
-    })
+    // 3, 4 and 5. Sync and read back the data; only then the tables, synced and read back.
+    let tables: Vec<(u64, Vec<u8>)> = head_tail.into_iter().map(|(o, b, _)| (o, b)).collect();
+    target::data_then_tables(
+        dev,
+        written,
+        done,
+        &tables,
+        plan.verify,
+        plan.threads,
+        reporter,
+        cancel,
+    )
 }
 
-/// Read-back verification and the kernel's partition nodes.
+/// The kernel's partition nodes, and the summary.
 fn finish(
     plan: &RestorePlan,
     dev: &FileDev,
     written: Written,
     started: Instant,
-    reporter: &Reporter,
-    cancel: &CancelToken,
 ) -> Result<RestoreSummary> {
-    let done = written.bytes;
-    let written = written.ranges;
-    // 5. Read-back verification, never from the page cache.
-    let (verified, method) = target::verify_written(
-        dev,
-        &plan.target,
-        plan.sector_size,
-        plan.verify,
-        &written,
-        plan.threads,
-        reporter,
-        cancel,
-    )?;
     // 6. The kernel's view of the new partitions.
     let nodes = target::partition_nodes(dev)?;
     Ok(RestoreSummary {
         target: plan.target.clone(),
-        written_bytes: done,
-        verified_bytes: verified,
-        verify_method: method,
+        written_bytes: written.bytes,
+        verified_bytes: written.verified,
+        verify_method: written.method,
         partition_nodes: nodes,
         grown: None,
         seconds: started.elapsed().as_secs_f64(),

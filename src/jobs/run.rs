@@ -73,8 +73,9 @@ impl Job {
             Job::Image(p) => image::run(&p, reporter, cancel).map(Summary::Image),
             Job::Restore(p) => restore::run(&p, reporter, cancel).map(Summary::Restore),
             Job::Clone(p) => clone::run(&p, reporter, cancel).map(Summary::Clone),
-            Job::Verify(v) => verify::run(&v.path, &v.search, v.threads, reporter, cancel)
-                .map(Summary::Verify),
+            Job::Verify(v) => {
+                verify::run(&v.path, &v.search, v.threads, reporter, cancel).map(Summary::Verify)
+            }
             Job::Merge(p) => merge::run(&p, reporter, cancel).map(Summary::Merge),
         }
     }

@@ -2,10 +2,10 @@
 //! error is pinned to a range, wiping the table areas, reading back what was written without
 //! the page cache, and making the kernel see the new partitions.
 
-use crate::event::{CancelToken, Phase, Reporter};
-use crate::blockdev::{sys, BlockDev, FileDev, OpenMode};
+use crate::blockdev::{sys, BlockDev, FileDev, OpenMode, ReadbackMethod};
 use crate::discovery::{self, SystemPaths};
 use crate::error::{Error, Result};
+use crate::event::{CancelToken, Phase, Reporter};
 use crate::partition::PartitionTable;
 use crate::pipeline::{self, Shape};
 use crate::units::MIB;
@@ -115,23 +115,6 @@ pub(crate) fn wipe_tables(dev: &dyn BlockDev, ss: u64, parts: Option<(u64, u64)>
     flush(dev, 0, size)
 }
 
-/// A handle that reads the device, not the page cache.
-pub(crate) fn open_for_readback(
-    dev: &FileDev,
-    path: &Path,
-    sector_size: u32,
-) -> Result<(FileDev, &'static str)> {
-    match FileDev::open_with_sector_size(path, OpenMode::ReadDirect, sector_size) {
-        Ok(d) => Ok((d, "O_DIRECT")),
-        Err(_) => {
-            sys::drop_cache(dev.file()).map_err(|e| Error::io("dropping the cache of", path, e))?;
-            let d = FileDev::open_with_sector_size(path, OpenMode::Read, sector_size)?;
-            sys::drop_cache(d.file()).map_err(|e| Error::io("dropping the cache of", path, e))?;
-            Ok((d, "dropped page cache"))
-        }
-    }
-}
-
 /// A buffer of `len` bytes starting at an address aligned to 4096, for `O_DIRECT`.
 pub(crate) fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
     const ALIGN: usize = 4096;
@@ -143,7 +126,7 @@ pub(crate) fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
 /// Reads back every `(offset, len, blake3)` range of `dev` and compares hashes; returns the
 /// bytes checked. A mismatch is [`Error::VerifyMismatch`] naming the range.
 pub(crate) fn read_back(
-    dev: &FileDev,
+    dev: &dyn BlockDev,
     written: &[(u64, u64, [u8; 32])],
     threads: usize,
     reporter: &Reporter,
@@ -292,28 +275,102 @@ pub(crate) fn size_change(target_size: u64, source_size: u64) -> &'static str {
     }
 }
 
-/// Reads back every written range without the page cache (unless `verify` is off), reporting
-/// [`Phase::Verify`]: the bytes checked, and how the cache was bypassed (or "none").
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn verify_written(
-    dev: &FileDev,
-    path: &Path,
-    sector_size: u32,
+/// Reads back `ranges` of `dev` without its cache (see [`BlockDev::uncached`]), unless
+/// `verify` is off; returns the bytes checked and how the cache was bypassed.
+fn verify_ranges(
+    dev: &dyn BlockDev,
     verify: bool,
-    written: &[(u64, u64, [u8; 32])],
+    ranges: &[(u64, u64, [u8; 32])],
     threads: usize,
     reporter: &Reporter,
     cancel: &CancelToken,
-) -> Result<(u64, &'static str)> {
+) -> Result<(u64, ReadbackMethod)> {
     if !verify {
-        return Ok((0, "none"));
+        return Ok((0, ReadbackMethod::None));
     }
-    reporter.phase(Phase::Verify, Some(written.iter().map(|w| w.1).sum()));
-    let (check, method) = open_for_readback(dev, path, sector_size)?;
-    Ok((
-        read_back(&check, written, threads, reporter, cancel)?,
+    match dev.uncached()? {
+        Some((check, method)) => Ok((
+            read_back(&*check, ranges, threads, reporter, cancel)?,
+            method,
+        )),
+        None => Ok((
+            read_back(dev, ranges, threads, reporter, cancel)?,
+            ReadbackMethod::NoCache,
+        )),
+    }
+}
+
+/// What a restore or clone wrote and read back.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Every range written, with the blake3 of the bytes written there: the data, then the
+    /// table areas.
+    pub ranges: Vec<(u64, u64, [u8; 32])>,
+    /// Bytes written (or skipped as known zeros on a new file).
+    pub bytes: u64,
+    /// Bytes read back and compared (0 with `--no-verify`).
+    pub verified: u64,
+    /// How the read-back bypassed the cache.
+    pub method: ReadbackMethod,
+    /// Seconds the data's read-back took.
+    pub verify_seconds: f64,
+}
+
+/// The end of every restore and clone, once the data is written: the data is made durable
+/// and (with `verify`) read back and compared, and only then are the partition tables and
+/// the first MiB (`tables`: tail areas first, the head last) written, synced and read back.
+/// A target whose data was never verified therefore never carries a partition table: a
+/// failure, a cancel or a crash before the end leaves it without one (the caller wipes what
+/// a failure leaves).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn data_then_tables(
+    dev: &dyn BlockDev,
+    data: Vec<(u64, u64, [u8; 32])>,
+    data_bytes: u64,
+    tables: &[(u64, Vec<u8>)],
+    verify: bool,
+    threads: usize,
+    reporter: &Reporter,
+    cancel: &CancelToken,
+) -> Result<Written> {
+    reporter.phase(Phase::Sync, None);
+    dev.sync()?;
+    cancel.check()?;
+    let started = std::time::Instant::now();
+    if verify {
+        reporter.phase(Phase::Verify, Some(data.iter().map(|w| w.1).sum()));
+    }
+    let (mut verified, method) = verify_ranges(dev, verify, &data, threads, reporter, cancel)?;
+    let verify_seconds = started.elapsed().as_secs_f64();
+    reporter.phase(Phase::Partition, None);
+    let mut table_ranges = Vec::with_capacity(tables.len());
+    let mut bytes = data_bytes;
+    for (off, b) in tables {
+        cancel.check()?;
+        dev.write_at(b, *off)?;
+        table_ranges.push((*off, b.len() as u64, *blake3::hash(b).as_bytes()));
+        bytes += b.len() as u64;
+    }
+    dev.sync()?;
+    // a few KiB: read back without progress events, after the data's
+    let (v, _) = verify_ranges(
+        dev,
+        verify,
+        &table_ranges,
+        threads,
+        &Reporter::silent(),
+        cancel,
+    )?;
+    verified += v;
+    let mut ranges = data;
+    ranges.extend(table_ranges);
+    Ok(Written {
+        ranges,
+        bytes,
+        verified,
         method,
-    ))
+        verify_seconds,
+    })
 }
 
 /// Makes the kernel see the partitions now on `dev` (see [`refresh_partitions`]); says what

@@ -3,8 +3,8 @@
 //! structure (header, metadata, index, footer, root hash) of every member and every link of
 //! the chain. Decoding runs on every core.
 
-use crate::event::{CancelToken, Phase, Reporter};
 use crate::error::Result;
+use crate::event::{CancelToken, Phase, Reporter};
 use crate::image::{hex, Chain, ChainLink, FrameRead};
 use crate::pipeline::{self, Shape};
 use serde::Serialize;
