@@ -384,6 +384,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the shell completion script for SHELL on stdout.
+    ///
+    /// With it, Tab completes lifeboat's commands and options. Save it where the shell looks
+    /// for completions, then start a new shell:
+    ///
+    ///   bash        lifeboat completions bash > /etc/bash_completion.d/lifeboat
+    ///               (one user: ~/.local/share/bash-completion/completions/lifeboat)
+    ///   zsh         lifeboat completions zsh > /usr/local/share/zsh/site-functions/_lifeboat
+    ///               (any folder in $fpath; the file must be named _lifeboat)
+    ///   fish        lifeboat completions fish > ~/.config/fish/completions/lifeboat.fish
+    ///   elvish      lifeboat completions elvish >> ~/.config/elvish/rc.elv
+    ///   powershell  lifeboat completions powershell >> $PROFILE
+    ///
+    /// Examples:
+    ///   lifeboat completions bash > /etc/bash_completion.d/lifeboat
+    ///   source <(lifeboat completions bash)      (this shell only)
+    #[command(verbatim_doc_comment)]
+    Completions {
+        /// The shell to write the script for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn parse_sector_size(s: &str) -> Result<u32, String> {

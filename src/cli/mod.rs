@@ -2,6 +2,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod args;
+mod completions;
 mod jobs;
 mod progress;
 mod render;
@@ -225,6 +226,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } => {
             drop(out);
             return jobs::prune(&dir, &keep, &search, yes, dry_run, json);
+        }
+        Command::Completions { shell } => {
+            completions::write(shell, &mut out).context("writing the completion script")?;
         }
     }
     out.flush()?;
