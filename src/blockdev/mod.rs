@@ -143,3 +143,43 @@ pub fn read_clamped(dev: &dyn BlockDev, offset: u64, len: usize) -> Result<Vec<u
     let avail = usize::try_from(size - offset).unwrap_or(usize::MAX);
     read_vec(dev, offset, len.min(avail))
 }
+
+/// Narrows a failed chunk read down to the first unreadable sector, so the error names the
+/// exact byte offset of the bad sector rather than the chunk.
+pub fn narrow_read_error(dev: &dyn BlockDev, off: u64, len: u32, first: Error) -> Error {
+    if !matches!(first, Error::Read { .. }) {
+        return first;
+    }
+    let ss = u64::from(dev.geometry().logical_sector_size.max(512));
+    let end = off + u64::from(len);
+    // aligned, so that an O_DIRECT handle can be narrowed down too
+    let mut backing = Vec::new();
+    let buf = aligned(&mut backing, 64 << 10);
+    let mut pos = off;
+    while pos < end {
+        let step = (64u64 << 10).min(end - pos);
+        if dev.read_at(&mut buf[..step as usize], pos).is_ok() {
+            pos += step;
+            continue;
+        }
+        let mut s = pos;
+        while s < pos + step {
+            let n = ss.min(pos + step - s) as usize;
+            if let Err(e) = dev.read_at(&mut buf[..n], s) {
+                return e;
+            }
+            s += n as u64;
+        }
+        pos += step;
+    }
+    first
+}
+
+/// A buffer of `len` bytes starting at an address aligned to 4096, for `O_DIRECT`: `buf` is
+/// grown to hold it and the aligned slice is returned.
+pub fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    const ALIGN: usize = 4096;
+    buf.resize(len + ALIGN, 0);
+    let skip = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
+    &mut buf[skip..skip + len]
+}

@@ -107,6 +107,7 @@
 
 mod chain;
 mod dev;
+pub mod encode;
 pub mod format;
 pub mod meta;
 mod reader;

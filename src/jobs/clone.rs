@@ -23,7 +23,7 @@
 //! Any failure zeroes the target's table areas again (or deletes a target file it created).
 //! The source is only ever opened read-only.
 
-use super::image::{chunk, locate_bad_read, survey, usable_table};
+use super::survey::{chunk, survey, usable_table};
 use super::target::Written;
 use super::{safety, target};
 use crate::blockdev::ReadbackMethod;
@@ -368,7 +368,7 @@ pub fn run_on(
     let read = |off: u64, len: u64| -> Result<Vec<u8>> {
         let mut b = vec![0u8; len as usize];
         src.read_at(&mut b, off)
-            .map_err(|e| locate_bad_read(src, off, len as u32, e))?;
+            .map_err(|e| crate::blockdev::narrow_read_error(src, off, len as u32, e))?;
         Ok(b)
     };
     let mut tail: Vec<(u64, Vec<u8>)> = Vec::new();
@@ -451,7 +451,7 @@ pub fn run_on(
             if let Err(e) = from.read_at(piece, off) {
                 // narrowed down through the same handle: a buffered one would read whole
                 // page-cache blocks and name the block's start, not the bad sector
-                return Err(locate_bad_read(from, off, len as u32, e));
+                return Err(crate::blockdev::narrow_read_error(from, off, len as u32, e));
             }
             edit::overlay(piece, off, &patches);
             let hash = *blake3::hash(piece).as_bytes();

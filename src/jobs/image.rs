@@ -14,23 +14,19 @@
 
 use super::chain::{chain_name_of, ChildKind, DiskIdentity};
 use super::safety;
-use crate::blockdev::{BlockDev, FileDev, OpenMode, Slice};
+use super::survey::{chunk, survey, usable_table};
+use crate::blockdev::{BlockDev, FileDev, OpenMode};
 use crate::discovery::SystemPaths;
 use crate::error::{Error, Result};
 use crate::event::{CancelToken, Phase, Reporter};
-use crate::fsmap::{self, FsMap, Used};
+use crate::image::encode::encode;
 use crate::image::meta::{Compression, ParentRef, SourceDisk};
-use crate::image::{
-    format, hex, Chain, Codec, CopyMethod, EncodedChunk, Header, ImageKind, ImageMeta, ImageWriter,
-    Record, Region, RegionKind,
-};
+use crate::image::{format, hex, Chain, Codec, Header, ImageKind, ImageMeta, ImageWriter, Region};
 use crate::inspect::{self, DiskReport};
 use crate::partition::{self, PartitionTable, TableKind};
 use crate::pipeline::{self, Shape};
 use crate::units::MIB;
 use serde::Serialize;
-use std::cell::RefCell;
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -42,8 +38,6 @@ pub const DEFAULT_CHUNK: u32 = 4 << 20;
 pub const DEFAULT_BLOCK: u32 = 64 << 10;
 /// Chunks whose reads are started ahead of the one being read.
 const READ_AHEAD: usize = 4;
-/// Unallocated gaps up to this size are copied whole.
-const SMALL_GAP: u64 = 16 * MIB;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -127,72 +121,6 @@ pub struct ParentPlan {
     pub search: Vec<PathBuf>,
     /// Hashes the chain already stores.
     pub known_blocks: usize,
-}
-
-fn total(ranges: &[(u64, u64)]) -> u64 {
-    ranges.iter().map(|r| r.1).sum()
-}
-
-impl Region {
-    /// A region holding a filesystem (or unknown data), copied per `ranges`.
-    #[allow(clippy::too_many_arguments)]
-    fn filesystem(
-        what: RegionKind,
-        partition: Option<u32>,
-        start_bytes: u64,
-        size_bytes: u64,
-        map: &FsMap,
-        method: CopyMethod,
-        reason: Option<String>,
-        ranges: &[(u64, u64)],
-    ) -> Region {
-        let fs = map.fs.as_ref();
-        Region {
-            what,
-            partition,
-            start_bytes,
-            size_bytes,
-            fs: fs.map(|f| f.kind.blkid_name().to_string()),
-            label: fs.and_then(|f| f.label.clone()),
-            uuid: fs.and_then(|f| f.uuid.clone()),
-            method,
-            reason,
-            used_bytes: map.used_bytes(),
-            copy_bytes: total(ranges),
-            stored_bytes: None,
-            chunks: None,
-        }
-    }
-
-    /// Space outside partitions: copied whole, or only at its ends when large.
-    fn unallocated(
-        what: RegionKind,
-        start_bytes: u64,
-        size_bytes: u64,
-        ranges: &[(u64, u64)],
-    ) -> Region {
-        let copy = total(ranges);
-        Region {
-            what,
-            partition: None,
-            start_bytes,
-            size_bytes,
-            fs: None,
-            label: None,
-            uuid: None,
-            method: if copy == size_bytes {
-                CopyMethod::All
-            } else {
-                CopyMethod::Partial
-            },
-            reason: (copy != size_bytes)
-                .then(|| "unallocated: only its first and last MiB are copied".to_string()),
-            used_bytes: None,
-            copy_bytes: copy,
-            stored_bytes: None,
-            chunks: None,
-        }
-    }
 }
 
 /// The printable, serializable plan of an image job.
@@ -476,224 +404,6 @@ fn refuse_empty_or_truncated(
     Ok(())
 }
 
-/// The table to follow when copying a disk: `table` when it is valid and has partitions.
-/// A table with errors is not followed (the whole disk is copied instead), and a warning
-/// naming its problems is added to `warnings`.
-pub(crate) fn usable_table<'t>(
-    table: Option<&'t PartitionTable>,
-    warnings: &mut Vec<String>,
-) -> Option<&'t PartitionTable> {
-    match table {
-        Some(t) if !t.has_errors() && !t.partitions.is_empty() => Some(t),
-        Some(t) if t.has_errors() => {
-            warnings.push(format!(
-                "the {} partition table has errors, so the whole disk is copied as it is: {}",
-                t.kind.as_str(),
-                t.diagnostics
-                    .iter()
-                    .map(|d| d.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
-            None
-        }
-        _ => None,
-    }
-}
-
-/// A byte range to copy: `(start, len, index of its region)`.
-pub(crate) type Extent = (u64, u64, usize);
-
-/// Where the data of `dev` is: for each region (boot area, gap, partition, end of disk) what
-/// is copied, and the byte extents `(start, len, region index)` to copy, in disk order.
-/// `usable` is a valid partition table (or `None`: the device as one filesystem or unknown);
-/// `selection` limits the partitions whose data is copied (the table areas always are).
-pub(crate) fn survey(
-    dev: &dyn BlockDev,
-    usable: Option<&PartitionTable>,
-    selection: Option<&[u32]>,
-    warnings: &mut Vec<String>,
-) -> Result<(Vec<Region>, Vec<Extent>)> {
-    let size = dev.len();
-    let mut regions = Vec::new();
-    let mut extents: Vec<(u64, u64, usize)> = Vec::new();
-    let mut push = |regions: &mut Vec<Region>, r: Region, ranges: Vec<(u64, u64)>| {
-        let idx = regions.len();
-        for (s, l) in ranges {
-            if l > 0 {
-                extents.push((s, l, idx));
-            }
-        }
-        regions.push(r);
-    };
-
-    match usable {
-        None => {
-            // No usable table: the device may hold a filesystem directly, or be unknown.
-            let map = fsmap::map_filesystem(dev)?;
-            let (method, reason, ranges) = match &map.used {
-                Used::Ranges { ranges } => (CopyMethod::UsedBlocks, None, ranges.clone()),
-                Used::All { reason } => (CopyMethod::All, Some(reason.clone()), vec![(0, size)]),
-            };
-            if let Some(r) = &reason {
-                if map.fs.is_some() {
-                    warnings.push(format!("whole device copied: {r}"));
-                }
-            }
-            let what = if map.fs.is_some() {
-                RegionKind::Filesystem
-            } else {
-                RegionKind::Disk
-            };
-            let r = Region::filesystem(what, None, 0, size, &map, method, reason, &ranges);
-            push(&mut regions, r, ranges);
-        }
-        Some(t) => {
-            let mut parts: Vec<_> = t.partitions.iter().filter(|p| !p.extended).collect();
-            parts.sort_by_key(|p| p.start_bytes);
-            let ext = t.partitions.iter().find(|p| p.extended);
-            let in_extended =
-                |s: u64, e: u64| ext.is_some_and(|x| s >= x.start_bytes && e <= x.end_bytes());
-            let mut pos = 0u64;
-            let tail_start = size
-                .saturating_sub(MIB)
-                .max(parts.last().map_or(0, |p| p.end_bytes()));
-            for (i, p) in parts.iter().enumerate() {
-                let start = p.start_bytes.min(size);
-                if start > pos {
-                    let (what, ranges) = gap_ranges(i == 0, pos, start, in_extended(pos, start));
-                    let r = Region::unallocated(what, pos, start - pos, &ranges);
-                    push(&mut regions, r, ranges);
-                }
-                let end = p.end_bytes().min(size);
-                let selected = selection.is_none_or(|s| s.contains(&p.number));
-                let slice = Slice::new(dev, start, end.saturating_sub(start));
-                let map = if selected {
-                    fsmap::map_filesystem(&slice)?
-                } else {
-                    FsMap {
-                        fs: fsmap::detect(&slice).ok().flatten(),
-                        used: Used::All {
-                            reason: "not selected".into(),
-                        },
-                    }
-                };
-                let (method, reason, ranges) = match (&map.used, selected) {
-                    (_, false) => (
-                        CopyMethod::Skipped,
-                        Some("not selected with --partitions".into()),
-                        vec![],
-                    ),
-                    (Used::Ranges { ranges }, true) => {
-                        (CopyMethod::UsedBlocks, None, ranges.clone())
-                    }
-                    (Used::All { reason }, true) => {
-                        if map.fs.is_some() {
-                            warnings.push(format!(
-                                "partition {} is copied block by block: {reason}",
-                                p.number
-                            ));
-                        }
-                        (
-                            CopyMethod::All,
-                            Some(reason.clone()),
-                            vec![(0, end - start)],
-                        )
-                    }
-                };
-                let ranges: Vec<(u64, u64)> =
-                    ranges.into_iter().map(|(s, l)| (s + start, l)).collect();
-                let r = Region::filesystem(
-                    RegionKind::Partition,
-                    Some(p.number),
-                    start,
-                    end - start,
-                    &map,
-                    method,
-                    reason,
-                    &ranges,
-                );
-                push(&mut regions, r, ranges);
-                pos = pos.max(end);
-            }
-            if pos < size {
-                // Trailing space: the last MiB (backup GPT) always, the rest like a gap.
-                let mut ranges = if tail_start > pos {
-                    gap_ranges(false, pos, tail_start, false).1
-                } else {
-                    Vec::new()
-                };
-                ranges.push((tail_start.max(pos), size - tail_start.max(pos)));
-                let ranges = merge(ranges);
-                let r = Region::unallocated(RegionKind::EndOfDisk, pos, size - pos, &ranges);
-                push(&mut regions, r, ranges);
-            }
-        }
-    }
-
-    extents.sort_by_key(|e| e.0);
-    Ok((regions, extents))
-}
-
-/// The byte ranges copied from an unallocated gap.
-fn gap_ranges(first: bool, s: u64, e: u64, in_extended: bool) -> (RegionKind, Vec<(u64, u64)>) {
-    let len = e - s;
-    let what = if first {
-        RegionKind::BootArea
-    } else {
-        RegionKind::Gap
-    };
-    if first || in_extended || len <= SMALL_GAP {
-        return (what, vec![(s, len)]);
-    }
-    (what, vec![(s, MIB), (e - MIB, MIB)])
-}
-
-fn merge(mut r: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
-    r.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for (s, l) in r {
-        if let Some(last) = out.last_mut() {
-            if s <= last.0 + last.1 {
-                let end = (last.0 + last.1).max(s + l);
-                last.1 = end - last.0;
-                continue;
-            }
-        }
-        out.push((s, l));
-    }
-    out
-}
-
-/// Splits sorted extents into chunks at multiples of `cs`, joining touching pieces of one
-/// region within a window.
-pub(crate) fn chunk(extents: &[(u64, u64, usize)], cs: u64) -> Vec<(u64, u32, usize)> {
-    let mut out: Vec<(u64, u32, usize)> = Vec::new();
-    for &(s, l, region) in extents {
-        let mut pos = s;
-        let end = s + l;
-        while pos < end {
-            let window_end = (pos / cs + 1) * cs;
-            let piece_end = end.min(window_end);
-            if let Some(last) = out.last_mut() {
-                let last_end = last.0 + u64::from(last.1);
-                let same_window = last.0 / cs == pos / cs;
-                // Only touching ranges join. Copying small gaps along was measured with
-                // bench/ (512 MiB disk): a 64 KiB allowance stored 1.6% more, because
-                // deleted-file garbage in the gaps costs more than chunk boundaries save.
-                if last.2 == region && same_window && pos == last_end {
-                    last.1 = (piece_end - last.0) as u32;
-                    pos = piece_end;
-                    continue;
-                }
-            }
-            out.push((pos, (piece_end - pos) as u32, region));
-            pos = piece_end;
-        }
-    }
-    out
-}
-
 /// LBA 0 and, for GPT, the primary header and entry array, as they are on the source.
 fn raw_table_bytes(dev: &dyn BlockDev, t: &PartitionTable) -> Result<Vec<u8>> {
     let ss = u64::from(t.sector_size);
@@ -703,106 +413,6 @@ fn raw_table_bytes(dev: &dyn BlockDev, t: &PartitionTable) -> Result<Vec<u8>> {
         len = (2 * ss + entries).min(4 * MIB);
     }
     crate::blockdev::read_clamped(dev, 0, len as usize)
-}
-
-thread_local! {
-    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
-}
-
-fn compress(level: i32, data: &[u8]) -> Result<Vec<u8>> {
-    COMPRESSOR.with(|c| {
-        let mut c = c.borrow_mut();
-        if !matches!(&*c, Some((l, _)) if *l == level) {
-            let comp = zstd::bulk::Compressor::new(level)
-                .map_err(|e| Error::io("starting zstd", "<compressor>", e))?;
-            *c = Some((level, comp));
-        }
-        match &mut *c {
-            Some((_, comp)) => comp
-                .compress(data)
-                .map_err(|e| Error::io("compressing", "<chunk>", e)),
-            None => Err(Error::Unsupported("zstd compressor missing".into())),
-        }
-    })
-}
-
-/// Cuts one chunk into records at multiples of `block`, hashes each, and compresses the
-/// records that are neither all zero nor in `known` (hashes the parent chain stores) into one
-/// frame (a pipeline worker's job). Only new data is compressed.
-pub(crate) fn encode(
-    level: i32,
-    disk_offset: u64,
-    raw: &[u8],
-    block: u64,
-    known: Option<&HashSet<[u8; 32]>>,
-) -> Result<EncodedChunk> {
-    let block = block.max(1);
-    let mut records = Vec::new();
-    let mut new_bytes = 0usize;
-    let mut pos = 0usize;
-    while pos < raw.len() {
-        let at = disk_offset + pos as u64;
-        let next = ((at / block + 1) * block - disk_offset) as usize;
-        let end = next.min(raw.len());
-        let piece = &raw[pos..end];
-        let hash = *blake3::hash(piece).as_bytes();
-        let codec = if piece.iter().all(|&b| b == 0) {
-            Codec::Zero
-        } else if known.is_some_and(|k| k.contains(&hash)) {
-            Codec::Parent
-        } else {
-            Codec::Zstd
-        };
-        let frame_offset = if codec == Codec::Zstd {
-            new_bytes += piece.len();
-            (new_bytes - piece.len()) as u32
-        } else {
-            0
-        };
-        records.push(Record {
-            disk_offset: at,
-            raw_len: piece.len() as u32,
-            stored_len: 0,
-            file_offset: 0,
-            codec,
-            frame_offset,
-            hash,
-        });
-        pos = end;
-    }
-    if new_bytes == 0 {
-        return Ok(EncodedChunk {
-            records,
-            frame_codec: Codec::Zero,
-            data: Vec::new(),
-        });
-    }
-    let gathered;
-    let frame: &[u8] = if new_bytes == raw.len() {
-        raw
-    } else {
-        let mut g = Vec::with_capacity(new_bytes);
-        for r in records.iter().filter(|r| r.codec == Codec::Zstd) {
-            let s = (r.disk_offset - disk_offset) as usize;
-            g.extend_from_slice(&raw[s..s + r.raw_len as usize]);
-        }
-        gathered = g;
-        &gathered
-    };
-    let z = compress(level, frame)?;
-    let (frame_codec, data) = if z.len() < frame.len() {
-        (Codec::Zstd, z)
-    } else {
-        (Codec::Raw, frame.to_vec())
-    };
-    for r in records.iter_mut().filter(|r| r.codec == Codec::Zstd) {
-        r.codec = frame_codec;
-    }
-    Ok(EncodedChunk {
-        records,
-        frame_codec,
-        data,
-    })
 }
 
 /// Runs a plan: reads the source, writes the image (renamed into place when sealed), then
@@ -884,7 +494,7 @@ pub fn run_on(
             }
             buf.resize(len as usize, 0);
             if let Err(e) = dev.read_at(&mut buf, off) {
-                return Err(locate_bad_read(dev, off, len, e));
+                return Err(crate::blockdev::narrow_read_error(dev, off, len, e));
             }
             Ok(Some((off, region, buf)))
         },
@@ -949,37 +559,6 @@ pub fn run_on(
     })
 }
 
-/// Narrows a failed chunk read down to the first unreadable sector, so the error names the
-/// exact byte offset of the bad sector rather than the chunk.
-pub(crate) fn locate_bad_read(dev: &dyn BlockDev, off: u64, len: u32, first: Error) -> Error {
-    if !matches!(first, Error::Read { .. }) {
-        return first;
-    }
-    let ss = u64::from(dev.geometry().logical_sector_size.max(512));
-    let end = off + u64::from(len);
-    // aligned, so that an O_DIRECT handle can be narrowed down too
-    let mut backing = Vec::new();
-    let buf = super::target::aligned(&mut backing, 64 << 10);
-    let mut pos = off;
-    while pos < end {
-        let step = (64u64 << 10).min(end - pos);
-        if dev.read_at(&mut buf[..step as usize], pos).is_ok() {
-            pos += step;
-            continue;
-        }
-        let mut s = pos;
-        while s < pos + step {
-            let n = ss.min(pos + step - s) as usize;
-            if let Err(e) = dev.read_at(&mut buf[..n], s) {
-                return e;
-            }
-            s += n as u64;
-        }
-        pos += step;
-    }
-    first
-}
-
 /// The metadata section: what `info` shows and what `restore` plans with.
 fn metadata(plan: &ImagePlan, created_unix: u64, stored: &[u64], chunks: &[u64]) -> ImageMeta {
     let regions: Vec<Region> = plan
@@ -1033,14 +612,14 @@ fn metadata(plan: &ImagePlan, created_unix: u64, stored: &[u64], chunks: &[u64])
 #[cfg(test)]
 pub(crate) fn example_plan() -> ImagePlan {
     let part = |n: u32, start: u64, size: u64, fs: &str, used: u64| Region {
-        what: RegionKind::Partition,
+        what: crate::image::RegionKind::Partition,
         partition: Some(n),
         start_bytes: start,
         size_bytes: size,
         fs: Some(fs.into()),
         label: None,
         uuid: None,
-        method: CopyMethod::UsedBlocks,
+        method: crate::image::CopyMethod::UsedBlocks,
         reason: None,
         used_bytes: Some(used),
         copy_bytes: used,
@@ -1078,7 +657,9 @@ pub(crate) fn example_plan() -> ImagePlan {
 
 #[cfg(test)]
 mod tests {
+    use super::super::survey::gap_ranges;
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn chunks_split_at_aligned_windows_and_join_touching_ranges() {

@@ -141,21 +141,7 @@ fn encode_chunk(level: i32, recs: &[Record], bytes: &[&[u8]]) -> Result<EncodedC
             data: Vec::new(),
         });
     }
-    let z =
-        zstd::bulk::compress(&frame, level).map_err(|e| Error::io("compressing", "<chunk>", e))?;
-    let (codec, data) = if z.len() < frame.len() {
-        (Codec::Zstd, z)
-    } else {
-        (Codec::Raw, frame)
-    };
-    for r in out.iter_mut().filter(|r| r.codec == Codec::Zstd) {
-        r.codec = codec;
-    }
-    Ok(EncodedChunk {
-        records: out,
-        frame_codec: codec,
-        data,
-    })
+    crate::image::encode::seal_frame(level, out, &frame)
 }
 
 /// Runs a merge plan.

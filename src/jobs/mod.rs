@@ -11,6 +11,7 @@ pub mod merge;
 pub mod restore;
 pub mod run;
 pub mod safety;
+pub mod survey;
 pub(crate) mod target;
 pub mod verify;
 

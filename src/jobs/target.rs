@@ -115,13 +115,7 @@ pub(crate) fn wipe_tables(dev: &dyn BlockDev, ss: u64, parts: Option<(u64, u64)>
     flush(dev, 0, size)
 }
 
-/// A buffer of `len` bytes starting at an address aligned to 4096, for `O_DIRECT`.
-pub(crate) fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
-    const ALIGN: usize = 4096;
-    buf.resize(len + ALIGN, 0);
-    let skip = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
-    &mut buf[skip..skip + len]
-}
+pub(crate) use crate::blockdev::aligned;
 
 /// Reads back every `(offset, len, blake3)` range of `dev` and compares hashes; returns the
 /// bytes checked. A mismatch is [`Error::VerifyMismatch`] naming the range.

@@ -1,0 +1,119 @@
+//! Chunk encoding, the format's write side below the writer: a chunk of disk bytes is cut
+//! into records at block boundaries, each hashed (blake3); all-zero records and records the
+//! parent chain already stores carry no bytes, and the rest are compressed together into one
+//! frame, stored raw when zstd does not make it smaller. See the format description in
+//! [`super`] for what the records and frames mean on disk.
+
+use super::format::{Codec, Record};
+use super::writer::EncodedChunk;
+use crate::error::{Error, Result};
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+}
+
+/// Compresses `data` at zstd `level` with this thread's compressor (made once per thread and
+/// level: pipeline workers compress many chunks).
+pub fn compress(level: i32, data: &[u8]) -> Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if !matches!(&*c, Some((l, _)) if *l == level) {
+            let comp = zstd::bulk::Compressor::new(level)
+                .map_err(|e| Error::io("starting zstd", "<compressor>", e))?;
+            *c = Some((level, comp));
+        }
+        match &mut *c {
+            Some((_, comp)) => comp
+                .compress(data)
+                .map_err(|e| Error::io("compressing", "<chunk>", e)),
+            None => Err(Error::Unsupported("zstd compressor missing".into())),
+        }
+    })
+}
+
+/// Cuts one chunk into records at multiples of `block`, hashes each, and compresses the
+/// records that are neither all zero nor in `known` (hashes the parent chain stores) into one
+/// frame (a pipeline worker's job). Only new data is compressed.
+pub fn encode(
+    level: i32,
+    disk_offset: u64,
+    raw: &[u8],
+    block: u64,
+    known: Option<&HashSet<[u8; 32]>>,
+) -> Result<EncodedChunk> {
+    let block = block.max(1);
+    let mut records = Vec::new();
+    let mut new_bytes = 0usize;
+    let mut pos = 0usize;
+    while pos < raw.len() {
+        let at = disk_offset + pos as u64;
+        let next = ((at / block + 1) * block - disk_offset) as usize;
+        let end = next.min(raw.len());
+        let piece = &raw[pos..end];
+        let hash = *blake3::hash(piece).as_bytes();
+        let codec = if piece.iter().all(|&b| b == 0) {
+            Codec::Zero
+        } else if known.is_some_and(|k| k.contains(&hash)) {
+            Codec::Parent
+        } else {
+            Codec::Zstd
+        };
+        let frame_offset = if codec == Codec::Zstd {
+            new_bytes += piece.len();
+            (new_bytes - piece.len()) as u32
+        } else {
+            0
+        };
+        records.push(Record {
+            disk_offset: at,
+            raw_len: piece.len() as u32,
+            stored_len: 0,
+            file_offset: 0,
+            codec,
+            frame_offset,
+            hash,
+        });
+        pos = end;
+    }
+    if new_bytes == 0 {
+        return Ok(EncodedChunk {
+            records,
+            frame_codec: Codec::Zero,
+            data: Vec::new(),
+        });
+    }
+    let gathered;
+    let frame: &[u8] = if new_bytes == raw.len() {
+        raw
+    } else {
+        let mut g = Vec::with_capacity(new_bytes);
+        for r in records.iter().filter(|r| r.codec == Codec::Zstd) {
+            let s = (r.disk_offset - disk_offset) as usize;
+            g.extend_from_slice(&raw[s..s + r.raw_len as usize]);
+        }
+        gathered = g;
+        &gathered
+    };
+    seal_frame(level, records, frame)
+}
+
+/// Compresses `frame` (the bytes of the records whose codec is [`Codec::Zstd`], in order) and
+/// finishes the chunk: zstd when it is smaller, raw otherwise (the records say which).
+pub fn seal_frame(level: i32, mut records: Vec<Record>, frame: &[u8]) -> Result<EncodedChunk> {
+    let z = compress(level, frame)?;
+    let (frame_codec, data) = if z.len() < frame.len() {
+        (Codec::Zstd, z)
+    } else {
+        (Codec::Raw, frame.to_vec())
+    };
+    for r in records.iter_mut().filter(|r| r.codec == Codec::Zstd) {
+        r.codec = frame_codec;
+    }
+    Ok(EncodedChunk {
+        records,
+        frame_codec,
+        data,
+    })
+}
