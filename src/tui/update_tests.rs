@@ -7,10 +7,14 @@
 #![allow(clippy::unwrap_used)]
 
 use super::app::{
-    image_order, image_rows, short_name, sources, store_choices, targets, update, Action, Ask,
-    CloneStep, Cmd, Failure, ImageEntry, ImageKind, ImageRow, ImageStep, ImageWiz, JobRequest,
-    Model, Msg, Planned, RestoreStep, RestoreWiz, Screen, Storage,
+    update, Action, Ask, Cmd, Failure, ImageEntry, JobRequest, Model, Msg, Planned, Screen, Storage,
 };
+use super::screens::clone::CloneStep;
+use super::screens::image::{ImageKind, ImageStep, ImageWiz};
+use super::screens::image_list::{image_order, image_rows, ImageRow};
+use super::screens::restore::{RestoreStep, RestoreWiz};
+use super::screens::storage::store_choices;
+use super::screens::{short_name, sources, targets};
 use super::testing::disks;
 use crate::inspect::DiskReport;
 use crate::jobs::chain::{DiskIdentity, Found};
@@ -144,21 +148,21 @@ fn restore_wiz(m: &Model) -> &RestoreWiz {
     }
 }
 
-fn clone_wiz(m: &Model) -> &super::app::CloneWiz {
+fn clone_wiz(m: &Model) -> &super::screens::clone::CloneWiz {
     match &m.screen {
         Screen::Clone(w) => w,
         s => panic!("expected the clone wizard, got {s:?}"),
     }
 }
 
-fn running(m: &Model) -> &super::app::Running {
+fn running(m: &Model) -> &super::screens::progress::Running {
     match &m.screen {
         Screen::Running(r) => r,
         s => panic!("expected the progress screen, got {s:?}"),
     }
 }
 
-fn done(m: &Model) -> &super::app::Done {
+fn done(m: &Model) -> &super::screens::done::Done {
     match &m.screen {
         Screen::Done(d) => d,
         s => panic!("expected the result screen, got {s:?}"),
@@ -208,7 +212,7 @@ impl Plans {
         let d = dir.path();
         let src = d.join("source.img");
         sparse(&src, 4 << 20);
-        let image = super::plan(&JobRequest::Image {
+        let image = super::exec::plan(&JobRequest::Image {
             source: src.clone(),
             dir: d.to_path_buf(),
             name: "disk".into(),
@@ -221,14 +225,14 @@ impl Plans {
         };
         image::run(p, &Reporter::silent(), &CancelToken::new()).unwrap();
         let lbi = p.output.clone();
-        let restore = super::plan(&JobRequest::Restore {
+        let restore = super::exec::plan(&JobRequest::Restore {
             image: lbi.clone(),
             target: d.join("restored.img"),
             grow_last: false,
             new_disk_id: false,
         })
         .unwrap();
-        let clone = super::plan(&JobRequest::Clone {
+        let clone = super::exec::plan(&JobRequest::Clone {
             source: src,
             target: d.join("cloned.img"),
             grow_last: false,
@@ -1618,7 +1622,7 @@ fn clone_real_too_small_target_is_a_does_not_fit_refusal() {
     let (src, dst) = (dir.path().join("src.img"), dir.path().join("dst.img"));
     sparse(&src, 4 << 20);
     sparse(&dst, 1 << 20);
-    let r = super::plan(&JobRequest::Clone {
+    let r = super::exec::plan(&JobRequest::Clone {
         source: src,
         target: dst,
         grow_last: false,
@@ -2143,7 +2147,7 @@ fn a_storage_mounted_before_the_menu_learns_its_disk_from_the_scan() {
     );
     let d = m.disks.clone();
     assert_eq!(
-        super::app::excluded(&m, &d[0]),
+        super::screens::excluded(&m, &d[0]),
         Some("holds the image storage"),
         "and that disk is no source or target"
     );
