@@ -2,24 +2,17 @@
 //! with its cause chain and what to do next. Pure functions of the job's own types.
 
 use super::app::Failure;
+use super::screens::progress::JobKind;
 use crate::error::Error;
 use crate::jobs::clone::CloneSummary;
 use crate::jobs::image::ImageSummary;
 use crate::jobs::restore::RestoreSummary;
 use crate::jobs::verify::VerifySummary;
+use crate::jobs::{JobError, Summary};
 use crate::resize::FsGrowReport;
 use crate::units::human_bytes;
 
-/// The error and its causes, outermost first.
-fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
-    let mut out = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push(c.to_string());
-        cur = c.source();
-    }
-    out
-}
+use crate::error::causes as chain;
 
 /// True for a file that holds an image (`.lbi`, or one being written).
 fn is_image_file(p: &std::path::Path) -> bool {
@@ -101,6 +94,50 @@ pub fn failure(what: &str, e: &Error, writes_target: bool) -> Failure {
         does_not_fit,
         cancelled: matches!(e, Error::Cancelled),
         wipes_target: wipes,
+    }
+}
+
+/// The result screen's content for a job that ended with `Finished`: its summary in lines
+/// and seconds (`elapsed` where the summary has none), or the failure with advice by the kind
+/// of error (the typed error travels in the event within this process).
+pub fn finished(
+    kind: JobKind,
+    summary: Option<Summary>,
+    error: Option<JobError>,
+    elapsed: f64,
+) -> Result<(Vec<String>, f64), Failure> {
+    let (what, writes) = match kind {
+        JobKind::Image => ("imaging", false),
+        JobKind::Restore => ("restoring", true),
+        JobKind::Clone => ("cloning", true),
+        JobKind::Verify => ("verifying", false),
+    };
+    match (summary, error) {
+        (Some(Summary::Image(s)), _) => Ok((image_lines(&s), s.seconds)),
+        (Some(Summary::Restore(s)), _) => Ok((restore_lines(&s), s.seconds)),
+        (Some(Summary::Clone(s)), _) => Ok((clone_lines(&s), s.seconds)),
+        (Some(Summary::Verify(s)), _) => Ok((verify_lines(&s), elapsed)),
+        (Some(Summary::Merge(s)), _) => Ok((
+            vec![format!(
+                "The full image {} was written and verified.",
+                s.path.display()
+            )],
+            s.seconds,
+        )),
+        (None, Some(e)) => Err(match e.error() {
+            Some(typed) => failure(what, typed, writes),
+            None => Failure {
+                what: what.to_string(),
+                causes: vec![e.message().to_string()],
+                advice: String::new(),
+                ..Failure::default()
+            },
+        }),
+        (None, None) => Err(Failure {
+            what: what.to_string(),
+            causes: vec!["the job ended without a result".into()],
+            ..Failure::default()
+        }),
     }
 }
 

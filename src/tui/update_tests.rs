@@ -7,10 +7,14 @@
 #![allow(clippy::unwrap_used)]
 
 use super::app::{
-    image_order, image_rows, short_name, sources, store_choices, targets, update, Action, Ask,
-    CloneStep, Cmd, Failure, ImageEntry, ImageKind, ImageRow, ImageStep, ImageWiz, JobRequest,
-    Model, Msg, Planned, RestoreStep, RestoreWiz, Screen, Storage,
+    update, Action, Ask, Cmd, Failure, ImageEntry, JobRequest, Model, Msg, Planned, Screen, Storage,
 };
+use super::screens::clone::CloneStep;
+use super::screens::image::{ImageKind, ImageStep, ImageWiz};
+use super::screens::image_list::{image_order, image_rows, ImageRow};
+use super::screens::restore::{RestoreStep, RestoreWiz};
+use super::screens::storage::store_choices;
+use super::screens::{short_name, sources, targets};
 use super::testing::disks;
 use crate::inspect::DiskReport;
 use crate::jobs::chain::{DiskIdentity, Found};
@@ -148,21 +152,21 @@ fn restore_wiz(m: &Model) -> &RestoreWiz {
     }
 }
 
-fn clone_wiz(m: &Model) -> &super::app::CloneWiz {
+fn clone_wiz(m: &Model) -> &super::screens::clone::CloneWiz {
     match &m.screen {
         Screen::Clone(w) => w,
         s => panic!("expected the clone wizard, got {s:?}"),
     }
 }
 
-fn running(m: &Model) -> &super::app::Running {
+fn running(m: &Model) -> &super::screens::progress::Running {
     match &m.screen {
         Screen::Running(r) => r,
         s => panic!("expected the progress screen, got {s:?}"),
     }
 }
 
-fn done(m: &Model) -> &super::app::Done {
+fn done(m: &Model) -> &super::screens::done::Done {
     match &m.screen {
         Screen::Done(d) => d,
         s => panic!("expected the result screen, got {s:?}"),
@@ -212,7 +216,7 @@ impl Plans {
         let d = dir.path();
         let src = d.join("source.img");
         sparse(&src, 4 << 20);
-        let image = super::plan(&JobRequest::Image {
+        let image = super::exec::plan(&JobRequest::Image {
             source: src.clone(),
             dir: d.to_path_buf(),
             name: "disk".into(),
@@ -225,14 +229,14 @@ impl Plans {
         };
         image::run(p, &Reporter::silent(), &CancelToken::new()).unwrap();
         let lbi = p.output.clone();
-        let restore = super::plan(&JobRequest::Restore {
+        let restore = super::exec::plan(&JobRequest::Restore {
             image: lbi.clone(),
             target: d.join("restored.img"),
             grow_last: false,
             new_disk_id: false,
         })
         .unwrap();
-        let clone = super::plan(&JobRequest::Clone {
+        let clone = super::exec::plan(&JobRequest::Clone {
             source: src,
             target: d.join("cloned.img"),
             grow_last: false,
@@ -1622,7 +1626,7 @@ fn clone_real_too_small_target_is_a_does_not_fit_refusal() {
     let (src, dst) = (dir.path().join("src.img"), dir.path().join("dst.img"));
     sparse(&src, 4 << 20);
     sparse(&dst, 1 << 20);
-    let r = super::plan(&JobRequest::Clone {
+    let r = super::exec::plan(&JobRequest::Clone {
         source: src,
         target: dst,
         grow_last: false,
@@ -1837,17 +1841,7 @@ fn job_events_update_the_progress_screen() {
             0,
             1,
         ),
-        (
-            Event::Finished {
-                ok: true,
-                summary: None,
-                error: None,
-            },
-            Some(Phase::Sync),
-            None,
-            0,
-            1,
-        ),
+        // Finished ends the screen: the_runners_finished_event_ends_the_job_...
     ];
     for (e, phase, total, done_bytes, warnings) in steps {
         let name = format!("{e:?}");
@@ -1874,7 +1868,7 @@ fn job_messages_outside_the_progress_screen_are_ignored() {
             total_bytes: Some(1),
         }),
     );
-    update(&mut m, Msg::JobDone(Ok((vec!["x".into()], 1.0))));
+    super::screens::done::finish(&mut m, Ok((vec!["x".into()], 1.0)));
     assert!(is_home(&m));
 }
 
@@ -1940,7 +1934,7 @@ fn job_done_ok_shows_its_lines() {
     ch(&mut m, 'c'); // the question is open when the job ends
     update(&mut m, Msg::Tick(t0 + Duration::from_secs(9), UNIX));
     let lines = vec!["It worked.".to_string(), "Root hash 00".to_string()];
-    assert!(update(&mut m, Msg::JobDone(Ok((lines.clone(), 4.5)))).is_none());
+    super::screens::done::finish(&mut m, Ok((lines.clone(), 4.5)));
     assert_eq!(m.ask, None);
     let d = done(&m);
     assert!(d.title.starts_with("Verifying "), "{}", d.title);
@@ -1958,7 +1952,7 @@ fn job_done_err_shows_the_failure() {
         cancelled: true,
         ..failure("verifying", false)
     };
-    assert!(update(&mut m, Msg::JobDone(Err(f.clone()))).is_none());
+    super::screens::done::finish(&mut m, Err(f.clone()));
     let d = done(&m);
     assert_eq!(d.failure, Some(f));
     assert!(d.lines.is_empty());
@@ -1973,7 +1967,7 @@ fn job_done_err_shows_the_failure() {
 fn done_enter_or_esc_goes_home_and_rescans() {
     for key in [KeyCode::Enter, KeyCode::Esc] {
         let (mut m, _) = running_model();
-        update(&mut m, Msg::JobDone(Ok((vec![], 1.0))));
+        super::screens::done::finish(&mut m, Ok((vec![], 1.0)));
         for other in [KeyCode::Char('q'), KeyCode::Down, KeyCode::Char('c')] {
             assert!(press(&mut m, other).is_none());
             done(&m);
@@ -1984,7 +1978,7 @@ fn done_enter_or_esc_goes_home_and_rescans() {
     }
     // a scan already running is not asked for twice
     let (mut m, _) = running_model();
-    update(&mut m, Msg::JobDone(Ok((vec![], 1.0))));
+    super::screens::done::finish(&mut m, Ok((vec![], 1.0)));
     m.scanning = true;
     assert!(press(&mut m, KeyCode::Enter).is_none());
     assert!(is_home(&m));
@@ -2027,7 +2021,7 @@ fn full_image_path_from_home_to_home() {
             total_bytes: Some(10),
         }),
     );
-    update(&mut m, Msg::JobDone(Ok((vec!["done".into()], 1.0))));
+    super::screens::done::finish(&mut m, Ok((vec!["done".into()], 1.0)));
     assert!(matches!(press(&mut m, KeyCode::Enter), Some(Cmd::Rescan)));
     assert!(is_home(&m));
     assert!(m.storage.is_some(), "the store stays chosen");
@@ -2147,7 +2141,7 @@ fn a_storage_mounted_before_the_menu_learns_its_disk_from_the_scan() {
     );
     let d = m.disks.clone();
     assert_eq!(
-        super::app::excluded(&m, &d[0]),
+        super::screens::excluded(&m, &d[0]),
         Some("holds the image storage"),
         "and that disk is no source or target"
     );
@@ -2204,4 +2198,58 @@ fn a_relisted_storage_keeps_the_cursor_on_the_same_image() {
         panic!("no verify")
     };
     assert_eq!(p, want);
+}
+
+#[test]
+fn the_runners_finished_event_ends_the_job_with_advice_from_the_typed_error() {
+    let (mut m, t0) = running_model();
+    update(&mut m, Msg::Tick(t0 + Duration::from_secs(3), UNIX));
+    let e = std::sync::Arc::new(crate::Error::VerifyMismatch {
+        path: PathBuf::from("/dev/sdb"),
+        offset: 4096,
+        end: 8192,
+    });
+    update(
+        &mut m,
+        Msg::Job(Event::Finished {
+            ok: false,
+            summary: None,
+            error: Some(crate::jobs::JobError::new(e)),
+        }),
+    );
+    let d = done(&m);
+    let f = d.failure.as_ref().expect("a failure");
+    assert_eq!(f.what, "verifying");
+    assert!(f.causes[0].contains("/dev/sdb"), "{:?}", f.causes);
+    assert!(
+        f.advice.contains("does not read back the same"),
+        "{}",
+        f.advice
+    );
+    assert!((d.seconds - 3.0).abs() < 1e-9);
+
+    // a verify summary: its lines, and the time the menu measured
+    let (mut m, t0) = running_model();
+    update(&mut m, Msg::Tick(t0 + Duration::from_secs(2), UNIX));
+    let s = crate::jobs::verify::VerifySummary {
+        path: PathBuf::from("/store/a.lbi"),
+        chunks: 1,
+        raw_bytes: 1 << 20,
+        ancestor_bytes: 0,
+        file_bytes: 1000,
+        root_hash: "ab".into(),
+        chain: Vec::new(),
+    };
+    update(
+        &mut m,
+        Msg::Job(Event::Finished {
+            ok: true,
+            summary: Some(crate::jobs::Summary::Verify(s.clone())),
+            error: None,
+        }),
+    );
+    let d = done(&m);
+    assert_eq!(d.failure, None);
+    assert_eq!(d.lines, super::outcome::verify_lines(&s));
+    assert!((d.seconds - 2.0).abs() < 1e-9);
 }

@@ -1,0 +1,427 @@
+//! The command executor: carries out the [`Cmd`]s that [`update`](super::app::update)
+//! returns, the I/O the pure model never does. Scans, mounts and plans run on threads of the
+//! loop's scope and answer as messages (a mount or a plan as a [`Msg::Reply`] to the request
+//! the menu waits for); a job runs on its own thread with its events forwarded; a shell takes
+//! the terminal until it exits. Jobs are the same `plan()` and `run()` the CLI calls.
+
+use super::app::{self, Cmd, ImageEntry, JobRequest, Model, Msg, Planned, Storage};
+use super::screens::image::ImageKind;
+use super::screens::storage::StoreChoice;
+use super::{outcome, terminal, Exit};
+use crate::discovery::SystemPaths;
+use crate::jobs::chain::{self as chains, ChildKind};
+use crate::jobs::run::VerifyJob;
+use crate::jobs::{self, clone, image, restore, CancelToken};
+use crossbeam_channel::Sender;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::Scope;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the commands share with the loop: the thread scope and the channel answers come back
+/// on, and what is pending (the request waited for, the running job, a mount of ours).
+/// Lives for one run of the loop; `'scope` and `'env` are the loop's thread scope's.
+pub(super) struct Exec<'scope, 'env> {
+    scope: &'scope Scope<'scope, 'env>,
+    tx: Sender<Msg>,
+    /// Scan, mount and plan threads still running.
+    readers: &'env AtomicUsize,
+    /// Set while a shell has the terminal: the input thread stops reading.
+    paused: &'env AtomicBool,
+    /// The input thread has stopped reading.
+    parked: &'env AtomicBool,
+    /// Where a chosen storage filesystem is mounted.
+    mount_at: &'env Path,
+    /// The request whose answer the menu waits for.
+    latest: u64,
+    /// The storage at `mount_at` was mounted by us.
+    mounted: bool,
+    /// The pending mount request mounts at `mount_at`.
+    mounted_by_us: bool,
+    /// Cancels the running job; `None` when no job runs.
+    cancel: Option<CancelToken>,
+}
+
+impl<'scope, 'env> Exec<'scope, 'env> {
+    /// An executor that spawns on `scope` and answers on `tx`; the atomics are the loop's
+    /// (see the fields).
+    pub(super) fn new(
+        scope: &'scope Scope<'scope, 'env>,
+        tx: Sender<Msg>,
+        readers: &'env AtomicUsize,
+        (paused, parked): (&'env AtomicBool, &'env AtomicBool),
+        mount_at: &'env Path,
+    ) -> Self {
+        Exec {
+            scope,
+            tx,
+            readers,
+            paused,
+            parked,
+            mount_at,
+            latest: 0,
+            mounted: false,
+            mounted_by_us: false,
+            cancel: None,
+        }
+    }
+
+    /// A job runs (the menu waits for its end before it leaves).
+    pub(super) fn job_running(&self) -> bool {
+        self.cancel.is_some()
+    }
+
+    /// The storage at `mount_at` was mounted by this menu (and is unmounted when it leaves).
+    pub(super) fn mounted(&self) -> bool {
+        self.mounted
+    }
+
+    /// Scans the disks (and lists `dir` first, when given) on a reader thread.
+    pub(super) fn rescan(&self, dir: Option<PathBuf>) {
+        let (tx, readers) = (self.tx.clone(), self.readers);
+        readers.fetch_add(1, Ordering::SeqCst);
+        self.scope.spawn(move || {
+            let _done = Done(readers);
+            // the images first: "scanning" ends with the disks, and then both are fresh
+            if let Some(d) = dir {
+                let _ = tx.send(Msg::Images(list_images(&d)));
+            }
+            let _ = tx.send(Msg::Devices(scan()));
+        });
+    }
+
+    /// The message inside the answer `m` to request `id`, or `None` when nobody waits for it
+    /// any more (a later request, or Esc while waiting: `waiting` is false).
+    pub(super) fn reply(&mut self, id: u64, m: Msg, waiting: bool) -> Option<Msg> {
+        if id == self.latest && matches!(m, Msg::StorageReady(Ok(_))) {
+            self.mounted = self.mounted_by_us; // even when nobody waits for it any more
+        }
+        if id != self.latest || !waiting {
+            return None;
+        }
+        Some(m)
+    }
+
+    /// The job ended: nothing to cancel any more, and the storage folder `dir` is listed
+    /// again, so that a new image (or a deleted partial one) shows in the lists at once.
+    pub(super) fn job_ended(&mut self, dir: Option<PathBuf>) {
+        self.cancel = None;
+        if let Some(dir) = dir {
+            let tx = self.tx.clone();
+            self.scope.spawn(move || {
+                let _ = tx.send(Msg::Images(list_images(&dir)));
+            });
+        }
+    }
+
+    /// Cancels the running job, if any (when the menu leaves: it never leaves a job behind;
+    /// the scope joins it).
+    pub(super) fn cancel(&self) {
+        if let Some(c) = &self.cancel {
+            c.cancel();
+        }
+    }
+
+    /// Carries out `cmd`; `Some` when the menu is to leave. A shell suspends `term`, and
+    /// failing to start one is shown on `model`.
+    pub(super) fn execute(
+        &mut self,
+        cmd: Cmd,
+        model: &mut Model,
+        term: &mut terminal::Terminal,
+    ) -> Option<Exit> {
+        match cmd {
+            Cmd::Quit => return Some(Exit::Quit),
+            Cmd::PowerOff => return Some(Exit::PowerOff),
+            Cmd::Reboot => return Some(Exit::Reboot),
+            Cmd::Rescan => self.rescan(model.storage.as_ref().map(|s| s.dir.clone())),
+            Cmd::MountStorage(c) => {
+                self.latest += 1;
+                let id = self.latest;
+                self.mounted_by_us = c.mountpoint.is_none();
+                if self.mounted_by_us {
+                    self.mounted = false; // whatever was there is unmounted first
+                }
+                let (tx, at) = (self.tx.clone(), self.mount_at.to_path_buf());
+                self.readers.fetch_add(1, Ordering::SeqCst);
+                let readers = self.readers;
+                self.scope.spawn(move || {
+                    let _done = Done(readers);
+                    let r = mount_storage(&c, &at);
+                    let _ = tx.send(Msg::Reply(id, Box::new(Msg::StorageReady(r))));
+                });
+            }
+            Cmd::Plan(req) => {
+                self.latest += 1;
+                let id = self.latest;
+                let tx = self.tx.clone();
+                self.readers.fetch_add(1, Ordering::SeqCst);
+                let readers = self.readers;
+                self.scope.spawn(move || {
+                    let _done = Done(readers);
+                    let _ = tx.send(Msg::Reply(id, Box::new(Msg::Planned(plan(&req)))));
+                });
+            }
+            Cmd::Start(p) => {
+                let (tx, c) = (self.tx.clone(), CancelToken::new());
+                self.cancel = Some(c.clone());
+                self.scope.spawn(move || run_job(Job::Planned(p), &tx, &c));
+            }
+            Cmd::Verify(path) => {
+                let (tx, c) = (self.tx.clone(), CancelToken::new());
+                self.cancel = Some(c.clone());
+                self.scope
+                    .spawn(move || run_job(Job::Verify(path), &tx, &c));
+            }
+            Cmd::Cancel => self.cancel(),
+            Cmd::Shell => {
+                // the input thread stops reading before the shell gets the terminal
+                self.paused.store(true, Ordering::SeqCst);
+                let t = Instant::now();
+                while !self.parked.load(Ordering::SeqCst) && t.elapsed() < Duration::from_secs(1) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let r = term.suspend(shell);
+                self.paused.store(false, Ordering::SeqCst);
+                let failed = match r {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(("starting a shell", e)),
+                    Err(e) => Some(("taking the screen back after the shell", e)),
+                };
+                if let Some((what, e)) = failed {
+                    model.failure = Some(app::Failure {
+                        what: what.into(),
+                        causes: vec![e.to_string()],
+                        advice: "Press Enter; if the screen stays wrong, leave with q and come back with menu.".into(),
+                        ..app::Failure::default()
+                    });
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Disk reports for the Home screen, or the error chain in words.
+fn scan() -> Result<Vec<crate::inspect::DiskReport>, String> {
+    crate::inspect::list(&SystemPaths::default()).map_err(|e| crate::error::with_causes(&e))
+}
+
+/// Seconds since 1970.
+pub(super) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The images in `dir`, with their file sizes.
+pub(super) fn list_images(dir: &Path) -> Result<Vec<ImageEntry>, String> {
+    let found = chains::images_in(dir).map_err(|e| crate::error::with_causes(&e))?;
+    Ok(found
+        .into_iter()
+        .map(|f| ImageEntry {
+            file_bytes: std::fs::metadata(&f.path).map_or(0, |m| m.len()),
+            found: f,
+        })
+        .collect())
+}
+
+/// Mounts `c` at `at` unless it is mounted already, and lists its images.
+fn mount_storage(c: &StoreChoice, at: &Path) -> Result<(Storage, Vec<ImageEntry>), app::Failure> {
+    let dir = match &c.mountpoint {
+        Some(m) => m.clone(),
+        None => {
+            // a storage mounted here before is replaced, but never pulled from under a job:
+            // a busy one (another console writing to it) is kept and the choice refused
+            if let Err(e) = crate::init::store::release(at) {
+                return Err(app::Failure {
+                    what: "changing the storage".into(),
+                    causes: vec![format!("unmounting {}: {e}", at.display())],
+                    advice: "The storage in use is busy (a job on another console may be writing to it). Let it finish, then choose again.".into(),
+                    ..app::Failure::default()
+                });
+            }
+            let t = crate::init::store::StoreTarget {
+                device: c.device.clone(),
+                disk: c.disk.clone(),
+                fs: c.fs,
+                label: c.label.clone(),
+            };
+            crate::init::store::mount(&t, at).map_err(|e| {
+                outcome::failure_any(
+                    "mounting the storage",
+                    &e,
+                    "Choose another filesystem, or check this one from the shell (fsck). A Windows disk must be shut down fully (not hibernated) to be written.",
+                )
+            })?;
+            at.to_path_buf()
+        }
+    };
+    let images = list_images(&dir).map_err(|e| app::Failure {
+        what: "listing the storage".into(),
+        causes: vec![e],
+        advice: "Check the filesystem from the shell, or choose another.".into(),
+        ..app::Failure::default()
+    })?;
+    Ok((
+        Storage {
+            dir,
+            device: Some(c.device.clone()),
+            disk: Some(c.disk.clone()),
+            fs: Some(c.fs.to_string()),
+            label: c.label.clone(),
+        },
+        images,
+    ))
+}
+
+/// Plans `req` with the job's own `plan()`, so that the TUI refuses what the CLI refuses.
+pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
+    let paths = SystemPaths::default();
+    match req {
+        JobRequest::Image {
+            source,
+            dir,
+            name,
+            kind,
+            level,
+        } => {
+            let what = "planning the image";
+            let fail = |e: &crate::Error| outcome::failure(what, e, false);
+            let (parent, output) = match kind {
+                ImageKind::Full => {
+                    let out = dir.join(format!("{name}.lbi"));
+                    if out.exists() {
+                        return Err(app::Failure {
+                            what: what.into(),
+                            causes: vec![format!("{} already exists", out.display())],
+                            advice: "Go back (Esc) and choose another name.".into(),
+                            ..app::Failure::default()
+                        });
+                    }
+                    (None, out)
+                }
+                ImageKind::Incremental | ImageKind::Differential => {
+                    let child = if *kind == ImageKind::Incremental {
+                        ChildKind::Incremental
+                    } else {
+                        ChildKind::Differential
+                    };
+                    let (spec, out) =
+                        image::ParentSpec::newest_in(dir, source, 512, child, unix_now())
+                            .map_err(|e| fail(&e))?;
+                    (Some(spec), out)
+                }
+            };
+            let spec = image::ImageSpec {
+                source: source.clone(),
+                output,
+                partitions: None,
+                level: *level,
+                threads: 0,
+                chunk_size: image::DEFAULT_CHUNK,
+                block_size: 64 << 10,
+                file_sector_size: 512,
+                parent,
+            };
+            image::plan(&spec, &paths)
+                .map(|p| Planned::Image(Box::new(p)))
+                .map_err(|e| fail(&e))
+        }
+        JobRequest::Restore {
+            image,
+            target,
+            grow_last,
+            new_disk_id,
+        } => {
+            let spec = restore::RestoreSpec {
+                image: image.clone(),
+                target: target.clone(),
+                verify: true,
+                threads: 0,
+                search: Vec::new(),
+                grow_last: *grow_last,
+                new_disk_id: *new_disk_id,
+            };
+            restore::plan(&spec, &paths)
+                .map(|p| Planned::Restore(Box::new(p)))
+                .map_err(|e| outcome::failure("planning the restore", &e, false))
+        }
+        JobRequest::Clone {
+            source,
+            target,
+            grow_last,
+            new_disk_id,
+        } => {
+            let spec = clone::CloneSpec {
+                source: source.clone(),
+                target: target.clone(),
+                verify: true,
+                threads: 0,
+                grow_last: *grow_last,
+                new_disk_id: *new_disk_id,
+                file_sector_size: 512,
+            };
+            clone::plan(&spec, &paths)
+                .map(|p| Planned::Clone(Box::new(p)))
+                .map_err(|e| outcome::failure("planning the clone", &e, false))
+        }
+    }
+}
+
+/// A job the loop runs.
+enum Job {
+    Planned(Planned),
+    Verify(PathBuf),
+}
+
+/// Runs `job` through the job runner, forwarding its events as [`Msg::Job`]; the last one is
+/// the runner's `Finished`, with the typed summary or error.
+fn run_job(job: Job, tx: &Sender<Msg>, cancel: &CancelToken) {
+    let job = match job {
+        Job::Planned(Planned::Image(p)) => jobs::Job::Image(p),
+        Job::Planned(Planned::Restore(p)) => jobs::Job::Restore(p),
+        Job::Planned(Planned::Clone(p)) => jobs::Job::Clone(p),
+        Job::Verify(path) => jobs::Job::Verify(VerifyJob {
+            path,
+            search: Vec::new(),
+            threads: 0,
+        }),
+    };
+    let (events, rx) = crossbeam_channel::bounded(1024);
+    std::thread::scope(|s| {
+        let fwd = tx.clone();
+        s.spawn(move || {
+            for e in rx {
+                if fwd.send(Msg::Job(e)).is_err() {
+                    return;
+                }
+            }
+        });
+        let _ = jobs::run::run(job, &events, cancel);
+        drop(events); // ends the forwarder after the last event
+    });
+}
+
+/// Counts a reader thread out when it ends, however it ends.
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A shell on the terminal until it exits.
+fn shell() -> std::io::Result<()> {
+    let sh = std::env::var_os("SHELL")
+        .filter(|s| Path::new(s).exists())
+        .unwrap_or_else(|| "/bin/sh".into());
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "Lifeboat: a shell. Type exit to go back to the menu.");
+    std::process::Command::new(sh)
+        .env("PS1", "lifeboat-shell# ")
+        .status()
+        .map(|_| ())
+}

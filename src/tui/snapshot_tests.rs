@@ -1,0 +1,250 @@
+//! Snapshot tests: every screen drawn at 80x25 and 160x50 with `TestBackend`, compared by
+//! insta with the files in `snapshots/`. The module is `tui::tests` (see `mod.rs`), which
+//! names those files.
+
+use super::app::*;
+use super::screens::clone::{CloneStep, CloneWiz};
+use super::screens::image::{suggested_name, ImageKind, ImageStep, ImageWiz};
+use super::screens::progress::{JobKind, Running};
+use super::screens::restore::{RestoreStep, RestoreWiz};
+use super::testing::{disks, storage_model};
+use crate::jobs::{Event, Phase};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn render(model: &Model, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| super::view::view(model, f)).unwrap();
+    let buf = t.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..h {
+        for x in 0..w {
+            out.push_str(buf[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn home() -> Model {
+    let mut m = Model::default();
+    update(&mut m, Msg::Devices(Ok(disks())));
+    m
+}
+
+/// One snapshot test per size for each screen.
+macro_rules! screens {
+    ($($name:ident => $model:expr;)*) => {
+        mod at_80x25 {
+            use super::*;
+            $( #[test] fn $name() { insta::assert_snapshot!(render(&$model, 80, 25)); } )*
+        }
+        mod at_160x50 {
+            use super::*;
+            $( #[test] fn $name() { insta::assert_snapshot!(render(&$model, 160, 50)); } )*
+        }
+    };
+}
+
+fn with(mut m: Model, f: impl FnOnce(&mut Model)) -> Model {
+    f(&mut m);
+    m
+}
+
+fn running() -> Model {
+    with(storage_model(), |m| {
+        let t0 = m.now.unwrap();
+        m.screen = Screen::Running(Running {
+            kind: JobKind::Restore,
+            title: "Restoring sda-Samsung-SSD-860-20261115.lbi onto /dev/nvme0n1".into(),
+            target: Some(PathBuf::from("/dev/nvme0n1")),
+            phase: None,
+            total: None,
+            done: 0,
+            started: t0,
+            phase_started: t0,
+            warnings: vec![],
+            cancelling: false,
+        });
+        m.now = Some(t0 + Duration::from_secs(2));
+        update(
+            m,
+            Msg::Job(Event::Phase {
+                phase: Phase::Write,
+                total_bytes: Some(61_235_789_824),
+            }),
+        );
+        m.now = Some(t0 + Duration::from_secs(202));
+        update(
+            m,
+            Msg::Job(Event::Progress {
+                phase: Phase::Write,
+                done_bytes: 25_000_000_000,
+            }),
+        );
+    })
+}
+
+/// The result screen, reached the way the loop reaches it: a running restore that
+/// ends (after 12:34) with `failure`, or with its summary.
+fn done(failure: Option<Failure>) -> Model {
+    with(running(), |m| {
+        m.now = m.now.map(|n| n + Duration::from_secs(552));
+        let r = match failure {
+            None => Ok((
+                vec![
+                    "/dev/nvme0n1 was restored: 57.0 GiB written.".into(),
+                    "Verified: all 57.0 GiB written were read back from the disk (O_DIRECT) and match the image.".into(),
+                    "Partitions made visible by BLKRRPART.".into(),
+                    "Partition 3 grew to 558.0 GiB (ntfs, ntfsresize: 92.2 GiB to 558.0 GiB).".into(),
+                ],
+                754.0,
+            )),
+            Some(f) => Err(f),
+        };
+        super::screens::done::finish(m, r);
+    })
+}
+
+fn write_failure() -> Failure {
+    crate::tui::outcome::failure(
+        "restoring",
+        &crate::Error::Write {
+            path: PathBuf::from("/dev/nvme0n1"),
+            offset: 40_265_318_400,
+            len: 8 << 20,
+            source: std::io::Error::from_raw_os_error(libc::EIO),
+        },
+        true,
+    )
+}
+
+fn too_small() -> Failure {
+    crate::tui::outcome::failure(
+        "planning the restore",
+        &crate::Error::TooSmall {
+            path: PathBuf::from("/dev/sdd"),
+            need: 499_000_000_000,
+            have: 256_060_514_304,
+            why: "partition 3 ends at byte 499000000000 (464.7 GiB), past the target's last usable byte 256060497408".into(),
+        },
+        false,
+    )
+}
+
+fn restore(step: RestoreStep) -> Model {
+    with(storage_model(), |m| {
+        let mut w = RestoreWiz {
+            step,
+            ..RestoreWiz::default()
+        };
+        if step != RestoreStep::Image {
+            w.image = Some(m.images[0].found.path.clone());
+            w.over.grow_last = true;
+        }
+        if step == RestoreStep::Confirm {
+            w.over.target = Some(PathBuf::from("/dev/nvme0n1"));
+            w.plan = Some(Box::new(crate::jobs::restore::example_plan()));
+            w.over.typed = "nvme".into();
+        }
+        m.screen = Screen::Restore(w);
+    })
+}
+
+fn clone(step: CloneStep) -> Model {
+    with(storage_model(), |m| {
+        let mut w = CloneWiz {
+            step,
+            ..CloneWiz::default()
+        };
+        if step != CloneStep::Source {
+            w.source = Some(PathBuf::from("/dev/sda"));
+        }
+        if step == CloneStep::Confirm {
+            w.over.target = Some(PathBuf::from("/dev/nvme0n1"));
+            w.plan = Some(Box::new(crate::jobs::clone::example_plan()));
+            w.over.typed = "sda".into();
+            w.over.mistyped = true;
+        }
+        m.screen = Screen::Clone(w);
+    })
+}
+
+fn image(step: ImageStep) -> Model {
+    with(storage_model(), |m| {
+        let mut w = ImageWiz {
+            step,
+            level: 3,
+            ..ImageWiz::default()
+        };
+        if step != ImageStep::Source {
+            w.source = Some(PathBuf::from("/dev/sda"));
+            w.name = suggested_name(&m.disks[0], m.now_unix);
+            w.kind = ImageKind::Incremental;
+        }
+        if step == ImageStep::Confirm {
+            w.plan = Some(Box::new(crate::jobs::image::example_plan()));
+        }
+        m.screen = Screen::Image(w);
+    })
+}
+
+screens! {
+    home_screen => home();
+    help => with(home(), |m| m.help = true);
+    scan_error_and_no_disks => with(Model::default(), |m| {
+        update(m, Msg::Devices(Err("reading /sys/block: permission denied".into())));
+    });
+    details => with(home(), |m| m.screen = Screen::Details);
+    storage_choose => with(home(), |m| {
+        m.screen = Screen::Storage { cursor: 0, then: Some(Action::Restore) };
+        m.disks = storage_model().disks;
+    });
+    storage_mounting => with(home(), |m| {
+        m.disks = storage_model().disks;
+        m.screen = Screen::Storage { cursor: 0, then: None };
+        m.busy = Some("Mounting /dev/sdc1...".into());
+    });
+    storage_mount_failed => with(home(), |m| {
+        m.disks = storage_model().disks;
+        m.screen = Screen::Storage { cursor: 0, then: None };
+        m.failure = Some(crate::tui::outcome::failure_any(
+            "mounting the storage",
+            &anyhow::anyhow!("EIO").context("mounting /dev/sdc1 (ntfs) at /store"),
+            "Choose another filesystem, or check this one from the shell (fsck).",
+        ));
+    });
+    image_source => image(ImageStep::Source);
+    image_options => image(ImageStep::Options);
+    image_confirm => image(ImageStep::Confirm);
+    restore_image => restore(RestoreStep::Image);
+    restore_no_images => with(restore(RestoreStep::Image), |m| m.images.clear());
+    restore_target => restore(RestoreStep::Target);
+    restore_does_not_fit => with(restore(RestoreStep::Target), |m| {
+        update(m, Msg::Planned(Err(too_small())));
+    });
+    restore_confirm => restore(RestoreStep::Confirm);
+    restore_plan_refused => with(restore(RestoreStep::Target), |m| {
+        update(m, Msg::Planned(Err(crate::tui::outcome::failure(
+            "planning the restore",
+            &crate::Error::Busy { path: PathBuf::from("/dev/nvme0n1"), reason: "partition 2 is mounted at /mnt".into() },
+            false,
+        ))));
+    });
+    clone_source => clone(CloneStep::Source);
+    clone_target => clone(CloneStep::Target);
+    clone_confirm_mistyped => clone(CloneStep::Confirm);
+    verify_list => with(storage_model(), |m| m.screen = Screen::Verify { cursor: 1 });
+    progress => running();
+    progress_cancel_asked => with(running(), |m| m.ask = Some(Ask::Cancel));
+    progress_cancelling => with(running(), |m| {
+        if let Screen::Running(r) = &mut m.screen { r.cancelling = true; }
+        update(m, Msg::Job(Event::Warning { message: "partition 4: unknown filesystem, copied whole".into() }));
+    });
+    done_ok => done(None);
+    done_failed => done(Some(write_failure()));
+    done_cancelled => done(Some(crate::tui::outcome::failure("restoring", &crate::Error::Cancelled, true)));
+    power_off_asked => with(home(), |m| { m.rescue = true; m.ask = Some(Ask::PowerOff); });
+}
