@@ -1,16 +1,28 @@
-//! Lifeboat: a bootable disk-rescue tool. This crate is the silent core; only `main.rs` and
-//! `cli/` talk to humans.
+//! Lifeboat: a bootable disk-rescue tool. This crate is the silent core plus its three faces;
+//! only `main.rs`, `cli/`, `tui/` and `init/` talk to humans, and only `main.rs` (and PID 1,
+//! which never returns) ends the process.
 //!
 //! Architecture map (dependencies point down):
 //! ```text
-//! main.rs      dispatch only
-//! init/        PID 1 of the rescue environment, its modprobe and line-mode console
-//! cli/         clap arguments, human tables and JSON
+//! main.rs      dispatch and exit codes only
+//! cli/ tui/ init/   the faces: clap commands (one file per command), the menu (one module per
+//!              screen), PID 1 of the rescue environment with its modprobe
+//! jobs/        image, restore, clone, verify, merge: Spec -> plan() -> run(plan, reporter,
+//!              cancel); run.rs is the one runner every face starts jobs with (typed Finished);
+//!              survey.rs maps a disk into regions and extents (image, clone; later shrink,
+//!              rescue); target.rs writes data, reads it back, then the tables
+//! store/       where images live (mounting a local filesystem; network stores next)
 //! inspect      one disk (device or image file) -> DiskReport: table + filesystems + sysfs facts
-//! fsmap/       filesystem detection by magic (label, UUID, used bytes)
-//! partition/   GPT and MBR: read and validate
+//! resize       growing filesystems after a restore or clone
+//! pipeline/    threaded read -> work -> ordered write, bounded, first error wins
+//! image/       the file format (mod.rs is the spec): meta (typed metadata), encode (chunks),
+//!              writer, reader, chain
+//! fsmap/       filesystems: detection by magic and used-block maps, one module per filesystem
+//! partition/   GPT and MBR: read, validate, plan and patch layouts
 //! discovery/   disks and partitions from sysfs and /proc/self/mountinfo
-//! blockdev/    trait BlockDev: positional I/O on files, devices, memory, fault injection
+//! blockdev/    trait BlockDev: positional I/O on files, devices, memory, fault injection;
+//!              the block ioctls (through nix)
+//! event        Event, Reporter, CancelToken: what every layer reports through
 //! error, units shared vocabulary
 //! ```
 

@@ -96,9 +96,27 @@
 //! disk offset (u64) ‖ raw length (u32) ‖ content hash). It names the disk content the image
 //! describes, independent of compression, and through the parent root the whole chain.
 //!
-//! **Metadata** is a JSON object written by the imaging job (source disk, partition table raw
-//! and parsed, per-partition filesystem, label, UUID, used and stored bytes, tool version). Its
-//! schema is additive: readers ignore unknown fields.
+//! **Metadata** is a JSON object written by the imaging job: the typed [`ImageMeta`]
+//! (`image/meta.rs`). Readers ignore unknown fields, and every field has a default, so older
+//! images (even the golden fixtures' `{"tool", "source": {"size_bytes"}}`) read. Kinds are
+//! strings from fixed sets; an unknown one makes the metadata invalid.
+//!
+//! | field | JSON | meaning |
+//! |---|---|---|
+//! | `tool`, `tool_version` | strings | `"lifeboat"` and the version that wrote it |
+//! | `created_unix` | u64 | when the image was taken |
+//! | `kind` | `"full"` \| `"incremental"` \| `"differential"` | absent in old images: full when the header has no parent, else incremental |
+//! | `chain_name` | string | the full image's file stem, inherited by its children |
+//! | `parent` | object or null | `file`, `path` (where the parent was), `image_id`, `root_hash` (hex), `kind` |
+//! | `source` | object or null | the source disk's `lifeboat inspect --json` report when imaged (`path`, `model`, `serial`, `disk_id`, `backing_file`, `size_bytes` are read back to match chains) |
+//! | `source_path`, `size_bytes`, `sector_size` | string, u64, u32 | what was read |
+//! | `table` | `"gpt"` \| `"mbr"` \| null | the usable partition table |
+//! | `raw_table_hex` | hex string | LBA 0, and for GPT the primary header and entries, as read |
+//! | `regions` | array | in disk order: `what` (`"boot area"`, `"gap"`, `"partition"`, `"end of disk"`, `"filesystem"`, `"disk"`), `partition`, `start_bytes`, `size_bytes`, `fs`, `label`, `uuid`, `method` (`"used-blocks"`, `"all"`, `"partial"`, `"skipped"`), `reason`, `used_bytes`, `copy_bytes`, `stored_bytes`, `chunks` |
+//! | `selected_partitions` | array of u32 | partitions whose data is in the image |
+//! | `warnings` | array of strings | given when imaging |
+//! | `compression` | object | `codec` (`"zstd"`), `level`, `chunk_size`, `block_size` |
+//! | `merged_unix`, `merged_from` | u64, array | only in images made by `merge`: when, and the chain's links |
 //!
 //! **Completeness**: an image is written under a temporary name (`NAME.partial`), fsynced,
 //! renamed, and its directory fsynced. A file without a valid footer is never an image, so a
