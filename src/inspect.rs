@@ -110,7 +110,8 @@ pub struct PartReport {
     pub swap: bool,
     /// Kernel holders (dm-0, md0…).
     pub holders: Vec<String>,
-    /// Used bytes from the filesystem's superblock, where cheap.
+    /// Used bytes from the filesystem's own metadata (superblock counts; FAT, exFAT and NTFS
+    /// allocation maps), where cheap; see [`FsInfo::used_bytes`].
     pub used_bytes: Option<u64>,
     /// MBR extended container.
     pub extended: bool,

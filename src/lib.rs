@@ -27,6 +27,7 @@
 //! ```
 
 pub mod blockdev;
+pub mod bytes;
 pub mod cli;
 pub mod discovery;
 pub mod error;

@@ -4,7 +4,8 @@
 //! sparse files (512 B to 128 KiB clusters, 512- and 4096-byte sectors) and are filled with
 //! `ntfscp` (no mount needed) or, as root, through an `ntfs-3g` FUSE mount (subdirectories,
 //! deletions). The dirty flag and `hiberfil.sys` detection are checked against volumes edited
-//! to match, with `ntfsinfo` confirming the edit.
+//! to match, with `ntfsinfo` confirming the edit. Detection's `used_bytes` (what `lifeboat
+//! list` and `inspect` show) must equal ntfs-3g's count (`ntfscluster --info`, as `df`).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -235,5 +236,41 @@ fn hiberfil_sys_means_hibernated() {
         let size = std::fs::metadata(&img).unwrap().len();
         let expected = union(&partclone_used(&img), &[(size - 512, 512)]);
         assert_eq!(m.ranges, expected, "{name}");
+    }
+}
+
+/// ntfs-3g's used bytes (what `df` on an ntfs-3g mount says): the volume minus the free
+/// clusters it counts in `$Bitmap`, as `ntfscluster --info` prints them.
+fn ntfs3g_used(img: &Path) -> u64 {
+    let info = sh(&format!("ntfscluster -f -i {} 2>/dev/null", img.display()));
+    field(&info, "bytes per volume") - field(&info, "bytes of free space")
+}
+
+#[test]
+fn detected_used_bytes_match_ntfs3g() {
+    require_tools();
+    require_tool("ntfscluster");
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("ntfs.img");
+    let cases: [(&str, u64, &str, u64); 3] = [
+        ("64 MiB, 4 KiB clusters", 64 << 20, "", 512),
+        ("200 MiB, 64 KiB clusters", 200 << 20, "-c 65536", 512),
+        ("200 MiB, 4 KiB sectors", 200 << 20, "-s 4096 -c 4096", 4096),
+    ];
+    for (name, size, opts, sector) in cases {
+        mkntfs(&img, size, opts);
+        for (n, len) in [0u64, 5000, size / 10, size / 4].into_iter().enumerate() {
+            if len > 0 {
+                let local = dir.path().join("f");
+                random_file(&local, len, n as u64 + 11, b"");
+                ntfscp(&img, &local, &format!("/u{n}.bin"));
+            }
+            let dev = FileDev::open(&img, OpenMode::Read).unwrap();
+            let info = lifeboat::fsmap::detect(&dev).unwrap().unwrap();
+            assert_eq!(info.used_bytes, Some(ntfs3g_used(&img)), "{name}, file {n}");
+            // the map's clusters are the same ones, plus the backup boot sector
+            let mapped: u64 = map(&img).ranges.iter().map(|r| r.1).sum();
+            assert_eq!(info.used_bytes, Some(mapped - sector), "{name}, file {n}");
+        }
     }
 }

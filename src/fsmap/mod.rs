@@ -5,17 +5,62 @@
 //! in use ([`Used::Ranges`]) or says the whole partition must be copied ([`Used::All`]) and why:
 //! an unknown format, a damaged or inconsistent filesystem, a journal that needs recovery, a
 //! hibernated Windows. A block is never called unused unless the filesystem proves it.
+//!
+//! One module per format holds its probe, its map (when it has one) and their tests;
+//! [`detect`](mod@detect) lists the formats in probe order. Every map has the same shape, a
+//! [`MapFn`]: the outer `Result` is an I/O error, the inner one a [`MapError`] saying why the
+//! filesystem cannot be mapped, and a [`UsedMap`] carries the ranges and, when the
+//! filesystem's state makes a partial copy unsafe (a dirty FAT, a hibernated Windows), the
+//! reason.
 
 pub mod detect;
 pub mod ext;
 pub mod fat;
 pub mod ntfs;
 
+mod btrfs;
+mod exfat;
+mod iso9660;
+mod luks;
+mod lvm;
+mod probe;
+mod swap;
+mod xfs;
+
+#[cfg(test)]
+mod testutil;
+
 pub use detect::{detect, FsInfo, FsKind};
 
 use crate::blockdev::BlockDev;
 use crate::error::Result;
 use serde::Serialize;
+
+/// Why a filesystem's used blocks cannot be mapped: its metadata is damaged, inconsistent or
+/// unsupported, does not fit the partition, or may be stale. `.0` says why, lowercase, in words
+/// a user understands; `.1` is the filesystem family the text names ("ext", "fat", "ntfs").
+/// The caller copies the whole partition instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{1} filesystem: {0}")]
+pub struct MapError(pub String, pub &'static str);
+
+/// A map's outcome: the outer `Err` is an I/O error, the inner one a [`MapError`].
+pub type MapResult<T> = Result<std::result::Result<T, MapError>>;
+
+/// What one filesystem's structures prove about its used space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedMap {
+    /// Byte ranges `(start, len)` relative to the filesystem's first byte, sorted and merged.
+    pub ranges: Vec<(u64, u64)>,
+    /// Set when the ranges were read correctly but the filesystem's state means a copy of only
+    /// them may not be what its owner resumes with (a FAT not cleanly unmounted, a dirty or
+    /// hibernated NTFS): a sentence for the user, and [`map_filesystem`] copies every block.
+    pub reason_unsafe: Option<String>,
+}
+
+/// The map every mappable format exposes (`ext::used_map`, `fat::used_map`,
+/// `ntfs::used_map`): reads the filesystem on `dev` (one partition, offset 0 its first byte).
+pub type MapFn = fn(&dyn BlockDev) -> MapResult<UsedMap>;
 
 /// Which bytes of a filesystem hold data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,57 +102,37 @@ impl FsMap {
 /// Fails only with I/O errors; everything a filesystem can get wrong ends in [`Used::All`]
 /// with the reason.
 pub fn map_filesystem(dev: &dyn BlockDev) -> Result<FsMap> {
-    let fs = detect(dev)?;
     let all = |fs: Option<FsInfo>, reason: String| {
         Ok(FsMap {
             fs,
             used: Used::All { reason },
         })
     };
-    let Some(info) = fs else {
+    let Some((info, format)) = detect::identify(dev)? else {
         return all(None, "no known filesystem".into());
     };
     let name = info.kind.display_name();
-    let proven = |r: Vec<(u64, u64)>| -> Result<FsMap> {
-        match check_ranges(&r, dev.len()) {
-            Ok(()) => Ok(FsMap {
-                fs: Some(info.clone()),
-                used: Used::Ranges { ranges: r },
-            }),
-            Err(why) => all(
-                Some(info.clone()),
-                format!("{name} map is inconsistent: {why}"),
-            ),
-        }
-    };
-    match info.kind {
-        FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4 => match ext::used_ranges(dev)? {
-            Ok(r) => proven(r),
-            Err(e) => all(Some(info), format!("{e}")),
-        },
-        FsKind::Fat12 | FsKind::Fat16 | FsKind::Fat32 => match fat::used_ranges(dev)? {
-            Ok(m) if m.dirty => all(
-                Some(info),
-                format!(
-                    "{name} was not cleanly unmounted (dirty bit set), so its FAT is not trusted"
-                ),
-            ),
-            Ok(m) => proven(m.ranges),
-            Err(e) => all(Some(info), format!("{e}")),
-        },
-        FsKind::Ntfs => match ntfs::used_ranges(dev)? {
-            Ok(m) => match m.reason_unsafe {
-                // Hibernated or dirty: the on-disk bitmap may not describe what Windows will
-                // resume with, so every block is kept and a restore is byte-identical.
-                Some(why) => all(Some(info), why),
-                None => proven(m.ranges),
-            },
-            Err(e) => all(Some(info), format!("{e}")),
-        },
-        _ => all(
+    let Some(map) = format.map else {
+        return all(
             Some(info),
             format!("used-block maps of {name} are not implemented"),
-        ),
+        );
+    };
+    match map(dev)? {
+        Err(e) => all(Some(info), format!("{e}")),
+        // dirty or hibernated: the on-disk metadata may not describe what the owner will
+        // resume with, so every block is kept and a restore is byte-identical
+        Ok(UsedMap {
+            reason_unsafe: Some(why),
+            ..
+        }) => all(Some(info), why),
+        Ok(UsedMap { ranges, .. }) => match check_ranges(&ranges, dev.len()) {
+            Ok(()) => Ok(FsMap {
+                fs: Some(info),
+                used: Used::Ranges { ranges },
+            }),
+            Err(why) => all(Some(info), format!("{name} map is inconsistent: {why}")),
+        },
     }
 }
 

@@ -1,11 +1,22 @@
-//! Used-block map of NTFS, read from the `$Bitmap` file, plus the volume's clean/hibernated
+//! NTFS: recognition by the boot sector (label from `$Volume`, serial as UUID, used bytes from
+//! `$Bitmap`), and the used-block map read from `$Bitmap`, plus the volume's clean/hibernated
 //! state.
 //!
-//! Route: boot sector → MFT record 0 (`$MFT`, update sequence verified) → its unnamed `$DATA`
-//! runlist → record 6 (`$Bitmap`) → its `$DATA` → one bit per cluster. Record 3 (`$Volume`)
-//! gives the dirty flag, and a scan of every in-use MFT record finds `hiberfil.sys` in the
-//! root directory (record 5), whose first four bytes say whether Windows is hibernated or shut
-//! down with Fast Startup (which hibernates the kernel session and writes the same header).
+//! **Probe.** The boot sector must carry the `NTFS    ` signature, a plausible sector and
+//! cluster size, and zeros where FAT keeps its BPB fields. The label is the `$VOLUME_NAME` of MFT
+//! record 3, read where the boot sector puts the MFT (the first 16 records are contiguous) and
+//! parsed as leniently as libblkid does; an NTFS whose MFT lies beyond the device is still
+//! reported, without a label. `used_bytes` is the clusters `$Bitmap` marks in use × cluster size
+//! (what ntfs-3g's `df` reports), read through the same route as the map and only when the map
+//! would accept the volume's boot sector, `$MFT` and `$Bitmap`, and the bitmap is at most
+//! `USED_BITMAP_MAX_BYTES`; otherwise `None`.
+//!
+//! **Map.** Route: boot sector → MFT record 0 (`$MFT`, update sequence verified) → its unnamed
+//! `$DATA` runlist → record 6 (`$Bitmap`) → its `$DATA` → one bit per cluster. Record 3
+//! (`$Volume`) gives the dirty flag, and a scan of every in-use MFT record finds `hiberfil.sys`
+//! in the root directory (record 5), whose first four bytes say whether Windows is hibernated
+//! or shut down with Fast Startup (which hibernates the kernel session and writes the same
+//! header).
 //!
 //! Used = every cluster whose `$Bitmap` bit is set, plus the boot sector and the backup boot
 //! sector. The backup lies after the last cluster: the boot sector's total-sectors field
@@ -23,19 +34,171 @@
 //! - Records are 512 B to 64 KiB, clusters at most 2 MiB. Reads go in chunks of at most 1 MiB,
 //!   so memory is bounded by the map itself, whatever the volume claims.
 //! - Every loop is bounded by a length read from the device and checked against the volume.
+//! - Every field is read with the bounds-checked readers of [`crate::bytes`]; a field beyond
+//!   its structure is an error, never a panic.
 //!
-//! Any failure is an [`NtfsMapError`] and the caller copies the whole partition.
+//! Any failure is a [`MapError`] and the caller copies the whole partition.
 //!
-//! Output units: byte ranges relative to the filesystem's first byte.
+//! Units: offsets and sizes in bytes; clusters and MFT records are numbered from 0. The map's
+//! output is byte ranges relative to the filesystem's first byte.
 
-use crate::blockdev::{read_vec, BlockDev};
+use super::detect::{Format, FsInfo, FsKind};
+use super::probe::{read_exact_soft, utf16_label};
+use super::{MapError, MapResult, UsedMap};
+use crate::blockdev::{read_clamped, read_vec, BlockDev};
+use crate::bytes::{arr, byte, field, has, le16, le32, le64};
 use crate::error::Result;
-use crate::units::{le_u16, le_u32, le_u64};
 
-/// Why an NTFS map could not be built; the caller copies the whole partition instead.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("ntfs filesystem: {0}")]
-pub struct NtfsMapError(pub String);
+/// NTFS is recognised and mapped.
+pub(super) const FORMAT: Format = Format {
+    probe,
+    map: Some(used_map),
+};
+
+/// The family named in this module's [`MapError`]s.
+const FAMILY: &str = "ntfs";
+
+/// The error for a field read past the end of a structure whose length was checked before:
+/// it cannot happen, and is a refusal rather than a panic if it does.
+const TRUNCATED: &str = "a structure ends before one of its fields";
+
+// ---------------------------------------------------------------------------------------------
+// probe
+
+/// Attributes walked in the $Volume record.
+const NTFS_MAX_ATTRS: usize = 64;
+/// Largest `$Bitmap` (bytes) counted for `used_bytes`: volumes up to 4 TiB at 4 KiB clusters.
+/// Bigger ones have `used_bytes` `None`, so that listing disks stays quick.
+const USED_BITMAP_MAX_BYTES: u64 = 128 << 20;
+
+fn probe(dev: &dyn BlockDev) -> Result<Option<FsInfo>> {
+    let bs = read_clamped(dev, 0, 512)?;
+    Ok(parse_ntfs(dev, &bs))
+}
+
+fn parse_ntfs(dev: &dyn BlockDev, bs: &[u8]) -> Option<FsInfo> {
+    if !has(bs, 3, b"NTFS    ") {
+        return None;
+    }
+    let bps = le16(bs, 0x0B)?;
+    if !bps.is_power_of_two() || !(256..=4096).contains(&bps) {
+        return None;
+    }
+    let spc_raw = byte(bs, 0x0D)?;
+    let spc: u64 = match spc_raw {
+        1..=0x80 if spc_raw.is_power_of_two() => u64::from(spc_raw),
+        // above 0x80 the byte is a negative power of two: clusters above 64 KiB
+        0x81..=0xFF => 1u64.checked_shl(256 - u32::from(spc_raw))?,
+        _ => return None,
+    };
+    let cluster = u64::from(bps).checked_mul(spc)?;
+    if cluster > MAX_CLUSTER {
+        return None;
+    }
+    // fields FAT uses must be zero on NTFS
+    let zero = le16(bs, 0x0E)? == 0
+        && byte(bs, 0x10)? == 0
+        && le16(bs, 0x11)? == 0
+        && le16(bs, 0x13)? == 0
+        && le16(bs, 0x16)? == 0
+        && le32(bs, 0x20)? == 0;
+    if !zero {
+        return None;
+    }
+    let cpr = byte(bs, 0x40)?;
+    let record_size: u64 = match cpr {
+        1..=64 if cpr.is_power_of_two() => u64::from(cpr).checked_mul(cluster)?,
+        // 0xE1..=0xF7 are -31..=-9: the record is 2^-n bytes
+        0xE1..=0xF7 => 1u64 << (256 - u32::from(cpr)),
+        _ => return None,
+    };
+    let serial = le64(bs, 0x48)?;
+    Some(FsInfo {
+        kind: FsKind::Ntfs,
+        label: ntfs_label(dev, bs, cluster, record_size),
+        uuid: (serial != 0).then(|| format!("{serial:016X}")),
+        used_bytes: ntfs_used(dev, bs),
+    })
+}
+
+fn ntfs_label(dev: &dyn BlockDev, bs: &[u8], cluster: u64, record_size: u64) -> Option<String> {
+    if record_size > MAX_RECORD {
+        return None;
+    }
+    let mft = le64(bs, 0x30)?.checked_mul(cluster)?;
+    // the first 16 MFT records are contiguous, so record 3 follows record 0 directly
+    let at = mft.checked_add(record_size.checked_mul(3)?)?;
+    let mut rec = read_exact_soft(dev, at, record_size)?;
+    if !has(&rec, 0, b"FILE") {
+        return None;
+    }
+    apply_fixups(&mut rec)?;
+    volume_name(&rec)
+}
+
+/// Applies the update-sequence array: the last two bytes of every 512-byte stride must hold
+/// the sequence number and are replaced by the saved originals. `None` on a torn record.
+/// Laxer than the map's [`fixup`] (no header checks), as libblkid is for the label.
+fn apply_fixups(rec: &mut [u8]) -> Option<()> {
+    let usa_ofs = usize::from(le16(rec, 4)?);
+    let usa_count = usize::from(le16(rec, 6)?);
+    let strides = usa_count.checked_sub(1)?;
+    if strides.checked_mul(FIXUP_STRIDE)? > rec.len() {
+        return None;
+    }
+    let usn: [u8; 2] = arr(rec, usa_ofs)?;
+    for i in 1..=strides {
+        let saved: [u8; 2] = arr(rec, usa_ofs.checked_add(i.checked_mul(2)?)?)?;
+        let end = i.checked_mul(FIXUP_STRIDE)?;
+        let tail = rec.get_mut(end.checked_sub(2)?..end)?;
+        if *tail != usn {
+            return None;
+        }
+        tail.copy_from_slice(&saved);
+    }
+    Some(())
+}
+
+/// The resident $VOLUME_NAME (0x60) attribute of a fixed-up MFT record, UTF-16LE.
+fn volume_name(rec: &[u8]) -> Option<String> {
+    let mut off = usize::from(le16(rec, 0x14)?);
+    let end = usize::try_from(le32(rec, 0x18)?).ok()?.min(rec.len());
+    for _ in 0..NTFS_MAX_ATTRS {
+        let ty = le32(rec, off)?;
+        if ty == 0xFFFF_FFFF {
+            return None;
+        }
+        let len = usize::try_from(le32(rec, off.checked_add(4)?)?).ok()?;
+        if len < 24 || off.checked_add(len)? > end {
+            return None;
+        }
+        if ty == 0x60 {
+            let attr = field(rec, off, len)?;
+            if byte(attr, 8)? != 0 {
+                return None; // non-resident volume name: not produced by any real NTFS
+            }
+            let value_len = usize::try_from(le32(attr, 0x10)?).ok()?;
+            let value_off = usize::from(le16(attr, 0x14)?);
+            return utf16_label(field(attr, value_off, value_len)?, false);
+        }
+        off = off.checked_add(len)?;
+    }
+    None
+}
+
+/// Clusters in use × cluster size, from `$Bitmap`, read and checked as the map does (see the
+/// module documentation). `None` when anything on the way is unreadable or inconsistent.
+fn ntfs_used(dev: &dyn BlockDev, bs: &[u8]) -> Option<u64> {
+    let (b, mft) = open_volume(dev, bs).ok()?.ok()?;
+    if b.clusters.div_ceil(8) > USED_BITMAP_MAX_BYTES {
+        return None;
+    }
+    let ranges = bitmap_ranges(dev, &b, &mft).ok()?.ok()?;
+    Some(ranges.iter().map(|r| r.1).sum())
+}
+
+// ---------------------------------------------------------------------------------------------
+// map
 
 /// The used space and state of one NTFS volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,14 +253,14 @@ struct Boot {
 }
 
 fn boot(bs: &[u8], dev_len: u64) -> Check<Boot> {
-    if &bs[3..11] != b"NTFS    " {
+    if !has(bs, 3, b"NTFS    ") {
         return Err("no NTFS signature in the boot sector".into());
     }
-    let bps = u64::from(le_u16(bs, 0x0B));
+    let bps = u64::from(le16(bs, 0x0B).ok_or(TRUNCATED)?);
     if !bps.is_power_of_two() || !(256..=4096).contains(&bps) {
         return Err(format!("{bps} bytes per sector"));
     }
-    let spc = match bs[0x0D] {
+    let spc = match byte(bs, 0x0D).ok_or(TRUNCATED)? {
         v @ 1..=0x80 if v.is_power_of_two() => u64::from(v),
         // above 0x80 the byte is a negative exponent: clusters above 64 KiB
         v @ 0xF4..=0xFF => 1 << (256 - u32::from(v)),
@@ -107,7 +270,7 @@ fn boot(bs: &[u8], dev_len: u64) -> Check<Boot> {
     if cluster > MAX_CLUSTER {
         return Err(format!("{cluster}-byte clusters"));
     }
-    let total_sectors = le_u64(bs, 0x28);
+    let total_sectors = le64(bs, 0x28).ok_or(TRUNCATED)?;
     match total_sectors.checked_mul(bps) {
         Some(b) if b <= dev_len => {}
         _ => {
@@ -120,7 +283,7 @@ fn boot(bs: &[u8], dev_len: u64) -> Check<Boot> {
     if clusters == 0 {
         return Err("no clusters".into());
     }
-    let record = match bs[0x40] as i8 {
+    let record = match byte(bs, 0x40).ok_or(TRUNCATED)? as i8 {
         v @ 1..=127 => u64::from(v.unsigned_abs()) * cluster,
         v @ -31..=-1 => 1 << v.unsigned_abs(),
         v => return Err(format!("clusters-per-record byte {v}")),
@@ -128,7 +291,7 @@ fn boot(bs: &[u8], dev_len: u64) -> Check<Boot> {
     if !record.is_power_of_two() || !(MIN_RECORD..=MAX_RECORD).contains(&record) {
         return Err(format!("{record}-byte MFT records"));
     }
-    let mft_lcn = le_u64(bs, 0x30);
+    let mft_lcn = le64(bs, 0x30).ok_or(TRUNCATED)?;
     if mft_lcn >= clusters || (mft_lcn * cluster).saturating_add(record * 16) > clusters * cluster {
         return Err(format!("MFT at cluster {mft_lcn} is outside the volume"));
     }
@@ -278,8 +441,8 @@ struct Attr<'a> {
 impl<'a> Attr<'a> {
     /// A resident attribute's value.
     fn value(&self) -> Check<&'a [u8]> {
-        let len = le_u32(self.bytes, 16) as usize;
-        let off = usize::from(le_u16(self.bytes, 20));
+        let len = le32(self.bytes, 16).ok_or(TRUNCATED)? as usize;
+        let off = usize::from(le16(self.bytes, 20).ok_or(TRUNCATED)?);
         self.bytes
             .get(off..off.saturating_add(len))
             .ok_or_else(|| format!("attribute {:#x} value outside the attribute", self.kind))
@@ -289,12 +452,13 @@ impl<'a> Attr<'a> {
     /// (lowest VCN 0) that covers the whole allocation is accepted.
     fn stream(&self, b: &Boot) -> Check<Stream> {
         let what = self.kind;
-        let lowest = le_u64(self.bytes, 16);
-        let end = le_u64(self.bytes, 24).wrapping_add(1);
-        let mp = usize::from(le_u16(self.bytes, 32));
-        let allocated = le_u64(self.bytes, 40);
-        let size = le_u64(self.bytes, 48);
-        let initialized = le_u64(self.bytes, 56);
+        let u64_at = |off: usize| le64(self.bytes, off).ok_or(TRUNCATED);
+        let lowest = u64_at(16)?;
+        let end = u64_at(24)?.wrapping_add(1);
+        let mp = usize::from(le16(self.bytes, 32).ok_or(TRUNCATED)?);
+        let allocated = u64_at(40)?;
+        let size = u64_at(48)?;
+        let initialized = u64_at(56)?;
         if lowest != 0 {
             return Err(format!("attribute {what:#x} starts at VCN {lowest}"));
         }
@@ -325,8 +489,8 @@ impl<'a> Attr<'a> {
 
 /// Checks the record header and applies its update sequence (fixups) in place.
 fn fixup(rec: &mut [u8]) -> Check<()> {
-    let usa_ofs = usize::from(le_u16(rec, 4));
-    let usa_count = usize::from(le_u16(rec, 6));
+    let usa_ofs = usize::from(le16(rec, 4).ok_or(TRUNCATED)?);
+    let usa_count = usize::from(le16(rec, 6).ok_or(TRUNCATED)?);
     let strides = rec.len() / FIXUP_STRIDE;
     if usa_count != strides + 1 || usa_ofs < 0x28 || usa_ofs + 2 * usa_count > rec.len() {
         return Err(format!(
@@ -334,25 +498,26 @@ fn fixup(rec: &mut [u8]) -> Check<()> {
             rec.len()
         ));
     }
-    let usn = [rec[usa_ofs], rec[usa_ofs + 1]];
+    let usn: [u8; 2] = arr(rec, usa_ofs).ok_or(TRUNCATED)?;
     for i in 1..usa_count {
         let end = i * FIXUP_STRIDE;
-        if rec[end - 2..end] != usn {
+        let saved: [u8; 2] = arr(rec, usa_ofs + 2 * i).ok_or(TRUNCATED)?;
+        let tail = rec.get_mut(end - 2..end).ok_or(TRUNCATED)?;
+        if *tail != usn {
             return Err(format!(
                 "update sequence mismatch in sector {} (torn write)",
                 i - 1
             ));
         }
-        let saved = [rec[usa_ofs + 2 * i], rec[usa_ofs + 2 * i + 1]];
-        rec[end - 2..end].copy_from_slice(&saved);
+        tail.copy_from_slice(&saved);
     }
     Ok(())
 }
 
 /// The attributes of a fixed-up record, bounded by its bytes-in-use.
 fn attributes(rec: &[u8]) -> Check<Vec<Attr<'_>>> {
-    let mut pos = usize::from(le_u16(rec, 0x14));
-    let in_use = le_u32(rec, 0x18) as usize;
+    let mut pos = usize::from(le16(rec, 0x14).ok_or(TRUNCATED)?);
+    let in_use = le32(rec, 0x18).ok_or(TRUNCATED)? as usize;
     if in_use > rec.len() || pos < 0x2A {
         return Err(format!(
             "record header: attributes at {pos}, {in_use} bytes in use"
@@ -363,15 +528,15 @@ fn attributes(rec: &[u8]) -> Check<Vec<Attr<'_>>> {
         if pos + 4 > in_use {
             return Err("attributes run past the record's bytes in use".into());
         }
-        let kind = le_u32(rec, pos);
+        let kind = le32(rec, pos).ok_or(TRUNCATED)?;
         if kind == AT_END {
             return Ok(out);
         }
         if pos + 16 > in_use {
             return Err("attribute header past the record's end".into());
         }
-        let len = le_u32(rec, pos + 4) as usize;
-        let resident = rec[pos + 8] == 0;
+        let len = le32(rec, pos + 4).ok_or(TRUNCATED)? as usize;
+        let resident = byte(rec, pos + 8).ok_or(TRUNCATED)? == 0;
         let min = if resident { 24 } else { 0x40 };
         if len < min || !len.is_multiple_of(8) || pos + len > in_use {
             return Err(format!("attribute {kind:#x} of {len} bytes at {pos}"));
@@ -379,8 +544,8 @@ fn attributes(rec: &[u8]) -> Check<Vec<Attr<'_>>> {
         out.push(Attr {
             kind,
             resident,
-            named: rec[pos + 9] != 0,
-            bytes: &rec[pos..pos + len],
+            named: byte(rec, pos + 9).ok_or(TRUNCATED)? != 0,
+            bytes: field(rec, pos, len).ok_or(TRUNCATED)?,
         });
         pos += len;
     }
@@ -408,18 +573,16 @@ impl Mft {
 
 /// Magic, in-use flag, fixups and (NTFS 3.1 headers) the record number of record `n`.
 fn check_record(rec: &mut [u8], n: u64) -> Check<()> {
-    if &rec[..4] != b"FILE" {
+    if !has(rec, 0, b"FILE") {
         return Err(format!("MFT record {n} has no FILE signature"));
     }
     fixup(rec).map_err(|e| format!("MFT record {n}: {e}"))?;
-    if le_u16(rec, 0x16) & 1 == 0 {
+    if le16(rec, 0x16).ok_or(TRUNCATED)? & 1 == 0 {
         return Err(format!("MFT record {n} is not in use"));
     }
-    if le_u16(rec, 4) >= 0x30 && u64::from(le_u32(rec, 0x2C)) != n {
-        return Err(format!(
-            "MFT record {n} says it is record {}",
-            le_u32(rec, 0x2C)
-        ));
+    let number = le32(rec, 0x2C).ok_or(TRUNCATED)?;
+    if le16(rec, 4).ok_or(TRUNCATED)? >= 0x30 && u64::from(number) != n {
+        return Err(format!("MFT record {n} says it is record {number}"));
     }
     Ok(())
 }
@@ -437,7 +600,7 @@ fn metadata_stream(rec: &[u8], b: &Boot, what: &str) -> Check<Stream> {
     if data.resident {
         return Err(format!("{what} $DATA is resident"));
     }
-    if le_u16(data.bytes, 12) != 0 {
+    if le16(data.bytes, 12).ok_or(TRUNCATED)? != 0 {
         return Err(format!("{what} $DATA is compressed, sparse or encrypted"));
     }
     let s = data.stream(b).map_err(|e| {
@@ -483,16 +646,23 @@ fn covered(ranges: &[(u64, u64)], start: u64, len: u64) -> bool {
 /// inner one means the metadata is inconsistent, unsupported or does not fit `dev`, so
 /// nothing can be called unused. Reads the bitmap once and the whole MFT at most once, in
 /// chunks of at most 1 MiB.
-pub fn used_ranges(dev: &dyn BlockDev) -> Result<std::result::Result<NtfsMap, NtfsMapError>> {
-    Ok(map(dev)?.map_err(NtfsMapError))
+pub fn used_ranges(dev: &dyn BlockDev) -> MapResult<NtfsMap> {
+    Ok(map(dev)?.map_err(|why| MapError(why, FAMILY)))
 }
 
-fn map(dev: &dyn BlockDev) -> Result<Check<NtfsMap>> {
-    if dev.len() < 512 {
-        return Ok(Err("device too small for a boot sector".into()));
-    }
-    let bs = read_vec(dev, 0, 512)?;
-    let b = match boot(&bs, dev.len()) {
+/// [`used_ranges`] in the shape every mappable filesystem shares: a dirty or hibernated
+/// volume (or one whose hibernation state is unknown) carries the reason, and the caller
+/// copies every block, so that a restore is byte-identical to what Windows will resume with.
+pub fn used_map(dev: &dyn BlockDev) -> MapResult<UsedMap> {
+    Ok(used_ranges(dev)?.map(|m| UsedMap {
+        ranges: m.ranges,
+        reason_unsafe: m.reason_unsafe,
+    }))
+}
+
+/// The boot sector `bs` and `$MFT` of the volume on `dev`, checked.
+fn open_volume(dev: &dyn BlockDev, bs: &[u8]) -> Result<Check<(Boot, Mft)>> {
+    let b = match boot(bs, dev.len()) {
         Ok(b) => b,
         Err(e) => return Ok(Err(e)),
     };
@@ -513,28 +683,21 @@ fn map(dev: &dyn BlockDev) -> Result<Check<NtfsMap>> {
             b.mft_lcn
         )));
     }
-    let mft = Mft { stream, records };
+    Ok(Ok((b, Mft { stream, records })))
+}
 
-    // $Volume: the dirty flag
-    let rec3 = match mft.record(dev, &b, VOLUME_RECORD)? {
+/// The clusters `$Bitmap` marks in use, as sorted, merged byte ranges, checked to cover the
+/// boot sector, `$MFT` and `$Bitmap` itself.
+fn bitmap_ranges(dev: &dyn BlockDev, b: &Boot, mft: &Mft) -> Result<Check<Vec<(u64, u64)>>> {
+    let rec6 = match mft.record(dev, b, BITMAP_RECORD)? {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
-    let dirty = match volume_flags(&rec3) {
-        Ok(f) => f & 1 != 0,
-        Err(e) => return Ok(Err(format!("$Volume: {e}"))),
-    };
-
-    // $Bitmap: one bit per cluster
-    let rec6 = match mft.record(dev, &b, BITMAP_RECORD)? {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(e)),
-    };
-    let bitmap = match metadata_stream(&rec6, &b, "$Bitmap") {
+    let bitmap = match metadata_stream(&rec6, b, "$Bitmap") {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };
-    let mut ranges = match read_bitmap(dev, &b, &bitmap)? {
+    let ranges = match read_bitmap(dev, b, &bitmap)? {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
@@ -552,6 +715,34 @@ fn map(dev: &dyn BlockDev) -> Result<Check<NtfsMap>> {
     if !covered(&ranges, 0, b.bps) {
         return Ok(Err("$Bitmap marks the boot sector free".into()));
     }
+    Ok(Ok(ranges))
+}
+
+fn map(dev: &dyn BlockDev) -> Result<Check<NtfsMap>> {
+    if dev.len() < 512 {
+        return Ok(Err("device too small for a boot sector".into()));
+    }
+    let bs = read_vec(dev, 0, 512)?;
+    let (b, mft) = match open_volume(dev, &bs)? {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+
+    // $Volume: the dirty flag
+    let rec3 = match mft.record(dev, &b, VOLUME_RECORD)? {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    let dirty = match volume_flags(&rec3) {
+        Ok(f) => f & 1 != 0,
+        Err(e) => return Ok(Err(format!("$Volume: {e}"))),
+    };
+
+    // $Bitmap: one bit per cluster
+    let mut ranges = match bitmap_ranges(dev, &b, &mft)? {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
 
     // the backup boot sector, after the last cluster, and where ntfs-3g looks for it
     let backup = b.total_sectors * b.bps;
@@ -601,7 +792,7 @@ fn volume_flags(rec: &[u8]) -> Check<u16> {
     if v.len() < 12 {
         return Err(format!("$VOLUME_INFORMATION of {} bytes", v.len()));
     }
-    Ok(le_u16(v, 10))
+    Ok(le16(v, 10).ok_or(TRUNCATED)?)
 }
 
 /// Turns the bitmap's first `clusters` bits into byte ranges.
@@ -680,12 +871,11 @@ fn hibernation(dev: &dyn BlockDev, b: &Boot, mft: &Mft) -> Result<Hiber> {
             return Ok(Hiber::Unknown(e));
         }
         for (i, rec) in buf.chunks_exact_mut(b.record as usize).enumerate() {
-            let magic = &rec[..4];
-            if magic == b"BAAD" {
+            if has(rec, 0, b"BAAD") {
                 torn += 1;
                 continue;
             }
-            if magic != b"FILE" || le_u16(rec, 0x16) & 1 == 0 {
+            if !has(rec, 0, b"FILE") || le16(rec, 0x16).is_none_or(|f| f & 1 == 0) {
                 continue;
             }
             if fixup(rec).is_err() {
@@ -724,16 +914,18 @@ fn is_hiberfil_name(a: &Attr<'_>) -> bool {
     let Ok(v) = a.value() else {
         return false;
     };
-    if v.len() < 0x42 || le_u64(v, 0) & 0xFFFF_FFFF_FFFF != ROOT_DIR_RECORD {
+    if le64(v, 0).is_none_or(|parent| parent & 0xFFFF_FFFF_FFFF != ROOT_DIR_RECORD) {
         return false;
     }
-    let len = usize::from(v[0x40]);
-    let Some(name) = v.get(0x42..0x42 + 2 * len) else {
+    let Some(len) = byte(v, 0x40) else {
+        return false;
+    };
+    let Some(name) = field(v, 0x42, 2 * usize::from(len)) else {
         return false;
     };
     let want = "hiberfil.sys".encode_utf16();
     name.chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .filter_map(|c| le16(c, 0))
         .map(|u| u8::try_from(u).map_or(u, |c| u16::from(c.to_ascii_lowercase())))
         .eq(want)
 }
@@ -747,12 +939,14 @@ fn hiberfil_magic(dev: &dyn BlockDev, b: &Boot, data: &Attr<'_>, record: u64) ->
     let mut head = [0u8; 4];
     if data.resident {
         match data.value() {
-            Ok(v) if v.len() >= 4 => head.copy_from_slice(&v[..4]),
-            Ok(_) => return Ok(Hiber::No),
+            Ok(v) => match arr(v, 0) {
+                Some(h) => head = h,
+                None => return Ok(Hiber::No),
+            },
             Err(e) => return unknown(e),
         }
     } else {
-        if le_u16(data.bytes, 12) & 0x4001 != 0 {
+        if le16(data.bytes, 12).is_none_or(|f| f & 0x4001 != 0) {
             return unknown("$DATA is compressed or encrypted".into());
         }
         let s = match data.stream(b) {
@@ -926,7 +1120,7 @@ mod tests {
         d
     }
 
-    fn map_of(d: Vec<u8>) -> std::result::Result<NtfsMap, NtfsMapError> {
+    fn map_of(d: Vec<u8>) -> std::result::Result<NtfsMap, MapError> {
         used_ranges(&MemDev::from_vec(d, 512)).unwrap()
     }
 
@@ -1103,5 +1297,114 @@ mod tests {
         d[BITMAP_LCN * 512 + 4] = 0xF0; // clusters 32..36 of the MFT free
         let e = map_of(d).unwrap_err();
         assert!(e.0.contains("marks clusters"), "{e}");
+    }
+
+    #[test]
+    fn detect_counts_bitmap_clusters_as_used_bytes() {
+        use crate::fsmap::detect::detect;
+        // 58 clusters of 512 bytes marked in use: 0..56, 64 and 100; the backup boot sector
+        // is in the map but not in used_bytes (it is no cluster)
+        let info = detect(&MemDev::from_vec(build(&Img::default()), 512))
+            .unwrap()
+            .unwrap();
+        assert_eq!((info.kind, info.used_bytes), (FsKind::Ntfs, Some(58 * 512)));
+        let m = map_of(build(&Img::default())).unwrap();
+        let mapped: u64 = m.ranges.iter().map(|r| r.1).sum();
+        assert_eq!(mapped, 58 * 512 + 512);
+        // a dirty or hibernated volume still has a bitmap to count
+        let img = Img {
+            volume_flags: 1,
+            hiber: b"HIBR",
+            ..Img::default()
+        };
+        let info = detect(&MemDev::from_vec(build(&img), 512))
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.used_bytes, Some(58 * 512));
+        // a torn $Bitmap record, or a bitmap that leaves the MFT free: no count, still NTFS
+        let mut torn = build(&Img::default());
+        torn[MFT_LCN * 512 + 6 * REC + 510] ^= 1;
+        let mut free_mft = build(&Img::default());
+        free_mft[BITMAP_LCN * 512 + 4] = 0xF0;
+        for d in [torn, free_mft] {
+            let info = detect(&MemDev::from_vec(d, 512)).unwrap().unwrap();
+            assert_eq!((info.kind, info.used_bytes), (FsKind::Ntfs, None));
+        }
+    }
+}
+
+/// The probe's tests, moved from `detect`: hand-built boot sectors and real volumes from
+/// mkntfs, compared with blkid.
+#[cfg(test)]
+mod probe_tests {
+    use super::*;
+    use crate::fsmap::detect::detect;
+    use crate::fsmap::testutil::*;
+
+    #[test]
+    fn ntfs_hand_built_applies_fixups() {
+        let info = detect(&mem(ntfs_image())).unwrap().unwrap();
+        assert_eq!(
+            info,
+            FsInfo {
+                kind: FsKind::Ntfs,
+                label: Some("HandMade".into()),
+                uuid: Some("0123456789ABCDEF".into()),
+                used_bytes: None,
+            }
+        );
+    }
+
+    #[test]
+    fn ntfs_hostile_boot_sectors() {
+        let mut bad_record_size = ntfs_image();
+        bad_record_size[0x40] = 0x80;
+        assert_eq!(detect(&mem(bad_record_size)).unwrap(), None);
+
+        for lcn in [1u64 << 40, u64::MAX / 4096 + 1, u64::MAX] {
+            let mut far = ntfs_image();
+            put(&mut far, 0x30, &lcn.to_le_bytes());
+            let info = detect(&mem(far)).unwrap().unwrap();
+            assert_eq!((info.kind, info.label), (FsKind::Ntfs, None), "lcn {lcn}");
+        }
+
+        let mut torn = ntfs_image();
+        torn[4 * 4096 + 3 * 1024 + 1022] = 8;
+        assert_eq!(detect(&mem(torn)).unwrap().unwrap().label, None);
+
+        let mut looping = ntfs_image();
+        put(&mut looping, 4 * 4096 + 3 * 1024 + 484, &0u32.to_le_bytes());
+        assert_eq!(detect(&mem(looping)).unwrap().unwrap().label, None);
+
+        let mut huge_clusters = ntfs_image();
+        huge_clusters[0x0D] = 0x81; // 2^127 sectors per cluster
+        assert_eq!(detect(&mem(huge_clusters)).unwrap(), None);
+
+        let mut fat_fields = ntfs_image();
+        fat_fields[0x10] = 2;
+        assert_eq!(detect(&mem(fat_fields)).unwrap(), None);
+    }
+
+    #[test]
+    fn ntfs_images_match_blkid() {
+        let cases: [(&str, &[&str], &str); 3] = [
+            ("default", &["-L", "Nt Lab"], "Nt Lab"),
+            ("4K sectors", &["-s", "4096", "-L", "four"], "four"),
+            (
+                "64K clusters",
+                &["-c", "65536", "-L", "Big Clusters"],
+                "Big Clusters",
+            ),
+        ];
+        for (name, extra, label) in cases {
+            let mut args = vec!["-F", "-Q", "-q"];
+            args.extend_from_slice(extra);
+            let Some((_img, info)) = mkfs_case(64 << 20, "mkntfs", &args) else {
+                return;
+            };
+            assert_eq!(info.kind, FsKind::Ntfs, "{name}");
+            assert_eq!(info.label.as_deref(), Some(label), "{name}");
+            assert_eq!(info.uuid.as_ref().map(String::len), Some(16), "{name}");
+        }
     }
 }

@@ -8,8 +8,8 @@
 //!   `calc_fat_clusters` in `fs/fat/inode.c` refuses more). Enlarging the FAT would move the
 //!   data area, which is not done in place;
 //! - the FAT type, which every implementation derives from the cluster count: at most 4084
-//!   clusters for FAT12 and 65524 for FAT16 (the same limits as `fsmap::fat`), and 0x0FFFFFF5
-//!   for FAT32 (Microsoft's FAT specification). The type never changes;
+//!   clusters for FAT12, 65524 for FAT16 and 0x0FFFFFF5 for FAT32 (the limits of
+//!   [`crate::fsmap::fat`], whose BPB parser this module uses). The type never changes;
 //! - the sector count field: 32 bits, or only the 16-bit `BPB_TotSec16` on a FAT12/16 boot
 //!   sector without an extended BPB, where offset 32 may belong to the boot code.
 //!
@@ -32,8 +32,9 @@
 //! a name says bytes.
 
 use crate::blockdev::{read_vec, BlockDev};
+use crate::bytes::{byte, le16, le32};
 use crate::error::{Error, Result};
-use crate::units::{le_u16, le_u32};
+use crate::fsmap::fat::{Bpb, FatType};
 
 /// What growing a FAT volume did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -52,10 +53,6 @@ pub struct FatGrow {
     pub limit: Option<String>,
 }
 
-/// Largest cluster counts that keep the FAT type (see the module documentation).
-const MAX_FAT12: u64 = 0xFF4;
-const MAX_FAT16: u64 = 0xFFF4;
-const MAX_FAT32: u64 = 0x0FFF_FFF5;
 /// Bytes of zeros written per call when clearing FAT16/32 entries.
 const ZERO_CHUNK: u64 = 1 << 20;
 /// FSInfo signatures at bytes 0, 484 and 508, and the free-cluster count at byte 488.
@@ -64,42 +61,17 @@ const FSINFO_STRUC: u32 = 0x6141_7272;
 const FSINFO_TRAIL: u32 = 0xAA55_0000;
 const FSINFO_FREE: usize = 488;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Fat12,
-    Fat16,
-    Fat32,
-}
-
-impl Kind {
-    fn bits(self) -> u64 {
-        match self {
-            Kind::Fat12 => 12,
-            Kind::Fat16 => 16,
-            Kind::Fat32 => 32,
+/// Why the cluster count stops at the type's maximum, in words for the user.
+fn limit_text(t: FatType) -> String {
+    let max = t.max_clusters();
+    match t {
+        FatType::Fat12 => {
+            format!("FAT12 cannot hold more than {max} clusters without becoming FAT16")
         }
-    }
-
-    fn max_clusters(self) -> u64 {
-        match self {
-            Kind::Fat12 => MAX_FAT12,
-            Kind::Fat16 => MAX_FAT16,
-            Kind::Fat32 => MAX_FAT32,
+        FatType::Fat16 => {
+            format!("FAT16 cannot hold more than {max} clusters without becoming FAT32")
         }
-    }
-
-    /// Why the cluster count stops at [`Kind::max_clusters`], in words for the user.
-    fn limit_text(self) -> String {
-        let max = self.max_clusters();
-        match self {
-            Kind::Fat12 => {
-                format!("FAT12 cannot hold more than {max} clusters without becoming FAT16")
-            }
-            Kind::Fat16 => {
-                format!("FAT16 cannot hold more than {max} clusters without becoming FAT32")
-            }
-            Kind::Fat32 => format!("FAT32 cannot hold more than {max} clusters"),
-        }
+        FatType::Fat32 => format!("FAT32 cannot hold more than {max} clusters"),
     }
 }
 
@@ -116,7 +88,7 @@ enum TotalField {
 /// partition size alone, without I/O, so it can be checked before the first write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Plan {
-    kind: Kind,
+    kind: FatType,
     bytes_per_sector: u64,
     /// Byte offset of the first FAT copy, and the length of one copy in bytes.
     fat_start: u64,
@@ -166,33 +138,16 @@ impl Plan {
 /// Every product below multiplies fields of at most 32 bits by at most 4096 or by 8, so the
 /// arithmetic cannot overflow a u64; subtractions are guarded by the checks before them.
 fn plan(bs: &[u8], dev_len: u64) -> std::result::Result<Plan, String> {
-    let bps = u64::from(le_u16(bs, 11));
-    let spc = u64::from(bs[13]);
-    let reserved = u64::from(le_u16(bs, 14));
-    let fats = u64::from(bs[16]);
-    let root_entries = u64::from(le_u16(bs, 17));
-    let total16 = le_u16(bs, 19);
-    let fat16_len = u64::from(le_u16(bs, 22));
-    let total32 = le_u32(bs, 32);
-    let fat32 = fat16_len == 0;
-    let fat_len = if fat32 {
-        u64::from(le_u32(bs, 36))
-    } else {
-        fat16_len
-    };
-    if !bps.is_power_of_two() || !(512..=4096).contains(&bps) || !spc.is_power_of_two() {
-        return Err(format!(
-            "{bps} bytes per sector and {spc} sectors per cluster"
-        ));
-    }
-    if reserved == 0 || fats == 0 || fat_len == 0 || (fat32 && root_entries != 0) {
+    let bpb = Bpb::parse(bs).ok_or("the boot sector is too short")?;
+    bpb.check()?;
+    let fat32 = bpb.is_fat32();
+    if fat32 && bpb.root_entries != 0 {
         return Err("the boot sector does not describe a FAT volume".into());
     }
-    let old_total = if total16 != 0 {
-        u64::from(total16)
-    } else {
-        u64::from(total32)
-    };
+    let bps = u64::from(bpb.bytes_per_sector);
+    let spc = u64::from(bpb.sectors_per_cluster);
+    let total16 = bpb.total16;
+    let old_total = bpb.total_sectors();
     let part = dev_len / bps;
     if old_total > part {
         return Err(format!(
@@ -200,29 +155,25 @@ fn plan(bs: &[u8], dev_len: u64) -> std::result::Result<Plan, String> {
             old_total * bps
         ));
     }
-    let data = reserved + fats * fat_len + root_entries * 32 / bps;
-    if data >= old_total {
-        return Err("the volume has no data area".into());
-    }
-    let old_clusters = (old_total - data) / spc;
-    let kind = if fat32 {
-        Kind::Fat32
-    } else if old_clusters <= MAX_FAT12 {
-        Kind::Fat12
-    } else {
-        Kind::Fat16
+    let geo = match bpb.geometry() {
+        Some(g) if g.data_sectors < old_total => g,
+        _ => return Err("the volume has no data area".into()),
     };
+    let data = geo.data_sectors;
+    let old_clusters = geo.clusters;
+    let kind = geo.fat_type;
+    let reserved = u64::from(bpb.reserved);
 
     // a FAT12/16 boot sector without an extended BPB (signature 0x28 or 0x29 at 38) may be a
     // DOS 3.0 one, whose bytes 32..36 are not a sector count
-    let has_total32 = fat32 || total16 == 0 || matches!(bs[38], 0x28 | 0x29);
+    let has_total32 = fat32 || total16 == 0 || matches!(byte(bs, 38), Some(0x28 | 0x29));
     let field_max = if has_total32 {
         u64::from(u32::MAX)
     } else {
         u64::from(u16::MAX)
     };
     let room = part.min(field_max);
-    let fat_bytes = fat_len * bps;
+    let fat_bytes = geo.fat_bytes;
     let by_partition = (part - data) / spc;
     let by_field = (room - data) / spc;
     let by_fat = (fat_bytes * 8 / kind.bits()).saturating_sub(2);
@@ -231,7 +182,7 @@ fn plan(bs: &[u8], dev_len: u64) -> std::result::Result<Plan, String> {
 
     let limit = (by_partition > new_clusters).then(|| {
         if new_clusters >= by_type {
-            kind.limit_text()
+            limit_text(kind)
         } else if new_clusters >= by_fat {
             match by_fat.saturating_sub(old_clusters) {
                 0 => "the FAT has no room for more clusters; moving the data area to enlarge \
@@ -265,7 +216,7 @@ fn plan(bs: &[u8], dev_len: u64) -> std::result::Result<Plan, String> {
 
     // FAT32 keeps these in the reserved sectors; 0 and 0xFFFF mean "none"
     let sector_at = |off: usize| {
-        let s = u64::from(le_u16(bs, off));
+        let s = u64::from(le16(bs, off)?);
         (fat32 && s != 0 && s < reserved).then_some(s)
     };
     let backup_boot = sector_at(50);
@@ -277,9 +228,9 @@ fn plan(bs: &[u8], dev_len: u64) -> std::result::Result<Plan, String> {
     Ok(Plan {
         kind,
         bytes_per_sector: bps,
-        fat_start: reserved * bps,
+        fat_start: geo.fat_start,
         fat_bytes,
-        fats,
+        fats: geo.fats,
         old_total,
         new_total,
         old_clusters,
@@ -351,7 +302,7 @@ pub fn grow(dev: &dyn BlockDev) -> Result<FatGrow> {
 /// the first entry past the new count) is kept.
 fn zero_entries(dev: &dyn BlockDev, p: &Plan, fat: u64) -> Result<()> {
     let (first, end) = (p.old_clusters + 2, p.new_clusters + 2);
-    if p.kind == Kind::Fat12 {
+    if p.kind == FatType::Fat12 {
         // at most 4086 entries, so at most 6129 bytes
         let lo = first * 3 / 2;
         let hi = (end * 3).div_ceil(2);
@@ -383,9 +334,9 @@ fn zero_entries(dev: &dyn BlockDev, p: &Plan, fat: u64) -> Result<()> {
 /// sector carries all three FSInfo signatures; otherwise leaves it alone.
 fn forget_free_count(dev: &dyn BlockDev, off: u64) -> Result<()> {
     let mut s = read_vec(dev, off, 512)?;
-    if le_u32(&s, 0) == FSINFO_LEAD
-        && le_u32(&s, 484) == FSINFO_STRUC
-        && le_u32(&s, 508) == FSINFO_TRAIL
+    if le32(&s, 0) == Some(FSINFO_LEAD)
+        && le32(&s, 484) == Some(FSINFO_STRUC)
+        && le32(&s, 508) == Some(FSINFO_TRAIL)
     {
         s[FSINFO_FREE..FSINFO_FREE + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         dev.write_at(&s, off)?;
@@ -398,7 +349,9 @@ mod tests {
     use super::*;
     use crate::blockdev::testing::FaultyDev;
     use crate::blockdev::{FileDev, MemDev, OpenMode};
+    use crate::fsmap::fat::MAX_FAT32;
     use crate::units::MIB;
+    use crate::units::{le_u16, le_u32};
     use std::fs::File;
     use std::os::unix::fs::FileExt;
     use std::path::{Path, PathBuf};

@@ -20,10 +20,11 @@
 pub mod fat;
 
 use crate::blockdev::{read_vec, BlockDev, FileDev, OpenMode};
+use crate::bytes::{le16, le32, le64};
 use crate::discovery::{self, SystemPaths};
 use crate::error::{Error, Result};
 use crate::fsmap::detect::{self, FsKind};
-use crate::units::{le_u16, le_u32, le_u64};
+use crate::fsmap::fat::Bpb;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -122,36 +123,36 @@ fn partition_node(disk: &Path, number: u32, start: u64, size: u64) -> Result<Pat
     })
 }
 
-/// Size in bytes of the filesystem on `dev` as its own superblock says.
+/// Size in bytes of the filesystem on `dev` as its own superblock says; `None` for formats
+/// whose size is not read here, or when the superblock is too short to say.
 pub fn fs_size(dev: &dyn BlockDev, kind: FsKind) -> Result<Option<u64>> {
     Ok(match kind {
-        FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4 => {
-            let sb = read_vec(dev, 1024, 1024)?;
-            let lo = u64::from(le_u32(&sb, 4));
-            let hi = if le_u32(&sb, 0x60) & 0x80 != 0 {
-                u64::from(le_u32(&sb, 0x150))
-            } else {
-                0
-            };
-            let bs = 1024u64 << le_u32(&sb, 24).min(6);
-            Some(((hi << 32) | lo) * bs)
-        }
+        FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4 => ext_size(&read_vec(dev, 1024, 1024)?),
         FsKind::Ntfs => {
             let b = read_vec(dev, 0, 512)?;
-            Some(le_u64(&b, 0x28).saturating_mul(u64::from(le_u16(&b, 0x0B))))
+            le64(&b, 0x28)
+                .zip(le16(&b, 0x0B))
+                .map(|(sectors, bps)| sectors.saturating_mul(u64::from(bps)))
         }
         FsKind::Fat12 | FsKind::Fat16 | FsKind::Fat32 => {
             let b = read_vec(dev, 0, 512)?;
-            let t16 = u64::from(le_u16(&b, 19));
-            let t = if t16 != 0 {
-                t16
-            } else {
-                u64::from(le_u32(&b, 32))
-            };
-            Some(t * u64::from(le_u16(&b, 11)))
+            Bpb::parse(&b).map(|p| p.total_sectors() * u64::from(p.bytes_per_sector))
         }
         _ => None,
     })
+}
+
+/// Blocks × block size from the ext superblock `sb`, with the high half of the block count
+/// only on 64bit filesystems.
+fn ext_size(sb: &[u8]) -> Option<u64> {
+    let lo = u64::from(le32(sb, 4)?);
+    let hi = if le32(sb, 0x60)? & 0x80 != 0 {
+        u64::from(le32(sb, 0x150)?)
+    } else {
+        0
+    };
+    let bs = 1024u64 << le32(sb, 24)?.min(6);
+    Some(((hi << 32) | lo) * bs)
 }
 
 /// Grows the filesystem of partition `number` (now `start..start + size` bytes) on `target`

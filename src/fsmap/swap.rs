@@ -1,0 +1,111 @@
+//! Linux swap areas, version 0 (`SWAP-SPACE`) and 1 (`SWAPSPACE2`): recognised by the signature
+//! at the end of the first page (label and UUID from the version 1 header). Swap holds nothing
+//! worth keeping across a reboot, but there is no map of it yet, so every block is copied.
+//!
+//! The page size is not recorded, so the signature is looked for at the end of every page size
+//! Linux uses (4 to 64 KiB). TuxOnIce images, which keep a swap signature behind their own
+//! header, are not swap (as in libblkid).
+//!
+//! Units: offsets in bytes.
+
+use super::detect::{Format, FsInfo, FsKind};
+use super::probe::{text_label, uuid16};
+use crate::blockdev::{read_clamped, BlockDev};
+use crate::bytes::{arr, field, has, le32};
+use crate::error::Result;
+
+/// Swap is recognised; it has no used-block map.
+pub(super) const FORMAT: Format = Format { probe, map: None };
+
+const SWAP_PAGE_SIZES: [u64; 5] = [4096, 8192, 16384, 32768, 65536];
+/// TuxOnIce keeps a valid swap signature behind its own header; libblkid ignores those.
+const TUXONICE_MAGIC: &[u8] = b"\xed\xc3\x02\xe9\x98\x56\xe5\x0c";
+
+fn probe(dev: &dyn BlockDev) -> Result<Option<FsInfo>> {
+    // libblkid's minimum: ten 4 KiB pages
+    if dev.len() < 10 * 4096 {
+        return Ok(None);
+    }
+    for page in SWAP_PAGE_SIZES {
+        let sig = read_clamped(dev, page - 10, 10)?;
+        let v1 = sig.as_slice() == b"SWAPSPACE2";
+        if !v1 && sig.as_slice() != b"SWAP-SPACE" {
+            continue;
+        }
+        let head = read_clamped(dev, 0, 1024 + 512)?;
+        if has(&head, 0, TUXONICE_MAGIC) {
+            return Ok(None);
+        }
+        if !v1 {
+            // version 0 has neither label nor UUID
+            return Ok(Some(swap_info(None, None)));
+        }
+        return Ok(parse_swap_v1(head.get(1024..).unwrap_or_default()));
+    }
+    Ok(None)
+}
+
+fn swap_info(label: Option<String>, uuid: Option<String>) -> FsInfo {
+    FsInfo {
+        kind: FsKind::Swap,
+        label,
+        uuid,
+        used_bytes: None,
+    }
+}
+
+fn parse_swap_v1(hdr: &[u8]) -> Option<FsInfo> {
+    // version 1 in either byte order, and a last page
+    let version = arr::<4>(hdr, 0)?;
+    if version != [1, 0, 0, 0] && version != [0, 0, 0, 1] {
+        return None;
+    }
+    if le32(hdr, 4)? == 0 {
+        return None;
+    }
+    // libblkid trusts label and UUID only when padding[32..34] is clear
+    if le32(hdr, 172)? != 0 || le32(hdr, 176)? != 0 {
+        return Some(swap_info(None, None));
+    }
+    Some(swap_info(
+        field(hdr, 28, 16).and_then(text_label),
+        field(hdr, 12, 16).and_then(uuid16),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsmap::detect::detect;
+    use crate::fsmap::testutil::*;
+
+    #[test]
+    fn swap_v0_matches_blkid() {
+        let mut d = vec![0u8; 64 << 10];
+        put(&mut d, 4096 - 10, b"SWAP-SPACE");
+        let img = image_from(&d);
+        let info = detect_file(&img.path).unwrap();
+        assert_eq!(
+            (info.kind, &info.label, &info.uuid),
+            (FsKind::Swap, &None, &None)
+        );
+        assert_like_blkid(&img.path, &info);
+        // too small for swap (libblkid needs ten pages)
+        assert_eq!(detect(&mem(d[..32 << 10].to_vec())).unwrap(), None);
+    }
+
+    #[test]
+    fn swap_images_match_blkid() {
+        for page in ["4096", "16384", "65536"] {
+            let args = ["-L", "slab", "-U", UUID_A, "-p", page];
+            let Some((_img, info)) = mkfs_case(64 << 20, "mkswap", &args) else {
+                return;
+            };
+            assert_eq!(
+                (info.kind, info.label.as_deref(), info.uuid.as_deref()),
+                (FsKind::Swap, Some("slab"), Some(UUID_A)),
+                "page size {page}"
+            );
+        }
+    }
+}
