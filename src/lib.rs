@@ -1,17 +1,15 @@
 //! Lifeboat: a bootable disk-rescue tool. This crate is the silent core plus its three faces;
-//! only `main.rs`, `cli/`, `tui/` and `init/` talk to humans, and only `main.rs` (and PID 1,
-//! which never returns) ends the process.
+//! only `main.rs`, `cli/`, `tui/` and `init/` talk to humans.
 //!
 //! Architecture map (dependencies point down):
 //! ```text
 //! main.rs      dispatch and exit codes only
-//! cli/ tui/ init/   the faces: clap commands (one file per command), the menu (one module per
-//!              screen), PID 1 of the rescue environment with its modprobe
+//! cli/ tui/ init/   the faces: clap commands, the menu (one module per screen), PID 1 of the
+//!              rescue environment with its modprobe
 //! jobs/        image, restore, clone, verify, merge: Spec -> plan() -> run(plan, reporter,
 //!              cancel); run.rs is the one runner every face starts jobs with (typed Finished);
 //!              survey.rs maps a disk into regions and extents (image, clone; later shrink,
 //!              rescue); target.rs writes data, reads it back, then the tables
-//! store/       where images live (mounting a local filesystem; network stores next)
 //! inspect      one disk (device or image file) -> DiskReport: table + filesystems + sysfs facts
 //! resize       growing filesystems after a restore or clone
 //! pipeline/    threaded read -> work -> ordered write, bounded, first error wins
@@ -23,6 +21,7 @@
 //! blockdev/    trait BlockDev: positional I/O on files, devices, memory, fault injection;
 //!              the block ioctls (through nix)
 //! event        Event, Reporter, CancelToken: what every layer reports through
+//! bytes        bounds-checked little/big-endian readers for hostile on-disk bytes
 //! error, units shared vocabulary
 //! ```
 

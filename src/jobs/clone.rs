@@ -340,7 +340,7 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
 
 /// The whole write: wipe the old tables, the data, sync, read the data back (unless
 /// `plan.verify` is off), then the tables and first MiB, sync, and read those back
-/// ([`super::target::data_then_tables`]). Public so that tests can inject faults into either
+/// (`target::data_then_tables`). Public so that tests can inject faults into either
 /// disk.
 ///
 /// `direct` holds `O_DIRECT` handles of the same two disks: sector-aligned data pieces go

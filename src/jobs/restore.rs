@@ -395,7 +395,7 @@ pub use super::target::Written;
 
 /// The whole write: wipe the old tables, the data, sync, read the data back (unless
 /// `plan.verify` is off), then the tables and first MiB, sync, and read those back
-/// ([`super::target::data_then_tables`]). Public so that tests can inject faults into the
+/// (`target::data_then_tables`). Public so that tests can inject faults into the
 /// target.
 pub fn run_on(
     plan: &RestorePlan,
