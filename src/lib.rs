@@ -27,6 +27,7 @@ pub mod jobs;
 pub mod partition;
 pub mod pipeline;
 pub mod resize;
+pub mod store;
 pub mod tui;
 pub mod units;
 

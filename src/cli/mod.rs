@@ -25,7 +25,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(c) => c,
         None if menu_possible() => Command::Tui {
             images: None,
-            mount_at: std::path::PathBuf::from(crate::init::store::STORE_DIR),
+            mount_at: std::path::PathBuf::from(crate::store::STORE_DIR),
             rescue: false,
         },
         None => anyhow::bail!(

@@ -4,9 +4,9 @@
 //! including a serial line with no size. `menu` goes back to the full-screen menu.
 
 use super::cmdline::split_words;
-use super::store::{self, STORE_DIR};
 use super::{sys, EXIT_MENU, EXIT_POWEROFF, EXIT_REBOOT, LOG_FILE};
 use crate::discovery::SystemPaths;
+use crate::store::{self, local, STORE_DIR};
 use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -102,7 +102,7 @@ pub fn run() -> i32 {
                     let _ = writeln!(out, "{STORE_DIR} unmounted; the drive can be unplugged");
                 }
                 Err(e) => {
-                    let _ = writeln!(out, "error: {e:#}");
+                    let _ = writeln!(out, "error: {}", crate::error::with_causes(&e));
                 }
             },
             "exit" | "quit" => {
@@ -220,12 +220,12 @@ fn ls(out: &mut impl Write, dir: &Path) {
 
 fn mount_store(out: &mut impl Write, rest: &[String]) {
     let disks = crate::inspect::list(&SystemPaths::default()).unwrap_or_default();
-    let candidates = store::candidates(&disks);
+    let candidates = local::candidates(&disks);
     let Some(spec) = rest.first() else {
         let _ = writeln!(out, "Filesystems that can hold images:");
         for c in candidates
             .iter()
-            .filter(|c| c.fs.is_some_and(|f| store::STORE_FILESYSTEMS.contains(&f)))
+            .filter(|c| c.fs.is_some_and(|f| local::STORE_FILESYSTEMS.contains(&f)))
         {
             let _ = writeln!(
                 out,
@@ -243,8 +243,8 @@ fn mount_store(out: &mut impl Write, rest: &[String]) {
         let _ = writeln!(out, "Then: store /dev/sdXN   or   store LABEL=name");
         return;
     };
-    match store::find(spec, &candidates) {
-        Ok(Some(t)) => match store::mount(&t, Path::new(STORE_DIR)) {
+    match local::find(spec, &candidates) {
+        Ok(Some(t)) => match local::mount(&t, Path::new(STORE_DIR)) {
             Ok(()) => {
                 let _ = writeln!(
                     out,
@@ -254,7 +254,7 @@ fn mount_store(out: &mut impl Write, rest: &[String]) {
                 );
             }
             Err(e) => {
-                let _ = writeln!(out, "error: {e:#}");
+                let _ = writeln!(out, "error: {}", crate::error::with_causes(&e));
             }
         },
         Ok(None) => {
@@ -264,7 +264,7 @@ fn mount_store(out: &mut impl Write, rest: &[String]) {
             );
         }
         Err(e) => {
-            let _ = writeln!(out, "error: {e:#}");
+            let _ = writeln!(out, "error: {}", crate::error::with_causes(&e));
         }
     }
 }

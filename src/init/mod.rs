@@ -15,7 +15,6 @@ pub mod cmdline;
 pub mod console;
 pub mod modules;
 mod pid1;
-pub mod store;
 pub mod sys;
 
 use std::fs::File;

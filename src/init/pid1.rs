@@ -2,9 +2,9 @@
 
 use super::cmdline::{self, BootOptions, Then};
 use super::modules::{self, ModuleIndex};
-use super::store::{self, STORE_DIR};
 use super::sys::{self, Exit, Power};
 use super::{console_names, Log, EXIT_MENU, EXIT_POWEROFF, EXIT_REBOOT};
+use crate::store::{self, local, STORE_DIR};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -306,7 +306,7 @@ fn mount_store(log: &mut Log, spec: &str, wait_secs: u64) -> Result<serde_json::
     let target = loop {
         let disks =
             crate::inspect::list(&crate::discovery::SystemPaths::default()).unwrap_or_default();
-        match store::find(spec, &store::candidates(&disks)) {
+        match local::find(spec, &local::candidates(&disks)) {
             Ok(Some(t)) => break t,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(500)),
             Ok(None) => {
@@ -315,12 +315,13 @@ fn mount_store(log: &mut Log, spec: &str, wait_secs: u64) -> Result<serde_json::
                 return Err(e);
             }
             Err(e) => {
-                log.line(&format!("{e:#}"));
-                return Err(format!("{e:#}"));
+                let e = crate::error::with_causes(&e);
+                log.line(&e);
+                return Err(e);
             }
         }
     };
-    match store::mount(&target, Path::new(STORE_DIR)) {
+    match local::mount(&target, Path::new(STORE_DIR)) {
         Ok(()) => {
             log.line(&format!(
                 "store: {} ({}{}) mounted at {STORE_DIR}",
@@ -338,8 +339,9 @@ fn mount_store(log: &mut Log, spec: &str, wait_secs: u64) -> Result<serde_json::
             }))
         }
         Err(e) => {
-            log.line(&format!("store: {e:#}"));
-            Err(format!("{e:#}"))
+            let e = crate::error::with_causes(&e);
+            log.line(&format!("store: {e}"));
+            Err(e)
         }
     }
 }
@@ -545,7 +547,7 @@ fn supervise(log: &mut Log, then: Then) -> ! {
                 Ui::Console => ("/proc/self/exe", &["console"]),
                 Ui::Menu => (
                     "/proc/self/exe",
-                    &["tui", "--rescue", "--mount-at", super::store::STORE_DIR],
+                    &["tui", "--rescue", "--mount-at", STORE_DIR],
                 ),
             };
             match spawn_on(&slot.tty, program, args) {
@@ -637,7 +639,7 @@ fn shutdown(log: &mut Log, slots: &[Slot], how: Power) -> ! {
     std::thread::sleep(Duration::from_millis(200));
     sys::sync();
     if let Err(e) = store::unmount(Path::new(STORE_DIR)) {
-        log.line(&format!("{e:#}"));
+        log.line(&crate::error::with_causes(&e));
     }
     // give FUSE daemons (ntfs-3g) a moment to finish after the unmount
     for _ in 0..20 {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Filesystems an image store may have (blkid names).
-pub const STORE_FILESYSTEMS: [&str; 6] = crate::init::store::STORE_FILESYSTEMS;
+pub const STORE_FILESYSTEMS: [&str; 6] = crate::store::local::STORE_FILESYSTEMS;
 
 /// Everything the screen shows.
 #[derive(Debug, Clone, Default)]

@@ -73,7 +73,7 @@ fn mount_storage(c: &StoreChoice, at: &Path) -> Result<(Storage, Vec<ImageEntry>
         None => {
             // a storage mounted here before is replaced, but never pulled from under a job:
             // a busy one (another console writing to it) is kept and the choice refused
-            if let Err(e) = crate::init::store::release(at) {
+            if let Err(e) = crate::store::release(at) {
                 return Err(app::Failure {
                     what: "changing the storage".into(),
                     causes: vec![format!("unmounting {}: {e}", at.display())],
@@ -81,16 +81,16 @@ fn mount_storage(c: &StoreChoice, at: &Path) -> Result<(Storage, Vec<ImageEntry>
                     ..app::Failure::default()
                 });
             }
-            let t = crate::init::store::StoreTarget {
+            let t = crate::store::local::StoreTarget {
                 device: c.device.clone(),
                 disk: c.disk.clone(),
                 fs: c.fs,
                 label: c.label.clone(),
             };
-            crate::init::store::mount(&t, at).map_err(|e| {
+            crate::store::local::mount(&t, at).map_err(|e| {
                 outcome::failure_any(
                     "mounting the storage",
-                    &e,
+                    &e.into(),
                     "Choose another filesystem, or check this one from the shell (fsck). A Windows disk must be shut down fully (not hibernated) to be written.",
                 )
             })?;
@@ -497,9 +497,13 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
     // it for the line console, and unmounts it at power off.
     if mounted && !opts.rescue && matches!(exit, Ok(Exit::Quit)) {
         drop(term);
-        if let Err(e) = crate::init::store::unmount(&opts.mount_at) {
+        if let Err(e) = crate::store::unmount(&opts.mount_at) {
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "lifeboat: {e:#}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "lifeboat: {}",
+                crate::error::with_causes(&e)
+            );
         }
     }
     exit
