@@ -26,6 +26,7 @@ pub mod inspect;
 pub mod jobs;
 pub mod partition;
 pub mod pipeline;
+pub mod rescue;
 pub mod resize;
 pub mod store;
 pub mod tui;

@@ -2,11 +2,10 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod args;
+mod console;
 mod jobs;
 mod progress;
 mod render;
-
-pub use render::disk as render_disk;
 
 use crate::discovery::SystemPaths;
 use crate::inspect;
@@ -19,8 +18,25 @@ pub fn menu_possible() -> bool {
     std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
 
-/// Runs a parsed command. Errors carry their whole cause chain; `main` maps them to exit 1.
-pub fn run(args: Args) -> anyhow::Result<()> {
+/// How a command ended, when it did not fail: what `main` turns into the exit status. Only
+/// `main` exits the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Done: status 0.
+    Ok,
+    /// Failed, and the failure was already shown (the console): status 1.
+    Failed,
+    /// The user asked the rescue system to power off: [`crate::rescue::EXIT_POWEROFF`].
+    PowerOff,
+    /// The user asked the rescue system to reboot: [`crate::rescue::EXIT_REBOOT`].
+    Reboot,
+    /// The line console asks for the menu again: [`crate::rescue::EXIT_MENU`].
+    Menu,
+}
+
+/// Runs a parsed command. Errors carry their whole cause chain; `main` maps them to exit 1
+/// (130 when cancelled).
+pub fn run(args: Args) -> anyhow::Result<Exit> {
     let command = match args.command {
         Some(c) => c,
         None if menu_possible() => Command::Tui {
@@ -36,11 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match command {
         Command::Console => {
             drop(out);
-            let code = crate::init::console::run();
-            if code != 0 {
-                std::process::exit(code);
-            }
-            return Ok(());
+            return Ok(console::run());
         }
         Command::List { json, sysfs_root } => {
             let paths = SystemPaths {
@@ -105,7 +117,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 json,
                 sector_size,
                 block_size: block_kib.saturating_mul(1024),
-            });
+            })
+            .map(|()| Exit::Ok);
         }
         Command::Verify {
             file,
@@ -114,11 +127,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             threads,
         } => {
             drop(out);
-            return jobs::verify(&file, &search, json, threads);
+            return jobs::verify(&file, &search, json, threads).map(|()| Exit::Ok);
         }
         Command::Info { file, search, json } => {
             drop(out);
-            return jobs::info(&file, &search, json);
+            return jobs::info(&file, &search, json).map(|()| Exit::Ok);
         }
         Command::Restore {
             file,
@@ -144,7 +157,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 verify: !no_verify,
                 json,
                 threads,
-            });
+            })
+            .map(|()| Exit::Ok);
         }
         Command::Tui {
             images,
@@ -166,12 +180,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 rescue,
             };
             let exit = crate::tui::run(&opts).context("running the terminal UI")?;
-            match exit {
-                crate::tui::Exit::Quit => {}
-                crate::tui::Exit::PowerOff => std::process::exit(crate::init::EXIT_POWEROFF),
-                crate::tui::Exit::Reboot => std::process::exit(crate::init::EXIT_REBOOT),
-            }
-            return Ok(());
+            return Ok(match exit {
+                crate::tui::Exit::Quit => Exit::Ok,
+                crate::tui::Exit::PowerOff => Exit::PowerOff,
+                crate::tui::Exit::Reboot => Exit::Reboot,
+            });
         }
         Command::Clone {
             source,
@@ -195,7 +208,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 new_disk_id,
                 file_sector_size: sector_size,
             };
-            return jobs::clone(spec, yes, dry_run, json);
+            return jobs::clone(spec, yes, dry_run, json).map(|()| Exit::Ok);
         }
         Command::Merge {
             file,
@@ -213,7 +226,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 level,
                 threads,
             };
-            return jobs::merge(spec, json);
+            return jobs::merge(spec, json).map(|()| Exit::Ok);
         }
         Command::Prune {
             dir,
@@ -224,9 +237,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             json,
         } => {
             drop(out);
-            return jobs::prune(&dir, &keep, &search, yes, dry_run, json);
+            return jobs::prune(&dir, &keep, &search, yes, dry_run, json).map(|()| Exit::Ok);
         }
     }
     out.flush()?;
-    Ok(())
+    Ok(Exit::Ok)
 }

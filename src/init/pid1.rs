@@ -3,7 +3,8 @@
 use super::cmdline::{self, BootOptions, Then};
 use super::modules::{self, ModuleIndex};
 use super::sys::{self, Exit, Power};
-use super::{console_names, Log, EXIT_MENU, EXIT_POWEROFF, EXIT_REBOOT};
+use super::{console_names, Log};
+use crate::rescue::{EXIT_MENU, EXIT_POWEROFF, EXIT_REBOOT};
 use crate::store::{self, local, STORE_DIR};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -94,7 +95,7 @@ pub fn main() -> ! {
     log.line(&format!("Lifeboat {} starting", env!("CARGO_PKG_VERSION")));
 
     let index = load_modules(&mut log, &opts);
-    if super::is_uefi() {
+    if crate::rescue::is_uefi() {
         let _ = sys::mount(
             "efivarfs",
             Path::new("/sys/firmware/efi/efivars"),
@@ -373,7 +374,7 @@ fn ready_json(store: &Option<Result<serde_json::Value, String>>) -> String {
         "version": env!("CARGO_PKG_VERSION"),
         "boot_seconds": boot_seconds,
         "firmware": firmware,
-        "secure_boot": super::secure_boot(),
+        "secure_boot": crate::rescue::secure_boot(),
         "kernel": super::kernel_release(),
         "disks": disks,
         "store": match store {
