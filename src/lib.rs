@@ -4,8 +4,10 @@
 //! Architecture map (dependencies point down):
 //! ```text
 //! main.rs      dispatch only
-//! init/        PID 1 of the rescue environment, its modprobe and line-mode console
-//! cli/         clap arguments, human tables and JSON
+//! init/        PID 1 of the rescue environment and its modprobe
+//! cli/         clap arguments -> job specs, human tables and JSON, the line-mode console
+//! rescue       what PID 1 and the consoles it starts agree on (exit codes, log, words)
+//! store/       the image store: find and mount it (local filesystems), unmount it
 //! inspect      one disk (device or image file) -> DiskReport: table + filesystems + sysfs facts
 //! fsmap/       filesystem detection by magic (label, UUID, used bytes)
 //! partition/   GPT and MBR: read and validate

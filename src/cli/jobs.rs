@@ -1,5 +1,6 @@
 //! `image`, `verify`, `info` and `restore`: plans, confirmation, progress and summaries.
 
+use super::args::{CloneArgs, ImageArgs, MergeArgs, PruneArgs, RestoreArgs, VerifyArgs};
 use super::progress::{self, Mode};
 use crate::discovery::SystemPaths;
 use crate::image::{hex, Chain, ImageReader};
@@ -54,39 +55,6 @@ fn print_json(v: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Arguments of `lifeboat image`.
-#[derive(Debug)]
-pub struct ImageArgs {
-    /// Disk or file to read.
-    pub source: PathBuf,
-    /// Output file (optional with a chain folder).
-    pub output: Option<PathBuf>,
-    /// Explicit parent.
-    pub parent: Option<PathBuf>,
-    /// Folder to find an incremental's parent in.
-    pub incremental: Option<PathBuf>,
-    /// Folder to find a differential's parent in.
-    pub differential: Option<PathBuf>,
-    /// Ancestor folders.
-    pub search: Vec<PathBuf>,
-    /// Allow another disk.
-    pub force_other_disk: bool,
-    /// Partitions to image.
-    pub partitions: Option<Vec<u32>>,
-    /// zstd level.
-    pub level: i32,
-    /// Worker threads.
-    pub threads: usize,
-    /// Plan only.
-    pub dry_run: bool,
-    /// NDJSON.
-    pub json: bool,
-    /// Sector size of a file source.
-    pub sector_size: u32,
-    /// Record size.
-    pub block_size: u32,
-}
-
 /// Resolves `--parent`, `--incremental DIR` and `--differential DIR` into a parent and an
 /// output path.
 fn resolve_chain(a: &ImageArgs) -> anyhow::Result<(Option<image::ParentSpec>, PathBuf)> {
@@ -126,20 +94,27 @@ fn resolve_chain(a: &ImageArgs) -> anyhow::Result<(Option<image::ParentSpec>, Pa
     Ok((Some(spec), output))
 }
 
+impl TryFrom<&ImageArgs> for image::ImageSpec {
+    type Error = anyhow::Error;
+
+    /// Finds the parent of a chained image (which reads the source disk and the parent).
+    fn try_from(a: &ImageArgs) -> anyhow::Result<Self> {
+        let (parent, output) = resolve_chain(a)?;
+        Ok(image::ImageSpec {
+            partitions: a.partitions.clone(),
+            level: a.level,
+            threads: a.threads,
+            block_size: a.block_kib.saturating_mul(1024),
+            file_sector_size: a.sector_size,
+            parent,
+            ..image::ImageSpec::new(a.source.clone(), output)
+        })
+    }
+}
+
 /// `lifeboat image`.
-pub fn image(a: ImageArgs) -> anyhow::Result<()> {
-    let (parent, output) = resolve_chain(&a)?;
-    let spec = image::ImageSpec {
-        source: a.source.clone(),
-        output,
-        partitions: a.partitions.clone(),
-        level: a.level,
-        threads: a.threads,
-        chunk_size: image::DEFAULT_CHUNK,
-        block_size: a.block_size,
-        file_sector_size: a.sector_size,
-        parent,
-    };
+pub fn image(a: &ImageArgs) -> anyhow::Result<()> {
+    let spec = image::ImageSpec::try_from(a)?;
     let (dry_run, json) = (a.dry_run, a.json);
     let paths = SystemPaths::default();
     let plan = image::plan(&spec, &paths)?;
@@ -298,13 +273,20 @@ fn locate(e: anyhow::Error, file: &Path) -> anyhow::Error {
     e
 }
 
+impl From<&VerifyArgs> for VerifyJob {
+    fn from(a: &VerifyArgs) -> Self {
+        VerifyJob {
+            path: a.file.clone(),
+            search: a.search.clone(),
+            threads: a.threads,
+        }
+    }
+}
+
 /// `lifeboat verify`.
-pub fn verify(file: &Path, search: &[PathBuf], json: bool, threads: usize) -> anyhow::Result<()> {
-    let job = Job::Verify(VerifyJob {
-        path: file.to_path_buf(),
-        search: search.to_vec(),
-        threads,
-    });
+pub fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
+    let (file, json) = (a.file.as_path(), a.json);
+    let job = Job::Verify(VerifyJob::from(a));
     let s = summary_of!(with_progress(json, job).map_err(|e| locate(e, file))?, Verify);
     if !json {
         let chain = if s.chain.len() > 1 {
@@ -508,42 +490,23 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Arguments of `lifeboat restore`.
-#[derive(Debug)]
-pub struct RestoreArgs<'a> {
-    /// The image.
-    pub file: &'a Path,
-    /// The target.
-    pub target: &'a Path,
-    /// Ancestor folders.
-    pub search: Vec<PathBuf>,
-    /// Skip confirmation.
-    pub yes: bool,
-    /// Plan only.
-    pub dry_run: bool,
-    /// Read back.
-    pub verify: bool,
-    /// NDJSON.
-    pub json: bool,
-    /// Worker threads.
-    pub threads: usize,
-    /// Grow the last partition.
-    pub grow_last: bool,
-    /// New disk ID.
-    pub new_disk_id: bool,
+impl From<&RestoreArgs> for restore::RestoreSpec {
+    fn from(a: &RestoreArgs) -> Self {
+        restore::RestoreSpec {
+            image: a.file.clone(),
+            target: a.target.clone(),
+            verify: !a.no_verify,
+            threads: a.threads,
+            search: a.search.clone(),
+            grow_last: a.grow_last,
+            new_disk_id: a.new_disk_id,
+        }
+    }
 }
 
 /// `lifeboat restore`.
-pub fn restore(a: RestoreArgs<'_>) -> anyhow::Result<()> {
-    let spec = restore::RestoreSpec {
-        image: a.file.to_path_buf(),
-        target: a.target.to_path_buf(),
-        verify: a.verify,
-        threads: a.threads,
-        search: a.search.clone(),
-        grow_last: a.grow_last,
-        new_disk_id: a.new_disk_id,
-    };
+pub fn restore(a: &RestoreArgs) -> anyhow::Result<()> {
+    let spec = restore::RestoreSpec::from(a);
     let plan = restore::plan(&spec, &SystemPaths::default())?;
     if a.dry_run {
         if a.json {
@@ -555,7 +518,7 @@ pub fn restore(a: RestoreArgs<'_>) -> anyhow::Result<()> {
     if !a.json {
         print_restore_plan(&mut std::io::stderr().lock(), &plan, false)?;
     }
-    confirm_overwrite(a.target, a.yes, a.json)?;
+    confirm_overwrite(&a.target, a.yes, a.json)?;
     let s = summary_of!(with_progress(a.json, Job::Restore(Box::new(plan.clone())))?, Restore);
     if !a.json {
         println!(
@@ -708,8 +671,24 @@ fn print_restore_plan(
     Ok(())
 }
 
+impl From<&CloneArgs> for clone::CloneSpec {
+    fn from(a: &CloneArgs) -> Self {
+        clone::CloneSpec {
+            source: a.source.clone(),
+            target: a.target.clone(),
+            verify: !a.no_verify,
+            threads: a.threads,
+            grow_last: a.grow_last,
+            new_disk_id: a.new_disk_id,
+            file_sector_size: a.sector_size,
+        }
+    }
+}
+
 /// `lifeboat clone`.
-pub fn clone(spec: clone::CloneSpec, yes: bool, dry_run: bool, json: bool) -> anyhow::Result<()> {
+pub fn clone(a: &CloneArgs) -> anyhow::Result<()> {
+    let spec = clone::CloneSpec::from(a);
+    let (yes, dry_run, json) = (a.yes, a.dry_run, a.json);
     let plan = clone::plan(&spec, &SystemPaths::default())?;
     if dry_run {
         if json {
@@ -833,8 +812,22 @@ fn typed(prompt: &str, expected: &str) -> anyhow::Result<bool> {
     Ok(answer.trim() == expected)
 }
 
+impl From<&MergeArgs> for merge::MergeSpec {
+    fn from(a: &MergeArgs) -> Self {
+        merge::MergeSpec {
+            image: a.file.clone(),
+            output: a.output.clone(),
+            search: a.search.clone(),
+            level: a.level,
+            threads: a.threads,
+        }
+    }
+}
+
 /// `lifeboat merge`.
-pub fn merge(spec: merge::MergeSpec, json: bool) -> anyhow::Result<()> {
+pub fn merge(a: &MergeArgs) -> anyhow::Result<()> {
+    let spec = merge::MergeSpec::from(a);
+    let json = a.json;
     let plan = merge::plan(&spec)?;
     if !json {
         eprintln!(
@@ -867,14 +860,9 @@ pub fn merge(spec: merge::MergeSpec, json: bool) -> anyhow::Result<()> {
 }
 
 /// `lifeboat prune`.
-pub fn prune(
-    dir: &Path,
-    keep: &[PathBuf],
-    search: &[PathBuf],
-    yes: bool,
-    dry_run: bool,
-    json: bool,
-) -> anyhow::Result<()> {
+pub fn prune(a: &PruneArgs) -> anyhow::Result<()> {
+    let (dir, keep, search) = (a.dir.as_path(), a.keep.as_slice(), a.search.as_slice());
+    let (yes, dry_run, json) = (a.yes, a.dry_run, a.json);
     let plan = chains::plan_prune(dir, keep, search)?;
     if json && !(yes || dry_run) {
         bail!("--json needs --yes or --dry-run (there is no prompt in JSON mode)");

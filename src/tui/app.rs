@@ -1005,7 +1005,7 @@ fn open(model: &mut Model, a: Action) {
     }
     model.screen = match a {
         Action::Image => Screen::Image(ImageWiz {
-            level: 3,
+            level: crate::jobs::image::DEFAULT_LEVEL,
             ..ImageWiz::default()
         }),
         Action::Restore => Screen::Restore(RestoreWiz::default()),

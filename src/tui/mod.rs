@@ -15,6 +15,7 @@ pub mod view;
 use crate::discovery::SystemPaths;
 use crate::jobs::chain::{self as chains, ChildKind};
 use crate::jobs::{clone, image, restore, verify, CancelToken, Reporter};
+use crate::jobs::{DEFAULT_FILE_SECTOR_SIZE, DEFAULT_THREADS};
 use app::{Cmd, ImageEntry, ImageKind, JobRequest, Model, Msg, Planned, Storage, StoreChoice};
 use crossbeam_channel::{bounded, Sender};
 use std::path::{Path, PathBuf};
@@ -147,22 +148,21 @@ fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                     } else {
                         ChildKind::Differential
                     };
-                    let (spec, out) =
-                        image::ParentSpec::newest_in(dir, source, 512, child, unix_now())
-                            .map_err(|e| fail(&e))?;
+                    let (spec, out) = image::ParentSpec::newest_in(
+                        dir,
+                        source,
+                        DEFAULT_FILE_SECTOR_SIZE,
+                        child,
+                        unix_now(),
+                    )
+                    .map_err(|e| fail(&e))?;
                     (Some(spec), out)
                 }
             };
             let spec = image::ImageSpec {
-                source: source.clone(),
-                output,
-                partitions: None,
                 level: *level,
-                threads: 0,
-                chunk_size: image::DEFAULT_CHUNK,
-                block_size: 64 << 10,
-                file_sector_size: 512,
                 parent,
+                ..image::ImageSpec::new(source.clone(), output)
             };
             image::plan(&spec, &paths)
                 .map(|p| Planned::Image(Box::new(p)))
@@ -178,7 +178,7 @@ fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                 image: image.clone(),
                 target: target.clone(),
                 verify: true,
-                threads: 0,
+                threads: DEFAULT_THREADS,
                 search: Vec::new(),
                 grow_last: *grow_last,
                 new_disk_id: *new_disk_id,
@@ -197,10 +197,10 @@ fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                 source: source.clone(),
                 target: target.clone(),
                 verify: true,
-                threads: 0,
+                threads: DEFAULT_THREADS,
                 grow_last: *grow_last,
                 new_disk_id: *new_disk_id,
-                file_sector_size: 512,
+                file_sector_size: DEFAULT_FILE_SECTOR_SIZE,
             };
             clone::plan(&spec, &paths)
                 .map(|p| Planned::Clone(Box::new(p)))
