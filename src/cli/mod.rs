@@ -5,17 +5,23 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod args;
+mod clone;
+mod common;
 mod console;
-mod jobs;
+mod disks;
+mod image;
+mod info;
+mod merge;
 mod progress;
+mod prune;
 mod render;
+mod restore;
+mod verify;
 
-use crate::discovery::SystemPaths;
-use crate::inspect;
 use anyhow::Context;
 pub use args::{Args, Command};
-use args::{InspectArgs, ListArgs, TuiArgs};
-use std::io::{IsTerminal, Write};
+use args::TuiArgs;
+use std::io::IsTerminal;
 
 /// True when stdin and stdout are a terminal, so that `lifeboat` alone can open the menu.
 pub fn menu_possible() -> bool {
@@ -55,54 +61,17 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
     match command {
         Command::Console => return Ok(console::run()),
         Command::Tui(a) => return tui(a),
-        Command::List(a) => list(&a)?,
-        Command::Inspect(a) => inspect(&a)?,
-        Command::Image(a) => jobs::image(&a)?,
-        Command::Verify(a) => jobs::verify(&a)?,
-        Command::Info(a) => jobs::info(&a.file, &a.search, a.json)?,
-        Command::Restore(a) => jobs::restore(&a)?,
-        Command::Clone(a) => jobs::clone(&a)?,
-        Command::Merge(a) => jobs::merge(&a)?,
-        Command::Prune(a) => jobs::prune(&a)?,
+        Command::List(a) => disks::list(&a)?,
+        Command::Inspect(a) => disks::inspect(&a)?,
+        Command::Image(a) => image::image(&a)?,
+        Command::Verify(a) => verify::verify(&a)?,
+        Command::Info(a) => info::info(&a.file, &a.search, a.json)?,
+        Command::Restore(a) => restore::restore(&a)?,
+        Command::Clone(a) => clone::clone(&a)?,
+        Command::Merge(a) => merge::merge(&a)?,
+        Command::Prune(a) => prune::prune(&a)?,
     }
     Ok(Exit::Ok)
-}
-
-/// `lifeboat list`.
-fn list(a: &ListArgs) -> anyhow::Result<()> {
-    let paths = SystemPaths {
-        sys: a.sysfs_root.clone(),
-        ..SystemPaths::default()
-    };
-    let disks = inspect::list(&paths).context("listing disks")?;
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        serde_json::to_writer_pretty(&mut out, &disks)?;
-        writeln!(out)?;
-    } else if disks.is_empty() {
-        writeln!(out, "no disks found")?;
-    } else {
-        for d in &disks {
-            render::disk(&mut out, d)?;
-        }
-    }
-    out.flush()?;
-    Ok(())
-}
-
-/// `lifeboat inspect`.
-fn inspect(a: &InspectArgs) -> anyhow::Result<()> {
-    // library errors already name the path
-    let d = inspect::inspect_path(&SystemPaths::default(), &a.path, a.sector_size)?;
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        serde_json::to_writer_pretty(&mut out, &d)?;
-        writeln!(out)?;
-    } else {
-        render::disk(&mut out, &d)?;
-    }
-    out.flush()?;
-    Ok(())
 }
 
 /// `lifeboat tui`: the menu, and how it ended.
