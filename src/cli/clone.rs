@@ -39,7 +39,10 @@ pub fn clone(a: &CloneArgs) -> anyhow::Result<()> {
         print_clone_plan(&mut std::io::stderr().lock(), &plan, false)?;
     }
     confirm_overwrite(&spec.target, yes, json)?;
-    let s = summary_of!(with_progress(json, Job::Clone(Box::new(plan.clone())))?, Clone);
+    let s = summary_of!(
+        with_progress(json, Job::Clone(Box::new(plan.clone())))?,
+        Clone
+    );
     if !json {
         let rate = |secs: f64| human_bytes((s.copied_bytes as f64 / secs.max(0.001)) as u64);
         println!(

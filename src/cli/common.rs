@@ -41,7 +41,10 @@ macro_rules! summary_of {
     ($s:expr, $variant:ident) => {
         match $s {
             Summary::$variant(s) => s,
-            other => anyhow::bail!("internal error: a {} job returned {other:?}", stringify!($variant)),
+            other => anyhow::bail!(
+                "internal error: a {} job returned {other:?}",
+                stringify!($variant)
+            ),
         }
     };
 }

@@ -85,7 +85,10 @@ pub fn image(a: &ImageArgs) -> anyhow::Result<()> {
     if !json {
         print_image_plan(&mut std::io::stderr().lock(), &plan, false)?;
     }
-    let s = summary_of!(with_progress(json, Job::Image(Box::new(plan.clone())))?, Image);
+    let s = summary_of!(
+        with_progress(json, Job::Image(Box::new(plan.clone())))?,
+        Image
+    );
     if !json {
         let ratio = if s.file_bytes > 0 {
             s.read_bytes as f64 / s.file_bytes as f64

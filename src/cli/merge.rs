@@ -32,7 +32,10 @@ pub fn merge(a: &MergeArgs) -> anyhow::Result<()> {
             plan.level
         );
     }
-    let s = summary_of!(with_progress(json, Job::Merge(Box::new(plan.clone())))?, Merge);
+    let s = summary_of!(
+        with_progress(json, Job::Merge(Box::new(plan.clone())))?,
+        Merge
+    );
     if !json {
         println!(
             "full image {} written and verified: the same disk content as {}, {} of disk data, {} file, {:.1} s",

@@ -19,8 +19,8 @@ mod restore;
 mod verify;
 
 use anyhow::Context;
-pub use args::{Args, Command};
 use args::TuiArgs;
+pub use args::{Args, Command};
 use std::io::IsTerminal;
 
 /// True when stdin and stdout are a terminal, so that `lifeboat` alone can open the menu.

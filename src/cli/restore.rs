@@ -39,7 +39,10 @@ pub fn restore(a: &RestoreArgs) -> anyhow::Result<()> {
         print_restore_plan(&mut std::io::stderr().lock(), &plan, false)?;
     }
     confirm_overwrite(&a.target, a.yes, a.json)?;
-    let s = summary_of!(with_progress(a.json, Job::Restore(Box::new(plan.clone())))?, Restore);
+    let s = summary_of!(
+        with_progress(a.json, Job::Restore(Box::new(plan.clone())))?,
+        Restore
+    );
     if !a.json {
         println!(
             "restored {} onto {}: {} written, {} verified by reading back ({}), {:.1} s, {}/s; partitions: {}",

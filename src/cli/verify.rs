@@ -72,7 +72,10 @@ impl From<&VerifyArgs> for VerifyJob {
 pub fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
     let (file, json) = (a.file.as_path(), a.json);
     let job = Job::Verify(VerifyJob::from(a));
-    let s = summary_of!(with_progress(json, job).map_err(|e| locate(e, file))?, Verify);
+    let s = summary_of!(
+        with_progress(json, job).map_err(|e| locate(e, file))?,
+        Verify
+    );
     if !json {
         let chain = if s.chain.len() > 1 {
             format!(
