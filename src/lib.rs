@@ -3,13 +3,17 @@
 //!
 //! Architecture map (dependencies point down):
 //! ```text
-//! main.rs      dispatch and exit codes only
-//! cli/ tui/ init/   the faces: clap commands, the menu (one module per screen), PID 1 of the
-//!              rescue environment with its modprobe
+//! main.rs      dispatch and exit codes only: the only place the process exits
+//! cli/ tui/ init/   the faces: clap arguments -> job specs with one file per command and the
+//!              line-mode console, the menu (one module per screen), PID 1 of the rescue
+//!              environment with its modprobe
+//! rescue       what PID 1 and the consoles it starts agree on (exit codes, log, words)
 //! jobs/        image, restore, clone, verify, merge: Spec -> plan() -> run(plan, reporter,
 //!              cancel); run.rs is the one runner every face starts jobs with (typed Finished);
 //!              survey.rs maps a disk into regions and extents (image, clone; later shrink,
 //!              rescue); target.rs writes data, reads it back, then the tables
+//! store/       the image store: find and mount it (local filesystems), unmount it; network
+//!              stores come next
 //! inspect      one disk (device or image file) -> DiskReport: table + filesystems + sysfs facts
 //! resize       growing filesystems after a restore or clone
 //! pipeline/    threaded read -> work -> ordered write, bounded, first error wins
@@ -38,7 +42,9 @@ pub mod inspect;
 pub mod jobs;
 pub mod partition;
 pub mod pipeline;
+pub mod rescue;
 pub mod resize;
+pub mod store;
 pub mod tui;
 pub mod units;
 

@@ -1,8 +1,12 @@
-//! `lifeboat` binary: dispatch and exit codes only (0 ok, 1 failed, 2 usage, 130 cancelled).
-//! As PID 1 it is the rescue environment's init; started as `modprobe` it loads modules.
+//! `lifeboat` binary: dispatch and exit codes only (0 ok, 1 failed, 2 usage, 130 cancelled,
+//! and the rescue system's codes from [`lifeboat::rescue`]). The only place that ends the
+//! process. As PID 1 it is the rescue environment's init; started as `modprobe` it loads
+//! modules.
 #![allow(clippy::print_stderr)]
 
 use clap::Parser;
+use lifeboat::cli::Exit;
+use lifeboat::rescue::{EXIT_MENU, EXIT_POWEROFF, EXIT_REBOOT};
 
 fn main() {
     if std::process::id() == 1 {
@@ -22,11 +26,23 @@ fn main() {
         let _ = lifeboat::cli::Args::command().print_help();
         std::process::exit(2);
     }
-    if let Err(e) = lifeboat::cli::run(args) {
-        eprintln!("lifeboat: error: {e:#}");
-        let cancelled = e
-            .chain()
-            .any(|c| matches!(c.downcast_ref(), Some(lifeboat::Error::Cancelled)));
-        std::process::exit(if cancelled { 130 } else { 1 });
-    }
+    let code = match lifeboat::cli::run(args) {
+        Ok(Exit::Ok) => 0,
+        Ok(Exit::Failed) => 1,
+        Ok(Exit::PowerOff) => EXIT_POWEROFF,
+        Ok(Exit::Reboot) => EXIT_REBOOT,
+        Ok(Exit::Menu) => EXIT_MENU,
+        Err(e) => {
+            eprintln!("lifeboat: error: {e:#}");
+            let cancelled = e
+                .chain()
+                .any(|c| matches!(c.downcast_ref(), Some(lifeboat::Error::Cancelled)));
+            if cancelled {
+                130
+            } else {
+                1
+            }
+        }
+    };
+    std::process::exit(code);
 }

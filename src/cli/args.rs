@@ -1,6 +1,10 @@
-//! Command-line arguments (clap derive). Only parsing lives here; `cli::run` turns them into
-//! library calls.
+//! Command-line arguments (clap derive): the first of the CLI's two stages. Only parsing
+//! lives here. Each command's arguments are one struct, which the command's file in `cli/`
+//! turns into the job's spec (`TryFrom`/`From`), so a spec never depends on clap. The
+//! defaults shown in `--help` are the jobs layer's constants, the ones the menu uses too.
 
+use crate::jobs::{image, DEFAULT_FILE_SECTOR_SIZE, DEFAULT_THREADS};
+use crate::store::STORE_DIR;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -36,17 +40,7 @@ pub enum Command {
     /// Examples:
     ///   lifeboat tui
     ///   lifeboat tui --images /mnt/backup/images
-    Tui {
-        /// Use this folder for images from the start (instead of choosing a filesystem).
-        #[arg(long, value_name = "DIR")]
-        images: Option<PathBuf>,
-        /// Where a filesystem chosen as the image storage is mounted.
-        #[arg(long, value_name = "DIR", default_value = "/store")]
-        mount_at: PathBuf,
-        /// Started by the rescue system: offer power off and reboot.
-        #[arg(long, hide = true)]
-        rescue: bool,
-    },
+    Tui(TuiArgs),
     /// List every disk with its partitions, filesystems, labels and mount points.
     ///
     /// Disks come from sysfs (/sys/block); each is opened read-only to read its partition
@@ -56,14 +50,7 @@ pub enum Command {
     /// Examples:
     ///   lifeboat list
     ///   lifeboat list --json | jq '.[] | {path, model, size_bytes}'
-    List {
-        /// Print JSON (an array of disks) instead of a table. Field names are stable.
-        #[arg(long)]
-        json: bool,
-        /// Read disks from this sysfs tree instead of /sys (for testing).
-        #[arg(long, hide = true, default_value = "/sys")]
-        sysfs_root: PathBuf,
-    },
+    List(ListArgs),
     /// Describe one block device or disk-image file: geometry, partition table, filesystems.
     ///
     /// PATH is a whole disk (/dev/sda, /dev/nvme0n1, /dev/loop0), a partition, or a disk-image
@@ -73,16 +60,7 @@ pub enum Command {
     ///   lifeboat inspect /dev/sda
     ///   lifeboat inspect --json disk.img
     ///   lifeboat inspect --sector-size 4096 nvme-4kn.img
-    Inspect {
-        /// Block device or disk-image file.
-        path: PathBuf,
-        /// Print JSON (one disk object) instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Logical sector size assumed for image files (block devices report their own).
-        #[arg(long, default_value_t = 512, value_parser = parse_sector_size)]
-        sector_size: u32,
-    },
+    Inspect(InspectArgs),
     /// Image a whole disk into one compressed, checksummed file, copying only used blocks.
     ///
     /// SOURCE is a disk (/dev/sda, /dev/nvme0n1) or a disk-image file. The partition table and
@@ -109,59 +87,7 @@ pub enum Command {
     ///   lifeboat image /dev/nvme0n1 -o backup.lbi --partitions 1,2 --level 6
     ///   lifeboat image disk.img -o disk.lbi --dry-run
     #[command(verbatim_doc_comment)]
-    Image {
-        /// Disk or disk-image file to read.
-        source: PathBuf,
-        /// The image file to create (refused if it exists). Optional with --incremental and
-        /// --differential, which name it CHAIN-YYYYMMDD-HHMMSS-incr.lbi (or -diff) in DIR.
-        #[arg(
-            short,
-            long,
-            value_name = "FILE",
-            required_unless_present_any = ["incremental", "differential"]
-        )]
-        output: Option<PathBuf>,
-        /// Store only what PARENT's chain lacks (an incremental; a differential when PARENT
-        /// is a full image).
-        #[arg(long, value_name = "PARENT", group = "chain")]
-        parent: Option<PathBuf>,
-        /// Find the newest image of SOURCE in DIR and store an incremental on top of it.
-        #[arg(long, value_name = "DIR", group = "chain")]
-        incremental: Option<PathBuf>,
-        /// Find the newest full image of SOURCE in DIR and store a differential on top of it.
-        #[arg(long, value_name = "DIR", group = "chain")]
-        differential: Option<PathBuf>,
-        /// Also look for the parent's ancestors in DIR (repeatable; the parent's own folder
-        /// is always searched first).
-        #[arg(long, value_name = "DIR")]
-        search: Vec<PathBuf>,
-        /// Store SOURCE against a parent taken of another disk (refused otherwise).
-        #[arg(long)]
-        force_other_disk: bool,
-        /// Image only these partitions (numbers as `lifeboat inspect` shows them); the table
-        /// and boot areas are always included.
-        #[arg(long, value_delimiter = ',', value_name = "N,M")]
-        partitions: Option<Vec<u32>>,
-        /// zstd compression level, 1 (fastest) to 19 (smallest).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
-        level: i32,
-        /// Compression threads (0 = one per core).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// Print the plan (regions, filesystems, what will be copied) and stop.
-        #[arg(long)]
-        dry_run: bool,
-        /// Print events as JSON lines (NDJSON) on stdout instead of a progress line.
-        #[arg(long)]
-        json: bool,
-        /// Logical sector size assumed for a disk-image file source.
-        #[arg(long, default_value_t = 512, value_parser = parse_sector_size)]
-        sector_size: u32,
-        /// Block size in KiB: the unit chains deduplicate in (a power of two, 4 to 4096). For
-        /// benchmarks; children always use their parent's.
-        #[arg(long, default_value_t = 64, hide = true)]
-        block_kib: u32,
-    },
+    Image(ImageArgs),
     /// Check every chunk and structure of an image file, and of every image its chain needs.
     ///
     /// Re-reads and re-hashes every chunk and checks the header, index, metadata and footer
@@ -176,19 +102,7 @@ pub enum Command {
     ///   lifeboat verify laptop-20261122-030000-incr.lbi --search /mnt/old
     ///   lifeboat verify --json laptop.lbi
     #[command(verbatim_doc_comment)]
-    Verify {
-        /// The image file.
-        file: PathBuf,
-        /// Also look for ancestors in DIR (repeatable; the image's folder comes first).
-        #[arg(long, value_name = "DIR")]
-        search: Vec<PathBuf>,
-        /// Print events as JSON lines (NDJSON) on stdout.
-        #[arg(long)]
-        json: bool,
-        /// Decompression threads (0 = one per core).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-    },
+    Verify(VerifyArgs),
     /// Show what an image holds: source disk, partition table, filesystems, sizes, hashes,
     /// and its chain.
     ///
@@ -202,16 +116,7 @@ pub enum Command {
     ///   lifeboat info --json laptop.lbi | jq .meta.regions
     ///   lifeboat info --json laptop-20261122-030000-incr.lbi | jq .chain
     #[command(verbatim_doc_comment)]
-    Info {
-        /// The image file.
-        file: PathBuf,
-        /// Also look for ancestors in DIR (repeatable).
-        #[arg(long, value_name = "DIR")]
-        search: Vec<PathBuf>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Info(InfoArgs),
     /// Write an image back onto a disk or into a disk-image file. Destroys the target's data.
     ///
     /// TARGET is a disk (/dev/sdb) or a disk-image file, created with the source's size if it
@@ -234,37 +139,7 @@ pub enum Command {
     ///   lifeboat restore laptop-20261122-030000-incr.lbi /dev/sdb
     ///   lifeboat restore laptop.lbi restored.img --yes
     #[command(verbatim_doc_comment)]
-    Restore {
-        /// The image file.
-        file: PathBuf,
-        /// Disk or disk-image file to overwrite.
-        target: PathBuf,
-        /// Also look for ancestors in DIR (repeatable).
-        #[arg(long, value_name = "DIR")]
-        search: Vec<PathBuf>,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-        /// Print the plan and stop.
-        #[arg(long)]
-        dry_run: bool,
-        /// Skip the read-back verification (not recommended).
-        #[arg(long)]
-        no_verify: bool,
-        /// Print events as JSON lines (NDJSON) on stdout. Requires --yes or --dry-run.
-        #[arg(long)]
-        json: bool,
-        /// Decompression threads (0 = one per core).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// Grow the last partition to the target's end, and its filesystem with it (ext2/3/4
-        /// with resize2fs, NTFS with ntfsresize, FAT in place as far as its FAT allows).
-        #[arg(long)]
-        grow_last: bool,
-        /// Give the target a new disk GUID (GPT, both copies) or disk signature (MBR).
-        #[arg(long)]
-        new_disk_id: bool,
-    },
+    Restore(RestoreArgs),
     /// Copy one disk straight onto another: tables, boot areas and used blocks. Destroys the
     /// target's data.
     ///
@@ -291,37 +166,7 @@ pub enum Command {
     ///   lifeboat clone /dev/sda /dev/sdb --new-disk-id --yes
     ///   lifeboat clone disk.img copy.img --yes
     #[command(verbatim_doc_comment)]
-    Clone {
-        /// Disk or disk-image file to copy (only read).
-        source: PathBuf,
-        /// Disk or disk-image file to overwrite (a missing file is created with the source's size).
-        target: PathBuf,
-        /// Grow the last partition to the target's end, and its filesystem with it (ext2/3/4
-        /// with resize2fs, NTFS with ntfsresize, FAT in place as far as its FAT allows).
-        #[arg(long)]
-        grow_last: bool,
-        /// Give the target a new disk GUID (GPT, both copies) or disk signature (MBR).
-        #[arg(long)]
-        new_disk_id: bool,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-        /// Print the plan and stop.
-        #[arg(long)]
-        dry_run: bool,
-        /// Skip the read-back verification (not recommended).
-        #[arg(long)]
-        no_verify: bool,
-        /// Print events as JSON lines (NDJSON) on stdout. Requires --yes or --dry-run.
-        #[arg(long)]
-        json: bool,
-        /// Reading and hashing threads (0 = one per core, at least 4).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// Logical sector size of a disk-image file source (512 or 4096); disks report theirs.
-        #[arg(long, default_value_t = 512, value_parser = parse_sector_size)]
-        sector_size: u32,
-    },
+    Clone(CloneArgs),
     /// Write one self-contained full image of a chain member's disk state (a synthetic full).
     ///
     /// Reads every chunk FILE needs, from FILE and its ancestors, checks each against its
@@ -334,25 +179,7 @@ pub enum Command {
     ///   lifeboat merge laptop-20261129-030000-incr.lbi -o laptop-week48.lbi
     ///   lifeboat prune /mnt/usb --keep laptop-week48.lbi --dry-run
     #[command(verbatim_doc_comment)]
-    Merge {
-        /// The chain member whose state NEW holds.
-        file: PathBuf,
-        /// The new full image (refused if it exists).
-        #[arg(short, long, value_name = "NEW")]
-        output: PathBuf,
-        /// Also look for ancestors in DIR (repeatable).
-        #[arg(long, value_name = "DIR")]
-        search: Vec<PathBuf>,
-        /// zstd level of NEW (default: FILE's).
-        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
-        level: Option<i32>,
-        /// Compression threads (0 = one per core).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// Print events as JSON lines (NDJSON) on stdout.
-        #[arg(long)]
-        json: bool,
-    },
+    Merge(MergeArgs),
     /// Delete the images in DIR that no kept image needs, so a chain can be thinned safely.
     ///
     /// Every --keep image's chain is opened and checked first (a broken chain stops the
@@ -365,25 +192,7 @@ pub enum Command {
     ///   lifeboat prune /mnt/usb --keep laptop-week48.lbi --dry-run
     ///   lifeboat prune /mnt/usb --keep laptop-week48.lbi --keep laptop-20261201-030000-incr.lbi
     #[command(verbatim_doc_comment)]
-    Prune {
-        /// The folder holding the chain.
-        dir: PathBuf,
-        /// An image that must stay restorable (repeatable, at least one).
-        #[arg(long, value_name = "FILE", required = true)]
-        keep: Vec<PathBuf>,
-        /// Also look for ancestors in DIR (repeatable).
-        #[arg(long, value_name = "DIR")]
-        search: Vec<PathBuf>,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        yes: bool,
-        /// Print what would be deleted and stop.
-        #[arg(long)]
-        dry_run: bool,
-        /// Print the plan (and the result) as JSON. Requires --yes or --dry-run.
-        #[arg(long)]
-        json: bool,
-    },
+    Prune(PruneArgs),
     /// Print the shell completion script for SHELL on stdout.
     ///
     /// With it, Tab completes lifeboat's commands and options. Save it where the shell looks
@@ -406,6 +215,241 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// The arguments of `lifeboat tui`: where the menu finds and mounts the image storage.
+#[derive(Debug, clap::Args)]
+pub struct TuiArgs {
+    /// Use this folder for images from the start (instead of choosing a filesystem).
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// Where a filesystem chosen as the image storage is mounted.
+    #[arg(long, value_name = "DIR", default_value = STORE_DIR)]
+    pub mount_at: PathBuf,
+    /// Started by the rescue system: offer power off and reboot.
+    #[arg(long, hide = true)]
+    pub rescue: bool,
+}
+
+/// The arguments of `lifeboat list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Print JSON (an array of disks) instead of a table. Field names are stable.
+    #[arg(long)]
+    pub json: bool,
+    /// Read disks from this sysfs tree instead of /sys (for testing).
+    #[arg(long, hide = true, default_value = "/sys")]
+    pub sysfs_root: PathBuf,
+}
+
+/// The arguments of `lifeboat inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Block device or disk-image file.
+    pub path: PathBuf,
+    /// Print JSON (one disk object) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Logical sector size assumed for image files (block devices report their own).
+    #[arg(long, default_value_t = DEFAULT_FILE_SECTOR_SIZE, value_parser = parse_sector_size)]
+    pub sector_size: u32,
+}
+
+/// The arguments of `lifeboat image`; becomes a [`crate::jobs::image::ImageSpec`].
+#[derive(Debug, clap::Args)]
+pub struct ImageArgs {
+    /// Disk or disk-image file to read.
+    pub source: PathBuf,
+    /// The image file to create (refused if it exists). Optional with --incremental and
+    /// --differential, which name it CHAIN-YYYYMMDD-HHMMSS-incr.lbi (or -diff) in DIR.
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        required_unless_present_any = ["incremental", "differential"]
+    )]
+    pub output: Option<PathBuf>,
+    /// Store only what PARENT's chain lacks (an incremental; a differential when PARENT
+    /// is a full image).
+    #[arg(long, value_name = "PARENT", group = "chain")]
+    pub parent: Option<PathBuf>,
+    /// Find the newest image of SOURCE in DIR and store an incremental on top of it.
+    #[arg(long, value_name = "DIR", group = "chain")]
+    pub incremental: Option<PathBuf>,
+    /// Find the newest full image of SOURCE in DIR and store a differential on top of it.
+    #[arg(long, value_name = "DIR", group = "chain")]
+    pub differential: Option<PathBuf>,
+    /// Also look for the parent's ancestors in DIR (repeatable; the parent's own folder
+    /// is always searched first).
+    #[arg(long, value_name = "DIR")]
+    pub search: Vec<PathBuf>,
+    /// Store SOURCE against a parent taken of another disk (refused otherwise).
+    #[arg(long)]
+    pub force_other_disk: bool,
+    /// Image only these partitions (numbers as `lifeboat inspect` shows them); the table
+    /// and boot areas are always included.
+    #[arg(long, value_delimiter = ',', value_name = "N,M")]
+    pub partitions: Option<Vec<u32>>,
+    /// zstd compression level, 1 (fastest) to 19 (smallest).
+    #[arg(long, default_value_t = image::DEFAULT_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+    /// Compression threads (0 = one per core).
+    #[arg(long, default_value_t = DEFAULT_THREADS)]
+    pub threads: usize,
+    /// Print the plan (regions, filesystems, what will be copied) and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print events as JSON lines (NDJSON) on stdout instead of a progress line.
+    #[arg(long)]
+    pub json: bool,
+    /// Logical sector size assumed for a disk-image file source.
+    #[arg(long, default_value_t = DEFAULT_FILE_SECTOR_SIZE, value_parser = parse_sector_size)]
+    pub sector_size: u32,
+    /// Block size in KiB: the unit chains deduplicate in (a power of two, 4 to 4096). For
+    /// benchmarks; children always use their parent's.
+    #[arg(long, default_value_t = image::DEFAULT_BLOCK >> 10, hide = true)]
+    pub block_kib: u32,
+}
+
+/// The arguments of `lifeboat verify`; becomes a [`crate::jobs::run::VerifyJob`].
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The image file.
+    pub file: PathBuf,
+    /// Also look for ancestors in DIR (repeatable; the image's folder comes first).
+    #[arg(long, value_name = "DIR")]
+    pub search: Vec<PathBuf>,
+    /// Print events as JSON lines (NDJSON) on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Decompression threads (0 = one per core).
+    #[arg(long, default_value_t = DEFAULT_THREADS)]
+    pub threads: usize,
+}
+
+/// The arguments of `lifeboat info`.
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    /// The image file.
+    pub file: PathBuf,
+    /// Also look for ancestors in DIR (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub search: Vec<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The arguments of `lifeboat restore`; becomes a [`crate::jobs::restore::RestoreSpec`].
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The image file.
+    pub file: PathBuf,
+    /// Disk or disk-image file to overwrite.
+    pub target: PathBuf,
+    /// Also look for ancestors in DIR (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub search: Vec<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Print the plan and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Skip the read-back verification (not recommended).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Print events as JSON lines (NDJSON) on stdout. Requires --yes or --dry-run.
+    #[arg(long)]
+    pub json: bool,
+    /// Decompression threads (0 = one per core).
+    #[arg(long, default_value_t = DEFAULT_THREADS)]
+    pub threads: usize,
+    /// Grow the last partition to the target's end, and its filesystem with it (ext2/3/4
+    /// with resize2fs, NTFS with ntfsresize, FAT in place as far as its FAT allows).
+    #[arg(long)]
+    pub grow_last: bool,
+    /// Give the target a new disk GUID (GPT, both copies) or disk signature (MBR).
+    #[arg(long)]
+    pub new_disk_id: bool,
+}
+
+/// The arguments of `lifeboat clone`; becomes a [`crate::jobs::clone::CloneSpec`].
+#[derive(Debug, clap::Args)]
+pub struct CloneArgs {
+    /// Disk or disk-image file to copy (only read).
+    pub source: PathBuf,
+    /// Disk or disk-image file to overwrite (a missing file is created with the source's size).
+    pub target: PathBuf,
+    /// Grow the last partition to the target's end, and its filesystem with it (ext2/3/4
+    /// with resize2fs, NTFS with ntfsresize, FAT in place as far as its FAT allows).
+    #[arg(long)]
+    pub grow_last: bool,
+    /// Give the target a new disk GUID (GPT, both copies) or disk signature (MBR).
+    #[arg(long)]
+    pub new_disk_id: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Print the plan and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Skip the read-back verification (not recommended).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Print events as JSON lines (NDJSON) on stdout. Requires --yes or --dry-run.
+    #[arg(long)]
+    pub json: bool,
+    /// Reading and hashing threads (0 = one per core, at least 4).
+    #[arg(long, default_value_t = DEFAULT_THREADS)]
+    pub threads: usize,
+    /// Logical sector size of a disk-image file source (512 or 4096); disks report theirs.
+    #[arg(long, default_value_t = DEFAULT_FILE_SECTOR_SIZE, value_parser = parse_sector_size)]
+    pub sector_size: u32,
+}
+
+/// The arguments of `lifeboat merge`; becomes a [`crate::jobs::merge::MergeSpec`].
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The chain member whose state NEW holds.
+    pub file: PathBuf,
+    /// The new full image (refused if it exists).
+    #[arg(short, long, value_name = "NEW")]
+    pub output: PathBuf,
+    /// Also look for ancestors in DIR (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub search: Vec<PathBuf>,
+    /// zstd level of NEW (default: FILE's).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: Option<i32>,
+    /// Compression threads (0 = one per core).
+    #[arg(long, default_value_t = DEFAULT_THREADS)]
+    pub threads: usize,
+    /// Print events as JSON lines (NDJSON) on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The arguments of `lifeboat prune`.
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// The folder holding the chain.
+    pub dir: PathBuf,
+    /// An image that must stay restorable (repeatable, at least one).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub keep: Vec<PathBuf>,
+    /// Also look for ancestors in DIR (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub search: Vec<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Print what would be deleted and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the plan (and the result) as JSON. Requires --yes or --dry-run.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_sector_size(s: &str) -> Result<u32, String> {

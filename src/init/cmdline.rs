@@ -16,8 +16,6 @@
 //! `LIFEBOAT-READY {"version":"…","boot_seconds":…,"secure_boot":…,"disks":[…]}`.
 //! Both are single lines of JSON after a fixed prefix, for fleets and for our QEMU tests.
 
-use std::fmt;
-
 /// What to do after the unattended commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -62,59 +60,9 @@ impl Default for BootOptions {
     }
 }
 
-/// A quoting error in a command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuoteError(pub char);
-
-impl fmt::Display for QuoteError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unterminated {} quote", self.0)
-    }
-}
-
-/// Splits a line into words like a shell does for simple words: blanks separate words,
-/// `"…"` and `'…'` group (quotes are removed), and a backslash outside single quotes escapes
-/// the next character. No variables, globs or operators.
-pub fn split_words(line: &str) -> Result<Vec<String>, QuoteError> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut quote: Option<char> = None;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some('"') | None, '\\') => {
-                if let Some(next) = chars.next() {
-                    word.push(next);
-                }
-                in_word = true;
-            }
-            (Some(_), c) => word.push(c),
-            (None, '"' | '\'') => {
-                quote = Some(c);
-                in_word = true;
-            }
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            (None, c) => {
-                word.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if let Some(q) = quote {
-        return Err(QuoteError(q));
-    }
-    if in_word {
-        words.push(word);
-    }
-    Ok(words)
-}
+// The word syntax of `lifeboat.run=` is the line console's too: it lives with what PID 1
+// and the console share.
+pub use crate::rescue::{split_words, QuoteError};
 
 /// Splits the kernel command line the way the kernel does: blanks separate words and double
 /// quotes group (and are removed). An unterminated quote runs to the end.

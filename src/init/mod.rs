@@ -1,5 +1,6 @@
-//! The rescue environment's PID 1, the kernel's `/sbin/modprobe` helper, and the line-mode
-//! rescue console that PID 1 runs on the console.
+//! The rescue environment's PID 1 and the kernel's `/sbin/modprobe` helper. The line-mode
+//! console PID 1 starts is a command of the CLI (`cli/console.rs`); what the two agree on
+//! (exit codes, the log file) is in [`crate::rescue`].
 //!
 //! `main.rs` calls [`pid1()`] when the process is PID 1 and [`modprobe_main`] when it was
 //! started as `modprobe`. The kernel command-line contract is in [`cmdline`].
@@ -12,25 +13,15 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cmdline;
-pub mod console;
 pub mod modules;
 mod pid1;
-pub mod store;
 pub mod sys;
 
+use crate::rescue::LOG_FILE;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-/// The console's exit code that asks PID 1 to power off.
-pub const EXIT_POWEROFF: i32 = 100;
-/// The console's exit code that asks PID 1 to reboot.
-pub const EXIT_REBOOT: i32 = 101;
-/// The line console's exit code that asks PID 1 to start the menu (TUI) again.
-pub const EXIT_MENU: i32 = 102;
-/// The log of this boot.
-pub const LOG_FILE: &str = "/run/lifeboat.log";
 
 /// Runs as PID 1. Never returns.
 pub fn pid1() -> ! {
@@ -80,22 +71,6 @@ pub(crate) fn kernel_release() -> String {
 /// `/lib/modules/$(uname -r)`.
 pub(crate) fn module_dir() -> PathBuf {
     PathBuf::from("/lib/modules").join(kernel_release())
-}
-
-/// Whether UEFI Secure Boot is on: `None` under BIOS, or when the firmware's SecureBoot
-/// variable cannot be read (efivarfs missing).
-pub(crate) fn secure_boot() -> Option<bool> {
-    const VAR: &str = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
-    if !is_uefi() {
-        return None;
-    }
-    // 4 bytes of attributes, then the value
-    std::fs::read(VAR).ok().map(|b| b.get(4) == Some(&1))
-}
-
-/// True when the machine booted through UEFI.
-pub(crate) fn is_uefi() -> bool {
-    Path::new("/sys/firmware/efi").exists()
 }
 
 /// Opens terminals (and other character devices) for writing, skipping those that fail.

@@ -2,9 +2,10 @@
 
 use super::cmdline::{self, BootOptions, Then};
 use super::modules::{self, ModuleIndex};
-use super::store::{self, STORE_DIR};
 use super::sys::{self, Exit, Power};
-use super::{console_names, Log, EXIT_MENU, EXIT_POWEROFF, EXIT_REBOOT};
+use super::{console_names, Log};
+use crate::rescue::{EXIT_MENU, EXIT_POWEROFF, EXIT_REBOOT};
+use crate::store::{self, local, STORE_DIR};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -94,7 +95,7 @@ pub fn main() -> ! {
     log.line(&format!("Lifeboat {} starting", env!("CARGO_PKG_VERSION")));
 
     let index = load_modules(&mut log, &opts);
-    if super::is_uefi() {
+    if crate::rescue::is_uefi() {
         let _ = sys::mount(
             "efivarfs",
             Path::new("/sys/firmware/efi/efivars"),
@@ -306,7 +307,7 @@ fn mount_store(log: &mut Log, spec: &str, wait_secs: u64) -> Result<serde_json::
     let target = loop {
         let disks =
             crate::inspect::list(&crate::discovery::SystemPaths::default()).unwrap_or_default();
-        match store::find(spec, &store::candidates(&disks)) {
+        match local::find(spec, &local::candidates(&disks)) {
             Ok(Some(t)) => break t,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(500)),
             Ok(None) => {
@@ -315,12 +316,13 @@ fn mount_store(log: &mut Log, spec: &str, wait_secs: u64) -> Result<serde_json::
                 return Err(e);
             }
             Err(e) => {
-                log.line(&format!("{e:#}"));
-                return Err(format!("{e:#}"));
+                let e = crate::error::with_causes(&e);
+                log.line(&e);
+                return Err(e);
             }
         }
     };
-    match store::mount(&target, Path::new(STORE_DIR)) {
+    match local::mount(&target, Path::new(STORE_DIR)) {
         Ok(()) => {
             log.line(&format!(
                 "store: {} ({}{}) mounted at {STORE_DIR}",
@@ -338,8 +340,9 @@ fn mount_store(log: &mut Log, spec: &str, wait_secs: u64) -> Result<serde_json::
             }))
         }
         Err(e) => {
-            log.line(&format!("store: {e:#}"));
-            Err(format!("{e:#}"))
+            let e = crate::error::with_causes(&e);
+            log.line(&format!("store: {e}"));
+            Err(e)
         }
     }
 }
@@ -371,7 +374,7 @@ fn ready_json(store: &Option<Result<serde_json::Value, String>>) -> String {
         "version": env!("CARGO_PKG_VERSION"),
         "boot_seconds": boot_seconds,
         "firmware": firmware,
-        "secure_boot": super::secure_boot(),
+        "secure_boot": crate::rescue::secure_boot(),
         "kernel": super::kernel_release(),
         "disks": disks,
         "store": match store {
@@ -545,7 +548,7 @@ fn supervise(log: &mut Log, then: Then) -> ! {
                 Ui::Console => ("/proc/self/exe", &["console"]),
                 Ui::Menu => (
                     "/proc/self/exe",
-                    &["tui", "--rescue", "--mount-at", super::store::STORE_DIR],
+                    &["tui", "--rescue", "--mount-at", STORE_DIR],
                 ),
             };
             match spawn_on(&slot.tty, program, args) {
@@ -637,7 +640,7 @@ fn shutdown(log: &mut Log, slots: &[Slot], how: Power) -> ! {
     std::thread::sleep(Duration::from_millis(200));
     sys::sync();
     if let Err(e) = store::unmount(Path::new(STORE_DIR)) {
-        log.line(&format!("{e:#}"));
+        log.line(&crate::error::with_causes(&e));
     }
     // give FUSE daemons (ntfs-3g) a moment to finish after the unmount
     for _ in 0..20 {

@@ -36,6 +36,8 @@ pub const DEFAULT_CHUNK: u32 = 4 << 20;
 /// Default block size: records (the unit chains match unchanged data in) never cross a
 /// multiple of 64 KiB.
 pub const DEFAULT_BLOCK: u32 = 64 << 10;
+/// Default zstd level (1 is the fastest, 19 the smallest).
+pub const DEFAULT_LEVEL: i32 = 3;
 /// Chunks whose reads are started ahead of the one being read.
 const READ_AHEAD: usize = 4;
 
@@ -60,6 +62,25 @@ pub struct ImageSpec {
     pub file_sector_size: u32,
     /// Make a child image of this parent instead of a full image.
     pub parent: Option<ParentSpec>,
+}
+
+impl ImageSpec {
+    /// A full image of every partition of `source` into `output`, with the defaults every face
+    /// shares: [`DEFAULT_LEVEL`], [`super::DEFAULT_THREADS`], [`DEFAULT_CHUNK`],
+    /// [`DEFAULT_BLOCK`] and [`super::DEFAULT_FILE_SECTOR_SIZE`]. Change fields for the rest.
+    pub fn new(source: PathBuf, output: PathBuf) -> Self {
+        ImageSpec {
+            source,
+            output,
+            partitions: None,
+            level: DEFAULT_LEVEL,
+            threads: super::DEFAULT_THREADS,
+            chunk_size: DEFAULT_CHUNK,
+            block_size: DEFAULT_BLOCK,
+            file_sector_size: super::DEFAULT_FILE_SECTOR_SIZE,
+            parent: None,
+        }
+    }
 }
 
 /// The parent of a new incremental or differential image.

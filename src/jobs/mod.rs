@@ -17,3 +17,9 @@ pub mod verify;
 
 pub use crate::event::{CancelToken, JobError, Phase, Reporter};
 pub use run::{Event, Job, Summary};
+
+/// Worker threads when the user names none: 0 means one per core.
+pub const DEFAULT_THREADS: usize = 0;
+/// Logical sector size assumed for a disk-image file, which, unlike a block device, does not
+/// report one.
+pub const DEFAULT_FILE_SECTOR_SIZE: u32 = 512;

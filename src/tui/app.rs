@@ -281,7 +281,7 @@ pub(crate) fn open(model: &mut Model, a: Action) {
     }
     model.screen = match a {
         Action::Image => Screen::Image(ImageWiz {
-            level: 3,
+            level: crate::jobs::image::DEFAULT_LEVEL,
             ..ImageWiz::default()
         }),
         Action::Restore => Screen::Restore(RestoreWiz::default()),

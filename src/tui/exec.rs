@@ -12,6 +12,7 @@ use crate::discovery::SystemPaths;
 use crate::jobs::chain::{self as chains, ChildKind};
 use crate::jobs::run::VerifyJob;
 use crate::jobs::{self, clone, image, restore, CancelToken};
+use crate::jobs::{DEFAULT_FILE_SECTOR_SIZE, DEFAULT_THREADS};
 use crossbeam_channel::Sender;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -233,7 +234,7 @@ fn mount_storage(c: &StoreChoice, at: &Path) -> Result<(Storage, Vec<ImageEntry>
         None => {
             // a storage mounted here before is replaced, but never pulled from under a job:
             // a busy one (another console writing to it) is kept and the choice refused
-            if let Err(e) = crate::init::store::release(at) {
+            if let Err(e) = crate::store::release(at) {
                 return Err(app::Failure {
                     what: "changing the storage".into(),
                     causes: vec![format!("unmounting {}: {e}", at.display())],
@@ -241,16 +242,16 @@ fn mount_storage(c: &StoreChoice, at: &Path) -> Result<(Storage, Vec<ImageEntry>
                     ..app::Failure::default()
                 });
             }
-            let t = crate::init::store::StoreTarget {
+            let t = crate::store::local::StoreTarget {
                 device: c.device.clone(),
                 disk: c.disk.clone(),
                 fs: c.fs,
                 label: c.label.clone(),
             };
-            crate::init::store::mount(&t, at).map_err(|e| {
+            crate::store::local::mount(&t, at).map_err(|e| {
                 outcome::failure_any(
                     "mounting the storage",
-                    &e,
+                    &e.into(),
                     "Choose another filesystem, or check this one from the shell (fsck). A Windows disk must be shut down fully (not hibernated) to be written.",
                 )
             })?;
@@ -307,22 +308,21 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                     } else {
                         ChildKind::Differential
                     };
-                    let (spec, out) =
-                        image::ParentSpec::newest_in(dir, source, 512, child, unix_now())
-                            .map_err(|e| fail(&e))?;
+                    let (spec, out) = image::ParentSpec::newest_in(
+                        dir,
+                        source,
+                        DEFAULT_FILE_SECTOR_SIZE,
+                        child,
+                        unix_now(),
+                    )
+                    .map_err(|e| fail(&e))?;
                     (Some(spec), out)
                 }
             };
             let spec = image::ImageSpec {
-                source: source.clone(),
-                output,
-                partitions: None,
                 level: *level,
-                threads: 0,
-                chunk_size: image::DEFAULT_CHUNK,
-                block_size: 64 << 10,
-                file_sector_size: 512,
                 parent,
+                ..image::ImageSpec::new(source.clone(), output)
             };
             image::plan(&spec, &paths)
                 .map(|p| Planned::Image(Box::new(p)))
@@ -338,7 +338,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                 image: image.clone(),
                 target: target.clone(),
                 verify: true,
-                threads: 0,
+                threads: DEFAULT_THREADS,
                 search: Vec::new(),
                 grow_last: *grow_last,
                 new_disk_id: *new_disk_id,
@@ -357,10 +357,10 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                 source: source.clone(),
                 target: target.clone(),
                 verify: true,
-                threads: 0,
+                threads: DEFAULT_THREADS,
                 grow_last: *grow_last,
                 new_disk_id: *new_disk_id,
-                file_sector_size: 512,
+                file_sector_size: DEFAULT_FILE_SECTOR_SIZE,
             };
             clone::plan(&spec, &paths)
                 .map(|p| Planned::Clone(Box::new(p)))
@@ -385,7 +385,7 @@ fn run_job(job: Job, tx: &Sender<Msg>, cancel: &CancelToken) {
         Job::Verify(path) => jobs::Job::Verify(VerifyJob {
             path,
             search: Vec::new(),
-            threads: 0,
+            threads: DEFAULT_THREADS,
         }),
     };
     let (events, rx) = crossbeam_channel::bounded(1024);

@@ -203,9 +203,13 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
     // it for the line console, and unmounts it at power off.
     if mounted && !opts.rescue && matches!(exit, Ok(Exit::Quit)) {
         drop(term);
-        if let Err(e) = crate::init::store::unmount(&opts.mount_at) {
+        if let Err(e) = crate::store::unmount(&opts.mount_at) {
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "lifeboat: {e:#}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "lifeboat: {}",
+                crate::error::with_causes(&e)
+            );
         }
     }
     exit

@@ -16,7 +16,7 @@ use ratatui::Frame;
 use std::path::PathBuf;
 
 /// Filesystems an image store may have (blkid names).
-pub const STORE_FILESYSTEMS: [&str; 6] = crate::init::store::STORE_FILESYSTEMS;
+pub const STORE_FILESYSTEMS: [&str; 6] = crate::store::local::STORE_FILESYSTEMS;
 
 /// A filesystem that can hold images.
 #[derive(Debug, Clone, PartialEq, Eq)]

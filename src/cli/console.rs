@@ -3,10 +3,13 @@
 //! and runs lifeboat commands, a shell, power-off and reboot. It works on any terminal,
 //! including a serial line with no size. `menu` goes back to the full-screen menu.
 
-use super::cmdline::split_words;
-use super::store::{self, STORE_DIR};
-use super::{sys, EXIT_MENU, EXIT_POWEROFF, EXIT_REBOOT, LOG_FILE};
+use super::Exit;
 use crate::discovery::SystemPaths;
+// Face-level system calls (the controlling terminal, ignoring Ctrl-C while a child owns it);
+// their safe wrappers live in init's one unsafe module.
+use crate::init::sys;
+use crate::rescue::{split_words, LOG_FILE};
+use crate::store::{self, local, STORE_DIR};
 use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -33,9 +36,10 @@ Commands (the same words as the lifeboat command line):
   help                              this text
 Add --help to any lifeboat command for its options. Ctrl-C stops a running command.";
 
-/// Runs the console until the user asks to power off or reboot; returns the exit code PID 1
-/// acts on ([`EXIT_POWEROFF`], [`EXIT_REBOOT`]), or 0 at end of input.
-pub fn run() -> i32 {
+/// Runs the console until the user asks to power off, reboot or go back to the menu, which
+/// PID 1 acts on; [`Exit::Ok`] at end of input, [`Exit::Failed`] when the keyboard cannot be
+/// read (said on the terminal).
+pub fn run() -> Exit {
     let mut out = std::io::stdout();
     if std::os::unix::process::parent_id() == 1 {
         // started by PID 1 on a bare terminal: take it, so Ctrl-C reaches us
@@ -51,11 +55,11 @@ pub fn run() -> i32 {
         let _ = out.flush();
         line.clear();
         match stdin.lock().read_line(&mut line) {
-            Ok(0) => return 0,
+            Ok(0) => return Exit::Ok,
             Ok(_) => {}
             Err(e) => {
                 let _ = writeln!(out, "reading the keyboard: {e}");
-                return 1;
+                return Exit::Failed;
             }
         }
         let words = match split_words(&line) {
@@ -73,11 +77,11 @@ pub fn run() -> i32 {
                 let _ = writeln!(out, "{HELP}");
             }
             "home" | "disks" | "list" if rest.is_empty() => home(&mut out),
-            "poweroff" | "halt" => return EXIT_POWEROFF,
+            "poweroff" | "halt" => return Exit::PowerOff,
             "menu" | "tui" if rest.is_empty() && std::os::unix::process::parent_id() == 1 => {
-                return EXIT_MENU
+                return Exit::Menu
             }
-            "reboot" => return EXIT_REBOOT,
+            "reboot" => return Exit::Reboot,
             "shell" | "sh" => {
                 run_child(
                     &mut out,
@@ -102,7 +106,7 @@ pub fn run() -> i32 {
                     let _ = writeln!(out, "{STORE_DIR} unmounted; the drive can be unplugged");
                 }
                 Err(e) => {
-                    let _ = writeln!(out, "error: {e:#}");
+                    let _ = writeln!(out, "error: {}", crate::error::with_causes(&e));
                 }
             },
             "exit" | "quit" => {
@@ -122,10 +126,10 @@ pub fn run() -> i32 {
 
 /// The home screen: version, firmware, and the disks.
 fn home(out: &mut impl Write) {
-    let sb = match super::secure_boot() {
+    let sb = match crate::rescue::secure_boot() {
         Some(true) => "UEFI, Secure Boot on",
         Some(false) => "UEFI, Secure Boot off",
-        None if super::is_uefi() => "UEFI",
+        None if crate::rescue::is_uefi() => "UEFI",
         None => "BIOS",
     };
     let _ = writeln!(
@@ -140,7 +144,7 @@ fn home(out: &mut impl Write) {
         Ok(disks) => {
             let _ = writeln!(out, "Disks:");
             for d in &disks {
-                let _ = crate::cli::render_disk(out, d);
+                let _ = super::render::disk(out, d);
             }
         }
         Err(e) => {
@@ -220,12 +224,12 @@ fn ls(out: &mut impl Write, dir: &Path) {
 
 fn mount_store(out: &mut impl Write, rest: &[String]) {
     let disks = crate::inspect::list(&SystemPaths::default()).unwrap_or_default();
-    let candidates = store::candidates(&disks);
+    let candidates = local::candidates(&disks);
     let Some(spec) = rest.first() else {
         let _ = writeln!(out, "Filesystems that can hold images:");
         for c in candidates
             .iter()
-            .filter(|c| c.fs.is_some_and(|f| store::STORE_FILESYSTEMS.contains(&f)))
+            .filter(|c| c.fs.is_some_and(|f| local::STORE_FILESYSTEMS.contains(&f)))
         {
             let _ = writeln!(
                 out,
@@ -243,8 +247,8 @@ fn mount_store(out: &mut impl Write, rest: &[String]) {
         let _ = writeln!(out, "Then: store /dev/sdXN   or   store LABEL=name");
         return;
     };
-    match store::find(spec, &candidates) {
-        Ok(Some(t)) => match store::mount(&t, Path::new(STORE_DIR)) {
+    match local::find(spec, &candidates) {
+        Ok(Some(t)) => match local::mount(&t, Path::new(STORE_DIR)) {
             Ok(()) => {
                 let _ = writeln!(
                     out,
@@ -254,7 +258,7 @@ fn mount_store(out: &mut impl Write, rest: &[String]) {
                 );
             }
             Err(e) => {
-                let _ = writeln!(out, "error: {e:#}");
+                let _ = writeln!(out, "error: {}", crate::error::with_causes(&e));
             }
         },
         Ok(None) => {
@@ -264,7 +268,7 @@ fn mount_store(out: &mut impl Write, rest: &[String]) {
             );
         }
         Err(e) => {
-            let _ = writeln!(out, "error: {e:#}");
+            let _ = writeln!(out, "error: {}", crate::error::with_causes(&e));
         }
     }
 }

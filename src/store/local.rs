@@ -1,14 +1,12 @@
-//! The image store: the filesystem (usually on a USB drive) where images are written and read.
-//! `lifeboat.store=SPEC` mounts one at boot; the console's `store` command does it by hand.
+//! A store on a local disk: one filesystem (usually on a USB drive), found among the disks'
+//! partitions by label, UUID, partition label or UUID, or device path, and mounted read-write.
+//! ext2/3/4, FAT and exFAT use the kernel's drivers; NTFS uses ntfs-3g where it is installed,
+//! else the kernel's ntfs3.
 
-use super::sys;
+use super::{sys, Error, Result};
 use crate::inspect::DiskReport;
-use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// Where the store is mounted.
-pub const STORE_DIR: &str = "/store";
+use std::process::{Command, Stdio};
 
 /// A filesystem chosen as the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +21,7 @@ pub struct StoreTarget {
     pub label: Option<String>,
 }
 
-/// The filesystems a store may have.
+/// The filesystems a store may have (blkid names).
 pub const STORE_FILESYSTEMS: [&str; 6] = ["ext2", "ext3", "ext4", "vfat", "exfat", "ntfs"];
 
 /// One filesystem that could be the store: a partition, or a filesystem on a whole disk.
@@ -79,14 +77,15 @@ pub fn candidates(disks: &[DiskReport]) -> Vec<Candidate> {
 }
 
 /// Finds the filesystem that SPEC names. SPEC is `LABEL=x`, `UUID=x`, `PARTLABEL=x`,
-/// `PARTUUID=x` (compared without regard to case) or a device path.
-pub fn find(spec: &str, candidates: &[Candidate]) -> anyhow::Result<Option<StoreTarget>> {
+/// `PARTUUID=x` (compared without regard to case) or a device path. `Ok(None)`: nothing
+/// matches (yet: a USB drive may still be appearing).
+pub fn find(spec: &str, candidates: &[Candidate]) -> Result<Option<StoreTarget>> {
     let (key, value) = match spec.split_once('=') {
         Some((k, v)) if !spec.starts_with('/') => (k, v),
         _ => ("PATH", spec),
     };
     if !matches!(key, "LABEL" | "UUID" | "PARTLABEL" | "PARTUUID" | "PATH") {
-        bail!("store {spec:?}: expected LABEL=, UUID=, PARTLABEL=, PARTUUID= or a device path");
+        return Err(Error::BadSpec { spec: spec.into() });
     }
     let eq = |a: &Option<String>| a.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(value));
     for c in candidates {
@@ -101,17 +100,17 @@ pub fn find(spec: &str, candidates: &[Candidate]) -> anyhow::Result<Option<Store
             continue;
         }
         let Some(device) = c.device.clone() else {
-            bail!(
-                "store {spec:?} is partition {} of {}, which has no device node",
-                c.number,
-                c.disk.display()
-            );
+            return Err(Error::NoDeviceNode {
+                spec: spec.into(),
+                number: c.number,
+                disk: c.disk.clone(),
+            });
         };
         let Some(fs) = c.fs else {
-            bail!(
-                "store {spec:?} ({}) has no filesystem Lifeboat recognises",
-                device.display()
-            );
+            return Err(Error::NoFilesystem {
+                spec: spec.into(),
+                device,
+            });
         };
         return Ok(Some(StoreTarget {
             device,
@@ -123,17 +122,21 @@ pub fn find(spec: &str, candidates: &[Candidate]) -> anyhow::Result<Option<Store
     Ok(None)
 }
 
-/// Mounts `t` read-write at `at`. ext2/3/4, vfat and exfat use the kernel's drivers; NTFS
-/// uses ntfs-3g where it is installed (see `ntfs_3g_available` for why), or the kernel's ntfs3.
-pub fn mount(t: &StoreTarget, at: &Path) -> anyhow::Result<()> {
+/// Mounts `t` read-write at `at` (noatime, nodev, nosuid), creating `at` if need be.
+/// ext2/3/4, vfat and exfat use the kernel's drivers; NTFS uses ntfs-3g where it is installed
+/// (see `ntfs_3g_available` for why), or the kernel's ntfs3. The mount stays until
+/// [`super::unmount`] or [`super::release`].
+pub fn mount(t: &StoreTarget, at: &Path) -> Result<()> {
     if !STORE_FILESYSTEMS.contains(&t.fs) {
-        bail!(
-            "{} holds {}, which cannot be an image store (use ext4, FAT32, exFAT or NTFS)",
-            t.device.display(),
-            t.fs
-        );
+        return Err(Error::Unsupported {
+            device: t.device.clone(),
+            fs: t.fs,
+        });
     }
-    std::fs::create_dir_all(at).with_context(|| format!("creating {}", at.display()))?;
+    std::fs::create_dir_all(at).map_err(|source| Error::CreateDir {
+        path: at.to_path_buf(),
+        source,
+    })?;
     let dev = t.device.to_string_lossy();
     let kernel_type = match t.fs {
         "ext2" | "ext3" | "ext4" => "ext4",
@@ -148,13 +151,11 @@ pub fn mount(t: &StoreTarget, at: &Path) -> anyhow::Result<()> {
     if t.fs == "ntfs" && ntfs_3g_available() {
         return mount_ntfs_3g(t, at);
     }
-    sys::mount(&dev, at, kernel_type, flags, data).with_context(|| {
-        format!(
-            "mounting {} ({}) at {}",
-            t.device.display(),
-            t.fs,
-            at.display()
-        )
+    sys::mount(&dev, at, kernel_type, flags, data).map_err(|source| Error::Mount {
+        device: t.device.clone(),
+        fs: t.fs,
+        at: at.to_path_buf(),
+        source,
     })
 }
 
@@ -167,47 +168,40 @@ fn ntfs_3g_available() -> bool {
         .any(|p| Path::new(p).exists())
 }
 
-fn mount_ntfs_3g(t: &StoreTarget, at: &Path) -> anyhow::Result<()> {
-    let status = Command::new("ntfs-3g")
+/// Runs ntfs-3g, which mounts and then detaches its FUSE daemon (the daemon points its stdio
+/// at /dev/null, so waiting for its output ends when the mount is done). What it says goes
+/// into the error, never onto the caller's terminal.
+fn mount_ntfs_3g(t: &StoreTarget, at: &Path) -> Result<()> {
+    let out = Command::new("ntfs-3g")
         .arg(&t.device)
         .arg(at)
-        .status()
-        .context("running ntfs-3g to mount the NTFS store")?;
-    if !status.success() {
-        bail!(
-            "ntfs-3g could not mount {} at {} ({status}); a Windows volume that is hibernated \
-             or was not shut down cleanly is refused read-write",
-            t.device.display(),
-            at.display()
-        );
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::HelperStart {
+            tool: "ntfs-3g",
+            fs: "NTFS",
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::Ntfs3g {
+            device: t.device.clone(),
+            at: at.to_path_buf(),
+            status: out.status,
+            output: first_paragraph(&String::from_utf8_lossy(&out.stderr)),
+        });
     }
     Ok(())
 }
 
-/// Unmounts what is mounted at `at`, if anything, but never lazily: a busy store (a job on
-/// another console writing to it) stays mounted and the error says so. For replacing the
-/// store while the machine runs; [`unmount`] is for power-off.
-pub fn release(at: &Path) -> std::io::Result<()> {
-    match sys::umount(at, 0) {
-        Ok(()) => Ok(()),
-        // nothing mounted there, or no such folder yet
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Unmounts the store, flushing it. FUSE daemons (ntfs-3g) finish writing when they see the
-/// unmount; a lazy unmount is the fallback so that power-off is never blocked.
-pub fn unmount(at: &Path) -> anyhow::Result<()> {
-    sys::sync();
-    match sys::umount(at, 0) {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()), // not mounted
-        Err(e) => {
-            let _ = sys::umount(at, libc::MNT_DETACH);
-            Err(e).with_context(|| format!("unmounting {}", at.display()))
-        }
-    }
+/// The first paragraph of a tool's message on one line: ntfs-3g says what is wrong first,
+/// then prints its banner and usage after a blank line.
+fn first_paragraph(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -224,6 +218,18 @@ mod tests {
             uuid: Some(format!("uuid-{disk}-{n}")),
             ..Candidate::default()
         }
+    }
+
+    #[test]
+    fn a_tools_message_is_its_first_paragraph() {
+        let said = "ntfs-3g: Failed to access volume '/dev/x': No such file or directory\n\n\
+                    ntfs-3g 2022.10.3 integrated FUSE 28\nUsage: ntfs-3g DEVICE DIR\n";
+        assert_eq!(
+            first_paragraph(said),
+            "ntfs-3g: Failed to access volume '/dev/x': No such file or directory"
+        );
+        assert_eq!(first_paragraph("\n  a\n b \n\nc"), "a b");
+        assert_eq!(first_paragraph(""), "");
     }
 
     #[test]

@@ -1,0 +1,155 @@
+//! What the job commands share: running a planned job with its progress shown
+//! ([`with_progress`]), JSON output, the typed confirmation prompts, and the lines restore and
+//! clone both print (the table edits, what `--grow-last` did).
+
+use super::progress::{self, Mode};
+use crate::jobs::run;
+use crate::jobs::{CancelToken, Job, Summary};
+use crate::units::human_bytes;
+use anyhow::{bail, Context};
+use serde::Serialize;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+/// Runs a planned job on the job runner's thread, rendering its events here (a progress line,
+/// log lines, or NDJSON with `json`), with Ctrl-C turned into cancellation. Returns the typed
+/// summary, or the job's error (shared with its `Finished` event).
+pub(super) fn with_progress(json: bool, job: Job) -> anyhow::Result<Summary> {
+    crate::blockdev::sys::catch_interrupts();
+    let cancel = CancelToken::new();
+    let (tx, rx) = crossbeam_channel::bounded(1024);
+    let handle = run::spawn(job, tx, cancel.clone()).context("starting the job")?;
+    std::thread::scope(|s| {
+        let renderer = s.spawn(move || progress::render(rx, Mode::pick(json)));
+        while !handle.is_finished() {
+            if crate::blockdev::sys::signalled() {
+                cancel.cancel();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = renderer.join();
+    });
+    match handle.join() {
+        Ok(r) => r.map_err(anyhow::Error::from),
+        Err(_) => anyhow::bail!("the job's thread panicked"),
+    }
+}
+
+/// The summary of the job that was run, or an error naming the mix-up (a job returns its own
+/// kind of summary, so this is an invariant, reported rather than panicked on).
+macro_rules! summary_of {
+    ($s:expr, $variant:ident) => {
+        match $s {
+            Summary::$variant(s) => s,
+            other => anyhow::bail!(
+                "internal error: a {} job returned {other:?}",
+                stringify!($variant)
+            ),
+        }
+    };
+}
+pub(super) use summary_of;
+
+pub(super) fn print_json(v: &impl Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Asks for the target's path to be typed unless `yes`; refuses without a terminal.
+pub(super) fn confirm_overwrite(target: &Path, yes: bool, json: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if json || !std::io::stdin().is_terminal() {
+        bail!(
+            "refusing to overwrite {} without confirmation: pass --yes (stdin is not a terminal)",
+            target.display()
+        );
+    }
+    let prompt = format!(
+        "All data on {} will be destroyed. Type its path to continue: ",
+        target.display()
+    );
+    if !typed(&prompt, &target.to_string_lossy())? {
+        bail!("not confirmed; {} was not touched", target.display());
+    }
+    Ok(())
+}
+
+/// Shows `prompt` on stderr and reads one line: true when the user typed `expected`.
+pub(super) fn typed(prompt: &str, expected: &str) -> anyhow::Result<bool> {
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the confirmation")?;
+    Ok(answer.trim() == expected)
+}
+
+/// One line on what `--grow-last` did.
+pub(super) fn grown_line(g: &crate::resize::FsGrowReport) -> String {
+    let size = |b: Option<u64>| b.map_or_else(|| "?".into(), human_bytes);
+    let mut s = format!(
+        "grew partition {} to {}; {} {} -> {} ({})",
+        g.partition,
+        human_bytes(g.partition_bytes),
+        g.fs.as_deref().unwrap_or("no filesystem"),
+        size(g.old_bytes),
+        size(g.new_bytes),
+        g.method
+    );
+    if let Some(n) = &g.note {
+        s.push_str(&format!("; note: {n}"));
+    }
+    s
+}
+
+/// The table edits of a restore or clone plan.
+pub(super) fn print_layout(
+    out: &mut impl Write,
+    l: &crate::partition::edit::Layout,
+    source_size: u64,
+    target_size: u64,
+) -> std::io::Result<()> {
+    if let Some(m) = l.gpt_move.as_ref().filter(|_| l.rewrites_gpt()) {
+        writeln!(
+            out,
+            "  backup GPT {} LBA {} (entries at {}), last usable LBA {}",
+            if source_size == target_size {
+                "rewritten at"
+            } else {
+                "moves to"
+            },
+            m.backup_header_lba,
+            m.backup_entries_lba,
+            m.last_usable_lba
+        )?;
+    }
+    if let Some(g) = &l.grow {
+        writeln!(
+            out,
+            "  --grow-last: partition {} grows from {} to {}{}, then its filesystem{}",
+            g.number,
+            human_bytes(g.old_size_bytes),
+            human_bytes(g.new_size_bytes),
+            g.extended
+                .map(|x| format!(" (with extended partition {x})"))
+                .unwrap_or_default(),
+            g.limit
+                .as_ref()
+                .map(|w| format!(" (limit: {w})"))
+                .unwrap_or_default()
+        )?;
+    }
+    if let Some(why) = &l.grow_skipped {
+        writeln!(out, "  --grow-last: {why}")?;
+    }
+    if let Some(id) = &l.new_disk_id {
+        writeln!(out, "  new disk ID {id} (--new-disk-id)")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! `lifeboat prune`: deleting the images no kept image needs, after listing them and asking,
+//! then proving every kept chain still opens.
+
+use super::args::PruneArgs;
+use super::common::{print_json, typed};
+use crate::image::Chain;
+use crate::jobs::chain as chains;
+use crate::units::human_bytes;
+use anyhow::{bail, Context};
+use std::io::{IsTerminal, Write};
+
+/// `lifeboat prune`.
+pub fn prune(a: &PruneArgs) -> anyhow::Result<()> {
+    let (dir, keep, search) = (a.dir.as_path(), a.keep.as_slice(), a.search.as_slice());
+    let (yes, dry_run, json) = (a.yes, a.dry_run, a.json);
+    let plan = chains::plan_prune(dir, keep, search)?;
+    if json && !(yes || dry_run) {
+        bail!("--json needs --yes or --dry-run (there is no prompt in JSON mode)");
+    }
+    if !json {
+        let mut o = std::io::stdout().lock();
+        for (k, files) in &plan.keep {
+            writeln!(
+                o,
+                "keep {} (needs {} file{})",
+                k.display(),
+                files.len(),
+                if files.len() == 1 { "" } else { "s" }
+            )?;
+            for f in files.iter().skip(1) {
+                writeln!(o, "  needs {}", f.display())?;
+            }
+        }
+        for d in &plan.delete {
+            writeln!(o, "delete {}", d.display())?;
+        }
+        for u in &plan.untouched {
+            writeln!(o, "leave {} (another disk or chain)", u.display())?;
+        }
+        writeln!(
+            o,
+            "{} image{} to delete, {} freed",
+            plan.delete.len(),
+            if plan.delete.len() == 1 { "" } else { "s" },
+            human_bytes(plan.freed_bytes)
+        )?;
+    }
+    if dry_run || plan.delete.is_empty() {
+        if json {
+            return print_json(&plan);
+        }
+        return Ok(());
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("refusing to delete without confirmation: pass --yes (stdin is not a terminal)");
+        }
+        let prompt = format!("Type delete to delete {} image(s): ", plan.delete.len());
+        if !typed(&prompt, "delete")? {
+            bail!("not confirmed; nothing was deleted");
+        }
+    }
+    for d in &plan.delete {
+        std::fs::remove_file(d).with_context(|| format!("deleting {}", d.display()))?;
+    }
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+    // Prove it: every kept image still opens with its whole chain.
+    for k in keep {
+        Chain::open(k, search).with_context(|| {
+            format!(
+                "after pruning, {} no longer opens (this is a bug)",
+                k.display()
+            )
+        })?;
+    }
+    if json {
+        return print_json(&plan);
+    }
+    println!(
+        "deleted {} image(s); every kept image's chain was reopened and is complete",
+        plan.delete.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! `lifeboat restore`: the plan, the typed confirmation, the progress and the summary.
+
+use super::args::RestoreArgs;
+use super::common::{
+    confirm_overwrite, grown_line, print_json, print_layout, summary_of, with_progress,
+};
+use crate::discovery::SystemPaths;
+use crate::jobs::chain as chains;
+use crate::jobs::{restore, Job, Summary};
+use crate::units::human_bytes;
+use std::io::Write;
+
+impl From<&RestoreArgs> for restore::RestoreSpec {
+    fn from(a: &RestoreArgs) -> Self {
+        restore::RestoreSpec {
+            image: a.file.clone(),
+            target: a.target.clone(),
+            verify: !a.no_verify,
+            threads: a.threads,
+            search: a.search.clone(),
+            grow_last: a.grow_last,
+            new_disk_id: a.new_disk_id,
+        }
+    }
+}
+
+/// `lifeboat restore`.
+pub fn restore(a: &RestoreArgs) -> anyhow::Result<()> {
+    let spec = restore::RestoreSpec::from(a);
+    let plan = restore::plan(&spec, &SystemPaths::default())?;
+    if a.dry_run {
+        if a.json {
+            return print_json(&plan);
+        }
+        print_restore_plan(&mut std::io::stdout().lock(), &plan, true)?;
+        return Ok(());
+    }
+    if !a.json {
+        print_restore_plan(&mut std::io::stderr().lock(), &plan, false)?;
+    }
+    confirm_overwrite(&a.target, a.yes, a.json)?;
+    let s = summary_of!(
+        with_progress(a.json, Job::Restore(Box::new(plan.clone())))?,
+        Restore
+    );
+    if !a.json {
+        println!(
+            "restored {} onto {}: {} written, {} verified by reading back ({}), {:.1} s, {}/s; partitions: {}",
+            a.file.display(),
+            s.target.display(),
+            human_bytes(s.written_bytes),
+            human_bytes(s.verified_bytes),
+            s.verify_method,
+            s.seconds,
+            human_bytes((s.written_bytes as f64 / s.seconds.max(0.001)) as u64),
+            s.partition_nodes
+        );
+        if let Some(g) = &s.grown {
+            println!("{}", grown_line(g));
+        }
+    }
+    Ok(())
+}
+
+/// Prints the plan; `warnings` is false when the job's warning events will print them.
+fn print_restore_plan(
+    out: &mut impl Write,
+    p: &restore::RestorePlan,
+    warnings: bool,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "plan: restore {} onto {} ({}, {})",
+        p.image.display(),
+        p.target.display(),
+        p.target_kind,
+        human_bytes(p.target_size)
+    )?;
+    if p.chain.len() > 1 {
+        writeln!(
+            out,
+            "  {} image: the disk as it was at {} UTC; reads {} from {} ancestor{} ({})",
+            p.kind,
+            chains::utc_stamp(p.chain.first().map_or(0, |l| l.created_unix)),
+            human_bytes(p.ancestor_bytes),
+            p.chain.len() - 1,
+            if p.chain.len() == 2 { "" } else { "s" },
+            p.chain
+                .iter()
+                .skip(1)
+                .map(|l| l.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
+    writeln!(
+        out,
+        "  imaged disk {} with {} table, {}-byte sectors: {} (needs at least {})",
+        human_bytes(p.source_size),
+        p.table.unwrap_or("no"),
+        p.sector_size,
+        p.size_change,
+        human_bytes(p.min_target_size)
+    )?;
+    if let Some(l) = &p.layout {
+        print_layout(out, l, p.source_size, p.target_size)?;
+    }
+    for part in &p.partitions {
+        writeln!(
+            out,
+            "  partition {:<3} {:>10} at {:>12} {:<6} {:<14} {}",
+            part.number,
+            human_bytes(part.size_bytes),
+            part.start_bytes,
+            part.fs.as_deref().unwrap_or("-"),
+            part.label.as_deref().unwrap_or("-"),
+            part.method
+                .map_or_else(|| "unknown".to_string(), |m| m.to_string())
+        )?;
+    }
+    writeln!(
+        out,
+        "  write {} in {} chunks, tables and first MiB last; read-back verification {}",
+        human_bytes(p.write_bytes),
+        p.chunks,
+        if p.verify { "on" } else { "OFF" }
+    )?;
+    for w in p.warnings.iter().filter(|_| warnings) {
+        writeln!(out, "  warning: {w}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! `lifeboat verify`: every chunk of an image and of its chain re-read and re-hashed; a
+//! damaged chunk is located in its partition.
+
+use super::args::VerifyArgs;
+use super::common::{summary_of, with_progress};
+use crate::image::ImageReader;
+use crate::jobs::run::VerifyJob;
+use crate::jobs::{Job, Summary};
+use crate::units::human_bytes;
+use std::path::Path;
+
+/// The partition (or other region) of the image that holds disk byte `offset`.
+fn region_of(meta: &crate::image::ImageMeta, offset: u64) -> Option<String> {
+    let r = meta.region_at(offset)?;
+    let (s, e) = (r.start_bytes, r.start_bytes + r.size_bytes);
+    let fs = r.fs.as_ref().map(|f| format!(", {f}")).unwrap_or_default();
+    Some(match r.partition {
+        Some(n) => format!("partition {n} (bytes {s}..{e}{fs})"),
+        None => format!("{} (bytes {s}..{e})", r.what),
+    })
+}
+
+/// Adds which partition a damaged chunk belongs to.
+fn locate(e: anyhow::Error, file: &Path) -> anyhow::Error {
+    let job_error = e
+        .downcast_ref::<std::sync::Arc<crate::Error>>()
+        .map(|a| &**a);
+    if let Some(crate::Error::Image {
+        source: crate::image::FormatError::Chunk { disk_offset, .. },
+        path,
+    }) = job_error
+    {
+        let off = *disk_offset;
+        let holder = if path.as_os_str().is_empty() {
+            file
+        } else {
+            path.as_path()
+        };
+        if let Ok(r) = ImageReader::open(holder) {
+            if let Some(where_) = region_of(r.meta(), off) {
+                return e.context(format!("the damaged chunk is in {where_}"));
+            }
+        }
+    }
+    e
+}
+
+impl From<&VerifyArgs> for VerifyJob {
+    fn from(a: &VerifyArgs) -> Self {
+        VerifyJob {
+            path: a.file.clone(),
+            search: a.search.clone(),
+            threads: a.threads,
+        }
+    }
+}
+
+/// `lifeboat verify`.
+pub fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
+    let (file, json) = (a.file.as_path(), a.json);
+    let job = Job::Verify(VerifyJob::from(a));
+    let s = summary_of!(
+        with_progress(json, job).map_err(|e| locate(e, file))?,
+        Verify
+    );
+    if !json {
+        let chain = if s.chain.len() > 1 {
+            format!(
+                " ({} of it read from {} ancestor{}: {})",
+                human_bytes(s.ancestor_bytes),
+                s.chain.len() - 1,
+                if s.chain.len() == 2 { "" } else { "s" },
+                s.chain
+                    .iter()
+                    .skip(1)
+                    .map(|l| l.path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "{}: intact: {} chunks, {} of disk data{chain}, {} file, root hash {}",
+            s.path.display(),
+            s.chunks,
+            human_bytes(s.raw_bytes),
+            human_bytes(s.file_bytes),
+            s.root_hash
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! The image store: the filesystem where images are written and read, mounted at
+//! [`STORE_DIR`] (or wherever a face asks). `lifeboat.store=SPEC` mounts one at boot, the line
+//! console's `store` command and the menu's storage screen do it by hand.
+//!
+//! A store is something that can be mounted read-write at a folder and unmounted again; what
+//! it is decides how it is found and mounted, one file per kind:
+//! - [`local`]: a filesystem on a local disk (ext2/3/4, FAT, exFAT, NTFS), found by label,
+//!   UUID or device path and mounted with the kernel's drivers or ntfs-3g.
+//!
+//! Network stores (SMB, NFS, SFTP) are the next kinds. Unmounting is the same for every kind
+//! and lives here: [`release`] (never lazy, for replacing the store while jobs may run) and
+//! [`unmount`] (flushing, lazy as a last resort, for power-off).
+//!
+//! Nothing here prints: failures are [`Error`]s, and the output of the tools run (ntfs-3g) is
+//! captured into them. The system calls go through `init::sys` for now, the one module with
+//! safe wrappers for mount(2), umount2(2) and sync(2); once those come from `nix`, `local.rs`
+//! calls it directly and this module no longer reaches up into `init/`.
+
+pub mod local;
+
+use crate::init::sys;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+
+/// Where the rescue system mounts the store.
+pub const STORE_DIR: &str = "/store";
+
+/// Result alias of the store.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a store could not be found, mounted or unmounted.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SPEC names no filesystem in a way this store understands.
+    #[error("store {spec:?}: expected LABEL=, UUID=, PARTLABEL=, PARTUUID= or a device path")]
+    BadSpec {
+        /// What the user wrote.
+        spec: String,
+    },
+    /// SPEC matches a partition the kernel made no device node for.
+    #[error("store {spec:?} is partition {number} of {disk}, which has no device node")]
+    NoDeviceNode {
+        /// What the user wrote.
+        spec: String,
+        /// The partition number.
+        number: u32,
+        /// The disk holding it.
+        disk: PathBuf,
+    },
+    /// SPEC matches a partition without a filesystem Lifeboat recognises.
+    #[error("store {spec:?} ({device}) has no filesystem Lifeboat recognises")]
+    NoFilesystem {
+        /// What the user wrote.
+        spec: String,
+        /// The partition's device node.
+        device: PathBuf,
+    },
+    /// The filesystem is not one a store may have ([`local::STORE_FILESYSTEMS`]).
+    #[error(
+        "{device} holds {fs}, which cannot be an image store (use ext4, FAT32, exFAT or NTFS)"
+    )]
+    Unsupported {
+        /// The device node.
+        device: PathBuf,
+        /// Its blkid-style filesystem type.
+        fs: &'static str,
+    },
+    /// The mount point could not be created.
+    #[error("creating {path}")]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// mount(2) failed.
+    #[error("mounting {device} ({fs}) at {at}")]
+    Mount {
+        /// The device node.
+        device: PathBuf,
+        /// Its blkid-style filesystem type.
+        fs: &'static str,
+        /// The mount point.
+        at: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A mount helper (ntfs-3g) could not be started.
+    #[error("running {tool} to mount the {fs} store")]
+    HelperStart {
+        /// The helper's name.
+        tool: &'static str,
+        /// The filesystem it mounts ("NTFS").
+        fs: &'static str,
+        /// Why it did not start.
+        #[source]
+        source: io::Error,
+    },
+    /// ntfs-3g ran and refused the volume. `output` is what it said first, on one line (""
+    /// if nothing).
+    #[error(
+        "ntfs-3g could not mount {device} at {at} ({status}); a Windows volume that is \
+         hibernated or was not shut down cleanly is refused read-write{}",
+        if output.is_empty() { String::new() } else { format!("; ntfs-3g said: {output}") }
+    )]
+    Ntfs3g {
+        /// The device node.
+        device: PathBuf,
+        /// The mount point.
+        at: PathBuf,
+        /// How ntfs-3g ended.
+        status: ExitStatus,
+        /// Its message.
+        output: String,
+    },
+    /// umount2(2) failed (the store was then detached lazily).
+    #[error("unmounting {at}")]
+    Unmount {
+        /// The mount point.
+        at: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Unmounts what is mounted at `at`, if anything, but never lazily: a busy store (a job on
+/// another console writing to it) stays mounted and the error (EBUSY) says so. For replacing
+/// the store while the machine runs; [`unmount`] is for power-off. The caller names `at` in
+/// its message: the error is the bare OS error.
+pub fn release(at: &Path) -> io::Result<()> {
+    match sys::umount(at, 0) {
+        Ok(()) => Ok(()),
+        // nothing mounted there, or no such folder yet
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Unmounts the store at `at`, flushing it first (sync(2)); nothing mounted there is fine.
+/// FUSE daemons (ntfs-3g) finish writing when they see the unmount; when the unmount fails, a
+/// lazy unmount (MNT_DETACH) follows so that power-off is never blocked, and the error is
+/// still returned.
+pub fn unmount(at: &Path) -> Result<()> {
+    sys::sync();
+    match sys::umount(at, 0) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()), // not mounted
+        Err(source) => {
+            let _ = sys::umount(at, libc::MNT_DETACH);
+            Err(Error::Unmount {
+                at: at.to_path_buf(),
+                source,
+            })
+        }
+    }
+}
