@@ -137,6 +137,14 @@ impl JobError {
         }
     }
 
+    /// An error known only by its text (from a face, outside any job).
+    pub fn from_message(message: String) -> Self {
+        JobError {
+            message,
+            error: None,
+        }
+    }
+
     /// The error and its causes on one line (`a: b: c`).
     pub fn message(&self) -> &str {
         &self.message

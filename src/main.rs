@@ -34,9 +34,21 @@ fn main() {
         Ok(Exit::Menu) => EXIT_MENU,
         Err(e) => {
             eprintln!("lifeboat: error: {e:#}");
-            let cancelled = e
-                .chain()
-                .any(|c| matches!(c.downcast_ref(), Some(lifeboat::Error::Cancelled)));
+            // a failure before or outside a job: PID 1 still gets a typed result
+            let finished = lifeboat::jobs::Event::Finished {
+                ok: false,
+                summary: None,
+                error: Some(lifeboat::jobs::JobError::from_message(format!("{e:#}"))),
+            };
+            let _ = lifeboat::rescue::write_result(&finished, false);
+            let cancelled = e.chain().any(|c| {
+                matches!(c.downcast_ref(), Some(lifeboat::Error::Cancelled))
+                    || matches!(
+                        c.downcast_ref::<std::sync::Arc<lifeboat::Error>>()
+                            .map(|a| &**a),
+                        Some(lifeboat::Error::Cancelled)
+                    )
+            });
             if cancelled {
                 130
             } else {

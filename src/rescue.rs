@@ -81,3 +81,33 @@ pub fn secure_boot() -> Option<bool> {
 pub fn is_uefi() -> bool {
     std::path::Path::new("/sys/firmware/efi").exists()
 }
+
+/// The environment variable PID 1 sets for each unattended command it starts: the file the
+/// command writes its result to, as one JSON `Finished` event ([`crate::jobs::Event`]), so
+/// PID 1 reads a typed result instead of the command's words on stderr.
+pub const RESULT_FILE_ENV: &str = "LIFEBOAT_RESULT_FILE";
+
+/// Writes `finished` to the file [`RESULT_FILE_ENV`] names, when it is set; `overwrite` false
+/// keeps a result written earlier (a job's own, before a later step failed). Errors are
+/// returned for the caller to show; the command's outcome does not depend on them.
+pub fn write_result(finished: &crate::jobs::Event, overwrite: bool) -> std::io::Result<()> {
+    let Some(path) = std::env::var_os(RESULT_FILE_ENV) else {
+        return Ok(());
+    };
+    let path = std::path::PathBuf::from(path);
+    if !overwrite && path.exists() {
+        return Ok(());
+    }
+    let json = serde_json::to_vec(finished).map_err(std::io::Error::other)?;
+    std::fs::write(path, json)
+}
+
+/// Reads a result written by [`write_result`]: the `Finished` event, or `None` when there is
+/// none or it does not parse as one.
+pub fn read_result(path: &std::path::Path) -> Option<crate::jobs::Event> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        e @ crate::jobs::Event::Finished { .. } => Some(e),
+        _ => None,
+    }
+}

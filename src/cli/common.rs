@@ -29,10 +29,27 @@ pub(super) fn with_progress(json: bool, job: Job) -> anyhow::Result<Summary> {
         }
         let _ = renderer.join();
     });
-    match handle.join() {
-        Ok(r) => r.map_err(anyhow::Error::from),
+    let r = match handle.join() {
+        Ok(r) => r,
         Err(_) => anyhow::bail!("the job's thread panicked"),
+    };
+    // PID 1 reads the typed result of its unattended runs from here
+    let finished = match &r {
+        Ok(s) => crate::jobs::Event::Finished {
+            ok: true,
+            summary: Some(s.clone()),
+            error: None,
+        },
+        Err(e) => crate::jobs::Event::Finished {
+            ok: false,
+            summary: None,
+            error: Some(crate::jobs::JobError::new(e.clone())),
+        },
+    };
+    if let Err(e) = crate::rescue::write_result(&finished, true) {
+        eprintln!("lifeboat: warning: writing the job's result for the rescue system: {e}");
     }
+    r.map_err(anyhow::Error::from)
 }
 
 /// The summary of the job that was run, or an error naming the mix-up (a job returns its own

@@ -4,7 +4,7 @@ use super::cmdline::{self, BootOptions, Then};
 use super::modules::{self, ModuleIndex};
 use super::sys::{self, Exit, Power};
 use super::{console_names, Log};
-use crate::rescue::{EXIT_MENU, EXIT_POWEROFF, EXIT_REBOOT};
+use crate::rescue::{self, EXIT_MENU, EXIT_POWEROFF, EXIT_REBOOT};
 use crate::store::{self, local, STORE_DIR};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -417,10 +417,18 @@ fn run_jobs(log: &mut Log, opts: &BootOptions) -> serde_json::Value {
     serde_json::json!({"ok": ok, "jobs": jobs})
 }
 
+/// Runs one command; its exit and, from the typed result it writes to the file PID 1 names
+/// in [`rescue::RESULT_FILE_ENV`], its error.
 fn run_one(log: &mut Log, args: &[String]) -> (Exit, Option<String>) {
+    let result = std::path::PathBuf::from(format!(
+        "/run/lifeboat-result-{}.json",
+        RESULTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_file(&result);
     let child = Command::new("/proc/self/exe")
         .arg0("lifeboat")
         .args(args)
+        .env(rescue::RESULT_FILE_ENV, &result)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -441,23 +449,33 @@ fn run_one(log: &mut Log, args: &[String]) -> (Exit, Option<String>) {
     });
     let err = child.stderr.take().map(|e| {
         std::thread::spawn(move || {
-            let mut last_error = None;
             for line in BufReader::new(e).lines().map_while(Result::ok) {
                 sinks.line(&line);
-                if let Some(msg) = line.strip_prefix("lifeboat: error: ") {
-                    last_error = Some(msg.to_string());
-                }
             }
-            last_error
         })
     });
     let exit = wait_for(pid, log);
     if let Some(t) = out {
         let _ = t.join();
     }
-    let error = err.and_then(|t| t.join().ok().flatten());
+    if let Some(t) = err {
+        let _ = t.join();
+    }
+    let error = match rescue::read_result(&result) {
+        Some(crate::jobs::Event::Finished { error, .. }) => error.map(|e| e.message().to_string()),
+        // no result: killed, or a command that is not a job and did not fail
+        _ => match exit {
+            Exit::Code(0) => None,
+            Exit::Code(c) => Some(format!("exit code {c}, and no result written")),
+            Exit::Signal(s) => Some(format!("killed by signal {s}")),
+        },
+    };
+    let _ = std::fs::remove_file(&result);
     (exit, error)
 }
+
+/// Numbers the result files of unattended commands.
+static RESULTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Waits for one child, reaping every other process that ends meanwhile (orphans are
 /// re-parented to PID 1). Signals to PID 1 during the wait are logged and then acted on by

@@ -132,7 +132,7 @@ pub struct ClonePlan {
 }
 
 /// What a finished clone reports.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct CloneSummary {
     /// The source.
     pub source: PathBuf,

@@ -194,7 +194,7 @@ pub struct ImagePlan {
 }
 
 /// What a finished image job reports.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ImageSummary {
     /// The image file.
     pub path: PathBuf,

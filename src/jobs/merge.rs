@@ -56,7 +56,7 @@ pub struct MergePlan {
 }
 
 /// What a finished merge reports.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct MergeSummary {
     /// The new full image.
     pub path: PathBuf,

@@ -136,7 +136,7 @@ struct Write {
 }
 
 /// What a finished restore reports.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct RestoreSummary {
     /// The target.
     pub target: PathBuf,

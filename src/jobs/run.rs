@@ -17,7 +17,7 @@ use super::verify::{self, VerifySummary};
 use crate::error::{Error, Result};
 use crate::event::{CancelToken, JobError, Reporter};
 use crossbeam_channel::Sender;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ pub struct VerifyJob {
 
 /// What a finished job reports, by job. Serialized with a `"job"` field naming the variant,
 /// beside the job's own summary fields.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "job", rename_all = "snake_case")]
 pub enum Summary {
     /// `image`.

@@ -29,15 +29,43 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// How a filesystem was grown after its partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum GrowMethod {
+    /// ext2/3/4, with e2fsprogs' resize2fs.
+    #[serde(rename = "resize2fs")]
+    Resize2fs,
+    /// NTFS, with ntfs-3g's ntfsresize.
+    #[serde(rename = "ntfsresize")]
+    Ntfsresize,
+    /// FAT, by Lifeboat itself, as far as its FAT allows.
+    #[serde(rename = "in place")]
+    InPlace,
+    /// No filesystem it can grow: only the partition grew.
+    #[serde(rename = "partition only")]
+    PartitionOnly,
+}
+
+impl std::fmt::Display for GrowMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            GrowMethod::Resize2fs => "resize2fs",
+            GrowMethod::Ntfsresize => "ntfsresize",
+            GrowMethod::InPlace => "in place",
+            GrowMethod::PartitionOnly => "partition only",
+        })
+    }
+}
+
 /// What growing one filesystem did.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct FsGrowReport {
     /// Partition number.
     pub partition: u32,
     /// The filesystem found on it ("ext4", "ntfs", "vfat"…), or `None`.
     pub fs: Option<String>,
-    /// "resize2fs", "ntfsresize", "in place", or "partition only".
-    pub method: &'static str,
+    /// How the filesystem was grown.
+    pub method: GrowMethod,
     /// Filesystem size before, in bytes, when known.
     pub old_bytes: Option<u64>,
     /// Filesystem size after, in bytes, when known.
@@ -188,7 +216,7 @@ pub fn grow_partition_fs(
     let mut report = FsGrowReport {
         partition: number,
         fs: info.as_ref().map(|i| i.kind.blkid_name().to_string()),
-        method: "partition only",
+        method: GrowMethod::PartitionOnly,
         old_bytes: None,
         new_bytes: None,
         partition_bytes: size,
@@ -207,12 +235,12 @@ pub fn grow_partition_fs(
             run("e2fsck", &["-f", "-p"], n, &[0, 1])?;
             run("resize2fs", &[], n, &[0])?;
             run("e2fsck", &["-f", "-n"], n, &[0])?;
-            report.method = "resize2fs";
+            report.method = GrowMethod::Resize2fs;
         }
         FsKind::Ntfs => {
             run("ntfsresize", &["--force", "--no-progress-bar"], n, &[0])?;
             run("ntfsresize", &["--info", "--force"], n, &[0])?;
-            report.method = "ntfsresize";
+            report.method = GrowMethod::Ntfsresize;
             report.note = Some(
                 "ntfsresize schedules a consistency check (chkdsk) for Windows' next boot".into(),
             );
@@ -221,7 +249,7 @@ pub fn grow_partition_fs(
             let dev = FileDev::open(n, OpenMode::Write)?;
             let g = fat::grow(&dev)?;
             drop(dev);
-            report.method = "in place";
+            report.method = GrowMethod::InPlace;
             report.note = g.limit;
         }
         other => {
