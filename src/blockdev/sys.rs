@@ -10,7 +10,6 @@
 #![allow(unsafe_code)]
 
 use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -185,32 +184,6 @@ pub fn will_need(file: &File, offset: u64, len: u64) -> io::Result<()> {
         libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     posix_fadvise(file, off, len, PosixFadviseAdvice::POSIX_FADV_WILLNEED)?;
     Ok(())
-}
-
-static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
-/// Installs SIGINT and SIGTERM handlers that only set a flag, read by [`signalled`].
-/// Interrupted system calls restart (SA_RESTART, as `signal(3)` sets it).
-pub fn catch_interrupts() {
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler is async-signal-safe (one atomic store) and lives forever.
-        // sigaction fails only for an invalid signal, which these are not.
-        let _ = unsafe { sigaction(sig, &action) };
-    }
-}
-
-/// True once SIGINT or SIGTERM arrived after [`catch_interrupts`].
-pub fn signalled() -> bool {
-    SIGNALLED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 #[cfg(test)]

@@ -15,14 +15,14 @@ use std::path::Path;
 /// log lines, or NDJSON with `json`), with Ctrl-C turned into cancellation. Returns the typed
 /// summary, or the job's error (shared with its `Finished` event).
 pub(super) fn with_progress(json: bool, job: Job) -> anyhow::Result<Summary> {
-    crate::blockdev::sys::catch_interrupts();
+    crate::init::sys::catch_interrupts();
     let cancel = CancelToken::new();
     let (tx, rx) = crossbeam_channel::bounded(1024);
     let handle = run::spawn(job, tx, cancel.clone()).context("starting the job")?;
     std::thread::scope(|s| {
         let renderer = s.spawn(move || progress::render(rx, Mode::pick(json)));
         while !handle.is_finished() {
-            if crate::blockdev::sys::signalled() {
+            if crate::init::sys::signalled() {
                 cancel.cancel();
             }
             std::thread::sleep(std::time::Duration::from_millis(50));

@@ -225,3 +225,33 @@ pub fn finit_module(file: &File, params: &CStr, flags: libc::c_uint) -> io::Resu
     nix::kmod::finit_module(file, params, ModuleInitFlags::from_bits_retain(flags))?;
     Ok(())
 }
+static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_sig: libc::c_int) {
+    SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Installs SIGINT and SIGTERM handlers that only set a flag, read by [`signalled`]: the
+/// CLI turns the flag into a job's cancellation (a face concern, so it lives here, not in
+/// the block-device layer).
+/// Interrupted system calls restart (SA_RESTART, as `signal(3)` sets it).
+pub fn catch_interrupts() {
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(on_interrupt),
+        nix::sys::signal::SaFlags::SA_RESTART,
+        nix::sys::signal::SigSet::empty(),
+    );
+    for sig in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        // SAFETY: the handler is async-signal-safe (one atomic store) and lives forever.
+        // sigaction fails only for an invalid signal, which these are not.
+        let _ = unsafe { nix::sys::signal::sigaction(sig, &action) };
+    }
+}
+
+/// True once SIGINT or SIGTERM arrived after [`catch_interrupts`].
+pub fn signalled() -> bool {
+    SIGNALLED.load(std::sync::atomic::Ordering::SeqCst)
+}

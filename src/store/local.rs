@@ -3,8 +3,9 @@
 //! ext2/3/4, FAT and exFAT use the kernel's drivers; NTFS uses ntfs-3g where it is installed,
 //! else the kernel's ntfs3.
 
-use super::{sys, Error, Result};
+use super::{Error, Result};
 use crate::inspect::DiskReport;
+use nix::mount::MsFlags;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -147,15 +148,17 @@ pub fn mount(t: &StoreTarget, at: &Path) -> Result<()> {
         "vfat" | "exfat" => "iocharset=utf8",
         _ => "",
     };
-    let flags = libc::MS_NOATIME | libc::MS_NODEV | libc::MS_NOSUID;
+    let flags = MsFlags::MS_NOATIME | MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
     if t.fs == "ntfs" && ntfs_3g_available() {
         return mount_ntfs_3g(t, at);
     }
-    sys::mount(&dev, at, kernel_type, flags, data).map_err(|source| Error::Mount {
-        device: t.device.clone(),
-        fs: t.fs,
-        at: at.to_path_buf(),
-        source,
+    nix::mount::mount(Some(dev.as_ref()), at, Some(kernel_type), flags, Some(data)).map_err(|e| {
+        Error::Mount {
+            device: t.device.clone(),
+            fs: t.fs,
+            at: at.to_path_buf(),
+            source: std::io::Error::from(e),
+        }
     })
 }
 

@@ -12,13 +12,12 @@
 //! [`unmount`] (flushing, lazy as a last resort, for power-off).
 //!
 //! Nothing here prints: failures are [`Error`]s, and the output of the tools run (ntfs-3g) is
-//! captured into them. The system calls go through `init::sys` for now, the one module with
-//! safe wrappers for mount(2), umount2(2) and sync(2); once those come from `nix`, `local.rs`
-//! calls it directly and this module no longer reaches up into `init/`.
+//! captured into them. mount(2), umount2(2) and sync(2) come from `nix` (safe wrappers).
 
 pub mod local;
 
-use crate::init::sys;
+use nix::mount::MntFlags;
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -132,7 +131,7 @@ pub enum Error {
 /// the store while the machine runs; [`unmount`] is for power-off. The caller names `at` in
 /// its message: the error is the bare OS error.
 pub fn release(at: &Path) -> io::Result<()> {
-    match sys::umount(at, 0) {
+    match umount(at, MntFlags::empty()) {
         Ok(()) => Ok(()),
         // nothing mounted there, or no such folder yet
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => Ok(()),
@@ -145,16 +144,21 @@ pub fn release(at: &Path) -> io::Result<()> {
 /// lazy unmount (MNT_DETACH) follows so that power-off is never blocked, and the error is
 /// still returned.
 pub fn unmount(at: &Path) -> Result<()> {
-    sys::sync();
-    match sys::umount(at, 0) {
+    nix::unistd::sync();
+    match umount(at, MntFlags::empty()) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()), // not mounted
         Err(source) => {
-            let _ = sys::umount(at, libc::MNT_DETACH);
+            let _ = umount(at, MntFlags::MNT_DETACH);
             Err(Error::Unmount {
                 at: at.to_path_buf(),
                 source,
             })
         }
     }
+}
+
+/// umount2(2), as an `io::Error`.
+fn umount(at: &Path, flags: MntFlags) -> io::Result<()> {
+    nix::mount::umount2(at, flags).map_err(io::Error::from)
 }
