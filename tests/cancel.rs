@@ -294,7 +294,7 @@ fn restore_cancelled_mid_write_leaves_an_existing_target_without_a_table() {
     make_old_target(&target);
 
     let plan = restore::plan(&restore_spec(&img, &target), &SystemPaths::default()).unwrap();
-    assert_eq!(plan.target_kind, "existing file");
+    assert_eq!(plan.target.kind, "existing file");
     let (r, seen, secs) =
         cancel_at_first_progress(Phase::Write, |rep, c| restore::run(&plan, rep, c));
     assert_cancelled(&r);
@@ -318,7 +318,7 @@ fn restore_cancelled_onto_a_new_file_removes_it() {
     let target = out.join("new.img");
 
     let plan = restore::plan(&restore_spec(&img, &target), &SystemPaths::default()).unwrap();
-    assert_eq!(plan.target_kind, "new file");
+    assert_eq!(plan.target.kind, "new file");
     let (r, seen, _) = cancel_at_first_progress(Phase::Write, |rep, c| restore::run(&plan, rep, c));
     assert_cancelled(&r);
     assert_stopped_in(Phase::Write, &seen);
@@ -360,7 +360,7 @@ fn clone_cancelled_mid_write_leaves_no_table_and_the_source_untouched() {
     make_old_target(&target);
 
     let plan = clone::plan(&clone_spec(&disk, &target), &SystemPaths::default()).unwrap();
-    assert_eq!(plan.target_kind, "existing file");
+    assert_eq!(plan.target.kind, "existing file");
     let (r, seen, secs) =
         cancel_at_first_progress(Phase::Write, |rep, c| clone::run(&plan, rep, c));
     assert_cancelled(&r);
@@ -384,7 +384,7 @@ fn clone_cancelled_onto_a_new_file_removes_it() {
     let target = out.join("new.img");
 
     let plan = clone::plan(&clone_spec(&disk, &target), &SystemPaths::default()).unwrap();
-    assert_eq!(plan.target_kind, "new file");
+    assert_eq!(plan.target.kind, "new file");
     let (r, seen, _) = cancel_at_first_progress(Phase::Write, |rep, c| clone::run(&plan, rep, c));
     assert_cancelled(&r);
     assert_stopped_in(Phase::Write, &seen);

@@ -75,21 +75,21 @@ fn print_clone_plan(
         out,
         "plan: clone {} ({}) onto {} ({}, {})",
         p.source.display(),
-        human_bytes(p.source_size),
-        p.target.display(),
-        p.target_kind,
-        human_bytes(p.target_size)
+        human_bytes(p.target.source_size),
+        p.target.path.display(),
+        p.target.kind,
+        human_bytes(p.target.size)
     )?;
     writeln!(
         out,
         "  {} table, {}-byte sectors: {} (needs at least {})",
-        p.table.unwrap_or("no"),
-        p.sector_size,
-        p.size_change,
-        human_bytes(p.min_target_size)
+        p.target.table.unwrap_or("no"),
+        p.target.sector_size,
+        p.target.size_change,
+        human_bytes(p.target.min_size)
     )?;
-    if let Some(l) = &p.layout {
-        print_layout(out, l, p.source_size, p.target_size)?;
+    if let Some(l) = &p.target.layout {
+        print_layout(out, l, p.target.source_size, p.target.size)?;
     }
     for r in &p.regions {
         let name = match r.partition {
@@ -112,7 +112,7 @@ fn print_clone_plan(
         out,
         "  copy {}, tables and first MiB last; read-back verification {}",
         human_bytes(p.copy_bytes),
-        if p.verify { "on" } else { "OFF" }
+        if p.target.verify { "on" } else { "OFF" }
     )?;
     for w in p.warnings.iter().filter(|_| warnings) {
         writeln!(out, "  warning: {w}")?;

@@ -72,9 +72,9 @@ fn print_restore_plan(
         out,
         "plan: restore {} onto {} ({}, {})",
         p.image.display(),
-        p.target.display(),
-        p.target_kind,
-        human_bytes(p.target_size)
+        p.target.path.display(),
+        p.target.kind,
+        human_bytes(p.target.size)
     )?;
     if p.chain.len() > 1 {
         writeln!(
@@ -96,14 +96,14 @@ fn print_restore_plan(
     writeln!(
         out,
         "  imaged disk {} with {} table, {}-byte sectors: {} (needs at least {})",
-        human_bytes(p.source_size),
-        p.table.unwrap_or("no"),
-        p.sector_size,
-        p.size_change,
-        human_bytes(p.min_target_size)
+        human_bytes(p.target.source_size),
+        p.target.table.unwrap_or("no"),
+        p.target.sector_size,
+        p.target.size_change,
+        human_bytes(p.target.min_size)
     )?;
-    if let Some(l) = &p.layout {
-        print_layout(out, l, p.source_size, p.target_size)?;
+    if let Some(l) = &p.target.layout {
+        print_layout(out, l, p.target.source_size, p.target.size)?;
     }
     for part in &p.partitions {
         writeln!(
@@ -123,7 +123,7 @@ fn print_restore_plan(
         "  write {} in {} chunks, tables and first MiB last; read-back verification {}",
         human_bytes(p.write_bytes),
         p.chunks,
-        if p.verify { "on" } else { "OFF" }
+        if p.target.verify { "on" } else { "OFF" }
     )?;
     for w in p.warnings.iter().filter(|_| warnings) {
         writeln!(out, "  warning: {w}")?;

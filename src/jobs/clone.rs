@@ -24,7 +24,7 @@
 //! The source is only ever opened read-only.
 
 use super::survey::{chunk, survey, usable_table};
-use super::target::Written;
+use super::target::{TargetPlan, Written};
 use super::{safety, target};
 use crate::blockdev::ReadbackMethod;
 use crate::blockdev::{BlockDev, FileDev, OpenMode};
@@ -97,30 +97,13 @@ enum Stage {
 pub struct ClonePlan {
     /// The source.
     pub source: PathBuf,
-    /// The target.
-    pub target: PathBuf,
-    /// "block device", "existing file" or "new file".
-    pub target_kind: &'static str,
-    /// Source size in bytes.
-    pub source_size: u64,
-    /// Target size in bytes.
-    pub target_size: u64,
-    /// Logical sector size (both disks).
-    pub sector_size: u32,
-    /// Partition table kind, if the source has a valid one.
-    pub table: Option<&'static str>,
-    /// "same size", "larger target" or "smaller target".
-    pub size_change: &'static str,
-    /// Smallest target that can hold the source's partitions.
-    pub min_target_size: u64,
-    /// How the table lands on the target.
-    pub layout: Option<Layout>,
+    /// The disk written, as every restore and clone plans it.
+    #[serde(flatten)]
+    pub target: TargetPlan,
     /// What is copied from each part of the source.
     pub regions: Vec<Region>,
     /// Bytes copied.
     pub copy_bytes: u64,
-    /// Read-back verification.
-    pub verify: bool,
     /// Things the user should know.
     pub warnings: Vec<String>,
     #[serde(skip)]
@@ -251,18 +234,20 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
     let size_change = target::size_change(target_size, source_size);
     Ok(ClonePlan {
         source: spec.source.clone(),
-        target: spec.target.clone(),
-        target_kind,
-        source_size,
-        target_size,
-        sector_size: ss,
-        table: usable.map(|t| t.kind.as_str()),
-        size_change,
-        min_target_size,
-        layout,
+        target: TargetPlan {
+            path: spec.target.clone(),
+            kind: target_kind,
+            size: target_size,
+            source_size,
+            sector_size: ss,
+            table: usable.map(|t| t.kind.as_str()),
+            size_change,
+            min_size: min_target_size,
+            layout,
+            verify: spec.verify,
+        },
         regions,
         copy_bytes,
-        verify: spec.verify,
         warnings,
         pieces,
         threads: spec.threads,
@@ -288,29 +273,37 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     }
     // Exclusive (for a disk): nothing can mount or claim the source while it is copied, and
     // the target's own exclusive open fails if it overlaps the source.
-    let src =
-        FileDev::open_with_sector_size(&plan.source, OpenMode::ReadExclusive, plan.sector_size)?;
+    let src = FileDev::open_with_sector_size(
+        &plan.source,
+        OpenMode::ReadExclusive,
+        plan.target.sector_size,
+    )?;
     let table_now = partition::read_table(&src)?;
     let table_changed = plan.table_read.is_some() && table_now.as_ref() != plan.table_read.as_ref();
-    if src.len() != plan.source_size || table_changed {
+    if src.len() != plan.target.source_size || table_changed {
         return Err(Error::Refused {
             path: plan.source.clone(),
             reason: "the source changed since the plan was made".into(),
         });
     }
     let (dev, fresh) = target::open_target(
-        &plan.target,
-        plan.target_kind,
-        plan.target_size,
-        plan.sector_size,
+        &plan.target.path,
+        plan.target.kind,
+        plan.target.size,
+        plan.target.sector_size,
     )?;
     // The data goes through O_DIRECT handles where the filesystem allows them: no page
     // cache copies, no readahead in small steps, and write errors reported at once. `dev`
     // holds the exclusive claim on the target for as long as the direct handle lives.
     let src_direct =
-        FileDev::open_with_sector_size(&plan.source, OpenMode::ReadDirect, plan.sector_size).ok();
-    let dev_direct =
-        FileDev::open_with_sector_size(&plan.target, OpenMode::WriteDirect, plan.sector_size).ok();
+        FileDev::open_with_sector_size(&plan.source, OpenMode::ReadDirect, plan.target.sector_size)
+            .ok();
+    let dev_direct = FileDev::open_with_sector_size(
+        &plan.target.path,
+        OpenMode::WriteDirect,
+        plan.target.sector_size,
+    )
+    .ok();
     let direct = match (&src_direct, &dev_direct) {
         (Some(s), Some(d)) => Some((s as &dyn BlockDev, d as &dyn BlockDev)),
         _ => None,
@@ -319,19 +312,23 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
         .and_then(|w| finish(plan, &dev, w, started));
     if r.is_err() {
         if fresh {
-            let _ = std::fs::remove_file(&plan.target);
+            let _ = std::fs::remove_file(&plan.target.path);
         } else {
-            let _ = target::wipe_tables(&dev, u64::from(plan.sector_size), plan.partition_span());
+            let _ = target::wipe_tables(
+                &dev,
+                u64::from(plan.target.sector_size),
+                plan.partition_span(),
+            );
         }
     }
     let mut s = r?;
     let is_block = dev.is_block_device();
     drop((dev, dev_direct, src_direct, src));
     s.grown = target::grow_after(
-        plan.layout.as_ref(),
-        &plan.target,
+        plan.target.layout.as_ref(),
+        &plan.target.path,
         is_block,
-        plan.verify,
+        plan.target.verify,
         reporter,
     )?;
     s.seconds = started.elapsed().as_secs_f64();
@@ -339,7 +336,7 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
 }
 
 /// The whole write: wipe the old tables, the data, sync, read the data back (unless
-/// `plan.verify` is off), then the tables and first MiB, sync, and read those back
+/// `plan.target.verify` is off), then the tables and first MiB, sync, and read those back
 /// (`target::data_then_tables`). Public so that tests can inject faults into either
 /// disk.
 ///
@@ -354,7 +351,7 @@ pub fn run_on(
     reporter: &Reporter,
     cancel: &CancelToken,
 ) -> Result<Written> {
-    let ss = u64::from(plan.sector_size);
+    let ss = u64::from(plan.target.sector_size);
     let data: Vec<(u64, u64)> = plan
         .pieces
         .iter()
@@ -380,14 +377,14 @@ pub fn run_on(
         head.push((p.0, read(p.0, p.1)?));
     }
     let mut patches = Vec::new();
-    if let Some(layout) = &plan.layout {
+    if let Some(layout) = &plan.target.layout {
         let extra = edit::apply(layout, src, &mut head)?;
         // an edit only partly inside an area (e.g. an EBR at its edge) is in it as well
         for (o, b) in head.iter_mut().chain(tail.iter_mut()) {
             edit::overlay(b, *o, &extra);
         }
         patches.clone_from(&extra);
-        let head_end = MIB.min(plan.source_size);
+        let head_end = MIB.min(plan.target.source_size);
         for (o, b) in extra {
             if o < head_end {
                 head.push((o, b));
@@ -491,7 +488,7 @@ pub fn run_on(
         written,
         done,
         &tables,
-        plan.verify,
+        plan.target.verify,
         plan.threads,
         reporter,
         cancel,
@@ -509,7 +506,7 @@ fn finish(
     let seconds = started.elapsed().as_secs_f64();
     Ok(CloneSummary {
         source: plan.source.clone(),
-        target: plan.target.clone(),
+        target: plan.target.path.clone(),
         copied_bytes: written.bytes,
         verified_bytes: written.verified,
         verify_method: written.method,
@@ -526,18 +523,20 @@ fn finish(
 pub(crate) fn example_plan() -> ClonePlan {
     ClonePlan {
         source: PathBuf::from("/dev/sda"),
-        target: PathBuf::from("/dev/nvme0n1"),
-        target_kind: "block device",
-        source_size: 500_107_862_016,
-        target_size: 1_000_204_886_016,
-        sector_size: 512,
-        table: Some("gpt"),
-        size_change: "larger target",
-        min_target_size: 499_000_000_000,
-        layout: None,
+        target: TargetPlan {
+            path: PathBuf::from("/dev/nvme0n1"),
+            kind: super::TargetKind::BlockDevice,
+            source_size: 500_107_862_016,
+            size: 1_000_204_886_016,
+            sector_size: 512,
+            table: Some("gpt"),
+            size_change: super::SizeChange::Larger,
+            min_size: 499_000_000_000,
+            layout: None,
+            verify: true,
+        },
         regions: Vec::new(),
         copy_bytes: 61_235_789_824,
-        verify: true,
         warnings: vec!["the target keeps the source's disk ID and its partition and filesystem IDs, so it boots like the source; do not leave both disks attached to one computer".into()],
         pieces: Vec::new(),
         threads: 2,

@@ -12,11 +12,12 @@ pub mod restore;
 pub mod run;
 pub mod safety;
 pub mod survey;
-pub(crate) mod target;
+pub mod target;
 pub mod verify;
 
 pub use crate::event::{CancelToken, JobError, Phase, Reporter};
 pub use run::{Event, Job, Summary};
+pub use target::{SizeChange, TargetKind, TargetPlan};
 
 /// Worker threads when the user names none: 0 means one per core.
 pub const DEFAULT_THREADS: usize = 0;

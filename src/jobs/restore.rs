@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::event::{CancelToken, Phase, Reporter};
 use crate::image::CopyMethod;
 use crate::image::{hex, Chain, ChainLink, Codec, FrameRead, ImageDev};
-use crate::partition::edit::{self, Layout};
+use crate::partition::edit;
 use crate::partition::{self, PartitionTable};
 use crate::pipeline::{self, Shape};
 use crate::resize::FsGrowReport;
@@ -80,32 +80,15 @@ pub struct RestorePlan {
     pub chain: Vec<ChainLink>,
     /// Bytes read from ancestors.
     pub ancestor_bytes: u64,
-    /// The target.
-    pub target: PathBuf,
-    /// "block device", "existing file" or "new file".
-    pub target_kind: &'static str,
-    /// Target size in bytes.
-    pub target_size: u64,
-    /// Size of the imaged disk.
-    pub source_size: u64,
-    /// Logical sector size of the image.
-    pub sector_size: u32,
-    /// Partition table kind, if the image holds a valid one.
-    pub table: Option<&'static str>,
-    /// "same size", "larger target" or "smaller target".
-    pub size_change: &'static str,
-    /// Smallest target that can hold the image.
-    pub min_target_size: u64,
-    /// How the table lands on the target: backup GPT, grown partition, new disk ID.
-    pub layout: Option<Layout>,
+    /// The disk written, as every restore and clone plans it.
+    #[serde(flatten)]
+    pub target: TargetPlan,
     /// Partitions.
     pub partitions: Vec<PlanPartition>,
     /// Chunks written.
     pub chunks: usize,
     /// Bytes written (zero chunks on a new file are skipped but still verified).
     pub write_bytes: u64,
-    /// Read-back verification.
-    pub verify: bool,
     /// Things the user should know.
     pub warnings: Vec<String>,
     #[serde(skip)]
@@ -281,19 +264,21 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
         kind: crate::image::kind_of(reader),
         chain: chain.links().to_vec(),
         ancestor_bytes,
-        target: spec.target.clone(),
-        target_kind,
-        target_size,
-        source_size: h.source_size,
-        sector_size: ss,
-        table: table.as_ref().map(|t| t.kind.as_str()),
-        size_change,
-        min_target_size,
-        layout,
+        target: TargetPlan {
+            path: spec.target.clone(),
+            kind: target_kind,
+            size: target_size,
+            source_size: h.source_size,
+            sector_size: ss,
+            table: table.as_ref().map(|t| t.kind.as_str()),
+            size_change,
+            min_size: min_target_size,
+            layout,
+            verify: spec.verify,
+        },
         partitions,
         chunks: writes.len(),
         write_bytes,
-        verify: spec.verify,
         warnings,
         writes,
         threads: spec.threads,
@@ -361,10 +346,10 @@ pub fn run(
         });
     }
     let (dev, fresh) = target::open_target(
-        &plan.target,
-        plan.target_kind,
-        plan.target_size,
-        plan.sector_size,
+        &plan.target.path,
+        plan.target.kind,
+        plan.target.size,
+        plan.target.sector_size,
     )?;
     let r = run_on(plan, &chain, &dev, fresh, reporter, cancel)
         .and_then(|w| finish(plan, &dev, w, started));
@@ -372,29 +357,33 @@ pub fn run(
         // Nothing half-done may look restored: a file we created goes away, a disk loses
         // its partition tables again.
         if fresh {
-            let _ = std::fs::remove_file(&plan.target);
+            let _ = std::fs::remove_file(&plan.target.path);
         } else {
-            let _ = target::wipe_tables(&dev, u64::from(plan.sector_size), plan.partition_span());
+            let _ = target::wipe_tables(
+                &dev,
+                u64::from(plan.target.sector_size),
+                plan.partition_span(),
+            );
         }
     }
     let mut s = r?;
     let is_block = dev.is_block_device();
     drop(dev);
     s.grown = target::grow_after(
-        plan.layout.as_ref(),
-        &plan.target,
+        plan.target.layout.as_ref(),
+        &plan.target.path,
         is_block,
-        plan.verify,
+        plan.target.verify,
         reporter,
     )?;
     s.seconds = started.elapsed().as_secs_f64();
     Ok(s)
 }
 
-pub use super::target::Written;
+pub use super::target::{TargetKind, TargetPlan, Written};
 
 /// The whole write: wipe the old tables, the data, sync, read the data back (unless
-/// `plan.verify` is off), then the tables and first MiB, sync, and read those back
+/// `plan.target.verify` is off), then the tables and first MiB, sync, and read those back
 /// (`target::data_then_tables`). Public so that tests can inject faults into the
 /// target.
 pub fn run_on(
@@ -405,7 +394,7 @@ pub fn run_on(
     reporter: &Reporter,
     cancel: &CancelToken,
 ) -> Result<Written> {
-    let ss = u64::from(plan.sector_size);
+    let ss = u64::from(plan.target.sector_size);
 
     // 2. Data chunks through the pipeline: read a frame (from the image or an ancestor) →
     //    decode it and check every record's hash → write the records.
@@ -439,7 +428,7 @@ pub fn run_on(
         raw.truncate(w.len as usize);
         head_tail.push((w.offset, raw, w.stage));
     }
-    if let Some(layout) = &plan.layout {
+    if let Some(layout) = &plan.target.layout {
         let mut areas: Vec<(u64, Vec<u8>)> = head_tail.drain(..).map(|(o, b, _)| (o, b)).collect();
         let extra = edit::apply(layout, &ImageDev::new(chain), &mut areas)?;
         // an edit only partly inside an area (e.g. an EBR at its edge) is in it as well
@@ -447,7 +436,7 @@ pub fn run_on(
             edit::overlay(b, *o, &extra);
         }
         patches.clone_from(&extra);
-        let head_end = MIB.min(plan.source_size);
+        let head_end = MIB.min(plan.target.source_size);
         let stage = |o: u64| {
             if o < head_end {
                 Stage::Head
@@ -568,7 +557,7 @@ pub fn run_on(
         written,
         done,
         &tables,
-        plan.verify,
+        plan.target.verify,
         plan.threads,
         reporter,
         cancel,
@@ -585,7 +574,7 @@ fn finish(
     // 6. The kernel's view of the new partitions.
     let nodes = target::partition_nodes(dev)?;
     Ok(RestoreSummary {
-        target: plan.target.clone(),
+        target: plan.target.path.clone(),
         written_bytes: written.bytes,
         verified_bytes: written.verified,
         verify_method: written.method,
@@ -606,35 +595,37 @@ pub(crate) fn example_plan() -> RestorePlan {
         kind: crate::image::ImageKind::Full,
         chain: Vec::new(),
         ancestor_bytes: 0,
-        target: PathBuf::from("/dev/nvme0n1"),
-        target_kind: "block device",
-        target_size: 1_000_204_886_016,
-        source_size: 500_107_862_016,
-        sector_size: 512,
-        table: Some("gpt"),
-        size_change: "larger target",
-        min_target_size: 499_000_000_000,
-        layout: Some(Layout::example(
-            "gpt",
-            499_000_000_000,
-            Some(GptMove {
-                backup_header_lba: 1_953_525_167,
-                backup_entries_lba: 1_953_525_135,
-                last_usable_lba: 1_953_525_134,
-            }),
-            Some(Grow {
-                number: 3,
-                start_bytes: 401_074_470_912,
-                old_size_bytes: 99_000_000_000,
-                new_size_bytes: 599_130_398_720,
-                extended: None,
-                limit: None,
-            }),
-        )),
+        target: TargetPlan {
+            path: PathBuf::from("/dev/nvme0n1"),
+            kind: TargetKind::BlockDevice,
+            size: 1_000_204_886_016,
+            source_size: 500_107_862_016,
+            sector_size: 512,
+            table: Some("gpt"),
+            size_change: super::SizeChange::Larger,
+            min_size: 499_000_000_000,
+            layout: Some(crate::partition::edit::Layout::example(
+                "gpt",
+                499_000_000_000,
+                Some(GptMove {
+                    backup_header_lba: 1_953_525_167,
+                    backup_entries_lba: 1_953_525_135,
+                    last_usable_lba: 1_953_525_134,
+                }),
+                Some(Grow {
+                    number: 3,
+                    start_bytes: 401_074_470_912,
+                    old_size_bytes: 99_000_000_000,
+                    new_size_bytes: 599_130_398_720,
+                    extended: None,
+                    limit: None,
+                }),
+            )),
+            verify: true,
+        },
         partitions: Vec::new(),
         chunks: 14_600,
         write_bytes: 61_235_789_824,
-        verify: true,
         warnings: vec![],
         writes: Vec::new(),
         threads: 2,

@@ -6,11 +6,111 @@ use crate::blockdev::{sys, BlockDev, FileDev, OpenMode, ReadbackMethod};
 use crate::discovery::{self, SystemPaths};
 use crate::error::{Error, Result};
 use crate::event::{CancelToken, Phase, Reporter};
+use crate::partition::edit::Layout;
 use crate::partition::PartitionTable;
 use crate::pipeline::{self, Shape};
 use crate::units::MIB;
+use serde::{Deserialize, Serialize};
 use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What the target of a restore or clone is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetKind {
+    /// A disk (or partition) device node.
+    #[serde(rename = "block device")]
+    BlockDevice,
+    /// A disk-image file that exists (overwritten in place).
+    #[serde(rename = "existing file")]
+    ExistingFile,
+    /// A disk-image file that does not exist yet (created with the source's size).
+    #[serde(rename = "new file")]
+    NewFile,
+}
+
+impl TargetKind {
+    /// The words plans and messages use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::BlockDevice => "block device",
+            TargetKind::ExistingFile => "existing file",
+            TargetKind::NewFile => "new file",
+        }
+    }
+}
+
+/// How the target's size compares with the source disk's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SizeChange {
+    /// The same number of bytes.
+    #[serde(rename = "same size")]
+    Same,
+    /// Larger: the backup GPT moves to the new end, the last partition may grow.
+    #[serde(rename = "larger target")]
+    Larger,
+    /// Smaller: only when every partition still fits.
+    #[serde(rename = "smaller target")]
+    Smaller,
+}
+
+impl SizeChange {
+    /// The words plans and messages use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SizeChange::Same => "same size",
+            SizeChange::Larger => "larger target",
+            SizeChange::Smaller => "smaller target",
+        }
+    }
+}
+
+macro_rules! words {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+words!(TargetKind);
+words!(SizeChange);
+
+/// What restore and clone plan alike about the disk they overwrite: where it is, what it is,
+/// how its size compares, and how the partition table lands on it. Flattened into both plans'
+/// JSON under the field names they always had.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetPlan {
+    /// The target.
+    #[serde(rename = "target")]
+    pub path: PathBuf,
+    /// Disk, existing file or new file.
+    #[serde(rename = "target_kind")]
+    pub kind: TargetKind,
+    /// Target size in bytes.
+    #[serde(rename = "target_size")]
+    pub size: u64,
+    /// Size of the source (or imaged) disk.
+    pub source_size: u64,
+    /// Logical sector size (source and target alike).
+    pub sector_size: u32,
+    /// Partition table kind, if the source has a valid one.
+    pub table: Option<&'static str>,
+    /// Same size, larger or smaller.
+    pub size_change: SizeChange,
+    /// Smallest target that can hold the partitions.
+    #[serde(rename = "min_target_size")]
+    pub min_size: u64,
+    /// How the table lands on the target: backup GPT, grown partition, new disk ID.
+    pub layout: Option<Layout>,
+    /// Read back what was written.
+    pub verify: bool,
+}
 
 /// What a target is, its size and logical sector size: a block device, an existing file, or
 /// a new (missing or empty) file that will get `new_size` bytes and `file_ss`-byte sectors.
@@ -18,27 +118,27 @@ pub(crate) fn describe_target(
     path: &Path,
     new_size: u64,
     file_ss: u32,
-) -> Result<(&'static str, u64, u32)> {
+) -> Result<(TargetKind, u64, u32)> {
     Ok(match std::fs::metadata(path) {
-        Err(_) => ("new file", new_size, file_ss),
+        Err(_) => (TargetKind::NewFile, new_size, file_ss),
         Ok(m) if m.file_type().is_block_device() => {
             let d = FileDev::open(path, OpenMode::Read)?;
             let g = d.geometry();
-            ("block device", g.size_bytes, g.logical_sector_size)
+            (TargetKind::BlockDevice, g.size_bytes, g.logical_sector_size)
         }
-        Ok(m) if m.len() == 0 => ("new file", new_size, file_ss),
-        Ok(m) => ("existing file", m.len(), file_ss),
+        Ok(m) if m.len() == 0 => (TargetKind::NewFile, new_size, file_ss),
+        Ok(m) => (TargetKind::ExistingFile, m.len(), file_ss),
     })
 }
 
 /// The target, opened for writing; `fresh` when it is a file just created (all zeros).
 pub(crate) fn open_target(
     path: &Path,
-    kind: &str,
+    kind: TargetKind,
     size: u64,
     sector_size: u32,
 ) -> Result<(FileDev, bool)> {
-    let fresh = kind == "new file";
+    let fresh = kind == TargetKind::NewFile;
     if fresh {
         let f = std::fs::OpenOptions::new()
             .write(true)
@@ -260,12 +360,12 @@ pub(crate) fn grow_after(
         })
 }
 
-/// "same size", "larger target" or "smaller target".
-pub(crate) fn size_change(target_size: u64, source_size: u64) -> &'static str {
+/// How `target_size` compares with `source_size`.
+pub(crate) fn size_change(target_size: u64, source_size: u64) -> SizeChange {
     match target_size.cmp(&source_size) {
-        std::cmp::Ordering::Equal => "same size",
-        std::cmp::Ordering::Greater => "larger target",
-        std::cmp::Ordering::Less => "smaller target",
+        std::cmp::Ordering::Equal => SizeChange::Same,
+        std::cmp::Ordering::Greater => SizeChange::Larger,
+        std::cmp::Ordering::Less => SizeChange::Smaller,
     }
 }
 

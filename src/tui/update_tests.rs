@@ -1712,7 +1712,7 @@ fn clone_confirm_needs_the_target_short_name() {
     assert!(!clone_wiz(&m).over.mistyped);
     type_str(&mut m, "sda");
     match press(&mut m, KeyCode::Enter) {
-        Some(Cmd::Start(Planned::Clone(p))) => assert_eq!(p.target, want.target),
+        Some(Cmd::Start(Planned::Clone(p))) => assert_eq!(p.target.path, want.target.path),
         other => panic!("{other:?}"),
     }
     let r = running(&m);

@@ -190,9 +190,9 @@ pub(crate) fn draw(model: &Model, w: &CloneWiz, f: &mut Frame, area: Rect) {
                 Line::raw(format!(
                     " copy      {} ({}) onto {} ({})",
                     p.source.display(),
-                    human_bytes(p.source_size),
+                    human_bytes(p.target.source_size),
                     t.display(),
-                    human_bytes(p.target_size)
+                    human_bytes(p.target.size)
                 )),
                 Line::raw(format!(
                     " data      {} in use is copied; {} is only read",
@@ -200,7 +200,10 @@ pub(crate) fn draw(model: &Model, w: &CloneWiz, f: &mut Frame, area: Rect) {
                     p.source.display()
                 )),
             ];
-            what.extend(target::layout_lines(p.layout.as_ref(), p.size_change));
+            what.extend(target::layout_lines(
+                p.target.layout.as_ref(),
+                p.target.size_change.as_str(),
+            ));
             for warn in &p.warnings {
                 what.push(Line::styled(
                     format!(" note: {warn}"),

@@ -189,13 +189,13 @@ pub(crate) fn draw(model: &Model, w: &RestoreWiz, f: &mut Frame, area: Rect) {
                     " image     {} ({}, taken of a {} disk)",
                     p.image.display(),
                     p.kind,
-                    human_bytes(p.source_size)
+                    human_bytes(p.target.source_size)
                 )),
                 Line::raw(format!(
                     " writes    {} to {} ({})",
                     human_bytes(p.write_bytes),
                     t.display(),
-                    human_bytes(p.target_size)
+                    human_bytes(p.target.size)
                 )),
             ];
             if p.chain.len() > 1 {
@@ -204,7 +204,10 @@ pub(crate) fn draw(model: &Model, w: &RestoreWiz, f: &mut Frame, area: Rect) {
                     p.chain.len()
                 )));
             }
-            what.extend(target::layout_lines(p.layout.as_ref(), p.size_change));
+            what.extend(target::layout_lines(
+                p.target.layout.as_ref(),
+                p.target.size_change.as_str(),
+            ));
             for warn in &p.warnings {
                 what.push(Line::styled(
                     format!(" note: {warn}"),
