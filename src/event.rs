@@ -91,8 +91,8 @@ impl Report {
 }
 
 impl<S> Event<S> {
-    /// The `Finished` event for a job's outcome.
-    pub fn finished(outcome: &crate::Result<S>) -> Self
+    /// The `Finished` event for a job's outcome (the error shared with the caller).
+    pub fn finished(outcome: &std::result::Result<S, Arc<crate::Error>>) -> Self
     where
         S: Clone,
     {
@@ -105,7 +105,7 @@ impl<S> Event<S> {
             Err(e) => Event::Finished {
                 ok: false,
                 summary: None,
-                error: Some(JobError::from_ref(e)),
+                error: Some(JobError::new(e.clone())),
             },
         }
     }
@@ -126,14 +126,6 @@ impl JobError {
         JobError {
             message: crate::error::with_causes(&*e),
             error: Some(e),
-        }
-    }
-
-    /// The text of `e`, without keeping the typed error (it is not `Clone`).
-    fn from_ref(e: &crate::Error) -> Self {
-        JobError {
-            message: crate::error::with_causes(e),
-            error: None,
         }
     }
 
@@ -391,7 +383,7 @@ mod tests {
             "a deserialized error has only its text"
         );
         assert_eq!(
-            Event::finished(&Ok::<u32, crate::Error>(7)),
+            Event::finished(&Ok::<u32, Arc<crate::Error>>(7)),
             Event::Finished {
                 ok: true,
                 summary: Some(7),

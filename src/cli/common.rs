@@ -34,19 +34,7 @@ pub(super) fn with_progress(json: bool, job: Job) -> anyhow::Result<Summary> {
         Err(_) => anyhow::bail!("the job's thread panicked"),
     };
     // PID 1 reads the typed result of its unattended runs from here
-    let finished = match &r {
-        Ok(s) => crate::jobs::Event::Finished {
-            ok: true,
-            summary: Some(s.clone()),
-            error: None,
-        },
-        Err(e) => crate::jobs::Event::Finished {
-            ok: false,
-            summary: None,
-            error: Some(crate::jobs::JobError::new(e.clone())),
-        },
-    };
-    if let Err(e) = crate::rescue::write_result(&finished, true) {
+    if let Err(e) = crate::rescue::write_result(&crate::jobs::Event::finished(&r), true) {
         eprintln!("lifeboat: warning: writing the job's result for the rescue system: {e}");
     }
     r.map_err(anyhow::Error::from)

@@ -15,7 +15,7 @@ use super::merge::{self, MergePlan, MergeSummary};
 use super::restore::{self, RestorePlan, RestoreSummary};
 use super::verify::{self, VerifySummary};
 use crate::error::{Error, Result};
-use crate::event::{CancelToken, JobError, Reporter};
+use crate::event::{CancelToken, Reporter};
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -92,18 +92,7 @@ pub fn run(
     let reporter = Reporter::to(events.clone());
     let r = job.execute(&reporter, cancel).map_err(Arc::new);
     drop(reporter);
-    let _ = events.send(match &r {
-        Ok(s) => Event::Finished {
-            ok: true,
-            summary: Some(s.clone()),
-            error: None,
-        },
-        Err(e) => Event::Finished {
-            ok: false,
-            summary: None,
-            error: Some(JobError::new(e.clone())),
-        },
-    });
+    let _ = events.send(Event::finished(&r));
     r
 }
 

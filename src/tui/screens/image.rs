@@ -17,28 +17,8 @@ use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 use std::path::{Path, PathBuf};
 
-/// Full, incremental or differential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ImageKind {
-    /// Everything.
-    #[default]
-    Full,
-    /// What changed since the newest image of the disk.
-    Incremental,
-    /// What changed since the newest full image of the disk.
-    Differential,
-}
-
-impl ImageKind {
-    /// One word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ImageKind::Full => "full",
-            ImageKind::Incremental => "incremental",
-            ImageKind::Differential => "differential",
-        }
-    }
-}
+/// Full, incremental or differential: the kind the image will record.
+pub use crate::image::ImageKind;
 
 /// The image wizard.
 #[derive(Debug, Clone, Default)]
