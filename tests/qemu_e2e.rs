@@ -739,6 +739,14 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool) {
     let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
     assert_eq!(result["ok"], true, "{result}\n{}", vm.tail());
     assert_eq!(result["jobs"].as_array().unwrap().len(), 3, "{result}");
+    // PID 1 read each command's typed result, not its stderr
+    let jobs = &result["jobs"];
+    assert_eq!(jobs[0]["summary"]["job"], "image", "{result}");
+    assert_eq!(jobs[0]["summary"]["path"], "/store/pc.lbi", "{result}");
+    assert_eq!(jobs[1]["summary"]["job"], "verify", "{result}");
+    assert_eq!(jobs[2]["summary"]["job"], "restore", "{result}");
+    assert_eq!(jobs[2]["summary"]["target"], "/dev/nvme0n1", "{result}");
+    assert!(jobs[2]["error"].is_null(), "{result}");
     vm.wait_exit(Duration::from_secs(60));
     // the target is bigger: its GPT must have moved its backup to the new end
     sh(&format!("sgdisk -v {target} | grep -q 'No problems found'"));

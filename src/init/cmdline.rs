@@ -11,7 +11,9 @@
 //! | `lifeboat.debug` | log each module load on the console. |
 //!
 //! After the commands, one line is printed on every console:
-//! `LIFEBOAT-RESULT {"ok":true,"jobs":[{"command":"…","exit_code":0,"seconds":1.2,"error":null}]}`.
+//! `LIFEBOAT-RESULT {"ok":true,"jobs":[{"command":"…","exit_code":0,"seconds":1.2,"error":null,"summary":{"job":"image",…}}]}`.
+//! Each command writes its typed result (the job runner's `Finished` event) to a file PID 1
+//! names in `LIFEBOAT_RESULT_FILE`; `error` and `summary` come from there, not from stderr.
 //! Before the UI or the first command, one line says the environment is up:
 //! `LIFEBOAT-READY {"version":"…","boot_seconds":…,"secure_boot":…,"disks":[…]}`.
 //! Both are single lines of JSON after a fixed prefix, for fleets and for our QEMU tests.

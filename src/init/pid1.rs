@@ -395,7 +395,7 @@ fn run_jobs(log: &mut Log, opts: &BootOptions) -> serde_json::Value {
         let command = args.join(" ");
         log.line(&format!("running: lifeboat {command}"));
         let started = Instant::now();
-        let (exit, error) = run_one(log, args);
+        let (exit, error, summary) = run_one(log, args);
         let seconds = started.elapsed().as_secs_f64();
         let code = match exit {
             Exit::Code(c) => c,
@@ -406,7 +406,7 @@ fn run_jobs(log: &mut Log, opts: &BootOptions) -> serde_json::Value {
         ));
         jobs.push(serde_json::json!({
             "command": command, "exit_code": code, "seconds": (seconds * 10.0).round() / 10.0,
-            "error": error,
+            "error": error, "summary": summary,
         }));
         if code != 0 {
             ok = false;
@@ -417,9 +417,12 @@ fn run_jobs(log: &mut Log, opts: &BootOptions) -> serde_json::Value {
     serde_json::json!({"ok": ok, "jobs": jobs})
 }
 
+/// What one command's run gave: how it ended, its error, its job's typed summary.
+type Ran = (Exit, Option<String>, Option<crate::jobs::Summary>);
+
 /// Runs one command; its exit and, from the typed result it writes to the file PID 1 names
-/// in [`rescue::RESULT_FILE_ENV`], its error.
-fn run_one(log: &mut Log, args: &[String]) -> (Exit, Option<String>) {
+/// in [`rescue::RESULT_FILE_ENV`], its error or its job's summary.
+fn run_one(log: &mut Log, args: &[String]) -> Ran {
     let result = std::path::PathBuf::from(format!(
         "/run/lifeboat-result-{}.json",
         RESULTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
@@ -435,7 +438,13 @@ fn run_one(log: &mut Log, args: &[String]) -> (Exit, Option<String>) {
         .spawn();
     let mut child = match child {
         Ok(c) => c,
-        Err(e) => return (Exit::Code(127), Some(format!("starting lifeboat: {e}"))),
+        Err(e) => {
+            return (
+                Exit::Code(127),
+                Some(format!("starting lifeboat: {e}")),
+                None,
+            )
+        }
     };
     let pid = child.id();
     let sinks = log.sinks();
@@ -461,17 +470,19 @@ fn run_one(log: &mut Log, args: &[String]) -> (Exit, Option<String>) {
     if let Some(t) = err {
         let _ = t.join();
     }
-    let error = match rescue::read_result(&result) {
-        Some(crate::jobs::Event::Finished { error, .. }) => error.map(|e| e.message().to_string()),
+    let (error, summary) = match rescue::read_result(&result) {
+        Some(crate::jobs::Event::Finished { error, summary, .. }) => {
+            (error.map(|e| e.message().to_string()), summary)
+        }
         // no result: killed, or a command that is not a job and did not fail
         _ => match exit {
-            Exit::Code(0) => None,
-            Exit::Code(c) => Some(format!("exit code {c}, and no result written")),
-            Exit::Signal(s) => Some(format!("killed by signal {s}")),
+            Exit::Code(0) => (None, None),
+            Exit::Code(c) => (Some(format!("exit code {c}, and no result written")), None),
+            Exit::Signal(s) => (Some(format!("killed by signal {s}")), None),
         },
     };
     let _ = std::fs::remove_file(&result);
-    (exit, error)
+    (exit, error, summary)
 }
 
 /// Numbers the result files of unattended commands.
