@@ -117,3 +117,80 @@ pub fn seal_frame(level: i32, mut records: Vec<Record>, frame: &[u8]) -> Result<
         data,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_chunks_are_elided_and_incompressible_ones_stored_raw() {
+        let z = encode(3, 0, &[0u8; 4096], 65536, None).unwrap();
+        assert_eq!((z.records[0].codec, z.data.len()), (Codec::Zero, 0));
+        let text = b"lifeboat ".repeat(1000);
+        let c = encode(3, 0, &text, 65536, None).unwrap();
+        assert_eq!(c.frame_codec, Codec::Zstd);
+        assert!(c.data.len() < text.len() / 10);
+        let mut x = 0x1234_5678u32;
+        let noise: Vec<u8> = (0..65536)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let r = encode(3, 0, &noise, 65536, None).unwrap();
+        assert_eq!(
+            (r.frame_codec, r.data.as_slice()),
+            (Codec::Raw, noise.as_slice())
+        );
+        assert_eq!(r.records[0].hash, *blake3::hash(&noise).as_bytes());
+    }
+
+    #[test]
+    fn chunks_are_cut_at_blocks_and_known_blocks_are_not_stored() {
+        let bs = 4096u64;
+        // A chunk starting mid-block: 1000 bytes, then three whole blocks, then 500 bytes.
+        let start = 3 * bs + (bs - 1000);
+        let mut raw = Vec::new();
+        raw.extend(std::iter::repeat_n(b'a', 1000));
+        raw.extend(std::iter::repeat_n(0u8, bs as usize));
+        raw.extend((0..bs).map(|i| (i % 251) as u8));
+        raw.extend((0..bs).map(|i| (i % 13) as u8));
+        raw.extend(std::iter::repeat_n(b'z', 500));
+        let known_block =
+            *blake3::hash(&raw[1000 + bs as usize..1000 + 2 * bs as usize]).as_bytes();
+        let known: HashSet<[u8; 32]> = [known_block].into_iter().collect();
+        let c = encode(3, start, &raw, bs, Some(&known)).unwrap();
+        let got: Vec<(u64, u32, Codec, u32)> = c
+            .records
+            .iter()
+            .map(|r| (r.disk_offset, r.raw_len, r.codec, r.frame_offset))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (start, 1000, Codec::Zstd, 0),
+                (4 * bs, bs as u32, Codec::Zero, 0),
+                (5 * bs, bs as u32, Codec::Parent, 0),
+                (6 * bs, bs as u32, Codec::Zstd, 1000),
+                (7 * bs, 500, Codec::Zstd, 1000 + bs as u32),
+            ]
+        );
+        // The frame holds exactly the new records, back to back.
+        let frame = zstd::bulk::decompress(&c.data, 1 << 20).unwrap();
+        assert_eq!(frame.len(), 1000 + bs as usize + 500);
+        assert_eq!(&frame[..1000], &raw[..1000]);
+        assert_eq!(
+            &frame[1000..1000 + bs as usize],
+            &raw[1000 + 2 * bs as usize..1000 + 3 * bs as usize]
+        );
+        for r in &c.records {
+            let s = (r.disk_offset - start) as usize;
+            assert_eq!(
+                r.hash,
+                *blake3::hash(&raw[s..s + r.raw_len as usize]).as_bytes()
+            );
+        }
+    }
+}

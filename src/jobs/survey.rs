@@ -301,3 +301,49 @@ pub(crate) fn chunk(extents: &[(u64, u64, usize)], cs: u64) -> Vec<(u64, u32, us
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_split_at_aligned_windows_and_join_touching_ranges() {
+        let cs = 1 << 20;
+        let ext = vec![
+            (0, 4096, 0),
+            (4096, 4096, 0),               // touching: joined
+            (1_000_000, 100_000, 0),       // crosses the 1 MiB boundary: split
+            (2 << 20, 4096, 1),            // new region
+            ((2 << 20) + 4096, 512, 1),    // touching: joined
+            ((2 << 20) + 500_000, 512, 1), // a gap: separate
+        ];
+        let c = chunk(&ext, cs);
+        assert_eq!(
+            c,
+            vec![
+                (0, 8192, 0),
+                (1_000_000, (cs - 1_000_000) as u32, 0),
+                (cs, (1_100_000 - cs) as u32, 0),
+                (2 << 20, 4096 + 512, 1),
+                ((2 << 20) + 500_000, 512, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn large_gaps_keep_only_their_ends() {
+        assert_eq!(
+            gap_ranges(true, 0, 100 * MIB, false).1,
+            vec![(0, 100 * MIB)]
+        );
+        assert_eq!(gap_ranges(false, 0, 10 * MIB, false).1, vec![(0, 10 * MIB)]);
+        assert_eq!(
+            gap_ranges(false, 0, 100 * MIB, false).1,
+            vec![(0, MIB), (99 * MIB, MIB)]
+        );
+        assert_eq!(
+            gap_ranges(false, 0, 100 * MIB, true).1,
+            vec![(0, 100 * MIB)]
+        );
+    }
+}
