@@ -1,12 +1,12 @@
 //! The only ioctl code in Lifeboat: block-device geometry, read-only flag, partition re-read
-//! and BLKPG partition nodes, plus page-cache hints and the CLI's interrupt flag.
+//! and BLKPG partition nodes, plus page-cache hints. (The CLI's interrupt flag is a face
+//! concern and lives in `init::sys`.)
 //!
 //! System calls go through `nix`. Its ioctl macros generate `unsafe fn`s (the kernel writes
 //! through the pointer we pass, which nix cannot check), so each call below has a `// SAFETY:`
 //! note; `posix_fadvise` has a safe nix wrapper. Request numbers are built with nix's
 //! `request_code_*!` macros from the `_IO`/`_IOR` definitions in `<linux/fs.h>`; the test at
-//! the bottom pins them to the kernel's numbers. Installing a signal handler has no safe
-//! wrapper in nix either ([`catch_interrupts`]).
+//! the bottom pins them to the kernel's numbers.
 #![allow(unsafe_code)]
 
 use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
