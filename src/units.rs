@@ -23,27 +23,26 @@ pub fn lba_to_bytes(lba: u64, sector_size: u32) -> Option<u64> {
     lba.checked_mul(u64::from(sector_size))
 }
 
-/// Little-endian u16 at byte `at` of `b`. Callers check the length first; a short slice is a
-/// bug, so this indexes (and panics) rather than guessing.
+/// Little-endian u16 at byte `at` of `b`, for buffers whose length the caller has checked
+/// (fixed-size headers read whole): the one family of readers is [`crate::bytes`], and a
+/// short slice here is a bug in the caller, so this panics rather than guessing.
 pub fn le_u16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes(le_array(b, at))
+    crate::bytes::le16(b, at).expect("the caller checked the buffer's length")
 }
 
 /// Little-endian u32 at byte `at` of `b` (see [`le_u16`] for the length contract).
 pub fn le_u32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(le_array(b, at))
+    crate::bytes::le32(b, at).expect("the caller checked the buffer's length")
 }
 
 /// Little-endian u64 at byte `at` of `b` (see [`le_u16`] for the length contract).
 pub fn le_u64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(le_array(b, at))
+    crate::bytes::le64(b, at).expect("the caller checked the buffer's length")
 }
 
 /// The `N` bytes at byte `at` of `b` (see [`le_u16`] for the length contract).
 pub fn le_array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
-    let mut a = [0u8; N];
-    a.copy_from_slice(&b[at..at + N]);
-    a
+    crate::bytes::arr(b, at).expect("the caller checked the buffer's length")
 }
 
 #[cfg(test)]
