@@ -286,12 +286,7 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
             reason: "the source changed since the plan was made".into(),
         });
     }
-    let (dev, fresh) = target::open_target(
-        &plan.target.path,
-        plan.target.kind,
-        plan.target.size,
-        plan.target.sector_size,
-    )?;
+    let (dev, fresh) = plan.target.open()?;
     // The data goes through O_DIRECT handles where the filesystem allows them: no page
     // cache copies, no readahead in small steps, and write errors reported at once. `dev`
     // holds the exclusive claim on the target for as long as the direct handle lives.
@@ -311,26 +306,12 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     let r = run_on(plan, &src, &dev, direct, fresh, reporter, cancel)
         .and_then(|w| finish(plan, &dev, w, started));
     if r.is_err() {
-        if fresh {
-            let _ = std::fs::remove_file(&plan.target.path);
-        } else {
-            let _ = target::wipe_tables(
-                &dev,
-                u64::from(plan.target.sector_size),
-                plan.partition_span(),
-            );
-        }
+        plan.target.undo(&dev, fresh, plan.partition_span());
     }
     let mut s = r?;
     let is_block = dev.is_block_device();
     drop((dev, dev_direct, src_direct, src));
-    s.grown = target::grow_after(
-        plan.target.layout.as_ref(),
-        &plan.target.path,
-        is_block,
-        plan.target.verify,
-        reporter,
-    )?;
+    s.grown = plan.target.grow(is_block, reporter)?;
     s.seconds = started.elapsed().as_secs_f64();
     Ok(s)
 }

@@ -345,37 +345,16 @@ pub fn run(
             reason: "the image or its chain changed since the plan was made".into(),
         });
     }
-    let (dev, fresh) = target::open_target(
-        &plan.target.path,
-        plan.target.kind,
-        plan.target.size,
-        plan.target.sector_size,
-    )?;
+    let (dev, fresh) = plan.target.open()?;
     let r = run_on(plan, &chain, &dev, fresh, reporter, cancel)
         .and_then(|w| finish(plan, &dev, w, started));
     if r.is_err() {
-        // Nothing half-done may look restored: a file we created goes away, a disk loses
-        // its partition tables again.
-        if fresh {
-            let _ = std::fs::remove_file(&plan.target.path);
-        } else {
-            let _ = target::wipe_tables(
-                &dev,
-                u64::from(plan.target.sector_size),
-                plan.partition_span(),
-            );
-        }
+        plan.target.undo(&dev, fresh, plan.partition_span());
     }
     let mut s = r?;
     let is_block = dev.is_block_device();
     drop(dev);
-    s.grown = target::grow_after(
-        plan.target.layout.as_ref(),
-        &plan.target.path,
-        is_block,
-        plan.target.verify,
-        reporter,
-    )?;
+    s.grown = plan.target.grow(is_block, reporter)?;
     s.seconds = started.elapsed().as_secs_f64();
     Ok(s)
 }

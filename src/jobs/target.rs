@@ -369,6 +369,41 @@ pub(crate) fn size_change(target_size: u64, source_size: u64) -> SizeChange {
     }
 }
 
+impl TargetPlan {
+    /// Opens the target for writing as planned (a new file is created with the planned size),
+    /// refusing one that changed since the plan; true when the file was created here.
+    pub(crate) fn open(&self) -> Result<(FileDev, bool)> {
+        open_target(&self.path, self.kind, self.size, self.sector_size)
+    }
+
+    /// After a failure: nothing half-done may look restored. A file this job created goes
+    /// away; a disk loses its partition tables again (`span`: the first partition's start and
+    /// the last one's end, when there is a table).
+    pub(crate) fn undo(&self, dev: &FileDev, fresh: bool, span: Option<(u64, u64)>) {
+        if fresh {
+            let _ = std::fs::remove_file(&self.path);
+        } else {
+            let _ = wipe_tables(dev, u64::from(self.sector_size), span);
+        }
+    }
+
+    /// Grows the last partition's filesystem when the layout asks for it (after every handle
+    /// on the target is closed).
+    pub(crate) fn grow(
+        &self,
+        is_block: bool,
+        reporter: &Reporter,
+    ) -> Result<Option<crate::resize::FsGrowReport>> {
+        grow_after(
+            self.layout.as_ref(),
+            &self.path,
+            is_block,
+            self.verify,
+            reporter,
+        )
+    }
+}
+
 /// Reads back `ranges` of `dev` without its cache (see [`BlockDev::uncached`]), unless
 /// `verify` is off; returns the bytes checked and how the cache was bypassed.
 fn verify_ranges(
