@@ -29,6 +29,23 @@
 //! error, units shared vocabulary
 //! ```
 
+/// `Display` for a word-valued enum through its `as_str` (padding honoured, so tables can
+/// align it), and `== "word"` comparisons: the one impl of each for every such enum.
+macro_rules! words {
+    ($($t:ty),+ $(,)?) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    )+};
+}
+
 pub mod blockdev;
 pub mod bytes;
 pub mod cli;

@@ -70,11 +70,7 @@ impl ReadbackMethod {
     }
 }
 
-impl std::fmt::Display for ReadbackMethod {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
+words!(ReadbackMethod);
 
 /// A byte-addressable disk. All methods are positional; there is no shared cursor.
 pub trait BlockDev: Send + Sync {

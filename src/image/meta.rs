@@ -39,12 +39,6 @@ impl ImageKind {
     }
 }
 
-impl std::fmt::Display for ImageKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
 /// What part of the disk a region is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum RegionKind {
@@ -83,12 +77,6 @@ impl RegionKind {
     }
 }
 
-impl std::fmt::Display for RegionKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
 /// How a region's bytes are copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum CopyMethod {
@@ -119,11 +107,7 @@ impl CopyMethod {
     }
 }
 
-impl std::fmt::Display for CopyMethod {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
+words!(ImageKind, RegionKind, CopyMethod);
 
 /// One region of the source disk and what was (or, in a plan, will be) copied from it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -168,22 +152,6 @@ impl Region {
     /// True when `disk_offset` lies inside the region.
     pub fn contains(&self, disk_offset: u64) -> bool {
         disk_offset >= self.start_bytes && disk_offset - self.start_bytes < self.size_bytes
-    }
-
-    /// "partition 2 (ext4 \"root\")", "the boot area": for messages.
-    pub fn describe(&self) -> String {
-        match (self.what, self.partition) {
-            (RegionKind::Partition, Some(n)) => {
-                let mut s = format!("partition {n}");
-                match (&self.fs, &self.label) {
-                    (Some(fs), Some(l)) => s.push_str(&format!(" ({fs} \"{l}\")")),
-                    (Some(fs), None) => s.push_str(&format!(" ({fs})")),
-                    _ => {}
-                }
-                s
-            }
-            (what, _) => format!("the {what}"),
-        }
     }
 }
 
@@ -397,7 +365,7 @@ mod tests {
         assert_eq!(src.report["transport"], "sata");
         assert_eq!(src.serial().as_deref(), Some("S"));
         assert_eq!(src.disk_id(), None);
-        assert_eq!(m.partition(1).unwrap().describe(), "partition 1 (ext4)");
+        assert_eq!(m.partition(1).unwrap().fs.as_deref(), Some("ext4"));
         assert_eq!(m.region_at(8).unwrap().partition, Some(1));
         assert!(m.region_at(9).is_none());
         let again: serde_json::Value = serde_json::to_value(&m).unwrap();

@@ -64,22 +64,7 @@ impl SizeChange {
     }
 }
 
-macro_rules! words {
-    ($t:ty) => {
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.pad(self.as_str())
-            }
-        }
-        impl PartialEq<&str> for $t {
-            fn eq(&self, other: &&str) -> bool {
-                self.as_str() == *other
-            }
-        }
-    };
-}
-words!(TargetKind);
-words!(SizeChange);
+words!(TargetKind, SizeChange);
 
 /// What restore and clone plan alike about the disk they overwrite: where it is, what it is,
 /// how its size compares, and how the partition table lands on it. Flattened into both plans'

@@ -46,16 +46,19 @@ pub enum GrowMethod {
     PartitionOnly,
 }
 
-impl std::fmt::Display for GrowMethod {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(match self {
+impl GrowMethod {
+    /// The words summaries use.
+    pub fn as_str(self) -> &'static str {
+        match self {
             GrowMethod::Resize2fs => "resize2fs",
             GrowMethod::Ntfsresize => "ntfsresize",
             GrowMethod::InPlace => "in place",
             GrowMethod::PartitionOnly => "partition only",
-        })
+        }
     }
 }
+
+words!(GrowMethod);
 
 /// What growing one filesystem did.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
