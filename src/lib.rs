@@ -46,6 +46,7 @@ macro_rules! words {
     )+};
 }
 
+pub mod access;
 pub mod blockdev;
 pub mod bytes;
 pub mod cli;

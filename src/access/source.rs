@@ -1,0 +1,301 @@
+//! [`ImageSource`]: an image (any chain member) as a read-only disk, for random access.
+//!
+//! A read walks the leaf's index (sorted, so a binary search finds the first record), and for
+//! each record it overlaps finds the frame that holds its bytes: in the leaf, or in the
+//! ancestor that stores the same hash. Decoded frames are kept in a cache bounded by bytes
+//! (least recently used goes first). The first time a record's bytes are served from a
+//! decoded frame they are checked against the record's blake3 hash; a record that fails is
+//! remembered, every read that touches it fails with the chunk error (EIO at the exports), and
+//! the failure is reported once to the warning sink with the chunk and its disk offset. Bytes
+//! no record covers read as zeros (the image proved them unused, or they were not selected).
+
+use crate::blockdev::{check_range, BlockDev, Geometry};
+use crate::error::{Error, Result};
+use crate::image::{Chain, Codec, FrameRead, Located};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Decoded frames kept by default: 256 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+
+/// A frame's key: (chain member, file offset of its stored bytes).
+type FrameKey = (usize, u64);
+
+/// Where a warning goes (a damaged chunk): the server's log, stderr, a test's vector.
+type WarnSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+struct Entry {
+    frame: Arc<Vec<u8>>,
+    /// Records (offset in the frame, length) already checked against their hash.
+    verified: HashSet<(u32, u32)>,
+    /// Last use, for eviction.
+    used: u64,
+}
+
+#[derive(Default)]
+struct Cache {
+    frames: HashMap<FrameKey, Entry>,
+    bytes: u64,
+    clock: u64,
+    /// Leaf records whose content is bad, with the error's text.
+    bad: HashMap<usize, String>,
+    /// Zero-record lengths whose hash was checked (all-zero content of that length).
+    zero_ok: HashSet<(u32, [u8; 32])>,
+}
+
+/// Any chain member as a read-only [`BlockDev`] of the source disk's size.
+pub struct ImageSource {
+    chain: Chain,
+    geometry: Geometry,
+    path: PathBuf,
+    limit: u64,
+    cache: Mutex<Cache>,
+    warn: Mutex<Option<WarnSink>>,
+}
+
+impl std::fmt::Debug for ImageSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageSource")
+            .field("path", &self.path)
+            .field("geometry", &self.geometry)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ImageSource {
+    /// Opens image `path` with its chain (ancestors are looked for beside it and in `search`),
+    /// keeping at most `cache_bytes` of decoded frames (at least one frame is always kept).
+    pub fn open(path: &Path, search: &[PathBuf], cache_bytes: u64) -> Result<Self> {
+        Ok(Self::from_chain(Chain::open(path, search)?, cache_bytes))
+    }
+
+    /// A source over an open chain.
+    pub fn from_chain(chain: Chain, cache_bytes: u64) -> Self {
+        let h = chain.leaf().header();
+        ImageSource {
+            geometry: Geometry::new(h.source_size, h.sector_size),
+            path: chain.leaf().path().to_path_buf(),
+            chain,
+            limit: cache_bytes,
+            cache: Mutex::new(Cache::default()),
+            warn: Mutex::new(None),
+        }
+    }
+
+    /// The chain being read (metadata, links).
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// Sends each damaged chunk's message, once per chunk, to `sink`.
+    pub fn on_warning(&self, sink: impl Fn(&str) + Send + Sync + 'static) {
+        if let Ok(mut w) = self.warn.lock() {
+            *w = Some(Arc::new(sink));
+        }
+    }
+
+    /// Bytes of decoded frames held now (never more than the limit plus one frame).
+    pub fn cached_bytes(&self) -> u64 {
+        self.lock().map(|c| c.bytes).unwrap_or(0)
+    }
+
+    /// Leaf records found damaged so far: (record number, message).
+    pub fn damaged(&self) -> Vec<(usize, String)> {
+        let mut v: Vec<_> = self
+            .lock()
+            .map(|c| c.bad.iter().map(|(i, m)| (*i, m.clone())).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Cache>> {
+        self.cache
+            .lock()
+            .map_err(|_| Error::Unsupported("image cache poisoned".into()))
+    }
+
+    fn warn(&self, msg: &str) {
+        let sink = self.warn.lock().ok().and_then(|w| w.clone());
+        if let Some(sink) = sink {
+            sink(msg);
+        }
+    }
+
+    /// Remembers leaf record `i` as damaged (reporting it the first time) and returns its error.
+    fn fail(&self, i: usize, err: Error) -> Error {
+        let msg = crate::error::with_causes(&err);
+        let first = match self.lock() {
+            Ok(mut c) => c.bad.insert(i, msg.clone()).is_none(),
+            Err(_) => false,
+        };
+        if first {
+            self.warn(&format!("damaged chunk: {msg}"));
+        }
+        err
+    }
+
+    /// The verified bytes of leaf record `i` (located at `l`), through the cache.
+    fn record(&self, i: usize, l: &Located) -> Result<Arc<Vec<u8>>> {
+        let key = (l.member, l.record.file_offset);
+        let part = (l.record.frame_offset, l.record.raw_len);
+        {
+            let mut c = self.lock()?;
+            if let Some(msg) = c.bad.get(&i) {
+                return Err(self.bad_record(l, msg.clone()));
+            }
+            c.clock += 1;
+            let now = c.clock;
+            if let Some(e) = c.frames.get_mut(&key) {
+                e.used = now;
+                if e.verified.contains(&part) {
+                    return Ok(e.frame.clone());
+                }
+            }
+        }
+        // decode outside the lock: other readers go on meanwhile
+        let fr = FrameRead {
+            member: l.member,
+            parts: vec![(i, *l)],
+        };
+        let cached = self.lock()?.frames.get(&key).map(|e| e.frame.clone());
+        let frame = match cached {
+            Some(f) => f,
+            None => {
+                let mut stored = Vec::new();
+                let mut frame = Vec::new();
+                self.chain
+                    .read(&fr, &mut stored)
+                    .and_then(|()| self.chain.decode(&fr, &stored, &mut frame))
+                    .map_err(|e| self.fail(i, e))?;
+                Arc::new(frame)
+            }
+        };
+        self.chain
+            .part(&fr, 0, &frame)
+            .map_err(|e| self.fail(i, e))?;
+        let mut c = self.lock()?;
+        c.clock += 1;
+        let now = c.clock;
+        let len = frame.len() as u64;
+        let entry = c.frames.entry(key).or_insert_with(|| Entry {
+            frame: frame.clone(),
+            verified: HashSet::new(),
+            used: now,
+        });
+        entry.verified.insert(part);
+        let fresh = Arc::ptr_eq(&entry.frame, &frame) && entry.verified.len() == 1;
+        if fresh {
+            c.bytes += len;
+        }
+        self.evict(&mut c, key);
+        Ok(frame)
+    }
+
+    /// Drops the least recently used frames (never `keep`) until the cache fits its limit.
+    fn evict(&self, c: &mut Cache, keep: FrameKey) {
+        while c.bytes > self.limit && c.frames.len() > 1 {
+            let Some(old) = c
+                .frames
+                .iter()
+                .filter(|(k, _)| **k != keep)
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            if let Some(e) = c.frames.remove(&old) {
+                c.bytes = c.bytes.saturating_sub(e.frame.len() as u64);
+            }
+        }
+    }
+
+    /// The error for a record already known to be damaged.
+    fn bad_record(&self, l: &Located, msg: String) -> Error {
+        Error::Image {
+            path: self
+                .chain
+                .member_path(l.member)
+                .unwrap_or(&self.path)
+                .to_path_buf(),
+            source: crate::image::FormatError::Chunk {
+                index: l.index,
+                disk_offset: l.record.disk_offset,
+                disk_end: l.record.disk_offset + u64::from(l.record.raw_len),
+                file_offset: l.record.file_offset,
+                reason: format!("damaged (found earlier: {msg})"),
+            },
+        }
+    }
+
+    /// Checks once per (length, hash) that a zero record's hash is that of zeros.
+    fn check_zero(&self, i: usize, l: &Located) -> Result<()> {
+        let key = (l.record.raw_len, l.record.hash);
+        if self.lock()?.zero_ok.contains(&key) {
+            return Ok(());
+        }
+        let fr = FrameRead {
+            member: l.member,
+            parts: vec![(i, *l)],
+        };
+        let zeros = vec![0u8; l.record.raw_len as usize];
+        self.chain
+            .part(&fr, 0, &zeros)
+            .map_err(|e| self.fail(i, e))?;
+        self.lock()?.zero_ok.insert(key);
+        Ok(())
+    }
+}
+
+impl BlockDev for ImageSource {
+    fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_range(&self.path, offset, buf.len(), self.geometry.size_bytes)?;
+        buf.fill(0);
+        let end = offset + buf.len() as u64;
+        let records = self.chain.leaf().records();
+        let mut i = records.partition_point(|r| r.disk_offset + u64::from(r.raw_len) <= offset);
+        while let Some(r) = records.get(i) {
+            if r.disk_offset >= end {
+                break;
+            }
+            let from = offset.max(r.disk_offset);
+            let to = end.min(r.disk_offset + u64::from(r.raw_len));
+            let l = self.chain.locate(i)?;
+            if l.record.codec == Codec::Zero {
+                self.check_zero(i, &l)?;
+            } else {
+                let frame = self.record(i, &l)?;
+                let start = l.record.frame_offset as usize;
+                let src = frame
+                    .get(
+                        start + (from - r.disk_offset) as usize
+                            ..start + (to - r.disk_offset) as usize,
+                    )
+                    .ok_or_else(|| Error::Unsupported(format!("chunk {i} frame too short")))?;
+                buf[(from - offset) as usize..(to - offset) as usize].copy_from_slice(src);
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, _buf: &[u8], _offset: u64) -> Result<()> {
+        Err(Error::ReadOnly {
+            path: self.path.clone(),
+        })
+    }
+
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+}
