@@ -698,7 +698,7 @@ fn trip(store_fs: &str) -> Trip {
 /// onto it, verify it, restore it onto a larger NVMe disk (with `grow`, `--grow-last`, which
 /// runs the initramfs's e2fsck and resize2fs), power off. The host then checks the target
 /// against the source, the grown ext4's size, and the store.
-fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool) {
+fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool, get: bool) {
     let kernel = format!("out/{flavour}");
     if !prerequisites(&[
         &format!("{kernel}/vmlinuz"),
@@ -715,9 +715,10 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool) {
     } = trip(store_fs);
     let append = format!(
         "lifeboat.store=LABEL=LBSTORE \
-        lifeboat.run=\"image /dev/sda -o /store/pc.lbi ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes{}\" \
+        lifeboat.run=\"image /dev/sda -o /store/pc.lbi ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes{}{}\" \
         lifeboat.then=poweroff",
-        if grow { " --grow-last" } else { "" }
+        if grow { " --grow-last" } else { "" },
+        if get { GET } else { "" }
     );
     let mut vm = Vm::start(
         name,
@@ -738,7 +739,8 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool) {
     assert_eq!(ready["store"]["fs"], store_fs, "store not mounted: {ready}");
     let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
     assert_eq!(result["ok"], true, "{result}\n{}", vm.tail());
-    assert_eq!(result["jobs"].as_array().unwrap().len(), 3, "{result}");
+    let jobs_run = if get { 4 } else { 3 };
+    assert_eq!(result["jobs"].as_array().unwrap().len(), jobs_run, "{result}");
     // PID 1 read each command's typed result, not its stderr
     let jobs = &result["jobs"];
     assert_eq!(jobs[0]["summary"]["job"], "image", "{result}");
@@ -747,6 +749,9 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool) {
     assert_eq!(jobs[2]["summary"]["job"], "restore", "{result}");
     assert_eq!(jobs[2]["summary"]["target"], "/dev/nvme0n1", "{result}");
     assert!(jobs[2]["error"].is_null(), "{result}");
+    if get {
+        assert_eq!(jobs[3]["summary"]["job"], "copy_out", "{result}");
+    }
     vm.wait_exit(Duration::from_secs(60));
     // the target is bigger: its GPT must have moved its backup to the new end
     sh(&format!("sgdisk -v {target} | grep -q 'No problems found'"));
@@ -794,25 +799,42 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool) {
         );
     }
     check_store(&store, store_fs, t.path());
+    if get {
+        check_got(&store, t.path());
+    }
+}
+
+/// The single-file restore the guest runs after the round trip: two files out of the image
+/// on the store (mounted through FUSE and a loop device in the guest), copied onto the store.
+const GET: &str = " ; get /store/pc.lbi p2:/etc/hostname p2:/home/demo/numbers.txt --to /store/got";
+
+/// The files `GET` copied are on the (NTFS) store, equal to the demo disk's.
+fn check_got(store: &Path, dir: &Path) {
+    let part = dir.join("store-after.img");
+    let cat = |f: &str| sh(&format!("ntfscat {} {f}", part.display()));
+    assert_eq!(cat("got/hostname"), "lifeboat-demo\n");
+    let numbers: String = (1..=50000).map(|i| format!("{i}\n")).collect();
+    assert!(cat("got/numbers.txt") == numbers, "got/numbers.txt differs");
 }
 
 /// Standard flavour, exFAT store (the kernel's exfat module), restored with --grow-last.
 #[test]
 fn unattended_round_trip_standard_exfat() {
-    round_trip("unattended-standard-exfat", "standard", "exfat", true);
+    round_trip("unattended-standard-exfat", "standard", "exfat", true, false);
 }
 
 /// Standard flavour, NTFS store: written through ntfs-3g (FUSE), which must have flushed and
 /// unmounted cleanly before the power-off.
 #[test]
 fn unattended_round_trip_standard_ntfs() {
-    round_trip("unattended-standard-ntfs", "standard", "ntfs", false);
+    round_trip("unattended-standard-ntfs", "standard", "ntfs", false, false);
 }
 
-/// Mini flavour, NTFS store through the kernel's ntfs3, restored with --grow-last.
+/// Mini flavour, NTFS store through the kernel's ntfs3, restored with --grow-last; then two
+/// files are copied out of the image without restoring it (`get`).
 #[test]
 fn unattended_round_trip_mini_ntfs() {
-    round_trip("unattended-mini-ntfs", "mini", "ntfs", true);
+    round_trip("unattended-mini-ntfs", "mini", "ntfs", true, true);
 }
 
 /// Moves the menu's highlight (the row that starts with `>`) down with `j` until it is on a
