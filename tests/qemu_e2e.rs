@@ -800,7 +800,7 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool, get: bool) 
     }
     check_store(&store, store_fs, t.path());
     if get {
-        check_got(&store, t.path());
+        check_got(t.path());
     }
 }
 
@@ -809,7 +809,7 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool, get: bool) 
 const GET: &str = " ; get /store/pc.lbi p2:/etc/hostname p2:/home/demo/numbers.txt --to /store/got";
 
 /// The files `GET` copied are on the (NTFS) store, equal to the demo disk's.
-fn check_got(store: &Path, dir: &Path) {
+fn check_got(dir: &Path) {
     let part = dir.join("store-after.img");
     let cat = |f: &str| sh(&format!("ntfscat {} {f}", part.display()));
     assert_eq!(cat("got/hostname"), "lifeboat-demo\n");
