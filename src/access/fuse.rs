@@ -15,8 +15,9 @@ use fuser::{
     OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
     ReplyStatfs, ReplyWrite, Request,
 };
+use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// Where messages about failed reads and writes go.
@@ -39,7 +40,12 @@ pub(crate) struct RawFs {
     writable: bool,
     time: SystemTime,
     warn: Sink,
+    /// Messages already logged: the kernel retries a failed page read, page by page.
+    logged: Mutex<HashSet<String>>,
 }
+
+/// At most this many distinct failure messages are remembered (the rest are logged again).
+const LOGGED_MAX: usize = 4096;
 
 impl RawFs {
     /// A directory of `files`, writable when `writable`, sending failures to `warn`.
@@ -49,6 +55,7 @@ impl RawFs {
             writable,
             time: SystemTime::now(),
             warn,
+            logged: Mutex::new(HashSet::new()),
         }
     }
 
@@ -86,11 +93,19 @@ impl RawFs {
 
     /// The errno for a failed device call, after logging it.
     fn fail(&self, what: &str, name: &str, offset: u64, len: usize, e: &crate::Error) -> Errno {
-        (self.warn)(&format!(
+        let msg = format!(
             "{what} of {name} bytes {offset}..{} failed: {}",
             offset + len as u64,
             crate::error::with_causes(e)
-        ));
+        );
+        let fresh = match self.logged.lock() {
+            Ok(mut l) if l.len() < LOGGED_MAX => l.insert(msg.clone()),
+            Ok(l) => !l.contains(&msg),
+            Err(_) => true,
+        };
+        if fresh {
+            (self.warn)(&msg);
+        }
         let raw = match e {
             crate::Error::Write { source, .. } | crate::Error::Read { source, .. } => {
                 source.raw_os_error()
