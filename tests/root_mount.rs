@@ -101,7 +101,11 @@ fn manifest(dir: &Path, xattrs: bool) -> String {
         "cd '{}' && find . -printf '%p %y %s %m %T@\\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum{x}",
         dir.display()
     ));
-    assert!(m.lines().count() > 10, "too few files in {}: {m}", dir.display());
+    assert!(
+        m.lines().count() > 10,
+        "too few files in {}: {m}",
+        dir.display()
+    );
     m
 }
 
@@ -181,7 +185,10 @@ fn change(lo: &LoopDev, scratch: &Path, step: u32) {
         ));
     }
     fill_fat(&lo.part(2), scratch, &format!("S{step}"));
-    sh(&format!("mdel -i {} ::/DIR/FA{step}.TXT", lo.part(2).display()));
+    sh(&format!(
+        "mdel -i {} ::/DIR/FA{step}.TXT",
+        lo.part(2).display()
+    ));
     {
         let m = Mount::new(&lo.part(3), "-t ntfs-3g");
         let d = m.dir.path();
@@ -207,7 +214,10 @@ fn build(tmp: &Path) -> Disk {
         lo.path.display()
     ));
     lo.add_partitions();
-    sh(&format!("mkfs.ext4 -q -b 4096 -L lbext {}", lo.part(1).display()));
+    sh(&format!(
+        "mkfs.ext4 -q -b 4096 -L lbext {}",
+        lo.part(1).display()
+    ));
     sh(&format!(
         "mkfs.vfat -F 32 -n LBFAT {} >/dev/null 2>&1",
         lo.part(2).display()
@@ -218,11 +228,7 @@ fn build(tmp: &Path) -> Disk {
     ));
     fill_posix(Mount::new(&lo.part(1), "").dir.path(), 7, true);
     fill_fat(&lo.part(2), tmp, "A");
-    fill_posix(
-        Mount::new(&lo.part(3), "-t ntfs-3g").dir.path(),
-        8,
-        false,
-    );
+    fill_posix(Mount::new(&lo.part(3), "-t ntfs-3g").dir.path(), 8, false);
     sh("sync");
     Disk { file, lo }
 }
@@ -309,8 +315,7 @@ fn mount(image: &Path, dir: &Path, extra: &[&str]) -> (serde_json::Value, Durati
 
 fn server_pid(dir: &Path) -> i32 {
     let state = lifeboat::access::mount::state_path(&dir.canonicalize().unwrap());
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     v["pid"].as_i64().unwrap() as i32
 }
 
@@ -377,13 +382,28 @@ fn chain_members_mount_with_their_files_and_leave_nothing() {
         assert_eq!(parts[0]["fs"], "ext4");
         assert_eq!(parts[1]["fs"], "vfat");
         assert_eq!(parts[2]["fs"], "ntfs");
-        assert_eq!(manifest(&dir.join("p1"), true), want[0], "ext4 of {image:?}");
-        assert_eq!(manifest(&dir.join("p2"), false), want[1], "FAT of {image:?}");
-        assert_eq!(manifest(&dir.join("p3"), false), want[2], "NTFS of {image:?}");
+        assert_eq!(
+            manifest(&dir.join("p1"), true),
+            want[0],
+            "ext4 of {image:?}"
+        );
+        assert_eq!(
+            manifest(&dir.join("p2"), false),
+            want[1],
+            "FAT of {image:?}"
+        );
+        assert_eq!(
+            manifest(&dir.join("p3"), false),
+            want[2],
+            "NTFS of {image:?}"
+        );
         // the raw files: the disk's size, and its first MiB (both GPT headers' area, copied
         // whole) as on the source; free blocks inside filesystems read as zeros
         let src_len = std::fs::metadata(&disk.file).unwrap().len();
-        assert_eq!(std::fs::metadata(dir.join("raw/disk")).unwrap().len(), src_len);
+        assert_eq!(
+            std::fs::metadata(dir.join("raw/disk")).unwrap().len(),
+            src_len
+        );
         assert_eq!(
             std::fs::metadata(dir.join("raw/p1")).unwrap().len(),
             64 * MIB
@@ -392,7 +412,10 @@ fn chain_members_mount_with_their_files_and_leave_nothing() {
             let raw = common::read_at(&dir.join("raw/disk"), 0, MIB as usize);
             assert!(raw == common::read_at(&disk.file, 0, MIB as usize));
         }
-        assert!(std::fs::write(dir.join("raw/p1"), b"x").is_err(), "raw files are read-only");
+        assert!(
+            std::fs::write(dir.join("raw/p1"), b"x").is_err(),
+            "raw files are read-only"
+        );
         ok(&["umount", p(&dir)]);
         assert_no_leftovers(&dir);
     }
@@ -406,7 +429,10 @@ fn chain_members_mount_with_their_files_and_leave_nothing() {
         std::fs::remove_file(dir.join("p1/small.txt")).unwrap();
         std::fs::write(dir.join("p3/made-rw.txt"), "rw ntfs\n").unwrap();
         sh("sync");
-        assert_eq!(std::fs::read_to_string(dir.join("p1/made-rw.txt")).unwrap(), "rw\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("p1/made-rw.txt")).unwrap(),
+            "rw\n"
+        );
         assert!(!dir.join("p1/small.txt").exists());
         assert!(dir.join("p3/made-rw.txt").exists());
         ok(&["umount", p(&dir)]);
@@ -479,8 +505,9 @@ fn chain_members_mount_with_their_files_and_leave_nothing() {
         // the frame flipped holds the chunk: the log names it with its disk bytes
         let named = format!("file byte {}) is corrupt", rec.file_offset);
         assert!(
-            log.lines()
-                .any(|l| l.contains("damaged chunk: ") && l.contains(&named) && l.contains("disk bytes ")),
+            log.lines().any(|l| l.contains("damaged chunk: ")
+                && l.contains(&named)
+                && l.contains("disk bytes ")),
             "the log does not name the chunk at file byte {}: {log}",
             rec.file_offset
         );

@@ -3,7 +3,7 @@
 //!
 //! Layout under the mount directory `DIR` (which must be an empty directory):
 //! - `DIR/raw/disk`, `DIR/raw/p1`, `DIR/raw/p2`, …: the whole disk and each partition as
-//!   files (a FUSE mount on `DIR/raw`, served by this process; see [`super::fuse`]);
+//!   files (a FUSE mount on `DIR/raw`, served by this process; see `access/fuse.rs`);
 //! - `DIR/p1`, `DIR/p2`, …: each partition's filesystem, where it could be mounted. A disk
 //!   with no partition table whose whole disk holds a filesystem gets `DIR/p0` for it.
 //!
@@ -262,8 +262,10 @@ impl MountSession {
             }
         }
         let fs = RawFs::new(files, opts.read_write, log);
+        ensure_node("/dev/fuse", "fuse");
         session.fuse = Some(
-            fuse::spawn(fs, &raw).map_err(|e| Error::io("mounting the image's files on", &raw, e))?,
+            fuse::spawn(fs, &raw)
+                .map_err(|e| Error::io("mounting the image's files on", &raw, e))?,
         );
         session.state.fuse = Some(raw.clone());
         session.save()?;
@@ -356,7 +358,9 @@ impl MountSession {
         rw: bool,
         sector: u32,
     ) -> std::result::Result<String, String> {
-        let kernel = |s: &mut Self, fstype: &str, data: &[&str]| s.kernel_mount(raw, target, fstype, data, rw, sector);
+        let kernel = |s: &mut Self, fstype: &str, data: &[&str]| {
+            s.kernel_mount(raw, target, fstype, data, rw, sector)
+        };
         match kind {
             FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4 => {
                 kernel(self, "ext4", if rw { &[] } else { &["noload"] })
@@ -399,6 +403,7 @@ impl MountSession {
         rw: bool,
         sector: u32,
     ) -> std::result::Result<String, String> {
+        ensure_node("/dev/loop-control", "loop");
         let (dev, handle) =
             loopdev::attach(raw, rw, sector).map_err(|e| crate::error::with_causes(&e))?;
         self.state.loops.push(dev.clone());
@@ -462,7 +467,10 @@ impl MountSession {
             return Ok(tool.to_string());
         }
         let err = String::from_utf8_lossy(&out.stderr);
-        let line = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("failed");
+        let line = err
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("failed");
         Err(format!("{tool}: {}", line.trim()))
     }
 }
@@ -470,6 +478,26 @@ impl MountSession {
 impl Drop for MountSession {
     fn drop(&mut self) {
         let _ = self.teardown();
+    }
+}
+
+/// Loads `module` with `modprobe` when device node `node` is missing (the rescue system's
+/// Debian kernel has fuse and loop as modules, and devtmpfs makes their nodes only once they
+/// are loaded; there `modprobe` is lifeboat itself), then waits up to 1 s for the node. A
+/// failure shows later, as the error of opening the node.
+fn ensure_node(node: &str, module: &str) {
+    if Path::new(node).exists() {
+        return;
+    }
+    let _ = Command::new("modprobe")
+        .args(["-q", module])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !Path::new(node).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -598,7 +626,13 @@ fn kill_helpers(mountpoint: &Path) {
         let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
         let driver = args.first().is_some_and(|a| {
             let name = a.rsplit(|b| *b == b'/').next().unwrap_or(a);
-            [&b"ntfs-3g"[..], b"fusefat", b"mount.exfat-fuse", b"exfat-fuse"].contains(&name)
+            [
+                &b"ntfs-3g"[..],
+                b"fusefat",
+                b"mount.exfat-fuse",
+                b"exfat-fuse",
+            ]
+            .contains(&name)
         });
         if driver && args.contains(&want) {
             let _ = nix::sys::signal::kill(

@@ -183,7 +183,11 @@ fn serve(a: &MountArgs) -> anyhow::Result<super::Exit> {
     session
         .close()
         .with_context(|| format!("unmounting {}", report.dir.display()))?;
-    eprintln!("{} lifeboat mount: unmounted {}", stamp(), report.dir.display());
+    eprintln!(
+        "{} lifeboat mount: unmounted {}",
+        stamp(),
+        report.dir.display()
+    );
     Ok(super::Exit::Ok)
 }
 
@@ -238,7 +242,11 @@ fn print_report(r: &MountReport, json: bool, log: Option<&std::path::Path>) -> a
         }
     }
     if let Some(l) = log {
-        println!("Log: {}. Unmount with: lifeboat umount {}", l.display(), r.dir.display());
+        println!(
+            "Log: {}. Unmount with: lifeboat umount {}",
+            l.display(),
+            r.dir.display()
+        );
     }
     Ok(())
 }
