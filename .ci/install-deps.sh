@@ -13,7 +13,7 @@ fi
 bash "$here/apt.sh" \
   e2fsprogs dosfstools ntfs-3g exfatprogs xfsprogs btrfs-progs cryptsetup-bin lvm2 \
   gdisk fdisk util-linux mount mtools xorriso file kmod udev attr partclone \
-  python3-fusepy fuse3 grub2-common grub-pc-bin tmux
+  python3-fusepy fuse3 grub2-common grub-pc-bin tmux fusefat exfat-fuse
 # tier 3 (QEMU); build.sh installs its own build tools. procps is /bin/kill, with which
 # tests/qemu_e2e.rs stops a QEMU it started (not in a minimal Debian 12: priority important).
 bash "$here/apt.sh" qemu-system-x86 ovmf procps

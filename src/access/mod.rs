@@ -10,9 +10,13 @@
 //! The exports built on them (FUSE files and mounts, the NBD server, `export`) and later
 //! `boot-test` and the shrink for smaller disks all read images through these two pieces.
 
+mod fuse;
+mod loopdev;
 pub mod mount;
 mod overlay;
 mod source;
+mod window;
 
 pub use overlay::{Overlay, OverlayStore, DEFAULT_MEMORY_LIMIT, OVERLAY_BLOCK};
 pub use source::{ImageSource, DEFAULT_CACHE_BYTES};
+pub use window::Window;

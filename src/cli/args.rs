@@ -103,6 +103,33 @@ pub enum Command {
     ///   lifeboat verify --json laptop.lbi
     #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
+    /// Mount an image: its partitions' filesystems under DIR/p1, DIR/p2…, read-only.
+    ///
+    /// DIR must be an empty directory. The whole disk and each partition also appear as
+    /// files, DIR/raw/disk and DIR/raw/p1…, read on demand through the image's index (nothing
+    /// is decompressed ahead). ext2/3/4, XFS and btrfs are mounted by the kernel without
+    /// replaying their journals; NTFS through ntfs-3g; FAT and exFAT by the kernel, else
+    /// through fusefat and exfat-fuse. A filesystem that cannot be mounted is listed with the
+    /// reason, and the rest are still mounted. The command returns once everything is
+    /// mounted and a background server keeps serving (log: /run/lifeboat/mounts/KEY.log)
+    /// until `lifeboat umount DIR`. With --rw, writes go to memory and are thrown away at
+    /// umount; the image is never written. Needs root.
+    ///
+    /// Examples:
+    ///   lifeboat mount laptop.lbi /mnt/laptop && cp /mnt/laptop/p2/home/me/thesis.odt .
+    ///   lifeboat mount laptop-20261122-030000-incr.lbi /mnt/laptop --json
+    ///   lifeboat mount --rw laptop.lbi /mnt/laptop      (changes vanish at umount)
+    ///   lifeboat umount /mnt/laptop
+    #[command(verbatim_doc_comment)]
+    Mount(super::mount::MountArgs),
+    /// Unmount what `lifeboat mount` mounted on DIR: every filesystem, loop device and FUSE
+    /// mount, and the directories it made, leaving DIR empty. Works after the server was
+    /// killed too.
+    ///
+    /// Examples:
+    ///   lifeboat umount /mnt/laptop
+    #[command(verbatim_doc_comment)]
+    Umount(super::mount::UmountArgs),
     /// Show what an image holds: source disk, partition table, filesystems, sizes, hashes,
     /// and its chain.
     ///

@@ -13,6 +13,7 @@ mod disks;
 mod image;
 mod info;
 mod merge;
+mod mount;
 mod progress;
 mod prune;
 mod render;
@@ -71,6 +72,8 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
         Command::Clone(a) => clone::clone(&a)?,
         Command::Merge(a) => merge::merge(&a)?,
         Command::Prune(a) => prune::prune(&a)?,
+        Command::Mount(a) => return mount::mount(&a),
+        Command::Umount(a) => mount::umount(&a)?,
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();
             completions::write(shell, &mut out).context("writing the completion script")?;
