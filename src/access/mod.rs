@@ -11,6 +11,7 @@
 //! `boot-test` and the shrink for smaller disks all read images through these two pieces.
 
 pub mod mount;
+pub mod nbd;
 mod overlay;
 mod source;
 
