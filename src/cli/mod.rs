@@ -10,6 +10,7 @@ mod common;
 mod completions;
 mod console;
 mod disks;
+mod export;
 mod image;
 mod info;
 mod merge;
@@ -17,6 +18,7 @@ mod progress;
 mod prune;
 mod render;
 mod restore;
+mod serve;
 mod verify;
 
 use anyhow::Context;
@@ -71,6 +73,8 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
         Command::Clone(a) => clone::clone(&a)?,
         Command::Merge(a) => merge::merge(&a)?,
         Command::Prune(a) => prune::prune(&a)?,
+        Command::Serve(a) => serve::serve(&a)?,
+        Command::Export(a) => export::export(&a)?,
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();
             completions::write(shell, &mut out).context("writing the completion script")?;
