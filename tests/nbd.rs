@@ -95,7 +95,13 @@ struct Serving {
 impl Serving {
     fn start(image: &Path, socket: &Path, extra: &[&str]) -> Serving {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-            .args(["serve", s(image), "--nbd", &format!("unix:{}", s(socket)), "--json"])
+            .args([
+                "serve",
+                s(image),
+                "--nbd",
+                &format!("unix:{}", s(socket)),
+                "--json",
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -127,8 +133,14 @@ impl Serving {
             .unwrap();
         assert!(st.success());
         let status = child.wait().unwrap();
+        assert!(!self.socket.exists(), "the socket outlived the server");
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         (status, err)
     }
 }
@@ -143,7 +155,10 @@ impl Drop for Serving {
 }
 
 fn compare(uri: &str, disk: &Path) -> Output {
-    qemu("qemu-img", &["compare", "-f", "raw", "-F", "raw", uri, s(disk)])
+    qemu(
+        "qemu-img",
+        &["compare", "-f", "raw", "-F", "raw", uri, s(disk)],
+    )
 }
 
 #[test]
@@ -157,7 +172,10 @@ fn every_chain_member_serves_its_disk_state_to_several_clients() {
         // the empty export name is the same export
         let plain = format!("nbd+unix:///?socket={}", s(&sock));
         let info = qemu_ok("qemu-img", &["info", "--output=json", &plain]);
-        assert!(info.contains(&format!("\"virtual-size\": {DISK}")), "{info}");
+        assert!(
+            info.contains(&format!("\"virtual-size\": {DISK}")),
+            "{info}"
+        );
         // two clients at once
         let mut a = Command::new("qemu-img")
             .args(["compare", "-f", "raw", "-F", "raw", &sv.uri, s(state)])
@@ -168,14 +186,21 @@ fn every_chain_member_serves_its_disk_state_to_several_clients() {
         assert!(a.wait().unwrap().success() && b.status.success());
         // convert from the export
         let out = tmp.path().join(format!("conv{k}.qcow2"));
-        qemu_ok("qemu-img", &["convert", "-f", "raw", "-O", "qcow2", &sv.uri, s(&out)]);
+        qemu_ok(
+            "qemu-img",
+            &["convert", "-f", "raw", "-O", "qcow2", &sv.uri, s(&out)],
+        );
         qemu_ok("qemu-img", &["compare", "-F", "qcow2", s(state), s(&out)]);
         // reads only: qemu-io's write is refused
         let w = qemu(
             "qemu-io",
             &["-f", "raw", "-c", "write -P 0x11 0 4k", &sv.uri],
         );
-        let text = format!("{}{}", String::from_utf8_lossy(&w.stdout), String::from_utf8_lossy(&w.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&w.stdout),
+            String::from_utf8_lossy(&w.stderr)
+        );
         assert!(!text.contains("wrote 4096"), "{text}");
         let (status, log) = sv.stop_with("TERM");
         assert!(status.success(), "{status:?}: {log}");
@@ -195,7 +220,14 @@ fn overlay_writes_read_back_and_the_image_is_untouched() {
     let sock = tmp.path().join("w.sock");
     // an existing overlay file is refused
     std::fs::write(&ov, b"x").unwrap();
-    let e = fails(&["serve", s(img), "--nbd", &format!("unix:{}", s(&sock)), "--overlay", s(&ov)]);
+    let e = fails(&[
+        "serve",
+        s(img),
+        "--nbd",
+        &format!("unix:{}", s(&sock)),
+        "--overlay",
+        s(&ov),
+    ]);
     assert!(e.contains("exists"), "{e}");
     assert_eq!(std::fs::read(&ov).unwrap(), b"x");
     std::fs::remove_file(&ov).unwrap();
@@ -203,19 +235,33 @@ fn overlay_writes_read_back_and_the_image_is_untouched() {
     let mut sv = Serving::start(img, &sock, &["--overlay", s(&ov)]);
     let out = qemu_ok(
         "qemu-io",
-        &["-f", "raw", "-c", "write -P 0xab 1M 1M", "-c", "write -z 4M 64k", &sv.uri],
+        &[
+            "-f",
+            "raw",
+            "-c",
+            "write -P 0xab 1M 1M",
+            "-c",
+            "write -z 4M 64k",
+            &sv.uri,
+        ],
     );
     assert!(out.contains("wrote 1048576"), "{out}");
     // read back through a new connection: the written bytes, the rest as before
     let back = tmp.path().join("back.raw");
-    qemu_ok("qemu-img", &["convert", "-f", "raw", "-O", "raw", &sv.uri, s(&back)]);
+    qemu_ok(
+        "qemu-img",
+        &["convert", "-f", "raw", "-O", "raw", &sv.uri, s(&back)],
+    );
     let mut want = std::fs::read(state).unwrap();
     want[MIB..2 * MIB].fill(0xab);
     want[4 * MIB..4 * MIB + 65536].fill(0);
     assert!(std::fs::read(&back).unwrap() == want, "read-back differs");
     let (status, log) = sv.stop_with("INT");
     assert!(status.success(), "{log}");
-    assert!(!sock.exists() && !ov.exists(), "socket or overlay left behind");
+    assert!(
+        !sock.exists() && !ov.exists(),
+        "socket or overlay left behind"
+    );
     // the image is byte for byte the same, and verifies
     assert_eq!(blake3::hash(&std::fs::read(img).unwrap()), hash);
     ok(&["verify", s(img)]);
@@ -232,7 +278,9 @@ fn a_flipped_chunk_fails_its_reads_only_and_is_named() {
         .leaf()
         .records()
         .iter()
-        .find(|r| r.disk_offset <= 3 * MIB as u64 && r.disk_offset + u64::from(r.raw_len) > 3 * MIB as u64)
+        .find(|r| {
+            r.disk_offset <= 3 * MIB as u64 && r.disk_offset + u64::from(r.raw_len) > 3 * MIB as u64
+        })
         .unwrap();
     let same_frame: Vec<(u64, u64)> = chain
         .leaf()
@@ -271,14 +319,18 @@ fn a_flipped_chunk_fails_its_reads_only_and_is_named() {
             ],
         );
         let got = std::fs::read(&out).unwrap();
-        assert!(got == common::read_at(state, (skip * MIB) as u64, n * MIB), "dd at {skip} MiB");
+        assert!(
+            got == common::read_at(state, (skip * MIB) as u64, n * MIB),
+            "dd at {skip} MiB"
+        );
     }
     let (status, log) = sv.stop_with("TERM");
     assert!(status.success(), "{log}");
     // a frame holds several records: the log names one of those stored in the flipped frame
-    let named = same_frame
-        .iter()
-        .any(|(d, e)| log.contains(&format!("damaged chunk: image {}: chunk", s(img))) && log.contains(&format!("(disk bytes {d}..{e},")));
+    let named = same_frame.iter().any(|(d, e)| {
+        log.contains(&format!("damaged chunk: image {}: chunk", s(img)))
+            && log.contains(&format!("(disk bytes {d}..{e},"))
+    });
     assert!(named, "{log}");
     assert!(log.contains("failed (EIO)"), "{log}");
     // an export of the damaged image fails and names the chunk, leaving no output
@@ -302,7 +354,11 @@ fn exports_equal_the_disk_raw_is_sparse() {
         let md = std::fs::metadata(&raw).unwrap();
         assert_eq!(md.len(), DISK as u64);
         // 8 MiB of data on a 32 MiB disk
-        assert!(md.blocks() * 512 < 12 * MIB as u64, "not sparse: {} blocks", md.blocks());
+        assert!(
+            md.blocks() * 512 < 12 * MIB as u64,
+            "not sparse: {} blocks",
+            md.blocks()
+        );
         assert!(!tmp.path().join("out.img.partial").exists());
     }
     let (img, state) = &states[1];
@@ -310,11 +366,22 @@ fn exports_equal_the_disk_raw_is_sparse() {
         let out = tmp.path().join(format!("out.{fmt}"));
         let text = ok(&["export", s(img), "-o", s(&out)]);
         assert!(text.contains(fmt), "{text}");
-        qemu_ok("qemu-img", &["compare", "-f", "raw", "-F", fmt, s(state), s(&out)]);
+        qemu_ok(
+            "qemu-img",
+            &["compare", "-f", "raw", "-F", fmt, s(state), s(&out)],
+        );
     }
     // --json: NDJSON events ending with the summary
     let out = tmp.path().join("j.qcow2");
-    let j = ok(&["export", s(img), "-o", s(&out), "--format", "qcow2", "--json"]);
+    let j = ok(&[
+        "export",
+        s(img),
+        "-o",
+        s(&out),
+        "--format",
+        "qcow2",
+        "--json",
+    ]);
     let last: serde_json::Value = serde_json::from_str(j.lines().last().unwrap()).unwrap();
     assert_eq!(last["summary"]["format"], "qcow2");
     assert_eq!(last["summary"]["disk_bytes"], DISK as u64);
@@ -343,7 +410,12 @@ fn bad_inputs_get_clear_errors() {
     std::fs::write(&cut, &b[..b.len() / 2]).unwrap();
     let e = fails(&["export", s(&cut), "-o", s(&out)]);
     assert!(e.contains("cut.lbi"), "{e}");
-    let e = fails(&["serve", s(&cut), "--nbd", &format!("unix:{}", s(&tmp.path().join("c.sock")))]);
+    let e = fails(&[
+        "serve",
+        s(&cut),
+        "--nbd",
+        &format!("unix:{}", s(&tmp.path().join("c.sock"))),
+    ]);
     assert!(e.contains("cut.lbi"), "{e}");
     // missing parent (moved away)
     let away = tmp.path().join("away.lbi");

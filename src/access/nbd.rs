@@ -299,7 +299,8 @@ impl Server {
                     .to_socket_addrs()
                     .map_err(|e| Error::io("resolving", a, e))?
                     .collect();
-                let l = TcpListener::bind(&addrs[..]).map_err(|e| Error::io("listening on", a, e))?;
+                let l =
+                    TcpListener::bind(&addrs[..]).map_err(|e| Error::io("listening on", a, e))?;
                 l.set_nonblocking(true)
                     .map_err(|e| Error::io("listening on", a, e))?;
                 let local = l
@@ -333,7 +334,9 @@ impl Server {
 
     fn accept(&self) -> io::Result<Option<(Conn, String)>> {
         let r = match &self.listener {
-            Listener::Unix(l) => l.accept().map(|(s, _)| (Conn::Unix(s), "unix socket".into())),
+            Listener::Unix(l) => l
+                .accept()
+                .map(|(s, _)| (Conn::Unix(s), "unix socket".into())),
             Listener::Tcp(l) => l.accept().map(|(s, a)| {
                 let _ = s.set_nodelay(true);
                 (Conn::Tcp(s), a.to_string())
@@ -554,12 +557,11 @@ fn handshake(
                     option_reply(c, opt, REP_ERR_INVALID, b"LIST takes no data")?;
                     continue;
                 }
-                for name in [opts.name.as_bytes()] {
-                    let mut d = Vec::with_capacity(4 + name.len());
-                    d.extend_from_slice(&(name.len() as u32).to_be_bytes());
-                    d.extend_from_slice(name);
-                    option_reply(c, opt, REP_SERVER, &d)?;
-                }
+                let name = opts.name.as_bytes();
+                let mut d = Vec::with_capacity(4 + name.len());
+                d.extend_from_slice(&(name.len() as u32).to_be_bytes());
+                d.extend_from_slice(name);
+                option_reply(c, opt, REP_SERVER, &d)?;
                 option_reply(c, opt, REP_ACK, &[])?;
             }
             OPT_INFO | OPT_GO => {
@@ -669,7 +671,10 @@ fn transmit(
                 if len > MAX_REQUEST {
                     Err((EINVAL, format!("read of {len} bytes is too long")))
                 } else if !in_range {
-                    Err((EINVAL, format!("read of {len} bytes at {offset} is beyond the end")))
+                    Err((
+                        EINVAL,
+                        format!("read of {len} bytes at {offset} is beyond the end"),
+                    ))
                 } else {
                     buf.resize(len as usize, 0);
                     match dev.read_at(&mut buf, offset) {
@@ -691,7 +696,10 @@ fn transmit(
                 if !opts.writable {
                     Err((EPERM, "the export is read-only".into()))
                 } else if !in_range {
-                    Err((ENOSPC, format!("write of {len} bytes at {offset} is beyond the end")))
+                    Err((
+                        ENOSPC,
+                        format!("write of {len} bytes at {offset} is beyond the end"),
+                    ))
                 } else {
                     let r = dev.write_at(&buf, offset).and_then(|()| {
                         if flags & CMD_FLAG_FUA != 0 {
@@ -713,7 +721,10 @@ fn transmit(
                 if !opts.writable {
                     Err((EPERM, "the export is read-only".into()))
                 } else if !in_range {
-                    Err((ENOSPC, format!("write of {len} bytes at {offset} is beyond the end")))
+                    Err((
+                        ENOSPC,
+                        format!("write of {len} bytes at {offset} is beyond the end"),
+                    ))
                 } else {
                     match write_zeroes(dev, offset, len) {
                         Ok(()) => {
@@ -731,7 +742,10 @@ fn transmit(
                 if !opts.writable {
                     Err((EPERM, "the export is read-only".into()))
                 } else if !in_range {
-                    Err((EINVAL, format!("trim of {len} bytes at {offset} is beyond the end")))
+                    Err((
+                        EINVAL,
+                        format!("trim of {len} bytes at {offset} is beyond the end"),
+                    ))
                 } else {
                     Ok(())
                 }
@@ -950,13 +964,18 @@ mod tests {
         fn start(dir: &Path, dev: Arc<dyn BlockDev>, writable: bool) -> Running {
             let path = dir.join("s.sock");
             let server = Server::bind(&Listen::Unix(path.clone())).unwrap();
-            assert_eq!(server.uri("pc"), format!("nbd+unix:///pc?socket={}", path.display()));
+            assert_eq!(
+                server.uri("pc"),
+                format!("nbd+unix:///pc?socket={}", path.display())
+            );
             let log = Arc::new(Mutex::new(Vec::new()));
             let l2 = log.clone();
             let opts = ServeOptions {
                 name: "pc".into(),
                 writable,
-                log: Some(Arc::new(move |m: &str| l2.lock().unwrap().push(m.to_string()))),
+                log: Some(Arc::new(move |m: &str| {
+                    l2.lock().unwrap().push(m.to_string())
+                })),
             };
             let cancel = CancelToken::new();
             let c2 = cancel.clone();
@@ -989,7 +1008,14 @@ mod tests {
             "tcp:[::1]:0".parse::<Listen>(),
             Ok(Listen::Tcp("[::1]:0".into()))
         );
-        for bad in ["unix:", "tcp:127.0.0.1", "tcp::80", "tcp:h:99999", "/tmp/x", ""] {
+        for bad in [
+            "unix:",
+            "tcp:127.0.0.1",
+            "tcp::80",
+            "tcp:h:99999",
+            "/tmp/x",
+            "",
+        ] {
             assert!(bad.parse::<Listen>().is_err(), "{bad}");
         }
     }
@@ -1012,7 +1038,10 @@ mod tests {
         assert_eq!(read_reply(&mut s, OPT_INFO).0, REP_ERR_INVALID);
         send_option(&mut s, OPT_INFO, &go_data("", &[1, 2]));
         let (k, d) = read_reply(&mut s, OPT_INFO);
-        assert_eq!((k, u16_at(&d, 0), u64_at(&d, 2)), (REP_INFO, Some(0), Some(SIZE as u64)));
+        assert_eq!(
+            (k, u16_at(&d, 0), u64_at(&d, 2)),
+            (REP_INFO, Some(0), Some(SIZE as u64))
+        );
         assert_eq!(read_reply(&mut s, OPT_INFO).0, REP_ACK);
         send_option(&mut s, OPT_ABORT, &[]);
         assert_eq!(read_reply(&mut s, OPT_ABORT).0, REP_ACK);
@@ -1033,10 +1062,14 @@ mod tests {
 
         let mut c = Client::connect(&srv.path, "pc");
         assert_eq!(c.size, SIZE as u64);
-        let want = TF_HAS_FLAGS | TF_READ_ONLY | TF_SEND_FLUSH | TF_SEND_WRITE_ZEROES | TF_CAN_MULTI_CONN;
+        let want =
+            TF_HAS_FLAGS | TF_READ_ONLY | TF_SEND_FLUSH | TF_SEND_WRITE_ZEROES | TF_CAN_MULTI_CONN;
         assert_eq!(c.flags, want);
         let d = c.read(1000, 70_000).unwrap();
-        assert!(d.iter().enumerate().all(|(i, &b)| b == ((1000 + i) % 253) as u8));
+        assert!(d
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == ((1000 + i) % 253) as u8));
         assert_eq!(c.read(SIZE as u64 - 10, 10).unwrap().len(), 10);
         // out of range and too long: EINVAL, and the connection goes on
         assert_eq!(c.read(SIZE as u64 - 10, 11), Err(EINVAL));
@@ -1058,7 +1091,10 @@ mod tests {
         let stats = srv.stop();
         assert_eq!(stats.clients, 4);
         assert!(stats.failed_requests >= 7);
-        assert!(!dir.path().join("s.sock").exists(), "the socket was not removed");
+        assert!(
+            !dir.path().join("s.sock").exists(),
+            "the socket was not removed"
+        );
     }
 
     #[test]
@@ -1083,7 +1119,10 @@ mod tests {
         assert!(c2.read(0, 16384).unwrap() == model[..16384]);
         // beyond the end: ENOSPC for writes; a full overlay: ENOSPC
         assert_eq!(c.request(CMD_WRITE, SIZE as u64 - 1, 2, &[1, 1]).0, ENOSPC);
-        assert_eq!(c.request(CMD_WRITE, 100_000, 65536, &[7u8; 65536]).0, ENOSPC);
+        assert_eq!(
+            c.request(CMD_WRITE, 100_000, 65536, &[7u8; 65536]).0,
+            ENOSPC
+        );
         c.disconnect();
         c2.disconnect();
         let stats = srv.stop();
@@ -1105,7 +1144,10 @@ mod tests {
         srv.stop();
         let log = log.lock().unwrap().join("\n");
         assert!(log.contains("client 1 connected"), "{log}");
-        assert!(log.contains("read of 4096 bytes at 299000 failed (EIO)"), "{log}");
+        assert!(
+            log.contains("read of 4096 bytes at 299000 failed (EIO)"),
+            "{log}"
+        );
         assert!(log.contains("client 1 disconnected"), "{log}");
     }
 

@@ -213,8 +213,7 @@ pub fn run(plan: &ExportPlan, reporter: &Reporter, cancel: &CancelToken) -> Resu
             file.set_len(disk_bytes)
                 .map_err(|e| Error::io("sizing", &tmp, e))?;
             write_raw(&chain, &file, &tmp, plan.threads, reporter, cancel)?;
-            file.sync_all()
-                .map_err(|e| Error::io("syncing", &tmp, e))?;
+            file.sync_all().map_err(|e| Error::io("syncing", &tmp, e))?;
             verify_raw(&chain, &file, &tmp, reporter, cancel)?;
             "every record's blake3 read back from the output".to_string()
         }
@@ -302,12 +301,13 @@ fn write_raw(
                 let bytes = frame
                     .get(start..start + l.record.raw_len as usize)
                     .ok_or_else(|| Error::Unsupported(format!("chunk {i} frame too short")))?;
-                file.write_all_at(bytes, at).map_err(|source| Error::Write {
-                    path: path.to_path_buf(),
-                    offset: at,
-                    len: bytes.len(),
-                    source,
-                })?;
+                file.write_all_at(bytes, at)
+                    .map_err(|source| Error::Write {
+                        path: path.to_path_buf(),
+                        offset: at,
+                        len: bytes.len(),
+                        source,
+                    })?;
                 done += bytes.len() as u64;
             }
             reporter.progress(Phase::Write, done);
@@ -540,7 +540,14 @@ fn convert(
         let serving = s.spawn(|| server.serve(dev, &opts, &stop));
         let r = qemu_img(
             &[
-                "convert", "-p", "-f", "raw", "-O", format.as_str(), &uri, &tmp_s,
+                "convert",
+                "-p",
+                "-f",
+                "raw",
+                "-O",
+                format.as_str(),
+                &uri,
+                &tmp_s,
             ],
             tmp,
             Phase::Write,
@@ -550,7 +557,16 @@ fn convert(
         )
         .and_then(|()| {
             qemu_img(
-                &["compare", "-p", "-f", "raw", "-F", format.as_str(), &uri, &tmp_s],
+                &[
+                    "compare",
+                    "-p",
+                    "-f",
+                    "raw",
+                    "-F",
+                    format.as_str(),
+                    &uri,
+                    &tmp_s,
+                ],
                 tmp,
                 Phase::Verify,
                 disk_bytes,
