@@ -13,6 +13,7 @@
 mod fuse;
 mod loopdev;
 pub mod mount;
+pub mod nbd;
 mod overlay;
 mod source;
 mod window;

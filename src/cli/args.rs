@@ -220,6 +220,48 @@ pub enum Command {
     ///   lifeboat prune /mnt/usb --keep laptop-week48.lbi --keep laptop-20261201-030000-incr.lbi
     #[command(verbatim_doc_comment)]
     Prune(PruneArgs),
+    /// Serve an image (any chain member) as a disk over NBD, for qemu, qemu-img and nbd-client.
+    ///
+    /// Nothing is restored or unpacked: each read decodes only the chunks it needs (kept in a
+    /// cache of --cache-mib), and checks them against their hashes. A damaged chunk fails the
+    /// reads that need it with an I/O error, and is named on stderr with its disk offset;
+    /// other reads go on. The export is read-only, unless --overlay FILE is given: writes then
+    /// go to FILE, a new sparse file, and the image is still never written. FILE is deleted
+    /// when the server stops, so changes are thrown away.
+    ///
+    /// --nbd is where to listen: unix:PATH (a socket file, removed at the end) or
+    /// tcp:ADDR:PORT (anyone who can reach ADDR can read the disk: prefer 127.0.0.1). The
+    /// export is named after the image file (laptop.lbi: "laptop") or --name; clients may
+    /// also ask for the empty name. Several clients can connect at once. The server runs
+    /// until Ctrl-C or SIGTERM, then stops cleanly.
+    ///
+    /// Examples:
+    ///   lifeboat serve laptop.lbi --nbd unix:/tmp/pc.sock
+    ///   qemu-img info 'nbd+unix:///?socket=/tmp/pc.sock'
+    ///   qemu-img convert -O qcow2 'nbd+unix:///?socket=/tmp/pc.sock' laptop.qcow2
+    ///   lifeboat serve laptop.lbi --nbd unix:/tmp/pc.sock --overlay /var/tmp/pc.overlay
+    ///   qemu-system-x86_64 -m 2G -drive file=nbd+unix:///?socket=/tmp/pc.sock,format=raw
+    ///   lifeboat serve laptop.lbi --nbd tcp:127.0.0.1:10809
+    ///   nbd-client 127.0.0.1 10809 /dev/nbd0 -N laptop      (then mount /dev/nbd0p1)
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
+    /// Write an image's disk as a raw, qcow2, VHDX or VMDK file that any VM or tool opens.
+    ///
+    /// raw is written directly and sparse: only what the image holds data for is written,
+    /// the rest stays a hole, so a mostly empty disk takes little space. qcow2, vhdx and vmdk
+    /// are made by qemu-img (package qemu-utils), reading the image through a private NBD
+    /// server. FILE is written as FILE.partial, checked (raw: every chunk's hash read back;
+    /// others: qemu-img compare against the image), and only then renamed. An existing FILE
+    /// is refused unless --force. The format is taken from FILE's extension when --format is
+    /// not given (.img and .raw are raw). Any chain member exports the disk as it was then.
+    ///
+    /// Examples:
+    ///   lifeboat export laptop.lbi -o laptop.img
+    ///   lifeboat export laptop.lbi -o laptop.qcow2
+    ///   lifeboat export laptop-20261122-030000-incr.lbi -o laptop.vhdx --format vhdx
+    ///   lifeboat export laptop.lbi -o /vm/laptop.vmdk --force
+    #[command(verbatim_doc_comment)]
+    Export(ExportArgs),
     /// Print the shell completion script for SHELL on stdout.
     ///
     /// With it, Tab completes lifeboat's commands and options. Save it where the shell looks
@@ -475,6 +517,59 @@ pub struct PruneArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Print the plan (and the result) as JSON. Requires --yes or --dry-run.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The arguments of `lifeboat serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The image file (any chain member).
+    pub file: PathBuf,
+    /// Where to listen: unix:PATH or tcp:ADDR:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub nbd: crate::access::nbd::Listen,
+    /// Take writes into FILE, a new sparse file (refused if it exists; deleted at the end).
+    #[arg(long, value_name = "FILE")]
+    pub overlay: Option<PathBuf>,
+    /// MiB of decoded chunks kept in memory.
+    #[arg(long, value_name = "N", default_value_t = crate::access::DEFAULT_CACHE_BYTES >> 20)]
+    pub cache_mib: u64,
+    /// The export's name (default: the image file's name without its extension).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Also look for ancestors in DIR (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub search: Vec<PathBuf>,
+    /// Print where it listens as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The arguments of `lifeboat export`; becomes a [`crate::jobs::export::ExportPlan`].
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The image file (any chain member).
+    pub file: PathBuf,
+    /// The file to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// raw, qcow2, vhdx or vmdk (default: from FILE's extension).
+    #[arg(long, value_parser = ["raw", "qcow2", "vhdx", "vmdk"])]
+    pub format: Option<String>,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Also look for ancestors in DIR (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub search: Vec<PathBuf>,
+    /// Decompression threads for raw (0 = one per core).
+    #[arg(long, default_value_t = DEFAULT_THREADS)]
+    pub threads: usize,
+    /// MiB of decoded chunks kept in memory (qcow2, vhdx, vmdk).
+    #[arg(long, value_name = "N", default_value_t = crate::access::DEFAULT_CACHE_BYTES >> 20)]
+    pub cache_mib: u64,
+    /// Print events as JSON lines (NDJSON) on stdout.
     #[arg(long)]
     pub json: bool,
 }

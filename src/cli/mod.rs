@@ -10,6 +10,7 @@ mod common;
 mod completions;
 mod console;
 mod disks;
+mod export;
 mod image;
 mod info;
 mod merge;
@@ -18,6 +19,7 @@ mod progress;
 mod prune;
 mod render;
 mod restore;
+mod serve;
 mod verify;
 
 use anyhow::Context;
@@ -74,6 +76,8 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
         Command::Prune(a) => prune::prune(&a)?,
         Command::Mount(a) => return mount::mount(&a),
         Command::Umount(a) => mount::umount(&a)?,
+        Command::Serve(a) => serve::serve(&a)?,
+        Command::Export(a) => export::export(&a)?,
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();
             completions::write(shell, &mut out).context("writing the completion script")?;

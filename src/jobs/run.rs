@@ -10,6 +10,7 @@
 //! what they did.
 
 use super::clone::{self, ClonePlan, CloneSummary};
+use super::export::{self, ExportPlan, ExportSummary};
 use super::image::{self, ImagePlan, ImageSummary};
 use super::merge::{self, MergePlan, MergeSummary};
 use super::restore::{self, RestorePlan, RestoreSummary};
@@ -37,6 +38,8 @@ pub enum Job {
     Verify(VerifyJob),
     /// Merge a chain into a new full image.
     Merge(Box<MergePlan>),
+    /// Export a chain member's disk state as raw, qcow2, VHDX or VMDK.
+    Export(Box<ExportPlan>),
 }
 
 /// What `verify` needs (it has no plan: opening the chain is the check).
@@ -65,6 +68,8 @@ pub enum Summary {
     Verify(VerifySummary),
     /// `merge`.
     Merge(MergeSummary),
+    /// `export`.
+    Export(ExportSummary),
 }
 
 impl Job {
@@ -77,6 +82,7 @@ impl Job {
                 verify::run(&v.path, &v.search, v.threads, reporter, cancel).map(Summary::Verify)
             }
             Job::Merge(p) => merge::run(&p, reporter, cancel).map(Summary::Merge),
+            Job::Export(p) => export::run(&p, reporter, cancel).map(Summary::Export),
         }
     }
 }

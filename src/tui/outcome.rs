@@ -124,6 +124,10 @@ pub fn finished(
             )],
             s.seconds,
         )),
+        (Some(Summary::Export(s)), _) => Ok((
+            vec![format!("{} was written and checked.", s.output.display())],
+            elapsed,
+        )),
         (None, Some(e)) => Err(match e.error() {
             Some(typed) => failure(what, typed, writes),
             None => Failure {
