@@ -6,6 +6,7 @@
 
 pub mod chain;
 pub mod clone;
+pub mod copy_out;
 pub mod image;
 pub mod merge;
 pub mod restore;

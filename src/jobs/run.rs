@@ -10,6 +10,7 @@
 //! what they did.
 
 use super::clone::{self, ClonePlan, CloneSummary};
+use super::copy_out::{self, CopyPlan, CopySummary};
 use super::image::{self, ImagePlan, ImageSummary};
 use super::merge::{self, MergePlan, MergeSummary};
 use super::restore::{self, RestorePlan, RestoreSummary};
@@ -37,6 +38,8 @@ pub enum Job {
     Verify(VerifyJob),
     /// Merge a chain into a new full image.
     Merge(Box<MergePlan>),
+    /// Copy files and folders out of a mounted image.
+    CopyOut(Box<CopyPlan>),
 }
 
 /// What `verify` needs (it has no plan: opening the chain is the check).
@@ -65,6 +68,8 @@ pub enum Summary {
     Verify(VerifySummary),
     /// `merge`.
     Merge(MergeSummary),
+    /// `get` (and the menu's copy out of an image).
+    CopyOut(CopySummary),
 }
 
 impl Job {
@@ -77,6 +82,7 @@ impl Job {
                 verify::run(&v.path, &v.search, v.threads, reporter, cancel).map(Summary::Verify)
             }
             Job::Merge(p) => merge::run(&p, reporter, cancel).map(Summary::Merge),
+            Job::CopyOut(p) => copy_out::run(&p, reporter, cancel).map(Summary::CopyOut),
         }
     }
 }

@@ -5,6 +5,7 @@ use super::app::Failure;
 use super::screens::progress::JobKind;
 use crate::error::Error;
 use crate::jobs::clone::CloneSummary;
+use crate::jobs::copy_out::CopySummary;
 use crate::jobs::image::ImageSummary;
 use crate::jobs::restore::RestoreSummary;
 use crate::jobs::verify::VerifySummary;
@@ -111,12 +112,14 @@ pub fn finished(
         JobKind::Restore => ("restoring", true),
         JobKind::Clone => ("cloning", true),
         JobKind::Verify => ("verifying", false),
+        JobKind::CopyOut => ("copying files out of the image", false),
     };
     match (summary, error) {
         (Some(Summary::Image(s)), _) => Ok((image_lines(&s), s.seconds)),
         (Some(Summary::Restore(s)), _) => Ok((restore_lines(&s), s.seconds)),
         (Some(Summary::Clone(s)), _) => Ok((clone_lines(&s), s.seconds)),
         (Some(Summary::Verify(s)), _) => Ok((verify_lines(&s), elapsed)),
+        (Some(Summary::CopyOut(s)), _) => Ok((copy_lines(&s), s.seconds)),
         (Some(Summary::Merge(s)), _) => Ok((
             vec![format!(
                 "The full image {} was written and verified.",
@@ -247,6 +250,32 @@ pub fn clone_lines(s: &CloneSummary) -> Vec<String> {
     });
     v.push(format!("Partitions made visible by {}.", s.partition_nodes));
     v.extend(grown(&s.grown));
+    v
+}
+
+/// A copy's result: what was copied where.
+pub fn copy_lines(s: &CopySummary) -> Vec<String> {
+    let mut v = vec![format!(
+        "Copied {} file{}, {} folder{} and {} link{} ({}) into {}.",
+        s.files,
+        if s.files == 1 { "" } else { "s" },
+        s.dirs,
+        if s.dirs == 1 { "" } else { "s" },
+        s.symlinks,
+        if s.symlinks == 1 { "" } else { "s" },
+        human_bytes(s.bytes),
+        s.dest.display()
+    )];
+    v.extend(s.copied.iter().map(|p| format!("  {}", p.display())));
+    if s.skipped > 0 {
+        v.push(format!(
+            "{} device node{}, FIFO{} or socket{} skipped.",
+            s.skipped,
+            if s.skipped == 1 { "" } else { "s" },
+            if s.skipped == 1 { "" } else { "s" },
+            if s.skipped == 1 { "" } else { "s" }
+        ));
+    }
     v
 }
 
