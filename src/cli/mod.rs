@@ -10,6 +10,7 @@ mod common;
 mod completions;
 mod console;
 mod disks;
+mod get;
 mod image;
 mod info;
 mod merge;
@@ -71,6 +72,8 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
         Command::Clone(a) => clone::clone(&a)?,
         Command::Merge(a) => merge::merge(&a)?,
         Command::Prune(a) => prune::prune(&a)?,
+        Command::Get(a) => get::get(&a)?,
+        Command::Ls(a) => get::ls(&a)?,
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();
             completions::write(shell, &mut out).context("writing the completion script")?;

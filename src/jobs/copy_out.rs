@@ -114,6 +114,29 @@ pub struct CopySummary {
     pub seconds: f64,
 }
 
+impl CopySummary {
+    /// What was copied where, in sentences (the CLI prints them, the menu shows them).
+    pub fn lines(&self) -> Vec<String> {
+        let n = |k: u64, what: &str| format!("{k} {what}{}", if k == 1 { "" } else { "s" });
+        let mut v = vec![format!(
+            "Copied {}, {} and {} ({}) into {}.",
+            n(self.files, "file"),
+            n(self.dirs, "folder"),
+            n(self.symlinks, "link"),
+            human_bytes(self.bytes),
+            self.dest.display()
+        )];
+        v.extend(self.copied.iter().map(|p| format!("  {}", p.display())));
+        if self.skipped > 0 {
+            v.push(format!(
+                "{} skipped (device nodes, FIFOs and sockets are not copied).",
+                n(self.skipped, "special file")
+            ));
+        }
+        v
+    }
+}
+
 /// Counts of a tree walk.
 #[derive(Debug, Default)]
 struct Tally {

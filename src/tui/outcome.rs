@@ -255,28 +255,7 @@ pub fn clone_lines(s: &CloneSummary) -> Vec<String> {
 
 /// A copy's result: what was copied where.
 pub fn copy_lines(s: &CopySummary) -> Vec<String> {
-    let mut v = vec![format!(
-        "Copied {} file{}, {} folder{} and {} link{} ({}) into {}.",
-        s.files,
-        if s.files == 1 { "" } else { "s" },
-        s.dirs,
-        if s.dirs == 1 { "" } else { "s" },
-        s.symlinks,
-        if s.symlinks == 1 { "" } else { "s" },
-        human_bytes(s.bytes),
-        s.dest.display()
-    )];
-    v.extend(s.copied.iter().map(|p| format!("  {}", p.display())));
-    if s.skipped > 0 {
-        v.push(format!(
-            "{} device node{}, FIFO{} or socket{} skipped.",
-            s.skipped,
-            if s.skipped == 1 { "" } else { "s" },
-            if s.skipped == 1 { "" } else { "s" },
-            if s.skipped == 1 { "" } else { "s" }
-        ));
-    }
-    v
+    s.lines()
 }
 
 /// A verify's result.
