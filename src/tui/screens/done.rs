@@ -36,8 +36,12 @@ pub(crate) fn title(d: &Done) -> &'static str {
 }
 
 /// The footer.
-pub(crate) fn footer() -> Keys {
-    vec![("Enter", "back to the disks")]
+pub(crate) fn footer(model: &Model) -> Keys {
+    if model.browse.as_ref().is_some_and(|b| b.copying) {
+        vec![("Enter", "back to the folder")]
+    } else {
+        vec![("Enter", "back to the disks")]
+    }
 }
 
 /// The running job ended: its summary in lines and seconds, or why it failed. Shows the
@@ -74,6 +78,9 @@ pub(crate) fn finish(model: &mut Model, r: Result<(Vec<String>, f64), Failure>) 
 /// A key on the result screen: Enter or Esc go back to the disks and scan them again.
 pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
     if matches!(k.code, KeyCode::Enter | KeyCode::Esc) {
+        if super::browse::back_from_done(model) {
+            return None; // a copy out of an image: back to its folder
+        }
         model.screen = Screen::Home;
         if model.scanning {
             return None;
