@@ -214,7 +214,10 @@ pub fn plan(spec: &CopySpec) -> Result<CopyPlan> {
     for item in &spec.items {
         let n = Path::new(&item.name);
         let mut comps = n.components();
-        if !matches!((comps.next(), comps.next()), (Some(Component::Normal(_)), None)) {
+        if !matches!(
+            (comps.next(), comps.next()),
+            (Some(Component::Normal(_)), None)
+        ) {
             return Err(refuse(
                 dest.join(n),
                 "a copied item's name must be one plain file name",
@@ -754,7 +757,10 @@ mod tests {
         fs::write(d.join("big.bin"), &big).unwrap();
         std::os::unix::fs::symlink("thesis.odt", d.join("link")).unwrap();
         set_times(&d.join("link"), 1_400_000_000, 1_300_000_000);
-        fs::DirBuilder::new().mode(0o755).create(d.join("ro")).unwrap();
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(d.join("ro"))
+            .unwrap();
         fs::write(d.join("ro/inner.txt"), b"inner").unwrap();
         fs::set_permissions(d.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
         set_times(&d, 1_200_000_000, 1_100_000_000);
@@ -826,7 +832,10 @@ mod tests {
         drop(rep);
         // atime first: reading a file (to compare it) may change its atime
         let got = fs::metadata(dst.path().join("docs/thesis.odt")).unwrap();
-        assert_eq!((got.atime(), got.atime_nsec()), (1_600_000_000, 123_456_789));
+        assert_eq!(
+            (got.atime(), got.atime_nsec()),
+            (1_600_000_000, 123_456_789)
+        );
         assert_eq!(describe(&d), describe(&dst.path().join("docs")));
         assert_eq!(describe(&single), describe(&dst.path().join("single.txt")));
         assert_eq!(
@@ -853,8 +862,11 @@ mod tests {
                 done_bytes: p.bytes
             })
         );
-        fs::set_permissions(dst.path().join("docs/ro"), fs::Permissions::from_mode(0o755))
-            .unwrap();
+        fs::set_permissions(
+            dst.path().join("docs/ro"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         fs::set_permissions(d.join("ro"), fs::Permissions::from_mode(0o755)).unwrap();
     }
 
@@ -870,7 +882,10 @@ mod tests {
         let e = plan(&spec(&[&a, &b], dst.path())).unwrap_err();
         let msg = crate::error::with_causes(&e);
         assert!(matches!(e, Error::Refused { .. }), "{msg}");
-        assert!(msg.contains(&dst.path().join("b.txt").display().to_string()), "{msg}");
+        assert!(
+            msg.contains(&dst.path().join("b.txt").display().to_string()),
+            "{msg}"
+        );
         assert!(msg.contains("never overwrites"), "{msg}");
         assert_eq!(fs::read(dst.path().join("b.txt")).unwrap(), b"old b");
         assert!(!dst.path().join("a.txt").exists());
@@ -978,9 +993,15 @@ mod tests {
         let open = faulty_opener("big.bin", Some(libc::EIO), None);
         let e = run_with(&p, &Reporter::silent(), &CancelToken::new(), &open).unwrap_err();
         let msg = crate::error::with_causes(&e);
-        assert!(msg.contains(&d.join("big.bin").display().to_string()), "{msg}");
+        assert!(
+            msg.contains(&d.join("big.bin").display().to_string()),
+            "{msg}"
+        );
         assert!(msg.contains("Input/output error"), "{msg}");
-        assert!(matches!(e, Error::Read { offset, .. } if offset == BUF as u64 + 5), "{msg}");
+        assert!(
+            matches!(e, Error::Read { offset, .. } if offset == BUF as u64 + 5),
+            "{msg}"
+        );
         assert_eq!(all_names(dst.path()), Vec::<String>::new());
         fs::set_permissions(d.join("ro"), fs::Permissions::from_mode(0o755)).unwrap();
     }
@@ -1038,7 +1059,10 @@ mod tests {
             ]
         );
         let t = v.iter().find(|e| e.name == "thesis.odt").unwrap();
-        assert_eq!((t.size_bytes, t.mode, t.mtime_unix), (12, 0o640, 1_500_000_000));
+        assert_eq!(
+            (t.size_bytes, t.mode, t.mtime_unix),
+            (12, 0o640, 1_500_000_000)
+        );
         assert_eq!(
             v.iter().find(|e| e.name == "link").unwrap().link,
             Some(PathBuf::from("thesis.odt"))

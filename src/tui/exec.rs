@@ -8,13 +8,13 @@ use super::app::{self, Cmd, ImageEntry, JobRequest, Model, Msg, Planned, Storage
 use super::screens::image::ImageKind;
 use super::screens::storage::StoreChoice;
 use super::{outcome, terminal, Exit};
+use crate::access::mount::{MountOptions, MountSession};
 use crate::discovery::SystemPaths;
 use crate::jobs::chain::{self as chains, ChildKind};
+use crate::jobs::copy_out;
 use crate::jobs::run::VerifyJob;
 use crate::jobs::{self, clone, image, restore, CancelToken};
 use crate::jobs::{DEFAULT_FILE_SECTOR_SIZE, DEFAULT_THREADS};
-use crate::access::mount::{MountOptions, MountSession};
-use crate::jobs::copy_out;
 use crossbeam_channel::Sender;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -296,9 +296,9 @@ impl<'scope, 'env> Exec<'scope, 'env> {
                         // a copy still running holds the image: it is unmounted when the
                         // copy ends (the last holder drops it)
                         if let Ok(o) = Arc::try_unwrap(open) {
-                            let r = o.close().map_err(|e| {
-                                outcome::failure("closing the image", &e, false)
-                            });
+                            let r = o
+                                .close()
+                                .map_err(|e| outcome::failure("closing the image", &e, false));
                             let _ = tx.send(Msg::MountClosed(r));
                         }
                     });

@@ -128,6 +128,10 @@ pub fn finished(
             s.seconds,
         )),
         (None, Some(e)) => Err(match e.error() {
+            Some(typed @ Error::Read { .. }) if kind == JobKind::CopyOut => Failure {
+                advice: "That file could not be read from the image: the image is damaged there. Everything copied so far was removed again. Deselect that file and copy the rest, or use another image of the chain; v on the home screen verifies an image.".into(),
+                ..failure(what, typed, writes)
+            },
             Some(typed) => failure(what, typed, writes),
             None => Failure {
                 what: what.to_string(),

@@ -230,12 +230,20 @@ pub fn dests(model: &Model) -> Vec<Dest> {
 
 /// The loop mounted the image (or failed to).
 pub(crate) fn mounted(model: &mut Model, r: Result<MountReport, Failure>) {
-    let Some(b) = model.browse.as_mut().filter(|b| b.step == BrowseStep::Image) else {
+    let Some(b) = model
+        .browse
+        .as_mut()
+        .filter(|b| b.step == BrowseStep::Image)
+    else {
         return;
     };
     match r {
         Ok(report) => {
-            b.cursor = report.parts.iter().position(|p| p.dir.is_some()).unwrap_or(0);
+            b.cursor = report
+                .parts
+                .iter()
+                .position(|p| p.dir.is_some())
+                .unwrap_or(0);
             b.report = Some(report);
             b.step = BrowseStep::Partition;
             b.part = None;
@@ -524,9 +532,10 @@ fn draw_parts(b: &Browse, f: &mut Frame, area: Rect) {
     let [list, note] = Layout::vertical([Constraint::Min(3), Constraint::Length(2)]).areas(area);
     let title = format!(
         "Partitions of {}",
-        r.image
-            .file_name()
-            .map_or_else(|| r.image.display().to_string(), |n| n.to_string_lossy().into_owned())
+        r.image.file_name().map_or_else(
+            || r.image.display().to_string(),
+            |n| n.to_string_lossy().into_owned()
+        )
     );
     if r.parts.is_empty() {
         f.render_widget(
@@ -576,12 +585,9 @@ fn draw_parts(b: &Browse, f: &mut Frame, area: Rect) {
         list,
     );
     f.render_widget(
-        Paragraph::new(format!(
-            "Opened read-only from {}.",
-            r.image.display()
-        ))
-        .style(dim())
-        .wrap(Wrap { trim: true }),
+        Paragraph::new(format!("Opened read-only from {}.", r.image.display()))
+            .style(dim())
+            .wrap(Wrap { trim: true }),
         note,
     );
 }
@@ -745,7 +751,11 @@ fn draw_confirm(b: &Browse, f: &mut Frame, area: Rect) {
         Line::raw(""),
     ];
     for s in &b.selected {
-        lines.push(Line::raw(format!("  {}{}", s.shown, if s.dir { "/" } else { "" })));
+        lines.push(Line::raw(format!(
+            "  {}{}",
+            s.shown,
+            if s.dir { "/" } else { "" }
+        )));
     }
     lines.push(Line::raw(""));
     lines.push(Line::raw(format!(
@@ -784,4 +794,468 @@ fn draw_confirm(b: &Browse, f: &mut Frame, area: Rect) {
             .block(boxed("Check, then copy")),
         area,
     );
+}
+
+/// A mounted image as the loop reports it, and folder entries, for the tests.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use super::*;
+    use crate::access::mount::MountedPart;
+
+    /// Where the fixture image is mounted.
+    pub(crate) const DIR: &str = "/run/lifeboat/lifeboat-browse-42-0";
+
+    fn part(n: u32, fs: &str, label: &str, size: u64, why: Option<&str>) -> MountedPart {
+        MountedPart {
+            name: format!("p{n}"),
+            number: n,
+            fs: Some(fs.into()),
+            label: Some(label.into()),
+            size_bytes: size,
+            raw: PathBuf::from(format!("{DIR}/raw/p{n}")),
+            dir: why.is_none().then(|| PathBuf::from(format!("{DIR}/p{n}"))),
+            reason: why.map(str::to_string),
+        }
+    }
+
+    /// The SSD's full image: an ESP, an ext4 root, and an NTFS that cannot be mounted.
+    pub(crate) fn report() -> MountReport {
+        MountReport {
+            image: PathBuf::from("/store/sda-Samsung-SSD-860-20261115.lbi"),
+            dir: PathBuf::from(DIR),
+            disk: PathBuf::from(format!("{DIR}/raw/disk")),
+            parts: vec![
+                part(1, "vfat", "ESP", 536_870_912, None),
+                part(2, "ext4", "root", 400_000_000_000, None),
+                part(
+                    3,
+                    "ntfs",
+                    "Data",
+                    99_000_000_000,
+                    Some("no NTFS driver (ntfs-3g) on this system"),
+                ),
+            ],
+            read_write: false,
+        }
+    }
+
+    /// An entry of `dir`.
+    pub(crate) fn entry(dir: &str, name: &str, kind: EntryKind, size: u64) -> Entry {
+        Entry {
+            name: name.into(),
+            path: Path::new(dir).join(name),
+            kind,
+            size_bytes: size,
+            mtime_unix: 1_795_284_900,
+            mode: if kind == EntryKind::Dir { 0o755 } else { 0o644 },
+            link: (kind == EntryKind::Symlink).then(|| PathBuf::from("thesis-v3.odt")),
+        }
+    }
+
+    /// `/home/ann` of p2.
+    pub(crate) fn ann() -> (PathBuf, Vec<Entry>) {
+        let d = format!("{DIR}/p2/home/ann");
+        (
+            PathBuf::from(&d),
+            vec![
+                entry(&d, "Documents", EntryKind::Dir, 0),
+                entry(&d, "Pictures", EntryKind::Dir, 0),
+                entry(&d, "notes.txt", EntryKind::File, 2_345),
+                entry(&d, "thesis-v3.odt", EntryKind::File, 1_258_291),
+                entry(&d, "thesis.odt", EntryKind::Symlink, 13),
+            ],
+        )
+    }
+
+    /// The browser in `/home/ann` of p2 of the storage model's first image.
+    pub(crate) fn in_ann(m: &mut Model) {
+        let (cwd, entries) = ann();
+        m.browse = Some(Browse {
+            step: BrowseStep::Folder,
+            image: Some(report().image),
+            report: Some(report()),
+            part: Some(1),
+            cwd: Some(cwd),
+            entries,
+            ..Browse::default()
+        });
+        m.screen = Screen::Browse;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{ann, entry, in_ann, report, DIR};
+    use super::*;
+    use crate::jobs::copy_out::CopySummary;
+    use crate::jobs::{Event, JobError, Summary};
+    use crate::tui::app::{update, Msg};
+    use crate::tui::testing::storage_model;
+    use crossterm::event::KeyModifiers;
+    use std::sync::Arc;
+
+    fn press(m: &mut Model, code: KeyCode) -> Option<Cmd> {
+        update(m, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+    }
+
+    fn b(m: &Model) -> &Browse {
+        m.browse.as_ref().expect("the browser is open")
+    }
+
+    fn plan_of(items: &[Selected], dest: &str) -> Box<CopyPlan> {
+        Box::new(CopyPlan {
+            items: items
+                .iter()
+                .filter_map(|s| CopyItem::named_after(s.path.clone()))
+                .collect(),
+            dest: PathBuf::from(dest),
+            files: 14,
+            dirs: 3,
+            symlinks: 1,
+            skipped: 0,
+            bytes: 48_000_000,
+            need_bytes: 48_300_000,
+            free_bytes: 1_900_000_000_000,
+        })
+    }
+
+    /// The storage model, browser open on its first image and mounted.
+    fn mounted_model() -> Model {
+        let mut m = storage_model();
+        assert!(press(&mut m, KeyCode::Char('o')).is_none());
+        assert!(matches!(m.screen, Screen::Browse));
+        assert_eq!(b(&m).step, BrowseStep::Image);
+        let cmd = press(&mut m, KeyCode::Enter);
+        let first = m.images[image_order(&m.images)[0]].found.path.clone();
+        assert!(
+            matches!(&cmd, Some(Cmd::MountImage(p)) if *p == first),
+            "{cmd:?}"
+        );
+        assert!(m.busy.as_deref().is_some_and(|s| s.contains("read-only")));
+        update(&mut m, Msg::Mounted(Ok(report())));
+        assert!(m.busy.is_none());
+        m
+    }
+
+    #[test]
+    fn without_storage_browse_asks_for_it_first() {
+        let mut m = storage_model();
+        m.storage = None;
+        press(&mut m, KeyCode::Char('o'));
+        assert!(matches!(
+            m.screen,
+            Screen::Storage {
+                then: Some(crate::tui::app::Action::Browse),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_mount_error_is_shown_and_the_image_can_be_chosen_again() {
+        let mut m = storage_model();
+        press(&mut m, KeyCode::Char('o'));
+        press(&mut m, KeyCode::Down);
+        assert!(matches!(
+            press(&mut m, KeyCode::Enter),
+            Some(Cmd::MountImage(_))
+        ));
+        let f = crate::tui::outcome::failure(
+            "opening the image",
+            &crate::Error::Unsupported("mounting an image is not built yet".into()),
+            false,
+        );
+        update(&mut m, Msg::Mounted(Err(f)));
+        assert!(m.busy.is_none());
+        assert!(m
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.causes[0].contains("not built")));
+        press(&mut m, KeyCode::Enter); // closes the error
+        assert!(m.failure.is_none());
+        assert_eq!((b(&m).step, b(&m).cursor), (BrowseStep::Image, 1));
+        assert!(matches!(press(&mut m, KeyCode::Esc), None));
+        assert!(matches!(m.screen, Screen::Home) && m.browse.is_none());
+    }
+
+    #[test]
+    fn an_unmountable_partition_cannot_be_opened_and_others_are_listed() {
+        let mut m = mounted_model();
+        assert_eq!((b(&m).step, b(&m).cursor), (BrowseStep::Partition, 0));
+        press(&mut m, KeyCode::End);
+        assert_eq!(b(&m).cursor, 2);
+        assert!(press(&mut m, KeyCode::Enter).is_none(), "p3 has no mount");
+        assert!(m.busy.is_none());
+        press(&mut m, KeyCode::Up);
+        let cmd = press(&mut m, KeyCode::Enter);
+        assert!(
+            matches!(&cmd, Some(Cmd::ListDir(d)) if *d == Path::new(DIR).join("p2")),
+            "{cmd:?}"
+        );
+        assert_eq!(b(&m).part, Some(1));
+        let root = Path::new(DIR).join("p2");
+        let entries = vec![entry(root.to_str().unwrap(), "home", EntryKind::Dir, 0)];
+        update(&mut m, Msg::Listed(Ok((root.clone(), entries))));
+        assert_eq!(b(&m).step, BrowseStep::Folder);
+        assert_eq!(b(&m).cwd.as_deref(), Some(root.as_path()));
+        // a listing error keeps the folder shown
+        update(
+            &mut m,
+            Msg::Listed(Err(crate::tui::outcome::failure(
+                "reading the folder",
+                &crate::Error::io(
+                    "listing",
+                    "/x",
+                    std::io::Error::from_raw_os_error(libc::EIO),
+                ),
+                false,
+            ))),
+        );
+        assert!(m.failure.is_some());
+        assert_eq!(b(&m).cwd.as_deref(), Some(root.as_path()));
+    }
+
+    #[test]
+    fn enter_opens_folders_backspace_goes_up_to_the_folder_left() {
+        let mut m = storage_model();
+        in_ann(&mut m);
+        // Enter on a file does nothing; on a folder lists it
+        press(&mut m, KeyCode::Down);
+        press(&mut m, KeyCode::Down);
+        assert!(press(&mut m, KeyCode::Enter).is_none());
+        press(&mut m, KeyCode::Home);
+        let docs = Path::new(DIR).join("p2/home/ann/Documents");
+        assert!(matches!(press(&mut m, KeyCode::Enter), Some(Cmd::ListDir(d)) if d == docs));
+        update(&mut m, Msg::Listed(Ok((docs.clone(), vec![]))));
+        // an empty folder: keys do nothing, Backspace goes up
+        assert!(b(&m).entries.is_empty());
+        for k in [
+            KeyCode::Enter,
+            KeyCode::Char(' '),
+            KeyCode::Down,
+            KeyCode::Char('c'),
+        ] {
+            assert!(press(&mut m, k).is_none());
+        }
+        assert_eq!(b(&m).step, BrowseStep::Folder);
+        let up = press(&mut m, KeyCode::Backspace);
+        let ann_dir = ann().0;
+        assert!(
+            matches!(&up, Some(Cmd::ListDir(d)) if *d == ann_dir),
+            "{up:?}"
+        );
+        update(&mut m, Msg::Listed(Ok(ann())));
+        assert_eq!(
+            b(&m).entry_cursor,
+            0,
+            "the highlight is on Documents, the folder left"
+        );
+        // Left from the partition's root goes back to the partitions
+        let root = Path::new(DIR).join("p2");
+        if let Some(br) = m.browse.as_mut() {
+            br.cwd = Some(root);
+        }
+        assert!(press(&mut m, KeyCode::Left).is_none());
+        assert_eq!((b(&m).step, b(&m).cursor), (BrowseStep::Partition, 1));
+    }
+
+    #[test]
+    fn space_selects_and_deselects_and_the_totals_follow() {
+        let mut m = storage_model();
+        in_ann(&mut m);
+        press(&mut m, KeyCode::Char(' ')); // Documents/
+        assert_eq!(b(&m).entry_cursor, 1, "Space moves on");
+        press(&mut m, KeyCode::Down);
+        press(&mut m, KeyCode::Down);
+        press(&mut m, KeyCode::Char(' ')); // thesis-v3.odt
+        press(&mut m, KeyCode::Char(' ')); // the link
+        let sel = &b(&m).selected;
+        assert_eq!(
+            sel.iter().map(|s| s.shown.as_str()).collect::<Vec<_>>(),
+            [
+                "p2:/home/ann/Documents",
+                "p2:/home/ann/thesis-v3.odt",
+                "p2:/home/ann/thesis.odt"
+            ]
+        );
+        assert_eq!(selection_totals(sel), (1, 2, 1_258_291 + 13));
+        assert_eq!(
+            selection_line(sel),
+            "3 selected: 2 files (1.2 MiB) and 1 folder (sized when you copy)"
+        );
+        press(&mut m, KeyCode::Up);
+        press(&mut m, KeyCode::Char(' ')); // thesis-v3.odt again: deselected
+        assert_eq!(b(&m).selected.len(), 2);
+        assert!(!b(&m).selected.iter().any(|s| s.shown.ends_with("v3.odt")));
+    }
+
+    #[test]
+    fn copy_goes_through_destination_and_confirm_and_back_to_the_folder() {
+        let mut m = storage_model();
+        in_ann(&mut m);
+        assert!(press(&mut m, KeyCode::Char('c')).is_none());
+        assert_eq!(
+            b(&m).step,
+            BrowseStep::Folder,
+            "nothing selected: c does nothing"
+        );
+        press(&mut m, KeyCode::Down);
+        press(&mut m, KeyCode::Down);
+        press(&mut m, KeyCode::Char(' ')); // notes.txt
+        press(&mut m, KeyCode::Char('c'));
+        assert_eq!((b(&m).step, b(&m).cursor), (BrowseStep::Dest, 0));
+        let d = dests(&m);
+        assert_eq!(d[0].dir, Path::new("/store"), "the storage first");
+        assert!(d.iter().all(|x| !x.dir.starts_with(DIR)));
+        // Esc back to the folder keeps the selection
+        press(&mut m, KeyCode::Esc);
+        assert_eq!((b(&m).step, b(&m).selected.len()), (BrowseStep::Folder, 1));
+        press(&mut m, KeyCode::Char('c'));
+        let cmd = press(&mut m, KeyCode::Enter);
+        let Some(Cmd::Plan(JobRequest::CopyOut { items, dest })) = cmd else {
+            panic!("{cmd:?}")
+        };
+        assert_eq!(dest, Path::new("/store"));
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].name, "notes.txt");
+        assert!(m.busy.is_some());
+        let sel = b(&m).selected.clone();
+        update(
+            &mut m,
+            Msg::Planned(Ok(Planned::CopyOut(plan_of(&sel, "/store")))),
+        );
+        assert_eq!(b(&m).step, BrowseStep::Confirm);
+        // Esc goes back to the destinations and drops the plan
+        press(&mut m, KeyCode::Esc);
+        assert!(b(&m).step == BrowseStep::Dest && b(&m).plan.is_none());
+        update(
+            &mut m,
+            Msg::Planned(Ok(Planned::CopyOut(plan_of(&sel, "/store")))),
+        );
+        let cmd = press(&mut m, KeyCode::Enter);
+        assert!(
+            matches!(cmd, Some(Cmd::Start(Planned::CopyOut(_)))),
+            "{cmd:?}"
+        );
+        let Screen::Running(r) = &m.screen else {
+            panic!("not running")
+        };
+        assert_eq!(r.kind, JobKind::CopyOut);
+        update(
+            &mut m,
+            Msg::Job(Event::Finished {
+                ok: true,
+                summary: Some(Summary::CopyOut(CopySummary {
+                    dest: "/store".into(),
+                    copied: vec!["/store/notes.txt".into()],
+                    files: 1,
+                    dirs: 0,
+                    symlinks: 0,
+                    skipped: 0,
+                    bytes: 2_345,
+                    seconds: 0.2,
+                })),
+                error: None,
+            }),
+        );
+        let Screen::Done(d) = &m.screen else {
+            panic!("not done")
+        };
+        assert!(d.failure.is_none());
+        assert!(d.lines[0].contains("Copied 1 file"), "{:?}", d.lines);
+        assert!(
+            press(&mut m, KeyCode::Enter).is_none(),
+            "no rescan: back to the folder"
+        );
+        assert!(matches!(m.screen, Screen::Browse));
+        assert_eq!(b(&m).step, BrowseStep::Folder);
+        assert!(b(&m).selected.is_empty() && !b(&m).copying);
+    }
+
+    #[test]
+    fn a_failed_copy_keeps_the_selection() {
+        let mut m = storage_model();
+        in_ann(&mut m);
+        press(&mut m, KeyCode::Char(' '));
+        press(&mut m, KeyCode::Char('c'));
+        press(&mut m, KeyCode::Enter);
+        let sel = b(&m).selected.clone();
+        update(
+            &mut m,
+            Msg::Planned(Ok(Planned::CopyOut(plan_of(&sel, "/store")))),
+        );
+        press(&mut m, KeyCode::Enter);
+        let e = crate::Error::Read {
+            path: Path::new(DIR).join("p2/home/ann/Documents/a.odt"),
+            offset: 1 << 20,
+            len: 1 << 20,
+            source: std::io::Error::from_raw_os_error(libc::EIO),
+        };
+        update(
+            &mut m,
+            Msg::Job(Event::Finished {
+                ok: false,
+                summary: None,
+                error: Some(JobError::new(Arc::new(e))),
+            }),
+        );
+        let Screen::Done(d) = &m.screen else {
+            panic!("not done")
+        };
+        let f = d.failure.as_ref().unwrap();
+        assert!(f.causes[0].contains("Documents/a.odt"), "{:?}", f.causes);
+        press(&mut m, KeyCode::Enter);
+        assert_eq!(b(&m).step, BrowseStep::Folder);
+        assert_eq!(b(&m).selected, sel);
+        // a refused plan (a name that exists) is an error box on the destination step
+        press(&mut m, KeyCode::Char('c'));
+        press(&mut m, KeyCode::Enter);
+        let refused = crate::tui::outcome::failure(
+            "checking the copy",
+            &crate::Error::Refused {
+                path: "/store/Documents".into(),
+                reason: "it exists already".into(),
+            },
+            false,
+        );
+        update(&mut m, Msg::Planned(Err(refused)));
+        assert!(m.failure.is_some());
+        assert_eq!(b(&m).step, BrowseStep::Dest);
+    }
+
+    #[test]
+    fn esc_walks_back_and_closes_the_mount_at_the_top() {
+        let mut m = storage_model();
+        in_ann(&mut m);
+        press(&mut m, KeyCode::Char(' '));
+        assert!(press(&mut m, KeyCode::Esc).is_none());
+        assert_eq!((b(&m).step, b(&m).cursor), (BrowseStep::Partition, 1));
+        assert!(matches!(press(&mut m, KeyCode::Esc), Some(Cmd::CloseMount)));
+        assert_eq!(b(&m).step, BrowseStep::Image);
+        assert!(b(&m).report.is_none() && b(&m).selected.is_empty());
+        let at = image_order(&m.images)[b(&m).cursor];
+        assert_eq!(
+            m.images[at].found.path,
+            report().image,
+            "the open image stays highlighted"
+        );
+        assert!(press(&mut m, KeyCode::Esc).is_none());
+        assert!(m.browse.is_none() && matches!(m.screen, Screen::Home));
+        // a late mount answer after leaving is ignored
+        update(&mut m, Msg::Mounted(Ok(report())));
+        assert!(m.browse.is_none());
+        // an unmount failure is shown
+        update(
+            &mut m,
+            Msg::MountClosed(Err(crate::tui::outcome::failure(
+                "closing the image",
+                &crate::Error::Busy {
+                    path: DIR.into(),
+                    reason: "a shell is in p2".into(),
+                },
+                false,
+            ))),
+        );
+        assert!(m.failure.is_some());
+    }
 }

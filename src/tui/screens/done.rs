@@ -1,6 +1,7 @@
 //! The result of a job that ended: its summary, or why it failed or that it was cancelled
 //! (with what to do), and its warnings. Enter goes back to the disks, scanned again.
 
+use super::progress::JobKind;
 use crate::jobs::Phase;
 use crate::tui::app::{Cmd, Failure, Model, Screen};
 use crate::tui::widgets::{bold, clock, failure_lines, Keys};
@@ -24,6 +25,8 @@ pub struct Done {
     pub warnings: Vec<String>,
     /// Seconds it took.
     pub seconds: f64,
+    /// What ran.
+    pub kind: JobKind,
 }
 
 /// The title.
@@ -72,6 +75,7 @@ pub(crate) fn finish(model: &mut Model, r: Result<(Vec<String>, f64), Failure>) 
         failure,
         warnings: run.warnings.clone(),
         seconds,
+        kind: run.kind,
     });
 }
 
@@ -97,7 +101,15 @@ pub(crate) fn draw(d: &Done, f: &mut Frame, area: Rect) {
     let (title, colour) = match &d.failure {
         None => {
             lines.push(Line::styled(
-                format!("Done in {}. Everything was checked.", clock(d.seconds)),
+                if d.kind == JobKind::CopyOut {
+                    // what is checked: every byte read from the image against its hash
+                    format!(
+                        "Done in {}. Every byte was checked against the image's hashes as it was read.",
+                        clock(d.seconds)
+                    )
+                } else {
+                    format!("Done in {}. Everything was checked.", clock(d.seconds))
+                },
                 Style::default()
                     .fg(Color::Green)
                     .add_modifier(Modifier::BOLD),

@@ -45,7 +45,7 @@ pub(crate) fn footer(model: &Model) -> Keys {
         ("r", "restore"),
         ("c", "clone"),
         ("v", "verify"),
-        ("o", "browse image"),
+        ("o", "browse"),
         ("s", "storage"),
         ("F5", "rescan"),
         ("x", "shell"),
