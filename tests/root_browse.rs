@@ -86,12 +86,13 @@ fn make_image(d: &Path) -> (PathBuf, PathBuf) {
     (src, images)
 }
 
-/// Mounts lifeboat made (its private folders) that are still there.
-fn our_mounts() -> Vec<String> {
+/// Mounts in lifeboat's private folders tagged `tag` (`lifeboat-browse`, `lifeboat-get`)
+/// that are still there.
+fn our_mounts(tag: &str) -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
-        .filter(|l| l.contains("lifeboat-browse-") || l.contains("lifeboat-get-"))
+        .filter(|l| l.contains(&format!("/{tag}-")))
         .map(str::to_string)
         .collect()
 }
@@ -266,11 +267,11 @@ fn root_tui_browse() {
     tui.keys(&["Escape"]);
     tui.wait_for(&["Which image do you want to browse?"]);
     let t = Instant::now();
-    while !our_mounts().is_empty() && t.elapsed() < Duration::from_secs(10) {
+    while !our_mounts("lifeboat-browse").is_empty() && t.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
-        our_mounts(),
+        our_mounts("lifeboat-browse"),
         Vec::<String>::new(),
         "the image is still mounted"
     );
@@ -348,7 +349,7 @@ fn root_get_and_ls() {
     let (ok, _, err) = lifeboat(&["get", s(&img), "p1:/nope", "--to", s(&all)]);
     assert!(!ok && err.contains("/nope"), "{err}");
     assert_eq!(
-        our_mounts(),
+        our_mounts("lifeboat-get"),
         Vec::<String>::new(),
         "a mount was left behind"
     );
