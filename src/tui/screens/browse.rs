@@ -974,7 +974,7 @@ mod tests {
         press(&mut m, KeyCode::Enter); // closes the error
         assert!(m.failure.is_none());
         assert_eq!((b(&m).step, b(&m).cursor), (BrowseStep::Image, 1));
-        assert!(matches!(press(&mut m, KeyCode::Esc), None));
+        assert!(press(&mut m, KeyCode::Esc).is_none());
         assert!(matches!(m.screen, Screen::Home) && m.browse.is_none());
     }
 
