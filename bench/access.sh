@@ -67,7 +67,7 @@ psize=$(blockdev --getsize64 "${loop}p2")
 
 # the files: a small one and the largest, found through a first mount
 "$lb" mount "$img" "$m" "${cache_args[@]}" >/dev/null
-small=$(cd "$m/p2" && find . -type f -size -16k -size +1k | sort | head -1)
+small=$(cd "$m/p2" && find . -type f -size -16k -size +1k | sort | sed -n 1p)
 large=$(cd "$m/p2" && find . -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
 large_bytes=$(stat -c %s "$m/p2/$large")
 cmp "$m/p2/$small" <(mount -o ro "${loop}p2" "$pm" && cat "$pm/$small"; umount "$pm")

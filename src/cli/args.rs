@@ -262,6 +262,41 @@ pub enum Command {
     ///   lifeboat export laptop.lbi -o /vm/laptop.vmdk --force
     #[command(verbatim_doc_comment)]
     Export(ExportArgs),
+    /// Copy files and folders out of an image without restoring it (single-file restore).
+    ///
+    /// The image (any member of a chain) is mounted read-only in a private folder, each
+    /// PART:PATH is copied into DIR, and the image is unmounted again. PART is a partition as
+    /// `lifeboat ls IMAGE` lists it (p1, p2, or just 2); PATH is absolute inside it, and `/`
+    /// copies the whole partition into DIR/pN. Folders are copied recursively with modes,
+    /// times and symlinks (as symlinks); owners too when run as root.
+    ///
+    /// Nothing is ever overwritten: if a name exists in DIR, nothing is copied. DIR must have
+    /// room for everything (checked first). Each file is written as NAME.partial and renamed
+    /// when complete; if a read fails (a damaged chunk of the image) or the copy is
+    /// cancelled (Ctrl-C), everything copied so far is removed again and the error names
+    /// the file. The image is only read.
+    ///
+    /// Examples:
+    ///   lifeboat ls pc.lbi                                   (the partitions)
+    ///   lifeboat ls pc.lbi p2:/home/ann                      (a folder)
+    ///   lifeboat get pc.lbi p2:/home/ann/thesis.odt --to /mnt/usb
+    ///   lifeboat get pc.lbi p2:/home/ann/Documents p2:/etc/fstab --to /mnt/usb
+    ///   lifeboat get pc-20261122-030000-incr.lbi p1:/ --to /mnt/usb   (all of partition 1)
+    #[command(verbatim_doc_comment)]
+    Get(GetArgs),
+    /// List an image's partitions, or the entries of one folder in one of them.
+    ///
+    /// Without PART:PATH, every partition with its filesystem, label, size, and whether it
+    /// can be opened (with the reason when not). With PART:PATH, the folder's entries: type
+    /// (d folder, - file, l symlink), size, modification time (UTC) and name. The image is
+    /// mounted read-only in a private folder and unmounted before this returns.
+    ///
+    /// Examples:
+    ///   lifeboat ls pc.lbi
+    ///   lifeboat ls pc.lbi p2:/home/ann
+    ///   lifeboat ls --json pc.lbi p1:/ | jq '.[].name'
+    #[command(verbatim_doc_comment)]
+    Ls(LsArgs),
     /// Print the shell completion script for SHELL on stdout.
     ///
     /// With it, Tab completes lifeboat's commands and options. Save it where the shell looks
@@ -495,6 +530,42 @@ pub struct MergeArgs {
     #[arg(long, default_value_t = DEFAULT_THREADS)]
     pub threads: usize,
     /// Print events as JSON lines (NDJSON) on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The arguments of `lifeboat get`; becomes a [`crate::jobs::copy_out::CopySpec`].
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// The image file (any member of a chain).
+    pub file: PathBuf,
+    /// What to copy: a partition and an absolute path in it (p2:/home/ann/thesis.odt).
+    #[arg(required = true, value_name = "PART:PATH")]
+    pub paths: Vec<String>,
+    /// The folder to copy into (must exist; nothing in it is overwritten).
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Also look for the image's ancestors in DIR (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub search: Vec<PathBuf>,
+    /// Print events as JSON lines (NDJSON) on stdout; the last one holds the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The arguments of `lifeboat ls`.
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// The image file (any member of a chain).
+    pub file: PathBuf,
+    /// The folder to list: a partition and an absolute path in it (p2:/home). Without it,
+    /// the partitions are listed.
+    #[arg(value_name = "PART:PATH")]
+    pub path: Option<String>,
+    /// Also look for the image's ancestors in DIR (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub search: Vec<PathBuf>,
+    /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -11,6 +11,7 @@ mod completions;
 mod console;
 mod disks;
 mod export;
+mod get;
 mod image;
 mod info;
 mod merge;
@@ -78,6 +79,8 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
         Command::Umount(a) => mount::umount(&a)?,
         Command::Serve(a) => serve::serve(&a)?,
         Command::Export(a) => export::export(&a)?,
+        Command::Get(a) => get::get(&a)?,
+        Command::Ls(a) => get::ls(&a)?,
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();
             completions::write(shell, &mut out).context("writing the completion script")?;

@@ -7,6 +7,7 @@
 pub mod chain;
 pub mod clone;
 pub mod export;
+pub mod copy_out;
 pub mod image;
 pub mod merge;
 pub mod restore;

@@ -11,6 +11,7 @@
 
 use super::clone::{self, ClonePlan, CloneSummary};
 use super::export::{self, ExportPlan, ExportSummary};
+use super::copy_out::{self, CopyPlan, CopySummary};
 use super::image::{self, ImagePlan, ImageSummary};
 use super::merge::{self, MergePlan, MergeSummary};
 use super::restore::{self, RestorePlan, RestoreSummary};
@@ -40,6 +41,8 @@ pub enum Job {
     Merge(Box<MergePlan>),
     /// Export a chain member's disk state as raw, qcow2, VHDX or VMDK.
     Export(Box<ExportPlan>),
+    /// Copy files and folders out of a mounted image.
+    CopyOut(Box<CopyPlan>),
 }
 
 /// What `verify` needs (it has no plan: opening the chain is the check).
@@ -70,6 +73,8 @@ pub enum Summary {
     Merge(MergeSummary),
     /// `export`.
     Export(ExportSummary),
+    /// `get` (and the menu's copy out of an image).
+    CopyOut(CopySummary),
 }
 
 impl Job {
@@ -83,6 +88,7 @@ impl Job {
             }
             Job::Merge(p) => merge::run(&p, reporter, cancel).map(Summary::Merge),
             Job::Export(p) => export::run(&p, reporter, cancel).map(Summary::Export),
+            Job::CopyOut(p) => copy_out::run(&p, reporter, cancel).map(Summary::CopyOut),
         }
     }
 }

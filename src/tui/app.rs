@@ -14,6 +14,7 @@
 //! here are the model, the messages and commands, and the dispatch to the screens.
 
 use super::outcome;
+use super::screens::browse::{self, Browse};
 use super::screens::clone::{self, CloneStep, CloneWiz};
 use super::screens::done::{self, Done};
 use super::screens::image::{self, ImageKind, ImageStep, ImageWiz};
@@ -22,9 +23,11 @@ use super::screens::progress::{self, can_cancel, Running};
 use super::screens::restore::{self, RestoreStep, RestoreWiz};
 use super::screens::storage::{self, store_choices, StoreChoice};
 use super::screens::{home, sources, targets, verify};
+use crate::access::mount::MountReport;
 use crate::inspect::DiskReport;
 use crate::jobs::chain::Found;
 use crate::jobs::clone::ClonePlan;
+use crate::jobs::copy_out::{CopyItem, CopyPlan, Entry};
 use crate::jobs::image::ImagePlan;
 use crate::jobs::restore::RestorePlan;
 use crate::jobs::Event;
@@ -66,6 +69,8 @@ pub struct Model {
     pub now: Option<Instant>,
     /// Seconds since 1970 at the last tick (for suggested file names).
     pub now_unix: u64,
+    /// The image browser, while it is open (its copy's progress and result keep it).
+    pub browse: Option<Browse>,
 }
 
 /// The image store in use.
@@ -122,6 +127,8 @@ pub enum Screen {
     Running(Running),
     /// A job ended.
     Done(Done),
+    /// Browsing an image (the state is [`Model::browse`]).
+    Browse,
 }
 
 /// What a Home key starts.
@@ -133,6 +140,8 @@ pub enum Action {
     Restore,
     /// The verify list.
     Verify,
+    /// The image browser.
+    Browse,
 }
 
 /// An error, for people: what failed, the causes outermost first, and what to do.
@@ -173,6 +182,8 @@ pub enum Planned {
     Restore(Box<RestorePlan>),
     /// A clone.
     Clone(Box<ClonePlan>),
+    /// A copy out of a mounted image.
+    CopyOut(Box<CopyPlan>),
 }
 
 /// A job to plan.
@@ -213,6 +224,13 @@ pub enum JobRequest {
         /// New disk ID.
         new_disk_id: bool,
     },
+    /// Copy `items` (under the open image's mount folder) into `dest`.
+    CopyOut {
+        /// What to copy.
+        items: Vec<CopyItem>,
+        /// The folder to copy into.
+        dest: PathBuf,
+    },
 }
 
 /// Something that happened.
@@ -233,6 +251,12 @@ pub enum Msg {
     /// An event of the running job.
     /// An event of the running job; the job runner's `Finished` (always the last) ends it.
     Job(Event),
+    /// The image chosen in the browser was mounted: what is where, or why not.
+    Mounted(Result<MountReport, Failure>),
+    /// A folder of the open image was listed.
+    Listed(Result<(PathBuf, Vec<Entry>), Failure>),
+    /// The open image was unmounted (or failed to be).
+    MountClosed(Result<(), Failure>),
     /// The terminal was resized: draw again.
     Redraw,
     /// The answer to request `id` ([`Msg::StorageReady`] or [`Msg::Planned`]); the loop
@@ -255,6 +279,13 @@ pub enum Cmd {
     Start(Planned),
     /// Verify an image and its chain.
     Verify(PathBuf),
+    /// Mount an image read-only for the browser (replacing one open before); the answer
+    /// comes back as [`Msg::Mounted`].
+    MountImage(PathBuf),
+    /// List a folder of the open image; the answer comes back as [`Msg::Listed`].
+    ListDir(PathBuf),
+    /// Unmount the browser's image (once a copy out of it has ended).
+    CloseMount,
     /// Cancel the running job.
     Cancel,
     /// Leave the screen for a shell, then come back.
@@ -286,6 +317,10 @@ pub(crate) fn open(model: &mut Model, a: Action) {
         }),
         Action::Restore => Screen::Restore(RestoreWiz::default()),
         Action::Verify => Screen::Verify { cursor: 0 },
+        Action::Browse => {
+            browse::open(model);
+            return;
+        }
     };
 }
 
@@ -438,6 +473,22 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
             progress::event(model, e);
             None
         }
+        Msg::Mounted(r) => {
+            model.busy = None;
+            browse::mounted(model, r);
+            None
+        }
+        Msg::Listed(r) => {
+            model.busy = None;
+            browse::listed(model, r);
+            None
+        }
+        Msg::MountClosed(r) => {
+            if let Err(f) = r {
+                model.failure = Some(f);
+            }
+            None
+        }
         Msg::Redraw | Msg::InputFailed(_) | Msg::Reply(..) => None,
         Msg::Key(k) if k.kind == KeyEventKind::Release => None,
         Msg::Key(k) => key(model, k),
@@ -460,6 +511,7 @@ fn planned(model: &mut Model, r: Result<Planned, Failure>) {
             w.step = CloneStep::Confirm;
             w.over.planned();
         }
+        (Ok(Planned::CopyOut(p)), Screen::Browse) => browse::planned(model, p),
         (
             Err(f),
             Screen::Restore(RestoreWiz { over, .. }) | Screen::Clone(CloneWiz { over, .. }),
@@ -519,6 +571,7 @@ fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
         Screen::Verify { .. } => verify::key(model, k),
         Screen::Running(_) => progress::key(model, k),
         Screen::Done(_) => done::key(model, k),
+        Screen::Browse => browse::key(model, k),
     }
 }
 

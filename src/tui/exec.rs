@@ -8,14 +8,17 @@ use super::app::{self, Cmd, ImageEntry, JobRequest, Model, Msg, Planned, Storage
 use super::screens::image::ImageKind;
 use super::screens::storage::StoreChoice;
 use super::{outcome, terminal, Exit};
+use crate::access::mount::{MountOptions, MountSession};
 use crate::discovery::SystemPaths;
 use crate::jobs::chain::{self as chains, ChildKind};
+use crate::jobs::copy_out;
 use crate::jobs::run::VerifyJob;
 use crate::jobs::{self, clone, image, restore, CancelToken};
 use crate::jobs::{DEFAULT_FILE_SECTOR_SIZE, DEFAULT_THREADS};
 use crossbeam_channel::Sender;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::Scope;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,6 +44,53 @@ pub(super) struct Exec<'scope, 'env> {
     mounted_by_us: bool,
     /// Cancels the running job; `None` when no job runs.
     cancel: Option<CancelToken>,
+    /// The browser's open image (a copy out of it holds it too, so that it stays mounted
+    /// until the copy has ended).
+    browse: Option<Arc<OpenImage>>,
+    /// An image mounted by a request, until its answer is taken (or dropped) by `reply`.
+    pending: Arc<Mutex<Option<(u64, OpenImage)>>>,
+}
+
+/// An image the browser opened: mounted in a private folder; unmounted, and the folder
+/// removed, when dropped (or closed).
+pub(super) struct OpenImage {
+    session: Option<MountSession>,
+    dir: PathBuf,
+}
+
+impl OpenImage {
+    /// Mounts `image` read-only in a new private folder.
+    fn open(image: &Path) -> crate::Result<OpenImage> {
+        let dir = copy_out::private_dir("lifeboat-browse")?;
+        match MountSession::open(image, &dir, &MountOptions::default()) {
+            Ok(s) => Ok(OpenImage {
+                session: Some(s),
+                dir,
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// Unmounts, reporting a failure.
+    fn close(mut self) -> crate::Result<()> {
+        let r = self.session.take().map_or(Ok(()), MountSession::close);
+        if r.is_ok() {
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+        r
+    }
+}
+
+impl Drop for OpenImage {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            drop(s); // unmounts
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
 }
 
 impl<'scope, 'env> Exec<'scope, 'env> {
@@ -64,6 +114,8 @@ impl<'scope, 'env> Exec<'scope, 'env> {
             mounted: false,
             mounted_by_us: false,
             cancel: None,
+            browse: None,
+            pending: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -97,7 +149,20 @@ impl<'scope, 'env> Exec<'scope, 'env> {
         if id == self.latest && matches!(m, Msg::StorageReady(Ok(_))) {
             self.mounted = self.mounted_by_us; // even when nobody waits for it any more
         }
-        if id != self.latest || !waiting {
+        let wanted = id == self.latest && waiting;
+        if matches!(m, Msg::Mounted(Ok(_))) {
+            // the browser's image: kept when the menu takes the answer, else unmounted
+            let open = match self.pending.lock() {
+                Ok(mut p) if p.as_ref().is_some_and(|(pid, _)| *pid == id) => {
+                    p.take().map(|(_, o)| o)
+                }
+                _ => None,
+            };
+            if wanted {
+                self.browse = open.map(Arc::new);
+            }
+        }
+        if !wanted {
             return None;
         }
         Some(m)
@@ -166,13 +231,78 @@ impl<'scope, 'env> Exec<'scope, 'env> {
             Cmd::Start(p) => {
                 let (tx, c) = (self.tx.clone(), CancelToken::new());
                 self.cancel = Some(c.clone());
-                self.scope.spawn(move || run_job(Job::Planned(p), &tx, &c));
+                // a copy out of the open image keeps it mounted until the copy ends
+                let hold = matches!(p, Planned::CopyOut(_))
+                    .then(|| self.browse.clone())
+                    .flatten();
+                self.scope.spawn(move || {
+                    run_job(Job::Planned(p), &tx, &c);
+                    drop(hold);
+                });
             }
             Cmd::Verify(path) => {
                 let (tx, c) = (self.tx.clone(), CancelToken::new());
                 self.cancel = Some(c.clone());
                 self.scope
                     .spawn(move || run_job(Job::Verify(path), &tx, &c));
+            }
+            Cmd::MountImage(image) => {
+                self.latest += 1;
+                let id = self.latest;
+                self.browse = None; // one image at a time
+                let (tx, pending) = (self.tx.clone(), self.pending.clone());
+                self.readers.fetch_add(1, Ordering::SeqCst);
+                let readers = self.readers;
+                self.scope.spawn(move || {
+                    let _done = Done(readers);
+                    let r = match OpenImage::open(&image) {
+                        Ok(o) => {
+                            let report = o.session.as_ref().map(|s| s.report().clone());
+                            if let Ok(mut p) = pending.lock() {
+                                *p = Some((id, o)); // an older unclaimed one is unmounted
+                            }
+                            report.ok_or_else(|| app::Failure {
+                                what: "opening the image".into(),
+                                causes: vec!["the mount ended at once".into()],
+                                ..app::Failure::default()
+                            })
+                        }
+                        Err(e) => Err(outcome::failure("opening the image", &e, false)),
+                    };
+                    let _ = tx.send(Msg::Reply(id, Box::new(Msg::Mounted(r))));
+                });
+            }
+            Cmd::ListDir(dir) => {
+                self.latest += 1;
+                let id = self.latest;
+                let tx = self.tx.clone();
+                self.readers.fetch_add(1, Ordering::SeqCst);
+                let readers = self.readers;
+                self.scope.spawn(move || {
+                    let _done = Done(readers);
+                    let r = copy_out::list_dir(&dir)
+                        .map(|v| (dir, v))
+                        .map_err(|e| outcome::failure("reading the folder", &e, false));
+                    let _ = tx.send(Msg::Reply(id, Box::new(Msg::Listed(r))));
+                });
+            }
+            Cmd::CloseMount => {
+                if let Some(open) = self.browse.take() {
+                    let tx = self.tx.clone();
+                    self.readers.fetch_add(1, Ordering::SeqCst);
+                    let readers = self.readers;
+                    self.scope.spawn(move || {
+                        let _done = Done(readers);
+                        // a copy still running holds the image: it is unmounted when the
+                        // copy ends (the last holder drops it)
+                        if let Ok(o) = Arc::try_unwrap(open) {
+                            let r = o
+                                .close()
+                                .map_err(|e| outcome::failure("closing the image", &e, false));
+                            let _ = tx.send(Msg::MountClosed(r));
+                        }
+                    });
+                }
             }
             Cmd::Cancel => self.cancel(),
             Cmd::Shell => {
@@ -366,6 +496,15 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                 .map(|p| Planned::Clone(Box::new(p)))
                 .map_err(|e| outcome::failure("planning the clone", &e, false))
         }
+        JobRequest::CopyOut { items, dest } => {
+            let spec = copy_out::CopySpec {
+                items: items.clone(),
+                dest: dest.clone(),
+            };
+            copy_out::plan(&spec)
+                .map(|p| Planned::CopyOut(Box::new(p)))
+                .map_err(|e| outcome::failure("checking the copy", &e, false))
+        }
     }
 }
 
@@ -382,6 +521,7 @@ fn run_job(job: Job, tx: &Sender<Msg>, cancel: &CancelToken) {
         Job::Planned(Planned::Image(p)) => jobs::Job::Image(p),
         Job::Planned(Planned::Restore(p)) => jobs::Job::Restore(p),
         Job::Planned(Planned::Clone(p)) => jobs::Job::Clone(p),
+        Job::Planned(Planned::CopyOut(p)) => jobs::Job::CopyOut(p),
         Job::Verify(path) => jobs::Job::Verify(VerifyJob {
             path,
             search: Vec::new(),

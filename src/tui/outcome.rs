@@ -5,6 +5,7 @@ use super::app::Failure;
 use super::screens::progress::JobKind;
 use crate::error::Error;
 use crate::jobs::clone::CloneSummary;
+use crate::jobs::copy_out::CopySummary;
 use crate::jobs::image::ImageSummary;
 use crate::jobs::restore::RestoreSummary;
 use crate::jobs::verify::VerifySummary;
@@ -111,12 +112,14 @@ pub fn finished(
         JobKind::Restore => ("restoring", true),
         JobKind::Clone => ("cloning", true),
         JobKind::Verify => ("verifying", false),
+        JobKind::CopyOut => ("copying files out of the image", false),
     };
     match (summary, error) {
         (Some(Summary::Image(s)), _) => Ok((image_lines(&s), s.seconds)),
         (Some(Summary::Restore(s)), _) => Ok((restore_lines(&s), s.seconds)),
         (Some(Summary::Clone(s)), _) => Ok((clone_lines(&s), s.seconds)),
         (Some(Summary::Verify(s)), _) => Ok((verify_lines(&s), elapsed)),
+        (Some(Summary::CopyOut(s)), _) => Ok((copy_lines(&s), s.seconds)),
         (Some(Summary::Merge(s)), _) => Ok((
             vec![format!(
                 "The full image {} was written and verified.",
@@ -129,6 +132,10 @@ pub fn finished(
             elapsed,
         )),
         (None, Some(e)) => Err(match e.error() {
+            Some(typed @ Error::Read { .. }) if kind == JobKind::CopyOut => Failure {
+                advice: "That file could not be read from the image: the image is damaged there. Everything copied so far was removed again. Deselect that file and copy the rest, or use another image of the chain; v on the home screen verifies an image.".into(),
+                ..failure(what, typed, writes)
+            },
             Some(typed) => failure(what, typed, writes),
             None => Failure {
                 what: what.to_string(),
@@ -252,6 +259,11 @@ pub fn clone_lines(s: &CloneSummary) -> Vec<String> {
     v.push(format!("Partitions made visible by {}.", s.partition_nodes));
     v.extend(grown(&s.grown));
     v
+}
+
+/// A copy's result: what was copied where.
+pub fn copy_lines(s: &CopySummary) -> Vec<String> {
+    s.lines()
 }
 
 /// A verify's result.

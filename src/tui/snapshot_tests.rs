@@ -3,6 +3,7 @@
 //! names those files.
 
 use super::app::*;
+use super::screens::browse::{fixture, Browse, BrowseStep};
 use super::screens::clone::{CloneStep, CloneWiz};
 use super::screens::image::{suggested_name, ImageKind, ImageStep, ImageWiz};
 use super::screens::progress::{JobKind, Running};
@@ -191,7 +192,124 @@ fn image(step: ImageStep) -> Model {
     })
 }
 
+/// The browser at `step` on the SSD's full image, in `/home/ann` of p2 with two items
+/// selected (a folder and a file).
+fn browse(step: BrowseStep) -> Model {
+    with(storage_model(), |m| {
+        fixture::in_ann(m);
+        if step == BrowseStep::Image {
+            m.browse = Some(Browse {
+                cursor: 2,
+                ..Default::default()
+            });
+            return;
+        }
+        for k in [
+            crossterm::event::KeyCode::Char(' '),
+            crossterm::event::KeyCode::Down,
+            crossterm::event::KeyCode::Down,
+            crossterm::event::KeyCode::Char(' '),
+        ] {
+            update(
+                m,
+                Msg::Key(crossterm::event::KeyEvent::new(
+                    k,
+                    crossterm::event::KeyModifiers::NONE,
+                )),
+            );
+        }
+        let Some(b) = m.browse.as_mut() else { return };
+        b.step = step;
+        b.cursor = if step == BrowseStep::Partition { 1 } else { 0 };
+        if step == BrowseStep::Confirm {
+            let items = b
+                .selected
+                .iter()
+                .filter_map(|s| crate::jobs::copy_out::CopyItem::named_after(s.path.clone()))
+                .collect();
+            b.plan = Some(Box::new(crate::jobs::copy_out::CopyPlan {
+                items,
+                dest: PathBuf::from("/store"),
+                files: 14,
+                dirs: 3,
+                symlinks: 1,
+                skipped: 0,
+                bytes: 48_023_552,
+                need_bytes: 48_300_032,
+                free_bytes: 1_900_000_000_000,
+            }));
+        }
+    })
+}
+
+fn copying() -> Model {
+    with(browse(BrowseStep::Confirm), |m| {
+        update(
+            m,
+            Msg::Key(crossterm::event::KeyEvent::new(
+                crossterm::event::KeyCode::Enter,
+                crossterm::event::KeyModifiers::NONE,
+            )),
+        );
+        let t0 = m.now.unwrap();
+        update(
+            m,
+            Msg::Job(Event::Phase {
+                phase: Phase::Write,
+                total_bytes: Some(48_023_552),
+            }),
+        );
+        m.now = Some(t0 + Duration::from_secs(4));
+        update(
+            m,
+            Msg::Job(Event::Progress {
+                phase: Phase::Write,
+                done_bytes: 20_000_000,
+            }),
+        );
+    })
+}
+
 screens! {
+    browse_image => browse(BrowseStep::Image);
+    browse_partition => browse(BrowseStep::Partition);
+    browse_folder => browse(BrowseStep::Folder);
+    browse_empty_folder => with(browse(BrowseStep::Folder), |m| {
+        if let Some(b) = m.browse.as_mut() { b.entries.clear(); b.selected.clear(); }
+    });
+    browse_dest => browse(BrowseStep::Dest);
+    browse_confirm => browse(BrowseStep::Confirm);
+    browse_help => with(browse(BrowseStep::Folder), |m| m.help = true);
+    browse_mount_failed => with(browse(BrowseStep::Image), |m| {
+        m.failure = Some(crate::tui::outcome::failure(
+            "opening the image",
+            &crate::Error::Unsupported("mounting an image is not built yet".into()),
+            false,
+        ));
+    });
+    browse_copying => copying();
+    browse_copy_done => with(copying(), |m| {
+        update(m, Msg::Job(Event::Finished {
+            ok: true,
+            summary: Some(crate::jobs::Summary::CopyOut(crate::jobs::copy_out::CopySummary {
+                dest: PathBuf::from("/store"),
+                copied: vec![PathBuf::from("/store/Documents"), PathBuf::from("/store/notes.txt")],
+                files: 14, dirs: 3, symlinks: 1, skipped: 0, bytes: 48_023_552, seconds: 9.5,
+            })),
+            error: None,
+        }));
+    });
+    browse_copy_failed => with(copying(), |m| {
+        let e = crate::Error::Read {
+            path: PathBuf::from("/run/lifeboat/lifeboat-browse-42-0/p2/home/ann/Documents/thesis-v2.odt"),
+            offset: 1 << 20, len: 1 << 20,
+            source: std::io::Error::from_raw_os_error(libc::EIO),
+        };
+        update(m, Msg::Job(Event::Finished {
+            ok: false, summary: None,
+            error: Some(crate::jobs::JobError::new(std::sync::Arc::new(e))),
+        }));
+    });
     home_screen => home();
     help => with(home(), |m| m.help = true);
     scan_error_and_no_disks => with(Model::default(), |m| {

@@ -7,7 +7,7 @@
 
 use super::app::{typing, Ask, Failure, Model, Screen};
 use super::screens::progress::JobKind;
-use super::screens::{clone, done, home, image, progress, restore, storage, verify};
+use super::screens::{browse, clone, done, home, image, progress, restore, storage, verify};
 use super::widgets::{bold, boxed, dim, failure_lines, Keys};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -38,6 +38,7 @@ pub fn view(model: &Model, f: &mut Frame) {
         Screen::Verify { cursor } => verify::draw(model, *cursor, f, body),
         Screen::Running(r) => progress::draw(model, r, f, body),
         Screen::Done(d) => done::draw(d, f, body),
+        Screen::Browse => browse::draw(model, f, body),
     }
     f.render_widget(Paragraph::new(status_line(model)), status);
     f.render_widget(Paragraph::new(footer), footer_area);
@@ -72,6 +73,7 @@ fn screen_title(model: &Model) -> &'static str {
         Screen::Verify { .. } => verify::TITLE,
         Screen::Running(_) => progress::TITLE,
         Screen::Done(d) => done::title(d),
+        Screen::Browse => browse::title(model.browse.as_ref()),
     }
 }
 
@@ -115,6 +117,7 @@ fn status_line(model: &Model) -> Line<'static> {
         Screen::Clone(w) => clone::status(w),
         Screen::Running(_) => progress::STATUS,
         Screen::Done(_) => "",
+        Screen::Browse => browse::status(model.browse.as_ref()),
     };
     Line::styled(format!(" {text}"), dim())
 }
@@ -144,7 +147,8 @@ fn footer_keys(model: &Model) -> Keys {
         Screen::Clone(w) => clone::footer(w),
         Screen::Verify { .. } => verify::footer(),
         Screen::Running(r) => progress::footer(r),
-        Screen::Done(_) => done::footer(),
+        Screen::Done(_) => done::footer(model),
+        Screen::Browse => browse::footer(model.browse.as_ref()),
     };
     if !typing(model) && !matches!(model.screen, Screen::Running(_)) {
         k.push(("?", "help"));
@@ -237,6 +241,9 @@ fn draw_ask(model: &Model, a: Ask, f: &mut Frame, area: Rect) {
                 (Some(JobKind::Image), _) => {
                     "The unfinished image file is deleted; the disk was only read.".into()
                 }
+                (Some(JobKind::CopyOut), _) => {
+                    "Everything copied so far is removed again; the image is only read.".into()
+                }
                 _ => "Nothing is changed: the image stays as it is, unchecked.".into(),
             }));
             v.push(Line::raw(""));
@@ -272,6 +279,7 @@ fn help_text(model: &Model) -> Vec<&'static str> {
         Screen::Restore(_) => restore::help(),
         Screen::Clone(_) => clone::help(),
         Screen::Verify { .. } => verify::HELP.to_vec(),
+        Screen::Browse => browse::help(model.browse.as_ref()),
         Screen::Running(_) | Screen::Done(_) => vec![],
     };
     v.extend([

@@ -1,6 +1,7 @@
 //! The result of a job that ended: its summary, or why it failed or that it was cancelled
 //! (with what to do), and its warnings. Enter goes back to the disks, scanned again.
 
+use super::progress::JobKind;
 use crate::jobs::Phase;
 use crate::tui::app::{Cmd, Failure, Model, Screen};
 use crate::tui::widgets::{bold, clock, failure_lines, Keys};
@@ -24,6 +25,8 @@ pub struct Done {
     pub warnings: Vec<String>,
     /// Seconds it took.
     pub seconds: f64,
+    /// What ran.
+    pub kind: JobKind,
 }
 
 /// The title.
@@ -36,8 +39,12 @@ pub(crate) fn title(d: &Done) -> &'static str {
 }
 
 /// The footer.
-pub(crate) fn footer() -> Keys {
-    vec![("Enter", "back to the disks")]
+pub(crate) fn footer(model: &Model) -> Keys {
+    if model.browse.as_ref().is_some_and(|b| b.copying) {
+        vec![("Enter", "back to the folder")]
+    } else {
+        vec![("Enter", "back to the disks")]
+    }
 }
 
 /// The running job ended: its summary in lines and seconds, or why it failed. Shows the
@@ -68,12 +75,16 @@ pub(crate) fn finish(model: &mut Model, r: Result<(Vec<String>, f64), Failure>) 
         failure,
         warnings: run.warnings.clone(),
         seconds,
+        kind: run.kind,
     });
 }
 
 /// A key on the result screen: Enter or Esc go back to the disks and scan them again.
 pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
     if matches!(k.code, KeyCode::Enter | KeyCode::Esc) {
+        if super::browse::back_from_done(model) {
+            return None; // a copy out of an image: back to its folder
+        }
         model.screen = Screen::Home;
         if model.scanning {
             return None;
@@ -90,7 +101,15 @@ pub(crate) fn draw(d: &Done, f: &mut Frame, area: Rect) {
     let (title, colour) = match &d.failure {
         None => {
             lines.push(Line::styled(
-                format!("Done in {}. Everything was checked.", clock(d.seconds)),
+                if d.kind == JobKind::CopyOut {
+                    // what is checked: every byte read from the image against its hash
+                    format!(
+                        "Done in {}. Every byte was checked against the image's hashes as it was read.",
+                        clock(d.seconds)
+                    )
+                } else {
+                    format!("Done in {}. Everything was checked.", clock(d.seconds))
+                },
                 Style::default()
                     .fg(Color::Green)
                     .add_modifier(Modifier::BOLD),

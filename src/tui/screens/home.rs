@@ -22,13 +22,14 @@ pub(crate) const DETAILS_TITLE: &str = "disk details";
 /// Home's and Details' status line.
 pub(crate) const STATUS: &str = WRITES_NOTHING;
 /// Home's and Details' help.
-pub(crate) const HELP: [&str; 10] = [
+pub(crate) const HELP: [&str; 11] = [
     "This screen lists every disk. Nothing is written from here.",
     "",
     "i  make an image of a disk into the storage",
     "r  restore an image onto a disk (erases that disk)",
     "c  clone one disk onto another (erases the second)",
     "v  verify an image: re-read it and check every hash",
+    "o  browse an image: copy single files out of it, without restoring",
     "s  choose the storage: a USB drive or partition for images",
     "Enter  everything known about the highlighted disk",
     "F5  look for disks again (after plugging one in)",
@@ -44,6 +45,7 @@ pub(crate) fn footer(model: &Model) -> Keys {
         ("r", "restore"),
         ("c", "clone"),
         ("v", "verify"),
+        ("o", "browse"),
         ("s", "storage"),
         ("F5", "rescan"),
         ("x", "shell"),
@@ -90,6 +92,10 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
         }
         KeyCode::Char('v') => {
             open(model, Action::Verify);
+            None
+        }
+        KeyCode::Char('o') => {
+            open(model, Action::Browse);
             None
         }
         KeyCode::Char('c') => {

@@ -6,6 +6,7 @@
 //! Here: what several screens share, which disks may be offered as a source or a target, the
 //! short name typed to confirm an erase, and the cursor keys of every list.
 
+pub mod browse;
 pub mod clone;
 pub mod done;
 pub mod home;

@@ -51,6 +51,8 @@ pub enum JobKind {
     Clone,
     /// Only reads an image.
     Verify,
+    /// Copies files out of a mounted image into a folder.
+    CopyOut,
 }
 
 /// The title.
