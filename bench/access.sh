@@ -100,7 +100,11 @@ for r in $(seq 1 "$runs"); do
   t0=$(now)
   cat "$m/p2/$large" > /dev/null
   seq_mbs+=("$(echo "$large_bytes / ($(now) - $t0) / 1000000" | bc -l)")
-  pid=$(pgrep -n -f -- "mount --foreground.*$m" || pgrep -n -f -- "$m" || true)
+  # the server's pid, from the state file `lifeboat mount` keeps for umount
+  pid=$(python3 -c 'import glob, json, sys
+for f in glob.glob("/run/lifeboat/mounts/*.json"):
+    d = json.load(open(f))
+    if d.get("dir") == sys.argv[1]: print(d["pid"])' "$m")
   rss+=("$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)")
   "$lb" umount "$m"
 
@@ -114,6 +118,7 @@ for r in $(seq 1 "$runs"); do
 done
 
 med() { printf '%s\n' "$@" | median; }
+list() { printf '%.4f\n' "$@" | paste -sd, -; }
 LB=$(med "${lb_small[@]}"); PC=$(med "${pc_small[@]}"); LS=$(med "${first_ls[@]}")
 SEQ=$(med "${seq_mbs[@]}"); RES=$(med "${restore_mbs[@]}"); VER=$(med "${verify_mbs[@]}")
 RSS=$(med "${rss[@]}")
@@ -128,9 +133,9 @@ printf '| peak RSS of the mount server (MiB) | %.0f | cache limit %s MiB | |\n' 
 python3 - "$repo/bench/results/access-LATEST.json" <<EOF
 import json, sys
 json.dump({"disk": "$disk", "runs": $runs, "small_file": "$small", "large_file": "$large",
-  "large_bytes": $large_bytes, "lifeboat_small_s": [${lb_small[*]// /,}],
-  "partclone_small_s": [${pc_small[*]// /,}], "first_ls_s": [${first_ls[*]// /,}],
-  "seq_mb_s": [${seq_mbs[*]// /,}], "restore_mb_s": [${restore_mbs[*]// /,}],
-  "verify_mb_s": [${verify_mbs[*]// /,}], "server_vmhwm_kib": [${rss[*]// /,}],
+  "large_bytes": $large_bytes, "lifeboat_small_s": [$(list "${lb_small[@]}")],
+  "partclone_small_s": [$(list "${pc_small[@]}")], "first_ls_s": [$(list "${first_ls[@]}")],
+  "seq_mb_s": [$(list "${seq_mbs[@]}")], "restore_mb_s": [$(list "${restore_mbs[@]}")],
+  "verify_mb_s": [$(list "${verify_mbs[@]}")], "server_vmhwm_kib": [$(list "${rss[@]}")],
   "cache_mib": $cache_mib}, open(sys.argv[1], "w"), indent=1)
 EOF

@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::image::{Chain, Codec, FrameRead, Located};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Decoded frames kept by default: 256 MiB.
 pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
@@ -38,28 +39,45 @@ struct Cache {
     frames: HashMap<FrameKey, Entry>,
     bytes: u64,
     clock: u64,
+    /// Frames being decoded now: a second reader waits for the first instead of decoding
+    /// the same frame again (FUSE and NBD serve several requests of one frame at once).
+    pending: HashSet<FrameKey>,
     /// Leaf records whose content is bad, with the error's text.
     bad: HashMap<usize, String>,
     /// Zero-record lengths whose hash was checked (all-zero content of that length).
     zero_ok: HashSet<(u32, [u8; 32])>,
+    /// Where the last read ended, to tell a sequential reader.
+    last_end: u64,
 }
 
-/// Any chain member as a read-only [`BlockDev`] of the source disk's size.
-pub struct ImageSource {
+/// What the readers and the read-ahead thread share.
+struct Inner {
     chain: Chain,
-    geometry: Geometry,
     path: PathBuf,
     limit: u64,
     cache: Mutex<Cache>,
+    /// Signalled when a pending frame is done (decoded or failed).
+    ready: Condvar,
     warn: Mutex<Option<WarnSink>>,
+}
+
+/// Any chain member as a read-only [`BlockDev`] of the source disk's size.
+///
+/// A sequential reader (a read that starts where the previous one ended, give or take a
+/// frame) gets the next frame decoded ahead on a second thread, so decoding overlaps with the
+/// reader's own work.
+pub struct ImageSource {
+    inner: Arc<Inner>,
+    geometry: Geometry,
+    ahead: Option<SyncSender<usize>>,
 }
 
 impl std::fmt::Debug for ImageSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ImageSource")
-            .field("path", &self.path)
+            .field("path", &self.inner.path)
             .field("geometry", &self.geometry)
-            .field("limit", &self.limit)
+            .field("limit", &self.inner.limit)
             .finish_non_exhaustive()
     }
 }
@@ -74,36 +92,58 @@ impl ImageSource {
     /// A source over an open chain.
     pub fn from_chain(chain: Chain, cache_bytes: u64) -> Self {
         let h = chain.leaf().header();
-        ImageSource {
-            geometry: Geometry::new(h.source_size, h.sector_size),
+        let geometry = Geometry::new(h.source_size, h.sector_size);
+        let inner = Arc::new(Inner {
             path: chain.leaf().path().to_path_buf(),
             chain,
             limit: cache_bytes,
             cache: Mutex::new(Cache::default()),
+            ready: Condvar::new(),
             warn: Mutex::new(None),
+        });
+        // read-ahead: one frame at a time, on one thread that ends when the source is dropped
+        let (tx, rx) = std::sync::mpsc::sync_channel::<usize>(2);
+        let worker = inner.clone();
+        let ahead = std::thread::Builder::new()
+            .name("lifeboat-readahead".into())
+            .spawn(move || {
+                while let Ok(i) = rx.recv() {
+                    if let Ok(l) = worker.chain.locate(i) {
+                        // failures are reported when (and if) a reader needs the frame
+                        let _ = worker.frame(i, &l, false);
+                    }
+                }
+            })
+            .ok()
+            .map(|_| tx);
+        ImageSource {
+            inner,
+            geometry,
+            ahead,
         }
     }
 
     /// The chain being read (metadata, links).
     pub fn chain(&self) -> &Chain {
-        &self.chain
+        &self.inner.chain
     }
 
     /// Sends each damaged chunk's message, once per chunk, to `sink`.
     pub fn on_warning(&self, sink: impl Fn(&str) + Send + Sync + 'static) {
-        if let Ok(mut w) = self.warn.lock() {
+        if let Ok(mut w) = self.inner.warn.lock() {
             *w = Some(Arc::new(sink));
         }
     }
 
     /// Bytes of decoded frames held now (never more than the limit plus one frame).
     pub fn cached_bytes(&self) -> u64 {
-        self.lock().map(|c| c.bytes).unwrap_or(0)
+        self.inner.lock().map(|c| c.bytes).unwrap_or(0)
     }
 
     /// Leaf records found damaged so far: (record number, message).
     pub fn damaged(&self) -> Vec<(usize, String)> {
         let mut v: Vec<_> = self
+            .inner
             .lock()
             .map(|c| c.bad.iter().map(|(i, m)| (*i, m.clone())).collect())
             .unwrap_or_default();
@@ -111,6 +151,38 @@ impl ImageSource {
         v
     }
 
+    /// After a read that ended in leaf record `last`: when the reader is sequential, asks the
+    /// read-ahead thread for the next frame that is neither cached nor being decoded.
+    fn read_ahead(&self, offset: u64, end: u64, last: usize) {
+        let Some(tx) = &self.ahead else { return };
+        let Ok(mut c) = self.inner.lock() else { return };
+        let prev = std::mem::replace(&mut c.last_end, end);
+        let near = u64::from(crate::image::format::MAX_CHUNK_RAW);
+        if offset < prev.saturating_sub(near) || offset > prev.saturating_add(near) {
+            return;
+        }
+        let records = self.inner.chain.leaf().records();
+        let Ok(cur) = self.inner.chain.locate(last) else { return };
+        let cur = (cur.member, cur.record.file_offset);
+        for j in last + 1..(last + 64).min(records.len()) {
+            let Ok(l) = self.inner.chain.locate(j) else { return };
+            if l.record.codec == Codec::Zero {
+                continue;
+            }
+            let key = (l.member, l.record.file_offset);
+            if key == cur {
+                continue;
+            }
+            if !c.frames.contains_key(&key) && !c.pending.contains(&key) {
+                drop(c);
+                let _ = tx.try_send(j);
+            }
+            return;
+        }
+    }
+}
+
+impl Inner {
     fn lock(&self) -> Result<MutexGuard<'_, Cache>> {
         self.cache
             .lock()
@@ -137,12 +209,13 @@ impl ImageSource {
         err
     }
 
-    /// The verified bytes of leaf record `i` (located at `l`), through the cache.
-    fn record(&self, i: usize, l: &Located) -> Result<Arc<Vec<u8>>> {
+    /// The decoded frame holding leaf record `i` (located at `l`): from the cache, from the
+    /// reader already decoding it, or decoded here. `mark`: a failure marks the record
+    /// damaged and is reported (readers), or is only returned (read-ahead).
+    fn frame(&self, i: usize, l: &Located, mark: bool) -> Result<Arc<Vec<u8>>> {
         let key = (l.member, l.record.file_offset);
-        let part = (l.record.frame_offset, l.record.raw_len);
-        {
-            let mut c = self.lock()?;
+        let mut c = self.lock()?;
+        loop {
             if let Some(msg) = c.bad.get(&i) {
                 return Err(self.bad_record(l, msg.clone()));
             }
@@ -150,47 +223,78 @@ impl ImageSource {
             let now = c.clock;
             if let Some(e) = c.frames.get_mut(&key) {
                 e.used = now;
-                if e.verified.contains(&part) {
-                    return Ok(e.frame.clone());
-                }
+                return Ok(e.frame.clone());
             }
+            if !c.pending.contains(&key) {
+                break;
+            }
+            c = self
+                .ready
+                .wait(c)
+                .map_err(|_| Error::Unsupported("image cache poisoned".into()))?;
         }
+        c.pending.insert(key);
+        drop(c);
         // decode outside the lock: other readers go on meanwhile
         let fr = FrameRead {
             member: l.member,
             parts: vec![(i, *l)],
         };
-        let cached = self.lock()?.frames.get(&key).map(|e| e.frame.clone());
-        let frame = match cached {
-            Some(f) => f,
-            None => {
-                let mut stored = Vec::new();
-                let mut frame = Vec::new();
-                self.chain
-                    .read(&fr, &mut stored)
-                    .and_then(|()| self.chain.decode(&fr, &stored, &mut frame))
-                    .map_err(|e| self.fail(i, e))?;
-                Arc::new(frame)
-            }
+        let mut stored = Vec::new();
+        let mut frame = Vec::new();
+        let r = self
+            .chain
+            .read(&fr, &mut stored)
+            .and_then(|()| self.chain.decode(&fr, &stored, &mut frame));
+        let mut c = self.lock()?;
+        c.pending.remove(&key);
+        self.ready.notify_all();
+        if let Err(e) = r {
+            drop(c);
+            return Err(if mark { self.fail(i, e) } else { e });
+        }
+        let frame = Arc::new(frame);
+        c.clock += 1;
+        let used = c.clock;
+        c.bytes += frame.len() as u64;
+        c.frames.insert(
+            key,
+            Entry {
+                frame: frame.clone(),
+                verified: HashSet::new(),
+                used,
+            },
+        );
+        self.evict(&mut c, key);
+        Ok(frame)
+    }
+
+    /// The verified bytes' frame of leaf record `i` (located at `l`), through the cache: the
+    /// record's hash is checked the first time it is served from a decoded frame.
+    fn record(&self, i: usize, l: &Located) -> Result<Arc<Vec<u8>>> {
+        let key = (l.member, l.record.file_offset);
+        let part = (l.record.frame_offset, l.record.raw_len);
+        let frame = self.frame(i, l, true)?;
+        let checked = self
+            .lock()?
+            .frames
+            .get(&key)
+            .is_some_and(|e| Arc::ptr_eq(&e.frame, &frame) && e.verified.contains(&part));
+        if checked {
+            return Ok(frame);
+        }
+        let fr = FrameRead {
+            member: l.member,
+            parts: vec![(i, *l)],
         };
         self.chain
             .part(&fr, 0, &frame)
             .map_err(|e| self.fail(i, e))?;
-        let mut c = self.lock()?;
-        c.clock += 1;
-        let now = c.clock;
-        let len = frame.len() as u64;
-        let entry = c.frames.entry(key).or_insert_with(|| Entry {
-            frame: frame.clone(),
-            verified: HashSet::new(),
-            used: now,
-        });
-        entry.verified.insert(part);
-        let fresh = Arc::ptr_eq(&entry.frame, &frame) && entry.verified.len() == 1;
-        if fresh {
-            c.bytes += len;
+        if let Some(e) = self.lock()?.frames.get_mut(&key) {
+            if Arc::ptr_eq(&e.frame, &frame) {
+                e.verified.insert(part);
+            }
         }
-        self.evict(&mut c, key);
         Ok(frame)
     }
 
@@ -255,14 +359,16 @@ impl BlockDev for ImageSource {
     }
 
     fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        check_range(&self.path, offset, buf.len(), self.geometry.size_bytes)?;
+        check_range(&self.inner.path, offset, buf.len(), self.geometry.size_bytes)?;
         buf.fill(0);
         let end = offset + buf.len() as u64;
-        let records = self.chain.leaf().records();
+        let inner = &*self.inner;
+        let records = inner.chain.leaf().records();
+        let mut last = None;
         let mut i = records.partition_point(|r| r.disk_offset + u64::from(r.raw_len) <= offset);
         while let Some(r) = records.get(i) {
             if r.disk_offset >= end {
@@ -270,11 +376,12 @@ impl BlockDev for ImageSource {
             }
             let from = offset.max(r.disk_offset);
             let to = end.min(r.disk_offset + u64::from(r.raw_len));
-            let l = self.chain.locate(i)?;
+            let l = inner.chain.locate(i)?;
             if l.record.codec == Codec::Zero {
-                self.check_zero(i, &l)?;
+                inner.check_zero(i, &l)?;
             } else {
-                let frame = self.record(i, &l)?;
+                let frame = inner.record(i, &l)?;
+                last = Some(i);
                 let start = l.record.frame_offset as usize;
                 let src = frame
                     .get(
@@ -286,12 +393,15 @@ impl BlockDev for ImageSource {
             }
             i += 1;
         }
+        if let Some(last) = last {
+            self.read_ahead(offset, end, last);
+        }
         Ok(())
     }
 
     fn write_at(&self, _buf: &[u8], _offset: u64) -> Result<()> {
         Err(Error::ReadOnly {
-            path: self.path.clone(),
+            path: self.inner.path.clone(),
         })
     }
 

@@ -28,10 +28,10 @@ pub struct MountArgs {
     pub rw: bool,
     /// Memory the --rw overlay may hold, in MiB (writes beyond it fail with "no space").
     #[arg(long, value_name = "MIB", default_value_t = crate::access::DEFAULT_MEMORY_LIMIT >> 20)]
-    pub overlay_limit: u64,
+    pub overlay_limit_mib: u64,
     /// Decoded image data kept in memory, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = crate::access::DEFAULT_CACHE_BYTES >> 20)]
-    pub cache: u64,
+    pub cache_mib: u64,
     /// Also look for ancestors in DIR (repeatable; the image's folder comes first).
     #[arg(long, value_name = "DIR")]
     pub search: Vec<PathBuf>,
@@ -57,8 +57,8 @@ impl From<&MountArgs> for MountOptions {
     fn from(a: &MountArgs) -> Self {
         MountOptions {
             read_write: a.rw,
-            cache_bytes: a.cache << 20,
-            overlay_limit: a.overlay_limit << 20,
+            cache_bytes: a.cache_mib << 20,
+            overlay_limit: a.overlay_limit_mib << 20,
             search: a.search.clone(),
         }
     }
@@ -82,10 +82,10 @@ pub fn mount(a: &MountArgs) -> anyhow::Result<super::Exit> {
         .arg(&dir)
         .arg("--foreground")
         .arg("--server")
-        .arg("--cache")
-        .arg(a.cache.to_string())
-        .arg("--overlay-limit")
-        .arg(a.overlay_limit.to_string());
+        .arg("--cache-mib")
+        .arg(a.cache_mib.to_string())
+        .arg("--overlay-limit-mib")
+        .arg(a.overlay_limit_mib.to_string());
     if a.rw {
         cmd.arg("--rw");
     }
