@@ -824,10 +824,10 @@ fn unattended_round_trip_standard_exfat() {
 }
 
 /// Standard flavour, NTFS store: written through ntfs-3g (FUSE), which must have flushed and
-/// unmounted cleanly before the power-off.
+/// unmounted cleanly before the power-off; then two files are copied out of the image (`get`).
 #[test]
 fn unattended_round_trip_standard_ntfs() {
-    round_trip("unattended-standard-ntfs", "standard", "ntfs", false, false);
+    round_trip("unattended-standard-ntfs", "standard", "ntfs", false, true);
 }
 
 /// Mini flavour, NTFS store through the kernel's ntfs3, restored with --grow-last; then two
