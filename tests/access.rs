@@ -196,3 +196,34 @@ fn an_overlay_over_an_image_takes_writes_and_leaves_the_file_alone() {
     }
     assert_eq!(blake3::hash(&std::fs::read(img).unwrap()), before);
 }
+
+#[test]
+fn many_readers_at_once_get_the_right_bytes_and_wait_for_each_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let states = chain(tmp.path());
+    let (img, want) = &states[2];
+    // a cache of one frame: readers keep evicting each other and the read-ahead's frames
+    let src = Arc::new(ImageSource::open(img, &[], 1).unwrap());
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let src = src.clone();
+            s.spawn(move || {
+                let mut x = t + 1;
+                for k in 0..60 {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    // half the threads read sequentially (read-ahead), half at random
+                    let off = if t % 2 == 0 {
+                        (k * 131_072 + t as usize * MIB) % (DISK - 131_072)
+                    } else {
+                        (x >> 20) as usize % (DISK - 131_072)
+                    };
+                    let got = read(&*src, off, 131_072).unwrap();
+                    assert!(got == want[off..off + 131_072], "thread {t} at {off}");
+                }
+            });
+        }
+    });
+    assert!(src.damaged().is_empty());
+    // dropping the source ends its read-ahead thread (the test would hang otherwise)
+    drop(src);
+}

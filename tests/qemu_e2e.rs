@@ -740,7 +740,11 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool, get: bool) 
     let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
     assert_eq!(result["ok"], true, "{result}\n{}", vm.tail());
     let jobs_run = if get { 4 } else { 3 };
-    assert_eq!(result["jobs"].as_array().unwrap().len(), jobs_run, "{result}");
+    assert_eq!(
+        result["jobs"].as_array().unwrap().len(),
+        jobs_run,
+        "{result}"
+    );
     // PID 1 read each command's typed result, not its stderr
     let jobs = &result["jobs"];
     assert_eq!(jobs[0]["summary"]["job"], "image", "{result}");
@@ -820,7 +824,13 @@ fn check_got(dir: &Path) {
 /// Standard flavour, exFAT store (the kernel's exfat module), restored with --grow-last.
 #[test]
 fn unattended_round_trip_standard_exfat() {
-    round_trip("unattended-standard-exfat", "standard", "exfat", true, false);
+    round_trip(
+        "unattended-standard-exfat",
+        "standard",
+        "exfat",
+        true,
+        false,
+    );
 }
 
 /// Standard flavour, NTFS store: written through ntfs-3g (FUSE), which must have flushed and
@@ -838,15 +848,18 @@ fn unattended_round_trip_mini_ntfs() {
 }
 
 /// Moves the menu's highlight (the row that starts with `>`) down with `j` until it is on a
-/// row containing `needle`; `menu` is where the menu started drawing.
+/// row containing `needle`, and back up with `k` once the list's end is reached (the first
+/// look may have seen the screen before the highlight was drawn); `menu` is where the menu
+/// started drawing.
 fn select_row(vm: &mut Vm, menu: usize, needle: &str) {
-    for _ in 0..12 {
+    let mut key = "j";
+    for _ in 0..24 {
         let screen = emulate(&vm.text()[menu..]);
         let lit = screen.lines().find(|l| l.contains("│>")).unwrap_or("");
         if lit.contains(needle) {
             return;
         }
-        vm.keys("j");
+        vm.keys(key);
         let t = Instant::now();
         while emulate(&vm.text()[menu..])
             .lines()
@@ -855,6 +868,9 @@ fn select_row(vm: &mut Vm, menu: usize, needle: &str) {
             && t.elapsed() < Duration::from_secs(5)
         {
             std::thread::sleep(Duration::from_millis(100));
+        }
+        if t.elapsed() >= Duration::from_secs(5) {
+            key = "k";
         }
     }
     panic!(
@@ -867,8 +883,9 @@ fn select_row(vm: &mut Vm, menu: usize, needle: &str) {
 /// What someone at the keyboard does: boot the mini kernel with a disk, an exFAT drive and a
 /// blank larger disk; in the menu on the serial line choose the drive as the storage, image
 /// the disk, restore the image onto the blank disk with its last partition grown (typing the
-/// disk's name to confirm), and power off. The host then checks the restored files, the grown
-/// partition and the storage.
+/// disk's name to confirm), copy one file out of the image with "Browse an image", and power
+/// off. The host then checks the restored files, the grown partition, the storage and the
+/// copied file.
 #[test]
 fn menu_image_and_restore_mini() {
     let kernel = "out/mini";
@@ -957,6 +974,41 @@ fn menu_image_and_restore_mini() {
         menu,
         short,
     );
+    // one file out of the image on the storage, without restoring it: Browse an image
+    vm.keys("o");
+    vm.wait_screen("Which image do you want to browse?", menu, short);
+    vm.wait_screen("full", menu, short);
+    vm.keys("\r");
+    vm.wait_screen("can be opened", menu, long);
+    select_row(&mut vm, menu, "p2 ");
+    vm.keys("\r");
+    vm.wait_screen("p2:/", menu, short);
+    select_row(&mut vm, menu, "etc/");
+    vm.keys("\r");
+    vm.wait_screen("p2:/etc", menu, short);
+    select_row(&mut vm, menu, "hostname");
+    vm.keys(" ");
+    vm.wait_screen("1 selected: 1 file", menu, short);
+    vm.keys("c");
+    vm.wait_screen("Where should the copies go?", menu, short);
+    select_row(&mut vm, menu, "/store ");
+    vm.keys("\r");
+    vm.wait_screen("Check, then copy", menu, long);
+    vm.keys("\r");
+    vm.wait_screen("Copied 1 file", menu, long);
+    vm.keys("\r");
+    vm.wait_screen("Nothing selected yet", menu, short);
+    // Esc (alone on the line) back out: partitions, image list (the image is closed), home
+    vm.keys("\x1b");
+    vm.wait_screen("Partitions of", menu, short);
+    vm.keys("\x1b");
+    vm.wait_screen("Which image do you want to browse?", menu, short);
+    vm.keys("\x1b");
+    vm.wait_screen(
+        "Nothing is written to any disk from this screen",
+        menu,
+        short,
+    );
     vm.keys("p");
     let (asked, _) = vm.wait_screen("Power off this computer?", menu, short);
     vm.keys("y");
@@ -979,6 +1031,25 @@ fn menu_image_and_restore_mini() {
         "partition not grown"
     );
     check_store(&store, "exfat", t.path());
+    // the file the browser copied is on the storage (exFAT, read here through exfat-fuse)
+    let part = t.path().join("store-after.img");
+    let dir = t.path().join("store-mnt");
+    std::fs::create_dir(&dir).unwrap();
+    // exfat-fuse wants a block device when run as root
+    let lo = sh(&format!("losetup -f --show -r {}", part.display()));
+    let lo = lo.trim();
+    let mounted = std::process::Command::new("mount.exfat-fuse")
+        .args(["-o", "ro", lo])
+        .arg(&dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    let got = std::fs::read_to_string(dir.join("hostname"));
+    if mounted {
+        sh(&format!("umount {}", dir.display()));
+    }
+    sh(&format!("losetup -d {lo}"));
+    assert!(mounted, "exfat-fuse could not mount the storage");
+    assert_eq!(got.unwrap(), "lifeboat-demo\n");
 }
 
 #[test]

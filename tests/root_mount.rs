@@ -435,6 +435,27 @@ fn chain_members_mount_with_their_files_and_leave_nothing() {
         );
         assert!(!dir.join("p1/small.txt").exists());
         assert!(dir.join("p3/made-rw.txt").exists());
+        // mkfs on an exported partition: a new ext4 over p1's raw file, written only into
+        // the overlay, mounted and used
+        sh(&format!("umount {}", dir.join("p1").display()));
+        sh(&format!(
+            "mkfs.ext4 -q -F -L fresh {}",
+            dir.join("raw/p1").display()
+        ));
+        let fresh = t.join("fresh");
+        std::fs::create_dir_all(&fresh).unwrap();
+        sh(&format!(
+            "mount -o loop {} {}",
+            dir.join("raw/p1").display(),
+            fresh.display()
+        ));
+        std::fs::write(fresh.join("on-new-fs.txt"), "new\n").unwrap();
+        sh(&format!("umount {}", fresh.display()));
+        let label = sh(&format!(
+            "blkid -o value -s LABEL {}",
+            dir.join("raw/p1").display()
+        ));
+        assert_eq!(label.trim(), "fresh");
         ok(&["umount", p(&dir)]);
         assert_no_leftovers(&dir);
     }
@@ -445,6 +466,28 @@ fn chain_members_mount_with_their_files_and_leave_nothing() {
         mount(&full, &dir, &[]);
         assert!(dir.join("p1/small.txt").exists() && !dir.join("p1/made-rw.txt").exists());
         ok(&["umount", p(&dir)]);
+    }
+
+    // a busy filesystem (a program's current folder) is refused by umount, naming it, and
+    // stays mounted and whole; once the program is gone, umount works
+    {
+        let _guard = Mounted(dir.clone());
+        mount(&full, &dir, &[]);
+        let mut holder = std::process::Command::new("sleep")
+            .arg("60")
+            .current_dir(dir.join("p1/docs"))
+            .spawn()
+            .unwrap();
+        let o = lifeboat(&["umount", p(&dir)]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        let _ = holder.kill();
+        let _ = holder.wait();
+        assert!(!o.status.success(), "umount of a busy mount succeeded");
+        assert!(err.contains("busy") && err.contains("p1"), "{err}");
+        assert!(dir.join("p1/small.txt").exists(), "p1 was unmounted anyway");
+        assert!(dir.join("raw/disk").exists(), "the raw files went away");
+        ok(&["umount", p(&dir)]);
+        assert_no_leftovers(&dir);
     }
 
     // SIGTERM to the server removes everything

@@ -197,7 +197,10 @@ impl fuser::Filesystem for RawFs {
             return reply.error(Errno::EROFS);
         }
         let len = f.dev.len();
-        if offset >= len && !data.is_empty() {
+        if data.is_empty() {
+            return reply.written(0);
+        }
+        if offset >= len {
             return reply.error(Errno::ENOSPC);
         }
         let n = (len - offset).min(data.len() as u64) as usize;

@@ -48,7 +48,7 @@ pub struct MountOptions {
     pub read_write: bool,
     /// Bytes of decoded frames the image source keeps.
     pub cache_bytes: u64,
-    /// Bytes the overlay may hold (with `read_write`, and for journal replay).
+    /// Bytes the overlay of a `read_write` mount may hold.
     pub overlay_limit: u64,
     /// Folders to look for the image's ancestors in, after its own folder.
     pub search: Vec<PathBuf>,
@@ -378,8 +378,9 @@ impl MountSession {
                 })
             }
             FsKind::Exfat => kernel(self, "exfat", &[]).or_else(|k| {
+                // run as root, exfat-fuse wants a block device ("Block device required")
                 let ro = if rw { "rw" } else { "ro" };
-                self.helper_mount("mount.exfat-fuse", &["-o", ro], raw, target)
+                self.helper_mount_on_loop("mount.exfat-fuse", &["-o", ro], raw, target, rw, sector)
                     .map_err(|h| format!("{k}; {h}"))
             }),
             FsKind::Ntfs => {
@@ -427,7 +428,8 @@ impl MountSession {
                 Ok(format!("kernel {fstype}"))
             }
             Err(e) => {
-                let _ = loopdev::detach(&dev);
+                // the handle was the last holder: autoclear has detached the device already,
+                // and its number may belong to someone else by now, so never detach by path
                 self.state.loops.retain(|l| l != &dev);
                 let why = match e {
                     nix::errno::Errno::ENODEV => "the kernel has no such driver".to_string(),
@@ -436,6 +438,30 @@ impl MountSession {
                 Err(format!("kernel {fstype}: {why}"))
             }
         }
+    }
+
+    /// A FUSE driver that needs a block device, on a loop device over `raw`. The driver holds
+    /// the device open while mounted; the device detaches itself when the driver closes it.
+    fn helper_mount_on_loop(
+        &mut self,
+        tool: &str,
+        args: &[&str],
+        raw: &Path,
+        target: &Path,
+        rw: bool,
+        sector: u32,
+    ) -> std::result::Result<String, String> {
+        ensure_node("/dev/loop-control", "loop");
+        let (dev, handle) =
+            loopdev::attach(raw, rw, sector).map_err(|e| crate::error::with_causes(&e))?;
+        self.state.loops.push(dev.clone());
+        let _ = self.save();
+        let r = self.helper_mount(tool, args, &dev, target);
+        drop(handle);
+        if r.is_err() {
+            self.state.loops.retain(|l| l != &dev);
+        }
+        r
     }
 
     /// A FUSE driver (`ntfs-3g`, `fusefat`…) on `raw`, which detaches once mounted.
@@ -590,6 +616,30 @@ fn teardown(state: &MountState, fuse: Option<fuser::BackgroundSession>) -> Resul
     }
 }
 
+/// Unmounts `path` if something is mounted there, retrying while busy for up to 2 s (a loop
+/// device being released); still busy, it stays mounted and the error says why.
+fn unmount_now(path: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while is_mountpoint(path) {
+        match umount2(path, MntFlags::empty()) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EBUSY) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(nix::errno::Errno::EBUSY) => {
+                return Err(Error::Busy {
+                    path: path.to_path_buf(),
+                    reason: "a program is using it (a shell's current folder or an open file); \
+                             close it and run lifeboat umount again"
+                        .into(),
+                })
+            }
+            Err(e) => return Err(Error::io("unmounting", path, e.into())),
+        }
+    }
+    Ok(())
+}
+
 /// Unmounts `path` if something is mounted there: normally, retrying while busy for up to
 /// 2 s (a loop device being released), then lazily (MNT_DETACH).
 fn unmount_path(path: &Path) -> Result<()> {
@@ -686,13 +736,19 @@ pub fn unmount(dir: &Path) -> Result<()> {
             reason: "no lifeboat mount here".into(),
         });
     };
+    if alive(&state) && state.pid == std::process::id() {
+        return Err(Error::Busy {
+            path: canon,
+            reason: "mounted by this process: close its session".into(),
+        });
+    }
+    // the filesystems first, each refused while in use (a shell's folder, an open file), so
+    // that a busy mount stays whole and usable instead of being detached half-way
+    for m in state.mounts.iter().rev() {
+        unmount_now(m)?;
+        kill_helpers(m);
+    }
     if alive(&state) {
-        if state.pid == std::process::id() {
-            return Err(Error::Busy {
-                path: canon,
-                reason: "mounted by this process: close its session".into(),
-            });
-        }
         let pid = nix::unistd::Pid::from_raw(state.pid as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + SERVER_GRACE;

@@ -379,7 +379,13 @@ impl Server {
                         std::thread::sleep(POLL);
                         continue;
                     }
-                    Err(e) => break Err(Error::io("accepting a client on", &self.local, e)),
+                    // out of descriptors or memory, a client gone before it was accepted:
+                    // the clients being served go on, and new ones are taken once it passes
+                    Err(e) => {
+                        opts.log(&format!("accepting a client: {e}"));
+                        std::thread::sleep(POLL);
+                        continue;
+                    }
                 };
                 let id = next.fetch_add(1, Ordering::SeqCst);
                 match conn.try_clone() {

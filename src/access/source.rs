@@ -70,6 +70,17 @@ pub struct ImageSource {
     inner: Arc<Inner>,
     geometry: Geometry,
     ahead: Option<SyncSender<usize>>,
+    worker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ImageSource {
+    fn drop(&mut self) {
+        // the read-ahead thread ends when its channel closes (after the frame it decodes)
+        self.ahead = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for ImageSource {
@@ -104,7 +115,7 @@ impl ImageSource {
         // read-ahead: one frame at a time, on one thread that ends when the source is dropped
         let (tx, rx) = std::sync::mpsc::sync_channel::<usize>(2);
         let worker = inner.clone();
-        let ahead = std::thread::Builder::new()
+        let worker = std::thread::Builder::new()
             .name("lifeboat-readahead".into())
             .spawn(move || {
                 while let Ok(i) = rx.recv() {
@@ -114,12 +125,12 @@ impl ImageSource {
                     }
                 }
             })
-            .ok()
-            .map(|_| tx);
+            .ok();
         ImageSource {
             inner,
             geometry,
-            ahead,
+            ahead: worker.as_ref().map(|_| tx),
+            worker,
         }
     }
 
@@ -162,10 +173,14 @@ impl ImageSource {
             return;
         }
         let records = self.inner.chain.leaf().records();
-        let Ok(cur) = self.inner.chain.locate(last) else { return };
+        let Ok(cur) = self.inner.chain.locate(last) else {
+            return;
+        };
         let cur = (cur.member, cur.record.file_offset);
         for j in last + 1..(last + 64).min(records.len()) {
-            let Ok(l) = self.inner.chain.locate(j) else { return };
+            let Ok(l) = self.inner.chain.locate(j) else {
+                return;
+            };
             if l.record.codec == Codec::Zero {
                 continue;
             }
@@ -179,6 +194,25 @@ impl ImageSource {
             }
             return;
         }
+    }
+}
+
+/// A frame being decoded; dropping it ends the wait of every reader of that frame.
+struct Pending<'a> {
+    inner: &'a Inner,
+    key: FrameKey,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let mut c = self
+            .inner
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.pending.remove(&self.key);
+        drop(c);
+        self.inner.ready.notify_all();
     }
 }
 
@@ -235,6 +269,9 @@ impl Inner {
         }
         c.pending.insert(key);
         drop(c);
+        // whatever happens below (an error, a panic), the key stops being pending and the
+        // readers waiting for it wake up
+        let _pending = Pending { inner: self, key };
         // decode outside the lock: other readers go on meanwhile
         let fr = FrameRead {
             member: l.member,
@@ -248,7 +285,6 @@ impl Inner {
             .and_then(|()| self.chain.decode(&fr, &stored, &mut frame));
         let mut c = self.lock()?;
         c.pending.remove(&key);
-        self.ready.notify_all();
         if let Err(e) = r {
             drop(c);
             return Err(if mark { self.fail(i, e) } else { e });
@@ -363,7 +399,12 @@ impl BlockDev for ImageSource {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        check_range(&self.inner.path, offset, buf.len(), self.geometry.size_bytes)?;
+        check_range(
+            &self.inner.path,
+            offset,
+            buf.len(),
+            self.geometry.size_bytes,
+        )?;
         buf.fill(0);
         let end = offset + buf.len() as u64;
         let inner = &*self.inner;

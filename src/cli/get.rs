@@ -39,6 +39,14 @@ pub(super) fn parse_part_path(s: &str) -> anyhow::Result<PartPath> {
     })
 }
 
+/// Fails with [`crate::Error::Cancelled`] (exit 130) once Ctrl-C or SIGTERM arrived.
+fn interrupted() -> anyhow::Result<()> {
+    if crate::init::sys::signalled() {
+        return Err(crate::Error::Cancelled.into());
+    }
+    Ok(())
+}
+
 /// An image mounted in a private folder; unmounted, and the folder removed, on drop.
 struct Mounted {
     session: Option<MountSession>,
@@ -123,7 +131,11 @@ pub fn get(a: &GetArgs) -> anyhow::Result<()> {
         .iter()
         .map(|s| parse_part_path(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // Ctrl-C or SIGTERM sets a flag instead of killing us with the image mounted: each step
+    // below checks it, and the mount is undone when `m` is dropped
+    crate::init::sys::catch_interrupts();
     let m = Mounted::open(&a.file, &a.search)?;
+    interrupted()?;
     let mut items = Vec::new();
     for w in &wanted {
         let (part, root) = m.part(&w.part)?;
@@ -140,6 +152,7 @@ pub fn get(a: &GetArgs) -> anyhow::Result<()> {
         dest: a.to.clone(),
     };
     let plan = copy_out::plan(&spec).context("checking what to copy")?;
+    interrupted()?;
     if !a.json {
         eprintln!(
             "copying {} file{}, {} folder{} and {} link{} ({}) into {} ({} free)",
@@ -199,7 +212,9 @@ fn entry_line(e: &copy_out::Entry) -> String {
 /// `lifeboat ls`.
 pub fn ls(a: &LsArgs) -> anyhow::Result<()> {
     let wanted = a.path.as_deref().map(parse_part_path).transpose()?;
+    crate::init::sys::catch_interrupts();
     let m = Mounted::open(&a.file, &a.search)?;
+    interrupted()?;
     match wanted {
         None => {
             let r = m.report()?;

@@ -76,9 +76,12 @@ pub fn mount(a: &MountArgs) -> anyhow::Result<super::Exit> {
     let log_path = mount::log_path(&dir);
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
+    let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg("mount")
-        .arg(&a.image)
+    // the server runs in / (as sshfs does), so it pins no filesystem the caller was in
+    cmd.current_dir("/")
+        .arg("mount")
+        .arg(abs(&a.image))
         .arg(&dir)
         .arg("--foreground")
         .arg("--server")
@@ -90,7 +93,7 @@ pub fn mount(a: &MountArgs) -> anyhow::Result<super::Exit> {
         cmd.arg("--rw");
     }
     for s in &a.search {
-        cmd.arg("--search").arg(s);
+        cmd.arg("--search").arg(abs(s));
     }
     let mut child = cmd
         .stdin(Stdio::null())
@@ -147,7 +150,8 @@ fn serve(a: &MountArgs) -> anyhow::Result<super::Exit> {
     stop.thread_block().context("blocking the stop signals")?;
     let opts = MountOptions::from(a);
     let session = MountSession::open_logged(&a.image, &a.dir, &opts, |m| {
-        eprintln!("{} lifeboat mount: {m}", stamp());
+        // the log (stderr) may be full or gone: a failed line must not stop a FUSE thread
+        let _ = writeln!(std::io::stderr(), "{} lifeboat mount: {m}", stamp());
     });
     let session = match session {
         Ok(s) => s,

@@ -31,7 +31,10 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
     crate::init::sys::catch_interrupts();
     let src = ImageSource::open(&a.file, &a.search, a.cache_mib.max(1) << 20)
         .with_context(|| format!("opening {}", a.file.display()))?;
-    src.on_warning(|m| eprintln!("lifeboat serve: {m}"));
+    // stderr may be a closed pipe: a failed log line must not stop a client's thread
+    src.on_warning(|m| {
+        let _ = writeln!(std::io::stderr(), "lifeboat serve: {m}");
+    });
     let name = match &a.name {
         Some(n) => n.clone(),
         None => a
@@ -95,7 +98,9 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
         }
         out.flush()?;
     }
-    let log: LogSink = Arc::new(|m: &str| eprintln!("lifeboat serve: {m}"));
+    let log: LogSink = Arc::new(|m: &str| {
+        let _ = writeln!(std::io::stderr(), "lifeboat serve: {m}");
+    });
     let opts = ServeOptions {
         name,
         writable,

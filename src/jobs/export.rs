@@ -196,6 +196,13 @@ pub fn run(plan: &ExportPlan, reporter: &Reporter, cancel: &CancelToken) -> Resu
         }
     }
     let tmp = partial_path(&plan.output);
+    // another export's (or the user's) file: never truncated, never removed
+    if std::fs::symlink_metadata(&tmp).is_ok() {
+        return Err(Error::Refused {
+            path: tmp,
+            reason: "it exists: another export may be writing it; remove it if none is".into(),
+        });
+    }
     let mut cleanup = Cleanup {
         path: tmp.clone(),
         dir: false,
@@ -206,8 +213,7 @@ pub fn run(plan: &ExportPlan, reporter: &Reporter, cancel: &CancelToken) -> Resu
             let file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .open(&tmp)
                 .map_err(|e| Error::io("creating", &tmp, e))?;
             file.set_len(disk_bytes)
@@ -218,7 +224,6 @@ pub fn run(plan: &ExportPlan, reporter: &Reporter, cancel: &CancelToken) -> Resu
             "every record's blake3 read back from the output".to_string()
         }
         other => {
-            let _ = std::fs::remove_file(&tmp);
             let src = ImageSource::from_chain(chain, plan.cache_bytes);
             convert(Arc::new(src), other, &tmp, disk_bytes, reporter, cancel)?;
             "qemu-img compare against the image".to_string()

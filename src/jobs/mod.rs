@@ -6,8 +6,8 @@
 
 pub mod chain;
 pub mod clone;
-pub mod export;
 pub mod copy_out;
+pub mod export;
 pub mod image;
 pub mod merge;
 pub mod restore;

@@ -10,8 +10,8 @@
 //! what they did.
 
 use super::clone::{self, ClonePlan, CloneSummary};
-use super::export::{self, ExportPlan, ExportSummary};
 use super::copy_out::{self, CopyPlan, CopySummary};
+use super::export::{self, ExportPlan, ExportSummary};
 use super::image::{self, ImagePlan, ImageSummary};
 use super::merge::{self, MergePlan, MergeSummary};
 use super::restore::{self, RestorePlan, RestoreSummary};
