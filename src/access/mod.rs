@@ -16,8 +16,9 @@ pub mod mount;
 pub mod nbd;
 mod overlay;
 mod source;
-mod window;
 
 pub use overlay::{Overlay, OverlayStore, DEFAULT_MEMORY_LIMIT, OVERLAY_BLOCK};
 pub use source::{ImageSource, DEFAULT_CACHE_BYTES};
-pub use window::Window;
+/// A partition of a shared device (an image), owning its reference so that a FUSE file or an
+/// export can keep it.
+pub type Window = crate::blockdev::Slice<std::sync::Arc<dyn crate::blockdev::BlockDev>>;

@@ -22,7 +22,7 @@
 //! FUSE mount, then the directories the session made, leaving `DIR` empty as it was.
 
 use super::fuse::{self, RawFile, RawFs, Sink};
-use super::window::Window;
+use super::Window;
 use super::{loopdev, ImageSource, Overlay, OverlayStore};
 use crate::blockdev::BlockDev;
 use crate::error::{Error, Result};

@@ -1,21 +1,41 @@
 //! [`Slice`]: a byte window of another device, e.g. one partition of a disk, seen as a device
 //! of its own. Offsets are relative to the window's start; nothing outside it can be touched.
+//! It borrows the device (`Slice<&dyn BlockDev>`, for a survey) or shares it
+//! (`Slice<Arc<dyn BlockDev>>`, for a partition file that outlives the code that made it).
 
 use super::{check_range, BlockDev, Geometry};
 use crate::error::Result;
+use std::ops::Deref;
 use std::path::Path;
 
-/// `len` bytes of `dev` starting at byte `start`.
-pub struct Slice<'a> {
-    dev: &'a dyn BlockDev,
+/// `len` bytes of the device `dev` points to, starting at byte `start`.
+#[derive(Clone)]
+pub struct Slice<D> {
+    dev: D,
     start: u64,
     len: u64,
 }
 
-impl<'a> Slice<'a> {
+impl<D: Deref> std::fmt::Debug for Slice<D>
+where
+    D::Target: BlockDev,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slice")
+            .field("dev", &self.dev.path())
+            .field("start", &self.start)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl<D: Deref> Slice<D>
+where
+    D::Target: BlockDev,
+{
     /// A window of `len` bytes at byte `start` of `dev`. The window is clamped to the device's
     /// end, so a partition entry that overruns the disk cannot cause reads past it.
-    pub fn new(dev: &'a dyn BlockDev, start: u64, len: u64) -> Self {
+    pub fn new(dev: D, start: u64, len: u64) -> Self {
         let size = dev.len();
         let start = start.min(size);
         let len = len.min(size - start);
@@ -28,7 +48,10 @@ impl<'a> Slice<'a> {
     }
 }
 
-impl BlockDev for Slice<'_> {
+impl<D: Deref + Send + Sync> BlockDev for Slice<D>
+where
+    D::Target: BlockDev,
+{
     fn geometry(&self) -> Geometry {
         Geometry {
             size_bytes: self.len,

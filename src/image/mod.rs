@@ -136,7 +136,7 @@ pub use dev::ImageDev;
 pub use format::{Codec, Footer, Header, Record};
 pub use meta::{CopyMethod, ImageKind, ImageMeta, Region, RegionKind};
 pub use reader::{ImageReader, VerifyReport};
-pub use writer::{hex, EncodedChunk, ImageWriter, WriteSummary};
+pub use writer::{hex, partial_path, EncodedChunk, ImageWriter, WriteSummary};
 
 /// What can be wrong with an image file. Offsets are file offsets unless named otherwise.
 #[derive(Debug, thiserror::Error)]

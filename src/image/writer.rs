@@ -76,7 +76,8 @@ pub struct ImageWriter {
     done: bool,
 }
 
-fn partial_path(path: &Path) -> PathBuf {
+/// `NAME.partial` beside `path`: where a file is written before it is renamed into place.
+pub fn partial_path(path: &Path) -> PathBuf {
     let mut name = path
         .file_name()
         .map(|n| n.to_os_string())

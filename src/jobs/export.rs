@@ -113,16 +113,6 @@ pub struct ExportSummary {
     pub verified: String,
 }
 
-/// `NAME.partial` beside `path`.
-fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".partial");
-    path.with_file_name(name)
-}
-
 /// Removes a path when dropped unless disarmed: the partial output, the private socket
 /// folder.
 struct Cleanup {
@@ -195,7 +185,7 @@ pub fn run(plan: &ExportPlan, reporter: &Reporter, cancel: &CancelToken) -> Resu
             data_bytes += u64::from(l.record.raw_len);
         }
     }
-    let tmp = partial_path(&plan.output);
+    let tmp = crate::image::partial_path(&plan.output);
     // another export's (or the user's) file: never truncated, never removed
     if std::fs::symlink_metadata(&tmp).is_ok() {
         return Err(Error::Refused {
@@ -361,34 +351,6 @@ fn verify_raw(
     Ok(())
 }
 
-/// A private folder for the export's socket: `lifeboat-export-PID-N` under the temporary
-/// folder, mode 0700, created new.
-fn private_dir() -> Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let mut last = None;
-    for k in 0..100u32 {
-        let p = base.join(format!(
-            "lifeboat-export-{}-{}",
-            std::process::id(),
-            nanos.wrapping_add(k)
-        ));
-        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
-            Ok(()) => return Ok(p),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
-            Err(e) => return Err(Error::io("creating a private folder in", &base, e)),
-        }
-    }
-    Err(Error::io(
-        "creating a private folder in",
-        &base,
-        last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AlreadyExists)),
-    ))
-}
-
 /// Runs `qemu-img ARGS`, turning its `-p` percentages into progress of `phase` (of
 /// `total` bytes) and killing it when `cancel` is set.
 fn qemu_img(
@@ -513,7 +475,7 @@ fn convert(
     reporter: &Reporter,
     cancel: &CancelToken,
 ) -> Result<()> {
-    let dir = private_dir()?;
+    let dir = crate::jobs::copy_out::private_dir("lifeboat-export")?;
     let _dir_cleanup = Cleanup {
         path: dir.clone(),
         dir: true,
@@ -604,6 +566,7 @@ fn convert(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::partial_path;
 
     #[test]
     fn formats_parse_and_print() {
