@@ -641,10 +641,16 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing() {
     let _guard = Mounted(dir.clone());
     ok(&["mount", p(&incr), p(&dir)]);
     assert_eq!(std::fs::read_to_string(dir.join("p1/a.txt")).unwrap(), "a");
-    let other = t.join("other");
-    std::fs::create_dir(&other).unwrap();
     let o = lifeboat(&["mount", p(&full), p(&dir)]);
+    let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
+    assert!(err.contains("run lifeboat umount first"), "{err}");
+    // also in the foreground, where the server itself checks: the lock refuses it
+    let o = lifeboat(&["mount", "--foreground", p(&full), p(&dir)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("umount first"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.join("p1/a.txt")).unwrap(), "a");
     ok(&["umount", p(&dir)]);
     assert_no_leftovers(&dir);
 }

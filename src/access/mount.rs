@@ -131,6 +131,10 @@ pub struct MountSession {
     state_file: PathBuf,
     fuse: Option<fuser::BackgroundSession>,
     closed: bool,
+    /// An exclusive lock on `KEY.lock` beside the state file, held for the session's life (the
+    /// kernel drops it when the process dies): two mounts racing for one folder cannot both
+    /// pass the checks and overwrite each other's state.
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl std::fmt::Debug for MountSession {
@@ -196,6 +200,30 @@ pub fn check_dir(dir: &Path) -> Result<PathBuf> {
     Ok(canon)
 }
 
+/// Takes the exclusive lock of a mount on `dir`, refusing when another lifeboat holds it.
+fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let canon = dir
+        .canonicalize()
+        .map_err(|e| Error::io("resolving", dir, e))?;
+    std::fs::create_dir_all(RUN_DIR).map_err(|e| Error::io("creating", RUN_DIR, e))?;
+    let path = state_path(&canon).with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("opening", &path, e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        match e {
+            nix::errno::Errno::EWOULDBLOCK => Error::Busy {
+                path: canon.clone(),
+                reason: "another lifeboat mount uses it; run lifeboat umount first".into(),
+            },
+            e => Error::io("locking", &path, e.into()),
+        }
+    })
+}
+
 impl MountSession {
     /// Mounts `image` under `dir` (which must be an empty directory). Damaged chunks fail
     /// their reads with EIO; use [`MountSession::open_logged`] to hear about them.
@@ -211,6 +239,7 @@ impl MountSession {
         opts: &MountOptions,
         log: impl Fn(&str) + Send + Sync + 'static,
     ) -> Result<Self> {
+        let lock = lock_dir(dir)?;
         let canon = check_dir(dir)?;
         let log: Sink = Arc::new(log);
         let source = Arc::new(ImageSource::open(image, &opts.search, opts.cache_bytes)?);
@@ -244,6 +273,7 @@ impl MountSession {
             state_file: state_path(&canon),
             fuse: None,
             closed: false,
+            _lock: lock,
         };
         // from here on, a failure undoes what was made (Drop)
         session.save()?;
@@ -263,12 +293,13 @@ impl MountSession {
         }
         let fs = RawFs::new(files, opts.read_write, log);
         ensure_node("/dev/fuse", "fuse");
+        // recorded before it is made: a kill in between leaves nothing `umount` cannot see
+        session.state.fuse = Some(raw.clone());
+        session.save()?;
         session.fuse = Some(
             fuse::spawn(fs, &raw)
                 .map_err(|e| Error::io("mounting the image's files on", &raw, e))?,
         );
-        session.state.fuse = Some(raw.clone());
-        session.save()?;
         let sector = base.geometry().logical_sector_size;
         for p in parts {
             let raw_file = if p.number == 0 {
@@ -414,6 +445,9 @@ impl MountSession {
             flags |= MsFlags::MS_RDONLY;
         }
         let data = data.join(",");
+        // recorded before it is made (teardown skips what is not mounted)
+        self.state.mounts.push(target.to_path_buf());
+        let _ = self.save();
         let r = nix::mount::mount(
             Some(&dev),
             target,
@@ -423,11 +457,9 @@ impl MountSession {
         );
         drop(handle);
         match r {
-            Ok(()) => {
-                self.state.mounts.push(target.to_path_buf());
-                Ok(format!("kernel {fstype}"))
-            }
+            Ok(()) => Ok(format!("kernel {fstype}")),
             Err(e) => {
+                self.state.mounts.retain(|m| m != target);
                 // the handle was the last holder: autoclear has detached the device already,
                 // and its number may belong to someone else by now, so never detach by path
                 self.state.loops.retain(|l| l != &dev);
@@ -472,6 +504,8 @@ impl MountSession {
         raw: &Path,
         target: &Path,
     ) -> std::result::Result<String, String> {
+        self.state.mounts.push(target.to_path_buf());
+        let _ = self.save();
         let out = Command::new(tool)
             .args(args)
             .arg(raw)
@@ -482,16 +516,20 @@ impl MountSession {
             .output();
         let out = match out {
             Ok(o) => o,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(format!("{tool}: not installed"))
+            Err(e) => {
+                self.state.mounts.retain(|m| m != target);
+                return Err(if e.kind() == std::io::ErrorKind::NotFound {
+                    format!("{tool}: not installed")
+                } else {
+                    format!("{tool}: {e}")
+                });
             }
-            Err(e) => return Err(format!("{tool}: {e}")),
         };
         // a detaching driver returns once mounted; one that failed leaves nothing mounted
         if out.status.success() && is_mountpoint(target) {
-            self.state.mounts.push(target.to_path_buf());
             return Ok(tool.to_string());
         }
+        self.state.mounts.retain(|m| m != target);
         let err = String::from_utf8_lossy(&out.stderr);
         let line = err
             .lines()

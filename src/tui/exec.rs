@@ -258,9 +258,17 @@ impl<'scope, 'env> Exec<'scope, 'env> {
                     let r = match OpenImage::open(&image) {
                         Ok(o) => {
                             let report = o.session.as_ref().map(|s| s.report().clone());
-                            if let Ok(mut p) = pending.lock() {
-                                *p = Some((id, o)); // an older unclaimed one is unmounted
-                            }
+                            // the slot keeps the newest request's image: an older one
+                            // (unclaimed, or this one when a newer finished first) is
+                            // unmounted, outside the lock
+                            let stale = match pending.lock() {
+                                Ok(p) if p.as_ref().is_some_and(|(newer, _)| *newer > id) => {
+                                    Some(o)
+                                }
+                                Ok(mut p) => p.replace((id, o)).map(|(_, old)| old),
+                                Err(_) => Some(o),
+                            };
+                            drop(stale);
                             report.ok_or_else(|| app::Failure {
                                 what: "opening the image".into(),
                                 causes: vec!["the mount ended at once".into()],
