@@ -809,3 +809,81 @@ pub fn unmount(dir: &Path) -> Result<()> {
     let _ = std::fs::remove_file(&file);
     Ok(())
 }
+
+/// A new, empty folder (mode 0700) to mount an image in: under `/run/lifeboat` when `/run`
+/// can be written (the rescue system, root on a host), else under the temporary folder. The
+/// caller removes it (empty) when done.
+pub fn private_dir(tag: &str) -> Result<PathBuf> {
+    let run = Path::new("/run/lifeboat");
+    let base = if std::fs::create_dir_all(run).is_ok()
+        && nix::unistd::access(run, nix::unistd::AccessFlags::W_OK).is_ok()
+    {
+        run.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let pid = std::process::id();
+    for n in 0..1000u32 {
+        let d = base.join(format!("{tag}-{pid}-{n}"));
+        match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&d)
+        {
+            Ok(()) => return Ok(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io("creating", d, e)),
+        }
+    }
+    Err(Error::Refused {
+        path: base,
+        reason: "no free name for a private folder".into(),
+    })
+}
+
+/// An image mounted in its own new private folder ([`private_dir`]), for the time one
+/// command or one menu visit needs it: unmounted, and the folder removed, when closed or
+/// dropped.
+#[derive(Debug)]
+pub struct PrivateMount {
+    session: Option<MountSession>,
+    dir: PathBuf,
+}
+
+impl PrivateMount {
+    /// Mounts `image` read-only in a new private folder named after `tag`.
+    pub fn open(image: &Path, tag: &str, opts: &MountOptions) -> Result<PrivateMount> {
+        let dir = private_dir(tag)?;
+        match MountSession::open(image, &dir, opts) {
+            Ok(s) => Ok(PrivateMount {
+                session: Some(s),
+                dir,
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// What was mounted where (`None` once closed).
+    pub fn report(&self) -> Option<&MountReport> {
+        self.session.as_ref().map(MountSession::report)
+    }
+
+    /// Unmounts, reporting a failure; the folder is removed once everything is unmounted.
+    pub fn close(mut self) -> Result<()> {
+        let r = self.session.take().map_or(Ok(()), MountSession::close);
+        if r.is_ok() {
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+        r
+    }
+}
+
+impl Drop for PrivateMount {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            drop(s); // unmounts
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+}

@@ -1,11 +1,11 @@
 //! `lifeboat get` and `lifeboat ls`: single-file restore from the command line. Each mounts
-//! the image read-only in a private folder ([`copy_out::private_dir`]) through
-//! [`MountSession`], does its work, and unmounts before it returns (also on failure and on
+//! the image read-only in a private folder ([`crate::access::mount::private_dir`]) through
+//! [`PrivateMount`], does its work, and unmounts before it returns (also on failure and on
 //! Ctrl-C: the session unmounts when dropped).
 
 use super::args::{GetArgs, LsArgs};
 use super::common::{print_json, summary_of, with_progress};
-use crate::access::mount::{MountOptions, MountReport, MountSession, MountedPart};
+use crate::access::mount::{MountOptions, MountReport, MountedPart, PrivateMount};
 use crate::jobs::copy_out::{self, CopyItem, CopySpec, EntryKind};
 use crate::jobs::{Job, Summary};
 use crate::units::human_bytes;
@@ -47,35 +47,23 @@ fn interrupted() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An image mounted in a private folder; unmounted, and the folder removed, on drop.
-struct Mounted {
-    session: Option<MountSession>,
-    dir: PathBuf,
-}
+/// An image mounted in a private folder for the time `get` or `ls` runs.
+struct Mounted(PrivateMount);
 
 impl Mounted {
     fn open(image: &Path, search: &[PathBuf]) -> anyhow::Result<Mounted> {
-        let dir = copy_out::private_dir("lifeboat-get")
-            .context("making a private folder to mount the image in")?;
         let opts = MountOptions {
             search: search.to_vec(),
             ..MountOptions::default()
         };
-        match MountSession::open(image, &dir, &opts) {
-            Ok(s) => Ok(Mounted {
-                session: Some(s),
-                dir,
-            }),
-            Err(e) => {
-                let _ = std::fs::remove_dir(&dir);
-                Err(anyhow::Error::new(e).context(format!("mounting {}", image.display())))
-            }
-        }
+        PrivateMount::open(image, "lifeboat-get", &opts)
+            .map(Mounted)
+            .with_context(|| format!("mounting {}", image.display()))
     }
 
     fn report(&self) -> anyhow::Result<&MountReport> {
-        match &self.session {
-            Some(s) => Ok(s.report()),
+        match self.0.report() {
+            Some(r) => Ok(r),
             None => bail!("internal error: the image was unmounted already"),
         }
     }
@@ -106,21 +94,8 @@ impl Mounted {
     }
 
     /// Unmounts, reporting a failure.
-    fn close(mut self) -> anyhow::Result<()> {
-        if let Some(s) = self.session.take() {
-            s.close().context("unmounting the image")?;
-        }
-        let _ = std::fs::remove_dir(&self.dir);
-        Ok(())
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        if let Some(s) = self.session.take() {
-            drop(s); // unmounts
-            let _ = std::fs::remove_dir(&self.dir);
-        }
+    fn close(self) -> anyhow::Result<()> {
+        self.0.close().context("unmounting the image")
     }
 }
 

@@ -27,6 +27,25 @@ impl Drop for OverlayFile {
 }
 
 /// `lifeboat serve`.
+/// What `serve --json` prints once it listens: one line.
+#[derive(serde::Serialize)]
+struct Serving<'a> {
+    /// The image served.
+    image: &'a std::path::Path,
+    /// Where it listens (`unix:PATH` or `tcp:ADDR:PORT`).
+    listen: &'a str,
+    /// The NBD URI for qemu.
+    uri: &'a str,
+    /// The export's name.
+    export: &'a str,
+    /// The disk's size.
+    size_bytes: u64,
+    /// Writes are taken (into the overlay).
+    writable: bool,
+    /// The overlay file, if any.
+    overlay: Option<&'a std::path::Path>,
+}
+
 pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
     crate::init::sys::catch_interrupts();
     let src = ImageSource::open(&a.file, &a.search, a.cache_mib.max(1) << 20)
@@ -70,16 +89,16 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
     {
         let mut out = std::io::stdout().lock();
         if a.json {
-            let v = serde_json::json!({
-                "image": a.file,
-                "listen": server.address(),
-                "uri": uri,
-                "export": name,
-                "size_bytes": size,
-                "writable": writable,
-                "overlay": a.overlay,
-            });
-            writeln!(out, "{v}")?;
+            let v = Serving {
+                image: &a.file,
+                listen: server.address(),
+                uri: &uri,
+                export: &name,
+                size_bytes: size,
+                writable,
+                overlay: a.overlay.as_deref(),
+            };
+            writeln!(out, "{}", serde_json::to_string(&v)?)?;
         } else {
             writeln!(
                 out,

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::fs::{self, File, FileTimes};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -695,33 +695,12 @@ pub fn inside(root: &Path, path: &Path) -> Result<PathBuf> {
     Ok(full)
 }
 
-/// A new, empty folder (mode 0700) to mount an image in: under `/run/lifeboat` when `/run`
-/// can be written (the rescue system, root on a host), else under the temporary folder. The
-/// caller removes it (empty) when done.
-pub fn private_dir(tag: &str) -> Result<PathBuf> {
-    let run = Path::new("/run/lifeboat");
-    let base = if fs::create_dir_all(run).is_ok()
-        && nix::unistd::access(run, nix::unistd::AccessFlags::W_OK).is_ok()
-    {
-        run.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    let pid = std::process::id();
-    for n in 0..1000u32 {
-        let d = base.join(format!("{tag}-{pid}-{n}"));
-        match fs::DirBuilder::new().mode(0o700).create(&d) {
-            Ok(()) => return Ok(d),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(Error::io("creating", d, e)),
-        }
-    }
-    Err(refuse(base, "no free name for a private folder"))
-}
+pub use crate::access::mount::private_dir;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::DirBuilderExt;
 
     fn spec(items: &[&Path], dest: &Path) -> CopySpec {
         CopySpec {

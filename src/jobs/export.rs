@@ -475,7 +475,7 @@ fn convert(
     reporter: &Reporter,
     cancel: &CancelToken,
 ) -> Result<()> {
-    let dir = crate::jobs::copy_out::private_dir("lifeboat-export")?;
+    let dir = crate::access::mount::private_dir("lifeboat-export")?;
     let _dir_cleanup = Cleanup {
         path: dir.clone(),
         dir: true,

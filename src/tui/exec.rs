@@ -8,7 +8,7 @@ use super::app::{self, Cmd, ImageEntry, JobRequest, Model, Msg, Planned, Storage
 use super::screens::image::ImageKind;
 use super::screens::storage::StoreChoice;
 use super::{outcome, terminal, Exit};
-use crate::access::mount::{MountOptions, MountSession};
+use crate::access::mount::{MountOptions, PrivateMount};
 use crate::discovery::SystemPaths;
 use crate::jobs::chain::{self as chains, ChildKind};
 use crate::jobs::copy_out;
@@ -51,47 +51,8 @@ pub(super) struct Exec<'scope, 'env> {
     pending: Arc<Mutex<Option<(u64, OpenImage)>>>,
 }
 
-/// An image the browser opened: mounted in a private folder; unmounted, and the folder
-/// removed, when dropped (or closed).
-pub(super) struct OpenImage {
-    session: Option<MountSession>,
-    dir: PathBuf,
-}
-
-impl OpenImage {
-    /// Mounts `image` read-only in a new private folder.
-    fn open(image: &Path) -> crate::Result<OpenImage> {
-        let dir = copy_out::private_dir("lifeboat-browse")?;
-        match MountSession::open(image, &dir, &MountOptions::default()) {
-            Ok(s) => Ok(OpenImage {
-                session: Some(s),
-                dir,
-            }),
-            Err(e) => {
-                let _ = std::fs::remove_dir(&dir);
-                Err(e)
-            }
-        }
-    }
-
-    /// Unmounts, reporting a failure.
-    fn close(mut self) -> crate::Result<()> {
-        let r = self.session.take().map_or(Ok(()), MountSession::close);
-        if r.is_ok() {
-            let _ = std::fs::remove_dir(&self.dir);
-        }
-        r
-    }
-}
-
-impl Drop for OpenImage {
-    fn drop(&mut self) {
-        if let Some(s) = self.session.take() {
-            drop(s); // unmounts
-            let _ = std::fs::remove_dir(&self.dir);
-        }
-    }
-}
+/// An image the browser opened (see [`PrivateMount`]).
+pub(super) type OpenImage = PrivateMount;
 
 impl<'scope, 'env> Exec<'scope, 'env> {
     /// An executor that spawns on `scope` and answers on `tx`; the atomics are the loop's
@@ -255,9 +216,13 @@ impl<'scope, 'env> Exec<'scope, 'env> {
                 let readers = self.readers;
                 self.scope.spawn(move || {
                     let _done = Done(readers);
-                    let r = match OpenImage::open(&image) {
+                    let r = match OpenImage::open(
+                        &image,
+                        "lifeboat-browse",
+                        &MountOptions::default(),
+                    ) {
                         Ok(o) => {
-                            let report = o.session.as_ref().map(|s| s.report().clone());
+                            let report = o.report().cloned();
                             // the slot keeps the newest request's image: an older one
                             // (unclaimed, or this one when a newer finished first) is
                             // unmounted, outside the lock
