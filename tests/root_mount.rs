@@ -10,7 +10,7 @@
 //! After `umount`, after SIGTERM to the server, and after SIGKILL followed by `umount`, no
 //! mount, loop device, FUSE mount or driver process is left. Bad input (missing parent,
 //! truncated image, DIR a file, DIR not empty, a disk with no partitions) gets a clear error,
-//! a non-zero exit, and nothing left behind.
+//! a non-zero exit, and nothing left behind. XFS, btrfs and exFAT partitions mount as well.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod common;
@@ -651,6 +651,94 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing() {
     assert!(!o.status.success());
     assert!(err.contains("umount first"), "{err}");
     assert_eq!(std::fs::read_to_string(dir.join("p1/a.txt")).unwrap(), "a");
+    ok(&["umount", p(&dir)]);
+    assert_no_leftovers(&dir);
+}
+
+/// XFS, btrfs and exFAT partitions mount too (the kernel's xfs and btrfs read-only without
+/// log replay; exFAT through exfat-fuse on a loop device where the kernel has no exfat), and
+/// their files equal the source's.
+#[test]
+fn xfs_btrfs_and_exfat_partitions_mount_with_their_files() {
+    if !require_root() {
+        return;
+    }
+    for t in [
+        "mkfs.xfs",
+        "mkfs.btrfs",
+        "mkfs.exfat",
+        "mount.exfat-fuse",
+        "sfdisk",
+    ] {
+        require_tool(t);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let disk = t.join("disk.img");
+    sparse(&disk, 560 * MIB);
+    sh(&format!(
+        "printf 'label: gpt\\nstart=1MiB, size=320MiB\\nsize=160MiB\\nsize=64MiB\\n' | sfdisk -q {}",
+        disk.display()
+    ));
+    let want: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| {
+            (
+                format!("file{i}.bin"),
+                noise(300_000 + i * 77_777, i as u32 + 7),
+            )
+        })
+        .collect();
+    {
+        let lo = LoopDev::attach(&disk);
+        lo.add_partitions();
+        sh(&format!("mkfs.xfs -q -f -L lbxfs {}", lo.part(1).display()));
+        sh(&format!(
+            "mkfs.btrfs -q -f -L lbbtrfs {}",
+            lo.part(2).display()
+        ));
+        sh(&format!(
+            "mkfs.exfat -L LBEXFAT {} >/dev/null",
+            lo.part(3).display()
+        ));
+        for n in [1, 2] {
+            let m = Mount::new(&lo.part(n), "");
+            for (name, data) in &want {
+                std::fs::write(m.dir.path().join(name), data).unwrap();
+            }
+            sh("sync");
+        }
+        let d = tempfile::tempdir().unwrap();
+        sh(&format!(
+            "mount.exfat-fuse {} {}",
+            lo.part(3).display(),
+            d.path().display()
+        ));
+        for (name, data) in &want {
+            std::fs::write(d.path().join(name), data).unwrap();
+        }
+        sh(&format!("umount {}", d.path().display()));
+        sh(&format!("partx -d {} || true", lo.path.display()));
+        sh(&format!("losetup -d {}", lo.path.display()));
+    }
+    let img = t.join("more.lbi");
+    ok(&["image", p(&disk), "-o", p(&img)]);
+    let dir = t.join("m");
+    std::fs::create_dir(&dir).unwrap();
+    let _guard = Mounted(dir.clone());
+    let (report, _) = mount(&img, &dir, &[]);
+    let parts = report["parts"].as_array().unwrap();
+    for (i, fs) in ["xfs", "btrfs", "exfat"].iter().enumerate() {
+        assert_eq!(parts[i]["fs"], *fs, "{report}");
+        assert!(
+            parts[i]["dir"].is_string(),
+            "p{} not mounted: {report}",
+            i + 1
+        );
+        for (name, data) in &want {
+            let got = std::fs::read(dir.join(format!("p{}", i + 1)).join(name)).unwrap();
+            assert!(got == *data, "{fs}: {name} differs");
+        }
+    }
     ok(&["umount", p(&dir)]);
     assert_no_leftovers(&dir);
 }
