@@ -717,9 +717,7 @@ fn xfs_btrfs_and_exfat_partitions_mount_with_their_files() {
             std::fs::write(d.path().join(name), data).unwrap();
         }
         sh(&format!("umount {}", d.path().display()));
-        sh(&format!("partx -d {} || true", lo.path.display()));
-        sh(&format!("losetup -d {}", lo.path.display()));
-    }
+    } // the loop device detaches here (LoopDev's drop)
     let img = t.join("more.lbi");
     ok(&["image", p(&disk), "-o", p(&img)]);
     let dir = t.join("m");
