@@ -283,7 +283,11 @@ screens! {
     browse_mount_failed => with(browse(BrowseStep::Image), |m| {
         m.failure = Some(crate::tui::outcome::failure(
             "opening the image",
-            &crate::Error::Unsupported("mounting an image is not built yet".into()),
+            &crate::Error::Chain {
+                image: "/store/sda-Samsung-SSD-860-20261122-incr.lbi".into(),
+                reason: "its parent sda-Samsung-SSD-860-20261115.lbi is not in /store".into(),
+                source: None,
+            },
             false,
         ));
     });

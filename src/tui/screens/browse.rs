@@ -963,7 +963,11 @@ mod tests {
         ));
         let f = crate::tui::outcome::failure(
             "opening the image",
-            &crate::Error::Unsupported("mounting an image is not built yet".into()),
+            &crate::Error::Chain {
+                image: "/store/sda-Samsung-SSD-860-20261122-incr.lbi".into(),
+                reason: "its parent sda-Samsung-SSD-860-20261115.lbi is not in /store".into(),
+                source: None,
+            },
             false,
         );
         update(&mut m, Msg::Mounted(Err(f)));
@@ -971,7 +975,7 @@ mod tests {
         assert!(m
             .failure
             .as_ref()
-            .is_some_and(|f| f.causes[0].contains("not built")));
+            .is_some_and(|f| f.causes[0].contains("is not in /store")));
         press(&mut m, KeyCode::Enter); // closes the error
         assert!(m.failure.is_none());
         assert_eq!((b(&m).step, b(&m).cursor), (BrowseStep::Image, 1));
