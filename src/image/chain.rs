@@ -465,6 +465,22 @@ impl Chain {
         m.record_bytes(l.index, &l.record, frame)
     }
 
+    /// Decodes `fr`'s frame into `frame` and checks every part against its hash: the worker
+    /// step of a pipeline over frame reads. Returns the bytes checked.
+    pub fn decode_checked(
+        &self,
+        fr: &FrameRead,
+        stored: &[u8],
+        frame: &mut Vec<u8>,
+    ) -> Result<u64> {
+        self.decode(fr, stored, frame)?;
+        let mut len = 0u64;
+        for k in 0..fr.parts.len() {
+            len += self.part(fr, k, frame)?.len() as u64;
+        }
+        Ok(len)
+    }
+
     /// Reads leaf record `i` into `out`, verified (one frame decode; for random access).
     pub fn read_record(&self, i: usize, out: &mut Vec<u8>) -> Result<()> {
         let fr = self.frame_reads([i])?;

@@ -279,15 +279,10 @@ fn write_raw(
         },
         |(fr, stored): (&FrameRead, Vec<u8>)| {
             let mut frame = pipeline::trade_spare(Vec::new());
-            let r = chain.decode(fr, &stored, &mut frame).and_then(|()| {
-                for k in 0..fr.parts.len() {
-                    chain.part(fr, k, &frame)?;
-                }
-                Ok(())
-            });
+            let r = chain.decode_checked(fr, &stored, &mut frame);
             // the stored bytes become this worker's spare; the frame travels on
             let _ = pipeline::trade_spare(stored);
-            r.map(|()| (fr, frame))
+            r.map(|_| (fr, frame))
         },
         |(fr, frame): (&FrameRead, Vec<u8>)| {
             for (i, l) in &fr.parts {

@@ -92,13 +92,7 @@ pub fn verify_chain(
         },
         |(fr, stored): (&FrameRead, Vec<u8>)| {
             let mut frame = pipeline::trade_spare(Vec::new());
-            let r = chain.decode(fr, &stored, &mut frame).and_then(|()| {
-                let mut len = 0u64;
-                for k in 0..fr.parts.len() {
-                    len += chain.part(fr, k, &frame)?.len() as u64;
-                }
-                Ok(len)
-            });
+            let r = chain.decode_checked(fr, &stored, &mut frame);
             pipeline::trade_spare(frame);
             r.map(|len| (fr, len, stored))
         },
