@@ -197,21 +197,25 @@ impl ImageSource {
     }
 }
 
-/// A frame being decoded; dropping it ends the wait of every reader of that frame.
+/// A frame being decoded; dropping it ends the wait of every reader of that frame. `done`:
+/// the decoder already cleared the mark under the cache lock (a later decoder of the same
+/// frame may have set it again since, and its mark must stay).
 struct Pending<'a> {
     inner: &'a Inner,
     key: FrameKey,
+    done: bool,
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        let mut c = self
-            .inner
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        c.pending.remove(&self.key);
-        drop(c);
+        if !self.done {
+            let mut c = self
+                .inner
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            c.pending.remove(&self.key);
+        }
         self.inner.ready.notify_all();
     }
 }
@@ -271,7 +275,11 @@ impl Inner {
         drop(c);
         // whatever happens below (an error, a panic), the key stops being pending and the
         // readers waiting for it wake up
-        let _pending = Pending { inner: self, key };
+        let mut pending = Pending {
+            inner: self,
+            key,
+            done: false,
+        };
         // decode outside the lock: other readers go on meanwhile
         let fr = FrameRead {
             member: l.member,
@@ -285,6 +293,9 @@ impl Inner {
             .and_then(|()| self.chain.decode(&fr, &stored, &mut frame));
         let mut c = self.lock()?;
         c.pending.remove(&key);
+        // from here the key may be evicted and decoded again by another reader: the guard
+        // must not clear that reader's pending mark when it drops
+        pending.done = true;
         if let Err(e) = r {
             drop(c);
             return Err(if mark { self.fail(i, e) } else { e });
@@ -293,7 +304,7 @@ impl Inner {
         c.clock += 1;
         let used = c.clock;
         c.bytes += frame.len() as u64;
-        c.frames.insert(
+        let old = c.frames.insert(
             key,
             Entry {
                 frame: frame.clone(),
@@ -301,6 +312,9 @@ impl Inner {
                 used,
             },
         );
+        if let Some(old) = old {
+            c.bytes = c.bytes.saturating_sub(old.frame.len() as u64);
+        }
         self.evict(&mut c, key);
         Ok(frame)
     }
