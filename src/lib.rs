@@ -48,6 +48,7 @@ macro_rules! words {
 
 pub mod access;
 pub mod blockdev;
+pub mod boottest;
 pub mod bytes;
 pub mod cli;
 pub mod discovery;

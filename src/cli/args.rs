@@ -297,6 +297,34 @@ pub enum Command {
     ///   lifeboat ls --json pc.lbi p1:/ | jq '.[].name'
     #[command(verbatim_doc_comment)]
     Ls(LsArgs),
+    /// Prove that a backup boots: start it in QEMU and watch how far the boot gets.
+    ///
+    /// SOURCE is an image (any chain member), a disk-image file or a block device. Nothing
+    /// is restored and SOURCE is never written: the guest's writes go to a temporary overlay
+    /// that is thrown away. Runs on a Linux host with QEMU (the rescue system has none).
+    ///
+    /// How far it got is decided from what Lifeboat alone sees, with nothing installed in the
+    /// guest: the disk reads and writes (mapped to the boot code, boot loaders, kernels, init
+    /// and filesystems), the serial and firmware consoles, QEMU's events and the screen.
+    ///   stage 1  the firmware read the boot code (MBR + BIOS-boot partition, or the ESP's loader)
+    ///   stage 2  the boot loader loaded an OS kernel (/boot/vmlinuz*, the initrd)
+    ///   stage 3  the OS started its userland from this disk (read /sbin/init, or wrote to a filesystem)
+    ///   stage 4  the OS is up (a login prompt on the serial console, --expect, a DHCP request
+    ///            with --net, or the screen settled after stage 3)
+    /// Failure signs: no boot device, a kernel panic, a reboot loop, a still screen before
+    /// stage 3, the timeout. Screenshots (PNG) are taken at each stage and at the end, next
+    /// to the serial log, the I/O trace and report.json, in --out.
+    ///
+    /// Exit status: 0 booted, 1 did not boot (or failed to run), 2 usage error.
+    /// See docs/BOOT-TEST.md.
+    ///
+    /// Examples:
+    ///   lifeboat boot-test /store/laptop.lbi
+    ///   lifeboat boot-test /store/laptop-incr-20261203-101500.lbi --firmware uefi
+    ///   lifeboat boot-test disk.img --bus virtio --expect 'Welcome to' --out /tmp/evidence
+    ///   lifeboat boot-test /dev/sdb --net --timeout 900 --json
+    #[command(verbatim_doc_comment)]
+    BootTest(BootTestArgs),
     /// Print the shell completion script for SHELL on stdout.
     ///
     /// With it, Tab completes lifeboat's commands and options. Save it where the shell looks
@@ -566,6 +594,79 @@ pub struct LsArgs {
     #[arg(long, value_name = "DIR")]
     pub search: Vec<PathBuf>,
     /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which firmware `boot-test` starts the machine with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FirmwareChoice {
+    /// As the disk says: BIOS for MBR boot code or a BIOS-boot partition, UEFI for an ESP
+    /// with EFI/BOOT/BOOTX64.EFI, both in turn when both are there.
+    Auto,
+    /// SeaBIOS.
+    Bios,
+    /// OVMF, with a fresh copy of its variables (Secure Boot off).
+    Uefi,
+    /// BIOS, then UEFI.
+    Both,
+}
+
+/// The options `boot-test`, `restore --boot-test` and `clone --boot-test` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BootTestOptions {
+    /// Firmware: auto, bios, uefi or both.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub firmware: FirmwareChoice,
+    /// The disk controller: ahci (SATA; Windows has no virtio driver), virtio or nvme.
+    #[arg(long, value_enum, default_value = "ahci")]
+    pub bus: crate::boottest::qemu::Bus,
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub memory: u64,
+    /// Guest CPUs.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub cpus: u32,
+    /// kvm, tcg, or auto: KVM when /dev/kvm opens (LIFEBOAT_QEMU_ACCEL=tcg|kvm decides
+    /// instead). Some hosts (nested virtualisation) have a KVM that starts but cannot run a
+    /// 64-bit kernel: use tcg there.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: crate::boottest::qemu::Accel,
+    /// Give the guest isolated user-mode networking (it reaches neither the host nor the
+    /// outside); its DHCP request then counts as "up".
+    #[arg(long)]
+    pub net: bool,
+    /// Stage 4 only when the serial console matches REGEX (instead of a login prompt, the
+    /// screen or DHCP).
+    #[arg(long, value_name = "REGEX")]
+    pub expect: Option<String>,
+    /// Seconds each firmware's boot may take (the default suits QEMU without KVM).
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub timeout: u64,
+    /// Seconds of still screen and idle disk that count as settled.
+    #[arg(long, value_name = "SECS", default_value_t = 20)]
+    pub settle: u64,
+    /// Where screenshots, logs and report.json go: a new or empty folder (default:
+    /// ./boot-test-NAME-TIME).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// The arguments of `lifeboat boot-test`.
+#[derive(Debug, clap::Args)]
+pub struct BootTestArgs {
+    /// The image (any chain member), disk-image file or block device.
+    pub source: PathBuf,
+    /// The test's options.
+    #[command(flatten)]
+    pub test: BootTestOptions,
+    /// Also look for an image's ancestors in DIR (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub search: Vec<PathBuf>,
+    /// MiB of decoded image chunks kept in memory.
+    #[arg(long, value_name = "N", default_value_t = crate::access::DEFAULT_CACHE_BYTES >> 20)]
+    pub cache_mib: u64,
+    /// Print the report as JSON on stdout (progress still goes to stderr).
     #[arg(long)]
     pub json: bool,
 }

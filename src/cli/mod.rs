@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod args;
+mod boottest;
 mod clone;
 mod common;
 mod completions;
@@ -81,6 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
         Command::Export(a) => export::export(&a)?,
         Command::Get(a) => get::get(&a)?,
         Command::Ls(a) => get::ls(&a)?,
+        Command::BootTest(a) => return boottest::boot_test(&a),
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();
             completions::write(shell, &mut out).context("writing the completion script")?;
