@@ -148,9 +148,20 @@ fn ext_files_match_their_sources() {
         ));
         // rebuild large directories as htrees (mkfs -d writes them linear), and check /many
         // became one (EXT2_INDEX_FL)
-        sh(&format!("e2fsck -fyD {} >/dev/null 2>&1; test $? -le 1", img.display()));
-        let stat = sh(&format!("debugfs -R 'stat /many' {} 2>/dev/null", img.display()));
-        let flags = stat.split("Flags: 0x").nth(1).unwrap().split_whitespace().next();
+        sh(&format!(
+            "e2fsck -fyD {} >/dev/null 2>&1; test $? -le 1",
+            img.display()
+        ));
+        let stat = sh(&format!(
+            "debugfs -R 'stat /many' {} 2>/dev/null",
+            img.display()
+        ));
+        let flags = stat
+            .split("Flags: 0x")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next();
         let flags = u32::from_str_radix(flags.unwrap(), 16).unwrap();
         assert!(flags & 0x1000 != 0, "{name}: /many is not an htree");
         // "/lib/../etc/hostname" is missing: /lib is /usr/lib, so .. is /usr, which has no
@@ -288,8 +299,16 @@ fn fat_files_match_their_sources() {
         let _ = std::fs::remove_file(&img);
         sparse(&img, size_mb << 20);
         sh(&format!("mkfs.vfat -F {fat} {} >/dev/null", img.display()));
-        mtool(&img, "mmd", "::/EFI ::/EFI/BOOT ::/boot '::/Long Directory Name'");
-        mtool(&img, "mcopy", &format!("{} ::/EFI/BOOT/BOOTX64.EFI", efi.display()));
+        mtool(
+            &img,
+            "mmd",
+            "::/EFI ::/EFI/BOOT ::/boot '::/Long Directory Name'",
+        );
+        mtool(
+            &img,
+            "mcopy",
+            &format!("{} ::/EFI/BOOT/BOOTX64.EFI", efi.display()),
+        );
         // fragment the kernel: small files, every other deleted, then the kernel
         for i in 0..20 {
             mtool(&img, "mcopy", &format!("{} ::/boot/s{i}", small.display()));
@@ -302,7 +321,11 @@ fn fat_files_match_their_sources() {
             // search starts at the volume's start and finds the holes
             write_at(&img, 512 + 492, &u32::MAX.to_le_bytes());
         }
-        mtool(&img, "mcopy", &format!("{} ::/boot/vmlinuz-6.1.0-amd64", kernel.display()));
+        mtool(
+            &img,
+            "mcopy",
+            &format!("{} ::/boot/vmlinuz-6.1.0-amd64", kernel.display()),
+        );
         mtool(
             &img,
             "mcopy",
@@ -334,7 +357,10 @@ fn fat_files_match_their_sources() {
             name,
             false,
         );
-        assert!(got["/boot/vmlinuz-6.1.0-amd64"].ranges.len() > 1, "{name}: fragmented");
+        assert!(
+            got["/boot/vmlinuz-6.1.0-amd64"].ranges.len() > 1,
+            "{name}: fragmented"
+        );
         // 8.3 aliases of long names match too
         let short = find(&img, &["/LONGDI~1/SOMEFI~1.TXT", "/boot/vmlinu~1.0-a"]);
         assert!(
@@ -367,7 +393,9 @@ fn ext_image(dir: &Path) -> (Vec<u8>, FoundFile) {
         src.display(),
         img.display()
     ));
-    let f = find(&img, &["/boot/vmlinuz"]).remove("/boot/vmlinuz").unwrap();
+    let f = find(&img, &["/boot/vmlinuz"])
+        .remove("/boot/vmlinuz")
+        .unwrap();
     (std::fs::read(&img).unwrap(), f)
 }
 
@@ -392,9 +420,11 @@ fn damaged_ext_gives_errors() {
     let mut d = img.clone();
     let needle = start.to_le_bytes();
     let at = (0..d.len() - 4)
-        .find(|&i| d[i..i + 4] == needle && d[i - 8..i - 6] == [0, 0] && i % 4 == 0 && {
-            // an extent header 12 bytes before the first entry
-            d[i - 20..i - 18] == [0x0A, 0xF3]
+        .find(|&i| {
+            d[i..i + 4] == needle && d[i - 8..i - 6] == [0, 0] && i % 4 == 0 && {
+                // an extent header 12 bytes before the first entry
+                d[i - 20..i - 18] == [0x0A, 0xF3]
+            }
         })
         .expect("extent entry");
     d[at..at + 4].copy_from_slice(&0x00FF_FFFFu32.to_le_bytes());
@@ -428,7 +458,8 @@ fn damaged_fat_gives_errors() {
     let fat = (reserved * bps) as usize;
     // the chain's second cluster points back to the first: a loop
     let mut d = data.clone();
-    d[fat + (first + 1) * 2..fat + (first + 1) * 2 + 2].copy_from_slice(&(first as u16).to_le_bytes());
+    d[fat + (first + 1) * 2..fat + (first + 1) * 2 + 2]
+        .copy_from_slice(&(first as u16).to_le_bytes());
     let text = lifeboat::error::with_causes(&err_of(d, &["/KERNEL"]));
     assert!(text.contains("loops"), "{text}");
     // the directory entry points outside the volume
@@ -482,4 +513,23 @@ fn random_damage_never_panics() {
             assert!(dev.len() > 0);
         }
     }
+}
+
+#[test]
+fn bad_patterns_are_unsupported() {
+    require_tool("mkfs.vfat");
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("fat.img");
+    sparse(&img, 4 << 20);
+    sh(&format!("mkfs.vfat {} >/dev/null", img.display()));
+    let dev = FileDev::open(&img, OpenMode::Read).unwrap();
+    for p in ["boot/x", "/a*/b", "/a*b", "/a**"] {
+        assert!(
+            matches!(find_files(&dev, &[p]), Err(Error::Unsupported(_))),
+            "{p}"
+        );
+    }
+    assert!(find_files(&dev, &["/", "/*", "/missing"])
+        .unwrap()
+        .is_empty());
 }

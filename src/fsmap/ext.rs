@@ -313,8 +313,7 @@ impl Layout {
         let first_data = u64::from(s.first_data);
         let per_group = u64::from(s.per_group);
         // whole bytes of bitmap per group, as the kernel requires
-        if per_group == 0 || per_group > block * 8 || per_group % 8 != 0 || blocks <= first_data
-        {
+        if per_group == 0 || per_group > block * 8 || per_group % 8 != 0 || blocks <= first_data {
             return bad(format!(
                 "{per_group} blocks per group, {blocks} blocks, first data block {first_data}"
             ));

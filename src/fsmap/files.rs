@@ -90,9 +90,7 @@ pub fn find_files(dev: &dyn BlockDev, patterns: &[&str]) -> Result<Vec<FoundFile
     };
     match info.kind {
         FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4 => find_in(&ExtTree::open(dev)?, patterns),
-        FsKind::Fat12 | FsKind::Fat16 | FsKind::Fat32 => {
-            find_in(&FatTree::open(dev)?, patterns)
-        }
+        FsKind::Fat12 | FsKind::Fat16 | FsKind::Fat32 => find_in(&FatTree::open(dev)?, patterns),
         other => Err(Error::Unsupported(format!(
             "finding files on {}",
             other.display_name()
@@ -389,7 +387,12 @@ impl<'a> ExtTree<'a> {
         let ipg = self.l.inodes_per_group;
         let (grp, idx) = ((ino - 1) / ipg, (ino - 1) % ipg);
         let desc = self.l.desc(self.dev, grp)?.map_err(Error::Filesystem)?;
-        self.check_blocks(ino, "the inode table", desc.itable, self.l.geo.itable_blocks)?;
+        self.check_blocks(
+            ino,
+            "the inode table",
+            desc.itable,
+            self.l.geo.itable_blocks,
+        )?;
         let off = desc.itable * self.block() + idx * self.l.inode_size;
         Ok(Inode {
             ino,
@@ -437,7 +440,9 @@ impl<'a> ExtTree<'a> {
             }
         }
         if runs.len() >= MAX_EXTENTS {
-            return Err(ext_bad(format!("inode {ino}: more than {MAX_EXTENTS} extents")));
+            return Err(ext_bad(format!(
+                "inode {ino}: more than {MAX_EXTENTS} extents"
+            )));
         }
         runs.push((l, p, n));
         Ok(())
@@ -479,9 +484,12 @@ impl<'a> ExtTree<'a> {
         }
         for i in 0..usize::from(entries) {
             let e = 12 + 12 * i;
-            let (Some(a), Some(b), Some(c), Some(d)) =
-                (le32(node, e), le16(node, e + 4), le16(node, e + 6), le32(node, e + 8))
-            else {
+            let (Some(a), Some(b), Some(c), Some(d)) = (
+                le32(node, e),
+                le16(node, e + 4),
+                le16(node, e + 6),
+                le32(node, e + 8),
+            ) else {
                 return Err(bad("entry is too short".into()));
             };
             if depth == 0 {
@@ -597,8 +605,7 @@ impl<'a> ExtTree<'a> {
                 if take == 0 {
                     break;
                 }
-                self.dev
-                    .read_at(&mut out[at..at + take], (p + k) * bs)?;
+                self.dev.read_at(&mut out[at..at + take], (p + k) * bs)?;
             }
         }
         Ok(out)
@@ -871,7 +878,11 @@ impl<'a> FatTree<'a> {
     fn dir_bytes(&self, dir: &FatNode) -> Result<Vec<u8>> {
         let g = &self.geo;
         if dir.fixed_root {
-            return read_vec(self.dev, g.root_start, (g.data_start - g.root_start) as usize);
+            return read_vec(
+                self.dev,
+                g.root_start,
+                (g.data_start - g.root_start) as usize,
+            );
         }
         let max = (FAT_DIR_ENTRIES * 32).div_ceil(g.cluster);
         let chain = self.chain(dir.first, max + 1)?;
@@ -883,7 +894,9 @@ impl<'a> FatTree<'a> {
         }
         let mut out = Vec::with_capacity(chain.len() * g.cluster as usize);
         for c in chain {
-            let at = g.cluster_offset(c).ok_or_else(|| fat_bad(format!("cluster {c}")))?;
+            let at = g
+                .cluster_offset(c)
+                .ok_or_else(|| fat_bad(format!("cluster {c}")))?;
             out.extend(read_vec(self.dev, at, g.cluster as usize)?);
         }
         Ok(out)
@@ -894,7 +907,7 @@ impl<'a> FatTree<'a> {
 fn lfn_checksum(short: &[u8]) -> u8 {
     short
         .iter()
-        .fold(0u8, |s, &b| (s >> 1 | s << 7).wrapping_add(b))
+        .fold(0u8, |s, &b| s.rotate_right(1).wrapping_add(b))
 }
 
 /// An 8.3 name as shown: trailing blanks dropped, the NT lowercase flags (byte 12) applied.
@@ -1061,11 +1074,69 @@ impl Tree for FatTree<'_> {
         }
         let mut left = n.size;
         for c in chain {
-            let at = g.cluster_offset(c).ok_or_else(|| fat_bad(format!("cluster {c}")))?;
+            let at = g
+                .cluster_offset(c)
+                .ok_or_else(|| fat_bad(format!("cluster {c}")))?;
             let len = left.min(g.cluster);
             push_range(&mut out, at, len);
             left -= len;
         }
         Ok((n.size, out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blockdev::MemDev;
+
+    #[test]
+    fn short_names_and_checksums() {
+        let mut e = [b' '; 32];
+        e[..11].copy_from_slice(b"VMLINU~10-A");
+        e[12] = 0;
+        assert_eq!(short_name(&e), "VMLINU~1.0-A");
+        e[..11].copy_from_slice(b"\x05BC     TXT");
+        e[12] = 0x18;
+        assert_eq!(short_name(&e), "\u{e5}bc.txt");
+        // the checksum Windows stores for "FOO     BAR" (reference value from the fold)
+        let want = b"FOO     BAR"
+            .iter()
+            .fold(0u8, |s, &b| (((s & 1) << 7) | (s >> 1)).wrapping_add(b));
+        assert_eq!(lfn_checksum(b"FOO     BAR"), want);
+    }
+
+    #[test]
+    fn hostile_dirents_are_errors() {
+        let mut seen = Vec::new();
+        let mut visit = |ino: u64, name: &[u8]| {
+            seen.push((ino, name.to_vec()));
+            false
+        };
+        // record length 0, not a multiple of 4, past the block, and a name longer than it
+        for (rec, name_len) in [(0u16, 1u8), (10, 1), (2000, 1), (12, 9)] {
+            let mut b = vec![0u8; 1024];
+            b[..4].copy_from_slice(&5u32.to_le_bytes());
+            b[4..6].copy_from_slice(&rec.to_le_bytes());
+            b[6] = name_len;
+            assert!(matches!(
+                ext_dirents(1, &b, &mut visit),
+                Err(Error::Filesystem(_))
+            ));
+        }
+        // a whole-block entry with inode 0 (an htree node) is skipped
+        let mut b = vec![0u8; 1024];
+        b[4..6].copy_from_slice(&1024u16.to_le_bytes());
+        assert!(!ext_dirents(1, &b, &mut visit).unwrap());
+        assert!(seen.is_empty());
+    }
+
+    #[test]
+    fn unknown_filesystems_are_unsupported() {
+        let dev = MemDev::new(1 << 20, 512);
+        assert!(matches!(
+            find_files(&dev, &["/x"]),
+            Err(Error::Unsupported(_))
+        ));
     }
 }
