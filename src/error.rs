@@ -82,6 +82,10 @@ pub enum Error {
     /// A capability that is not built yet. Never faked (README "real or absent").
     #[error("not supported: {0}")]
     Unsupported(String),
+    /// A filesystem's structures are damaged or inconsistent where a reader needed them
+    /// (`fsmap::files`); the source names the filesystem and what is wrong.
+    #[error("damaged filesystem")]
+    Filesystem(#[source] crate::fsmap::MapError),
     /// An image file is damaged, truncated, of another version, or not an image.
     #[error("image {path}")]
     Image {

@@ -31,7 +31,7 @@ pub(super) const FORMAT: Format = Format {
 };
 
 /// The family named in this module's [`MapError`]s.
-const FAMILY: &str = "ext";
+pub(crate) const FAMILY: &str = "ext";
 
 const COMPAT_HAS_JOURNAL: u32 = 0x0004;
 const COMPAT_SPARSE_SUPER2: u32 = 0x200;
@@ -111,11 +111,14 @@ fn ext_used(sb: &[u8], incompat: u32, ro_compat: u32) -> Option<u64> {
 // map
 
 /// The superblock fields the map needs, as stored.
-struct Super {
+pub(crate) struct Super {
+    /// `s_inodes_count`.
+    pub(crate) inodes_count: u32,
     magic: u16,
     log_block: u32,
     compat: u32,
-    incompat: u32,
+    /// `s_feature_incompat`.
+    pub(crate) incompat: u32,
     ro_compat: u32,
     state: u16,
     blocks_lo: u32,
@@ -134,6 +137,7 @@ impl Super {
     /// Reads the fields from the 1024-byte superblock; `None` when `sb` is shorter.
     fn parse(sb: &[u8]) -> Option<Super> {
         Some(Super {
+            inodes_count: le32(sb, 0x00)?,
             magic: le16(sb, 0x38)?,
             log_block: le32(sb, 0x18)?,
             compat: le32(sb, 0x5C)?,
@@ -156,10 +160,11 @@ impl Super {
 
 /// A group descriptor: block bitmap, inode bitmap and inode table locations, and whether the
 /// block bitmap is uninitialised (not on disk).
-struct Desc {
+pub(crate) struct Desc {
     bitmap: u64,
     ibitmap: u64,
-    itable: u64,
+    /// First block of the inode table.
+    pub(crate) itable: u64,
     uninit: bool,
 }
 
@@ -184,11 +189,13 @@ impl Desc {
 }
 
 /// Block-group geometry, in blocks unless named otherwise.
-struct Geometry {
-    block: u64,
+pub(crate) struct Geometry {
+    /// Block size in bytes.
+    pub(crate) block: u64,
     first_data: u64,
     per_group: u64,
-    groups: u64,
+    /// Block groups.
+    pub(crate) groups: u64,
     desc_size: u64,
     descs_per_block: u64,
     reserved_gdt: u64,
@@ -196,7 +203,8 @@ struct Geometry {
     meta_bg: bool,
     sparse: bool,
     sparse2: Option<[u64; 2]>,
-    itable_blocks: u64,
+    /// Blocks of one group's inode table.
+    pub(crate) itable_blocks: u64,
     uninit_allowed: bool,
 }
 
@@ -258,6 +266,120 @@ impl Geometry {
     }
 }
 
+/// A superblock and block-group geometry that passed the checks every reader of the
+/// filesystem's structures needs: magic, block size, group sizes, descriptor size, and a
+/// filesystem that fits the partition. Shared by the map and `fsmap::files`.
+pub(crate) struct Layout {
+    /// The superblock fields, as stored.
+    pub(crate) sb: Super,
+    /// Block-group geometry.
+    pub(crate) geo: Geometry,
+    /// Blocks in the filesystem.
+    pub(crate) blocks: u64,
+    /// 64bit descriptors (high halves of block numbers).
+    pub(crate) is64: bool,
+    /// Bytes per inode-table slot.
+    pub(crate) inode_size: u64,
+    /// Inodes per group.
+    pub(crate) inodes_per_group: u64,
+}
+
+impl Layout {
+    /// Reads and checks the superblock of `dev`. The outer `Err` is an I/O error, the inner
+    /// one says what does not describe a consistent filesystem that fits `dev`.
+    pub(crate) fn read(dev: &dyn BlockDev) -> MapResult<Layout> {
+        let bad = |s: String| Ok(Err(MapError(s, FAMILY)));
+        if dev.len() < 2048 {
+            return bad("device too small for a superblock".into());
+        }
+        let raw = read_vec(dev, 1024, 1024)?;
+        let Some(s) = Super::parse(&raw) else {
+            return bad("superblock is too short".into());
+        };
+        if s.magic != 0xEF53 {
+            return bad("no ext superblock magic".into());
+        }
+        let log = s.log_block;
+        if log > 6 {
+            return bad(format!("block size log {log} is absurd"));
+        }
+        let block = 1024u64 << log;
+        let (incompat, ro_compat, compat) = (s.incompat, s.ro_compat, s.compat);
+        let is64 = incompat & INCOMPAT_64BIT != 0;
+        let mut blocks = u64::from(s.blocks_lo);
+        if is64 {
+            blocks |= u64::from(s.blocks_hi) << 32;
+        }
+        let first_data = u64::from(s.first_data);
+        let per_group = u64::from(s.per_group);
+        // whole bytes of bitmap per group, as the kernel requires
+        if per_group == 0 || per_group > block * 8 || per_group % 8 != 0 || blocks <= first_data {
+            return bad(format!(
+                "{per_group} blocks per group, {blocks} blocks, first data block {first_data}"
+            ));
+        }
+        if blocks.saturating_mul(block) > dev.len() {
+            return bad(format!(
+                "{blocks} blocks of {block} bytes exceed the partition ({} bytes)",
+                dev.len()
+            ));
+        }
+        let desc_size = if is64 { u64::from(s.desc_size) } else { 32 };
+        // 64bit descriptors hold high halves up to byte 0x2C (the kernel wants at least 64)
+        if !(32..=1024).contains(&desc_size)
+            || !desc_size.is_power_of_two()
+            || (is64 && desc_size < 64)
+        {
+            return bad(format!("descriptor size {desc_size}"));
+        }
+        let inode_size = match s.inode_size {
+            0 => 128,
+            n => u64::from(n),
+        };
+        let inodes_per_group = u64::from(s.inodes_per_group);
+        let geo = Geometry {
+            block,
+            first_data,
+            per_group,
+            groups: (blocks - first_data).div_ceil(per_group),
+            desc_size,
+            descs_per_block: block / desc_size,
+            reserved_gdt: u64::from(s.reserved_gdt),
+            first_meta_bg: u64::from(s.first_meta_bg),
+            meta_bg: incompat & INCOMPAT_META_BG != 0,
+            sparse: ro_compat & RO_COMPAT_SPARSE_SUPER != 0,
+            sparse2: (compat & COMPAT_SPARSE_SUPER2 != 0).then(|| s.backup_bgs.map(u64::from)),
+            itable_blocks: (inodes_per_group * inode_size).div_ceil(block),
+            uninit_allowed: ro_compat & (RO_COMPAT_GDT_CSUM | RO_COMPAT_METADATA_CSUM) != 0,
+        };
+        if geo.groups > (1 << 32) {
+            return bad(format!("{} block groups", geo.groups));
+        }
+        Ok(Ok(Layout {
+            sb: s,
+            geo,
+            blocks,
+            is64,
+            inode_size,
+            inodes_per_group,
+        }))
+    }
+
+    /// The descriptor of group `grp`; the inner `Err` when it is too short to parse.
+    pub(crate) fn desc(&self, dev: &dyn BlockDev, grp: u64) -> MapResult<Desc> {
+        let size = self.geo.desc_size;
+        let d = read_vec(dev, self.geo.desc_location(grp), size as usize)?;
+        Ok(
+            Desc::parse(&d, self.is64, self.geo.uninit_allowed).ok_or_else(|| {
+                MapError(
+                    format!("group {grp}: descriptor of {size} bytes is too short"),
+                    FAMILY,
+                )
+            }),
+        )
+    }
+}
+
 /// Byte ranges (start, len), sorted and merged, of every block the filesystem uses.
 ///
 /// `dev` is the partition. The outer `Err` is an I/O error; the inner one means the
@@ -265,79 +387,22 @@ impl Geometry {
 /// the on-disk bitmaps may be stale (journal needing recovery, errors flagged).
 pub fn used_ranges(dev: &dyn BlockDev) -> MapResult<Vec<(u64, u64)>> {
     let bad = |s: String| Ok(Err(MapError(s, FAMILY)));
-    if dev.len() < 2048 {
-        return bad("device too small for a superblock".into());
-    }
-    let sb = read_vec(dev, 1024, 1024)?;
-    let Some(s) = Super::parse(&sb) else {
-        return bad("superblock is too short".into());
+    let l = match Layout::read(dev)? {
+        Ok(l) => l,
+        Err(e) => return Ok(Err(e)),
     };
-    if s.magic != 0xEF53 {
-        return bad("no ext superblock magic".into());
-    }
-    let log = s.log_block;
-    if log > 6 {
-        return bad(format!("block size log {log} is absurd"));
-    }
-    let block = 1024u64 << log;
-    let (incompat, ro_compat, compat) = (s.incompat, s.ro_compat, s.compat);
-    let is64 = incompat & INCOMPAT_64BIT != 0;
-    if incompat & INCOMPAT_RECOVER != 0 {
+    if l.sb.incompat & INCOMPAT_RECOVER != 0 {
         return bad(
             "the journal needs recovery (not cleanly unmounted), so the on-disk bitmaps may be stale"
                 .into(),
         );
     }
-    if s.state & STATE_ERROR != 0 {
+    if l.sb.state & STATE_ERROR != 0 {
         return bad("the filesystem is marked as having errors (run e2fsck on it)".into());
     }
-    let mut blocks = u64::from(s.blocks_lo);
-    if is64 {
-        blocks |= u64::from(s.blocks_hi) << 32;
-    }
-    let first_data = u64::from(s.first_data);
-    let per_group = u64::from(s.per_group);
-    // whole bytes of bitmap per group, as the kernel requires
-    if per_group == 0 || per_group > block * 8 || per_group % 8 != 0 || blocks <= first_data {
-        return bad(format!(
-            "{per_group} blocks per group, {blocks} blocks, first data block {first_data}"
-        ));
-    }
-    if blocks.saturating_mul(block) > dev.len() {
-        return bad(format!(
-            "{blocks} blocks of {block} bytes exceed the partition ({} bytes)",
-            dev.len()
-        ));
-    }
-    let desc_size = if is64 { u64::from(s.desc_size) } else { 32 };
-    // 64bit descriptors hold high halves up to byte 0x2C (the kernel wants at least 64)
-    if !(32..=1024).contains(&desc_size) || !desc_size.is_power_of_two() || (is64 && desc_size < 64)
-    {
-        return bad(format!("descriptor size {desc_size}"));
-    }
-    let inode_size = match s.inode_size {
-        0 => 128,
-        n => u64::from(n),
-    };
-    let inodes_per_group = u64::from(s.inodes_per_group);
-    let g = Geometry {
-        block,
-        first_data,
-        per_group,
-        groups: (blocks - first_data).div_ceil(per_group),
-        desc_size,
-        descs_per_block: block / desc_size,
-        reserved_gdt: u64::from(s.reserved_gdt),
-        first_meta_bg: u64::from(s.first_meta_bg),
-        meta_bg: incompat & INCOMPAT_META_BG != 0,
-        sparse: ro_compat & RO_COMPAT_SPARSE_SUPER != 0,
-        sparse2: (compat & COMPAT_SPARSE_SUPER2 != 0).then(|| s.backup_bgs.map(u64::from)),
-        itable_blocks: (inodes_per_group * inode_size).div_ceil(block),
-        uninit_allowed: ro_compat & (RO_COMPAT_GDT_CSUM | RO_COMPAT_METADATA_CSUM) != 0,
-    };
-    if g.groups > (1 << 32) {
-        return bad(format!("{} block groups", g.groups));
-    }
+    let Layout { geo: g, blocks, .. } = l;
+    let (block, first_data, per_group, desc_size, is64) =
+        (g.block, g.first_data, g.per_group, g.desc_size, l.is64);
 
     // descriptors: bitmap location, inode bitmap, inode table, flags
     let mut descs = Vec::with_capacity(g.groups as usize);

@@ -54,7 +54,7 @@ pub(super) const FORMAT: Format = Format {
 };
 
 /// The family named in this module's [`MapError`]s.
-const FAMILY: &str = "fat";
+pub(crate) const FAMILY: &str = "fat";
 
 // ---------------------------------------------------------------------------------------------
 // the BPB, shared by detection, the map and resize::fat
@@ -108,7 +108,7 @@ impl FatType {
 
     /// The FAT bytes `(offset, len)` holding entries `first..first + n` (`first` even for
     /// FAT12, whose entries share bytes in pairs).
-    fn entry_bytes(self, first: u64, n: u64) -> (u64, u64) {
+    pub(crate) fn entry_bytes(self, first: u64, n: u64) -> (u64, u64) {
         match self {
             FatType::Fat12 => (first * 3 / 2, (n * 3).div_ceil(2)),
             FatType::Fat16 => (first * 2, n * 2),
@@ -118,7 +118,7 @@ impl FatType {
 
     /// Entry `i` of FAT bytes that start at an even entry (see [`FatType::entry_bytes`]),
     /// without FAT32's reserved top four bits; `None` when `buf` does not hold it.
-    fn entry(self, buf: &[u8], i: usize) -> Option<u32> {
+    pub(crate) fn entry(self, buf: &[u8], i: usize) -> Option<u32> {
         Some(match self {
             FatType::Fat12 => {
                 let v = u32::from(le16(buf, i.checked_mul(3)? / 2)?);
@@ -308,7 +308,7 @@ impl Bpb {
 
 impl Geometry {
     /// Byte offset of cluster `c`, or `None` when `c` is not a data cluster.
-    fn cluster_offset(&self, c: u32) -> Option<u64> {
+    pub(crate) fn cluster_offset(&self, c: u32) -> Option<u64> {
         let c = u64::from(c);
         if c < 2 || c > self.clusters.checked_add(1)? {
             return None;
@@ -523,15 +523,16 @@ const CHUNK_ENTRIES: u64 = 1 << 18;
 
 /// The geometry the map trusts, and the boot sector's dirty bit.
 #[derive(Debug)]
-struct Layout {
-    geo: Geometry,
+pub(crate) struct Layout {
+    /// The checked geometry.
+    pub(crate) geo: Geometry,
     boot_dirty: bool,
 }
 
 /// Validates the boot sector `bs` (512 bytes) of a volume on a partition of `dev_len` bytes
 /// more strictly than recognition does: everything where implementations could disagree is
 /// refused (see the module documentation). `Err` says why, lowercase.
-fn layout(bs: &[u8], dev_len: u64) -> std::result::Result<Layout, String> {
+pub(crate) fn layout(bs: &[u8], dev_len: u64) -> std::result::Result<Layout, String> {
     let bpb = Bpb::parse(bs).ok_or("the boot sector is too short")?;
     bpb.check()?;
     let bps = u64::from(bpb.bytes_per_sector);

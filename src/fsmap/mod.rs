@@ -16,6 +16,7 @@
 pub mod detect;
 pub mod ext;
 pub mod fat;
+pub mod files;
 pub mod ntfs;
 
 mod btrfs;

@@ -50,6 +50,7 @@ fn advice(e: &Error) -> String {
         Error::GrowFailed { .. } => "The data is in place. Check the grown filesystem from the shell (fsck) before using the disk.",
         Error::Tool { .. } => "A helper program failed; its message is above. Check the disk from the shell.",
         Error::Unsupported(_) => "Lifeboat cannot do this yet. Nothing was written.",
+        Error::Filesystem(_) => "The filesystem is damaged. Check it from the shell (fsck) before trusting it.",
         Error::Cancelled => "Cancelled as asked.",
         Error::OutOfRange { .. } | Error::Io { .. } => {
             "Check that the disks and the storage are still attached and that the storage has room."
