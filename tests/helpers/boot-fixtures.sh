@@ -142,7 +142,9 @@ EOF
     { echo "boot-fixtures: debugfs did not create /dev/console" >&2; exit 1; }
 }
 
-# grub_config PARTUUID_ARG: the embedded config both GRUBs run.
+# grub_config ROOT_ARG: the embedded config both GRUBs run. When `linux` or `boot` fails, the
+# errors stay on screen and GRUB sleeps (68 years): i386-pc's linux.mod pulls in normal.mod,
+# whose prompt would clear the screen, and x86_64-efi would drop to "grub rescue>".
 grub_config() {
   cat <<EOF
 echo "fixture: GRUB started"
@@ -150,6 +152,8 @@ search --no-floppy --fs-uuid --set=root $root_uuid
 echo "fixture: loading /boot/vmlinuz"
 linux /boot/vmlinuz root=$1 rw console=tty0 console=ttyS0,115200
 boot
+echo "fixture: cannot boot, GRUB stops here"
+sleep 2000000000
 EOF
 }
 
@@ -159,13 +163,13 @@ grub_bios() {
   { printf 'serial --unit=0 --speed=115200\nterminal_input console serial\n'
     printf 'terminal_output console serial\n'; cat "$cfg"; } >"$full"
   grub-mkimage -O i386-pc -d "$grub_pc" -o "$img" -c "$full" -p /boot/grub \
-    biosdisk part_gpt part_msdos ext2 search search_fs_uuid linux boot echo serial terminal
+    biosdisk part_gpt part_msdos ext2 search search_fs_uuid linux boot echo sleep serial terminal
 }
 
 # grub_efi CFG OUT: GRUB's x86_64-efi image with CFG embedded (OVMF mirrors it on serial).
 grub_efi() {
   grub-mkimage -O x86_64-efi -d "$grub_efi" -o "$2" -c "$1" -p /EFI/BOOT \
-    part_gpt part_msdos fat ext2 search search_fs_uuid linux boot echo efi_gop
+    part_gpt part_msdos fat ext2 search search_fs_uuid linux boot echo sleep efi_gop
 }
 
 # install_bios_boot DISK CORE LBA: boot.img into sector 0 (keeping bytes 440..511, the disk
@@ -267,14 +271,27 @@ build_wiped() {
   mv -f "$disk" "$out/wiped.img"
 }
 
+# build_no_signature: wiped, and sector 0's 0x55aa signature cleared too, so SeaBIOS refuses the
+# disk ("No bootable device.") instead of jumping into zeroed code (what it does with wiped).
+# The GPT headers are intact but the protective MBR is now invalid: Linux ignores such a GPT.
+build_no_signature() {
+  local disk=$work/no-signature.img
+  cp --sparse=always "$out/wiped.img" "$disk"
+  printf '\0\0' | dd of="$disk" bs=1 seek=510 conv=notrunc status=none
+  mv -f "$disk" "$out/no-signature.img"
+}
+
 build_gpt good-gpt up yes "PARTUUID=$gpt_root_partuuid"
 build_mbr good-mbr
 build_wiped
+build_no_signature
 build_gpt no-kernel up no "PARTUUID=$gpt_root_partuuid"
 build_gpt panic up yes /dev/sda9
 build_gpt reboot-loop reboot yes "PARTUUID=$gpt_root_partuuid"
 
-# layout.json: the partition tables as sfdisk reads them, plus what each fixture is for.
+# layout.json: the partition tables as sfdisk reads them, plus what each fixture is for and
+# what QEMU showed when it was booted (-nic none; "stage" is the last stage of the issue's four
+# that the boot reaches, 0 for none).
 for n in good-gpt good-mbr wiped no-kernel panic reboot-loop; do
   sfdisk -J "$out/$n.img" >"$work/$n.json"
 done
@@ -284,43 +301,48 @@ work, dest = sys.argv[1], sys.argv[2]
 root_files = {"kernel": "/boot/vmlinuz", "init": "/sbin/init", "busybox": "/bin/busybox",
               "written": "/var/booted"}
 esp_files = {"loader": "/EFI/BOOT/BOOTX64.EFI"}
-gpt = {"firmware": ["bios", "uefi"], "label": "gpt", "bios_boot_part": 1, "esp_part": 2,
-       "root_part": 3}
-mbr = {"firmware": ["bios"], "label": "dos", "bios_boot_part": None, "esp_part": None,
-       "root_part": 1}
+gpt = {"label": "gpt", "firmware": ["bios", "uefi"], "bios_boot_part": 1, "esp_part": 2,
+       "root_part": 3, "root_files": root_files, "esp_files": esp_files}
+booted = {"booted": True, "stage": 4, "serial": "fixture login: "}
+no_kernel = {"booted": False, "stage": 1, "sign": "still_screen",
+             "serial": "error: file `/boot/vmlinuz' not found."}
+panic = {"booted": False, "stage": 2, "sign": "kernel_panic",
+         "serial": "Kernel panic - not syncing: VFS: Unable to mount root fs"}
+loop = {"booted": False, "stage": 3, "sign": "reboot_loop", "serial": "fixture: rebooting"}
 fixtures = {
-    "good-gpt": dict(gpt, expect={"verdict": "booted"}),
-    "good-mbr": dict(mbr, expect={"verdict": "booted"}),
-    "wiped": dict(gpt, firmware=[], esp_files={},
-                  expect={"verdict": "failed", "sign": "no_boot_device", "stage": 0}),
+    "good-gpt": dict(gpt, expect={"bios": booted, "uefi": booted}),
+    "good-mbr": {"label": "dos", "firmware": ["bios"], "bios_boot_part": None,
+                 "esp_part": None, "root_part": 1, "root_files": root_files, "esp_files": {},
+                 "expect": {"bios": booted}},
+    # The boot code is gone, so the disk asks for no firmware; booted anyway, SeaBIOS jumps into
+    # the zeroed sector 0 (its signature is intact) and the screen stays on "Booting from Hard
+    # Disk..."; OVMF finds no loader and starts its built-in UEFI shell.
+    "wiped": dict(gpt, firmware=[], esp_files={}, expect={
+        "bios": {"booted": False, "stage": 0, "sign": "still_screen",
+                 "debugcon": "Booting from 0000:7c00"},
+        "uefi": {"booted": False, "stage": 0, "sign": "no_boot_device",
+                 "serial": "EFI Internal Shell"}}),
+    # wiped with sector 0's signature cleared: SeaBIOS says so. Not a valid GPT disk to Linux.
+    "no-signature": dict(gpt, label=None, firmware=[], esp_files={}, expect={
+        "bios": {"booted": False, "stage": 0, "sign": "no_boot_device",
+                 "debugcon": "No bootable device."}}),
     "no-kernel": dict(gpt, root_files={k: v for k, v in root_files.items() if k != "kernel"},
-                      expect={"verdict": "stopped", "stage": 1,
-                              "sign": "boot loader error: /boot/vmlinuz not found"}),
-    "panic": dict(gpt, kernel_args="root=/dev/sda9",
-                  expect={"verdict": "stopped", "stage": 2, "sign": "kernel_panic"}),
-    "reboot-loop": dict(gpt, expect={"verdict": "stopped", "stage": 3, "sign": "reboot_loop"}),
+                      expect={"bios": no_kernel, "uefi": no_kernel}),
+    "panic": dict(gpt, kernel_args="root=/dev/sda9", expect={"bios": panic, "uefi": panic}),
+    "reboot-loop": dict(gpt, init="reboot -f", expect={"bios": loop, "uefi": loop}),
 }
-fs_of = {"21686148-6449-6E6F-744E-656564454649": None,  # BIOS boot: raw core.img
+fs_of = {"21686148-6449-6E6F-744E-656564454649": "none",  # BIOS boot: raw core.img
          "C12A7328-F81F-11D2-BA4B-00A0C93EC93B": "vfat",
-         "0FC63DAF-8483-4772-8E79-3D69C72F4764": "ext4", "83": "ext4"}
+         "0FC63DAF-8483-4772-8E79-3D69D8477DE4": "ext4", "83": "ext4"}
 out = {}
 for name, info in fixtures.items():
-    table = json.load(open(f"{work}/{name}.json"))["partitiontable"]
+    src = "wiped" if name == "no-signature" else name
+    table = json.load(open(f"{work}/{src}.json"))["partitiontable"]
     ss = table.get("sectorsize", 512)
-    parts = []
-    for i, p in enumerate(table["partitions"], 1):
-        parts.append({"number": i, "start": p["start"] * ss, "size": p["size"] * ss,
-                      "type": p["type"], "uuid": p.get("uuid"), "name": p.get("name"),
-                      "fs": fs_of.get(p["type"].upper())})
-    entry = {"image": f"{name}.img", "partitions": parts}
-    entry.update(info)
-    entry.setdefault("root_files", root_files)
-    if entry["esp_part"] is not None:
-        entry.setdefault("esp_files", esp_files)
-    entry["root_files"] = entry["root_files"]
-    if "init" in entry["root_files"] and name == "reboot-loop":
-        entry["init_does"] = "reboot -f"
-    out[name] = entry
+    parts = [{"number": i, "start": p["start"] * ss, "size": p["size"] * ss, "type": p["type"],
+              "uuid": p.get("uuid"), "name": p.get("name"), "fs": fs_of[p["type"].upper()]}
+             for i, p in enumerate(table["partitions"], 1)]
+    out[name] = dict(info, image=f"{name}.img", partitions=parts)
 json.dump(out, open(dest, "w"), indent=2, sort_keys=True)
 EOF
 ls -ls "$out"/*.img "$out/layout.json"
