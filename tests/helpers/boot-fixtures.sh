@@ -14,12 +14,18 @@
 #   good-mbr     MBR: p1 bootable ext4 root at 1 MiB, core.img in the post-MBR gap (LBA 1..),
 #                boot.img in sector 0. BIOS only.
 #   wiped        good-gpt with sector 0's boot code (bytes 0..439) and the BIOS-boot partition
-#                zeroed and BOOTX64.EFI deleted: no firmware finds anything to boot.
-#   no-kernel    good-gpt without /boot/vmlinuz: GRUB runs, fails to load the kernel and stops
-#                at its rescue prompt with the error on screen.
+#                zeroed and BOOTX64.EFI deleted. OVMF finds no loader and starts its UEFI shell;
+#                SeaBIOS sees the intact 0x55aa signature, jumps into the zeros and the screen
+#                stays on "Booting from Hard Disk...".
+#   no-signature wiped with the 0x55aa signature cleared too: SeaBIOS prints "No bootable
+#                device." (screen and debug console). Linux ignores the GPT (invalid protective
+#                MBR), so this one is for the firmware's no-boot-device sign only.
+#   no-kernel    good-gpt without /boot/vmlinuz: GRUB runs, fails to load the kernel, prints
+#                the error and "fixture: cannot boot, GRUB stops here", and sleeps (screen still).
 #   panic        good-gpt whose GRUB passes root=/dev/sda9: the kernel loads and panics with
 #                "VFS: Unable to mount root fs", then hangs (no panic= on the command line).
 #   reboot-loop  good-gpt whose /sbin/init runs `reboot -f` at once: the machine reboots forever.
+# Boot them with -nic none: otherwise both firmwares go on to PXE boot from the default NIC.
 # OUTDIR/layout.json lists every fixture's partitions (number, start and size in bytes, type,
 # filesystem), which partition is root/ESP/BIOS-boot, the files of interest and the verdict a
 # boot test must reach.
@@ -100,9 +106,11 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -o remount,rw /
 hostname fixture
-date >/var/booted
-sync
-echo "fixture: userland up, wrote /var/booted"
+if date >/var/booted && sync; then
+  echo "fixture: userland up, wrote /var/booted"
+else
+  echo "fixture: userland up, but writing /var/booted failed"
+fi
 while :; do
   for t in /dev/ttyS0 /dev/tty0; do
     printf '\nfixture login: ' >"$t" 2>/dev/null
