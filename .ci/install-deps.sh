@@ -3,7 +3,8 @@
 # apt). The Rust toolchain, gcc and python3 are assumed present. python3-fusepy is for
 # tests/helpers/faultfs.py, which must run under Debian's /usr/bin/python3. grub2-common is
 # grub-install and grub-pc-bin (its i386-pc modules), for the BIOS-boot clone test in
-# tests/root_clone.rs.
+# tests/root_clone.rs. grub-common (grub-mkimage), grub-efi-amd64-bin and busybox-static are
+# for tests/helpers/boot-fixtures.sh, which builds the boot-test disks without root.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 if [ "$(id -u)" -ne 0 ]; then
@@ -13,7 +14,8 @@ fi
 bash "$here/apt.sh" \
   e2fsprogs dosfstools ntfs-3g exfatprogs xfsprogs btrfs-progs cryptsetup-bin lvm2 \
   gdisk fdisk util-linux mount mtools xorriso file kmod udev attr partclone \
-  python3-fusepy fuse3 grub2-common grub-pc-bin tmux fusefat exfat-fuse
+  python3-fusepy fuse3 grub2-common grub-pc-bin tmux fusefat exfat-fuse \
+  grub-common grub-efi-amd64-bin busybox-static
 # tier 3 (QEMU); build.sh installs its own build tools. procps is /bin/kill, with which
 # tests/qemu_e2e.rs stops a QEMU it started (not in a minimal Debian 12: priority important).
 bash "$here/apt.sh" qemu-system-x86 ovmf procps
