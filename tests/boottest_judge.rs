@@ -27,7 +27,7 @@ fn rules() -> Rules {
             region(RegionKind::BootCode, MIB, MIB, "BIOS-boot partition (p1)"),
             region(RegionKind::Loader, 3 * MIB, 512 * 1024, "/EFI/BOOT/BOOTX64.EFI (p2)"),
             region(RegionKind::Filesystem, 18 * MIB, 46 * MIB, "ext4 (p3)"),
-            region(RegionKind::Kernel, 20 * MIB, 5 * MIB, "/boot/vmlinuz (p3)"),
+            region(RegionKind::Kernel, 20 * MIB, MIB, "/boot/vmlinuz (p3)"),
             region(RegionKind::Init, 30 * MIB, MIB, "/bin/busybox (p3)"),
         ],
         disk_bytes: DISK,
@@ -72,7 +72,7 @@ fn a_good_boot_passes_the_four_stages_in_order_with_their_times() {
         &[
             io(0.1, false, 0, 512),
             io(0.5, false, MIB + 4096, 32 * 1024),
-            io(2.0, false, 21 * MIB, 65536),
+            io(2.0, false, 20 * MIB, MIB),
             io(5.0, false, 30 * MIB, 4096),
             io(5.5, true, 40 * MIB, 4096),
             serial(7.0, "Welcome\r\nfixture lo"),
@@ -82,7 +82,7 @@ fn a_good_boot_passes_the_four_stages_in_order_with_their_times() {
     assert_eq!(stages(&j), [(1, 0.5), (2, 2.0), (3, 5.0), (4, 7.2)]);
     assert_eq!(j.verdict(), Verdict::Booted);
     assert!(j.done());
-    assert_eq!(j.reached()[1].evidence, "read /boot/vmlinuz (p3)");
+    assert_eq!(j.reached()[1].evidence, "read /boot/vmlinuz (p3) (100% of it so far)");
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn a_reboot_loop_is_named_with_the_stage_it_reached() {
     for k in 0..3 {
         let t = 10.0 * f64::from(k);
         obs.push(io(t + 0.5, false, MIB, 4096));
-        obs.push(io(t + 2.0, false, 20 * MIB, 4096));
+        obs.push(io(t + 2.0, false, 20 * MIB, MIB));
         obs.push(io(t + 4.0, false, 30 * MIB, 4096));
         obs.push(Observation::Reset { t: t + 5.0 });
     }
@@ -176,7 +176,7 @@ fn a_kernel_panic_on_the_serial_console_stops_at_stage_2() {
         rules(),
         &[
             io(0.5, false, MIB, 4096),
-            io(2.0, false, 20 * MIB, 4096),
+            io(2.0, false, 20 * MIB, MIB),
             serial(4.0, "[    1.2] VFS: Cannot open root device \"sda9\"\n[    1.2] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n"),
         ],
     );
@@ -206,7 +206,7 @@ fn a_prompt_or_settled_screen_before_the_os_started_from_the_disk_is_not_a_boot(
         rules(),
         &[
             io(0.5, false, MIB, 4096),
-            io(2.0, false, 20 * MIB, 4096),
+            io(2.0, false, 20 * MIB, MIB),
             serial(6.0, "Gave up waiting for root file system device.\n(initramfs) login: "),
             Observation::ScreenStill {
                 t: 30.0,
@@ -275,7 +275,7 @@ fn expect_replaces_the_login_prompt_and_the_screen() {
         r,
         &[
             io(0.5, false, MIB, 4096),
-            io(2.0, false, 20 * MIB, 4096),
+            io(2.0, false, 20 * MIB, MIB),
             io(4.0, false, 30 * MIB, 4096),
             serial(5.0, "host login: "),
             Observation::ScreenStill {
@@ -297,7 +297,7 @@ fn a_still_screen_while_the_disk_is_busy_is_not_settled() {
         rules(),
         &[
             io(0.5, false, MIB, 4096),
-            io(2.0, false, 20 * MIB, 4096),
+            io(2.0, false, 20 * MIB, MIB),
             io(4.0, false, 30 * MIB, 4096),
             io(29.0, false, 40 * MIB, 4096),
             Observation::ScreenStill {
@@ -312,11 +312,60 @@ fn a_still_screen_while_the_disk_is_busy_is_not_settled() {
 
 #[test]
 fn a_recorded_io_log_replays_to_the_same_stages() {
-    let log = "0.100 R 0 512\n0.500 R 1052672 32768\n2.000 R 20971520 65536\n\
+    let log = "0.100 R 0 512\n0.500 R 1052672 32768\n2.000 R 20971520 1048576\n\
                garbage line\n5.000 R 31457280 4096\n5.500 W 41943040 4096\n9 X 1 1\n";
     let obs = trace_file::parse(log);
     assert_eq!(obs.len(), 5);
     let j = judge(rules(), &obs);
     assert_eq!(stages(&j), [(1, 0.5), (2, 2.0), (3, 5.0)]);
     assert_eq!(Stage::ALL.len(), 4);
+}
+
+#[test]
+fn a_loader_chunk_touching_a_kernel_or_init_edge_proves_nothing() {
+    let mut r = rules();
+    // init's first block sits right after the kernel's last one, as mkfs lays them out
+    r.regions.push(region(RegionKind::Init, 21 * MIB, 4096, "/sbin/init (p3)"));
+    let j = judge(
+        r,
+        &[
+            io(0.5, false, MIB, 4096),
+            // a 32 KiB chunk over the kernel's end and init's start: neither loaded nor run
+            io(1.0, false, 21 * MIB - 16384, 32768),
+            io(1.1, false, 20 * MIB, 256 * 1024),
+        ],
+    );
+    assert_eq!(stages(&j), [(1, 0.5)]);
+    let mut j = j;
+    // the rest of the kernel: now it is loaded; init read on its own is the userland
+    j.feed(&io(2.0, false, 20 * MIB + 256 * 1024, 512 * 1024));
+    j.feed(&io(3.0, false, 21 * MIB, 4096));
+    assert_eq!(stages(&j), [(1, 0.5), (2, 2.0), (3, 3.0)]);
+}
+
+#[test]
+fn init_blocks_read_while_no_kernel_was_loaded_are_the_boot_loader_searching() {
+    // no-kernel: GRUB looks for /boot/vmlinuz, reading directory chunks that hold init's
+    // blocks, then stops at its error
+    let mut r = rules();
+    r.regions.retain(|x| x.kind != RegionKind::Kernel);
+    let j = judge(
+        r,
+        &[
+            io(0.5, false, MIB, 4096),
+            io(0.6, false, 30 * MIB, 4096),
+            Observation::ScreenStill {
+                t: 30.0,
+                still: 25.0,
+            },
+        ],
+    );
+    assert_eq!(stages(&j), [(1, 0.5)]);
+    assert!(matches!(
+        j.verdict(),
+        Verdict::Failed {
+            stage: 1,
+            sign: Sign::StillScreen { .. }
+        }
+    ));
 }

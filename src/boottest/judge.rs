@@ -258,6 +258,9 @@ pub struct Judge {
     outside: u64,
     /// Seconds of the last disk I/O.
     last_io: f64,
+    /// Bytes of each kernel file (by its name) and how many were read so far.
+    kernel_len: std::collections::HashMap<String, u64>,
+    kernel_read: std::collections::HashMap<String, u64>,
     login: Regex,
     panic: Regex,
     no_boot: Regex,
@@ -278,7 +281,13 @@ impl Judge {
         let re = |p: &str| {
             Regex::new(p).map_err(|e| Error::Unsupported(format!("boot-test pattern {p}: {e}")))
         };
+        let mut kernel_len = std::collections::HashMap::new();
+        for r in sorted.iter().filter(|r| r.kind == RegionKind::Kernel) {
+            *kernel_len.entry(r.what.clone()).or_insert(0u64) += r.len;
+        }
         Ok(Judge {
+            kernel_len,
+            kernel_read: std::collections::HashMap::new(),
             rules,
             sorted,
             max_end,
@@ -483,26 +492,48 @@ impl Judge {
         // regions overlapping [offset, end): those starting before `end` whose end is past
         // `offset`; max_end bounds the backward scan
         let upto = self.sorted.partition_point(|r| r.start < end);
-        let mut hits: Vec<(RegionKind, String)> = Vec::new();
+        let mut hits: Vec<(RegionKind, String, u64)> = Vec::new();
         for i in (0..upto).rev() {
             if self.max_end[i] <= offset {
                 break;
             }
             let r = &self.sorted[i];
-            if r.start.saturating_add(r.len) > offset {
-                hits.push((r.kind, r.what.clone()));
+            let r_end = r.start.saturating_add(r.len);
+            if r_end > offset {
+                let overlap = r_end.min(end) - r.start.max(offset);
+                hits.push((r.kind, r.what.clone(), overlap));
             }
         }
         let has_kernel_regions = self.sorted.iter().any(|r| r.kind == RegionKind::Kernel);
-        for (kind, what) in hits {
+        // boot loaders read in aligned chunks (GRUB: 32 KiB), so the end of a kernel's chunk
+        // may hold the first bytes of the file after it: a read that also touches boot code,
+        // a loader or a kernel proves nothing about init
+        let loader_read = hits.iter().any(|(k, _, _)| {
+            matches!(
+                k,
+                RegionKind::BootCode | RegionKind::Loader | RegionKind::Kernel
+            )
+        });
+        for (kind, what, overlap) in hits {
             match (kind, write) {
                 (RegionKind::BootCode | RegionKind::Loader, false) => {
                     self.reach(Stage::BootCode, t, format!("read {what}"));
                 }
                 (RegionKind::Kernel, false) => {
-                    self.reach(Stage::Kernel, t, format!("read {what}"));
+                    // loaded, not merely touched: half the file (or 4 MiB of it) was read
+                    let done = self.kernel_read.entry(what.clone()).or_insert(0);
+                    *done += overlap;
+                    let total = self.kernel_len.get(&what).copied().unwrap_or(0);
+                    if *done >= (total / 2).clamp(1, KERNEL_LOADED) {
+                        let pct = (*done * 100).checked_div(total).unwrap_or(100).min(100);
+                        self.reach(Stage::Kernel, t, format!("read {what} ({pct}% of it so far)"));
+                    }
                 }
-                (RegionKind::Init, false) if self.has(Stage::Kernel) || !has_kernel_regions => {
+                // init counts once a kernel was loaded: a boot loader searching its
+                // directories (GRUB looking for a missing kernel) reads chunks that may hold
+                // init's blocks
+                (RegionKind::Init, false) if !loader_read && self.has(Stage::Kernel) =>
+                {
                     self.reach(Stage::Userland, t, format!("read {what}"));
                 }
                 // a boot loader may write (grubenv, a boot counter) before any kernel runs:
@@ -519,6 +550,9 @@ impl Judge {
         }
     }
 }
+
+/// Bytes of a kernel file read that count as loaded, when half the file is more.
+const KERNEL_LOADED: u64 = 4 << 20;
 
 /// Appends `text` to `buf`, keeping its last [`KEEP_TEXT`] bytes (at a char boundary).
 fn push_keep(buf: &mut String, text: &str) {

@@ -350,7 +350,7 @@ fn watch(
     let mut dhcp = DhcpWatch::default();
     let mut screenshots = Vec::new();
     let scratch = spec.work.join("screen.png");
-    let mut last_screen: Option<blake3::Hash> = None;
+    let mut screens: Vec<blake3::Hash> = Vec::new();
     let mut still_since = 0.0f64;
     let mut next_screen = Duration::ZERO;
     let (mut read_bytes, mut written_bytes, mut lines) = (0u64, 0u64, 0u64);
@@ -440,9 +440,14 @@ fn watch(
             next_screen = now + SCREEN_EVERY;
             if machine.screendump(&scratch).is_ok() {
                 if let Ok(png) = std::fs::read(&scratch) {
+                    // a blinking cursor flips the text screen between two pictures: a
+                    // screen that only returns to one of its last few pictures is still
                     let h = blake3::hash(&png);
-                    if last_screen != Some(h) {
-                        last_screen = Some(h);
+                    if !screens.contains(&h) {
+                        if screens.len() == 4 {
+                            screens.remove(0);
+                        }
+                        screens.push(h);
                         still_since = t;
                     } else {
                         obs.push(Observation::ScreenStill {
