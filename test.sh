@@ -6,7 +6,8 @@
 #           injector tests/helpers/faultfs.py); must run as root.
 #   tier 3: the rescue environment in QEMU (tests/qemu_e2e.rs): builds both ISOs with build.sh
 #           (cached), then boots them under SeaBIOS, OVMF and OVMF with Secure Boot, and runs
-#           an unattended image + restore in a guest; must run as root.
+#           an unattended image + restore in a guest; and boot-test on bootable and broken
+#           disks built with the mini kernel (tests/qemu_boottest.rs); must run as root.
 # Under CI=true, a missing prerequisite (root, loop devices, a tool) fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -41,7 +42,7 @@ fi
 if [ "$(id -u)" -eq 0 ]; then
   echo "== tier 3: QEMU (build.sh --flavour all, then tests/qemu_e2e.rs)"
   ./build.sh --flavour all
-  LIFEBOAT_REQUIRE_QEMU=1 limit 20 cargo test --locked --test qemu_e2e -- --test-threads=1 --nocapture
+  LIFEBOAT_REQUIRE_QEMU=1 limit 30 cargo test --locked --test qemu_e2e --test qemu_boottest -- --test-threads=1 --nocapture
 elif [ "${CI:-}" = "true" ]; then
   echo "tier 3 needs root (build.sh) and CI=true forbids skipping it" >&2
   exit 1

@@ -25,7 +25,12 @@ fn rules() -> Rules {
     Rules {
         regions: vec![
             region(RegionKind::BootCode, MIB, MIB, "BIOS-boot partition (p1)"),
-            region(RegionKind::Loader, 3 * MIB, 512 * 1024, "/EFI/BOOT/BOOTX64.EFI (p2)"),
+            region(
+                RegionKind::Loader,
+                3 * MIB,
+                512 * 1024,
+                "/EFI/BOOT/BOOTX64.EFI (p2)",
+            ),
             region(RegionKind::Filesystem, 18 * MIB, 46 * MIB, "ext4 (p3)"),
             region(RegionKind::Kernel, 20 * MIB, MIB, "/boot/vmlinuz (p3)"),
             region(RegionKind::Init, 30 * MIB, MIB, "/bin/busybox (p3)"),
@@ -47,10 +52,7 @@ fn io(t: f64, write: bool, offset: u64, len: u64) -> Observation {
 }
 
 fn serial(t: f64, s: &str) -> Observation {
-    Observation::Serial {
-        t,
-        text: s.into(),
-    }
+    Observation::Serial { t, text: s.into() }
 }
 
 fn judge(rules: Rules, obs: &[Observation]) -> Judge {
@@ -62,7 +64,10 @@ fn judge(rules: Rules, obs: &[Observation]) -> Judge {
 }
 
 fn stages(j: &Judge) -> Vec<(u8, f64)> {
-    j.reached().iter().map(|r| (r.stage.number(), r.t)).collect()
+    j.reached()
+        .iter()
+        .map(|r| (r.stage.number(), r.t))
+        .collect()
 }
 
 #[test]
@@ -82,7 +87,10 @@ fn a_good_boot_passes_the_four_stages_in_order_with_their_times() {
     assert_eq!(stages(&j), [(1, 0.5), (2, 2.0), (3, 5.0), (4, 7.2)]);
     assert_eq!(j.verdict(), Verdict::Booted);
     assert!(j.done());
-    assert_eq!(j.reached()[1].evidence, "read /boot/vmlinuz (p3) (100% of it so far)");
+    assert_eq!(
+        j.reached()[1].evidence,
+        "read /boot/vmlinuz (p3) (100% of it so far)"
+    );
 }
 
 #[test]
@@ -188,7 +196,10 @@ fn a_kernel_panic_on_the_serial_console_stops_at_stage_2() {
         v => panic!("{v:?}"),
     }
     // QEMU's own panic event counts the same
-    let j = judge(rules(), &[io(0.5, false, MIB, 512), Observation::Panicked { t: 1.0 }]);
+    let j = judge(
+        rules(),
+        &[io(0.5, false, MIB, 512), Observation::Panicked { t: 1.0 }],
+    );
     assert!(matches!(
         j.verdict(),
         Verdict::Failed {
@@ -207,7 +218,10 @@ fn a_prompt_or_settled_screen_before_the_os_started_from_the_disk_is_not_a_boot(
         &[
             io(0.5, false, MIB, 4096),
             io(2.0, false, 20 * MIB, MIB),
-            serial(6.0, "Gave up waiting for root file system device.\n(initramfs) login: "),
+            serial(
+                6.0,
+                "Gave up waiting for root file system device.\n(initramfs) login: ",
+            ),
             Observation::ScreenStill {
                 t: 30.0,
                 still: 20.0,
@@ -251,7 +265,8 @@ fn a_boot_loader_writing_before_any_kernel_is_not_the_userland() {
 fn writes_prove_the_userland_when_no_kernel_file_could_be_located() {
     // an NTFS system: no kernel or init regions, only the filesystem
     let mut r = rules();
-    r.regions.retain(|x| !matches!(x.kind, RegionKind::Kernel | RegionKind::Init));
+    r.regions
+        .retain(|x| !matches!(x.kind, RegionKind::Kernel | RegionKind::Init));
     let j = judge(
         r,
         &[
@@ -325,7 +340,8 @@ fn a_recorded_io_log_replays_to_the_same_stages() {
 fn a_loader_chunk_touching_a_kernel_or_init_edge_proves_nothing() {
     let mut r = rules();
     // init's first block sits right after the kernel's last one, as mkfs lays them out
-    r.regions.push(region(RegionKind::Init, 21 * MIB, 4096, "/sbin/init (p3)"));
+    r.regions
+        .push(region(RegionKind::Init, 21 * MIB, 4096, "/sbin/init (p3)"));
     let j = judge(
         r,
         &[

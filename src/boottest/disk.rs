@@ -68,7 +68,9 @@ impl Survey {
     /// neither (so the firmware itself says there is nothing to boot).
     pub fn auto_firmware(&self) -> Vec<Firmware> {
         let mut v = Vec::new();
-        if self.mbr_code || !self.bios.is_empty() && self.bios.iter().any(|r| r.what.starts_with("BIOS-boot")) {
+        if self.mbr_code
+            || !self.bios.is_empty() && self.bios.iter().any(|r| r.what.starts_with("BIOS-boot"))
+        {
             v.push(Firmware::Bios);
         }
         if self.fallback_loader {
@@ -196,7 +198,12 @@ pub fn survey(dev: &dyn BlockDev) -> Result<Survey> {
         };
         let fat = matches!(kind, FsKind::Fat12 | FsKind::Fat16 | FsKind::Fat32);
         let ext = matches!(kind, FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4);
-        if !esp && !matches!(kind, FsKind::Iso9660 | FsKind::Luks1 | FsKind::Luks2 | FsKind::Lvm2) {
+        if !esp
+            && !matches!(
+                kind,
+                FsKind::Iso9660 | FsKind::Luks1 | FsKind::Luks2 | FsKind::Lvm2
+            )
+        {
             s.common.push(Region {
                 kind: RegionKind::Filesystem,
                 start,
@@ -229,7 +236,10 @@ pub fn survey(dev: &dyn BlockDev) -> Result<Survey> {
         };
         for f in found {
             let lower = f.path.to_ascii_lowercase();
-            let kind = if lower.starts_with("/efi/") && has_efi_ext(&lower) && !lower.starts_with("/efi/linux/") {
+            let kind = if lower.starts_with("/efi/")
+                && has_efi_ext(&lower)
+                && !lower.starts_with("/efi/linux/")
+            {
                 if lower.starts_with("/efi/boot/bootx64.efi") {
                     s.fallback_loader = true;
                 }

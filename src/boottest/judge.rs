@@ -428,10 +428,7 @@ impl Judge {
         }
         Verdict::Failed {
             stage: self.stage().min(3),
-            sign: self
-                .sign
-                .clone()
-                .unwrap_or(Sign::Timeout { seconds: 0.0 }),
+            sign: self.sign.clone().unwrap_or(Sign::Timeout { seconds: 0.0 }),
         }
     }
 
@@ -467,9 +464,12 @@ impl Judge {
             return;
         }
         let hit = match &self.rules.expect {
-            Some(re) => re
-                .find(&self.serial)
-                .map(|m| format!("the serial console matched --expect: \"{}\"", m.as_str().trim())),
+            Some(re) => re.find(&self.serial).map(|m| {
+                format!(
+                    "the serial console matched --expect: \"{}\"",
+                    m.as_str().trim()
+                )
+            }),
             None => self
                 .login
                 .find(&self.serial)
@@ -526,14 +526,17 @@ impl Judge {
                     let total = self.kernel_len.get(&what).copied().unwrap_or(0);
                     if *done >= (total / 2).clamp(1, KERNEL_LOADED) {
                         let pct = (*done * 100).checked_div(total).unwrap_or(100).min(100);
-                        self.reach(Stage::Kernel, t, format!("read {what} ({pct}% of it so far)"));
+                        self.reach(
+                            Stage::Kernel,
+                            t,
+                            format!("read {what} ({pct}% of it so far)"),
+                        );
                     }
                 }
                 // init counts once a kernel was loaded: a boot loader searching its
                 // directories (GRUB looking for a missing kernel) reads chunks that may hold
                 // init's blocks
-                (RegionKind::Init, false) if !loader_read && self.has(Stage::Kernel) =>
-                {
+                (RegionKind::Init, false) if !loader_read && self.has(Stage::Kernel) => {
                     self.reach(Stage::Userland, t, format!("read {what}"));
                 }
                 // a boot loader may write (grubenv, a boot counter) before any kernel runs:

@@ -195,15 +195,21 @@ fn peak_rss() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<u64>().ok())
+            })
         })
         .map_or(0, |k| k * 1024)
 }
 
 /// Runs the test; see the module doc. `progress` hears each start, stage and end.
-pub fn run(opts: &Options, cancel: &CancelToken, progress: &mut dyn FnMut(Progress)) -> Result<Report> {
+pub fn run(
+    opts: &Options,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Report> {
     let source = open_source(&opts.source, &opts.search, opts.cache_bytes)?;
     let survey = disk::survey(&*source)?;
     let expect = match &opts.expect {
@@ -460,7 +466,9 @@ fn watch(
         }
         for o in &obs {
             for r in judge.feed(o) {
-                let shot = opts.out.join(format!("{tag}-stage-{}.png", r.stage.number()));
+                let shot = opts
+                    .out
+                    .join(format!("{tag}-stage-{}.png", r.stage.number()));
                 if machine.screendump(&shot).is_ok() {
                     screenshots.push(shot);
                 }

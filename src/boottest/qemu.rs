@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
@@ -70,7 +71,10 @@ const OVMF: &[(&str, &str)] = &[
         "/usr/share/OVMF/OVMF_CODE_4M.fd",
         "/usr/share/OVMF/OVMF_VARS_4M.fd",
     ),
-    ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+    (
+        "/usr/share/OVMF/OVMF_CODE.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+    ),
 ];
 
 /// How to start the machine.
@@ -125,7 +129,12 @@ fn arg(v: &mut Vec<String>, a: &str, b: impl Into<String>) {
 
 /// The command line for `spec` (without the binary); public for tests and `--dry-run`-like
 /// display.
-pub fn command_line(spec: &MachineSpec, qmp: &Path, pcap: Option<&Path>, vars: Option<(&Path, &Path)>) -> Vec<String> {
+pub fn command_line(
+    spec: &MachineSpec,
+    qmp: &Path,
+    pcap: Option<&Path>,
+    vars: Option<(&Path, &Path)>,
+) -> Vec<String> {
     let mut v = Vec::new();
     arg(&mut v, "-name", "lifeboat-boot-test");
     v.push("-nodefaults".into());
@@ -134,7 +143,11 @@ pub fn command_line(spec: &MachineSpec, qmp: &Path, pcap: Option<&Path>, vars: O
     arg(
         &mut v,
         "-accel",
-        if spec.accel == Accel::Kvm { "kvm" } else { "tcg" },
+        if spec.accel == Accel::Kvm {
+            "kvm"
+        } else {
+            "tcg"
+        },
     );
     arg(&mut v, "-m", spec.memory_mib.to_string());
     arg(&mut v, "-smp", spec.cpus.max(1).to_string());
@@ -190,7 +203,10 @@ pub fn command_line(spec: &MachineSpec, qmp: &Path, pcap: Option<&Path>, vars: O
         arg(
             &mut v,
             "-drive",
-            format!("if=pflash,format=raw,unit=0,readonly=on,file={}", code.display()),
+            format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                code.display()
+            ),
         );
         arg(
             &mut v,
@@ -233,7 +249,10 @@ impl Machine {
         let stderr = spec.work.join("qemu.stderr");
         let err = std::fs::File::create(&stderr).map_err(|e| Error::io("creating", &stderr, e))?;
         let bin = qemu_binary();
+        // its own process group: a Ctrl-C at the terminal reaches boot-test, which stops
+        // the machine itself, and not QEMU, whose death would look like a crash
         let mut child = Command::new(&bin)
+            .process_group(0)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -272,7 +291,9 @@ impl Machine {
         };
         let (etx, events) = channel();
         let (rtx, replies) = channel();
-        let reader = qmp.try_clone().map_err(|e| Error::io("reading", &qmp_path, e))?;
+        let reader = qmp
+            .try_clone()
+            .map_err(|e| Error::io("reading", &qmp_path, e))?;
         std::thread::Builder::new()
             .name("lifeboat-qmp".into())
             .spawn(move || {
@@ -443,8 +464,8 @@ impl DhcpWatch {
             if self.buf.len() < 16 {
                 break;
             }
-            let incl = u32::from_le_bytes([self.buf[8], self.buf[9], self.buf[10], self.buf[11]])
-                as usize;
+            let incl =
+                u32::from_le_bytes([self.buf[8], self.buf[9], self.buf[10], self.buf[11]]) as usize;
             if incl > 1 << 18 {
                 // not a capture we understand: stop looking
                 self.buf.clear();
@@ -546,6 +567,9 @@ mod tests {
         .join(" ");
         assert!(l.contains("nvme,drive=disk0"), "{l}");
         assert!(l.contains("user,id=net0,restrict=on"), "{l}");
-        assert!(l.contains("if=pflash,format=raw,unit=1,file=/w/v.fd"), "{l}");
+        assert!(
+            l.contains("if=pflash,format=raw,unit=1,file=/w/v.fd"),
+            "{l}"
+        );
     }
 }

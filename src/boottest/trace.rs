@@ -125,7 +125,10 @@ mod tests {
         let (ios, dropped) = tap.drain();
         assert_eq!(dropped, 0);
         let got: Vec<_> = ios.iter().map(|i| (i.write, i.offset, i.len)).collect();
-        assert_eq!(got, [(false, 4096, 512), (true, 8192, 512), (false, 1 << 20, 512)]);
+        assert_eq!(
+            got,
+            [(false, 4096, 512), (true, 8192, 512), (false, 1 << 20, 512)]
+        );
         assert!(tap.drain().0.is_empty());
     }
 }

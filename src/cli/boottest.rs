@@ -117,7 +117,11 @@ pub fn check(
     } else {
         print_report(&mut o, &report)?;
     }
-    Ok(if report.booted { Exit::Ok } else { Exit::Failed })
+    Ok(if report.booted {
+        Exit::Ok
+    } else {
+        Exit::Failed
+    })
 }
 
 /// "booted", "stopped at stage 2: kernel panic (…)".
@@ -146,13 +150,7 @@ fn print_report(o: &mut impl Write, r: &Report) -> std::io::Result<()> {
             run.seconds
         )?;
         for s in &run.stages {
-            writeln!(
-                o,
-                "    {:6.1} s  {}  {}",
-                s.t,
-                s.stage.number(),
-                s.evidence
-            )?;
+            writeln!(o, "    {:6.1} s  {}  {}", s.t, s.stage.number(), s.evidence)?;
         }
         if let Some(last) = run.screenshots.last() {
             writeln!(o, "    screen: {}", last.display())?;

@@ -1,0 +1,387 @@
+//! Tier 3: `lifeboat boot-test` on real bootable and broken disks, under QEMU (TCG). The disks
+//! come from tests/helpers/boot-fixtures.sh with the mini kernel from `./build.sh`: a GPT disk
+//! with GRUB for BIOS and UEFI, an MBR disk for BIOS, and broken ones (wiped boot code, no
+//! kernel, a kernel that panics, a userland that reboots in a loop). Each gets its verdict and
+//! stage through an image, an incremental chain member and a raw file; the sources are
+//! unchanged afterwards (hash, `verify`), and nothing is left behind (QEMU, sockets, the
+//! overlay), also after Ctrl-C. Skips like tests/qemu_e2e.rs: without the kernel or QEMU,
+//! except under CI or LIFEBOAT_REQUIRE_QEMU=1, where it fails.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod common;
+
+use common::sh;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const KERNEL: &str = "out/mini/vmlinuz";
+
+fn prerequisites() -> bool {
+    if std::env::var("LIFEBOAT_SKIP_QEMU").is_ok_and(|v| v == "1") {
+        eprintln!("SKIP: LIFEBOAT_SKIP_QEMU=1 (test.sh runs the QEMU tests in tier 3)");
+        return false;
+    }
+    let mut missing = Vec::new();
+    if !root().join(KERNEL).exists() {
+        missing.push(KERNEL.to_string());
+    }
+    for tool in [
+        "qemu-system-x86_64",
+        "grub-mkimage",
+        "mcopy",
+        "sgdisk",
+        "busybox",
+    ] {
+        if sh(&format!("command -v {tool} || true")).trim().is_empty() {
+            missing.push(tool.to_string());
+        }
+    }
+    if !Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").exists() {
+        missing.push("ovmf".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let required =
+        common::in_ci() || std::env::var("LIFEBOAT_REQUIRE_QEMU").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "boot-test tests need {missing:?}: run ./build.sh --flavour mini and .ci/install-deps.sh"
+    );
+    eprintln!("SKIP: boot-test tests need {missing:?}");
+    false
+}
+
+/// The fixtures, built once per test binary.
+fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = root().join("target/boot-fixtures");
+        let o = Command::new("bash")
+            .arg(root().join("tests/helpers/boot-fixtures.sh"))
+            .arg(root().join(KERNEL))
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "boot-fixtures.sh: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        dir
+    })
+}
+
+fn lifeboat() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn ok(args: &[&str]) -> Output {
+    let o = lifeboat().args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "lifeboat {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn b3(p: &Path) -> String {
+    blake3::hash(&std::fs::read(p).unwrap())
+        .to_hex()
+        .to_string()
+}
+
+/// Processes whose command line holds `needle`.
+fn processes(needle: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains(needle) {
+                v.push(c);
+            }
+        }
+    }
+    v
+}
+
+/// What one boot-test printed and how it ended.
+struct Tested {
+    code: i32,
+    report: Value,
+    stderr: String,
+}
+
+/// Runs boot-test on `source` with a private TMPDIR, checks that nothing is left behind,
+/// and returns the report.
+fn boot_test(work: &Path, name: &str, source: &Path, extra: &[&str]) -> Tested {
+    let tmp = work.join(format!("{name}.tmp"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = work.join(format!("{name}.out"));
+    let started = Instant::now();
+    let o = lifeboat()
+        .args(["boot-test", s(source), "--accel", "tcg", "--settle", "8"])
+        .args(["--timeout", "150", "--json", "--out", s(&out)])
+        .args(extra)
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    eprintln!(
+        "boot-test {name} ({:.0} s):\n{stderr}",
+        started.elapsed().as_secs_f64()
+    );
+    let report: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{name}: no JSON report ({e}): {stderr}"));
+    // nothing left: the private folder (sockets, overlay, variables) and QEMU
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{name}: left behind in TMPDIR: {left:?}");
+    assert!(
+        processes(s(&tmp)).is_empty(),
+        "{name}: a process still uses {}",
+        tmp.display()
+    );
+    assert!(out.join("report.json").exists());
+    Tested {
+        code: o.status.code().unwrap_or(-1),
+        report,
+        stderr,
+    }
+}
+
+/// Each run's (firmware, verdict, stage, sign kind, stages reached).
+fn runs(t: &Tested) -> Vec<(String, String, u64, String, Vec<u64>)> {
+    t.report["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["firmware"].as_str().unwrap().to_string(),
+                r["verdict"].as_str().unwrap().to_string(),
+                r["stage"].as_u64().unwrap_or(4),
+                r["sign"]["kind"].as_str().unwrap_or("").to_string(),
+                r["stages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| match s["stage"].as_str().unwrap() {
+                        "boot_code" => 1,
+                        "kernel" => 2,
+                        "userland" => 3,
+                        _ => 4,
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn booted(fw: &str) -> (String, String, u64, String, Vec<u64>) {
+    (
+        fw.into(),
+        "booted".into(),
+        4,
+        String::new(),
+        vec![1, 2, 3, 4],
+    )
+}
+
+fn failed(
+    fw: &str,
+    stage: u64,
+    sign: &str,
+    stages: &[u64],
+) -> (String, String, u64, String, Vec<u64>) {
+    (
+        fw.into(),
+        "failed".into(),
+        stage,
+        sign.into(),
+        stages.to_vec(),
+    )
+}
+
+#[test]
+fn every_fixture_gets_its_verdict_and_stage_through_an_image() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let cases: Vec<(&str, &[&str], Vec<_>, i32)> = vec![
+        (
+            "good-gpt",
+            &["--firmware", "both"],
+            vec![booted("bios"), booted("uefi")],
+            0,
+        ),
+        ("good-mbr", &[], vec![booted("bios")], 0),
+        (
+            "wiped",
+            &["--firmware", "both"],
+            vec![
+                failed("bios", 0, "no_boot_device", &[]),
+                failed("uefi", 0, "no_boot_device", &[]),
+            ],
+            1,
+        ),
+        (
+            "no-kernel",
+            &[],
+            vec![
+                failed("bios", 1, "still_screen", &[1]),
+                failed("uefi", 1, "still_screen", &[1]),
+            ],
+            1,
+        ),
+        (
+            "panic",
+            &[],
+            vec![
+                failed("bios", 2, "kernel_panic", &[1, 2]),
+                failed("uefi", 2, "kernel_panic", &[1, 2]),
+            ],
+            1,
+        ),
+        (
+            "reboot-loop",
+            &["--firmware", "bios"],
+            vec![failed("bios", 3, "reboot_loop", &[1, 2, 3])],
+            1,
+        ),
+    ];
+    for (name, extra, want, code) in cases {
+        let img = w.join(format!("{name}.lbi"));
+        ok(&["image", s(&fx.join(format!("{name}.img"))), "-o", s(&img)]);
+        let before = b3(&img);
+        let t = boot_test(w, name, &img, extra);
+        assert_eq!(runs(&t), want, "{name}: {}", t.stderr);
+        assert_eq!(t.code, code, "{name}");
+        assert_eq!(t.report["booted"], code == 0, "{name}");
+        // the image is unchanged, and still verifies
+        assert_eq!(b3(&img), before, "{name}: the image changed");
+        ok(&["verify", s(&img)]);
+        // the evidence: a screenshot per stage and at the end, the serial log
+        for r in t.report["runs"].as_array().unwrap() {
+            let shots = r["screenshots"].as_array().unwrap();
+            assert!(!shots.is_empty(), "{name}: no screenshot");
+            for p in shots {
+                let png = std::fs::read(p.as_str().unwrap()).unwrap();
+                assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name}: {p}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_chain_member_and_a_raw_file_boot_as_the_disk_they_hold() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // one disk, imaged good, then broken (its kernel deleted) into an incremental
+    let disk = w.join("pc.img");
+    std::fs::copy(fx.join("good-gpt.img"), &disk).unwrap();
+    let dir = w.join("images");
+    std::fs::create_dir(&dir).unwrap();
+    let full = dir.join("pc.lbi");
+    ok(&["image", s(&disk), "-o", s(&full)]);
+    std::fs::copy(fx.join("no-kernel.img"), &disk).unwrap();
+    ok(&["image", s(&disk), "--incremental", s(&dir)]);
+    let incr = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| s(p).contains("-incr"))
+        .unwrap();
+    let hashes = (b3(&full), b3(&incr));
+    let t = boot_test(w, "full", &full, &["--firmware", "bios"]);
+    assert_eq!(runs(&t), [booted("bios")], "{}", t.stderr);
+    let t = boot_test(w, "incr", &incr, &["--firmware", "bios"]);
+    assert_eq!(
+        runs(&t),
+        [failed("bios", 1, "still_screen", &[1])],
+        "{}",
+        t.stderr
+    );
+    assert_eq!((b3(&full), b3(&incr)), hashes);
+    ok(&["verify", s(&incr)]);
+    // raw files: opened read-only, the guest's writes go to the overlay
+    for (name, want) in [
+        ("good-mbr", vec![booted("bios")]),
+        ("panic", vec![failed("uefi", 2, "kernel_panic", &[1, 2])]),
+    ] {
+        let raw = w.join(format!("{name}-raw.img"));
+        std::fs::copy(fx.join(format!("{name}.img")), &raw).unwrap();
+        let before = b3(&raw);
+        let fw = if name == "panic" { "uefi" } else { "bios" };
+        let t = boot_test(w, name, &raw, &["--firmware", fw]);
+        assert_eq!(runs(&t), want, "{name}: {}", t.stderr);
+        assert_eq!(b3(&raw), before, "{name}: the raw file changed");
+        if name == "good-mbr" {
+            // the guest wrote (it remounts / read-write and writes /var/booted)
+            assert!(t.report["runs"][0]["written_bytes"].as_u64().unwrap() > 0);
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_machine_and_leaves_nothing_behind() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let img = w.join("loop.lbi");
+    ok(&["image", s(&fx.join("reboot-loop.img")), "-o", s(&img)]);
+    let before = b3(&img);
+    let tmp = w.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let errf = w.join("stderr");
+    let mut child = lifeboat()
+        .args(["boot-test", s(&img), "--accel", "tcg", "--firmware", "bios"])
+        .args(["--out", s(&w.join("out"))])
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&errf).unwrap())
+        .spawn()
+        .unwrap();
+    // interrupt once the boot code was read: QEMU, the server and the overlay are all up
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&errf).unwrap().contains("stage 1") {
+        assert!(Instant::now() < deadline, "no stage 1 within 120 s");
+        assert!(child.try_wait().unwrap().is_none(), "boot-test ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!processes(s(&tmp)).is_empty(), "QEMU is not running");
+    sh(&format!("kill -INT {}", child.id()));
+    let st = child.wait().unwrap();
+    assert_eq!(
+        st.code(),
+        Some(130),
+        "{}",
+        std::fs::read_to_string(&errf).unwrap()
+    );
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(processes(s(&tmp)).is_empty(), "QEMU still runs");
+    assert_eq!(b3(&img), before);
+}
