@@ -385,3 +385,77 @@ fn ctrl_c_stops_the_machine_and_leaves_nothing_behind() {
     assert!(processes(s(&tmp)).is_empty(), "QEMU still runs");
     assert_eq!(b3(&img), before);
 }
+
+#[test]
+fn restore_and_clone_boot_test_their_target() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let img = w.join("mbr.lbi");
+    ok(&["image", s(&fx.join("good-mbr.img")), "-o", s(&img)]);
+    let target = w.join("restored.img");
+    let tmp = w.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let o = lifeboat()
+        .args(["restore", s(&img), s(&target), "--yes", "--boot-test"])
+        .args([
+            "--accel",
+            "tcg",
+            "--settle",
+            "8",
+            "--out",
+            s(&w.join("r.out")),
+        ])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("restored ") && out.contains("verdict: booted"),
+        "{out}"
+    );
+    // a broken disk cloned: the clone is written and verified, and the test says no
+    let clone = w.join("cloned.img");
+    let o = lifeboat()
+        .args([
+            "clone",
+            &format!("{}", fx.join("panic.img").display()),
+            s(&clone),
+        ])
+        .args(["--yes", "--json", "--boot-test", "--firmware", "bios"])
+        .args([
+            "--accel",
+            "tcg",
+            "--settle",
+            "8",
+            "--out",
+            s(&w.join("c.out")),
+        ])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(report["booted"], false);
+    assert_eq!(report["runs"][0]["sign"]["kind"], "kernel_panic");
+    assert_eq!(
+        b3(&clone),
+        b3(&fx.join("panic.img")),
+        "the clone changed after its test"
+    );
+    assert!(std::fs::read_dir(&tmp).unwrap().next().is_none());
+}

@@ -504,6 +504,14 @@ pub struct RestoreArgs {
     /// Give the target a new disk GUID (GPT, both copies) or disk signature (MBR).
     #[arg(long)]
     pub new_disk_id: bool,
+    /// Then boot the target in QEMU, through a throw-away overlay, and report how far it
+    /// got, as `lifeboat boot-test` does (exit 1 when it does not boot). Needs QEMU: not in
+    /// the rescue system.
+    #[arg(long)]
+    pub boot_test: bool,
+    /// The boot test's options.
+    #[command(flatten, next_help_heading = "Boot test (with --boot-test)")]
+    pub boot: BootTestOptions,
 }
 
 /// The arguments of `lifeboat clone`; becomes a [`crate::jobs::clone::CloneSpec`].
@@ -538,6 +546,14 @@ pub struct CloneArgs {
     /// Logical sector size of a disk-image file source (512 or 4096); disks report theirs.
     #[arg(long, default_value_t = DEFAULT_FILE_SECTOR_SIZE, value_parser = parse_sector_size)]
     pub sector_size: u32,
+    /// Then boot the target in QEMU, through a throw-away overlay, and report how far it
+    /// got, as `lifeboat boot-test` does (exit 1 when it does not boot). Needs QEMU: not in
+    /// the rescue system.
+    #[arg(long)]
+    pub boot_test: bool,
+    /// The boot test's options.
+    #[command(flatten, next_help_heading = "Boot test (with --boot-test)")]
+    pub boot: BootTestOptions,
 }
 
 /// The arguments of `lifeboat merge`; becomes a [`crate::jobs::merge::MergeSpec`].

@@ -113,7 +113,8 @@ pub fn check(
     let report = r.with_context(|| format!("boot-testing {}", source.display()))?;
     let mut o = std::io::stdout().lock();
     if json {
-        writeln!(o, "{}", serde_json::to_string_pretty(&report)?)?;
+        // one line: after restore --json's event lines it is one more
+        writeln!(o, "{}", serde_json::to_string(&report)?)?;
     } else {
         print_report(&mut o, &report)?;
     }

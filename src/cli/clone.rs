@@ -24,16 +24,17 @@ impl From<&CloneArgs> for clone::CloneSpec {
 }
 
 /// `lifeboat clone`.
-pub fn clone(a: &CloneArgs) -> anyhow::Result<()> {
+pub fn clone(a: &CloneArgs) -> anyhow::Result<super::Exit> {
     let spec = clone::CloneSpec::from(a);
     let (yes, dry_run, json) = (a.yes, a.dry_run, a.json);
     let plan = clone::plan(&spec, &SystemPaths::default())?;
     if dry_run {
         if json {
-            return print_json(&plan);
+            print_json(&plan)?;
+            return Ok(super::Exit::Ok);
         }
         print_clone_plan(&mut std::io::stdout().lock(), &plan, true)?;
-        return Ok(());
+        return Ok(super::Exit::Ok);
     }
     if !json {
         print_clone_plan(&mut std::io::stderr().lock(), &plan, false)?;
@@ -62,7 +63,16 @@ pub fn clone(a: &CloneArgs) -> anyhow::Result<()> {
             println!("{}", grown_line(g));
         }
     }
-    Ok(())
+    if a.boot_test {
+        return super::boottest::check(
+            &spec.target,
+            &a.boot,
+            &[],
+            crate::access::DEFAULT_CACHE_BYTES,
+            json,
+        );
+    }
+    Ok(super::Exit::Ok)
 }
 
 /// Prints the clone plan; `warnings` is false when the job's warning events will print them.

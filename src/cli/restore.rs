@@ -25,15 +25,16 @@ impl From<&RestoreArgs> for restore::RestoreSpec {
 }
 
 /// `lifeboat restore`.
-pub fn restore(a: &RestoreArgs) -> anyhow::Result<()> {
+pub fn restore(a: &RestoreArgs) -> anyhow::Result<super::Exit> {
     let spec = restore::RestoreSpec::from(a);
     let plan = restore::plan(&spec, &SystemPaths::default())?;
     if a.dry_run {
         if a.json {
-            return print_json(&plan);
+            print_json(&plan)?;
+            return Ok(super::Exit::Ok);
         }
         print_restore_plan(&mut std::io::stdout().lock(), &plan, true)?;
-        return Ok(());
+        return Ok(super::Exit::Ok);
     }
     if !a.json {
         print_restore_plan(&mut std::io::stderr().lock(), &plan, false)?;
@@ -59,7 +60,16 @@ pub fn restore(a: &RestoreArgs) -> anyhow::Result<()> {
             println!("{}", grown_line(g));
         }
     }
-    Ok(())
+    if a.boot_test {
+        return super::boottest::check(
+            &a.target,
+            &a.boot,
+            &[],
+            crate::access::DEFAULT_CACHE_BYTES,
+            a.json,
+        );
+    }
+    Ok(super::Exit::Ok)
 }
 
 /// Prints the plan; `warnings` is false when the job's warning events will print them.
