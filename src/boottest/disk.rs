@@ -42,6 +42,8 @@ pub struct Survey {
     pub uefi: Vec<Region>,
     /// The MBR holds boot code (its first 440 bytes are not all zero).
     pub mbr_code: bool,
+    /// The disk has a BIOS-boot partition (GRUB's core on GPT).
+    pub bios_boot: bool,
     /// The ESP holds the removable-media loader that firmware with fresh variables starts.
     pub fallback_loader: bool,
     /// What could not be mapped, and what that means for the stages.
@@ -171,6 +173,7 @@ pub fn survey(dev: &dyn BlockDev) -> Result<Survey> {
     };
     for (name, start, len, type_name, esp) in parts {
         if type_name == Some("BIOS boot") {
+            s.bios_boot = true;
             s.bios.push(Region {
                 kind: RegionKind::BootCode,
                 start,
