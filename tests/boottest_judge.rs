@@ -1,6 +1,7 @@
 //! Tier 1: boot-test's stage logic fed with recorded I/O traces, console text and QEMU
 //! events, including hostile ones (an empty trace, requests outside the disk, a reboot loop,
 //! a prompt before the OS started from the disk).
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use lifeboat::boottest::judge::{
     Judge, Observation, Region, RegionKind, Rules, Sign, Stage, Verdict,

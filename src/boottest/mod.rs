@@ -1,8 +1,8 @@
 //! `boot-test`: proves that a backup boots, with no help from the guest.
 //!
 //! The disk (an image's chain member, a disk-image file or a block device) is opened
-//! read-only, put under a copy-on-write [`Overlay`](crate::access::Overlay) (the guest may
-//! write; nothing reaches the source) and a [`Traced`](trace::Traced) recorder, and served to a
+//! read-only, put under a copy-on-write [`Overlay`] (the guest may
+//! write; nothing reaches the source) and a [`Traced`] recorder, and served to a
 //! headless QEMU over a private NBD socket. How far the boot got is decided from what Lifeboat
 //! alone sees ([`judge`]): the guest's reads and writes mapped to the disk's boot code, boot
 //! loaders, kernels, init and filesystems ([`disk`]), the serial and firmware consoles, QEMU's
