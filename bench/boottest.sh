@@ -11,7 +11,7 @@
 #   --work DIR     where the image, the raw disk and the outputs go (default: a new dir in /var/tmp)
 #   --firmware F   bios, uefi or both (default: both, BIOS first)
 #   --timeout S    a boot that takes longer fails the benchmark (default 300)
-#   --keep         keep the work directory
+#   --keep         keep the work directory (one given with --work is always kept)
 #   LIFEBOAT       the binary (default target/release/lifeboat)
 #
 # Setup (untimed): lifeboat image GOOD_GPT_IMG -o WORK/good.lbi, then
@@ -62,6 +62,7 @@ lb=${LIFEBOAT:-$repo/target/release/lifeboat}
 qemu=${LIFEBOAT_QEMU:-qemu-system-x86_64}
 command -v "$qemu" >/dev/null || { echo "boottest.sh: no $qemu (qemu-system-x86)" >&2; exit 1; }
 ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.fd; ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd
+[ -n "$work" ] && keep=1
 work=${work:-$(mktemp -d /var/tmp/lb-boottest.XXXXXX)}
 mkdir -p "$work"
 qpid=""; lbpid=""
