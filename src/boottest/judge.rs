@@ -16,7 +16,7 @@ pub enum Stage {
     /// 1: the firmware read the boot code (MBR code then the BIOS-boot partition, the
     /// post-MBR gap or a partition's boot sector; or the ESP's boot loader).
     BootCode = 1,
-    /// 2: the boot loader read an OS kernel (or Windows' winload).
+    /// 2: the boot loader read an OS kernel or initrd (half of it, or 4 MiB).
     Kernel = 2,
     /// 3: the OS started its userland from this disk: it read init, or wrote to a filesystem.
     Userland = 3,
@@ -54,7 +54,7 @@ pub enum RegionKind {
     BootCode,
     /// An EFI boot loader on the ESP.
     Loader,
-    /// An OS kernel or initrd (or winload).
+    /// An OS kernel or initrd.
     Kernel,
     /// The first program of a userland (`/sbin/init`, systemd).
     Init,

@@ -30,7 +30,7 @@ use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use trace::{TraceTap, Traced};
 
 /// How to run the test.
@@ -92,6 +92,8 @@ pub struct Run {
     pub written_bytes: u64,
     /// Requests outside the disk.
     pub outside_requests: u64,
+    /// DHCP requests the guest sent (with `--net`).
+    pub dhcp_requests: u64,
 }
 
 /// The whole test.
@@ -349,11 +351,13 @@ fn watch(
         std::fs::File::create(io_log).map_err(|e| Error::io("creating", io_log, e))?,
     );
     let mut machine = Machine::start(spec)?;
-    let start = Instant::now();
+    // one clock for the disk, the consoles, the screen and QEMU's events
+    let start = tap.start();
     let mut serial = Follow::new(&spec.serial_log);
     let mut firmware = Follow::new(&spec.firmware_log);
     let mut pcap = machine.pcap.as_deref().map(Follow::new);
     let mut dhcp = DhcpWatch::default();
+    let mut dhcp_requests = 0u64;
     let mut screenshots = Vec::new();
     let scratch = spec.work.join("screen.png");
     let mut screens: Vec<blake3::Hash> = Vec::new();
@@ -415,7 +419,9 @@ fn watch(
             });
         }
         if let Some(p) = &mut pcap {
-            if dhcp.feed(&p.read_new()) {
+            let n = dhcp.feed(&p.read_new());
+            if n > 0 {
+                dhcp_requests += n;
                 obs.push(Observation::Dhcp { t });
             }
         }
@@ -516,5 +522,6 @@ fn watch(
         read_bytes,
         written_bytes,
         outside_requests: judge.outside(),
+        dhcp_requests,
     })
 }

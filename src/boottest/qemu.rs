@@ -449,13 +449,13 @@ pub struct DhcpWatch {
 }
 
 impl DhcpWatch {
-    /// Feeds new capture bytes; returns whether a DHCP request was among the packets.
-    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+    /// Feeds new capture bytes; returns how many DHCP requests were among the packets.
+    pub fn feed(&mut self, bytes: &[u8]) -> u64 {
         self.buf.extend_from_slice(bytes);
-        let mut seen = false;
+        let mut seen = 0;
         if !self.header_done {
             if self.buf.len() < 24 {
-                return false;
+                return 0;
             }
             self.buf.drain(..24);
             self.header_done = true;
@@ -474,7 +474,7 @@ impl DhcpWatch {
             if self.buf.len() < 16 + incl {
                 break;
             }
-            seen |= is_dhcp_request(&self.buf[16..16 + incl]);
+            seen += u64::from(is_dhcp_request(&self.buf[16..16 + incl]));
             self.buf.drain(..16 + incl);
         }
         seen
@@ -522,14 +522,14 @@ mod tests {
         cap.extend(record(&frame(6, 67)));
         cap.extend(record(&frame(17, 53)));
         let mut w = DhcpWatch::default();
-        assert!(!w.feed(&cap));
+        assert_eq!(w.feed(&cap), 0);
         let req = record(&frame(17, 67));
-        assert!(!w.feed(&req[..10]));
-        assert!(w.feed(&req[10..]));
+        assert_eq!(w.feed(&req[..10]), 0);
+        assert_eq!(w.feed(&req[10..]), 1);
         // a hostile length stops the watch without a huge allocation
         let mut bad = vec![0u8; 16];
         bad[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(!w.feed(&bad));
+        assert_eq!(w.feed(&bad), 0);
     }
 
     #[test]

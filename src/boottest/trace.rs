@@ -42,9 +42,15 @@ pub struct Traced {
 #[derive(Clone)]
 pub struct TraceTap {
     log: Arc<Mutex<Log>>,
+    start: Instant,
 }
 
 impl TraceTap {
+    /// When the trace's clock started: every other observation is timed from here too.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
     /// The requests recorded since the last call, in order, and how many were dropped.
     pub fn drain(&self) -> (Vec<Io>, u64) {
         match self.log.lock() {
@@ -58,13 +64,14 @@ impl Traced {
     /// Wraps `inner`; times count from now. Returns the device and its tap.
     pub fn new(inner: Arc<dyn BlockDev>) -> (Traced, TraceTap) {
         let log = Arc::new(Mutex::new(Log::default()));
+        let start = Instant::now();
         (
             Traced {
                 inner,
-                start: Instant::now(),
+                start,
                 log: log.clone(),
             },
-            TraceTap { log },
+            TraceTap { log, start },
         )
     }
 
