@@ -268,19 +268,91 @@ fn writes_prove_the_userland_when_no_kernel_file_could_be_located() {
     let mut r = rules();
     r.regions
         .retain(|x| !matches!(x.kind, RegionKind::Kernel | RegionKind::Init));
+    let booting = [
+        io(0.5, false, MIB, 4096),
+        io(9.0, true, 40 * MIB, 4096),
+        io(14.0, true, 41 * MIB, 4096),
+        Observation::ScreenStill {
+            t: 60.0,
+            still: 20.0,
+        },
+    ];
+    let j = judge(r.clone(), &booting);
+    assert_eq!(stages(&j), [(1, 0.5), (3, 9.0), (4, 60.0)]);
+    assert_eq!(j.verdict(), Verdict::Booted);
+    // one burst of writes (a boot manager's status file), then an error screen: not up
+    let mut burst = booting.to_vec();
+    burst.remove(2);
+    let j = judge(r, &burst);
+    assert_eq!(stages(&j), [(1, 0.5), (3, 9.0)]);
+    assert!(matches!(
+        j.verdict(),
+        Verdict::Failed {
+            stage: 3,
+            sign: Sign::StillScreen { .. }
+        }
+    ));
+}
+
+#[test]
+fn a_settled_screen_after_init_without_any_write_is_not_up() {
+    // init started and crashed: the panic is on the screen only (no serial console)
+    let obs = [
+        io(0.5, false, MIB, 4096),
+        io(2.0, false, 20 * MIB, MIB),
+        io(4.0, false, 30 * MIB, 4096),
+        Observation::ScreenStill {
+            t: 40.0,
+            still: 30.0,
+        },
+    ];
+    let j = judge(rules(), &obs);
+    assert!(matches!(
+        j.verdict(),
+        Verdict::Failed {
+            stage: 3,
+            sign: Sign::StillScreen { .. }
+        }
+    ));
+    // with a write after init, the same screen is an OS that is up
+    let mut obs = obs.to_vec();
+    obs.insert(3, io(6.0, true, 40 * MIB, 4096));
+    let j = judge(rules(), &obs);
+    assert_eq!(j.verdict(), Verdict::Booted);
+}
+
+#[test]
+fn a_reboot_starts_a_new_boot_and_a_kernel_reread_counts_once() {
+    // boot 1 reaches its userland, resets; boot 2 stops at the boot loader's screen
     let j = judge(
-        r,
+        rules(),
         &[
             io(0.5, false, MIB, 4096),
-            io(9.0, true, 40 * MIB, 4096),
+            io(2.0, false, 20 * MIB, MIB),
+            io(4.0, false, 30 * MIB, 4096),
+            io(5.0, true, 40 * MIB, 4096),
+            Observation::Reset { t: 6.0 },
+            io(6.5, false, MIB, 4096),
             Observation::ScreenStill {
-                t: 60.0,
-                still: 20.0,
+                t: 40.0,
+                still: 30.0,
             },
         ],
     );
-    assert_eq!(stages(&j), [(1, 0.5), (3, 9.0), (4, 60.0)]);
-    assert_eq!(j.verdict(), Verdict::Booted);
+    assert_eq!(
+        j.verdict(),
+        Verdict::Failed {
+            stage: 3,
+            sign: Sign::StillScreen { still: 30.0 }
+        }
+    );
+    // the same 64 KiB of the kernel read twenty times is not the kernel loaded
+    let mut obs = vec![io(0.5, false, MIB, 4096)];
+    for k in 0..20 {
+        obs.push(io(1.0 + f64::from(k), false, 20 * MIB, 65536));
+    }
+    let j = judge(rules(), &obs);
+    assert_eq!(stages(&j), [(1, 0.5)]);
 }
 
 #[test]

@@ -118,6 +118,39 @@ fn processes(needle: &str) -> Vec<String> {
     v
 }
 
+/// Checks that a finished boot-test left nothing: no private folder (sockets, the
+/// firmware's variables) in /run/lifeboat or `tmp`, no overlay in `out`, no QEMU writing
+/// there.
+fn assert_clean(name: &str, tmp: &Path, out: &Path) {
+    for dir in [Path::new("/run/lifeboat"), tmp] {
+        let left: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("lifeboat-boot-test")
+            })
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "{name}: left behind: {left:?}");
+    }
+    let overlays: Vec<_> = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("overlay.tmp"))
+        .map(|e| e.path())
+        .collect();
+    assert!(overlays.is_empty(), "{name}: overlay left: {overlays:?}");
+    assert!(
+        processes(s(out)).is_empty(),
+        "{name}: a process still writes to {}",
+        out.display()
+    );
+}
+
 /// What one boot-test printed and how it ended.
 struct Tested {
     code: i32,
@@ -146,14 +179,7 @@ fn boot_test(work: &Path, name: &str, source: &Path, extra: &[&str]) -> Tested {
     );
     let report: Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{name}: no JSON report ({e}): {stderr}"));
-    // nothing left: the private folder (sockets, overlay, variables) and QEMU
-    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
-    assert!(left.is_empty(), "{name}: left behind in TMPDIR: {left:?}");
-    assert!(
-        processes(s(&tmp)).is_empty(),
-        "{name}: a process still uses {}",
-        tmp.display()
-    );
+    assert_clean(name, &tmp, &out);
     assert!(out.join("report.json").exists());
     Tested {
         code: o.status.code().unwrap_or(-1),
@@ -374,7 +400,8 @@ fn ctrl_c_stops_the_machine_and_leaves_nothing_behind() {
         assert!(child.try_wait().unwrap().is_none(), "boot-test ended early");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!processes(s(&tmp)).is_empty(), "QEMU is not running");
+    let out = w.join("out");
+    assert!(!processes(s(&out)).is_empty(), "QEMU is not running");
     sh(&format!("kill -INT {}", child.id()));
     let st = child.wait().unwrap();
     assert_eq!(
@@ -383,9 +410,33 @@ fn ctrl_c_stops_the_machine_and_leaves_nothing_behind() {
         "{}",
         std::fs::read_to_string(&errf).unwrap()
     );
-    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
-    assert!(processes(s(&tmp)).is_empty(), "QEMU still runs");
+    assert_clean("ctrl-c", &tmp, &out);
+    assert_eq!(b3(&img), before);
+    // killed outright, it still leaves no machine running: QEMU dies with its parent
+    let out = w.join("out-kill");
+    let mut child = lifeboat()
+        .args(["boot-test", s(&img), "--accel", "tcg", "--firmware", "bios"])
+        .args(["--out", s(&out)])
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processes(s(&out)).is_empty() {
+        assert!(Instant::now() < deadline, "QEMU did not start within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes(s(&out)).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "QEMU outlived a killed boot-test"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(b3(&img), before);
 }
 
@@ -460,5 +511,6 @@ fn restore_and_clone_boot_test_their_target() {
         b3(&fx.join("panic.img")),
         "the clone changed after its test"
     );
-    assert!(std::fs::read_dir(&tmp).unwrap().next().is_none());
+    assert_clean("restore", &tmp, &w.join("r.out"));
+    assert_clean("clone", &tmp, &w.join("c.out"));
 }

@@ -70,9 +70,7 @@ impl Survey {
     /// neither (so the firmware itself says there is nothing to boot).
     pub fn auto_firmware(&self) -> Vec<Firmware> {
         let mut v = Vec::new();
-        if self.mbr_code
-            || !self.bios.is_empty() && self.bios.iter().any(|r| r.what.starts_with("BIOS-boot"))
-        {
+        if self.mbr_code || self.bios_boot {
             v.push(Firmware::Bios);
         }
         if self.fallback_loader {
@@ -84,6 +82,12 @@ impl Survey {
         v
     }
 }
+
+/// Files watched per partition.
+const MAX_FILES: usize = 64;
+
+/// Ranges watched per file (a kernel in more fragments is watched in its first ones).
+const MAX_RANGES: usize = 4096;
 
 /// The ESP's loaders: the fallback directory and the usual vendor directories.
 const LOADER_DIRS: &[&str] = &[
@@ -201,12 +205,9 @@ pub fn survey(dev: &dyn BlockDev) -> Result<Survey> {
         };
         let fat = matches!(kind, FsKind::Fat12 | FsKind::Fat16 | FsKind::Fat32);
         let ext = matches!(kind, FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4);
-        if !esp
-            && !matches!(
-                kind,
-                FsKind::Iso9660 | FsKind::Luks1 | FsKind::Luks2 | FsKind::Lvm2
-            )
-        {
+        // every volume an OS writes to once it runs, LVM and LUKS included (their writes are
+        // the only sign of a userland inside them)
+        if !esp && kind != FsKind::Iso9660 {
             s.common.push(Region {
                 kind: RegionKind::Filesystem,
                 start,
@@ -215,7 +216,15 @@ pub fn survey(dev: &dyn BlockDev) -> Result<Survey> {
             });
         }
         if !(fat || ext) {
-            if matches!(kind, FsKind::Ntfs | FsKind::Xfs | FsKind::Btrfs) {
+            if matches!(
+                kind,
+                FsKind::Ntfs
+                    | FsKind::Xfs
+                    | FsKind::Btrfs
+                    | FsKind::Lvm2
+                    | FsKind::Luks1
+                    | FsKind::Luks2
+            ) {
                 s.notes.push(format!(
                     "{name}: files on {} are not located (only ext2/3/4 and FAT are): a boot from it is seen by its writes (stage 3), not by its kernel or init reads",
                     kind.blkid_name()
@@ -237,7 +246,15 @@ pub fn survey(dev: &dyn BlockDev) -> Result<Survey> {
                 continue;
             }
         };
-        for f in found {
+        // bounded, whatever the filesystem holds: a hostile /boot of a million hard links or
+        // a file in a million fragments must not make a million regions
+        if found.len() > MAX_FILES {
+            s.notes.push(format!(
+                "{name}: {} files matched; only the first {MAX_FILES} are watched",
+                found.len()
+            ));
+        }
+        for f in found.into_iter().take(MAX_FILES) {
             let lower = f.path.to_ascii_lowercase();
             let kind = if lower.starts_with("/efi/")
                 && has_efi_ext(&lower)
@@ -252,7 +269,7 @@ pub fn survey(dev: &dyn BlockDev) -> Result<Survey> {
             } else {
                 RegionKind::Kernel
             };
-            for &(off, n) in &f.ranges {
+            for &(off, n) in f.ranges.iter().take(MAX_RANGES) {
                 let region = Region {
                     kind,
                     start: start + off,

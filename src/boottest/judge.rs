@@ -8,6 +8,7 @@
 use crate::error::{Error, Result};
 use regex::Regex;
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 
 /// A stage of a boot, in the order a boot passes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -242,14 +243,52 @@ pub struct Rules {
 /// Serial text kept to match across chunks (a prompt may arrive in pieces).
 const KEEP_TEXT: usize = 4096;
 
+/// Bytes of a kernel file read that count as loaded, when half the file is more.
+const KERNEL_LOADED: u64 = 4 << 20;
+
+/// The unit in which a kernel's distinct bytes read are counted.
+const COUNT_BLOCK: u64 = 4096;
+
+/// Seconds of writes after a write-proven stage 3 that show a running OS rather than a boot
+/// loader's burst (Windows' boot manager writes its status file, then may stop on an error).
+const WRITES_GO_ON: f64 = 2.0;
+
+/// What holds for the boot in progress; a guest reset starts a new one.
+#[derive(Debug, Default)]
+struct Boot {
+    /// Stages reached in this boot, with their times.
+    stages: Vec<(Stage, f64)>,
+    /// Distinct 4 KiB blocks read of each kernel file (by its name).
+    kernel_blocks: HashMap<String, HashSet<u64>>,
+    /// Stage 3 came from a write, not from reading init.
+    userland_by_write: bool,
+    /// Seconds of the last write to a filesystem.
+    last_write: Option<f64>,
+}
+
+impl Boot {
+    fn at(&self, s: Stage) -> Option<f64> {
+        self.stages.iter().find(|(x, _)| *x == s).map(|(_, t)| *t)
+    }
+}
+
 /// The stage machine; see the module doc.
 #[derive(Debug)]
 pub struct Judge {
     rules: Rules,
-    /// Regions sorted by start, with the running maximum of ends for overlap search.
+    /// Small regions (boot code, loaders, kernels, init) sorted by start, with the running
+    /// maximum of ends for the overlap search.
     sorted: Vec<Region>,
     max_end: Vec<u64>,
+    /// Filesystem regions (whole partitions: few, and wide), searched on their own.
+    filesystems: Vec<Region>,
+    /// Bytes of each kernel file, by its name.
+    kernel_len: HashMap<String, u64>,
+    has_kernel: bool,
+    has_init: bool,
+    /// Every stage's first time, for the report (across reboots).
     reached: Vec<Reached>,
+    boot: Boot,
     sign: Option<Sign>,
     resets: u32,
     serial: String,
@@ -258,9 +297,6 @@ pub struct Judge {
     outside: u64,
     /// Seconds of the last disk I/O.
     last_io: f64,
-    /// Bytes of each kernel file (by its name) and how many were read so far.
-    kernel_len: std::collections::HashMap<String, u64>,
-    kernel_read: std::collections::HashMap<String, u64>,
     login: Regex,
     panic: Regex,
     no_boot: Regex,
@@ -269,7 +305,11 @@ pub struct Judge {
 impl Judge {
     /// A judge for a disk with these rules.
     pub fn new(rules: Rules) -> Result<Judge> {
-        let mut sorted = rules.regions.clone();
+        let (filesystems, mut sorted): (Vec<Region>, Vec<Region>) = rules
+            .regions
+            .iter()
+            .cloned()
+            .partition(|r| r.kind == RegionKind::Filesystem);
         sorted.sort_by_key(|r| (r.start, r.len));
         let mut max_end = Vec::with_capacity(sorted.len());
         let mut m = 0u64;
@@ -277,21 +317,24 @@ impl Judge {
             m = m.max(r.start.saturating_add(r.len));
             max_end.push(m);
         }
+        let mut kernel_len = HashMap::new();
+        for r in sorted.iter().filter(|r| r.kind == RegionKind::Kernel) {
+            *kernel_len.entry(r.what.clone()).or_insert(0u64) += r.len;
+        }
         // the patterns are constants: an error here is a typo that every test catches
         let re = |p: &str| {
             Regex::new(p).map_err(|e| Error::Unsupported(format!("boot-test pattern {p}: {e}")))
         };
-        let mut kernel_len = std::collections::HashMap::new();
-        for r in sorted.iter().filter(|r| r.kind == RegionKind::Kernel) {
-            *kernel_len.entry(r.what.clone()).or_insert(0u64) += r.len;
-        }
         Ok(Judge {
+            has_kernel: !kernel_len.is_empty(),
+            has_init: sorted.iter().any(|r| r.kind == RegionKind::Init),
             kernel_len,
-            kernel_read: std::collections::HashMap::new(),
             rules,
             sorted,
             max_end,
+            filesystems,
             reached: Vec::new(),
+            boot: Boot::default(),
             sign: None,
             resets: 0,
             serial: String::new(),
@@ -306,7 +349,7 @@ impl Judge {
         })
     }
 
-    /// The stages reached, in the order reached.
+    /// The stages reached (each at its first time, across reboots), in the order reached.
     pub fn reached(&self) -> &[Reached] {
         &self.reached
     }
@@ -337,11 +380,22 @@ impl Judge {
 
     /// Whether the outcome is known: the OS is up, or a failure sign was seen.
     pub fn done(&self) -> bool {
-        self.has(Stage::Up) || self.sign.is_some()
+        self.up() || self.sign.is_some()
     }
 
+    fn up(&self) -> bool {
+        self.boot.at(Stage::Up).is_some()
+    }
+
+    /// Whether the boot in progress reached `s`.
     fn has(&self, s: Stage) -> bool {
-        self.reached.iter().any(|r| r.stage == s)
+        self.boot.at(s).is_some()
+    }
+
+    /// The disk was busy at `t` with requests that were not recorded (the recorder's queue
+    /// overflowed): it is not idle, whatever the screen does.
+    pub fn disk_busy(&mut self, t: f64) {
+        self.last_io = self.last_io.max(t);
     }
 
     /// Takes one observation; returns the stages it newly reached (usually none).
@@ -358,7 +412,7 @@ impl Judge {
                 len,
             } => self.io(*t, *write, *offset, *len),
             Observation::Serial { t, text } => self.serial_text(*t, text),
-            Observation::Firmware { t, text } => {
+            Observation::Firmware { text, .. } => {
                 push_keep(&mut self.firmware, text);
                 if self.stage() == 0 {
                     if let Some(m) = self.no_boot.find(&self.firmware) {
@@ -367,11 +421,12 @@ impl Judge {
                         });
                     }
                 }
-                let _ = t;
             }
-            Observation::Reset { t } => {
-                let _ = t;
+            Observation::Reset { .. } => {
                 self.resets += 1;
+                // a new boot: stage 4 must follow stage 3 of the same boot
+                self.boot = Boot::default();
+                self.serial.clear();
                 if self.resets >= self.rules.loop_resets.max(1) {
                     self.sign = Some(Sign::RebootLoop {
                         resets: self.resets,
@@ -384,29 +439,9 @@ impl Judge {
                 });
             }
             Observation::PoweredOff { .. } => self.sign = Some(Sign::PoweredOff),
-            Observation::ScreenStill { t, still } => {
-                if *still >= self.rules.settle && *t - self.last_io >= self.rules.settle {
-                    if self.has(Stage::Userland) && self.rules.expect.is_none() {
-                        self.reach(
-                            Stage::Up,
-                            *t,
-                            format!("the screen settled ({still:.0} s still, disk idle)"),
-                        );
-                    } else if !self.has(Stage::Userland) {
-                        self.sign = Some(if self.stage() == 0 {
-                            Sign::NoBootDevice {
-                                evidence: format!(
-                                    "no boot code was read and the screen stayed still for {still:.0} s"
-                                ),
-                            }
-                        } else {
-                            Sign::StillScreen { still: *still }
-                        });
-                    }
-                }
-            }
+            Observation::ScreenStill { t, still } => self.still(*t, *still),
             Observation::Dhcp { t } => {
-                if self.has(Stage::Userland) && self.rules.expect.is_none() {
+                if self.rules.expect.is_none() {
                     self.reach(Stage::Up, *t, "the guest asked for a DHCP lease".into());
                 }
             }
@@ -414,7 +449,46 @@ impl Judge {
         self.reached[before..].to_vec()
     }
 
-    /// Ends the run at `t` with the time limit `seconds` reached (no-op when already done).
+    fn still(&mut self, t: f64, still: f64) {
+        if still < self.rules.settle || t - self.last_io < self.rules.settle {
+            return;
+        }
+        let Some(t3) = self.boot.at(Stage::Userland) else {
+            self.sign = Some(if self.stage() == 0 {
+                Sign::NoBootDevice {
+                    evidence: format!(
+                        "no boot code was read and the screen stayed still for {still:.0} s"
+                    ),
+                }
+            } else {
+                Sign::StillScreen { still }
+            });
+            return;
+        };
+        if self.rules.expect.is_some() {
+            return;
+        }
+        // a settled screen is an OS that is up only when it also wrote after it started
+        // (a real userland writes within seconds: its journal, logs, a random seed); when
+        // writes were the only sign of a userland, they must have gone on for a while, or
+        // it was a boot loader's burst followed by an error screen
+        let wrote = match (self.boot.last_write, self.boot.userland_by_write) {
+            (Some(w), false) => w > t3,
+            (Some(w), true) => w >= t3 + WRITES_GO_ON,
+            (None, _) => false,
+        };
+        if wrote {
+            self.reach(
+                Stage::Up,
+                t,
+                format!("the screen settled ({still:.0} s still, disk idle) after the OS wrote to its disk"),
+            );
+        } else {
+            self.sign = Some(Sign::StillScreen { still });
+        }
+    }
+
+    /// Ends the run with the time limit `seconds` reached (no-op when already done).
     pub fn timeout(&mut self, seconds: f64) {
         if !self.done() {
             self.sign = Some(Sign::Timeout { seconds });
@@ -423,7 +497,7 @@ impl Judge {
 
     /// The verdict so far (a run that is not done is a timeout at the stage reached).
     pub fn verdict(&self) -> Verdict {
-        if self.has(Stage::Up) && self.has(Stage::Userland) {
+        if self.up() {
             return Verdict::Booted;
         }
         Verdict::Failed {
@@ -436,12 +510,15 @@ impl Judge {
         if self.has(stage) {
             return;
         }
-        // stage 4 counts only after stage 3: a screen or prompt before the OS started from
-        // the disk (an emergency shell, a firmware menu) is not a boot
+        // stage 4 counts only after stage 3 of the same boot: a screen or prompt before the
+        // OS started from the disk (an emergency shell, a firmware menu) is not a boot
         if stage == Stage::Up && !self.has(Stage::Userland) {
             return;
         }
-        self.reached.push(Reached { stage, t, evidence });
+        self.boot.stages.push((stage, t));
+        if !self.reached.iter().any(|r| r.stage == stage) {
+            self.reached.push(Reached { stage, t, evidence });
+        }
     }
 
     fn serial_text(&mut self, t: f64, text: &str) {
@@ -489,10 +566,14 @@ impl Judge {
             }
         };
         self.last_io = self.last_io.max(t);
+        if write {
+            self.write(t, offset, end);
+            return;
+        }
         // regions overlapping [offset, end): those starting before `end` whose end is past
         // `offset`; max_end bounds the backward scan
         let upto = self.sorted.partition_point(|r| r.start < end);
-        let mut hits: Vec<(RegionKind, String, u64)> = Vec::new();
+        let mut hits: Vec<(RegionKind, usize, u64, u64)> = Vec::new();
         for i in (0..upto).rev() {
             if self.max_end[i] <= offset {
                 break;
@@ -500,32 +581,35 @@ impl Judge {
             let r = &self.sorted[i];
             let r_end = r.start.saturating_add(r.len);
             if r_end > offset {
-                let overlap = r_end.min(end) - r.start.max(offset);
-                hits.push((r.kind, r.what.clone(), overlap));
+                hits.push((r.kind, i, r.start.max(offset), r_end.min(end)));
             }
         }
-        let has_kernel_regions = self.sorted.iter().any(|r| r.kind == RegionKind::Kernel);
         // boot loaders read in aligned chunks (GRUB: 32 KiB), so the end of a kernel's chunk
         // may hold the first bytes of the file after it: a read that also touches boot code,
         // a loader or a kernel proves nothing about init
-        let loader_read = hits.iter().any(|(k, _, _)| {
+        let loader_read = hits.iter().any(|(k, ..)| {
             matches!(
                 k,
                 RegionKind::BootCode | RegionKind::Loader | RegionKind::Kernel
             )
         });
-        for (kind, what, overlap) in hits {
-            match (kind, write) {
-                (RegionKind::BootCode | RegionKind::Loader, false) => {
+        for (kind, i, from, to) in hits {
+            let what = self.sorted[i].what.clone();
+            match kind {
+                RegionKind::BootCode | RegionKind::Loader => {
                     self.reach(Stage::BootCode, t, format!("read {what}"));
                 }
-                (RegionKind::Kernel, false) => {
-                    // loaded, not merely touched: half the file (or 4 MiB of it) was read
-                    let done = self.kernel_read.entry(what.clone()).or_insert(0);
-                    *done += overlap;
+                RegionKind::Kernel => {
+                    // loaded, not merely touched: half the file (or 4 MiB of it) read,
+                    // counting each block once (a loader probing, a reboot loop)
+                    let blocks = self.boot.kernel_blocks.entry(what.clone()).or_default();
+                    for b in from / COUNT_BLOCK..to.div_ceil(COUNT_BLOCK) {
+                        blocks.insert(b);
+                    }
                     let total = self.kernel_len.get(&what).copied().unwrap_or(0);
-                    if *done >= (total / 2).clamp(1, KERNEL_LOADED) {
-                        let pct = (*done * 100).checked_div(total).unwrap_or(100).min(100);
+                    let done = (blocks.len() as u64 * COUNT_BLOCK).min(total);
+                    if done >= (total / 2).clamp(1, KERNEL_LOADED) {
+                        let pct = (done * 100).checked_div(total).unwrap_or(100);
                         self.reach(
                             Stage::Kernel,
                             t,
@@ -536,26 +620,40 @@ impl Judge {
                 // init counts once a kernel was loaded: a boot loader searching its
                 // directories (GRUB looking for a missing kernel) reads chunks that may hold
                 // init's blocks
-                (RegionKind::Init, false) if !loader_read && self.has(Stage::Kernel) => {
+                RegionKind::Init if !loader_read && self.has(Stage::Kernel) => {
                     self.reach(Stage::Userland, t, format!("read {what}"));
-                }
-                // a boot loader may write (grubenv, a boot counter) before any kernel runs:
-                // writes count once a kernel was loaded, or, when no kernel could be located
-                // on this disk, once the boot code ran
-                (RegionKind::Filesystem, true)
-                    if self.has(Stage::Kernel)
-                        || (!has_kernel_regions && self.has(Stage::BootCode)) =>
-                {
-                    self.reach(Stage::Userland, t, format!("wrote to {what}"));
                 }
                 _ => {}
             }
         }
     }
-}
 
-/// Bytes of a kernel file read that count as loaded, when half the file is more.
-const KERNEL_LOADED: u64 = 4 << 20;
+    fn write(&mut self, t: f64, offset: u64, end: u64) {
+        let Some(fs) = self
+            .filesystems
+            .iter()
+            .find(|r| r.start < end && r.start.saturating_add(r.len) > offset)
+        else {
+            return;
+        };
+        let what = fs.what.clone();
+        if self.has(Stage::Userland) {
+            self.boot.last_write = Some(t);
+            return;
+        }
+        // writes prove a userland only where its init could not be located: a boot loader
+        // writes before any kernel (grubenv), an initramfs replays a journal or runs fsck
+        // before it finds init. They count once a kernel was loaded, or once the boot code
+        // ran when no kernel file could be located either (Windows on NTFS, LVM, LUKS).
+        if !self.has_init
+            && (self.has(Stage::Kernel) || (!self.has_kernel && self.has(Stage::BootCode)))
+        {
+            self.boot.userland_by_write = true;
+            self.boot.last_write = Some(t);
+            self.reach(Stage::Userland, t, format!("wrote to {what}"));
+        }
+    }
+}
 
 /// Appends `text` to `buf`, keeping its last [`KEEP_TEXT`] bytes (at a char boundary).
 fn push_keep(buf: &mut String, text: &str) {

@@ -143,27 +143,26 @@ pub fn open_source(path: &Path, search: &[PathBuf], cache_bytes: u64) -> Result<
     }
 }
 
-/// A private folder, removed (with what is in it) when dropped.
+/// A private folder (sockets, the firmware's variables), removed with what is in it when
+/// dropped.
 struct WorkDir(PathBuf);
 
-impl WorkDir {
-    fn new() -> Result<WorkDir> {
-        let base = std::env::temp_dir();
-        let pid = std::process::id();
-        for n in 0..1000u32 {
-            let d = base.join(format!("lifeboat-boot-test-{pid}-{n}"));
-            match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
-                .create(&d)
-            {
-                Ok(()) => return Ok(WorkDir(d)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io("creating", d, e)),
-            }
-        }
-        Err(Error::Refused {
-            path: base,
-            reason: "no free name for a private folder".into(),
-        })
+/// A file removed when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Stops the NBD server when dropped: also when the watch panics, so that the scope that
+/// joins the server's thread cannot wait forever.
+struct StopOnDrop<'a>(&'a CancelToken);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }
 
@@ -173,15 +172,37 @@ impl Drop for WorkDir {
     }
 }
 
+/// What can be checked before the disk is even opened (and, for `restore --boot-test`,
+/// before anything is written): QEMU and OVMF are there, the output folder is new or empty.
+pub fn preflight(opts: &Options) -> Result<()> {
+    let uefi = opts
+        .firmware
+        .as_ref()
+        .is_some_and(|f| f.contains(&Firmware::Uefi));
+    qemu::check_tools(uefi)?;
+    if let Ok(mut d) = std::fs::read_dir(&opts.out) {
+        if d.next().is_some() {
+            return Err(out_not_empty(&opts.out));
+        }
+    }
+    Ok(())
+}
+
+fn out_not_empty(out: &Path) -> Error {
+    Error::Refused {
+        path: out.to_path_buf(),
+        reason:
+            "it is not empty; boot-test writes its screenshots and logs to a new or empty folder"
+                .into(),
+    }
+}
+
 /// Creates the output folder, refusing one that holds anything.
 fn out_dir(out: &Path) -> Result<()> {
     match std::fs::read_dir(out) {
         Ok(mut d) => {
             if d.next().is_some() {
-                return Err(Error::Refused {
-                    path: out.to_path_buf(),
-                    reason: "it is not empty; boot-test writes its screenshots and logs to a new or empty folder".into(),
-                });
+                return Err(out_not_empty(out));
             }
             Ok(())
         }
@@ -212,6 +233,7 @@ pub fn run(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Report> {
+    preflight(opts)?;
     let source = open_source(&opts.source, &opts.search, opts.cache_bytes)?;
     let survey = disk::survey(&*source)?;
     let expect = match &opts.expect {
@@ -227,6 +249,7 @@ pub fn run(
         .clone()
         .unwrap_or_else(|| survey.auto_firmware());
     let mut runs = Vec::new();
+    let mut failed = None;
     for fw in firmwares {
         if cancel.is_cancelled() {
             break;
@@ -239,12 +262,17 @@ pub fn run(
             settle: opts.settle,
             loop_resets: 3,
         };
-        let r = one(opts, fw, source.clone(), rules, cancel, progress)?;
-        progress(Progress::Done(r.clone()));
-        runs.push(r);
-    }
-    if cancel.is_cancelled() {
-        return Err(Error::Cancelled);
+        match one(opts, fw, source.clone(), rules, cancel, progress) {
+            Ok(r) => {
+                progress(Progress::Done(r.clone()));
+                runs.push(r);
+            }
+            Err(e) => {
+                // the runs that finished keep their evidence in report.json
+                failed = Some(e);
+                break;
+            }
+        }
     }
     let booted = runs.iter().any(|r| r.verdict == Verdict::Booted);
     let report = Report {
@@ -260,6 +288,12 @@ pub fn run(
     let json = serde_json::to_string_pretty(&report).unwrap_or_default();
     let rp = opts.out.join("report.json");
     std::fs::write(&rp, json + "\n").map_err(|e| Error::io("writing", &rp, e))?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if cancel.is_cancelled() {
+        return Err(Error::Cancelled);
+    }
     Ok(report)
 }
 
@@ -277,16 +311,16 @@ fn one(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Run> {
-    let work = WorkDir::new()?;
+    let work = WorkDir(crate::access::mount::private_dir("lifeboat-boot-test")?);
     let tag = match fw {
         Firmware::Bios => "bios",
         Firmware::Uefi => "uefi",
     };
-    // the guest's writes go to a sparse file in the private folder, removed with it
-    let overlay = Arc::new(Overlay::new(
-        source,
-        OverlayStore::File(work.0.join("overlay")),
-    )?);
+    // the guest's writes go to a sparse file next to the evidence (a disk, where the
+    // private folder may be tmpfs, which is memory), removed when the run ends
+    let overlay_path = opts.out.join(format!(".{tag}-overlay.tmp"));
+    let _overlay_file = RemoveOnDrop(overlay_path.clone());
+    let overlay = Arc::new(Overlay::new(source, OverlayStore::File(overlay_path))?);
     let (traced, tap) = Traced::new(overlay.clone());
     let traced: Arc<dyn BlockDev> = Arc::new(traced);
     let sock = work.0.join("nbd.sock");
@@ -320,8 +354,9 @@ fn one(
                 &stop_server,
             )
         });
+        let stop = StopOnDrop(&stop_server);
         let r = watch(opts, fw, &spec, rules, &tap, &io_log, cancel, progress);
-        stop_server.cancel();
+        drop(stop);
         let _ = serving.join();
         let mut run = r?;
         run.written_bytes = run.written_bytes.max(overlay.written_bytes());
@@ -375,7 +410,10 @@ fn watch(
         let now = start.elapsed();
         let t = now.as_secs_f64();
         let mut obs = Vec::new();
-        let (ios, _dropped) = tap.drain();
+        let (ios, dropped) = tap.drain();
+        if dropped > 0 {
+            judge.disk_busy(t);
+        }
         for io in ios {
             if io.write {
                 written_bytes += io.len;
@@ -425,6 +463,12 @@ fn watch(
                 obs.push(Observation::Dhcp { t });
             }
         }
+        // whether QEMU has exited is asked before its last events are read, and the reader
+        // is given a moment: a power-off or panic just before the exit is never lost
+        let exited = machine.exited();
+        if exited {
+            std::thread::sleep(Duration::from_millis(200));
+        }
         for ev in machine.events() {
             let name = ev.get("event").and_then(|e| e.as_str()).unwrap_or("");
             let guest = ev
@@ -433,13 +477,18 @@ fn watch(
                 .and_then(|g| g.as_bool())
                 .unwrap_or(false);
             match name {
-                "RESET" if guest => obs.push(Observation::Reset { t }),
+                "RESET" if guest => {
+                    // a new boot: its screen is judged afresh
+                    screens.clear();
+                    still_since = t;
+                    obs.push(Observation::Reset { t });
+                }
                 "GUEST_PANICKED" => obs.push(Observation::Panicked { t }),
                 "SHUTDOWN" if guest => shutdown = true,
                 _ => {}
             }
         }
-        if machine.exited() {
+        if exited {
             if shutdown {
                 obs.push(Observation::PoweredOff { t });
             } else {

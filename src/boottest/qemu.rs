@@ -111,15 +111,47 @@ pub struct Machine {
     events: Receiver<Value>,
     replies: Receiver<Value>,
     stderr: PathBuf,
+    next_id: u64,
     /// Whether KVM is in use (else TCG).
     pub kvm: bool,
     /// The network capture, when networking is on.
     pub pcap: Option<PathBuf>,
 }
 
+/// Checks that QEMU (and OVMF, when `uefi`) can be found, before anything else is done.
+pub fn check_tools(uefi: bool) -> Result<()> {
+    let bin = qemu_binary();
+    let found = if bin.contains('/') {
+        Path::new(&bin).exists()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&bin).exists()))
+    };
+    if !found {
+        return Err(Error::Unsupported(format!(
+            "boot-test needs {bin} (Debian package qemu-system-x86); the rescue system has no QEMU: run it on a Linux host"
+        )));
+    }
+    if uefi
+        && !OVMF
+            .iter()
+            .any(|(c, v)| Path::new(c).exists() && Path::new(v).exists())
+    {
+        return Err(Error::Unsupported(
+            "UEFI boot needs OVMF (/usr/share/OVMF/OVMF_CODE_4M.fd; Debian package ovmf)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The QEMU binary: `$LIFEBOAT_QEMU` or `qemu-system-x86_64` on the PATH.
 fn qemu_binary() -> String {
     std::env::var("LIFEBOAT_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
+}
+
+/// A path inside a QEMU option string, where a comma separates options: doubled.
+fn opt_path(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
 }
 
 fn arg(v: &mut Vec<String>, a: &str, b: impl Into<String>) {
@@ -156,26 +188,26 @@ pub fn command_line(
     arg(
         &mut v,
         "-serial",
-        format!("file:{}", spec.serial_log.display()),
+        format!("file:{}", opt_path(&spec.serial_log)),
     );
     arg(
         &mut v,
         "-chardev",
-        format!("file,id=fwlog,path={}", spec.firmware_log.display()),
+        format!("file,id=fwlog,path={}", opt_path(&spec.firmware_log)),
     );
     arg(&mut v, "-device", "isa-debugcon,iobase=0x402,chardev=fwlog");
     arg(&mut v, "-device", "pvpanic");
     arg(
         &mut v,
         "-qmp",
-        format!("unix:{},server=on,wait=off", qmp.display()),
+        format!("unix:{},server=on,wait=off", opt_path(qmp)),
     );
     arg(
         &mut v,
         "-blockdev",
         format!(
             "driver=nbd,node-name=disk0,server.type=unix,server.path={},export={}",
-            spec.nbd_socket.display(),
+            opt_path(&spec.nbd_socket),
             spec.export
         ),
     );
@@ -196,7 +228,7 @@ pub fn command_line(
         arg(
             &mut v,
             "-object",
-            format!("filter-dump,id=dump0,netdev=net0,file={}", pcap.display()),
+            format!("filter-dump,id=dump0,netdev=net0,file={}", opt_path(pcap)),
         );
     }
     if let Some((code, vars)) = vars {
@@ -205,13 +237,13 @@ pub fn command_line(
             "-drive",
             format!(
                 "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                code.display()
+                opt_path(code)
             ),
         );
         arg(
             &mut v,
             "-drive",
-            format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+            format!("if=pflash,format=raw,unit=1,file={}", opt_path(vars)),
         );
     }
     v
@@ -251,13 +283,15 @@ impl Machine {
         let bin = qemu_binary();
         // its own process group: a Ctrl-C at the terminal reaches boot-test, which stops
         // the machine itself, and not QEMU, whose death would look like a crash
-        let mut child = Command::new(&bin)
-            .process_group(0)
+        let mut cmd = Command::new(&bin);
+        cmd.process_group(0)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
+            .stderr(err);
+        // killed with us: a boot-test that dies (SIGKILL, a hangup, a crash) leaves no
+        // machine running
+        let mut child = crate::init::sys::spawn_dying_with_parent(&mut cmd)
             .map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
                     Error::Unsupported(format!(
@@ -321,6 +355,7 @@ impl Machine {
             events,
             replies,
             stderr,
+            next_id: 0,
             kvm: false,
             pcap,
         };
@@ -335,13 +370,27 @@ impl Machine {
 
     /// Runs one QMP command and returns its `return` value.
     pub fn command(&mut self, name: &str, args: Value) -> Result<Value> {
-        let msg = json!({"execute": name, "arguments": args});
+        // each command carries its own id: a late answer to an earlier command that timed
+        // out is never taken for this one's (a screendump that said done before its file was
+        // written would show a still screen that is not)
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = json!({"execute": name, "arguments": args, "id": id});
         let mut line = msg.to_string();
         line.push('\n');
         self.qmp
             .write_all(line.as_bytes())
             .map_err(|e| Error::io("talking to QEMU about", name, e))?;
-        match self.replies.recv_timeout(Duration::from_secs(30)) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let reply = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.replies.recv_timeout(left) {
+                Ok(v) if v.get("id").and_then(Value::as_u64) == Some(id) => break Ok(v),
+                Ok(_) => continue,
+                Err(e) => break Err(e),
+            }
+        };
+        match reply {
             Ok(v) => match v.get("return") {
                 Some(r) => Ok(r.clone()),
                 None => Err(Error::Unsupported(format!(

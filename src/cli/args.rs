@@ -614,6 +614,13 @@ pub struct LsArgs {
     pub json: bool,
 }
 
+/// `--expect`: a regular expression, checked when the command line is read (exit 2).
+fn parse_regex(s: &str) -> Result<String, String> {
+    regex::Regex::new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("not a regular expression: {e}"))
+}
+
 /// Which firmware `boot-test` starts the machine with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FirmwareChoice {
@@ -654,7 +661,7 @@ pub struct BootTestOptions {
     pub net: bool,
     /// Stage 4 only when the serial console matches REGEX (instead of a login prompt, the
     /// screen or DHCP).
-    #[arg(long, value_name = "REGEX")]
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
     pub expect: Option<String>,
     /// Seconds each firmware's boot may take (the default suits QEMU without KVM).
     #[arg(long, value_name = "SECS", default_value_t = 600)]

@@ -30,6 +30,17 @@ pub fn check(
     json: bool,
 ) -> anyhow::Result<Exit> {
     crate::init::sys::catch_interrupts();
+    let opts = options(source, t, search, cache_bytes);
+    run_checked(source, &opts, json)
+}
+
+/// The core's options for a test of `source`.
+pub fn options(
+    source: &Path,
+    t: &BootTestOptions,
+    search: &[PathBuf],
+    cache_bytes: u64,
+) -> Options {
     let stem = source
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -44,7 +55,7 @@ pub fn check(
             crate::jobs::chain::utc_stamp(now)
         ))
     });
-    let opts = Options {
+    Options {
         source: source.to_path_buf(),
         search: search.to_vec(),
         firmware: match t.firmware {
@@ -63,7 +74,17 @@ pub fn check(
         settle: t.settle.max(2) as f64,
         out,
         cache_bytes: cache_bytes.max(1 << 20),
-    };
+    }
+}
+
+/// What `restore --boot-test` and `clone --boot-test` check before they write anything:
+/// QEMU (and OVMF) are there and the output folder can be used.
+pub fn preflight(target: &Path, t: &BootTestOptions) -> anyhow::Result<()> {
+    crate::boottest::preflight(&options(target, t, &[], crate::access::DEFAULT_CACHE_BYTES))
+        .context("--boot-test cannot run")
+}
+
+fn run_checked(source: &Path, opts: &Options, json: bool) -> anyhow::Result<Exit> {
     // the signal handler only sets a flag: a watcher turns it into the run's cancellation
     let cancel = CancelToken::new();
     let done = CancelToken::new();
@@ -107,7 +128,7 @@ pub fn check(
         source.display(),
         opts.out.display()
     );
-    let r = crate::boottest::run(&opts, &cancel, &mut progress);
+    let r = crate::boottest::run(opts, &cancel, &mut progress);
     done.cancel();
     let _ = watcher.join();
     let report = r.with_context(|| format!("boot-testing {}", source.display()))?;

@@ -39,6 +39,10 @@ pub fn clone(a: &CloneArgs) -> anyhow::Result<super::Exit> {
     if !json {
         print_clone_plan(&mut std::io::stderr().lock(), &plan, false)?;
     }
+    if a.boot_test {
+        // before anything is written: a missing QEMU must not surface after the job
+        super::boottest::preflight(&spec.target, &a.boot)?;
+    }
     confirm_overwrite(&spec.target, yes, json)?;
     let s = summary_of!(
         with_progress(json, Job::Clone(Box::new(plan.clone())))?,

@@ -39,6 +39,10 @@ pub fn restore(a: &RestoreArgs) -> anyhow::Result<super::Exit> {
     if !a.json {
         print_restore_plan(&mut std::io::stderr().lock(), &plan, false)?;
     }
+    if a.boot_test {
+        // before anything is written: a missing QEMU must not surface after the job
+        super::boottest::preflight(&a.target, &a.boot)?;
+    }
     confirm_overwrite(&a.target, a.yes, a.json)?;
     let s = summary_of!(
         with_progress(a.json, Job::Restore(Box::new(plan.clone())))?,

@@ -231,7 +231,7 @@ extern "C" fn on_interrupt(_sig: libc::c_int) {
     SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// Installs SIGINT and SIGTERM handlers that only set a flag, read by [`signalled`]: the
+/// Installs SIGINT, SIGTERM and SIGHUP (the terminal went away) handlers that only set a flag, read by [`signalled`]: the
 /// CLI turns the flag into a job's cancellation (a face concern, so it lives here, not in
 /// the block-device layer).
 /// Interrupted system calls restart (SA_RESTART, as `signal(3)` sets it).
@@ -244,6 +244,7 @@ pub fn catch_interrupts() {
     for sig in [
         nix::sys::signal::Signal::SIGINT,
         nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
     ] {
         // SAFETY: the handler is async-signal-safe (one atomic store) and lives forever.
         // sigaction fails only for an invalid signal, which these are not.
@@ -251,7 +252,30 @@ pub fn catch_interrupts() {
     }
 }
 
-/// True once SIGINT or SIGTERM arrived after [`catch_interrupts`].
+/// True once SIGINT, SIGTERM or SIGHUP arrived after [`catch_interrupts`].
 pub fn signalled() -> bool {
     SIGNALLED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Spawns `cmd` so that the kernel kills it (SIGKILL) when the thread that spawned it ends:
+/// a helper such as QEMU never outlives a Lifeboat that was killed or crashed. Spawn from a
+/// thread that lives as long as the child (the kernel ties the signal to that thread).
+pub fn spawn_dying_with_parent(cmd: &mut std::process::Command) -> io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid().as_raw();
+    // SAFETY: the closure runs in the child between fork and exec and calls only
+    // async-signal-safe functions (prctl, getppid, kill), allocating nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // the parent may have died before prctl took effect
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
 }
