@@ -2,7 +2,8 @@
 //! come from tests/helpers/boot-fixtures.sh with the mini kernel from `./build.sh`: a GPT disk
 //! with GRUB for BIOS and UEFI, an MBR disk for BIOS, and broken ones (wiped boot code, no
 //! kernel, a kernel that panics, a userland that reboots in a loop). Each gets its verdict and
-//! stage through an image, an incremental chain member and a raw file; the sources are
+//! stage through an image, an incremental chain member and a raw file (the good one also on
+//! virtio and NVMe, and through `restore`/`clone --boot-test`); the sources are
 //! unchanged afterwards (hash, `verify`), and nothing is left behind (QEMU, sockets, the
 //! overlay), also after Ctrl-C. Skips like tests/qemu_e2e.rs: without the kernel or QEMU,
 //! except under CI or LIFEBOAT_REQUIRE_QEMU=1, where it fails.
@@ -314,60 +315,130 @@ fn every_fixture_gets_its_verdict_and_stage_through_an_image() {
     }
 }
 
+/// Every fixture's outcome under SeaBIOS.
+fn bios_outcomes() -> Vec<(&'static str, (String, String, u64, String, Vec<u64>))> {
+    vec![
+        ("good-gpt", booted("bios")),
+        ("good-mbr", booted("bios")),
+        ("wiped", failed("bios", 0, "no_boot_device", &[])),
+        ("no-kernel", failed("bios", 1, "still_screen", &[1])),
+        ("panic", failed("bios", 2, "kernel_panic", &[1, 2])),
+        ("reboot-loop", failed("bios", 3, "reboot_loop", &[1, 2, 3])),
+    ]
+}
+
+/// The newest image in `dir` whose name holds `kind`.
+fn newest(dir: &Path, kind: &str) -> PathBuf {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| s(p).contains(kind))
+        .collect();
+    v.sort();
+    v.pop().unwrap()
+}
+
 #[test]
-fn a_chain_member_and_a_raw_file_boot_as_the_disk_they_hold() {
+fn every_fixture_boots_as_an_incremental_chain_member_holds_it() {
     if !prerequisites() {
         return;
     }
     let fx = fixtures();
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    // one disk, imaged good, then broken (its kernel deleted) into an incremental
-    let disk = w.join("pc.img");
-    std::fs::copy(fx.join("good-gpt.img"), &disk).unwrap();
-    let dir = w.join("images");
-    std::fs::create_dir(&dir).unwrap();
-    let full = dir.join("pc.lbi");
-    ok(&["image", s(&disk), "-o", s(&full)]);
-    std::fs::copy(fx.join("no-kernel.img"), &disk).unwrap();
-    ok(&["image", s(&disk), "--incremental", s(&dir)]);
-    let incr = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| s(p).contains("-incr"))
-        .unwrap();
-    let hashes = (b3(&full), b3(&incr));
-    // with isolated networking: the guest has a network card (the mini kernel has no driver
-    // for it, so no DHCP request is seen, and the login prompt proves stage 4)
-    let t = boot_test(w, "full", &full, &["--firmware", "bios", "--net"]);
-    assert_eq!(runs(&t), [booted("bios")], "{}", t.stderr);
-    assert_eq!(t.report["runs"][0]["dhcp_requests"], 0);
-    let t = boot_test(w, "incr", &incr, &["--firmware", "bios"]);
-    assert_eq!(
-        runs(&t),
-        [failed("bios", 1, "still_screen", &[1])],
-        "{}",
-        t.stderr
-    );
-    assert_eq!((b3(&full), b3(&incr)), hashes);
-    ok(&["verify", s(&incr)]);
-    // raw files: opened read-only, the guest's writes go to the overlay
-    for (name, want) in [
-        ("good-mbr", vec![booted("bios")]),
-        ("panic", vec![failed("uefi", 2, "kernel_panic", &[1, 2])]),
+    // one GPT disk imaged in each of its states: good-gpt as the full image, every other
+    // state as an incremental on top of the one before; the MBR disk the same way, from a
+    // blank disk of its size
+    let mut members = Vec::new();
+    for (chain, states) in [
+        (
+            "gpt",
+            vec!["good-gpt", "no-kernel", "panic", "reboot-loop", "wiped"],
+        ),
+        ("mbr", vec!["blank", "good-mbr"]),
     ] {
+        let disk = w.join(format!("{chain}.img"));
+        let dir = w.join(chain);
+        std::fs::create_dir(&dir).unwrap();
+        for (k, state) in states.iter().enumerate() {
+            if *state == "blank" {
+                let size = std::fs::metadata(fx.join("good-mbr.img")).unwrap().len();
+                std::fs::write(&disk, vec![0u8; size as usize]).unwrap();
+            } else {
+                std::fs::copy(fx.join(format!("{state}.img")), &disk).unwrap();
+            }
+            if k == 0 {
+                ok(&[
+                    "image",
+                    s(&disk),
+                    "-o",
+                    s(&dir.join(format!("{chain}.lbi"))),
+                ]);
+            } else {
+                // image names carry the second: one per second
+                std::thread::sleep(Duration::from_millis(1100));
+                ok(&["image", s(&disk), "--incremental", s(&dir)]);
+                members.push((*state, newest(&dir, "-incr")));
+            }
+        }
+    }
+    members.insert(0, ("good-gpt", w.join("gpt/gpt.lbi")));
+    let hashes: Vec<String> = members.iter().map(|(_, m)| b3(m)).collect();
+    let want = bios_outcomes();
+    for (state, member) in &members {
+        let (_, outcome) = want.iter().find(|(n, _)| n == state).unwrap();
+        // the good disk also with isolated networking: the guest has a network card (the
+        // mini kernel has no driver for it, so no DHCP request; the login prompt proves
+        // stage 4)
+        let extra: &[&str] = if *state == "good-gpt" {
+            &["--firmware", "bios", "--net"]
+        } else {
+            &["--firmware", "bios"]
+        };
+        let t = boot_test(w, &format!("chain-{state}"), member, extra);
+        assert_eq!(runs(&t), [outcome.clone()], "{state}: {}", t.stderr);
+        if *state == "good-gpt" {
+            assert_eq!(t.report["runs"][0]["dhcp_requests"], 0);
+        }
+    }
+    let after: Vec<String> = members.iter().map(|(_, m)| b3(m)).collect();
+    assert_eq!(after, hashes, "a chain member changed");
+    ok(&["verify", s(&members.last().unwrap().1)]);
+    ok(&["verify", s(&newest(&w.join("gpt"), "-incr"))]);
+}
+
+#[test]
+fn every_fixture_boots_as_a_raw_file() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // raw files: opened read-only, the guest's writes go to the overlay
+    for (name, outcome) in bios_outcomes() {
         let raw = w.join(format!("{name}-raw.img"));
         std::fs::copy(fx.join(format!("{name}.img")), &raw).unwrap();
         let before = b3(&raw);
-        let fw = if name == "panic" { "uefi" } else { "bios" };
-        let t = boot_test(w, name, &raw, &["--firmware", fw]);
-        assert_eq!(runs(&t), want, "{name}: {}", t.stderr);
+        let t = boot_test(w, &format!("raw-{name}"), &raw, &["--firmware", "bios"]);
+        assert_eq!(runs(&t), [outcome], "{name}: {}", t.stderr);
         assert_eq!(b3(&raw), before, "{name}: the raw file changed");
-        if name == "good-mbr" {
+        if name.starts_with("good") {
             // the guest wrote (it remounts / read-write and writes /var/booted)
             assert!(t.report["runs"][0]["written_bytes"].as_u64().unwrap() > 0);
         }
+    }
+    // and on the other buses, under UEFI
+    for bus in ["virtio", "nvme"] {
+        let raw = w.join("good-gpt-raw.img");
+        let t = boot_test(
+            w,
+            &format!("raw-{bus}"),
+            &raw,
+            &["--firmware", "uefi", "--bus", bus],
+        );
+        assert_eq!(runs(&t), [booted("uefi")], "{bus}: {}", t.stderr);
     }
 }
 
