@@ -189,8 +189,11 @@ fn boot_test(work: &Path, name: &str, source: &Path, extra: &[&str]) -> Tested {
     }
 }
 
-/// Each run's (firmware, verdict, stage, sign kind, stages reached).
-fn runs(t: &Tested) -> Vec<(String, String, u64, String, Vec<u64>)> {
+/// A run's (firmware, verdict, stage, sign kind, stages reached).
+type Outcome = (String, String, u64, String, Vec<u64>);
+
+/// Each run's outcome.
+fn runs(t: &Tested) -> Vec<Outcome> {
     t.report["runs"]
         .as_array()
         .unwrap()
@@ -217,7 +220,7 @@ fn runs(t: &Tested) -> Vec<(String, String, u64, String, Vec<u64>)> {
         .collect()
 }
 
-fn booted(fw: &str) -> (String, String, u64, String, Vec<u64>) {
+fn booted(fw: &str) -> Outcome {
     (
         fw.into(),
         "booted".into(),
@@ -227,12 +230,7 @@ fn booted(fw: &str) -> (String, String, u64, String, Vec<u64>) {
     )
 }
 
-fn failed(
-    fw: &str,
-    stage: u64,
-    sign: &str,
-    stages: &[u64],
-) -> (String, String, u64, String, Vec<u64>) {
+fn failed(fw: &str, stage: u64, sign: &str, stages: &[u64]) -> Outcome {
     (
         fw.into(),
         "failed".into(),
@@ -316,7 +314,7 @@ fn every_fixture_gets_its_verdict_and_stage_through_an_image() {
 }
 
 /// Every fixture's outcome under SeaBIOS.
-fn bios_outcomes() -> Vec<(&'static str, (String, String, u64, String, Vec<u64>))> {
+fn bios_outcomes() -> Vec<(&'static str, Outcome)> {
     vec![
         ("good-gpt", booted("bios")),
         ("good-mbr", booted("bios")),
@@ -397,7 +395,12 @@ fn every_fixture_boots_as_an_incremental_chain_member_holds_it() {
             &["--firmware", "bios"]
         };
         let t = boot_test(w, &format!("chain-{state}"), member, extra);
-        assert_eq!(runs(&t), [outcome.clone()], "{state}: {}", t.stderr);
+        assert_eq!(
+            runs(&t),
+            std::slice::from_ref(outcome),
+            "{state}: {}",
+            t.stderr
+        );
         if *state == "good-gpt" {
             assert_eq!(t.report["runs"][0]["dhcp_requests"], 0);
         }
