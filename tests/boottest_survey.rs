@@ -4,11 +4,12 @@
 //! firmware `--firmware auto` picks.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use lifeboat::blockdev::{FileDev, OpenMode};
 use lifeboat::boottest::disk::{survey, Firmware, Survey};
 use lifeboat::boottest::judge::RegionKind;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 fn fixtures() -> &'static Path {
@@ -21,20 +22,7 @@ fn fixtures() -> &'static Path {
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         std::fs::write(&kernel, &noise).unwrap();
-        let o = Command::new("bash")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/helpers/boot-fixtures.sh"
-            ))
-            .arg(&kernel)
-            .arg(dir.join("out"))
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "boot-fixtures.sh: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        common::boot_fixtures(&kernel, &dir.join("out"));
         dir.join("out")
     })
 }

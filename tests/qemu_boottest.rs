@@ -25,39 +25,20 @@ fn root() -> PathBuf {
 const KERNEL: &str = "out/mini/vmlinuz";
 
 fn prerequisites() -> bool {
-    if std::env::var("LIFEBOAT_SKIP_QEMU").is_ok_and(|v| v == "1") {
-        eprintln!("SKIP: LIFEBOAT_SKIP_QEMU=1 (test.sh runs the QEMU tests in tier 3)");
-        return false;
-    }
-    let mut missing = Vec::new();
-    if !root().join(KERNEL).exists() {
-        missing.push(KERNEL.to_string());
-    }
-    for tool in [
-        "qemu-system-x86_64",
-        "grub-mkimage",
-        "mcopy",
-        "sgdisk",
-        "busybox",
-    ] {
-        if sh(&format!("command -v {tool} || true")).trim().is_empty() {
-            missing.push(tool.to_string());
-        }
-    }
-    if !Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").exists() {
-        missing.push("ovmf".into());
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let required =
-        common::in_ci() || std::env::var("LIFEBOAT_REQUIRE_QEMU").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "boot-test tests need {missing:?}: run ./build.sh --flavour mini and .ci/install-deps.sh"
-    );
-    eprintln!("SKIP: boot-test tests need {missing:?}");
-    false
+    common::qemu_prerequisites(
+        &[
+            &root().join(KERNEL),
+            Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd"),
+        ],
+        &[
+            "qemu-system-x86_64",
+            "grub-mkimage",
+            "mcopy",
+            "sgdisk",
+            "busybox",
+        ],
+        "run ./build.sh --flavour mini and .ci/install-deps.sh",
+    )
 }
 
 /// The fixtures, built once per test binary.
@@ -65,17 +46,7 @@ fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = root().join("target/boot-fixtures");
-        let o = Command::new("bash")
-            .arg(root().join("tests/helpers/boot-fixtures.sh"))
-            .arg(root().join(KERNEL))
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "boot-fixtures.sh: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        common::boot_fixtures(&root().join(KERNEL), &dir);
         dir
     })
 }
@@ -527,19 +498,17 @@ fn restore_and_clone_boot_test_their_target() {
     let target = w.join("restored.img");
     let tmp = w.join("tmp");
     std::fs::create_dir(&tmp).unwrap();
-    let o = lifeboat()
-        .args(["restore", s(&img), s(&target), "--yes", "--boot-test"])
-        .args([
-            "--accel",
-            "tcg",
-            "--settle",
-            "8",
-            "--out",
-            s(&w.join("r.out")),
-        ])
-        .env("TMPDIR", &tmp)
-        .output()
-        .unwrap();
+    // `lifeboat ARGS --boot-test` with the test's settings, evidence in w/NAME.out
+    let with_test = |name: &str, args: &[&str]| {
+        lifeboat()
+            .args(args)
+            .args(["--yes", "--boot-test", "--accel", "tcg", "--settle", "8"])
+            .args(["--out", s(&w.join(format!("{name}.out")))])
+            .env("TMPDIR", &tmp)
+            .output()
+            .unwrap()
+    };
+    let o = with_test("r", &["restore", s(&img), s(&target)]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success(),
@@ -552,24 +521,18 @@ fn restore_and_clone_boot_test_their_target() {
     );
     // a broken disk cloned: the clone is written and verified, and the test says no
     let clone = w.join("cloned.img");
-    let o = lifeboat()
-        .args([
+    let panic = fx.join("panic.img");
+    let o = with_test(
+        "c",
+        &[
             "clone",
-            &format!("{}", fx.join("panic.img").display()),
+            s(&panic),
             s(&clone),
-        ])
-        .args(["--yes", "--json", "--boot-test", "--firmware", "bios"])
-        .args([
-            "--accel",
-            "tcg",
-            "--settle",
-            "8",
-            "--out",
-            s(&w.join("c.out")),
-        ])
-        .env("TMPDIR", &tmp)
-        .output()
-        .unwrap();
+            "--json",
+            "--firmware",
+            "bios",
+        ],
+    );
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
         o.status.code(),

@@ -26,41 +26,21 @@ fn root() -> PathBuf {
 /// `LIFEBOAT_SKIP_QEMU=1` skips: test.sh sets it for `cargo test --all-targets` in tier 1,
 /// because its tier 3 builds the ISOs and then runs these tests.
 fn prerequisites(files: &[&str]) -> bool {
-    if std::env::var("LIFEBOAT_SKIP_QEMU").is_ok_and(|v| v == "1") {
-        eprintln!("SKIP: LIFEBOAT_SKIP_QEMU=1 (test.sh runs the QEMU tests in tier 3)");
-        return false;
-    }
-    let mut missing: Vec<String> = files
-        .iter()
-        .filter(|f| !root().join(f).exists())
-        .map(|f| f.to_string())
-        .collect();
-    for tool in [
-        "qemu-system-x86_64",
-        "sfdisk",
-        "mkfs.ext4",
-        "mkfs.exfat",
-        "mcopy",
-        "e2fsck",
-    ] {
-        if sh(&format!("command -v {tool} || true")).trim().is_empty() {
-            missing.push(tool.to_string());
-        }
-    }
-    if !Path::new("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd").exists() {
-        missing.push("ovmf".into());
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let required =
-        common::in_ci() || std::env::var("LIFEBOAT_REQUIRE_QEMU").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "QEMU tests need {missing:?}: run ./build.sh --flavour all and .ci/install-deps.sh"
-    );
-    eprintln!("SKIP: QEMU tests need {missing:?} (./build.sh --flavour all)");
-    false
+    let mut paths: Vec<PathBuf> = files.iter().map(|f| root().join(f)).collect();
+    paths.push(PathBuf::from("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"));
+    let paths: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    common::qemu_prerequisites(
+        &paths,
+        &[
+            "qemu-system-x86_64",
+            "sfdisk",
+            "mkfs.ext4",
+            "mkfs.exfat",
+            "mcopy",
+            "e2fsck",
+        ],
+        "run ./build.sh --flavour all and .ci/install-deps.sh",
+    )
 }
 
 /// One QEMU run with its serial console on a pipe.

@@ -60,6 +60,53 @@ pub fn require_tool(tool: &str) {
     );
 }
 
+/// Builds boot-test's fixture disks (tests/helpers/boot-fixtures.sh) with `kernel` into `dir`.
+#[allow(dead_code)]
+pub fn boot_fixtures(kernel: &Path, dir: &Path) {
+    let o = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/helpers/boot-fixtures.sh"
+        ))
+        .arg(kernel)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "boot-fixtures.sh: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// True when the QEMU tests can run: `files` exist and `tools` are on PATH. Skips (false)
+/// under `LIFEBOAT_SKIP_QEMU=1`, which test.sh sets for tier 1 (its tier 3 runs them);
+/// panics instead of skipping under CI or `LIFEBOAT_REQUIRE_QEMU=1`.
+#[allow(dead_code)]
+pub fn qemu_prerequisites(files: &[&Path], tools: &[&str], hint: &str) -> bool {
+    if std::env::var("LIFEBOAT_SKIP_QEMU").is_ok_and(|v| v == "1") {
+        eprintln!("SKIP: LIFEBOAT_SKIP_QEMU=1 (test.sh runs the QEMU tests in tier 3)");
+        return false;
+    }
+    let mut missing: Vec<String> = files
+        .iter()
+        .filter(|f| !f.exists())
+        .map(|f| f.display().to_string())
+        .collect();
+    for tool in tools {
+        if sh(&format!("command -v {tool} || true")).trim().is_empty() {
+            missing.push(tool.to_string());
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let required = in_ci() || std::env::var("LIFEBOAT_REQUIRE_QEMU").is_ok_and(|v| v == "1");
+    assert!(!required, "QEMU tests need {missing:?}: {hint}");
+    eprintln!("SKIP: QEMU tests need {missing:?} ({hint})");
+    false
+}
+
 /// Runs a command line through `sh -c`, panicking with its output on failure.
 pub fn sh(cmd: &str) -> String {
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
