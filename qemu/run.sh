@@ -28,9 +28,12 @@ Disks:
   --disk FILE[,bus=BUS][,ro]
                      attach a raw disk image; BUS is virtio (default), sata, nvme or usb.
                      Repeat for more disks.
-  --demo             attach qemu/demo.img (made on first use by qemu/make-demo-disk.sh:
-                     GPT, an EFI system partition and ext4 with files) on SATA, and a blank
-                     512 MiB qemu/demo-target.img on NVMe to restore onto
+  --demo             the demo's three disks, made on first use in qemu/ (or in
+                     $LIFEBOAT_DEMO_DIR): demo.img on SATA, /dev/sda (qemu/make-demo-disk.sh:
+                     GPT, an EFI system partition and ext4 with files); a blank 512 MiB
+                     demo-target.img on NVMe, /dev/nvme0n1, to restore onto; and
+                     demo-backup.img on USB, a 256 MiB "USB backup drive" (exFAT labelled
+                     USB-BACKUP, qemu/make-demo-backup.sh) where the menu keeps the images
 Machine:
   --mem MIB          memory (default 1024)
   --smp N            CPUs (default 2)
@@ -88,9 +91,12 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$demo" = 1 ]; then
-  [ -e "$here/demo.img" ] || bash "$here/make-demo-disk.sh" "$here/demo.img"
-  [ -e "$here/demo-target.img" ] || truncate -s 512M "$here/demo-target.img"
-  disks+=("$here/demo.img,bus=sata" "$here/demo-target.img,bus=nvme")
+  dd_dir=${LIFEBOAT_DEMO_DIR:-$here}
+  mkdir -p "$dd_dir"
+  [ -e "$dd_dir/demo.img" ] || bash "$here/make-demo-disk.sh" "$dd_dir/demo.img"
+  [ -e "$dd_dir/demo-target.img" ] || truncate -s 512M "$dd_dir/demo-target.img"
+  [ -e "$dd_dir/demo-backup.img" ] || bash "$here/make-demo-backup.sh" "$dd_dir/demo-backup.img"
+  disks+=("$dd_dir/demo.img,bus=sata" "$dd_dir/demo-target.img,bus=nvme" "$dd_dir/demo-backup.img,bus=usb")
 fi
 
 args=(-machine q35 -m "$mem" -smp "$smp" -no-reboot)

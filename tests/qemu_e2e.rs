@@ -55,6 +55,11 @@ struct Vm {
 
 impl Vm {
     fn start(name: &str, args: &[&str]) -> Vm {
+        Vm::start_with(name, args, &[])
+    }
+
+    /// `start`, with variables set in qemu/run.sh's environment.
+    fn start_with(name: &str, args: &[&str], env: &[(&str, &Path)]) -> Vm {
         let logs = root().join("target/qemu-logs");
         std::fs::create_dir_all(&logs).unwrap();
         let log_path = logs.join(format!("{name}.log"));
@@ -65,6 +70,7 @@ impl Vm {
             .args(["--headless", "--timeout", "600", "--pidfile"])
             .arg(&pidfile)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -1032,6 +1038,100 @@ fn menu_image_and_restore_mini() {
     sh(&format!("losetup -d {lo}"));
     assert!(mounted, "exfat-fuse could not mount the storage");
     assert_eq!(got.unwrap(), "lifeboat-demo\n");
+}
+
+/// The README's first command, as a newcomer follows its hints: `qemu/run.sh --demo` (the
+/// demo's own disks, made by qemu/make-demo-disk.sh and make-demo-backup.sh) with the
+/// standard ISO, then in the menu the four steps qemu/demo.sh prints: choose the USB backup
+/// drive as storage, image /dev/sda onto it, restore the image onto /dev/nvme0n1 grown, verify
+/// the image. The host then finds the source's files on the target.
+#[test]
+fn the_demo_walk_through_images_restores_and_verifies_in_the_menu() {
+    if !prerequisites(&["out/lifeboat.iso"]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let demo = t.path().join("demo");
+    let mut vm = Vm::start_with(
+        "demo-walk-through",
+        &["--demo"],
+        &[("LIFEBOAT_DEMO_DIR", &demo)],
+    );
+    let (_, menu) = vm.json_line("LIFEBOAT-READY", BOOT);
+    let long = Duration::from_secs(600);
+    let short = Duration::from_secs(60);
+    let home = "Nothing is written to any disk from this screen";
+    vm.wait_screen(home, menu, short);
+    // s: the USB backup drive as the storage
+    vm.keys("s");
+    vm.wait_screen("Choose where images are kept", menu, short);
+    select_row(&mut vm, menu, "USB-BACKUP");
+    vm.keys("\r");
+    vm.wait_screen("images: /store", menu, short);
+    // i: image /dev/sda onto it
+    vm.keys("i");
+    vm.wait_screen("Which disk do you want to image?", menu, short);
+    select_row(&mut vm, menu, "/dev/sda ");
+    vm.keys("\r");
+    vm.wait_screen("file name", menu, short);
+    vm.keys("\r");
+    vm.wait_screen("Press Enter to start", menu, long);
+    vm.keys("\r");
+    let (_, done) = vm.wait_screen("Root hash", menu, long);
+    assert!(done.contains("Everything was checked"), "{done}");
+    vm.keys("\r");
+    vm.wait_screen(home, menu, short);
+    // r: restore it onto the blank NVMe disk, grown, confirmed by typing its name
+    vm.keys("r");
+    vm.wait_screen("Which image do you want to restore?", menu, short);
+    vm.wait_screen("full", menu, short);
+    vm.keys("\r");
+    vm.wait_screen("Which disk do you want to OVERWRITE?", menu, short);
+    select_row(&mut vm, menu, "/dev/nvme0n1");
+    vm.keys("g");
+    vm.wait_screen("larger disk: on", menu, short);
+    vm.keys("\r");
+    vm.wait_screen("type nvme0n1 and press Enter", menu, long);
+    vm.keys("nvme0n1\r");
+    let (_, done) = vm.wait_screen("Partition 2 grew", menu, long);
+    assert!(done.contains("/dev/nvme0n1 was restored"), "{done}");
+    vm.keys("\r");
+    vm.wait_screen(home, menu, short);
+    // v: verify the image
+    vm.keys("v");
+    vm.wait_screen("Choose the image to verify", menu, short);
+    vm.wait_screen("full", menu, short);
+    vm.keys("\r");
+    let (_, done) = vm.wait_screen("is intact", menu, long);
+    assert!(done.contains("/store/sda-"), "{done}");
+    vm.keys("\r");
+    vm.wait_screen(home, menu, short);
+    vm.keys("p");
+    let (asked, _) = vm.wait_screen("Power off this computer?", menu, short);
+    vm.keys("y");
+    vm.wait_for("powering off", asked, short);
+    vm.wait_exit(short);
+    // the host's view: the demo disk's files on the grown target
+    let target = demo.join("demo-target.img");
+    sh(&format!(
+        "sgdisk -v {} | grep -q 'No problems found'",
+        target.display()
+    ));
+    let want = disk_snapshot(&demo.join("demo.img"), t.path(), "source");
+    let got = disk_snapshot(&target, t.path(), "target");
+    let files = |l: &str| {
+        l.lines()
+            .filter(|l| !l.ends_with("./ext.img"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(files(&got), files(&want));
+    let (start, size) = partitions(&target)[1];
+    assert_eq!(
+        start + size,
+        512 * (1 << 20) - 33 * 512,
+        "partition not grown"
+    );
 }
 
 #[test]

@@ -325,3 +325,42 @@ pub(crate) fn draw_details(model: &Model, f: &mut Frame, area: Rect) {
         area,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    /// The walk-through qemu/demo.sh prints before the boot (and the README repeats) names
+    /// keys that the menu's home screen really has, for what the hint says they do.
+    #[test]
+    fn the_demo_hint_names_the_home_screens_keys() {
+        let hint = include_str!("../../../qemu/demo.sh");
+        let keys = super::footer(&crate::tui::testing::storage_model());
+        let mut steps = 0;
+        for line in hint.lines() {
+            let Some((key, rest)) = line.strip_prefix("  ").and_then(|l| l.split_once("  ")) else {
+                continue;
+            };
+            if key.len() != 1 {
+                continue;
+            }
+            let word = rest.split(':').next().unwrap_or("");
+            assert!(
+                keys.iter().any(|(k, w)| *k == key && *w == word),
+                "demo.sh says {key} is {word}; the menu's keys are {keys:?}"
+            );
+            steps += 1;
+        }
+        assert_eq!(
+            steps, 4,
+            "the demo's four steps: storage, image, restore, verify"
+        );
+        let readme = include_str!("../../../README.md");
+        for step in [
+            "`s` choose USB-BACKUP",
+            "`i` image",
+            "`r` restore",
+            "`v` verify",
+        ] {
+            assert!(readme.contains(step), "README's quick start lacks {step}");
+        }
+    }
+}
