@@ -483,6 +483,16 @@ fn ctrl_c_stops_the_machine_and_leaves_nothing_behind() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(b3(&img), before);
+    // the killed run's private folder (sockets, variables) is swept by the next boot-test,
+    // even one that fails at once
+    let o = lifeboat()
+        .args(["boot-test", "/nonexistent.lbi"])
+        .args(["--out", s(&w.join("out-none"))])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_clean("after kill", &tmp, &w.join("out-none"));
 }
 
 #[test]

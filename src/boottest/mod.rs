@@ -147,6 +147,41 @@ pub fn open_source(path: &Path, search: &[PathBuf], cache_bytes: u64) -> Result<
 /// dropped.
 struct WorkDir(PathBuf);
 
+/// The private folders' name prefix: `lifeboat-boot-test-PID-N`.
+const WORK_TAG: &str = "lifeboat-boot-test";
+
+/// Removes the private folders of boot-tests that died without cleaning up (killed with
+/// SIGKILL): those whose process is gone. Only sockets and a copy of the firmware's
+/// variables are in them.
+pub fn sweep_stale() {
+    for base in [
+        Path::new("/run/lifeboat").to_path_buf(),
+        std::env::temp_dir(),
+    ] {
+        let Ok(dir) = std::fs::read_dir(&base) else {
+            continue;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix(WORK_TAG)
+                .and_then(|r| r.strip_prefix('-'))
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let gone = matches!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+                Err(nix::errno::Errno::ESRCH)
+            );
+            if gone && pid > 0 {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
 /// A file removed when dropped.
 struct RemoveOnDrop(PathBuf);
 
@@ -233,6 +268,7 @@ pub fn run(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Report> {
+    sweep_stale();
     preflight(opts)?;
     let source = open_source(&opts.source, &opts.search, opts.cache_bytes)?;
     let survey = disk::survey(&*source)?;
@@ -311,7 +347,7 @@ fn one(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Run> {
-    let work = WorkDir(crate::access::mount::private_dir("lifeboat-boot-test")?);
+    let work = WorkDir(crate::access::mount::private_dir(WORK_TAG)?);
     let tag = match fw {
         Firmware::Bios => "bios",
         Firmware::Uefi => "uefi",
