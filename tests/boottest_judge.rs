@@ -358,7 +358,7 @@ fn a_reboot_starts_a_new_boot_and_a_kernel_reread_counts_once() {
 #[test]
 fn expect_replaces_the_login_prompt_and_the_screen() {
     let mut r = rules();
-    r.expect = Some(regex::Regex::new("all services up").unwrap());
+    r.expect = Some(regex_lite::Regex::new("all services up").unwrap());
     let j = judge(
         r,
         &[

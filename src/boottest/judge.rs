@@ -6,7 +6,7 @@
 //! traces.
 
 use crate::error::{Error, Result};
-use regex::Regex;
+use regex_lite::Regex;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 

@@ -273,7 +273,7 @@ pub fn run(
     let source = open_source(&opts.source, &opts.search, opts.cache_bytes)?;
     let survey = disk::survey(&*source)?;
     let expect = match &opts.expect {
-        Some(e) => Some(regex::Regex::new(e).map_err(|err| Error::Refused {
+        Some(e) => Some(regex_lite::Regex::new(e).map_err(|err| Error::Refused {
             path: opts.source.clone(),
             reason: format!("--expect {e:?} is not a regular expression: {err}"),
         })?),

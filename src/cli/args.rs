@@ -616,7 +616,7 @@ pub struct LsArgs {
 
 /// `--expect`: a regular expression, checked when the command line is read (exit 2).
 fn parse_regex(s: &str) -> Result<String, String> {
-    regex::Regex::new(s)
+    regex_lite::Regex::new(s)
         .map(|_| s.to_string())
         .map_err(|e| format!("not a regular expression: {e}"))
 }
