@@ -872,6 +872,79 @@ fn select_row(vm: &mut Vm, menu: usize, needle: &str) {
 /// disk's name to confirm), copy one file out of the image with "Browse an image", and power
 /// off. The host then checks the restored files, the grown partition, the storage and the
 /// copied file.
+/// The menu's home screen, recognised by its status line.
+const HOME: &str = "Nothing is written to any disk from this screen";
+
+/// `s`: chooses the storage whose row shows `label`; back on the home screen.
+fn menu_storage(vm: &mut Vm, menu: usize, label: &str) {
+    let short = Duration::from_secs(60);
+    vm.keys("s");
+    vm.wait_screen("Choose where images are kept", menu, short);
+    select_row(vm, menu, label);
+    vm.keys("\r");
+    vm.wait_screen("images: /store", menu, short);
+}
+
+/// `i`: a full image of the disk whose row shows `disk`, under the proposed name; returns
+/// the result screen and goes back to the home screen.
+fn menu_image(vm: &mut Vm, menu: usize, disk: &str) -> String {
+    let (short, long) = (Duration::from_secs(60), Duration::from_secs(600));
+    vm.keys("i");
+    vm.wait_screen("Which disk do you want to image?", menu, short);
+    select_row(vm, menu, disk);
+    vm.keys("\r");
+    vm.wait_screen("file name", menu, short);
+    vm.keys("\r");
+    vm.wait_screen("Press Enter to start", menu, long);
+    vm.keys("\r");
+    // the result's last line, so that the whole frame is there
+    let (_, done) = vm.wait_screen("Root hash", menu, long);
+    vm.keys("\r");
+    vm.wait_screen(HOME, menu, short);
+    done
+}
+
+/// `r`: the first full image restored onto /dev/`target`, its last partition grown,
+/// confirmed by typing the disk's name; returns the confirmation and result screens and
+/// goes back to the home screen.
+fn menu_restore_grown(vm: &mut Vm, menu: usize, target: &str) -> (String, String) {
+    let (short, long) = (Duration::from_secs(60), Duration::from_secs(600));
+    vm.keys("r");
+    vm.wait_screen("Which image do you want to restore?", menu, short);
+    vm.wait_screen("full", menu, short);
+    vm.keys("\r");
+    vm.wait_screen("Which disk do you want to OVERWRITE?", menu, short);
+    select_row(vm, menu, &format!("/dev/{target}"));
+    vm.keys("g");
+    vm.wait_screen("larger disk: on", menu, short);
+    vm.keys("\r");
+    let (_, confirm) = vm.wait_screen(&format!("type {target} and press Enter"), menu, long);
+    vm.keys(&format!("{target}\r"));
+    let (_, done) = vm.wait_screen("Partition 2 grew", menu, long);
+    vm.keys("\r");
+    vm.wait_screen(HOME, menu, short);
+    (confirm, done)
+}
+
+/// `p` then `y` on the home screen: the rescue system powers off and QEMU ends.
+fn menu_power_off(vm: &mut Vm, menu: usize) {
+    let short = Duration::from_secs(60);
+    vm.keys("p");
+    let (asked, _) = vm.wait_screen("Power off this computer?", menu, short);
+    vm.keys("y");
+    vm.wait_for("powering off", asked, short);
+    vm.wait_exit(short);
+}
+
+/// A disk snapshot's file lines, without the partition copy it was read from.
+fn listed_files(snapshot: &str) -> String {
+    snapshot
+        .lines()
+        .filter(|l| !l.ends_with("./ext.img"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn menu_image_and_restore_mini() {
     let kernel = "out/mini";
@@ -910,56 +983,20 @@ fn menu_image_and_restore_mini() {
         short,
     );
     // the storage: the exFAT drive, mounted when chosen
-    vm.keys("s");
-    vm.wait_screen("Choose where images are kept", menu, short);
-    select_row(&mut vm, menu, "LBSTORE");
-    vm.keys("\r");
-    vm.wait_screen("images: /store", menu, short);
+    menu_storage(&mut vm, menu, "LBSTORE");
     // image the SATA disk
-    vm.keys("i");
-    vm.wait_screen("Which disk do you want to image?", menu, short);
-    select_row(&mut vm, menu, "/dev/sda ");
-    vm.keys("\r");
-    vm.wait_screen("file name", menu, short);
-    vm.keys("\r");
-    vm.wait_screen("Press Enter to start", menu, long);
-    vm.keys("\r");
-    // the result's last line, so that the whole frame is there
-    let (_, done) = vm.wait_screen("Root hash", menu, long);
+    let done = menu_image(&mut vm, menu, "/dev/sda ");
     assert!(done.contains("Everything was checked"), "{done}");
     assert!(done.contains("The full image /store/sda-"), "{done}");
-    vm.keys("\r");
     // restore it onto the NVMe disk, grown, confirmed by typing its name
-    vm.wait_screen(
-        "Nothing is written to any disk from this screen",
-        menu,
-        short,
-    );
-    vm.keys("r");
-    vm.wait_screen("Which image do you want to restore?", menu, short);
-    vm.wait_screen("full", menu, short);
-    vm.keys("\r");
-    vm.wait_screen("Which disk do you want to OVERWRITE?", menu, short);
-    select_row(&mut vm, menu, "/dev/nvme0n1");
-    vm.keys("g");
-    vm.wait_screen("larger disk: on", menu, short);
-    vm.keys("\r");
-    let (_, confirm) = vm.wait_screen("type nvme0n1 and press Enter", menu, long);
+    let (confirm, done) = menu_restore_grown(&mut vm, menu, "nvme0n1");
     assert!(
         confirm.contains("EVERYTHING ON /dev/nvme0n1 WILL BE ERASED"),
         "{confirm}"
     );
-    vm.keys("nvme0n1\r");
-    let (_, done) = vm.wait_screen("Partition 2 grew", menu, long);
     assert!(done.contains("Everything was checked"), "{done}");
     assert!(done.contains("/dev/nvme0n1 was restored"), "{done}");
     assert!(done.contains("Verified: all"), "{done}");
-    vm.keys("\r");
-    vm.wait_screen(
-        "Nothing is written to any disk from this screen",
-        menu,
-        short,
-    );
     // one file out of the image on the storage, without restoring it: Browse an image
     vm.keys("o");
     vm.wait_screen("Which image do you want to browse?", menu, short);
@@ -997,21 +1034,11 @@ fn menu_image_and_restore_mini() {
         menu,
         short,
     );
-    vm.keys("p");
-    let (asked, _) = vm.wait_screen("Power off this computer?", menu, short);
-    vm.keys("y");
-    vm.wait_for("powering off", asked, short);
-    vm.wait_exit(short);
+    menu_power_off(&mut vm, menu);
     // the host's view: the files, the grown partition, the storage
     sh(&format!("sgdisk -v {target} | grep -q 'No problems found'"));
     let got = disk_snapshot(Path::new(&target), t.path(), "target");
-    let files = |l: &str| {
-        l.lines()
-            .filter(|l| !l.ends_with("./ext.img"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert_eq!(files(&got), files(&want));
+    assert_eq!(listed_files(&got), listed_files(&want));
     let (start, size) = partitions(Path::new(&target))[1];
     assert_eq!(
         start + size,
@@ -1060,43 +1087,15 @@ fn the_demo_walk_through_images_restores_and_verifies_in_the_menu() {
     let (_, menu) = vm.json_line("LIFEBOAT-READY", BOOT);
     let long = Duration::from_secs(600);
     let short = Duration::from_secs(60);
-    let home = "Nothing is written to any disk from this screen";
-    vm.wait_screen(home, menu, short);
+    vm.wait_screen(HOME, menu, short);
     // s: the USB backup drive as the storage
-    vm.keys("s");
-    vm.wait_screen("Choose where images are kept", menu, short);
-    select_row(&mut vm, menu, "USB-BACKUP");
-    vm.keys("\r");
-    vm.wait_screen("images: /store", menu, short);
+    menu_storage(&mut vm, menu, "USB-BACKUP");
     // i: image /dev/sda onto it
-    vm.keys("i");
-    vm.wait_screen("Which disk do you want to image?", menu, short);
-    select_row(&mut vm, menu, "/dev/sda ");
-    vm.keys("\r");
-    vm.wait_screen("file name", menu, short);
-    vm.keys("\r");
-    vm.wait_screen("Press Enter to start", menu, long);
-    vm.keys("\r");
-    let (_, done) = vm.wait_screen("Root hash", menu, long);
+    let done = menu_image(&mut vm, menu, "/dev/sda ");
     assert!(done.contains("Everything was checked"), "{done}");
-    vm.keys("\r");
-    vm.wait_screen(home, menu, short);
     // r: restore it onto the blank NVMe disk, grown, confirmed by typing its name
-    vm.keys("r");
-    vm.wait_screen("Which image do you want to restore?", menu, short);
-    vm.wait_screen("full", menu, short);
-    vm.keys("\r");
-    vm.wait_screen("Which disk do you want to OVERWRITE?", menu, short);
-    select_row(&mut vm, menu, "/dev/nvme0n1");
-    vm.keys("g");
-    vm.wait_screen("larger disk: on", menu, short);
-    vm.keys("\r");
-    vm.wait_screen("type nvme0n1 and press Enter", menu, long);
-    vm.keys("nvme0n1\r");
-    let (_, done) = vm.wait_screen("Partition 2 grew", menu, long);
+    let (_, done) = menu_restore_grown(&mut vm, menu, "nvme0n1");
     assert!(done.contains("/dev/nvme0n1 was restored"), "{done}");
-    vm.keys("\r");
-    vm.wait_screen(home, menu, short);
     // v: verify the image
     vm.keys("v");
     vm.wait_screen("Choose the image to verify", menu, short);
@@ -1105,12 +1104,8 @@ fn the_demo_walk_through_images_restores_and_verifies_in_the_menu() {
     let (_, done) = vm.wait_screen("is intact", menu, long);
     assert!(done.contains("/store/sda-"), "{done}");
     vm.keys("\r");
-    vm.wait_screen(home, menu, short);
-    vm.keys("p");
-    let (asked, _) = vm.wait_screen("Power off this computer?", menu, short);
-    vm.keys("y");
-    vm.wait_for("powering off", asked, short);
-    vm.wait_exit(short);
+    vm.wait_screen(HOME, menu, short);
+    menu_power_off(&mut vm, menu);
     // the host's view: the demo disk's files on the grown target
     let target = demo.join("demo-target.img");
     sh(&format!(
@@ -1119,13 +1114,7 @@ fn the_demo_walk_through_images_restores_and_verifies_in_the_menu() {
     ));
     let want = disk_snapshot(&demo.join("demo.img"), t.path(), "source");
     let got = disk_snapshot(&target, t.path(), "target");
-    let files = |l: &str| {
-        l.lines()
-            .filter(|l| !l.ends_with("./ext.img"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert_eq!(files(&got), files(&want));
+    assert_eq!(listed_files(&got), listed_files(&want));
     let (start, size) = partitions(&target)[1];
     assert_eq!(
         start + size,

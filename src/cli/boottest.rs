@@ -9,7 +9,6 @@ use super::Exit;
 use crate::boottest::disk::Firmware;
 use crate::boottest::judge::Verdict;
 use crate::boottest::{Options, Progress, Report};
-use crate::event::CancelToken;
 use crate::units::human_bytes;
 use anyhow::Context;
 use std::io::Write;
@@ -85,21 +84,6 @@ pub fn preflight(target: &Path, t: &BootTestOptions) -> anyhow::Result<()> {
 }
 
 fn run_checked(source: &Path, opts: &Options, json: bool) -> anyhow::Result<Exit> {
-    // the signal handler only sets a flag: a watcher turns it into the run's cancellation
-    let cancel = CancelToken::new();
-    let done = CancelToken::new();
-    let watcher = {
-        let (cancel, done) = (cancel.clone(), done.clone());
-        std::thread::spawn(move || {
-            while !done.is_cancelled() {
-                if crate::init::sys::signalled() {
-                    cancel.cancel();
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        })
-    };
     let mut err = std::io::stderr();
     let mut progress = |p: Progress| {
         let _ = match p {
@@ -128,9 +112,8 @@ fn run_checked(source: &Path, opts: &Options, json: bool) -> anyhow::Result<Exit
         source.display(),
         opts.out.display()
     );
-    let r = crate::boottest::run(opts, &cancel, &mut progress);
-    done.cancel();
-    let _ = watcher.join();
+    let r =
+        super::common::until_signalled(|cancel| crate::boottest::run(opts, cancel, &mut progress));
     let report = r.with_context(|| format!("boot-testing {}", source.display()))?;
     let mut o = std::io::stdout().lock();
     if json {

@@ -40,6 +40,29 @@ pub(super) fn with_progress(json: bool, job: Job) -> anyhow::Result<Summary> {
     r.map_err(anyhow::Error::from)
 }
 
+/// Runs `f` with a cancel token that Ctrl-C, SIGTERM or a hangup cancels (the signal handler
+/// only sets a flag; a watcher thread turns it into the cancellation while `f` runs), for the
+/// long-lived commands that are not jobs (`serve`, `boot-test`).
+pub(super) fn until_signalled<R>(f: impl FnOnce(&CancelToken) -> R) -> R {
+    crate::init::sys::catch_interrupts();
+    let cancel = CancelToken::new();
+    let done = CancelToken::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.is_cancelled() {
+                if crate::init::sys::signalled() {
+                    cancel.cancel();
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        let r = f(&cancel);
+        done.cancel();
+        r
+    })
+}
+
 /// The summary of the job that was run, or an error naming the mix-up (a job returns its own
 /// kind of summary, so this is an invariant, reported rather than panicked on).
 macro_rules! summary_of {

@@ -8,11 +8,9 @@ use super::args::ServeArgs;
 use crate::access::nbd::{LogSink, ServeOptions, Server};
 use crate::access::{ImageSource, Overlay, OverlayStore};
 use crate::blockdev::BlockDev;
-use crate::event::CancelToken;
 use crate::units::human_bytes;
 use anyhow::{bail, Context};
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Deletes the overlay file when the server stops (its changes are thrown away).
@@ -125,22 +123,7 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<()> {
         writable,
         log: Some(log),
     };
-    let cancel = CancelToken::new();
-    let done = AtomicBool::new(false);
-    let stats = std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::SeqCst) {
-                if crate::init::sys::signalled() {
-                    cancel.cancel();
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-        });
-        let r = server.serve(dev.clone(), &opts, &cancel);
-        done.store(true, Ordering::SeqCst);
-        r
-    });
+    let stats = super::common::until_signalled(|cancel| server.serve(dev.clone(), &opts, cancel));
     drop(server);
     drop(dev);
     drop(overlay_file);
