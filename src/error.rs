@@ -47,6 +47,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A file reached the largest size allowed (EFBIG): the process's file size limit or the
+    /// filesystem's largest file. `why` says which, and what to do.
+    #[error("{path} cannot grow past {at} bytes: {why}")]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size when the write failed.
+        at: u64,
+        /// Which limit, and what to do.
+        why: String,
+    },
     /// An access reached past the end of a device.
     #[error("{path}: access of {len} bytes at byte {offset} is beyond the end ({size} bytes)")]
     OutOfRange {

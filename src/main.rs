@@ -9,6 +9,8 @@ use lifeboat::cli::Exit;
 use lifeboat::rescue::{EXIT_MENU, EXIT_POWEROFF, EXIT_REBOOT};
 
 fn main() {
+    // a file size limit must fail a write (EFBIG, reported), not kill Lifeboat mid-image
+    lifeboat::init::sys::ignore_file_size_signal();
     if std::process::id() == 1 {
         lifeboat::init::pid1(); // never returns; ignores argv (the kernel passes stray words)
     }

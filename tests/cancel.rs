@@ -151,6 +151,7 @@ fn image_spec(disk: &Path, output: PathBuf) -> image::ImageSpec {
         block_size: image::DEFAULT_BLOCK,
         file_sector_size: 512,
         parent: None,
+        volume_size: None,
     }
 }
 

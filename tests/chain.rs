@@ -303,6 +303,7 @@ fn a_chain_that_loops_is_refused() {
         source_size: 1 << 20,
         sector_size: 512,
         block_size: 65536,
+        volume_size: 0,
     };
     let mut w = ImageWriter::create(&p, h).unwrap();
     let data = fill(8, 4096);

@@ -152,6 +152,7 @@ fn spec_for(disk: &Path, output: PathBuf) -> image::ImageSpec {
         block_size: image::DEFAULT_BLOCK,
         file_sector_size: 512,
         parent: None,
+        volume_size: None,
     }
 }
 

@@ -441,6 +441,12 @@ pub struct ImageArgs {
     /// benchmarks; children always use their parent's.
     #[arg(long, default_value_t = image::DEFAULT_BLOCK >> 10, hide = true)]
     pub block_kib: u32,
+    /// Split the image into volumes of at most SIZE (e.g. 4000M, 2G; at least 1M):
+    /// FILE, FILE.001, FILE.002… Every command reads the set as one image. Without it,
+    /// images are split into 4 GiB volumes only where they are written to FAT, which
+    /// cannot hold larger files.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub volume_size: Option<u64>,
 }
 
 /// The arguments of `lifeboat verify`; becomes a [`crate::jobs::run::VerifyJob`].
@@ -767,6 +773,28 @@ pub struct ExportArgs {
     /// Print events as JSON lines (NDJSON) on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A size in bytes: a number with an optional K, M, G or T suffix (powers of 1024; a
+/// trailing `iB` or `B` is accepted).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, shift) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("{s:?} is not a size (examples: 4000M, 2G, 1048576)"))
 }
 
 fn parse_sector_size(s: &str) -> Result<u32, String> {

@@ -64,6 +64,7 @@ impl TryFrom<&ImageArgs> for image::ImageSpec {
             block_size: a.block_kib.saturating_mul(1024),
             file_sector_size: a.sector_size,
             parent,
+            volume_size: a.volume_size,
             ..image::ImageSpec::new(a.source.clone(), output)
         })
     }
@@ -113,6 +114,14 @@ pub fn image(a: &ImageArgs) -> anyhow::Result<()> {
             s.seconds,
             human_bytes((s.read_bytes as f64 / s.seconds.max(0.001)) as u64)
         );
+        if s.files.len() > 1 {
+            println!(
+                "  in {} volumes: {} … {}",
+                s.files.len(),
+                s.path.display(),
+                s.files[s.files.len() - 1].display()
+            );
+        }
         println!("root hash {}", s.root_hash);
     }
     Ok(())
@@ -178,6 +187,15 @@ fn print_image_plan(
         p.level,
         p.threads
     )?;
+    if let Some(why) = &p.split_reason {
+        writeln!(
+            out,
+            "  split: written as volumes of {} ({} {}.001 ...) because {why}",
+            human_bytes(p.volume_size),
+            p.output.display(),
+            p.output.display()
+        )?;
+    }
     for w in p.warnings.iter().filter(|_| warnings) {
         writeln!(out, "  warning: {w}")?;
     }

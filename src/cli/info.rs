@@ -57,6 +57,8 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
             "raw_bytes": f.raw_bytes,
             "stored_bytes": stored,
             "file_bytes": r.file_len(),
+            "volume_size": h.volume_size,
+            "files": r.files(),
             "root_hash": hex(&f.root_hash),
             "meta": meta,
         }));
@@ -99,6 +101,17 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
         human_bytes(stored),
         human_bytes(r.file_len())
     )?;
+    if h.volume_size > 0 {
+        let files = r.files();
+        writeln!(
+            o,
+            "volumes    {} of {} each (the last may be shorter): {} … {}",
+            files.len(),
+            human_bytes(h.volume_size),
+            files[0].display(),
+            files[files.len() - 1].display()
+        )?;
+    }
     writeln!(o, "root hash  {}", hex(&f.root_hash))?;
     if !h.is_full() {
         writeln!(o, "parent     {}", hex(&h.parent_id))?;

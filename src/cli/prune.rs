@@ -61,7 +61,7 @@ pub fn prune(a: &PruneArgs) -> anyhow::Result<()> {
         }
     }
     for d in &plan.delete {
-        std::fs::remove_file(d).with_context(|| format!("deleting {}", d.display()))?;
+        crate::image::remove_image(d).with_context(|| format!("deleting {}", d.display()))?;
     }
     if let Ok(f) = std::fs::File::open(dir) {
         let _ = f.sync_all();

@@ -18,6 +18,11 @@ pub const VERSION_MAJOR: u16 = 1;
 /// Minor version written. 1.1 added frames shared by several records (`frame_offset`) and the
 /// block size; 1.0 images read unchanged (every record is its own frame).
 pub const VERSION_MINOR: u16 = 1;
+/// Minor version of a split image (1.2 added volumes): a reader of 1.1 would find no footer
+/// in the first volume, so such an image says it needs 1.2. Single-file images stay 1.1.
+pub const VERSION_MINOR_VOLUMES: u16 = 2;
+/// Header flag: the image is split into volumes of `volume_size` bytes (`volumes.rs`).
+pub const FLAG_VOLUMES: u32 = 1;
 /// Header size in bytes; chunk data starts right after it.
 pub const HEADER_LEN: usize = 4096;
 /// Size of one index record in bytes.
@@ -64,7 +69,7 @@ impl Codec {
 pub struct Header {
     /// Minor version the writer used.
     pub minor: u16,
-    /// Flags; none are defined in 1.0 (must be 0).
+    /// Flags: [`FLAG_VOLUMES`] (1.2) or none. Set by `encode` from `volume_size`.
     pub flags: u32,
     /// Random identifier of this image.
     pub image_id: [u8; 16],
@@ -85,6 +90,8 @@ pub struct Header {
     /// Record granularity in bytes: records never cross a multiple of it, so chains match
     /// unchanged data at this size. 0 in 1.0 images (records are whole chunks).
     pub block_size: u32,
+    /// The size of every volume but the last of a split image; 0 for a single file.
+    pub volume_size: u64,
 }
 
 fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
@@ -103,7 +110,12 @@ impl Header {
         put(&mut b, 0, &MAGIC);
         put(&mut b, 8, &VERSION_MAJOR.to_le_bytes());
         put(&mut b, 10, &self.minor.to_le_bytes());
-        put(&mut b, 12, &self.flags.to_le_bytes());
+        let flags = if self.volume_size > 0 {
+            self.flags | FLAG_VOLUMES
+        } else {
+            self.flags & !FLAG_VOLUMES
+        };
+        put(&mut b, 12, &flags.to_le_bytes());
         put(&mut b, 16, &(HEADER_LEN as u32).to_le_bytes());
         put(&mut b, 24, &self.image_id);
         put(&mut b, 40, &self.parent_id);
@@ -114,6 +126,7 @@ impl Header {
         put(&mut b, 104, &self.source_size.to_le_bytes());
         put(&mut b, 112, &self.sector_size.to_le_bytes());
         put(&mut b, 116, &self.block_size.to_le_bytes());
+        put(&mut b, 120, &self.volume_size.to_le_bytes());
         let crc = crc32fast::hash(&b[..HEADER_LEN - 4]);
         put(&mut b, HEADER_LEN - 4, &crc.to_le_bytes());
         b
@@ -165,7 +178,33 @@ impl Header {
             source_size: le_u64(b, 104),
             sector_size: le_u32(b, 112),
             block_size: le_u32(b, 116),
+            volume_size: if le_u32(b, 12) & FLAG_VOLUMES != 0 {
+                le_u64(b, 120)
+            } else {
+                0
+            },
         };
+        if h.flags & !FLAG_VOLUMES != 0 {
+            return Err(FormatError::Invalid {
+                what: "header",
+                offset: 12,
+                reason: format!(
+                    "flags {:#x} name features this Lifeboat does not know",
+                    h.flags
+                ),
+            });
+        }
+        if h.flags & FLAG_VOLUMES != 0 && h.volume_size < super::volumes::MIN_VOLUME {
+            return Err(FormatError::Invalid {
+                what: "header",
+                offset: 120,
+                reason: format!(
+                    "volume size {} is below the smallest, {}",
+                    h.volume_size,
+                    super::volumes::MIN_VOLUME
+                ),
+            });
+        }
         if h.chunk_size == 0 || h.chunk_size > MAX_CHUNK_RAW {
             return Err(FormatError::Invalid {
                 what: "header",
@@ -259,6 +298,8 @@ pub struct Footer {
     pub root_hash: [u8; 32],
     /// CRC32 of the header, binding the footer to its header.
     pub header_crc: u32,
+    /// The number of volumes of a split image (1.2); 0 for a single file.
+    pub volumes: u32,
 }
 
 impl Footer {
@@ -274,6 +315,7 @@ impl Footer {
         put(&mut b, 48, &self.raw_bytes.to_le_bytes());
         put(&mut b, 56, &self.root_hash);
         put(&mut b, 88, &self.header_crc.to_le_bytes());
+        put(&mut b, 92, &self.volumes.to_le_bytes());
         let crc = crc32fast::hash(&b[..FOOTER_LEN - 4]);
         put(&mut b, FOOTER_LEN - 4, &crc.to_le_bytes());
         b
@@ -299,6 +341,7 @@ impl Footer {
             raw_bytes: le_u64(b, 48),
             root_hash: le_array(b, 56),
             header_crc: le_u32(b, 88),
+            volumes: le_u32(b, 92),
         })
     }
 }
@@ -336,6 +379,7 @@ mod tests {
             source_size: 1 << 30,
             sector_size: 512,
             block_size: 64 << 10,
+            volume_size: 0,
         }
     }
 
@@ -398,6 +442,7 @@ mod tests {
             raw_bytes: 6,
             root_hash: [8; 32],
             header_crc: 9,
+            volumes: 0,
         };
         let b = f.encode();
         assert_eq!(Footer::decode(&b, 0).unwrap(), f);

@@ -129,6 +129,7 @@ pub mod encode;
 pub mod format;
 pub mod meta;
 mod reader;
+pub mod volumes;
 mod writer;
 
 pub use chain::{kind_of, Chain, ChainLink, FrameRead, Located, MAX_CHAIN};
@@ -136,6 +137,7 @@ pub use dev::ImageDev;
 pub use format::{Codec, Footer, Header, Record};
 pub use meta::{CopyMethod, ImageKind, ImageMeta, Region, RegionKind};
 pub use reader::{ImageReader, VerifyReport};
+pub use volumes::{image_bytes, image_files, remove_image, VolumeFile, VolumeLimit};
 pub use writer::{hex, partial_path, EncodedChunk, ImageWriter, WriteSummary};
 
 /// What can be wrong with an image file. Offsets are file offsets unless named otherwise.
@@ -186,6 +188,14 @@ pub enum FormatError {
         /// Its file offset.
         offset: u64,
         /// What is wrong.
+        reason: String,
+    },
+    /// A volume of a split image is missing, cut short or too large.
+    #[error("volume {volume}: {reason}")]
+    Volumes {
+        /// The volume's file.
+        volume: std::path::PathBuf,
+        /// What is wrong with it.
         reason: String,
     },
     /// A chunk's content does not hash to its recorded hash (bit rot, tampering).

@@ -7,10 +7,9 @@ use super::format::{
     META_MAGIC, RECORD_LEN,
 };
 use super::meta::ImageMeta;
+use super::volumes::VolumeFile;
 use super::FormatError;
 use crate::error::{Error, Result};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Largest metadata section accepted (64 MiB).
@@ -19,7 +18,7 @@ const MAX_META: u64 = 64 << 20;
 /// An open, structurally verified image.
 #[derive(Debug)]
 pub struct ImageReader {
-    file: File,
+    file: VolumeFile,
     path: PathBuf,
     header: Header,
     footer: Footer,
@@ -42,24 +41,15 @@ pub struct VerifyReport {
 impl ImageReader {
     /// Opens and checks `path`. Every failure names the structure and file offset.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| Error::io("opening", path, e))?
-            .len();
+        let file = VolumeFile::open(path)?;
+        let file_len = file.len();
         let fmt = |source: FormatError| Error::Image {
             path: path.to_path_buf(),
             source,
         };
         let read = |off: u64, len: usize| -> Result<Vec<u8>> {
             let mut b = vec![0u8; len];
-            file.read_exact_at(&mut b, off)
-                .map_err(|source| Error::Read {
-                    path: path.to_path_buf(),
-                    offset: off,
-                    len,
-                    source,
-                })?;
+            file.read_exact_at(&mut b, off)?;
             Ok(b)
         };
         if file_len < 8 {
@@ -72,7 +62,30 @@ impl ImageReader {
             return Err(fmt(FormatError::Incomplete { offset: file_len }));
         }
         let footer_at = file_len - FOOTER_LEN as u64;
-        let footer = Footer::decode(&read(footer_at, FOOTER_LEN)?, footer_at).map_err(fmt)?;
+        let footer = Footer::decode(&read(footer_at, FOOTER_LEN)?, footer_at).map_err(|e| {
+            // a split image without its end: name the volume to look at
+            match (&e, file.missing_end()) {
+                (FormatError::Incomplete { .. }, Some((volume, reason))) => {
+                    fmt(FormatError::Volumes { volume, reason })
+                }
+                _ => fmt(e),
+            }
+        })?;
+        let found = if header.volume_size > 0 {
+            file.count()
+        } else {
+            0
+        };
+        if footer.volumes as usize != found {
+            return Err(fmt(FormatError::Invalid {
+                what: "footer",
+                offset: footer_at,
+                reason: format!(
+                    "the image was written as {} volumes but {found} are here",
+                    footer.volumes
+                ),
+            }));
+        }
         if footer.header_crc != crc32fast::hash(&header.encode()) {
             return Err(fmt(FormatError::Invalid {
                 what: "footer",
@@ -243,6 +256,11 @@ impl ImageReader {
         self.file_len
     }
 
+    /// The image's files: the image itself, or its volumes in order.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.file.paths().map(Path::to_path_buf).collect()
+    }
+
     /// The image's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -288,14 +306,7 @@ impl ImageReader {
             ))),
             Codec::Raw | Codec::Zstd => {
                 stored.resize(r.stored_len as usize, 0);
-                self.file
-                    .read_exact_at(stored, r.file_offset)
-                    .map_err(|source| Error::Read {
-                        path: self.path.clone(),
-                        offset: r.file_offset,
-                        len: stored.len(),
-                        source,
-                    })
+                self.file.read_exact_at(stored, r.file_offset)
             }
         }
     }

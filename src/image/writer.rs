@@ -1,13 +1,15 @@
-//! [`ImageWriter`]: streams chunks into `NAME.partial`, then seals the image with metadata,
-//! index and footer, fsyncs it, renames it to `NAME` and fsyncs the directory. Dropping an
-//! unfinished writer deletes the partial file, so an interrupted run leaves nothing that looks
-//! like an image (a SIGKILL leaves only `NAME.partial`, which is never read as an image).
+//! [`ImageWriter`]: streams chunks into `NAME.partial` (or a set of volumes, see
+//! [`super::volumes`]), then seals the image with metadata, index and footer, fsyncs it,
+//! renames it to `NAME` and fsyncs the directory. Dropping an unfinished writer deletes the
+//! partial files, so an interrupted run leaves nothing that looks like an image (a SIGKILL
+//! leaves only `NAME.partial` files, which are never read as an image).
 
-use super::format::{self, Codec, Footer, Header, Record, HEADER_LEN, INDEX_MAGIC, META_MAGIC};
+use super::format::{
+    self, Codec, Footer, Header, Record, FOOTER_LEN, HEADER_LEN, INDEX_MAGIC, META_MAGIC,
+};
+use super::volumes::VolumeWriter;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// One chunk, already cut into records, hashed and compressed by a pipeline worker.
@@ -59,13 +61,15 @@ pub struct WriteSummary {
     pub chunk_count: u64,
     /// Disk bytes described.
     pub raw_bytes: u64,
-    /// Size of the image file in bytes.
+    /// Size of the image in bytes (all its volumes).
     pub file_bytes: u64,
+    /// Its files: the image, or its volumes in order.
+    pub files: Vec<PathBuf>,
 }
 
 /// Writes one image file. Chunks must arrive in increasing, non-overlapping disk order.
 pub struct ImageWriter {
-    file: File,
+    out: VolumeWriter,
     tmp: PathBuf,
     path: PathBuf,
     header: Header,
@@ -73,7 +77,6 @@ pub struct ImageWriter {
     /// Where each stored hash lives: (file offset, stored length, codec, frame offset).
     stored: HashMap<[u8; 32], (u64, u32, Codec, u32)>,
     pos: u64,
-    done: bool,
 }
 
 /// `NAME.partial` beside `path`: where a file is written before it is renamed into place.
@@ -87,31 +90,21 @@ pub fn partial_path(path: &Path) -> PathBuf {
 }
 
 impl ImageWriter {
-    /// Starts `path` (written as `path.partial`). Refuses to overwrite an existing `path`.
-    pub fn create(path: &Path, header: Header) -> Result<Self> {
-        if path.exists() {
-            return Err(Error::io(
-                "creating",
-                path,
-                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-            ));
+    /// Starts `path` (written as `path.partial`, or as volumes when `header.volume_size` is
+    /// not 0). Refuses when `path`, its partial file or a volume of that name exists.
+    pub fn create(path: &Path, mut header: Header) -> Result<Self> {
+        if header.volume_size > 0 {
+            header.minor = header.minor.max(format::VERSION_MINOR_VOLUMES);
         }
-        let tmp = partial_path(path);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| Error::io("creating", &tmp, e))?;
+        let out = VolumeWriter::create(path, header.volume_size)?;
         let mut w = ImageWriter {
-            file,
-            tmp,
+            out,
+            tmp: partial_path(path),
             path: path.to_path_buf(),
             header,
             records: Vec::new(),
             stored: HashMap::new(),
             pos: 0,
-            done: false,
         };
         let h = w.header.encode();
         w.write(&h)?;
@@ -120,12 +113,7 @@ impl ImageWriter {
     }
 
     fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.file.write_all(data).map_err(|source| Error::Write {
-            path: self.tmp.clone(),
-            offset: self.pos,
-            len: data.len(),
-            source,
-        })?;
+        self.out.write_all(data)?;
         self.pos += data.len() as u64;
         Ok(())
     }
@@ -212,6 +200,11 @@ impl ImageWriter {
         Ok(())
     }
 
+    /// How many volumes the image has once `more` bytes are added.
+    fn volumes_at_end(&self, more: u64) -> u32 {
+        (self.pos + more).div_ceil(self.header.volume_size) as u32
+    }
+
     /// Bytes written so far (header + chunk data).
     pub fn bytes_written(&self) -> u64 {
         self.pos
@@ -267,38 +260,22 @@ impl ImageWriter {
             raw_bytes,
             root_hash: root,
             header_crc: crc32fast::hash(&self.header.encode()),
+            volumes: if self.header.volume_size > 0 {
+                self.volumes_at_end(FOOTER_LEN as u64)
+            } else {
+                0
+            },
         };
         self.write(&footer.encode())?;
-        self.file
-            .sync_all()
-            .map_err(|e| Error::io("syncing", &self.tmp, e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io("renaming", &self.tmp, e))?;
-        self.done = true;
-        if let Some(dir) = self.path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io("syncing directory", dir, e))?;
-        }
+        let files = self.out.finish()?;
         Ok(WriteSummary {
             path: self.path.clone(),
             root_hash: hex(&root),
             chunk_count: self.records.len() as u64,
             raw_bytes,
             file_bytes: self.pos,
+            files,
         })
-    }
-}
-
-impl Drop for ImageWriter {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
     }
 }
 

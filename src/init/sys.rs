@@ -200,6 +200,14 @@ pub fn ignore_interrupts(ignore: bool) {
     }
 }
 
+/// Ignores SIGXFSZ, which the kernel sends when a write passes the file size limit
+/// (`ulimit -f`) and whose default kills the process: ignored, the write fails with EFBIG
+/// instead, and the job reports the limit and cleans up ([`crate::error::Error::FileTooLarge`]).
+pub fn ignore_file_size_signal() {
+    // SAFETY: SIG_IGN runs no code of ours.
+    unsafe { set_disposition(Signal::SIGXFSZ, SigHandler::SigIgn) };
+}
+
 /// Sends signal `sig` to a process; 0 only checks that the process exists. A number nix's
 /// `Signal` does not name (a real-time signal) is refused with EINVAL.
 pub fn kill(pid: u32, sig: i32) -> io::Result<()> {

@@ -258,7 +258,7 @@ pub fn child_name(dir: &Path, chain_name: &str, kind: ChildKind, unix: u64) -> P
     let base = format!("{chain_name}-{}-{}", utc_stamp(unix), kind.suffix());
     let mut p = dir.join(format!("{base}.lbi"));
     let mut n = 2;
-    while p.exists() || p.with_extension("lbi.partial").exists() {
+    while !crate::image::volumes::existing_files(&p).is_empty() {
         p = dir.join(format!("{base}-{n}.lbi"));
         n += 1;
     }
@@ -311,7 +311,7 @@ pub fn plan_prune(dir: &Path, keep: &[PathBuf], search: &[PathBuf]) -> Result<Pr
         let related = chains.contains(&f.chain_name)
             || disks.iter().any(|d| d.differs_from(&f.disk).is_none());
         if related {
-            freed += std::fs::metadata(&f.path).map_or(0, |m| m.len());
+            freed += crate::image::image_bytes(&f.path);
             delete.push(f.path);
         } else {
             untouched.push(f.path);

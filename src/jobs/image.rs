@@ -62,6 +62,9 @@ pub struct ImageSpec {
     pub file_sector_size: u32,
     /// Make a child image of this parent instead of a full image.
     pub parent: Option<ParentSpec>,
+    /// Split the image into volumes of this many bytes. `None`: only where the output's
+    /// filesystem needs it (FAT, see [`volume_plan`]).
+    pub volume_size: Option<u64>,
 }
 
 impl ImageSpec {
@@ -79,6 +82,7 @@ impl ImageSpec {
             block_size: DEFAULT_BLOCK,
             file_sector_size: super::DEFAULT_FILE_SECTOR_SIZE,
             parent: None,
+            volume_size: None,
         }
     }
 }
@@ -179,6 +183,11 @@ pub struct ImagePlan {
     pub parent: Option<ParentPlan>,
     /// The chain's name: the full image's file stem, inherited by its children.
     pub chain_name: String,
+    /// The volume size when the image is written as volumes (`NAME.lbi`, `NAME.lbi.001`…);
+    /// 0 for one file.
+    pub volume_size: u64,
+    /// Why the image is split, when it is.
+    pub split_reason: Option<String>,
     #[serde(skip)]
     chain: Option<Arc<Chain>>,
     #[serde(skip)]
@@ -210,8 +219,11 @@ pub struct ImageSummary {
     pub parent_bytes: u64,
     /// Full, incremental or differential.
     pub kind: ImageKind,
-    /// Size of the image file.
+    /// Size of the image, all its volumes together.
     pub file_bytes: u64,
+    /// Its files: the image, or its volumes in order.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
     /// Wall time in seconds.
     pub seconds: f64,
 }
@@ -245,6 +257,7 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
             ),
         });
     }
+    crate::image::volumes::refuse_existing(&spec.output)?;
     safety::check_image_source(paths, &spec.source, &spec.output)?;
     let dev = FileDev::open_with_sector_size(&spec.source, OpenMode::Read, spec.file_sector_size)?;
     let report = inspect::inspect_path(paths, &spec.source, spec.file_sector_size).ok();
@@ -343,6 +356,18 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
     let (regions, extents) = survey(&dev, usable, spec.partitions.as_deref(), &mut warnings)?;
     let chunk_list = chunk(&extents, u64::from(chunk_size));
     let copy_bytes = chunk_list.iter().map(|c| u64::from(c.1)).sum();
+    let (volume_size, split_reason) = volume_plan(
+        &spec.output,
+        spec.volume_size,
+        largest_image(copy_bytes, chunk_list.len() as u64, block_size),
+    )?;
+    if let Some(w) = file_limit_warning(if volume_size > 0 {
+        volume_size
+    } else {
+        largest_image(copy_bytes, chunk_list.len() as u64, block_size)
+    }) {
+        warnings.push(w);
+    }
     let raw_table = table
         .as_ref()
         .map(|t| raw_table_bytes(&dev, t))
@@ -373,12 +398,85 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
                 .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned()),
         },
         parent: parent_plan,
+        volume_size,
+        split_reason,
         chain,
         chunk_list,
         report,
         raw_table,
         table_kind: table.as_ref().map(|t| t.kind),
         file_sector_size: spec.file_sector_size,
+    })
+}
+
+/// The most bytes an image of `copy_bytes` in `chunks` chunks can take: every byte stored
+/// raw, a record per block, the header, footer and a generous metadata section.
+pub(crate) fn largest_image(copy_bytes: u64, chunks: u64, block_size: u32) -> u64 {
+    let records = copy_bytes / u64::from(block_size.max(1)) + 2 * chunks;
+    copy_bytes + records * format::RECORD_LEN as u64 + 16 * MIB
+}
+
+/// A warning when this process's file size limit (`ulimit -f`) is below `largest`, the
+/// most one file of the image may take.
+pub(crate) fn file_limit_warning(largest: u64) -> Option<String> {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    match getrlimit(Resource::RLIMIT_FSIZE) {
+        Ok((soft, _)) if soft != RLIM_INFINITY && soft < largest => Some(format!(
+            "the file size limit of this process (ulimit -f) is {}, and a file of this image may take up to {}: raise the limit, or pass --volume-size",
+            crate::units::human_bytes(soft),
+            crate::units::human_bytes(largest)
+        )),
+        _ => None,
+    }
+}
+
+/// Whether an image of at most `largest` bytes written to `output` is split, into what size
+/// of volume, and why: `explicit` (`--volume-size`) when given; otherwise volumes of
+/// [`crate::image::volumes::FAT_VOLUME`] when `output`'s folder is on FAT and the image may
+/// not fit one file. `(0, None)`: one file.
+pub(crate) fn volume_plan(
+    output: &std::path::Path,
+    explicit: Option<u64>,
+    largest: u64,
+) -> Result<(u64, Option<String>)> {
+    use crate::image::volumes::{volume_limit, MIN_VOLUME};
+    use crate::units::human_bytes;
+    if let Some(v) = explicit {
+        if v < MIN_VOLUME {
+            return Err(Error::Refused {
+                path: output.to_path_buf(),
+                reason: format!(
+                    "--volume-size {v} is below the smallest volume, {}",
+                    human_bytes(MIN_VOLUME)
+                ),
+            });
+        }
+        return Ok(if largest > v {
+            (
+                v,
+                Some(format!(
+                    "--volume-size asks for volumes of {}",
+                    human_bytes(v)
+                )),
+            )
+        } else {
+            (0, None)
+        });
+    }
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    Ok(match volume_limit(dir) {
+        Some(l) if largest > l.bytes => (
+            l.bytes,
+            Some(format!(
+                "{}, and the image may take up to {}",
+                l.why,
+                human_bytes(largest)
+            )),
+        ),
+        _ => (0, None),
     })
 }
 
@@ -485,6 +583,7 @@ pub fn run_on(
         source_size: plan.size_bytes,
         sector_size: plan.sector_size,
         block_size: plan.block_size,
+        volume_size: plan.volume_size,
     };
     let known = plan.chain.as_ref().map(|c| c.stored_hashes());
     let block = u64::from(plan.block_size);
@@ -563,7 +662,7 @@ pub fn run_on(
     if let Err(e) = checked {
         // an image that failed its check, or whose check was cancelled, is not left to look
         // like a good one
-        let _ = std::fs::remove_file(&summary.path);
+        let _ = crate::image::remove_image(&summary.path);
         return Err(e);
     }
 
@@ -575,6 +674,7 @@ pub fn run_on(
         read_bytes: done,
         parent_bytes,
         file_bytes: summary.file_bytes,
+        files: summary.files,
         kind: plan.kind,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -667,6 +767,8 @@ pub(crate) fn example_plan() -> ImagePlan {
         kind: ImageKind::Full,
         parent: None,
         chain_name: "sda-Samsung-SSD-860-20261122".into(),
+        volume_size: 0,
+        split_reason: None,
         chain: None,
         chunk_list: Vec::new(),
         report: None,

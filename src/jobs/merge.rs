@@ -53,6 +53,10 @@ pub struct MergePlan {
     search: Vec<PathBuf>,
     #[serde(skip)]
     threads: usize,
+    /// The volume size when the new image is split (its folder is on FAT); 0 for one file.
+    pub volume_size: u64,
+    /// Why it is split, when it is.
+    pub split_reason: Option<String>,
 }
 
 /// What a finished merge reports.
@@ -75,12 +79,7 @@ pub struct MergeSummary {
 /// Opens and checks the chain; writes nothing.
 pub fn plan(spec: &MergeSpec) -> Result<MergePlan> {
     let chain = Chain::open(&spec.image, &spec.search)?;
-    if spec.output.exists() {
-        return Err(Error::Refused {
-            path: spec.output.clone(),
-            reason: "it exists; merge never overwrites a file".into(),
-        });
-    }
+    crate::image::volumes::refuse_existing(&spec.output)?;
     let level = spec.level.unwrap_or(chain.leaf().header().zstd_level);
     if !(1..=19).contains(&level) {
         return Err(Error::Refused {
@@ -88,7 +87,16 @@ pub fn plan(spec: &MergeSpec) -> Result<MergePlan> {
             reason: format!("zstd level {level} is outside 1..=19"),
         });
     }
+    let raw_bytes = chain.leaf().footer().raw_bytes;
+    let records = chain.leaf().records().len() as u64;
+    let (volume_size, split_reason) = super::image::volume_plan(
+        &spec.output,
+        None,
+        super::image::largest_image(raw_bytes, records, chain.leaf().header().block_size),
+    )?;
     Ok(MergePlan {
+        volume_size,
+        split_reason,
         image: spec.image.clone(),
         output: spec.output.clone(),
         chain: chain.links().to_vec(),
@@ -172,6 +180,7 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
         source_size: lh.source_size,
         sector_size: lh.sector_size,
         block_size: lh.block_size,
+        volume_size: plan.volume_size,
     };
     let records = leaf.records();
     let groups = chunks(records, u64::from(lh.chunk_size.max(1)));
@@ -240,7 +249,7 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     let merged = match Chain::open(&summary.path, &[]) {
         Ok(c) => c,
         Err(e) => {
-            let _ = std::fs::remove_file(&summary.path);
+            let _ = crate::image::remove_image(&summary.path);
             return Err(e);
         }
     };
@@ -250,7 +259,7 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
                 (a.disk_offset, a.raw_len, a.hash) == (b.disk_offset, b.raw_len, b.hash)
             });
     if !same {
-        let _ = std::fs::remove_file(&summary.path);
+        let _ = crate::image::remove_image(&summary.path);
         return Err(Error::Refused {
             path: summary.path.clone(),
             reason: "the merged image does not describe the same disk content; it was deleted"
@@ -259,7 +268,7 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     }
     if let Err(e) = verify::verify_chain(&merged, Scope::All, plan.threads, reporter, cancel) {
         // failed or cancelled: nothing that looks like a finished image stays behind
-        let _ = std::fs::remove_file(&summary.path);
+        let _ = crate::image::remove_image(&summary.path);
         return Err(e);
     }
     Ok(MergeSummary {

@@ -324,7 +324,7 @@ pub(super) fn list_images(dir: &Path) -> Result<Vec<ImageEntry>, String> {
     Ok(found
         .into_iter()
         .map(|f| ImageEntry {
-            file_bytes: std::fs::metadata(&f.path).map_or(0, |m| m.len()),
+            file_bytes: crate::image::image_bytes(&f.path),
             found: f,
         })
         .collect())
@@ -395,10 +395,10 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
             let (parent, output) = match kind {
                 ImageKind::Full => {
                     let out = dir.join(format!("{name}.lbi"));
-                    if out.exists() {
+                    if let Some(taken) = crate::image::volumes::existing_files(&out).first() {
                         return Err(app::Failure {
                             what: what.into(),
-                            causes: vec![format!("{} already exists", out.display())],
+                            causes: vec![format!("{} already exists", taken.display())],
                             advice: "Go back (Esc) and choose another name.".into(),
                             ..app::Failure::default()
                         });

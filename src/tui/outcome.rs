@@ -15,9 +15,16 @@ use crate::units::human_bytes;
 
 use crate::error::causes as chain;
 
-/// True for a file that holds an image (`.lbi`, or one being written).
+/// True for a file that holds an image (`.lbi`, a volume `.lbi.001`, or one being written).
 fn is_image_file(p: &std::path::Path) -> bool {
-    p.extension().is_some_and(|x| x == "lbi" || x == "partial")
+    let volume = p.extension().is_some_and(|x| {
+        x.len() >= 3
+            && x.to_str()
+                .is_some_and(|x| x.bytes().all(|b| b.is_ascii_digit()))
+    }) && p
+        .file_stem()
+        .is_some_and(|s| s.to_string_lossy().ends_with(".lbi"));
+    volume || p.extension().is_some_and(|x| x == "lbi" || x == "partial")
 }
 
 /// What to do after `e`, in one or two sentences.
@@ -40,6 +47,9 @@ fn advice(e: &Error) -> String {
             "The image could not be written: the storage may be full or failing. Free space or choose another storage (s)."
         }
         Error::Write { .. } => "The target failed to write: it may be failing. Try another disk.",
+        Error::FileTooLarge { .. } => {
+            "The storage cannot hold a file that large. Choose an ext4, exFAT or NTFS storage (s); on FAT storage Lifeboat splits images into 4 GiB volumes by itself."
+        }
         Error::VerifyMismatch { .. } => {
             "What was written does not read back the same: the target disk, its cable or its port is unreliable. Do not use it; try another disk."
         }

@@ -402,6 +402,16 @@ fn draw_confirm(w: &ImageWiz, f: &mut Frame, area: Rect) {
             dim(),
         ));
     }
+    if p.split_reason.is_some() {
+        lines.push(Line::styled(
+            format!(
+                " note: the storage is FAT, which holds no file over 4 GiB: the image is written \
+                 as {} volumes (.lbi, .lbi.001, ...), read as one image.",
+                human_bytes(p.volume_size)
+            ),
+            Style::default().fg(Color::Yellow),
+        ));
+    }
     for warn in &p.warnings {
         lines.push(Line::styled(
             format!(" note: {warn}"),

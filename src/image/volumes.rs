@@ -1,0 +1,684 @@
+//! Split images: one image stored as a set of volume files, `NAME.lbi`, `NAME.lbi.001`,
+//! `NAME.lbi.002`…, for stores whose files cannot grow past a limit (FAT32 ends every file at
+//! 4 GiB). The volumes are the image file cut at every multiple of the volume size: every
+//! volume but the last holds exactly that many bytes. The first volume's header says the
+//! image is split and gives the volume size; the footer, in the last volume, gives the count.
+//!
+//! [`VolumeFile`] reads a set (or a plain single-file image) as one file, checking that no
+//! volume is missing, cut short or left over; [`VolumeWriter`] writes one, rolling over to the
+//! next volume at the limit. [`volume_limit`] says when a folder needs split images, and
+//! [`image_files`] lists what makes up an image (for deleting and sizing it).
+
+use super::format::{Header, FLAG_VOLUMES, HEADER_LEN};
+use super::FormatError;
+use crate::error::{Error, Result};
+use crate::units::{human_bytes, MIB};
+
+const GIB: u64 = 1 << 30;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// The largest file FAT32 holds: 4 GiB less one byte.
+pub const FAT_MAX_FILE: u64 = 4 * GIB - 1;
+
+/// The volume size Lifeboat uses on FAT stores: 4 GiB less 1 MiB, a multiple of every sector
+/// and page size, under FAT32's limit.
+pub const FAT_VOLUME: u64 = 4 * GIB - MIB;
+
+/// The smallest volume size accepted (1 MiB): the header must fit in the first volume, and
+/// a set of millions of files helps nobody.
+pub const MIN_VOLUME: u64 = MIB;
+
+/// The most volumes one image may have (a hostile header cannot make a reader probe forever).
+pub const MAX_VOLUMES: usize = 100_000;
+
+/// The path of volume `n` of the image at `first` (0 is `first` itself): `NAME.lbi.001`…
+pub fn volume_path(first: &Path, n: usize) -> PathBuf {
+    if n == 0 {
+        return first.to_path_buf();
+    }
+    let mut name = first
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".{n:03}"));
+    first.with_file_name(name)
+}
+
+/// Every file that makes up the image at `first`: `first`, then `NAME.lbi.001`… for as long
+/// as they follow one another. For a single-file image, only `first`.
+pub fn image_files(first: &Path) -> Vec<PathBuf> {
+    let mut out = vec![first.to_path_buf()];
+    if !is_split(first) {
+        return out;
+    }
+    for n in 1..MAX_VOLUMES {
+        let p = volume_path(first, n);
+        if !p.is_file() {
+            break;
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// The bytes the image at `first` takes, all its volumes together (0 if it cannot be read).
+pub fn image_bytes(first: &Path) -> u64 {
+    image_files(first)
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// Deletes the image at `first` and every volume of it.
+pub fn remove_image(first: &Path) -> std::io::Result<()> {
+    // the later volumes first, so that a failure leaves the first (which names the set)
+    for p in image_files(first).iter().rev() {
+        std::fs::remove_file(p)?;
+    }
+    Ok(())
+}
+
+/// True when `first` starts with a valid header that says the image is split.
+fn is_split(first: &Path) -> bool {
+    let Ok(f) = File::open(first) else {
+        return false;
+    };
+    let mut b = vec![0u8; HEADER_LEN];
+    f.read_exact_at(&mut b, 0).is_ok()
+        && Header::decode(&b).is_ok_and(|h| h.flags & FLAG_VOLUMES != 0)
+}
+
+/// Files beside `first` that a new image named `first` would collide with: `first` itself,
+/// its `.partial`, and volumes `NAME.lbi.NNN` (left from an older split image).
+pub fn existing_files(first: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = [first.to_path_buf(), super::partial_path(first)]
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect();
+    out.extend(numbered_volumes(first).into_iter().map(|(_, p)| p));
+    out
+}
+
+/// Refuses `first` as the name of a new image when [`existing_files`] finds anything: the
+/// message names the file and says what to do.
+pub fn refuse_existing(first: &Path) -> Result<()> {
+    let existing = existing_files(first);
+    let Some(p) = existing.first() else {
+        return Ok(());
+    };
+    let what = if p == first {
+        "it already exists".to_string()
+    } else if p.extension().is_some_and(|x| x == "partial") {
+        format!(
+            "{} already exists, left by an interrupted run (it is not an image)",
+            p.display()
+        )
+    } else {
+        format!("{} already exists", p.display())
+    };
+    let also = match existing.len() {
+        1 => String::new(),
+        n => format!(" (and {} more files of that name)", n - 1),
+    };
+    Err(Error::Refused {
+        path: first.to_path_buf(),
+        reason: format!(
+            "{what}{also}; Lifeboat never overwrites an image: choose another name (-o), or delete the old files first (lifeboat prune, or rm)"
+        ),
+    })
+}
+
+/// `NAME.lbi.NNN` files beside `first`, with their numbers, sorted.
+fn numbered_volumes(first: &Path) -> Vec<(usize, PathBuf)> {
+    let dir = match first.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Some(name) = first.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(usize, PathBuf)> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let f = e.file_name();
+            let n = f.to_str()?.strip_prefix(name)?.strip_prefix('.')?;
+            (n.len() >= 3 && n.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| n.parse::<usize>().ok())
+                .flatten()
+                .filter(|&n| n > 0)
+                .map(|n| (n, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Why images in a folder must be split, and at what size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeLimit {
+    /// The volume size to write.
+    pub bytes: u64,
+    /// Why, in words: "the store is FAT32, whose files end at 4 GiB".
+    pub why: String,
+}
+
+/// The limit on files in `dir` that calls for split images: a FAT filesystem (the kernel's
+/// vfat/msdos, or a FUSE FAT driver such as fusefat). `None` where files may be as large as
+/// an image gets (ext4, exFAT, NTFS, XFS, btrfs…).
+pub fn volume_limit(dir: &Path) -> Option<VolumeLimit> {
+    is_fat(dir).then(|| VolumeLimit {
+        bytes: FAT_VOLUME,
+        why: format!(
+            "{} is on a FAT filesystem, whose files end at 4 GiB",
+            dir.display()
+        ),
+    })
+}
+
+/// True when `dir` is on a FAT filesystem: by the kernel's magic, or for a FUSE mount by the
+/// type `/proc/self/mountinfo` gives the mount holding it.
+pub fn is_fat(dir: &Path) -> bool {
+    use nix::sys::statfs::{statfs, MSDOS_SUPER_MAGIC};
+    let Ok(s) = statfs(dir) else {
+        return false;
+    };
+    if s.filesystem_type() == MSDOS_SUPER_MAGIC {
+        return true;
+    }
+    // FUSE_SUPER_MAGIC: nix names it only on some targets
+    if s.filesystem_type().0 as u64 != 0x6573_5546 {
+        return false;
+    }
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    crate::discovery::mountinfo::parse_mountinfo(&text)
+        .into_iter()
+        .filter(|m| dir.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.as_os_str().len())
+        .is_some_and(|m| {
+            let t = m.fs_type.strip_prefix("fuse.").unwrap_or(&m.fs_type);
+            matches!(t, "fusefat" | "vfat" | "msdos" | "fat" | "fat32")
+        })
+}
+
+/// A plain image file or a set of volumes, read as one file. Opened read-only.
+#[derive(Debug)]
+pub struct VolumeFile {
+    /// The volumes in order, each with its length.
+    parts: Vec<(PathBuf, File, u64)>,
+    /// The volume size; 0 for a single file.
+    volume_size: u64,
+    len: u64,
+}
+
+impl VolumeFile {
+    /// Opens `first`. When its header says the image is split, finds every volume and checks
+    /// their sizes: every volume but the last is exactly the volume size, none is missing
+    /// between the first and the last, and the last is not empty. A missing or cut volume is
+    /// an [`Error::Image`] naming it.
+    pub fn open(first: &Path) -> Result<Self> {
+        let file = File::open(first).map_err(|e| Error::io("opening", first, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("opening", first, e))?
+            .len();
+        let mut b = vec![0u8; HEADER_LEN];
+        let header = match file.read_exact_at(&mut b, 0) {
+            Ok(()) => Header::decode(&b).ok(),
+            Err(_) => None,
+        };
+        let volume_size = header
+            .filter(|h| h.flags & FLAG_VOLUMES != 0)
+            .map_or(0, |h| h.volume_size);
+        let mut parts = vec![(first.to_path_buf(), file, len)];
+        if volume_size == 0 {
+            return Ok(VolumeFile {
+                parts,
+                volume_size,
+                len,
+            });
+        }
+        let bad = |p: &Path, reason: String| Error::Image {
+            path: first.to_path_buf(),
+            source: FormatError::Volumes {
+                volume: p.to_path_buf(),
+                reason,
+            },
+        };
+        for n in 1..MAX_VOLUMES {
+            let p = volume_path(first, n);
+            let f = match File::open(&p) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(Error::io("opening", &p, e)),
+            };
+            let l = f.metadata().map_err(|e| Error::io("opening", &p, e))?.len();
+            parts.push((p, f, l));
+        }
+        let count = parts.len();
+        if let Some((n, _)) = numbered_volumes(first)
+            .into_iter()
+            .find(|(n, _)| *n >= count)
+        {
+            return Err(bad(
+                &volume_path(first, count),
+                format!(
+                    "this volume is missing, but {} is there: the set has a gap",
+                    volume_path(first, n).display()
+                ),
+            ));
+        }
+        for (i, (p, _, l)) in parts.iter().enumerate() {
+            let last = i + 1 == count;
+            if *l > volume_size {
+                return Err(bad(
+                    p,
+                    format!("{l} bytes, more than the image's volume size of {volume_size} bytes"),
+                ));
+            }
+            if (!last && *l != volume_size) || *l == 0 {
+                return Err(bad(
+                    p,
+                    format!(
+                        "truncated: {l} of {volume_size} bytes ({} missing)",
+                        human_bytes(volume_size - l)
+                    ),
+                ));
+            }
+        }
+        let len = parts.iter().map(|p| p.2).sum();
+        Ok(VolumeFile {
+            parts,
+            volume_size,
+            len,
+        })
+    }
+
+    /// The length of the whole image (all volumes).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when the image is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The volume size; 0 for a single-file image.
+    pub fn volume_size(&self) -> u64 {
+        self.volume_size
+    }
+
+    /// The files, in order.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.parts.iter().map(|p| p.0.as_path())
+    }
+
+    /// The number of files (1 for a single-file image).
+    pub fn count(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Why the image has no footer where the last volume ends, in words that name the volume
+    /// to look at; `None` for a single-file image.
+    pub fn missing_end(&self) -> Option<(PathBuf, String)> {
+        if self.volume_size == 0 {
+            return None;
+        }
+        let (p, _, l) = self.parts.last()?;
+        Some(if *l == self.volume_size {
+            (
+                volume_path(&self.parts[0].0, self.parts.len()),
+                format!(
+                    "this volume is missing: {} is full and the image does not end there",
+                    p.display()
+                ),
+            )
+        } else {
+            (
+                p.clone(),
+                "the last volume is truncated, or the image was never finished".into(),
+            )
+        })
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset` of the whole image. A failure names the
+    /// volume and the offset in it.
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        let short = |p: &Path, off: u64, len: usize| Error::Read {
+            path: p.to_path_buf(),
+            offset: off,
+            len,
+            source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+        };
+        if self.volume_size == 0 {
+            let (p, f, _) = &self.parts[0];
+            return f.read_exact_at(buf, offset).map_err(|source| Error::Read {
+                path: p.clone(),
+                offset,
+                len: buf.len(),
+                source,
+            });
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let n = (at / self.volume_size) as usize;
+            let within = at % self.volume_size;
+            let Some((p, f, l)) = self.parts.get(n) else {
+                let last = &self.parts[self.parts.len() - 1].0;
+                return Err(short(last, at, buf.len() - done));
+            };
+            let take = ((l.saturating_sub(within)) as usize).min(buf.len() - done);
+            if take == 0 {
+                return Err(short(p, within, buf.len() - done));
+            }
+            f.read_exact_at(&mut buf[done..done + take], within)
+                .map_err(|source| Error::Read {
+                    path: p.clone(),
+                    offset: within,
+                    len: take,
+                    source,
+                })?;
+            done += take;
+        }
+        Ok(())
+    }
+}
+
+/// Writes an image file front to back as `NAME.partial`, or as a set of volumes
+/// `NAME.partial`, `NAME.001.partial`… rolling over at the volume size. [`finish`] fsyncs
+/// and renames them into place, the first volume last, so `NAME` appears only when the whole
+/// set is there. Dropping an unfinished writer deletes every partial file.
+///
+/// [`finish`]: VolumeWriter::finish
+pub struct VolumeWriter {
+    first: PathBuf,
+    volume_size: u64,
+    /// The partial files written so far; the last is `file`.
+    partials: Vec<PathBuf>,
+    file: File,
+    in_volume: u64,
+    pos: u64,
+    done: bool,
+}
+
+impl VolumeWriter {
+    /// Starts writing the image `first`, in volumes of `volume_size` bytes (0: one file).
+    /// Refuses when `first`, its partial file or a volume of that name already exists.
+    pub fn create(first: &Path, volume_size: u64) -> Result<Self> {
+        refuse_existing(first)?;
+        if volume_size != 0 && volume_size < MIN_VOLUME {
+            return Err(Error::Refused {
+                path: first.to_path_buf(),
+                reason: format!(
+                    "a volume size of {volume_size} bytes is below the smallest, {MIN_VOLUME} bytes"
+                ),
+            });
+        }
+        let tmp = super::partial_path(first);
+        let file = create_new(&tmp)?;
+        Ok(VolumeWriter {
+            first: first.to_path_buf(),
+            volume_size,
+            partials: vec![tmp],
+            file,
+            in_volume: 0,
+            pos: 0,
+            done: false,
+        })
+    }
+
+    /// Bytes written so far, all volumes together.
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    /// The number of volumes begun so far.
+    pub fn volumes(&self) -> usize {
+        self.partials.len()
+    }
+
+    /// Appends `data`, starting a new volume whenever the current one is full. A file size
+    /// limit (EFBIG) becomes [`Error::FileTooLarge`], naming the limit.
+    pub fn write_all(&mut self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            if self.volume_size != 0 && self.in_volume == self.volume_size {
+                self.next_volume()?;
+            }
+            let room = if self.volume_size == 0 {
+                data.len()
+            } else {
+                ((self.volume_size - self.in_volume) as usize).min(data.len())
+            };
+            let (now, rest) = data.split_at(room);
+            if let Err(source) = self.file.write_all(now) {
+                let path = self.partials[self.partials.len() - 1].clone();
+                return Err(if source.raw_os_error() == Some(libc::EFBIG) {
+                    Error::FileTooLarge {
+                        // the name the user gave (the partial file is deleted on the way out)
+                        path: volume_path(&self.first, self.partials.len() - 1),
+                        at: self.file.metadata().map_or(self.in_volume, |m| m.len()),
+                        why: file_size_limit_why(),
+                    }
+                } else {
+                    Error::Write {
+                        path,
+                        offset: self.in_volume,
+                        len: now.len(),
+                        source,
+                    }
+                });
+            }
+            self.in_volume += now.len() as u64;
+            self.pos += now.len() as u64;
+            data = rest;
+        }
+        Ok(())
+    }
+
+    fn next_volume(&mut self) -> Result<()> {
+        let done = &self.partials[self.partials.len() - 1];
+        self.file
+            .sync_all()
+            .map_err(|e| Error::io("syncing", done, e))?;
+        let n = self.partials.len();
+        let tmp = super::partial_path(&volume_path(&self.first, n));
+        self.file = create_new(&tmp)?;
+        self.partials.push(tmp);
+        self.in_volume = 0;
+        Ok(())
+    }
+
+    /// Fsyncs the last volume, renames every volume into place (the first last) and fsyncs
+    /// the folder. Returns the final paths, first volume first.
+    pub fn finish(mut self) -> Result<Vec<PathBuf>> {
+        let last = &self.partials[self.partials.len() - 1];
+        self.file
+            .sync_all()
+            .map_err(|e| Error::io("syncing", last, e))?;
+        let finals: Vec<PathBuf> = (0..self.partials.len())
+            .map(|n| volume_path(&self.first, n))
+            .collect();
+        for (tmp, to) in self.partials.iter().zip(&finals).rev() {
+            std::fs::rename(tmp, to).map_err(|e| Error::io("renaming", tmp, e))?;
+        }
+        self.done = true;
+        if let Some(dir) = self.first.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io("syncing directory", dir, e))?;
+        }
+        Ok(finals)
+    }
+}
+
+impl Drop for VolumeWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            for p in &self.partials {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+fn create_new(p: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(p)
+        .map_err(|e| Error::io("creating", p, e))
+}
+
+/// Why a file cannot grow: the process's file size limit (`ulimit -f`) when one is set,
+/// else the filesystem's largest file.
+pub fn file_size_limit_why() -> String {
+    match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE) {
+        Ok((soft, _)) if soft != nix::sys::resource::RLIM_INFINITY => format!(
+            "the file size limit of this process (ulimit -f) is {soft} bytes ({}); raise it, or split the image into smaller volumes with --volume-size",
+            human_bytes(soft)
+        ),
+        _ => "the filesystem holding it allows no larger file (FAT32 ends files at 4 GiB); split the image into volumes with --volume-size, or use an ext4, exFAT or NTFS store".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(volume_size: u64) -> Vec<u8> {
+        Header {
+            minor: 2,
+            flags: 0,
+            image_id: [1; 16],
+            parent_id: [0; 16],
+            parent_root: [0; 32],
+            created_unix: 1,
+            chunk_size: 1 << 20,
+            zstd_level: 3,
+            source_size: 1 << 30,
+            sector_size: 512,
+            block_size: 65536,
+            volume_size,
+        }
+        .encode()
+    }
+
+    fn write_set(first: &Path, data: &[u8], volume_size: u64) -> Vec<PathBuf> {
+        let mut w = VolumeWriter::create(first, volume_size).unwrap();
+        // in odd pieces, so that writes straddle the volume ends
+        for piece in data.chunks(777_777) {
+            w.write_all(piece).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn data(volume_size: u64, len: usize) -> Vec<u8> {
+        let mut d = header(volume_size);
+        d.extend((0..len - d.len()).map(|i| (i * 31 % 251) as u8));
+        d
+    }
+
+    #[test]
+    fn a_set_reads_back_as_the_bytes_written_across_every_volume_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("a.lbi");
+        let d = data(MIB, 3 * MIB as usize + 12_345);
+        let paths = write_set(&first, &d, MIB);
+        assert_eq!(paths.len(), 4);
+        assert_eq!(paths[3], dir.path().join("a.lbi.003"));
+        assert_eq!(image_files(&first), paths);
+        assert_eq!(image_bytes(&first), d.len() as u64);
+        let f = VolumeFile::open(&first).unwrap();
+        assert_eq!(f.len(), d.len() as u64);
+        assert_eq!(f.count(), 4);
+        let mut got = vec![0u8; d.len()];
+        f.read_exact_at(&mut got, 0).unwrap();
+        assert!(got == d);
+        let mut mid = vec![0u8; 10_000];
+        f.read_exact_at(&mut mid, 2 * MIB - 5000).unwrap();
+        assert_eq!(
+            mid[..],
+            d[(2 * MIB - 5000) as usize..(2 * MIB + 5000) as usize]
+        );
+        assert!(f.read_exact_at(&mut mid, d.len() as u64 - 10).is_err());
+        // nothing partial is left, and the set is refused as a new image's name
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+        let e = VolumeWriter::create(&first, MIB).err().unwrap().to_string();
+        assert!(e.contains("a.lbi: it already exists (and 3 more"), "{e}");
+        remove_image(&first).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_single_file_image_stays_one_file_and_ignores_numbered_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("b.lbi");
+        let d = data(0, 3 * MIB as usize);
+        assert_eq!(write_set(&first, &d, 0).len(), 1);
+        std::fs::write(dir.path().join("b.lbi.001"), b"unrelated").unwrap();
+        let f = VolumeFile::open(&first).unwrap();
+        assert_eq!(
+            (f.count(), f.len(), f.volume_size()),
+            (1, d.len() as u64, 0)
+        );
+        assert_eq!(image_files(&first), vec![first.clone()]);
+        // a leftover volume blocks a new image of that name, and is named
+        std::fs::remove_file(&first).unwrap();
+        let e = VolumeWriter::create(&first, 0).err().unwrap().to_string();
+        assert!(e.contains("b.lbi.001 already exists"), "{e}");
+    }
+
+    #[test]
+    fn missing_truncated_and_leftover_volumes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("c.lbi");
+        let d = data(MIB, 3 * MIB as usize + 100);
+        let paths = write_set(&first, &d, MIB);
+        let msg = |e: Error| format!("{e}: {}", std::error::Error::source(&e).unwrap());
+
+        // a middle volume cut short
+        let f = OpenOptions::new().write(true).open(&paths[1]).unwrap();
+        f.set_len(MIB - 4096).unwrap();
+        let e = msg(VolumeFile::open(&first).unwrap_err());
+        assert!(e.contains("c.lbi.001") && e.contains("truncated"), "{e}");
+        f.set_len(MIB).unwrap();
+
+        // a middle volume gone
+        let kept = std::fs::read(&paths[2]).unwrap();
+        std::fs::remove_file(&paths[2]).unwrap();
+        let e = msg(VolumeFile::open(&first).unwrap_err());
+        assert!(e.contains("c.lbi.002") && e.contains("missing"), "{e}");
+
+        // the last volume gone: the set looks whole but has no end
+        std::fs::write(&paths[2], &kept).unwrap();
+        std::fs::remove_file(&paths[3]).unwrap();
+        let v = VolumeFile::open(&first).unwrap();
+        let (p, why) = v.missing_end().unwrap();
+        assert_eq!(p, paths[3]);
+        assert!(why.contains("missing"), "{why}");
+    }
+
+    #[test]
+    fn the_fat_check_says_no_for_an_ordinary_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(volume_limit(dir.path()).is_none());
+    }
+}
