@@ -190,7 +190,7 @@ fn print_image_plan(
     if let Some(why) = &p.split_reason {
         writeln!(
             out,
-            "  split: written as volumes of {} ({} {}.001 ...) because {why}",
+            "  split: into volumes of at most {} ({}, {}.001, ... as many as needed) because {why}",
             human_bytes(p.volume_size),
             p.output.display(),
             p.output.display()
