@@ -412,7 +412,9 @@ mod tests {
         assert_eq!(r, vec![(0, MIB), (8 * MIB, 16384), (99 * MIB, MIB)]);
         let why = why.unwrap_or_default();
         assert!(
-            why.ends_with("and the partition table's structures inside it (16.0 KiB at byte 8388608)"),
+            why.ends_with(
+                "and the partition table's structures inside it (16.0 KiB at byte 8388608)"
+            ),
             "{why}"
         );
         // a small gap is whole anyway, and areas outside the gap are ignored
