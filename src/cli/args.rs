@@ -64,8 +64,9 @@ pub enum Command {
     /// Image a whole disk into one compressed, checksummed file, copying only used blocks.
     ///
     /// SOURCE is a disk (/dev/sda, /dev/nvme0n1) or a disk-image file. The partition table and
-    /// everything outside partitions that boot loaders use (MBR boot code, the gap before the
-    /// first partition, both GPT copies) are copied whole. Inside partitions only the blocks
+    /// everything outside partitions that boot loaders use (MBR boot code, a gap of up to 16
+    /// MiB before the first partition, both GPT copies) are copied whole; of a larger gap only
+    /// its first and last MiB (and any table structure in it). Inside partitions only the blocks
     /// that ext2/3/4, FAT12/16/32 and NTFS mark used are read; other filesystems, and damaged,
     /// dirty or hibernated ones (Windows Fast Startup), are copied block by block with all-zero
     /// chunks left out, and a warning says why. Chunks are compressed with zstd on every core

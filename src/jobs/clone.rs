@@ -1,9 +1,9 @@
 //! `clone`: one disk straight onto another, used blocks only, no compression, no file in
 //! between, verified.
 //!
-//! What is copied is what `image` would store (see [`super::image`]): the boot area and
-//! table areas whole, small gaps whole, and in each partition the blocks its filesystem
-//! proves used (all of it when there is no map). The target may be larger (the backup GPT
+//! What is copied is what `image` would store (see [`super::survey`]): the table areas
+//! whole, the boot area and other gaps whole up to 16 MiB (of larger ones their first and
+//! last MiB), and in each partition the blocks its filesystem proves used (all of it when there is no map). The target may be larger (the backup GPT
 //! moves to its end; `--grow-last` grows the last partition and its filesystem) or smaller
 //! when every partition fits.
 //!

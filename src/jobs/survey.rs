@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::fsmap::{self, FsMap, Used};
 use crate::image::{CopyMethod, Region, RegionKind};
 use crate::partition::PartitionTable;
-use crate::units::MIB;
+use crate::units::{human_bytes, MIB};
 
 /// Unallocated gaps up to this size are copied whole.
 const SMALL_GAP: u64 = 16 * MIB;
@@ -48,12 +48,13 @@ impl Region {
         }
     }
 
-    /// Space outside partitions: copied whole, or only at its ends when large.
+    /// Space outside partitions: copied whole, or (`reason` says what) only in part.
     fn unallocated(
         what: RegionKind,
         start_bytes: u64,
         size_bytes: u64,
         ranges: &[(u64, u64)],
+        reason: Option<String>,
     ) -> Region {
         let copy = total(ranges);
         Region {
@@ -69,8 +70,7 @@ impl Region {
             } else {
                 CopyMethod::Partial
             },
-            reason: (copy != size_bytes)
-                .then(|| "unallocated: only its first and last MiB are copied".to_string()),
+            reason: reason.filter(|_| copy != size_bytes),
             used_bytes: None,
             copy_bytes: copy,
             stored_bytes: None,
@@ -157,6 +157,7 @@ pub(crate) fn survey(
             let ext = t.partitions.iter().find(|p| p.extended);
             let in_extended =
                 |s: u64, e: u64| ext.is_some_and(|x| s >= x.start_bytes && e <= x.end_bytes());
+            let areas = t.structure_areas(size);
             let mut pos = 0u64;
             let tail_start = size
                 .saturating_sub(MIB)
@@ -164,8 +165,9 @@ pub(crate) fn survey(
             for (i, p) in parts.iter().enumerate() {
                 let start = p.start_bytes.min(size);
                 if start > pos {
-                    let (what, ranges) = gap_ranges(i == 0, pos, start, in_extended(pos, start));
-                    let r = Region::unallocated(what, pos, start - pos, &ranges);
+                    let (what, ranges, reason) =
+                        gap_ranges(i == 0, pos, start, in_extended(pos, start), &areas);
+                    let r = Region::unallocated(what, pos, start - pos, &ranges, reason);
                     push(&mut regions, r, ranges);
                 }
                 let end = p.end_bytes().min(size);
@@ -221,14 +223,16 @@ pub(crate) fn survey(
             }
             if pos < size {
                 // Trailing space: the last MiB (backup GPT) always, the rest like a gap.
-                let mut ranges = if tail_start > pos {
-                    gap_ranges(false, pos, tail_start, false).1
+                let (mut ranges, reason) = if tail_start > pos {
+                    let (_, r, why) = gap_ranges(false, pos, tail_start, false, &areas);
+                    (r, why)
                 } else {
-                    Vec::new()
+                    (Vec::new(), None)
                 };
                 ranges.push((tail_start.max(pos), size - tail_start.max(pos)));
                 let ranges = merge(ranges);
-                let r = Region::unallocated(RegionKind::EndOfDisk, pos, size - pos, &ranges);
+                let r =
+                    Region::unallocated(RegionKind::EndOfDisk, pos, size - pos, &ranges, reason);
                 push(&mut regions, r, ranges);
             }
         }
@@ -238,23 +242,60 @@ pub(crate) fn survey(
     Ok((regions, extents))
 }
 
-/// The byte ranges copied from an unallocated gap.
+/// What is copied of an unallocated gap `[s, e)`: its kind (the boot area when `first`),
+/// the byte ranges, and why not all of it (`None` when it is copied whole).
+///
+/// A gap up to [`SMALL_GAP`] is copied whole (1 or 2 MiB alignment gaps, a boot loader in
+/// the post-MBR gap), and so is a gap inside an extended partition (it holds the EBRs). A
+/// larger one keeps its first MiB (for the boot area: MBR, GPT, boot loader) and last MiB,
+/// plus whatever of `table_areas` (the partition table's own structures, see
+/// [`PartitionTable::structure_areas`]) lies inside it: a 15 TiB disk whose only partition
+/// sits at its end is read in seconds, not hours, and a GPT whose entries lie beyond the
+/// first MiB still comes back whole.
 pub(crate) fn gap_ranges(
     first: bool,
     s: u64,
     e: u64,
     in_extended: bool,
-) -> (RegionKind, Vec<(u64, u64)>) {
+    table_areas: &[(u64, u64)],
+) -> (RegionKind, Vec<(u64, u64)>, Option<String>) {
     let len = e - s;
     let what = if first {
         RegionKind::BootArea
     } else {
         RegionKind::Gap
     };
-    if first || in_extended || len <= SMALL_GAP {
-        return (what, vec![(s, len)]);
+    if in_extended || len <= SMALL_GAP {
+        return (what, vec![(s, len)], None);
     }
-    (what, vec![(s, MIB), (e - MIB, MIB)])
+    let ends = [(s, MIB), (e - MIB, MIB)];
+    let inside: Vec<(u64, u64)> = table_areas
+        .iter()
+        .filter_map(|&(a, l)| {
+            let lo = a.max(s);
+            let hi = a.saturating_add(l).min(e);
+            (hi > lo).then(|| (lo, hi - lo))
+        })
+        .filter(|&(a, l)| !ends.iter().any(|&(x, n)| a >= x && a + l <= x + n))
+        .collect();
+    let mut reason = if first {
+        "only its first MiB (MBR, GPT, boot loader) and last MiB are copied".to_string()
+    } else {
+        "unallocated: only its first and last MiB are copied".to_string()
+    };
+    if !inside.is_empty() {
+        let at: Vec<String> = inside
+            .iter()
+            .map(|(a, l)| format!("{} at byte {a}", human_bytes(*l)))
+            .collect();
+        reason.push_str(&format!(
+            ", and the partition table's structures inside it ({})",
+            at.join(", ")
+        ));
+    }
+    let mut ranges = ends.to_vec();
+    ranges.extend(inside);
+    (what, merge(ranges), Some(reason))
 }
 
 fn merge(mut r: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
@@ -332,18 +373,119 @@ mod tests {
 
     #[test]
     fn large_gaps_keep_only_their_ends() {
+        let ranges = |first, s, e, ext| gap_ranges(first, s, e, ext, &[]).1;
+        // a boot area up to 16 MiB (alignment gap, GRUB's core.img) is copied whole
+        assert_eq!(ranges(true, 0, MIB, false), vec![(0, MIB)]);
+        assert_eq!(ranges(true, 0, 16 * MIB, false), vec![(0, 16 * MIB)]);
+        // a larger one keeps its first and last MiB, like any large gap
         assert_eq!(
-            gap_ranges(true, 0, 100 * MIB, false).1,
-            vec![(0, 100 * MIB)]
-        );
-        assert_eq!(gap_ranges(false, 0, 10 * MIB, false).1, vec![(0, 10 * MIB)]);
-        assert_eq!(
-            gap_ranges(false, 0, 100 * MIB, false).1,
+            ranges(true, 0, 100 * MIB, false),
             vec![(0, MIB), (99 * MIB, MIB)]
         );
+        let (what, _, why) = gap_ranges(true, 0, 100 * MIB, false, &[]);
+        assert_eq!(what, RegionKind::BootArea);
         assert_eq!(
-            gap_ranges(false, 0, 100 * MIB, true).1,
-            vec![(0, 100 * MIB)]
+            why.as_deref(),
+            Some("only its first MiB (MBR, GPT, boot loader) and last MiB are copied")
         );
+        assert_eq!(ranges(false, 0, 10 * MIB, false), vec![(0, 10 * MIB)]);
+        assert_eq!(
+            ranges(false, 0, 100 * MIB, false),
+            vec![(0, MIB), (99 * MIB, MIB)]
+        );
+        // inside an extended partition: EBRs may be anywhere, so all of it
+        assert_eq!(ranges(false, 0, 100 * MIB, true), vec![(0, 100 * MIB)]);
+        // 15 TiB before the only partition: 2 MiB read, not 15 TiB
+        let tib15 = 15 << 40;
+        assert_eq!(
+            ranges(true, 0, tib15, false),
+            vec![(0, MIB), (tib15 - MIB, MIB)]
+        );
+    }
+
+    #[test]
+    fn table_structures_in_a_large_gap_are_copied_and_named() {
+        // entries at 8 MiB; one at 512 (inside the first MiB) and one straddling the gap's
+        // end add nothing new or only their part inside the gap
+        let areas = [(512, 16384), (8 * MIB, 16384), (100 * MIB - 4096, 8192)];
+        let (_, r, why) = gap_ranges(true, 0, 100 * MIB, false, &areas);
+        assert_eq!(r, vec![(0, MIB), (8 * MIB, 16384), (99 * MIB, MIB)]);
+        let why = why.unwrap_or_default();
+        assert!(
+            why.ends_with(
+                "and the partition table's structures inside it (16.0 KiB at byte 8388608)"
+            ),
+            "{why}"
+        );
+        // a small gap is whole anyway, and areas outside the gap are ignored
+        assert_eq!(
+            gap_ranges(false, 0, 10 * MIB, false, &areas).1,
+            vec![(0, 10 * MIB)]
+        );
+        assert_eq!(
+            gap_ranges(false, 200 * MIB, 300 * MIB, false, &areas).1,
+            vec![(200 * MIB, MIB), (299 * MIB, MIB)]
+        );
+    }
+
+    /// A GPT disk of 66 MiB whose primary entry array a header put at 8 MiB and whose only
+    /// partition starts at 64 MiB: the survey copies the first MiB, the array and the last MiB
+    /// before the partition, never the rest of the 64 MiB boot area.
+    #[test]
+    fn survey_copies_a_gpt_entry_array_beyond_the_first_mib() {
+        use crate::blockdev::MemDev;
+        use crate::partition::{GptInfo, MbrRole, PartType, Partition, PartitionTable, TableKind};
+        let size = 66 * MIB;
+        let dev = MemDev::new(size as usize, 512);
+        let part = Partition {
+            number: 1,
+            first_lba: 64 * MIB / 512,
+            last_lba: 65 * MIB / 512 - 1,
+            start_bytes: 64 * MIB,
+            size_bytes: MIB,
+            part_type: PartType::Gpt(uuid::Uuid::nil()),
+            type_name: None,
+            name: None,
+            uuid: None,
+            attributes: 0,
+            logical: false,
+            extended: false,
+        };
+        let table = PartitionTable {
+            kind: TableKind::Gpt,
+            sector_size: 512,
+            disk_id: String::new(),
+            partitions: vec![part],
+            gpt: Some(GptInfo {
+                source: "primary",
+                primary_lba: Some(1),
+                backup_lba: Some(size / 512 - 1),
+                first_usable_lba: 34,
+                last_usable_lba: size / 512 - 34,
+                entry_count: 128,
+                entry_size: 128,
+                primary_entries_lba: Some(8 * MIB / 512),
+                backup_entries_lba: Some(size / 512 - 33),
+                mbr: MbrRole::Protective,
+            }),
+            diagnostics: Vec::new(),
+        };
+        let mut warnings = Vec::new();
+        let (regions, extents) = match survey(&dev, Some(&table), None, &mut warnings) {
+            Ok(r) => r,
+            Err(e) => panic!("survey: {e}"),
+        };
+        assert_eq!(regions[0].what, RegionKind::BootArea);
+        assert_eq!(regions[0].method, CopyMethod::Partial);
+        assert_eq!(regions[0].copy_bytes, 2 * MIB + 16384);
+        let boot: Vec<(u64, u64)> = extents
+            .iter()
+            .filter(|e| e.2 == 0)
+            .map(|e| (e.0, e.1))
+            .collect();
+        assert_eq!(boot, vec![(0, MIB), (8 * MIB, 16384), (63 * MIB, MIB)]);
+        // the backup GPT lies in the end of disk, which is copied whole (1 MiB)
+        let last = regions.last().map(|r| (r.what, r.copy_bytes));
+        assert_eq!(last, Some((RegionKind::EndOfDisk, MIB)));
     }
 }

@@ -356,6 +356,8 @@ pub fn read(dev: &dyn BlockDev, mbr: MbrRole) -> Result<Option<PartitionTable>> 
             source,
             primary_lba: primary.is_ok().then_some(1),
             backup_lba: backup.is_ok().then_some(backup_at),
+            primary_entries_lba: primary.as_ref().ok().map(|c| c.header.entries_lba),
+            backup_entries_lba: backup.as_ref().ok().map(|c| c.header.entries_lba),
             first_usable_lba: h.first_usable,
             last_usable_lba: h.last_usable,
             entry_count: h.entry_count,

@@ -126,6 +126,10 @@ pub struct GptInfo {
     pub primary_lba: Option<u64>,
     /// LBA of a valid backup header, if any.
     pub backup_lba: Option<u64>,
+    /// First LBA of the primary entry array, as the valid primary header records it.
+    pub primary_entries_lba: Option<u64>,
+    /// First LBA of the backup entry array, as the valid backup header records it.
+    pub backup_entries_lba: Option<u64>,
     /// First LBA usable by partitions.
     pub first_usable_lba: u64,
     /// Last LBA usable by partitions (inclusive).
@@ -166,6 +170,43 @@ impl PartitionTable {
             gpt: None,
             diagnostics,
         }
+    }
+
+    /// The byte ranges `(start, len)` of the table's own structures on a disk of `disk_size`
+    /// bytes: LBA 0; for GPT both headers and both entry arrays where the valid headers put
+    /// them; for MBR the first EBR of each extended partition (later EBRs lie in the gaps
+    /// inside it). A copy of the disk must hold these even where they lie outside the areas
+    /// it copies anyway (a header may place its entries anywhere). Clamped to the disk;
+    /// entry arrays are bounded by [`super::gpt::MAX_ENTRY_ARRAY_BYTES`] when read.
+    pub fn structure_areas(&self, disk_size: u64) -> Vec<(u64, u64)> {
+        let ss = u64::from(self.sector_size);
+        let lba = |l: u64| l.checked_mul(ss);
+        let mut areas = vec![(Some(0), ss)];
+        if let Some(g) = &self.gpt {
+            let entries = u64::from(g.entry_count)
+                .saturating_mul(u64::from(g.entry_size))
+                .min(super::gpt::MAX_ENTRY_ARRAY_BYTES);
+            for h in [g.primary_lba, g.backup_lba].into_iter().flatten() {
+                areas.push((lba(h), ss));
+            }
+            for e in [g.primary_entries_lba, g.backup_entries_lba]
+                .into_iter()
+                .flatten()
+            {
+                areas.push((lba(e), entries));
+            }
+        }
+        for x in self.partitions.iter().filter(|p| p.extended) {
+            areas.push((Some(x.start_bytes), ss));
+        }
+        areas
+            .into_iter()
+            .filter_map(|(start, len)| {
+                let start = start.filter(|&s| s < disk_size)?;
+                Some((start, len.min(disk_size - start)))
+            })
+            .filter(|&(_, len)| len > 0)
+            .collect()
     }
 
     /// True when any finding is an [`Severity::Error`].
