@@ -1,7 +1,10 @@
-//! The Lifeboat image format, version 1.1. This comment is the specification; `docs/FORMAT.md`
-//! repeats it for readers without the source. Readers of 1.1 read 1.0 images unchanged.
+//! The Lifeboat image format, version 1.2. This comment is the specification; `docs/FORMAT.md`
+//! repeats it for readers without the source. Readers of 1.2 read 1.1 and 1.0 images
+//! unchanged. 1.2 added split images (volumes, below); a single-file image is still written
+//! as 1.1.
 //!
-//! One image is one file, written front to back as a stream and then sealed by a footer:
+//! One image is one file (or one set of volumes, read as one file), written front to back as a
+//! stream and then sealed by a footer:
 //!
 //! ```text
 //! +----------------+ 0
@@ -25,8 +28,8 @@
 //! |---|---|---|
 //! | 0 | 8 | magic `LIFEBOAT` |
 //! | 8 | 2 | major version = 1 (readers refuse others: `UnsupportedVersion`) |
-//! | 10 | 2 | minor version = 1 (1.0 images have 0 here and in every 1.1 field) |
-//! | 12 | 4 | flags = 0 |
+//! | 10 | 2 | minor version: 1, or 2 for a split image (1.0 images have 0 here and in every 1.1 field) |
+//! | 12 | 4 | flags: bit 0 = split into volumes (1.2); any other bit set is refused |
 //! | 16 | 4 | header length = 4096 |
 //! | 20 | 4 | reserved, 0 |
 //! | 24 | 16 | image ID (random) |
@@ -38,7 +41,8 @@
 //! | 104 | 8 | source disk size in bytes |
 //! | 112 | 4 | source logical sector size |
 //! | 116 | 4 | block size: no record crosses a multiple of it (0 in 1.0: records are chunks) |
-//! | 120 | 3972 | reserved, 0 |
+//! | 120 | 8 | volume size in bytes when bit 0 of the flags is set (at least 1 MiB), else 0 |
+//! | 128 | 3964 | reserved, 0 |
 //! | 4092 | 4 | CRC-32 of bytes 0..4092 |
 //!
 //! **Index record** (64 bytes; records sorted by disk offset, ranges never overlap)
@@ -89,7 +93,8 @@
 //! | 48 | 8 | raw bytes described (sum of raw lengths) |
 //! | 56 | 32 | root hash |
 //! | 88 | 4 | CRC-32 of the header (binds footer to header) |
-//! | 92 | 32 | reserved, 0 |
+//! | 92 | 4 | number of volumes of a split image (1.2), else 0 |
+//! | 96 | 28 | reserved, 0 |
 //! | 124 | 4 | CRC-32 of bytes 0..124 |
 //!
 //! **Root hash** = blake3("lifeboat-root-v1" ‖ image ID ‖ parent root hash ‖ for each record:
@@ -118,8 +123,21 @@
 //! | `compression` | object | `codec` (`"zstd"`), `level`, `chunk_size`, `block_size` |
 //! | `merged_unix`, `merged_from` | u64, array | only in images made by `merge`: when, and the chain's links |
 //!
-//! **Completeness**: an image is written under a temporary name (`NAME.partial`), fsynced,
-//! renamed, and its directory fsynced. A file without a valid footer is never an image, so a
+//! **Volumes** (1.2). Where one file cannot hold the image (FAT32 ends files at 4 GiB; the
+//! writer splits there by itself, in volumes of 4 GiB − 1 MiB, or where `--volume-size` asks),
+//! the image file described above is cut into volumes: `NAME.lbi` (the first, which starts
+//! with the header), then `NAME.lbi.001`, `NAME.lbi.002`… (three digits at least). Every volume
+//! but the last holds exactly the volume size the header gives; the last is not empty and
+//! ends with the footer, which gives the count. Offsets everywhere (records, footer, sections)
+//! are offsets in the whole image, the volumes laid end to end. A reader checks that no
+//! volume is missing between the first and the last, that none is cut short or too long, that
+//! no numbered volume follows a gap, and that the count matches the footer's; each failure
+//! names the volume. A set whose last volume is full but holds no footer is missing its next
+//! volume. A split image may have a single volume (its writer could not know it would fit).
+//!
+//! **Completeness**: an image is written under a temporary name (`NAME.lbi.partial`; volumes
+//! `NAME.lbi.001.partial`…), fsynced, renamed (the first volume last), and its directory
+//! fsynced. A file without a valid footer is never an image, so a
 //! truncated file (even one cut exactly at a chunk boundary) is `Incomplete`, never a shorter
 //! valid image.
 

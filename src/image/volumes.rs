@@ -168,47 +168,69 @@ pub struct VolumeLimit {
     pub why: String,
 }
 
+/// The volume size Lifeboat uses on FAT written through fusefat: 2 GiB less 1 MiB. fusefat
+/// (0.1a) fails every write past 2 GiB in a file with EPERM, well before FAT32's own limit.
+pub const FUSEFAT_VOLUME: u64 = 2 * GIB - MIB;
+
 /// The limit on files in `dir` that calls for split images: a FAT filesystem (the kernel's
 /// vfat/msdos, or a FUSE FAT driver such as fusefat). `None` where files may be as large as
 /// an image gets (ext4, exFAT, NTFS, XFS, btrfs…).
 pub fn volume_limit(dir: &Path) -> Option<VolumeLimit> {
-    is_fat(dir).then(|| VolumeLimit {
-        bytes: FAT_VOLUME,
-        why: format!(
-            "{} is on a FAT filesystem, whose files end at 4 GiB",
-            dir.display()
-        ),
-    })
+    match fat_driver(dir)? {
+        FatDriver::Fusefat => Some(VolumeLimit {
+            bytes: FUSEFAT_VOLUME,
+            why: format!(
+                "{} is FAT through fusefat, which cannot write past 2 GiB in a file",
+                dir.display()
+            ),
+        }),
+        FatDriver::Other => Some(VolumeLimit {
+            bytes: FAT_VOLUME,
+            why: format!(
+                "{} is on a FAT filesystem, whose files end at 4 GiB",
+                dir.display()
+            ),
+        }),
+    }
 }
 
-/// True when `dir` is on a FAT filesystem: by the kernel's magic, or for a FUSE mount by the
-/// type `/proc/self/mountinfo` gives the mount holding it.
+/// How a FAT folder is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FatDriver {
+    /// fusefat, with its 2 GiB write limit.
+    Fusefat,
+    /// The kernel's vfat/msdos, or another FUSE FAT driver.
+    Other,
+}
+
+/// True when `dir` is on a FAT filesystem.
 pub fn is_fat(dir: &Path) -> bool {
+    fat_driver(dir).is_some()
+}
+
+/// The FAT driver under `dir`, if it is on FAT: by the kernel's magic, or for a FUSE mount by
+/// the type `/proc/self/mountinfo` gives the mount holding it.
+fn fat_driver(dir: &Path) -> Option<FatDriver> {
     use nix::sys::statfs::{statfs, MSDOS_SUPER_MAGIC};
-    let Ok(s) = statfs(dir) else {
-        return false;
-    };
+    let s = statfs(dir).ok()?;
     if s.filesystem_type() == MSDOS_SUPER_MAGIC {
-        return true;
+        return Some(FatDriver::Other);
     }
     // FUSE_SUPER_MAGIC: nix names it only on some targets
     if s.filesystem_type().0 as u64 != 0x6573_5546 {
-        return false;
+        return None;
     }
-    let Ok(dir) = dir.canonicalize() else {
-        return false;
-    };
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    crate::discovery::mountinfo::parse_mountinfo(&text)
+    let dir = dir.canonicalize().ok()?;
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let m = crate::discovery::mountinfo::parse_mountinfo(&text)
         .into_iter()
         .filter(|m| dir.starts_with(&m.mount_point))
-        .max_by_key(|m| m.mount_point.as_os_str().len())
-        .is_some_and(|m| {
-            let t = m.fs_type.strip_prefix("fuse.").unwrap_or(&m.fs_type);
-            matches!(t, "fusefat" | "vfat" | "msdos" | "fat" | "fat32")
-        })
+        .max_by_key(|m| m.mount_point.as_os_str().len())?;
+    match m.fs_type.strip_prefix("fuse.").unwrap_or(&m.fs_type) {
+        "fusefat" => Some(FatDriver::Fusefat),
+        "vfat" | "msdos" | "fat" | "fat32" => Some(FatDriver::Other),
+        _ => None,
+    }
 }
 
 /// A plain image file or a set of volumes, read as one file. Opened read-only.

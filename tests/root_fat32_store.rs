@@ -1,0 +1,190 @@
+//! Tier 2 (root): a FAT32 backup drive. A FAT32 filesystem made with mkfs.vfat on a loop
+//! device, written through fusefat (the host kernel has no vfat), takes an image larger than
+//! 4 GiB: `image` sees the store is FAT, says in its plan that the image is split, and writes
+//! `big.lbi`, `big.lbi.001`, `big.lbi.002` with no option given (in 2 GiB volumes: fusefat
+//! fails writes past 2 GiB in a file; the kernel's vfat gets 4 GiB ones). The set verifies (the image job's own
+//! read-back) and restores byte for byte. A removed or truncated volume is an error that
+//! names it. And a split image mounts like any other (`lifeboat mount`).
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod common;
+
+use common::{require_tool, sh, LoopDev};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+fn lifeboat(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = lifeboat(args);
+    assert!(
+        o.status.success(),
+        "lifeboat {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+fn fails(args: &[&str]) -> String {
+    let o = lifeboat(args);
+    assert_eq!(o.status.code(), Some(1), "lifeboat {args:?} should fail");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn p(x: &Path) -> &str {
+    x.to_str().unwrap()
+}
+
+/// fusefat read-write on a device, unmounted on drop.
+struct FatStore {
+    dir: tempfile::TempDir,
+}
+
+impl FatStore {
+    fn new(dev: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        sh(&format!(
+            "fusefat -o rw+ {} {} >/dev/null",
+            dev.display(),
+            dir.path().display()
+        ));
+        FatStore { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for FatStore {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        // fusefat lists the volume label as a file
+        .filter(|n| n != "BACKUP")
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_image_over_4_gib_on_a_fat32_store_is_split_verified_and_restored() {
+    if !common::require_root() {
+        return;
+    }
+    for t in ["fusefat", "mkfs.vfat", "cmp"] {
+        require_tool(t);
+    }
+    let work = tempfile::tempdir_in("/var/tmp").unwrap();
+    // the store: 4.5 GiB FAT32 on a loop device
+    let fat = work.path().join("fat32.img");
+    common::sparse(&fat, 4 * GIB + 512 * MIB);
+    let lo = LoopDev::attach(&fat);
+    sh(&format!("mkfs.vfat -F 32 -n BACKUP {} >/dev/null", lo.path.display()));
+    let store = FatStore::new(&lo.path);
+
+    // the source: 4 GiB + 40 MiB that do not compress, so the image is over 4 GiB
+    let src = work.path().join("source.raw");
+    sh(&format!(
+        "head -c {} /dev/urandom > {}",
+        4 * GIB + 40 * MIB,
+        src.display()
+    ));
+    let img = store.path().join("big.lbi");
+    let plan = ok(&["image", p(&src), "-o", p(&img), "--dry-run"]);
+    assert!(
+        plan.contains("split: into volumes of at most 2.0 GiB")
+            && plan.contains("FAT through fusefat"),
+        "{plan}"
+    );
+    let out = ok(&["image", p(&src), "-o", p(&img)]);
+    assert!(out.contains("in 3 volumes"), "{out}");
+    assert_eq!(
+        names(&store.path()),
+        vec!["big.lbi", "big.lbi.001", "big.lbi.002"]
+    );
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 2 * GIB - MIB);
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["info", p(&img), "--json"])).unwrap();
+    assert_eq!(info["files"].as_array().unwrap().len(), 3);
+    assert!(info["file_bytes"].as_u64().unwrap() > 4 * GIB);
+
+    // restore: byte for byte
+    let target = work.path().join("target.raw");
+    common::sparse(&target, 4 * GIB + 40 * MIB);
+    ok(&["restore", p(&img), p(&target), "--yes"]);
+    sh(&format!("cmp {} {}", src.display(), target.display()));
+    std::fs::remove_file(&target).unwrap();
+    std::fs::remove_file(&src).unwrap();
+
+    // a volume removed, then cut short: named
+    let vol = store.path().join("big.lbi.002");
+    let aside = store.path().join("aside");
+    std::fs::rename(&vol, &aside).unwrap();
+    let e = fails(&["verify", p(&img)]);
+    assert!(e.contains("big.lbi.002") && e.contains("missing"), "{e}");
+    std::fs::rename(&aside, &vol).unwrap();
+    let len = std::fs::metadata(&vol).unwrap().len();
+    sh(&format!("truncate -s {} {}", len - MIB, vol.display()));
+    let e = fails(&["verify", p(&img)]);
+    assert!(e.contains("big.lbi.002") && e.contains("truncated"), "{e}");
+    // and the middle one gone
+    std::fs::remove_file(&vol).unwrap();
+    std::fs::remove_file(store.path().join("big.lbi.001")).unwrap();
+    std::fs::write(&vol, b"x").unwrap();
+    let e = fails(&["verify", p(&img)]);
+    assert!(e.contains("big.lbi.001") && e.contains("missing"), "{e}");
+}
+
+#[test]
+fn a_split_image_mounts_like_any_other() {
+    if !common::require_root() {
+        return;
+    }
+    for t in ["sgdisk", "mke2fs"] {
+        require_tool(t);
+    }
+    let work = tempfile::tempdir().unwrap();
+    let files = work.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    let big = common::noise(3 * MIB as usize, 5);
+    std::fs::write(files.join("big.bin"), &big).unwrap();
+    std::fs::write(files.join("hello.txt"), b"split but whole\n").unwrap();
+    let disk = work.path().join("disk.raw");
+    common::sparse(&disk, 40 * MIB);
+    sh(&format!("sgdisk -o -n1:2048:+30M {} >/dev/null", disk.display()));
+    sh(&format!(
+        "mke2fs -q -t ext4 -F -E offset={} -d {} {} 30720",
+        MIB,
+        files.display(),
+        disk.display()
+    ));
+    let img = work.path().join("disk.lbi");
+    let out = ok(&["image", p(&disk), "-o", p(&img), "--volume-size", "1M"]);
+    assert!(out.contains("volumes"), "{out}");
+    let mnt = work.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    ok(&["mount", p(&img), p(&mnt)]);
+    let got = (
+        std::fs::read(mnt.join("p1/hello.txt")),
+        std::fs::read(mnt.join("p1/big.bin")),
+    );
+    ok(&["umount", p(&mnt)]);
+    assert_eq!(got.0.unwrap(), b"split but whole\n");
+    assert!(got.1.unwrap() == big);
+}
