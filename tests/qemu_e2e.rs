@@ -586,7 +586,7 @@ fn disk_snapshot(img: &Path, scratch: &Path, name: &str) -> String {
     listing
 }
 
-/// The store: an MBR disk with one partition labelled LBSTORE, exFAT or NTFS.
+/// The store: an MBR disk with one partition labelled LBSTORE, exFAT, NTFS or FAT32 (vfat).
 fn make_store(dir: &Path, fs: &str) -> PathBuf {
     let store = dir.join("store.img");
     let part = dir.join("store-part.img");
@@ -603,6 +603,10 @@ fn make_store(dir: &Path, fs: &str) -> PathBuf {
         )),
         "ntfs" => sh(&format!(
             "mkntfs -F -Q -L LBSTORE -p 2048 -H 16 -S 63 {} >/dev/null",
+            part.display()
+        )),
+        "vfat" => sh(&format!(
+            "mkfs.vfat -F 32 -n LBSTORE {} >/dev/null",
             part.display()
         )),
         other => panic!("no store filesystem {other}"),
@@ -831,6 +835,84 @@ fn unattended_round_trip_standard_ntfs() {
 #[test]
 fn unattended_round_trip_mini_ntfs() {
     round_trip("unattended-mini-ntfs", "mini", "ntfs", true, true);
+}
+
+/// Mini flavour, FAT32 store through the kernel's vfat: the image is written in 8 MiB volumes
+/// (`--volume-size`; an image must pass 4 GiB for Lifeboat to split on FAT by itself, too big
+/// for a TCG guest), verified and restored in the guest. The host then finds the volumes on the
+/// store with mtools, verifies the set with its own lifeboat, and checks the restored disk.
+#[test]
+fn unattended_split_image_on_a_fat32_store_mini() {
+    if !prerequisites(&["out/mini/vmlinuz", "out/mini/initrd.zst"]) {
+        return;
+    }
+    let Trip {
+        t,
+        src,
+        want,
+        store,
+        target,
+    } = trip("vfat");
+    let append = "lifeboat.store=LABEL=LBSTORE \
+        lifeboat.run=\"image /dev/sda -o /store/pc.lbi --volume-size 8M ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes\" \
+        lifeboat.then=poweroff";
+    let mut vm = Vm::start(
+        "unattended-mini-vfat-split",
+        &[
+            "--kernel",
+            &root().join("out/mini").to_string_lossy(),
+            "--append",
+            append,
+            "--disk",
+            &format!("{},bus=sata", src.display()),
+            "--disk",
+            &format!("{},bus=usb", store.display()),
+            "--disk",
+            &format!("{target},bus=nvme"),
+        ],
+    );
+    let (ready, _) = vm.json_line("LIFEBOAT-READY", BOOT);
+    assert_eq!(ready["store"]["fs"], "vfat", "store not mounted: {ready}");
+    let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
+    assert_eq!(result["ok"], true, "{result}\n{}", vm.tail());
+    let files = result["jobs"][0]["summary"]["files"].as_array().unwrap().len();
+    assert!(files > 1, "not split: {result}");
+    assert_eq!(result["jobs"][2]["summary"]["job"], "restore", "{result}");
+    vm.wait_exit(Duration::from_secs(60));
+    assert_eq!(disk_snapshot(Path::new(&target), t.path(), "target"), want);
+
+    // on the host: the store is clean FAT32 and holds exactly the volumes, which verify
+    let part = t.path().join("store-after.img");
+    sh(&format!(
+        "dd if={} of={} bs=1M skip=1 status=none && fsck.vfat -n {} >/dev/null",
+        store.display(),
+        part.display(),
+        part.display()
+    ));
+    let got = t.path().join("got");
+    std::fs::create_dir(&got).unwrap();
+    sh(&format!(
+        "mcopy -n -i {} '::/pc.lbi*' {}/",
+        part.display(),
+        got.display()
+    ));
+    let mut names: Vec<String> = std::fs::read_dir(&got)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let expect: Vec<String> = (0..files)
+        .map(|n| match n {
+            0 => "pc.lbi".to_string(),
+            n => format!("pc.lbi.{n:03}"),
+        })
+        .collect();
+    assert_eq!(names, expect);
+    sh(&format!(
+        "{} verify {}",
+        env!("CARGO_BIN_EXE_lifeboat"),
+        got.join("pc.lbi").display()
+    ));
 }
 
 /// Moves the menu's highlight (the row that starts with `>`) down with `j` until it is on a

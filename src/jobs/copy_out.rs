@@ -40,8 +40,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Bytes read and written per step (cancel is checked between steps).
 const BUF: usize = 1 << 20;
-/// The largest file a FAT filesystem holds.
-const FAT_MAX_FILE: u64 = (4 << 30) - 1;
 
 /// One thing to copy: `source` (a file, folder or symlink) becomes `dest/name`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,9 +249,8 @@ pub fn plan(spec: &CopySpec) -> Result<CopyPlan> {
         });
     }
     if let Some((n, big)) = &t.largest {
-        let fat = nix::sys::statfs::statfs(dest)
-            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::MSDOS_SUPER_MAGIC);
-        if fat && *n > FAT_MAX_FILE {
+        let fat = crate::image::volumes::is_fat(dest);
+        if fat && *n > crate::image::volumes::FAT_MAX_FILE {
             return Err(refuse(
                 dest,
                 format!(

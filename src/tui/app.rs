@@ -93,7 +93,7 @@ pub struct Storage {
 pub struct ImageEntry {
     /// What the image records.
     pub found: Found,
-    /// The file's size.
+    /// The image's size (all its volumes, when it is split).
     pub file_bytes: u64,
 }
 

@@ -538,3 +538,41 @@ fn shell() -> std::io::Result<()> {
         .status()
         .map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{Codec, EncodedChunk, Header, ImageMeta, ImageWriter};
+
+    #[test]
+    fn a_split_image_is_listed_once_with_every_volume_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("pc.lbi");
+        let header = Header {
+            minor: 2,
+            flags: 0,
+            image_id: [3; 16],
+            parent_id: [0; 16],
+            parent_root: [0; 32],
+            created_unix: 1_790_000_000,
+            chunk_size: 1 << 20,
+            zstd_level: 3,
+            source_size: 4 << 20,
+            sector_size: 512,
+            block_size: 1 << 20,
+            volume_size: 1 << 20,
+        };
+        let mut w = ImageWriter::create(&first, header).unwrap();
+        for i in 0..3u64 {
+            let raw: Vec<u8> = (0..1 << 20).map(|b: u64| (b * 7 + i) as u8).collect();
+            w.push(EncodedChunk::single(i << 20, &raw, Codec::Raw, raw.clone()))
+                .unwrap();
+        }
+        let s = w.finish(&ImageMeta::default()).unwrap();
+        assert_eq!(s.files.len(), 4);
+        let listed = list_images(dir.path()).unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].found.path, first);
+        assert_eq!(listed[0].file_bytes, s.file_bytes);
+    }
+}
