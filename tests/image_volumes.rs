@@ -147,6 +147,13 @@ fn missing_cut_or_gap_volumes_are_named() {
     let (_, img) = split_image(d.path());
     let vol = |n: usize| d.path().join(format!("full.lbi.{n:03}"));
 
+    // a later volume given for the image: pointed at the first
+    let e = fails(&["verify", s(&vol(3))]);
+    assert!(
+        e.contains("later volume of a split image") && e.contains("full.lbi"),
+        "{e}"
+    );
+
     // a middle volume gone: the gap is named, for every command that reads the image
     let kept = std::fs::read(vol(5)).unwrap();
     std::fs::remove_file(vol(5)).unwrap();

@@ -837,7 +837,7 @@ fn unattended_round_trip_mini_ntfs() {
     round_trip("unattended-mini-ntfs", "mini", "ntfs", true, true);
 }
 
-/// Mini flavour, FAT32 store through the kernel's vfat: the image is written in 8 MiB volumes
+/// Mini flavour, FAT32 store through the kernel's vfat: the image is written in 1 MiB volumes
 /// (`--volume-size`; an image must pass 4 GiB for Lifeboat to split on FAT by itself, too big
 /// for a TCG guest), verified and restored in the guest. The host then finds the volumes on the
 /// store with mtools, verifies the set with its own lifeboat, and checks the restored disk.
@@ -854,7 +854,7 @@ fn unattended_split_image_on_a_fat32_store_mini() {
         target,
     } = trip("vfat");
     let append = "lifeboat.store=LABEL=LBSTORE \
-        lifeboat.run=\"image /dev/sda -o /store/pc.lbi --volume-size 8M ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes\" \
+        lifeboat.run=\"image /dev/sda -o /store/pc.lbi --volume-size 1M ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes\" \
         lifeboat.then=poweroff";
     let mut vm = Vm::start(
         "unattended-mini-vfat-split",
@@ -875,7 +875,10 @@ fn unattended_split_image_on_a_fat32_store_mini() {
     assert_eq!(ready["store"]["fs"], "vfat", "store not mounted: {ready}");
     let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
     assert_eq!(result["ok"], true, "{result}\n{}", vm.tail());
-    let files = result["jobs"][0]["summary"]["files"].as_array().unwrap().len();
+    let files = result["jobs"][0]["summary"]["files"]
+        .as_array()
+        .unwrap()
+        .len();
     assert!(files > 1, "not split: {result}");
     assert_eq!(result["jobs"][2]["summary"]["job"], "restore", "{result}");
     vm.wait_exit(Duration::from_secs(60));

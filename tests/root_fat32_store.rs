@@ -95,7 +95,10 @@ fn an_image_over_4_gib_on_a_fat32_store_is_split_verified_and_restored() {
     let fat = work.path().join("fat32.img");
     common::sparse(&fat, 4 * GIB + 512 * MIB);
     let lo = LoopDev::attach(&fat);
-    sh(&format!("mkfs.vfat -F 32 -n BACKUP {} >/dev/null", lo.path.display()));
+    sh(&format!(
+        "mkfs.vfat -F 32 -n BACKUP {} >/dev/null",
+        lo.path.display()
+    ));
     let store = FatStore::new(&lo.path);
 
     // the source: 4 GiB + 40 MiB that do not compress, so the image is over 4 GiB
@@ -119,8 +122,7 @@ fn an_image_over_4_gib_on_a_fat32_store_is_split_verified_and_restored() {
         vec!["big.lbi", "big.lbi.001", "big.lbi.002"]
     );
     assert_eq!(std::fs::metadata(&img).unwrap().len(), 2 * GIB - MIB);
-    let info: serde_json::Value =
-        serde_json::from_str(&ok(&["info", p(&img), "--json"])).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&ok(&["info", p(&img), "--json"])).unwrap();
     assert_eq!(info["files"].as_array().unwrap().len(), 3);
     assert!(info["file_bytes"].as_u64().unwrap() > 4 * GIB);
 
@@ -167,7 +169,10 @@ fn a_split_image_mounts_like_any_other() {
     std::fs::write(files.join("hello.txt"), b"split but whole\n").unwrap();
     let disk = work.path().join("disk.raw");
     common::sparse(&disk, 40 * MIB);
-    sh(&format!("sgdisk -o -n1:2048:+30M {} >/dev/null", disk.display()));
+    sh(&format!(
+        "sgdisk -o -n1:2048:+30M {} >/dev/null",
+        disk.display()
+    ));
     sh(&format!(
         "mke2fs -q -t ext4 -F -E offset={} -d {} {} 30720",
         MIB,

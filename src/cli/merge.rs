@@ -31,6 +31,12 @@ pub fn merge(a: &MergeArgs) -> anyhow::Result<()> {
             human_bytes(plan.raw_bytes),
             plan.level
         );
+        if let Some(why) = &plan.split_reason {
+            eprintln!(
+                "  split: into volumes of at most {} because {why}",
+                human_bytes(plan.volume_size)
+            );
+        }
     }
     let s = summary_of!(
         with_progress(json, Job::Merge(Box::new(plan.clone())))?,

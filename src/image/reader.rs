@@ -12,6 +12,16 @@ use super::FormatError;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
+/// For `NAME.lbi.NNN` beside an existing `NAME.lbi`: that first volume.
+fn first_volume_of(path: &Path) -> Option<PathBuf> {
+    let ext = path.extension()?.to_str()?;
+    if ext.len() < 3 || !ext.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let first = path.with_extension("");
+    first.is_file().then_some(first)
+}
+
 /// Largest metadata section accepted (64 MiB).
 const MAX_META: u64 = 64 << 20;
 
@@ -56,7 +66,16 @@ impl ImageReader {
             return Err(fmt(FormatError::NotAnImage));
         }
         let head = read(0, (file_len.min(HEADER_LEN as u64)) as usize)?;
-        let header = Header::decode(&head).map_err(fmt)?;
+        let header = Header::decode(&head).map_err(|e| match (&e, first_volume_of(path)) {
+            (FormatError::NotAnImage, Some(first)) => fmt(FormatError::Volumes {
+                volume: path.to_path_buf(),
+                reason: format!(
+                    "this is a later volume of a split image: open its first volume, {}",
+                    first.display()
+                ),
+            }),
+            _ => fmt(e),
+        })?;
         let min = (HEADER_LEN + FOOTER_LEN) as u64;
         if file_len < min {
             return Err(fmt(FormatError::Incomplete { offset: file_len }));

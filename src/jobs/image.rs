@@ -63,7 +63,7 @@ pub struct ImageSpec {
     /// Make a child image of this parent instead of a full image.
     pub parent: Option<ParentSpec>,
     /// Split the image into volumes of this many bytes. `None`: only where the output's
-    /// filesystem needs it (FAT, see [`volume_plan`]).
+    /// filesystem needs it (FAT, see [`crate::image::volumes::volume_limit`]).
     pub volume_size: Option<u64>,
 }
 
