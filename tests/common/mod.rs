@@ -265,7 +265,14 @@ pub struct FaultFs {
 
 impl FaultFs {
     pub fn start(backing: &Path, work: &Path, control_json: &str) -> FaultFs {
-        let mnt = work.join("mnt");
+        // a fresh mount point each time: a previous one may still be going away
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mnt = work.join(if n == 0 {
+            "mnt".to_string()
+        } else {
+            format!("mnt-{n}")
+        });
         std::fs::create_dir_all(&mnt).unwrap();
         let control = work.join("control.json");
         std::fs::write(&control, control_json).unwrap();
@@ -309,7 +316,27 @@ impl FaultFs {
 
 impl Drop for FaultFs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.mnt).status();
+        // a loop device detached just before may hold the file for a moment: retry, and
+        // never leave a dead FUSE mount behind (ENOTCONN for whoever comes next)
+        let umount = |extra: &[&str]| {
+            std::process::Command::new("umount")
+                .args(extra)
+                .arg(&self.mnt)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let mut gone = false;
+        for _ in 0..50 {
+            if umount(&[]) {
+                gone = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if !gone {
+            umount(&["-l"]);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
