@@ -179,6 +179,10 @@ fn missing_cut_or_gap_volumes_are_named() {
     std::fs::write(vol(5), &kept).unwrap();
     ok(&["verify", s(&img)]);
 
+    // a volume of the image is never a restore target
+    let e = fails(&["restore", s(&img), s(&vol(3)), "--yes"]);
+    assert!(e.contains("image file itself (or a volume of it)"), "{e}");
+
     // the last volume cut short, then gone
     let last = std::fs::read(vol(12)).unwrap();
     std::fs::write(vol(12), &last[..last.len() - 1]).unwrap();

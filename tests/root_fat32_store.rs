@@ -115,6 +115,12 @@ fn an_image_over_4_gib_on_a_fat32_store_is_split_verified_and_restored() {
             && plan.contains("FAT through fusefat"),
         "{plan}"
     );
+    // a volume size the store cannot take is refused before anything is read
+    let e = fails(&["image", p(&src), "-o", p(&img), "--volume-size", "3G"]);
+    assert!(
+        e.contains("more than the folder takes") && e.contains("at most 2.0 GiB"),
+        "{e}"
+    );
     let out = ok(&["image", p(&src), "-o", p(&img)]);
     assert!(out.contains("in 3 volumes"), "{out}");
     assert_eq!(

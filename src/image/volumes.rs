@@ -166,6 +166,8 @@ pub struct VolumeLimit {
     pub bytes: u64,
     /// Why, in words: "the store is FAT32, whose files end at 4 GiB".
     pub why: String,
+    /// The largest file the folder takes.
+    pub max_file: u64,
 }
 
 /// The volume size Lifeboat uses on FAT written through fusefat: 2 GiB less 1 MiB. fusefat
@@ -179,6 +181,7 @@ pub fn volume_limit(dir: &Path) -> Option<VolumeLimit> {
     match fat_driver(dir)? {
         FatDriver::Fusefat => Some(VolumeLimit {
             bytes: FUSEFAT_VOLUME,
+            max_file: 2 * GIB - 1,
             why: format!(
                 "{} is FAT through fusefat, which cannot write past 2 GiB in a file",
                 dir.display()
@@ -186,6 +189,7 @@ pub fn volume_limit(dir: &Path) -> Option<VolumeLimit> {
         }),
         FatDriver::Other => Some(VolumeLimit {
             bytes: FAT_VOLUME,
+            max_file: FAT_MAX_FILE,
             why: format!(
                 "{} is on a FAT filesystem, whose files end at 4 GiB",
                 dir.display()
@@ -510,6 +514,15 @@ impl VolumeWriter {
     }
 
     fn next_volume(&mut self) -> Result<()> {
+        if self.partials.len() >= MAX_VOLUMES {
+            return Err(Error::Refused {
+                path: self.first.clone(),
+                reason: format!(
+                    "the image needs more than {MAX_VOLUMES} volumes of {}: use a larger --volume-size",
+                    human_bytes(self.volume_size)
+                ),
+            });
+        }
         let done = &self.partials[self.partials.len() - 1];
         self.file
             .sync_all()
@@ -532,8 +545,15 @@ impl VolumeWriter {
         let finals: Vec<PathBuf> = (0..self.partials.len())
             .map(|n| volume_path(&self.first, n))
             .collect();
-        for (tmp, to) in self.partials.iter().zip(&finals).rev() {
-            std::fs::rename(tmp, to).map_err(|e| Error::io("renaming", tmp, e))?;
+        for (i, (tmp, to)) in self.partials.iter().zip(&finals).enumerate().rev() {
+            if let Err(e) = std::fs::rename(tmp, to) {
+                // the later volumes already renamed are no image without this one: remove
+                // them (Drop removes the partial files left)
+                for done in &finals[i + 1..] {
+                    let _ = std::fs::remove_file(done);
+                }
+                return Err(Error::io("renaming", tmp, e));
+            }
         }
         self.done = true;
         if let Some(dir) = self.first.parent() {

@@ -249,16 +249,18 @@ pub fn plan(spec: &CopySpec) -> Result<CopyPlan> {
         });
     }
     if let Some((n, big)) = &t.largest {
-        let fat = crate::image::volumes::is_fat(dest);
-        if fat && *n > crate::image::volumes::FAT_MAX_FILE {
-            return Err(refuse(
-                dest,
-                format!(
-                    "it is a FAT filesystem, which cannot hold {} ({}, over 4 GiB); choose an ext4, exFAT or NTFS destination",
-                    big.display(),
-                    human_bytes(*n)
-                ),
-            ));
+        if let Some(l) = crate::image::volumes::volume_limit(dest) {
+            if *n > l.max_file {
+                return Err(refuse(
+                    dest,
+                    format!(
+                        "it is a FAT filesystem, which cannot hold {} ({}, over {}); choose an ext4, exFAT or NTFS destination",
+                        big.display(),
+                        human_bytes(*n),
+                        human_bytes(l.max_file + 1)
+                    ),
+                ));
+            }
         }
     }
     Ok(CopyPlan {

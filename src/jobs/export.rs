@@ -157,7 +157,10 @@ fn check_output(plan: &ExportPlan) -> Result<()> {
         (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
         _ => false,
     };
-    if same(out, &plan.image) {
+    if crate::image::image_files(&plan.image)
+        .iter()
+        .any(|f| same(out, f))
+    {
         return Err(refuse("it is the image being exported"));
     }
     Ok(())
@@ -167,7 +170,11 @@ fn check_output(plan: &ExportPlan) -> Result<()> {
 pub fn run(plan: &ExportPlan, reporter: &Reporter, cancel: &CancelToken) -> Result<ExportSummary> {
     check_output(plan)?;
     let chain = Chain::open(&plan.image, &plan.search)?;
-    for p in chain.paths() {
+    for p in chain
+        .paths()
+        .iter()
+        .flat_map(|p| crate::image::image_files(p))
+    {
         if let (Ok(a), Ok(b)) = (std::fs::metadata(&p), std::fs::metadata(&plan.output)) {
             if a.dev() == b.dev() && a.ino() == b.ino() {
                 return Err(Error::Refused {

@@ -439,45 +439,54 @@ pub(crate) fn volume_plan(
     explicit: Option<u64>,
     largest: u64,
 ) -> Result<(u64, Option<String>)> {
-    use crate::image::volumes::{volume_limit, MIN_VOLUME};
+    use crate::image::volumes::{volume_limit, MAX_VOLUMES, MIN_VOLUME};
     use crate::units::human_bytes;
-    if let Some(v) = explicit {
-        if v < MIN_VOLUME {
-            return Err(Error::Refused {
-                path: output.to_path_buf(),
-                reason: format!(
-                    "--volume-size {v} is below the smallest volume, {}",
-                    human_bytes(MIN_VOLUME)
-                ),
-            });
-        }
-        return Ok(if largest > v {
-            (
-                v,
-                Some(format!(
-                    "--volume-size asks for volumes of {}",
-                    human_bytes(v)
-                )),
-            )
-        } else {
-            (0, None)
-        });
-    }
+    let refuse = |reason: String| Error::Refused {
+        path: output.to_path_buf(),
+        reason,
+    };
     let dir = match output.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => std::path::Path::new("."),
     };
-    Ok(match volume_limit(dir) {
-        Some(l) if largest > l.bytes => (
+    let limit = volume_limit(dir);
+    let (size, why) = match (explicit, &limit) {
+        (Some(v), _) if v < MIN_VOLUME => {
+            return Err(refuse(format!(
+                "--volume-size {v} is below the smallest volume, {}",
+                human_bytes(MIN_VOLUME)
+            )))
+        }
+        (Some(v), Some(l)) if v > l.bytes => {
+            return Err(refuse(format!(
+                "--volume-size {} is more than the folder takes: {}; use at most {} (or leave it out: Lifeboat picks it)",
+                human_bytes(v),
+                l.why,
+                human_bytes(l.bytes)
+            )))
+        }
+        (Some(v), _) => (v, format!("--volume-size asks for volumes of {}", human_bytes(v))),
+        (None, Some(l)) => (
             l.bytes,
-            Some(format!(
+            format!(
                 "{}, and the image may take up to {}",
                 l.why,
                 human_bytes(largest)
-            )),
+            ),
         ),
-        _ => (0, None),
-    })
+        (None, None) => return Ok((0, None)),
+    };
+    if largest <= size {
+        return Ok((0, None));
+    }
+    if largest.div_ceil(size) > MAX_VOLUMES as u64 {
+        return Err(refuse(format!(
+            "the image may take up to {}, more than {MAX_VOLUMES} volumes of {}: use a larger --volume-size",
+            human_bytes(largest),
+            human_bytes(size)
+        )));
+    }
+    Ok((size, Some(why)))
 }
 
 /// Refuses a source with nothing to image (no whole sector), or one smaller than its own
@@ -662,7 +671,9 @@ pub fn run_on(
     if let Err(e) = checked {
         // an image that failed its check, or whose check was cancelled, is not left to look
         // like a good one
-        let _ = crate::image::remove_image(&summary.path);
+        for f in &summary.files {
+            let _ = std::fs::remove_file(f);
+        }
         return Err(e);
     }
 

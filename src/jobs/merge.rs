@@ -249,7 +249,9 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     let merged = match Chain::open(&summary.path, &[]) {
         Ok(c) => c,
         Err(e) => {
-            let _ = crate::image::remove_image(&summary.path);
+            for f in &summary.files {
+                let _ = std::fs::remove_file(f);
+            }
             return Err(e);
         }
     };
@@ -259,7 +261,9 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
                 (a.disk_offset, a.raw_len, a.hash) == (b.disk_offset, b.raw_len, b.hash)
             });
     if !same {
-        let _ = crate::image::remove_image(&summary.path);
+        for f in &summary.files {
+            let _ = std::fs::remove_file(f);
+        }
         return Err(Error::Refused {
             path: summary.path.clone(),
             reason: "the merged image does not describe the same disk content; it was deleted"
@@ -268,7 +272,9 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     }
     if let Err(e) = verify::verify_chain(&merged, Scope::All, plan.threads, reporter, cancel) {
         // failed or cancelled: nothing that looks like a finished image stays behind
-        let _ = crate::image::remove_image(&summary.path);
+        for f in &summary.files {
+            let _ = std::fs::remove_file(f);
+        }
         return Err(e);
     }
     Ok(MergeSummary {

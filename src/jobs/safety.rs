@@ -96,6 +96,13 @@ pub fn check_image_source(paths: &SystemPaths, source: &Path, output: &Path) -> 
 /// A restore target must not be the image, hold the image, or be in use.
 pub fn check_restore_target(paths: &SystemPaths, target: &Path, image: &Path) -> Result<()> {
     let img = std::fs::metadata(image).map_err(|e| Error::io("opening", image, e))?;
+    // a split image is several files: the target must be none of them
+    let files: Vec<(u64, u64)> = crate::image::image_files(image)
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .chain([(img.dev(), img.ino())])
+        .collect();
     let Ok(meta) = std::fs::metadata(target) else {
         // A file that does not exist yet: it will be created.
         let dir = parent_dir(target);
@@ -105,10 +112,10 @@ pub fn check_restore_target(paths: &SystemPaths, target: &Path, image: &Path) ->
     };
     kind_check(target)?;
     if meta.file_type().is_file() {
-        if (meta.dev(), meta.ino()) == (img.dev(), img.ino()) {
+        if files.contains(&(meta.dev(), meta.ino())) {
             return Err(Error::Refused {
                 path: target.to_path_buf(),
-                reason: "it is the image file itself".into(),
+                reason: "it is the image file itself (or a volume of it)".into(),
             });
         }
         return Ok(());
@@ -136,7 +143,7 @@ pub fn check_restore_target(paths: &SystemPaths, target: &Path, image: &Path) ->
         }
     }
     if let Some(b) = &disk.backing_file {
-        let same = std::fs::metadata(b).is_ok_and(|m| (m.dev(), m.ino()) == (img.dev(), img.ino()));
+        let same = std::fs::metadata(b).is_ok_and(|m| files.contains(&(m.dev(), m.ino())));
         if same {
             return Err(Error::Refused {
                 path: target.to_path_buf(),

@@ -158,6 +158,13 @@ pub(crate) fn survey(
             let in_extended =
                 |s: u64, e: u64| ext.is_some_and(|x| s >= x.start_bytes && e <= x.end_bytes());
             let areas = t.structure_areas(size);
+            // Gaps before a partition also keep whatever of them lies inside the extended
+            // partition, whole: EBRs live there, and a logical partition may sit far after
+            // its EBR (a first gap that runs from LBA 0 into the extended partition).
+            let mut areas_before = areas.clone();
+            if let Some(x) = ext {
+                areas_before.push((x.start_bytes, x.end_bytes().saturating_sub(x.start_bytes)));
+            }
             let mut pos = 0u64;
             let tail_start = size
                 .saturating_sub(MIB)
@@ -166,7 +173,7 @@ pub(crate) fn survey(
                 let start = p.start_bytes.min(size);
                 if start > pos {
                     let (what, ranges, reason) =
-                        gap_ranges(i == 0, pos, start, in_extended(pos, start), &areas);
+                        gap_ranges(i == 0, pos, start, in_extended(pos, start), &areas_before);
                     let r = Region::unallocated(what, pos, start - pos, &ranges, reason);
                     push(&mut regions, r, ranges);
                 }
@@ -487,5 +494,52 @@ mod tests {
         // the backup GPT lies in the end of disk, which is copied whole (1 MiB)
         let last = regions.last().map(|r| (r.what, r.copy_bytes));
         assert_eq!(last, Some((RegionKind::EndOfDisk, MIB)));
+    }
+
+    #[test]
+    fn a_first_gap_running_into_the_extended_partition_keeps_that_part_whole() {
+        use crate::blockdev::MemDev;
+        use crate::partition::{PartType, Partition, PartitionTable, TableKind};
+        let size = 120 * MIB;
+        let dev = MemDev::new(size as usize, 512);
+        let part = |number, start: u64, len: u64, logical, extended| Partition {
+            number,
+            first_lba: start / 512,
+            last_lba: (start + len) / 512 - 1,
+            start_bytes: start,
+            size_bytes: len,
+            part_type: PartType::Mbr(if extended { 0x0f } else { 0x83 }),
+            type_name: None,
+            name: None,
+            uuid: None,
+            attributes: 0,
+            logical,
+            extended,
+        };
+        // the extended partition starts at 40 MiB (its EBR), its only logical at 100 MiB:
+        // the first gap runs from LBA 0 to 100 MiB, past the extended partition's start
+        let table = PartitionTable {
+            kind: TableKind::Mbr,
+            sector_size: 512,
+            disk_id: String::new(),
+            partitions: vec![
+                part(1, 40 * MIB, 80 * MIB, false, true),
+                part(5, 100 * MIB, 10 * MIB, true, false),
+            ],
+            gpt: None,
+            diagnostics: Vec::new(),
+        };
+        let mut warnings = Vec::new();
+        let (regions, extents) = match survey(&dev, Some(&table), None, &mut warnings) {
+            Ok(r) => r,
+            Err(e) => panic!("survey: {e}"),
+        };
+        assert_eq!(regions[0].what, RegionKind::BootArea);
+        let boot: Vec<(u64, u64)> = extents
+            .iter()
+            .filter(|e| e.2 == 0)
+            .map(|e| (e.0, e.1))
+            .collect();
+        assert_eq!(boot, vec![(0, MIB), (40 * MIB, 60 * MIB)]);
     }
 }
