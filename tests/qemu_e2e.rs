@@ -840,7 +840,9 @@ fn unattended_round_trip_mini_ntfs() {
 /// Mini flavour, FAT32 store through the kernel's vfat: the image is written in 1 MiB volumes
 /// (`--volume-size`; an image must pass 4 GiB for Lifeboat to split on FAT by itself, too big
 /// for a TCG guest), verified and restored in the guest. The host then finds the volumes on the
-/// store with mtools, verifies the set with its own lifeboat, and checks the restored disk.
+/// store with mtools, verifies the set with its own lifeboat, and checks the restored disk. A
+/// last `image --volume-size 5G` must be refused for the FAT store's 4 GiB limit, which proves
+/// the kernel's vfat is recognised (FAT32 stores split by themselves there).
 #[test]
 fn unattended_split_image_on_a_fat32_store_mini() {
     if !prerequisites(&["out/mini/vmlinuz", "out/mini/initrd.zst"]) {
@@ -854,7 +856,7 @@ fn unattended_split_image_on_a_fat32_store_mini() {
         target,
     } = trip("vfat");
     let append = "lifeboat.store=LABEL=LBSTORE \
-        lifeboat.run=\"image /dev/sda -o /store/pc.lbi --volume-size 1M ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes\" \
+        lifeboat.run=\"image /dev/sda -o /store/pc.lbi --volume-size 1M ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes ; image /dev/sda -o /store/big.lbi --volume-size 5G\" \
         lifeboat.then=poweroff";
     let mut vm = Vm::start(
         "unattended-mini-vfat-split",
@@ -874,13 +876,22 @@ fn unattended_split_image_on_a_fat32_store_mini() {
     let (ready, _) = vm.json_line("LIFEBOAT-READY", BOOT);
     assert_eq!(ready["store"]["fs"], "vfat", "store not mounted: {ready}");
     let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
-    assert_eq!(result["ok"], true, "{result}\n{}", vm.tail());
-    let files = result["jobs"][0]["summary"]["files"]
-        .as_array()
-        .unwrap()
-        .len();
+    let jobs = result["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 4, "{result}\n{}", vm.tail());
+    for j in &jobs[..3] {
+        assert_eq!(j["exit_code"], 0, "{result}\n{}", vm.tail());
+    }
+    assert_eq!(jobs[2]["summary"]["job"], "restore", "{result}");
+    // the last asks for volumes larger than FAT32 holds: the kernel's vfat is recognised
+    let refused = jobs[3]["error"].as_str().unwrap_or_default();
+    assert!(
+        jobs[3]["exit_code"] == 1
+            && refused.contains("on a FAT filesystem")
+            && refused.contains("at most 4.0 GiB"),
+        "{result}"
+    );
+    let files = jobs[0]["summary"]["files"].as_array().unwrap().len();
     assert!(files > 1, "not split: {result}");
-    assert_eq!(result["jobs"][2]["summary"]["job"], "restore", "{result}");
     vm.wait_exit(Duration::from_secs(60));
     assert_eq!(disk_snapshot(Path::new(&target), t.path(), "target"), want);
 
