@@ -661,7 +661,37 @@ struct Trip {
     src: PathBuf,
     want: String,
     store: PathBuf,
+    store_fs: String,
     target: String,
+}
+
+impl Trip {
+    /// Boots the kernel in `kernel` (`out/FLAVOUR`) with `append`, the source on SATA, the
+    /// store on USB and the target on NVMe, and waits until the guest mounted the store.
+    fn boot(&self, name: &str, kernel: &str, append: &str) -> Vm {
+        let mut vm = Vm::start(
+            name,
+            &[
+                "--kernel",
+                &root().join(kernel).to_string_lossy(),
+                "--append",
+                append,
+                "--disk",
+                &format!("{},bus=sata", self.src.display()),
+                "--disk",
+                &format!("{},bus=usb", self.store.display()),
+                "--disk",
+                &format!("{},bus=nvme", self.target),
+            ],
+        );
+        let (ready, _) = vm.json_line("LIFEBOAT-READY", BOOT);
+        assert_eq!(
+            ready["store"]["fs"],
+            self.store_fs.as_str(),
+            "store not mounted: {ready}"
+        );
+        vm
+    }
 }
 
 fn trip(store_fs: &str) -> Trip {
@@ -680,6 +710,7 @@ fn trip(store_fs: &str) -> Trip {
         src,
         want,
         store,
+        store_fs: store_fs.to_string(),
         target,
     }
 }
@@ -696,13 +727,7 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool, get: bool) 
     ]) {
         return;
     }
-    let Trip {
-        t,
-        src,
-        want,
-        store,
-        target,
-    } = trip(store_fs);
+    let trip = trip(store_fs);
     let append = format!(
         "lifeboat.store=LABEL=LBSTORE \
         lifeboat.run=\"image /dev/sda -o /store/pc.lbi ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes{}{}\" \
@@ -710,23 +735,14 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool, get: bool) 
         if grow { " --grow-last" } else { "" },
         if get { GET } else { "" }
     );
-    let mut vm = Vm::start(
-        name,
-        &[
-            "--kernel",
-            &root().join(&kernel).to_string_lossy(),
-            "--append",
-            &append,
-            "--disk",
-            &format!("{},bus=sata", src.display()),
-            "--disk",
-            &format!("{},bus=usb", store.display()),
-            "--disk",
-            &format!("{target},bus=nvme"),
-        ],
-    );
-    let (ready, _) = vm.json_line("LIFEBOAT-READY", BOOT);
-    assert_eq!(ready["store"]["fs"], store_fs, "store not mounted: {ready}");
+    let mut vm = trip.boot(name, &kernel, &append);
+    let Trip {
+        t,
+        want,
+        store,
+        target,
+        ..
+    } = trip;
     let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
     assert_eq!(result["ok"], true, "{result}\n{}", vm.tail());
     let jobs_run = if get { 4 } else { 3 };
@@ -848,33 +864,18 @@ fn unattended_split_image_on_a_fat32_store_mini() {
     if !prerequisites(&["out/mini/vmlinuz", "out/mini/initrd.zst"]) {
         return;
     }
-    let Trip {
-        t,
-        src,
-        want,
-        store,
-        target,
-    } = trip("vfat");
+    let trip = trip("vfat");
     let append = "lifeboat.store=LABEL=LBSTORE \
         lifeboat.run=\"image /dev/sda -o /store/pc.lbi --volume-size 1M ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes ; image /dev/sda -o /store/big.lbi --volume-size 5G\" \
         lifeboat.then=poweroff";
-    let mut vm = Vm::start(
-        "unattended-mini-vfat-split",
-        &[
-            "--kernel",
-            &root().join("out/mini").to_string_lossy(),
-            "--append",
-            append,
-            "--disk",
-            &format!("{},bus=sata", src.display()),
-            "--disk",
-            &format!("{},bus=usb", store.display()),
-            "--disk",
-            &format!("{target},bus=nvme"),
-        ],
-    );
-    let (ready, _) = vm.json_line("LIFEBOAT-READY", BOOT);
-    assert_eq!(ready["store"]["fs"], "vfat", "store not mounted: {ready}");
+    let mut vm = trip.boot("unattended-mini-vfat-split", "out/mini", append);
+    let Trip {
+        t,
+        want,
+        store,
+        target,
+        ..
+    } = trip;
     let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
     let jobs = result["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 4, "{result}\n{}", vm.tail());
@@ -1056,6 +1057,7 @@ fn menu_image_and_restore_mini() {
         want,
         store,
         target,
+        ..
     } = trip("exfat");
     let mut vm = Vm::start(
         "menu-round-trip-mini",

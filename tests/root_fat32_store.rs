@@ -9,66 +9,14 @@
 
 mod common;
 
-use common::{require_tool, sh, LoopDev};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use common::{lifeboat_fails as fails, lifeboat_ok as ok, require_tool, sh, LoopDev};
+use std::path::Path;
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
-fn lifeboat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = lifeboat(args);
-    assert!(
-        o.status.success(),
-        "lifeboat {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
-}
-
-fn fails(args: &[&str]) -> String {
-    let o = lifeboat(args);
-    assert_eq!(o.status.code(), Some(1), "lifeboat {args:?} should fail");
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn p(x: &Path) -> &str {
     x.to_str().unwrap()
-}
-
-/// fusefat read-write on a device, unmounted on drop.
-struct FatStore {
-    dir: tempfile::TempDir,
-}
-
-impl FatStore {
-    fn new(dev: &Path) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        sh(&format!(
-            "fusefat -o rw+ {} {} >/dev/null",
-            dev.display(),
-            dir.path().display()
-        ));
-        FatStore { dir }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
-    }
-}
-
-impl Drop for FatStore {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -99,7 +47,7 @@ fn an_image_over_4_gib_on_a_fat32_store_is_split_verified_and_restored() {
         "mkfs.vfat -F 32 -n BACKUP {} >/dev/null",
         lo.path.display()
     ));
-    let store = FatStore::new(&lo.path);
+    let store = common::FuseFat::new(&lo.path, "rw+");
 
     // the source: 4 GiB + 40 MiB that do not compress, so the image is over 4 GiB
     let src = work.path().join("source.raw");

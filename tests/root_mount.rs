@@ -66,29 +66,6 @@ fn tools() {
     }
 }
 
-/// `fusefat -o ro` on a partition node (the host kernel has no vfat), unmounted on drop.
-struct FatMount {
-    dir: tempfile::TempDir,
-}
-
-impl FatMount {
-    fn new(part: &Path) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        sh(&format!(
-            "fusefat -o ro {} {}",
-            part.display(),
-            dir.path().display()
-        ));
-        FatMount { dir }
-    }
-}
-
-impl Drop for FatMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
 /// Names, kinds, sizes, modes and mtimes of everything under `dir`, the content hash of every
 /// file, and (with `xattrs`) every user xattr.
 fn manifest(dir: &Path, xattrs: bool) -> String {
@@ -112,7 +89,7 @@ fn manifest(dir: &Path, xattrs: bool) -> String {
 /// What the source's three filesystems hold now.
 fn source_manifests(lo: &LoopDev) -> [String; 3] {
     let ext = manifest(Mount::new(&lo.part(1), "-o ro").dir.path(), true);
-    let fat = manifest(FatMount::new(&lo.part(2)).dir.path(), false);
+    let fat = manifest(common::FuseFat::new(&lo.part(2), "ro").dir.path(), false);
     let ntfs = manifest(
         Mount::new(&lo.part(3), "-t ntfs-3g -o ro").dir.path(),
         false,

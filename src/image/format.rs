@@ -362,25 +362,31 @@ pub fn root_hash(image_id: &[u8; 16], parent_root: &[u8; 32], records: &[Record]
     *h.finalize().as_bytes()
 }
 
+/// A valid single-file header for the crate's unit tests.
+#[cfg(test)]
+pub(crate) fn sample_header() -> Header {
+    Header {
+        minor: VERSION_MINOR,
+        flags: 0,
+        image_id: [7; 16],
+        parent_id: [0; 16],
+        parent_root: [0; 32],
+        created_unix: 1_790_000_000,
+        chunk_size: 4 << 20,
+        zstd_level: 3,
+        source_size: 1 << 30,
+        sector_size: 512,
+        block_size: 64 << 10,
+        volume_size: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn header() -> Header {
-        Header {
-            minor: VERSION_MINOR,
-            flags: 0,
-            image_id: [7; 16],
-            parent_id: [0; 16],
-            parent_root: [0; 32],
-            created_unix: 1_790_000_000,
-            chunk_size: 4 << 20,
-            zstd_level: 3,
-            source_size: 1 << 30,
-            sector_size: 512,
-            block_size: 64 << 10,
-            volume_size: 0,
-        }
+        sample_header()
     }
 
     #[test]

@@ -12,16 +12,6 @@ use super::FormatError;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
-/// For `NAME.lbi.NNN` beside an existing `NAME.lbi`: that first volume.
-fn first_volume_of(path: &Path) -> Option<PathBuf> {
-    let ext = path.extension()?.to_str()?;
-    if ext.len() < 3 || !ext.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let first = path.with_extension("");
-    first.is_file().then_some(first)
-}
-
 /// Largest metadata section accepted (64 MiB).
 const MAX_META: u64 = 64 << 20;
 
@@ -34,7 +24,6 @@ pub struct ImageReader {
     footer: Footer,
     records: Vec<Record>,
     meta: ImageMeta,
-    file_len: u64,
 }
 
 /// The result of [`ImageReader::verify`].
@@ -66,7 +55,8 @@ impl ImageReader {
             return Err(fmt(FormatError::NotAnImage));
         }
         let head = read(0, (file_len.min(HEADER_LEN as u64)) as usize)?;
-        let header = Header::decode(&head).map_err(|e| match (&e, first_volume_of(path)) {
+        let first = super::volumes::first_volume_of(path).filter(|f| f.is_file());
+        let header = Header::decode(&head).map_err(|e| match (&e, first) {
             (FormatError::NotAnImage, Some(first)) => fmt(FormatError::Volumes {
                 volume: path.to_path_buf(),
                 reason: format!(
@@ -246,7 +236,6 @@ impl ImageReader {
             footer,
             records,
             meta,
-            file_len,
         })
     }
 
@@ -272,7 +261,7 @@ impl ImageReader {
 
     /// Size of the image file in bytes.
     pub fn file_len(&self) -> u64 {
-        self.file_len
+        self.file.len()
     }
 
     /// The image's files: the image itself, or its volumes in order.

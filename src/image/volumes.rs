@@ -131,16 +131,28 @@ pub fn refuse_existing(first: &Path) -> Result<()> {
     })
 }
 
+/// The folder holding `p` (`.` for a bare file name).
+pub(crate) fn parent_dir(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// For a path named like a later volume (`NAME.lbi.001`: three or more digits after the last
+/// dot), the first volume's path (`NAME.lbi`); by name only.
+pub fn first_volume_of(path: &Path) -> Option<PathBuf> {
+    let ext = path.extension()?.to_str()?;
+    (ext.len() >= 3 && ext.bytes().all(|b| b.is_ascii_digit())).then(|| path.with_extension(""))
+}
+
 /// `NAME.lbi.NNN` files beside `first`, with their numbers, sorted.
 fn numbered_volumes(first: &Path) -> Vec<(usize, PathBuf)> {
-    let dir = match first.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(first);
     let Some(name) = first.file_name().and_then(|n| n.to_str()) else {
         return Vec::new();
     };
-    let Ok(rd) = std::fs::read_dir(dir) else {
+    let Ok(rd) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
     let mut out: Vec<(usize, PathBuf)> = rd
@@ -205,11 +217,6 @@ enum FatDriver {
     Fusefat,
     /// The kernel's vfat/msdos, or another FUSE FAT driver.
     Other,
-}
-
-/// True when `dir` is on a FAT filesystem.
-pub fn is_fat(dir: &Path) -> bool {
-    fat_driver(dir).is_some()
 }
 
 /// The FAT driver under `dir`, if it is on FAT: by the kernel's magic, or for a FUSE mount by
@@ -470,11 +477,6 @@ impl VolumeWriter {
         self.pos
     }
 
-    /// The number of volumes begun so far.
-    pub fn volumes(&self) -> usize {
-        self.partials.len()
-    }
-
     /// Appends `data`, starting a new volume whenever the current one is full. A file size
     /// limit (EFBIG) becomes [`Error::FileTooLarge`], naming the limit.
     pub fn write_all(&mut self, mut data: &[u8]) -> Result<()> {
@@ -556,16 +558,10 @@ impl VolumeWriter {
             }
         }
         self.done = true;
-        if let Some(dir) = self.first.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io("syncing directory", dir, e))?;
-        }
+        let dir = parent_dir(&self.first);
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("syncing directory", &dir, e))?;
         Ok(finals)
     }
 }
@@ -589,15 +585,33 @@ fn create_new(p: &Path) -> Result<File> {
         .map_err(|e| Error::io("creating", p, e))
 }
 
+/// Deletes `files` (a written image's, as [`super::WriteSummary::files`] lists them),
+/// ignoring any already gone: the clean-up after an image failed its check.
+pub fn remove_files(files: &[PathBuf]) {
+    for f in files {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+/// This process's file size limit (`ulimit -f`, the soft RLIMIT_FSIZE) in bytes, when one
+/// is set.
+pub fn file_size_limit() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    getrlimit(Resource::RLIMIT_FSIZE)
+        .ok()
+        .map(|(soft, _)| soft)
+        .filter(|&soft| soft != RLIM_INFINITY)
+}
+
 /// Why a file cannot grow: the process's file size limit (`ulimit -f`) when one is set,
 /// else the filesystem's largest file.
 pub fn file_size_limit_why() -> String {
-    match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE) {
-        Ok((soft, _)) if soft != nix::sys::resource::RLIM_INFINITY => format!(
+    match file_size_limit() {
+        Some(soft) => format!(
             "the file size limit of this process (ulimit -f) is {soft} bytes ({}); raise it, or split the image into smaller volumes with --volume-size",
             human_bytes(soft)
         ),
-        _ => "the filesystem holding it allows no larger file (FAT32 ends files at 4 GiB); split the image into volumes with --volume-size, or use an ext4, exFAT or NTFS store".into(),
+        None => "the filesystem holding it allows no larger file (FAT32 ends files at 4 GiB); split the image into volumes with --volume-size, or use an ext4, exFAT or NTFS store".into(),
     }
 }
 
@@ -607,18 +621,8 @@ mod tests {
 
     fn header(volume_size: u64) -> Vec<u8> {
         Header {
-            minor: 2,
-            flags: 0,
-            image_id: [1; 16],
-            parent_id: [0; 16],
-            parent_root: [0; 32],
-            created_unix: 1,
-            chunk_size: 1 << 20,
-            zstd_level: 3,
-            source_size: 1 << 30,
-            sector_size: 512,
-            block_size: 65536,
             volume_size,
+            ..super::super::format::sample_header()
         }
         .encode()
     }

@@ -70,13 +70,11 @@ pub struct WriteSummary {
 /// Writes one image file. Chunks must arrive in increasing, non-overlapping disk order.
 pub struct ImageWriter {
     out: VolumeWriter,
-    tmp: PathBuf,
     path: PathBuf,
     header: Header,
     records: Vec<Record>,
     /// Where each stored hash lives: (file offset, stored length, codec, frame offset).
     stored: HashMap<[u8; 32], (u64, u32, Codec, u32)>,
-    pos: u64,
 }
 
 /// `NAME.partial` beside `path`: where a file is written before it is renamed into place.
@@ -99,29 +97,26 @@ impl ImageWriter {
         let out = VolumeWriter::create(path, header.volume_size)?;
         let mut w = ImageWriter {
             out,
-            tmp: partial_path(path),
             path: path.to_path_buf(),
             header,
             records: Vec::new(),
             stored: HashMap::new(),
-            pos: 0,
         };
         let h = w.header.encode();
         w.write(&h)?;
-        debug_assert_eq!(w.pos, HEADER_LEN as u64);
+        debug_assert_eq!(w.out.pos(), HEADER_LEN as u64);
         Ok(w)
     }
 
     fn write(&mut self, data: &[u8]) -> Result<()> {
         self.out.write_all(data)?;
-        self.pos += data.len() as u64;
         Ok(())
     }
 
     /// Appends a chunk. When every record it stores was already stored in this image, the
     /// frame is not written again and the records point at the earlier copies.
     pub fn push(&mut self, c: EncodedChunk) -> Result<()> {
-        let tmp = self.tmp.clone();
+        let tmp = partial_path(&self.path);
         let invalid = move |pos: u64, reason: String| Error::Image {
             path: tmp.clone(),
             source: super::FormatError::Invalid {
@@ -137,11 +132,11 @@ impl ImageWriter {
             .map_or(0, |l| l.disk_offset + u64::from(l.raw_len));
         for r in &c.records {
             if r.raw_len == 0 || r.raw_len > format::MAX_CHUNK_RAW {
-                return Err(invalid(self.pos, format!("raw length {}", r.raw_len)));
+                return Err(invalid(self.out.pos(), format!("raw length {}", r.raw_len)));
             }
             if r.disk_offset < end {
                 return Err(invalid(
-                    self.pos,
+                    self.out.pos(),
                     format!(
                         "disk offset {} overlaps or precedes the previous chunk",
                         r.disk_offset
@@ -150,7 +145,7 @@ impl ImageWriter {
             }
             if bs > 0 && r.disk_offset / bs != (r.disk_offset + u64::from(r.raw_len) - 1) / bs {
                 return Err(invalid(
-                    self.pos,
+                    self.out.pos(),
                     format!("record at {} crosses a block boundary", r.disk_offset),
                 ));
             }
@@ -161,7 +156,7 @@ impl ImageWriter {
                         > format::MAX_CHUNK_RAW.into())
             {
                 return Err(invalid(
-                    self.pos,
+                    self.out.pos(),
                     format!("record at {} does not fit its frame", r.disk_offset),
                 ));
             }
@@ -175,7 +170,7 @@ impl ImageWriter {
         let frame = if all_known || c.data.is_empty() {
             None
         } else {
-            let at = self.pos;
+            let at = self.out.pos();
             let len = u32::try_from(c.data.len())
                 .map_err(|_| invalid(at, "stored chunk too large".into()))?;
             self.write(&c.data)?;
@@ -187,7 +182,7 @@ impl ImageWriter {
                     Some((at, len)) => (at, len, c.frame_codec, r.frame_offset),
                     None => match self.stored.get(&r.hash) {
                         Some(&p) => p,
-                        None => return Err(invalid(self.pos, "lost a stored record".into())),
+                        None => return Err(invalid(self.out.pos(), "lost a stored record".into())),
                     },
                 };
                 self.stored.entry(r.hash).or_insert(place);
@@ -202,12 +197,12 @@ impl ImageWriter {
 
     /// How many volumes the image has once `more` bytes are added.
     fn volumes_at_end(&self, more: u64) -> u32 {
-        (self.pos + more).div_ceil(self.header.volume_size) as u32
+        (self.out.pos() + more).div_ceil(self.header.volume_size) as u32
     }
 
     /// Bytes written so far (header + chunk data).
     pub fn bytes_written(&self) -> u64 {
-        self.pos
+        self.out.pos()
     }
 
     /// Seals the image: metadata, index, footer, fsync, rename, directory fsync.
@@ -216,7 +211,7 @@ impl ImageWriter {
     /// the writer accepts any serializable value so that tests can forge images with
     /// metadata of older (or hostile) shapes, which readers must cope with.
     pub fn finish<M: serde::Serialize>(mut self, meta: &M) -> Result<WriteSummary> {
-        let meta_offset = self.pos;
+        let meta_offset = self.out.pos();
         let json = serde_json::to_vec(meta).map_err(|e| {
             Error::io(
                 "encoding metadata for",
@@ -231,9 +226,9 @@ impl ImageWriter {
         let crc = crc32fast::hash(&sec);
         sec.extend_from_slice(&crc.to_le_bytes());
         self.write(&sec)?;
-        let meta_len = self.pos - meta_offset;
+        let meta_len = self.out.pos() - meta_offset;
 
-        let index_offset = self.pos;
+        let index_offset = self.out.pos();
         let mut idx = Vec::with_capacity(20 + self.records.len() * format::RECORD_LEN);
         idx.extend_from_slice(&INDEX_MAGIC);
         idx.extend_from_slice(&(self.records.len() as u64).to_le_bytes());
@@ -243,7 +238,7 @@ impl ImageWriter {
         let crc = crc32fast::hash(&idx);
         idx.extend_from_slice(&crc.to_le_bytes());
         self.write(&idx)?;
-        let index_len = self.pos - index_offset;
+        let index_len = self.out.pos() - index_offset;
 
         let root = format::root_hash(
             &self.header.image_id,
@@ -267,13 +262,14 @@ impl ImageWriter {
             },
         };
         self.write(&footer.encode())?;
+        let file_bytes = self.out.pos();
         let files = self.out.finish()?;
         Ok(WriteSummary {
             path: self.path.clone(),
             root_hash: hex(&root),
             chunk_count: self.records.len() as u64,
             raw_bytes,
-            file_bytes: self.pos,
+            file_bytes,
             files,
         })
     }

@@ -419,15 +419,15 @@ pub(crate) fn largest_image(copy_bytes: u64, chunks: u64, block_size: u32) -> u6
 /// A warning when this process's file size limit (`ulimit -f`) is below `largest`, the
 /// most one file of the image may take.
 pub(crate) fn file_limit_warning(largest: u64) -> Option<String> {
-    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
-    match getrlimit(Resource::RLIMIT_FSIZE) {
-        Ok((soft, _)) if soft != RLIM_INFINITY && soft < largest => Some(format!(
-            "the file size limit of this process (ulimit -f) is {}, and a file of this image may take up to {}: raise the limit, or pass --volume-size",
-            crate::units::human_bytes(soft),
-            crate::units::human_bytes(largest)
-        )),
-        _ => None,
-    }
+    crate::image::volumes::file_size_limit()
+        .filter(|&soft| soft < largest)
+        .map(|soft| {
+            format!(
+                "the file size limit of this process (ulimit -f) is {}, and a file of this image may take up to {}: raise the limit, or pass --volume-size",
+                crate::units::human_bytes(soft),
+                crate::units::human_bytes(largest)
+            )
+        })
 }
 
 /// Whether an image of at most `largest` bytes written to `output` is split, into what size
@@ -445,11 +445,7 @@ pub(crate) fn volume_plan(
         path: output.to_path_buf(),
         reason,
     };
-    let dir = match output.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    let limit = volume_limit(dir);
+    let limit = volume_limit(&crate::image::volumes::parent_dir(output));
     let (size, why) = match (explicit, &limit) {
         (Some(v), _) if v < MIN_VOLUME => {
             return Err(refuse(format!(
@@ -671,9 +667,7 @@ pub fn run_on(
     if let Err(e) = checked {
         // an image that failed its check, or whose check was cancelled, is not left to look
         // like a good one
-        for f in &summary.files {
-            let _ = std::fs::remove_file(f);
-        }
+        crate::image::volumes::remove_files(&summary.files);
         return Err(e);
     }
 

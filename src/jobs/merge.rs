@@ -249,9 +249,7 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     let merged = match Chain::open(&summary.path, &[]) {
         Ok(c) => c,
         Err(e) => {
-            for f in &summary.files {
-                let _ = std::fs::remove_file(f);
-            }
+            crate::image::volumes::remove_files(&summary.files);
             return Err(e);
         }
     };
@@ -261,9 +259,7 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
                 (a.disk_offset, a.raw_len, a.hash) == (b.disk_offset, b.raw_len, b.hash)
             });
     if !same {
-        for f in &summary.files {
-            let _ = std::fs::remove_file(f);
-        }
+        crate::image::volumes::remove_files(&summary.files);
         return Err(Error::Refused {
             path: summary.path.clone(),
             reason: "the merged image does not describe the same disk content; it was deleted"
@@ -272,9 +268,7 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     }
     if let Err(e) = verify::verify_chain(&merged, Scope::All, plan.threads, reporter, cancel) {
         // failed or cancelled: nothing that looks like a finished image stays behind
-        for f in &summary.files {
-            let _ = std::fs::remove_file(f);
-        }
+        crate::image::volumes::remove_files(&summary.files);
         return Err(e);
     }
     Ok(MergeSummary {

@@ -3,8 +3,9 @@
 
 use crate::discovery::{self, DiskInfo, SystemPaths};
 use crate::error::{Error, Result};
+use crate::image::volumes::parent_dir;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The disk (and partition) a block-device path refers to, if discovery knows it.
 fn lookup(paths: &SystemPaths, disks: &[DiskInfo], path: &Path) -> Option<(usize, Option<usize>)> {
@@ -31,13 +32,6 @@ fn kind_check(path: &Path) -> Result<std::fs::Metadata> {
         });
     }
     Ok(meta)
-}
-
-fn parent_dir(p: &Path) -> PathBuf {
-    match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 /// An imaging source must be a disk or image file that is not in use, and the image must not

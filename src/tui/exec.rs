@@ -549,18 +549,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = dir.path().join("pc.lbi");
         let header = Header {
-            minor: 2,
-            flags: 0,
-            image_id: [3; 16],
-            parent_id: [0; 16],
-            parent_root: [0; 32],
-            created_unix: 1_790_000_000,
             chunk_size: 1 << 20,
-            zstd_level: 3,
             source_size: 4 << 20,
-            sector_size: 512,
             block_size: 1 << 20,
             volume_size: 1 << 20,
+            ..crate::image::format::sample_header()
         };
         let mut w = ImageWriter::create(&first, header).unwrap();
         for i in 0..3u64 {

@@ -17,14 +17,8 @@ use crate::error::causes as chain;
 
 /// True for a file that holds an image (`.lbi`, a volume `.lbi.001`, or one being written).
 fn is_image_file(p: &std::path::Path) -> bool {
-    let volume = p.extension().is_some_and(|x| {
-        x.len() >= 3
-            && x.to_str()
-                .is_some_and(|x| x.bytes().all(|b| b.is_ascii_digit()))
-    }) && p
-        .file_stem()
-        .is_some_and(|s| s.to_string_lossy().ends_with(".lbi"));
-    volume || p.extension().is_some_and(|x| x == "lbi" || x == "partial")
+    let p = crate::image::volumes::first_volume_of(p).unwrap_or_else(|| p.to_path_buf());
+    p.extension().is_some_and(|x| x == "lbi" || x == "partial")
 }
 
 /// What to do after `e`, in one or two sentences.

@@ -341,3 +341,56 @@ impl Drop for FaultFs {
         let _ = self.child.wait();
     }
 }
+
+/// Runs this crate's `lifeboat` binary with `args`.
+pub fn run_lifeboat(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `lifeboat args`, which must succeed; its stdout and then its stderr.
+pub fn lifeboat_ok(args: &[&str]) -> String {
+    let o = run_lifeboat(args);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "lifeboat {args:?}: {out}{err}");
+    format!("{out}{err}")
+}
+
+/// `lifeboat args`, which must fail with exit 1; its stderr.
+pub fn lifeboat_fails(args: &[&str]) -> String {
+    let o = run_lifeboat(args);
+    assert_eq!(o.status.code(), Some(1), "lifeboat {args:?} should fail");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `fusefat -o OPTS` on a device (the host kernel has no vfat), unmounted on drop.
+pub struct FuseFat {
+    pub dir: tempfile::TempDir,
+}
+
+impl FuseFat {
+    pub fn new(dev: &Path, opts: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        sh(&format!(
+            "fusefat -o {opts} {} {} >/dev/null",
+            dev.display(),
+            dir.path().display()
+        ));
+        FuseFat { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for FuseFat {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
