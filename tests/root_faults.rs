@@ -113,13 +113,43 @@ fn write_errors_and_a_full_target_fail_restore_and_leave_no_table() {
     let o = lifeboat(&["image", p(&disk), "-o", p(&img)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
-    let bad = P2_START + 20 * MIB;
-    for (name, control) in [
-        ("write EIO", format!("{{\"bad_write\": [[{bad}, 4096]]}}")),
-        ("ENOSPC", format!("{{\"enospc_after\": {bad}}}")),
+    // Restore writes whole chunks with O_DIRECT. A loop device passes an EIO on through
+    // when it fails a request's first bytes, but reports a short write (a fault in the middle
+    // of a request) as done: that write is lost, and the read-back must catch it.
+    let at_request = 24 * MIB; // where a chunk's write starts
+    let mid_request = P2_START + 20 * MIB;
+    let (write, check) = ("write error on", "verification failed on");
+    for (name, control, bad, says) in [
+        (
+            "write EIO",
+            format!("{{\"bad_write\": [[{at_request}, 4096]]}}"),
+            at_request,
+            &[write][..],
+        ),
+        (
+            "write EIO mid-request",
+            format!("{{\"bad_write\": [[{mid_request}, 4096]]}}"),
+            mid_request,
+            &[write, check][..],
+        ),
+        (
+            "lost write",
+            format!("{{\"drop_writes\": [[{mid_request}, 4096]]}}"),
+            mid_request,
+            &[check][..],
+        ),
+        (
+            "ENOSPC",
+            format!("{{\"enospc_after\": {mid_request}}}"),
+            mid_request,
+            &[write][..],
+        ),
     ] {
         let target = work.path().join("target.img");
-        std::fs::copy(&disk, &target).unwrap(); // an old, valid GPT disk
+        // an old, valid GPT disk whose partitions hold other data
+        std::fs::copy(&disk, &target).unwrap();
+        let noise: Vec<u8> = (0..P2_LEN).map(|i| (i * 7919 % 251) as u8).collect();
+        common::write_at(&target, P2_START, &noise);
         let fs = FaultFs::start(&target, work.path(), &control);
         let lo = LoopDev::attach(&fs.disk());
         let o = lifeboat(&["restore", p(&img), p(&lo.path), "--yes"]);
@@ -127,9 +157,29 @@ fn write_errors_and_a_full_target_fail_restore_and_leave_no_table() {
         let outp = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(1), "{name}: {err}");
         assert!(
-            err.contains(&format!("write error on {} in bytes", lo.path.display())),
+            says
+                .iter()
+                .any(|s| err.contains(&format!("{s} {}", lo.path.display()))),
             "{name}: {err}"
         );
+        // the range named is at most one chunk, inside the write that hit the fault (a lost
+        // write loses what the loop device had not completed, the fault's neighbours too)
+        let (a, b) = err
+            .split_once(" bytes ")
+            .and_then(|(_, r)| r.split_once(".."))
+            .map(|(a, r)| {
+                let b: String = r.chars().take_while(char::is_ascii_digit).collect();
+                (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap())
+            })
+            .unwrap_or_else(|| panic!("{name}: no range in {err}"));
+        // (a full disk fails every write past its limit: the first to fail, or the flush
+        // after the old tables were wiped, which names the whole disk)
+        if name != "ENOSPC" {
+            let holds = a <= bad + 4095 && bad < b;
+            let near = a < bad + 4 * MIB && bad < b + 4 * MIB;
+            let ok = if name.contains("mid-request") { near } else { holds };
+            assert!(ok && b - a <= 4 * MIB, "{name}: {err}");
+        }
         assert!(!outp.contains("restored"), "{name}: {outp}");
         drop(lo);
         fs.set("{}");

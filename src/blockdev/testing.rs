@@ -1,5 +1,6 @@
-//! Fault injection for tests: [`FaultyDev`] wraps any [`BlockDev`] and fails reads or writes
-//! that touch chosen byte ranges, the way a bad sector or a dying cable would.
+//! Test doubles: [`FaultyDev`] wraps any [`BlockDev`] and fails reads or writes that touch
+//! chosen byte ranges, the way a bad sector or a dying cable would; [`AlignCheckDev`] fails
+//! I/O that `O_DIRECT` would refuse.
 
 use super::{BlockDev, Geometry};
 use crate::error::{Error, Result};
@@ -77,6 +78,79 @@ impl<D: BlockDev> BlockDev for FaultyDev<D> {
                 source: io::Error::from_raw_os_error(libc::EIO),
             });
         }
+        self.inner.write_at(buf, offset)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.inner.sync()
+    }
+}
+
+/// A device that fails every read or write whose offset, length or buffer address is not a
+/// multiple of its `unit`, as `O_DIRECT` would (with `EINVAL`), and counts the writes it
+/// let through. Wraps another device, which holds the bytes.
+pub struct AlignCheckDev<'a> {
+    inner: &'a dyn BlockDev,
+    unit: u64,
+    writes: std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> AlignCheckDev<'a> {
+    /// Checks I/O to `inner` against `unit` (for example 4096).
+    pub fn new(inner: &'a dyn BlockDev, unit: u64) -> Self {
+        AlignCheckDev {
+            inner,
+            unit,
+            writes: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Writes let through so far.
+    pub fn writes(&self) -> usize {
+        self.writes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn check(&self, offset: u64, len: usize, addr: usize) -> std::result::Result<(), io::Error> {
+        let aligned = offset.is_multiple_of(self.unit)
+            && (len as u64).is_multiple_of(self.unit)
+            && (addr as u64).is_multiple_of(self.unit.min(4096));
+        if aligned {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(libc::EINVAL))
+        }
+    }
+}
+
+impl BlockDev for AlignCheckDev<'_> {
+    fn geometry(&self) -> Geometry {
+        self.inner.geometry()
+    }
+
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.check(offset, buf.len(), buf.as_ptr() as usize)
+            .map_err(|source| Error::Read {
+                path: self.path().to_path_buf(),
+                offset,
+                len: buf.len(),
+                source,
+            })?;
+        self.inner.read_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        self.check(offset, buf.len(), buf.as_ptr() as usize)
+            .map_err(|source| Error::Write {
+                path: self.path().to_path_buf(),
+                offset,
+                len: buf.len(),
+                source,
+            })?;
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.write_at(buf, offset)
     }
 

@@ -435,18 +435,51 @@ impl Chain {
 
     /// Decodes `fr`'s frame into `frame` (for zero records: zeros as long as the longest).
     pub fn decode(&self, fr: &FrameRead, stored: &[u8], frame: &mut Vec<u8>) -> Result<()> {
+        self.decode_at(fr, stored, frame, 0)
+    }
+
+    /// [`Chain::decode`] into `frame[base..]`, leaving the first `base` bytes as they are.
+    fn decode_at(
+        &self,
+        fr: &FrameRead,
+        stored: &[u8],
+        frame: &mut Vec<u8>,
+        base: usize,
+    ) -> Result<()> {
         let Some((_, l)) = fr.parts.first() else {
-            frame.clear();
+            frame.resize(base, 0);
             return Ok(());
         };
         let m = self.member(fr.member)?;
         if l.record.codec == Codec::Zero {
             let longest = fr.parts.iter().map(|(_, l)| l.record.raw_len).max();
-            frame.clear();
-            frame.resize(longest.unwrap_or(0) as usize, 0);
+            frame.resize(base, 0);
+            frame.resize(base + longest.unwrap_or(0) as usize, 0);
             return Ok(());
         }
-        m.decode_frame(l.index, &l.record, stored, frame)
+        m.decode_frame_at(l.index, &l.record, stored, frame, base)
+    }
+
+    /// [`Chain::decode`] with the frame starting at an address aligned to `align` bytes, so
+    /// that its pieces can be written with `O_DIRECT` without a copy: the decoded frame is
+    /// `frame[pad..]`, and `pad` is returned.
+    pub fn decode_aligned(
+        &self,
+        fr: &FrameRead,
+        stored: &[u8],
+        frame: &mut Vec<u8>,
+        align: usize,
+    ) -> Result<usize> {
+        loop {
+            let at = frame.as_ptr();
+            let pad = at.align_offset(align).min(align - 1);
+            self.decode_at(fr, stored, frame, pad)?;
+            if frame.as_ptr() == at {
+                return Ok(pad);
+            }
+            // The buffer grew and moved: decode again into the room it has now.
+            frame.reserve(align);
+        }
     }
 
     /// Part `k` of `fr`: its bytes inside the decoded `frame`, checked against its hash.

@@ -343,9 +343,22 @@ impl ImageReader {
         stored: &[u8],
         frame: &mut Vec<u8>,
     ) -> Result<()> {
-        frame.clear();
+        self.decode_frame_at(index, r, stored, frame, 0)
+    }
+
+    /// [`ImageReader::decode_frame`] into `frame[base..]`; the first `base` bytes of `frame`
+    /// are left as they are (padding that puts the frame at an aligned address).
+    pub fn decode_frame_at(
+        &self,
+        index: u64,
+        r: &Record,
+        stored: &[u8],
+        frame: &mut Vec<u8>,
+        base: usize,
+    ) -> Result<()> {
+        frame.resize(base, 0);
         match r.codec {
-            Codec::Zero => frame.resize(r.raw_len as usize, 0),
+            Codec::Zero => frame.resize(base + r.raw_len as usize, 0),
             Codec::Parent => {
                 return Err(Error::Unsupported(format!(
                     "chunk {index} of {} is held by an ancestor image; open the image as a chain",
@@ -378,11 +391,12 @@ impl ImageReader {
                         return Err(self.corrupt(index, r, "zstd frame header is invalid".into()))
                     }
                 };
-                frame.resize(size, 0);
-                let n = zstd::bulk::decompress_to_buffer(stored, &mut frame[..]).map_err(|e| {
-                    self.corrupt(index, r, format!("zstd frame does not decode: {e}"))
-                })?;
-                frame.truncate(n);
+                frame.resize(base + size, 0);
+                let n =
+                    zstd::bulk::decompress_to_buffer(stored, &mut frame[base..]).map_err(|e| {
+                        self.corrupt(index, r, format!("zstd frame does not decode: {e}"))
+                    })?;
+                frame.truncate(base + n);
             }
         }
         Ok(())

@@ -25,6 +25,7 @@
 
 use super::survey::{chunk, survey, usable_table};
 use super::target::{TargetPlan, Written};
+use super::writer::{dio_unit, open_direct, DataWriter};
 use super::{safety, target};
 use crate::blockdev::ReadbackMethod;
 use crate::blockdev::{BlockDev, FileDev, OpenMode};
@@ -291,14 +292,12 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     // cache copies, no readahead in small steps, and write errors reported at once. `dev`
     // holds the exclusive claim on the target for as long as the direct handle lives.
     let src_direct =
-        FileDev::open_with_sector_size(&plan.source, OpenMode::ReadDirect, plan.target.sector_size)
-            .ok();
-    let dev_direct = FileDev::open_with_sector_size(
+        open_direct(&plan.source, OpenMode::ReadDirect, plan.target.sector_size);
+    let dev_direct = open_direct(
         &plan.target.path,
         OpenMode::WriteDirect,
         plan.target.sector_size,
-    )
-    .ok();
+    );
     let direct = match (&src_direct, &dev_direct) {
         (Some(s), Some(d)) => Some((s as &dyn BlockDev, d as &dyn BlockDev)),
         _ => None,
@@ -382,19 +381,19 @@ pub fn run_on(
     let mut written: Vec<(u64, u64, [u8; 32])> = Vec::with_capacity(plan.pieces.len() + 4);
     let mut done = 0u64;
     let mut next = 0usize;
-    let mut batch: Option<(u64, u64)> = None;
+    let writer = DataWriter::new(dev, direct.map(|(_, d)| d));
     // O_DIRECT wants offsets and lengths aligned to the device's DIO unit, which can be 4096
-    // on a 512-byte-sector device (a 4K backing filesystem): pieces aligned to 4096 go
+    // on a 512-byte-sector device (a 4K backing filesystem): pieces aligned to it are read
     // direct, the rest (FAT's 512-byte clusters) through the page cache.
-    let dio = ss.max(4096);
+    let dio = dio_unit(src).max(dio_unit(dev));
     let aligned = |off: u64, len: u64| off.is_multiple_of(dio) && len.is_multiple_of(dio);
     let workers = target::io_workers(plan.threads);
     pipeline::run(
         Shape::for_threads(workers),
         cancel,
         // The producer only hands out pieces; the workers read them (so two or more reads
-        // are in flight, which a single sequential reader cannot do with O_DIRECT) and hash
-        // them; the calling thread writes in disk order.
+        // are in flight, which a single sequential reader cannot do with O_DIRECT), hash
+        // them and write them (`writer`); the calling thread writes what is left.
         |buf: Vec<u8>| {
             let Some(&(off, len)) = data.get(next) else {
                 return Ok(None);
@@ -428,22 +427,13 @@ pub fn run_on(
             }
             edit::overlay(piece, off, &patches);
             let hash = *blake3::hash(piece).as_bytes();
-            Ok((off, len, skip, fast.is_some(), hash, buf))
+            let mut rest = Vec::new();
+            writer.write_units(off, &buf, skip, len as usize, &mut rest)?;
+            Ok((off, len, hash, rest, buf))
         },
-        |(off, len, skip, fast, hash, buf)| {
-            let piece = &buf[skip..skip + len as usize];
-            match direct.filter(|_| fast) {
-                // written through to the device: an error is reported here, for this piece
-                Some((_, d)) => d.write_at(piece, off)?,
-                None => {
-                    dev.write_at(piece, off)?;
-                    let end = off + len;
-                    batch = Some(batch.map_or((off, end), |(s, e)| (s.min(off), e.max(end))));
-                    if let Some((s, e)) = batch.filter(|(s, e)| e - s >= target::FLUSH_EVERY) {
-                        target::flush(dev, s, e)?;
-                        batch = None;
-                    }
-                }
+        |(off, len, hash, rest, buf)| {
+            for (o, at, l) in rest {
+                writer.write_rest(o, &buf[at..at + l])?;
             }
             written.push((off, len, hash));
             done += len;
@@ -451,9 +441,7 @@ pub fn run_on(
             Ok(buf)
         },
     )?;
-    if let Some((s, e)) = batch {
-        target::flush(dev, s, e)?;
-    }
+    writer.finish()?;
 
     reporter.progress_final(Phase::Write, done);
     // The tables, last: the tail copied or rebuilt, then the first MiB, once the data is

@@ -16,6 +16,7 @@ pub mod safety;
 pub mod survey;
 pub mod target;
 pub mod verify;
+mod writer;
 
 pub use crate::event::{CancelToken, JobError, Phase, Reporter};
 pub use run::{Event, Job, Summary};

@@ -15,8 +15,9 @@
 
 use super::safety;
 use super::target;
+use super::writer::{open_direct, DataWriter, Rest};
 use crate::blockdev::ReadbackMethod;
-use crate::blockdev::{BlockDev, FileDev};
+use crate::blockdev::{BlockDev, FileDev, OpenMode};
 use crate::discovery::SystemPaths;
 use crate::error::{Error, Result};
 use crate::event::{CancelToken, Phase, Reporter};
@@ -135,6 +136,12 @@ pub struct RestoreSummary {
     pub grown: Option<FsGrowReport>,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// Seconds from the first data write until the data was durable (tables included).
+    #[serde(default)]
+    pub write_seconds: f64,
+    /// Seconds the data's read-back took.
+    #[serde(default)]
+    pub verify_seconds: f64,
 }
 
 /// Reads the image, checks the target, and builds the plan. Writes nothing.
@@ -311,7 +318,7 @@ fn plan_partitions(
 
 /// A decoded frame's writes: (write, where its bytes start in the frame, hash), and the frame
 /// (returned to the pool afterwards).
-type Decoded = (Vec<(Write, usize, [u8; 32])>, Vec<u8>);
+type Decoded = (Vec<(Write, usize, [u8; 32])>, Vec<Rest>, Vec<u8>);
 
 impl RestorePlan {
     /// The first partition's start and the last one's end, when the image has a table.
@@ -346,8 +353,23 @@ pub fn run(
         });
     }
     let (dev, fresh) = plan.target.open()?;
-    let r = run_on(plan, &chain, &dev, fresh, reporter, cancel)
-        .and_then(|w| finish(plan, &dev, w, started));
+    // Whole O_DIRECT units go through a second handle (`writer`); `dev` holds the exclusive
+    // claim on the target for as long as that handle lives.
+    let direct = open_direct(
+        &plan.target.path,
+        OpenMode::WriteDirect,
+        plan.target.sector_size,
+    );
+    let r = run_on(
+        plan,
+        &chain,
+        &dev,
+        direct.as_ref().map(|d| d as &dyn BlockDev),
+        fresh,
+        reporter,
+        cancel,
+    )
+    .and_then(|w| finish(plan, &dev, w, started));
     if r.is_err() {
         plan.target.undo(&dev, fresh, plan.partition_span());
     }
@@ -369,6 +391,7 @@ pub fn run_on(
     plan: &RestorePlan,
     chain: &Chain,
     dev: &dyn BlockDev,
+    direct: Option<&dyn BlockDev>,
     fresh: bool,
     reporter: &Reporter,
     cancel: &CancelToken,
@@ -434,15 +457,19 @@ pub fn run_on(
     }
     let total = plan.write_bytes;
     reporter.phase(Phase::Write, Some(total));
+    let started = Instant::now();
     let mut written: Vec<(u64, u64, [u8; 32])> = Vec::with_capacity(plan.writes.len() + 2);
     let mut done = 0u64;
     let mut next = 0usize;
     let records = chain.leaf().records();
-    // Buffered writes report errors at fsync; flushing every FLUSH_EVERY bytes pins a
-    // failure to the range just written and bounds the dirty data.
-    let mut batch: Option<(u64, u64)> = None;
+    let writer = DataWriter::new(dev, direct);
+    // With O_DIRECT the workers write, so several writes are in flight: at least four.
+    let shape = match writer.is_direct() {
+        true => Shape::for_threads(target::io_workers(plan.threads)),
+        false => Shape::for_threads(plan.threads),
+    };
     pipeline::run(
-        Shape::for_threads(plan.threads),
+        shape,
         cancel,
         |mut stored: Vec<u8>| {
             let Some(job) = jobs.get(next) else {
@@ -456,14 +483,14 @@ pub fn run_on(
             let (fr, ws) = job;
             // The stored bytes become this worker's spare once decoded.
             let mut frame = pipeline::trade_spare(Vec::new());
-            let decoded = chain.decode(fr, &stored, &mut frame);
+            let decoded = chain.decode_aligned(fr, &stored, &mut frame, 4096);
             pipeline::trade_spare(stored);
-            decoded?;
+            let pad = decoded?;
             // Each record is written straight from the decoded frame: (write, where its
             // bytes start in the frame, hash).
             let mut out = Vec::with_capacity(ws.len());
             for (k, w) in ws.iter().enumerate() {
-                let bytes = chain.part(fr, k, &frame)?;
+                let bytes = chain.part(fr, k, &frame[pad..])?;
                 let bytes = bytes.get(..w.len as usize).unwrap_or(bytes);
                 let at = bytes.as_ptr() as usize - frame.as_ptr() as usize;
                 let len = bytes.len();
@@ -486,52 +513,49 @@ pub fn run_on(
                 };
                 out.push((*w, at, hash));
             }
-            Ok((out, frame))
-        },
-        |(out, frame): Decoded| {
-            // Contiguous records go down in one write.
+            // Contiguous records go down in one write; zero records are holes already on
+            // a new file.
             let mut run: Option<(u64, usize, usize)> = None; // (disk offset, at, len)
-            let mut runs = Vec::new();
-            for (w, at, hash) in out {
-                if !(fresh && records[w.record].codec == Codec::Zero) {
-                    match &mut run {
-                        Some((o, a, l)) if *o + *l as u64 == w.offset && *a + *l == at => {
-                            *l += w.len as usize;
-                        }
-                        _ => {
-                            runs.extend(run.take());
-                            run = Some((w.offset, at, w.len as usize));
+            let mut rest = Vec::new();
+            for &(w, at, _) in &out {
+                if fresh && records[w.record].codec == Codec::Zero {
+                    continue;
+                }
+                match &mut run {
+                    Some((o, a, l)) if *o + *l as u64 == w.offset && *a + *l == at => {
+                        *l += w.len as usize;
+                    }
+                    _ => {
+                        if let Some((o, a, l)) = run.replace((w.offset, at, w.len as usize)) {
+                            writer.write_units(o, &frame, a, l, &mut rest)?;
                         }
                     }
                 }
+            }
+            if let Some((o, a, l)) = run {
+                writer.write_units(o, &frame, a, l, &mut rest)?;
+            }
+            Ok((out, rest, frame))
+        },
+        |(out, rest, frame): Decoded| {
+            for (offset, at, len) in rest {
+                writer.write_rest(offset, &frame[at..at + len])?;
+            }
+            for (w, _, hash) in out {
                 written.push((w.offset, w.len, hash));
                 done += w.len;
-            }
-            runs.extend(run);
-            for (offset, at, len) in runs {
-                let bytes = frame.get(at..at + len).unwrap_or_default();
-                dev.write_at(bytes, offset)?;
-                let end = offset + len as u64;
-                batch = Some(batch.map_or((offset, end), |(s, e)| (s.min(offset), e.max(end))));
-                if let Some((s, e)) = batch.filter(|(s, e)| e - s >= target::FLUSH_EVERY) {
-                    target::flush(dev, s, e)?;
-                    batch = None;
-                }
             }
             reporter.progress(Phase::Write, done);
             Ok(frame)
         },
     )?;
-
-    if let Some((s, e)) = batch {
-        target::flush(dev, s, e)?;
-    }
+    writer.finish()?;
 
     reporter.progress_final(Phase::Write, done);
 
     // 3, 4 and 5. Sync and read back the data; only then the tables, synced and read back.
     let tables: Vec<(u64, Vec<u8>)> = head_tail.into_iter().map(|(o, b, _)| (o, b)).collect();
-    target::data_then_tables(
+    let mut w = target::data_then_tables(
         dev,
         written,
         done,
@@ -540,7 +564,9 @@ pub fn run_on(
         plan.threads,
         reporter,
         cancel,
-    )
+    )?;
+    w.write_seconds = (started.elapsed().as_secs_f64() - w.verify_seconds).max(0.0);
+    Ok(w)
 }
 
 /// The kernel's partition nodes, and the summary.
@@ -560,6 +586,8 @@ fn finish(
         partition_nodes: nodes,
         grown: None,
         seconds: started.elapsed().as_secs_f64(),
+        write_seconds: written.write_seconds,
+        verify_seconds: written.verify_seconds,
     })
 }
 

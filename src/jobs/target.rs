@@ -473,6 +473,8 @@ pub struct Written {
     pub method: ReadbackMethod,
     /// Seconds the data's read-back took.
     pub verify_seconds: f64,
+    /// Seconds the data's writing took, until it was durable (set by the job).
+    pub write_seconds: f64,
 }
 
 /// The end of every restore and clone, once the data is written: the data is made durable
@@ -529,6 +531,7 @@ pub(crate) fn data_then_tables(
         verified,
         method,
         verify_seconds,
+        write_seconds: 0.0,
     })
 }
 

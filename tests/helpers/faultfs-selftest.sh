@@ -171,6 +171,16 @@ run_case() { # run_case LOSETUP_OPTS...
   expect_ok dd if=/dev/zero of="$loopdev" oflag=direct conv=fsync bs=1M seek=40 count=2
   cmp -s "$work/pattern" "$backing" || fail "drop_writes let data reach the backing file"
   [ "$(stat_count dropped)" -ge 1 ] || fail "faultfs did not count the dropped writes"
+  # only the bytes inside the given ranges are dropped; the rest of the request lands
+  set_control "{\"drop_writes\": [[$((40 * MiB + 4096)), 4096]]}"
+  expect_ok dd if=/dev/zero of="$loopdev" oflag=direct conv=fsync bs=1M seek=40 count=1
+  cmp -s -n 4096 -i $((40 * MiB + 4096)) "$work/pattern" "$backing" ||
+    fail "drop_writes with a range let its bytes reach the backing file"
+  cmp -s -n 4096 -i $((40 * MiB)) /dev/zero "$backing" ||
+    fail "drop_writes with a range dropped bytes outside it"
+  set_control '{}'
+  expect_ok dd if="$work/pattern" of="$loopdev" oflag=direct conv=fsync bs=1M skip=40 seek=40 \
+    count=1
 
   # --- an unparsable control file keeps the last good one in force
   set_control "{\"bad_read\": [[0, 4096]]}"

@@ -17,7 +17,8 @@ and off while the device is in use. Every key is optional:
       "bad_read":     [[start, len], ...],  # a read overlapping any byte range -> EIO
       "bad_write":    [[start, len], ...],  # a write overlapping any byte range -> EIO
       "enospc_after": N or null,            # a write reaching past byte N -> ENOSPC
-      "drop_writes":  false                 # true: report writes as done but discard them
+      "drop_writes":  false                 # true: report writes as done but discard them;
+                                            # [[start, len], ...]: only the bytes inside
     }
 
 Offsets are bytes in the backing file (= bytes on the loop device). A missing or empty
@@ -209,9 +210,20 @@ class FaultFS(Operations):
             self._count("enospc")
             raise FuseOSError(errno.ENOSPC)
         self._count("writes", fault=False)
-        if ctl.get("drop_writes"):
+        drop = ctl.get("drop_writes")
+        if drop is True:
             self._count("dropped")
             return length
+        if isinstance(drop, list) and overlaps(drop, offset, length):
+            # the bytes inside the ranges keep their old content; the rest is written
+            self._count("dropped")
+            kept = bytearray(data)
+            old = os.pread(self.fd, length, offset)
+            for start, rlen in drop:
+                lo, hi = max(start, offset), min(start + rlen, offset + length)
+                if lo < hi:
+                    kept[lo - offset:hi - offset] = old[lo - offset:hi - offset]
+            data = bytes(kept)
         done = 0
         while done < length:
             done += os.pwrite(self.fd, data[done:], offset + done)
