@@ -172,10 +172,13 @@ pub fn narrow_read_error(dev: &dyn BlockDev, off: u64, len: u32, first: Error) -
 }
 
 /// A buffer of `len` bytes starting at an address aligned to 4096, for `O_DIRECT`: `buf` is
-/// grown to hold it and the aligned slice is returned.
+/// grown to hold it (never shrunk, so a reused buffer is not cleared again) and the aligned
+/// slice is returned.
 pub fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
     const ALIGN: usize = 4096;
-    buf.resize(len + ALIGN, 0);
+    if buf.len() < len + ALIGN {
+        buf.resize(len + ALIGN, 0);
+    }
     let skip = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
     &mut buf[skip..skip + len]
 }

@@ -433,6 +433,26 @@ impl Chain {
         self.member(fr.member)?.read_frame(&l.record, stored)
     }
 
+    /// The largest chunk size of the chain's images: the most bytes one frame decodes to.
+    pub fn max_chunk_size(&self) -> u64 {
+        let sizes = self.members.iter().map(|m| u64::from(m.header().chunk_size));
+        sizes.max().unwrap_or(0)
+    }
+
+    /// [`Chain::read`] into `stored[range]`, bypassing the page cache where the image's
+    /// filesystem allows; returns the range. Pipeline workers call it, so that several reads
+    /// are in flight.
+    pub fn read_uncached(
+        &self,
+        fr: &FrameRead,
+        stored: &mut Vec<u8>,
+    ) -> Result<std::ops::Range<usize>> {
+        let Some((_, l)) = fr.parts.first() else {
+            return Ok(0..0);
+        };
+        self.member(fr.member)?.read_frame_uncached(&l.record, stored)
+    }
+
     /// Decodes `fr`'s frame into `frame` (for zero records: zeros as long as the longest).
     pub fn decode(&self, fr: &FrameRead, stored: &[u8], frame: &mut Vec<u8>) -> Result<()> {
         self.decode_at(fr, stored, frame, 0)

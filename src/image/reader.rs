@@ -319,6 +319,22 @@ impl ImageReader {
         }
     }
 
+    /// [`ImageReader::read_frame`] into `stored[range]`, bypassing the page cache where the
+    /// image's filesystem allows ([`VolumeFile::read_uncached`]); returns the range.
+    pub fn read_frame_uncached(
+        &self,
+        r: &Record,
+        stored: &mut Vec<u8>,
+    ) -> Result<std::ops::Range<usize>> {
+        if r.codec != Codec::Raw && r.codec != Codec::Zstd {
+            self.read_frame(r, stored)?;
+            return Ok(0..0);
+        }
+        let len = r.stored_len as usize;
+        let at = self.file.read_uncached(stored, r.file_offset, len)?;
+        Ok(at..at + len)
+    }
+
     /// The error for record `index` (`r`) whose content is bad.
     fn corrupt(&self, index: u64, r: &Record, reason: String) -> Error {
         Error::Image {
@@ -356,9 +372,11 @@ impl ImageReader {
         frame: &mut Vec<u8>,
         base: usize,
     ) -> Result<()> {
-        frame.resize(base, 0);
         match r.codec {
-            Codec::Zero => frame.resize(base + r.raw_len as usize, 0),
+            Codec::Zero => {
+                frame.resize(base, 0);
+                frame.resize(base + r.raw_len as usize, 0);
+            }
             Codec::Parent => {
                 return Err(Error::Unsupported(format!(
                     "chunk {index} of {} is held by an ancestor image; open the image as a chain",
@@ -373,6 +391,7 @@ impl ImageReader {
                         format!("stored {} bytes, expected {}", stored.len(), r.stored_len),
                     ));
                 }
+                frame.resize(base, 0);
                 frame.extend_from_slice(stored);
             }
             Codec::Zstd => {
@@ -391,9 +410,12 @@ impl ImageReader {
                         return Err(self.corrupt(index, r, "zstd frame header is invalid".into()))
                     }
                 };
-                frame.resize(base + size, 0);
+                // grown, never cleared first: a reused buffer is not zeroed for each frame
+                if frame.len() < base + size {
+                    frame.resize(base + size, 0);
+                }
                 let n =
-                    zstd::bulk::decompress_to_buffer(stored, &mut frame[base..]).map_err(|e| {
+                    zstd::bulk::decompress_to_buffer(stored, &mut frame[base..base + size]).map_err(|e| {
                         self.corrupt(index, r, format!("zstd frame does not decode: {e}"))
                     })?;
                 frame.truncate(base + n);

@@ -11,13 +11,15 @@
 
 use super::format::{Header, FLAG_VOLUMES, HEADER_LEN};
 use super::FormatError;
+use crate::blockdev::aligned;
 use crate::error::{Error, Result};
 use crate::units::{human_bytes, MIB};
 
 const GIB: u64 = 1 << 30;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::sync::OnceLock;
 use std::path::{Path, PathBuf};
 
 /// The largest file FAT32 holds: 4 GiB less one byte.
@@ -249,6 +251,9 @@ fn fat_driver(dir: &Path) -> Option<FatDriver> {
 pub struct VolumeFile {
     /// The volumes in order, each with its length.
     parts: Vec<(PathBuf, File, u64)>,
+    /// Each volume's `O_DIRECT` handle, opened on first use; `None` where the filesystem
+    /// refuses one.
+    direct: Vec<OnceLock<Option<File>>>,
     /// The volume size; 0 for a single file.
     volume_size: u64,
     len: u64,
@@ -277,6 +282,7 @@ impl VolumeFile {
         if volume_size == 0 {
             return Ok(VolumeFile {
                 parts,
+                direct: vec![OnceLock::new()],
                 volume_size,
                 len,
             });
@@ -331,6 +337,7 @@ impl VolumeFile {
         }
         let len = parts.iter().map(|p| p.2).sum();
         Ok(VolumeFile {
+            direct: parts.iter().map(|_| OnceLock::new()).collect(),
             parts,
             volume_size,
             len,
@@ -383,6 +390,57 @@ impl VolumeFile {
                 "the last volume is truncated, or the image was never finished".into(),
             )
         })
+    }
+
+    /// Reads `len` bytes at `offset` into `buf` and returns where in `buf` they start. Where
+    /// the volume's filesystem allows, the read bypasses the page cache: the aligned cover of
+    /// the range is read with `O_DIRECT` into an aligned part of `buf` (on this VM a buffered
+    /// read of an image cost a quarter of a restore's CPU in copies). Elsewhere, and for a
+    /// range that spans two volumes, it is a plain read. `buf` only grows, so a reused buffer
+    /// is not cleared each time.
+    pub fn read_uncached(&self, buf: &mut Vec<u8>, offset: u64, len: usize) -> Result<usize> {
+        let (n, within) = match self.volume_size {
+            0 => (0, offset),
+            v => ((offset / v) as usize, offset % v),
+        };
+        let inside = self.parts.get(n).is_some_and(|p| within + len as u64 <= p.2);
+        if let Some(f) = self.direct_handle(n).filter(|_| inside) {
+            const ALIGN: u64 = 4096;
+            let start = within / ALIGN * ALIGN;
+            let end = (within + len as u64).next_multiple_of(ALIGN);
+            let need = (within + len as u64 - start) as usize;
+            let cover = aligned(buf, (end - start) as usize);
+            // one read; a short one happens only at the end of the volume, past `need`
+            if f.read_at(cover, start).is_ok_and(|got| got >= need) {
+                let skip = cover.as_ptr() as usize - buf.as_ptr() as usize;
+                return Ok(skip + (within - start) as usize);
+            }
+        }
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        self.read_exact_at(&mut buf[..len], offset)?;
+        Ok(0)
+    }
+
+    /// Volume `n`'s `O_DIRECT` handle, opened and tried (one aligned read) on first use.
+    fn direct_handle(&self, n: usize) -> Option<&File> {
+        let (path, _, len) = self.parts.get(n)?;
+        self.direct
+            .get(n)?
+            .get_or_init(|| {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(path)
+                    .ok()?;
+                let mut probe = Vec::new();
+                let probe = aligned(&mut probe, 4096);
+                let want = (*len).min(4096) as usize;
+                f.read_at(probe, 0).ok().filter(|&got| got >= want)?;
+                Some(f)
+            })
+            .as_ref()
     }
 
     /// Reads exactly `buf.len()` bytes at `offset` of the whole image. A failure names the

@@ -463,27 +463,26 @@ pub fn run_on(
     let mut next = 0usize;
     let records = chain.leaf().records();
     let writer = DataWriter::new(dev, direct);
-    // With O_DIRECT the workers write, so several writes are in flight: at least four.
-    let shape = match writer.is_direct() {
-        true => Shape::for_threads(target::io_workers(plan.threads)),
-        false => Shape::for_threads(plan.threads),
-    };
+    let chunk_bytes = chain.max_chunk_size();
+    // The workers read and write, so several I/Os are in flight: at least four of them.
     pipeline::run(
-        shape,
+        Shape::for_threads(target::frame_workers(plan.threads, chunk_bytes)),
         cancel,
-        |mut stored: Vec<u8>| {
+        // The producer only hands out frames; the workers read them (so several reads are
+        // in flight), decode, check and write them.
+        |stored: Vec<u8>| {
             let Some(job) = jobs.get(next) else {
                 return Ok(None);
             };
             next += 1;
-            chain.read(&job.0, &mut stored)?;
             Ok(Some((job, stored)))
         },
-        |(job, stored): (&(FrameRead, Vec<Write>), Vec<u8>)| {
+        |(job, mut stored): (&(FrameRead, Vec<Write>), Vec<u8>)| {
             let (fr, ws) = job;
+            let range = chain.read_uncached(fr, &mut stored)?;
             // The stored bytes become this worker's spare once decoded.
             let mut frame = pipeline::trade_spare(Vec::new());
-            let decoded = chain.decode_aligned(fr, &stored, &mut frame, 4096);
+            let decoded = chain.decode_aligned(fr, &stored[range], &mut frame, 4096);
             pipeline::trade_spare(stored);
             let pad = decoded?;
             // Each record is written straight from the decoded frame: (write, where its

@@ -212,6 +212,22 @@ pub(crate) fn io_workers(threads: usize) -> usize {
     }
 }
 
+/// Workers for a job that reads, decodes and writes image frames (restore, verify): eight, so
+/// that reads of the image and writes of the target queue up on both disks (measured on a
+/// 1.1 GB restore onto a direct-io loop device: 4 workers wrote in 1.45 s, 8 in 1.1 s, 12 no
+/// faster), or every core if there are more, but no more than fit in 192 MiB at three
+/// frame-sized buffers each (two in the pipeline's pool, one decoded); `threads` overrides.
+pub(crate) fn frame_workers(threads: usize, frame_bytes: u64) -> usize {
+    const BUDGET: u64 = 192 * MIB;
+    match threads {
+        0 => {
+            let fit = (BUDGET / (3 * frame_bytes.max(1))).max(1) as usize;
+            Shape::for_threads(0).threads.max(8).min(fit)
+        }
+        n => n,
+    }
+}
+
 /// The most bytes one read-back read covers: touching ranges are read together up to this.
 const READ_BACK_MAX: u64 = 4 * MIB;
 

@@ -79,20 +79,23 @@ pub fn verify_chain(
     let mut done = 0u64;
     let mut chunks = 0u64;
     let mut ancestor_bytes = 0u64;
+    let chunk_bytes = chain.max_chunk_size();
     pipeline::run(
-        Shape::for_threads(threads),
+        Shape::for_threads(super::target::frame_workers(threads, chunk_bytes)),
         cancel,
-        |mut stored: Vec<u8>| {
+        // The producer only hands out frames; the workers read them (so several reads are
+        // in flight, bypassing the page cache where the store allows) and check them.
+        |stored: Vec<u8>| {
             let Some(fr) = reads.get(next) else {
                 return Ok(None);
             };
             next += 1;
-            chain.read(fr, &mut stored)?;
             Ok(Some((fr, stored)))
         },
-        |(fr, stored): (&FrameRead, Vec<u8>)| {
+        |(fr, mut stored): (&FrameRead, Vec<u8>)| {
+            let range = chain.read_uncached(fr, &mut stored)?;
             let mut frame = pipeline::trade_spare(Vec::new());
-            let r = chain.decode_checked(fr, &stored, &mut frame);
+            let r = chain.decode_checked(fr, &stored[range], &mut frame);
             pipeline::trade_spare(frame);
             r.map(|len| (fr, len, stored))
         },

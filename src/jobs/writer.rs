@@ -73,11 +73,6 @@ impl<'a> DataWriter<'a> {
         }
     }
 
-    /// Whether whole units go direct (and so the workers write).
-    pub(crate) fn is_direct(&self) -> bool {
-        self.direct.is_some()
-    }
-
     /// On a worker: writes the whole units of `buf[at..at + len]` (to go at disk `offset`)
     /// through the direct handle, straight from `buf` when it is aligned in memory and
     /// through a staging copy otherwise. What is left (the partial units at either end, or
@@ -217,6 +212,5 @@ mod tests {
         let mut rest = Vec::new();
         w.write_units(4096, &buf, 0, 8192, &mut rest).unwrap();
         assert_eq!(rest, vec![(4096, 0, 8192)]);
-        assert!(!w.is_direct());
     }
 }
