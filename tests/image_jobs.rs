@@ -6,7 +6,7 @@
 mod common;
 
 use common::{require_tool, sh, sparse, write_at};
-use lifeboat::blockdev::testing::FaultyDev;
+use lifeboat::blockdev::testing::{AlignCheckDev, FaultyDev};
 use lifeboat::blockdev::{BlockDev, FileDev, MemDev, OpenMode};
 use lifeboat::discovery::SystemPaths;
 use lifeboat::jobs::{image, restore, CancelToken, Event, Phase, Reporter};
@@ -645,6 +645,147 @@ fn hibernated_ntfs_is_copied_whole_with_a_warning() {
     );
 }
 
+#[test]
+fn a_lost_write_is_caught_by_the_read_back_and_leaves_no_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = make_disk(d);
+    let img = image_of(d, &disk);
+    let spec = restore::RestoreSpec {
+        image: img.clone(),
+        target: disk.clone(),
+        verify: true,
+        threads: 2,
+        search: vec![],
+        grow_last: false,
+        new_disk_id: false,
+    };
+    let mut plan = restore::plan(&spec, &SystemPaths::default()).unwrap();
+    plan.target.readback_region = MIB;
+    let chain = lifeboat::image::Chain::open(&img, &[]).unwrap();
+    // an old disk with the same table but other data, and a device that loses 4 KiB of
+    // what is written to it while reporting success, under the direct handle and the other
+    let mut old = std::fs::read(&disk).unwrap();
+    for (i, b) in old[P2_START as usize..(P2_START + P2_LEN) as usize]
+        .iter_mut()
+        .enumerate()
+    {
+        *b = (i % 251) as u8 ^ 0x5a;
+    }
+    let bad = P2_START + 8 * MIB;
+    let lossy = FaultyDev::new(MemDev::from_vec(old, 512)).drop_writes(bad..bad + 4096);
+    let e = restore::run_on(
+        &plan,
+        &chain,
+        &lossy,
+        Some(&lossy),
+        false,
+        &Reporter::silent(),
+        &CancelToken::new(),
+    )
+    .unwrap_err();
+    match &e {
+        lifeboat::Error::VerifyMismatch { offset, end, .. } => {
+            assert!(
+                *offset < bad + 4096 && bad < *end && end - offset <= 4 * MIB,
+                "{e}"
+            );
+        }
+        other => panic!("not a mismatch: {other}"),
+    }
+    let mut head = vec![0u8; 34 * 512];
+    lossy.inner().read_at(&mut head, 0).unwrap();
+    assert!(
+        head.iter().all(|&b| b == 0),
+        "a table was written after a failed read-back"
+    );
+}
+
+/// FAT with 512-byte clusters in an MBR partition at sector 63, and ext4 at 1 MiB: records
+/// whose ends fall inside 4 KiB units. Restored with a direct handle that fails any I/O
+/// O_DIRECT would refuse, the disk comes out byte for byte, and the partial units are
+/// read-modify-written (the bytes around them keep what was there).
+#[test]
+fn restore_direct_writes_are_aligned_for_every_layout() {
+    require_tool("sfdisk");
+    require_tool("mkfs.fat");
+    require_tool("mcopy");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = d.join("disk.img");
+    sparse(&disk, 72 * MIB);
+    sh(&format!(
+        "printf '63,81857,6\\n81920,,83\\n' | sfdisk -q {}",
+        disk.display()
+    ));
+    sh(&format!(
+        "mkfs.fat -F 32 -s 1 -S 512 --offset 63 {} 40928 >/dev/null",
+        disk.display()
+    ));
+    let tree = d.join("tree");
+    make_tree(&tree);
+    sh(&format!(
+        "mcopy -s -i {}@@{} {}/* ::/",
+        disk.display(),
+        63 * 512,
+        tree.display()
+    ));
+    sh(&format!(
+        "mkfs.ext4 -q -F -b 4096 -E offset={} -d {} {} {}k",
+        40 * MIB,
+        tree.display(),
+        disk.display(),
+        32 * MIB / 1024
+    ));
+    let img = image_of(d, &disk);
+    let spec = restore::RestoreSpec {
+        image: img.clone(),
+        target: disk.clone(),
+        verify: true,
+        threads: 2,
+        search: vec![],
+        grow_last: false,
+        new_disk_id: false,
+    };
+    let plan = restore::plan(&spec, &SystemPaths::default()).unwrap();
+    let chain = lifeboat::image::Chain::open(&img, &[]).unwrap();
+    let want = std::fs::read(&disk).unwrap();
+    // the target held other bytes: what the image does not cover must keep them
+    let old: Vec<u8> = (0..want.len()).map(|i| (i % 253) as u8 | 1).collect();
+    let mem = MemDev::from_vec(old.clone(), 512);
+    let direct = AlignCheckDev::new(&mem, 4096);
+    let w = restore::run_on(
+        &plan,
+        &chain,
+        &mem,
+        Some(&direct),
+        false,
+        &Reporter::silent(),
+        &CancelToken::new(),
+    )
+    .unwrap();
+    assert!(
+        direct.writes() > 0,
+        "nothing went through the direct handle"
+    );
+    let mut got = vec![0u8; want.len()];
+    mem.read_at(&mut got, 0).unwrap();
+    let mut covered = vec![false; want.len()];
+    for &(off, len, _) in &w.ranges {
+        covered[off as usize..(off + len) as usize].fill(true);
+    }
+    // (the old tables' areas before the first partition and at the end are wiped)
+    let keep = 63 * 512..want.len() - (17 << 10);
+    for (i, c) in covered.iter().enumerate() {
+        let expect = match (*c, keep.contains(&i)) {
+            (true, _) => want[i],
+            (false, true) => old[i],
+            (false, false) => continue,
+        };
+        assert_eq!(got[i], expect, "byte {i} (written by the restore: {c})");
+    }
+}
+
 /// A memory target that logs every read and write, in order.
 #[derive(Debug)]
 struct Spy {
@@ -695,7 +836,9 @@ fn the_partition_table_is_written_only_after_the_data_was_read_back() {
         grow_last: false,
         new_disk_id: false,
     };
-    let plan = restore::plan(&spec, &SystemPaths::default()).unwrap();
+    let mut plan = restore::plan(&spec, &SystemPaths::default()).unwrap();
+    // small regions, so that the read-back runs while the data is still being written
+    plan.target.readback_region = MIB;
     let old = std::fs::read(&disk).unwrap();
     let spy = Spy {
         inner: MemDev::from_vec(old, 512),
@@ -717,20 +860,48 @@ fn the_partition_table_is_written_only_after_the_data_was_read_back() {
         .iter()
         .position(|(op, off, len, zeros)| *op == "write" && *off + *len > size - 33 * 512 && !zeros)
         .expect("no backup table was written");
-    let readback = log
+    // Every read-back of data comes after a sync that follows every write of its bytes,
+    // and nothing writes those bytes again until the tables.
+    let data_area = |off: u64| (MIB..size - MIB).contains(&off);
+    let mut reads = 0;
+    for (i, &(op, off, len, _)) in log[..table].iter().enumerate() {
+        if op != "read" || !data_area(off) {
+            continue;
+        }
+        reads += 1;
+        let hits =
+            |e: &&(&str, u64, u64, bool)| e.0 == "write" && e.1 < off + len && off < e.1 + e.2;
+        assert!(
+            !log[i..table].iter().any(|e| hits(&e)),
+            "bytes {off}+{len} were written again after they were read back"
+        );
+        let last = log[..i]
+            .iter()
+            .rposition(|e| hits(&e))
+            .unwrap_or_else(|| panic!("bytes {off}+{len} read back but never written"));
+        assert!(
+            log[last..i].iter().any(|(op, ..)| *op == "sync"),
+            "bytes {off}+{len} read back before a sync"
+        );
+    }
+    assert!(reads > 0, "nothing was read back");
+    // and the read-back ran while the data was still being written
+    let first_read = log
         .iter()
-        .position(|(op, off, ..)| *op == "read" && *off >= MIB)
-        .expect("nothing was read back");
-    let last_data = log[..readback]
+        .position(|(op, off, ..)| *op == "read" && data_area(*off))
+        .unwrap();
+    let last_write = log[..table]
         .iter()
-        .rposition(|(op, ..)| *op == "write")
+        .rposition(|(op, off, ..)| *op == "write" && data_area(*off))
         .unwrap();
     assert!(
-        log[last_data..readback]
-            .iter()
-            .any(|(op, ..)| *op == "sync"),
-        "the data was not synced before it was read back"
+        first_read < last_write,
+        "the read-back waited for the end of the writing"
     );
+    let readback = log[..table]
+        .iter()
+        .rposition(|(op, off, ..)| *op == "read" && data_area(*off))
+        .unwrap();
     assert!(
         readback < table && readback < backup,
         "a table was written before the data was read back"

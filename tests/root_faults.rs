@@ -157,8 +157,7 @@ fn write_errors_and_a_full_target_fail_restore_and_leave_no_table() {
         let outp = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(1), "{name}: {err}");
         assert!(
-            says
-                .iter()
+            says.iter()
                 .any(|s| err.contains(&format!("{s} {}", lo.path.display()))),
             "{name}: {err}"
         );
@@ -177,7 +176,11 @@ fn write_errors_and_a_full_target_fail_restore_and_leave_no_table() {
         if name != "ENOSPC" {
             let holds = a <= bad + 4095 && bad < b;
             let near = a < bad + 4 * MIB && bad < b + 4 * MIB;
-            let ok = if name.contains("mid-request") { near } else { holds };
+            let ok = if name.contains("mid-request") {
+                near
+            } else {
+                holds
+            };
             assert!(ok && b - a <= 4 * MIB, "{name}: {err}");
         }
         assert!(!outp.contains("restored"), "{name}: {outp}");

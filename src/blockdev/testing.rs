@@ -13,6 +13,7 @@ pub struct FaultyDev<D> {
     inner: D,
     bad_reads: Vec<Range<u64>>,
     bad_writes: Vec<Range<u64>>,
+    lost_writes: Vec<Range<u64>>,
 }
 
 impl<D: BlockDev> FaultyDev<D> {
@@ -22,6 +23,7 @@ impl<D: BlockDev> FaultyDev<D> {
             inner,
             bad_reads: Vec::new(),
             bad_writes: Vec::new(),
+            lost_writes: Vec::new(),
         }
     }
 
@@ -34,6 +36,13 @@ impl<D: BlockDev> FaultyDev<D> {
     /// Writes overlapping `range` (bytes) fail with EIO and write nothing.
     pub fn fail_writes(mut self, range: Range<u64>) -> Self {
         self.bad_writes.push(range);
+        self
+    }
+
+    /// Writes report success, but the bytes inside `range` keep their old content (a
+    /// device that lies, or loses what its cache held).
+    pub fn drop_writes(mut self, range: Range<u64>) -> Self {
+        self.lost_writes.push(range);
         self
     }
 
@@ -78,7 +87,19 @@ impl<D: BlockDev> BlockDev for FaultyDev<D> {
                 source: io::Error::from_raw_os_error(libc::EIO),
             });
         }
-        self.inner.write_at(buf, offset)
+        if !hits(&self.lost_writes, offset, buf.len()) {
+            return self.inner.write_at(buf, offset);
+        }
+        let mut kept = buf.to_vec();
+        let end = offset + buf.len() as u64;
+        for r in &self.lost_writes {
+            let (lo, hi) = (r.start.max(offset), r.end.min(end));
+            if lo < hi {
+                let at = (lo - offset) as usize..(hi - offset) as usize;
+                self.inner.read_at(&mut kept[at], lo)?;
+            }
+        }
+        self.inner.write_at(&kept, offset)
     }
 
     fn sync(&self) -> Result<()> {
@@ -150,7 +171,8 @@ impl BlockDev for AlignCheckDev<'_> {
                 len: buf.len(),
                 source,
             })?;
-        self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.write_at(buf, offset)
     }
 
@@ -181,5 +203,17 @@ mod tests {
             Err(Error::Write { offset: 100, .. })
         ));
         dev.write_at(&buf, 512).unwrap();
+    }
+
+    #[test]
+    fn lost_writes_keep_the_old_bytes_of_their_range_only() {
+        let dev = FaultyDev::new(MemDev::from_vec(vec![7; 4096], 512)).drop_writes(1000..1100);
+        dev.write_at(&[1; 2048], 512).unwrap();
+        let mut got = vec![0u8; 4096];
+        dev.read_at(&mut got, 0).unwrap();
+        assert!(got[..512].iter().all(|&b| b == 7));
+        assert!(got[512..1000].iter().all(|&b| b == 1));
+        assert!(got[1000..1100].iter().all(|&b| b == 7));
+        assert!(got[1100..2560].iter().all(|&b| b == 1));
     }
 }

@@ -435,7 +435,10 @@ impl Chain {
 
     /// The largest chunk size of the chain's images: the most bytes one frame decodes to.
     pub fn max_chunk_size(&self) -> u64 {
-        let sizes = self.members.iter().map(|m| u64::from(m.header().chunk_size));
+        let sizes = self
+            .members
+            .iter()
+            .map(|m| u64::from(m.header().chunk_size));
         sizes.max().unwrap_or(0)
     }
 
@@ -450,7 +453,8 @@ impl Chain {
         let Some((_, l)) = fr.parts.first() else {
             return Ok(0..0);
         };
-        self.member(fr.member)?.read_frame_uncached(&l.record, stored)
+        self.member(fr.member)?
+            .read_frame_uncached(&l.record, stored)
     }
 
     /// Decodes `fr`'s frame into `frame` (for zero records: zeros as long as the longest).

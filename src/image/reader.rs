@@ -414,8 +414,8 @@ impl ImageReader {
                 if frame.len() < base + size {
                     frame.resize(base + size, 0);
                 }
-                let n =
-                    zstd::bulk::decompress_to_buffer(stored, &mut frame[base..base + size]).map_err(|e| {
+                let n = zstd::bulk::decompress_to_buffer(stored, &mut frame[base..base + size])
+                    .map_err(|e| {
                         self.corrupt(index, r, format!("zstd frame does not decode: {e}"))
                     })?;
                 frame.truncate(base + n);

@@ -19,8 +19,8 @@ const GIB: u64 = 1 << 30;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::sync::OnceLock;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The largest file FAT32 holds: 4 GiB less one byte.
 pub const FAT_MAX_FILE: u64 = 4 * GIB - 1;
@@ -403,7 +403,10 @@ impl VolumeFile {
             0 => (0, offset),
             v => ((offset / v) as usize, offset % v),
         };
-        let inside = self.parts.get(n).is_some_and(|p| within + len as u64 <= p.2);
+        let inside = self
+            .parts
+            .get(n)
+            .is_some_and(|p| within + len as u64 <= p.2);
         if let Some(f) = self.direct_handle(n).filter(|_| inside) {
             const ALIGN: u64 = 4096;
             let start = within / ALIGN * ALIGN;

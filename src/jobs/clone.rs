@@ -23,6 +23,7 @@
 //! Any failure zeroes the target's table areas again (or deletes a target file it created).
 //! The source is only ever opened read-only.
 
+use super::readback::write_and_read_back;
 use super::survey::{chunk, survey, usable_table};
 use super::target::{TargetPlan, Written};
 use super::writer::{dio_unit, open_direct, DataWriter};
@@ -246,6 +247,7 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
             min_size: min_target_size,
             layout,
             verify: spec.verify,
+            readback_region: super::readback::REGION,
         },
         regions,
         copy_bytes,
@@ -291,8 +293,7 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     // The data goes through O_DIRECT handles where the filesystem allows them: no page
     // cache copies, no readahead in small steps, and write errors reported at once. `dev`
     // holds the exclusive claim on the target for as long as the direct handle lives.
-    let src_direct =
-        open_direct(&plan.source, OpenMode::ReadDirect, plan.target.sector_size);
+    let src_direct = open_direct(&plan.source, OpenMode::ReadDirect, plan.target.sector_size);
     let dev_direct = open_direct(
         &plan.target.path,
         OpenMode::WriteDirect,
@@ -388,75 +389,70 @@ pub fn run_on(
     let dio = dio_unit(src).max(dio_unit(dev));
     let aligned = |off: u64, len: u64| off.is_multiple_of(dio) && len.is_multiple_of(dio);
     let workers = target::io_workers(plan.threads);
-    pipeline::run(
-        Shape::for_threads(workers),
-        cancel,
-        // The producer only hands out pieces; the workers read them (so two or more reads
-        // are in flight, which a single sequential reader cannot do with O_DIRECT), hash
-        // them and write them (`writer`); the calling thread writes what is left.
-        |buf: Vec<u8>| {
-            let Some(&(off, len)) = data.get(next) else {
-                return Ok(None);
-            };
-            next += 1;
-            if direct.is_none() || !aligned(off, len) {
-                if let Some(&(a, l)) = data.get(next) {
-                    src.will_need(a, l);
-                }
-            }
-            Ok(Some((off, len, buf)))
-        },
-        |(off, len, mut buf): (u64, u64, Vec<u8>)| {
-            let fast = direct.filter(|_| aligned(off, len));
-            let (from, skip) = match fast {
-                Some((d, _)) => {
-                    let slice = target::aligned(&mut buf, len as usize);
-                    let skip = slice.as_ptr() as usize - buf.as_ptr() as usize;
-                    (d, skip)
-                }
-                None => {
-                    buf.resize(len as usize, 0);
-                    (src, 0)
-                }
-            };
-            let piece = &mut buf[skip..skip + len as usize];
-            if let Err(e) = from.read_at(piece, off) {
-                // narrowed down through the same handle: a buffered one would read whole
-                // page-cache blocks and name the block's start, not the bad sector
-                return Err(crate::blockdev::narrow_read_error(from, off, len as u32, e));
-            }
-            edit::overlay(piece, off, &patches);
-            let hash = *blake3::hash(piece).as_bytes();
-            let mut rest = Vec::new();
-            writer.write_units(off, &buf, skip, len as usize, &mut rest)?;
-            Ok((off, len, hash, rest, buf))
-        },
-        |(off, len, hash, rest, buf)| {
-            for (o, at, l) in rest {
-                writer.write_rest(o, &buf[at..at + l])?;
-            }
-            written.push((off, len, hash));
-            done += len;
-            reporter.progress(Phase::Write, done);
-            Ok(buf)
-        },
-    )?;
-    writer.finish()?;
-
-    reporter.progress_final(Phase::Write, done);
     // The tables, last: the tail copied or rebuilt, then the first MiB, once the data is
-    // durable and read back.
+    // durable and read back (the read-back runs beside the writing: `readback`).
     let tables: Vec<(u64, Vec<u8>)> = tail.into_iter().chain(head).collect();
-    target::data_then_tables(
-        dev,
-        written,
-        done,
-        &tables,
-        plan.target.verify,
-        plan.threads,
-        reporter,
-        cancel,
-    )
+    let (target, threads) = (&plan.target, plan.threads);
+    write_and_read_back(dev, target, threads, &tables, reporter, cancel, |overlap| {
+        pipeline::run(
+            Shape::for_threads(workers),
+            cancel,
+            // The producer only hands out pieces; the workers read them (so two or more reads
+            // are in flight, which a single sequential reader cannot do with O_DIRECT), hash
+            // them and write them (`writer`); the calling thread writes what is left.
+            |buf: Vec<u8>| {
+                let Some(&(off, len)) = data.get(next) else {
+                    return Ok(None);
+                };
+                next += 1;
+                if direct.is_none() || !aligned(off, len) {
+                    if let Some(&(a, l)) = data.get(next) {
+                        src.will_need(a, l);
+                    }
+                }
+                Ok(Some((off, len, buf)))
+            },
+            |(off, len, mut buf): (u64, u64, Vec<u8>)| {
+                let fast = direct.filter(|_| aligned(off, len));
+                let (from, skip) = match fast {
+                    Some((d, _)) => {
+                        let slice = target::aligned(&mut buf, len as usize);
+                        let skip = slice.as_ptr() as usize - buf.as_ptr() as usize;
+                        (d, skip)
+                    }
+                    None => {
+                        buf.resize(len as usize, 0);
+                        (src, 0)
+                    }
+                };
+                let piece = &mut buf[skip..skip + len as usize];
+                if let Err(e) = from.read_at(piece, off) {
+                    // narrowed down through the same handle: a buffered one would read whole
+                    // page-cache blocks and name the block's start, not the bad sector
+                    return Err(crate::blockdev::narrow_read_error(from, off, len as u32, e));
+                }
+                edit::overlay(piece, off, &patches);
+                let hash = *blake3::hash(piece).as_bytes();
+                let mut rest = Vec::new();
+                writer.write_units(off, &buf, skip, len as usize, &mut rest)?;
+                Ok((off, len, hash, rest, buf))
+            },
+            |(off, len, hash, rest, buf)| {
+                for (o, at, l) in rest {
+                    writer.write_rest(o, &buf[at..at + l])?;
+                }
+                written.push((off, len, hash));
+                if let Some(o) = overlap.as_mut() {
+                    o.add((off, len, hash))?;
+                }
+                done += len;
+                reporter.progress(Phase::Write, done);
+                Ok(buf)
+            },
+        )
+        .and_then(|()| writer.finish())?;
+        Ok((written, done))
+    })
 }
 
 /// The kernel's partition nodes, and the summary.
@@ -498,6 +494,7 @@ pub(crate) fn example_plan() -> ClonePlan {
             min_size: 499_000_000_000,
             layout: None,
             verify: true,
+            readback_region: super::readback::REGION,
         },
         regions: Vec::new(),
         copy_bytes: 61_235_789_824,

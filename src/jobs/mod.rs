@@ -10,6 +10,7 @@ pub mod copy_out;
 pub mod export;
 pub mod image;
 pub mod merge;
+mod readback;
 pub mod restore;
 pub mod run;
 pub mod safety;

@@ -13,6 +13,7 @@
 //!    areas again;
 //! 6. for block devices, BLKRRPART, then BLKPG for any partition node the kernel lacks.
 
+use super::readback::write_and_read_back;
 use super::safety;
 use super::target;
 use super::writer::{open_direct, DataWriter, Rest};
@@ -282,6 +283,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
             min_size: min_target_size,
             layout,
             verify: spec.verify,
+            readback_region: super::readback::REGION,
         },
         partitions,
         chunks: writes.len(),
@@ -457,115 +459,107 @@ pub fn run_on(
     }
     let total = plan.write_bytes;
     reporter.phase(Phase::Write, Some(total));
-    let started = Instant::now();
     let mut written: Vec<(u64, u64, [u8; 32])> = Vec::with_capacity(plan.writes.len() + 2);
     let mut done = 0u64;
     let mut next = 0usize;
     let records = chain.leaf().records();
     let writer = DataWriter::new(dev, direct);
     let chunk_bytes = chain.max_chunk_size();
-    // The workers read and write, so several I/Os are in flight: at least four of them.
-    pipeline::run(
-        Shape::for_threads(target::frame_workers(plan.threads, chunk_bytes)),
-        cancel,
-        // The producer only hands out frames; the workers read them (so several reads are
-        // in flight), decode, check and write them.
-        |stored: Vec<u8>| {
-            let Some(job) = jobs.get(next) else {
-                return Ok(None);
-            };
-            next += 1;
-            Ok(Some((job, stored)))
-        },
-        |(job, mut stored): (&(FrameRead, Vec<Write>), Vec<u8>)| {
-            let (fr, ws) = job;
-            let range = chain.read_uncached(fr, &mut stored)?;
-            // The stored bytes become this worker's spare once decoded.
-            let mut frame = pipeline::trade_spare(Vec::new());
-            let decoded = chain.decode_aligned(fr, &stored[range], &mut frame, 4096);
-            pipeline::trade_spare(stored);
-            let pad = decoded?;
-            // Each record is written straight from the decoded frame: (write, where its
-            // bytes start in the frame, hash).
-            let mut out = Vec::with_capacity(ws.len());
-            for (k, w) in ws.iter().enumerate() {
-                let bytes = chain.part(fr, k, &frame[pad..])?;
-                let bytes = bytes.get(..w.len as usize).unwrap_or(bytes);
-                let at = bytes.as_ptr() as usize - frame.as_ptr() as usize;
-                let len = bytes.len();
-                let end = w.offset + len as u64;
-                let patched = patches
-                    .iter()
-                    .any(|(o, b)| *o < end && w.offset < o + b.len() as u64);
-                let (at, hash) = if patched {
-                    // a copy at the frame's end: records with equal content share their
-                    // bytes in the frame, and the others must stay as they are
-                    let copy = frame.len();
-                    frame.extend_from_within(at..at + len);
-                    let bytes = &mut frame[copy..];
-                    edit::overlay(bytes, w.offset, &patches);
-                    (copy, *blake3::hash(bytes).as_bytes())
-                } else if w.len == u64::from(records[w.record].raw_len) {
-                    (at, records[w.record].hash)
-                } else {
-                    (at, *blake3::hash(bytes).as_bytes())
+    // The tables are written last, after the data's read-back (which runs beside the
+    // writing, a region at a time: `readback`).
+    let tables: Vec<(u64, Vec<u8>)> = head_tail.into_iter().map(|(o, b, _)| (o, b)).collect();
+    let (target, threads) = (&plan.target, plan.threads);
+    write_and_read_back(dev, target, threads, &tables, reporter, cancel, |overlap| {
+        // The workers read, decode and write, so several I/Os are in flight on both disks.
+        pipeline::run(
+            Shape::for_threads(target::frame_workers(plan.threads, chunk_bytes)),
+            cancel,
+            // The producer only hands out frames; the workers read them (so several reads are
+            // in flight), decode, check and write them.
+            |stored: Vec<u8>| {
+                let Some(job) = jobs.get(next) else {
+                    return Ok(None);
                 };
-                out.push((*w, at, hash));
-            }
-            // Contiguous records go down in one write; zero records are holes already on
-            // a new file.
-            let mut run: Option<(u64, usize, usize)> = None; // (disk offset, at, len)
-            let mut rest = Vec::new();
-            for &(w, at, _) in &out {
-                if fresh && records[w.record].codec == Codec::Zero {
-                    continue;
+                next += 1;
+                Ok(Some((job, stored)))
+            },
+            |(job, mut stored): (&(FrameRead, Vec<Write>), Vec<u8>)| {
+                let (fr, ws) = job;
+                let range = chain.read_uncached(fr, &mut stored)?;
+                // The stored bytes become this worker's spare once decoded.
+                let mut frame = pipeline::trade_spare(Vec::new());
+                let decoded = chain.decode_aligned(fr, &stored[range], &mut frame, 4096);
+                pipeline::trade_spare(stored);
+                let pad = decoded?;
+                // Each record is written straight from the decoded frame: (write, where its
+                // bytes start in the frame, hash).
+                let mut out = Vec::with_capacity(ws.len());
+                for (k, w) in ws.iter().enumerate() {
+                    let bytes = chain.part(fr, k, &frame[pad..])?;
+                    let bytes = bytes.get(..w.len as usize).unwrap_or(bytes);
+                    let at = bytes.as_ptr() as usize - frame.as_ptr() as usize;
+                    let len = bytes.len();
+                    let end = w.offset + len as u64;
+                    let patched = patches
+                        .iter()
+                        .any(|(o, b)| *o < end && w.offset < o + b.len() as u64);
+                    let (at, hash) = if patched {
+                        // a copy at the frame's end: records with equal content share their
+                        // bytes in the frame, and the others must stay as they are
+                        let copy = frame.len();
+                        frame.extend_from_within(at..at + len);
+                        let bytes = &mut frame[copy..];
+                        edit::overlay(bytes, w.offset, &patches);
+                        (copy, *blake3::hash(bytes).as_bytes())
+                    } else if w.len == u64::from(records[w.record].raw_len) {
+                        (at, records[w.record].hash)
+                    } else {
+                        (at, *blake3::hash(bytes).as_bytes())
+                    };
+                    out.push((*w, at, hash));
                 }
-                match &mut run {
-                    Some((o, a, l)) if *o + *l as u64 == w.offset && *a + *l == at => {
-                        *l += w.len as usize;
+                // Contiguous records go down in one write; zero records are holes already on
+                // a new file.
+                let mut run: Option<(u64, usize, usize)> = None; // (disk offset, at, len)
+                let mut rest = Vec::new();
+                for &(w, at, _) in &out {
+                    if fresh && records[w.record].codec == Codec::Zero {
+                        continue;
                     }
-                    _ => {
-                        if let Some((o, a, l)) = run.replace((w.offset, at, w.len as usize)) {
-                            writer.write_units(o, &frame, a, l, &mut rest)?;
+                    match &mut run {
+                        Some((o, a, l)) if *o + *l as u64 == w.offset && *a + *l == at => {
+                            *l += w.len as usize;
+                        }
+                        _ => {
+                            if let Some((o, a, l)) = run.replace((w.offset, at, w.len as usize)) {
+                                writer.write_units(o, &frame, a, l, &mut rest)?;
+                            }
                         }
                     }
                 }
-            }
-            if let Some((o, a, l)) = run {
-                writer.write_units(o, &frame, a, l, &mut rest)?;
-            }
-            Ok((out, rest, frame))
-        },
-        |(out, rest, frame): Decoded| {
-            for (offset, at, len) in rest {
-                writer.write_rest(offset, &frame[at..at + len])?;
-            }
-            for (w, _, hash) in out {
-                written.push((w.offset, w.len, hash));
-                done += w.len;
-            }
-            reporter.progress(Phase::Write, done);
-            Ok(frame)
-        },
-    )?;
-    writer.finish()?;
-
-    reporter.progress_final(Phase::Write, done);
-
-    // 3, 4 and 5. Sync and read back the data; only then the tables, synced and read back.
-    let tables: Vec<(u64, Vec<u8>)> = head_tail.into_iter().map(|(o, b, _)| (o, b)).collect();
-    let mut w = target::data_then_tables(
-        dev,
-        written,
-        done,
-        &tables,
-        plan.target.verify,
-        plan.threads,
-        reporter,
-        cancel,
-    )?;
-    w.write_seconds = (started.elapsed().as_secs_f64() - w.verify_seconds).max(0.0);
-    Ok(w)
+                if let Some((o, a, l)) = run {
+                    writer.write_units(o, &frame, a, l, &mut rest)?;
+                }
+                Ok((out, rest, frame))
+            },
+            |(out, rest, frame): Decoded| {
+                for (offset, at, len) in rest {
+                    writer.write_rest(offset, &frame[at..at + len])?;
+                }
+                for (w, _, hash) in out {
+                    written.push((w.offset, w.len, hash));
+                    if let Some(o) = overlap.as_mut() {
+                        o.add((w.offset, w.len, hash))?;
+                    }
+                    done += w.len;
+                }
+                reporter.progress(Phase::Write, done);
+                Ok(frame)
+            },
+        )
+        .and_then(|()| writer.finish())?;
+        Ok((written, done))
+    })
 }
 
 /// The kernel's partition nodes, and the summary.
@@ -628,6 +622,7 @@ pub(crate) fn example_plan() -> RestorePlan {
                 }),
             )),
             verify: true,
+            readback_region: super::readback::REGION,
         },
         partitions: Vec::new(),
         chunks: 14_600,

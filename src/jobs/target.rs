@@ -2,6 +2,7 @@
 //! error is pinned to a range, wiping the table areas, reading back what was written without
 //! the page cache, and making the kernel see the new partitions.
 
+use super::readback::Overlap;
 use crate::blockdev::{sys, BlockDev, FileDev, OpenMode, ReadbackMethod};
 use crate::discovery::{self, SystemPaths};
 use crate::error::{Error, Result};
@@ -95,6 +96,10 @@ pub struct TargetPlan {
     pub layout: Option<Layout>,
     /// Read back what was written.
     pub verify: bool,
+    /// Bytes written between two regions handed to the overlapped read-back
+    /// ([`super::readback::REGION`]; tests make it small).
+    #[serde(skip)]
+    pub readback_region: u64,
 }
 
 /// What a target is, its size and logical sector size: a block device, an existing file, or
@@ -228,6 +233,9 @@ pub(crate) fn frame_workers(threads: usize, frame_bytes: u64) -> usize {
     }
 }
 
+/// A range written: offset, length, and the blake3 of the bytes written there.
+pub(crate) type Span = (u64, u64, [u8; 32]);
+
 /// The most bytes one read-back read covers: touching ranges are read together up to this.
 const READ_BACK_MAX: u64 = 4 * MIB;
 
@@ -260,28 +268,53 @@ fn read_groups(written: &[(u64, u64, [u8; 32])]) -> Vec<Vec<usize>> {
 /// flight.
 pub(crate) fn read_back(
     dev: &dyn BlockDev,
-    written: &[(u64, u64, [u8; 32])],
+    written: &[Span],
     threads: usize,
     reporter: &Reporter,
     cancel: &CancelToken,
 ) -> Result<u64> {
+    let once = std::iter::once(written.to_vec());
+    let progress = |d| reporter.progress(Phase::Verify, d);
+    let done = read_back_regions(dev, once, || Ok(()), threads, progress, cancel)?;
+    reporter.progress_final(Phase::Verify, done);
+    Ok(done)
+}
+
+/// [`read_back`] of ranges that arrive in regions (from a job still writing): before the
+/// reads of each region, `ready` runs (a sync of the target). One pipeline serves every
+/// region, so threads and buffers are set up once. `progress` gets the bytes checked so far.
+pub(crate) fn read_back_regions(
+    dev: &dyn BlockDev,
+    mut regions: impl Iterator<Item = Vec<Span>> + Send,
+    mut ready: impl FnMut() -> Result<()> + Send,
+    threads: usize,
+    mut progress: impl FnMut(u64),
+    cancel: &CancelToken,
+) -> Result<u64> {
     let align = 4096u64.max(u64::from(dev.geometry().logical_sector_size));
-    let groups = read_groups(written);
-    let mut next = 0usize;
+    // the groups of the current region, handed out from the back
+    let mut groups: Vec<Vec<Span>> = Vec::new();
     let mut done = 0u64;
     pipeline::run(
         Shape::for_threads(io_workers(threads)),
         cancel,
         // The producer only hands out groups; the workers read them, so reads queue up.
         |buf: Vec<u8>| {
-            let Some(g) = groups.get(next) else {
-                return Ok(None);
-            };
-            next += 1;
-            Ok(Some((g, buf)))
+            while groups.is_empty() {
+                let Some(region) = regions.next() else {
+                    return Ok(None);
+                };
+                ready()?;
+                groups = read_groups(&region)
+                    .into_iter()
+                    .rev()
+                    .map(|g| g.into_iter().map(|i| region[i]).collect())
+                    .collect();
+            }
+            Ok(groups.pop().map(|g| (g, buf)))
         },
-        |(g, mut buf): (&Vec<usize>, Vec<u8>)| {
-            let (first, last) = (written[g[0]], written[g[g.len() - 1]]);
+        |(g, mut buf): (Vec<Span>, Vec<u8>)| {
+            let (first, last) = (g[0], g[g.len() - 1]);
             let (off, end) = (first.0, last.0 + last.1);
             // O_DIRECT needs aligned offsets and lengths: read the aligned cover.
             let a_start = off / align * align;
@@ -289,11 +322,10 @@ pub(crate) fn read_back(
             let a_end = a_end.min(dev.len().max(end));
             let slice = aligned(&mut buf, (a_end - a_start) as usize);
             dev.read_at(slice, a_start)?;
-            let base = (buf.as_ptr().align_offset(4096)).min(4096) + (off - a_start) as usize;
-            for &i in g {
-                let (o, l, hash) = written[i];
+            let base = (off - a_start) as usize;
+            for (o, l, hash) in g {
                 let at = base + (o - off) as usize;
-                if *blake3::hash(&buf[at..at + l as usize]).as_bytes() != hash {
+                if *blake3::hash(&slice[at..at + l as usize]).as_bytes() != hash {
                     return Err(Error::VerifyMismatch {
                         path: dev.path().to_path_buf(),
                         offset: o,
@@ -305,11 +337,10 @@ pub(crate) fn read_back(
         },
         |(len, buf)| {
             done += len;
-            reporter.progress(Phase::Verify, done);
+            progress(done);
             Ok(buf)
         },
     )?;
-    reporter.progress_final(Phase::Verify, done);
     Ok(done)
 }
 
@@ -494,7 +525,8 @@ pub struct Written {
 }
 
 /// The end of every restore and clone, once the data is written: the data is made durable
-/// and (with `verify`) read back and compared, and only then are the partition tables and
+/// and (with `verify`) read back and compared (by `overlap`, which has been reading back
+/// while the job wrote, when there is one), and only then are the partition tables and
 /// the first MiB (`tables`: tail areas first, the head last) written, synced and read back.
 /// A target whose data was never verified therefore never carries a partition table: a
 /// failure, a cancel or a crash before the end leaves it without one (the caller wipes what
@@ -507,6 +539,7 @@ pub(crate) fn data_then_tables(
     tables: &[(u64, Vec<u8>)],
     verify: bool,
     threads: usize,
+    overlap: Option<Overlap>,
     reporter: &Reporter,
     cancel: &CancelToken,
 ) -> Result<Written> {
@@ -514,10 +547,16 @@ pub(crate) fn data_then_tables(
     dev.sync()?;
     cancel.check()?;
     let started = std::time::Instant::now();
-    if verify {
-        reporter.phase(Phase::Verify, Some(data.iter().map(|w| w.1).sum()));
-    }
-    let (mut verified, method) = verify_ranges(dev, verify, &data, threads, reporter, cancel)?;
+    let total = data.iter().map(|w| w.1).sum();
+    let (mut verified, method) = match overlap {
+        Some(o) => o.finish(total, reporter)?,
+        None => {
+            if verify {
+                reporter.phase(Phase::Verify, Some(total));
+            }
+            verify_ranges(dev, verify, &data, threads, reporter, cancel)?
+        }
+    };
     let verify_seconds = started.elapsed().as_secs_f64();
     reporter.phase(Phase::Partition, None);
     let mut table_ranges = Vec::with_capacity(tables.len());
