@@ -492,15 +492,20 @@ fn read_errors_on_the_source_name_the_byte_offset() {
     let src = FileDev::open(&disk, OpenMode::Read).unwrap();
     let bad = P2_START + 4096 * 3; // inside ext4's used metadata
     let faulty = FaultyDev::new(src).fail_reads(bad..bad + 512);
-    let e = image::run_on(&plan, &faulty, &Reporter::silent(), &CancelToken::new()).unwrap_err();
-    let msg = e.to_string();
-    // The exact bad sector, not the start of its chunk.
-    assert!(
-        msg.contains("read error") && msg.contains(&format!("at byte {bad} (length 512)")),
-        "{msg}"
-    );
-    assert!(!d.join("f.lbi").exists());
-    assert!(!d.join("f.lbi.partial").exists());
+    // through the page cache, and through an O_DIRECT handle (the same device here)
+    for direct in [false, true] {
+        let d2 = direct.then_some(&faulty as &dyn BlockDev);
+        let e = image::run_on(&plan, &faulty, d2, &Reporter::silent(), &CancelToken::new())
+            .unwrap_err();
+        let msg = e.to_string();
+        // The exact bad sector, not the start of its chunk.
+        assert!(
+            msg.contains("read error") && msg.contains(&format!("at byte {bad} (length 512)")),
+            "direct {direct}: {msg}"
+        );
+        assert!(!d.join("f.lbi").exists());
+        assert!(!d.join("f.lbi.partial").exists());
+    }
 }
 
 #[test]

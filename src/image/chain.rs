@@ -433,6 +433,12 @@ impl Chain {
         self.member(fr.member)?.read_frame(&l.record, stored)
     }
 
+    /// Whether frames may be read by several threads at once, out of order: not when any
+    /// image of the chain is on a FUSE store ([`ImageReader::on_fuse`]).
+    pub fn parallel_reads(&self) -> bool {
+        !self.members.iter().any(|m| m.on_fuse())
+    }
+
     /// The largest chunk size of the chain's images: the most bytes one frame decodes to.
     pub fn max_chunk_size(&self) -> u64 {
         let sizes = self

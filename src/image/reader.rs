@@ -259,6 +259,12 @@ impl ImageReader {
         &self.meta
     }
 
+    /// True when the image is on a FUSE store: read it in order, from one thread
+    /// ([`VolumeFile::on_fuse`]).
+    pub fn on_fuse(&self) -> bool {
+        self.file.on_fuse()
+    }
+
     /// Size of the image file in bytes.
     pub fn file_len(&self) -> u64 {
         self.file.len()

@@ -229,8 +229,7 @@ fn fat_driver(dir: &Path) -> Option<FatDriver> {
     if s.filesystem_type() == MSDOS_SUPER_MAGIC {
         return Some(FatDriver::Other);
     }
-    // FUSE_SUPER_MAGIC: nix names it only on some targets
-    if s.filesystem_type().0 as u64 != 0x6573_5546 {
+    if s.filesystem_type().0 as u64 != FUSE_SUPER_MAGIC {
         return None;
     }
     let dir = dir.canonicalize().ok()?;
@@ -246,6 +245,14 @@ fn fat_driver(dir: &Path) -> Option<FatDriver> {
     }
 }
 
+/// The `f_type` of a FUSE filesystem (nix names it only on some targets).
+const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
+
+/// Whether `file` is on a FUSE filesystem.
+fn is_fuse(file: &File) -> bool {
+    nix::sys::statfs::fstatfs(file).is_ok_and(|s| s.filesystem_type().0 as u64 == FUSE_SUPER_MAGIC)
+}
+
 /// A plain image file or a set of volumes, read as one file. Opened read-only.
 #[derive(Debug)]
 pub struct VolumeFile {
@@ -254,6 +261,8 @@ pub struct VolumeFile {
     /// Each volume's `O_DIRECT` handle, opened on first use; `None` where the filesystem
     /// refuses one.
     direct: Vec<OnceLock<Option<File>>>,
+    /// On a FUSE store (see [`VolumeFile::on_fuse`]).
+    fuse: bool,
     /// The volume size; 0 for a single file.
     volume_size: u64,
     len: u64,
@@ -281,6 +290,7 @@ impl VolumeFile {
         let mut parts = vec![(first.to_path_buf(), file, len)];
         if volume_size == 0 {
             return Ok(VolumeFile {
+                fuse: is_fuse(&parts[0].1),
                 parts,
                 direct: vec![OnceLock::new()],
                 volume_size,
@@ -337,6 +347,7 @@ impl VolumeFile {
         }
         let len = parts.iter().map(|p| p.2).sum();
         Ok(VolumeFile {
+            fuse: is_fuse(&parts[0].1),
             direct: parts.iter().map(|_| OnceLock::new()).collect(),
             parts,
             volume_size,
@@ -426,9 +437,21 @@ impl VolumeFile {
         Ok(0)
     }
 
+    /// True when the image is on a FUSE store (fusefat, ntfs-3g, exfat-fuse). Read it front
+    /// to back, from one thread, through the page cache: fusefat walks a file's cluster
+    /// chain again for every read that does not follow the last one, so parallel or direct
+    /// reads of a 4 GiB image there took minutes instead of seconds.
+    pub fn on_fuse(&self) -> bool {
+        self.fuse
+    }
+
     /// Volume `n`'s `O_DIRECT` handle, opened and tried (one aligned read) on first use.
+    /// Never on a FUSE store ([`VolumeFile::on_fuse`]).
     fn direct_handle(&self, n: usize) -> Option<&File> {
         let (path, _, len) = self.parts.get(n)?;
+        if self.fuse {
+            return None;
+        }
         self.direct
             .get(n)?
             .get_or_init(|| {
@@ -503,9 +526,14 @@ pub struct VolumeWriter {
     partials: Vec<PathBuf>,
     file: File,
     in_volume: u64,
+    /// Where in the current volume writeback was last started.
+    kicked: u64,
     pos: u64,
     done: bool,
 }
+
+/// Bytes written between two starts of writeback.
+const KICK_EVERY: u64 = 32 * MIB;
 
 impl VolumeWriter {
     /// Starts writing the image `first`, in volumes of `volume_size` bytes (0: one file).
@@ -528,6 +556,7 @@ impl VolumeWriter {
             partials: vec![tmp],
             file,
             in_volume: 0,
+            kicked: 0,
             pos: 0,
             done: false,
         })
@@ -572,6 +601,12 @@ impl VolumeWriter {
             self.in_volume += now.len() as u64;
             self.pos += now.len() as u64;
             data = rest;
+            if self.in_volume - self.kicked >= KICK_EVERY {
+                // only a hint: the final fsync reports any error
+                let len = self.in_volume - self.kicked;
+                let _ = crate::blockdev::sys::start_writeback(&self.file, self.kicked, len);
+                self.kicked = self.in_volume;
+            }
         }
         Ok(())
     }
@@ -595,6 +630,7 @@ impl VolumeWriter {
         self.file = create_new(&tmp)?;
         self.partials.push(tmp);
         self.in_volume = 0;
+        self.kicked = 0;
         Ok(())
     }
 

@@ -15,7 +15,8 @@
 use super::chain::{chain_name_of, ChildKind, DiskIdentity};
 use super::safety;
 use super::survey::{chunk, survey, usable_table};
-use crate::blockdev::{BlockDev, FileDev, OpenMode};
+use super::writer::{dio_unit, open_direct};
+use crate::blockdev::{aligned, BlockDev, FileDev, OpenMode};
 use crate::discovery::SystemPaths;
 use crate::error::{Error, Result};
 use crate::event::{CancelToken, Phase, Reporter};
@@ -226,6 +227,13 @@ pub struct ImageSummary {
     pub files: Vec<PathBuf>,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// Seconds until the image was written and sealed, before its check; part of `seconds`.
+    #[serde(default)]
+    pub write_seconds: f64,
+    /// Seconds the check of the written image took (re-reading and re-hashing it), part of
+    /// `seconds`.
+    #[serde(default)]
+    pub verify_seconds: f64,
 }
 
 /// Builds the plan: reads the table and every filesystem map. Reads the source only.
@@ -544,13 +552,19 @@ fn raw_table_bytes(dev: &dyn BlockDev, t: &PartitionTable) -> Result<Vec<u8>> {
 /// deleted.
 pub fn run(plan: &ImagePlan, reporter: &Reporter, cancel: &CancelToken) -> Result<ImageSummary> {
     let dev = FileDev::open_with_sector_size(&plan.source, OpenMode::Read, plan.file_sector_size)?;
-    run_on(plan, &dev, reporter, cancel)
+    // Chunks are read through an O_DIRECT handle where the source allows one: no page-cache
+    // copy (a tenth of imaging's CPU on this VM), several reads in flight.
+    let direct = open_direct(&plan.source, OpenMode::ReadDirect, plan.file_sector_size);
+    let direct = direct.as_ref().map(|d| d as &dyn BlockDev);
+    run_on(plan, &dev, direct, reporter, cancel)
 }
 
-/// [`run`] reading from an already open source (tests inject faults here).
+/// [`run`] reading from an already open source, and through `direct` (the same source opened
+/// with `O_DIRECT`) where given (tests inject faults here).
 pub fn run_on(
     plan: &ImagePlan,
     dev: &dyn BlockDev,
+    direct: Option<&dyn BlockDev>,
     reporter: &Reporter,
     cancel: &CancelToken,
 ) -> Result<ImageSummary> {
@@ -600,31 +614,68 @@ pub fn run_on(
     let mut next = 0usize;
     let mut done = 0u64;
     let level = plan.level;
+    // The aligned cover of a chunk (FAT's clusters can start at any sector) is read direct,
+    // unless it runs past the end of the source.
+    let cover = |off: u64, len: u32| {
+        let d = direct?;
+        let unit = dio_unit(d);
+        let (start, end) = (
+            off / unit * unit,
+            (off + u64::from(len)).next_multiple_of(unit),
+        );
+        (end <= d.len()).then_some((d, start, end))
+    };
     pipeline::run(
-        Shape::for_threads(plan.threads),
+        // two workers per compression thread: one reads while the other compresses
+        Shape::for_threads(plan.threads.max(1) * 2),
         cancel,
-        |mut buf: Vec<u8>| {
+        // The producer only hands out chunks; the workers read them (so several reads are
+        // in flight), then compress and hash them.
+        |buf: Vec<u8>| {
             let Some(&(off, len, region)) = plan.chunk_list.get(next) else {
                 return Ok(None);
             };
             next += 1;
-            // Keep the device busy while the workers compress: ask for the chunks ahead.
+            // Without O_DIRECT, keep the device busy: ask for the chunks ahead.
             let ahead = if next == 1 {
                 1..=READ_AHEAD
             } else {
                 next - 1 + READ_AHEAD..=next - 1 + READ_AHEAD
             };
             for &(a_off, a_len, _) in ahead.filter_map(|i| plan.chunk_list.get(i)) {
-                dev.will_need(a_off, u64::from(a_len));
+                if cover(a_off, a_len).is_none() {
+                    dev.will_need(a_off, u64::from(a_len));
+                }
             }
-            buf.resize(len as usize, 0);
-            if let Err(e) = dev.read_at(&mut buf, off) {
-                return Err(crate::blockdev::narrow_read_error(dev, off, len, e));
-            }
-            Ok(Some((off, region, buf)))
+            Ok(Some((off, len, region, buf)))
         },
-        |(off, region, buf): (u64, usize, Vec<u8>)| {
-            let c = encode(level, off, &buf, block, known)?;
+        |(off, len, region, mut buf): (u64, u32, usize, Vec<u8>)| {
+            let (from, skip) = match cover(off, len) {
+                Some((d, start, end)) => {
+                    let slice = aligned(&mut buf, (end - start) as usize);
+                    let at = slice.as_ptr() as usize - buf.as_ptr() as usize;
+                    (d, (at, start, end))
+                }
+                None => {
+                    if buf.len() < len as usize {
+                        buf.resize(len as usize, 0);
+                    }
+                    (dev, (0, off, off + u64::from(len)))
+                }
+            };
+            let (at, start, end) = skip;
+            if let Err(e) = from.read_at(&mut buf[at..at + (end - start) as usize], start) {
+                // narrowed down to the first bad sector through the same handle when the
+                // chunk is aligned (a buffered one would name the page's start)
+                let by = if start == off && end == off + u64::from(len) {
+                    from
+                } else {
+                    dev
+                };
+                return Err(crate::blockdev::narrow_read_error(by, off, len, e));
+            }
+            let chunk = &buf[at + (off - start) as usize..][..len as usize];
+            let c = encode(level, off, chunk, block, known)?;
             Ok((c, region, buf))
         },
         |(c, region, buf)| {
@@ -661,8 +712,9 @@ pub fn run_on(
     } else {
         super::verify::Scope::All
     };
+    let check_started = Instant::now();
     let checked = Chain::open(&summary.path, &search).and_then(|written| {
-        super::verify::verify_chain(&written, scope, plan.threads, reporter, cancel)
+        super::verify::verify_chain(&written, scope, plan.threads.max(1) * 2, reporter, cancel)
     });
     if let Err(e) = checked {
         // an image that failed its check, or whose check was cancelled, is not left to look
@@ -682,6 +734,8 @@ pub fn run_on(
         files: summary.files,
         kind: plan.kind,
         seconds: started.elapsed().as_secs_f64(),
+        write_seconds: (check_started - started).as_secs_f64(),
+        verify_seconds: check_started.elapsed().as_secs_f64(),
     })
 }
 

@@ -320,6 +320,12 @@ fn plan_partitions(
 
 /// A decoded frame's writes: (write, where its bytes start in the frame, hash), and the frame
 /// (returned to the pool afterwards).
+/// A frame to restore, its stored bytes' range when the producer read them, and the buffer.
+type Frame<'a> = (
+    &'a (FrameRead, Vec<Write>),
+    Option<std::ops::Range<usize>>,
+    Vec<u8>,
+);
 type Decoded = (Vec<(Write, usize, [u8; 32])>, Vec<Rest>, Vec<u8>);
 
 impl RestorePlan {
@@ -465,6 +471,7 @@ pub fn run_on(
     let records = chain.leaf().records();
     let writer = DataWriter::new(dev, direct);
     let chunk_bytes = chain.max_chunk_size();
+    let parallel = chain.parallel_reads();
     // The tables are written last, after the data's read-back (which runs beside the
     // writing, a region at a time: `readback`).
     let tables: Vec<(u64, Vec<u8>)> = head_tail.into_iter().map(|(o, b, _)| (o, b)).collect();
@@ -474,18 +481,22 @@ pub fn run_on(
         pipeline::run(
             Shape::for_threads(target::frame_workers(plan.threads, chunk_bytes)),
             cancel,
-            // The producer only hands out frames; the workers read them (so several reads are
-            // in flight), decode, check and write them.
-            |stored: Vec<u8>| {
+            // The workers read the frames (so several reads are in flight; on a FUSE store the
+            // producer reads them, in order), decode, check and write them.
+            |mut stored: Vec<u8>| {
                 let Some(job) = jobs.get(next) else {
                     return Ok(None);
                 };
                 next += 1;
-                Ok(Some((job, stored)))
+                let range = (!parallel).then(|| chain.read_uncached(&job.0, &mut stored));
+                Ok(Some((job, range.transpose()?, stored)))
             },
-            |(job, mut stored): (&(FrameRead, Vec<Write>), Vec<u8>)| {
+            |(job, range, mut stored): Frame| {
                 let (fr, ws) = job;
-                let range = chain.read_uncached(fr, &mut stored)?;
+                let range = match range {
+                    Some(r) => r,
+                    None => chain.read_uncached(fr, &mut stored)?,
+                };
                 // The stored bytes become this worker's spare once decoded.
                 let mut frame = pipeline::trade_spare(Vec::new());
                 let decoded = chain.decode_aligned(fr, &stored[range], &mut frame, 4096);

@@ -80,20 +80,26 @@ pub fn verify_chain(
     let mut chunks = 0u64;
     let mut ancestor_bytes = 0u64;
     let chunk_bytes = chain.max_chunk_size();
+    let parallel = chain.parallel_reads();
     pipeline::run(
         Shape::for_threads(super::target::frame_workers(threads, chunk_bytes)),
         cancel,
-        // The producer only hands out frames; the workers read them (so several reads are
-        // in flight, bypassing the page cache where the store allows) and check them.
-        |stored: Vec<u8>| {
+        // The workers read the frames (so several reads are in flight, bypassing the page
+        // cache where the store allows; on a FUSE store the producer reads them, in order)
+        // and check them.
+        |mut stored: Vec<u8>| {
             let Some(fr) = reads.get(next) else {
                 return Ok(None);
             };
             next += 1;
-            Ok(Some((fr, stored)))
+            let range = (!parallel).then(|| chain.read_uncached(fr, &mut stored));
+            Ok(Some((fr, range.transpose()?, stored)))
         },
-        |(fr, mut stored): (&FrameRead, Vec<u8>)| {
-            let range = chain.read_uncached(fr, &mut stored)?;
+        |(fr, range, mut stored): (&FrameRead, Option<std::ops::Range<usize>>, Vec<u8>)| {
+            let range = match range {
+                Some(r) => r,
+                None => chain.read_uncached(fr, &mut stored)?,
+            };
             let mut frame = pipeline::trade_spare(Vec::new());
             let r = chain.decode_checked(fr, &stored[range], &mut frame);
             pipeline::trade_spare(frame);
