@@ -97,7 +97,7 @@ pub struct TargetPlan {
     /// Read back what was written.
     pub verify: bool,
     /// Bytes written between two regions handed to the overlapped read-back
-    /// ([`super::readback::REGION`]; tests make it small).
+    /// (128 MiB; tests make it small).
     #[serde(skip)]
     pub readback_region: u64,
 }
