@@ -514,16 +514,7 @@ fn write_errors_on_the_target_fail_and_leave_no_table() {
     let d = dir.path();
     let disk = make_disk(d);
     let img = image_of(d, &disk);
-    let spec = restore::RestoreSpec {
-        image: img.clone(),
-        target: d.join("t.img"),
-        verify: true,
-        threads: 2,
-        search: vec![],
-        grow_last: false,
-        new_disk_id: false,
-    };
-    let plan = restore::plan(&spec, &SystemPaths::default()).unwrap();
+    let plan = restore_plan(&img, &d.join("t.img"));
     let chain = lifeboat::image::Chain::open(&img, &[]).unwrap();
     // through the page cache, and through an O_DIRECT handle (the same device here): either
     // way the error names a range holding the bad block
@@ -656,16 +647,7 @@ fn a_lost_write_is_caught_by_the_read_back_and_leaves_no_table() {
     let d = dir.path();
     let disk = make_disk(d);
     let img = image_of(d, &disk);
-    let spec = restore::RestoreSpec {
-        image: img.clone(),
-        target: disk.clone(),
-        verify: true,
-        threads: 2,
-        search: vec![],
-        grow_last: false,
-        new_disk_id: false,
-    };
-    let mut plan = restore::plan(&spec, &SystemPaths::default()).unwrap();
+    let mut plan = restore_plan(&img, &disk);
     plan.target.readback_region = MIB;
     let chain = lifeboat::image::Chain::open(&img, &[]).unwrap();
     // an old disk with the same table but other data, and a device that loses 4 KiB of
@@ -743,16 +725,7 @@ fn restore_direct_writes_are_aligned_for_every_layout() {
         32 * MIB / 1024
     ));
     let img = image_of(d, &disk);
-    let spec = restore::RestoreSpec {
-        image: img.clone(),
-        target: disk.clone(),
-        verify: true,
-        threads: 2,
-        search: vec![],
-        grow_last: false,
-        new_disk_id: false,
-    };
-    let plan = restore::plan(&spec, &SystemPaths::default()).unwrap();
+    let plan = restore_plan(&img, &disk);
     let chain = lifeboat::image::Chain::open(&img, &[]).unwrap();
     let want = std::fs::read(&disk).unwrap();
     // the target held other bytes: what the image does not cover must keep them
@@ -789,6 +762,20 @@ fn restore_direct_writes_are_aligned_for_every_layout() {
         };
         assert_eq!(got[i], expect, "byte {i} (written by the restore: {c})");
     }
+}
+
+/// The plan of a verified restore of `img` onto `target`, on two threads.
+fn restore_plan(img: &Path, target: &Path) -> restore::RestorePlan {
+    let spec = restore::RestoreSpec {
+        image: img.to_path_buf(),
+        target: target.to_path_buf(),
+        verify: true,
+        threads: 2,
+        search: vec![],
+        grow_last: false,
+        new_disk_id: false,
+    };
+    restore::plan(&spec, &SystemPaths::default()).unwrap()
 }
 
 /// A memory target that logs every read and write, in order.
@@ -832,16 +819,7 @@ fn the_partition_table_is_written_only_after_the_data_was_read_back() {
     let d = dir.path();
     let disk = make_disk(d);
     let img = image_of(d, &disk);
-    let spec = restore::RestoreSpec {
-        image: img.clone(),
-        target: d.join("t.img"),
-        verify: true,
-        threads: 2,
-        search: vec![],
-        grow_last: false,
-        new_disk_id: false,
-    };
-    let mut plan = restore::plan(&spec, &SystemPaths::default()).unwrap();
+    let mut plan = restore_plan(&img, &d.join("t.img"));
     // small regions, so that the read-back runs while the data is still being written
     plan.target.readback_region = MIB;
     let old = std::fs::read(&disk).unwrap();
