@@ -8,7 +8,7 @@
 #               round; the report gives medians, ratios are taken per round (default 3)
 #   --level L   zstd level for lifeboat image --level L and zstd -L (default 3)
 #   --work DIR  where the dense copy, the images and the targets go (default: a new dir in
-#               /var/tmp); about 2 x the disk + 2 x the used bytes
+#               /var/tmp); about 2 x the disk + 3 x the used bytes
 #   --keep      keep the work directory (and the logs of every command)
 #   --perf      also profile one restore and one verify with perf record -g
 #   LIFEBOAT    the binary (default target/release/lifeboat)
@@ -19,21 +19,26 @@
 # MiB; used-bytes.py copies the ranges d.lbi holds from LOOP to /dev/shm (U = their size, the
 # bytes every restore writes; it must equal restore's written_bytes); zstd -T0 -L of those
 # into WORK/used.zst. T1 is a loop device (--direct-io=on) over a fallocated file of the
-# disk's size in WORK; F a new file in WORK.
+# disk's size in WORK; F a new file in WORK. d.lbi is also copied to /dev/shm.
 # Rows (the page cache is dropped before each; /usr/bin/time -f '%e %U %S %M' times each):
 #   write floor      dd if=/dev/zero bs=4M count=U/4M oflag=direct conv=fsync to T1, and to
 #                    a fresh file in WORK
 #   read floor       dd if=T1 of=/dev/null bs=4M count=U/4M iflag=direct (reference)
+#   duplex floor     both dd at once on T1 (reference): what writing U while reading U back
+#                    costs the disk, the least a verified restore can take
 #   lifeboat restore d.lbi onto T1 and onto F (--yes --json), and with --no-verify. Targets:
 #                    total wall <= 1.5 x the write floor; write rate (U / write_seconds of its
-#                    JSON summary) >= 0.80 x the floor's
+#                    JSON summary) >= 0.80 x the floor's. Also onto T1 from a copy of d.lbi
+#                    in /dev/shm, so that only T1's disk works (the same targets)
 #   partclone        sfdisk, first MiB, partx -a, zstd -dc pN | partclone.restore onto T1, sync
 #   lifeboat verify  d.lbi; floor: dd if=used.zst iflag=direct | zstd -d (one pipeline), and
 #                    dd of d.lbi alone beside it. Target <= 1.25 x floor
 #   partclone.chkimg zstd -dc pN | partclone.chkimg -s -, all partitions (reference)
 #   lifeboat image   LOOP -o WORK/i.lbi --level L; floor: zstd -T0 -L of U from /dev/shm
 #                    (warm). Target <= 1.10 x floor for its imaging phase (write_seconds);
-#                    the whole command, with its check of the new image, for reference
+#                    the whole command, with its check of the new image, for reference;
+#                    and against a cold floor that reads U from the disk like image must:
+#                    dd if=WORK/used.raw iflag=direct | zstd -T0 -L (reference)
 #   peak RSS         of lifeboat restore, verify and image: target <= 256 MiB
 # Output: a Markdown report on stdout and in bench/results/restore-DATE.md, every run in
 # bench/results/restore-LATEST.json.
@@ -108,7 +113,7 @@ cleanup() {
   [ -n "$tgt" ] && detach "$tgt"
   rm -rf "$shm"
   if [ "$keep" -eq 1 ] || [ "$rc" -ne 0 ]; then
-    rm -f "$work/disk.img" "$work/t1.img" "$ftgt" "$ffloor" "$work/i.lbi"
+    rm -f "$work/disk.img" "$work/t1.img" "$work/used.raw" "$ftgt" "$ffloor" "$work/i.lbi"
     echo "restore.sh: images and logs kept in $work" >&2
   else
     rm -rf "$work"
@@ -185,6 +190,7 @@ used=$(stat -c %s "$shm/used.raw")
 blocks=$((used / 4194304))
 [ "$blocks" -ge 1 ] || { echo "restore.sh: only $used used bytes; use a bigger disk" >&2; exit 1; }
 zstd -T0 "-$level" -q -f "$shm/used.raw" -o "$work/used.zst"
+cp "$shm/used.raw" "$work/used.raw" # for the imaging floor that reads U from the disk
 # U must be what restore writes: its plan's write_bytes now, written_bytes of every run later
 plan_bytes=$("$lifeboat" restore "$img" "$work/plan-probe.img" --dry-run --json |
   "$python" -c 'import json, sys; print(json.load(sys.stdin)["write_bytes"])')
@@ -193,10 +199,11 @@ if [ "$plan_bytes" -ne "$used" ]; then
   exit 1
 fi
 img_bytes=$(stat -c %s "$img")
+cp "$img" "$shm/d.lbi" # for the restore that reads its image from RAM
 pc_bytes=$(cat "$work"/p*.pc.zst | wc -c)
 echo "   U = $used bytes ($(mib "$used") MiB); d.lbi $(mib "$img_bytes") MiB," \
   "used.zst $(mib "$(stat -c %s "$work/used.zst")") MiB, partclone $(mib "$pc_bytes") MiB"
-need=$((disk_bytes + 2 * used + img_bytes + (1 << 30)))
+need=$((disk_bytes + 3 * used + img_bytes + (1 << 30)))
 avail=$(($(df --output=avail -B1 "$work" | tail -1)))
 [ "$avail" -ge "$need" ] || {
   echo "restore.sh: $work has $(mib "$avail") MiB free, needs about $(mib "$need") MiB" >&2
@@ -250,6 +257,13 @@ for n in "$@"; do zstd -dcq "$w/p$n.pc.zst" | partclone.chkimg -s -; done'
 verify_floor='set -euo pipefail
 dd if="$1" bs=4M iflag=direct status=none | zstd -dq -T0 -c >/dev/null'
 
+# shellcheck disable=SC2016
+duplex_floor='set -euo pipefail
+dd if=/dev/zero of="$1" bs=4M count="$2" oflag=direct conv=fsync status=none &
+w=$!
+dd if="$1" of=/dev/null bs=4M count="$2" iflag=direct status=none
+wait "$w"'
+
 row_wfloor_loop() {
   measure "$1" wfloor_loop dd if=/dev/zero of="$tgt" bs=4M count="$blocks" oflag=direct \
     conv=fsync status=none
@@ -266,6 +280,13 @@ row_wfloor_file() {
 row_lb_restore_loop() {
   partx -d "$tgt" 2>/dev/null || true
   measure "$1" lb_restore_loop "$lifeboat" restore "$img" "$tgt" --yes --json
+}
+row_lb_restore_shm() { # the image in RAM: only T1's disk works
+  partx -d "$tgt" 2>/dev/null || true
+  measure "$1" lb_restore_shm "$lifeboat" restore "$shm/d.lbi" "$tgt" --yes --json
+}
+row_duplex_loop() { # what a restore's read-back asks of T1: U written while U is read back
+  measure "$1" duplex_loop bash -c "$duplex_floor" duplex_floor "$tgt" "$blocks"
 }
 row_lb_restore_loop_nv() {
   partx -d "$tgt" 2>/dev/null || true
@@ -295,10 +316,14 @@ row_lb_image() {
   measure "$1" lb_image "$lifeboat" image "$src" -o "$work/i.lbi" --level "$level" --json
   rm -f "$work/i.lbi"
 }
+# shellcheck disable=SC2016
+ifloor_cold='set -euo pipefail
+dd if="$1" bs=4M iflag=direct status=none | zstd -T0 "-$2" -q -c >/dev/null'
+row_ifloor_cold() { measure "$1" ifloor_cold bash -c "$ifloor_cold" ifloor_cold "$work/used.raw" "$level"; }
 row_ifloor() { measure "$1" ifloor zstd -T0 "-$level" -q -f "$shm/used.raw" -o /dev/null; }
 
-rows=(wfloor_loop lb_restore_loop lb_restore_loop_nv rfloor_loop pc_restore_loop wfloor_file
-  lb_restore_file lb_restore_file_nv vfloor lb_verify lbi_read pc_chkimg ifloor lb_image)
+rows=(wfloor_loop lb_restore_loop lb_restore_shm duplex_loop lb_restore_loop_nv rfloor_loop pc_restore_loop wfloor_file
+  lb_restore_file lb_restore_file_nv vfloor lb_verify lbi_read pc_chkimg ifloor ifloor_cold lb_image)
 echo "== $runs runs of ${#rows[@]} rows (page cache dropped before each)"
 for run in $(seq "$runs"); do
   shift_by=$(((run - 1) % ${#rows[@]}))
@@ -351,7 +376,7 @@ with open(records) as f:
                         r["summary"] = e.get("summary")
         rows.setdefault(row, {})[int(run)] = r
 
-DD_FLOORS = {"wfloor_loop", "wfloor_file", "rfloor_loop"}
+DD_FLOORS = {"wfloor_loop", "wfloor_file", "rfloor_loop", "duplex_loop"}
 
 
 def seconds(row, run, field=None):
@@ -381,6 +406,10 @@ LINES = [
     ("restore", "lifeboat restore, loop (total)", "lb_restore_loop", None, "wfloor_loop", "time", 1.5),
     ("restore", "... its write phase (write_seconds)", "lb_restore_loop", "write_seconds", "wfloor_loop", "rate", 0.80),
     ("restore", "... its read-back (verify_seconds)", "lb_restore_loop", "verify_seconds", "rfloor_loop", "time", None),
+    ("restore", "duplex floor, loop: dd oflag=direct to T1 and dd iflag=direct from T1 at once", "duplex_loop", None, None, "floor", None),
+    ("restore", "lifeboat restore, loop, image in RAM (/dev/shm): against the write floor", "lb_restore_shm", None, "wfloor_loop", "time", 1.5),
+    ("restore", "... the same against the duplex floor", "lb_restore_shm", None, "duplex_loop", "time", None),
+    ("restore", "... its write phase (write_seconds)", "lb_restore_shm", "write_seconds", "wfloor_loop", "rate", 0.80),
     ("restore", "lifeboat restore --no-verify, loop", "lb_restore_loop_nv", None, "wfloor_loop", "time", None),
     ("restore", "partclone.restore, loop (table, first MiB, partitions, sync)", "pc_restore_loop", None, "wfloor_loop", "time", None),
     ("restore", "write floor, file: dd oflag=direct to a new file", "wfloor_file", None, None, "floor", None),
@@ -395,6 +424,8 @@ LINES = [
     ("image", "image floor: zstd -T0 of U from /dev/shm (warm)", "ifloor", None, None, "floor", None),
     ("image", "lifeboat image (total, with the check of the written image)", "lb_image", None, "ifloor", "time", None),
     ("image", "... its imaging phase (write_seconds: read, compress, hash, write, seal)", "lb_image", "write_seconds", "ifloor", "time", 1.10),
+    ("image", "image floor, cold: dd iflag=direct of U from the disk \\| zstd -T0", "ifloor_cold", None, None, "floor", None),
+    ("image", "... its imaging phase against the cold floor", "lb_image", "write_seconds", "ifloor_cold", "time", None),
     ("image", "... its check of the written image (verify_seconds)", "lb_image", "verify_seconds", "vfloor", "time", None),
 ]
 RSS_ROWS = [("lifeboat restore, loop", "lb_restore_loop"), ("lifeboat restore, file", "lb_restore_file"),

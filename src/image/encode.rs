@@ -33,6 +33,15 @@ pub fn compress(level: i32, data: &[u8]) -> Result<Vec<u8>> {
     })
 }
 
+/// Whether every byte of `b` is zero. It ORs blocks of 256 bytes without stopping inside a
+/// block, which the compiler turns into vector instructions; a byte-by-byte test that stops
+/// at the first non-zero byte runs at about a byte per cycle, and every byte imaged passes
+/// here.
+pub fn is_zero(b: &[u8]) -> bool {
+    b.chunks(256)
+        .all(|c| c.iter().fold(0u8, |a, &x| a | x) == 0)
+}
+
 /// Cuts one chunk into records at multiples of `block`, hashes each, and compresses the
 /// records that are neither all zero nor in `known` (hashes the parent chain stores) into one
 /// frame (a pipeline worker's job). Only new data is compressed.
@@ -53,7 +62,7 @@ pub fn encode(
         let end = next.min(raw.len());
         let piece = &raw[pos..end];
         let hash = *blake3::hash(piece).as_bytes();
-        let codec = if piece.iter().all(|&b| b == 0) {
+        let codec = if is_zero(piece) {
             Codec::Zero
         } else if known.is_some_and(|k| k.contains(&hash)) {
             Codec::Parent
@@ -121,6 +130,20 @@ pub fn seal_frame(level: i32, mut records: Vec<Record>, frame: &[u8]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_zero_test_finds_one_set_byte_anywhere() {
+        assert!(is_zero(&[]));
+        for len in [1usize, 255, 256, 257, 4096, 4099] {
+            let mut b = vec![0u8; len];
+            assert!(is_zero(&b), "{len}");
+            for at in [0, len / 2, len - 1] {
+                b[at] = 0x80;
+                assert!(!is_zero(&b), "{len} {at}");
+                b[at] = 0;
+            }
+        }
+    }
 
     #[test]
     fn zero_chunks_are_elided_and_incompressible_ones_stored_raw() {

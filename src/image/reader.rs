@@ -420,10 +420,9 @@ impl ImageReader {
                 if frame.len() < base + size {
                     frame.resize(base + size, 0);
                 }
-                let n = zstd::bulk::decompress_to_buffer(stored, &mut frame[base..base + size])
-                    .map_err(|e| {
-                        self.corrupt(index, r, format!("zstd frame does not decode: {e}"))
-                    })?;
+                let n = decompress(stored, &mut frame[base..base + size]).map_err(|e| {
+                    self.corrupt(index, r, format!("zstd frame does not decode: {e}"))
+                })?;
                 frame.truncate(base + n);
             }
         }
@@ -487,4 +486,23 @@ impl ImageReader {
             root_hash: super::writer::hex(&self.footer.root_hash),
         })
     }
+}
+
+thread_local! {
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decodes the zstd frame `stored` into `out` with this thread's decompression context,
+/// made once per thread (a context per frame cost restore and verify an allocation and its
+/// set-up for every chunk).
+fn decompress(stored: &[u8], out: &mut [u8]) -> std::io::Result<usize> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        let d = match &mut *d {
+            Some(d) => d,
+            slot => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress_to_buffer(stored, out)
+    })
 }
