@@ -2,7 +2,7 @@
 # Restore, verify and imaging benchmark for issue 24 ("restore and verify at the speed of the
 # disks"): each lifeboat command against the floor the disks and zstd set for the same bytes.
 #
-# Usage: sudo bench/restore.sh DISK_IMAGE [--runs N] [--level L] [--work DIR] [--keep] [--perf]
+# Usage: sudo bench/restore.sh DISK_IMAGE [--runs N] [--level L] [--work DIR] [--keep] [--perf] [--rows "R…"]
 #
 #   --runs N    rounds; every round times every row once, the order rotated by one row per
 #               round; the report gives medians, ratios are taken per round (default 3)
@@ -11,6 +11,7 @@
 #               /var/tmp); about 2 x the disk + 3 x the used bytes
 #   --keep      keep the work directory (and the logs of every command)
 #   --perf      also profile one restore and one verify with perf record -g
+#   --rows "R…" only these rows (names as in the records, e.g. "wfloor_loop lb_restore_shm_nv")
 #   LIFEBOAT    the binary (default target/release/lifeboat)
 #
 # Setup, once: a dense copy of DISK_IMAGE in WORK, attached read-only (--direct-io=on) as a
@@ -41,7 +42,7 @@
 #                    dd if=WORK/used.raw iflag=direct | zstd -T0 -L (reference)
 #   peak RSS         of lifeboat restore, verify and image: target <= 256 MiB
 # Output: a Markdown report on stdout and in bench/results/restore-DATE.md, every run in
-# bench/results/restore-LATEST.json.
+# bench/results/restore-LATEST.json (with --rows: restore-DATE-rows.md, restore-rows-LATEST.json).
 set -euo pipefail
 export LC_ALL=C
 
@@ -50,7 +51,7 @@ repo=$(cd "$here/.." && pwd)
 python=/usr/bin/python3
 
 usage() {
-  sed -n '5,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '5,16p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
@@ -62,6 +63,7 @@ level=3
 work=""
 keep=0
 perf=0
+only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=${2:?}; shift 2 ;;
@@ -69,6 +71,7 @@ while [ $# -gt 0 ]; do
     --work) work=${2:?}; shift 2 ;;
     --keep) keep=1; shift ;;
     --perf) perf=1; shift ;;
+    --rows) only=${2:?}; shift 2 ;;
     -h | --help) usage ;;
     *) echo "restore.sh: unknown argument $1" >&2; usage ;;
   esac
@@ -285,6 +288,10 @@ row_lb_restore_shm() { # the image in RAM: only T1's disk works
   partx -d "$tgt" 2>/dev/null || true
   measure "$1" lb_restore_shm "$lifeboat" restore "$shm/d.lbi" "$tgt" --yes --json
 }
+row_lb_restore_shm_nv() { # the write path alone: the image in RAM, no read-back
+  partx -d "$tgt" 2>/dev/null || true
+  measure "$1" lb_restore_shm_nv "$lifeboat" restore "$shm/d.lbi" "$tgt" --yes --json --no-verify
+}
 row_duplex_loop() { # what a restore's read-back asks of T1: U written while U is read back
   measure "$1" duplex_loop bash -c "$duplex_floor" duplex_floor "$tgt" "$blocks"
 }
@@ -322,8 +329,16 @@ dd if="$1" bs=4M iflag=direct status=none | zstd -T0 "-$2" -q -c >/dev/null'
 row_ifloor_cold() { measure "$1" ifloor_cold bash -c "$ifloor_cold" ifloor_cold "$work/used.raw" "$level"; }
 row_ifloor() { measure "$1" ifloor zstd -T0 "-$level" -q -f "$shm/used.raw" -o /dev/null; }
 
-rows=(wfloor_loop lb_restore_loop lb_restore_shm duplex_loop lb_restore_loop_nv rfloor_loop pc_restore_loop wfloor_file
+all_rows=(wfloor_loop lb_restore_loop lb_restore_shm lb_restore_shm_nv duplex_loop lb_restore_loop_nv rfloor_loop pc_restore_loop wfloor_file
   lb_restore_file lb_restore_file_nv vfloor lb_verify lbi_read pc_chkimg ifloor ifloor_cold lb_image)
+if [ -n "$only" ]; then
+  read -r -a rows <<<"$only"
+  for row in "${rows[@]}"; do
+    declare -F "row_$row" >/dev/null || { echo "restore.sh: no row $row (rows: ${all_rows[*]})" >&2; exit 2; }
+  done
+else
+  rows=("${all_rows[@]}")
+fi
 echo "== $runs runs of ${#rows[@]} rows (page cache dropped before each)"
 for run in $(seq "$runs"); do
   shift_by=$(((run - 1) % ${#rows[@]}))
@@ -336,7 +351,12 @@ done
 mkdir -p "$here/results"
 stamp=$(date -u +%Y-%m-%d)
 md="$here/results/restore-$stamp.md"
-"$python" - "$records" "$logs" "$md" "$here/results/restore-LATEST.json" \
+latest="$here/results/restore-LATEST.json"
+if [ -n "$only" ]; then # a partial run does not replace the whole report
+  md="$here/results/restore-$stamp-rows.md"
+  latest="$here/results/restore-rows-LATEST.json"
+fi
+"$python" - "$records" "$logs" "$md" "$latest" \
   "here=$here" "disk=$disk" "disk_bytes=$disk_bytes" "level=$level" "runs=$runs" \
   "cpus=$threads" "used=$used" "floor_bytes=$((blocks * 4194304))" "image_bytes=$img_bytes" \
   "used_zst_bytes=$(stat -c %s "$work/used.zst")" "partclone_bytes=$pc_bytes" \
@@ -410,6 +430,8 @@ LINES = [
     ("restore", "lifeboat restore, loop, image in RAM (/dev/shm): against the write floor", "lb_restore_shm", None, "wfloor_loop", "time", 1.5),
     ("restore", "... the same against the duplex floor", "lb_restore_shm", None, "duplex_loop", "time", None),
     ("restore", "... its write phase (write_seconds)", "lb_restore_shm", "write_seconds", "wfloor_loop", "rate", 0.80),
+    ("restore", "lifeboat restore --no-verify, loop, image in RAM: the write path alone", "lb_restore_shm_nv", None, "wfloor_loop", "time", None),
+    ("restore", "... its write phase (write_seconds)", "lb_restore_shm_nv", "write_seconds", "wfloor_loop", "rate", 0.80),
     ("restore", "lifeboat restore --no-verify, loop", "lb_restore_loop_nv", None, "wfloor_loop", "time", None),
     ("restore", "partclone.restore, loop (table, first MiB, partitions, sync)", "pc_restore_loop", None, "wfloor_loop", "time", None),
     ("restore", "write floor, file: dd oflag=direct to a new file", "wfloor_file", None, None, "floor", None),
@@ -463,6 +485,8 @@ for section, label, row, field, floor, kind, target in LINES:
     })
 rss = []
 for label, row in RSS_ROWS:
+    if not rows.get(row):
+        continue
     vals = [r["rss_kib"] for r in rows.get(row, {}).values()]
     peak = max(vals) / 1024 if vals else None
     rss.append({"label": label, "row": row, "median_mib": med(vals) / 1024 if vals else None,
@@ -526,8 +550,8 @@ for section in ("restore", "verify", "image"):
             "| row | seconds | MB/s over U | ratio to floor | target | result | CPU s | CPU/(nproc×wall) | peak RSS MiB |",
             "|---|---:|---:|---:|---|---|---:|---:|---:|"]
     for ln in lines:
-        if ln["section"] != section:
-            continue
+        if ln["section"] != section or not rows.get(ln["row"]):
+            continue  # another section's, or a row not run (--rows)
         if ln["floor"] is None:
             ratio, target = ("floor" if ln["ratio_kind"] == "floor" else "-"), "-"
         elif ln["ratio_kind"] == "rate":

@@ -463,6 +463,35 @@ impl Chain {
             .read_frame_uncached(&l.record, stored)
     }
 
+    /// The producer's half of a pipeline's frame read: on a chain that must be read in order
+    /// ([`Chain::parallel_reads`] is false: a FUSE store), reads `fr`'s stored bytes into
+    /// `stored` now and returns where they are; elsewhere returns `None`, and the worker
+    /// reads them ([`Chain::read_in_worker`]), so that several reads are in flight.
+    pub fn read_in_order(
+        &self,
+        fr: &FrameRead,
+        stored: &mut Vec<u8>,
+    ) -> Result<Option<std::ops::Range<usize>>> {
+        if self.parallel_reads() {
+            return Ok(None);
+        }
+        self.read_uncached(fr, stored).map(Some)
+    }
+
+    /// The worker's half: the range [`Chain::read_in_order`] returned, or `fr`'s stored bytes
+    /// read now into `stored`, bypassing the page cache where the store allows.
+    pub fn read_in_worker(
+        &self,
+        fr: &FrameRead,
+        read: Option<std::ops::Range<usize>>,
+        stored: &mut Vec<u8>,
+    ) -> Result<std::ops::Range<usize>> {
+        match read {
+            Some(r) => Ok(r),
+            None => self.read_uncached(fr, stored),
+        }
+    }
+
     /// Decodes `fr`'s frame into `frame` (for zero records: zeros as long as the longest).
     pub fn decode(&self, fr: &FrameRead, stored: &[u8], frame: &mut Vec<u8>) -> Result<()> {
         self.decode_at(fr, stored, frame, 0)

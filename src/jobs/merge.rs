@@ -11,7 +11,7 @@ use super::verify::{self, Scope};
 use crate::error::{Error, Result};
 use crate::event::{CancelToken, Phase, Reporter};
 use crate::image::{
-    format, hex, Chain, ChainLink, Codec, EncodedChunk, Header, ImageWriter, Record,
+    format, hex, Chain, ChainLink, Codec, EncodedChunk, FrameRead, Header, ImageWriter, Record,
 };
 use crate::image::{ImageKind, ImageMeta};
 use crate::pipeline::{self, Shape};
@@ -152,6 +152,15 @@ fn encode_chunk(level: i32, recs: &[Record], bytes: &[&[u8]]) -> Result<EncodedC
     crate::image::encode::seal_frame(level, out, &frame)
 }
 
+/// A pipeline item of merge: a group of the member's records, the frames that hold them,
+/// those frames' stored bytes where the producer read them (a FUSE store), and the buffer.
+type Group = (
+    std::ops::Range<usize>,
+    Vec<FrameRead>,
+    Vec<Option<(Vec<u8>, std::ops::Range<usize>)>>,
+    Vec<u8>,
+);
+
 /// Runs a merge plan.
 pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Result<MergeSummary> {
     let started = Instant::now();
@@ -199,30 +208,46 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     pipeline::run(
         Shape::for_threads(plan.threads),
         cancel,
+        // The producer hands out groups of records; the workers read their frames (so
+        // several reads are in flight, bypassing the page cache where the store allows),
+        // except on a FUSE store, where the producer reads them, in order.
         |buf: Vec<u8>| {
             let Some(g) = groups.get(next) else {
                 return Ok(None);
             };
             next += 1;
-            Ok(Some((g.clone(), buf)))
+            let frs = chain.frame_reads(g.clone())?;
+            let mut read = Vec::with_capacity(frs.len());
+            for fr in &frs {
+                let mut stored = Vec::new();
+                let range = chain.read_in_order(fr, &mut stored)?;
+                read.push(range.map(|r| (stored, r)));
+            }
+            Ok(Some((g.clone(), frs, read, buf)))
         },
-        |(g, mut buf): (std::ops::Range<usize>, Vec<u8>)| {
+        |(g, frs, read, mut buf): Group| {
             // Gather the chunk's bytes from every frame that holds a part of it.
             buf.clear();
             let mut spans = vec![(0usize, 0usize); g.len()];
-            let mut stored = Vec::new();
+            let mut own = pipeline::trade_spare(Vec::new());
             let mut frame = Vec::new();
-            for fr in chain.frame_reads(g.clone())? {
-                chain.read(&fr, &mut stored)?;
-                chain.decode(&fr, &stored, &mut frame)?;
+            for (fr, read) in frs.iter().zip(read) {
+                match read {
+                    Some((stored, range)) => chain.decode(fr, &stored[range], &mut frame)?,
+                    None => {
+                        let range = chain.read_in_worker(fr, None, &mut own)?;
+                        chain.decode(fr, &own[range], &mut frame)?;
+                    }
+                }
                 for (k, (i, _)) in fr.parts.iter().enumerate() {
-                    let b = chain.part(&fr, k, &frame)?;
+                    let b = chain.part(fr, k, &frame)?;
                     if let Some(slot) = spans.get_mut(i - g.start) {
                         *slot = (buf.len(), b.len());
                     }
                     buf.extend_from_slice(b);
                 }
             }
+            pipeline::trade_spare(own);
             let recs = records.get(g.clone()).unwrap_or_default();
             let bytes: Vec<&[u8]> = spans.iter().map(|&(s, l)| &buf[s..s + l]).collect();
             let c = encode_chunk(level, recs, &bytes)?;

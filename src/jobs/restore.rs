@@ -471,7 +471,6 @@ pub fn run_on(
     let records = chain.leaf().records();
     let writer = DataWriter::new(dev, direct);
     let chunk_bytes = chain.max_chunk_size();
-    let parallel = chain.parallel_reads();
     // The tables are written last, after the data's read-back (which runs beside the
     // writing, a region at a time: `readback`).
     let tables: Vec<(u64, Vec<u8>)> = head_tail.into_iter().map(|(o, b, _)| (o, b)).collect();
@@ -488,15 +487,12 @@ pub fn run_on(
                     return Ok(None);
                 };
                 next += 1;
-                let range = (!parallel).then(|| chain.read_uncached(&job.0, &mut stored));
-                Ok(Some((job, range.transpose()?, stored)))
+                let read = chain.read_in_order(&job.0, &mut stored)?;
+                Ok(Some((job, read, stored)))
             },
-            |(job, range, mut stored): Frame| {
+            |(job, read, mut stored): Frame| {
                 let (fr, ws) = job;
-                let range = match range {
-                    Some(r) => r,
-                    None => chain.read_uncached(fr, &mut stored)?,
-                };
+                let range = chain.read_in_worker(fr, read, &mut stored)?;
                 // The stored bytes become this worker's spare once decoded.
                 let mut frame = pipeline::trade_spare(Vec::new());
                 let decoded = chain.decode_aligned(fr, &stored[range], &mut frame, 4096);

@@ -80,7 +80,6 @@ pub fn verify_chain(
     let mut chunks = 0u64;
     let mut ancestor_bytes = 0u64;
     let chunk_bytes = chain.max_chunk_size();
-    let parallel = chain.parallel_reads();
     pipeline::run(
         Shape::for_threads(super::target::frame_workers(threads, chunk_bytes)),
         cancel,
@@ -92,14 +91,11 @@ pub fn verify_chain(
                 return Ok(None);
             };
             next += 1;
-            let range = (!parallel).then(|| chain.read_uncached(fr, &mut stored));
-            Ok(Some((fr, range.transpose()?, stored)))
+            let read = chain.read_in_order(fr, &mut stored)?;
+            Ok(Some((fr, read, stored)))
         },
-        |(fr, range, mut stored): (&FrameRead, Option<std::ops::Range<usize>>, Vec<u8>)| {
-            let range = match range {
-                Some(r) => r,
-                None => chain.read_uncached(fr, &mut stored)?,
-            };
+        |(fr, read, mut stored): (&FrameRead, Option<std::ops::Range<usize>>, Vec<u8>)| {
+            let range = chain.read_in_worker(fr, read, &mut stored)?;
             let mut frame = pipeline::trade_spare(Vec::new());
             let r = chain.decode_checked(fr, &stored[range], &mut frame);
             pipeline::trade_spare(frame);
