@@ -30,6 +30,21 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
+/// A FAT32 store of `size` bytes in `dir`, labelled BACKUP, mounted read-write through
+/// fusefat. Bind it as `let (_lo, store)`, so that the store is unmounted before the loop
+/// device goes.
+fn fat32_store(dir: &Path, size: u64) -> (LoopDev, common::FuseFat) {
+    let fat = dir.join("fat32.img");
+    common::sparse(&fat, size);
+    let lo = LoopDev::attach(&fat);
+    sh(&format!(
+        "mkfs.vfat -F 32 -n BACKUP {} >/dev/null",
+        lo.path.display()
+    ));
+    let store = common::FuseFat::new(&lo.path, "rw+");
+    (lo, store)
+}
+
 #[test]
 fn an_image_over_4_gib_on_a_fat32_store_is_split_verified_and_restored() {
     if !common::require_root() {
@@ -40,14 +55,7 @@ fn an_image_over_4_gib_on_a_fat32_store_is_split_verified_and_restored() {
     }
     let work = tempfile::tempdir_in("/var/tmp").unwrap();
     // the store: 4.5 GiB FAT32 on a loop device
-    let fat = work.path().join("fat32.img");
-    common::sparse(&fat, 4 * GIB + 512 * MIB);
-    let lo = LoopDev::attach(&fat);
-    sh(&format!(
-        "mkfs.vfat -F 32 -n BACKUP {} >/dev/null",
-        lo.path.display()
-    ));
-    let store = common::FuseFat::new(&lo.path, "rw+");
+    let (_lo, store) = fat32_store(work.path(), 4 * GIB + 512 * MIB);
 
     // the source: 4 GiB + 40 MiB that do not compress, so the image is over 4 GiB
     let src = work.path().join("source.raw");
@@ -161,14 +169,7 @@ fn a_chain_on_a_fuse_store_merges_and_restores() {
         require_tool(t);
     }
     let work = tempfile::tempdir_in("/var/tmp").unwrap();
-    let fat = work.path().join("fat32.img");
-    common::sparse(&fat, 256 * MIB);
-    let lo = LoopDev::attach(&fat);
-    sh(&format!(
-        "mkfs.vfat -F 32 -n BACKUP {} >/dev/null",
-        lo.path.display()
-    ));
-    let store = common::FuseFat::new(&lo.path, "rw+");
+    let (_lo, store) = fat32_store(work.path(), 256 * MIB);
     // 24 MiB: 8 MiB of noise, 8 of zeros, 8 of text; then 1 MiB changed in the middle
     let src = work.path().join("source.raw");
     let mut bytes = common::noise(8 * MIB as usize, 9);
