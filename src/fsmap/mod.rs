@@ -29,7 +29,7 @@ mod swap;
 mod xfs;
 
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 pub use detect::{detect, FsInfo, FsKind};
 

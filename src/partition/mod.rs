@@ -7,6 +7,7 @@
 //! (entry arrays ≤ 4 MiB, ≤ 256 logical partitions), so hostile tables cannot hang us.
 
 pub mod edit;
+pub mod fit;
 pub mod gpt;
 pub mod mbr;
 mod model;
