@@ -30,6 +30,18 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Root, and the tools of a fusefat store and of the byte comparison after a restore (false:
+/// skip, outside CI).
+fn fat32_prerequisites() -> bool {
+    if !common::require_root() {
+        return false;
+    }
+    for t in ["fusefat", "mkfs.vfat", "cmp"] {
+        require_tool(t);
+    }
+    true
+}
+
 /// A FAT32 store of `size` bytes in `dir`, labelled BACKUP, mounted read-write through
 /// fusefat. Bind it as `let (_lo, store)`, so that the store is unmounted before the loop
 /// device goes.
@@ -47,11 +59,8 @@ fn fat32_store(dir: &Path, size: u64) -> (LoopDev, common::FuseFat) {
 
 #[test]
 fn an_image_over_4_gib_on_a_fat32_store_is_split_verified_and_restored() {
-    if !common::require_root() {
+    if !fat32_prerequisites() {
         return;
-    }
-    for t in ["fusefat", "mkfs.vfat", "cmp"] {
-        require_tool(t);
     }
     let work = tempfile::tempdir_in("/var/tmp").unwrap();
     // the store: 4.5 GiB FAT32 on a loop device
@@ -162,11 +171,8 @@ fn a_split_image_mounts_like_any_other() {
 /// store takes those paths: the merged image restores the newer state byte for byte.
 #[test]
 fn a_chain_on_a_fuse_store_merges_and_restores() {
-    if !common::require_root() {
+    if !fat32_prerequisites() {
         return;
-    }
-    for t in ["fusefat", "mkfs.vfat", "cmp"] {
-        require_tool(t);
     }
     let work = tempfile::tempdir_in("/var/tmp").unwrap();
     let (_lo, store) = fat32_store(work.path(), 256 * MIB);
