@@ -29,6 +29,8 @@ pub enum Phase {
     Partition,
     /// Growing the last partition's filesystem (`--grow-last`).
     Grow,
+    /// Shrinking filesystems on their copy-on-write overlays (`--fit`).
+    Shrink,
 }
 
 /// One event. `Progress.done_bytes` is cumulative within its phase, so a dropped event is

@@ -10,6 +10,7 @@
 //! The exports built on them (FUSE files and mounts, the NBD server, `export`) and later
 //! `boot-test` and the shrink for smaller disks all read images through these two pieces.
 
+pub mod devfiles;
 mod fuse;
 mod loopdev;
 pub mod mount;

@@ -549,7 +549,7 @@ impl Drop for MountSession {
 /// Debian kernel has fuse and loop as modules, and devtmpfs makes their nodes only once they
 /// are loaded; there `modprobe` is lifeboat itself), then waits up to 1 s for the node. A
 /// failure shows later, as the error of opening the node.
-fn ensure_node(node: &str, module: &str) {
+pub(crate) fn ensure_node(node: &str, module: &str) {
     if Path::new(node).exists() {
         return;
     }
@@ -680,7 +680,7 @@ fn unmount_now(path: &Path) -> Result<()> {
 
 /// Unmounts `path` if something is mounted there: normally, retrying while busy for up to
 /// 2 s (a loop device being released), then lazily (MNT_DETACH).
-fn unmount_path(path: &Path) -> Result<()> {
+pub(crate) fn unmount_path(path: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(2);
     while is_mountpoint(path) {
         match umount2(path, MntFlags::empty()) {

@@ -31,6 +31,15 @@ pub enum OverlayStore {
     },
     /// In a new sparse file at this path (refused when something exists there).
     File(PathBuf),
+    /// In memory up to `memory` bytes, then in an unnamed scratch file in `dir` (made with
+    /// `O_TMPFILE`, or created and unlinked at once where that is refused), so nothing is left
+    /// behind when the process dies. Its index is a bitmap: one bit per block of the base.
+    Spill {
+        /// Bytes kept in memory before the scratch file is used.
+        memory: u64,
+        /// The scratch folder.
+        dir: PathBuf,
+    },
 }
 
 enum Blocks {
@@ -43,6 +52,52 @@ enum Blocks {
         path: PathBuf,
         written: std::collections::HashSet<u64>,
     },
+    Spill {
+        blocks: HashMap<u64, Box<[u8]>>,
+        limit: u64,
+        dir: PathBuf,
+        /// The scratch file, made at the first block that does not fit in memory.
+        file: Option<File>,
+        /// Bit `b` set: block `b` is in the scratch file.
+        in_file: Vec<u64>,
+        /// Blocks in the scratch file.
+        spilled: u64,
+        len: u64,
+    },
+}
+
+/// An unnamed file in `dir`, `len` bytes long and sparse.
+fn scratch_file(dir: &Path, len: u64) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir);
+    let file = match tmp {
+        Ok(f) => f,
+        Err(e)
+            if e.raw_os_error() == Some(libc::EOPNOTSUPP)
+                || e.raw_os_error() == Some(libc::EISDIR)
+                || e.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            let path = dir.join(format!(".lifeboat-overlay-{}", std::process::id()));
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| Error::io("creating a scratch file in", dir, e))?;
+            std::fs::remove_file(&path).map_err(|e| Error::io("unlinking", &path, e))?;
+            f
+        }
+        Err(e) => return Err(Error::io("creating a scratch file in", dir, e)),
+    };
+    file.set_len(len)
+        .map_err(|e| Error::io("sizing a scratch file in", dir, e))?;
+    Ok(file)
 }
 
 /// A writable view of a read-only device; see the module doc.
@@ -92,6 +147,23 @@ impl Overlay {
                     written: Default::default(),
                 }
             }
+            OverlayStore::Spill { memory, dir } => {
+                if !dir.is_dir() {
+                    return Err(Error::Refused {
+                        path: dir,
+                        reason: "the scratch folder does not exist or is not a folder".into(),
+                    });
+                }
+                Blocks::Spill {
+                    blocks: HashMap::new(),
+                    limit: memory,
+                    dir,
+                    file: None,
+                    in_file: vec![0; base.len().div_ceil(OVERLAY_BLOCK).div_ceil(64) as usize],
+                    spilled: 0,
+                    len: base.len(),
+                }
+            }
         };
         Ok(Overlay {
             path: base.path().to_path_buf(),
@@ -110,7 +182,18 @@ impl Overlay {
         match self.state.lock().as_deref() {
             Ok(Blocks::Memory { blocks, .. }) => blocks.len() as u64 * OVERLAY_BLOCK,
             Ok(Blocks::File { written, .. }) => written.len() as u64 * OVERLAY_BLOCK,
+            Ok(Blocks::Spill {
+                blocks, spilled, ..
+            }) => (blocks.len() as u64 + spilled) * OVERLAY_BLOCK,
             Err(_) => 0,
+        }
+    }
+
+    /// Bytes of what was written that went to the scratch file (0 for other stores).
+    pub fn spilled_bytes(&self) -> u64 {
+        match self.state.lock().as_deref() {
+            Ok(Blocks::Spill { spilled, .. }) => spilled * OVERLAY_BLOCK,
+            _ => 0,
         }
     }
 
@@ -151,6 +234,31 @@ impl Blocks {
                     })?;
                 Ok(true)
             }
+            Blocks::Spill {
+                blocks,
+                dir,
+                file,
+                in_file,
+                ..
+            } => {
+                if let Some(d) = blocks.get(&b) {
+                    out.copy_from_slice(&d[..out.len()]);
+                    return Ok(true);
+                }
+                match file {
+                    Some(f) if bit(in_file, b) => {
+                        f.read_exact_at(out, b * OVERLAY_BLOCK)
+                            .map_err(|source| Error::Read {
+                                path: dir.clone(),
+                                offset: b * OVERLAY_BLOCK,
+                                len: out.len(),
+                                source,
+                            })?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            }
         }
     }
 
@@ -158,6 +266,9 @@ impl Blocks {
         match self {
             Blocks::Memory { blocks, .. } => blocks.contains_key(&b),
             Blocks::File { written, .. } => written.contains(&b),
+            Blocks::Spill {
+                blocks, in_file, ..
+            } => blocks.contains_key(&b) || bit(in_file, b),
         }
     }
 
@@ -188,8 +299,49 @@ impl Blocks {
                 written.insert(b);
                 Ok(())
             }
+            Blocks::Spill {
+                blocks,
+                limit,
+                dir,
+                file,
+                in_file,
+                spilled,
+                len,
+            } => {
+                let in_memory = blocks.contains_key(&b);
+                if in_memory
+                    || (!bit(in_file, b) && (blocks.len() as u64 + 1) * OVERLAY_BLOCK <= *limit)
+                {
+                    let mut block = vec![0u8; OVERLAY_BLOCK as usize].into_boxed_slice();
+                    block[..data.len()].copy_from_slice(data);
+                    blocks.insert(b, block);
+                    return Ok(());
+                }
+                if file.is_none() {
+                    *file = Some(scratch_file(dir, *len)?);
+                }
+                let f = file.as_ref().expect("made above");
+                // the scratch folder is named: a full one is the user's to fix
+                f.write_all_at(data, b * OVERLAY_BLOCK)
+                    .map_err(|source| Error::Write {
+                        path: dir.clone(),
+                        offset: b * OVERLAY_BLOCK,
+                        len: data.len(),
+                        source,
+                    })?;
+                if !bit(in_file, b) {
+                    in_file[(b / 64) as usize] |= 1 << (b % 64);
+                    *spilled += 1;
+                }
+                Ok(())
+            }
         }
     }
+}
+
+fn bit(bits: &[u64], b: u64) -> bool {
+    bits.get((b / 64) as usize)
+        .is_some_and(|w| w & (1 << (b % 64)) != 0)
 }
 
 impl BlockDev for Overlay {
@@ -268,7 +420,7 @@ impl BlockDev for Overlay {
 
     fn sync(&self) -> Result<()> {
         match &*self.lock()? {
-            Blocks::Memory { .. } => Ok(()),
+            Blocks::Memory { .. } | Blocks::Spill { .. } => Ok(()),
             Blocks::File { file, path, .. } => file
                 .sync_data()
                 .map_err(|e| Error::io("syncing the overlay file", path, e)),
@@ -374,6 +526,44 @@ mod tests {
         );
         // an existing file is never reused or overwritten
         assert!(Overlay::new(base(len), OverlayStore::File(p)).is_err());
+    }
+
+    #[test]
+    fn spill_keeps_memory_first_then_an_unnamed_scratch_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let len = 1 << 20;
+        let ov = Overlay::new(
+            base(len),
+            OverlayStore::Spill {
+                memory: 3 * 4096,
+                dir: dir.path().to_path_buf(),
+            },
+        )
+        .unwrap();
+        let mut model = crate::blockdev::read_vec(&*base(len), 0, len).unwrap();
+        for (i, off) in [0u64, 5000, 70_000, 200_001, 900_000, 5000, 1_048_000]
+            .into_iter()
+            .enumerate()
+        {
+            let n = 3000 + i * 100;
+            let n = n.min(len - off as usize);
+            ov.write_at(&vec![i as u8 + 1; n], off).unwrap();
+            model[off as usize..off as usize + n].fill(i as u8 + 1);
+            check(&ov, &model);
+        }
+        assert!(ov.spilled_bytes() > 0);
+        assert!(ov.written_bytes() > ov.spilled_bytes());
+        // the scratch file has no name: the folder stays empty
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // a missing folder is refused up front
+        assert!(Overlay::new(
+            base(len),
+            OverlayStore::Spill {
+                memory: 0,
+                dir: dir.path().join("nope"),
+            },
+        )
+        .is_err());
     }
 
     #[test]

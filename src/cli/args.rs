@@ -479,6 +479,39 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
+/// `--fit` and its options, shared by `restore` and `clone`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FitArgs {
+    /// Make the layout fit the target, of any size. Onto a smaller disk: shrink filesystems
+    /// (ext2/3/4 with resize2fs, NTFS with ntfsresize, FAT in place) and move the
+    /// partitions after them left; the shrink runs on a copy-on-write overlay, so the source
+    /// and the image are never written. XFS and unknown contents keep their size. Onto a
+    /// larger disk: grow the last partition, as --grow-last does. The plan shows every
+    /// partition's old and new place before anything is written.
+    #[arg(long)]
+    pub fit: bool,
+    /// With --fit: a folder for what the shrinks write beyond --overlay-memory. It must be on
+    /// another disk than the target and the source; the file in it has no name and is gone
+    /// when lifeboat ends.
+    #[arg(long, value_name = "DIR", requires = "fit")]
+    pub scratch: Option<PathBuf>,
+    /// With --fit: bytes each shrinking partition's overlay keeps in memory (e.g. 512M, 2G;
+    /// default 1G). Past it, the overlay needs --scratch, or the shrink stops with "no space
+    /// left".
+    #[arg(long, value_name = "SIZE", requires = "fit", value_parser = parse_size)]
+    pub overlay_memory: Option<u64>,
+}
+
+impl FitArgs {
+    /// The job's options, when `--fit` is given.
+    pub fn options(&self) -> Option<crate::jobs::fit::FitOptions> {
+        self.fit.then(|| crate::jobs::fit::FitOptions {
+            scratch: self.scratch.clone(),
+            overlay_memory: self.overlay_memory.unwrap_or(0),
+        })
+    }
+}
+
 /// The arguments of `lifeboat restore`; becomes a [`crate::jobs::restore::RestoreSpec`].
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
@@ -511,6 +544,9 @@ pub struct RestoreArgs {
     /// Give the target a new disk GUID (GPT, both copies) or disk signature (MBR).
     #[arg(long)]
     pub new_disk_id: bool,
+    /// --fit, --scratch, --overlay-memory.
+    #[command(flatten)]
+    pub fit: FitArgs,
     /// Then boot the target in QEMU, through a throw-away overlay, and report how far it
     /// got, as `lifeboat boot-test` does (exit 1 when it does not boot). Needs QEMU: not in
     /// the rescue system.
@@ -535,6 +571,9 @@ pub struct CloneArgs {
     /// Give the target a new disk GUID (GPT, both copies) or disk signature (MBR).
     #[arg(long)]
     pub new_disk_id: bool,
+    /// --fit, --scratch, --overlay-memory.
+    #[command(flatten)]
+    pub fit: FitArgs,
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,

@@ -18,6 +18,7 @@ impl From<&CloneArgs> for clone::CloneSpec {
             threads: a.threads,
             grow_last: a.grow_last,
             new_disk_id: a.new_disk_id,
+            fit: a.fit.options(),
             file_sector_size: a.sector_size,
         }
     }
@@ -104,6 +105,9 @@ fn print_clone_plan(
     )?;
     if let Some(l) = &p.target.layout {
         print_layout(out, l, p.target.source_size, p.target.size)?;
+    }
+    if let Some(f) = &p.target.fit {
+        super::common::print_fit(out, f)?;
     }
     for r in &p.regions {
         let name = match r.partition {

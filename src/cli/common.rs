@@ -137,6 +137,22 @@ pub(super) fn grown_line(g: &crate::resize::FsGrowReport) -> String {
 }
 
 /// The table edits of a restore or clone plan.
+/// The fitted layout of `--fit`: a table of every partition's old and new place, then what
+/// the user should know.
+pub(super) fn print_fit(
+    out: &mut impl Write,
+    f: &crate::jobs::fit::FitPlan,
+) -> std::io::Result<()> {
+    writeln!(out, "  --fit: the layout is fitted onto the smaller target:")?;
+    for l in f.lines() {
+        writeln!(out, "    {l}")?;
+    }
+    for n in &f.notes {
+        writeln!(out, "  note: {n}")?;
+    }
+    Ok(())
+}
+
 pub(super) fn print_layout(
     out: &mut impl Write,
     l: &crate::partition::edit::Layout,

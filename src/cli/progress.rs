@@ -40,6 +40,7 @@ fn phase_name(p: Phase) -> &'static str {
         Phase::Sync => "syncing",
         Phase::Partition => "writing partition table",
         Phase::Grow => "growing the last filesystem",
+        Phase::Shrink => "shrinking filesystems on their overlays",
     }
 }
 

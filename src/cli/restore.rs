@@ -20,6 +20,7 @@ impl From<&RestoreArgs> for restore::RestoreSpec {
             search: a.search.clone(),
             grow_last: a.grow_last,
             new_disk_id: a.new_disk_id,
+            fit: a.fit.options(),
         }
     }
 }
@@ -118,6 +119,9 @@ fn print_restore_plan(
     )?;
     if let Some(l) = &p.target.layout {
         print_layout(out, l, p.target.source_size, p.target.size)?;
+    }
+    if let Some(f) = &p.target.fit {
+        super::common::print_fit(out, f)?;
     }
     for part in &p.partitions {
         writeln!(

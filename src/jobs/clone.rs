@@ -85,6 +85,9 @@ pub struct CloneSpec {
     pub new_disk_id: bool,
     /// Logical sector size assumed for disk-image files (block devices report their own).
     pub file_sector_size: u32,
+    /// `--fit`: onto a smaller target, shrink and move partitions; onto a larger one, grow
+    /// the last partition.
+    pub fit: Option<super::fit::FitOptions>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,8 +148,11 @@ pub struct CloneSummary {
 /// Writes nothing.
 pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
     safety::check_clone(paths, &spec.source, &spec.target)?;
-    if spec.grow_last {
+    if spec.grow_last || spec.fit.is_some() {
         safety::check_grow_target(paths, &spec.target)?;
+    }
+    if let Some(dir) = spec.fit.as_ref().and_then(|f| f.scratch.as_ref()) {
+        safety::check_scratch(paths, dir, &spec.target, &spec.source)?;
     }
     let src = FileDev::open_with_sector_size(&spec.source, OpenMode::Read, spec.file_sector_size)?;
     let source_size = src.len();
@@ -164,25 +170,41 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
             ),
         });
     }
+    let mut fit = None;
     let layout = match usable {
-        Some(t) => Some(edit::plan_layout(
+        Some(t) => match edit::plan_layout(
             t,
             source_size,
             &spec.target,
             target_size,
-            spec.grow_last,
+            spec.grow_last || spec.fit.is_some(),
             spec.new_disk_id,
-        )?),
+        ) {
+            Err(Error::TooSmall { .. }) if spec.fit.is_some() => {
+                super::restore::refuse_fit_with_new_id(spec.new_disk_id, &spec.target)?;
+                let src: std::sync::Arc<dyn BlockDev> = std::sync::Arc::new(
+                    FileDev::open_with_sector_size(&spec.source, OpenMode::Read, ss)?,
+                );
+                let opts = spec.fit.as_ref().expect("checked above");
+                fit = Some(super::fit::plan(src, t, &spec.target, target_size, opts)?);
+                None
+            }
+            r => Some(r?),
+        },
         None => None,
     };
-    if layout.is_none() && (spec.grow_last || spec.new_disk_id) {
+    if usable.is_none() && (spec.grow_last || spec.new_disk_id) {
         return Err(Error::Refused {
             path: spec.source.clone(),
             reason: "it has no valid partition table, so there is no last partition to grow and no disk ID to change".into(),
         });
     }
-    let min_target_size = layout.as_ref().map_or(source_size, |l| l.min_target_size);
-    if target_size < min_target_size {
+    let min_target_size = match (&fit, &layout) {
+        (Some(f), _) => f.smallest_target,
+        (None, Some(l)) => l.min_target_size,
+        (None, None) => source_size,
+    };
+    if fit.is_none() && target_size < min_target_size {
         return Err(Error::TooSmall {
             path: spec.target.clone(),
             need: min_target_size,
@@ -190,7 +212,7 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
             why: "the source has no partition table, so the whole disk must fit".into(),
         });
     }
-    if layout.as_ref().is_some_and(|l| l.new_disk_id.is_none()) {
+    if (layout.is_some() || fit.is_some()) && !spec.new_disk_id {
         warnings.push(
             "the target keeps the source's disk ID and its partition and filesystem IDs, so it boots like the source; do not leave both disks attached to one computer (--new-disk-id changes only the disk ID; partition and filesystem IDs stay the same)".into(),
         );
@@ -227,12 +249,15 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
         p.1 = p.1.min(target_size).saturating_sub(p.0);
     }
     pieces.retain(|p| p.1 > 0);
-    if dropped > 0 {
+    if dropped > 0 && fit.is_none() {
         warnings.push(format!(
             "{dropped} bytes of the source lie past the target's end, outside every partition, and are not copied"
         ));
     }
-    let copy_bytes = pieces.iter().map(|p| p.1).sum();
+    let copy_bytes = match &fit {
+        Some(f) => f.write_bytes(),
+        None => pieces.iter().map(|p| p.1).sum(),
+    };
     let size_change = target::size_change(target_size, source_size);
     Ok(ClonePlan {
         source: spec.source.clone(),
@@ -248,6 +273,7 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
             layout,
             verify: spec.verify,
             readback_region: super::readback::REGION,
+            fit,
         },
         regions,
         copy_bytes,
@@ -303,10 +329,33 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
         (Some(s), Some(d)) => Some((s as &dyn BlockDev, d as &dyn BlockDev)),
         _ => None,
     };
-    let r = run_on(plan, &src, &dev, direct, fresh, reporter, cancel)
-        .and_then(|w| finish(plan, &dev, w, started));
+    let r = match (&plan.target.fit, &plan.table_read) {
+        (Some(fit), Some(table)) => {
+            let shared: std::sync::Arc<dyn BlockDev> = std::sync::Arc::new(
+                FileDev::open_with_sector_size(&plan.source, OpenMode::Read, plan.target.sector_size)?,
+            );
+            super::fit::run(
+                fit,
+                shared,
+                table,
+                &plan.target,
+                &dev,
+                direct.map(|d| d.1),
+                fresh,
+                plan.threads,
+                reporter,
+                cancel,
+            )
+        }
+        _ => run_on(plan, &src, &dev, direct, fresh, reporter, cancel),
+    }
+    .and_then(|w| finish(plan, &dev, w, started));
     if r.is_err() {
-        plan.target.undo(&dev, fresh, plan.partition_span());
+        let span = match &plan.target.fit {
+            Some(f) => f.span(),
+            None => plan.partition_span(),
+        };
+        plan.target.undo(&dev, fresh, span);
     }
     let mut s = r?;
     let is_block = dev.is_block_device();
@@ -495,6 +544,7 @@ pub(crate) fn example_plan() -> ClonePlan {
             layout: None,
             verify: true,
             readback_region: super::readback::REGION,
+            fit: None,
         },
         regions: Vec::new(),
         copy_bytes: 61_235_789_824,

@@ -8,6 +8,7 @@ pub mod chain;
 pub mod clone;
 pub mod copy_out;
 pub mod export;
+pub mod fit;
 pub mod image;
 pub mod merge;
 mod readback;

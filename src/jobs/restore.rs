@@ -50,6 +50,9 @@ pub struct RestoreSpec {
     pub grow_last: bool,
     /// Give the target a new disk GUID (GPT) or signature (MBR).
     pub new_disk_id: bool,
+    /// `--fit`: onto a smaller target, shrink and move partitions; onto a larger one, grow
+    /// the last partition.
+    pub fit: Option<super::fit::FitOptions>,
 }
 
 /// One partition as the plan shows it.
@@ -150,8 +153,11 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
     let chain = Chain::open(&spec.image, &spec.search)?;
     let reader = chain.leaf();
     safety::check_restore_target(paths, &spec.target, &spec.image)?;
-    if spec.grow_last {
+    if spec.grow_last || spec.fit.is_some() {
         safety::check_grow_target(paths, &spec.target)?;
+    }
+    if let Some(dir) = spec.fit.as_ref().and_then(|f| f.scratch.as_ref()) {
+        safety::check_scratch(paths, dir, &spec.target, &spec.image)?;
     }
     for member in chain.paths().iter().skip(1) {
         // An ancestor on the target would be overwritten while it is read.
@@ -180,18 +186,36 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
         .collect();
 
     let records = reader.records();
+    let mut fit = None;
     let layout = match &table {
-        Some(t) => Some(edit::plan_layout(
+        Some(t) => match edit::plan_layout(
             t,
             h.source_size,
             &spec.target,
             target_size,
-            spec.grow_last,
+            spec.grow_last || spec.fit.is_some(),
             spec.new_disk_id,
-        )?),
+        ) {
+            Err(Error::TooSmall { .. }) if spec.fit.is_some() => {
+                refuse_fit_with_new_id(spec.new_disk_id, &spec.target)?;
+                let src: std::sync::Arc<dyn BlockDev> =
+                    std::sync::Arc::new(crate::access::ImageSource::from_chain(
+                        Chain::open(&spec.image, &spec.search)?,
+                        crate::access::DEFAULT_CACHE_BYTES,
+                    ));
+                let opts = spec.fit.as_ref().expect("checked above");
+                fit = Some(super::fit::plan(src, t, &spec.target, target_size, opts)?);
+                None
+            }
+            r => Some(r?),
+        },
         None => None,
     };
-    let min_target_size = layout.as_ref().map_or(h.source_size, |l| l.min_target_size);
+    let min_target_size = match (&fit, &layout) {
+        (Some(f), _) => f.smallest_target,
+        (None, Some(l)) => l.min_target_size,
+        (None, None) => h.source_size,
+    };
     if target_size < min_target_size {
         return Err(Error::TooSmall {
             path: spec.target.clone(),
@@ -200,7 +224,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
             why: "the image holds no partition table, so the whole disk must fit".into(),
         });
     }
-    if layout.is_none() && (spec.grow_last || spec.new_disk_id) {
+    if table.is_none() && (spec.grow_last || spec.new_disk_id) {
         return Err(Error::Refused {
             path: spec.image.clone(),
             reason: "the image holds no valid partition table, so there is no last partition to grow and no disk ID to change".into(),
@@ -216,6 +240,10 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
     let mut writes = Vec::new();
     let mut dropped = 0u64;
     for (i, r) in records.iter().enumerate() {
+        if fit.is_some() {
+            // a fitted restore copies by partition (`fit::run`), not by record
+            break;
+        }
         let start = r.disk_offset;
         let mut end = start + u64::from(r.raw_len);
         if let Some(src_tail) = gpt_tail {
@@ -259,7 +287,10 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
             ));
         }
     }
-    let write_bytes = writes.iter().map(|w| w.len).sum();
+    let write_bytes = match &fit {
+        Some(f) => f.write_bytes(),
+        None => writes.iter().map(|w| w.len).sum(),
+    };
     let mut ancestor_bytes = 0;
     for w in &writes {
         if chain.locate(w.record)?.member != 0 {
@@ -284,6 +315,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
             layout,
             verify: spec.verify,
             readback_region: super::readback::REGION,
+            fit,
         },
         partitions,
         chunks: writes.len(),
@@ -293,6 +325,17 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
         threads: spec.threads,
         search: spec.search.clone(),
     })
+}
+
+/// `--fit` keeps every ID; a new disk ID on a fitted layout is not done.
+pub(crate) fn refuse_fit_with_new_id(new_disk_id: bool, target: &std::path::Path) -> Result<()> {
+    if new_disk_id {
+        return Err(Error::Unsupported(format!(
+            "{}: --new-disk-id together with a fitted (shrunk) layout is not supported; run without --new-disk-id",
+            target.display()
+        )));
+    }
+    Ok(())
 }
 
 fn plan_partitions(
@@ -368,18 +411,40 @@ pub fn run(
         OpenMode::WriteDirect,
         plan.target.sector_size,
     );
-    let r = run_on(
-        plan,
-        &chain,
-        &dev,
-        direct.as_ref().map(|d| d as &dyn BlockDev),
-        fresh,
-        reporter,
-        cancel,
-    )
+    let direct_dev = direct.as_ref().map(|d| d as &dyn BlockDev);
+    let r = match &plan.target.fit {
+        Some(fit) => {
+            let src: std::sync::Arc<dyn BlockDev> = std::sync::Arc::new(
+                crate::access::ImageSource::from_chain(chain, crate::access::DEFAULT_CACHE_BYTES),
+            );
+            partition::read_table(&*src).and_then(|t| {
+                let t = t.ok_or_else(|| Error::Refused {
+                    path: plan.image.clone(),
+                    reason: "its partition table is gone since the plan was made".into(),
+                })?;
+                super::fit::run(
+                    fit,
+                    src,
+                    &t,
+                    &plan.target,
+                    &dev,
+                    direct_dev,
+                    fresh,
+                    plan.threads,
+                    reporter,
+                    cancel,
+                )
+            })
+        }
+        None => run_on(plan, &chain, &dev, direct_dev, fresh, reporter, cancel),
+    }
     .and_then(|w| finish(plan, &dev, w, started));
     if r.is_err() {
-        plan.target.undo(&dev, fresh, plan.partition_span());
+        let span = match &plan.target.fit {
+            Some(f) => f.span(),
+            None => plan.partition_span(),
+        };
+        plan.target.undo(&dev, fresh, span);
     }
     let mut s = r?;
     let is_block = dev.is_block_device();
@@ -630,6 +695,7 @@ pub(crate) fn example_plan() -> RestorePlan {
             )),
             verify: true,
             readback_region: super::readback::REGION,
+            fit: None,
         },
         partitions: Vec::new(),
         chunks: 14_600,

@@ -262,3 +262,60 @@ pub fn check_grow_target(paths: &SystemPaths, target: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// `--scratch DIR` holds what the shrinks of `--fit` write: it must be an existing folder,
+/// and not on the target (which is overwritten meanwhile), nor on the disk being read
+/// (`source`: the clone's source, or the image). A target or source that is a file counts as
+/// its own place: the folder may not be the file, and may not be a loop device's backing.
+pub fn check_scratch(
+    paths: &SystemPaths,
+    scratch: &Path,
+    target: &Path,
+    source: &Path,
+) -> Result<()> {
+    let refuse = |reason: String| Error::Refused {
+        path: scratch.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(scratch).map_err(|e| Error::io("opening", scratch, e))?;
+    let same = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+    };
+    if same(target) {
+        return Err(refuse(format!(
+            "--scratch is the target {} itself; give a folder on another disk",
+            target.display()
+        )));
+    }
+    if same(source) {
+        return Err(refuse(format!(
+            "--scratch is the source {} itself; give a folder on another disk",
+            source.display()
+        )));
+    }
+    if !meta.is_dir() {
+        return Err(refuse("--scratch must be a folder".into()));
+    }
+    let disks = discovery::scan(paths).unwrap_or_default();
+    let Some((hd, hp)) = holder_of(&disks, scratch) else {
+        return Ok(());
+    };
+    for (what, p) in [("target", target), ("source", source)] {
+        let Some((di, pi)) = lookup(paths, &disks, p) else {
+            continue;
+        };
+        let disk = &disks[di];
+        let on = match pi {
+            None => hd == disk.name,
+            Some(i) => hp.as_deref() == Some(disk.partitions[i].name.as_str()),
+        };
+        if on {
+            return Err(refuse(format!(
+                "--scratch is on the {what} {} ({}); give a folder on another disk",
+                p.display(),
+                hp.unwrap_or(hd)
+            )));
+        }
+    }
+    Ok(())
+}

@@ -94,6 +94,10 @@ pub struct TargetPlan {
     pub min_size: u64,
     /// How the table lands on the target: backup GPT, grown partition, new disk ID.
     pub layout: Option<Layout>,
+    /// With `--fit` onto a target too small for the layout as it is: what shrinks and moves
+    /// (`layout` is then `None`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fit: Option<super::fit::FitPlan>,
     /// Read back what was written.
     pub verify: bool,
     /// Bytes written between two regions handed to the overlapped read-back

@@ -17,7 +17,7 @@
 //!
 //! Units: bytes unless a name says `lba` (in the table's logical sector size).
 
-use super::{gpt, mbr, PartitionTable, TableKind};
+use super::{gpt, mbr, Partition, PartitionTable, TableKind};
 use crate::blockdev::{read_vec, BlockDev};
 use crate::error::{Error, Result};
 use crate::units::{human_bytes, le_u32, le_u64};
@@ -290,62 +290,32 @@ pub fn apply(
         reason,
     };
     if let Some(mv) = layout.gpt_move.as_ref().filter(|_| layout.rewrites_gpt()) {
-        let primary = read_vec(src, ss, ss as usize)?;
-        let h = gpt::parse_header(&primary, 1)
-            .map_err(|r| refused(format!("its primary GPT header cannot be rewritten: {r}")))?;
-        let mut entries = read_vec(src, h.entries_lba * ss, gpt::entry_array_bytes(&h) as usize)?;
-        if let Some(g) = &layout.grow {
-            let i = (g.number - 1) as usize * h.entry_size as usize;
-            if entries.len() < i + 48
-                || le_u64(&entries, i + 32).checked_mul(ss) != Some(g.start_bytes)
-            {
-                return Err(refused(format!(
-                    "GPT entry {} does not start where the plan says",
-                    g.number
-                )));
-            }
-            set64(
-                &mut entries,
-                i + 40,
-                (g.start_bytes + g.new_size_bytes) / ss - 1,
-            );
-        }
-        let header_size = le_u32(&primary, 12) as usize;
-        let seal = |b: &mut [u8]| {
-            b[16..20].fill(0);
-            let crc = crc32fast::hash(&b[..header_size]);
-            b[16..20].copy_from_slice(&crc.to_le_bytes());
-        };
-        let mut new_primary = primary.clone();
-        set64(&mut new_primary, 32, mv.backup_header_lba);
-        set64(&mut new_primary, 48, mv.last_usable_lba);
-        if let Some(id) = &layout.new_id {
-            let g = uuid::Builder::from_random_bytes(*id).into_uuid();
-            new_primary[56..72].copy_from_slice(&g.to_bytes_le());
-        }
-        set32(&mut new_primary, 88, crc32fast::hash(&entries));
-        seal(&mut new_primary);
-        let mut backup = new_primary.clone();
-        set64(&mut backup, 24, mv.backup_header_lba);
-        set64(&mut backup, 32, 1);
-        set64(&mut backup, 72, mv.backup_entries_lba);
-        seal(&mut backup);
-        patch(areas, &mut extra, ss, &new_primary);
-        if layout.grow.is_some() {
-            patch(areas, &mut extra, h.entries_lba * ss, &entries);
-        }
-        // protective MBR: the 0xEE entry covers the disk (or 2^32 - 1 sectors)
-        let mut mbr0 = read_vec(src, 0, 512)?;
-        let pmbr_len = u32::try_from(layout.target_size / ss - 1).unwrap_or(u32::MAX);
-        for e in 0..4 {
-            let at = 446 + e * 16;
-            if mbr0[at + 4] == 0xEE {
-                set32(&mut mbr0, at + 12, pmbr_len);
-            }
-        }
-        patch(areas, &mut extra, 0, &mbr0);
-        extra.push((mv.backup_entries_lba * ss, entries));
-        extra.push((mv.backup_header_lba * ss, backup));
+        rewrite_gpt(
+            src,
+            ss,
+            layout.target_size,
+            mv,
+            layout.new_id.as_ref(),
+            areas,
+            &mut extra,
+            |entries, _| {
+                let Some(g) = &layout.grow else {
+                    return Ok(false);
+                };
+                let i = (g.number - 1) as usize * entries.1;
+                let entries = &mut *entries.0;
+                if entries.len() < i + 48
+                    || le_u64(entries, i + 32).checked_mul(ss) != Some(g.start_bytes)
+                {
+                    return Err(refused(format!(
+                        "GPT entry {} does not start where the plan says",
+                        g.number
+                    )));
+                }
+                set64(entries, i + 40, (g.start_bytes + g.new_size_bytes) / ss - 1);
+                Ok(true)
+            },
+        )?;
         return Ok(extra);
     }
     if layout.table != "mbr" {
@@ -418,6 +388,320 @@ pub fn apply(
                 grow_entry(&mut p, 446 + 16, ebr_lba, new_end);
                 patch(areas, &mut extra, p_lba * ss, &p);
             }
+        }
+    }
+    patch(areas, &mut extra, 0, &mbr0);
+    Ok(extra)
+}
+
+/// Where the backup GPT goes on a target of `target_size` bytes, for the table read.
+fn gpt_move_for(table: &PartitionTable, target_size: u64) -> Option<GptMove> {
+    let g = table.gpt.as_ref()?;
+    let ss = u64::from(table.sector_size);
+    let entry_sectors = (u64::from(g.entry_count) * u64::from(g.entry_size)).div_ceil(ss);
+    let n = target_size / ss;
+    Some(GptMove {
+        backup_header_lba: n.saturating_sub(1),
+        backup_entries_lba: n.saturating_sub(1 + entry_sectors),
+        last_usable_lba: n.saturating_sub(2 + entry_sectors),
+    })
+}
+
+/// Rewrites the GPT read from `src` for a target of `target_size` bytes: `edit` may change
+/// the entry array (given with the entry size; true when it did), then both headers get
+/// the new backup location, last usable LBA, disk GUID (`new_id`) and CRCs; the protective
+/// MBR's 0xEE entry is sized to the target. The primary header, the entries (when edited)
+/// and sector 0 are patched into `areas`; the backup entries and header are appended to
+/// `extra`.
+#[allow(clippy::too_many_arguments)]
+fn rewrite_gpt(
+    src: &dyn BlockDev,
+    ss: u64,
+    target_size: u64,
+    mv: &GptMove,
+    new_id: Option<&[u8; 16]>,
+    areas: &mut [(u64, Vec<u8>)],
+    extra: &mut Vec<(u64, Vec<u8>)>,
+    edit: impl FnOnce((&mut Vec<u8>, usize), &gpt::RawHeader) -> Result<bool>,
+) -> Result<()> {
+    let refused = |reason: String| Error::Refused {
+        path: src.path().to_path_buf(),
+        reason,
+    };
+    let primary = read_vec(src, ss, ss as usize)?;
+    let h = gpt::parse_header(&primary, 1)
+        .map_err(|r| refused(format!("its primary GPT header cannot be rewritten: {r}")))?;
+    let mut entries = read_vec(src, h.entries_lba * ss, gpt::entry_array_bytes(&h) as usize)?;
+    let edited = edit((&mut entries, h.entry_size as usize), &h)?;
+    let header_size = le_u32(&primary, 12) as usize;
+    let seal = |b: &mut [u8]| {
+        b[16..20].fill(0);
+        let crc = crc32fast::hash(&b[..header_size]);
+        b[16..20].copy_from_slice(&crc.to_le_bytes());
+    };
+    let mut new_primary = primary.clone();
+    set64(&mut new_primary, 32, mv.backup_header_lba);
+    set64(&mut new_primary, 48, mv.last_usable_lba);
+    if let Some(id) = new_id {
+        let g = uuid::Builder::from_random_bytes(*id).into_uuid();
+        new_primary[56..72].copy_from_slice(&g.to_bytes_le());
+    }
+    set32(&mut new_primary, 88, crc32fast::hash(&entries));
+    seal(&mut new_primary);
+    let mut backup = new_primary.clone();
+    set64(&mut backup, 24, mv.backup_header_lba);
+    set64(&mut backup, 32, 1);
+    set64(&mut backup, 72, mv.backup_entries_lba);
+    seal(&mut backup);
+    patch(areas, extra, ss, &new_primary);
+    if edited {
+        patch(areas, extra, h.entries_lba * ss, &entries);
+    }
+    // protective MBR: the 0xEE entry covers the disk (or 2^32 - 1 sectors)
+    let mut mbr0 = read_vec(src, 0, 512)?;
+    let pmbr_len = u32::try_from(target_size / ss - 1).unwrap_or(u32::MAX);
+    for e in 0..4 {
+        let at = 446 + e * 16;
+        if mbr0[at + 4] == 0xEE {
+            set32(&mut mbr0, at + 12, pmbr_len);
+        }
+    }
+    patch(areas, extra, 0, &mbr0);
+    extra.push((mv.backup_entries_lba * ss, entries));
+    extra.push((mv.backup_header_lba * ss, backup));
+    Ok(())
+}
+
+/// One extended boot record of an MBR disk's chain.
+#[derive(Debug, Clone)]
+pub struct Ebr {
+    /// Where it is (LBA).
+    pub lba: u64,
+    /// Its sector.
+    pub sector: Vec<u8>,
+    /// Where its logical partition starts (LBA).
+    pub data_lba: u64,
+}
+
+/// The EBR chain of the extended partition starting at `ext_lba`, in chain order (the
+/// order of the logical partitions' numbers), at most [`mbr::MAX_LOGICAL`] records.
+pub fn ebr_chain(src: &dyn BlockDev, ss: u64, ext_lba: u64) -> Result<Vec<Ebr>> {
+    let mut out = Vec::new();
+    let mut rel = 0u64;
+    for _ in 0..mbr::MAX_LOGICAL {
+        let lba = ext_lba + rel;
+        let sector = read_vec(src, lba * ss, 512)?;
+        if sector[510..512] != [0x55, 0xAA] {
+            break;
+        }
+        let data_lba = lba + u64::from(le_u32(&sector, 446 + 8));
+        let next = u64::from(le_u32(&sector, 446 + 16 + 8));
+        let has_next = sector[446 + 16 + 4] != 0 && next > rel;
+        if le_u32(&sector, 446 + 12) != 0 {
+            out.push(Ebr {
+                lba,
+                sector,
+                data_lba,
+            });
+        }
+        if !has_next {
+            break;
+        }
+        rel = next;
+    }
+    Ok(out)
+}
+
+/// CHS bytes for `lba` as every partitioner writes them (255 heads, 63 sectors per track),
+/// or the "beyond CHS" marker past cylinder 1023.
+fn chs(lba: u64) -> [u8; 3] {
+    let c = lba / (255 * 63);
+    if c > 1023 {
+        return [0xFE, 0xFF, 0xFF];
+    }
+    let h = (lba / 63) % 255;
+    let s = lba % 63 + 1;
+    [
+        h as u8,
+        (s as u8) | (((c >> 2) & 0xC0) as u8),
+        (c & 0xFF) as u8,
+    ]
+}
+
+/// Writes an MBR or EBR entry at `at`: start LBA (relative as the caller gives it), sector
+/// count, and CHS from the absolute LBAs.
+fn set_entry(b: &mut [u8], at: usize, rel_start: u64, abs_start: u64, sectors: u64) -> Result<()> {
+    let to32 = |v: u64| {
+        u32::try_from(v).map_err(|_| {
+            Error::Unsupported(format!(
+                "{v} sectors do not fit an MBR entry (2^32 - 1 at most)"
+            ))
+        })
+    };
+    set32(b, at + 8, to32(rel_start)?);
+    set32(b, at + 12, to32(sectors)?);
+    b[at + 1..at + 4].copy_from_slice(&chs(abs_start));
+    b[at + 5..at + 8].copy_from_slice(&chs(abs_start + sectors.max(1) - 1));
+    Ok(())
+}
+
+/// Rewrites the table read from `src` for `placed` (the fitted layout: every partition's new
+/// start and size, numbers as in `table`) on a target of `target_size` bytes, keeping
+/// everything else: disk GUID or MBR signature, partition GUIDs, types, names, attributes,
+/// boot flags and code.
+///
+/// GPT: each entry's first and last LBA, then both headers as for any GPT edit (backup at
+/// the target's end). MBR: the primary entries; the extended partition spans from its first
+/// EBR to its last logical partition's end (never past the next primary), and every EBR is
+/// rebuilt where its logical partition now starts (the same distance before it as on the
+/// source), linked in the same order. Like [`apply`], patches `areas` and returns the other
+/// writes.
+pub fn apply_fit(
+    table: &PartitionTable,
+    src: &dyn BlockDev,
+    placed: &[super::fit::Placed],
+    target_size: u64,
+    areas: &mut [(u64, Vec<u8>)],
+) -> Result<Vec<(u64, Vec<u8>)>> {
+    let ss = u64::from(table.sector_size);
+    let mut extra = Vec::new();
+    let refused = |reason: String| Error::Refused {
+        path: src.path().to_path_buf(),
+        reason,
+    };
+    for p in placed {
+        if p.new_start % ss != 0 || p.new_size % ss != 0 || p.new_size == 0 {
+            return Err(refused(format!(
+                "partition {} would not be a whole number of sectors",
+                p.number
+            )));
+        }
+    }
+    if table.kind == TableKind::Gpt {
+        let mv = gpt_move_for(table, target_size)
+            .ok_or_else(|| refused("its GPT header was not read".into()))?;
+        rewrite_gpt(
+            src,
+            ss,
+            target_size,
+            &mv,
+            None,
+            areas,
+            &mut extra,
+            |(e, size), _| {
+                for p in placed {
+                    let i = (p.number as usize - 1) * size;
+                    if e.len() < i + 48 || le_u64(e, i + 32).checked_mul(ss) != Some(p.old_start) {
+                        return Err(refused(format!(
+                            "GPT entry {} does not start where the plan says",
+                            p.number
+                        )));
+                    }
+                    if p.new_start / ss + p.new_size / ss - 1 > mv.last_usable_lba {
+                        return Err(refused(format!(
+                            "partition {} would end past the target's last usable sector",
+                            p.number
+                        )));
+                    }
+                    set64(e, i + 32, p.new_start / ss);
+                    set64(e, i + 40, (p.new_start + p.new_size) / ss - 1);
+                }
+                Ok(true)
+            },
+        )?;
+        return Ok(extra);
+    }
+    let by_number = |n: u32| placed.iter().find(|p| p.number == n);
+    let mut mbr0 = read_vec(src, 0, 512)?;
+    let ext = table.partitions.iter().find(|p| p.extended);
+    for p in table
+        .partitions
+        .iter()
+        .filter(|p| !p.logical && !p.extended)
+    {
+        let Some(f) = by_number(p.number) else {
+            continue;
+        };
+        let at = 446 + (p.number as usize - 1) * 16;
+        if u64::from(le_u32(&mbr0, at + 8)) * ss != f.old_start {
+            return Err(refused(format!(
+                "MBR entry {} does not start where the plan says",
+                p.number
+            )));
+        }
+        set_entry(
+            &mut mbr0,
+            at,
+            f.new_start / ss,
+            f.new_start / ss,
+            f.new_size / ss,
+        )?;
+    }
+    if let Some(x) = ext {
+        let chain = ebr_chain(src, ss, x.first_lba)?;
+        let mut logicals: Vec<&Partition> = table.partitions.iter().filter(|p| p.logical).collect();
+        logicals.sort_by_key(|p| p.number);
+        if chain.len() != logicals.len() {
+            return Err(refused(format!(
+                "its extended partition's chain holds {} records for {} logical partitions",
+                chain.len(),
+                logicals.len()
+            )));
+        }
+        // new EBR places: the same distance before each logical partition as on the source
+        let mut news = Vec::with_capacity(chain.len());
+        for (e, p) in chain.iter().zip(&logicals) {
+            let f = by_number(p.number).ok_or_else(|| {
+                refused(format!("logical partition {} is not in the plan", p.number))
+            })?;
+            if e.data_lba * ss != f.old_start {
+                return Err(refused(format!(
+                    "the extended boot record of logical partition {} does not point at it",
+                    p.number
+                )));
+            }
+            let room = e.data_lba - e.lba;
+            let new_data = f.new_start / ss;
+            let new_lba = new_data.checked_sub(room).ok_or_else(|| {
+                refused(format!(
+                    "no room for the EBR of logical partition {}",
+                    p.number
+                ))
+            })?;
+            news.push((new_lba, new_data, f.new_size / ss));
+        }
+        let ext_start = news.first().map_or(x.first_lba, |n| n.0.min(x.first_lba));
+        let last_end = news.last().map_or(x.first_lba + 1, |n| n.1 + n.2);
+        // the next primary after the extended partition, where it now starts
+        let bound = table
+            .partitions
+            .iter()
+            .filter(|p| !p.logical && !p.extended && p.start_bytes > x.start_bytes)
+            .filter_map(|p| by_number(p.number).map(|f| f.new_start / ss))
+            .min()
+            .unwrap_or(target_size / ss);
+        let ext_end = (x.last_lba + 1).min(bound).max(last_end);
+        let at = 446 + (x.number as usize - 1) * 16;
+        set_entry(&mut mbr0, at, ext_start, ext_start, ext_end - ext_start)?;
+        for (i, (e, n)) in chain.iter().zip(&news).enumerate() {
+            let mut b = e.sector.clone();
+            set_entry(&mut b, 446, n.1 - n.0, n.1, n.2)?;
+            match news.get(i + 1) {
+                Some(next) => {
+                    set_entry(
+                        &mut b,
+                        462,
+                        next.0 - ext_start,
+                        next.0,
+                        next.1 + next.2 - next.0,
+                    )?;
+                    if b[462 + 4] == 0 {
+                        b[462 + 4] = 0x05;
+                    }
+                }
+                None => b[462..478].fill(0),
+            }
+            patch(areas, &mut extra, n.0 * ss, &b);
         }
     }
     patch(areas, &mut extra, 0, &mbr0);

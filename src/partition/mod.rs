@@ -9,6 +9,7 @@
 pub mod edit;
 pub mod fit;
 pub mod gpt;
+pub mod grub;
 pub mod mbr;
 mod model;
 pub mod types;

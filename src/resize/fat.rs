@@ -297,6 +297,140 @@ pub fn grow(dev: &dyn BlockDev) -> Result<FatGrow> {
     Ok(p.result())
 }
 
+/// Fewest clusters a volume of this type may have: below them every implementation would
+/// take it for another type (Microsoft's limits: FAT16 from 4085, FAT32 from 65525).
+fn min_clusters(kind: FatType) -> u64 {
+    match kind {
+        FatType::Fat12 => 1,
+        FatType::Fat16 => crate::fsmap::fat::MAX_FAT12 + 1,
+        FatType::Fat32 => crate::fsmap::fat::MAX_FAT16 + 1,
+    }
+}
+
+/// How far a FAT volume can shrink in place.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FatMin {
+    /// The volume's size now, in bytes.
+    pub bytes: u64,
+    /// The smallest size in bytes: where its last used cluster ends, or the fewest clusters
+    /// its type allows, whichever is more.
+    pub min_bytes: u64,
+}
+
+/// The checks shared by [`shrink_min`] and [`shrink`]: the volume's geometry, the end of its
+/// last used byte and its boot sector.
+fn shrink_geometry(dev: &dyn BlockDev) -> Result<(crate::fsmap::fat::Geometry, Bpb, u64, Vec<u8>)> {
+    let refuse = |reason: String| Error::Refused {
+        path: dev.path().to_path_buf(),
+        reason,
+    };
+    let map = crate::fsmap::fat::used_ranges(dev)?
+        .map_err(|e| refuse(format!("not a FAT volume that can be shrunk: {}", e.0)))?;
+    if map.dirty {
+        return Err(refuse(
+            "the FAT volume was not cleanly unmounted; run fsck.fat first".into(),
+        ));
+    }
+    let boot = read_vec(dev, 0, 512)?;
+    let bpb = Bpb::parse(&boot).ok_or_else(|| refuse("the boot sector is too short".into()))?;
+    bpb.check().map_err(refuse)?;
+    let geo = bpb
+        .geometry()
+        .ok_or_else(|| refuse("the volume has no data area".into()))?;
+    let used_end = map.ranges.last().map_or(0, |r| r.0 + r.1);
+    Ok((geo, bpb, used_end, boot))
+}
+
+/// How far the FAT volume on `dev` can shrink without moving a cluster. Reads the FAT (and
+/// refuses a volume `fsmap::fat` would not map, or one not cleanly unmounted).
+pub fn shrink_min(dev: &dyn BlockDev) -> Result<FatMin> {
+    let (geo, bpb, used_end, _) = shrink_geometry(dev)?;
+    let bps = geo.bytes_per_sector;
+    let used_clusters = used_end
+        .saturating_sub(geo.data_start)
+        .div_ceil(geo.cluster);
+    let clusters = used_clusters.max(min_clusters(geo.fat_type));
+    Ok(FatMin {
+        bytes: bpb.total_sectors() * bps,
+        min_bytes: geo.data_start + clusters * geo.cluster,
+    })
+}
+
+/// Shrinks the FAT volume on `dev` in place to at most `new_bytes`, in whole clusters. Moves
+/// nothing: refuses ([`Error::Refused`], before any write) when a used cluster lies past the
+/// new end or the type would need fewer clusters than it allows. The FAT keeps its size (a
+/// FAT larger than its volume needs is valid everywhere); the entries past the new count are
+/// all free already. Write order as for [`grow`]: the FAT32 backup boot sector and the FSInfo
+/// free count and next-free hint ("unknown") first, the primary boot sector last, with a sync
+/// in between. Returns the new size in bytes.
+pub fn shrink(dev: &dyn BlockDev, new_bytes: u64) -> Result<u64> {
+    let refuse = |reason: String| Error::Refused {
+        path: dev.path().to_path_buf(),
+        reason,
+    };
+    let (geo, bpb, used_end, mut boot) = shrink_geometry(dev)?;
+    let bps = geo.bytes_per_sector;
+    let old_total = bpb.total_sectors();
+    let spc = geo.cluster / bps;
+    if new_bytes >= old_total * bps {
+        return Ok(old_total * bps);
+    }
+    let new_clusters = (new_bytes / bps).saturating_sub(geo.data_sectors) / spc;
+    let new_total = geo.data_sectors + new_clusters * spc;
+    if new_clusters < min_clusters(geo.fat_type) {
+        return Err(refuse(format!(
+            "a {} volume needs at least {} clusters; {new_bytes} bytes hold {new_clusters}",
+            geo.fat_type.kind().blkid_name(),
+            min_clusters(geo.fat_type)
+        )));
+    }
+    if used_end > new_total * bps {
+        return Err(refuse(format!(
+            "its data reaches byte {used_end}, past the new end at {}; clusters are not moved",
+            new_total * bps
+        )));
+    }
+    let fat32 = bpb.is_fat32();
+    let patch = |b: &mut [u8]| {
+        if !fat32 && bpb.total16 != 0 {
+            if let Ok(t) = u16::try_from(new_total) {
+                b[19..21].copy_from_slice(&t.to_le_bytes());
+                return;
+            }
+        }
+        b[19..21].fill(0);
+        b[32..36].copy_from_slice(&(new_total as u32).to_le_bytes());
+    };
+    if fat32 {
+        let reserved = u64::from(bpb.reserved);
+        let sector_at = |off: usize| {
+            let s = u64::from(le16(&boot, off).unwrap_or(0));
+            (s != 0 && s < reserved).then_some(s)
+        };
+        let backup = sector_at(50);
+        let fsinfo = sector_at(48).filter(|&s| Some(s) != backup);
+        if let Some(bk) = backup {
+            let mut b = read_vec(dev, bk * bps, 512)?;
+            if b[510..512] == [0x55, 0xAA] && b[11..64] == boot[11..64] {
+                patch(&mut b);
+                dev.write_at(&b, bk * bps)?;
+            }
+        }
+        let backup_fsinfo = backup
+            .zip(fsinfo)
+            .map(|(b, f)| b + f)
+            .filter(|&s| s < reserved);
+        for s in [fsinfo, backup_fsinfo].into_iter().flatten() {
+            forget_free_count(dev, s * bps)?;
+        }
+        dev.sync()?;
+    }
+    patch(&mut boot);
+    dev.write_at(&boot, 0)?;
+    dev.sync()?;
+    Ok(new_total * bps)
+}
+
 /// Zeroes FAT entries `old_clusters + 2 .. new_clusters + 2` of the FAT copy at byte `fat`.
 /// FAT12 packs two entries in three bytes, so the nibble shared with the last old entry (or
 /// the first entry past the new count) is kept.
@@ -339,6 +473,8 @@ fn forget_free_count(dev: &dyn BlockDev, off: u64) -> Result<()> {
         && le32(&s, 508) == Some(FSINFO_TRAIL)
     {
         s[FSINFO_FREE..FSINFO_FREE + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        // the next-free hint may point past a shrunk volume's end: "unknown" too
+        s[FSINFO_FREE + 4..FSINFO_FREE + 8].copy_from_slice(&u32::MAX.to_le_bytes());
         dev.write_at(&s, off)?;
     }
     Ok(())

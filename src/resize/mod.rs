@@ -18,6 +18,7 @@
 //! the error when they fail.
 
 pub mod fat;
+pub mod shrink;
 
 use crate::blockdev::{read_vec, BlockDev, FileDev, OpenMode};
 use crate::bytes::{le16, le32, le64};
@@ -95,9 +96,15 @@ impl Drop for Loop {
 
 /// Runs a tool; `ok` lists the exit codes that mean success. The error carries its output.
 fn run(tool: &str, args: &[&str], dev: &Path, ok: &[i32]) -> Result<String> {
+    run_with(tool, args, dev, &[], ok)
+}
+
+/// [`run`] with arguments after the device as well (`resize2fs DEV SIZE`).
+fn run_with(tool: &str, args: &[&str], dev: &Path, after: &[&str], ok: &[i32]) -> Result<String> {
     let out = Command::new(tool)
         .args(args)
         .arg(dev)
+        .args(after)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| Error::Tool {

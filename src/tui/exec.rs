@@ -445,6 +445,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                 search: Vec::new(),
                 grow_last: *grow_last,
                 new_disk_id: *new_disk_id,
+                fit: None,
             };
             restore::plan(&spec, &paths)
                 .map(|p| Planned::Restore(Box::new(p)))
@@ -464,6 +465,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                 grow_last: *grow_last,
                 new_disk_id: *new_disk_id,
                 file_sector_size: DEFAULT_FILE_SECTOR_SIZE,
+                fit: None,
             };
             clone::plan(&spec, &paths)
                 .map(|p| Planned::Clone(Box::new(p)))

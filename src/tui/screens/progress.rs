@@ -138,6 +138,7 @@ fn phase_words(p: Option<Phase>) -> &'static str {
         Some(Phase::Sync) => "flushing to the disk",
         Some(Phase::Partition) => "writing the partition table",
         Some(Phase::Grow) => "growing the last partition's filesystem",
+        Some(Phase::Shrink) => "shrinking filesystems on copies (the source is not written)",
     }
 }
 
