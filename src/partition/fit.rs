@@ -256,7 +256,16 @@ pub fn plan_fit(input: &FitInput) -> Result<FitLayout, NoFit> {
             Some(next) => latest[i + 1] - next.room_before,
             None => input.end,
         };
-        let size = p.size.min(room_end.saturating_sub(start));
+        // a shrunk partition ends on an alignment boundary where its minimum allows
+        let room = room_end.saturating_sub(start);
+        let size = if room >= p.size {
+            p.size
+        } else {
+            ((start + room) / a * a)
+                .saturating_sub(start)
+                .max(p.min)
+                .min(room)
+        };
         if start < earliest || start > latest[i] || size < p.min {
             // cannot happen once the packing fit: a guard against a wrong plan
             return Err(invalid(p.number));

@@ -182,6 +182,9 @@ fn moves_right_and_in_place_work_too() {
     assert_eq!((mbr, db), (mbr0, db0));
 }
 
+/// A refused move: its name, sector 0, core.img's first sector, from, to, sectors, the error.
+type Refusal = (&'static str, Vec<u8>, Vec<u8>, u64, u64, u64, GrubError);
+
 #[test]
 fn refusals_name_the_problem_and_leave_both_buffers_untouched() {
     let grub = boot_img(2048);
@@ -207,7 +210,7 @@ fn refusals_name_the_problem_and_leave_both_buffers_untouched() {
         end: 4096,
     };
     #[rustfmt::skip]
-    let cases: Vec<(&str, Vec<u8>, Vec<u8>, u64, u64, u64, GrubError)> = vec![
+    let cases: Vec<Refusal> = vec![
         ("zeros", vec![0; 512], one_run.clone(), 2048, 34, 2048, GrubError::NotGrub),
         ("short mbr", grub[..100].to_vec(), one_run.clone(), 2048, 34, 2048, GrubError::NotGrub),
         ("hybrid", hybrid, one_run.clone(), 2048, 34, 2048, GrubError::NotGrub),
