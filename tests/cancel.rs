@@ -164,6 +164,7 @@ fn restore_spec(img: &Path, target: &Path) -> restore::RestoreSpec {
         search: vec![],
         grow_last: false,
         new_disk_id: false,
+        fit: None,
     }
 }
 
@@ -175,6 +176,7 @@ fn clone_spec(src: &Path, dst: &Path) -> clone::CloneSpec {
         threads: 2,
         grow_last: false,
         new_disk_id: false,
+        fit: None,
         file_sector_size: 512,
     }
 }

@@ -112,6 +112,7 @@ fn spec(src: &Path, dst: &Path) -> clone::CloneSpec {
         threads: 2,
         grow_last: false,
         new_disk_id: false,
+        fit: None,
         file_sector_size: 512,
     }
 }

@@ -774,6 +774,7 @@ fn restore_plan(img: &Path, target: &Path) -> restore::RestorePlan {
         search: vec![],
         grow_last: false,
         new_disk_id: false,
+        fit: None,
     };
     restore::plan(&spec, &SystemPaths::default()).unwrap()
 }

@@ -143,7 +143,10 @@ pub(super) fn print_fit(
     out: &mut impl Write,
     f: &crate::jobs::fit::FitPlan,
 ) -> std::io::Result<()> {
-    writeln!(out, "  --fit: the layout is fitted onto the smaller target:")?;
+    writeln!(
+        out,
+        "  --fit: the layout is fitted onto the smaller target:"
+    )?;
     for l in f.lines() {
         writeln!(out, "    {l}")?;
     }

@@ -331,9 +331,12 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     };
     let r = match (&plan.target.fit, &plan.table_read) {
         (Some(fit), Some(table)) => {
-            let shared: std::sync::Arc<dyn BlockDev> = std::sync::Arc::new(
-                FileDev::open_with_sector_size(&plan.source, OpenMode::Read, plan.target.sector_size)?,
-            );
+            let shared: std::sync::Arc<dyn BlockDev> =
+                std::sync::Arc::new(FileDev::open_with_sector_size(
+                    &plan.source,
+                    OpenMode::Read,
+                    plan.target.sector_size,
+                )?);
             super::fit::run(
                 fit,
                 shared,

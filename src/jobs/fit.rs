@@ -84,6 +84,9 @@ pub struct FitPartPlan {
     pub fixed: Option<String>,
     #[serde(skip)]
     kind: Option<FsKind>,
+    /// A BIOS boot partition (GRUB's core.img).
+    #[serde(skip)]
+    bios_boot: bool,
 }
 
 /// The fitted layout and what the shrink needs.
@@ -378,6 +381,7 @@ pub fn plan(
             action: placed.action,
             fixed: fixed.clone(),
             kind: *kind,
+            bios_boot: matches!(&p.part_type, PartType::Gpt(g) if g.to_string().eq_ignore_ascii_case(BIOS_BOOT)),
         });
     }
     let mut notes = Vec::new();
@@ -423,7 +427,10 @@ pub fn plan(
 /// to shrink take all of it. This shares the free room instead: every partition that shrinks
 /// keeps the same share of what it could give up (`size - min`), as far as alignment allows.
 /// Falls back to `tight` when the shared plan does not fit.
-fn share_slack(input: &FitInput, tight: crate::partition::fit::FitLayout) -> crate::partition::fit::FitLayout {
+fn share_slack(
+    input: &FitInput,
+    tight: crate::partition::fit::FitLayout,
+) -> crate::partition::fit::FitLayout {
     let slack = input.end.saturating_sub(tight.smallest_end);
     let range: u64 = input.parts.iter().map(|p| p.size - p.min).sum();
     if range == 0 || slack >= range {
@@ -488,6 +495,34 @@ pub fn run(
             edit::overlay(&mut head[0].1, 0, &[(o, b)]);
         } else {
             tables.push((o, b));
+        }
+    }
+
+    // GRUB's BIOS pointers to core.img, when the BIOS boot partition holding it moves
+    let mut patches: Vec<(u64, Vec<u8>)> = Vec::new();
+    if let Some(b) = fit
+        .parts
+        .iter()
+        .find(|p| p.bios_boot && p.new_start != p.old_start)
+    {
+        let sector0 = &mut head[0].1[..512];
+        let g = crate::partition::grub::GRUB_SECTOR as u64;
+        let done = match crate::partition::grub::core_lba(sector0) {
+            Some(core) if ss == g => {
+                let mut diskboot = read_vec(&*src, core * g, g as usize)?;
+                let (from, to) = (b.old_start / g, b.new_start / g);
+                crate::partition::grub::relocate(sector0, &mut diskboot, from, to, b.old_size / g)
+                    .map(|()| patches.push(((to + core - from) * g, diskboot)))
+                    .map_err(|e| e.to_string())
+            }
+            Some(_) => Err("the disk's sectors are not 512 bytes".into()),
+            None => Err("sector 0 does not hold GRUB's boot.img".into()),
+        };
+        if let Err(why) = done {
+            reporter.warn(format!(
+                "the BIOS boot partition {} moves but GRUB's pointers to it were not updated ({why}); the copy will not boot under BIOS until grub-install is run on it",
+                b.number
+            ));
         }
     }
 
@@ -573,7 +608,6 @@ pub fn run(
 
     // 3. every partition's used blocks, at their new place
     let mut pieces: Vec<(usize, u64, u64)> = Vec::new();
-    let mut patches: Vec<(u64, Vec<u8>)> = Vec::new();
     for (i, (p, s)) in fit.parts.iter().zip(&sources).enumerate() {
         let view = crate::blockdev::Slice::new(&*s.dev, 0, p.new_size);
         let ranges = used_after(&view, p)?;

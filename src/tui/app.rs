@@ -212,6 +212,8 @@ pub enum JobRequest {
         grow_last: bool,
         /// New disk ID.
         new_disk_id: bool,
+        /// Fit onto a smaller disk (`--fit`).
+        fit: bool,
     },
     /// Clone `source` onto `target`.
     Clone {
@@ -223,6 +225,8 @@ pub enum JobRequest {
         grow_last: bool,
         /// New disk ID.
         new_disk_id: bool,
+        /// Fit onto a smaller disk (`--fit`).
+        fit: bool,
     },
     /// Copy `items` (under the open image's mount folder) into `dest`.
     CopyOut {

@@ -436,6 +436,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
             target,
             grow_last,
             new_disk_id,
+            fit,
         } => {
             let spec = restore::RestoreSpec {
                 image: image.clone(),
@@ -445,7 +446,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                 search: Vec::new(),
                 grow_last: *grow_last,
                 new_disk_id: *new_disk_id,
-                fit: None,
+                fit: fit.then(crate::jobs::fit::FitOptions::default),
             };
             restore::plan(&spec, &paths)
                 .map(|p| Planned::Restore(Box::new(p)))
@@ -456,6 +457,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
             target,
             grow_last,
             new_disk_id,
+            fit,
         } => {
             let spec = clone::CloneSpec {
                 source: source.clone(),
@@ -465,7 +467,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                 grow_last: *grow_last,
                 new_disk_id: *new_disk_id,
                 file_sector_size: DEFAULT_FILE_SECTOR_SIZE,
-                fit: None,
+                fit: fit.then(crate::jobs::fit::FitOptions::default),
             };
             clone::plan(&spec, &paths)
                 .map(|p| Planned::Clone(Box::new(p)))

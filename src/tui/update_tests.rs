@@ -234,6 +234,7 @@ impl Plans {
             target: d.join("restored.img"),
             grow_last: false,
             new_disk_id: false,
+            fit: false,
         })
         .unwrap();
         let clone = super::exec::plan(&JobRequest::Clone {
@@ -241,6 +242,7 @@ impl Plans {
             target: d.join("cloned.img"),
             grow_last: false,
             new_disk_id: false,
+            fit: false,
         })
         .unwrap();
         Plans {
@@ -1266,6 +1268,7 @@ fn restore_g_and_n_toggle_and_enter_plans_with_them() {
                 target: path("/dev/nvme0n1"),
                 grow_last: grow,
                 new_disk_id: new_id,
+                fit: false,
             },
             "{keys:?}"
         );
@@ -1576,6 +1579,7 @@ fn clone_g_and_n_toggle_and_enter_plans_with_them() {
                 target: path("/dev/nvme0n1"),
                 grow_last: grow,
                 new_disk_id: new_id,
+                fit: false,
             },
             "{keys:?}"
         );
@@ -1631,6 +1635,7 @@ fn clone_real_too_small_target_is_a_does_not_fit_refusal() {
         target: dst,
         grow_last: false,
         new_disk_id: false,
+        fit: false,
     });
     let f = match r {
         Err(f) => f,

@@ -122,6 +122,7 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                         target,
                         grow_last: w.over.grow_last,
                         new_disk_id: w.over.new_disk_id,
+                        fit: w.over.fit,
                     };
                     model.busy = Some("Reading the image and checking the target...".into());
                     return Some(Cmd::Plan(req));
@@ -208,6 +209,7 @@ pub(crate) fn draw(model: &Model, w: &RestoreWiz, f: &mut Frame, area: Rect) {
                 p.target.layout.as_ref(),
                 p.target.size_change.as_str(),
             ));
+            what.extend(target::fit_lines(p.target.fit.as_ref()));
             for warn in &p.warnings {
                 what.push(Line::styled(
                     format!(" note: {warn}"),

@@ -28,6 +28,9 @@ pub struct Overwrite {
     pub grow_last: bool,
     /// Give the target a new disk ID.
     pub new_disk_id: bool,
+    /// Fit the layout onto a smaller disk (shrink and move partitions), or grow onto a
+    /// larger one (`--fit`).
+    pub fit: bool,
     /// Why the last target tried does not fit.
     pub does_not_fit: Option<String>,
     /// What the user typed on the confirm step.
@@ -37,9 +40,10 @@ pub struct Overwrite {
 }
 
 /// The help on the options of the target step.
-pub(crate) const HELP: [&str; 2] = [
+pub(crate) const HELP: [&str; 3] = [
     "g grows the last partition to fill a larger disk; n gives the copy",
-    "a new disk ID so that both disks can be attached together.",
+    "a new disk ID so that both disks can be attached together; f fits a",
+    "larger layout onto a smaller disk by shrinking filesystems on a copy.",
 ];
 
 /// The status line of either wizard: on the confirm step, or before it.
@@ -57,6 +61,7 @@ pub(crate) fn target_footer() -> Keys {
         ("Up/Down", "select"),
         ("g", "grow last partition"),
         ("n", "new disk ID"),
+        ("f", "fit onto a smaller disk"),
         ("Enter", "next"),
         ("Esc", "back"),
     ]
@@ -111,6 +116,11 @@ impl Overwrite {
             }
             KeyCode::Char('n') => {
                 self.new_disk_id = !self.new_disk_id;
+                TargetKey::Done
+            }
+            KeyCode::Char('f') => {
+                self.fit = !self.fit;
+                self.does_not_fit = None;
                 TargetKey::Done
             }
             KeyCode::Enter => match tgts.get(*cursor) {
@@ -175,12 +185,12 @@ pub(crate) fn draw_targets(
     f: &mut Frame,
     area: Rect,
 ) {
-    let (grow, new_id) = (over.grow_last, over.new_disk_id);
+    let (grow, new_id, fit_on) = (over.grow_last, over.new_disk_id, over.fit);
     let does_not_fit = over.does_not_fit.as_ref();
     let fit_h = if does_not_fit.is_some() { 7 } else { 0 };
     let [list, opts, fit] = Layout::vertical([
         Constraint::Min(4),
-        Constraint::Length(3),
+        Constraint::Length(4),
         Constraint::Length(fit_h),
     ])
     .areas(area);
@@ -218,6 +228,10 @@ pub(crate) fn draw_targets(
                 " [n] give the copy a new disk ID (keep both disks attached later): {}",
                 onoff(new_id)
             )),
+            Line::raw(format!(
+                " [f] fit onto a smaller disk: shrink filesystems on a copy, move partitions: {}",
+                onoff(fit_on)
+            )),
             Line::styled(" Everything written is read back and checked.", dim()),
         ]),
         opts,
@@ -227,7 +241,11 @@ pub(crate) fn draw_targets(
             Paragraph::new(vec![
                 Line::styled("This disk is too small.", red()),
                 Line::raw(why.clone()),
-                Line::raw("Choose a larger disk. Nothing was written."),
+                Line::raw(if fit_on {
+                    "Even shrunk, the partitions do not fit. Choose a larger disk. Nothing was written."
+                } else {
+                    "Choose a larger disk, or press f to shrink and move the partitions to fit. Nothing was written."
+                }),
             ])
             .wrap(Wrap { trim: true })
             .block(
@@ -298,6 +316,25 @@ pub(crate) fn erase_box(
 }
 
 /// The plan's size change and its layout edits (grow, new disk ID), one line each.
+/// The fitted layout of `--fit` on the confirm step: one line per partition, what happens
+/// to it, then the notes.
+pub(crate) fn fit_lines(fit: Option<&crate::jobs::fit::FitPlan>) -> Vec<Line<'static>> {
+    let Some(f) = fit else { return Vec::new() };
+    let mut v = vec![Line::raw(
+        " fit       the partitions are shrunk on copies and moved:",
+    )];
+    for l in f.lines() {
+        v.push(Line::raw(format!("   {l}")));
+    }
+    for n in &f.notes {
+        v.push(Line::styled(
+            format!(" note: {n}"),
+            Style::default().fg(Color::Yellow),
+        ));
+    }
+    v
+}
+
 pub(crate) fn layout_lines(
     l: Option<&crate::partition::edit::Layout>,
     size_change: &str,

@@ -1,0 +1,1410 @@
+//! Tier 2 (root): `restore --fit` and `clone --fit` (issue 17) onto disks smaller than the
+//! source's layout, between real loop devices and disk-image files. GPT (FAT32 ESP, ext4,
+//! NTFS) and MBR (FAT32 and ext4 primaries, an extended partition holding a logical ext4 and
+//! a logical NTFS) full of real files, fitted onto targets of 40 to 60% of their size; the
+//! smallest target the plan names (taken exactly, and one sector less refused); a larger
+//! target (the last partition grows); XFS, which moves whole but never shrinks; and
+//! `--scratch` on the target itself.
+//!
+//! Each fitted target is checked against the `--json` plan (where every partition went and
+//! at what size, read back with `sfdisk --json` and from the kernel's partition nodes),
+//! against the source (partition table IDs, types and names, filesystem IDs, every file with
+//! its metadata), and with the filesystems' own checkers (e2fsck, ntfsfix, fsck.fat,
+//! xfs_repair). The source disk and the image are hashed before and after: `--fit` shrinks on
+//! a copy-on-write overlay and must never write either. A run leaves no mount, loop device or
+//! folder of its own behind, and nothing in `--scratch`.
+//!
+//! The host kernel has no partition-table parser: source partition nodes come from
+//! `partx -a`, target nodes from lifeboat itself (BLKRRPART, then BLKPG), or from `partx -a`
+//! on a loop device put over a target file afterwards.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{dev_size, field, noise, read_at, require_root, require_tool, sh, sparse, write_at};
+use common::{LoopDev, Mount};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+
+/// Where a moved partition may start: a multiple of this.
+const ALIGN: u64 = MIB;
+
+// ---- the plan's `fit` object: every name it uses is here ----
+
+/// The key of the fit object in a restore or clone plan (found at any depth).
+const FIT_KEY: &str = "fit";
+
+/// What the plan does with a partition (`action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Keep,
+    Move,
+    Shrink,
+    ShrinkMove,
+}
+
+/// One partition of the fit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FitPart {
+    number: u32,
+    fs: Option<String>,
+    old_start: u64,
+    old_size: u64,
+    new_start: u64,
+    new_size: u64,
+    min: u64,
+    used: Option<u64>,
+    action: Action,
+}
+
+/// The plan's fit: where each partition goes, the smallest target the layout fits on (bytes),
+/// and the scratch space the shrinks need (bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fit {
+    parts: Vec<FitPart>,
+    smallest_target: u64,
+    scratch_bytes: u64,
+}
+
+impl Fit {
+    /// Reads the fit object; panics naming the field that is missing or of the wrong type.
+    fn parse(v: &Value) -> Fit {
+        let num = |o: &Value, k: &str| {
+            o[k].as_u64()
+                .unwrap_or_else(|| panic!("fit: `{k}` is not a number in {o}"))
+        };
+        let parts = v["parts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("fit: no `parts` array in {v}"))
+            .iter()
+            .map(|x| FitPart {
+                number: u32::try_from(num(x, "number")).unwrap(),
+                fs: x["fs"].as_str().map(str::to_lowercase),
+                old_start: num(x, "old_start"),
+                old_size: num(x, "old_size"),
+                new_start: num(x, "new_start"),
+                new_size: num(x, "new_size"),
+                min: num(x, "min"),
+                used: x["used"].as_u64(),
+                action: match x["action"].as_str() {
+                    Some("keep") => Action::Keep,
+                    Some("move") => Action::Move,
+                    Some("shrink") => Action::Shrink,
+                    Some("shrink_move") => Action::ShrinkMove,
+                    other => panic!("fit: unknown action {other:?} in {x}"),
+                },
+            })
+            .collect();
+        Fit {
+            parts,
+            smallest_target: num(v, "smallest_target"),
+            scratch_bytes: num(v, "scratch_bytes"),
+        }
+    }
+
+    fn part(&self, n: u32) -> &FitPart {
+        self.parts
+            .iter()
+            .find(|x| x.number == n)
+            .unwrap_or_else(|| panic!("no partition {n} in the fit: {self:?}"))
+    }
+}
+
+/// The message of a target below the smallest possible.
+const TOO_SMALL: &str = "needs at least";
+/// What the refusal of a `--scratch` on the target says (besides naming the target).
+const SCRATCH: &str = "--scratch";
+/// What the refusal of an XFS that would have to shrink says (one of these, besides naming
+/// the partition and `xfs`).
+const XFS_CANNOT_SHRINK: [&str; 2] = ["cannot shrink", "cannot be shrunk"];
+
+/// The first non-null value of `key` in `v`, at any depth.
+fn find_key<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(m) => m
+            .get(key)
+            .filter(|x| !x.is_null())
+            .or_else(|| m.values().find_map(|x| find_key(x, key))),
+        Value::Array(a) => a.iter().find_map(|x| find_key(x, key)),
+        _ => None,
+    }
+}
+
+fn find_fit(v: &Value) -> Option<Fit> {
+    find_key(v, FIT_KEY).map(Fit::parse)
+}
+
+// ---- running lifeboat ----
+
+fn lifeboat(args: &[&str]) -> Output {
+    lifeboat_pid(args).0
+}
+
+/// Runs lifeboat; its output and its process ID.
+fn lifeboat_pid(args: &[&str]) -> (Output, u32) {
+    let child = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running lifeboat");
+    let pid = child.id();
+    (child.wait_with_output().unwrap(), pid)
+}
+
+fn p(x: &Path) -> &str {
+    x.to_str().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_ok(what: &str, args: &[&str], o: &Output) {
+    assert!(
+        o.status.success(),
+        "{what}: lifeboat {args:?} failed ({:?}):\n{}\n{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// Runs lifeboat and panics with its output unless it succeeds.
+fn ok(what: &str, args: &[&str]) -> Output {
+    let o = lifeboat(args);
+    assert_ok(what, args, &o);
+    o
+}
+
+/// Every JSON value on stdout, in order: a pretty-printed plan and NDJSON events alike.
+fn json_values(what: &str, out: &str) -> Vec<Value> {
+    serde_json::Deserializer::from_str(out)
+        .into_iter::<Value>()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{what}: stdout is not JSON values ({e}): {out}"))
+}
+
+/// The last value must be the `finished` event with `ok: true`.
+fn assert_finished_ok(what: &str, values: &[Value], out: &str) {
+    let last = values.last().unwrap_or(&Value::Null);
+    assert_eq!(last["event"], "finished", "{what}: {out}");
+    assert_eq!(last["ok"], true, "{what}: {out}");
+}
+
+/// `lifeboat ARGS --fit` twice: with `--dry-run --json` first (its plan must hold a fit),
+/// then with `--json --yes`, which must finish ok and leave nothing of its own behind.
+/// Returns the dry run's fit; if the run printed its plan too, that fit must be the same.
+fn fit_run(what: &str, args: &[&str]) -> Fit {
+    let mut dry = args.to_vec();
+    dry.extend(["--fit", "--dry-run", "--json"]);
+    let o = ok(&format!("{what} (dry run)"), &dry);
+    let out = stdout(&o);
+    let fit = json_values(what, &out)
+        .iter()
+        .find_map(find_fit)
+        .unwrap_or_else(|| panic!("{what}: no `{FIT_KEY}` in the dry run's plan: {out}"));
+    let mut run = args.to_vec();
+    run.extend(["--fit", "--json", "--yes"]);
+    let (o, pid) = lifeboat_pid(&run);
+    assert_ok(what, &run, &o);
+    let out = stdout(&o);
+    let values = json_values(what, &out);
+    assert_finished_ok(what, &values, &out);
+    if let Some(printed) = values.iter().find_map(find_fit) {
+        assert_eq!(printed, fit, "{what}: the run's plan is not the dry run's");
+    }
+    no_leftovers(pid, what);
+    fit
+}
+
+/// Nothing named after lifeboat's process `pid` (its private folders are `TAG-PID-N`) is
+/// left: no mount, no loop device over a file in such a folder, no such folder in
+/// /run/lifeboat or the temporary folder.
+fn no_leftovers(pid: u32, what: &str) {
+    let tag = format!("-{pid}-");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&tag))
+            .map(String::from)
+            .collect();
+        let loops: Vec<String> = std::fs::read_dir("/sys/block")
+            .unwrap()
+            .filter_map(|e| {
+                std::fs::read_to_string(e.unwrap().path().join("loop/backing_file")).ok()
+            })
+            .filter(|b| b.contains(&tag))
+            .collect();
+        let dirs: Vec<PathBuf> = [PathBuf::from("/run/lifeboat"), std::env::temp_dir()]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flatten()
+            .map(|e| e.unwrap().path())
+            .filter(|x| x.file_name().unwrap().to_string_lossy().contains(&tag))
+            .collect();
+        if mounts.is_empty() && loops.is_empty() && dirs.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: lifeboat (pid {pid}) left behind mounts {mounts:?}, loop devices {loops:?}, folders {dirs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs lifeboat, which must refuse (exit 1) with every one of `want` in its message, and
+/// leave every file or device in `untouched` as it was.
+fn refused(what: &str, args: &[&str], want: &[&str], untouched: &[&Path]) -> String {
+    let before: Vec<String> = untouched.iter().map(|x| sha(x)).collect();
+    let (o, pid) = lifeboat_pid(args);
+    let e = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{what}: lifeboat {args:?} did not refuse: {e}\n{}",
+        stdout(&o)
+    );
+    for w in want {
+        assert!(e.contains(w), "{what}: no `{w}` in: {e}");
+    }
+    for (x, b) in untouched.iter().zip(&before) {
+        assert_eq!(&sha(x), b, "{what}: {} was written", x.display());
+    }
+    no_leftovers(pid, what);
+    e
+}
+
+// ---- the tools and the disks (from tests/root_clone.rs) ----
+
+/// Root and every tool; skips without root unless CI demands it (then it fails).
+fn prerequisites() -> bool {
+    if !require_root() {
+        return false;
+    }
+    for t in [
+        "sfdisk",
+        "sgdisk",
+        "partx",
+        "losetup",
+        "blockdev",
+        "blkid",
+        "sha256sum",
+        "mkfs.ext4",
+        "dumpe2fs",
+        "e2fsck",
+        "resize2fs",
+        "mkfs.vfat",
+        "fsck.fat",
+        "mcopy",
+        "mdel",
+        "mdir",
+        "mkntfs",
+        "ntfsfix",
+        "ntfsresize",
+        "mount.ntfs-3g",
+        "mkfs.xfs",
+        "xfs_repair",
+        "xfs_db",
+        "setfattr",
+        "getfattr",
+    ] {
+        require_tool(t);
+    }
+    true
+}
+
+fn sha(dev: &Path) -> String {
+    sh(&format!("sha256sum < {}", dev.display()))
+}
+
+/// A new folder under /var/tmp (disk-backed: the disks are sparse, but /tmp may be RAM).
+fn workdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("lifeboat-fit-")
+        .tempdir_in("/var/tmp")
+        .unwrap()
+}
+
+/// Files every POSIX-ish filesystem gets, written through a mounted directory: a tree, random
+/// data, a unicode name, a sparse file, a hard link, an xattr, and a deleted file.
+fn fill_posix(dir: &Path) {
+    std::fs::create_dir_all(dir.join("docs/deep/er")).unwrap();
+    for i in 0..40 {
+        std::fs::write(
+            dir.join(format!("docs/deep/er/n{i}.txt")),
+            format!("note {i} ").repeat(100 + i * 50),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("random.bin"), noise(3 * MIB as usize, 7)).unwrap();
+    std::fs::write(dir.join("Grüße — 日本語 ☃.txt"), "unicode\n").unwrap();
+    let f = std::fs::File::create(dir.join("sparse.bin")).unwrap();
+    f.set_len(12 * MIB).unwrap();
+    drop(f);
+    write_at(
+        &dir.join("sparse.bin"),
+        6 * MIB,
+        b"data in the middle of a hole",
+    );
+    std::fs::hard_link(dir.join("random.bin"), dir.join("hardlink.bin")).unwrap();
+    sh(&format!(
+        "setfattr -n user.lifeboat -v 'kept' '{}'",
+        dir.join("random.bin").display()
+    ));
+    std::fs::write(dir.join("deleted.bin"), noise(4 * MIB as usize, 99)).unwrap();
+    sh("sync");
+    std::fs::remove_file(dir.join("deleted.bin")).unwrap();
+}
+
+/// 12 MiB more in six top-level folders, which ext4's allocator spreads over the block
+/// groups, so that a shrink has blocks to move (the disks' other files fit at the start).
+fn fill_spread(dir: &Path, seed: u32) {
+    for i in 0..6u32 {
+        let d = dir.join(format!("spread{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("bulk.bin"), noise(2 * MIB as usize, seed * 10 + i)).unwrap();
+    }
+    sh("sync");
+}
+
+/// Files on a FAT partition through mtools (the host kernel has no vfat driver).
+fn fill_fat(part: &Path, scratch: &Path) {
+    let src = scratch.join(format!(
+        "fatsrc-{}",
+        part.file_name().unwrap().to_str().unwrap()
+    ));
+    std::fs::create_dir_all(src.join("EFI/BOOT")).unwrap();
+    std::fs::write(src.join("EFI/BOOT/BOOTX64.EFI"), noise(700_000, 3)).unwrap();
+    for i in 0..30 {
+        std::fs::write(
+            src.join(format!("file{i}.txt")),
+            format!("fat {i}\n").repeat(500 + i * 90),
+        )
+        .unwrap();
+    }
+    std::fs::write(src.join("Ünïcode name.txt"), "fat unicode\n").unwrap();
+    std::fs::write(src.join("gone.bin"), noise(2 * MIB as usize, 5)).unwrap();
+    sh(&format!(
+        "mcopy -s -i {} {}/* ::/",
+        part.display(),
+        src.display()
+    ));
+    sh(&format!("mdel -i {} ::/gone.bin", part.display()));
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Label {
+    Gpt,
+    Mbr,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Fs {
+    /// FAT32 in an EFI system partition on GPT (which lifeboat copies whole, never shrinks),
+    /// type 0x0c on MBR.
+    Fat,
+    /// FAT32 in a Microsoft basic data partition on GPT, type 0x0c on MBR.
+    FatData,
+    Ext4,
+    Ntfs,
+    Xfs,
+}
+
+impl Fs {
+    /// What the plan's `fs` must contain (lowercase).
+    fn plan_name(self) -> &'static str {
+        match self {
+            Fs::Fat | Fs::FatData => "fat",
+            Fs::Ext4 => "ext",
+            Fs::Ntfs => "ntfs",
+            Fs::Xfs => "xfs",
+        }
+    }
+}
+
+/// One partition of a test disk: number, filesystem, start and size in MiB. On MBR, numbers
+/// from 5 are logical partitions; the extended partition (the next free primary number)
+/// starts 1 MiB before the first of them and ends with the last.
+#[derive(Clone, Copy, Debug)]
+struct Part {
+    n: u32,
+    fs: Fs,
+    start: u64,
+    size: u64,
+}
+
+const fn part(n: u32, fs: Fs, start: u64, size: u64) -> Part {
+    Part { n, fs, start, size }
+}
+
+/// A loop disk (512-byte sectors) with filesystems full of files, in its own folder under
+/// /var/tmp. `lo` is declared first so it is detached before its folder goes.
+struct Disk {
+    lo: LoopDev,
+    dir: tempfile::TempDir,
+    label: Label,
+    parts: Vec<Part>,
+}
+
+fn build(label: Label, disk_mib: u64, parts: &[Part]) -> Disk {
+    let dir = workdir();
+    let file = dir.path().join("src.img");
+    sparse(&file, disk_mib * MIB);
+    let u = 512;
+    let lbl = if label == Label::Gpt { "gpt" } else { "dos" };
+    let mut script = format!("label: {lbl}\n\n");
+    let mut extended_done = false;
+    for x in parts {
+        let ty = match (label, x.fs) {
+            (Label::Gpt, Fs::Fat) => "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+            (Label::Gpt, Fs::Ext4 | Fs::Xfs) => "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
+            (Label::Gpt, Fs::Ntfs | Fs::FatData) => "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
+            (Label::Mbr, Fs::Fat | Fs::FatData) => "c",
+            (Label::Mbr, Fs::Ext4 | Fs::Xfs) => "83",
+            (Label::Mbr, Fs::Ntfs) => "7",
+        };
+        if x.n >= 5 && !extended_done {
+            let last = parts
+                .iter()
+                .filter(|l| l.n >= 5)
+                .map(|l| l.start + l.size)
+                .max();
+            let ext_start = x.start - 1;
+            script.push_str(&format!(
+                "start={}, size={}, type=5\n",
+                ext_start * MIB / u,
+                (last.unwrap() - ext_start) * MIB / u
+            ));
+            extended_done = true;
+        }
+        // GPT partitions get names, which must survive the fit
+        let name = if label == Label::Gpt {
+            format!(", name=\"lb part {}\"", x.n)
+        } else {
+            String::new()
+        };
+        script.push_str(&format!(
+            "start={}, size={}, type={ty}{name}\n",
+            x.start * MIB / u,
+            x.size * MIB / u
+        ));
+    }
+    let lo = LoopDev::attach(&file);
+    let script_file = dir.path().join("table.sfdisk");
+    std::fs::write(&script_file, script).unwrap();
+    sh(&format!(
+        "sfdisk -q {} < {} >/dev/null",
+        lo.path.display(),
+        script_file.display()
+    ));
+    lo.add_partitions();
+    for x in parts {
+        let node = lo.part(x.n);
+        match x.fs {
+            Fs::Fat | Fs::FatData => {
+                sh(&format!(
+                    "mkfs.vfat -F 32 -n LBFAT{} {} >/dev/null",
+                    x.n,
+                    node.display()
+                ));
+                fill_fat(&node, dir.path());
+            }
+            Fs::Ext4 => {
+                sh(&format!("mkfs.ext4 -q -L lbext{} {}", x.n, node.display()));
+                let m = Mount::new(&node, "");
+                fill_posix(m.dir.path());
+                fill_spread(m.dir.path(), x.n);
+            }
+            Fs::Ntfs => {
+                sh(&format!(
+                    "mkntfs -q -F -Q -L lbntfs{} {} >/dev/null 2>&1",
+                    x.n,
+                    node.display()
+                ));
+                let m = Mount::new(&node, "-t ntfs-3g");
+                fill_posix(m.dir.path());
+                fill_spread(m.dir.path(), x.n);
+            }
+            Fs::Xfs => {
+                sh(&format!(
+                    "mkfs.xfs -q -f -L lbxfs{} {}",
+                    x.n,
+                    node.display()
+                ));
+                let m = Mount::new(&node, "");
+                fill_posix(m.dir.path());
+                fill_spread(m.dir.path(), x.n);
+            }
+        }
+    }
+    sh("sync");
+    Disk {
+        lo,
+        dir,
+        label,
+        parts: parts.to_vec(),
+    }
+}
+
+/// A target disk-image file of `size` bytes with junk in its first MiB, its last MiB and a
+/// MiB in the middle (old data must not matter, and a refusal must leave it as it was).
+fn target_file(dir: &Path, name: &str, size: u64) -> PathBuf {
+    let f = dir.join(format!("{name}.img"));
+    sparse(&f, size);
+    for (i, off) in [0, size / 2, size - MIB].into_iter().enumerate() {
+        write_at(&f, off, &noise(MIB as usize, 11 + i as u32));
+    }
+    f
+}
+
+/// A target loop disk over such a file.
+fn target(dir: &Path, name: &str, size: u64) -> (LoopDev, PathBuf) {
+    let f = target_file(dir, name, size);
+    (LoopDev::attach(&f), f)
+}
+
+/// A loop device, with partition nodes, over a target file that lifeboat wrote.
+fn attach_written(file: &Path) -> LoopDev {
+    let t = LoopDev::attach(file);
+    t.add_partitions();
+    t
+}
+
+// ---- reading filesystems (from tests/root_clone.rs) ----
+
+/// Content, sizes, link counts, modes, mtimes and xattrs of every file under `dir`.
+fn snapshot(dir: &Path) -> String {
+    let listing = sh(&format!(
+        "cd '{}' && find . -printf '%p %y %s %n %m %T@\\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum && getfattr -R -d -m user . 2>/dev/null | grep -v '^$' || true",
+        dir.display()
+    ));
+    assert!(
+        listing.lines().count() > 40,
+        "suspiciously few files in {}: {listing}",
+        dir.display()
+    );
+    listing
+}
+
+/// A [`snapshot`] without the directories' mtimes. resize2fs sets the mtime (seconds) of
+/// every directory whose entries it rewrites for an inode it moved out of a removed block
+/// group (e2fsprogs resize/resize2fs.c, `check_and_change_inodes`), so a shrunk ext4 keeps
+/// every file and its metadata, but not those.
+fn without_dir_mtimes(snapshot: &str) -> String {
+    snapshot
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.rsplitn(6, ' ').collect();
+            // [mtime, mode, links, size, type, path]
+            if f.len() == 6 && f[4] == "d" && f[0].parse::<f64>().is_ok() {
+                format!("{} d {} {} {}", f[5], f[3], f[2], f[1])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn fsck_fat(part: &Path, name: &str) {
+    let fsck = Command::new("fsck.fat")
+        .arg("-n")
+        .arg(part)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "fsck.fat {name}: {}{}",
+        stdout(&fsck),
+        stderr(&fsck)
+    );
+}
+
+/// The FAT's files (names, sizes, dates through mdir; contents through mcopy), after a clean
+/// fsck.fat.
+fn fat_contents(part: &Path, scratch: &Path, name: &str) -> String {
+    fsck_fat(part, name);
+    let out = scratch.join(format!("fat-{name}"));
+    std::fs::create_dir_all(&out).unwrap();
+    sh(&format!(
+        "mcopy -s -n -i {} ::/* {}/",
+        part.display(),
+        out.display()
+    ));
+    let l = sh(&format!(
+        "mdir -/ -a -i {} ::/ | grep -v 'bytes free' ; cd {} && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum",
+        part.display(),
+        out.display()
+    ));
+    assert!(l.contains("BOOTX64.EFI") && !l.contains("gone.bin"), "{l}");
+    l
+}
+
+/// The files of one filesystem after its own checker found it clean.
+fn contents(node: &Path, fs: Fs, scratch: &Path, name: &str) -> String {
+    let check = |tool: &str, flag: &str| {
+        let o = Command::new(tool).arg(flag).arg(node).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{tool} {flag} {name}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    };
+    match fs {
+        Fs::Fat | Fs::FatData => fat_contents(node, scratch, name),
+        Fs::Ext4 => {
+            check("e2fsck", "-fn");
+            snapshot(Mount::new(node, "-o ro").dir.path())
+        }
+        Fs::Ntfs => {
+            check("ntfsfix", "-n");
+            snapshot(Mount::new(node, "-t ntfs-3g -o ro").dir.path())
+        }
+        Fs::Xfs => {
+            check("xfs_repair", "-n");
+            // the source's XFS (same UUID) may be attached too
+            snapshot(Mount::new(node, "-o ro,nouuid").dir.path())
+        }
+    }
+}
+
+fn all_contents(lo: &LoopDev, parts: &[Part], scratch: &Path, name: &str) -> Vec<String> {
+    parts
+        .iter()
+        .map(|x| contents(&lo.part(x.n), x.fs, scratch, &format!("{name}-p{}", x.n)))
+        .collect()
+}
+
+/// The size resize2fs gives an ext4 grown into a `part`-byte partition: the partition
+/// rounded down to whole blocks and whole 4 KiB pages (resize2fs rounds to the page size when
+/// blocks are smaller).
+fn ext4_fill(node: &Path, part: u64) -> u64 {
+    let bs = field(
+        &sh(&format!("dumpe2fs -h {} 2>/dev/null", node.display())),
+        "Block size:",
+    );
+    let unit = bs.max(4096);
+    part / unit * unit
+}
+
+/// (bytes per sector, total sectors) of a FAT boot sector.
+fn fat_bpb(node: &Path) -> (u64, u64) {
+    let b = read_at(node, 0, 512);
+    let bps = u64::from(u16::from_le_bytes([b[11], b[12]]));
+    let t16 = u64::from(u16::from_le_bytes([b[19], b[20]]));
+    let t32 = u64::from(u32::from_le_bytes(b[32..36].try_into().unwrap()));
+    (bps, if t16 != 0 { t16 } else { t32 })
+}
+
+/// The filesystem's size in bytes as its own tools report it.
+fn fs_bytes(node: &Path, fs: Fs) -> u64 {
+    match fs {
+        Fs::Ext4 => {
+            let d = sh(&format!("dumpe2fs -h {} 2>/dev/null", node.display()));
+            field(&d, "Block count:") * field(&d, "Block size:")
+        }
+        Fs::Ntfs => {
+            let d = sh(&format!(
+                "ntfsresize --info --force {} 2>&1",
+                node.display()
+            ));
+            field(&d, "Current volume size:")
+        }
+        Fs::Fat | Fs::FatData => {
+            let (bps, total) = fat_bpb(node);
+            bps * total
+        }
+        Fs::Xfs => {
+            let d = sh(&format!(
+                "xfs_db -r -c 'sb 0' -c 'p dblocks' -c 'p blocksize' {}",
+                node.display()
+            ));
+            let v = |k: &str| -> u64 {
+                let l = d
+                    .lines()
+                    .find(|l| l.starts_with(k))
+                    .unwrap_or_else(|| panic!("no {k} in {d}"));
+                l.split('=').nth(1).unwrap().trim().parse().unwrap()
+            };
+            v("dblocks") * v("blocksize")
+        }
+    }
+}
+
+/// The filesystem's type, UUID (or serial) and label, as blkid reads them from the device.
+fn fs_ids(node: &Path) -> String {
+    sh(&format!(
+        "blkid -p -o export -s TYPE -s UUID -s LABEL {}",
+        node.display()
+    ))
+    .lines()
+    .filter(|l| !l.starts_with("DEVNAME="))
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+/// Where a grown last partition ends on a target of `size` bytes: before the backup GPT
+/// (header + 16 KiB of entries), or at the disk's end on MBR.
+fn grown_end(label: Label, size: u64) -> u64 {
+    match label {
+        Label::Gpt => size - 512 - 16384,
+        Label::Mbr => size / 512 * 512,
+    }
+}
+
+// ---- partition tables ----
+
+/// A partition table as `sfdisk --json` reads it.
+#[derive(Debug)]
+struct Table {
+    label: String,
+    id: String,
+    /// By number: the entry without its node name.
+    parts: BTreeMap<u32, Value>,
+}
+
+impl Table {
+    fn read(dev: &Path) -> Table {
+        let v: Value =
+            serde_json::from_str(&sh(&format!("sfdisk --json {}", dev.display()))).unwrap();
+        let t = &v["partitiontable"];
+        assert_eq!(t["sectorsize"], 512, "{t}");
+        let device = t["device"].as_str().unwrap();
+        let parts = t["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                let node = x["node"].as_str().unwrap();
+                let n = node
+                    .strip_prefix(device)
+                    .unwrap()
+                    .trim_start_matches('p')
+                    .parse()
+                    .unwrap();
+                let mut e = x.clone();
+                e.as_object_mut().unwrap().remove("node");
+                (n, e)
+            })
+            .collect();
+        Table {
+            label: t["label"].as_str().unwrap().to_string(),
+            id: t["id"].as_str().unwrap().to_string(),
+            parts,
+        }
+    }
+
+    /// (start, size) of partition `n` in bytes.
+    fn extent(&self, n: u32) -> (u64, u64) {
+        let e = &self.parts[&n];
+        (
+            e["start"].as_u64().unwrap() * 512,
+            e["size"].as_u64().unwrap() * 512,
+        )
+    }
+
+    /// The entry of partition `n` without its place: type, GUID, name, attributes, boot flag.
+    fn identity(&self, n: u32) -> Value {
+        let mut e = self.parts[&n].clone();
+        let o = e.as_object_mut().unwrap();
+        o.remove("start");
+        o.remove("size");
+        e
+    }
+
+    /// The number of the MBR extended partition, if any.
+    fn extended(&self) -> Option<u32> {
+        self.parts
+            .iter()
+            .find(|(_, e)| matches!(e["type"].as_str(), Some("5" | "f" | "85")))
+            .map(|(n, _)| *n)
+    }
+}
+
+/// What a fitted target is compared with: the source's table, and each partition's
+/// filesystem size and IDs and files.
+struct Facts {
+    table: Table,
+    fs_bytes: BTreeMap<u32, u64>,
+    fs_ids: BTreeMap<u32, String>,
+    files: Vec<String>,
+}
+
+/// Reads a freshly built source (before its hash is taken: mounting for the files is
+/// read-only, but the hash is the judge).
+fn facts(src: &Disk) -> Facts {
+    let node = |x: &Part| src.lo.part(x.n);
+    Facts {
+        table: Table::read(&src.lo.path),
+        fs_bytes: src
+            .parts
+            .iter()
+            .map(|x| (x.n, fs_bytes(&node(x), x.fs)))
+            .collect(),
+        fs_ids: src.parts.iter().map(|x| (x.n, fs_ids(&node(x)))).collect(),
+        files: all_contents(&src.lo, &src.parts, src.dir.path(), "src"),
+    }
+}
+
+/// One past the last byte a partition may use on a target of `size` bytes.
+fn usable_end(label: Label, size: u64) -> u64 {
+    grown_end(label, size)
+}
+
+/// The plan itself is sound for `src` onto a smaller target of `size` bytes: it has every
+/// partition, as it is on the source, each between its minimum and its old size, in disk
+/// order inside the usable area without overlaps, moved only left and to aligned starts,
+/// XFS never shrunk, and its action says what changed.
+fn check_plan(src: &Disk, fit: &Fit, size: u64, what: &str) {
+    let mut got: Vec<u32> = fit.parts.iter().map(|x| x.number).collect();
+    let mut want: Vec<u32> = src.parts.iter().map(|x| x.n).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want, "{what}: the fit's partitions: {fit:?}");
+    assert!(
+        fit.smallest_target <= size,
+        "{what}: smallest target {} above the target's {size}: {fit:?}",
+        fit.smallest_target
+    );
+    let mins: u64 = fit.parts.iter().map(|x| x.min).sum();
+    assert!(
+        fit.smallest_target >= mins,
+        "{what}: smallest target {} below the sum of the minimums {mins}",
+        fit.smallest_target
+    );
+    let mut by_new: Vec<&FitPart> = fit.parts.iter().collect();
+    by_new.sort_by_key(|x| x.new_start);
+    let mut by_old = by_new.clone();
+    by_old.sort_by_key(|x| x.old_start);
+    assert_eq!(by_new, by_old, "{what}: the disk order changed");
+    let end = usable_end(src.label, size);
+    let mut prev_end = 34 * 512;
+    for x in by_new {
+        let n = x.number;
+        let s = src.parts.iter().find(|y| y.n == n).unwrap();
+        let w = format!("{what}: partition {n} {x:?}");
+        assert_eq!(
+            (x.old_start, x.old_size),
+            (s.start * MIB, s.size * MIB),
+            "{w}"
+        );
+        let fs = x.fs.as_deref().unwrap_or("");
+        assert!(fs.contains(s.fs.plan_name()), "{w}: fs");
+        assert!(x.min <= x.new_size && x.new_size <= x.old_size, "{w}: size");
+        if let Some(u) = x.used {
+            assert!(u <= x.new_size, "{w}: used");
+        }
+        // a logical partition keeps room for its EBR
+        let room = if s.n >= 5 { 512 } else { 0 };
+        assert!(
+            x.new_start >= prev_end + room,
+            "{w}: overlaps the one before"
+        );
+        assert!(x.new_start + x.new_size <= end, "{w}: ends past {end}");
+        let moved = x.new_start != x.old_start;
+        let shrunk = x.new_size != x.old_size;
+        if moved {
+            assert!(x.new_start < x.old_start, "{w}: moved right");
+            assert_eq!(x.new_start % ALIGN, 0, "{w}: unaligned start");
+        }
+        let action = match (moved, shrunk) {
+            (false, false) => Action::Keep,
+            (true, false) => Action::Move,
+            (false, true) => Action::Shrink,
+            (true, true) => Action::ShrinkMove,
+        };
+        assert_eq!(x.action, action, "{w}: action");
+        if s.fs == Fs::Xfs {
+            assert!(!shrunk, "{w}: an XFS shrunk");
+        }
+        prev_end = x.new_start + x.new_size;
+    }
+}
+
+/// Everything about a fitted target `t` (a loop device with partition nodes) of `size`
+/// bytes: the table is the source's with the planned starts and sizes (sfdisk and the
+/// kernel's nodes agree), the IDs are kept, every filesystem is clean and holds the source's
+/// files, and a shrunk one fills its new partition while the others keep their size.
+fn check_target(src: &Disk, f: &Facts, fit: &Fit, t: &LoopDev, what: &str) {
+    let got = Table::read(&t.path);
+    assert_eq!(got.label, f.table.label, "{what}: table kind");
+    assert_eq!(got.id, f.table.id, "{what}: disk GUID or MBR signature");
+    assert_eq!(
+        got.parts.keys().collect::<Vec<_>>(),
+        f.table.parts.keys().collect::<Vec<_>>(),
+        "{what}: partition numbers: {got:?}"
+    );
+    for n in f.table.parts.keys() {
+        assert_eq!(
+            got.identity(*n),
+            f.table.identity(*n),
+            "{what}: partition {n}'s type, GUID, name or flags"
+        );
+    }
+    match src.label {
+        Label::Gpt => {
+            let v = sh(&format!("sgdisk -v {} 2>&1", t.path.display()));
+            assert!(v.contains("No problems found"), "{what}: {v}");
+        }
+        Label::Mbr => {
+            let v = sh(&format!("sfdisk -V {} 2>&1", t.path.display()));
+            assert!(v.contains("No errors detected"), "{what}: {v}");
+        }
+    }
+    // the extended partition is the source's, and holds every logical partition
+    assert_eq!(got.extended(), f.table.extended(), "{what}: extended");
+    if let Some(e) = got.extended() {
+        let (es, el) = got.extent(e);
+        for x in src.parts.iter().filter(|x| x.n >= 5) {
+            let (s, l) = got.extent(x.n);
+            assert!(
+                es < s && s + l <= es + el,
+                "{what}: logical partition {} ({s}+{l}) outside extended {e} ({es}+{el})",
+                x.n
+            );
+        }
+    }
+    for (i, x) in src.parts.iter().enumerate() {
+        let pl = fit.part(x.n);
+        let w = format!("{what}: partition {} ({:?}), planned {pl:?}", x.n, x.fs);
+        assert_eq!(got.extent(x.n), (pl.new_start, pl.new_size), "{w}: table");
+        let node = t.part(x.n);
+        assert!(node.exists(), "{w}: no node {}", node.display());
+        assert_eq!(dev_size(&node), pl.new_size, "{w}: the kernel's node");
+        assert_eq!(fs_ids(&node), f.fs_ids[&x.n], "{w}: filesystem IDs");
+        let fs = fs_bytes(&node, x.fs);
+        if pl.new_size == pl.old_size {
+            assert_eq!(fs, f.fs_bytes[&x.n], "{w}: filesystem size changed");
+        } else {
+            assert!(fs <= pl.new_size, "{w}: a {fs}-byte filesystem");
+            if matches!(x.fs, Fs::Ext4 | Fs::Ntfs) {
+                assert!(
+                    pl.new_size - fs < MIB,
+                    "{w}: a {fs}-byte filesystem does not fill its partition"
+                );
+            }
+        }
+        let slug: String = what
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let got = contents(&node, x.fs, src.dir.path(), &format!("{slug}-p{}", x.n));
+        if x.fs == Fs::Ext4 && pl.new_size < pl.old_size {
+            assert_eq!(
+                without_dir_mtimes(&got),
+                without_dir_mtimes(&f.files[i]),
+                "{w}: files differ"
+            );
+        } else {
+            assert_eq!(got, f.files[i], "{w}: files differ");
+        }
+    }
+}
+
+fn assert_empty_dir(dir: &Path, what: &str) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{what}: left in the scratch folder: {left:?}"
+    );
+}
+
+// ---- the tests ----
+
+/// GPT: a FAT32 ESP with little in it, a 250 MiB ext4 and a 250 MiB NTFS, each with
+/// ~15 MiB of files, on a 600 MiB disk.
+const GPT_FIT: [Part; 3] = [
+    part(1, Fs::Fat, 1, 64),
+    part(2, Fs::Ext4, 65, 250),
+    part(3, Fs::Ntfs, 315, 250),
+];
+
+/// GPT: the image restored with `--fit` onto a file of half the disk's size (with a
+/// `--scratch` folder, left empty), and the disk cloned with `--fit` onto a loop disk of two
+/// fifths of it. The NTFS must move, something must shrink, and the source and the image stay
+/// as they were. (lifeboat copies an ESP whole, so this FAT keeps its size; the FAT shrinks
+/// are in the MBR and smallest-target tests.)
+#[test]
+fn gpt_restore_fit_onto_half_and_clone_fit_onto_two_fifths() {
+    if !prerequisites() {
+        return;
+    }
+    let src = build(Label::Gpt, 600, &GPT_FIT);
+    let w = src.dir.path();
+    let f = facts(&src);
+    let img = w.join("disk.lbi");
+    ok("image", &["image", p(&src.lo.path), "-o", p(&img)]);
+    let (src_sha, img_sha) = (sha(&src.lo.path), sha(&img));
+
+    let size = 300 * MIB;
+    let file = target_file(w, "restored", size);
+    let scratch = w.join("lbscratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let what = "restore 50%";
+    let fit = fit_run(
+        what,
+        &["restore", p(&img), p(&file), "--scratch", p(&scratch)],
+    );
+    check_plan(&src, &fit, size, what);
+    assert!(
+        fit.part(3).new_start < fit.part(3).old_start,
+        "{what}: the NTFS did not move: {fit:?}"
+    );
+    assert!(
+        fit.parts.iter().any(|x| x.new_size < x.old_size),
+        "{what}: nothing shrank: {fit:?}"
+    );
+    assert_empty_dir(&scratch, what);
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), size, "{what}");
+    let t = attach_written(&file);
+    check_target(&src, &f, &fit, &t, what);
+    drop(t);
+
+    let size = 240 * MIB;
+    let (t, _file) = target(w, "cloned", size);
+    let what = "clone 40%";
+    let fit = fit_run(what, &["clone", p(&src.lo.path), p(&t.path)]);
+    check_plan(&src, &fit, size, what);
+    assert!(
+        fit.part(3).new_start < fit.part(3).old_start,
+        "{what}: the NTFS did not move: {fit:?}"
+    );
+    check_target(&src, &f, &fit, &t, what);
+
+    assert_eq!(sha(&src.lo.path), src_sha, "the source was written");
+    assert_eq!(sha(&img), img_sha, "the image was written");
+}
+
+/// MBR: FAT32 and ext4 primaries, then an extended partition (3) holding a logical ext4 (5)
+/// and a logical NTFS (6), on a 640 MiB disk.
+const MBR_FIT: [Part; 4] = [
+    part(1, Fs::Fat, 1, 64),
+    part(2, Fs::Ext4, 65, 200),
+    part(5, Fs::Ext4, 266, 200),
+    part(6, Fs::Ntfs, 467, 170),
+];
+
+/// MBR with logical partitions: the image restored with `--fit` onto a file of 55% (with a
+/// 4 MiB `--overlay-memory`, so the overlay spills into `--scratch`), and the disk cloned with
+/// `--fit` onto a loop disk of 60%. The logical partitions stay logical, inside the source's
+/// extended partition number, and the MBR signature is kept.
+#[test]
+fn mbr_with_logical_partitions_restore_and_clone_fit() {
+    if !prerequisites() {
+        return;
+    }
+    let src = build(Label::Mbr, 640, &MBR_FIT);
+    let w = src.dir.path();
+    let f = facts(&src);
+    assert_eq!(f.table.extended(), Some(3), "the fixture: {:?}", f.table);
+    let img = w.join("disk.lbi");
+    ok("image", &["image", p(&src.lo.path), "-o", p(&img)]);
+    let (src_sha, img_sha) = (sha(&src.lo.path), sha(&img));
+
+    let size = 352 * MIB;
+    let file = target_file(w, "restored", size);
+    let scratch = w.join("lbscratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let what = "mbr restore 55%";
+    let fit = fit_run(
+        what,
+        &[
+            "restore",
+            p(&img),
+            p(&file),
+            "--scratch",
+            p(&scratch),
+            "--overlay-memory",
+            "4M",
+        ],
+    );
+    check_plan(&src, &fit, size, what);
+    assert!(
+        fit.part(6).new_start < fit.part(6).old_start,
+        "{what}: the logical NTFS did not move: {fit:?}"
+    );
+    assert_empty_dir(&scratch, what);
+    let t = attach_written(&file);
+    check_target(&src, &f, &fit, &t, what);
+    drop(t);
+
+    let size = 384 * MIB;
+    let (t, _file) = target(w, "cloned", size);
+    let what = "mbr clone 60%";
+    let fit = fit_run(what, &["clone", p(&src.lo.path), p(&t.path)]);
+    check_plan(&src, &fit, size, what);
+    check_target(&src, &f, &fit, &t, what);
+
+    assert_eq!(sha(&src.lo.path), src_sha, "the source was written");
+    assert_eq!(sha(&img), img_sha, "the image was written");
+}
+
+/// A small GPT disk: an 80 MiB FAT32 data partition with little in it (it can only shrink in
+/// place), then a 120 MiB ext4.
+const SMALL: [Part; 2] = [part(1, Fs::FatData, 1, 80), part(2, Fs::Ext4, 81, 120)];
+const SMALL_MIB: u64 = 208;
+
+/// The plan's smallest target is honest: one sector less is refused by restore and clone
+/// ("needs at least", nothing written), and exactly that size works, every partition at its
+/// minimum (the FAT shrunk in place, the ext4 shrunk and moved).
+#[test]
+fn fit_takes_exactly_the_smallest_target_and_refuses_one_sector_less() {
+    if !prerequisites() {
+        return;
+    }
+    let src = build(Label::Gpt, SMALL_MIB, &SMALL);
+    let w = src.dir.path();
+    let f = facts(&src);
+    let img = w.join("disk.lbi");
+    ok("image", &["image", p(&src.lo.path), "-o", p(&img)]);
+    let (src_sha, img_sha) = (sha(&src.lo.path), sha(&img));
+
+    // the smallest target, from the plan for a target only a little smaller than the disk
+    let probe = target_file(w, "probe", (SMALL_MIB - 8) * MIB);
+    let o = ok(
+        "probe",
+        &[
+            "clone",
+            p(&src.lo.path),
+            p(&probe),
+            "--fit",
+            "--dry-run",
+            "--json",
+        ],
+    );
+    let fit = json_values("probe", &stdout(&o))
+        .iter()
+        .find_map(find_fit)
+        .unwrap_or_else(|| panic!("probe: no fit in {}", stdout(&o)));
+    let smallest = fit.smallest_target;
+    assert_eq!(smallest % 512, 0, "{fit:?}");
+    assert!(
+        smallest < 160 * MIB,
+        "the layout should fit in far less than 160 MiB: {fit:?}"
+    );
+
+    // one sector less: refused, by restore and by clone, with nothing written
+    let short = smallest - 512;
+    let need = smallest.to_string();
+    let file = target_file(w, "short", short);
+    refused(
+        "restore one sector short",
+        &["restore", p(&img), p(&file), "--fit", "--yes"],
+        &[TOO_SMALL, &need],
+        &[&file, &img, &src.lo.path],
+    );
+    let (t, _tf) = target(w, "short-disk", short);
+    refused(
+        "clone one sector short",
+        &["clone", p(&src.lo.path), p(&t.path), "--fit", "--yes"],
+        &[TOO_SMALL, &need],
+        &[&t.path, &src.lo.path],
+    );
+    drop(t);
+
+    // exactly the smallest: every partition at its minimum (give or take an alignment)
+    let file = target_file(w, "smallest", smallest);
+    let what = "restore smallest";
+    let fit = fit_run(what, &["restore", p(&img), p(&file)]);
+    assert_eq!(fit.smallest_target, smallest, "{what}: {fit:?}");
+    check_plan(&src, &fit, smallest, what);
+    for x in &fit.parts {
+        assert!(
+            x.new_size - x.min < ALIGN,
+            "{what}: partition {} is not at its minimum: {x:?}",
+            x.number
+        );
+    }
+    assert!(
+        fit.part(1).action == Action::Shrink && fit.part(2).action == Action::ShrinkMove,
+        "{what}: {fit:?}"
+    );
+    let t = attach_written(&file);
+    check_target(&src, &f, &fit, &t, what);
+    drop(t);
+
+    assert_eq!(sha(&src.lo.path), src_sha, "the source was written");
+    assert_eq!(sha(&img), img_sha, "the image was written");
+}
+
+/// `clone --fit` onto a larger disk does what `--grow-last` does: nothing moves or shrinks,
+/// and the last partition (ext4) and its filesystem grow to the end.
+#[test]
+fn fit_onto_a_larger_disk_grows_the_last_partition() {
+    if !prerequisites() {
+        return;
+    }
+    let src = build(Label::Gpt, SMALL_MIB, &SMALL);
+    let w = src.dir.path();
+    let f = facts(&src);
+    let src_sha = sha(&src.lo.path);
+    let size = 256 * MIB;
+    let (t, _file) = target(w, "larger", size);
+    let what = "clone larger";
+    let args = [
+        "clone",
+        p(&src.lo.path),
+        p(&t.path),
+        "--fit",
+        "--json",
+        "--yes",
+    ];
+    let (o, pid) = lifeboat_pid(&args);
+    assert_ok(what, &args, &o);
+    let out = stdout(&o);
+    let values = json_values(what, &out);
+    assert_finished_ok(what, &values, &out);
+    no_leftovers(pid, what);
+    if let Some(fit) = values.iter().find_map(find_fit) {
+        for x in &fit.parts {
+            assert!(
+                x.new_start == x.old_start && x.new_size >= x.old_size,
+                "{what}: partition {} moved or shrank: {fit:?}",
+                x.number
+            );
+        }
+    }
+    let got = Table::read(&t.path);
+    assert_eq!(got.id, f.table.id, "{what}: disk GUID");
+    assert_eq!(got.extent(1), f.table.extent(1), "{what}: partition 1");
+    let want_part = grown_end(Label::Gpt, size) - 81 * MIB;
+    assert_eq!(got.extent(2), (81 * MIB, want_part), "{what}: partition 2");
+    assert_eq!(dev_size(&t.part(2)), want_part, "{what}: the kernel's node");
+    assert_eq!(
+        fs_bytes(&t.part(2), Fs::Ext4),
+        ext4_fill(&t.part(2), want_part),
+        "{what}: ext4 not grown"
+    );
+    let v = sh(&format!("sgdisk -v {} 2>&1", t.path.display()));
+    assert!(v.contains("No problems found"), "{what}: {v}");
+    let files = all_contents(&t, &src.parts, w, "larger");
+    assert_eq!(files, f.files, "{what}: files differ");
+    assert_eq!(sha(&src.lo.path), src_sha, "the source was written");
+}
+
+/// An ext4 followed by a 300 MiB XFS (the smallest mkfs.xfs makes): onto a target where the
+/// XFS fits whole once the ext4 shrinks, it moves left unshrunk and stays clean; onto one
+/// where it would have to shrink, the clone is refused naming partition 2 and XFS.
+#[test]
+fn xfs_moves_whole_and_a_fit_that_would_shrink_it_is_refused() {
+    if !prerequisites() {
+        return;
+    }
+    let parts = [part(1, Fs::Ext4, 1, 160), part(2, Fs::Xfs, 161, 300)];
+    let src = build(Label::Gpt, 470, &parts);
+    let w = src.dir.path();
+    let f = facts(&src);
+    let src_sha = sha(&src.lo.path);
+
+    let size = 400 * MIB;
+    let (t, _file) = target(w, "moved", size);
+    let what = "xfs moved";
+    let fit = fit_run(what, &["clone", p(&src.lo.path), p(&t.path)]);
+    check_plan(&src, &fit, size, what);
+    assert_eq!(fit.part(2).action, Action::Move, "{what}: {fit:?}");
+    assert!(
+        matches!(fit.part(1).action, Action::Shrink),
+        "{what}: {fit:?}"
+    );
+    check_target(&src, &f, &fit, &t, what);
+    drop(t);
+
+    // 1 MiB + the ext4's minimum + 300 MiB of XFS cannot fit in 304 MiB
+    let (t, _file) = target(w, "squeezed", 304 * MIB);
+    let e = refused(
+        "xfs squeezed",
+        &["clone", p(&src.lo.path), p(&t.path), "--fit", "--yes"],
+        &[TOO_SMALL],
+        &[&t.path, &src.lo.path],
+    );
+    let lower = e.to_lowercase();
+    assert!(lower.contains("xfs"), "xfs squeezed: XFS not named: {e}");
+    assert!(
+        XFS_CANNOT_SHRINK.iter().any(|w| lower.contains(w)),
+        "xfs squeezed: no {XFS_CANNOT_SHRINK:?} in: {e}"
+    );
+    assert!(
+        e.contains("partition 2") || e.contains(&format!("{}p2", src.lo.path.display())),
+        "xfs squeezed: partition 2 not named: {e}"
+    );
+    assert_eq!(sha(&src.lo.path), src_sha, "the source was written");
+}
+
+/// `--scratch` on the target itself is refused naming the target, with nothing written: the
+/// target file given as the scratch of a restore, and the target loop disk given as the
+/// scratch of a clone. The target's folder as scratch is fine (checked with a dry run).
+#[test]
+fn scratch_on_the_target_is_refused() {
+    if !prerequisites() {
+        return;
+    }
+    let src = build(Label::Gpt, SMALL_MIB, &SMALL);
+    let w = src.dir.path();
+    let img = w.join("disk.lbi");
+    ok("image", &["image", p(&src.lo.path), "-o", p(&img)]);
+    // small enough to need the fit (the layout ends at 201 MiB), large enough to get it
+    let size = 180 * MIB;
+
+    let file = target_file(w, "target", size);
+    ok(
+        "scratch in the target's folder",
+        &[
+            "restore",
+            p(&img),
+            p(&file),
+            "--fit",
+            "--scratch",
+            p(w),
+            "--dry-run",
+            "--json",
+        ],
+    );
+    refused(
+        "scratch is the target file",
+        &[
+            "restore",
+            p(&img),
+            p(&file),
+            "--fit",
+            "--yes",
+            "--scratch",
+            p(&file),
+        ],
+        &[SCRATCH, p(&file)],
+        &[&file, &img, &src.lo.path],
+    );
+
+    let (t, _tf) = target(w, "target-disk", size);
+    refused(
+        "scratch is the target disk",
+        &[
+            "clone",
+            p(&src.lo.path),
+            p(&t.path),
+            "--fit",
+            "--yes",
+            "--scratch",
+            p(&t.path),
+        ],
+        &[SCRATCH, p(&t.path)],
+        &[&t.path, &src.lo.path],
+    );
+}
