@@ -5,7 +5,8 @@
 //!
 //! The folder lives for as long as the value: dropping it unmounts the folder (lazily when a
 //! tool still holds a file) and removes it. A process killed while it is mounted leaves an
-//! unconnected FUSE mount in `/run/lifeboat`, which holds no data.
+//! unconnected FUSE mount in `/run/lifeboat` (`TAG-PID-N`), which holds no data; the next
+//! [`DevFiles::open`] with the same tag unmounts and removes those of dead processes.
 
 use super::fuse::{self, RawFile, RawFs, Sink};
 use super::mount::{ensure_node, private_dir, unmount_path};
@@ -38,6 +39,9 @@ impl DevFiles {
         writable: bool,
     ) -> Result<Self> {
         let dir = private_dir(tag)?;
+        if let Some(parent) = dir.parent() {
+            clean_stale(parent, tag);
+        }
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let l = log.clone();
         let sink: Sink = Arc::new(move |m: &str| {
@@ -88,5 +92,32 @@ impl Drop for DevFiles {
             let _ = s.join();
         }
         let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Unmounts and removes the folders `TAG-PID-N` in `parent` whose process is gone.
+fn clean_stale(parent: &Path, tag: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let prefix = format!("{tag}-");
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let mut it = rest.split('-');
+        let (Some(pid), Some(n), None) = (it.next(), it.next(), it.next()) else {
+            continue;
+        };
+        let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), n.parse::<u32>()) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = e.path();
+        let _ = unmount_path(&path);
+        let _ = std::fs::remove_dir(&path);
     }
 }
