@@ -561,3 +561,52 @@ fn restore_and_clone_boot_test_their_target() {
     assert_clean("restore", &tmp, &w.join("r.out"));
     assert_clean("clone", &tmp, &w.join("c.out"));
 }
+
+/// `--fit` (issue 17): the GRUB disk whose root comes first and whose BIOS boot partition and
+/// ESP lie after it, cloned onto a disk too small for that layout. The root (with /boot)
+/// shrinks, the BIOS boot partition (core.img) and the ESP move left, GRUB's pointers follow,
+/// and the copy boots under both firmwares. The source is unchanged.
+#[test]
+fn a_grub_disk_fitted_onto_a_smaller_disk_boots_under_bios_and_uefi() {
+    if !prerequisites() {
+        return;
+    }
+    let fx = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = fx.join("fit-gpt.img");
+    let before = b3(&src);
+    let target = w.join("fitted.img");
+    // 59 MiB onto 34 MiB
+    std::fs::File::create(&target)
+        .unwrap()
+        .set_len(34 << 20)
+        .unwrap();
+    let tmp = w.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let plan = ok(&["clone", s(&src), s(&target), "--fit", "--dry-run", "--json"]);
+    let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let parts = plan["fit"]["parts"].as_array().unwrap();
+    let by = |n: u64| parts.iter().find(|p| p["number"] == n).unwrap();
+    assert_eq!(by(3)["action"], "shrink", "{plan}");
+    assert_eq!(by(1)["action"], "move", "{plan}");
+    assert_eq!(by(2)["action"], "move", "{plan}");
+    let o = lifeboat()
+        .args(["clone", s(&src), s(&target), "--fit", "--yes"])
+        .args(["--boot-test", "--accel", "tcg", "--settle", "8"])
+        .args(["--out", s(&w.join("fit.out"))])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("verdict: booted"), "{out}");
+    for fw in ["BIOS: booted", "UEFI: booted"] {
+        assert!(out.contains(fw), "{fw}: {out}");
+    }
+    assert_eq!(b3(&src), before, "the source changed");
+}

@@ -289,6 +289,37 @@ build_no_signature() {
   mv -f "$disk" "$out/no-signature.img"
 }
 
+# build_fit_gpt: good-gpt laid out for `--fit`: the root (with /boot) first and large, then
+# the BIOS boot partition and the ESP after it, so that fitting it onto a smaller disk shrinks
+# the root and moves core.img's partition (GRUB's pointers must follow) and the ESP.
+# Layout (MiB): p3 root 1..49, p1 BIOS-boot 49..50, p2 ESP 50..58, disk 59 MiB.
+build_fit_gpt() {
+  local name=fit-gpt d=$work/fit-gpt
+  mkdir -p "$d"
+  stage_root "$d/root" up yes
+  make_ext4 "$d/root" "$d/root.ext4" 48
+  grub_config "PARTUUID=$gpt_root_partuuid" >"$d/grub.cfg"
+  grub_bios "$d/grub.cfg" "$d/core.img"
+  grub_efi "$d/grub.cfg" "$d/bootx64.efi"
+  rm -f "$d/esp.fat"
+  mkfs.vfat -n ESP -i "$esp_volid" -C "$d/esp.fat" $((gpt_esp_size * 1024)) >/dev/null
+  mmd -i "$d/esp.fat" ::EFI ::EFI/BOOT
+  mcopy -i "$d/esp.fat" "$d/bootx64.efi" ::EFI/BOOT/BOOTX64.EFI
+  local disk=$d/disk.img
+  rm -f "$disk"
+  truncate -s $((59 * MiB)) "$disk"
+  sgdisk -U "$gpt_disk_guid" \
+    -n 3:2048:+48M -t 3:8300 -c 3:root -u 3:"$gpt_root_partuuid" \
+    -n 1:$((49 * 2048)):+1M -t 1:EF02 -c 1:bios-boot \
+    -u 1:6c696665-626f-4174-a000-000000000101 \
+    -n 2:$((50 * 2048)):+${gpt_esp_size}M -t 2:EF00 -c 2:esp \
+    -u 2:6c696665-626f-4174-a000-000000000102 "$disk" >/dev/null
+  place "$disk" "$d/esp.fat" $((50 * MiB))
+  place "$disk" "$d/root.ext4" $((1 * MiB))
+  install_bios_boot "$disk" "$d/core.img" $((49 * 2048))
+  mv -f "$disk" "$out/$name.img"
+}
+
 build_gpt good-gpt up yes "PARTUUID=$gpt_root_partuuid"
 build_mbr good-mbr
 build_wiped
@@ -296,6 +327,7 @@ build_no_signature
 build_gpt no-kernel up no "PARTUUID=$gpt_root_partuuid"
 build_gpt panic up yes /dev/sda9
 build_gpt reboot-loop reboot yes "PARTUUID=$gpt_root_partuuid"
+build_fit_gpt
 
 # layout.json: the partition tables as sfdisk reads them, plus what each fixture is for and
 # what QEMU showed when it was booted (-nic none; "stage" is the last stage of the four
