@@ -663,27 +663,32 @@ struct Trip {
     store: PathBuf,
     store_fs: String,
     target: String,
+    /// A disk smaller than the source, on virtio, for `restore --fit` (`None`: not attached).
+    small: Option<String>,
 }
 
 impl Trip {
     /// Boots the kernel in `kernel` (`out/FLAVOUR`) with `append`, the source on SATA, the
     /// store on USB and the target on NVMe, and waits until the guest mounted the store.
     fn boot(&self, name: &str, kernel: &str, append: &str) -> Vm {
-        let mut vm = Vm::start(
-            name,
-            &[
-                "--kernel",
-                &root().join(kernel).to_string_lossy(),
-                "--append",
-                append,
-                "--disk",
-                &format!("{},bus=sata", self.src.display()),
-                "--disk",
-                &format!("{},bus=usb", self.store.display()),
-                "--disk",
-                &format!("{},bus=nvme", self.target),
-            ],
-        );
+        let kernel = root().join(kernel).to_string_lossy().into_owned();
+        let mut args = vec![
+            "--kernel".to_string(),
+            kernel,
+            "--append".into(),
+            append.into(),
+            "--disk".into(),
+            format!("{},bus=sata", self.src.display()),
+            "--disk".into(),
+            format!("{},bus=usb", self.store.display()),
+            "--disk".into(),
+            format!("{},bus=nvme", self.target),
+        ];
+        if let Some(small) = &self.small {
+            args.extend(["--disk".into(), format!("{small},bus=virtio")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut vm = Vm::start(name, &args);
         let (ready, _) = vm.json_line("LIFEBOAT-READY", BOOT);
         assert_eq!(
             ready["store"]["fs"],
@@ -712,6 +717,7 @@ fn trip(store_fs: &str) -> Trip {
         store,
         store_fs: store_fs.to_string(),
         target,
+        small: None,
     }
 }
 
@@ -728,8 +734,10 @@ enum After {
 /// In the guest: mount the store on USB, image a SATA disk (GPT, FAT32 + ext4 with files)
 /// onto it, verify it, restore it onto a larger NVMe disk (with `grow`, `--grow-last`, which
 /// runs the initramfs's e2fsck and resize2fs), then `after`, and power off. The host then
-/// checks the target against the source, the grown ext4's size, and the store.
-fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool, after: After) {
+/// checks the target against the source, the grown ext4's size, and the store. With `fit`,
+/// the guest last restores the image with `--fit` onto a 72 MiB virtio disk (the source has
+/// 96 MiB): its ext4 shrinks on an overlay in the guest (e2fsck, resize2fs through FUSE).
+fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool, after: After, fit: bool) {
     let kernel = format!("out/{flavour}");
     if !prerequisites(&[
         &format!("{kernel}/vmlinuz"),
@@ -737,17 +745,21 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool, after: Afte
     ]) {
         return;
     }
-    let trip = trip(store_fs);
+    let mut trip = trip(store_fs);
+    if fit {
+        trip.small = Some(blank(trip.t.path(), "small.img", 72));
+    }
     let append = format!(
         "lifeboat.store=LABEL=LBSTORE \
-        lifeboat.run=\"image /dev/sda -o /store/pc.lbi ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes{}{}\" \
+        lifeboat.run=\"image /dev/sda -o /store/pc.lbi ; verify /store/pc.lbi ; restore /store/pc.lbi /dev/nvme0n1 --yes{}{}{}\" \
         lifeboat.then=poweroff",
         if grow { " --grow-last" } else { "" },
         match after {
             After::Nothing => "",
             After::Get => GET,
             After::RestoreToTmpfs => TMPFS,
-        }
+        },
+        if fit { FIT } else { "" }
     );
     let mut vm = trip.boot(name, &kernel, &append);
     let Trip {
@@ -755,11 +767,12 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool, after: Afte
         want,
         store,
         target,
+        small,
         ..
     } = trip;
     let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
     assert_eq!(result["ok"], true, "{result}\n{}", vm.tail());
-    let jobs_run = if after == After::Nothing { 3 } else { 4 };
+    let jobs_run = if after == After::Nothing { 3 } else { 4 } + usize::from(fit);
     assert_eq!(
         result["jobs"].as_array().unwrap().len(),
         jobs_run,
@@ -784,7 +797,29 @@ fn round_trip(name: &str, flavour: &str, store_fs: &str, grow: bool, after: Afte
             assert!(jobs[3]["error"].is_null(), "{result}");
         }
     }
+    if fit {
+        let j = &jobs[jobs_run - 1];
+        assert_eq!(j["summary"]["job"], "restore", "{result}");
+        assert_eq!(j["summary"]["target"], "/dev/vda", "{result}");
+        assert!(j["error"].is_null(), "{result}");
+    }
     vm.wait_exit(Duration::from_secs(60));
+    if let Some(small) = &small {
+        // fitted: the ESP kept, the ext4 shrunk to the disk's end; every file the same
+        sh(&format!("sgdisk -v {small} | grep -q 'No problems found'"));
+        let parts = partitions(Path::new(small));
+        assert_eq!(parts[0], partitions(&t.path().join("source.img"))[0]);
+        // shrunk to the last 1 MiB boundary before the backup GPT
+        assert_eq!(parts[1].0 + parts[1].1, 71 << 20, "{parts:?}");
+        let got = disk_snapshot(Path::new(small), t.path(), "small");
+        let files = |l: &str| {
+            l.lines()
+                .filter(|l| !l.ends_with("./ext.img"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(files(&got), files(&want));
+    }
     // the target is bigger: its GPT must have moved its backup to the new end
     sh(&format!("sgdisk -v {target} | grep -q 'No problems found'"));
     let got = disk_snapshot(Path::new(&target), t.path(), "target");
@@ -844,6 +879,9 @@ const GET: &str = " ; get /store/pc.lbi p2:/etc/hostname p2:/home/demo/numbers.t
 /// 6.6: the buffered write path and the read-back that drops the page cache).
 const TMPFS: &str = " ; restore /store/pc.lbi /tmp/copy.img --yes";
 
+/// The restore onto the smaller virtio disk, fitted (`--fit`).
+const FIT: &str = " ; restore /store/pc.lbi /dev/vda --fit --yes";
+
 /// The files `GET` copied are on the (NTFS) store, equal to the demo disk's.
 fn check_got(dir: &Path) {
     let part = dir.join("store-after.img");
@@ -863,6 +901,7 @@ fn unattended_round_trip_standard_exfat() {
         "exfat",
         true,
         After::RestoreToTmpfs,
+        false,
     );
 }
 
@@ -876,14 +915,23 @@ fn unattended_round_trip_standard_ntfs() {
         "ntfs",
         false,
         After::Get,
+        false,
     );
 }
 
 /// Mini flavour, NTFS store through the kernel's ntfs3, restored with --grow-last; then two
-/// files are copied out of the image without restoring it (`get`).
+/// files are copied out of the image without restoring it (`get`), and the image is restored
+/// with `--fit` onto a disk smaller than the source.
 #[test]
 fn unattended_round_trip_mini_ntfs() {
-    round_trip("unattended-mini-ntfs", "mini", "ntfs", true, After::Get);
+    round_trip(
+        "unattended-mini-ntfs",
+        "mini",
+        "ntfs",
+        true,
+        After::Get,
+        true,
+    );
 }
 
 /// Mini flavour, FAT32 store through the kernel's vfat: the image is written in 1 MiB volumes

@@ -14,6 +14,10 @@
 //! a copy-on-write overlay and must never write either. A run leaves no mount, loop device or
 //! folder of its own behind, and nothing in `--scratch`.
 //!
+//! Faults during the shrink (ENOSPC in `--scratch`, a read error on the source, SIGKILL)
+//! each leave the target, which held a valid table, with none, and name their cause; a
+//! killed run's FUSE folder is removed by the next fit.
+//!
 //! The host kernel has no partition-table parser: source partition nodes come from
 //! `partx -a`, target nodes from lifeboat itself (BLKRRPART, then BLKPG), or from `partx -a`
 //! on a loop device put over a target file afterwards.
@@ -22,7 +26,7 @@
 mod common;
 
 use common::{dev_size, field, noise, read_at, require_root, require_tool, sh, sparse, write_at};
-use common::{LoopDev, Mount};
+use common::{FaultFs, LoopDev, Mount};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -1407,4 +1411,489 @@ fn scratch_on_the_target_is_refused() {
         &[SCRATCH, p(&t.path)],
         &[&t.path, &src.lo.path],
     );
+}
+
+// ---- faults during the shrink ----
+
+/// [`prerequisites`], debugfs, and python3-fusepy for tests/helpers/faultfs.py; skips when
+/// fusepy is missing unless CI demands it (then it fails).
+fn fault_prerequisites() -> bool {
+    if !prerequisites() {
+        return false;
+    }
+    require_tool("debugfs");
+    require_tool("/usr/bin/python3");
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import fusepy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok || !common::in_ci(),
+        "python3-fusepy is missing (bash .ci/install-deps.sh)"
+    );
+    ok
+}
+
+/// One 200 MiB ext4 on a 202 MiB GPT disk. Fitted onto [`FAULT_TARGET`] it shrinks to under
+/// 80 MiB, and resize2fs moves several MiB (its journal lies past 80 MiB).
+const FAULT_PARTS: [Part; 1] = [part(1, Fs::Ext4, 1, 200)];
+const FAULT_MIB: u64 = 202;
+const FAULT_TARGET: u64 = 80 * MIB;
+
+/// Gives `dev` (a target file or loop disk) a valid GPT with one partition, so that no table
+/// after a failed fit means lifeboat wiped it.
+fn give_table(dev: &Path) {
+    sh(&format!(
+        "printf 'label: gpt\\n\\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\\n' | sfdisk -q {} >/dev/null",
+        dev.display()
+    ));
+    let pt = sh(&format!("blkid -p -o value -s PTTYPE {}", dev.display()));
+    assert_eq!(pt.trim(), "gpt", "the old table on {}", dev.display());
+}
+
+/// The target shows no partition table: zeros in its first 34 sectors, nothing for blkid or
+/// sfdisk (from tests/root_clone.rs).
+fn no_table_left(dev: &Path, what: &str) {
+    let head = read_at(dev, 0, 34 * 512);
+    assert!(
+        head.iter().all(|&b| b == 0),
+        "{what}: the first 34 sectors are not zero"
+    );
+    let pt = Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "PTTYPE"])
+        .arg(dev)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&pt).trim().is_empty(),
+        "{what}: blkid sees {}",
+        stdout(&pt)
+    );
+    let sf = Command::new("sfdisk").arg("-d").arg(dev).output().unwrap();
+    assert!(!sf.status.success(), "{what}: sfdisk reads {}", stdout(&sf));
+}
+
+/// A tmpfs of `size` on a new folder, unmounted (and the folder removed) on drop.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    fn new(dir: PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir(&dir).unwrap();
+        sh(&format!(
+            "mount -t tmpfs -o size={size},mode=0700 lifeboat-test {}",
+            dir.display()
+        ));
+        Tmpfs { dir }
+    }
+
+    /// Bytes in use, as df sees them.
+    fn used(&self) -> u64 {
+        let out = sh(&format!("df -B1 --output=used {}", self.dir.display()));
+        out.lines().nth(1).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// The mount points in /proc/self/mountinfo of lifeboat `pid`'s `fit` folders
+/// (`…/fit-PID-N`).
+fn fit_mounts(pid: u32) -> Vec<String> {
+    let tag = format!("/fit-{pid}-");
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.contains(&tag))
+        .map(String::from)
+        .collect()
+}
+
+/// (pid, command name) of every child of process `pid`.
+fn children(pid: u32) -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(") ")?;
+            let comm = head.split_once(" (")?.1.to_string();
+            let ppid: u32 = rest.split(' ').nth(1)?.parse().ok()?;
+            (ppid == pid).then_some((p, comm))
+        })
+        .collect()
+}
+
+/// The process ID of the faultfs.py serving `fs` (found by its mount point).
+fn faultfs_pid(fs: &FaultFs) -> u32 {
+    let disk = fs.disk();
+    let mnt = disk.parent().unwrap().to_str().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
+                args.iter().any(|a| a.ends_with(b"faultfs.py"))
+                    && args.iter().any(|a| *a == mnt.as_bytes())
+            })
+        })
+        .unwrap_or_else(|| panic!("no faultfs.py process for {mnt}"))
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status();
+}
+
+/// A lifeboat run to be killed, whose source is served by a faultfs that may be stopped
+/// (SIGSTOP: every read that reaches it waits). On drop: lifeboat is killed if it still
+/// runs, the faultfs resumed, and any `fit` FUSE folder the killed lifeboat left is
+/// unmounted and removed, so that a failed test leaves nothing behind.
+struct Killable {
+    child: Option<std::process::Child>,
+    pid: u32,
+    faultfs: u32,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Killable {
+    fn spawn(args: &[&str], faultfs: u32) -> Killable {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running lifeboat");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Killable {
+            pid: child.id(),
+            child: Some(child),
+            faultfs,
+            lines,
+        }
+    }
+
+    /// Reads stdout until an event with `event` and `phase` appears; panics with what came
+    /// (and stderr) if the run ends first or takes more than two minutes.
+    fn wait_for_phase(&mut self, phase: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let v: Value = serde_json::from_str(&l)
+                        .unwrap_or_else(|e| panic!("not an NDJSON event ({e}): {l}"));
+                    if v["event"] == "phase" && v["phase"] == phase {
+                        return;
+                    }
+                    seen.push(l);
+                }
+                Err(e) => {
+                    let err = self.finish_stderr();
+                    panic!(
+                        "no `{phase}` phase ({e:?}); stdout: {}\nstderr: {err}",
+                        seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Kills lifeboat (if needed), resumes the faultfs and returns stderr.
+    fn finish_stderr(&mut self) -> String {
+        let Some(mut c) = self.child.take() else {
+            return String::new();
+        };
+        let _ = c.kill();
+        signal(self.faultfs, "CONT");
+        let _ = c.wait();
+        let mut e = String::new();
+        if let Some(mut s) = c.stderr.take() {
+            use std::io::Read;
+            let _ = s.read_to_string(&mut e);
+        }
+        e
+    }
+
+    /// SIGKILL, then the faultfs resumes; lifeboat's exit status.
+    fn kill(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        c.kill().unwrap();
+        signal(self.faultfs, "CONT");
+        c.wait().unwrap()
+    }
+}
+
+impl Drop for Killable {
+    fn drop(&mut self) {
+        let _ = self.finish_stderr();
+        signal(self.faultfs, "CONT");
+        for m in fit_mounts(self.pid) {
+            let _ = Command::new("umount").args(["-l", &m]).status();
+            let _ = std::fs::remove_dir(&m);
+        }
+    }
+}
+
+/// ENOSPC in the scratch folder: `restore --fit` of an image onto a file that held a valid
+/// table, with `--overlay-memory 1M` and `--scratch` on a 1 MiB tmpfs, while resize2fs moves
+/// several MiB. The run stops (exit 1) naming the scratch folder and "No space left", after
+/// the target's table was wiped: no table is left. The image and the source disk are as
+/// they were, and the scratch folder is empty (df: nothing in use, the unnamed scratch file
+/// is gone).
+#[test]
+fn enospc_in_the_scratch_folder_during_the_shrink_names_it_and_leaves_no_table() {
+    if !prerequisites() {
+        return;
+    }
+    let src = build(Label::Gpt, FAULT_MIB, &FAULT_PARTS);
+    let w = src.dir.path();
+    let img = w.join("disk.lbi");
+    ok("image", &["image", p(&src.lo.path), "-o", p(&img)]);
+    let file = target_file(w, "target", FAULT_TARGET);
+    give_table(&file);
+    let scratch = Tmpfs::new(w.join("tmpfs-scratch"), "1M");
+    let sdir = p(&scratch.dir);
+
+    // the plan shrinks the ext4, so the run gets as far as the shrink
+    let mut args = vec![
+        "restore",
+        p(&img),
+        p(&file),
+        "--fit",
+        "--scratch",
+        sdir,
+        "--overlay-memory",
+        "1M",
+    ];
+    let mut dry = args.clone();
+    dry.extend(["--dry-run", "--json"]);
+    let o = ok("ENOSPC dry run", &dry);
+    let fit = json_values("ENOSPC dry run", &stdout(&o))
+        .iter()
+        .find_map(find_fit)
+        .unwrap_or_else(|| panic!("no fit in {}", stdout(&o)));
+    let pl = fit.part(1);
+    assert!(
+        pl.new_size < pl.old_size && pl.new_size < FAULT_TARGET,
+        "the ext4 does not shrink: {fit:?}"
+    );
+
+    let what = "ENOSPC in --scratch";
+    args.push("--yes");
+    let e = refused(what, &args, &[sdir], &[&img, &src.lo.path]);
+    assert!(
+        e.to_lowercase().contains("no space left"),
+        "{what}: no \"No space left\" in: {e}"
+    );
+    no_table_left(&file, what);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        FAULT_TARGET,
+        "{what}: the target file changed size"
+    );
+    assert_empty_dir(&scratch.dir, what);
+    assert_eq!(scratch.used(), 0, "{what}: the scratch file outlived the run");
+}
+
+/// A read error on the source during the shrink: the source disk file is served through
+/// faultfs under a read-only loop device, with a bad range on a directory block of the ext4.
+/// The plan does not read it (resize2fs -P reads no directory), so the plan succeeds; e2fsck
+/// -f reads it in pass 2, on the overlay, after the target's table was wiped. `clone --fit`
+/// stops (exit 1) naming the source loop device, a byte range that holds the bad block, and
+/// "Input/output error"; the target, which held a valid table, has none; the disk file is as
+/// it was.
+#[test]
+fn read_error_on_the_source_during_the_shrink_names_it_and_leaves_no_table() {
+    if !fault_prerequisites() {
+        return;
+    }
+    let src = build(Label::Gpt, FAULT_MIB, &FAULT_PARTS);
+    let w = src.dir.path();
+    let node = src.lo.part(1);
+    let bs = field(
+        &sh(&format!("dumpe2fs -h {} 2>/dev/null", node.display())),
+        "Block size:",
+    );
+    let blocks = sh(&format!(
+        "debugfs -R 'blocks /spread3' {} 2>/dev/null",
+        node.display()
+    ));
+    let block: u64 = blocks
+        .split_whitespace()
+        .next()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| panic!("debugfs: no block for /spread3: {blocks:?}"));
+    let bad = FAULT_PARTS[0].start * MIB + block * bs;
+    let disk = w.join("src.img");
+    let disk_sha = sha(&disk);
+
+    let fs = FaultFs::start(&disk, w, &format!("{{\"bad_read\": [[{bad}, {bs}]]}}"));
+    let sl = LoopDev::attach_with(&fs.disk(), "-r");
+    let (t, _tf) = target(w, "target", FAULT_TARGET);
+    give_table(&t.path);
+    let what = "read error during the shrink";
+    let e = refused(
+        what,
+        &["clone", p(&sl.path), p(&t.path), "--fit", "--yes"],
+        &[p(&sl.path), "Input/output error"],
+        &[],
+    );
+    let prefix = format!("read error on {} at byte ", sl.path.display());
+    let at = e
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("{what}: no `{prefix}` in: {e}\nfaults: {}", fs.stats()));
+    let rest = &e[at + prefix.len()..];
+    let num = |s: &str| -> u64 {
+        s.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or_else(|_| panic!("{what}: no number in {s:?}"))
+    };
+    let from = num(rest);
+    let len = rest
+        .find("(length ")
+        .map(|i| num(&rest[i + "(length ".len()..]))
+        .unwrap_or_else(|| panic!("{what}: no length in: {e}"));
+    assert!(
+        from < bad + bs && bad < from + len,
+        "{what}: bytes {from}..{} do not hold the bad block {bad}..{}: {e}",
+        from + len,
+        bad + bs
+    );
+    assert!(
+        fs.stats().contains("\"read_eio\""),
+        "{what}: faultfs failed no read"
+    );
+    no_table_left(&t.path, what);
+    drop(sl);
+    fs.set("{}");
+    assert_eq!(sha(&disk), disk_sha, "{what}: the source was written");
+}
+
+/// SIGKILL during the shrink: `clone --fit --json --yes` (with `--scratch` and 1M of overlay
+/// memory) from a source served through faultfs; when the `shrink` phase begins, the faultfs
+/// is stopped, so the shrink waits on its reads; once lifeboat's `fit` FUSE folder is
+/// mounted and e2fsck or resize2fs runs on it, lifeboat gets SIGKILL. The target, which held
+/// a valid table, has none; the scratch folder is empty; the shrink tools end; the source is
+/// as it was. The FUSE folder stays behind, unconnected; the next `clone --fit` (a dry run)
+/// unmounts and removes it.
+#[test]
+fn sigkill_during_the_shrink_leaves_no_table_and_the_next_fit_removes_its_mount() {
+    if !fault_prerequisites() {
+        return;
+    }
+    let src = build(Label::Gpt, FAULT_MIB, &FAULT_PARTS);
+    let w = src.dir.path();
+    let disk = w.join("src.img");
+    let disk_sha = sha(&disk);
+    let fs = FaultFs::start(&disk, w, "{}");
+    let ffs = faultfs_pid(&fs);
+    let sl = LoopDev::attach_with(&fs.disk(), "-r");
+    let (t, _tf) = target(w, "target", FAULT_TARGET);
+    give_table(&t.path);
+    let scratch = w.join("lbscratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let what = "SIGKILL during the shrink";
+
+    let mut run = Killable::spawn(
+        &[
+            "clone",
+            p(&sl.path),
+            p(&t.path),
+            "--fit",
+            "--json",
+            "--yes",
+            "--scratch",
+            p(&scratch),
+            "--overlay-memory",
+            "1M",
+        ],
+        ffs,
+    );
+    let pid = run.pid;
+    run.wait_for_phase("shrink");
+    signal(ffs, "STOP");
+    // the shrink is under way: the FUSE folder is mounted and a shrink tool runs on it
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let tools = loop {
+        let tools: Vec<(u32, String)> = children(pid)
+            .into_iter()
+            .filter(|(_, c)| c == "e2fsck" || c == "resize2fs")
+            .collect();
+        if !fit_mounts(pid).is_empty() && !tools.is_empty() {
+            break tools;
+        }
+        if Instant::now() > deadline {
+            let err = run.finish_stderr();
+            panic!(
+                "{what}: no shrink under way (mounts {:?}, children {:?}); stderr: {err}",
+                fit_mounts(pid),
+                children(pid)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let status = run.kill();
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{what}: {status:?}");
+    }
+    // the tools lose their FUSE file and end
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tools
+        .iter()
+        .any(|(p, _)| Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the shrink tools {tools:?} still run 20 s after lifeboat was killed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    no_table_left(&t.path, what);
+    assert_empty_dir(&scratch, what);
+    let stale = fit_mounts(pid);
+
+    // the next fit removes the dead run's FUSE folder
+    ok(
+        "the next fit (dry run)",
+        &["clone", p(&sl.path), p(&t.path), "--fit", "--dry-run", "--json"],
+    );
+    assert!(
+        fit_mounts(pid).is_empty(),
+        "{what}: the next fit left the killed run's FUSE folder mounted: {:?} (after the kill: {stale:?})",
+        fit_mounts(pid)
+    );
+    no_leftovers(pid, "after the next fit");
+    drop(run);
+    drop(sl);
+    assert_eq!(sha(&disk), disk_sha, "{what}: the source was written");
 }
