@@ -592,11 +592,25 @@ pub fn run(
                 let failures = session.as_ref().map(DevFiles::failures).unwrap_or_default();
                 match failures.first() {
                     // the tool saw a read error or a full overlay: that is the cause
-                    Some(f) => Error::Tool {
-                        tool: format!("shrinking partition {}", p.number),
-                        path: src.path().to_path_buf(),
-                        detail: format!("{f} (then: {e})"),
-                    },
+                    Some(f) => {
+                        let full = failures.iter().any(|m| m.contains("No space left"));
+                        let hint = match (&fit.scratch, full) {
+                            (_, false) => String::new(),
+                            (Some(dir), true) => format!(
+                                "; the scratch folder {} is full: give one with more free space",
+                                dir.display()
+                            ),
+                            (None, true) => format!(
+                                "; each overlay keeps at most {} in memory: give --scratch DIR on another disk, or a larger --overlay-memory",
+                                human_bytes(fit.overlay_memory)
+                            ),
+                        };
+                        Error::Tool {
+                            tool: format!("shrinking partition {}", p.number),
+                            path: src.path().to_path_buf(),
+                            detail: format!("{f}{hint} (then: {e})"),
+                        }
+                    }
                     None => e,
                 }
             })?;
