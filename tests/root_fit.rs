@@ -1719,7 +1719,11 @@ fn enospc_in_the_scratch_folder_during_the_shrink_names_it_and_leaves_no_table()
         "{what}: the target file changed size"
     );
     assert_empty_dir(&scratch.dir, what);
-    assert_eq!(scratch.used(), 0, "{what}: the scratch file outlived the run");
+    assert_eq!(
+        scratch.used(),
+        0,
+        "{what}: the scratch file outlived the run"
+    );
 }
 
 /// A read error on the source during the shrink: the source disk file is served through
@@ -1885,7 +1889,14 @@ fn sigkill_during_the_shrink_leaves_no_table_and_the_next_fit_removes_its_mount(
     // the next fit removes the dead run's FUSE folder
     ok(
         "the next fit (dry run)",
-        &["clone", p(&sl.path), p(&t.path), "--fit", "--dry-run", "--json"],
+        &[
+            "clone",
+            p(&sl.path),
+            p(&t.path),
+            "--fit",
+            "--dry-run",
+            "--json",
+        ],
     );
     assert!(
         fit_mounts(pid).is_empty(),

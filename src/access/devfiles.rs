@@ -79,6 +79,20 @@ impl DevFiles {
         &self.dir
     }
 
+    /// Makes everything written through the files reach their devices: the kernel caches
+    /// writes (writeback), and the caller reads the devices directly next. Fsyncs each file.
+    pub fn flush(&self, names: &[String]) -> Result<()> {
+        for n in names {
+            let p = self.path(n);
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .map_err(|e| Error::io("opening", &p, e))?;
+            f.sync_all().map_err(|e| Error::io("flushing", &p, e))?;
+        }
+        Ok(())
+    }
+
     /// The failed reads and writes so far (the first 64), each naming the file and range.
     pub fn failures(&self) -> Vec<String> {
         self.log.lock().map(|v| v.clone()).unwrap_or_default()
@@ -95,25 +109,25 @@ impl Drop for DevFiles {
     }
 }
 
-/// Unmounts and removes the folders `TAG-PID-N` in `parent` whose process is gone.
+/// Unmounts and removes the folders `TAG-PID-N` in `parent` whose process is gone, for `tag`
+/// and the tags of its family (`fit` and `fit-plan`: one is the other and a suffix).
 fn clean_stale(parent: &Path, tag: &str) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
-    let prefix = format!("{tag}-");
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(&prefix) else {
+        let mut it = name.rsplitn(3, '-');
+        let (Some(n), Some(pid), Some(t)) = (it.next(), it.next(), it.next()) else {
             continue;
         };
-        let mut it = rest.split('-');
-        let (Some(pid), Some(n), None) = (it.next(), it.next(), it.next()) else {
-            continue;
-        };
+        let family = t == tag
+            || t.strip_prefix(tag).is_some_and(|r| r.starts_with('-'))
+            || tag.strip_prefix(t).is_some_and(|r| r.starts_with('-'));
         let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), n.parse::<u32>()) else {
             continue;
         };
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        if !family || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
         let path = e.path();

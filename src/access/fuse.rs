@@ -120,6 +120,16 @@ impl RawFs {
 }
 
 impl fuser::Filesystem for RawFs {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        if self.writable {
+            // the kernel gathers small writes (ntfsresize relocates a few clusters per write)
+            // into pages it sends in larger requests, and serves reads of them from its cache
+            let _ = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE);
+            let _ = config.set_max_write(1 << 20);
+        }
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         if parent != INodeNo::ROOT {
             return reply.error(Errno::ENOENT);

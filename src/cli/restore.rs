@@ -136,11 +136,17 @@ fn print_restore_plan(
                 .map_or_else(|| "unknown".to_string(), |m| m.to_string())
         )?;
     }
+    let (about, pieces) = match &p.target.fit {
+        Some(_) => (
+            "about ",
+            "the used blocks of each partition at its new place".to_string(),
+        ),
+        None => ("", format!("{} chunks", p.chunks)),
+    };
     writeln!(
         out,
-        "  write {} in {} chunks, tables and first MiB last; read-back verification {}",
+        "  write {about}{} in {pieces}, tables and first MiB last; read-back verification {}",
         human_bytes(p.write_bytes),
-        p.chunks,
         if p.target.verify { "on" } else { "OFF" }
     )?;
     for w in p.warnings.iter().filter(|_| warnings) {

@@ -575,9 +575,10 @@ pub fn run(
         } else {
             Some(DevFiles::open("fit", files, true)?)
         };
-        for (done, (i, ov)) in overlays.iter().enumerate() {
+        // each partition's tool runs on its own thread: they share nothing but the source
+        let shrink_one = |i: usize, ov: &Arc<Overlay>| -> Result<()> {
             cancel.check()?;
-            let p = &fit.parts[*i];
+            let p = &fit.parts[i];
             let kind = p.kind.ok_or_else(|| {
                 Error::Unsupported(format!(
                     "partition {} has no filesystem to shrink",
@@ -589,7 +590,14 @@ pub fn run(
                 .map(|s| s.path(&format!("p{}", p.number)))
                 .unwrap_or_default();
             shrink::shrink(kind, &**ov, &file, p.new_size).map_err(|e| {
-                let failures = session.as_ref().map(DevFiles::failures).unwrap_or_default();
+                let mine = format!(" of p{} bytes ", p.number);
+                let failures: Vec<String> = session
+                    .as_ref()
+                    .map(DevFiles::failures)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|m| m.contains(&mine))
+                    .collect();
                 match failures.first() {
                     // the tool saw a read error or a full overlay: that is the cause
                     Some(f) => {
@@ -613,8 +621,42 @@ pub fn run(
                     }
                     None => e,
                 }
-            })?;
-            reporter.progress(Phase::Shrink, done as u64 + 1);
+            })
+            .map(|_| ())
+        };
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = overlays
+                .iter()
+                .map(|(i, ov)| {
+                    let (shrink_one, done) = (&shrink_one, &done);
+                    scope.spawn(move || {
+                        let r = shrink_one(*i, ov);
+                        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        reporter.progress(Phase::Shrink, n);
+                        r
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Unsupported("a shrink thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            r?;
+        }
+        if let Some(s) = &session {
+            let names: Vec<String> = overlays
+                .iter()
+                .filter(|(i, _)| fit.parts[*i].kind.is_some_and(shrink::needs_file))
+                .map(|(i, _)| format!("p{}", fit.parts[*i].number))
+                .collect();
+            s.flush(&names)?;
         }
         drop(session);
     }

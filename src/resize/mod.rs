@@ -122,7 +122,13 @@ fn run_with(tool: &str, args: &[&str], dev: &Path, after: &[&str], ok: &[i32]) -
         code => {
             let tail: Vec<&str> = text.lines().rev().take(6).collect();
             Err(Error::Tool {
-                tool: format!("{tool} {}", args.join(" ")),
+                tool: [tool]
+                    .iter()
+                    .chain(args)
+                    .chain(after)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 path: dev.to_path_buf(),
                 detail: format!(
                     "exit code {}: {}",

@@ -8,8 +8,9 @@
 //!   (resize2fs insists on a freshly checked filesystem), `resize2fs FILE SIZE`, then
 //!   `e2fsck -f -n` must be clean.
 //! - NTFS: the minimum is what `ntfsresize --info` says it "might resize at"; the shrink is
-//!   `ntfsresize --no-action` (its dry run), then the real one. ntfsresize marks the volume
-//!   for a consistency check at Windows' next boot, as it always does.
+//!   `ntfsresize --no-action` (its dry run), then the real one, then `ntfsresize --info` must
+//!   read the result. ntfsresize marks the volume for a consistency check at Windows' next
+//!   boot, as it always does.
 //! - FAT12/16/32: in place by [`super::fat::shrink`], down to where the last used cluster
 //!   ends (clusters are not moved).
 //! - anything else (XFS, swap, encrypted or unknown contents): cannot shrink; the reason says
@@ -119,6 +120,13 @@ pub fn shrink(kind: FsKind, dev: &dyn BlockDev, file: &Path, new_bytes: u64) -> 
             dry.extend_from_slice(&args);
             run("ntfsresize", &dry, file, &[0])?;
             run("ntfsresize", &args, file, &[0])?;
+            // its consistency check of the result
+            run(
+                "ntfsresize",
+                &["--info", "--force", "--no-progress-bar"],
+                file,
+                &[0],
+            )?;
         }
         FsKind::Fat12 | FsKind::Fat16 | FsKind::Fat32 => {
             return fat::shrink(dev, new_bytes);
