@@ -45,6 +45,10 @@ use std::sync::Arc;
 /// Default memory an overlay may hold before it needs `--scratch`: 1 GiB.
 pub const DEFAULT_OVERLAY_MEMORY: u64 = 1 << 30;
 
+/// Decoded frames an image source keeps for a fitted restore: the tools and the copy read
+/// mostly in order, so a few frames per thread do.
+pub const SOURCE_CACHE_BYTES: u64 = 64 << 20;
+
 /// Largest piece read and written at once.
 const PIECE: u64 = 4 * MIB;
 

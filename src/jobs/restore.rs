@@ -201,7 +201,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
                 let src: std::sync::Arc<dyn BlockDev> =
                     std::sync::Arc::new(crate::access::ImageSource::from_chain(
                         Chain::open(&spec.image, &spec.search)?,
-                        crate::access::DEFAULT_CACHE_BYTES,
+                        super::fit::SOURCE_CACHE_BYTES,
                     ));
                 let opts = spec.fit.as_ref().expect("checked above");
                 fit = Some(super::fit::plan(src, t, &spec.target, target_size, opts)?);
@@ -415,7 +415,7 @@ pub fn run(
     let r = match &plan.target.fit {
         Some(fit) => {
             let src: std::sync::Arc<dyn BlockDev> = std::sync::Arc::new(
-                crate::access::ImageSource::from_chain(chain, crate::access::DEFAULT_CACHE_BYTES),
+                crate::access::ImageSource::from_chain(chain, super::fit::SOURCE_CACHE_BYTES),
             );
             partition::read_table(&*src).and_then(|t| {
                 let t = t.ok_or_else(|| Error::Refused {
