@@ -807,3 +807,62 @@ fn hidden_sectors(
     }
     Ok(())
 }
+
+#[cfg(test)]
+impl FitPlan {
+    /// A fitted layout for the TUI's snapshot tests: a 500 GB disk onto a 256 GB one.
+    pub(crate) fn example() -> FitPlan {
+        let gib = 1u64 << 30;
+        let part =
+            |number, fs: &str, old: (u64, u64), new: (u64, u64), used, min, action| FitPartPlan {
+                number,
+                fs: Some(fs.into()),
+                old_start: old.0,
+                old_size: old.1,
+                new_start: new.0,
+                new_size: new.1,
+                used: Some(used),
+                min,
+                action,
+                fixed: None,
+                kind: None,
+                bios_boot: false,
+            };
+        FitPlan {
+            parts: vec![
+                part(
+                    1,
+                    "vfat",
+                    (MIB, 512 * MIB),
+                    (MIB, 512 * MIB),
+                    40 * MIB,
+                    512 * MIB,
+                    Action::Keep,
+                ),
+                part(
+                    2,
+                    "ntfs",
+                    (513 * MIB, 300 * gib),
+                    (513 * MIB, 160 * gib),
+                    80 * gib,
+                    90 * gib,
+                    Action::Shrink,
+                ),
+                part(
+                    3,
+                    "ext4",
+                    (513 * MIB + 300 * gib, 165 * gib),
+                    (513 * MIB + 160 * gib, 78 * gib),
+                    30 * gib,
+                    35 * gib,
+                    Action::ShrinkMove,
+                ),
+            ],
+            smallest_target: 126 * gib,
+            scratch_bytes: 3 * gib,
+            scratch: None,
+            overlay_memory: DEFAULT_OVERLAY_MEMORY,
+            notes: vec![],
+        }
+    }
+}

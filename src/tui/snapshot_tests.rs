@@ -348,6 +348,21 @@ screens! {
         update(m, Msg::Planned(Err(too_small())));
     });
     restore_confirm => restore(RestoreStep::Confirm);
+    restore_confirm_fit => with(restore(RestoreStep::Confirm), |m| {
+        if let Screen::Restore(w) = &mut m.screen {
+            w.over.fit = true;
+            if let Some(p) = w.plan.as_mut() {
+                p.target.layout = None;
+                p.target.size = 256_060_514_304;
+                p.target.size_change = crate::jobs::SizeChange::Smaller;
+                p.target.fit = Some(crate::jobs::fit::FitPlan::example());
+            }
+        }
+    });
+    restore_fit_does_not_fit => with(restore(RestoreStep::Target), |m| {
+        if let Screen::Restore(w) = &mut m.screen { w.over.fit = true; }
+        update(m, Msg::Planned(Err(too_small())));
+    });
     restore_plan_refused => with(restore(RestoreStep::Target), |m| {
         update(m, Msg::Planned(Err(crate::tui::outcome::failure(
             "planning the restore",

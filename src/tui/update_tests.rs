@@ -1286,6 +1286,30 @@ fn restore_g_and_n_toggle_and_enter_plans_with_them() {
 }
 
 #[test]
+fn restore_f_fits_and_clears_a_does_not_fit_box() {
+    // (keys, fit)
+    for (keys, fit) in [("f", true), ("ff", false), ("gf", true)] {
+        let mut m = restore_target(None);
+        plan_req(press(&mut m, KeyCode::Enter));
+        update(
+            &mut m,
+            Msg::Planned(Err(failure("planning the restore", true))),
+        );
+        assert!(restore_wiz(&m).over.does_not_fit.is_some());
+        type_str(&mut m, keys);
+        let w = restore_wiz(&m);
+        assert_eq!(w.over.fit, fit, "{keys:?}");
+        // f asks for another try: the box goes away
+        assert_eq!(w.over.does_not_fit, None, "{keys:?}");
+        let req = plan_req(press(&mut m, KeyCode::Enter));
+        match req {
+            JobRequest::Restore { fit: f, .. } => assert_eq!(f, fit, "{keys:?}"),
+            r => panic!("{r:?}"),
+        }
+    }
+}
+
+#[test]
 fn restore_too_small_target_is_shown_inline_until_the_cursor_moves() {
     // (name, key that clears it)
     let cases = [

@@ -319,12 +319,33 @@ pub(crate) fn erase_box(
 /// The fitted layout of `--fit` on the confirm step: one line per partition, what happens
 /// to it, then the notes.
 pub(crate) fn fit_lines(fit: Option<&crate::jobs::fit::FitPlan>) -> Vec<Line<'static>> {
+    use crate::partition::fit::Action;
     let Some(f) = fit else { return Vec::new() };
     let mut v = vec![Line::raw(
-        " fit       the partitions are shrunk on copies and moved:",
+        " fit       filesystems shrink on a copy (the source is only read):",
     )];
-    for l in f.lines() {
-        v.push(Line::raw(format!("   {l}")));
+    for p in &f.parts {
+        let (what, detail) = match p.action {
+            Action::Keep => ("keep", String::new()),
+            Action::Move => ("move", format!("to {}", human_bytes(p.new_start))),
+            Action::Shrink => ("shrink", format!("min {}", human_bytes(p.min))),
+            Action::ShrinkMove => (
+                "shrink, move",
+                format!(
+                    "to {}, min {}",
+                    human_bytes(p.new_start),
+                    human_bytes(p.min)
+                ),
+            ),
+        };
+        v.push(Line::raw(format!(
+            "   {:>2} {:<5} {:>10} -> {:<10} {:<12} {detail}",
+            p.number,
+            p.fs.as_deref().unwrap_or("-"),
+            human_bytes(p.old_size),
+            human_bytes(p.new_size),
+            what,
+        )));
     }
     for n in &f.notes {
         v.push(Line::styled(
