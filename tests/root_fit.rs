@@ -1546,8 +1546,7 @@ fn faultfs_pid(fs: &FaultFs) -> u32 {
         .find(|p| {
             std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
                 let args: Vec<&[u8]> = c.split(|&b| b == 0).collect();
-                args.iter().any(|a| a.ends_with(b"faultfs.py"))
-                    && args.contains(&mnt.as_bytes())
+                args.iter().any(|a| a.ends_with(b"faultfs.py")) && args.contains(&mnt.as_bytes())
             })
         })
         .unwrap_or_else(|| panic!("no faultfs.py process for {mnt}"))
