@@ -562,116 +562,81 @@ pub fn run(
             new_start: p.new_start,
         });
     }
+    let files: Vec<(String, Arc<dyn BlockDev>)> = overlays
+        .iter()
+        .filter(|(i, _)| fit.parts[*i].kind.is_some_and(shrink::needs_file))
+        .map(|(i, ov)| {
+            (
+                format!("p{}", fit.parts[*i].number),
+                ov.clone() as Arc<dyn BlockDev>,
+            )
+        })
+        .collect();
+    let session = if files.is_empty() {
+        None
+    } else {
+        Some(DevFiles::open("fit", files, true)?)
+    };
     if !overlays.is_empty() {
         reporter.phase(Phase::Shrink, Some(overlays.len() as u64));
-        let files: Vec<(String, Arc<dyn BlockDev>)> = overlays
-            .iter()
-            .filter(|(i, _)| fit.parts[*i].kind.is_some_and(shrink::needs_file))
-            .map(|(i, ov)| {
-                (
-                    format!("p{}", fit.parts[*i].number),
-                    ov.clone() as Arc<dyn BlockDev>,
-                )
-            })
-            .collect();
-        let session = if files.is_empty() {
-            None
-        } else {
-            Some(DevFiles::open("fit", files, true)?)
-        };
-        // each partition's tool runs on its own thread: they share nothing but the source
-        let shrink_one = |i: usize, ov: &Arc<Overlay>| -> Result<()> {
-            cancel.check()?;
-            let p = &fit.parts[i];
-            let kind = p.kind.ok_or_else(|| {
-                Error::Unsupported(format!(
-                    "partition {} has no filesystem to shrink",
-                    p.number
-                ))
-            })?;
-            let file = session
-                .as_ref()
-                .map(|s| s.path(&format!("p{}", p.number)))
-                .unwrap_or_default();
-            shrink::shrink(kind, &**ov, &file, p.new_size).map_err(|e| {
-                let mine = format!(" of p{} bytes ", p.number);
-                let failures: Vec<String> = session
-                    .as_ref()
-                    .map(DevFiles::failures)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|m| m.contains(&mine))
-                    .collect();
-                match failures.first() {
-                    // the tool saw a read error or a full overlay: that is the cause
-                    Some(f) => {
-                        let full = failures.iter().any(|m| m.contains("No space left"));
-                        let hint = match (&fit.scratch, full) {
-                            (_, false) => String::new(),
-                            (Some(dir), true) => format!(
-                                "; the scratch folder {} is full: give one with more free space",
-                                dir.display()
-                            ),
-                            (None, true) => format!(
-                                "; each overlay keeps at most {} in memory: give --scratch DIR on another disk, or a larger --overlay-memory",
-                                human_bytes(fit.overlay_memory)
-                            ),
-                        };
-                        Error::Tool {
-                            tool: format!("shrinking partition {}", p.number),
-                            path: src.path().to_path_buf(),
-                            detail: format!("{f}{hint} (then: {e})"),
-                        }
-                    }
-                    None => e,
-                }
-            })
-            .map(|_| ())
-        };
-        let done = std::sync::atomic::AtomicU64::new(0);
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = overlays
-                .iter()
-                .map(|(i, ov)| {
-                    let (shrink_one, done) = (&shrink_one, &done);
-                    scope.spawn(move || {
-                        let r = shrink_one(*i, ov);
-                        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                        reporter.progress(Phase::Shrink, n);
-                        r
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::Unsupported("a shrink thread panicked".into()))
-                    })
-                })
-                .collect()
-        });
-        for r in results {
-            r?;
-        }
-        if let Some(s) = &session {
-            let names: Vec<String> = overlays
-                .iter()
-                .filter(|(i, _)| fit.parts[*i].kind.is_some_and(shrink::needs_file))
-                .map(|(i, _)| format!("p{}", fit.parts[*i].number))
-                .collect();
-            s.flush(&names)?;
-        }
-        drop(session);
     }
-    cancel.check()?;
-
-    // 3. every partition's used blocks, at their new place
-    let mut pieces: Vec<(usize, u64, u64)> = Vec::new();
-    for (i, (p, s)) in fit.parts.iter().zip(&sources).enumerate() {
+    // one shrink, on the calling thread: the tool, then its file flushed (the kernel caches
+    // the tools' writes), so that the overlay holds everything before it is read directly
+    let shrink_one = |i: usize, ov: &Arc<Overlay>| -> Result<()> {
+        cancel.check()?;
+        let p = &fit.parts[i];
+        let kind = p.kind.ok_or_else(|| {
+            Error::Unsupported(format!(
+                "partition {} has no filesystem to shrink",
+                p.number
+            ))
+        })?;
+        let name = format!("p{}", p.number);
+        let file = session.as_ref().map(|s| s.path(&name)).unwrap_or_default();
+        let r = shrink::shrink(kind, &**ov, &file, p.new_size).and_then(|_| match &session {
+            Some(s) if shrink::needs_file(kind) => s.flush(std::slice::from_ref(&name)),
+            _ => Ok(()),
+        });
+        r.map_err(|e| {
+            let mine = format!(" of {name} bytes ");
+            let failures: Vec<String> = session
+                .as_ref()
+                .map(DevFiles::failures)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.contains(&mine))
+                .collect();
+            match failures.first() {
+                // the tool saw a read error or a full overlay: that is the cause
+                Some(f) => {
+                    let full = failures.iter().any(|m| m.contains("No space left"));
+                    let hint = match (&fit.scratch, full) {
+                        (_, false) => String::new(),
+                        (Some(dir), true) => format!(
+                            "; the scratch folder {} is full: give one with more free space",
+                            dir.display()
+                        ),
+                        (None, true) => format!(
+                            "; each overlay keeps at most {} in memory: give --scratch DIR on another disk, or a larger --overlay-memory",
+                            human_bytes(fit.overlay_memory)
+                        ),
+                    };
+                    Error::Tool {
+                        tool: format!("shrinking partition {}", p.number),
+                        path: src.path().to_path_buf(),
+                        detail: format!("{f}{hint} (then: {e})"),
+                    }
+                }
+                None => e,
+            }
+        })
+    };
+    // a partition's pieces and boot-sector patches, once its bytes are final
+    let prepare = |i: usize| -> Result<(Vec<(usize, u64, u64)>, Vec<(u64, Vec<u8>)>)> {
+        let (p, s) = (&fit.parts[i], &sources[i]);
         let view = crate::blockdev::Slice::new(&*s.dev, 0, p.new_size);
-        let ranges = used_after(&view, p)?;
-        for (start, len) in ranges {
+        let mut pieces = Vec::new();
+        for (start, len) in used_after(&view, p)? {
             let mut off = start;
             while off < start + len {
                 let n = PIECE.min(start + len - off);
@@ -679,66 +644,116 @@ pub fn run(
                 off += n;
             }
         }
+        let mut own = Vec::new();
         if p.new_start != p.old_start {
-            hidden_sectors(&view, p, ss, &mut patches)?;
+            hidden_sectors(&view, p, ss, &mut own)?;
         }
+        Ok((pieces, own))
+    };
+
+    // 3. every partition's used blocks, at their new place: those that keep their size at
+    //    once, each shrunk one as soon as its shrink is done (the others still shrinking)
+    let parts_patches: Vec<std::sync::OnceLock<Vec<(u64, Vec<u8>)>>> = fit
+        .parts
+        .iter()
+        .map(|_| std::sync::OnceLock::new())
+        .collect();
+    let mut queue: std::collections::VecDeque<(usize, u64, u64)> = Default::default();
+    for i in 0..fit.parts.len() {
+        if overlays.iter().any(|(k, _)| *k == i) {
+            continue;
+        }
+        let (pieces, own) = prepare(i)?;
+        let _ = parts_patches[i].set(own);
+        queue.extend(pieces);
     }
-    let total: u64 = pieces.iter().map(|p| p.2).sum();
-    reporter.phase(Phase::Write, Some(total));
     let tables: Vec<(u64, Vec<u8>)> = tables.into_iter().chain(head).collect();
     let writer = DataWriter::new(dev, direct);
     let workers = target::io_workers(threads);
-    let mut next = 0usize;
-    let mut written: Vec<(u64, u64, [u8; 32])> = Vec::with_capacity(pieces.len());
+    let mut written: Vec<(u64, u64, [u8; 32])> = Vec::new();
     let mut done = 0u64;
-    write_and_read_back(
-        dev,
-        target_plan,
-        threads,
-        &tables,
-        reporter,
-        cancel,
-        |overlap| {
-            pipeline::run(
-                Shape::for_threads(workers),
-                cancel,
-                |buf: Vec<u8>| {
-                    let Some(&(i, off, len)) = pieces.get(next) else {
-                        return Ok(None);
-                    };
-                    next += 1;
-                    Ok(Some((i, off, len, buf)))
-                },
-                |(i, off, len, mut buf): (usize, u64, u64, Vec<u8>)| {
-                    let s = &sources[i];
-                    let slice = crate::blockdev::aligned(&mut buf, len as usize);
-                    let skip = slice.as_ptr() as usize - buf.as_ptr() as usize;
-                    let piece = &mut buf[skip..skip + len as usize];
-                    s.dev.read_at(piece, off)?;
-                    let at = s.new_start + off;
-                    edit::overlay(piece, at, &patches);
-                    let hash = *blake3::hash(piece).as_bytes();
-                    let mut rest = Vec::new();
-                    writer.write_units(at, &buf, skip, len as usize, &mut rest)?;
-                    Ok((at, len, hash, rest, buf))
-                },
-                |(at, len, hash, rest, buf)| {
-                    for (o, a, l) in rest {
-                        writer.write_rest(o, &buf[a..a + l])?;
-                    }
-                    written.push((at, len, hash));
-                    if let Some(o) = overlap.as_mut() {
-                        o.add((at, len, hash))?;
-                    }
-                    done += len;
-                    reporter.progress(Phase::Write, done);
-                    Ok(buf)
-                },
-            )
-            .and_then(|()| writer.finish())?;
-            Ok((written, done))
-        },
-    )
+    let mut writing = false;
+    let mut pending = overlays.len();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<()>)>();
+    std::thread::scope(|scope| {
+        for (i, ov) in &overlays {
+            let (tx, shrink_one) = (tx.clone(), &shrink_one);
+            scope.spawn(move || {
+                let _ = tx.send((*i, shrink_one(*i, ov)));
+            });
+        }
+        drop(tx);
+        // the producer runs on its own thread and borrows it
+        let rx = std::sync::Mutex::new(rx);
+        write_and_read_back(
+            dev,
+            target_plan,
+            threads,
+            &tables,
+            reporter,
+            cancel,
+            |overlap| {
+                pipeline::run(
+                    Shape::for_threads(workers),
+                    cancel,
+                    |buf: Vec<u8>| loop {
+                        if let Some((i, off, len)) = queue.pop_front() {
+                            if !writing {
+                                writing = true;
+                                reporter.phase(Phase::Write, Some(fit.write_bytes()));
+                            }
+                            return Ok(Some((i, off, len, buf)));
+                        }
+                        if pending == 0 {
+                            return Ok(None);
+                        }
+                        let next = rx
+                            .lock()
+                            .map_err(|_| Error::Unsupported("shrink results poisoned".into()))?
+                            .recv();
+                        let (i, r) = next.map_err(|_| {
+                            Error::Unsupported("a shrink ended without a result".into())
+                        })?;
+                        pending -= 1;
+                        r?;
+                        let (pieces, own) = prepare(i)?;
+                        let _ = parts_patches[i].set(own);
+                        queue.extend(pieces);
+                    },
+                    |(i, off, len, mut buf): (usize, u64, u64, Vec<u8>)| {
+                        let s = &sources[i];
+                        let slice = crate::blockdev::aligned(&mut buf, len as usize);
+                        let skip = slice.as_ptr() as usize - buf.as_ptr() as usize;
+                        let piece = &mut buf[skip..skip + len as usize];
+                        s.dev.read_at(piece, off)?;
+                        let at = s.new_start + off;
+                        edit::overlay(piece, at, &patches);
+                        if let Some(own) = parts_patches[i].get() {
+                            edit::overlay(piece, at, own);
+                        }
+                        let hash = *blake3::hash(piece).as_bytes();
+                        let mut rest = Vec::new();
+                        writer.write_units(at, &buf, skip, len as usize, &mut rest)?;
+                        Ok((at, len, hash, rest, buf))
+                    },
+                    |(at, len, hash, rest, buf)| {
+                        for (o, a, l) in rest {
+                            writer.write_rest(o, &buf[a..a + l])?;
+                        }
+                        written.push((at, len, hash));
+                        if let Some(o) = overlap.as_mut() {
+                            o.add((at, len, hash))?;
+                        }
+                        done += len;
+                        reporter.progress(Phase::Write, done);
+                        Ok(buf)
+                    },
+                )
+                .and_then(|()| writer.finish())?;
+                Ok((std::mem::take(&mut written), done))
+            },
+        )
+    })
 }
 
 /// The used ranges of partition `p` as `view` (its new bytes) holds them: from the
