@@ -56,7 +56,7 @@ impl DevFiles {
             .map(|(name, dev)| RawFile { name, dev })
             .collect();
         ensure_node("/dev/fuse", "fuse");
-        match fuse::spawn(RawFs::new(files, writable, sink), &dir) {
+        match fuse::spawn(RawFs::new(files, writable, sink).with_writeback(), &dir) {
             Ok(s) => Ok(DevFiles {
                 dir,
                 session: Some(s),
@@ -89,6 +89,14 @@ impl DevFiles {
                 .open(&p)
                 .map_err(|e| Error::io("opening", &p, e))?;
             f.sync_all().map_err(|e| Error::io("flushing", &p, e))?;
+            // a write the kernel cached may have failed after its writer's last look
+            let mine = format!(" of {n} bytes ");
+            if let Some(m) = self.failures().into_iter().find(|m| m.contains(&mine)) {
+                return Err(Error::Refused {
+                    path: p,
+                    reason: format!("a write to it failed: {m}"),
+                });
+            }
         }
         Ok(())
     }

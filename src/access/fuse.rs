@@ -38,6 +38,9 @@ pub(crate) struct RawFile {
 pub(crate) struct RawFs {
     files: Vec<RawFile>,
     writable: bool,
+    /// Let the kernel cache writes (`FUSE_WRITEBACK_CACHE`): only for files whose writers
+    /// flush them (`DevFiles`), since a failed write then surfaces at the flush.
+    writeback: bool,
     time: SystemTime,
     warn: Sink,
     /// Messages already logged: the kernel retries a failed page read, page by page.
@@ -53,10 +56,17 @@ impl RawFs {
         RawFs {
             files,
             writable,
+            writeback: false,
             time: SystemTime::now(),
             warn,
             logged: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The same, with the kernel's writeback cache (see the field).
+    pub(crate) fn with_writeback(mut self) -> Self {
+        self.writeback = true;
+        self
     }
 
     fn file(&self, ino: INodeNo) -> Option<&RawFile> {
@@ -121,7 +131,7 @@ impl RawFs {
 
 impl fuser::Filesystem for RawFs {
     fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
-        if self.writable {
+        if self.writable && self.writeback {
             // the kernel gathers small writes (ntfsresize relocates a few clusters per write)
             // into pages it sends in larger requests, and serves reads of them from its cache
             let _ = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE);

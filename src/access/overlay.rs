@@ -33,7 +33,8 @@ pub enum OverlayStore {
     File(PathBuf),
     /// In memory up to `memory` bytes, then in an unnamed scratch file in `dir` (made with
     /// `O_TMPFILE`, or created and unlinked at once where that is refused), so nothing is left
-    /// behind when the process dies. Its index is a bitmap: one bit per block of the base.
+    /// behind when the process dies. Blocks are appended to the file in the order they spill
+    /// (no sparse file needed: FAT and exFAT stores work), and a map finds each one's slot.
     Spill {
         /// Bytes kept in memory before the scratch file is used.
         memory: u64,
@@ -58,16 +59,16 @@ enum Blocks {
         dir: PathBuf,
         /// The scratch file, made at the first block that does not fit in memory.
         file: Option<File>,
-        /// Bit `b` set: block `b` is in the scratch file.
-        in_file: Vec<u64>,
-        /// Blocks in the scratch file.
-        spilled: u64,
-        len: u64,
+        /// Block → its slot in the scratch file (slot × 4 KiB is its offset there).
+        in_file: HashMap<u64, u64>,
     },
 }
 
-/// An unnamed file in `dir`, `len` bytes long and sparse.
-fn scratch_file(dir: &Path, len: u64) -> Result<File> {
+/// Names of the scratch files made where `O_TMPFILE` is refused, unlinked at once.
+static FALLBACK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// An unnamed, empty file in `dir`.
+fn scratch_file(dir: &Path) -> Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = std::fs::OpenOptions::new()
         .read(true)
@@ -75,14 +76,16 @@ fn scratch_file(dir: &Path, len: u64) -> Result<File> {
         .mode(0o600)
         .custom_flags(libc::O_TMPFILE)
         .open(dir);
-    let file = match tmp {
-        Ok(f) => f,
+    match tmp {
+        Ok(f) => Ok(f),
         Err(e)
-            if e.raw_os_error() == Some(libc::EOPNOTSUPP)
-                || e.raw_os_error() == Some(libc::EISDIR)
-                || e.raw_os_error() == Some(libc::EINVAL) =>
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) =>
         {
-            let path = dir.join(format!(".lifeboat-overlay-{}", std::process::id()));
+            let n = FALLBACK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.join(format!(".lifeboat-overlay-{}-{n}", std::process::id()));
             let f = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -91,13 +94,10 @@ fn scratch_file(dir: &Path, len: u64) -> Result<File> {
                 .open(&path)
                 .map_err(|e| Error::io("creating a scratch file in", dir, e))?;
             std::fs::remove_file(&path).map_err(|e| Error::io("unlinking", &path, e))?;
-            f
+            Ok(f)
         }
-        Err(e) => return Err(Error::io("creating a scratch file in", dir, e)),
-    };
-    file.set_len(len)
-        .map_err(|e| Error::io("sizing a scratch file in", dir, e))?;
-    Ok(file)
+        Err(e) => Err(Error::io("creating a scratch file in", dir, e)),
+    }
 }
 
 /// A writable view of a read-only device; see the module doc.
@@ -159,9 +159,7 @@ impl Overlay {
                     limit: memory,
                     dir,
                     file: None,
-                    in_file: vec![0; base.len().div_ceil(OVERLAY_BLOCK).div_ceil(64) as usize],
-                    spilled: 0,
-                    len: base.len(),
+                    in_file: HashMap::new(),
                 }
             }
         };
@@ -183,8 +181,8 @@ impl Overlay {
             Ok(Blocks::Memory { blocks, .. }) => blocks.len() as u64 * OVERLAY_BLOCK,
             Ok(Blocks::File { written, .. }) => written.len() as u64 * OVERLAY_BLOCK,
             Ok(Blocks::Spill {
-                blocks, spilled, ..
-            }) => (blocks.len() as u64 + spilled) * OVERLAY_BLOCK,
+                blocks, in_file, ..
+            }) => (blocks.len() + in_file.len()) as u64 * OVERLAY_BLOCK,
             Err(_) => 0,
         }
     }
@@ -192,7 +190,7 @@ impl Overlay {
     /// Bytes of what was written that went to the scratch file (0 for other stores).
     pub fn spilled_bytes(&self) -> u64 {
         match self.state.lock().as_deref() {
-            Ok(Blocks::Spill { spilled, .. }) => spilled * OVERLAY_BLOCK,
+            Ok(Blocks::Spill { in_file, .. }) => in_file.len() as u64 * OVERLAY_BLOCK,
             _ => 0,
         }
     }
@@ -245,12 +243,12 @@ impl Blocks {
                     out.copy_from_slice(&d[..out.len()]);
                     return Ok(true);
                 }
-                match file {
-                    Some(f) if bit(in_file, b) => {
-                        f.read_exact_at(out, b * OVERLAY_BLOCK)
+                match (file, in_file.get(&b)) {
+                    (Some(f), Some(&slot)) => {
+                        f.read_exact_at(out, slot * OVERLAY_BLOCK)
                             .map_err(|source| Error::Read {
                                 path: dir.clone(),
-                                offset: b * OVERLAY_BLOCK,
+                                offset: slot * OVERLAY_BLOCK,
                                 len: out.len(),
                                 source,
                             })?;
@@ -268,7 +266,7 @@ impl Blocks {
             Blocks::File { written, .. } => written.contains(&b),
             Blocks::Spill {
                 blocks, in_file, ..
-            } => blocks.contains_key(&b) || bit(in_file, b),
+            } => blocks.contains_key(&b) || in_file.contains_key(&b),
         }
     }
 
@@ -305,12 +303,11 @@ impl Blocks {
                 dir,
                 file,
                 in_file,
-                spilled,
-                len,
             } => {
                 let in_memory = blocks.contains_key(&b);
                 if in_memory
-                    || (!bit(in_file, b) && (blocks.len() as u64 + 1) * OVERLAY_BLOCK <= *limit)
+                    || (!in_file.contains_key(&b)
+                        && (blocks.len() as u64 + 1) * OVERLAY_BLOCK <= *limit)
                 {
                     let mut block = vec![0u8; OVERLAY_BLOCK as usize].into_boxed_slice();
                     block[..data.len()].copy_from_slice(data);
@@ -318,30 +315,24 @@ impl Blocks {
                     return Ok(());
                 }
                 if file.is_none() {
-                    *file = Some(scratch_file(dir, *len)?);
+                    *file = Some(scratch_file(dir)?);
                 }
                 let f = file.as_ref().expect("made above");
+                let next = in_file.len() as u64;
+                let slot = *in_file.get(&b).unwrap_or(&next);
                 // the scratch folder is named: a full one is the user's to fix
-                f.write_all_at(data, b * OVERLAY_BLOCK)
+                f.write_all_at(data, slot * OVERLAY_BLOCK)
                     .map_err(|source| Error::Write {
                         path: dir.clone(),
-                        offset: b * OVERLAY_BLOCK,
+                        offset: slot * OVERLAY_BLOCK,
                         len: data.len(),
                         source,
                     })?;
-                if !bit(in_file, b) {
-                    in_file[(b / 64) as usize] |= 1 << (b % 64);
-                    *spilled += 1;
-                }
+                in_file.insert(b, slot);
                 Ok(())
             }
         }
     }
-}
-
-fn bit(bits: &[u64], b: u64) -> bool {
-    bits.get((b / 64) as usize)
-        .is_some_and(|w| w & (1 << (b % 64)) != 0)
 }
 
 impl BlockDev for Overlay {

@@ -495,9 +495,10 @@ pub struct FitArgs {
     /// when lifeboat ends.
     #[arg(long, value_name = "DIR", requires = "fit")]
     pub scratch: Option<PathBuf>,
-    /// With --fit: bytes each shrinking partition's overlay keeps in memory (e.g. 512M, 2G;
-    /// default 1G). Past it, the overlay needs --scratch, or the shrink stops with "no space
-    /// left".
+    /// With --fit: bytes the shrinking partitions' overlays keep in memory together (e.g.
+    /// 512M, 2G; default 1G, or half the available memory when that is less; 0 sends
+    /// everything to --scratch). Past it, the overlays need --scratch, or the shrink stops
+    /// with "no space left".
     #[arg(long, value_name = "SIZE", requires = "fit", value_parser = parse_size)]
     pub overlay_memory: Option<u64>,
 }
@@ -507,7 +508,7 @@ impl FitArgs {
     pub fn options(&self) -> Option<crate::jobs::fit::FitOptions> {
         self.fit.then(|| crate::jobs::fit::FitOptions {
             scratch: self.scratch.clone(),
-            overlay_memory: self.overlay_memory.unwrap_or(0),
+            overlay_memory: self.overlay_memory,
         })
     }
 }

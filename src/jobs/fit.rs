@@ -57,8 +57,9 @@ const PIECE: u64 = 4 * MIB;
 pub struct FitOptions {
     /// Where the overlays spill past their memory (`--scratch DIR`).
     pub scratch: Option<PathBuf>,
-    /// Bytes each overlay may keep in memory (`--overlay-memory`); 0 means the default.
-    pub overlay_memory: u64,
+    /// Bytes the overlays may keep in memory together (`--overlay-memory`); `None`: the
+    /// default ([`default_overlay_memory`]).
+    pub overlay_memory: Option<u64>,
 }
 
 /// One partition of the fitted layout, as the plan shows it.
@@ -174,7 +175,7 @@ impl FitPlan {
             ));
         }
         out.push(format!(
-            "smallest target: {} ({} bytes); the shrink writes about {} to its overlays ({} in memory each{})",
+            "smallest target: {} ({} bytes); the shrink writes about {} to its overlays ({} in memory{})",
             human_bytes(self.smallest_target),
             self.smallest_target,
             human_bytes(self.scratch_bytes),
@@ -412,19 +413,36 @@ pub fn plan(
             ));
         }
     }
-    let overlay_memory = if opts.overlay_memory == 0 {
-        DEFAULT_OVERLAY_MEMORY
-    } else {
-        opts.overlay_memory
-    };
-    Ok(FitPlan {
+    let overlay_memory = opts.overlay_memory.unwrap_or_else(default_overlay_memory);
+    let plan = FitPlan {
         parts: out,
         smallest_target: layout.smallest_end + tail,
         scratch_bytes,
         scratch: opts.scratch.clone(),
         overlay_memory,
         notes,
-    })
+    };
+    // the table edit, tried now on the source's bytes: what it refuses is refused before the
+    // user confirms anything
+    let he = head_end(&plan, table, ss, src.len())?;
+    let mut head = vec![(0u64, read_vec(&*src, 0, he as usize)?)];
+    edit::apply_fit(table, &*src, &plan.placed(), target_size, &mut head)?;
+    Ok(plan)
+}
+
+/// The overlays' memory when `--overlay-memory` is not given: 1 GiB, or half the memory
+/// available now when that is less (a rescue system may have little).
+pub fn default_overlay_memory() -> u64 {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or(u64::MAX, |kib| kib * 1024);
+    DEFAULT_OVERLAY_MEMORY.min(available / 2)
 }
 
 /// The planner keeps every partition's size where the ones after it allow, so the last ones
@@ -458,6 +476,31 @@ fn share_slack(
     }
 }
 
+/// Where the head ends: the bytes before every partition, old place or new (at most 1 MiB,
+/// at least the MBR), which are copied from the source with the tables patched in and
+/// written last. It must never reach into a partition, or the source's old bytes would land
+/// over what the shrink wrote there. A GPT whose entries reach into a partition is refused.
+fn head_end(fit: &FitPlan, table: &PartitionTable, ss: u64, len: u64) -> Result<u64> {
+    let first = fit
+        .parts
+        .iter()
+        .map(|p| p.old_start.min(p.new_start))
+        .min()
+        .unwrap_or(MIB);
+    if let Some(g) = &table.gpt {
+        let entries_end = g.first_usable_lba * ss;
+        if first < entries_end {
+            return Err(Error::Refused {
+                path: PathBuf::from("the partition table"),
+                reason: format!(
+                    "a partition starts at byte {first}, inside the GPT (its first usable byte is {entries_end})"
+                ),
+            });
+        }
+    }
+    Ok(first.min(MIB).max(ss).min(len))
+}
+
 /// A partition's place on the target and where its bytes come from.
 struct Source {
     dev: Arc<dyn BlockDev>,
@@ -484,13 +527,7 @@ pub fn run(
     let ss = u64::from(table.sector_size);
     let placed = fit.placed();
     // the head: everything before the first partition (or its EBR), at most 1 MiB
-    let first = fit
-        .parts
-        .iter()
-        .map(|p| p.old_start.min(p.new_start))
-        .min()
-        .unwrap_or(MIB);
-    let head_end = first.min(MIB).max(34 * ss).min(src.len());
+    let head_end = head_end(fit, table, ss, src.len())?;
     let mut head = vec![(0u64, read_vec(&*src, 0, head_end as usize)?)];
     let extra = edit::apply_fit(table, &*src, &placed, target_plan.size, &mut head)?;
     let mut tables: Vec<(u64, Vec<u8>)> = Vec::new();
@@ -513,11 +550,26 @@ pub fn run(
         let g = crate::partition::grub::GRUB_SECTOR as u64;
         let done = match crate::partition::grub::core_lba(sector0) {
             Some(core) if ss == g => {
-                let mut diskboot = read_vec(&*src, core * g, g as usize)?;
                 let (from, to) = (b.old_start / g, b.new_start / g);
-                crate::partition::grub::relocate(sector0, &mut diskboot, from, to, b.old_size / g)
-                    .map(|()| patches.push(((to + core - from) * g, diskboot)))
-                    .map_err(|e| e.to_string())
+                let inside = core >= from && core < from + b.old_size / g;
+                match core.checked_mul(g).filter(|_| inside) {
+                    None => Err(format!(
+                        "boot.img points at LBA {core}, outside the BIOS boot partition"
+                    )),
+                    Some(at) => read_vec(&*src, at, g as usize)
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut diskboot| {
+                            crate::partition::grub::relocate(
+                                sector0,
+                                &mut diskboot,
+                                from,
+                                to,
+                                b.old_size / g,
+                            )
+                            .map(|()| patches.push(((to + core - from) * g, diskboot)))
+                            .map_err(|e| e.to_string())
+                        }),
+                }
             }
             Some(_) => Err("the disk's sectors are not 512 bytes".into()),
             None => Err("sector 0 does not hold GRUB's boot.img".into()),
@@ -536,15 +588,15 @@ pub fn run(
     }
     cancel.check()?;
 
-    // 2. the shrinks, each on its own overlay
+    // 2. the shrinks, each on its own overlay, sharing the memory the plan allows
+    let shrinking = fit.parts.iter().filter(|p| p.new_size < p.old_size).count();
+    let share = fit.overlay_memory / shrinking.max(1) as u64;
     let store = |_: u32| match &fit.scratch {
         Some(dir) => OverlayStore::Spill {
-            memory: fit.overlay_memory,
+            memory: share,
             dir: dir.clone(),
         },
-        None => OverlayStore::Memory {
-            limit: fit.overlay_memory,
-        },
+        None => OverlayStore::Memory { limit: share },
     };
     let mut sources = Vec::with_capacity(fit.parts.len());
     let mut overlays: Vec<(usize, Arc<Overlay>)> = Vec::new();
@@ -617,7 +669,7 @@ pub fn run(
                             dir.display()
                         ),
                         (None, true) => format!(
-                            "; each overlay keeps at most {} in memory: give --scratch DIR on another disk, or a larger --overlay-memory",
+                            "; the overlays keep at most {} in memory together: give --scratch DIR on another disk, or a larger --overlay-memory",
                             human_bytes(fit.overlay_memory)
                         ),
                     };

@@ -498,6 +498,14 @@ pub fn ebr_chain(src: &dyn BlockDev, ss: u64, ext_lba: u64) -> Result<Vec<Ebr>> 
         let next = u64::from(le_u32(&sector, 446 + 16 + 8));
         let has_next = sector[446 + 16 + 4] != 0 && next > rel;
         if le_u32(&sector, 446 + 12) != 0 {
+            if data_lba == lba {
+                return Err(Error::Refused {
+                    path: src.path().to_path_buf(),
+                    reason: format!(
+                        "the extended boot record at LBA {lba} describes a logical partition that starts on the record itself"
+                    ),
+                });
+            }
             out.push(Ebr {
                 lba,
                 sector,
@@ -577,7 +585,21 @@ pub fn apply_fit(
             )));
         }
     }
+    let changes = placed
+        .iter()
+        .any(|p| p.new_start != p.old_start || p.new_size != p.old_size);
     if table.kind == TableKind::Gpt {
+        // a hybrid MBR's entries name partitions by place too; they are not rewritten
+        let mbr0 = read_vec(src, 0, 512)?;
+        let hybrid = (0..4).any(|e| {
+            let t = mbr0[446 + e * 16 + 4];
+            t != 0 && t != 0xEE
+        });
+        if hybrid && changes {
+            return Err(refused(
+                "it has a hybrid MBR (MBR entries beside the protective one), whose entries would still point at the old places; remove them (gdisk, r then o) or fit without moving".into(),
+            ));
+        }
         let mv = gpt_move_for(table, target_size)
             .ok_or_else(|| refused("its GPT header was not read".into()))?;
         rewrite_gpt(
@@ -680,6 +702,15 @@ pub fn apply_fit(
             .filter_map(|p| by_number(p.number).map(|f| f.new_start / ss))
             .min()
             .unwrap_or(target_size / ss);
+        let overlaps = placed
+            .iter()
+            .any(|p| p.new_start < x.end_bytes() && x.start_bytes < p.new_start + p.new_size);
+        if news.is_empty() && (overlaps || x.end_bytes() > target_size) {
+            return Err(refused(format!(
+                "its empty extended partition {} would overlap a moved partition or pass the target's end; delete it first",
+                x.number
+            )));
+        }
         let ext_end = (x.last_lba + 1).min(bound).max(last_end);
         let at = 446 + (x.number as usize - 1) * 16;
         set_entry(&mut mbr0, at, ext_start, ext_start, ext_end - ext_start)?;
