@@ -484,3 +484,166 @@ fn hybrid_iso_gpt_on_optical_sectors_is_a_warning() {
     assert_eq!(t.kind, TableKind::Gpt);
     assert!(!t.partitions.is_empty());
 }
+
+/// `edit::apply_fit` on a copy of `src` shrunk to `target` bytes: the edited first MiB and
+/// the extra writes land on a new sparse file, which sfdisk then reads.
+fn fitted(
+    src: &Path,
+    placed: &[lifeboat::partition::fit::Placed],
+    target: u64,
+) -> std::path::PathBuf {
+    use std::os::unix::fs::FileExt;
+    let dev = FileDev::open(src, OpenMode::Read).unwrap();
+    let t = read_table(&dev).unwrap().unwrap();
+    let mut head = vec![(
+        0u64,
+        lifeboat::blockdev::read_vec(&dev, 0, MIB as usize).unwrap(),
+    )];
+    let extra = lifeboat::partition::edit::apply_fit(&t, &dev, placed, target, &mut head).unwrap();
+    let out = src.with_extension("fitted");
+    sparse(&out, target);
+    let f = std::fs::OpenOptions::new().write(true).open(&out).unwrap();
+    for (o, b) in extra.iter().chain(head.iter()) {
+        f.write_all_at(b, *o).unwrap();
+    }
+    out
+}
+
+fn placed(number: u32, old: (u64, u64), new: (u64, u64)) -> lifeboat::partition::fit::Placed {
+    use lifeboat::partition::fit::Action;
+    lifeboat::partition::fit::Placed {
+        number,
+        old_start: old.0,
+        old_size: old.1,
+        new_start: new.0,
+        new_size: new.1,
+        min: new.1,
+        action: match (old.0 == new.0, old.1 == new.1) {
+            (true, true) => Action::Keep,
+            (false, true) => Action::Move,
+            (true, false) => Action::Shrink,
+            (false, false) => Action::ShrinkMove,
+        },
+    }
+}
+
+/// (start, size) in sectors of every partition sfdisk lists, in its order.
+fn sfdisk_parts(p: &Path) -> Vec<(String, u64, u64, String)> {
+    let v: serde_json::Value =
+        serde_json::from_str(&sh(&format!("sfdisk --json {}", p.display()))).unwrap();
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                {
+                    let node = p["node"].as_str().unwrap();
+                    let digits =
+                        node.len() - node.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+                    node[node.len() - digits..].to_string()
+                },
+                p["start"].as_u64().unwrap(),
+                p["size"].as_u64().unwrap(),
+                p["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn apply_fit_moves_gpt_entries_and_rebuilds_both_headers() {
+    require_tool("sgdisk");
+    let d = tempfile::tempdir().unwrap();
+    let src = gpt_disk(d.path()); // ESP 1..9, BIOS boot 9..10, root 10..30 MiB of 64
+    let fit = [
+        placed(1, (MIB, 8 * MIB), (MIB, 8 * MIB)),
+        placed(2, (9 * MIB, MIB), (9 * MIB, MIB)),
+        placed(3, (10 * MIB, 20 * MIB), (10 * MIB, 12 * MIB)),
+    ];
+    let out = fitted(&src, &fit, 24 * MIB);
+    let v = sh(&format!("sgdisk -v {} 2>&1", out.display()));
+    assert!(v.contains("No problems found"), "{v}");
+    let parts = sfdisk_parts(&out);
+    assert_eq!(parts[2].1, 10 * 2048);
+    assert_eq!(parts[2].2, 12 * 2048);
+    // disk GUID, names and types kept
+    let info = sh(&format!("sgdisk -p -i3 {}", out.display()));
+    assert!(
+        info.contains("11111111-2222-3333-4444-555555555555"),
+        "{info}"
+    );
+    assert!(info.contains("root ü"), "{info}");
+}
+
+#[test]
+fn apply_fit_rebuilds_the_ebr_chain_of_moved_logical_partitions() {
+    require_tool("sfdisk");
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("mbr.img");
+    sparse(&p, 64 * MIB);
+    // p1 1..9, p2 9..17, p3 17..18 MiB, extended p4 18..48 with logicals p5 and p6 (10 MiB)
+    sh(&format!(
+        "printf 'label: dos\\nlabel-id: 0xdeadbeef\\n2048,8M,c,*\\n,8M,83\\n,1M,83\\n,30M,5\\n,10M,83\\n,10M,7\\n' | sfdisk -q {}",
+        p.display()
+    ));
+    let before = sfdisk_parts(&p);
+    let at = |n: &str| before.iter().find(|x| x.0 == n).unwrap().clone();
+    let (p3, x, p5, p6) = (at("3"), at("4"), at("5"), at("6"));
+    assert_eq!(x.3, "5", "{before:?}");
+    let s = 512;
+    // p2 shrinks to 4 MiB, p3 and the logicals move left by 4 MiB, p6 shrinks to 6 MiB
+    let shift = 4 * MIB;
+    let fit = [
+        placed(1, (MIB, 8 * MIB), (MIB, 8 * MIB)),
+        placed(2, (9 * MIB, 8 * MIB), (9 * MIB, 4 * MIB)),
+        placed(3, (p3.1 * s, p3.2 * s), (p3.1 * s - shift, p3.2 * s)),
+        placed(5, (p5.1 * s, p5.2 * s), (p5.1 * s - shift, p5.2 * s)),
+        placed(6, (p6.1 * s, p6.2 * s), (p6.1 * s - shift, 6 * MIB)),
+    ];
+    let out = fitted(&p, &fit, 40 * MIB);
+    sh(&format!("sfdisk -V {}", out.display()));
+    let after = sfdisk_parts(&out);
+    let got = |n: &str| after.iter().find(|x| x.0 == n).unwrap().clone();
+    assert_eq!((got("2").1, got("2").2), (9 * 2048, 4 * 2048));
+    assert_eq!(got("3").1 * s, p3.1 * s - shift);
+    assert_eq!(
+        (got("5").1 * s, got("5").2 * s),
+        (p5.1 * s - shift, p5.2 * s)
+    );
+    assert_eq!(
+        (got("6").1 * s, got("6").2 * s),
+        (p6.1 * s - shift, 6 * MIB)
+    );
+    assert_eq!((got("5").3.as_str(), got("6").3.as_str()), ("83", "7"));
+    // the extended partition starts at the first EBR (moved with it) and holds both
+    let nx = got("4");
+    assert_eq!(nx.1 * s, x.1 * s - shift, "{after:?}");
+    let end = (nx.1 + nx.2) * s;
+    assert!(
+        end >= p6.1 * s - shift + 6 * MIB && end <= 40 * MIB,
+        "{after:?}"
+    );
+    let id = sh(&format!("sfdisk --disk-id {}", out.display()));
+    assert_eq!(id.trim(), "0xdeadbeef");
+}
+
+#[test]
+fn apply_fit_refuses_a_hybrid_mbr_when_something_moves() {
+    require_tool("sgdisk");
+    let d = tempfile::tempdir().unwrap();
+    let src = gpt_disk(d.path());
+    // gdisk's hybrid MBR: partition 1 also in the MBR
+    sh(&format!("sgdisk -h 1 {} >/dev/null", src.display()));
+    let dev = FileDev::open(&src, OpenMode::Read).unwrap();
+    let t = read_table(&dev).unwrap().unwrap();
+    let mut head = vec![(
+        0u64,
+        lifeboat::blockdev::read_vec(&dev, 0, MIB as usize).unwrap(),
+    )];
+    let fit = [placed(3, (10 * MIB, 20 * MIB), (10 * MIB, 12 * MIB))];
+    let e = lifeboat::partition::edit::apply_fit(&t, &dev, &fit, 24 * MIB, &mut head)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("hybrid MBR"), "{e}");
+}
