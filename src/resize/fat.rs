@@ -1366,4 +1366,55 @@ mod tests {
             assert!(std::fs::read(&img).unwrap() == before, "{name}: written");
         }
     }
+
+    #[test]
+    fn shrink_in_place_keeps_every_file_and_refuses_less_than_the_minimum() {
+        let Some(t) = tools() else { return };
+        let cases: [(&str, &[&str], u64); 2] = [
+            ("fat16", &["-F", "16", "-S", "512"], 64 * MIB),
+            ("fat32", &["-F", "32", "-s", "1", "-S", "512"], 128 * MIB),
+        ];
+        for (name, args, size) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let img = dir.path().join("fat.img");
+            File::create(&img).unwrap().set_len(size).unwrap();
+            run(Command::new(&t.mkfs).args(args).arg(&img));
+            let mut files = Vec::new();
+            for k in 0..3u64 {
+                let host = dir.path().join(format!("f{k}"));
+                let data = pattern(k + 3, 700_000 + k as usize * 1000);
+                std::fs::write(&host, &data).unwrap();
+                t.mcopy(&img, host.to_str().unwrap(), &format!("::/f{k}"));
+                files.push(data);
+            }
+            let dev = FileDev::open_with_sector_size(&img, OpenMode::Write, 512).unwrap();
+            let m = shrink_min(&dev).unwrap();
+            assert_eq!(m.bytes, size, "{name}");
+            assert!(m.min_bytes < size / 2, "{name}: {m:?}");
+            // below the minimum: refused, nothing written
+            let before = std::fs::read(&img).unwrap();
+            let e = super::shrink(&dev, m.min_bytes - 4096).unwrap_err();
+            assert!(matches!(e, Error::Refused { .. }), "{name}: {e}");
+            assert!(std::fs::read(&img).unwrap() == before, "{name}: written");
+            // at the minimum plus 1 MiB: the volume ends there, and every file is whole
+            let new = super::shrink(&dev, m.min_bytes + MIB).unwrap();
+            assert!(
+                new <= m.min_bytes + MIB && new >= m.min_bytes,
+                "{name}: {new}"
+            );
+            drop(dev);
+            File::options()
+                .write(true)
+                .open(&img)
+                .unwrap()
+                .set_len(new)
+                .unwrap();
+            t.fsck(&img);
+            for (k, data) in files.iter().enumerate() {
+                let out = dir.path().join(format!("out{k}"));
+                t.mcopy(&img, &format!("::/f{k}"), out.to_str().unwrap());
+                assert!(std::fs::read(&out).unwrap() == *data, "{name}: f{k}");
+            }
+        }
+    }
 }
