@@ -13,32 +13,20 @@
 
 mod common;
 
-use common::{
-    dev_size, field, noise, read_at, require_root, require_tool, sh, sparse, write_at, FaultFs,
-    LoopDev, Mount,
+use common::disks::{
+    all_contents, build as build_in, ext4_fill, fat_bpb, fs_bytes, grown_end, no_table_left, p,
+    part, sha, snapshot, stderr, stdout, Disk, Extras, Fs, Label, Part, MIB,
 };
+use common::{dev_size, noise, read_at, require_root, require_tool, sh, sparse, write_at};
+use common::{FaultFs, LoopDev, Mount};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const MIB: u64 = 1 << 20;
 
 fn lifeboat(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lifeboat"))
         .args(args)
         .output()
         .expect("running lifeboat")
-}
-
-fn p(x: &Path) -> &str {
-    x.to_str().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Runs lifeboat and panics with its output unless it succeeds.
@@ -81,341 +69,15 @@ fn tools() {
     }
 }
 
-fn sha(dev: &Path) -> String {
-    sh(&format!("sha256sum < {}", dev.display()))
-}
-
-/// Files every POSIX-ish filesystem gets, written through a mounted directory: a tree, random
-/// data, a unicode name, a sparse file, a hard link, an xattr, and a deleted file.
-fn fill_posix(dir: &Path) {
-    std::fs::create_dir_all(dir.join("docs/deep/er")).unwrap();
-    for i in 0..40 {
-        std::fs::write(
-            dir.join(format!("docs/deep/er/n{i}.txt")),
-            format!("note {i} ").repeat(100 + i * 50),
-        )
-        .unwrap();
-    }
-    std::fs::write(dir.join("random.bin"), noise(3 * MIB as usize, 7)).unwrap();
-    std::fs::write(dir.join("Grüße — 日本語 ☃.txt"), "unicode\n").unwrap();
-    let f = std::fs::File::create(dir.join("sparse.bin")).unwrap();
-    f.set_len(12 * MIB).unwrap();
-    drop(f);
-    write_at(
-        &dir.join("sparse.bin"),
-        6 * MIB,
-        b"data in the middle of a hole",
-    );
-    std::fs::hard_link(dir.join("random.bin"), dir.join("hardlink.bin")).unwrap();
-    sh(&format!(
-        "setfattr -n user.lifeboat -v 'kept' '{}'",
-        dir.join("random.bin").display()
-    ));
-    std::fs::write(dir.join("deleted.bin"), noise(4 * MIB as usize, 99)).unwrap();
-    sh("sync");
-    std::fs::remove_file(dir.join("deleted.bin")).unwrap();
-}
-
-/// Files on a FAT partition through mtools (the host kernel has no vfat driver).
-fn fill_fat(part: &Path, scratch: &Path) {
-    let src = scratch.join(format!(
-        "fatsrc-{}",
-        part.file_name().unwrap().to_str().unwrap()
-    ));
-    std::fs::create_dir_all(src.join("EFI/BOOT")).unwrap();
-    std::fs::write(src.join("EFI/BOOT/BOOTX64.EFI"), noise(700_000, 3)).unwrap();
-    for i in 0..30 {
-        std::fs::write(
-            src.join(format!("file{i}.txt")),
-            format!("fat {i}\n").repeat(500 + i * 90),
-        )
-        .unwrap();
-    }
-    std::fs::write(src.join("Ünïcode name.txt"), "fat unicode\n").unwrap();
-    std::fs::write(src.join("gone.bin"), noise(2 * MIB as usize, 5)).unwrap();
-    sh(&format!(
-        "mcopy -s -i {} {}/* ::/",
-        part.display(),
-        src.display()
-    ));
-    sh(&format!("mdel -i {} ::/gone.bin", part.display()));
-}
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Label {
-    Gpt,
-    Mbr,
-}
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Fs {
-    Fat,
-    Ext4,
-    Ntfs,
-}
-
-/// One partition of a test disk: number, filesystem, start and size in MiB. On MBR, numbers
-/// from 5 are logical partitions; the extended partition (the next free primary number)
-/// starts 1 MiB before the first of them and ends with the last.
-#[derive(Clone, Copy, Debug)]
-struct Part {
-    n: u32,
-    fs: Fs,
-    start: u64,
-    size: u64,
-}
-
-const fn part(n: u32, fs: Fs, start: u64, size: u64) -> Part {
-    Part { n, fs, start, size }
-}
-
-/// A loop disk with filesystems full of files. `lo` is declared first so it is detached
-/// before its directory goes.
-struct Disk {
-    lo: LoopDev,
-    dir: tempfile::TempDir,
-    file: PathBuf,
-    label: Label,
-    ss: u32,
-    parts: Vec<Part>,
-}
-
-fn losetup_extra(ss: u32) -> &'static str {
-    if ss == 4096 {
-        "-b 4096"
-    } else {
-        ""
-    }
-}
-
+/// A loop disk (in a new temporary folder) with filesystems full of files.
 fn build(label: Label, ss: u32, disk_mib: u64, parts: &[Part]) -> Disk {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("src.img");
-    sparse(&file, disk_mib * MIB);
-    let u = u64::from(ss);
-    let lbl = if label == Label::Gpt { "gpt" } else { "dos" };
-    let mut script = format!("label: {lbl}\nsector-size: {ss}\n\n");
-    let mut extended_done = false;
-    for x in parts {
-        let ty = match (label, x.fs) {
-            (Label::Gpt, Fs::Fat) => "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
-            (Label::Gpt, Fs::Ext4) => "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
-            (Label::Gpt, Fs::Ntfs) => "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
-            (Label::Mbr, Fs::Fat) => "c",
-            (Label::Mbr, Fs::Ext4) => "83",
-            (Label::Mbr, Fs::Ntfs) => "7",
-        };
-        if x.n >= 5 && !extended_done {
-            let last = parts
-                .iter()
-                .filter(|l| l.n >= 5)
-                .map(|l| l.start + l.size)
-                .max();
-            let ext_start = x.start - 1;
-            script.push_str(&format!(
-                "start={}, size={}, type=5\n",
-                ext_start * MIB / u,
-                (last.unwrap() - ext_start) * MIB / u
-            ));
-            extended_done = true;
-        }
-        script.push_str(&format!(
-            "start={}, size={}, type={ty}\n",
-            x.start * MIB / u,
-            x.size * MIB / u
-        ));
-    }
-    let lo = LoopDev::attach_with(&file, losetup_extra(ss));
-    sh(&format!(
-        "printf '{}' | sfdisk -q {} >/dev/null",
-        script.replace('\n', "\\n"),
-        lo.path.display()
-    ));
-    lo.add_partitions();
-    for x in parts {
-        let node = lo.part(x.n);
-        match x.fs {
-            Fs::Fat => {
-                let fat_ss = if ss == 4096 { "-S 4096" } else { "" };
-                sh(&format!(
-                    "mkfs.vfat -F 32 {fat_ss} -n LBFAT{} {} >/dev/null",
-                    x.n,
-                    node.display()
-                ));
-                if ss == 512 {
-                    // mtools cannot read FAT with 4096-byte sectors; that one stays empty and
-                    // is compared byte for byte
-                    fill_fat(&node, dir.path());
-                }
-            }
-            Fs::Ext4 => {
-                sh(&format!("mkfs.ext4 -q -L lbext{} {}", x.n, node.display()));
-                let m = Mount::new(&node, "");
-                fill_posix(m.dir.path());
-            }
-            Fs::Ntfs => {
-                sh(&format!(
-                    "mkntfs -q -F -Q -s {ss} -L lbntfs{} {} >/dev/null 2>&1",
-                    x.n,
-                    node.display()
-                ));
-                let m = Mount::new(&node, "-t ntfs-3g");
-                fill_posix(m.dir.path());
-            }
-        }
-    }
-    sh("sync");
-    Disk {
-        lo,
-        dir,
-        file,
-        label,
-        ss,
-        parts: parts.to_vec(),
-    }
+    build_in(dir, label, ss, disk_mib, parts, Extras::default())
 }
 
 /// A target loop disk of `size` bytes whose first MiB holds junk (old data must not matter).
 fn target(dir: &Path, name: &str, size: u64, ss: u32) -> (LoopDev, PathBuf) {
-    let f = dir.join(format!("{name}.img"));
-    sparse(&f, size);
-    write_at(&f, 0, &noise(MIB as usize, 11));
-    (LoopDev::attach_with(&f, losetup_extra(ss)), f)
-}
-
-/// Content, sizes, link counts, modes, mtimes and xattrs of every file under `dir`.
-fn snapshot(dir: &Path) -> String {
-    let listing = sh(&format!(
-        "cd '{}' && find . -printf '%p %y %s %n %m %T@\\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum && getfattr -R -d -m user . 2>/dev/null | grep -v '^$' || true",
-        dir.display()
-    ));
-    assert!(
-        listing.lines().count() > 40,
-        "suspiciously few files in {}: {listing}",
-        dir.display()
-    );
-    listing
-}
-
-fn fsck_fat(part: &Path, name: &str) {
-    let fsck = Command::new("fsck.fat")
-        .arg("-n")
-        .arg(part)
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "fsck.fat {name}: {}{}",
-        stdout(&fsck),
-        stderr(&fsck)
-    );
-}
-
-/// The FAT's files (names, sizes, dates through mdir; contents through mcopy), after a clean
-/// fsck.fat. A 4Kn FAT (unreadable by mtools) is hashed whole instead.
-fn fat_contents(part: &Path, scratch: &Path, name: &str) -> String {
-    fsck_fat(part, name);
-    if sh(&format!("blockdev --getss {}", part.display())).trim() == "4096" {
-        return sha(part);
-    }
-    let out = scratch.join(format!("fat-{name}"));
-    std::fs::create_dir_all(&out).unwrap();
-    sh(&format!(
-        "mcopy -s -n -i {} ::/* {}/",
-        part.display(),
-        out.display()
-    ));
-    let l = sh(&format!(
-        "mdir -/ -a -i {} ::/ | grep -v 'bytes free' ; cd {} && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum",
-        part.display(),
-        out.display()
-    ));
-    assert!(l.contains("BOOTX64.EFI") && !l.contains("gone.bin"), "{l}");
-    l
-}
-
-/// The files of one filesystem after its own checker found it clean.
-fn contents(node: &Path, fs: Fs, scratch: &Path, name: &str) -> String {
-    match fs {
-        Fs::Fat => fat_contents(node, scratch, name),
-        Fs::Ext4 => {
-            let e = Command::new("e2fsck")
-                .arg("-fn")
-                .arg(node)
-                .output()
-                .unwrap();
-            assert!(e.status.success(), "e2fsck {name}: {}", stdout(&e));
-            snapshot(Mount::new(node, "-o ro").dir.path())
-        }
-        Fs::Ntfs => {
-            let n = Command::new("ntfsfix")
-                .arg("-n")
-                .arg(node)
-                .output()
-                .unwrap();
-            assert!(n.status.success(), "ntfsfix {name}: {}", stdout(&n));
-            snapshot(Mount::new(node, "-t ntfs-3g -o ro").dir.path())
-        }
-    }
-}
-
-fn all_contents(lo: &LoopDev, parts: &[Part], scratch: &Path, name: &str) -> Vec<String> {
-    parts
-        .iter()
-        .map(|x| contents(&lo.part(x.n), x.fs, scratch, &format!("{name}-p{}", x.n)))
-        .collect()
-}
-
-/// The size resize2fs gives an ext4 grown into a `part`-byte partition: the partition
-/// rounded down to whole blocks and whole 4 KiB pages (resize2fs rounds to the page size when
-/// blocks are smaller).
-fn ext4_fill(node: &Path, part: u64) -> u64 {
-    let bs = field(
-        &sh(&format!("dumpe2fs -h {} 2>/dev/null", node.display())),
-        "Block size:",
-    );
-    let unit = bs.max(4096);
-    part / unit * unit
-}
-
-/// (bytes per sector, total sectors) of a FAT boot sector.
-fn fat_bpb(node: &Path) -> (u64, u64) {
-    let b = read_at(node, 0, 512);
-    let bps = u64::from(u16::from_le_bytes([b[11], b[12]]));
-    let t16 = u64::from(u16::from_le_bytes([b[19], b[20]]));
-    let t32 = u64::from(u32::from_le_bytes(b[32..36].try_into().unwrap()));
-    (bps, if t16 != 0 { t16 } else { t32 })
-}
-
-/// The filesystem's size in bytes as its own tools report it.
-fn fs_bytes(node: &Path, fs: Fs) -> u64 {
-    match fs {
-        Fs::Ext4 => {
-            let d = sh(&format!("dumpe2fs -h {} 2>/dev/null", node.display()));
-            field(&d, "Block count:") * field(&d, "Block size:")
-        }
-        Fs::Ntfs => {
-            let d = sh(&format!(
-                "ntfsresize --info --force {} 2>&1",
-                node.display()
-            ));
-            field(&d, "Current volume size:")
-        }
-        Fs::Fat => {
-            let (bps, total) = fat_bpb(node);
-            bps * total
-        }
-    }
-}
-
-/// Where a grown last partition ends on a target of `size` bytes: before the backup GPT
-/// (header + 16 KiB of entries), or at the disk's end on MBR.
-fn grown_end(label: Label, ss: u32, size: u64) -> u64 {
-    let u = u64::from(ss);
-    match label {
-        Label::Gpt => size - u - 16384,
-        Label::Mbr => size / u * u,
-    }
+    common::disks::target(dir, name, size, ss, &[0])
 }
 
 /// The last event of `lifeboat … --json`: it must be `finished` with `ok: true`; returns its
@@ -495,7 +157,8 @@ fn clone_and_check(src: &Disk, want: &[String], name: &str, size: u64, grow: boo
             got_fs <= want_part && want_part - got_fs <= 4096,
             "{name}: NTFS is {got_fs} bytes in a {want_part}-byte partition"
         ),
-        Fs::Fat => assert!(got_fs > old, "{name}: FAT did not grow"),
+        Fs::Fat | Fs::FatData => assert!(got_fs > old, "{name}: FAT did not grow"),
+        Fs::Xfs => panic!("{name}: no XFS in these tests"),
     }
     if json {
         let g = &summary["grown"];
@@ -1010,16 +673,7 @@ fn fault_prerequisites() -> bool {
         return false;
     }
     tools();
-    require_tool("/usr/bin/python3");
-    let ok = Command::new("/usr/bin/python3")
-        .args(["-c", "import fusepy"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok || !common::in_ci(),
-        "python3-fusepy is missing (bash .ci/install-deps.sh)"
-    );
-    ok
+    common::have_fusepy()
 }
 
 const F_P2_START: u64 = 3 * MIB;
@@ -1052,28 +706,6 @@ fn fault_disk(dir: &Path) -> PathBuf {
         F_P2_LEN / 1024
     ));
     disk
-}
-
-/// The target shows no partition table: zeros in its first 34 sectors, nothing for blkid or
-/// sfdisk.
-fn no_table_left(dev: &Path, what: &str) {
-    let head = read_at(dev, 0, 34 * 512);
-    assert!(
-        head.iter().all(|&b| b == 0),
-        "{what}: the first 34 sectors are not zero"
-    );
-    let pt = Command::new("blkid")
-        .args(["-p", "-o", "value", "-s", "PTTYPE"])
-        .arg(dev)
-        .output()
-        .unwrap();
-    assert!(
-        stdout(&pt).trim().is_empty(),
-        "{what}: blkid sees {}",
-        stdout(&pt)
-    );
-    let sf = Command::new("sfdisk").arg("-d").arg(dev).output().unwrap();
-    assert!(!sf.status.success(), "{what}: sfdisk reads {}", stdout(&sf));
 }
 
 /// A read error on the source, in the middle of the ext4 files: the clone stops naming the

@@ -31,15 +31,7 @@ fn prerequisites() -> bool {
     for t in ["sgdisk", "mkfs.ext4", "losetup", "/usr/bin/python3"] {
         require_tool(t);
     }
-    let ok = Command::new("/usr/bin/python3")
-        .args(["-c", "import fusepy"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok || !common::in_ci(),
-        "python3-fusepy is missing (bash .ci/install-deps.sh)"
-    );
-    ok
+    common::have_fusepy()
 }
 
 /// A 96 MiB GPT disk file with ext4 full of data in partition 2.

@@ -25,15 +25,16 @@
 
 mod common;
 
-use common::{dev_size, field, noise, read_at, require_root, require_tool, sh, sparse, write_at};
-use common::{FaultFs, LoopDev, Mount};
+use common::disks::{
+    all_contents, build as build_in, contents, ext4_fill, fs_bytes, no_table_left, p, part, sha,
+    stderr, stdout, Disk, Extras, Fs, Label, Part, MIB,
+};
+use common::{dev_size, field, require_root, require_tool, sh, FaultFs, LoopDev};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const MIB: u64 = 1 << 20;
 
 /// Where a moved partition may start: a multiple of this.
 const ALIGN: u64 = MIB;
@@ -162,18 +163,6 @@ fn lifeboat_pid(args: &[&str]) -> (Output, u32) {
     (child.wait_with_output().unwrap(), pid)
 }
 
-fn p(x: &Path) -> &str {
-    x.to_str().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 fn assert_ok(what: &str, args: &[&str], o: &Output) {
     assert!(
         o.status.success(),
@@ -239,19 +228,8 @@ fn no_leftovers(pid: u32, what: &str) {
     let tag = format!("-{pid}-");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(&tag))
-            .map(String::from)
-            .collect();
-        let loops: Vec<String> = std::fs::read_dir("/sys/block")
-            .unwrap()
-            .filter_map(|e| {
-                std::fs::read_to_string(e.unwrap().path().join("loop/backing_file")).ok()
-            })
-            .filter(|b| b.contains(&tag))
-            .collect();
+        let mounts = common::mounts_holding(&tag);
+        let loops = common::loops_holding(&tag);
         let dirs: Vec<PathBuf> = [PathBuf::from("/run/lifeboat"), std::env::temp_dir()]
             .iter()
             .filter_map(|d| std::fs::read_dir(d).ok())
@@ -292,7 +270,7 @@ fn refused(what: &str, args: &[&str], want: &[&str], untouched: &[&Path]) -> Str
     e
 }
 
-// ---- the tools and the disks (from tests/root_clone.rs) ----
+// ---- the tools and the disks (built by tests/common/disks.rs) ----
 
 /// Root and every tool; skips without root unless CI demands it (then it fails).
 fn prerequisites() -> bool {
@@ -331,10 +309,6 @@ fn prerequisites() -> bool {
     true
 }
 
-fn sha(dev: &Path) -> String {
-    sh(&format!("sha256sum < {}", dev.display()))
-}
-
 /// A new folder under /var/tmp (disk-backed: the disks are sparse, but /tmp may be RAM).
 fn workdir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -343,242 +317,36 @@ fn workdir() -> tempfile::TempDir {
         .unwrap()
 }
 
-/// Files every POSIX-ish filesystem gets, written through a mounted directory: a tree, random
-/// data, a unicode name, a sparse file, a hard link, an xattr, and a deleted file.
-fn fill_posix(dir: &Path) {
-    std::fs::create_dir_all(dir.join("docs/deep/er")).unwrap();
-    for i in 0..40 {
-        std::fs::write(
-            dir.join(format!("docs/deep/er/n{i}.txt")),
-            format!("note {i} ").repeat(100 + i * 50),
-        )
-        .unwrap();
-    }
-    std::fs::write(dir.join("random.bin"), noise(3 * MIB as usize, 7)).unwrap();
-    std::fs::write(dir.join("Grüße — 日本語 ☃.txt"), "unicode\n").unwrap();
-    let f = std::fs::File::create(dir.join("sparse.bin")).unwrap();
-    f.set_len(12 * MIB).unwrap();
-    drop(f);
-    write_at(
-        &dir.join("sparse.bin"),
-        6 * MIB,
-        b"data in the middle of a hole",
-    );
-    std::fs::hard_link(dir.join("random.bin"), dir.join("hardlink.bin")).unwrap();
-    sh(&format!(
-        "setfattr -n user.lifeboat -v 'kept' '{}'",
-        dir.join("random.bin").display()
-    ));
-    std::fs::write(dir.join("deleted.bin"), noise(4 * MIB as usize, 99)).unwrap();
-    sh("sync");
-    std::fs::remove_file(dir.join("deleted.bin")).unwrap();
-}
-
-/// 12 MiB more in six top-level folders, which ext4's allocator spreads over the block
-/// groups, so that a shrink has blocks to move (the disks' other files fit at the start).
-fn fill_spread(dir: &Path, seed: u32) {
-    for i in 0..6u32 {
-        let d = dir.join(format!("spread{i}"));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("bulk.bin"), noise(2 * MIB as usize, seed * 10 + i)).unwrap();
-    }
-    sh("sync");
-}
-
-/// Files on a FAT partition through mtools (the host kernel has no vfat driver).
-fn fill_fat(part: &Path, scratch: &Path) {
-    let src = scratch.join(format!(
-        "fatsrc-{}",
-        part.file_name().unwrap().to_str().unwrap()
-    ));
-    std::fs::create_dir_all(src.join("EFI/BOOT")).unwrap();
-    std::fs::write(src.join("EFI/BOOT/BOOTX64.EFI"), noise(700_000, 3)).unwrap();
-    for i in 0..30 {
-        std::fs::write(
-            src.join(format!("file{i}.txt")),
-            format!("fat {i}\n").repeat(500 + i * 90),
-        )
-        .unwrap();
-    }
-    std::fs::write(src.join("Ünïcode name.txt"), "fat unicode\n").unwrap();
-    std::fs::write(src.join("gone.bin"), noise(2 * MIB as usize, 5)).unwrap();
-    sh(&format!(
-        "mcopy -s -i {} {}/* ::/",
-        part.display(),
-        src.display()
-    ));
-    sh(&format!("mdel -i {} ::/gone.bin", part.display()));
-}
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Label {
-    Gpt,
-    Mbr,
-}
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Fs {
-    /// FAT32 in an EFI system partition on GPT (which lifeboat copies whole, never shrinks),
-    /// type 0x0c on MBR.
-    Fat,
-    /// FAT32 in a Microsoft basic data partition on GPT, type 0x0c on MBR.
-    FatData,
-    Ext4,
-    Ntfs,
-    Xfs,
-}
-
-impl Fs {
-    /// What the plan's `fs` must contain (lowercase).
-    fn plan_name(self) -> &'static str {
-        match self {
-            Fs::Fat | Fs::FatData => "fat",
-            Fs::Ext4 => "ext",
-            Fs::Ntfs => "ntfs",
-            Fs::Xfs => "xfs",
-        }
+/// What the plan's `fs` must contain (lowercase).
+fn plan_name(fs: Fs) -> &'static str {
+    match fs {
+        Fs::Fat | Fs::FatData => "fat",
+        Fs::Ext4 => "ext",
+        Fs::Ntfs => "ntfs",
+        Fs::Xfs => "xfs",
     }
 }
 
-/// One partition of a test disk: number, filesystem, start and size in MiB. On MBR, numbers
-/// from 5 are logical partitions; the extended partition (the next free primary number)
-/// starts 1 MiB before the first of them and ends with the last.
-#[derive(Clone, Copy, Debug)]
-struct Part {
-    n: u32,
-    fs: Fs,
-    start: u64,
-    size: u64,
-}
-
-const fn part(n: u32, fs: Fs, start: u64, size: u64) -> Part {
-    Part { n, fs, start, size }
-}
-
-/// A loop disk (512-byte sectors) with filesystems full of files, in its own folder under
-/// /var/tmp. `lo` is declared first so it is detached before its folder goes.
-struct Disk {
-    lo: LoopDev,
-    dir: tempfile::TempDir,
-    label: Label,
-    parts: Vec<Part>,
-}
-
+/// A loop disk (512-byte sectors) with filesystems full of files, GPT partitions named, and
+/// [`common::disks::fill_spread`]'s files on ext4, NTFS and XFS, in its own folder under
+/// /var/tmp.
 fn build(label: Label, disk_mib: u64, parts: &[Part]) -> Disk {
-    let dir = workdir();
-    let file = dir.path().join("src.img");
-    sparse(&file, disk_mib * MIB);
-    let u = 512;
-    let lbl = if label == Label::Gpt { "gpt" } else { "dos" };
-    let mut script = format!("label: {lbl}\n\n");
-    let mut extended_done = false;
-    for x in parts {
-        let ty = match (label, x.fs) {
-            (Label::Gpt, Fs::Fat) => "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
-            (Label::Gpt, Fs::Ext4 | Fs::Xfs) => "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
-            (Label::Gpt, Fs::Ntfs | Fs::FatData) => "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7",
-            (Label::Mbr, Fs::Fat | Fs::FatData) => "c",
-            (Label::Mbr, Fs::Ext4 | Fs::Xfs) => "83",
-            (Label::Mbr, Fs::Ntfs) => "7",
-        };
-        if x.n >= 5 && !extended_done {
-            let last = parts
-                .iter()
-                .filter(|l| l.n >= 5)
-                .map(|l| l.start + l.size)
-                .max();
-            let ext_start = x.start - 1;
-            script.push_str(&format!(
-                "start={}, size={}, type=5\n",
-                ext_start * MIB / u,
-                (last.unwrap() - ext_start) * MIB / u
-            ));
-            extended_done = true;
-        }
-        // GPT partitions get names, which must survive the fit
-        let name = if label == Label::Gpt {
-            format!(", name=\"lb part {}\"", x.n)
-        } else {
-            String::new()
-        };
-        script.push_str(&format!(
-            "start={}, size={}, type={ty}{name}\n",
-            x.start * MIB / u,
-            x.size * MIB / u
-        ));
-    }
-    let lo = LoopDev::attach(&file);
-    let script_file = dir.path().join("table.sfdisk");
-    std::fs::write(&script_file, script).unwrap();
-    sh(&format!(
-        "sfdisk -q {} < {} >/dev/null",
-        lo.path.display(),
-        script_file.display()
-    ));
-    lo.add_partitions();
-    for x in parts {
-        let node = lo.part(x.n);
-        match x.fs {
-            Fs::Fat | Fs::FatData => {
-                sh(&format!(
-                    "mkfs.vfat -F 32 -n LBFAT{} {} >/dev/null",
-                    x.n,
-                    node.display()
-                ));
-                fill_fat(&node, dir.path());
-            }
-            Fs::Ext4 => {
-                sh(&format!("mkfs.ext4 -q -L lbext{} {}", x.n, node.display()));
-                let m = Mount::new(&node, "");
-                fill_posix(m.dir.path());
-                fill_spread(m.dir.path(), x.n);
-            }
-            Fs::Ntfs => {
-                sh(&format!(
-                    "mkntfs -q -F -Q -L lbntfs{} {} >/dev/null 2>&1",
-                    x.n,
-                    node.display()
-                ));
-                let m = Mount::new(&node, "-t ntfs-3g");
-                fill_posix(m.dir.path());
-                fill_spread(m.dir.path(), x.n);
-            }
-            Fs::Xfs => {
-                sh(&format!(
-                    "mkfs.xfs -q -f -L lbxfs{} {}",
-                    x.n,
-                    node.display()
-                ));
-                let m = Mount::new(&node, "");
-                fill_posix(m.dir.path());
-                fill_spread(m.dir.path(), x.n);
-            }
-        }
-    }
-    sh("sync");
-    Disk {
-        lo,
-        dir,
-        label,
-        parts: parts.to_vec(),
-    }
+    let extras = Extras {
+        gpt_names: true,
+        spread: true,
+    };
+    build_in(workdir(), label, 512, disk_mib, parts, extras)
 }
 
 /// A target disk-image file of `size` bytes with junk in its first MiB, its last MiB and a
 /// MiB in the middle (old data must not matter, and a refusal must leave it as it was).
 fn target_file(dir: &Path, name: &str, size: u64) -> PathBuf {
-    let f = dir.join(format!("{name}.img"));
-    sparse(&f, size);
-    for (i, off) in [0, size / 2, size - MIB].into_iter().enumerate() {
-        write_at(&f, off, &noise(MIB as usize, 11 + i as u32));
-    }
-    f
+    common::disks::target_file(dir, name, size, &[0, size / 2, size - MIB])
 }
 
 /// A target loop disk over such a file.
 fn target(dir: &Path, name: &str, size: u64) -> (LoopDev, PathBuf) {
-    let f = target_file(dir, name, size);
-    (LoopDev::attach(&f), f)
+    common::disks::target(dir, name, size, 512, &[0, size / 2, size - MIB])
 }
 
 /// A loop device, with partition nodes, over a target file that lifeboat wrote.
@@ -588,23 +356,9 @@ fn attach_written(file: &Path) -> LoopDev {
     t
 }
 
-// ---- reading filesystems (from tests/root_clone.rs) ----
+// ---- reading filesystems ----
 
-/// Content, sizes, link counts, modes, mtimes and xattrs of every file under `dir`.
-fn snapshot(dir: &Path) -> String {
-    let listing = sh(&format!(
-        "cd '{}' && find . -printf '%p %y %s %n %m %T@\\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum && getfattr -R -d -m user . 2>/dev/null | grep -v '^$' || true",
-        dir.display()
-    ));
-    assert!(
-        listing.lines().count() > 40,
-        "suspiciously few files in {}: {listing}",
-        dir.display()
-    );
-    listing
-}
-
-/// A [`snapshot`] without the directories' mtimes. resize2fs sets the mtime (seconds) of
+/// A [`common::disks::snapshot`] without the directories' mtimes. resize2fs sets the mtime (seconds) of
 /// every directory whose entries it rewrites for an inode it moved out of a removed block
 /// group (e2fsprogs resize/resize2fs.c, `check_and_change_inodes`), so a shrunk ext4 keeps
 /// every file and its metadata, but not those.
@@ -624,132 +378,6 @@ fn without_dir_mtimes(snapshot: &str) -> String {
         .join("\n")
 }
 
-fn fsck_fat(part: &Path, name: &str) {
-    let fsck = Command::new("fsck.fat")
-        .arg("-n")
-        .arg(part)
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "fsck.fat {name}: {}{}",
-        stdout(&fsck),
-        stderr(&fsck)
-    );
-}
-
-/// The FAT's files (names, sizes, dates through mdir; contents through mcopy), after a clean
-/// fsck.fat.
-fn fat_contents(part: &Path, scratch: &Path, name: &str) -> String {
-    fsck_fat(part, name);
-    let out = scratch.join(format!("fat-{name}"));
-    std::fs::create_dir_all(&out).unwrap();
-    sh(&format!(
-        "mcopy -s -n -i {} ::/* {}/",
-        part.display(),
-        out.display()
-    ));
-    let l = sh(&format!(
-        "mdir -/ -a -i {} ::/ | grep -v 'bytes free' ; cd {} && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum",
-        part.display(),
-        out.display()
-    ));
-    assert!(l.contains("BOOTX64.EFI") && !l.contains("gone.bin"), "{l}");
-    l
-}
-
-/// The files of one filesystem after its own checker found it clean.
-fn contents(node: &Path, fs: Fs, scratch: &Path, name: &str) -> String {
-    let check = |tool: &str, flag: &str| {
-        let o = Command::new(tool).arg(flag).arg(node).output().unwrap();
-        assert!(
-            o.status.success(),
-            "{tool} {flag} {name}: {}{}",
-            stdout(&o),
-            stderr(&o)
-        );
-    };
-    match fs {
-        Fs::Fat | Fs::FatData => fat_contents(node, scratch, name),
-        Fs::Ext4 => {
-            check("e2fsck", "-fn");
-            snapshot(Mount::new(node, "-o ro").dir.path())
-        }
-        Fs::Ntfs => {
-            check("ntfsfix", "-n");
-            snapshot(Mount::new(node, "-t ntfs-3g -o ro").dir.path())
-        }
-        Fs::Xfs => {
-            check("xfs_repair", "-n");
-            // the source's XFS (same UUID) may be attached too
-            snapshot(Mount::new(node, "-o ro,nouuid").dir.path())
-        }
-    }
-}
-
-fn all_contents(lo: &LoopDev, parts: &[Part], scratch: &Path, name: &str) -> Vec<String> {
-    parts
-        .iter()
-        .map(|x| contents(&lo.part(x.n), x.fs, scratch, &format!("{name}-p{}", x.n)))
-        .collect()
-}
-
-/// The size resize2fs gives an ext4 grown into a `part`-byte partition: the partition
-/// rounded down to whole blocks and whole 4 KiB pages (resize2fs rounds to the page size when
-/// blocks are smaller).
-fn ext4_fill(node: &Path, part: u64) -> u64 {
-    let bs = field(
-        &sh(&format!("dumpe2fs -h {} 2>/dev/null", node.display())),
-        "Block size:",
-    );
-    let unit = bs.max(4096);
-    part / unit * unit
-}
-
-/// (bytes per sector, total sectors) of a FAT boot sector.
-fn fat_bpb(node: &Path) -> (u64, u64) {
-    let b = read_at(node, 0, 512);
-    let bps = u64::from(u16::from_le_bytes([b[11], b[12]]));
-    let t16 = u64::from(u16::from_le_bytes([b[19], b[20]]));
-    let t32 = u64::from(u32::from_le_bytes(b[32..36].try_into().unwrap()));
-    (bps, if t16 != 0 { t16 } else { t32 })
-}
-
-/// The filesystem's size in bytes as its own tools report it.
-fn fs_bytes(node: &Path, fs: Fs) -> u64 {
-    match fs {
-        Fs::Ext4 => {
-            let d = sh(&format!("dumpe2fs -h {} 2>/dev/null", node.display()));
-            field(&d, "Block count:") * field(&d, "Block size:")
-        }
-        Fs::Ntfs => {
-            let d = sh(&format!(
-                "ntfsresize --info --force {} 2>&1",
-                node.display()
-            ));
-            field(&d, "Current volume size:")
-        }
-        Fs::Fat | Fs::FatData => {
-            let (bps, total) = fat_bpb(node);
-            bps * total
-        }
-        Fs::Xfs => {
-            let d = sh(&format!(
-                "xfs_db -r -c 'sb 0' -c 'p dblocks' -c 'p blocksize' {}",
-                node.display()
-            ));
-            let v = |k: &str| -> u64 {
-                let l = d
-                    .lines()
-                    .find(|l| l.starts_with(k))
-                    .unwrap_or_else(|| panic!("no {k} in {d}"));
-                l.split('=').nth(1).unwrap().trim().parse().unwrap()
-            };
-            v("dblocks") * v("blocksize")
-        }
-    }
-}
-
 /// The filesystem's type, UUID (or serial) and label, as blkid reads them from the device.
 fn fs_ids(node: &Path) -> String {
     sh(&format!(
@@ -762,13 +390,9 @@ fn fs_ids(node: &Path) -> String {
     .join("\n")
 }
 
-/// Where a grown last partition ends on a target of `size` bytes: before the backup GPT
-/// (header + 16 KiB of entries), or at the disk's end on MBR.
+/// Where a grown last partition ends on a target of `size` bytes (512-byte sectors).
 fn grown_end(label: Label, size: u64) -> u64 {
-    match label {
-        Label::Gpt => size - 512 - 16384,
-        Label::Mbr => size / 512 * 512,
-    }
+    common::disks::grown_end(label, 512, size)
 }
 
 // ---- partition tables ----
@@ -908,7 +532,7 @@ fn check_plan(src: &Disk, fit: &Fit, size: u64, what: &str) {
             "{w}"
         );
         let fs = x.fs.as_deref().unwrap_or("");
-        assert!(fs.contains(s.fs.plan_name()), "{w}: fs");
+        assert!(fs.contains(plan_name(s.fs)), "{w}: fs");
         assert!(x.min <= x.new_size && x.new_size <= x.old_size, "{w}: size");
         if let Some(u) = x.used {
             assert!(u <= x.new_size, "{w}: used");
@@ -1031,6 +655,88 @@ fn assert_empty_dir(dir: &Path, what: &str) {
     );
 }
 
+/// A source disk for the fit tests with its [`Facts`], its image (`disk.lbi` in its folder),
+/// and the hashes of both, taken after the image: a fit must never write either.
+struct Imaged {
+    src: Disk,
+    f: Facts,
+    img: PathBuf,
+    src_sha: String,
+    img_sha: String,
+}
+
+impl Imaged {
+    fn new(label: Label, disk_mib: u64, parts: &[Part]) -> Imaged {
+        let src = build(label, disk_mib, parts);
+        let f = facts(&src);
+        let img = src.dir.path().join("disk.lbi");
+        ok("image", &["image", p(&src.lo.path), "-o", p(&img)]);
+        let (src_sha, img_sha) = (sha(&src.lo.path), sha(&img));
+        Imaged {
+            src,
+            f,
+            img,
+            src_sha,
+            img_sha,
+        }
+    }
+
+    /// `restore --fit` of the image onto a new target file `NAME.img` of `size` bytes, with
+    /// an empty `--scratch` folder and `extra` arguments: the plan is sound (and passes
+    /// `check_fit`), the scratch folder is left empty, and the target is checked. Returns the
+    /// target file.
+    fn restore_fit(
+        &self,
+        what: &str,
+        name: &str,
+        size: u64,
+        extra: &[&str],
+        check_fit: impl FnOnce(&Fit),
+    ) -> PathBuf {
+        let w = self.src.dir.path();
+        let file = target_file(w, name, size);
+        let scratch = w.join("lbscratch");
+        std::fs::create_dir(&scratch).unwrap();
+        let mut args = vec!["restore", p(&self.img), p(&file), "--scratch", p(&scratch)];
+        args.extend(extra);
+        let fit = fit_run(what, &args);
+        check_plan(&self.src, &fit, size, what);
+        check_fit(&fit);
+        assert_empty_dir(&scratch, what);
+        let t = attach_written(&file);
+        check_target(&self.src, &self.f, &fit, &t, what);
+        file
+    }
+
+    /// `clone --fit` of the source onto a new target loop disk `NAME` of `size` bytes: the
+    /// plan is sound (and passes `check_fit`), and the target is checked.
+    fn clone_fit(&self, what: &str, name: &str, size: u64, check_fit: impl FnOnce(&Fit)) {
+        let (t, _file) = target(self.src.dir.path(), name, size);
+        let fit = fit_run(what, &["clone", p(&self.src.lo.path), p(&t.path)]);
+        check_plan(&self.src, &fit, size, what);
+        check_fit(&fit);
+        check_target(&self.src, &self.f, &fit, &t, what);
+    }
+
+    /// Neither the source nor the image was written.
+    fn assert_unwritten(&self) {
+        assert_eq!(
+            sha(&self.src.lo.path),
+            self.src_sha,
+            "the source was written"
+        );
+        assert_eq!(sha(&self.img), self.img_sha, "the image was written");
+    }
+}
+
+/// The NTFS (partition `n`) moved left.
+fn ntfs_moved(what: &str, fit: &Fit, n: u32, kind: &str) {
+    assert!(
+        fit.part(n).new_start < fit.part(n).old_start,
+        "{what}: the {kind}NTFS did not move: {fit:?}"
+    );
+}
+
 // ---- the tests ----
 
 /// GPT: a FAT32 ESP with little in it, a 250 MiB ext4 and a 250 MiB NTFS, each with
@@ -1051,50 +757,25 @@ fn gpt_restore_fit_onto_half_and_clone_fit_onto_two_fifths() {
     if !prerequisites() {
         return;
     }
-    let src = build(Label::Gpt, 600, &GPT_FIT);
-    let w = src.dir.path();
-    let f = facts(&src);
-    let img = w.join("disk.lbi");
-    ok("image", &["image", p(&src.lo.path), "-o", p(&img)]);
-    let (src_sha, img_sha) = (sha(&src.lo.path), sha(&img));
+    let d = Imaged::new(Label::Gpt, 600, &GPT_FIT);
 
     let size = 300 * MIB;
-    let file = target_file(w, "restored", size);
-    let scratch = w.join("lbscratch");
-    std::fs::create_dir(&scratch).unwrap();
     let what = "restore 50%";
-    let fit = fit_run(
-        what,
-        &["restore", p(&img), p(&file), "--scratch", p(&scratch)],
-    );
-    check_plan(&src, &fit, size, what);
-    assert!(
-        fit.part(3).new_start < fit.part(3).old_start,
-        "{what}: the NTFS did not move: {fit:?}"
-    );
-    assert!(
-        fit.parts.iter().any(|x| x.new_size < x.old_size),
-        "{what}: nothing shrank: {fit:?}"
-    );
-    assert_empty_dir(&scratch, what);
+    let file = d.restore_fit(what, "restored", size, &[], |fit| {
+        ntfs_moved(what, fit, 3, "");
+        assert!(
+            fit.parts.iter().any(|x| x.new_size < x.old_size),
+            "{what}: nothing shrank: {fit:?}"
+        );
+    });
     assert_eq!(std::fs::metadata(&file).unwrap().len(), size, "{what}");
-    let t = attach_written(&file);
-    check_target(&src, &f, &fit, &t, what);
-    drop(t);
 
-    let size = 240 * MIB;
-    let (t, _file) = target(w, "cloned", size);
     let what = "clone 40%";
-    let fit = fit_run(what, &["clone", p(&src.lo.path), p(&t.path)]);
-    check_plan(&src, &fit, size, what);
-    assert!(
-        fit.part(3).new_start < fit.part(3).old_start,
-        "{what}: the NTFS did not move: {fit:?}"
-    );
-    check_target(&src, &f, &fit, &t, what);
+    d.clone_fit(what, "cloned", 240 * MIB, |fit| {
+        ntfs_moved(what, fit, 3, "")
+    });
 
-    assert_eq!(sha(&src.lo.path), src_sha, "the source was written");
-    assert_eq!(sha(&img), img_sha, "the image was written");
+    d.assert_unwritten();
 }
 
 /// MBR: FAT32 and ext4 primaries, then an extended partition (3) holding a logical ext4 (5)
@@ -1115,50 +796,23 @@ fn mbr_with_logical_partitions_restore_and_clone_fit() {
     if !prerequisites() {
         return;
     }
-    let src = build(Label::Mbr, 640, &MBR_FIT);
-    let w = src.dir.path();
-    let f = facts(&src);
-    assert_eq!(f.table.extended(), Some(3), "the fixture: {:?}", f.table);
-    let img = w.join("disk.lbi");
-    ok("image", &["image", p(&src.lo.path), "-o", p(&img)]);
-    let (src_sha, img_sha) = (sha(&src.lo.path), sha(&img));
+    let d = Imaged::new(Label::Mbr, 640, &MBR_FIT);
+    assert_eq!(
+        d.f.table.extended(),
+        Some(3),
+        "the fixture: {:?}",
+        d.f.table
+    );
 
-    let size = 352 * MIB;
-    let file = target_file(w, "restored", size);
-    let scratch = w.join("lbscratch");
-    std::fs::create_dir(&scratch).unwrap();
     let what = "mbr restore 55%";
-    let fit = fit_run(
-        what,
-        &[
-            "restore",
-            p(&img),
-            p(&file),
-            "--scratch",
-            p(&scratch),
-            "--overlay-memory",
-            "4M",
-        ],
-    );
-    check_plan(&src, &fit, size, what);
-    assert!(
-        fit.part(6).new_start < fit.part(6).old_start,
-        "{what}: the logical NTFS did not move: {fit:?}"
-    );
-    assert_empty_dir(&scratch, what);
-    let t = attach_written(&file);
-    check_target(&src, &f, &fit, &t, what);
-    drop(t);
+    let extra = ["--overlay-memory", "4M"];
+    d.restore_fit(what, "restored", 352 * MIB, &extra, |fit| {
+        ntfs_moved(what, fit, 6, "logical ");
+    });
 
-    let size = 384 * MIB;
-    let (t, _file) = target(w, "cloned", size);
-    let what = "mbr clone 60%";
-    let fit = fit_run(what, &["clone", p(&src.lo.path), p(&t.path)]);
-    check_plan(&src, &fit, size, what);
-    check_target(&src, &f, &fit, &t, what);
+    d.clone_fit("mbr clone 60%", "cloned", 384 * MIB, |_| {});
 
-    assert_eq!(sha(&src.lo.path), src_sha, "the source was written");
-    assert_eq!(sha(&img), img_sha, "the image was written");
+    d.assert_unwritten();
 }
 
 /// A small GPT disk: an 80 MiB FAT32 data partition with little in it (it can only shrink in
@@ -1174,12 +828,9 @@ fn fit_takes_exactly_the_smallest_target_and_refuses_one_sector_less() {
     if !prerequisites() {
         return;
     }
-    let src = build(Label::Gpt, SMALL_MIB, &SMALL);
+    let d = Imaged::new(Label::Gpt, SMALL_MIB, &SMALL);
+    let (src, f, img) = (&d.src, &d.f, &d.img);
     let w = src.dir.path();
-    let f = facts(&src);
-    let img = w.join("disk.lbi");
-    ok("image", &["image", p(&src.lo.path), "-o", p(&img)]);
-    let (src_sha, img_sha) = (sha(&src.lo.path), sha(&img));
 
     // the smallest target, from the plan for a target only a little smaller than the disk
     let probe = target_file(w, "probe", (SMALL_MIB - 8) * MIB);
@@ -1211,9 +862,9 @@ fn fit_takes_exactly_the_smallest_target_and_refuses_one_sector_less() {
     let file = target_file(w, "short", short);
     refused(
         "restore one sector short",
-        &["restore", p(&img), p(&file), "--fit", "--yes"],
+        &["restore", p(img), p(&file), "--fit", "--yes"],
         &[TOO_SMALL, &need],
-        &[&file, &img, &src.lo.path],
+        &[&file, img, &src.lo.path],
     );
     let (t, _tf) = target(w, "short-disk", short);
     refused(
@@ -1227,9 +878,9 @@ fn fit_takes_exactly_the_smallest_target_and_refuses_one_sector_less() {
     // exactly the smallest: every partition at its minimum (give or take an alignment)
     let file = target_file(w, "smallest", smallest);
     let what = "restore smallest";
-    let fit = fit_run(what, &["restore", p(&img), p(&file)]);
+    let fit = fit_run(what, &["restore", p(img), p(&file)]);
     assert_eq!(fit.smallest_target, smallest, "{what}: {fit:?}");
-    check_plan(&src, &fit, smallest, what);
+    check_plan(src, &fit, smallest, what);
     for x in &fit.parts {
         assert!(
             x.new_size - x.min < ALIGN,
@@ -1242,11 +893,10 @@ fn fit_takes_exactly_the_smallest_target_and_refuses_one_sector_less() {
         "{what}: {fit:?}"
     );
     let t = attach_written(&file);
-    check_target(&src, &f, &fit, &t, what);
+    check_target(src, f, &fit, &t, what);
     drop(t);
 
-    assert_eq!(sha(&src.lo.path), src_sha, "the source was written");
-    assert_eq!(sha(&img), img_sha, "the image was written");
+    d.assert_unwritten();
 }
 
 /// `clone --fit` onto a larger disk does what `--grow-last` does: nothing moves or shrinks,
@@ -1422,16 +1072,7 @@ fn fault_prerequisites() -> bool {
         return false;
     }
     require_tool("debugfs");
-    require_tool("/usr/bin/python3");
-    let ok = Command::new("/usr/bin/python3")
-        .args(["-c", "import fusepy"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok || !common::in_ci(),
-        "python3-fusepy is missing (bash .ci/install-deps.sh)"
-    );
-    ok
+    common::have_fusepy()
 }
 
 /// One 200 MiB ext4 on a 202 MiB GPT disk. Fitted onto [`FAULT_TARGET`] it shrinks to under
@@ -1449,28 +1090,6 @@ fn give_table(dev: &Path) {
     ));
     let pt = sh(&format!("blkid -p -o value -s PTTYPE {}", dev.display()));
     assert_eq!(pt.trim(), "gpt", "the old table on {}", dev.display());
-}
-
-/// The target shows no partition table: zeros in its first 34 sectors, nothing for blkid or
-/// sfdisk (from tests/root_clone.rs).
-fn no_table_left(dev: &Path, what: &str) {
-    let head = read_at(dev, 0, 34 * 512);
-    assert!(
-        head.iter().all(|&b| b == 0),
-        "{what}: the first 34 sectors are not zero"
-    );
-    let pt = Command::new("blkid")
-        .args(["-p", "-o", "value", "-s", "PTTYPE"])
-        .arg(dev)
-        .output()
-        .unwrap();
-    assert!(
-        stdout(&pt).trim().is_empty(),
-        "{what}: blkid sees {}",
-        stdout(&pt)
-    );
-    let sf = Command::new("sfdisk").arg("-d").arg(dev).output().unwrap();
-    assert!(!sf.status.success(), "{what}: sfdisk reads {}", stdout(&sf));
 }
 
 /// A tmpfs of `size` on a new folder, unmounted (and the folder removed) on drop.

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::disks::{fill_fat, fill_posix, snapshot};
 use common::{noise, require_root, require_tool, sh, sparse, LoopDev, Mount};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -48,61 +49,6 @@ fn tools() {
     ] {
         require_tool(t);
     }
-}
-
-/// Files every filesystem gets, written through a mounted directory.
-fn fill_posix(dir: &Path, xattrs: bool) {
-    std::fs::create_dir_all(dir.join("docs/deep/er")).unwrap();
-    for i in 0..40 {
-        std::fs::write(
-            dir.join(format!("docs/deep/er/n{i}.txt")),
-            format!("note {i} ").repeat(100 + i * 50),
-        )
-        .unwrap();
-    }
-    std::fs::write(dir.join("random.bin"), noise(3 * MIB as usize, 7)).unwrap();
-    std::fs::write(dir.join("Grüße — 日本語 ☃.txt"), "unicode\n").unwrap();
-    let f = std::fs::File::create(dir.join("sparse.bin")).unwrap();
-    f.set_len(12 * MIB).unwrap();
-    drop(f);
-    common::write_at(
-        &dir.join("sparse.bin"),
-        6 * MIB,
-        b"data in the middle of a hole",
-    );
-    std::fs::hard_link(dir.join("random.bin"), dir.join("hardlink.bin")).unwrap();
-    if xattrs {
-        sh(&format!(
-            "setfattr -n user.lifeboat -v 'kept' '{}'",
-            dir.join("random.bin").display()
-        ));
-    }
-    // Deleted files: their blocks hold garbage that need not be imaged.
-    std::fs::write(dir.join("deleted.bin"), noise(4 * MIB as usize, 99)).unwrap();
-    sh("sync");
-    std::fs::remove_file(dir.join("deleted.bin")).unwrap();
-}
-
-/// Files on a FAT partition through mtools (the host kernel has no vfat driver).
-fn fill_fat(part: &Path, scratch: &Path) {
-    let src = scratch.join("fatsrc");
-    std::fs::create_dir_all(src.join("EFI/BOOT")).unwrap();
-    std::fs::write(src.join("EFI/BOOT/BOOTX64.EFI"), noise(700_000, 3)).unwrap();
-    for i in 0..30 {
-        std::fs::write(
-            src.join(format!("file{i}.txt")),
-            format!("fat {i}\n").repeat(500 + i * 90),
-        )
-        .unwrap();
-    }
-    std::fs::write(src.join("Ünïcode name.txt"), "fat unicode\n").unwrap();
-    std::fs::write(src.join("gone.bin"), noise(2 * MIB as usize, 5)).unwrap();
-    sh(&format!(
-        "mcopy -s -i {} {}/* ::/",
-        part.display(),
-        src.display()
-    ));
-    sh(&format!("mdel -i {} ::/gone.bin", part.display()));
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -166,28 +112,14 @@ fn build(label: Label, ss: u32) -> Disk {
     }
     {
         let m = Mount::new(&lo.part(2), "");
-        fill_posix(m.dir.path(), true);
+        fill_posix(m.dir.path());
     }
     {
         let m = Mount::new(&lo.part(3), "-t ntfs-3g");
-        fill_posix(m.dir.path(), true);
+        fill_posix(m.dir.path());
     }
     sh("sync");
     Disk { _file_dir: dir, lo }
-}
-
-/// Content, sizes, link counts, modes, mtimes and xattrs of every file under `dir`.
-fn snapshot(dir: &Path) -> String {
-    let listing = sh(&format!(
-        "cd '{}' && find . -printf '%p %y %s %n %m %T@\\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum && getfattr -R -d -m user . 2>/dev/null | grep -v '^$' || true",
-        dir.display()
-    ));
-    assert!(
-        listing.lines().count() > 40,
-        "suspiciously few files in {}: {listing}",
-        dir.display()
-    );
-    listing
 }
 
 fn fat_snapshot(part: &Path, scratch: &Path, name: &str) -> String {

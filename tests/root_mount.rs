@@ -224,22 +224,10 @@ fn newest(dir: &Path, tag: &str) -> PathBuf {
 /// empty.
 fn assert_no_leftovers(dir: &Path) {
     let canon = dir.canonicalize().unwrap();
-    let under = |s: &str| s.contains(canon.to_str().unwrap());
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter(|l| under(l))
-            .map(String::from)
-            .collect();
-        let loops: Vec<String> = std::fs::read_dir("/sys/block")
-            .unwrap()
-            .filter_map(|e| {
-                std::fs::read_to_string(e.unwrap().path().join("loop/backing_file")).ok()
-            })
-            .filter(|b| under(b))
-            .collect();
+        let mounts = common::mounts_holding(canon.to_str().unwrap());
+        let loops = common::loops_holding(canon.to_str().unwrap());
         let procs = sh(&format!(
             "ps -eo args | grep -E '^(ntfs-3g|fusefat|mount.exfat)' | grep -F '{}' || true",
             canon.display()

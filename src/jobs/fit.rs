@@ -501,6 +501,12 @@ fn head_end(fit: &FitPlan, table: &PartitionTable, ss: u64, len: u64) -> Result<
     Ok(first.min(MIB).max(ss).min(len))
 }
 
+/// A piece to copy: the partition's index, the offset in it, the length.
+type Piece = (usize, u64, u64);
+
+/// Bytes that replace what a copied piece holds at a target offset (a patched boot sector).
+type Patches = Vec<(u64, Vec<u8>)>;
+
 /// A partition's place on the target and where its bytes come from.
 struct Source {
     dev: Arc<dyn BlockDev>,
@@ -684,7 +690,7 @@ pub fn run(
         })
     };
     // a partition's pieces and boot-sector patches, once its bytes are final
-    let prepare = |i: usize| -> Result<(Vec<(usize, u64, u64)>, Vec<(u64, Vec<u8>)>)> {
+    let prepare = |i: usize| -> Result<(Vec<Piece>, Patches)> {
         let (p, s) = (&fit.parts[i], &sources[i]);
         let view = crate::blockdev::Slice::new(&*s.dev, 0, p.new_size);
         let mut pieces = Vec::new();
@@ -705,18 +711,18 @@ pub fn run(
 
     // 3. every partition's used blocks, at their new place: those that keep their size at
     //    once, each shrunk one as soon as its shrink is done (the others still shrinking)
-    let parts_patches: Vec<std::sync::OnceLock<Vec<(u64, Vec<u8>)>>> = fit
+    let parts_patches: Vec<std::sync::OnceLock<Patches>> = fit
         .parts
         .iter()
         .map(|_| std::sync::OnceLock::new())
         .collect();
-    let mut queue: std::collections::VecDeque<(usize, u64, u64)> = Default::default();
-    for i in 0..fit.parts.len() {
+    let mut queue: std::collections::VecDeque<Piece> = Default::default();
+    for (i, slot) in parts_patches.iter().enumerate() {
         if overlays.iter().any(|(k, _)| *k == i) {
             continue;
         }
         let (pieces, own) = prepare(i)?;
-        let _ = parts_patches[i].set(own);
+        let _ = slot.set(own);
         queue.extend(pieces);
     }
     let tables: Vec<(u64, Vec<u8>)> = tables.into_iter().chain(head).collect();

@@ -2,6 +2,8 @@
 //! devices. Tests never name a host disk; every device is a temp file or a `LoopDev`.
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
 
+pub mod disks;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -58,6 +60,40 @@ pub fn require_tool(tool: &str) {
         found,
         "{tool} is not installed; run `bash .ci/install-deps.sh` (installs the test prerequisites)"
     );
+}
+
+/// True when /usr/bin/python3 has fusepy, which tests/helpers/faultfs.py needs; false (skip)
+/// without it, unless CI demands it (then it panics).
+pub fn have_fusepy() -> bool {
+    require_tool("/usr/bin/python3");
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import fusepy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok || !in_ci(),
+        "python3-fusepy is missing (bash .ci/install-deps.sh)"
+    );
+    ok
+}
+
+/// The lines of /proc/self/mountinfo that hold `needle`.
+pub fn mounts_holding(needle: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(String::from)
+        .collect()
+}
+
+/// The backing files of the loop devices whose backing file's name holds `needle`.
+pub fn loops_holding(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/sys/block")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("loop/backing_file")).ok())
+        .filter(|b| b.contains(needle))
+        .collect()
 }
 
 /// Builds boot-test's fixture disks (tests/helpers/boot-fixtures.sh) with `kernel` into `dir`.

@@ -217,6 +217,15 @@ gpt_root_size=24 gpt_disk_size=35
 # MBR layout (MiB): p1 root 1..25, disk 25 MiB.
 mbr_root_start=1 mbr_root_size=24 mbr_disk_size=25
 
+# make_esp DIR: DIR/esp.fat, the ESP holding DIR/bootx64.efi as the fallback loader.
+make_esp() {
+  local d=$1
+  rm -f "$d/esp.fat"
+  mkfs.vfat -n ESP -i "$esp_volid" -C "$d/esp.fat" $((gpt_esp_size * 1024)) >/dev/null
+  mmd -i "$d/esp.fat" ::EFI ::EFI/BOOT
+  mcopy -i "$d/esp.fat" "$d/bootx64.efi" ::EFI/BOOT/BOOTX64.EFI
+}
+
 # build_gpt NAME INIT_KIND WITH_KERNEL ROOT_ARG
 build_gpt() {
   local name=$1 init_kind=$2 with_kernel=$3 root_arg=$4 d=$work/$1
@@ -226,10 +235,7 @@ build_gpt() {
   grub_config "$root_arg" >"$d/grub.cfg"
   grub_bios "$d/grub.cfg" "$d/core.img"
   grub_efi "$d/grub.cfg" "$d/bootx64.efi"
-  rm -f "$d/esp.fat"
-  mkfs.vfat -n ESP -i "$esp_volid" -C "$d/esp.fat" $((gpt_esp_size * 1024)) >/dev/null
-  mmd -i "$d/esp.fat" ::EFI ::EFI/BOOT
-  mcopy -i "$d/esp.fat" "$d/bootx64.efi" ::EFI/BOOT/BOOTX64.EFI
+  make_esp "$d"
   local disk=$d/disk.img
   rm -f "$disk"
   truncate -s $((gpt_disk_size * MiB)) "$disk"
@@ -301,10 +307,7 @@ build_fit_gpt() {
   grub_config "PARTUUID=$gpt_root_partuuid" >"$d/grub.cfg"
   grub_bios "$d/grub.cfg" "$d/core.img"
   grub_efi "$d/grub.cfg" "$d/bootx64.efi"
-  rm -f "$d/esp.fat"
-  mkfs.vfat -n ESP -i "$esp_volid" -C "$d/esp.fat" $((gpt_esp_size * 1024)) >/dev/null
-  mmd -i "$d/esp.fat" ::EFI ::EFI/BOOT
-  mcopy -i "$d/esp.fat" "$d/bootx64.efi" ::EFI/BOOT/BOOTX64.EFI
+  make_esp "$d"
   local disk=$d/disk.img
   rm -f "$disk"
   truncate -s $((59 * MiB)) "$disk"
