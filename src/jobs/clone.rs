@@ -181,7 +181,7 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
             spec.new_disk_id,
         ) {
             Err(Error::TooSmall { .. }) if spec.fit.is_some() => {
-                super::restore::refuse_fit_with_new_id(spec.new_disk_id, &spec.target)?;
+                super::fit::refuse_new_disk_id(spec.new_disk_id, &spec.target)?;
                 let src: std::sync::Arc<dyn BlockDev> = std::sync::Arc::new(
                     FileDev::open_with_sector_size(&spec.source, OpenMode::Read, ss)?,
                 );

@@ -34,7 +34,7 @@ use crate::fsmap::detect::{self, FsKind};
 use crate::fsmap::{self, Used};
 use crate::partition::edit;
 use crate::partition::fit::{plan_fit, Action, FitInput, FitPart, NoFit, Placed};
-use crate::partition::{PartType, PartitionTable, TableKind};
+use crate::partition::{PartitionTable, TableKind};
 use crate::pipeline::{self, Shape};
 use crate::resize::shrink;
 use crate::units::{human_bytes, MIB};
@@ -189,21 +189,25 @@ impl FitPlan {
     }
 }
 
-const ESP: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
-const BIOS_BOOT: &str = "21686148-6449-6E6F-744E-656564454649";
-
-/// Why a partition is copied whole and never shrunk, from its type alone.
-fn whole_by_type(t: &PartType) -> Option<&'static str> {
-    match t {
-        PartType::Gpt(g) if g.to_string().eq_ignore_ascii_case(ESP) => {
-            Some("the EFI system partition is copied whole")
-        }
-        PartType::Gpt(g) if g.to_string().eq_ignore_ascii_case(BIOS_BOOT) => {
-            Some("the BIOS boot partition is copied whole")
-        }
-        PartType::Mbr(0xEF) => Some("the EFI system partition is copied whole"),
+/// Why a partition is copied whole and never shrunk, from its type alone (the type names
+/// the table reader gives).
+fn whole_by_type(p: &crate::partition::Partition) -> Option<&'static str> {
+    match p.type_name {
+        Some("EFI System") => Some("the EFI system partition is copied whole"),
+        Some("BIOS boot") => Some("the BIOS boot partition is copied whole"),
         _ => None,
     }
+}
+
+/// `--fit` keeps every ID; a new disk ID on a fitted layout is not done.
+pub(crate) fn refuse_new_disk_id(new_disk_id: bool, target: &Path) -> Result<()> {
+    if new_disk_id {
+        return Err(Error::Unsupported(format!(
+            "{}: --new-disk-id together with a fitted (shrunk) layout is not supported; run without --new-disk-id",
+            target.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The minimum with its margin: a tenth more, at least 8 MiB more, rounded up to 1 MiB, and
@@ -247,15 +251,13 @@ pub fn plan(
         let used = map
             .used_bytes()
             .or(info.as_ref().and_then(|i| i.used_bytes));
-        let fixed = whole_by_type(&p.part_type)
-            .map(String::from)
-            .or_else(|| match kind {
-                None => Some("no known filesystem on it".into()),
-                Some(k) if !shrink::can_shrink(k) => {
-                    Some(format!("{} filesystems cannot be shrunk", k.blkid_name()))
-                }
-                Some(_) => None,
-            });
+        let fixed = whole_by_type(p).map(String::from).or_else(|| match kind {
+            None => Some("no known filesystem on it".into()),
+            Some(k) if !shrink::can_shrink(k) => {
+                Some(format!("{} filesystems cannot be shrunk", k.blkid_name()))
+            }
+            Some(_) => None,
+        });
         if fixed.is_none() && kind.is_some_and(shrink::needs_file) {
             files.push((format!("p{}", p.number), win.clone()));
         }
@@ -386,7 +388,7 @@ pub fn plan(
             action: placed.action,
             fixed: fixed.clone(),
             kind: *kind,
-            bios_boot: matches!(&p.part_type, PartType::Gpt(g) if g.to_string().eq_ignore_ascii_case(BIOS_BOOT)),
+            bios_boot: p.type_name == Some("BIOS boot"),
         });
     }
     let mut notes = Vec::new();
@@ -398,15 +400,7 @@ pub fn plan(
                 p.number
             ));
         }
-        if moved
-            && whole_by_type(
-                &parts
-                    .iter()
-                    .find(|q| q.number == p.number)
-                    .expect("planned")
-                    .part_type,
-            ) == Some("the BIOS boot partition is copied whole")
-        {
+        if moved && p.bios_boot {
             notes.push(format!(
                 "the BIOS boot partition {} moves: GRUB's pointer to it in the first sector is updated when the boot code is GRUB's; other BIOS boot code will not find it",
                 p.number

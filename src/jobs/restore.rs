@@ -197,7 +197,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
             spec.new_disk_id,
         ) {
             Err(Error::TooSmall { .. }) if spec.fit.is_some() => {
-                refuse_fit_with_new_id(spec.new_disk_id, &spec.target)?;
+                super::fit::refuse_new_disk_id(spec.new_disk_id, &spec.target)?;
                 let src: std::sync::Arc<dyn BlockDev> =
                     std::sync::Arc::new(crate::access::ImageSource::from_chain(
                         Chain::open(&spec.image, &spec.search)?,
@@ -325,17 +325,6 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
         threads: spec.threads,
         search: spec.search.clone(),
     })
-}
-
-/// `--fit` keeps every ID; a new disk ID on a fitted layout is not done.
-pub(crate) fn refuse_fit_with_new_id(new_disk_id: bool, target: &std::path::Path) -> Result<()> {
-    if new_disk_id {
-        return Err(Error::Unsupported(format!(
-            "{}: --new-disk-id together with a fitted (shrunk) layout is not supported; run without --new-disk-id",
-            target.display()
-        )));
-    }
-    Ok(())
 }
 
 fn plan_partitions(
