@@ -31,6 +31,9 @@ pub enum Phase {
     Grow,
     /// Shrinking filesystems on their copy-on-write overlays (`--fit`).
     Shrink,
+    /// Coming back for what the first pass of `image --rescue` could not read: skipped
+    /// areas, then trimming, scraping and retrying failed ones.
+    Rescue,
 }
 
 /// One event. `Progress.done_bytes` is cumulative within its phase, so a dropped event is
@@ -57,6 +60,20 @@ pub enum Event<S> {
         /// Cumulative bytes done.
         done_bytes: u64,
     },
+    /// Where `image --rescue` stands: the pass it is in and what it has so far. Sent with
+    /// the same rate limit as `Progress`; the numbers are totals, not steps.
+    Rescue {
+        /// The pass, from 1.
+        pass: u32,
+        /// What the pass does: "copy", "copy skipped", "trim", "scrape", "retry".
+        name: String,
+        /// Bytes read and stored so far.
+        rescued_bytes: u64,
+        /// Bytes that failed to read at least once and are not rescued (yet).
+        missing_bytes: u64,
+        /// Bytes not tried yet.
+        untried_bytes: u64,
+    },
     /// Something the user should know that does not stop the job.
     Warning {
         /// One line.
@@ -73,6 +90,21 @@ pub enum Event<S> {
     },
 }
 
+/// The numbers of an [`Event::Rescue`], as the rescue job hands them to [`Reporter::rescue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RescueStats {
+    /// The pass, from 1.
+    pub pass: u32,
+    /// What the pass does.
+    pub name: &'static str,
+    /// Bytes read and stored so far.
+    pub rescued_bytes: u64,
+    /// Bytes that failed at least once and are not rescued.
+    pub missing_bytes: u64,
+    /// Bytes not tried yet.
+    pub untried_bytes: u64,
+}
+
 /// What layers below the jobs send: an [`Event`] that cannot carry a summary.
 pub type Report = Event<Infallible>;
 
@@ -83,6 +115,19 @@ impl Report {
             Event::Phase { phase, total_bytes } => Event::Phase { phase, total_bytes },
             Event::Progress { phase, done_bytes } => Event::Progress { phase, done_bytes },
             Event::Warning { message } => Event::Warning { message },
+            Event::Rescue {
+                pass,
+                name,
+                rescued_bytes,
+                missing_bytes,
+                untried_bytes,
+            } => Event::Rescue {
+                pass,
+                name,
+                rescued_bytes,
+                missing_bytes,
+                untried_bytes,
+            },
             Event::Finished { ok, error, .. } => Event::Finished {
                 ok,
                 summary: None,
@@ -185,6 +230,7 @@ const CHANNEL_CAP: usize = 1024;
 #[derive(Debug)]
 struct Throttle {
     last: Option<Instant>,
+    last_rescue: Option<Instant>,
 }
 
 /// Whether a send may wait for the consumer.
@@ -231,7 +277,7 @@ impl Reporter {
         };
         Reporter {
             sink: Some(Arc::new(sink)),
-            throttle: Arc::new(Mutex::new(Throttle { last: None })),
+            throttle: Arc::new(Mutex::new(Throttle { last: None, last_rescue: None })),
         }
     }
 
@@ -239,7 +285,7 @@ impl Reporter {
     pub fn silent() -> Reporter {
         Reporter {
             sink: None,
-            throttle: Arc::new(Mutex::new(Throttle { last: None })),
+            throttle: Arc::new(Mutex::new(Throttle { last: None, last_rescue: None })),
         }
     }
 
@@ -269,6 +315,31 @@ impl Reporter {
             t.last = Some(now);
         }
         self.send(Event::Progress { phase, done_bytes }, Delivery::Drop);
+    }
+
+    /// Reports where a rescue stands; at most once per 100 ms (its own clock, apart from
+    /// `progress`) and never blocking, unless `last` (the end of a pass), which is always
+    /// sent.
+    pub fn rescue(&self, e: RescueStats, last: bool) {
+        if !last {
+            let now = Instant::now();
+            if let Ok(mut t) = self.throttle.lock() {
+                if t.last_rescue
+                    .is_some_and(|l| now.duration_since(l) < PROGRESS_INTERVAL)
+                {
+                    return;
+                }
+                t.last_rescue = Some(now);
+            }
+        }
+        let event = Event::Rescue {
+            pass: e.pass,
+            name: e.name.to_string(),
+            rescued_bytes: e.rescued_bytes,
+            missing_bytes: e.missing_bytes,
+            untried_bytes: e.untried_bytes,
+        };
+        self.send(event, if last { Delivery::Wait } else { Delivery::Drop });
     }
 
     /// Reports progress even if the last report was recent (end of a phase).

@@ -11,7 +11,7 @@
 
 use crate::blockdev::{check_range, BlockDev, Geometry};
 use crate::error::{Error, Result};
-use crate::image::{Chain, Codec, FrameRead, Located};
+use crate::image::{Chain, FrameRead, Located};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::SyncSender;
@@ -181,7 +181,7 @@ impl ImageSource {
             let Ok(l) = self.inner.chain.locate(j) else {
                 return;
             };
-            if l.record.codec == Codec::Zero {
+            if l.record.codec.reads_as_zero() {
                 continue;
             }
             let key = (l.member, l.record.file_offset);
@@ -432,7 +432,7 @@ impl BlockDev for ImageSource {
             let from = offset.max(r.disk_offset);
             let to = end.min(r.disk_offset + u64::from(r.raw_len));
             let l = inner.chain.locate(i)?;
-            if l.record.codec == Codec::Zero {
+            if l.record.codec.reads_as_zero() {
                 inner.check_zero(i, &l)?;
             } else {
                 let frame = inner.record(i, &l)?;

@@ -10,6 +10,7 @@ mod mem;
 mod slice;
 pub mod sys;
 pub mod testing;
+pub mod timed;
 
 pub use file::{FileDev, OpenMode};
 pub use mem::MemDev;

@@ -448,6 +448,19 @@ pub struct ImageArgs {
     /// cannot hold larger files.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub volume_size: Option<u64>,
+    /// Image a failing disk: read errors do not stop the job. The good data is read first
+    /// (skipping ahead after an error), then failed areas are trimmed and scraped down to
+    /// single sectors and retried. What cannot be read is recorded in the image as missing,
+    /// never as zeros: `info` lists it, `restore` writes zeros there and names it.
+    #[arg(long)]
+    pub rescue: bool,
+    /// With --rescue: passes over the bad sectors after scraping; the last runs backwards.
+    #[arg(long, value_name = "N", default_value_t = image::RescueOptions::default().retries, requires = "rescue")]
+    pub retries: u32,
+    /// With --rescue: seconds one read may take before it counts as failed (a disk that
+    /// hangs cannot hang Lifeboat).
+    #[arg(long, value_name = "SECS", default_value_t = image::RescueOptions::default().read_timeout_secs, value_parser = parse_secs, requires = "rescue")]
+    pub read_timeout: f64,
 }
 
 /// The arguments of `lifeboat verify`; becomes a [`crate::jobs::run::VerifyJob`].
@@ -836,6 +849,15 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(1u64 << shift))
         .ok_or_else(|| format!("{s:?} is not a size (examples: 4000M, 2G, 1048576)"))
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.05..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds between 0.05 and 86400"
+        )),
+    }
 }
 
 fn parse_sector_size(s: &str) -> Result<u32, String> {

@@ -65,6 +65,10 @@ impl TryFrom<&ImageArgs> for image::ImageSpec {
             file_sector_size: a.sector_size,
             parent,
             volume_size: a.volume_size,
+            rescue: a.rescue.then_some(image::RescueOptions {
+                retries: a.retries,
+                read_timeout_secs: a.read_timeout,
+            }),
             ..image::ImageSpec::new(a.source.clone(), output)
         })
     }
@@ -123,8 +127,49 @@ pub fn image(a: &ImageArgs) -> anyhow::Result<()> {
             );
         }
         println!("root hash {}", s.root_hash);
+        if let Some(r) = &s.rescue {
+            print_rescue(&s, r);
+        }
     }
     Ok(())
+}
+
+/// What a rescue could not read, after the summary line.
+fn print_rescue(s: &image::ImageSummary, r: &image::RescueReport) {
+    if s.missing.is_empty() {
+        println!(
+            "rescue: every used byte was read ({} failed reads were recovered; passes: {})",
+            r.failed_reads,
+            r.passes.join(", ")
+        );
+        return;
+    }
+    println!(
+        "rescue: {} in {} ranges could NOT be read and are recorded as missing ({} failed reads, {} hung; passes: {})",
+        human_bytes(s.missing_bytes),
+        s.missing.len(),
+        r.failed_reads,
+        r.hung_reads,
+        r.passes.join(", ")
+    );
+    if let Some(why) = &r.stopped {
+        println!("  stopped early: {why}");
+    }
+    for m in s.missing.iter().take(20) {
+        println!(
+            "  missing bytes {}..{} ({})",
+            m.start_bytes,
+            m.end_bytes(),
+            human_bytes(m.len_bytes)
+        );
+    }
+    if s.missing.len() > 20 {
+        println!(
+            "  … and {} more: lifeboat info {} lists them all",
+            s.missing.len() - 20,
+            s.path.display()
+        );
+    }
 }
 
 /// Prints the plan; `warnings` is false when the job's warning events will print them.
@@ -187,6 +232,15 @@ fn print_image_plan(
         p.level,
         p.threads
     )?;
+    if let Some(r) = &p.rescue {
+        writeln!(
+            out,
+            "  rescue: read errors are recorded as missing; {} retry pass{} over bad sectors, {} s read timeout",
+            r.retries,
+            if r.retries == 1 { "" } else { "es" },
+            r.read_timeout_secs
+        )?;
+    }
     if let Some(why) = &p.split_reason {
         writeln!(
             out,

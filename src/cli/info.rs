@@ -36,6 +36,8 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
     };
     let chain_bytes: u64 = links.iter().map(|l| l.file_bytes).sum();
     let chain_error = chain.as_ref().err().map(|e| crate::error::with_causes(e));
+    let missing = crate::image::missing_ranges(r.records());
+    let missing_bytes: u64 = missing.iter().map(|m| m.len_bytes).sum();
     if json {
         return print_json(&serde_json::json!({
             "path": file,
@@ -60,6 +62,8 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
             "volume_size": h.volume_size,
             "files": r.files(),
             "root_hash": hex(&f.root_hash),
+            "missing_bytes": missing_bytes,
+            "missing": missing,
             "meta": meta,
         }));
     }
@@ -173,6 +177,34 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
     }
     for w in &meta.warnings {
         writeln!(o, "warning: {w}")?;
+    }
+    if !missing.is_empty() {
+        writeln!(o)?;
+        writeln!(
+            o,
+            "MISSING: {} in {} ranges could not be read when the image was taken; a restore writes zeros there",
+            human_bytes(missing_bytes),
+            missing.len()
+        )?;
+        writeln!(o, "{:>14} {:>14} {:>10}  WHERE", "START", "END", "SIZE")?;
+        for m in &missing {
+            let at = meta
+                .regions
+                .iter()
+                .find(|g| g.contains(m.start_bytes))
+                .map(|g| match g.partition {
+                    Some(n) => format!("partition {n}"),
+                    None => g.what.to_string(),
+                })
+                .unwrap_or_default();
+            writeln!(
+                o,
+                "{:>14} {:>14} {:>10}  {at}",
+                m.start_bytes,
+                m.end_bytes(),
+                human_bytes(m.len_bytes)
+            )?;
+        }
     }
     Ok(())
 }

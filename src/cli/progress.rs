@@ -41,6 +41,7 @@ fn phase_name(p: Phase) -> &'static str {
         Phase::Partition => "writing partition table",
         Phase::Grow => "growing the last filesystem",
         Phase::Shrink => "shrinking filesystems on their overlays",
+        Phase::Rescue => "rescuing",
     }
 }
 
@@ -76,6 +77,17 @@ pub fn line(phase: Phase, done: u64, total: Option<u64>, elapsed: Duration) -> S
     s
 }
 
+/// The rescue's numbers after a progress line: "pass 3 (trim): rescued 1.2 GiB, missing
+/// 64 KiB, untried 0 B".
+pub fn rescue_words(pass: u32, name: &str, rescued: u64, missing: u64, untried: u64) -> String {
+    format!(
+        "pass {pass} ({name}): rescued {}, missing {}, untried {}",
+        human_bytes(rescued),
+        human_bytes(missing),
+        human_bytes(untried)
+    )
+}
+
 /// Consumes events until the channel closes.
 pub fn render(rx: Receiver<Event>, mode: Mode) {
     let mut phase = Phase::Scan;
@@ -83,6 +95,7 @@ pub fn render(rx: Receiver<Event>, mode: Mode) {
     let mut start = Instant::now();
     let mut last_log = Instant::now();
     let mut drawn = false;
+    let mut rescue: Option<String> = None;
     let mut err = std::io::stderr();
     let mut out = std::io::stdout();
     for e in rx.iter() {
@@ -114,7 +127,10 @@ pub fn render(rx: Receiver<Event>, mode: Mode) {
                 phase: p,
                 done_bytes,
             } => {
-                let l = line(p, done_bytes, total.filter(|_| p == phase), start.elapsed());
+                let mut l = line(p, done_bytes, total.filter(|_| p == phase), start.elapsed());
+                if let Some(r) = &rescue {
+                    l = format!("{l} | {r}");
+                }
                 if mode == Mode::Tty {
                     let _ = write!(err, "\r\x1b[K{l}");
                     let _ = err.flush();
@@ -123,6 +139,21 @@ pub fn render(rx: Receiver<Event>, mode: Mode) {
                     let _ = writeln!(err, "{l}");
                     last_log = Instant::now();
                 }
+            }
+            Event::Rescue {
+                pass,
+                name,
+                rescued_bytes,
+                missing_bytes,
+                untried_bytes,
+            } => {
+                rescue = Some(rescue_words(
+                    pass,
+                    &name,
+                    rescued_bytes,
+                    missing_bytes,
+                    untried_bytes,
+                ));
             }
             Event::Warning { message } => {
                 if drawn {

@@ -50,8 +50,13 @@ pub fn restore(a: &RestoreArgs) -> anyhow::Result<super::Exit> {
         Restore
     );
     if !a.json {
+        let what = if s.missing.is_empty() {
+            "restored"
+        } else {
+            "restored WITH MISSING DATA"
+        };
         println!(
-            "restored {} onto {}: {} written, {} verified by reading back ({}), {:.1} s, {}/s; partitions: {}",
+            "{what} {} onto {}: {} written, {} verified by reading back ({}), {:.1} s, {}/s; partitions: {}",
             a.file.display(),
             s.target.display(),
             human_bytes(s.written_bytes),
@@ -63,6 +68,12 @@ pub fn restore(a: &RestoreArgs) -> anyhow::Result<super::Exit> {
         );
         if let Some(g) = &s.grown {
             println!("{}", grown_line(g));
+        }
+        if !s.missing.is_empty() {
+            println!(
+                "warning: {}",
+                crate::jobs::restore::missing_warning(&s.missing, "were written as zeros")
+            );
         }
     }
     if a.boot_test {

@@ -88,6 +88,14 @@ pub fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
             human_bytes(s.file_bytes),
             s.root_hash
         );
+        if !s.missing.is_empty() {
+            println!(
+                "  the image records {} of the source in {} ranges as missing (unreadable when it was taken): `lifeboat info {}` lists them",
+                human_bytes(s.missing_bytes),
+                s.missing.len(),
+                s.path.display()
+            );
+        }
     }
     Ok(())
 }

@@ -392,12 +392,12 @@ impl Chain {
         let mut by_frame: HashMap<(usize, u64), usize> = HashMap::new();
         for i in items {
             let l = self.locate(i)?;
-            if l.record.codec == Codec::Zero {
+            if l.record.codec.reads_as_zero() {
                 if let Some(last) = out.last_mut() {
                     if last
                         .parts
                         .first()
-                        .is_some_and(|p| p.1.record.codec == Codec::Zero)
+                        .is_some_and(|p| p.1.record.codec.reads_as_zero())
                     {
                         last.parts.push((i, l));
                         continue;
@@ -510,7 +510,7 @@ impl Chain {
             return Ok(());
         };
         let m = self.member(fr.member)?;
-        if l.record.codec == Codec::Zero {
+        if l.record.codec.reads_as_zero() {
             let longest = fr.parts.iter().map(|(_, l)| l.record.raw_len).max();
             frame.resize(base, 0);
             frame.resize(base + longest.unwrap_or(0) as usize, 0);
@@ -548,7 +548,7 @@ impl Chain {
             .get(k)
             .ok_or_else(|| broken(self.leaf().path(), format!("frame read has no part {k}")))?;
         let m = self.member(fr.member)?;
-        if l.record.codec == Codec::Zero {
+        if l.record.codec.reads_as_zero() {
             let bytes = frame.get(..l.record.raw_len as usize).unwrap_or_default();
             let mut r = l.record;
             r.frame_offset = 0;

@@ -75,7 +75,7 @@ impl BlockDev for ImageDev<'_> {
             let zero = fr
                 .parts
                 .first()
-                .is_some_and(|p| p.1.record.codec == super::Codec::Zero);
+                .is_some_and(|p| p.1.record.codec.reads_as_zero());
             if zero || !matches!(&*cache, Some((k, _)) if *k == key) {
                 let mut frame = cache.take().map(|c| c.1).unwrap_or_default();
                 let mut stored = Vec::new();

@@ -21,6 +21,12 @@ pub const VERSION_MINOR: u16 = 1;
 /// Minor version of a split image (1.2 added volumes): a reader of 1.1 would find no footer
 /// in the first volume, so such an image says it needs 1.2. Single-file images stay 1.1.
 pub const VERSION_MINOR_VOLUMES: u16 = 2;
+/// Minor version of an image that may record missing ranges (1.3 added codec 5, written by
+/// `image --rescue`): a reader of 1.2 refuses codec 5 as unknown, so it never restores such
+/// an image as if it were whole. Other images keep the lower minor.
+pub const VERSION_MINOR_MISSING: u16 = 3;
+/// The hash field of a [`Codec::Missing`] record: all zero (no content hashes to it).
+pub const MISSING_HASH: [u8; 32] = [0; 32];
 /// Header flag: the image is split into volumes of `volume_size` bytes (`volumes.rs`).
 pub const FLAG_VOLUMES: u32 = 1;
 /// Header size in bytes; chunk data starts right after it.
@@ -45,6 +51,9 @@ pub enum Codec {
     Zero = 3,
     /// Stored in an ancestor image, found by hash (incremental and differential images).
     Parent = 4,
+    /// Not in the image: the source could not be read there (`image --rescue`, 1.3). It reads
+    /// as zeros, and restore names it; its hash field is [`MISSING_HASH`].
+    Missing = 5,
 }
 
 impl Codec {
@@ -54,6 +63,7 @@ impl Codec {
             2 => Codec::Raw,
             3 => Codec::Zero,
             4 => Codec::Parent,
+            5 => Codec::Missing,
             _ => return None,
         })
     }
@@ -61,6 +71,12 @@ impl Codec {
     /// True when the chunk's bytes live in this file.
     pub fn stored_here(self) -> bool {
         matches!(self, Codec::Zstd | Codec::Raw)
+    }
+
+    /// True when a reader gets zeros for the record without reading anything: an all-zero
+    /// range, or one the source could not give ([`Codec::Missing`]).
+    pub fn reads_as_zero(self) -> bool {
+        matches!(self, Codec::Zero | Codec::Missing)
     }
 }
 
@@ -247,6 +263,16 @@ pub struct Record {
 }
 
 impl Record {
+    /// The blake3 of the bytes a reader gets for this record: its hash, or for a missing
+    /// range (whose hash field is [`MISSING_HASH`]) that of the zeros it reads as.
+    pub fn content_hash(&self) -> [u8; 32] {
+        if self.codec == Codec::Missing {
+            *blake3::hash(&vec![0u8; self.raw_len as usize]).as_bytes()
+        } else {
+            self.hash
+        }
+    }
+
     /// Encodes to exactly [`RECORD_LEN`] bytes.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let mut b = [0u8; RECORD_LEN];

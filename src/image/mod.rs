@@ -158,6 +158,38 @@ pub use reader::{ImageReader, VerifyReport};
 pub use volumes::{image_bytes, image_files, remove_image, VolumeFile, VolumeLimit};
 pub use writer::{hex, partial_path, EncodedChunk, ImageWriter, WriteSummary};
 
+/// A range of the source disk an image records as missing ([`Codec::Missing`]: `image
+/// --rescue` could not read it). Bytes of the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MissingRange {
+    /// First byte.
+    pub start_bytes: u64,
+    /// Length in bytes.
+    pub len_bytes: u64,
+}
+
+impl MissingRange {
+    /// One past the last byte.
+    pub fn end_bytes(&self) -> u64 {
+        self.start_bytes + self.len_bytes
+    }
+}
+
+/// The missing ranges of an index (records in disk order), adjacent records joined.
+pub fn missing_ranges(records: &[Record]) -> Vec<MissingRange> {
+    let mut out: Vec<MissingRange> = Vec::new();
+    for r in records.iter().filter(|r| r.codec == Codec::Missing) {
+        match out.last_mut() {
+            Some(m) if m.end_bytes() == r.disk_offset => m.len_bytes += u64::from(r.raw_len),
+            _ => out.push(MissingRange {
+                start_bytes: r.disk_offset,
+                len_bytes: u64::from(r.raw_len),
+            }),
+        }
+    }
+    out
+}
+
 /// What can be wrong with an image file. Offsets are file offsets unless named otherwise.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {

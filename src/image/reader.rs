@@ -195,6 +195,14 @@ impl ImageReader {
                 Some("zero or parent chunk with stored bytes".into())
             } else if r.codec == Codec::Parent && header.is_full() {
                 Some("a full image refers to a parent".into())
+            } else if r.codec == Codec::Missing && header.minor < format::VERSION_MINOR_MISSING {
+                Some(format!(
+                    "a missing range in a format 1.{} image (missing ranges came in 1.{})",
+                    header.minor,
+                    format::VERSION_MINOR_MISSING
+                ))
+            } else if r.codec == Codec::Missing && r.hash != format::MISSING_HASH {
+                Some("a missing range with a content hash".into())
             } else if header.block_size > 0
                 && r.disk_offset / u64::from(header.block_size)
                     != (r.disk_offset + u64::from(r.raw_len) - 1) / u64::from(header.block_size)
@@ -311,7 +319,7 @@ impl ImageReader {
     pub fn read_frame(&self, r: &Record, stored: &mut Vec<u8>) -> Result<()> {
         stored.clear();
         match r.codec {
-            Codec::Zero => Ok(()),
+            Codec::Zero | Codec::Missing => Ok(()),
             Codec::Parent => Err(Error::Unsupported(format!(
                 "disk bytes {}..{} of {} are held by an ancestor image; open the image as a chain",
                 r.disk_offset,
@@ -379,7 +387,7 @@ impl ImageReader {
         base: usize,
     ) -> Result<()> {
         match r.codec {
-            Codec::Zero => {
+            Codec::Zero | Codec::Missing => {
                 frame.resize(base, 0);
                 frame.resize(base + r.raw_len as usize, 0);
             }
@@ -444,7 +452,8 @@ impl ImageReader {
                 ),
             )
         })?;
-        if *blake3::hash(bytes).as_bytes() != r.hash {
+        // a missing range has no content to check: its reader gets zeros
+        if r.codec != Codec::Missing && *blake3::hash(bytes).as_bytes() != r.hash {
             return Err(self.corrupt(index, r, "content does not match its blake3 hash".into()));
         }
         Ok(bytes)
@@ -471,7 +480,7 @@ impl ImageReader {
                 )));
             }
             let key = (r.file_offset, r.codec);
-            if r.codec == Codec::Zero || current != Some(key) {
+            if r.codec.reads_as_zero() || current != Some(key) {
                 self.read_frame(r, &mut stored)?;
                 self.decode_frame(i as u64, r, &stored, &mut frame)?;
                 current = r.codec.stored_here().then_some(key);

@@ -75,6 +75,9 @@ pub struct ImageWriter {
     records: Vec<Record>,
     /// Where each stored hash lives: (file offset, stored length, codec, frame offset).
     stored: HashMap<[u8; 32], (u64, u32, Codec, u32)>,
+    /// Chunks may arrive in any disk order (a rescue fills in ranges it skipped); the
+    /// records are sorted, and checked not to overlap, when the image is sealed.
+    unordered: bool,
 }
 
 /// `NAME.partial` beside `path`: where a file is written before it is renamed into place.
@@ -101,11 +104,19 @@ impl ImageWriter {
             header,
             records: Vec::new(),
             stored: HashMap::new(),
+            unordered: false,
         };
         let h = w.header.encode();
         w.write(&h)?;
         debug_assert_eq!(w.out.pos(), HEADER_LEN as u64);
         Ok(w)
+    }
+
+    /// Lets chunks arrive in any disk order (they must still not overlap): the records are
+    /// sorted when the image is sealed. For `image --rescue`, which comes back for the
+    /// ranges a first pass skipped.
+    pub fn allow_any_order(&mut self) {
+        self.unordered = true;
     }
 
     fn write(&mut self, data: &[u8]) -> Result<()> {
@@ -126,11 +137,24 @@ impl ImageWriter {
             },
         };
         let bs = u64::from(self.header.block_size);
-        let mut end = self
-            .records
-            .last()
-            .map_or(0, |l| l.disk_offset + u64::from(l.raw_len));
+        let mut end = match (self.unordered, self.records.last()) {
+            (false, Some(l)) => l.disk_offset + u64::from(l.raw_len),
+            _ => 0,
+        };
         for r in &c.records {
+            if r.codec == Codec::Missing
+                && (self.header.minor < format::VERSION_MINOR_MISSING
+                    || r.hash != format::MISSING_HASH)
+            {
+                return Err(invalid(
+                    self.out.pos(),
+                    format!(
+                        "missing range at {} needs format 1.{} and no hash",
+                        r.disk_offset,
+                        format::VERSION_MINOR_MISSING
+                    ),
+                ));
+            }
             if r.raw_len == 0 || r.raw_len > format::MAX_CHUNK_RAW {
                 return Err(invalid(self.out.pos(), format!("raw length {}", r.raw_len)));
             }
@@ -211,6 +235,23 @@ impl ImageWriter {
     /// the writer accepts any serializable value so that tests can forge images with
     /// metadata of older (or hostile) shapes, which readers must cope with.
     pub fn finish<M: serde::Serialize>(mut self, meta: &M) -> Result<WriteSummary> {
+        if self.unordered {
+            self.records.sort_by_key(|r| r.disk_offset);
+            let mut end = 0u64;
+            for r in &self.records {
+                if r.disk_offset < end {
+                    return Err(Error::Image {
+                        path: partial_path(&self.path),
+                        source: super::FormatError::Invalid {
+                            what: "chunk",
+                            offset: self.out.pos(),
+                            reason: format!("disk offset {} overlaps another chunk", r.disk_offset),
+                        },
+                    });
+                }
+                end = r.disk_offset + u64::from(r.raw_len);
+            }
+        }
         let meta_offset = self.out.pos();
         let json = serde_json::to_vec(meta).map_err(|e| {
             Error::io(

@@ -217,7 +217,7 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
             "the target keeps the source's disk ID and its partition and filesystem IDs, so it boots like the source; do not leave both disks attached to one computer (--new-disk-id changes only the disk ID; partition and filesystem IDs stay the same)".into(),
         );
     }
-    let (regions, extents) = survey(&src, usable, None, &mut warnings)?;
+    let (regions, extents) = survey(&src, usable, None, false, &mut warnings)?;
 
     // Head: the first MiB, read whole and written last. Tail: the source's backup GPT,
     // copied as it is unless the table is rewritten (then rebuilt at the target's end).

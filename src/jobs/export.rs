@@ -18,7 +18,7 @@ use crate::access::ImageSource;
 use crate::blockdev::BlockDev;
 use crate::error::{Error, Result};
 use crate::event::{CancelToken, Phase, Reporter};
-use crate::image::{Chain, Codec, FrameRead};
+use crate::image::{Chain, FrameRead};
 use crate::pipeline::{self, Shape};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -188,7 +188,7 @@ pub fn run(plan: &ExportPlan, reporter: &Reporter, cancel: &CancelToken) -> Resu
     let mut data_bytes = 0u64;
     for i in 0..chain.leaf().records().len() {
         let l = chain.locate(i)?;
-        if l.record.codec != Codec::Zero {
+        if !l.record.codec.reads_as_zero() {
             data_bytes += u64::from(l.record.raw_len);
         }
     }
@@ -260,7 +260,7 @@ fn write_raw(
     let records = chain.leaf().records();
     let mut items = Vec::new();
     for i in 0..records.len() {
-        if chain.locate(i)?.record.codec != Codec::Zero {
+        if !chain.locate(i)?.record.codec.reads_as_zero() {
             items.push(i);
         }
     }
@@ -339,7 +339,7 @@ fn verify_raw(
                 len: buf.len(),
                 source,
             })?;
-        if *blake3::hash(&buf).as_bytes() != r.hash {
+        if *blake3::hash(&buf).as_bytes() != r.content_hash() {
             return Err(Error::VerifyMismatch {
                 path: path.to_path_buf(),
                 offset: r.disk_offset,

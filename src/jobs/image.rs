@@ -32,6 +32,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+mod rescue;
+pub use rescue::{AreaState, RescueMap, RescueOptions, RescueReport};
+
 /// Default raw chunk size: 4 MiB, aligned to the disk. A chunk is compressed as one frame.
 pub const DEFAULT_CHUNK: u32 = 4 << 20;
 /// Default block size: records (the unit chains match unchanged data in) never cross a
@@ -66,6 +69,9 @@ pub struct ImageSpec {
     /// Split the image into volumes of this many bytes. `None`: only where the output's
     /// filesystem needs it (FAT, see [`crate::image::volumes::volume_limit`]).
     pub volume_size: Option<u64>,
+    /// Image a failing disk: survive read errors and record what cannot be read as missing
+    /// (`--rescue`, see [`rescue`](mod@rescue)). `None`: a read error fails the job.
+    pub rescue: Option<RescueOptions>,
 }
 
 impl ImageSpec {
@@ -84,6 +90,7 @@ impl ImageSpec {
             file_sector_size: super::DEFAULT_FILE_SECTOR_SIZE,
             parent: None,
             volume_size: None,
+            rescue: None,
         }
     }
 }
@@ -189,6 +196,8 @@ pub struct ImagePlan {
     pub volume_size: u64,
     /// Why the image is split, when it is.
     pub split_reason: Option<String>,
+    /// How a rescue reads (`--rescue`), or `None` for a normal image.
+    pub rescue: Option<RescueOptions>,
     #[serde(skip)]
     chain: Option<Arc<Chain>>,
     #[serde(skip)]
@@ -234,6 +243,15 @@ pub struct ImageSummary {
     /// `seconds`.
     #[serde(default)]
     pub verify_seconds: f64,
+    /// Source bytes that could not be read and are recorded as missing (`--rescue`).
+    #[serde(default)]
+    pub missing_bytes: u64,
+    /// Those bytes' ranges, in disk order.
+    #[serde(default)]
+    pub missing: Vec<crate::image::MissingRange>,
+    /// What the rescue did, for `--rescue`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescue: Option<RescueReport>,
 }
 
 /// Builds the plan: reads the table and every filesystem map. Reads the source only.
@@ -267,13 +285,33 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
     }
     crate::image::volumes::refuse_existing(&spec.output)?;
     safety::check_image_source(paths, &spec.source, &spec.output)?;
-    let dev = FileDev::open_with_sector_size(&spec.source, OpenMode::Read, spec.file_sector_size)?;
-    let report = inspect::inspect_path(paths, &spec.source, spec.file_sector_size).ok();
-    let table = partition::read_table(&dev)?;
+    let file = FileDev::open_with_sector_size(&spec.source, OpenMode::Read, spec.file_sector_size)?;
+    let mut warnings = Vec::new();
+    // A rescue plans through reads with a timeout, reads the table leniently (a sector it
+    // cannot read reads as zeros, which no table's checksum accepts) and copies a
+    // filesystem whose maps it cannot read whole.
+    let (dev, report, table): (Box<dyn BlockDev>, _, _) = match &spec.rescue {
+        None => {
+            let report = inspect::inspect_path(paths, &spec.source, spec.file_sector_size).ok();
+            let table = partition::read_table(&file)?;
+            (Box::new(file), report, table)
+        }
+        Some(o) => {
+            drop(file);
+            let (source, _) = rescue::open_source(&spec.source, spec.file_sector_size)?;
+            let timed = crate::blockdev::timed::TimedReader::new(
+                source,
+                std::time::Duration::from_secs_f64(o.read_timeout_secs.clamp(0.05, 86_400.0)),
+            );
+            let report = rescue::inspect_in_time(paths, spec, o);
+            let table = rescue::lenient_table(&timed, &mut warnings);
+            (Box::new(timed), report, table)
+        }
+    };
+    let dev = &*dev;
     let size = dev.len();
     let ss = dev.geometry().logical_sector_size;
-    refuse_empty_or_truncated(&dev, &spec.source, size, ss, table.as_ref())?;
-    let mut warnings = Vec::new();
+    refuse_empty_or_truncated(dev, &spec.source, size, ss, table.as_ref())?;
     let (mut chunk_size, mut block_size) = (spec.chunk_size, spec.block_size);
     let mut parent_plan = None;
     let mut chain = None;
@@ -361,7 +399,13 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         }
     }
 
-    let (regions, extents) = survey(&dev, usable, spec.partitions.as_deref(), &mut warnings)?;
+    let (regions, extents) = survey(
+        dev,
+        usable,
+        spec.partitions.as_deref(),
+        spec.rescue.is_some(),
+        &mut warnings,
+    )?;
     let chunk_list = chunk(&extents, u64::from(chunk_size));
     let copy_bytes = chunk_list.iter().map(|c| u64::from(c.1)).sum();
     let (volume_size, split_reason) = volume_plan(
@@ -378,7 +422,10 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
     }
     let raw_table = table
         .as_ref()
-        .map(|t| raw_table_bytes(&dev, t))
+        .map(|t| match &spec.rescue {
+            None => raw_table_bytes(dev, t),
+            Some(_) => raw_table_bytes(&rescue::Lenient::new(dev), t),
+        })
         .transpose()?
         .unwrap_or_default();
     Ok(ImagePlan {
@@ -408,6 +455,7 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         parent: parent_plan,
         volume_size,
         split_reason,
+        rescue: spec.rescue,
         chain,
         chunk_list,
         report,
@@ -551,6 +599,9 @@ fn raw_table_bytes(dev: &dyn BlockDev, t: &PartitionTable) -> Result<Vec<u8>> {
 /// re-reads and checks it; an image that fails the check, or whose check is cancelled, is
 /// deleted.
 pub fn run(plan: &ImagePlan, reporter: &Reporter, cancel: &CancelToken) -> Result<ImageSummary> {
+    if let Some(opts) = &plan.rescue {
+        return rescue::run(plan, opts, reporter, cancel);
+    }
     let dev = FileDev::open_with_sector_size(&plan.source, OpenMode::Read, plan.file_sector_size)?;
     // Chunks are read through an O_DIRECT handle where the source allows one: no page-cache
     // copy (a tenth of imaging's CPU on this VM), several reads in flight.
@@ -736,6 +787,9 @@ pub fn run_on(
         seconds: started.elapsed().as_secs_f64(),
         write_seconds: (check_started - started).as_secs_f64(),
         verify_seconds: check_started.elapsed().as_secs_f64(),
+        missing_bytes: 0,
+        missing: Vec::new(),
+        rescue: None,
     })
 }
 
@@ -828,6 +882,7 @@ pub(crate) fn example_plan() -> ImagePlan {
         chain_name: "sda-Samsung-SSD-860-20261122".into(),
         volume_size: 0,
         split_reason: None,
+        rescue: None,
         chain: None,
         chunk_list: Vec::new(),
         report: None,

@@ -135,7 +135,7 @@ fn encode_chunk(level: i32, recs: &[Record], bytes: &[&[u8]]) -> Result<EncodedC
     for (r, b) in recs.iter().zip(bytes) {
         let mut r = *r;
         (r.file_offset, r.stored_len, r.frame_offset) = (0, 0, 0);
-        if r.codec != Codec::Zero {
+        if !r.codec.reads_as_zero() {
             r.frame_offset = frame.len() as u32;
             r.codec = Codec::Zstd;
             frame.extend_from_slice(b);
@@ -177,7 +177,12 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     let lh = leaf.header().clone();
     let image_id = *uuid::Uuid::new_v4().as_bytes();
     let header = Header {
-        minor: format::VERSION_MINOR,
+        // missing ranges (a rescued disk) stay missing, and need the format that has them
+        minor: if leaf.records().iter().any(|r| r.codec == Codec::Missing) {
+            format::VERSION_MINOR_MISSING
+        } else {
+            format::VERSION_MINOR
+        },
         flags: 0,
         image_id,
         parent_id: [0; 16],

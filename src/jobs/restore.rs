@@ -23,7 +23,7 @@ use crate::discovery::SystemPaths;
 use crate::error::{Error, Result};
 use crate::event::{CancelToken, Phase, Reporter};
 use crate::image::CopyMethod;
-use crate::image::{hex, Chain, ChainLink, Codec, FrameRead, ImageDev};
+use crate::image::{hex, Chain, ChainLink, FrameRead, ImageDev};
 use crate::partition::edit;
 use crate::partition::{self, PartitionTable};
 use crate::pipeline::{self, Shape};
@@ -96,6 +96,8 @@ pub struct RestorePlan {
     pub write_bytes: u64,
     /// Things the user should know.
     pub warnings: Vec<String>,
+    /// Source ranges the image records as missing (a rescued disk): written as zeros.
+    pub missing: Vec<crate::image::MissingRange>,
     #[serde(skip)]
     writes: Vec<Write>,
     #[serde(skip)]
@@ -146,6 +148,32 @@ pub struct RestoreSummary {
     /// Seconds the data's read-back took.
     #[serde(default)]
     pub verify_seconds: f64,
+    /// Bytes the image records as missing (a rescued disk), written as zeros: the restore
+    /// is complete as far as the image goes, but the disk has holes there.
+    #[serde(default)]
+    pub missing_bytes: u64,
+    /// Those ranges, in the source disk's bytes (the target's too, unless `--fit` moved
+    /// partitions).
+    #[serde(default)]
+    pub missing: Vec<crate::image::MissingRange>,
+}
+
+/// The warning about an image's missing ranges: their total, and the first few.
+pub(crate) fn missing_warning(missing: &[crate::image::MissingRange], fate: &str) -> String {
+    let bytes: u64 = missing.iter().map(|m| m.len_bytes).sum();
+    let mut list: Vec<String> = missing
+        .iter()
+        .take(8)
+        .map(|m| format!("{}..{}", m.start_bytes, m.end_bytes()))
+        .collect();
+    if missing.len() > 8 {
+        list.push(format!("and {} more", missing.len() - 8));
+    }
+    format!(
+        "the image records {bytes} bytes in {} ranges as missing (unreadable when it was taken); they {fate}: bytes {}",
+        missing.len(),
+        list.join(", ")
+    )
 }
 
 /// Reads the image, checks the target, and builds the plan. Writes nothing.
@@ -185,6 +213,10 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
         .map(|w| format!("when imaged: {w}"))
         .collect();
 
+    let missing = crate::image::missing_ranges(reader.records());
+    if !missing.is_empty() {
+        warnings.push(missing_warning(&missing, "will be written as zeros"));
+    }
     let records = reader.records();
     let mut fit = None;
     let layout = match &table {
@@ -321,6 +353,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
         chunks: writes.len(),
         write_bytes,
         warnings,
+        missing,
         writes,
         threads: spec.threads,
         search: spec.search.clone(),
@@ -573,7 +606,7 @@ pub fn run_on(
                         edit::overlay(bytes, w.offset, &patches);
                         (copy, *blake3::hash(bytes).as_bytes())
                     } else if w.len == u64::from(records[w.record].raw_len) {
-                        (at, records[w.record].hash)
+                        (at, records[w.record].content_hash())
                     } else {
                         (at, *blake3::hash(bytes).as_bytes())
                     };
@@ -584,7 +617,7 @@ pub fn run_on(
                 let mut run: Option<(u64, usize, usize)> = None; // (disk offset, at, len)
                 let mut rest = Vec::new();
                 for &(w, at, _) in &out {
-                    if fresh && records[w.record].codec == Codec::Zero {
+                    if fresh && records[w.record].codec.reads_as_zero() {
                         continue;
                     }
                     match &mut run {
@@ -642,6 +675,8 @@ fn finish(
         seconds: started.elapsed().as_secs_f64(),
         write_seconds: written.write_seconds,
         verify_seconds: written.verify_seconds,
+        missing_bytes: plan.missing.iter().map(|m| m.len_bytes).sum(),
+        missing: plan.missing.clone(),
     })
 }
 
@@ -690,6 +725,7 @@ pub(crate) fn example_plan() -> RestorePlan {
         chunks: 14_600,
         write_bytes: 61_235_789_824,
         warnings: vec![],
+        missing: vec![],
         writes: Vec::new(),
         threads: 2,
         search: Vec::new(),

@@ -111,12 +111,28 @@ pub(crate) type Extent = (u64, u64, usize);
 /// is copied, and the byte extents `(start, len, region index)` to copy, in disk order.
 /// `usable` is a valid partition table (or `None`: the device as one filesystem or unknown);
 /// `selection` limits the partitions whose data is copied (the table areas always are).
+/// `lenient` (a rescue) copies a filesystem whose structures fail to read whole instead of
+/// failing.
 pub(crate) fn survey(
     dev: &dyn BlockDev,
     usable: Option<&PartitionTable>,
     selection: Option<&[u32]>,
+    lenient: bool,
     warnings: &mut Vec<String>,
 ) -> Result<(Vec<Region>, Vec<Extent>)> {
+    // `lenient` (a rescue): a filesystem whose structures cannot be read is copied whole
+    let map_filesystem = |dev: &dyn BlockDev| match fsmap::map_filesystem(dev) {
+        Err(e @ crate::Error::Read { .. }) if lenient => Ok(FsMap {
+            fs: fsmap::detect(dev).ok().flatten(),
+            used: Used::All {
+                reason: format!(
+                    "its filesystem could not be read ({}): every block is copied",
+                    crate::error::with_causes(&e)
+                ),
+            },
+        }),
+        other => other,
+    };
     let size = dev.len();
     let mut regions = Vec::new();
     let mut extents: Vec<(u64, u64, usize)> = Vec::new();
@@ -133,7 +149,7 @@ pub(crate) fn survey(
     match usable {
         None => {
             // No usable table: the device may hold a filesystem directly, or be unknown.
-            let map = fsmap::map_filesystem(dev)?;
+            let map = map_filesystem(dev)?;
             let (method, reason, ranges) = match &map.used {
                 Used::Ranges { ranges } => (CopyMethod::UsedBlocks, None, ranges.clone()),
                 Used::All { reason } => (CopyMethod::All, Some(reason.clone()), vec![(0, size)]),
@@ -181,7 +197,7 @@ pub(crate) fn survey(
                 let selected = selection.is_none_or(|s| s.contains(&p.number));
                 let slice = Slice::new(dev, start, end.saturating_sub(start));
                 let map = if selected {
-                    fsmap::map_filesystem(&slice)?
+                    map_filesystem(&slice)?
                 } else {
                     FsMap {
                         fs: fsmap::detect(&slice).ok().flatten(),
@@ -478,7 +494,7 @@ mod tests {
             diagnostics: Vec::new(),
         };
         let mut warnings = Vec::new();
-        let (regions, extents) = match survey(&dev, Some(&table), None, &mut warnings) {
+        let (regions, extents) = match survey(&dev, Some(&table), None, false, &mut warnings) {
             Ok(r) => r,
             Err(e) => panic!("survey: {e}"),
         };
@@ -530,7 +546,7 @@ mod tests {
             diagnostics: Vec::new(),
         };
         let mut warnings = Vec::new();
-        let (regions, extents) = match survey(&dev, Some(&table), None, &mut warnings) {
+        let (regions, extents) = match survey(&dev, Some(&table), None, false, &mut warnings) {
             Ok(r) => r,
             Err(e) => panic!("survey: {e}"),
         };

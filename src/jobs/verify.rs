@@ -27,6 +27,13 @@ pub struct VerifySummary {
     pub root_hash: String,
     /// The chain, the image first and its full image last.
     pub chain: Vec<ChainLink>,
+    /// Source bytes the image records as missing (a rescue could not read them): the image
+    /// is intact, but the disk it describes has holes there.
+    #[serde(default)]
+    pub missing_bytes: u64,
+    /// Those ranges, in disk order.
+    #[serde(default)]
+    pub missing: Vec<crate::image::MissingRange>,
 }
 
 /// Which records to re-read.
@@ -61,6 +68,7 @@ pub fn verify_chain(
     cancel: &CancelToken,
 ) -> Result<VerifySummary> {
     let leaf = chain.leaf();
+    let missing = crate::image::missing_ranges(leaf.records());
     let n = leaf.records().len();
     let mut items = Vec::with_capacity(n);
     for i in 0..n {
@@ -120,5 +128,7 @@ pub fn verify_chain(
         file_bytes: leaf.file_len(),
         root_hash: hex(&leaf.footer().root_hash),
         chain: chain.links().to_vec(),
+        missing_bytes: missing.iter().map(|m| m.len_bytes).sum(),
+        missing,
     })
 }

@@ -15,6 +15,12 @@ and off while the device is in use. Every key is optional:
 
     {
       "bad_read":     [[start, len], ...],  # a read overlapping any byte range -> EIO
+      "flaky_read":   [[start, len, n], ...],  # the first n reads overlapping the range
+                                            # fail with EIO, later ones succeed (n counts
+                                            # per range, over the life of the process)
+      "slow_read":    [[start, len, secs], ...],  # a read overlapping the range sleeps
+                                            # secs first (a hang: more than the reader's
+                                            # timeout), then is served normally
       "bad_write":    [[start, len], ...],  # a write overlapping any byte range -> EIO
       "enospc_after": N or null,            # a write reaching past byte N -> ENOSPC
       "drop_writes":  false                 # true: report writes as done but discard them;
@@ -28,7 +34,7 @@ printed once per bad version).
 
 Counters of injected faults are written to CONTROL + ".stats" (JSON, replaced atomically)
 after each injected fault, so a test can check that its fault was really hit:
-{"read_eio": n, "write_eio": n, "enospc": n, "dropped": n, "reads": n, "writes": n}
+{"read_eio": n, "write_eio": n, "enospc": n, "dropped": n, "reads": n, "writes": n, "slow": n}
 ("reads"/"writes" count requests served; they are current as of the last fault).
 
 Notes for loop devices on top:
@@ -48,6 +54,7 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 
 from fusepy import FUSE, FuseOSError, Operations
 
@@ -113,8 +120,10 @@ class FaultFS(Operations):
         self.control = Control(control)
         self.stats_path = control + ".stats"
         self.stats = {"read_eio": 0, "write_eio": 0, "enospc": 0, "dropped": 0,
-                      "reads": 0, "writes": 0}
+                      "reads": 0, "writes": 0, "slow": 0}
         self.stats_lock = threading.Lock()
+        # failures left per flaky range, keyed by (start, len)
+        self.flaky_used = {}
 
     # --- bookkeeping -------------------------------------------------------------------------
 
@@ -193,9 +202,24 @@ class FaultFS(Operations):
 
     def read(self, path, size, offset, fh):
         ctl = self.control.get()
+        for rng in ctl.get("slow_read") or ():
+            if overlaps([rng[:2]], offset, size):
+                self._count("slow", fault=True)
+                time.sleep(float(rng[2]))
         if overlaps(ctl.get("bad_read"), offset, size):
             self._count("read_eio")
             raise FuseOSError(errno.EIO)
+        for rng in ctl.get("flaky_read") or ():
+            if overlaps([rng[:2]], offset, size):
+                key = (int(rng[0]), int(rng[1]))
+                with self.stats_lock:
+                    used = self.flaky_used.get(key, 0)
+                    fail = used < int(rng[2])
+                    if fail:
+                        self.flaky_used[key] = used + 1
+                if fail:
+                    self._count("read_eio")
+                    raise FuseOSError(errno.EIO)
         self._count("reads", fault=False)
         return os.pread(self.fd, size, offset)
 

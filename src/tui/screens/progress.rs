@@ -38,6 +38,9 @@ pub struct Running {
     pub warnings: Vec<String>,
     /// Cancel was asked for and is being carried out.
     pub cancelling: bool,
+    /// Where a rescue (`--rescue`) stands: pass, its name, rescued, missing and untried
+    /// bytes.
+    pub rescue: Option<(u32, String, u64, u64, u64)>,
 }
 
 /// The kinds of job the menu runs.
@@ -83,6 +86,7 @@ pub(crate) fn start(model: &mut Model, kind: JobKind, title: String, target: Opt
         phase_started: now,
         warnings: Vec::new(),
         cancelling: false,
+        rescue: None,
     });
 }
 
@@ -106,6 +110,13 @@ pub(crate) fn event(model: &mut Model, e: Event) {
                 run.done = done_bytes;
             }
         }
+        Event::Rescue {
+            pass,
+            name,
+            rescued_bytes,
+            missing_bytes,
+            untried_bytes,
+        } => run.rescue = Some((pass, name, rescued_bytes, missing_bytes, untried_bytes)),
         Event::Warning { message } => run.warnings.push(message),
         Event::Finished { .. } => {} // handled by `update`: it ends the progress screen
     }
@@ -139,6 +150,7 @@ fn phase_words(p: Option<Phase>) -> &'static str {
         Some(Phase::Partition) => "writing the partition table",
         Some(Phase::Grow) => "growing the last partition's filesystem",
         Some(Phase::Shrink) => "shrinking filesystems on copies (the source is not written)",
+        Some(Phase::Rescue) => "coming back for what could not be read",
     }
 }
 
@@ -164,7 +176,7 @@ pub(crate) fn draw(model: &Model, r: &Running, f: &mut Frame, area: Rect) {
     let [head, gauge, facts, warns] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Length(3),
-        Constraint::Length(4),
+        Constraint::Length(if r.rescue.is_some() { 5 } else { 4 }),
         Constraint::Min(1),
     ])
     .areas(area);
@@ -193,6 +205,21 @@ pub(crate) fn draw(model: &Model, r: &Running, f: &mut Frame, area: Rect) {
         )),
         Line::raw(format!(" elapsed   {}", clock(elapsed))),
     ];
+    if let Some((pass, name, rescued, missing, untried)) = &r.rescue {
+        lines.push(Line::styled(
+            format!(
+                " rescued   {}   missing {}   untried {}   pass {pass}: {name}",
+                human_bytes(*rescued),
+                human_bytes(*missing),
+                human_bytes(*untried)
+            ),
+            if *missing > 0 {
+                Style::default().fg(Color::Yellow)
+            } else {
+                Style::default()
+            },
+        ));
+    }
     if r.cancelling {
         lines.push(Line::styled(
             " Cancelling: finishing the current piece and cleaning up...",
