@@ -7,9 +7,16 @@
 //! the timeout fails with `ErrorKind::TimedOut`, and its thread is given up: a thread blocked
 //! in `pread` cannot be interrupted or joined, so it is left to finish (or not) on its own,
 //! holding its buffer, and its late answer is dropped. This is the one place Lifeboat leaves
-//! threads unjoined (STYLE §5 asks for every thread to be joined); the number given up is
-//! bounded by [`MAX_LOST`], after which every read fails at once, so a dead disk ends the
-//! job instead of piling up threads.
+//! threads unjoined (STYLE §5 asks for every thread to be joined).
+//!
+//! A disk works on one command at a time when it hangs (so does a loop device), so the reads
+//! queued behind a hung one are not blamed for its time:
+//! - while a given-up read is still blocked ("the disk is stalled"), no new read is sent;
+//! - a read that was already sent keeps waiting, and its clock starts again when the stall
+//!   ends;
+//! - a stall longer than [`STALL_FACTOR`] timeouts means the disk stopped answering: every
+//!   read from then on fails at once, so a dead disk ends the job instead of piling up
+//!   threads (at most [`MAX_LOST`] are ever given up).
 //!
 //! Helper threads that are not stuck end when the reader is dropped (their request channel
 //! closes).
@@ -18,15 +25,18 @@ use super::BlockDev;
 use crate::error::{Error, Result};
 use crate::event::CancelToken;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Reads given up (threads left blocked) before the reader refuses every further read.
 pub const MAX_LOST: u32 = 8;
+/// A stall (a given-up read still blocked) this many timeouts long means the disk stopped
+/// answering.
+pub const STALL_FACTOR: u32 = 10;
 
 /// How often a waiting caller looks at its cancel token.
-const SLICE: Duration = Duration::from_millis(50);
+const SLICE: Duration = Duration::from_millis(20);
 
 /// A read handed to a helper: the buffer, the byte range of it to fill, the disk offset.
 type Request = (Vec<u8>, std::ops::Range<usize>, u64);
@@ -39,12 +49,25 @@ struct Helper {
     rx: Receiver<Answer>,
 }
 
+/// What the helpers and callers share.
+#[derive(Default)]
+struct Shared {
+    /// Given-up reads still blocked in the kernel.
+    blocked: AtomicU32,
+    /// Reads given up in all.
+    lost: AtomicU32,
+    /// When the current stall began (the first given-up read that is still blocked).
+    stalled_since: Mutex<Option<Instant>>,
+    /// The disk stopped answering: every read fails at once.
+    dead: AtomicBool,
+}
+
 /// Reads `dev` with a timeout per read. Cheap to share between threads (`&self`).
 pub struct TimedReader {
     dev: Arc<dyn BlockDev>,
     timeout: Duration,
     idle: Mutex<Vec<Helper>>,
-    lost: AtomicU32,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for TimedReader {
@@ -52,7 +75,7 @@ impl std::fmt::Debug for TimedReader {
         f.debug_struct("TimedReader")
             .field("dev", &self.dev.path())
             .field("timeout", &self.timeout)
-            .field("lost", &self.lost.load(Ordering::SeqCst))
+            .field("lost", &self.lost())
             .finish()
     }
 }
@@ -68,7 +91,7 @@ impl TimedReader {
             dev,
             timeout,
             idle: Mutex::new(Vec::new()),
-            lost: AtomicU32::new(0),
+            shared: Arc::new(Shared::default()),
         }
     }
 
@@ -79,7 +102,25 @@ impl TimedReader {
 
     /// Reads given up so far.
     pub fn lost(&self) -> u32 {
-        self.lost.load(Ordering::SeqCst)
+        self.shared.lost.load(Ordering::SeqCst)
+    }
+
+    /// True once the disk stopped answering (every read now fails at once).
+    pub fn is_dead(&self) -> bool {
+        self.shared.dead.load(Ordering::SeqCst)
+    }
+
+    fn stall_limit(&self) -> Duration {
+        self.timeout * STALL_FACTOR
+    }
+
+    /// How long the disk has been stalled, if it is.
+    fn stalled_for(&self) -> Option<Duration> {
+        if self.shared.blocked.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let since = self.shared.stalled_since.lock().ok().and_then(|s| *s)?;
+        Some(since.elapsed())
     }
 
     fn helper(&self) -> Result<Helper> {
@@ -89,6 +130,7 @@ impl TimedReader {
         let (tx, req_rx) = bounded::<Request>(1);
         let (ans_tx, rx) = bounded::<Answer>(1);
         let dev = Arc::clone(&self.dev);
+        let shared = Arc::clone(&self.shared);
         std::thread::Builder::new()
             .name("lifeboat-read".into())
             .spawn(move || {
@@ -98,7 +140,13 @@ impl TimedReader {
                         None => Err(Error::Unsupported("read range outside its buffer".into())),
                     };
                     if ans_tx.send((buf, r)).is_err() {
-                        break; // given up: nobody waits for this answer
+                        // given up: the disk answered after all, so this stall is over
+                        if shared.blocked.fetch_sub(1, Ordering::SeqCst) == 1 {
+                            if let Ok(mut s) = shared.stalled_since.lock() {
+                                *s = None;
+                            }
+                        }
+                        break;
                     }
                 }
             })
@@ -106,9 +154,30 @@ impl TimedReader {
         Ok(Helper { tx, rx })
     }
 
+    /// Gives up the read a helper is blocked in.
+    fn give_up(&self) {
+        self.shared.lost.fetch_add(1, Ordering::SeqCst);
+        if self.shared.blocked.fetch_add(1, Ordering::SeqCst) == 0 {
+            if let Ok(mut s) = self.shared.stalled_since.lock() {
+                *s = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Marks the disk dead when it has been stalled too long; true if it is dead.
+    fn check_dead(&self) -> bool {
+        if self.stalled_for().is_some_and(|d| d >= self.stall_limit())
+            || self.lost() >= MAX_LOST
+        {
+            self.shared.dead.store(true, Ordering::SeqCst);
+        }
+        self.is_dead()
+    }
+
     /// Reads `buf[range]` from disk byte `off`. Returns the buffer and the outcome: a read
-    /// error, `TimedOut` after the timeout, `Cancelled` when `cancel` fires first, or an
-    /// immediate `TimedOut` once [`MAX_LOST`] reads have been given up.
+    /// error, `TimedOut` after the timeout (not counting time spent stalled behind a read
+    /// given up earlier), `Cancelled` when `cancel` fires first, or an immediate `TimedOut`
+    /// once the disk has stopped answering.
     pub fn read(
         &self,
         buf: Vec<u8>,
@@ -117,22 +186,32 @@ impl TimedReader {
         cancel: &CancelToken,
     ) -> Timed {
         let len = range.len();
-        if self.lost() >= MAX_LOST {
-            let e = self.timed_out(off, len, "the disk stopped answering: too many reads hung");
+        let buf_len = buf.len();
+        // no new command while the disk is stalled
+        while self.stalled_for().is_some() {
+            if self.check_dead() {
+                break;
+            }
+            if cancel.is_cancelled() {
+                return (buf, Err(Error::Cancelled));
+            }
+            std::thread::sleep(SLICE);
+        }
+        if self.check_dead() {
+            let e = self.timed_out(off, len, "the disk stopped answering");
             return (buf, Err(e));
         }
         let helper = match self.helper() {
             Ok(h) => h,
             Err(e) => return (buf, Err(e)),
         };
-        let buf_len = buf.len();
         if helper.tx.send((buf, range, off)).is_err() {
             return (
                 vec![0; buf_len],
                 Err(Error::Unsupported("a reader thread ended".into())),
             );
         }
-        let started = Instant::now();
+        let mut started = Instant::now();
         loop {
             match helper.rx.recv_timeout(SLICE) {
                 Ok(answer) => {
@@ -150,11 +229,21 @@ impl TimedReader {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             if cancel.is_cancelled() {
-                self.lost.fetch_add(1, Ordering::SeqCst);
+                self.give_up();
                 return (vec![0; buf_len], Err(Error::Cancelled));
             }
+            if self.stalled_for().is_some() {
+                // queued behind a read given up earlier: not this read's time
+                if self.check_dead() {
+                    self.give_up();
+                    let e = self.timed_out(off, len, "the disk stopped answering");
+                    return (vec![0; buf_len], Err(e));
+                }
+                started = Instant::now();
+                continue;
+            }
             if started.elapsed() >= self.timeout {
-                self.lost.fetch_add(1, Ordering::SeqCst);
+                self.give_up();
                 let e = self.timed_out(
                     off,
                     len,
@@ -293,20 +382,32 @@ mod tests {
     }
 
     #[test]
-    fn after_too_many_hung_reads_every_read_fails_at_once() {
-        let r = TimedReader::new(slow(0, 2000), Duration::from_millis(20));
-        for _ in 0..MAX_LOST {
-            assert!(r.read(vec![0; 512], 0..512, 0, &CancelToken::new()).1.is_err());
-        }
+    fn reads_wait_out_a_stall_and_a_stall_too_long_kills_the_disk() {
+        // every read at or after 64 KiB takes 400 ms; the timeout is 100 ms
+        let r = Arc::new(TimedReader::new(slow(65536, 400), Duration::from_millis(100)));
+        assert!(r.read(vec![0; 512], 0..512, 65536, &CancelToken::new()).1.is_err());
+        // the next read waits for the hung one to come back, then is served in time
+        let t = Instant::now();
+        let (_, res) = r.read(vec![0; 512], 0..512, 0, &CancelToken::new());
+        res.unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(200), "{:?}", t.elapsed());
+        assert!(!r.is_dead());
+
+        // a read that never comes back: after STALL_FACTOR timeouts the disk is dead
+        let r = TimedReader::new(slow(0, 5000), Duration::from_millis(50));
+        assert!(r.read(vec![0; 512], 0..512, 0, &CancelToken::new()).1.is_err());
         let t = Instant::now();
         let e = r.read(vec![0; 512], 0..512, 0, &CancelToken::new()).1.unwrap_err();
-        assert!(t.elapsed() < Duration::from_millis(20));
-        assert!(e.to_string().contains("read error"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(r.is_dead());
         assert!(
             crate::error::with_causes(&e).contains("stopped answering"),
             "{}",
             crate::error::with_causes(&e)
         );
+        let t = Instant::now();
+        assert!(r.read(vec![0; 512], 0..512, 0, &CancelToken::new()).1.is_err());
+        assert!(t.elapsed() < Duration::from_millis(20));
     }
 
     #[test]

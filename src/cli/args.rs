@@ -461,6 +461,12 @@ pub struct ImageArgs {
     /// hangs cannot hang Lifeboat).
     #[arg(long, value_name = "SECS", default_value_t = image::RescueOptions::default().read_timeout_secs, value_parser = parse_secs, requires = "rescue")]
     pub read_timeout: f64,
+    /// With --rescue: go on with an earlier rescue into FILE instead of starting over. After
+    /// a crash or power loss it goes on from FILE.partial and its log FILE.rescue without
+    /// reading again what they hold; on a finished image it reads the missing ranges again
+    /// (a disk that has cooled down may give more) and replaces FILE.
+    #[arg(long, requires = "rescue")]
+    pub resume: bool,
 }
 
 /// The arguments of `lifeboat verify`; becomes a [`crate::jobs::run::VerifyJob`].

@@ -68,6 +68,7 @@ impl TryFrom<&ImageArgs> for image::ImageSpec {
             rescue: a.rescue.then_some(image::RescueOptions {
                 retries: a.retries,
                 read_timeout_secs: a.read_timeout,
+                resume: a.resume,
             }),
             ..image::ImageSpec::new(a.source.clone(), output)
         })
@@ -137,9 +138,13 @@ pub fn image(a: &ImageArgs) -> anyhow::Result<()> {
 /// What a rescue could not read, after the summary line.
 fn print_rescue(s: &image::ImageSummary, r: &image::RescueReport) {
     if s.missing.is_empty() {
+        let retried = if r.failed_reads > 0 {
+            format!(", after {} failed reads", r.failed_reads)
+        } else {
+            String::new()
+        };
         println!(
-            "rescue: every used byte was read ({} failed reads were recovered; passes: {})",
-            r.failed_reads,
+            "rescue: every used byte was read{retried} (passes: {})",
             r.passes.join(", ")
         );
         return;

@@ -13,6 +13,7 @@
 //! filesystem's state makes a partial copy unsafe (a dirty FAT, a hibernated Windows), the
 //! reason.
 
+pub mod damage;
 pub mod detect;
 pub mod ext;
 pub mod fat;

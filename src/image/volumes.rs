@@ -544,6 +544,8 @@ pub struct VolumeWriter {
     kicked: u64,
     pos: u64,
     done: bool,
+    /// Keep the partial files when dropped unfinished (a rescue that can be resumed).
+    keep: bool,
 }
 
 /// Bytes written between two starts of writeback.
@@ -590,7 +592,109 @@ impl VolumeWriter {
             kicked: 0,
             pos: 0,
             done: false,
+            keep: false,
         })
+    }
+
+    /// Goes on writing the partial files of `first` (volumes of `volume_size`, 0: one file)
+    /// from byte `pos` of the image: what lies after `pos` is cut off (the volume holding it
+    /// is truncated, the volumes after it removed). For a rescue resumed after its process
+    /// died; the partial files up to `pos` must be there, whole.
+    pub fn reopen(first: &Path, volume_size: u64, pos: u64) -> Result<Self> {
+        let (last, in_volume) = match volume_size {
+            0 => (0, pos),
+            v if pos > 0 && pos % v == 0 => ((pos / v - 1) as usize, v),
+            v => ((pos / v) as usize, pos % v),
+        };
+        let mut partials = Vec::new();
+        for n in 0..=last {
+            let p = super::partial_path(&volume_path(first, n));
+            let len = std::fs::metadata(&p).map_err(|e| Error::io("opening", &p, e))?.len();
+            let need = if n == last { in_volume } else { volume_size };
+            if len < need {
+                return Err(Error::Refused {
+                    path: p,
+                    reason: format!(
+                        "it holds {len} bytes, but the rescue log says {need} were written: it is not the file the log belongs to"
+                    ),
+                });
+            }
+            partials.push(p);
+        }
+        // volumes after the last one are from after the checkpoint
+        for n in last + 1..MAX_VOLUMES {
+            let p = super::partial_path(&volume_path(first, n));
+            if std::fs::remove_file(&p).is_err() {
+                break;
+            }
+        }
+        let path = &partials[last];
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io("opening", path, e))?;
+        file.set_len(in_volume)
+            .map_err(|e| Error::io("truncating", path, e))?;
+        // direct writes go on from the last aligned byte: the bytes after it are staged
+        let direct = open_direct_writer(path, &file);
+        let mut stage = Vec::new();
+        if direct.is_some() {
+            stage = vec![0u8; STAGE + DIO_ALIGN];
+        }
+        let skip = stage.as_ptr().align_offset(DIO_ALIGN).min(DIO_ALIGN);
+        let flushed = if direct.is_some() {
+            in_volume / DIO_ALIGN as u64 * DIO_ALIGN as u64
+        } else {
+            in_volume
+        };
+        let staged = (in_volume - flushed) as usize;
+        if staged > 0 {
+            file.read_exact_at(&mut stage[skip..skip + staged], flushed)
+                .map_err(|e| Error::io("reading", path, e))?;
+        }
+        Ok(VolumeWriter {
+            first: first.to_path_buf(),
+            volume_size,
+            partials,
+            file,
+            direct,
+            stage,
+            skip,
+            staged,
+            flushed,
+            in_volume,
+            kicked: in_volume,
+            pos,
+            done: false,
+            keep: false,
+        })
+    }
+
+    /// Keeps the partial files when the writer is dropped unfinished (they and a rescue log
+    /// make a rescue that can be resumed).
+    pub fn keep_partial(&mut self) {
+        self.keep = true;
+    }
+
+    /// Makes everything written so far durable and returns how much that is: the staged
+    /// bytes are written (their unaligned tail through the page cache, and kept staged so the
+    /// next direct write covers it again) and the current volume is fsynced. Earlier volumes
+    /// were fsynced when they were finished.
+    pub fn sync_point(&mut self) -> Result<u64> {
+        self.flush_stage(self.staged / DIO_ALIGN * DIO_ALIGN)?;
+        if self.staged > 0 {
+            let tail = self.stage[self.skip..self.skip + self.staged].to_vec();
+            let at = self.flushed;
+            if let Err(source) = self.file.write_all_at(&tail, at) {
+                return Err(self.write_error(at, tail.len(), source));
+            }
+        }
+        let last = &self.partials[self.partials.len() - 1];
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("syncing", last, e))?;
+        Ok(self.pos)
     }
 
     /// Bytes written so far, all volumes together.
@@ -773,7 +877,7 @@ impl VolumeWriter {
 
 impl Drop for VolumeWriter {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && !self.keep {
             for p in &self.partials {
                 let _ = std::fs::remove_file(p);
             }

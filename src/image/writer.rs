@@ -112,6 +112,62 @@ impl ImageWriter {
         Ok(w)
     }
 
+    /// Goes on writing the image `path` whose partial files hold `len` bytes written under
+    /// `header`, with `records` already pushed (a rescue resumed from its log, see
+    /// `jobs::image`): what the files hold after `len` is cut off. Chunks may then arrive
+    /// in any order.
+    pub fn resume(path: &Path, header: Header, records: Vec<Record>, len: u64) -> Result<Self> {
+        let out = VolumeWriter::reopen(path, header.volume_size, len)?;
+        let mut stored = HashMap::new();
+        for r in records.iter().filter(|r| r.codec.stored_here()) {
+            if r.file_offset + u64::from(r.stored_len) > len || r.file_offset < HEADER_LEN as u64 {
+                return Err(Error::Image {
+                    path: partial_path(path),
+                    source: super::FormatError::Invalid {
+                        what: "rescue log",
+                        offset: r.file_offset,
+                        reason: format!(
+                            "a chunk at disk byte {} lies outside the {len} bytes written",
+                            r.disk_offset
+                        ),
+                    },
+                });
+            }
+            stored
+                .entry(r.hash)
+                .or_insert((r.file_offset, r.stored_len, r.codec, r.frame_offset));
+        }
+        Ok(ImageWriter {
+            out,
+            path: path.to_path_buf(),
+            header,
+            records,
+            stored,
+            unordered: true,
+        })
+    }
+
+    /// The records pushed so far, in the order they came.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// The header being written.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Makes every byte pushed so far durable; returns how many bytes the files hold.
+    pub fn sync_point(&mut self) -> Result<u64> {
+        self.out.sync_point()
+    }
+
+    /// Keeps the partial files if the writer is dropped unfinished: a rescue log names them,
+    /// and `--resume` goes on from them.
+    pub fn keep_partial(&mut self) {
+        self.out.keep_partial();
+    }
+
     /// Lets chunks arrive in any disk order (they must still not overlap): the records are
     /// sorted when the image is sealed. For `image --rescue`, which comes back for the
     /// ranges a first pass skipped.

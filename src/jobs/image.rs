@@ -33,7 +33,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 mod rescue;
-pub use rescue::{AreaState, RescueMap, RescueOptions, RescueReport};
+mod rescue_log;
+pub use rescue::{AreaState, RescueMap, RescueOptions, RescueReport, ResumeFrom};
+pub use rescue_log::log_path as rescue_log_path;
 
 /// Default raw chunk size: 4 MiB, aligned to the disk. A chunk is compressed as one frame.
 pub const DEFAULT_CHUNK: u32 = 4 << 20;
@@ -198,6 +200,8 @@ pub struct ImagePlan {
     pub split_reason: Option<String>,
     /// How a rescue reads (`--rescue`), or `None` for a normal image.
     pub rescue: Option<RescueOptions>,
+    /// What `--resume` goes on from.
+    pub resume: Option<ResumeFrom>,
     #[serde(skip)]
     chain: Option<Arc<Chain>>,
     #[serde(skip)]
@@ -283,7 +287,13 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
             ),
         });
     }
-    crate::image::volumes::refuse_existing(&spec.output)?;
+    let resume = match &spec.rescue {
+        Some(o) if o.resume => Some(rescue::resume_point(&spec.output)?),
+        _ => {
+            crate::image::volumes::refuse_existing(&spec.output)?;
+            None
+        }
+    };
     safety::check_image_source(paths, &spec.source, &spec.output)?;
     let file = FileDev::open_with_sector_size(&spec.source, OpenMode::Read, spec.file_sector_size)?;
     let mut warnings = Vec::new();
@@ -374,6 +384,36 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         chain = Some(Arc::new(c));
     }
 
+    if let Some((_, h)) = &resume {
+        // the image goes on as it was begun: same disk, same parent, same cutting
+        let parent_id = plan_parent_id(&chain);
+        let why = if h.source_size != size || h.sector_size != ss {
+            Some(format!(
+                "it was begun on a disk of {} bytes with {}-byte sectors; this one has {size} bytes and {ss}-byte sectors",
+                h.source_size, h.sector_size
+            ))
+        } else if h.parent_id != parent_id {
+            Some(if h.is_full() {
+                "it is a full image: resume it without --parent, --incremental or --differential".to_string()
+            } else {
+                format!(
+                    "it was begun on top of the image {}: give the same parent",
+                    hex(&h.parent_id)
+                )
+            })
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::Refused {
+                path: spec.output.clone(),
+                reason: format!("cannot resume it from {}: {why}", spec.source.display()),
+            });
+        }
+        chunk_size = h.chunk_size;
+        block_size = h.block_size;
+    }
+
     let usable = usable_table(table.as_ref(), &mut warnings);
     if let Some(sel) = &spec.partitions {
         let nums: Vec<u32> = usable
@@ -408,11 +448,15 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
     )?;
     let chunk_list = chunk(&extents, u64::from(chunk_size));
     let copy_bytes = chunk_list.iter().map(|c| u64::from(c.1)).sum();
-    let (volume_size, split_reason) = volume_plan(
-        &spec.output,
-        spec.volume_size,
-        largest_image(copy_bytes, chunk_list.len() as u64, block_size),
-    )?;
+    let (volume_size, split_reason) = match &resume {
+        // the volumes already written decide
+        Some((_, h)) => (h.volume_size, None),
+        None => volume_plan(
+            &spec.output,
+            spec.volume_size,
+            largest_image(copy_bytes, chunk_list.len() as u64, block_size),
+        )?,
+    };
     if let Some(w) = file_limit_warning(if volume_size > 0 {
         volume_size
     } else {
@@ -456,6 +500,7 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         volume_size,
         split_reason,
         rescue: spec.rescue,
+        resume: resume.map(|r| r.0),
         chain,
         chunk_list,
         report,
@@ -463,6 +508,13 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         table_kind: table.as_ref().map(|t| t.kind),
         file_sector_size: spec.file_sector_size,
     })
+}
+
+/// The image ID a child of `chain` names as its parent; all zero without one.
+fn plan_parent_id(chain: &Option<Arc<Chain>>) -> [u8; 16] {
+    chain
+        .as_ref()
+        .map_or([0; 16], |c| c.leaf().header().image_id)
 }
 
 /// The most bytes an image of `copy_bytes` in `chunks` chunks can take: every byte stored
@@ -883,6 +935,7 @@ pub(crate) fn example_plan() -> ImagePlan {
         volume_size: 0,
         split_reason: None,
         rescue: None,
+        resume: None,
         chain: None,
         chunk_list: Vec::new(),
         report: None,

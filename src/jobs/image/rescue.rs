@@ -27,6 +27,7 @@
 //! logical sector, through `O_DIRECT` on a block device (so a read error names the sector,
 //! not a page of the cache).
 
+use super::rescue_log::RescueLog;
 use super::{metadata, ImagePlan, ImageSummary};
 use crate::blockdev::timed::TimedReader;
 use crate::blockdev::{BlockDev, FileDev, OpenMode};
@@ -56,6 +57,10 @@ pub struct RescueOptions {
     pub retries: u32,
     /// Seconds a single read may take before it counts as failed.
     pub read_timeout_secs: f64,
+    /// Go on with an earlier rescue into the same file instead of starting one: an
+    /// interrupted one (its partial files and rescue log), or a sealed image whose missing
+    /// ranges are tried again.
+    pub resume: bool,
 }
 
 impl Default for RescueOptions {
@@ -63,8 +68,97 @@ impl Default for RescueOptions {
         RescueOptions {
             retries: DEFAULT_RETRIES,
             read_timeout_secs: DEFAULT_READ_TIMEOUT.as_secs_f64(),
+            resume: false,
         }
     }
+}
+
+/// What `--resume` goes on from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum ResumeFrom {
+    /// A rescue whose process died: its partial files and rescue log.
+    Interrupted {
+        /// The rescue log.
+        log: std::path::PathBuf,
+        /// Its good checkpoints.
+        checkpoints: u32,
+        /// Bytes it had rescued.
+        rescued_bytes: u64,
+        /// Bytes it had not read yet or failed to read.
+        left_bytes: u64,
+    },
+    /// A sealed image: its missing ranges are read again, and it is replaced.
+    Sealed {
+        /// Bytes it records as missing.
+        missing_bytes: u64,
+        /// In how many ranges.
+        missing_ranges: usize,
+    },
+}
+
+/// Finds what `--resume` of `output` goes on from, and the header it was written with.
+/// Refuses when there is nothing to resume, and a sealed image that other images name as
+/// their parent (replacing it would break their chains).
+pub(super) fn resume_point(output: &std::path::Path) -> Result<(ResumeFrom, Header)> {
+    let log = super::rescue_log::log_path(output);
+    let partial = crate::image::partial_path(output);
+    if log.exists() && partial.exists() {
+        let st = super::rescue_log::read(&log)?;
+        let left = st.map.total() - st.map.bytes(AreaState::Finished);
+        return Ok((
+            ResumeFrom::Interrupted {
+                log,
+                checkpoints: st.checkpoints,
+                rescued_bytes: st.map.bytes(AreaState::Finished),
+                left_bytes: left,
+            },
+            st.header,
+        ));
+    }
+    if !output.exists() {
+        return Err(Error::Refused {
+            path: output.to_path_buf(),
+            reason: format!(
+                "there is nothing to resume: no image of that name, and no {} with its rescue log {}",
+                partial.display(),
+                log.display()
+            ),
+        });
+    }
+    let reader = crate::image::ImageReader::open(output)?;
+    let missing = missing_ranges(reader.records());
+    if missing.is_empty() {
+        return Err(Error::Refused {
+            path: output.to_path_buf(),
+            reason: "it records no missing ranges: every used byte was read, there is nothing to resume".into(),
+        });
+    }
+    let id = hex(&reader.header().image_id);
+    let dir = crate::image::volumes::parent_dir(output);
+    if let Some(child) = crate::jobs::chain::images_in(&dir)?
+        .into_iter()
+        .find(|f| f.parent_id.as_deref() == Some(id.as_str()))
+    {
+        return Err(Error::Refused {
+            path: output.to_path_buf(),
+            reason: format!(
+                "{} is an image made on top of it; resuming would change it under that child. Make a new incremental image with --rescue instead (it also reads what this one is missing)",
+                child.path.display()
+            ),
+        });
+    }
+    // a log left by a resume that died before it began is stale: the sealed image is whole
+    if log.exists() {
+        let _ = std::fs::remove_file(&log);
+    }
+    Ok((
+        ResumeFrom::Sealed {
+            missing_bytes: missing.iter().map(|m| m.len_bytes).sum(),
+            missing_ranges: missing.len(),
+        },
+        reader.header().clone(),
+    ))
 }
 
 /// The state of a range of the source, as ddrescue names them.
@@ -94,6 +188,11 @@ impl AreaState {
 
     fn idx(self) -> usize {
         self as usize
+    }
+
+    /// The state stored as `v` (its position in the declaration), as the rescue log writes it.
+    pub fn from_u8(v: u8) -> Option<AreaState> {
+        AreaState::ALL.get(usize::from(v)).copied()
     }
 
     /// The character a GNU ddrescue mapfile uses for this state.
@@ -130,6 +229,55 @@ impl RescueMap {
         }
         m.join(0, u64::MAX);
         m
+    }
+
+    /// A map of `(start, end, state)` areas, as [`RescueMap::iter`] gives them; `None` if
+    /// they are empty, unsorted or overlap.
+    pub fn from_areas(areas: Vec<(u64, u64, AreaState)>) -> Option<Self> {
+        let mut m = RescueMap::default();
+        let mut end = 0u64;
+        for (s, e, st) in areas {
+            if s >= e || s < end {
+                return None;
+            }
+            m.areas.insert(s, (e, st));
+            m.totals[st.idx()] += e - s;
+            end = e;
+        }
+        m.join(0, u64::MAX);
+        Some(m)
+    }
+
+    /// Starts tracking the parts of `ranges` (`(start, len)`) not tracked yet, as not tried.
+    pub fn track(&mut self, ranges: impl IntoIterator<Item = (u64, u64)>) {
+        for (s, l) in ranges {
+            let e = s + l;
+            let mut pos = s;
+            let covered: Vec<(u64, u64)> = self
+                .areas
+                .range(..e)
+                .filter(|(_, &(ae, _))| ae > s)
+                .map(|(&as_, &(ae, _))| (as_, ae))
+                .collect();
+            for (cs, ce) in covered {
+                if cs > pos {
+                    self.areas.insert(pos, (cs, AreaState::NonTried));
+                    self.totals[AreaState::NonTried.idx()] += cs - pos;
+                }
+                pos = pos.max(ce);
+            }
+            if pos < e {
+                self.areas.insert(pos, (e, AreaState::NonTried));
+                self.totals[AreaState::NonTried.idx()] += e - pos;
+            }
+            self.join(s, e);
+        }
+    }
+
+    /// The state of every byte of `start..end` when it is tracked and all in one state.
+    pub fn uniform(&self, start: u64, end: u64) -> Option<AreaState> {
+        let (&s, &(e, st)) = self.areas.range(..=start).next_back()?;
+        (s <= start && end <= e).then_some(st)
     }
 
     /// Puts the tracked bytes of `start..end` in `state`.
@@ -411,9 +559,50 @@ struct Sink<'a> {
     stored: Vec<u64>,
     chunks: Vec<u64>,
     parent_bytes: u64,
+    /// The rescue log, and how many of the writer's records it holds.
+    log: RescueLog,
+    logged: usize,
+    last_checkpoint: Instant,
 }
 
+/// Time between two checkpoints of the rescue log.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+
 impl Sink<'_> {
+    /// Counts what a resumed image already holds into the per-region numbers.
+    fn count_resumed(&mut self) {
+        let mut frames = HashSet::new();
+        let records: Vec<Record> = self.writer.records().to_vec();
+        for r in records {
+            if r.codec == Codec::Parent {
+                self.parent_bytes += u64::from(r.raw_len);
+            }
+            if r.codec.stored_here() && frames.insert(r.file_offset) {
+                let region = self.region_of(r.disk_offset);
+                if let Some(s) = self.stored.get_mut(region) {
+                    *s += u64::from(r.stored_len);
+                }
+                if let Some(n) = self.chunks.get_mut(region) {
+                    *n += 1;
+                }
+            }
+        }
+    }
+
+    /// Writes a checkpoint to the rescue log when one is due (or `force`): the image's files
+    /// are made durable first, then the records since the last one and the map are logged.
+    fn checkpoint(&mut self, pass: u32, force: bool) -> Result<()> {
+        if !force && self.last_checkpoint.elapsed() < CHECKPOINT_EVERY {
+            return Ok(());
+        }
+        let written = self.writer.sync_point()?;
+        let records = self.writer.records().get(self.logged..).unwrap_or_default();
+        self.log.append(written, pass, records, &self.map)?;
+        self.logged = self.writer.records().len();
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
     /// The plan's region holding disk byte `off`.
     fn region_of(&self, off: u64) -> usize {
         let list = &self.plan.chunk_list;
@@ -459,6 +648,8 @@ struct Rescue<'a> {
     pass_name: &'static str,
     passes: Vec<String>,
     stopped: Option<String>,
+    /// Blocks that failed whole in the trim pass: scraping goes to their sectors at once.
+    failed_blocks: HashSet<u64>,
     reporter: &'a Reporter,
     cancel: &'a CancelToken,
 }
@@ -499,30 +690,20 @@ pub(crate) fn run_on(
         });
     }
     let timeout = Duration::from_secs_f64(opts.read_timeout_secs.clamp(0.05, 86_400.0));
-    let created_unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let image_id = *uuid::Uuid::new_v4().as_bytes();
-    let (parent_id, parent_root) = match &plan.chain {
-        Some(c) => (c.leaf().header().image_id, c.leaf().footer().root_hash),
-        None => ([0; 16], [0; 32]),
+    let (writer, log, map) = open_output(plan)?;
+    let (image_id, created_unix) = (writer.header().image_id, writer.header().created_unix);
+    let mut out = Sink {
+        plan,
+        map,
+        stored: vec![0; plan.regions.len()],
+        chunks: vec![0; plan.regions.len()],
+        parent_bytes: 0,
+        log,
+        logged: writer.records().len(),
+        last_checkpoint: Instant::now(),
+        writer,
     };
-    let header = Header {
-        minor: format::VERSION_MINOR_MISSING,
-        flags: 0,
-        image_id,
-        parent_id,
-        parent_root,
-        created_unix,
-        chunk_size: plan.chunk_size,
-        zstd_level: plan.level,
-        source_size: plan.size_bytes,
-        sector_size: plan.sector_size,
-        block_size: plan.block_size,
-        volume_size: plan.volume_size,
-    };
-    let mut writer = ImageWriter::create(&plan.output, header)?;
-    writer.allow_any_order();
+    out.count_resumed();
     let mut r = Rescue {
         plan,
         reader: TimedReader::new(dev, timeout),
@@ -530,35 +711,37 @@ pub(crate) fn run_on(
         block: u64::from(plan.block_size).max(unit),
         level: plan.level,
         known: plan.chain.as_ref().map(|c| c.stored_hashes()),
-        out: Sink {
-            plan,
-            writer,
-            map: RescueMap::new(plan.chunk_list.iter().map(|c| (c.0, u64::from(c.1)))),
-            stored: vec![0; plan.regions.len()],
-            chunks: vec![0; plan.regions.len()],
-            parent_bytes: 0,
-        },
+        out,
         failed_reads: 0,
         pass: 0,
         pass_name: "",
         passes: Vec::new(),
         stopped: None,
+        failed_blocks: HashSet::new(),
         reporter,
         cancel,
     };
-    r.copy()?;
-    r.copy_skipped()?;
-    r.trim()?;
-    r.scrape()?;
-    for i in 0..opts.retries {
-        // the last retry pass runs backwards, and the ones before alternate
-        r.retry((opts.retries - 1 - i) % 2 == 0)?;
+    match r.passes(opts.retries) {
+        Ok(()) => {}
+        // cancelled: what was rescued is sealed, and --resume goes on later
+        Err(Error::Cancelled) => r.stopped = Some("it was cancelled".into()),
+        Err(e) => {
+            // the partial image and its log stay: --resume goes on from them
+            let _ = r.out.checkpoint(r.pass, true);
+            reporter.warn(format!(
+                "what was rescued so far is kept in {} and its log {}: run the same command with --resume to go on",
+                crate::image::partial_path(&plan.output).display(),
+                super::rescue_log::log_path(&plan.output).display()
+            ));
+            return Err(e);
+        }
     }
+    let cancelled = cancel.is_cancelled();
     let missing = r.record_missing()?;
     let missing_bytes = missing.iter().map(|m| m.len_bytes).sum::<u64>();
     if let Some(why) = &r.stopped {
         reporter.warn(format!(
-            "the rescue stopped early: {why}; what was not read is recorded as missing"
+            "the rescue stopped early: {why}; what was not read is recorded as missing (--resume reads more later)"
         ));
     }
     if missing_bytes > 0 {
@@ -577,7 +760,7 @@ pub(crate) fn run_on(
     };
     let read_bytes = r.out.map.bytes(AreaState::Finished);
     let meta = metadata(plan, created_unix, &r.out.stored, &r.out.chunks);
-    let (parent_bytes, writer) = (r.out.parent_bytes, r.out.writer);
+    let (parent_bytes, writer, log) = (r.out.parent_bytes, r.out.writer, r.out.log);
     let summary = writer.finish(&meta)?;
 
     let search = plan
@@ -591,15 +774,22 @@ pub(crate) fn run_on(
         crate::jobs::verify::Scope::All
     };
     let check_started = Instant::now();
+    // a cancelled rescue's image is still checked before it is reported
+    let check_cancel = if cancelled {
+        CancelToken::new()
+    } else {
+        cancel.clone()
+    };
     let checked = Chain::open(&summary.path, &search).and_then(|written| {
         crate::jobs::verify::verify_chain(
             &written,
             scope,
             plan.threads.max(1) * 2,
             reporter,
-            cancel,
+            &check_cancel,
         )
     });
+    log.remove();
     if let Err(e) = checked {
         crate::image::volumes::remove_files(&summary.files);
         return Err(e);
@@ -623,6 +813,81 @@ pub(crate) fn run_on(
     })
 }
 
+/// The image writer, the rescue log and the map a rescue starts from: new ones, or those of
+/// the rescue `plan.resume` goes on from.
+fn open_output(plan: &ImagePlan) -> Result<(ImageWriter, RescueLog, RescueMap)> {
+    let log_path = super::rescue_log::log_path(&plan.output);
+    let chunks = || plan.chunk_list.iter().map(|c| (c.0, u64::from(c.1)));
+    match &plan.resume {
+        None => {
+            let (parent_id, parent_root) = match &plan.chain {
+                Some(c) => (c.leaf().header().image_id, c.leaf().footer().root_hash),
+                None => ([0; 16], [0; 32]),
+            };
+            let header = Header {
+                minor: format::VERSION_MINOR_MISSING,
+                flags: 0,
+                image_id: *uuid::Uuid::new_v4().as_bytes(),
+                parent_id,
+                parent_root,
+                created_unix: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+                chunk_size: plan.chunk_size,
+                zstd_level: plan.level,
+                source_size: plan.size_bytes,
+                sector_size: plan.sector_size,
+                block_size: plan.block_size,
+                volume_size: plan.volume_size,
+            };
+            let mut writer = ImageWriter::create(&plan.output, header)?;
+            writer.allow_any_order();
+            let log = RescueLog::create(&log_path, writer.header())?;
+            // from here on, what is written is worth keeping
+            writer.keep_partial();
+            Ok((writer, log, RescueMap::new(chunks())))
+        }
+        Some(ResumeFrom::Interrupted { .. }) => {
+            let st = super::rescue_log::read(&log_path)?;
+            let mut map = st.map;
+            map.track(chunks());
+            let mut writer = ImageWriter::resume(&plan.output, st.header, st.records, st.written)?;
+            writer.keep_partial();
+            let log = RescueLog::reopen(&log_path, st.good_len)?;
+            Ok((writer, log, map))
+        }
+        Some(ResumeFrom::Sealed { .. }) => {
+            let reader = crate::image::ImageReader::open(&plan.output)?;
+            let header = reader.header().clone();
+            let missing = missing_ranges(reader.records());
+            let records: Vec<Record> = reader
+                .records()
+                .iter()
+                .filter(|r| r.codec != Codec::Missing)
+                .copied()
+                .collect();
+            let written = reader.footer().meta_offset;
+            let files = reader.files();
+            drop(reader);
+            let map = RescueMap::new(missing.iter().map(|m| (m.start_bytes, m.len_bytes)));
+            // the log first, then the image becomes partial again (the first volume last):
+            // from the moment it is no longer an image, the log says how to go on
+            let mut log = RescueLog::create(&log_path, &header)?;
+            log.append(written, 0, &records, &map)?;
+            for (n, f) in files.iter().enumerate().rev() {
+                let to = crate::image::partial_path(&crate::image::volumes::volume_path(
+                    &plan.output,
+                    n,
+                ));
+                std::fs::rename(f, &to).map_err(|e| Error::io("renaming", f, e))?;
+            }
+            let mut writer = ImageWriter::resume(&plan.output, header, records, written)?;
+            writer.keep_partial();
+            Ok((writer, log, map))
+        }
+    }
+}
+
 /// A read of the copy pass: the chunk, its region, its buffer, and whether it is skipped.
 type CopyItem = (u64, u32, usize, Vec<u8>, bool);
 /// What a copy-pass worker made of its chunk.
@@ -633,11 +898,32 @@ enum Copied {
 }
 
 impl Rescue<'_> {
+    /// Every pass, in order, each ending with a checkpoint.
+    fn passes(&mut self, retries: u32) -> Result<()> {
+        // the header (and a resumed image's state) durable before anything else
+        self.out.checkpoint(self.pass, true)?;
+        self.copy()?;
+        self.out.checkpoint(self.pass, true)?;
+        self.copy_skipped()?;
+        self.out.checkpoint(self.pass, true)?;
+        self.trim()?;
+        self.out.checkpoint(self.pass, true)?;
+        self.scrape()?;
+        self.out.checkpoint(self.pass, true)?;
+        for i in 0..retries {
+            // the last retry pass runs backwards, and the ones before alternate
+            self.retry((retries - 1 - i) % 2 == 0)?;
+            self.out.checkpoint(self.pass, true)?;
+        }
+        Ok(())
+    }
+
     fn begin(&mut self, name: &'static str, total: u64) {
         self.pass += 1;
         self.pass_name = name;
         self.passes.push(name.to_string());
         self.reporter.phase(self.phase(), Some(total));
+        self.stats(true);
     }
 
     fn phase(&self) -> Phase {
@@ -681,9 +967,9 @@ impl Rescue<'_> {
                 "the disk is gone ({})",
                 crate::error::with_causes(e)
             ));
-        } else if self.reader.lost() >= crate::blockdev::timed::MAX_LOST {
+        } else if self.reader.is_dead() {
             self.stopped = Some(format!(
-                "the disk stopped answering: {} reads hung for more than the timeout",
+                "the disk stopped answering ({} reads hung for more than the timeout)",
                 self.reader.lost()
             ));
         }
@@ -719,7 +1005,20 @@ impl Rescue<'_> {
 
     /// Pass 1: every chunk, forward, read and compressed in parallel; a failure skips ahead.
     fn copy(&mut self) -> Result<()> {
-        self.begin("copy", self.plan.copy_bytes);
+        // the chunks not tried at all (all of them, unless this is a resumed rescue)
+        let list: Vec<(u64, u32, usize)> = self
+            .plan
+            .chunk_list
+            .iter()
+            .filter(|c| {
+                self.out.map.uniform(c.0, c.0 + u64::from(c.1)) == Some(AreaState::NonTried)
+            })
+            .copied()
+            .collect();
+        if list.is_empty() {
+            return Ok(());
+        }
+        self.begin("copy", list.iter().map(|c| u64::from(c.1)).sum());
         let skip = Skip {
             until: AtomicU64::new(0),
             size: AtomicU64::new(0),
@@ -730,7 +1029,7 @@ impl Rescue<'_> {
         let failed = AtomicU64::new(0);
         let mut next = 0usize;
         let mut done = 0u64;
-        let list = &self.plan.chunk_list;
+        let list = &list;
         let (unit, dev_len, level, block, known) = (
             self.unit,
             self.reader.dev().len(),
@@ -772,7 +1071,7 @@ impl Rescue<'_> {
                         failed.fetch_add(1, Ordering::SeqCst);
                         skip.failed(off + u64::from(len));
                         let gone = device_gone(&e)
-                            || reader.lost() >= crate::blockdev::timed::MAX_LOST;
+                            || reader.is_dead();
                         if gone {
                             stop.store(true, Ordering::SeqCst);
                         }
@@ -790,6 +1089,7 @@ impl Rescue<'_> {
                     Copied::Failed => out.map.set(off, off + u64::from(len), AreaState::NonTrimmed),
                     Copied::Skipped => {}
                 }
+                out.checkpoint(pass, false)?;
                 reporter.progress(Phase::Image, done);
                 let m = &out.map;
                 reporter.rescue(
@@ -837,6 +1137,7 @@ impl Rescue<'_> {
             done += e - s;
             self.reporter.progress(Phase::Rescue, done);
             self.stats(false);
+            self.out.checkpoint(self.pass, false)?;
         }
         self.reporter.progress_final(Phase::Rescue, done);
         self.stats(true);
@@ -866,11 +1167,15 @@ impl Rescue<'_> {
                         buf = bytes;
                         lo += 1;
                     }
-                    None => break,
+                    None => {
+                        self.failed_blocks.insert(bs);
+                        break;
+                    }
                 }
                 done += be - bs;
                 self.reporter.progress(Phase::Rescue, done);
                 self.stats(false);
+                self.out.checkpoint(self.pass, false)?;
             }
             // backward from the last block, not reading the one that failed again
             while hi > lo + 1 && !self.must_stop(None) {
@@ -882,11 +1187,15 @@ impl Rescue<'_> {
                         buf = bytes;
                         hi -= 1;
                     }
-                    None => break,
+                    None => {
+                        self.failed_blocks.insert(bs);
+                        break;
+                    }
                 }
                 done += be - bs;
                 self.reporter.progress(Phase::Rescue, done);
                 self.stats(false);
+                self.out.checkpoint(self.pass, false)?;
             }
             if lo < hi {
                 let (from, to) = (blocks[lo].0, blocks[hi - 1].1);
@@ -911,7 +1220,13 @@ impl Rescue<'_> {
             if self.must_stop(None) {
                 break;
             }
-            match self.read(bs, be - bs, &mut buf)? {
+            // a block that failed whole when trimming is not read whole again
+            let whole = if self.failed_blocks.contains(&bs) {
+                None
+            } else {
+                self.read(bs, be - bs, &mut buf)?
+            };
+            match whole {
                 Some(range) => {
                     let bytes = std::mem::take(&mut buf);
                     self.keep(bs, &bytes[range])?;
@@ -922,6 +1237,7 @@ impl Rescue<'_> {
             done += be - bs;
             self.reporter.progress(Phase::Rescue, done);
             self.stats(false);
+            self.out.checkpoint(self.pass, false)?;
         }
         self.reporter.progress_final(Phase::Rescue, done);
         self.stats(true);
@@ -1007,6 +1323,7 @@ impl Rescue<'_> {
                 done += be - bs;
                 self.reporter.progress(Phase::Rescue, done);
                 self.stats(false);
+                self.out.checkpoint(self.pass, false)?;
             }
         }
         self.reporter.progress_final(Phase::Rescue, done);
