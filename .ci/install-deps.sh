@@ -16,6 +16,8 @@ bash "$here/apt.sh" \
   gdisk fdisk util-linux mount mtools xorriso file kmod udev attr partclone \
   python3-fusepy fuse3 grub2-common grub-pc-bin tmux fusefat exfat-fuse \
   grub-common grub-efi-amd64-bin busybox-static
+# image --rescue: its ddrescue mapfiles are checked with ddrescuelog, and bench/ runs ddrescue
+bash "$here/apt.sh" gddrescue
 # tier 3 (QEMU); build.sh installs its own build tools. procps is /bin/kill, with which
 # tests/qemu_e2e.rs stops a QEMU it started (not in a minimal Debian 12: priority important).
 bash "$here/apt.sh" qemu-system-x86 ovmf procps

@@ -680,12 +680,13 @@ fn errors_that_go_away_are_recovered_by_a_later_pass() {
     let disk = Failing::new(&src, &control(&[("flaky_read", flaky)]));
     let img = src.dir.path().join("rescued.lbi");
     let (summary, _) = rescue(disk.dev(), &img, &["--retries", "2"]);
-    // both ranges failed as often as asked, and were read in the end
+    // both ranges failed as often as asked, and a pass after the copy read them (the loop
+    // device retries the rest of a read that came back short, so one failed read of
+    // lifeboat's may use up two of faultfs's failures)
     assert_eq!(disk.stat("read_eio"), 3, "{}", disk.fs.stats());
-    assert!(
-        summary["rescue"]["failed_reads"].as_u64().unwrap() >= 2,
-        "{summary}"
-    );
+    let report = &summary["rescue"];
+    assert!(report["failed_reads"].as_u64().unwrap() >= 1, "{summary}");
+    assert!(report["passes"].as_array().unwrap().len() > 1, "{summary}");
     assert_missing(&img, &summary, &[]);
     let restored = restore(&img, src.dir.path(), "restored.img", &[]);
     assert_restored(&src.file, &restored, &[]);

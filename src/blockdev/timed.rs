@@ -154,9 +154,12 @@ impl TimedReader {
         Ok(Helper { tx, rx })
     }
 
-    /// Gives up the read a helper is blocked in.
-    fn give_up(&self) {
-        self.shared.lost.fetch_add(1, Ordering::SeqCst);
+    /// Gives up the read a helper is blocked in: it hung (`hung`), or its caller was
+    /// cancelled.
+    fn give_up(&self, hung: bool) {
+        if hung {
+            self.shared.lost.fetch_add(1, Ordering::SeqCst);
+        }
         if self.shared.blocked.fetch_add(1, Ordering::SeqCst) == 0 {
             if let Ok(mut s) = self.shared.stalled_since.lock() {
                 *s = Some(Instant::now());
@@ -229,13 +232,13 @@ impl TimedReader {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             if cancel.is_cancelled() {
-                self.give_up();
+                self.give_up(false);
                 return (vec![0; buf_len], Err(Error::Cancelled));
             }
             if self.stalled_for().is_some() {
                 // queued behind a read given up earlier: not this read's time
                 if self.check_dead() {
-                    self.give_up();
+                    self.give_up(true);
                     let e = self.timed_out(off, len, "the disk stopped answering");
                     return (vec![0; buf_len], Err(e));
                 }
@@ -243,7 +246,7 @@ impl TimedReader {
                 continue;
             }
             if started.elapsed() >= self.timeout {
-                self.give_up();
+                self.give_up(true);
                 let e = self.timed_out(
                     off,
                     len,

@@ -467,6 +467,14 @@ pub struct ImageArgs {
     /// (a disk that has cooled down may give more) and replaces FILE.
     #[arg(long, requires = "rescue")]
     pub resume: bool,
+    /// With --rescue: keep a GNU ddrescue mapfile of the rescue in MAPFILE (for ddrescuelog
+    /// and ddrescueview): read blocks `+`, unreadable `-`, unused `?`.
+    #[arg(long, value_name = "MAPFILE", requires = "rescue")]
+    pub mapfile: Option<PathBuf>,
+    /// With --rescue: read only the finished (`+`) blocks of this ddrescue mapfile; used
+    /// blocks outside it are recorded as missing.
+    #[arg(long, value_name = "MAPFILE", requires = "rescue")]
+    pub domain: Option<PathBuf>,
 }
 
 /// The arguments of `lifeboat verify`; becomes a [`crate::jobs::run::VerifyJob`].

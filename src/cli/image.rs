@@ -69,6 +69,8 @@ impl TryFrom<&ImageArgs> for image::ImageSpec {
                 retries: a.retries,
                 read_timeout_secs: a.read_timeout,
                 resume: a.resume,
+                mapfile: a.mapfile.clone(),
+                domain: a.domain.clone(),
             }),
             ..image::ImageSpec::new(a.source.clone(), output)
         })

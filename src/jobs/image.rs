@@ -32,6 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+pub mod mapfile;
 mod rescue;
 mod rescue_log;
 pub use rescue::{AreaState, RescueMap, RescueOptions, RescueReport, ResumeFrom};
@@ -202,6 +203,9 @@ pub struct ImagePlan {
     pub rescue: Option<RescueOptions>,
     /// What `--resume` goes on from.
     pub resume: Option<ResumeFrom>,
+    /// Used bytes outside the `--domain` mapfile: not read, recorded as missing.
+    #[serde(skip)]
+    outside_domain: Vec<(u64, u64)>,
     #[serde(skip)]
     chain: Option<Arc<Chain>>,
     #[serde(skip)]
@@ -446,6 +450,22 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         spec.rescue.is_some(),
         &mut warnings,
     )?;
+    // --domain: only the used blocks inside it are read; the rest is recorded as missing
+    let (extents, outside_domain) = match spec.rescue.as_ref().and_then(|o| o.domain.as_ref()) {
+        Some(path) => {
+            let domain = mapfile::read_domain(path)?;
+            let (inside, outside) = mapfile::split_by_domain(&extents, &domain);
+            let bytes: u64 = outside.iter().map(|o| o.1).sum();
+            if bytes > 0 {
+                warnings.push(format!(
+                    "{bytes} bytes of used blocks lie outside the domain {} and are recorded as missing",
+                    path.display()
+                ));
+            }
+            (inside, outside)
+        }
+        None => (extents, Vec::new()),
+    };
     let chunk_list = chunk(&extents, u64::from(chunk_size));
     let copy_bytes = chunk_list.iter().map(|c| u64::from(c.1)).sum();
     let (volume_size, split_reason) = match &resume {
@@ -499,8 +519,9 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         parent: parent_plan,
         volume_size,
         split_reason,
-        rescue: spec.rescue,
+        rescue: spec.rescue.clone(),
         resume: resume.map(|r| r.0),
+        outside_domain,
         chain,
         chunk_list,
         report,
@@ -936,6 +957,7 @@ pub(crate) fn example_plan() -> ImagePlan {
         split_reason: None,
         rescue: None,
         resume: None,
+        outside_domain: Vec::new(),
         chain: None,
         chunk_list: Vec::new(),
         report: None,

@@ -51,7 +51,7 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_RETRIES: u32 = 1;
 
 /// How `image --rescue` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RescueOptions {
     /// Retry passes over bad sectors after scraping; the last one runs backwards.
     pub retries: u32,
@@ -61,6 +61,12 @@ pub struct RescueOptions {
     /// interrupted one (its partial files and rescue log), or a sealed image whose missing
     /// ranges are tried again.
     pub resume: bool,
+    /// Keep a GNU ddrescue mapfile of the rescue here (written at each checkpoint and at
+    /// the end; see [`super::mapfile`]).
+    pub mapfile: Option<std::path::PathBuf>,
+    /// Read only the finished (`+`) blocks of this ddrescue mapfile; used blocks outside it
+    /// are recorded as missing.
+    pub domain: Option<std::path::PathBuf>,
 }
 
 impl Default for RescueOptions {
@@ -69,6 +75,8 @@ impl Default for RescueOptions {
             retries: DEFAULT_RETRIES,
             read_timeout_secs: DEFAULT_READ_TIMEOUT.as_secs_f64(),
             resume: false,
+            mapfile: None,
+            domain: None,
         }
     }
 }
@@ -600,7 +608,21 @@ impl Sink<'_> {
         self.log.append(written, pass, records, &self.map)?;
         self.logged = self.writer.records().len();
         self.last_checkpoint = Instant::now();
-        Ok(())
+        self.write_mapfile(pass, false)
+    }
+
+    /// Writes the ddrescue mapfile, when one is asked for.
+    fn write_mapfile(&self, pass: u32, finished: bool) -> Result<()> {
+        let Some(path) = self.plan.rescue.as_ref().and_then(|o| o.mapfile.as_ref()) else {
+            return Ok(());
+        };
+        let command = format!(
+            "lifeboat image {} -o {} --rescue",
+            self.plan.source.display(),
+            self.plan.output.display()
+        );
+        let text = super::mapfile::render(&self.map, self.plan.size_bytes, pass, finished, &command);
+        super::mapfile::write(path, &text)
     }
 
     /// The plan's region holding disk byte `off`.
@@ -760,6 +782,7 @@ pub(crate) fn run_on(
     };
     let read_bytes = r.out.map.bytes(AreaState::Finished);
     let meta = metadata(plan, created_unix, &r.out.stored, &r.out.chunks);
+    r.out.write_mapfile(r.pass, r.stopped.is_none())?;
     let (parent_bytes, writer, log) = (r.out.parent_bytes, r.out.writer, r.out.log);
     let summary = writer.finish(&meta)?;
 
@@ -869,7 +892,17 @@ fn open_output(plan: &ImagePlan) -> Result<(ImageWriter, RescueLog, RescueMap)> 
             let written = reader.footer().meta_offset;
             let files = reader.files();
             drop(reader);
-            let map = RescueMap::new(missing.iter().map(|m| (m.start_bytes, m.len_bytes)));
+            // what is missing is read again, except used blocks outside the --domain
+            let outside: Vec<(u64, u64)> =
+                plan.outside_domain.iter().map(|&(s, l)| (s, s + l)).collect();
+            let again = super::mapfile::subtract(
+                &missing
+                    .iter()
+                    .map(|m| (m.start_bytes, m.end_bytes()))
+                    .collect::<Vec<_>>(),
+                &outside,
+            );
+            let map = RescueMap::new(again.iter().map(|&(s, e)| (s, e - s)));
             // the log first, then the image becomes partial again (the first volume last):
             // from the moment it is no longer an image, the log says how to go on
             let mut log = RescueLog::create(&log_path, &header)?;
@@ -1333,13 +1366,24 @@ impl Rescue<'_> {
 
     /// Records every byte that is not finished as missing, and returns the missing ranges.
     fn record_missing(&mut self) -> Result<Vec<MissingRange>> {
-        let todo: Vec<(u64, u64)> = self
+        let mut todo: Vec<(u64, u64)> = self
             .out
             .map
             .iter()
             .filter(|a| a.2 != AreaState::Finished)
             .map(|a| (a.0, a.1))
             .collect();
+        // used blocks outside the --domain were never to be read (those the map tracks,
+        // from an earlier run with another domain, are as the map says)
+        let tracked: Vec<(u64, u64)> = self.out.map.iter().map(|a| (a.0, a.1)).collect();
+        let outside: Vec<(u64, u64)> = self
+            .plan
+            .outside_domain
+            .iter()
+            .map(|&(s, l)| (s, s + l))
+            .collect();
+        todo.extend(super::mapfile::subtract(&outside, &tracked));
+        todo.sort_unstable();
         let mut records = Vec::new();
         for (s, e) in cut(&todo, self.block) {
             records.push(Record {
