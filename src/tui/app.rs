@@ -160,6 +160,9 @@ pub struct Failure {
     /// A failed restore or clone wipes the target's partition tables once it has begun
     /// writing (the result screen says so when the job got that far).
     pub wipes_target: bool,
+    /// The disk that could not be read, when a read error on a disk (not an image file)
+    /// stopped the job: the result screen offers to image it in rescue mode.
+    pub unreadable: Option<std::path::PathBuf>,
 }
 
 /// A yes/no question.
@@ -201,6 +204,8 @@ pub enum JobRequest {
         kind: ImageKind,
         /// zstd level.
         level: i32,
+        /// Rescue mode (`--rescue`).
+        rescue: bool,
     },
     /// Restore `image` onto `target`.
     Restore {

@@ -389,6 +389,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
             name,
             kind,
             level,
+            rescue,
         } => {
             let what = "planning the image";
             let fail = |e: &crate::Error| outcome::failure(what, e, false);
@@ -425,6 +426,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
             let spec = image::ImageSpec {
                 level: *level,
                 parent,
+                rescue: rescue.then(image::RescueOptions::default),
                 ..image::ImageSpec::new(source.clone(), output)
             };
             image::plan(&spec, &paths)

@@ -35,7 +35,7 @@ fn advice(e: &Error) -> String {
             "The image file could not be read: the drive that holds it may be failing. Verify it (v on the home screen), or use an older image."
         }
         Error::Read { .. } => {
-            "The disk could not read that place: it may be failing. Copy what you can with another tool (ddrescue) from the shell, then image the copy."
+            "The disk could not read that place: it may be failing. Image it in rescue mode (the mode option of the image wizard), then restore or clone from that image."
         }
         Error::Write { path, .. } if is_image_file(path) => {
             "The image could not be written: the storage may be full or failing. Free space or choose another storage (s)."
@@ -93,13 +93,22 @@ pub fn failure(what: &str, e: &Error, writes_target: bool) -> Failure {
                 | Error::NotADisk { .. }
                 | Error::GrowFailed { .. }
         );
+    let unreadable = match e {
+        Error::Read { path, .. } if !is_image_file(path) && !writes_target => Some(path.clone()),
+        _ => None,
+    };
     Failure {
         what: what.to_string(),
         causes,
-        advice: advice(e),
+        advice: if unreadable.is_some() {
+            "The disk could not read that place: it may be failing. Press r to image it in rescue mode: the good data first, then the bad areas sector by sector; what cannot be read is recorded as missing, and the result names it.".to_string()
+        } else {
+            advice(e)
+        },
         does_not_fit,
         cancelled: matches!(e, Error::Cancelled),
         wipes_target: wipes,
+        unreadable,
     }
 }
 
@@ -197,6 +206,25 @@ pub fn image_lines(s: &ImageSummary) -> Vec<String> {
             human_bytes(s.parent_bytes)
         ));
     }
+    if let Some(r) = &s.rescue {
+        if s.missing.is_empty() {
+            v.push("Rescue: every used byte of the disk was read.".into());
+        } else {
+            v.push(format!(
+                "RESCUE: {} in {} places could not be read and are recorded as missing{}.",
+                human_bytes(s.missing_bytes),
+                s.missing.len(),
+                r.stopped
+                    .as_ref()
+                    .map(|w| format!(" ({w})"))
+                    .unwrap_or_default()
+            ));
+            v.push(
+                "Run the image again in rescue mode with the same name later to try them again."
+                    .into(),
+            );
+        }
+    }
     v.push(format!("Root hash {}", s.root_hash));
     v
 }
@@ -239,6 +267,13 @@ pub fn restore_lines(s: &RestoreSummary) -> Vec<String> {
     });
     v.push(format!("Partitions made visible by {}.", s.partition_nodes));
     v.extend(grown(&s.grown));
+    if !s.missing.is_empty() {
+        v.push(format!(
+            "WARNING: the image had {} in {} places it could not read from the old disk; zeros were written there.",
+            human_bytes(s.missing_bytes),
+            s.missing.len()
+        ));
+    }
     v
 }
 
@@ -286,6 +321,13 @@ pub fn verify_lines(s: &VerifySummary) -> Vec<String> {
             human_bytes(s.ancestor_bytes)
         ));
     }
+    if !s.missing.is_empty() {
+        v.push(format!(
+            "It records {} of its disk in {} places as missing (unreadable when it was taken).",
+            human_bytes(s.missing_bytes),
+            s.missing.len()
+        ));
+    }
     v.push(format!("Root hash {}", s.root_hash));
     v
 }
@@ -326,8 +368,8 @@ mod tests {
         assert!(f.causes[1].contains("Input/output error"), "{:?}", f.causes);
         assert!(f.wipes_target);
         assert!(
-            f.advice.contains("ddrescue"),
-            "a disk's read error: {}",
+            f.advice.contains("rescue mode") && f.unreadable.is_none(),
+            "a disk's read error when restoring: {}",
             f.advice
         );
         let img = Error::Read {

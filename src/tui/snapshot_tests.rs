@@ -68,6 +68,7 @@ fn running() -> Model {
             phase_started: t0,
             warnings: vec![],
             cancelling: false,
+            rescue: None,
         });
         m.now = Some(t0 + Duration::from_secs(2));
         update(

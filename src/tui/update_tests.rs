@@ -135,6 +135,7 @@ fn failure(what: &str, does_not_fit: bool) -> Failure {
         does_not_fit,
         cancelled: false,
         wipes_target: false,
+        unreadable: None,
     }
 }
 
@@ -222,6 +223,7 @@ impl Plans {
             name: "disk".into(),
             kind: ImageKind::Full,
             level: 3,
+            rescue: false,
         })
         .unwrap();
         let Planned::Image(p) = &image else {
@@ -862,15 +864,16 @@ fn image_identity_follows_the_disk_not_the_path() {
 }
 
 #[test]
-fn image_options_cursor_moves_over_three_fields() {
+fn image_options_cursor_moves_over_four_fields() {
     let mut m = image_options(vec![], SDA);
     // (key, cursor afterwards)
     let steps = [
         (KeyCode::Up, 0),
         (KeyCode::Down, 1),
         (KeyCode::Tab, 2),
-        (KeyCode::Down, 2),
-        (KeyCode::Tab, 2),
+        (KeyCode::Down, 3),
+        (KeyCode::Tab, 3),
+        (KeyCode::Up, 2),
         (KeyCode::Up, 1),
         (KeyCode::Up, 0),
         (KeyCode::Up, 0),
@@ -966,6 +969,7 @@ fn image_enter_plans_with_the_chosen_options_and_waits() {
             name: "sda-Samsung-SSD-860-weekly".into(),
             kind: ImageKind::Full,
             level: 4,
+            rescue: false,
         }
     );
     assert_eq!(
@@ -2268,6 +2272,8 @@ fn the_runners_finished_event_ends_the_job_with_advice_from_the_typed_error() {
         file_bytes: 1000,
         root_hash: "ab".into(),
         chain: Vec::new(),
+        missing_bytes: 0,
+        missing: Vec::new(),
     };
     update(
         &mut m,
@@ -2281,4 +2287,53 @@ fn the_runners_finished_event_ends_the_job_with_advice_from_the_typed_error() {
     assert_eq!(d.failure, None);
     assert_eq!(d.lines, super::outcome::verify_lines(&s));
     assert!((d.seconds - 2.0).abs() < 1e-9);
+}
+
+#[test]
+fn image_rescue_mode_is_a_field_and_goes_into_the_request() {
+    let mut m = image_options(vec![], SDA);
+    for _ in 0..3 {
+        press(&mut m, KeyCode::Down);
+    }
+    assert!(!image_wiz(&m).rescue);
+    press(&mut m, KeyCode::Right);
+    assert!(image_wiz(&m).rescue);
+    let req = plan_req(press(&mut m, KeyCode::Enter));
+    assert!(matches!(req, JobRequest::Image { rescue: true, .. }), "{req:?}");
+}
+
+#[test]
+fn a_read_error_that_stopped_an_image_offers_rescue_mode_with_r() {
+    let (mut m, t0) = running_model();
+    if let Screen::Running(r) = &mut m.screen {
+        r.kind = super::screens::progress::JobKind::Image;
+    }
+    update(&mut m, Msg::Tick(t0 + Duration::from_secs(2), UNIX));
+    let e = crate::Error::Read {
+        path: PathBuf::from("/dev/sda"),
+        offset: 4096,
+        len: 512,
+        source: std::io::Error::from_raw_os_error(libc::EIO),
+    };
+    update(
+        &mut m,
+        Msg::Job(Event::Finished {
+            ok: false,
+            summary: None,
+            error: Some(crate::event::JobError::new(std::sync::Arc::new(e))),
+        }),
+    );
+    let Screen::Done(d) = &m.screen else {
+        panic!("not done: {:?}", m.screen)
+    };
+    let f = d.failure.as_ref().unwrap();
+    assert_eq!(f.unreadable.as_deref(), Some(Path::new("/dev/sda")));
+    assert!(f.advice.contains("Press r"), "{}", f.advice);
+    assert!(press(&mut m, KeyCode::Char('r')).is_none());
+    let w = image_wiz(&m);
+    assert_eq!(
+        (w.step, w.rescue, w.source.as_deref()),
+        (ImageStep::Options, true, Some(Path::new("/dev/sda")))
+    );
+    assert!(w.name.ends_with("-rescue"), "{}", w.name);
 }

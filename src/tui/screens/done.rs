@@ -42,9 +42,21 @@ pub(crate) fn title(d: &Done) -> &'static str {
 pub(crate) fn footer(model: &Model) -> Keys {
     if model.browse.as_ref().is_some_and(|b| b.copying) {
         vec![("Enter", "back to the folder")]
+    } else if rescuable(model).is_some() {
+        vec![("r", "image in rescue mode"), ("Enter", "back to the disks")]
     } else {
         vec![("Enter", "back to the disks")]
     }
+}
+
+/// The disk a read error stopped an image of, when the result screen shows one.
+fn rescuable(model: &Model) -> Option<std::path::PathBuf> {
+    let Screen::Done(d) = &model.screen else {
+        return None;
+    };
+    (d.kind == JobKind::Image)
+        .then(|| d.failure.as_ref()?.unreadable.clone())
+        .flatten()
 }
 
 /// The running job ended: its summary in lines and seconds, or why it failed. Shows the
@@ -81,6 +93,21 @@ pub(crate) fn finish(model: &mut Model, r: Result<(Vec<String>, f64), Failure>) 
 
 /// A key on the result screen: Enter or Esc go back to the disks and scan them again.
 pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
+    if k.code == KeyCode::Char('r') {
+        let disk = rescuable(model)?;
+        let d = model.disks.iter().find(|d| d.path == disk)?;
+        model.screen = Screen::Image(super::image::ImageWiz {
+            step: super::image::ImageStep::Options,
+            cursor: 3,
+            source: Some(disk.clone()),
+            kind: crate::image::ImageKind::Full,
+            level: crate::jobs::image::DEFAULT_LEVEL,
+            name: format!("{}-rescue", super::image::suggested_name(d, model.now_unix)),
+            rescue: true,
+            plan: None,
+        });
+        return None;
+    }
     if matches!(k.code, KeyCode::Enter | KeyCode::Esc) {
         if super::browse::back_from_done(model) {
             return None; // a copy out of an image: back to its folder

@@ -35,6 +35,9 @@ pub struct ImageWiz {
     pub level: i32,
     /// File name (without `.lbi`) for a full image.
     pub name: String,
+    /// Rescue mode: a failing disk; read errors are recorded as missing instead of
+    /// stopping the image.
+    pub rescue: bool,
     /// The plan, on the confirm step.
     pub plan: Option<Box<ImagePlan>>,
 }
@@ -177,7 +180,8 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                     w.cursor = srcs.iter().position(|&j| j == i).unwrap_or(0);
                 }
                 KeyCode::Up => w.cursor = w.cursor.saturating_sub(1),
-                KeyCode::Down | KeyCode::Tab => w.cursor = (w.cursor + 1).min(2),
+                KeyCode::Down | KeyCode::Tab => w.cursor = (w.cursor + 1).min(3),
+                KeyCode::Left | KeyCode::Right if w.cursor == 3 => w.rescue = !w.rescue,
                 KeyCode::Left | KeyCode::Right if w.cursor == 0 => {
                     let all = [
                         ImageKind::Full,
@@ -222,6 +226,7 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                         name: w.name.clone(),
                         kind: w.kind,
                         level: w.level,
+                        rescue: w.rescue,
                     }));
                 }
                 _ => {}
@@ -323,6 +328,19 @@ fn draw_options(model: &Model, w: &ImageWiz, f: &mut Frame, area: Rect) {
             "                1 is fastest, 19 is smallest; 3 suits most disks",
             dim(),
         ),
+        field(
+            "mode",
+            format!("< {} >", if w.rescue { "rescue" } else { "normal" }),
+            w.cursor == 3,
+        ),
+        Line::styled(
+            if w.rescue {
+                "                for a failing disk: unreadable sectors become missing ranges"
+            } else {
+                "                stops at a read error; rescue is for a failing disk"
+            },
+            dim(),
+        ),
         Line::raw(""),
         Line::raw(
             "   verify       always: the new image is read back and checked before it is called done",
@@ -363,6 +381,17 @@ fn draw_confirm(w: &ImageWiz, f: &mut Frame, area: Rect) {
             p.kind, p.level
         )),
     ];
+    if let Some(r) = &p.rescue {
+        lines.push(Line::styled(
+            format!(
+                " mode      RESCUE: read errors do not stop it; {} retry pass{}, {} s per read at most",
+                r.retries,
+                if r.retries == 1 { "" } else { "es" },
+                r.read_timeout_secs
+            ),
+            Style::default().fg(Color::Yellow),
+        ));
+    }
     if let Some(parent) = &p.parent {
         lines.push(Line::raw(format!(
             " parent    {} ({}, a chain of {})",
