@@ -504,6 +504,10 @@ pub struct InfoArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// For an image with missing ranges (`image --rescue`): read its filesystems and list
+    /// the files and structures those ranges hit.
+    #[arg(long)]
+    pub damaged: bool,
 }
 
 /// `--fit` and its options, shared by `restore` and `clone`.

@@ -177,6 +177,20 @@ fn print_rescue(s: &image::ImageSummary, r: &image::RescueReport) {
             s.path.display()
         );
     }
+    if !s.damaged.is_empty() {
+        println!("what they hit:");
+        let lines = image::damaged::lines(&s.damaged);
+        for l in lines.iter().take(60) {
+            println!("  {l}");
+        }
+        if lines.len() > 60 {
+            println!(
+                "  … {} more lines: lifeboat info --damaged {}",
+                lines.len() - 60,
+                s.path.display()
+            );
+        }
+    }
 }
 
 /// Prints the plan; `warnings` is false when the job's warning events will print them.

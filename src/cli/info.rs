@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// `lifeboat info`.
-pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
+pub fn info(file: &Path, search: &[PathBuf], json: bool, damaged: bool) -> anyhow::Result<()> {
     let r = ImageReader::open(file)?;
     let h = r.header();
     let f = r.footer();
@@ -38,6 +38,13 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
     let chain_error = chain.as_ref().err().map(|e| crate::error::with_causes(e));
     let missing = crate::image::missing_ranges(r.records());
     let missing_bytes: u64 = missing.iter().map(|m| m.len_bytes).sum();
+    // --damaged reads the filesystems in the image (the whole chain)
+    let damage = if damaged && !missing.is_empty() {
+        let c = Chain::open(file, search)?;
+        Some(crate::jobs::image::damaged::damaged_files(&c)?)
+    } else {
+        None
+    };
     if json {
         return print_json(&serde_json::json!({
             "path": file,
@@ -64,6 +71,7 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
             "root_hash": hex(&f.root_hash),
             "missing_bytes": missing_bytes,
             "missing": missing,
+            "damaged": damage,
             "meta": meta,
         }));
     }
@@ -205,6 +213,23 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool) -> anyhow::Result<()> {
                 human_bytes(m.len_bytes)
             )?;
         }
+        match &damage {
+            Some(d) => {
+                writeln!(o)?;
+                writeln!(o, "DAMAGED: what the missing ranges hit")?;
+                for l in crate::jobs::image::damaged::lines(d) {
+                    writeln!(o, "  {l}")?;
+                }
+            }
+            None => writeln!(
+                o,
+                "(`lifeboat info --damaged {}` lists the files they hit)",
+                file.display()
+            )?,
+        }
+    } else if damaged {
+        writeln!(o)?;
+        writeln!(o, "No missing ranges: nothing is damaged.")?;
     }
     Ok(())
 }

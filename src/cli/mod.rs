@@ -71,7 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
         Command::Inspect(a) => disks::inspect(&a)?,
         Command::Image(a) => image::image(&a)?,
         Command::Verify(a) => verify::verify(&a)?,
-        Command::Info(a) => info::info(&a.file, &a.search, a.json)?,
+        Command::Info(a) => info::info(&a.file, &a.search, a.json, a.damaged)?,
         Command::Restore(a) => return restore::restore(&a),
         Command::Clone(a) => return clone::clone(&a),
         Command::Merge(a) => merge::merge(&a)?,

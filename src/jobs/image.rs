@@ -32,6 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+pub mod damaged;
 pub mod mapfile;
 mod rescue;
 mod rescue_log;
@@ -260,6 +261,9 @@ pub struct ImageSummary {
     /// What the rescue did, for `--rescue`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescue: Option<RescueReport>,
+    /// What the missing ranges hit: files and filesystem structures, region by region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<damaged::RegionDamage>,
 }
 
 /// Builds the plan: reads the table and every filesystem map. Reads the source only.
@@ -863,6 +867,7 @@ pub fn run_on(
         missing_bytes: 0,
         missing: Vec::new(),
         rescue: None,
+        damaged: Vec::new(),
     })
 }
 

@@ -393,10 +393,16 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
         } => {
             let what = "planning the image";
             let fail = |e: &crate::Error| outcome::failure(what, e, false);
+            let mut resume = false;
             let (parent, output) = match kind {
                 ImageKind::Full => {
                     let out = dir.join(format!("{name}.lbi"));
-                    if let Some(taken) = crate::image::volumes::existing_files(&out).first() {
+                    // a rescue into a name already used goes on with that rescue
+                    resume = *rescue && (image::rescue_log_path(&out).exists() || out.exists());
+                    if let Some(taken) = crate::image::volumes::existing_files(&out)
+                        .first()
+                        .filter(|_| !resume)
+                    {
                         return Err(app::Failure {
                             what: what.into(),
                             causes: vec![format!("{} already exists", taken.display())],
@@ -426,7 +432,10 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
             let spec = image::ImageSpec {
                 level: *level,
                 parent,
-                rescue: rescue.then(image::RescueOptions::default),
+                rescue: rescue.then(|| image::RescueOptions {
+                    resume,
+                    ..image::RescueOptions::default()
+                }),
                 ..image::ImageSpec::new(source.clone(), output)
             };
             image::plan(&spec, &paths)

@@ -219,6 +219,22 @@ pub fn image_lines(s: &ImageSummary) -> Vec<String> {
                     .map(|w| format!(" ({w})"))
                     .unwrap_or_default()
             ));
+            for r in &s.damaged {
+                let files = r.files();
+                if files.is_empty() {
+                    continue;
+                }
+                v.push(format!(
+                    "Damaged files in {}: {}{}",
+                    r.region,
+                    files.iter().take(6).copied().collect::<Vec<_>>().join(", "),
+                    if files.len() > 6 {
+                        format!(" and {} more (lifeboat info --damaged lists them)", files.len() - 6)
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
             v.push(
                 "Run the image again in rescue mode with the same name later to try them again."
                     .into(),

@@ -817,6 +817,22 @@ pub(crate) fn run_on(
         crate::image::volumes::remove_files(&summary.files);
         return Err(e);
     }
+    // which files the missing ranges hit, read from the sealed image
+    let damaged = if missing.is_empty() {
+        Vec::new()
+    } else {
+        match Chain::open(&summary.path, &search).and_then(|c| super::damaged::damaged_files(&c))
+        {
+            Ok(d) => d,
+            Err(e) => {
+                reporter.warn(format!(
+                    "the missing ranges could not be matched to files: {}",
+                    crate::error::with_causes(&e)
+                ));
+                Vec::new()
+            }
+        }
+    };
     Ok(ImageSummary {
         path: summary.path,
         image_id: hex(&image_id),
@@ -833,6 +849,7 @@ pub(crate) fn run_on(
         missing_bytes,
         missing,
         rescue: Some(report),
+        damaged,
     })
 }
 
