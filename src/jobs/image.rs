@@ -687,6 +687,22 @@ pub fn run(plan: &ImagePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     run_on(plan, &dev, direct, reporter, cancel)
 }
 
+/// [`run`] of a rescue plan (`plan.rescue` set) reading from an already open source in
+/// units of `unit` bytes (its logical sector): tests inject read errors, slow and hung reads
+/// here.
+pub fn run_rescue_on(
+    plan: &ImagePlan,
+    dev: Arc<dyn BlockDev>,
+    unit: u64,
+    reporter: &Reporter,
+    cancel: &CancelToken,
+) -> Result<ImageSummary> {
+    let Some(opts) = &plan.rescue else {
+        return Err(Error::Unsupported("the plan is not a rescue".into()));
+    };
+    rescue::run_on(plan, opts, dev, unit, reporter, cancel)
+}
+
 /// [`run`] reading from an already open source, and through `direct` (the same source opened
 /// with `O_DIRECT`) where given (tests inject faults here).
 pub fn run_on(
