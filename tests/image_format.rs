@@ -344,3 +344,110 @@ fn format_doc_matches_the_module_spec() {
         "docs/FORMAT.md is stale: run scripts/update-format-doc.sh"
     );
 }
+
+/// Written by the 1.3 writer (`image --rescue`): the 1.1 contents, then two missing ranges
+/// (a sector and a whole block) that the source could not give.
+const GOLDEN_13: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/golden-v1.3.lbi"
+);
+
+fn missing(disk_offset: u64, len: u32) -> EncodedChunk {
+    EncodedChunk {
+        records: vec![lifeboat::image::Record {
+            disk_offset,
+            raw_len: len,
+            stored_len: 0,
+            file_offset: 0,
+            codec: Codec::Missing,
+            frame_offset: 0,
+            hash: lifeboat::image::format::MISSING_HASH,
+        }],
+        frame_codec: Codec::Zero,
+        data: Vec::new(),
+    }
+}
+
+fn write_image_13(path: &Path) -> lifeboat::image::WriteSummary {
+    let h = Header {
+        minor: lifeboat::image::format::VERSION_MINOR_MISSING,
+        ..header()
+    };
+    let mut w = ImageWriter::create(path, h).unwrap();
+    w.allow_any_order();
+    // out of disk order, as a rescue that comes back for what it skipped pushes them
+    w.push(missing(896 * 1024, 512)).unwrap();
+    for (off, data, codec) in contents() {
+        w.push(chunk(off, &data, codec)).unwrap();
+    }
+    w.push(missing(960 * 1024, 65536)).unwrap();
+    w.finish(&serde_json::json!({"tool": "lifeboat golden 1.3", "source": {"size_bytes": 1048576}}))
+        .unwrap()
+}
+
+#[test]
+fn golden_1_3_fixture_with_missing_ranges_is_stable() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("golden.lbi");
+    write_image_13(&p);
+    let fresh = std::fs::read(&p).unwrap();
+    if std::env::var("LIFEBOAT_BLESS").is_ok() {
+        std::fs::write(GOLDEN_13, &fresh).unwrap();
+    }
+    let golden = std::fs::read(GOLDEN_13)
+        .expect("tests/fixtures/golden-v1.3.lbi (LIFEBOAT_BLESS=1 makes it)");
+    assert!(
+        fresh == golden,
+        "the v1.3 format changed: a format change must bump the version and add a new golden file"
+    );
+    let r = ImageReader::open(Path::new(GOLDEN_13)).unwrap();
+    assert_eq!(r.header().minor, 3);
+    assert_eq!(r.footer().chunk_count, 6);
+    // records come out sorted, whatever order they were pushed in
+    let offs: Vec<u64> = r.records().iter().map(|x| x.disk_offset).collect();
+    assert_eq!(offs, vec![0, 65536, 131072, 512 * 1024, 896 * 1024, 960 * 1024]);
+    let m = lifeboat::image::missing_ranges(r.records());
+    assert_eq!(
+        m.iter().map(|m| (m.start_bytes, m.len_bytes)).collect::<Vec<_>>(),
+        vec![(896 * 1024, 512), (960 * 1024, 65536)]
+    );
+    // a missing range reads as zeros, and the image verifies
+    let mut buf = Vec::new();
+    r.read_chunk(5, &mut buf).unwrap();
+    assert_eq!(buf, vec![0u8; 65536]);
+    r.verify(|_| {}).unwrap();
+    // the root hash tells a missing range from zeros
+    let mut as_zero: Vec<lifeboat::image::Record> = r.records().to_vec();
+    as_zero[5].codec = Codec::Zero;
+    as_zero[5].hash = *blake3::hash(&[0u8; 65536]).as_bytes();
+    assert_ne!(
+        lifeboat::image::format::root_hash(&r.header().image_id, &[0; 32], &as_zero),
+        r.footer().root_hash
+    );
+}
+
+#[test]
+fn missing_ranges_need_format_1_3_and_no_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    // the writer refuses a missing range in an older format
+    let mut w = ImageWriter::create(&dir.path().join("old.lbi"), header()).unwrap();
+    let e = lifeboat::error::with_causes(&w.push(missing(0, 512)).unwrap_err());
+    assert!(e.contains("missing range at 0 needs format 1.3"), "{e}");
+    // a reader refuses one forged into a 1.1 image, and one with a content hash
+    let p = dir.path().join("g.lbi");
+    std::fs::copy(GOLDEN_13, &p).unwrap();
+    let r = ImageReader::open(&p).unwrap();
+    let index_at = r.footer().index_offset as usize;
+    drop(r);
+    let mut b = std::fs::read(&p).unwrap();
+    // the last record's hash byte (record 5: 16 + 5 * 64 + 32)
+    let rec5 = index_at + 16 + 5 * 64;
+    b[rec5 + 32] = 1;
+    let body_end = index_at + 16 + 6 * 64;
+    let crc = crc32fast::hash(&b[index_at..body_end]);
+    b[body_end..body_end + 4].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&p, &b).unwrap();
+    assert!(
+        matches!(image_err(&p), FormatError::Invalid { reason, .. } if reason.contains("missing range with a content hash"))
+    );
+}

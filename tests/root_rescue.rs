@@ -14,8 +14,8 @@
 mod common;
 
 use common::disks::{p, MIB};
-use common::{field, noise, read_at, require_root, require_tool, sh, sparse, FaultFs, LoopDev};
 use common::Mount;
+use common::{field, noise, read_at, require_root, require_tool, sh, sparse, FaultFs, LoopDev};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Read;
@@ -83,7 +83,7 @@ impl Source {
     /// The disk range (start, len) holding bytes `at..at+len` of `fs`'s big.bin, which must
     /// be sector-aligned and contiguous on the disk.
     fn range(&self, fs: Fs, at: u64, len: u64) -> (u64, u64) {
-        assert!(at % SECTOR == 0 && len % SECTOR == 0 && len > 0);
+        assert!(at.is_multiple_of(SECTOR) && len.is_multiple_of(SECTOR) && len > 0);
         let map = match fs {
             Fs::Fat => &self.fat,
             Fs::Ext4 => &self.ext4,
@@ -180,10 +180,7 @@ fn build() -> Source {
         "mkntfs -q -F -Q -L lbntfs {} >/dev/null 2>&1",
         lo.part(3).display()
     ));
-    write_tree(
-        Mount::new(&lo.part(3), "-t ntfs-3g").dir.path(),
-        Fs::Ntfs,
-    );
+    write_tree(Mount::new(&lo.part(3), "-t ntfs-3g").dir.path(), Fs::Ntfs);
     sh("sync");
     // where big.bin lies, as the filesystems' own tools say ...
     let ext4 = ext4_sectors(&lo.part(2));
@@ -242,10 +239,7 @@ fn ntfs_sectors(node: &Path) -> Vec<u64> {
         .skip_while(|l| !l.contains("0x80 - non-resident"))
         .skip(2)
         .map_while(|l| {
-            let n: Vec<u64> = l
-                .split_whitespace()
-                .map_while(|x| x.parse().ok())
-                .collect();
+            let n: Vec<u64> = l.split_whitespace().map_while(|x| x.parse().ok()).collect();
             (n.len() == 3).then(|| (n[0], n[1], n[2]))
         })
         .collect();
@@ -330,7 +324,9 @@ fn ranges2(r: &[(u64, u64)]) -> Vec<String> {
 }
 
 fn ranges3(r: &[(u64, u64, f64)]) -> Vec<String> {
-    r.iter().map(|(s, l, x)| format!("[{s}, {l}, {x}]")).collect()
+    r.iter()
+        .map(|(s, l, x)| format!("[{s}, {l}, {x}]"))
+        .collect()
 }
 
 // ---- running lifeboat ----
@@ -382,13 +378,7 @@ fn lifeboat(args: &[&str]) -> Run {
 /// `lifeboat args`, which must exit 0.
 fn ok(args: &[&str]) -> Run {
     let r = lifeboat(args);
-    assert_eq!(
-        r.code,
-        Some(0),
-        "lifeboat {args:?}:\n{}\n{}",
-        r.out,
-        r.err
-    );
+    assert_eq!(r.code, Some(0), "lifeboat {args:?}:\n{}\n{}", r.out, r.err);
     r
 }
 
@@ -712,7 +702,15 @@ fn a_child_of_a_rescued_image_fills_in_its_missing_sectors() {
     disk.fs.set("{}");
     for (name, rescue_flag) in [("child-rescue.lbi", true), ("child-plain.lbi", false)] {
         let child = src.dir.path().join(name);
-        let mut args = vec!["image", disk.dev(), "-o", p(&child), "--parent", p(&full), "--json"];
+        let mut args = vec![
+            "image",
+            disk.dev(),
+            "-o",
+            p(&child),
+            "--parent",
+            p(&full),
+            "--json",
+        ];
         if rescue_flag {
             args.push("--rescue");
         }
@@ -752,7 +750,9 @@ fn restore_json_names_the_missing_ranges() {
     let warned = warnings(&r);
     for (s, l) in &bad {
         assert!(
-            warned.iter().any(|w| w.contains(&format!("{s}..{}", s + l))),
+            warned
+                .iter()
+                .any(|w| w.contains(&format!("{s}..{}", s + l))),
             "no warning names {s}..{}: {warned:?}",
             s + l
         );
