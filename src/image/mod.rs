@@ -1,7 +1,8 @@
-//! The Lifeboat image format, version 1.2. This comment is the specification; `docs/FORMAT.md`
-//! repeats it for readers without the source. Readers of 1.2 read 1.1 and 1.0 images
-//! unchanged. 1.2 added split images (volumes, below); a single-file image is still written
-//! as 1.1.
+//! The Lifeboat image format, version 1.3. This comment is the specification; `docs/FORMAT.md`
+//! repeats it for readers without the source. Readers of 1.3 read 1.2, 1.1 and 1.0 images
+//! unchanged. 1.2 added split images (volumes, below); 1.3 added missing ranges (codec 5,
+//! written by `image --rescue` for what a failing disk could not give). Other images are
+//! still written as 1.1 (1.2 when split), so older readers read them.
 //!
 //! One image is one file (or one set of volumes, read as one file), written front to back as a
 //! stream and then sealed by a footer:
@@ -28,7 +29,7 @@
 //! |---|---|---|
 //! | 0 | 8 | magic `LIFEBOAT` |
 //! | 8 | 2 | major version = 1 (readers refuse others: `UnsupportedVersion`) |
-//! | 10 | 2 | minor version: 1, or 2 for a split image (1.0 images have 0 here and in every 1.1 field) |
+//! | 10 | 2 | minor version: 1, 2 for a split image, 3 for an image that may hold missing ranges (1.0 images have 0 here and in every 1.1 field) |
 //! | 12 | 4 | flags: bit 0 = split into volumes (1.2); any other bit set is refused |
 //! | 16 | 4 | header length = 4096 |
 //! | 20 | 4 | reserved, 0 |
@@ -53,13 +54,22 @@
 //! | 8 | 4 | raw length (1 ..= 64 MiB) |
 //! | 12 | 4 | stored length of its frame in this file (0 for zero and parent chunks) |
 //! | 16 | 8 | file offset of its frame (0 for zero and parent chunks) |
-//! | 24 | 1 | codec: 1 zstd frame, 2 raw, 3 all zero, 4 held by an ancestor (found by hash) |
+//! | 24 | 1 | codec: 1 zstd frame, 2 raw, 3 all zero, 4 held by an ancestor (found by hash), 5 missing (1.3) |
 //! | 25 | 3 | reserved, 0 |
 //! | 28 | 4 | offset of the record's bytes inside its decoded frame (0 in 1.0) |
 //! | 32 | 32 | blake3 of the raw (uncompressed) bytes |
 //!
 //! Disk ranges without a record are unused space: the filesystem proved them free, or they
 //! were not selected. Two records with the same hash may share stored bytes (deduplication).
+//!
+//! **Missing ranges** (1.3). A record with codec 5 is a range the source could not give
+//! (`image --rescue` on a failing disk: read errors, reads that hung). It stores nothing,
+//! its hash field is all zero (no content hashes to that), and it is only valid in an
+//! image whose minor version is 3 or more: a 1.2 reader refuses codec 5, so it never
+//! restores such an image as if it were whole. A reader gets zeros for it, and tells the
+//! user: `info` lists missing ranges, `verify` counts them, `restore` writes zeros there and
+//! names them. In a chain a missing record is never used to resolve an ancestor's content,
+//! and a child taken later that could read the range stores it normally.
 //!
 //! **Frames.** The writer reads the disk in chunks (at most `chunk size`, never crossing a
 //! multiple of it) and cuts each chunk into records at multiples of the block size (64 KiB by
@@ -99,7 +109,8 @@
 //!
 //! **Root hash** = blake3("lifeboat-root-v1" ‖ image ID ‖ parent root hash ‖ for each record:
 //! disk offset (u64) ‖ raw length (u32) ‖ content hash). It names the disk content the image
-//! describes, independent of compression, and through the parent root the whole chain.
+//! describes, independent of compression, and through the parent root the whole chain. A
+//! missing range enters with its all-zero hash field, so it is told apart from zeros.
 //!
 //! **Metadata** is a JSON object written by the imaging job: the typed [`ImageMeta`]
 //! (`image/meta.rs`). Readers ignore unknown fields, and every field has a default, so older
@@ -134,6 +145,12 @@
 //! no numbered volume follows a gap, and that the count matches the footer's; each failure
 //! names the volume. A set whose last volume is full but holds no footer is missing its next
 //! volume. A split image may have a single volume (its writer could not know it would fit).
+//!
+//! **A rescue's side files** (not part of the image). While `image --rescue` writes
+//! `NAME.lbi.partial`, its rescue log `NAME.lbi.rescue` records checkpoints (the image bytes
+//! made durable, the records written, the state of every byte to read), so that
+//! `--resume` goes on after a crash; its layout is in `jobs/image/rescue_log.rs`. It is
+//! removed when the image is sealed. `--mapfile` writes a GNU ddrescue mapfile beside.
 //!
 //! **Completeness**: an image is written under a temporary name (`NAME.lbi.partial`; volumes
 //! `NAME.lbi.001.partial`…), fsynced, renamed (the first volume last), and its directory
