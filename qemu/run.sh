@@ -25,9 +25,12 @@ Firmware:
                      Microsoft's keys enrolled. Each run uses a fresh copy of the UEFI
                      variables.
 Disks:
-  --disk FILE[,bus=BUS][,ro]
+  --disk FILE[,bus=BUS][,ro][,blkdebug=RULES]
                      attach a raw disk image; BUS is virtio (default), sata, nvme or usb.
-                     Repeat for more disks.
+                     Repeat for more disks. blkdebug=RULES puts QEMU's blkdebug driver
+                     under it with the rules file RULES (injected read errors, as the
+                     tests of image --rescue do: [inject-error] event = "read_aio"
+                     errno = "5" sector = "N" once = "off").
   --demo             the demo's three disks, made on first use in qemu/ (or in
                      $LIFEBOAT_DEMO_DIR): demo.img on SATA, /dev/sda (qemu/make-demo-disk.sh:
                      GPT, an EFI system partition and ext4 with files); a blank 512 MiB
@@ -155,17 +158,22 @@ else
 fi
 
 for spec in "${disks[@]}"; do
-  file=${spec%%,*}; bus=virtio; ro=0
+  file=${spec%%,*}; bus=virtio; ro=0; rules=
   IFS=, read -ra opts <<< "${spec#"$file"}"
   for o in "${opts[@]}"; do
     case "$o" in
       "") ;;
       bus=*) bus=${o#bus=} ;;
       ro) ro=1 ;;
+      blkdebug=*) rules=${o#blkdebug=} ;;
       *) echo "qemu/run.sh: unknown disk option '$o'" >&2; exit 2 ;;
     esac
   done
   [ -e "$file" ] || { echo "qemu/run.sh: no disk image $file" >&2; exit 1; }
+  if [ -n "$rules" ]; then
+    [ -e "$rules" ] || { echo "qemu/run.sh: no blkdebug rules $rules" >&2; exit 1; }
+    file="blkdebug:$rules:$file"
+  fi
   attach "$file" "$bus" "$ro"
 done
 

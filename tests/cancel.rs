@@ -152,6 +152,7 @@ fn image_spec(disk: &Path, output: PathBuf) -> image::ImageSpec {
         file_sector_size: 512,
         parent: None,
         volume_size: None,
+        rescue: None,
     }
 }
 

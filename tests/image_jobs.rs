@@ -153,6 +153,7 @@ fn spec_for(disk: &Path, output: PathBuf) -> image::ImageSpec {
         file_sector_size: 512,
         parent: None,
         volume_size: None,
+        rescue: None,
     }
 }
 

@@ -665,6 +665,8 @@ struct Trip {
     target: String,
     /// A disk smaller than the source, on virtio, for `restore --fit` (`None`: not attached).
     small: Option<String>,
+    /// How the source is attached: `FILE,bus=sata` unless a test says otherwise.
+    src_disk: String,
 }
 
 impl Trip {
@@ -678,7 +680,7 @@ impl Trip {
             "--append".into(),
             append.into(),
             "--disk".into(),
-            format!("{},bus=sata", self.src.display()),
+            self.src_disk.clone(),
             "--disk".into(),
             format!("{},bus=usb", self.store.display()),
             "--disk".into(),
@@ -712,6 +714,7 @@ fn trip(store_fs: &str) -> Trip {
     let target = blank(t.path(), "target.img", 160);
     Trip {
         t,
+        src_disk: format!("{},bus=sata", src.display()),
         src,
         want,
         store,
@@ -1007,6 +1010,132 @@ fn unattended_split_image_on_a_fat32_store_mini() {
         env!("CARGO_BIN_EXE_lifeboat"),
         got.join("pc.lbi").display()
     ));
+}
+
+/// `image --rescue` in the booted system: the source disk on virtio sits on QEMU's blkdebug
+/// driver, which fails reads of a sector and of a 4 KiB run in /home/demo/numbers.txt of the
+/// ext4 partition with EIO, as a failing disk does. The guest images it to
+/// a FAT32 store with `--rescue`; the image must record exactly those sectors as missing,
+/// name the damaged file, verify in the guest and on the host, and restore on the host to
+/// the source's bytes everywhere else.
+#[test]
+fn unattended_rescue_of_a_disk_with_read_errors_mini() {
+    if !prerequisites(&["out/mini/vmlinuz", "out/mini/initrd.zst"]) {
+        return;
+    }
+    let mut trip = trip("vfat");
+    let parts = partitions(&trip.src);
+    let ext = parts[1].0;
+    // a sector of numbers.txt's second block, found with debugfs on the host
+    let image = format!("{}?offset={ext}", trip.src.display());
+    let bs: u64 = sh(&format!("dumpe2fs -h '{image}' 2>/dev/null"))
+        .lines()
+        .find_map(|l| l.strip_prefix("Block size:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("ext4 block size");
+    let blocks = sh(&format!(
+        "debugfs -R 'blocks /home/demo/numbers.txt' '{image}' 2>/dev/null"
+    ));
+    let block = |n: usize| -> u64 {
+        blocks
+            .split_whitespace()
+            .nth(n)
+            .and_then(|b| b.parse().ok())
+            .expect("numbers.txt's blocks")
+    };
+    // a sector of its second block, and 4 KiB of its tenth and eleventh
+    let one = ext + block(1) * bs + 512;
+    let run = ext + block(10) * bs;
+    let mut sectors = vec![one / 512];
+    sectors.extend((0..8).map(|i| run / 512 + i));
+    let rules = trip.t.path().join("rules.conf");
+    let mut conf = String::new();
+    for sector in sectors {
+        conf.push_str(&format!(
+            "[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nsector = \"{sector}\"\nonce = \"off\"\nimmediately = \"off\"\n\n"
+        ));
+    }
+    std::fs::write(&rules, conf).unwrap();
+    trip.src_disk = format!(
+        "{},bus=virtio,blkdebug={}",
+        trip.src.display(),
+        rules.display()
+    );
+    let append = "lifeboat.store=LABEL=LBSTORE \
+        lifeboat.run=\"image /dev/vda -o /store/pc.lbi --rescue --read-timeout 20 ; verify /store/pc.lbi\" \
+        lifeboat.then=poweroff";
+    let mut vm = trip.boot("unattended-mini-rescue", "out/mini", append);
+    let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
+    let jobs = result["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{result}\n{}", vm.tail());
+    for j in jobs {
+        assert_eq!(j["exit_code"], 0, "{result}\n{}", vm.tail());
+    }
+    let summary = &jobs[0]["summary"];
+    let missing: Vec<(u64, u64)> = summary["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["start_bytes"].as_u64().unwrap(),
+                m["len_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut want = vec![(one, 512), (run, 4096)];
+    want.sort_unstable();
+    assert_eq!(missing, want, "{summary}");
+    let damaged = summary["damaged"].to_string();
+    assert!(damaged.contains("/home/demo/numbers.txt"), "{damaged}");
+    assert!(
+        jobs[1]["summary"]["missing_bytes"] == 512 + 4096,
+        "verify does not count the missing bytes: {result}"
+    );
+    vm.wait_exit(Duration::from_secs(60));
+
+    // on the host: the image on the FAT32 store verifies, and restores to the source's
+    // bytes everywhere but the two missing sectors, which are zeros
+    let part = trip.t.path().join("store-after.img");
+    sh(&format!(
+        "dd if={} of={} bs=1M skip=1 status=none && fsck.vfat -n {} >/dev/null",
+        trip.store.display(),
+        part.display(),
+        part.display()
+    ));
+    let img = trip.t.path().join("pc.lbi");
+    sh(&format!(
+        "mcopy -n -i {} ::/pc.lbi {}",
+        part.display(),
+        img.display()
+    ));
+    let lifeboat = env!("CARGO_BIN_EXE_lifeboat");
+    sh(&format!("{lifeboat} verify {}", img.display()));
+    let out = trip.t.path().join("restored.img");
+    common::sparse(&out, std::fs::metadata(&trip.src).unwrap().len());
+    sh(&format!(
+        "{lifeboat} restore {} {} --yes >/dev/null",
+        img.display(),
+        out.display()
+    ));
+    let (src, got) = (std::fs::read(&trip.src).unwrap(), std::fs::read(&out).unwrap());
+    assert_eq!(src.len(), got.len());
+    for &(at, len) in &missing {
+        let r = at as usize..(at + len) as usize;
+        assert!(got[r.clone()].iter().all(|&b| b == 0), "missing bytes at {at} are not zeros");
+    }
+    // only used blocks are in the image: compare where the image has data, which every
+    // file and structure the host can check lives in
+    let mut src = src;
+    for &(at, len) in &missing {
+        src[at as usize..(at + len) as usize].fill(0);
+    }
+    let (a, b) = (trip.t.path().join("src-holed.img"), out.clone());
+    std::fs::write(&a, &src).unwrap();
+    assert_eq!(
+        files_only(&disk_snapshot(&a, trip.t.path(), "want")),
+        files_only(&disk_snapshot(&b, trip.t.path(), "got"))
+    );
 }
 
 /// Moves the menu's highlight (the row that starts with `>`) down with `j` until it is on a

@@ -9,14 +9,19 @@
 //! holding its buffer, and its late answer is dropped. This is the one place Lifeboat leaves
 //! threads unjoined (STYLE §5 asks for every thread to be joined).
 //!
-//! A disk works on one command at a time when it hangs (so does a loop device), so the reads
-//! queued behind a hung one are not blamed for its time:
+//! The reads go to the device one at a time, and a read's clock starts when it is sent to
+//! the device, not when it is handed over: a disk works on one command at a time when it
+//! hangs (so does a loop device), so with several reads in flight the one that timed out
+//! first would not be the one that hung. So:
+//! - the helpers take turns at the device (a lock), and each read's clock starts when its
+//!   helper has the device;
 //! - while a given-up read is still blocked ("the disk is stalled"), no new read is sent;
-//! - a read that was already sent keeps waiting, and its clock starts again when the stall
-//!   ends;
 //! - a stall longer than [`STALL_FACTOR`] timeouts means the disk stopped answering: every
 //!   read from then on fails at once, so a dead disk ends the job instead of piling up
 //!   threads (at most [`MAX_LOST`] are ever given up).
+//!
+//! Several callers still overlap everything but the device read itself (the rescue's copy
+//! pass compresses while the next chunk is read).
 //!
 //! Helper threads that are not stuck end when the reader is dropped (their request channel
 //! closes).
@@ -43,10 +48,12 @@ type Request = (Vec<u8>, std::ops::Range<usize>, u64);
 /// A helper's answer: the buffer back, and how the read went.
 type Answer = (Vec<u8>, Result<()>);
 
-/// One helper thread: where to send it work and where it answers.
+/// One helper thread: where to send it work, where it answers, and when its current read
+/// got the device.
 struct Helper {
     tx: Sender<Request>,
     rx: Receiver<Answer>,
+    started: Arc<Mutex<Option<Instant>>>,
 }
 
 /// What the helpers and callers share.
@@ -60,6 +67,8 @@ struct Shared {
     stalled_since: Mutex<Option<Instant>>,
     /// The disk stopped answering: every read fails at once.
     dead: AtomicBool,
+    /// Held by the helper whose read is at the device.
+    device: Mutex<()>,
 }
 
 /// Reads `dev` with a timeout per read. Cheap to share between threads (`&self`).
@@ -131,14 +140,21 @@ impl TimedReader {
         let (ans_tx, rx) = bounded::<Answer>(1);
         let dev = Arc::clone(&self.dev);
         let shared = Arc::clone(&self.shared);
+        let started = Arc::new(Mutex::new(None));
+        let started_here = Arc::clone(&started);
         std::thread::Builder::new()
             .name("lifeboat-read".into())
             .spawn(move || {
                 for (mut buf, range, off) in req_rx.iter() {
+                    let turn = shared.device.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Ok(mut s) = started_here.lock() {
+                        *s = Some(Instant::now());
+                    }
                     let r = match buf.get_mut(range) {
                         Some(b) => dev.read_at(b, off),
                         None => Err(Error::Unsupported("read range outside its buffer".into())),
                     };
+                    drop(turn);
                     if ans_tx.send((buf, r)).is_err() {
                         // given up: the disk answered after all, so this stall is over
                         if shared.blocked.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -151,7 +167,7 @@ impl TimedReader {
                 }
             })
             .map_err(|e| Error::io("starting a reader thread for", self.dev.path(), e))?;
-        Ok(Helper { tx, rx })
+        Ok(Helper { tx, rx, started })
     }
 
     /// Gives up the read a helper is blocked in: it hung (`hung`), or its caller was
@@ -208,13 +224,15 @@ impl TimedReader {
             Ok(h) => h,
             Err(e) => return (buf, Err(e)),
         };
+        if let Ok(mut s) = helper.started.lock() {
+            *s = None;
+        }
         if helper.tx.send((buf, range, off)).is_err() {
             return (
                 vec![0; buf_len],
                 Err(Error::Unsupported("a reader thread ended".into())),
             );
         }
-        let mut started = Instant::now();
         loop {
             match helper.rx.recv_timeout(SLICE) {
                 Ok(answer) => {
@@ -235,16 +253,15 @@ impl TimedReader {
                 self.give_up(false);
                 return (vec![0; buf_len], Err(Error::Cancelled));
             }
-            if self.stalled_for().is_some() {
-                // queued behind a read given up earlier: not this read's time
+            // not at the device yet (another read has it): not this read's time
+            let Some(started) = helper.started.lock().ok().and_then(|s| *s) else {
                 if self.check_dead() {
                     self.give_up(true);
                     let e = self.timed_out(off, len, "the disk stopped answering");
                     return (vec![0; buf_len], Err(e));
                 }
-                started = Instant::now();
                 continue;
-            }
+            };
             if started.elapsed() >= self.timeout {
                 self.give_up(true);
                 let e = self.timed_out(
@@ -368,7 +385,8 @@ mod tests {
 
     #[test]
     fn a_hung_read_times_out_and_later_reads_still_work() {
-        let r = TimedReader::new(slow(65536, 3000), Duration::from_millis(200));
+        // (the hung read comes back after 1 s, within the 2 s a stall may last)
+        let r = TimedReader::new(slow(65536, 1000), Duration::from_millis(200));
         let t = Instant::now();
         let (buf, res) = r.read(vec![0; 512], 0..512, 65536, &CancelToken::new());
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());

@@ -216,7 +216,9 @@ pub(crate) fn survey(
                         (CopyMethod::UsedBlocks, None, ranges.clone())
                     }
                     (Used::All { reason }, true) => {
-                        if map.fs.is_some() {
+                        if map.fs.is_some()
+                            || reason.starts_with("its filesystem could not be read")
+                        {
                             warnings.push(format!(
                                 "partition {} is copied block by block: {reason}",
                                 p.number
