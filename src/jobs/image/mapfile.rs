@@ -20,9 +20,10 @@ use crate::error::{Error, Result};
 use std::io::Write;
 use std::path::Path;
 
-/// The text of a mapfile for a disk of `size` bytes in the state `map`; `extra_missing`
-/// (used blocks outside the domain, never read) are `?` like unused ones. `finished` says
-/// whether the rescue is over (the status line's state is then `+`).
+/// The text of a mapfile for a disk of `size` bytes in the state `map`: bytes the map does
+/// not track (unused blocks, used blocks outside the domain) are `?`. `pass` is the pass the
+/// rescue is in, `finished` whether it is over (the status line's state is then `+`), and
+/// `command` goes in the header comment.
 pub fn render(map: &RescueMap, size: u64, pass: u32, finished: bool, command: &str) -> String {
     let mut blocks: Vec<(u64, u64, char)> = Vec::new();
     let mut push = |s: u64, e: u64, c: char| {
