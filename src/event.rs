@@ -277,7 +277,10 @@ impl Reporter {
         };
         Reporter {
             sink: Some(Arc::new(sink)),
-            throttle: Arc::new(Mutex::new(Throttle { last: None, last_rescue: None })),
+            throttle: Arc::new(Mutex::new(Throttle {
+                last: None,
+                last_rescue: None,
+            })),
         }
     }
 
@@ -285,7 +288,10 @@ impl Reporter {
     pub fn silent() -> Reporter {
         Reporter {
             sink: None,
-            throttle: Arc::new(Mutex::new(Throttle { last: None, last_rescue: None })),
+            throttle: Arc::new(Mutex::new(Throttle {
+                last: None,
+                last_rescue: None,
+            })),
         }
     }
 

@@ -405,10 +405,15 @@ fn golden_1_3_fixture_with_missing_ranges_is_stable() {
     assert_eq!(r.footer().chunk_count, 6);
     // records come out sorted, whatever order they were pushed in
     let offs: Vec<u64> = r.records().iter().map(|x| x.disk_offset).collect();
-    assert_eq!(offs, vec![0, 65536, 131072, 512 * 1024, 896 * 1024, 960 * 1024]);
+    assert_eq!(
+        offs,
+        vec![0, 65536, 131072, 512 * 1024, 896 * 1024, 960 * 1024]
+    );
     let m = lifeboat::image::missing_ranges(r.records());
     assert_eq!(
-        m.iter().map(|m| (m.start_bytes, m.len_bytes)).collect::<Vec<_>>(),
+        m.iter()
+            .map(|m| (m.start_bytes, m.len_bytes))
+            .collect::<Vec<_>>(),
         vec![(896 * 1024, 512), (960 * 1024, 65536)]
     );
     // a missing range reads as zeros, and the image verifies

@@ -1118,11 +1118,17 @@ fn unattended_rescue_of_a_disk_with_read_errors_mini() {
         img.display(),
         out.display()
     ));
-    let (src, got) = (std::fs::read(&trip.src).unwrap(), std::fs::read(&out).unwrap());
+    let (src, got) = (
+        std::fs::read(&trip.src).unwrap(),
+        std::fs::read(&out).unwrap(),
+    );
     assert_eq!(src.len(), got.len());
     for &(at, len) in &missing {
         let r = at as usize..(at + len) as usize;
-        assert!(got[r.clone()].iter().all(|&b| b == 0), "missing bytes at {at} are not zeros");
+        assert!(
+            got[r.clone()].iter().all(|&b| b == 0),
+            "missing bytes at {at} are not zeros"
+        );
     }
     // only used blocks are in the image: compare where the image has data, which every
     // file and structure the host can check lives in

@@ -286,7 +286,10 @@ fn check_image(name: &str, s: &ImageSummary, img: &Path, source: &[u8], missing:
         .map(|m| (m.start_bytes, m.end_bytes()))
         .collect();
     assert_eq!(vm, missing, "{name}: verify's missing ranges");
-    assert_eq!(v.missing_bytes, want_bytes, "{name}: verify's missing bytes");
+    assert_eq!(
+        v.missing_bytes, want_bytes,
+        "{name}: verify's missing bytes"
+    );
 
     // every byte of the disk has a record, and a missing one only where it is missing
     let reader = ImageReader::open(img).unwrap();
@@ -324,7 +327,10 @@ fn check_image(name: &str, s: &ImageSummary, img: &Path, source: &[u8], missing:
         let w = &want[off as usize..(off + MIB) as usize];
         if got != w {
             let i = got.iter().zip(w).position(|(a, b)| a != b).unwrap();
-            panic!("{name}: the image reads back wrong at byte {}", off + i as u64);
+            panic!(
+                "{name}: the image reads back wrong at byte {}",
+                off + i as u64
+            );
         }
     }
 }
@@ -396,7 +402,11 @@ fn bad_sectors_are_missing_exactly_and_the_rest_reads_back() {
         assert_eq!(r.hung_reads, 0, "{name}");
         assert!(r.failed_reads > 0, "{name}");
         // copy, (copy skipped), trim, scrape, and the one retry pass, backwards
-        assert_eq!(r.passes.first().map(String::as_str), Some("copy"), "{name}: {r:?}");
+        assert_eq!(
+            r.passes.first().map(String::as_str),
+            Some("copy"),
+            "{name}: {r:?}"
+        );
         assert_eq!(
             r.passes.last().map(String::as_str),
             Some("retry backwards"),
@@ -594,10 +604,20 @@ fn cancel_seals_what_was_read_and_the_rest_is_missing() {
         "{r:?}"
     );
     assert!(out.exists(), "the image is sealed");
-    assert!(!image::rescue_log_path(&out).exists(), "the rescue log is gone");
+    assert!(
+        !image::rescue_log_path(&out).exists(),
+        "the rescue log is gone"
+    );
     let missing = missing_of(&s);
-    assert!(s.missing_bytes >= DISK / 2, "{} bytes missing", s.missing_bytes);
-    assert!(s.read_bytes > 0 && s.read_bytes + s.missing_bytes == DISK, "{s:?}");
+    assert!(
+        s.missing_bytes >= DISK / 2,
+        "{} bytes missing",
+        s.missing_bytes
+    );
+    assert!(
+        s.read_bytes > 0 && s.read_bytes + s.missing_bytes == DISK,
+        "{s:?}"
+    );
     let served = dev.served();
     for (hs, he) in complement(&missing, DISK) {
         assert!(
@@ -645,7 +665,13 @@ fn rescue_events_rise_and_end_with_the_summarys_missing_bytes() {
                 rescued_bytes,
                 missing_bytes,
                 untried_bytes,
-            } => Some((*pass, name.clone(), *rescued_bytes, *missing_bytes, *untried_bytes)),
+            } => Some((
+                *pass,
+                name.clone(),
+                *rescued_bytes,
+                *missing_bytes,
+                *untried_bytes,
+            )),
             _ => None,
         })
         .collect();
@@ -662,7 +688,10 @@ fn rescue_events_rise_and_end_with_the_summarys_missing_bytes() {
     let last = rescue.last().unwrap();
     assert!(first.2 < last.2, "nothing rose: {first:?} .. {last:?}");
     assert_eq!(last.2, s.read_bytes, "last event's rescued bytes: {last:?}");
-    assert_eq!(last.3, s.missing_bytes, "last event's missing bytes: {last:?}");
+    assert_eq!(
+        last.3, s.missing_bytes,
+        "last event's missing bytes: {last:?}"
+    );
     assert_eq!(last.4, 0, "{last:?}");
     // every pass the summary names was reported, in order
     let mut names: Vec<String> = rescue.iter().map(|e| e.1.clone()).collect();

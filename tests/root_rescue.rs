@@ -543,9 +543,109 @@ fn bad_sectors_in_fat_ext4_and_ntfs_files_are_missing_exactly() {
         "{summary}"
     );
     assert_missing(&img, &summary, &bad);
+    // the damaged files: what the rescue names, and `info --damaged`, are what the
+    // filesystems' own tools say the bad ranges hold
+    let want = oracle(&src, &bad);
+    assert_eq!(damaged_files(&summary["damaged"]), want, "{summary}");
+    let info: Value =
+        serde_json::from_str(&ok(&["info", p(&img), "--damaged", "--json"]).out).unwrap();
+    assert_eq!(damaged_files(&info["damaged"]), want, "info --damaged");
+    let text = ok(&["info", p(&img), "--damaged"]).out;
+    assert!(
+        text.contains("DAMAGED") && text.contains("file /big.bin"),
+        "{text}"
+    );
     let restored = restore(&img, src.dir.path(), "restored.img", &bad);
     assert_restored(&src.file, &restored, &bad);
     eprintln!("bad sectors: {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// Per partition, the files a damage report (the summary's or `info`'s `damaged`) names,
+/// with the bytes of their data lost.
+fn damaged_files(
+    v: &Value,
+) -> std::collections::BTreeMap<u64, std::collections::BTreeMap<String, u64>> {
+    let mut out = std::collections::BTreeMap::new();
+    for region in v
+        .as_array()
+        .unwrap_or_else(|| panic!("no damage report: {v}"))
+    {
+        let Some(n) = region["partition"].as_u64() else {
+            continue;
+        };
+        let files: &mut std::collections::BTreeMap<String, u64> = out.entry(n).or_default();
+        for d in region["damage"].as_array().unwrap() {
+            for h in d["hits"].as_array().unwrap() {
+                assert_eq!(h["kind"], "file", "a bad range in a file's data hit {h}");
+                *files
+                    .entry(h["path"].as_str().unwrap().to_string())
+                    .or_default() += h["bytes"].as_u64().unwrap();
+            }
+        }
+    }
+    out
+}
+
+/// What the filesystems' tools say the bad ranges hold: on ext4, `debugfs icheck` (block to
+/// inode) and `ncheck` (inode to path); on NTFS, `ntfscluster -c` (cluster to file); on FAT,
+/// which has no such tool, the file whose content the range was found by (big.bin).
+fn oracle(
+    src: &Source,
+    bad: &[(u64, u64)],
+) -> std::collections::BTreeMap<u64, std::collections::BTreeMap<String, u64>> {
+    let mut out: std::collections::BTreeMap<u64, std::collections::BTreeMap<String, u64>> =
+        Default::default();
+    let ext = format!("{}?offset={EXT_START}", src.file.display());
+    let bs = field(
+        &sh(&format!("dumpe2fs -h '{ext}' 2>/dev/null")),
+        "Block size:",
+    );
+    let ntfs = LoopDev::attach_with(
+        &src.file,
+        &format!("-r -o {NTFS_START} --sizelimit {PART_LEN}"),
+    );
+    let cs = field(
+        &sh(&format!("ntfsinfo -m {}", ntfs.path.display())),
+        "Cluster Size:",
+    );
+    for &(start, len) in bad {
+        let (part, path) = if start >= NTFS_START {
+            let cluster = (start - NTFS_START) / cs;
+            let said = sh(&format!(
+                "ntfscluster -c {cluster} {} 2>&1",
+                ntfs.path.display()
+            ));
+            let line = said
+                .lines()
+                .find(|l| l.starts_with("Inode "))
+                .unwrap_or_else(|| panic!("ntfscluster -c {cluster}: {said}"));
+            // "Inode 64 /big.bin/$DATA"
+            let path = line.split_whitespace().nth(2).unwrap();
+            (3, path.trim_end_matches("/$DATA").to_string())
+        } else if start >= EXT_START {
+            let block = (start - EXT_START) / bs;
+            let icheck = sh(&format!("debugfs -R 'icheck {block}' '{ext}' 2>/dev/null"));
+            let inode = icheck
+                .lines()
+                .nth(1)
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or_else(|| panic!("icheck {block}: {icheck}"))
+                .to_string();
+            let ncheck = sh(&format!("debugfs -R 'ncheck {inode}' '{ext}' 2>/dev/null"));
+            let path = ncheck
+                .lines()
+                .nth(1)
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or_else(|| panic!("ncheck {inode}: {ncheck}"))
+                // (debugfs of e2fsprogs 1.47 prints paths under the root as "//name")
+                .replacen("//", "/", 1);
+            (2, path)
+        } else {
+            (1, "/big.bin".to_string())
+        };
+        *out.entry(part).or_default().entry(path).or_default() += len;
+    }
+    out
 }
 
 #[test]
@@ -592,6 +692,12 @@ fn unreadable_table_sectors_and_superblock_are_missing_and_the_partition_is_copi
             .is_some_and(|s| s.contains("every block is copied")),
         "{}",
         part(2)
+    );
+    // what they hit: the boot area, and the ext4's superblock
+    let hits = summary["damaged"].to_string();
+    assert!(
+        hits.contains("the boot area") && hits.contains("superblock"),
+        "{hits}"
     );
     let restored = restore(&img, src.dir.path(), "restored.img", &bad);
     assert_restored(&src.file, &restored, &bad);

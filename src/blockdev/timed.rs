@@ -185,9 +185,7 @@ impl TimedReader {
 
     /// Marks the disk dead when it has been stalled too long; true if it is dead.
     fn check_dead(&self) -> bool {
-        if self.stalled_for().is_some_and(|d| d >= self.stall_limit())
-            || self.lost() >= MAX_LOST
-        {
+        if self.stalled_for().is_some_and(|d| d >= self.stall_limit()) || self.lost() >= MAX_LOST {
             self.shared.dead.store(true, Ordering::SeqCst);
         }
         self.is_dead()
@@ -405,20 +403,36 @@ mod tests {
     #[test]
     fn reads_wait_out_a_stall_and_a_stall_too_long_kills_the_disk() {
         // every read at or after 64 KiB takes 400 ms; the timeout is 100 ms
-        let r = Arc::new(TimedReader::new(slow(65536, 400), Duration::from_millis(100)));
-        assert!(r.read(vec![0; 512], 0..512, 65536, &CancelToken::new()).1.is_err());
+        let r = Arc::new(TimedReader::new(
+            slow(65536, 400),
+            Duration::from_millis(100),
+        ));
+        assert!(r
+            .read(vec![0; 512], 0..512, 65536, &CancelToken::new())
+            .1
+            .is_err());
         // the next read waits for the hung one to come back, then is served in time
         let t = Instant::now();
         let (_, res) = r.read(vec![0; 512], 0..512, 0, &CancelToken::new());
         res.unwrap();
-        assert!(t.elapsed() >= Duration::from_millis(200), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            t.elapsed()
+        );
         assert!(!r.is_dead());
 
         // a read that never comes back: after STALL_FACTOR timeouts the disk is dead
         let r = TimedReader::new(slow(0, 5000), Duration::from_millis(50));
-        assert!(r.read(vec![0; 512], 0..512, 0, &CancelToken::new()).1.is_err());
+        assert!(r
+            .read(vec![0; 512], 0..512, 0, &CancelToken::new())
+            .1
+            .is_err());
         let t = Instant::now();
-        let e = r.read(vec![0; 512], 0..512, 0, &CancelToken::new()).1.unwrap_err();
+        let e = r
+            .read(vec![0; 512], 0..512, 0, &CancelToken::new())
+            .1
+            .unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         assert!(r.is_dead());
         assert!(
@@ -427,7 +441,10 @@ mod tests {
             crate::error::with_causes(&e)
         );
         let t = Instant::now();
-        assert!(r.read(vec![0; 512], 0..512, 0, &CancelToken::new()).1.is_err());
+        assert!(r
+            .read(vec![0; 512], 0..512, 0, &CancelToken::new())
+            .1
+            .is_err());
         assert!(t.elapsed() < Duration::from_millis(20));
     }
 

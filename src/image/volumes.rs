@@ -609,7 +609,9 @@ impl VolumeWriter {
         let mut partials = Vec::new();
         for n in 0..=last {
             let p = super::partial_path(&volume_path(first, n));
-            let len = std::fs::metadata(&p).map_err(|e| Error::io("opening", &p, e))?.len();
+            let len = std::fs::metadata(&p)
+                .map_err(|e| Error::io("opening", &p, e))?
+                .len();
             let need = if n == last { in_volume } else { volume_size };
             if len < need {
                 return Err(Error::Refused {

@@ -402,7 +402,8 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
             ))
         } else if h.parent_id != parent_id {
             Some(if h.is_full() {
-                "it is a full image: resume it without --parent, --incremental or --differential".to_string()
+                "it is a full image: resume it without --parent, --incremental or --differential"
+                    .to_string()
             } else {
                 format!(
                     "it was begun on top of the image {}: give the same parent",

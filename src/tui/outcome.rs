@@ -229,7 +229,10 @@ pub fn image_lines(s: &ImageSummary) -> Vec<String> {
                     r.region,
                     files.iter().take(6).copied().collect::<Vec<_>>().join(", "),
                     if files.len() > 6 {
-                        format!(" and {} more (lifeboat info --damaged lists them)", files.len() - 6)
+                        format!(
+                            " and {} more (lifeboat info --damaged lists them)",
+                            files.len() - 6
+                        )
                     } else {
                         String::new()
                     }

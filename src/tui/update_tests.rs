@@ -2299,7 +2299,10 @@ fn image_rescue_mode_is_a_field_and_goes_into_the_request() {
     press(&mut m, KeyCode::Right);
     assert!(image_wiz(&m).rescue);
     let req = plan_req(press(&mut m, KeyCode::Enter));
-    assert!(matches!(req, JobRequest::Image { rescue: true, .. }), "{req:?}");
+    assert!(
+        matches!(req, JobRequest::Image { rescue: true, .. }),
+        "{req:?}"
+    );
 }
 
 #[test]

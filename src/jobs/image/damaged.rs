@@ -109,13 +109,19 @@ pub fn lines(report: &[RegionDamage]) -> Vec<String> {
         v.push(format!(
             "{}{}: {} missing range{}{}",
             r.region,
-            r.fs.as_deref().map(|f| format!(" ({f})")).unwrap_or_default(),
+            r.fs.as_deref()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default(),
             r.damage.len(),
             if r.damage.len() == 1 { "" } else { "s" },
             if files.is_empty() {
                 String::new()
             } else {
-                format!(", {} file{} damaged", files.len(), if files.len() == 1 { "" } else { "s" })
+                format!(
+                    ", {} file{} damaged",
+                    files.len(),
+                    if files.len() == 1 { "" } else { "s" }
+                )
             }
         ));
         for d in &r.damage {

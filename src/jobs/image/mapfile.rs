@@ -13,9 +13,9 @@
 //! before finishing them), and the blocks it never reads because their filesystem proves
 //! them unused, or they lie outside the domain, are `?`.
 
-use super::rescue::RescueMap;
 #[cfg(test)]
 use super::rescue::AreaState;
+use super::rescue::RescueMap;
 use crate::error::{Error, Result};
 use std::io::Write;
 use std::path::Path;
@@ -105,7 +105,10 @@ pub fn finished_blocks(path: &Path, text: &str) -> Result<Vec<(u64, u64)>> {
         if !seen_status {
             // current_pos current_status [current_pass]
             if !(2..=3).contains(&f.len()) || f[1].chars().count() != 1 {
-                return Err(bad(line, "the status line must be `pos status [pass]`".into()));
+                return Err(bad(
+                    line,
+                    "the status line must be `pos status [pass]`".into(),
+                ));
             }
             num(line, f[0])?;
             seen_status = true;
@@ -133,7 +136,10 @@ pub fn finished_blocks(path: &Path, text: &str) -> Result<Vec<(u64, u64)>> {
         }
     }
     if !seen_status {
-        return Err(bad(0, "it has no status line: it is not a ddrescue mapfile".into()));
+        return Err(bad(
+            0,
+            "it has no status line: it is not a ddrescue mapfile".into(),
+        ));
     }
     Ok(out)
 }
@@ -209,7 +215,13 @@ mod tests {
         map.set(4096, 65536 + 4096, AreaState::Finished);
         map.set(1 << 20, (1 << 20) + 512, AreaState::Bad);
         map.set((1 << 20) + 512, (1 << 20) + 8192, AreaState::Finished);
-        let text = render(&map, 2 << 20, 5, true, "lifeboat image /dev/sdb -o x.lbi --rescue");
+        let text = render(
+            &map,
+            2 << 20,
+            5,
+            true,
+            "lifeboat image /dev/sdb -o x.lbi --rescue",
+        );
         let blocks: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
             blocks,

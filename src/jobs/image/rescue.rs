@@ -139,7 +139,9 @@ pub(super) fn resume_point(output: &std::path::Path) -> Result<(ResumeFrom, Head
     if missing.is_empty() {
         return Err(Error::Refused {
             path: output.to_path_buf(),
-            reason: "it records no missing ranges: every used byte was read, there is nothing to resume".into(),
+            reason:
+                "it records no missing ranges: every used byte was read, there is nothing to resume"
+                    .into(),
         });
     }
     let id = hex(&reader.header().image_id);
@@ -621,7 +623,8 @@ impl Sink<'_> {
             self.plan.source.display(),
             self.plan.output.display()
         );
-        let text = super::mapfile::render(&self.map, self.plan.size_bytes, pass, finished, &command);
+        let text =
+            super::mapfile::render(&self.map, self.plan.size_bytes, pass, finished, &command);
         super::mapfile::write(path, &text)
     }
 
@@ -821,8 +824,7 @@ pub(crate) fn run_on(
     let damaged = if missing.is_empty() {
         Vec::new()
     } else {
-        match Chain::open(&summary.path, &search).and_then(|c| super::damaged::damaged_files(&c))
-        {
+        match Chain::open(&summary.path, &search).and_then(|c| super::damaged::damaged_files(&c)) {
             Ok(d) => d,
             Err(e) => {
                 reporter.warn(format!(
@@ -910,8 +912,11 @@ fn open_output(plan: &ImagePlan) -> Result<(ImageWriter, RescueLog, RescueMap)> 
             let files = reader.files();
             drop(reader);
             // what is missing is read again, except used blocks outside the --domain
-            let outside: Vec<(u64, u64)> =
-                plan.outside_domain.iter().map(|&(s, l)| (s, s + l)).collect();
+            let outside: Vec<(u64, u64)> = plan
+                .outside_domain
+                .iter()
+                .map(|&(s, l)| (s, s + l))
+                .collect();
             let again = super::mapfile::subtract(
                 &missing
                     .iter()
@@ -1120,8 +1125,7 @@ impl Rescue<'_> {
                     Err(e) => {
                         failed.fetch_add(1, Ordering::SeqCst);
                         skip.failed(off + u64::from(len));
-                        let gone = device_gone(&e)
-                            || reader.is_dead();
+                        let gone = device_gone(&e) || reader.is_dead();
                         if gone {
                             stop.store(true, Ordering::SeqCst);
                         }
@@ -1136,7 +1140,9 @@ impl Rescue<'_> {
                 }
                 match c {
                     Copied::Read(c) => out.store(c, region)?,
-                    Copied::Failed => out.map.set(off, off + u64::from(len), AreaState::NonTrimmed),
+                    Copied::Failed => out
+                        .map
+                        .set(off, off + u64::from(len), AreaState::NonTrimmed),
                     Copied::Skipped => {}
                 }
                 out.checkpoint(pass, false)?;
@@ -1351,7 +1357,11 @@ impl Rescue<'_> {
             return Ok(());
         }
         self.begin(
-            if backwards { "retry backwards" } else { "retry" },
+            if backwards {
+                "retry backwards"
+            } else {
+                "retry"
+            },
             areas.iter().map(|a| a.1 - a.0).sum(),
         );
         if backwards {
@@ -1459,7 +1469,9 @@ fn aligned_range(
     dev_len: u64,
 ) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
     let start = cover_start(off, unit);
-    let end = (off + len).next_multiple_of(unit).min(dev_len.max(off + len));
+    let end = (off + len)
+        .next_multiple_of(unit)
+        .min(dev_len.max(off + len));
     let cover = (end - start) as usize;
     if buf.len() < cover + 4096 {
         buf.resize(cover + 4096, 0);

@@ -246,9 +246,19 @@ fn checkpoint(data: &[u8], at: usize) -> Option<Checkpoint> {
     let mut list = Vec::with_capacity(m as usize);
     for a in areas.chunks_exact(24) {
         let state = AreaState::from_u8(a[16])?;
-        list.push((crate::units::le_u64(a, 0), crate::units::le_u64(a, 8), state));
+        list.push((
+            crate::units::le_u64(a, 0),
+            crate::units::le_u64(a, 8),
+            state,
+        ));
     }
-    Some((written, pass, records, RescueMap::from_areas(list)?, end + 4))
+    Some((
+        written,
+        pass,
+        records,
+        RescueMap::from_areas(list)?,
+        end + 4,
+    ))
 }
 
 #[cfg(test)]
@@ -274,7 +284,10 @@ mod tests {
         assert!(path.ends_with("x.lbi.rescue"));
         let h = crate::image::format::sample_header();
         let mut log = RescueLog::create(&path, &h).unwrap();
-        assert!(RescueLog::create(&path, &h).is_err(), "an existing log is refused");
+        assert!(
+            RescueLog::create(&path, &h).is_err(),
+            "an existing log is refused"
+        );
         let mut map = RescueMap::new([(0, 1 << 20)]);
         map.set(0, 8192, AreaState::Finished);
         log.append(9000, 1, &[rec(0), rec(4096)], &map).unwrap();

@@ -43,7 +43,10 @@ pub(crate) fn footer(model: &Model) -> Keys {
     if model.browse.as_ref().is_some_and(|b| b.copying) {
         vec![("Enter", "back to the folder")]
     } else if rescuable(model).is_some() {
-        vec![("r", "image in rescue mode"), ("Enter", "back to the disks")]
+        vec![
+            ("r", "image in rescue mode"),
+            ("Enter", "back to the disks"),
+        ]
     } else {
         vec![("Enter", "back to the disks")]
     }

@@ -393,14 +393,21 @@ fn draw_confirm(w: &ImageWiz, f: &mut Frame, area: Rect) {
         ));
     }
     match &p.resume {
-        Some(crate::jobs::image::ResumeFrom::Interrupted { rescued_bytes, left_bytes, .. }) => {
+        Some(crate::jobs::image::ResumeFrom::Interrupted {
+            rescued_bytes,
+            left_bytes,
+            ..
+        }) => {
             lines.push(Line::raw(format!(
                 " resumes   the rescue that stopped: {} already read, {} left to try",
                 human_bytes(*rescued_bytes),
                 human_bytes(*left_bytes)
             )));
         }
-        Some(crate::jobs::image::ResumeFrom::Sealed { missing_bytes, missing_ranges }) => {
+        Some(crate::jobs::image::ResumeFrom::Sealed {
+            missing_bytes,
+            missing_ranges,
+        }) => {
             lines.push(Line::raw(format!(
                 " resumes   the finished rescue: tries its {} missing in {missing_ranges} places again",
                 human_bytes(*missing_bytes)
