@@ -336,6 +336,8 @@ fn check_image(name: &str, s: &ImageSummary, img: &Path, source: &[u8], missing:
 }
 
 #[test]
+// a case of one bad range is a list of one range, not a vec of 512 zeros
+#[allow(clippy::single_range_in_vec_init)]
 fn bad_sectors_are_missing_exactly_and_the_rest_reads_back() {
     // (name, sector size, injected bad byte ranges)
     let cases: Vec<(&str, u32, Vec<Range<u64>>)> = vec![

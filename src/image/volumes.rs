@@ -603,7 +603,7 @@ impl VolumeWriter {
     pub fn reopen(first: &Path, volume_size: u64, pos: u64) -> Result<Self> {
         let (last, in_volume) = match volume_size {
             0 => (0, pos),
-            v if pos > 0 && pos % v == 0 => ((pos / v - 1) as usize, v),
+            v if pos > 0 && pos.is_multiple_of(v) => ((pos / v - 1) as usize, v),
             v => ((pos / v) as usize, pos % v),
         };
         let mut partials = Vec::new();
@@ -907,6 +907,17 @@ fn create_new(p: &Path) -> Result<File> {
         .truncate(true)
         .open(p)
         .map_err(|e| Error::io("creating", p, e))
+}
+
+/// Deletes the partial files of an image being written as `first` (its first volume's and
+/// any numbered ones'), ignoring those not there.
+pub fn remove_partials(first: &Path) {
+    let _ = std::fs::remove_file(super::partial_path(first));
+    for n in 1..MAX_VOLUMES {
+        if std::fs::remove_file(super::partial_path(&volume_path(first, n))).is_err() {
+            break;
+        }
+    }
 }
 
 /// Deletes `files` (a written image's, as [`super::WriteSummary::files`] lists them),

@@ -296,6 +296,11 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         });
     }
     let resume = match &spec.rescue {
+        Some(o) if o.resume && rescue::died_before_its_log(&spec.output) => {
+            // nothing was rescued yet: it starts over
+            crate::image::volumes::remove_partials(&spec.output);
+            None
+        }
         Some(o) if o.resume => Some(rescue::resume_point(&spec.output)?),
         _ => {
             crate::image::volumes::refuse_existing(&spec.output)?;

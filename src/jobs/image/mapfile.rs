@@ -136,10 +136,10 @@ pub fn finished_blocks(path: &Path, text: &str) -> Result<Vec<(u64, u64)>> {
         }
     }
     if !seen_status {
-        return Err(bad(
-            0,
-            "it has no status line: it is not a ddrescue mapfile".into(),
-        ));
+        return Err(Error::Refused {
+            path: path.to_path_buf(),
+            reason: "it has no status line: it is not a ddrescue mapfile".into(),
+        });
     }
     Ok(out)
 }
@@ -150,12 +150,12 @@ pub fn read_domain(path: &Path) -> Result<Vec<(u64, u64)>> {
     finished_blocks(path, &text)
 }
 
+/// Extents `(start, len, region)`, and ranges `(start, len)` outside the domain.
+pub type DomainSplit = (Vec<(u64, u64, usize)>, Vec<(u64, u64)>);
+
 /// Splits the extents `(start, len, region)` into those inside the `domain` blocks and
 /// the bytes outside it, `(start, len)`. Both come out in disk order.
-pub fn split_by_domain(
-    extents: &[(u64, u64, usize)],
-    domain: &[(u64, u64)],
-) -> (Vec<(u64, u64, usize)>, Vec<(u64, u64)>) {
+pub fn split_by_domain(extents: &[(u64, u64, usize)], domain: &[(u64, u64)]) -> DomainSplit {
     let (mut inside, mut outside) = (Vec::new(), Vec::new());
     for &(s, l, region) in extents {
         let e = s + l;
