@@ -102,14 +102,16 @@ row() { # NAME: prints "NAME wall rss_kib missing_bytes"
     *) cp "$work/bad.json" "$work/control" ;;
   esac
   drop
+  local tf=$work/time.txt
   case "$name" in
-    image) t=$( { /usr/bin/time -f '%e %M' "$lb" image "$plain" -o "$work/$name.lbi" --json >"$out"; } 2>&1 | tail -1) ;;
-    rescue) t=$( { /usr/bin/time -f '%e %M' "$lb" image "$plain" -o "$work/$name.lbi" --rescue --json >"$out"; } 2>&1 | tail -1) ;;
-    rescue-ok|rescue-bad) t=$( { /usr/bin/time -f '%e %M' "$lb" image "$fault" -o "$work/$name.lbi" --rescue --json >"$out"; } 2>&1 | tail -1) ;;
-    ddrescue-bad) t=$( { /usr/bin/time -f '%e %M' ddrescue -q -d -r1 "$fault" "$work/dd.img" "$work/dd.map" >"$out" 2>&1; } 2>&1 | tail -1) ;;
+    image) /usr/bin/time -o "$tf" -f '%e %M' "$lb" image "$plain" -o "$work/$name.lbi" --json >"$out" 2>/dev/null ;;
+    rescue) /usr/bin/time -o "$tf" -f '%e %M' "$lb" image "$plain" -o "$work/$name.lbi" --rescue --json >"$out" 2>/dev/null ;;
+    rescue-ok|rescue-bad) /usr/bin/time -o "$tf" -f '%e %M' "$lb" image "$fault" -o "$work/$name.lbi" --rescue --json >"$out" 2>/dev/null ;;
+    ddrescue-bad) /usr/bin/time -o "$tf" -f '%e %M' ddrescue -q -d -r1 "$fault" "$work/dd.img" "$work/dd.map" >"$out" 2>&1 || true ;;
   esac
+  t=$(tail -1 "$tf")
   case "$name" in
-    ddrescue-bad) m=$(ddrescuelog -t "$work/dd.map" | awk '/bad-sector:/ {print $2 $3}') ;;
+    ddrescue-bad) m=$(ddrescuelog -t "$work/dd.map" | awk '/bad-sector:/ {print $2}') ;;
     *) m=$(missing "$out") ;;
   esac
   rm -f "$work/$name.lbi" "$work/dd.img"

@@ -427,26 +427,27 @@ fn bad_sectors_are_missing_exactly_and_the_rest_reads_back() {
 #[test]
 fn flaky_sectors_are_recovered_by_the_retry_passes() {
     // A read of a flaky range fails the first n times. A range is read by the copy pass
-    // (its chunk), the trim pass (its block), the scrape pass (its sector) and once by each
-    // retry pass: n failures are recovered when n < 3 + retries.
+    // (its piece of a chunk), the trim pass (its block), the scrape pass (its 4 KiB piece,
+    // then its sector) and once by each retry pass: n failures are recovered when
+    // n < 4 + retries.
     let one = |at: u64| at..at + 512;
     for (name, retries, flaky, missing) in [
         (
             "retries 1",
             1,
-            vec![(one(2 * MIB + 4096), 3), (6 * MIB..6 * MIB + 8 * KIB, 2)],
+            vec![(one(2 * MIB + 4096), 4), (6 * MIB..6 * MIB + 8 * KIB, 2)],
             vec![],
         ),
         (
             "retries 2",
             2,
-            vec![(one(0), 4), (one(DISK - 512), 3), (one(11 * MIB + 512), 1)],
+            vec![(one(0), 5), (one(DISK - 512), 4), (one(11 * MIB + 512), 1)],
             vec![],
         ),
         (
             "retries 1, one failure too many",
             1,
-            vec![(one(2 * MIB + 4096), 4), (one(9 * MIB), 3)],
+            vec![(one(2 * MIB + 4096), 5), (one(9 * MIB), 4)],
             vec![(2 * MIB + 4096, 2 * MIB + 4608)],
         ),
     ] {
@@ -505,8 +506,9 @@ fn a_read_that_hangs_past_the_timeout_loses_one_sector_in_bounded_time() {
     check_image("hang", &s, &out, &bytes, &[(hang, hang + 512)]);
     let r = s.rescue.as_ref().unwrap();
     assert_eq!(r.stopped, None, "{r:?}");
-    // copy, trim, scrape and one retry each gave it up once
-    assert!((1..=4).contains(&r.hung_reads), "{r:?}");
+    // copy, trim, scrape (its 4 KiB piece and its sector) and one retry each gave it up
+    // once
+    assert!((1..=5).contains(&r.hung_reads), "{r:?}");
     assert!(r.failed_reads >= u64::from(r.hung_reads), "{r:?}");
     assert!(took < Duration::from_secs(12), "the rescue took {took:?}");
 }

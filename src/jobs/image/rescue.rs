@@ -955,10 +955,14 @@ fn open_output(plan: &ImagePlan) -> Result<(ImageWriter, RescueLog, RescueMap)> 
 type CopyItem = (u64, u32, usize, Vec<u8>, bool);
 /// What a copy-pass worker made of its chunk.
 enum Copied {
-    Read(EncodedChunk),
-    Failed,
+    /// Read: the encoded good runs, and the ranges `(start, end)` whose reads failed.
+    Read(Vec<EncodedChunk>, Vec<(u64, u64)>),
     Skipped,
 }
+
+/// The copy pass reads a chunk in pieces of this size, so a bad sector costs the trim pass
+/// one piece, not the whole chunk (ddrescue's copy pass reads 64 KiB clusters).
+const COPY_READ: u64 = 1 << 20;
 
 impl Rescue<'_> {
     /// Every pass, in order, each ending with a checkpoint.
@@ -1121,36 +1125,72 @@ impl Rescue<'_> {
                 if skipped {
                     return Ok(((off, len, region, Copied::Skipped), buf, None));
                 }
-                let (range, cover) = aligned_range(&mut buf, off, u64::from(len), unit, dev_len);
-                let (back, res) = reader.read(buf, cover, cover_start(off, unit), cancel);
-                match res {
-                    Ok(()) => {
-                        skip.succeeded();
-                        let c = encode(level, off, &back[range], block, known)?;
-                        Ok(((off, len, region, Copied::Read(c)), back, None))
+                let end = off + u64::from(len);
+                let (_, cover) = aligned_range(&mut buf, off, u64::from(len), unit, dev_len);
+                let start = cover_start(off, unit);
+                let cover_end = start + cover.len() as u64;
+                // the cover in pieces; each piece's bytes go to their place in `buf`
+                let mut good: Vec<(u64, u64)> = Vec::new();
+                let mut bad: Vec<(u64, u64)> = Vec::new();
+                let mut gone_err = None;
+                for (ps, pe) in cut(&[(start, cover_end)], COPY_READ) {
+                    let at = cover.start + (ps - start) as usize;
+                    let (back, res) = reader.read(
+                        std::mem::take(&mut buf),
+                        at..at + (pe - ps) as usize,
+                        ps,
+                        cancel,
+                    );
+                    buf = back;
+                    let (ws, we) = (ps.max(off), pe.min(end));
+                    if ws >= we {
+                        continue;
                     }
-                    Err(Error::Cancelled) => Err(Error::Cancelled),
-                    Err(e) => {
-                        failed.fetch_add(1, Ordering::SeqCst);
-                        skip.failed(off + u64::from(len));
-                        let gone = device_gone(&e) || reader.is_dead();
-                        if gone {
-                            stop.store(true, Ordering::SeqCst);
+                    match res {
+                        Ok(()) => match good.last_mut() {
+                            Some(g) if g.1 == ws => g.1 = we,
+                            _ => good.push((ws, we)),
+                        },
+                        Err(Error::Cancelled) => return Err(Error::Cancelled),
+                        Err(e) => {
+                            failed.fetch_add(1, Ordering::SeqCst);
+                            bad.push((ws, we));
+                            if device_gone(&e) || reader.is_dead() {
+                                stop.store(true, Ordering::SeqCst);
+                                gone_err = Some(e);
+                                // what is left of the chunk is not tried
+                                break;
+                            }
                         }
-                        Ok(((off, len, region, Copied::Failed), back, gone.then_some(e)))
                     }
                 }
+                if bad.is_empty() {
+                    skip.succeeded();
+                } else {
+                    skip.failed(end);
+                }
+                let mut chunks = Vec::with_capacity(good.len());
+                for (gs, ge) in good {
+                    let from = cover.start + (gs - start) as usize;
+                    let bytes = &buf[from..from + (ge - gs) as usize];
+                    chunks.push(encode(level, gs, bytes, block, known)?);
+                }
+                Ok(((off, len, region, Copied::Read(chunks, bad)), buf, gone_err))
             },
-            |((off, len, region, c), buf, gone): (CopyOut, Vec<u8>, Option<Error>)| {
+            |((_, len, region, c), buf, gone): (CopyOut, Vec<u8>, Option<Error>)| {
                 done += u64::from(len);
                 if first_gone.is_none() {
                     first_gone = gone;
                 }
                 match c {
-                    Copied::Read(c) => out.store(c, region)?,
-                    Copied::Failed => out
-                        .map
-                        .set(off, off + u64::from(len), AreaState::NonTrimmed),
+                    Copied::Read(chunks, bad) => {
+                        for c in chunks {
+                            out.store(c, region)?;
+                        }
+                        for (s, e) in bad {
+                            out.map.set(s, e, AreaState::NonTrimmed);
+                        }
+                    }
                     Copied::Skipped => {}
                 }
                 out.checkpoint(pass, false)?;
