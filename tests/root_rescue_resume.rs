@@ -33,9 +33,10 @@ const PACE: f64 = 0.035;
 /// Where reads are paced (`(start, end)`): all but the chunks (4 MiB) holding the bad
 /// sectors, whose trim pass would take long.
 const PACED: [(u64, u64); 2] = [(0, 20 * MIB), (28 * MIB, DISK_LEN)];
-/// The first bad sector's 64 KiB block is scraped sector by sector, and slowly: this long a
-/// read (the scrape pass then takes about three seconds).
-const SCRAPE_PACE: f64 = 0.02;
+/// The first bad sector's 64 KiB block is scraped in 4 KiB pieces and its failing piece
+/// sector by sector (24 reads), slowly: this long a read (the scrape pass then takes about
+/// three seconds).
+const SCRAPE_PACE: f64 = 0.13;
 /// No lifeboat run in this file may take longer.
 const LIMIT: Duration = Duration::from_secs(60);
 
