@@ -507,8 +507,8 @@ fn a_read_that_hangs_past_the_timeout_loses_one_sector_in_bounded_time() {
     let r = s.rescue.as_ref().unwrap();
     assert_eq!(r.stopped, None, "{r:?}");
     // copy, trim, scrape (its 4 KiB piece and its sector) and one retry each gave it up
-    // once
-    assert!((1..=5).contains(&r.hung_reads), "{r:?}");
+    // once; the first time, the reads in flight with it were given up too
+    assert!((1..=9).contains(&r.hung_reads), "{r:?}");
     assert!(r.failed_reads >= u64::from(r.hung_reads), "{r:?}");
     assert!(took < Duration::from_secs(12), "the rescue took {took:?}");
 }

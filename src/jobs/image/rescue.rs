@@ -1141,15 +1141,31 @@ impl Rescue<'_> {
                 } else {
                     cover_end - start
                 };
+                let whole = piece >= cover_end - start;
+                let mut scratch = Vec::new();
                 for (ps, pe) in cut(&[(start, cover_end)], piece) {
                     let at = cover.start + (ps - start) as usize;
-                    let (back, res) = reader.read(
-                        std::mem::take(&mut buf),
-                        at..at + (pe - ps) as usize,
-                        ps,
-                        cancel,
-                    );
-                    buf = back;
+                    let n = (pe - ps) as usize;
+                    // a read given up keeps its buffer: in pieces, each piece is read into a
+                    // scratch buffer and copied into place, so the pieces read before it stay
+                    let res = if whole {
+                        let (back, res) =
+                            reader.read(std::mem::take(&mut buf), at..at + n, ps, cancel);
+                        buf = back;
+                        res
+                    } else {
+                        if scratch.len() < n + 4096 {
+                            scratch.resize(n + 4096, 0);
+                        }
+                        let sat = scratch.as_ptr().align_offset(4096).min(4096);
+                        let (back, res) =
+                            reader.read(std::mem::take(&mut scratch), sat..sat + n, ps, cancel);
+                        scratch = back;
+                        if res.is_ok() {
+                            buf[at..at + n].copy_from_slice(&scratch[sat..sat + n]);
+                        }
+                        res
+                    };
                     let (ws, we) = (ps.max(off), pe.min(end));
                     if ws >= we {
                         continue;
