@@ -74,7 +74,7 @@ pub struct ImageSpec {
     /// filesystem needs it (FAT, see [`crate::image::volumes::volume_limit`]).
     pub volume_size: Option<u64>,
     /// Image a failing disk: survive read errors and record what cannot be read as missing
-    /// (`--rescue`, see [`rescue`](mod@rescue)). `None`: a read error fails the job.
+    /// (`--rescue`, see `docs/RESCUE.md`). `None`: a read error fails the job.
     pub rescue: Option<RescueOptions>,
 }
 
@@ -719,19 +719,7 @@ pub fn run_on(
     cancel: &CancelToken,
 ) -> Result<ImageSummary> {
     let started = Instant::now();
-    for w in &plan.warnings {
-        reporter.warn(w.clone());
-    }
-    if dev.len() != plan.size_bytes {
-        return Err(Error::Refused {
-            path: plan.source.clone(),
-            reason: format!(
-                "its size changed from {} to {} bytes since the plan",
-                plan.size_bytes,
-                dev.len()
-            ),
-        });
-    }
+    begin_run(plan, dev.len(), reporter)?;
     let created_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -847,31 +835,8 @@ pub fn run_on(
     let meta = metadata(plan, created_unix, &stored_per_region, &chunks_per_region);
     let summary = writer.finish(&meta)?;
 
-    // Nothing is reported as done before the file on disk has been read back and checked:
-    // every frame this image stores is re-read and re-hashed, and for a child the chain is
-    // reopened, so every link and every record held by an ancestor is checked to resolve.
-    // (The ancestors' own data was verified when they were made; `lifeboat verify` of the
-    // new image re-reads it all.)
-    let search = plan
-        .parent
-        .as_ref()
-        .map(|p| p.search.clone())
-        .unwrap_or_default();
-    let scope = if plan.chain.is_some() {
-        super::verify::Scope::Own
-    } else {
-        super::verify::Scope::All
-    };
     let check_started = Instant::now();
-    let checked = Chain::open(&summary.path, &search).and_then(|written| {
-        super::verify::verify_chain(&written, scope, plan.threads.max(1) * 2, reporter, cancel)
-    });
-    if let Err(e) = checked {
-        // an image that failed its check, or whose check was cancelled, is not left to look
-        // like a good one
-        crate::image::volumes::remove_files(&summary.files);
-        return Err(e);
-    }
+    check_written(plan, &summary, reporter, cancel)?;
 
     Ok(ImageSummary {
         path: summary.path,
@@ -891,6 +856,59 @@ pub fn run_on(
         rescue: None,
         damaged: Vec::new(),
     })
+}
+
+/// Nothing is reported as done before the file on disk has been read back and checked:
+/// every frame the image `written` stores is re-read and re-hashed, and for a child the chain
+/// is reopened, so every link and every record held by an ancestor is checked to resolve.
+/// (The ancestors' own data was verified when they were made; `lifeboat verify` of the new
+/// image re-reads it all.) An image that fails its check, or whose check is cancelled, is
+/// deleted, so it is not left to look like a good one.
+fn check_written(
+    plan: &ImagePlan,
+    written: &crate::image::WriteSummary,
+    reporter: &Reporter,
+    cancel: &CancelToken,
+) -> Result<()> {
+    let scope = if plan.chain.is_some() {
+        super::verify::Scope::Own
+    } else {
+        super::verify::Scope::All
+    };
+    let checked = Chain::open(&written.path, &plan_search(plan)).and_then(|c| {
+        super::verify::verify_chain(&c, scope, plan.threads.max(1) * 2, reporter, cancel)
+    });
+    if let Err(e) = checked {
+        crate::image::volumes::remove_files(&written.files);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The folders a plan's parent chain is looked for in.
+fn plan_search(plan: &ImagePlan) -> Vec<PathBuf> {
+    plan.parent
+        .as_ref()
+        .map(|p| p.search.clone())
+        .unwrap_or_default()
+}
+
+/// Before a run: the plan's warnings are given, and a source whose size changed since the
+/// plan is refused.
+fn begin_run(plan: &ImagePlan, dev_len: u64, reporter: &Reporter) -> Result<()> {
+    for w in &plan.warnings {
+        reporter.warn(w.clone());
+    }
+    if dev_len != plan.size_bytes {
+        return Err(Error::Refused {
+            path: plan.source.clone(),
+            reason: format!(
+                "its size changed from {} to {dev_len} bytes since the plan",
+                plan.size_bytes
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The metadata section: what `info` shows and what `restore` plans with.

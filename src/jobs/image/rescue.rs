@@ -709,19 +709,7 @@ pub(crate) fn run_on(
     cancel: &CancelToken,
 ) -> Result<ImageSummary> {
     let started = Instant::now();
-    for w in &plan.warnings {
-        reporter.warn(w.clone());
-    }
-    if dev.len() != plan.size_bytes {
-        return Err(Error::Refused {
-            path: plan.source.clone(),
-            reason: format!(
-                "its size changed from {} to {} bytes since the plan",
-                plan.size_bytes,
-                dev.len()
-            ),
-        });
-    }
+    super::begin_run(plan, dev.len(), reporter)?;
     let timeout = Duration::from_secs_f64(opts.read_timeout_secs.clamp(0.05, 86_400.0));
     let (writer, log, map) = open_output(plan)?;
     let (image_id, created_unix) = (writer.header().image_id, writer.header().created_unix);
@@ -797,16 +785,6 @@ pub(crate) fn run_on(
     let (parent_bytes, writer, log) = (r.out.parent_bytes, r.out.writer, r.out.log);
     let summary = writer.finish(&meta)?;
 
-    let search = plan
-        .parent
-        .as_ref()
-        .map(|p| p.search.clone())
-        .unwrap_or_default();
-    let scope = if plan.chain.is_some() {
-        crate::jobs::verify::Scope::Own
-    } else {
-        crate::jobs::verify::Scope::All
-    };
     let check_started = Instant::now();
     // a cancelled rescue's image is still checked before it is reported
     let check_cancel = if cancelled {
@@ -814,20 +792,10 @@ pub(crate) fn run_on(
     } else {
         cancel.clone()
     };
-    let checked = Chain::open(&summary.path, &search).and_then(|written| {
-        crate::jobs::verify::verify_chain(
-            &written,
-            scope,
-            plan.threads.max(1) * 2,
-            reporter,
-            &check_cancel,
-        )
-    });
+    let checked = super::check_written(plan, &summary, reporter, &check_cancel);
     log.remove();
-    if let Err(e) = checked {
-        crate::image::volumes::remove_files(&summary.files);
-        return Err(e);
-    }
+    checked?;
+    let search = super::plan_search(plan);
     // which files the missing ranges hit, read from the sealed image
     let damaged = if missing.is_empty() {
         Vec::new()
@@ -1285,47 +1253,15 @@ impl Rescue<'_> {
         let mut done = 0u64;
         for (s, e) in areas {
             let blocks = cut(&[(s, e)], self.block);
-            let (mut lo, mut hi) = (0usize, blocks.len());
-            // forward from the first block
-            while lo < hi && !self.must_stop(None) {
-                let (bs, be) = blocks[lo];
-                match self.read(bs, be - bs, &mut buf)? {
-                    Some(range) => {
-                        let bytes = std::mem::take(&mut buf);
-                        self.keep(bs, &bytes[range])?;
-                        buf = bytes;
-                        lo += 1;
-                    }
-                    None => {
-                        self.failed_blocks.insert(bs);
-                        break;
-                    }
-                }
-                done += be - bs;
-                self.reporter.progress(Phase::Rescue, done);
-                self.stats(false);
-                self.out.checkpoint(self.pass, false)?;
-            }
-            // backward from the last block, not reading the one that failed again
-            while hi > lo + 1 && !self.must_stop(None) {
-                let (bs, be) = blocks[hi - 1];
-                match self.read(bs, be - bs, &mut buf)? {
-                    Some(range) => {
-                        let bytes = std::mem::take(&mut buf);
-                        self.keep(bs, &bytes[range])?;
-                        buf = bytes;
-                        hi -= 1;
-                    }
-                    None => {
-                        self.failed_blocks.insert(bs);
-                        break;
-                    }
-                }
-                done += be - bs;
-                self.reporter.progress(Phase::Rescue, done);
-                self.stats(false);
-                self.out.checkpoint(self.pass, false)?;
-            }
+            // forward from the first block, then backward from the last (not reading the one
+            // that failed again), each up to its first failure
+            let lo = self.trim_side(&blocks, 0..blocks.len(), &mut buf, &mut done)?;
+            let hi = if lo + 1 < blocks.len() {
+                let back = (lo + 1..blocks.len()).rev();
+                blocks.len() - self.trim_side(&blocks, back, &mut buf, &mut done)?
+            } else {
+                blocks.len()
+            };
             if lo < hi {
                 let (from, to) = (blocks[lo].0, blocks[hi - 1].1);
                 self.out.map.set(from, to, AreaState::NonScraped);
@@ -1334,6 +1270,43 @@ impl Rescue<'_> {
         self.reporter.progress_final(Phase::Rescue, done);
         self.stats(true);
         Ok(())
+    }
+
+    /// Reads `blocks[i]` for `i` in `order` until one fails (it is remembered, so scraping
+    /// does not read it whole again); returns how many were read.
+    fn trim_side(
+        &mut self,
+        blocks: &[(u64, u64)],
+        order: impl Iterator<Item = usize>,
+        buf: &mut Vec<u8>,
+        done: &mut u64,
+    ) -> Result<usize> {
+        let mut read = 0usize;
+        for i in order {
+            if self.must_stop(None) {
+                break;
+            }
+            let Some(&(bs, be)) = blocks.get(i) else {
+                break;
+            };
+            match self.read(bs, be - bs, buf)? {
+                Some(range) => {
+                    let bytes = std::mem::take(buf);
+                    self.keep(bs, &bytes[range])?;
+                    *buf = bytes;
+                    read += 1;
+                }
+                None => {
+                    self.failed_blocks.insert(bs);
+                    break;
+                }
+            }
+            *done += be - bs;
+            self.reporter.progress(Phase::Rescue, *done);
+            self.stats(false);
+            self.out.checkpoint(self.pass, false)?;
+        }
+        Ok(read)
     }
 
     /// Pass 4: what trimming left, block by block, and a failed block sector by sector.
