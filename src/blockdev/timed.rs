@@ -9,13 +9,12 @@
 //! holding its buffer, and its late answer is dropped. This is the one place Lifeboat leaves
 //! threads unjoined (STYLE §5 asks for every thread to be joined).
 //!
-//! Several reads may be in flight while the disk is healthy. But a disk works on one command
-//! at a time when it hangs (so does a loop device), so with several reads in flight the one
-//! that times out first need not be the one that hung. So:
-//! - at the first read that times out, every read then in flight is given up too (their
-//!   callers get `TimedOut`, and a rescue reads those ranges again later), and from then on
-//!   the reads take turns at the device (a lock), each read's clock starting when its
-//!   helper has the device: the read that hangs is the one blamed;
+//! The reads go to the device one at a time, and a read's clock starts when it is sent to
+//! the device, not when it is handed over: a disk works on one command at a time when it
+//! hangs (so does a loop device), so with several reads in flight the one that timed out
+//! first would not be the one that hung. So:
+//! - the helpers take turns at the device (a lock), and each read's clock starts when its
+//!   helper has the device;
 //! - while a given-up read is still blocked ("the disk is stalled"), no new read is sent;
 //! - a stall longer than [`STALL_FACTOR`] timeouts means the disk stopped answering: every
 //!   read from then on fails at once, so a dead disk ends the job instead of piling up
@@ -68,12 +67,8 @@ struct Shared {
     stalled_since: Mutex<Option<Instant>>,
     /// The disk stopped answering: every read fails at once.
     dead: AtomicBool,
-    /// Held by the helper whose read is at the device, once reads take turns.
+    /// Held by the helper whose read is at the device.
     device: Mutex<()>,
-    /// Reads take turns at the device (set at the first read that timed out).
-    one_at_a_time: AtomicBool,
-    /// Counts the times reads in flight were given up together (see the module docs).
-    epoch: AtomicU32,
 }
 
 /// Reads `dev` with a timeout per read. Cheap to share between threads (`&self`).
@@ -151,10 +146,7 @@ impl TimedReader {
             .name("lifeboat-read".into())
             .spawn(move || {
                 for (mut buf, range, off) in req_rx.iter() {
-                    let turn = shared
-                        .one_at_a_time
-                        .load(Ordering::SeqCst)
-                        .then(|| shared.device.lock().unwrap_or_else(|e| e.into_inner()));
+                    let turn = shared.device.lock().unwrap_or_else(|e| e.into_inner());
                     if let Ok(mut s) = started_here.lock() {
                         *s = Some(Instant::now());
                     }
@@ -233,7 +225,6 @@ impl TimedReader {
         if let Ok(mut s) = helper.started.lock() {
             *s = None;
         }
-        let epoch = self.shared.epoch.load(Ordering::SeqCst);
         if helper.tx.send((buf, range, off)).is_err() {
             return (
                 vec![0; buf_len],
@@ -260,13 +251,6 @@ impl TimedReader {
                 self.give_up(false);
                 return (vec![0; buf_len], Err(Error::Cancelled));
             }
-            if self.shared.epoch.load(Ordering::SeqCst) != epoch {
-                // another read in flight with this one timed out: which of them hung is not
-                // known, so this one is given up too and read again, one at a time
-                self.give_up(true);
-                let e = self.timed_out(off, len, "given up with a read that hung");
-                return (vec![0; buf_len], Err(e));
-            }
             // not at the device yet (another read has it): not this read's time
             let Some(started) = helper.started.lock().ok().and_then(|s| *s) else {
                 if self.check_dead() {
@@ -277,10 +261,6 @@ impl TimedReader {
                 continue;
             };
             if started.elapsed() >= self.timeout {
-                if !self.shared.one_at_a_time.swap(true, Ordering::SeqCst) {
-                    // the first hang: the reads in flight with it are given up as well
-                    self.shared.epoch.fetch_add(1, Ordering::SeqCst);
-                }
                 self.give_up(true);
                 let e = self.timed_out(
                     off,
