@@ -995,6 +995,18 @@ impl Rescue<'_> {
         self.out.store(c, region)
     }
 
+    /// Reads `s..e` and stores it: true when it was read (and is now finished), false when
+    /// the read failed; `Err` when cancelled or the image cannot be written.
+    fn read_keep(&mut self, s: u64, e: u64, buf: &mut Vec<u8>) -> Result<bool> {
+        let Some(range) = self.read(s, e - s, buf)? else {
+            return Ok(false);
+        };
+        let bytes = std::mem::take(buf);
+        let kept = self.keep(s, &bytes[range]);
+        *buf = bytes;
+        kept.map(|()| true)
+    }
+
     /// Whether the passes must end: the disk is gone or stopped answering. Sets `stopped`.
     fn must_stop(&mut self, e: Option<&Error>) -> bool {
         if self.stopped.is_some() {
@@ -1225,13 +1237,8 @@ impl Rescue<'_> {
             if self.must_stop(None) {
                 break;
             }
-            match self.read(s, e - s, &mut buf)? {
-                Some(range) => {
-                    let bytes = std::mem::take(&mut buf);
-                    self.keep(s, &bytes[range])?;
-                    buf = bytes;
-                }
-                None => self.out.map.set(s, e, AreaState::NonTrimmed),
+            if !self.read_keep(s, e, &mut buf)? {
+                self.out.map.set(s, e, AreaState::NonTrimmed);
             }
             done += e - s;
             self.reporter.progress(Phase::Rescue, done);
@@ -1291,14 +1298,9 @@ impl Rescue<'_> {
             let Some(&(bs, be)) = blocks.get(i) else {
                 break;
             };
-            match self.read(bs, be - bs, buf)? {
-                Some(range) => {
-                    let bytes = std::mem::take(buf);
-                    self.keep(bs, &bytes[range])?;
-                    *buf = bytes;
-                    read += 1;
-                }
-                None => {
+            match self.read_keep(bs, be, buf)? {
+                true => read += 1,
+                false => {
                     self.failed_blocks.insert(bs);
                     break;
                 }
@@ -1325,18 +1327,9 @@ impl Rescue<'_> {
                 break;
             }
             // a block that failed whole when trimming is not read whole again
-            let whole = if self.failed_blocks.contains(&bs) {
-                None
-            } else {
-                self.read(bs, be - bs, &mut buf)?
-            };
-            match whole {
-                Some(range) => {
-                    let bytes = std::mem::take(&mut buf);
-                    self.keep(bs, &bytes[range])?;
-                    buf = bytes;
-                }
-                None => self.pages(bs, be, &mut buf)?,
+            let whole = !self.failed_blocks.contains(&bs) && self.read_keep(bs, be, &mut buf)?;
+            if !whole {
+                self.pages(bs, be, &mut buf)?;
             }
             done += be - bs;
             self.reporter.progress(Phase::Rescue, done);
@@ -1360,13 +1353,8 @@ impl Rescue<'_> {
             if self.must_stop(None) {
                 break;
             }
-            match self.read(ps, pe - ps, buf)? {
-                Some(range) => {
-                    let bytes = std::mem::take(buf);
-                    self.keep(ps, &bytes[range])?;
-                    *buf = bytes;
-                }
-                None => self.sectors(ps, pe, false, buf)?,
+            if !self.read_keep(ps, pe, buf)? {
+                self.sectors(ps, pe, false, buf)?;
             }
         }
         Ok(())
