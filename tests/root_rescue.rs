@@ -498,10 +498,14 @@ fn assert_restored(source: &Path, restored: &Path, missing: &[(u64, u64)]) {
         }
         if want != got {
             let i = want.iter().zip(&got).position(|(x, y)| x != y).unwrap();
+            let j = want.iter().zip(&got).rposition(|(x, y)| x != y).unwrap();
+            let zeros = got[i..=j].iter().all(|&b| b == 0);
             panic!(
-                "{} differs from the source at byte {} (missing: {missing:?})",
+                "{} differs from the source at bytes {}..{} ({} there; missing: {missing:?})",
                 restored.display(),
-                at + i as u64
+                at + i as u64,
+                at + j as u64 + 1,
+                if zeros { "zeros" } else { "other bytes" }
             );
         }
         at += n;

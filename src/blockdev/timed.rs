@@ -9,19 +9,23 @@
 //! holding its buffer, and its late answer is dropped. This is the one place Lifeboat leaves
 //! threads unjoined (STYLE §5 asks for every thread to be joined).
 //!
-//! The reads go to the device one at a time, and a read's clock starts when it is sent to
-//! the device, not when it is handed over: a disk works on one command at a time when it
-//! hangs (so does a loop device), so with several reads in flight the one that timed out
-//! first would not be the one that hung. So:
-//! - the helpers take turns at the device (a lock), and each read's clock starts when its
-//!   helper has the device;
+//! Several reads may be in flight while the disk is healthy. But a disk works on one command
+//! at a time when it hangs (so does a loop device), so with several reads in flight the one
+//! that times out first need not be the one that hung. So:
+//! - at the first read that times out, every read then in flight is given up too (their
+//!   callers get `TimedOut`, and a rescue reads those ranges again later; they do not count
+//!   as hung), and from then on the reads take turns at the device (a lock), each read's
+//!   clock starting when its helper has the device: the read that hangs is the one blamed;
 //! - while a given-up read is still blocked ("the disk is stalled"), no new read is sent;
 //! - a stall longer than [`STALL_FACTOR`] timeouts means the disk stopped answering: every
 //!   read from then on fails at once, so a dead disk ends the job instead of piling up
-//!   threads (at most [`MAX_LOST`] are ever given up).
+//!   threads (at most [`MAX_LOST`] reads hang, plus the callers' reads given up with the
+//!   first).
 //!
-//! Several callers still overlap everything but the device read itself (the rescue's copy
-//! pass compresses while the next chunk is read).
+//! A read that answers at the moment its caller gives it up is either given up or answered,
+//! never both: the first of the helper and the caller to claim it decides (see `Helper`).
+//! A caller whose read was given up gets a new buffer back (the helper keeps the old one), so
+//! it must not rely on bytes it read earlier into the same buffer.
 //!
 //! Helper threads that are not stuck end when the reader is dropped (their request channel
 //! closes).
@@ -30,7 +34,7 @@ use super::BlockDev;
 use crate::error::{Error, Result};
 use crate::event::CancelToken;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,12 +52,22 @@ type Request = (Vec<u8>, std::ops::Range<usize>, u64);
 /// A helper's answer: the buffer back, and how the read went.
 type Answer = (Vec<u8>, Result<()>);
 
-/// One helper thread: where to send it work, where it answers, and when its current read
-/// got the device.
+/// A helper's current read is at the device (or queued for it).
+const RUNNING: u8 = 0;
+/// The helper has its answer and sends it: the caller must take it.
+const ANSWERED: u8 = 1;
+/// The caller gave the read up: the helper drops its answer and ends.
+const ABANDONED: u8 = 2;
+
+/// One helper thread: where to send it work, where it answers, when its current read got the
+/// device, and who owns the answer to it (`RUNNING`, `ANSWERED`, `ABANDONED`: whichever of
+/// the helper and its caller moves it from `RUNNING` first decides, so an answer is never
+/// both given up and sent, and a helper given up is always counted back when it returns).
 struct Helper {
     tx: Sender<Request>,
     rx: Receiver<Answer>,
     started: Arc<Mutex<Option<Instant>>>,
+    state: Arc<AtomicU8>,
 }
 
 /// What the helpers and callers share.
@@ -67,8 +81,12 @@ struct Shared {
     stalled_since: Mutex<Option<Instant>>,
     /// The disk stopped answering: every read fails at once.
     dead: AtomicBool,
-    /// Held by the helper whose read is at the device.
+    /// Held by the helper whose read is at the device, once reads take turns.
     device: Mutex<()>,
+    /// Reads take turns at the device (set at the first read that timed out).
+    one_at_a_time: AtomicBool,
+    /// Counts the times reads in flight were given up together (see the module docs).
+    epoch: AtomicU32,
 }
 
 /// Reads `dev` with a timeout per read. Cheap to share between threads (`&self`).
@@ -142,11 +160,16 @@ impl TimedReader {
         let shared = Arc::clone(&self.shared);
         let started = Arc::new(Mutex::new(None));
         let started_here = Arc::clone(&started);
+        let state = Arc::new(AtomicU8::new(RUNNING));
+        let state_here = Arc::clone(&state);
         std::thread::Builder::new()
             .name("lifeboat-read".into())
             .spawn(move || {
                 for (mut buf, range, off) in req_rx.iter() {
-                    let turn = shared.device.lock().unwrap_or_else(|e| e.into_inner());
+                    let turn = shared
+                        .one_at_a_time
+                        .load(Ordering::SeqCst)
+                        .then(|| shared.device.lock().unwrap_or_else(|e| e.into_inner()));
                     if let Ok(mut s) = started_here.lock() {
                         *s = Some(Instant::now());
                     }
@@ -155,9 +178,12 @@ impl TimedReader {
                         None => Err(Error::Unsupported("read range outside its buffer".into())),
                     };
                     drop(turn);
-                    if ans_tx.send((buf, r)).is_err() {
+                    let mine = state_here
+                        .compare_exchange(RUNNING, ANSWERED, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok();
+                    if !mine || ans_tx.send((buf, r)).is_err() {
                         // given up: the disk answered after all, so this stall is over
-                        if shared.blocked.fetch_sub(1, Ordering::SeqCst) == 1 {
+                        if !mine && shared.blocked.fetch_sub(1, Ordering::SeqCst) == 1 {
                             if let Ok(mut s) = shared.stalled_since.lock() {
                                 *s = None;
                             }
@@ -167,11 +193,35 @@ impl TimedReader {
                 }
             })
             .map_err(|e| Error::io("starting a reader thread for", self.dev.path(), e))?;
-        Ok(Helper { tx, rx, started })
+        Ok(Helper {
+            tx,
+            rx,
+            started,
+            state,
+        })
     }
 
-    /// Gives up the read a helper is blocked in: it hung (`hung`), or its caller was
-    /// cancelled.
+    /// Gives up the read `helper` is blocked in: it hung (`hung`), or it was in flight with
+    /// one that did, or its caller was cancelled. `None` when it is given up; the answer when
+    /// the read came back first (it is then as good as any other).
+    fn abandon(&self, helper: Helper, hung: bool) -> Option<Answer> {
+        if helper
+            .state
+            .compare_exchange(RUNNING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            self.give_up(hung);
+            return None;
+        }
+        // the helper has its answer and is sending it
+        let answer = helper.rx.recv().ok()?;
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(helper);
+        }
+        Some(answer)
+    }
+
+    /// Counts a read given up (see [`TimedReader::abandon`]).
     fn give_up(&self, hung: bool) {
         if hung {
             self.shared.lost.fetch_add(1, Ordering::SeqCst);
@@ -225,6 +275,8 @@ impl TimedReader {
         if let Ok(mut s) = helper.started.lock() {
             *s = None;
         }
+        helper.state.store(RUNNING, Ordering::SeqCst);
+        let epoch = self.shared.epoch.load(Ordering::SeqCst);
         if helper.tx.send((buf, range, off)).is_err() {
             return (
                 vec![0; buf_len],
@@ -247,28 +299,35 @@ impl TimedReader {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            if cancel.is_cancelled() {
-                self.give_up(false);
-                return (vec![0; buf_len], Err(Error::Cancelled));
-            }
-            // not at the device yet (another read has it): not this read's time
-            let Some(started) = helper.started.lock().ok().and_then(|s| *s) else {
-                if self.check_dead() {
-                    self.give_up(true);
-                    let e = self.timed_out(off, len, "the disk stopped answering");
-                    return (vec![0; buf_len], Err(e));
+            let (hung, e) = if cancel.is_cancelled() {
+                (false, Error::Cancelled)
+            } else if self.shared.epoch.load(Ordering::SeqCst) != epoch {
+                // another read in flight with this one timed out: which of them hung is not
+                // known, so this one is given up too and read again, one at a time
+                (
+                    false,
+                    self.timed_out(off, len, "given up with a read that hung"),
+                )
+            } else {
+                match helper.started.lock().ok().and_then(|s| *s) {
+                    // not at the device yet (another read has it): not this read's time
+                    None if !self.check_dead() => continue,
+                    None => (true, self.timed_out(off, len, "the disk stopped answering")),
+                    Some(started) if started.elapsed() < self.timeout => continue,
+                    Some(_) => {
+                        if !self.shared.one_at_a_time.swap(true, Ordering::SeqCst) {
+                            // the first hang: the reads in flight with it are given up too
+                            self.shared.epoch.fetch_add(1, Ordering::SeqCst);
+                        }
+                        let why = format!("no answer within {:.1} s", self.timeout.as_secs_f64());
+                        (true, self.timed_out(off, len, &why))
+                    }
                 }
-                continue;
             };
-            if started.elapsed() >= self.timeout {
-                self.give_up(true);
-                let e = self.timed_out(
-                    off,
-                    len,
-                    &format!("no answer within {:.1} s", self.timeout.as_secs_f64()),
-                );
-                return (vec![0; buf_len], Err(e));
-            }
+            return match self.abandon(helper, hung) {
+                Some(answer) => answer,
+                None => (vec![0; buf_len], Err(e)),
+            };
         }
     }
 

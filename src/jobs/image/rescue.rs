@@ -1118,14 +1118,16 @@ impl Rescue<'_> {
                 let mut good: Vec<(u64, u64)> = Vec::new();
                 let mut bad: Vec<(u64, u64)> = Vec::new();
                 let mut gone_err = None;
-                let piece = if seen_error.load(Ordering::SeqCst) {
-                    COPY_READ
+                // (whole: one read, so that a read given up, whose buffer is replaced, takes
+                // no piece read before it)
+                let whole = !seen_error.load(Ordering::SeqCst) || cover_end - start <= COPY_READ;
+                let pieces = if whole {
+                    vec![(start, cover_end)]
                 } else {
-                    cover_end - start
+                    cut(&[(start, cover_end)], COPY_READ)
                 };
-                let whole = piece >= cover_end - start;
                 let mut scratch = Vec::new();
-                for (ps, pe) in cut(&[(start, cover_end)], piece) {
+                for (ps, pe) in pieces {
                     let at = cover.start + (ps - start) as usize;
                     let n = (pe - ps) as usize;
                     // a read given up keeps its buffer: in pieces, each piece is read into a
