@@ -3,9 +3,9 @@
 //! ([`Codec::Missing`], format 1.3), never as zeros that look like data.
 //!
 //! The passes (after GNU ddrescue's copy, trim, scrape and retry, on the used blocks only):
-//! 1. **copy**: the plan's chunks, forward, compressed in parallel like a normal image (the
-//!    reads take turns at the device: see [`TimedReader`]); after the first failure, in
-//!    1 MiB pieces. A piece that fails is left for later, and the reads after it are skipped by a
+//! 1. **copy**: the plan's chunks, forward, read and compressed in parallel like a normal
+//!    image, one read per chunk (after the first read that hangs, the reads take turns at
+//!    the device: see [`TimedReader`]); after the first failure, in 1 MiB pieces. A piece that fails is left for later, and the reads after it are skipped by a
 //!    distance that doubles with every failure in a row (from one chunk up to
 //!    [`MAX_SKIP`] or a hundredth of the copy), so the good data comes first and a bad
 //!    area is not read again and again.
@@ -1053,8 +1053,7 @@ impl Rescue<'_> {
         }
     }
 
-    /// Pass 1: every chunk, forward, compressed in parallel (the reads take turns at the
-    /// device); a failure skips ahead.
+    /// Pass 1: every chunk, forward, read and compressed in parallel; a failure skips ahead.
     fn copy(&mut self) -> Result<()> {
         // the chunks not tried at all (all of them, unless this is a resumed rescue)
         let list: Vec<(u64, u32, usize)> = self
