@@ -203,8 +203,8 @@ impl BlockDev for BytesDev<'_> {
 
 /// Records the byte ranges read through it.
 pub(crate) struct Recorder<'a> {
-    inner: &'a dyn BlockDev,
-    reads: Mutex<Vec<(u64, usize)>>,
+    pub(crate) inner: &'a dyn BlockDev,
+    pub(crate) reads: Mutex<Vec<(u64, usize)>>,
 }
 
 impl BlockDev for Recorder<'_> {
