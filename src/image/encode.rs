@@ -52,39 +52,59 @@ pub fn encode(
     block: u64,
     known: Option<&HashSet<[u8; 32]>>,
 ) -> Result<EncodedChunk> {
+    encode_pieces(level, &[(disk_offset, raw)], block, known)
+}
+
+/// [`encode`] for a chunk made of several byte ranges (`(disk offset, bytes)`, in disk order,
+/// disjoint): the used ranges of one chunk window. Their new records share one frame, so
+/// small files scattered through the window are compressed together, as a stream would be.
+pub fn encode_pieces(
+    level: i32,
+    pieces: &[(u64, &[u8])],
+    block: u64,
+    known: Option<&HashSet<[u8; 32]>>,
+) -> Result<EncodedChunk> {
     let block = block.max(1);
     let mut records = Vec::new();
     let mut new_bytes = 0usize;
-    let mut pos = 0usize;
-    while pos < raw.len() {
-        let at = disk_offset + pos as u64;
-        let next = ((at / block + 1) * block - disk_offset) as usize;
-        let end = next.min(raw.len());
-        let piece = &raw[pos..end];
-        let hash = *blake3::hash(piece).as_bytes();
-        let codec = if is_zero(piece) {
-            Codec::Zero
-        } else if known.is_some_and(|k| k.contains(&hash)) {
-            Codec::Parent
-        } else {
-            Codec::Zstd
-        };
-        let frame_offset = if codec == Codec::Zstd {
-            new_bytes += piece.len();
-            (new_bytes - piece.len()) as u32
-        } else {
-            0
-        };
-        records.push(Record {
-            disk_offset: at,
-            raw_len: piece.len() as u32,
-            stored_len: 0,
-            file_offset: 0,
-            codec,
-            frame_offset,
-            hash,
-        });
-        pos = end;
+    let mut gathered: Vec<u8> = Vec::new();
+    // one piece whose records are all new is compressed in place, without a copy
+    let single = pieces.len() == 1;
+    for &(disk_offset, raw) in pieces {
+        let mut pos = 0usize;
+        while pos < raw.len() {
+            let at = disk_offset + pos as u64;
+            let next = ((at / block + 1) * block - disk_offset) as usize;
+            let end = next.min(raw.len());
+            let piece = &raw[pos..end];
+            let hash = *blake3::hash(piece).as_bytes();
+            let codec = if is_zero(piece) {
+                Codec::Zero
+            } else if known.is_some_and(|k| k.contains(&hash)) {
+                Codec::Parent
+            } else {
+                Codec::Zstd
+            };
+            let frame_offset = if codec == Codec::Zstd {
+                new_bytes += piece.len();
+                if !single {
+                    gathered.extend_from_slice(piece);
+                }
+                (new_bytes - piece.len()) as u32
+            } else {
+                0
+            };
+            records.push(Record {
+                disk_offset: at,
+                raw_len: piece.len() as u32,
+                stored_len: 0,
+                file_offset: 0,
+                codec,
+                frame_offset,
+                hash,
+            });
+            pos = end;
+        }
     }
     if new_bytes == 0 {
         return Ok(EncodedChunk {
@@ -93,17 +113,17 @@ pub fn encode(
             data: Vec::new(),
         });
     }
-    let gathered;
-    let frame: &[u8] = if new_bytes == raw.len() {
-        raw
-    } else {
-        let mut g = Vec::with_capacity(new_bytes);
-        for r in records.iter().filter(|r| r.codec == Codec::Zstd) {
-            let s = (r.disk_offset - disk_offset) as usize;
-            g.extend_from_slice(&raw[s..s + r.raw_len as usize]);
+    let frame: &[u8] = match pieces {
+        [(_, raw)] if new_bytes == raw.len() => raw,
+        [(disk_offset, raw)] => {
+            gathered.reserve_exact(new_bytes);
+            for r in records.iter().filter(|r| r.codec == Codec::Zstd) {
+                let s = (r.disk_offset - disk_offset) as usize;
+                gathered.extend_from_slice(&raw[s..s + r.raw_len as usize]);
+            }
+            &gathered
         }
-        gathered = g;
-        &gathered
+        _ => &gathered,
     };
     seal_frame(level, records, frame)
 }

@@ -20,7 +20,7 @@ use crate::blockdev::{aligned, BlockDev, FileDev, OpenMode};
 use crate::discovery::SystemPaths;
 use crate::error::{Error, Result};
 use crate::event::{CancelToken, Phase, Reporter};
-use crate::image::encode::encode;
+use crate::image::encode::encode_pieces;
 use crate::image::meta::{Compression, ParentRef, SourceDisk};
 use crate::image::{format, hex, Chain, Codec, Header, ImageKind, ImageMeta, ImageWriter, Region};
 use crate::inspect::{self, DiskReport};
@@ -763,31 +763,41 @@ pub fn run_on(
         );
         (end <= d.len()).then_some((d, start, end))
     };
+    // The chunks of one chunk window and region are one item: read with one read (the span
+    // from the first to the last), and their records compressed into one frame. Scattered
+    // small files then compress together, as a stream would (an XFS filled by cp: 4% smaller).
+    let groups = window_groups(&plan.chunk_list, u64::from(plan.chunk_size));
     pipeline::run(
         // two workers per compression thread: one reads while the other compresses
         Shape::for_threads(plan.threads.max(1) * 2),
         cancel,
-        // The producer only hands out chunks; the workers read them (so several reads are
+        // The producer only hands out groups; the workers read them (so several reads are
         // in flight), then compress and hash them.
         |buf: Vec<u8>| {
-            let Some(&(off, len, region)) = plan.chunk_list.get(next) else {
+            let Some(g) = groups.get(next).cloned() else {
                 return Ok(None);
             };
             next += 1;
-            // Without O_DIRECT, keep the device busy: ask for the chunks ahead.
+            // Without O_DIRECT, keep the device busy: ask for the groups ahead.
             let ahead = if next == 1 {
                 1..=READ_AHEAD
             } else {
                 next - 1 + READ_AHEAD..=next - 1 + READ_AHEAD
             };
-            for &(a_off, a_len, _) in ahead.filter_map(|i| plan.chunk_list.get(i)) {
+            for a in ahead.filter_map(|i| groups.get(i)) {
+                let (a_off, a_end) = span(&plan.chunk_list[a.clone()]);
+                let a_len = (a_end - a_off) as u32;
                 if cover(a_off, a_len).is_none() {
                     dev.will_need(a_off, u64::from(a_len));
                 }
             }
-            Ok(Some((off, len, region, buf)))
+            Ok(Some((g, buf)))
         },
-        |(off, len, region, mut buf): (u64, u32, usize, Vec<u8>)| {
+        |(g, mut buf): (std::ops::Range<usize>, Vec<u8>)| {
+            let chunks = &plan.chunk_list[g];
+            let region = chunks[0].2;
+            let (off, end) = span(chunks);
+            let len = (end - off) as u32;
             let (from, skip) = match cover(off, len) {
                 Some((d, start, end)) => {
                     let slice = aligned(&mut buf, (end - start) as usize);
@@ -804,7 +814,7 @@ pub fn run_on(
             let (at, start, end) = skip;
             if let Err(e) = from.read_at(&mut buf[at..at + (end - start) as usize], start) {
                 // narrowed down to the first bad sector through the same handle when the
-                // chunk is aligned (a buffered one would name the page's start)
+                // span is aligned (a buffered one would name the page's start)
                 let by = if start == off && end == off + u64::from(len) {
                     from
                 } else {
@@ -812,8 +822,16 @@ pub fn run_on(
                 };
                 return Err(crate::blockdev::narrow_read_error(by, off, len, e));
             }
-            let chunk = &buf[at + (off - start) as usize..][..len as usize];
-            let c = encode(level, off, chunk, block, known)?;
+            let base = at + (off - start) as usize;
+            let pieces: Vec<(u64, &[u8])> = chunks
+                .iter()
+                .map(|&(c_off, c_len, _)| {
+                    let from = base + (c_off - off) as usize;
+                    (c_off, &buf[from..from + c_len as usize])
+                })
+                .collect();
+            let c = encode_pieces(level, &pieces, block, known)?;
+            drop(pieces);
             Ok((c, region, buf))
         },
         |(c, region, buf)| {
@@ -856,6 +874,34 @@ pub fn run_on(
         rescue: None,
         damaged: Vec::new(),
     })
+}
+
+/// The chunk list cut into groups (index ranges): consecutive chunks of one region inside
+/// one window of `chunk_size` bytes. A group is one read and one frame.
+fn window_groups(list: &[(u64, u32, usize)], chunk_size: u64) -> Vec<std::ops::Range<usize>> {
+    let cs = chunk_size.max(1);
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, &(off, _, region)) in list.iter().enumerate() {
+        match out.last_mut() {
+            Some(g) if {
+                let (f_off, _, f_region) = list[g.start];
+                f_region == region && f_off / cs == off / cs
+            } =>
+            {
+                g.end = i + 1
+            }
+            _ => out.push(i..i + 1),
+        }
+    }
+    out
+}
+
+/// The bytes a group of chunks spans: the first one's start to the last one's end.
+fn span(chunks: &[(u64, u32, usize)]) -> (u64, u64) {
+    match (chunks.first(), chunks.last()) {
+        (Some(f), Some(l)) => (f.0, l.0 + u64::from(l.1)),
+        _ => (0, 0),
+    }
 }
 
 /// Nothing is reported as done before the file on disk has been read back and checked:
