@@ -236,4 +236,34 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn pieces_of_one_window_share_one_frame_in_disk_order() {
+        let bs = 65536u64;
+        let a: Vec<u8> = (0..70_000u32).map(|i| (i % 7) as u8).collect();
+        let z = vec![0u8; 4096];
+        let b: Vec<u8> = (0..3000u32).map(|i| (i % 11) as u8).collect();
+        let pieces = [(10_000u64, &a[..]), (200_000, &z[..]), (300_000, &b[..])];
+        let c = encode_pieces(3, &pieces, bs, None).unwrap();
+        let got: Vec<(u64, u32, Codec, u32)> = c
+            .records
+            .iter()
+            .map(|r| (r.disk_offset, r.raw_len, r.codec, r.frame_offset))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (10_000, (bs - 10_000) as u32, Codec::Zstd, 0),
+                (bs, (80_000 - bs) as u32, Codec::Zstd, (bs - 10_000) as u32),
+                (200_000, 4096, Codec::Zero, 0),
+                (300_000, 3000, Codec::Zstd, 70_000),
+            ]
+        );
+        let frame = zstd::bulk::decompress(&c.data, 1 << 20).unwrap();
+        assert_eq!(frame, [&a[..], &b[..]].concat());
+        // one piece gives what encode gives
+        let one = encode_pieces(3, &[(10_000, &a[..])], bs, None).unwrap();
+        let same = encode(3, 10_000, &a, bs, None).unwrap();
+        assert_eq!((one.records, one.data), (same.records, same.data));
+    }
 }

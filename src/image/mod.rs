@@ -72,9 +72,10 @@
 //! and a child taken later that could read the range stores it normally.
 //!
 //! **Frames.** The writer reads the disk in chunks (at most `chunk size`, never crossing a
-//! multiple of it) and cuts each chunk into records at multiples of the block size (64 KiB by
-//! default). The records of one chunk that are neither zero nor held by an ancestor are
-//! concatenated and stored as one frame: a zstd frame (with its content size in the frame
+//! multiple of it; a chunk may be several used ranges of that window, with unused bytes between
+//! them) and cuts each range into records at multiples of the block size (64 KiB by default).
+//! The records of one chunk that are neither zero nor held by an ancestor are concatenated, in
+//! disk order, and stored as one frame: a zstd frame (with its content size in the frame
 //! header, at most 64 MiB) or, when compression does not help, the raw bytes. Each such record
 //! names the frame (file offset, stored length, codec) and where its bytes start inside the
 //! decoded frame. So compression works on whole chunks while deduplication, and chains, match

@@ -883,10 +883,11 @@ fn window_groups(list: &[(u64, u32, usize)], chunk_size: u64) -> Vec<std::ops::R
     let mut out: Vec<std::ops::Range<usize>> = Vec::new();
     for (i, &(off, _, region)) in list.iter().enumerate() {
         match out.last_mut() {
-            Some(g) if {
-                let (f_off, _, f_region) = list[g.start];
-                f_region == region && f_off / cs == off / cs
-            } =>
+            Some(g)
+                if {
+                    let (f_off, _, f_region) = list[g.start];
+                    f_region == region && f_off / cs == off / cs
+                } =>
             {
                 g.end = i + 1
             }
@@ -1055,5 +1056,26 @@ pub(crate) fn example_plan() -> ImagePlan {
         raw_table: Vec::new(),
         table_kind: Some(TableKind::Gpt),
         file_sector_size: 512,
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_the_chunks_of_one_window_and_one_region() {
+        let mib = 1u64 << 20;
+        let list = [
+            (0, 4096, 0),
+            (8192, 4096, 0),
+            (mib - 4096, 4096, 1), // another region, same window
+            (mib, 4096, 1),        // another window
+            (mib + 8192, 100, 1),
+            (3 * mib, 5, 1),
+        ];
+        assert_eq!(window_groups(&list, mib), vec![0..2, 2..3, 3..5, 5..6]);
+        assert_eq!(span(&list[3..5]), (mib, mib + 8292));
+        assert!(window_groups(&[], mib).is_empty());
     }
 }
