@@ -167,6 +167,24 @@ fn xfs_is_imaged_by_its_used_blocks_and_every_file_comes_back() {
     );
     assert!(used < size / 3, "{used} of {size} bytes to copy: {r}");
     ok(&["image", p(&disk), "-o", p(&img)]);
+    // no larger than partclone's image of the partition through zstd -3 (plus 2%)
+    let pc = {
+        let lo = LoopDev::attach(&disk);
+        lo.add_partitions();
+        sh(&format!(
+            "partclone.xfs -q -c -s {} -o - 2>/dev/null | zstd -3 -q -c | wc -c",
+            lo.part(1).display()
+        ))
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+    };
+    let ours = std::fs::metadata(&img).unwrap().len();
+    eprintln!("image {ours} bytes, partclone.xfs | zstd -3 {pc} bytes");
+    assert!(
+        ours as f64 <= pc as f64 * 1.02,
+        "the image ({ours} bytes) is larger than 1.02x partclone.xfs | zstd -3 ({pc} bytes)"
+    );
     restore_and_compare(&img, t, &want);
 }
 
