@@ -1,0 +1,212 @@
+//! Tier 2 (root): exFAT partitions imaged by their allocation bitmap. A GPT disk with an exFAT
+//! (made by mkfs.exfat, filled through exfat-fuse: this kernel has no exfat driver) gets
+//! folders of files, a third of them then deleted; it is imaged, restored to another disk and
+//! every file compared (content and size, mtimes as exFAT keeps them), with `fsck.exfat -n`
+//! clean on the copy and the image no larger than 1.02x `partclone.exfat | zstd -3`. A volume
+//! marked dirty is copied whole, with the reason.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{noise, require_root, require_tool, sh, sparse, LoopDev};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const MIB: u64 = 1 << 20;
+
+fn lifeboat(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(args)
+        .output()
+        .expect("running lifeboat")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = lifeboat(args);
+    assert!(
+        o.status.success(),
+        "lifeboat {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn p(x: &Path) -> &str {
+    x.to_str().unwrap()
+}
+
+/// exfat-fuse mounted at a temp dir, unmounted on drop.
+struct Fuse(tempfile::TempDir);
+
+impl Fuse {
+    fn mount(dev: &Path) -> Self {
+        let d = tempfile::tempdir().unwrap();
+        sh(&format!(
+            "mount.exfat-fuse {} {}",
+            dev.display(),
+            d.path().display()
+        ));
+        Fuse(d)
+    }
+}
+
+impl Drop for Fuse {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// Names, sizes, mtimes and content hashes of every file under `dir`.
+fn listing(dir: &Path) -> String {
+    let l = sh(&format!(
+        "cd '{}' && find . -printf '%p %y %s %T@\\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum",
+        dir.display()
+    ));
+    assert!(l.lines().count() > 100, "few files: {l}");
+    l
+}
+
+fn exfat_region(plan: &Value) -> Value {
+    plan["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["fs"] == "exfat")
+        .cloned()
+        .unwrap_or_else(|| panic!("no exfat region: {plan}"))
+}
+
+#[test]
+fn exfat_is_imaged_by_its_bitmap_and_every_file_comes_back() {
+    if !require_root() {
+        return;
+    }
+    for t in [
+        "sfdisk",
+        "partx",
+        "losetup",
+        "mkfs.exfat",
+        "fsck.exfat",
+        "mount.exfat-fuse",
+        "partclone.exfat",
+        "zstd",
+    ] {
+        require_tool(t);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let disk = t.join("disk.img");
+    sparse(&disk, 200 * MIB);
+    sh(&format!(
+        "printf 'label: gpt\\nstart=1MiB\\n' | sfdisk -q {}",
+        disk.display()
+    ));
+    let want = {
+        let lo = LoopDev::attach(&disk);
+        lo.add_partitions();
+        sh(&format!(
+            "mkfs.exfat -L LBEXFAT {} >/dev/null",
+            lo.part(1).display()
+        ));
+        {
+            let m = Fuse::mount(&lo.part(1));
+            for d in 0..6 {
+                let dir = m.0.path().join(format!("dir{d}"));
+                std::fs::create_dir(&dir).unwrap();
+                for i in 0..60usize {
+                    let len = 500 + (i * 7919 + d * 104_729) % 200_000;
+                    std::fs::write(
+                        dir.join(format!("f{i}.bin")),
+                        noise(len, (d * 100 + i) as u32),
+                    )
+                    .unwrap();
+                }
+            }
+            std::fs::write(m.0.path().join("big.bin"), noise(20 << 20, 3)).unwrap();
+            sh("sync");
+            for d in 0..6 {
+                for i in (0..60usize).step_by(3) {
+                    std::fs::remove_file(m.0.path().join(format!("dir{d}/f{i}.bin"))).unwrap();
+                }
+            }
+        }
+        let m = Fuse::mount(&lo.part(1));
+        listing(m.0.path())
+    };
+    let img = t.join("exfat.lbi");
+    let plan: Value = serde_json::from_str(&ok(&[
+        "image",
+        p(&disk),
+        "-o",
+        p(&img),
+        "--dry-run",
+        "--json",
+    ]))
+    .unwrap();
+    let r = exfat_region(&plan);
+    assert_eq!(r["method"], "used-blocks", "{r}");
+    let (copy, size) = (
+        r["copy_bytes"].as_u64().unwrap(),
+        r["size_bytes"].as_u64().unwrap(),
+    );
+    assert!(copy < size / 2, "{copy} of {size} bytes to copy: {r}");
+    ok(&["image", p(&disk), "-o", p(&img)]);
+    let pc = {
+        let lo = LoopDev::attach(&disk);
+        lo.add_partitions();
+        sh(&format!(
+            "partclone.exfat -q -c -s {} -o - 2>/dev/null | zstd -3 -q -c | wc -c",
+            lo.part(1).display()
+        ))
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+    };
+    let ours = std::fs::metadata(&img).unwrap().len();
+    eprintln!("image {ours} bytes, partclone.exfat | zstd -3 {pc} bytes");
+    assert!(
+        ours as f64 <= pc as f64 * 1.02,
+        "the image ({ours} bytes) is larger than 1.02x partclone.exfat | zstd -3 ({pc} bytes)"
+    );
+
+    let target = t.join("target.img");
+    sparse(&target, 200 * MIB);
+    ok(&["restore", p(&img), p(&target), "--yes"]);
+    let lo = LoopDev::attach(&target);
+    lo.add_partitions();
+    let o = Command::new("fsck.exfat")
+        .arg("-n")
+        .arg(lo.part(1))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "fsck.exfat -n on the restored copy: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let m = Fuse::mount(&lo.part(1));
+    assert!(
+        listing(m.0.path()) == want,
+        "the restored files differ from the source's"
+    );
+    drop(m);
+    drop(lo);
+
+    // marked dirty (VolumeFlags, outside the boot checksum): copied whole, with the reason
+    common::write_at(&disk, MIB + 106, &[0x02, 0x00]);
+    let plan: Value = serde_json::from_str(&ok(&[
+        "image",
+        p(&disk),
+        "-o",
+        p(&t.join("dirty.lbi")),
+        "--dry-run",
+        "--json",
+    ]))
+    .unwrap();
+    let r = exfat_region(&plan);
+    assert_eq!(r["method"], "all", "{r}");
+    assert!(r["reason"].as_str().unwrap_or("").contains("dirty"), "{r}");
+}
