@@ -172,7 +172,7 @@ pub enum Command {
     /// target's data.
     ///
     /// Copies what an image would hold (the boot area, the partition tables, the boot loader
-    /// gap, and the blocks each ext2/3/4, FAT, NTFS and XFS filesystem uses; other partitions
+    /// gap, and the blocks each ext2/3/4, FAT, exFAT, NTFS and XFS filesystem uses; other partitions
     /// whole) with no compression and no file in between: one thread reads the source while
     /// another writes the target. The partition table and first MiB are written last, then
     /// everything written is read back from the target (not the cache) and compared.
