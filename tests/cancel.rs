@@ -153,6 +153,7 @@ fn image_spec(disk: &Path, output: PathBuf) -> image::ImageSpec {
         parent: None,
         volume_size: None,
         rescue: None,
+        full_swap: false,
     }
 }
 
@@ -179,6 +180,7 @@ fn clone_spec(src: &Path, dst: &Path) -> clone::CloneSpec {
         new_disk_id: false,
         fit: None,
         file_sector_size: 512,
+        full_swap: false,
     }
 }
 

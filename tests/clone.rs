@@ -114,6 +114,7 @@ fn spec(src: &Path, dst: &Path) -> clone::CloneSpec {
         new_disk_id: false,
         fit: None,
         file_sector_size: 512,
+        full_swap: false,
     }
 }
 

@@ -154,6 +154,7 @@ fn spec_for(disk: &Path, output: PathBuf) -> image::ImageSpec {
         parent: None,
         volume_size: None,
         rescue: None,
+        full_swap: false,
     }
 }
 

@@ -448,6 +448,12 @@ pub struct ImageArgs {
     /// cannot hold larger files.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub volume_size: Option<u64>,
+    /// Copy swap partitions whole. Without it only their first and last MiB are kept (the
+    /// header with its UUID and label): swap holds nothing across a reboot, and a restore
+    /// writes a valid swap area with the same UUID and label. A system hibernated to its swap
+    /// is always copied whole.
+    #[arg(long)]
+    pub full_swap: bool,
     /// Image a failing disk: read errors do not stop the job. The good data is read first
     /// (skipping ahead after an error), then failed areas are trimmed and scraped down to
     /// single sectors and retried. What cannot be read is recorded in the image as missing,
@@ -603,6 +609,9 @@ pub struct CloneArgs {
     /// Give the target a new disk GUID (GPT, both copies) or disk signature (MBR).
     #[arg(long)]
     pub new_disk_id: bool,
+    /// Copy swap partitions whole (without it, only their header and ends, as `image`).
+    #[arg(long)]
+    pub full_swap: bool,
     /// --fit, --scratch, --overlay-memory.
     #[command(flatten)]
     pub fit: FitArgs,

@@ -20,6 +20,7 @@ impl From<&CloneArgs> for clone::CloneSpec {
             new_disk_id: a.new_disk_id,
             fit: a.fit.options(),
             file_sector_size: a.sector_size,
+            full_swap: a.full_swap,
         }
     }
 }

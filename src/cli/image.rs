@@ -65,6 +65,7 @@ impl TryFrom<&ImageArgs> for image::ImageSpec {
             file_sector_size: a.sector_size,
             parent,
             volume_size: a.volume_size,
+            full_swap: a.full_swap,
             rescue: a.rescue.then_some(image::RescueOptions {
                 retries: a.retries,
                 read_timeout_secs: a.read_timeout,

@@ -1,6 +1,13 @@
 //! Linux swap areas, version 0 (`SWAP-SPACE`) and 1 (`SWAPSPACE2`): recognised by the signature
-//! at the end of the first page (label and UUID from the version 1 header). Swap holds nothing
-//! worth keeping across a reboot, but there is no map of it yet, so every block is copied.
+//! at the end of the first page (label and UUID from the version 1 header).
+//!
+//! The map ([`used_map`]): swap holds nothing worth keeping across a reboot, so only its first
+//! and last MiB are used: the header page (signature, version, size, bad pages, UUID, label),
+//! so that a restore writes a valid swap area with the same UUID and label, and the rest of
+//! both MiBs so that no signature of what a target held before (a btrfs superblock at 64 KiB,
+//! an md superblock at the end) is left beside it for blkid to find. A system hibernated to
+//! its swap has replaced the signature (`S1SUSPEND`, TuxOnIce), is not recognised as swap and
+//! is copied whole; `image --full-swap` copies swap whole too.
 //!
 //! The page size is not recorded, so the signature is looked for at the end of every page size
 //! Linux uses (4 to 64 KiB). TuxOnIce images, which keep a swap signature behind their own
@@ -10,12 +17,19 @@
 
 use super::detect::{Format, FsInfo, FsKind};
 use super::probe::{text_label, uuid16};
+use super::{MapError, MapResult, UsedMap};
 use crate::blockdev::{read_clamped, BlockDev};
 use crate::bytes::{arr, field, has, le32};
 use crate::error::Result;
 
-/// Swap is recognised; it has no used-block map.
-pub(super) const FORMAT: Format = Format { probe, map: None };
+/// Swap is recognised and mapped (its header).
+pub(super) const FORMAT: Format = Format {
+    probe,
+    map: Some(used_map),
+};
+
+/// Bytes kept at each end of a swap area.
+const KEEP: u64 = 1 << 20;
 
 const SWAP_PAGE_SIZES: [u64; 5] = [4096, 8192, 16384, 32768, 65536];
 /// TuxOnIce keeps a valid swap signature behind its own header; libblkid ignores those.
@@ -73,6 +87,24 @@ fn parse_swap_v1(hdr: &[u8]) -> Option<FsInfo> {
     ))
 }
 
+/// The used-block map of the swap area on `dev` (see the module docs).
+pub fn used_map(dev: &dyn BlockDev) -> MapResult<UsedMap> {
+    let len = dev.len();
+    let Some(info) = probe(dev)? else {
+        return Ok(Err(MapError("no swap signature".into(), "swap")));
+    };
+    debug_assert_eq!(info.kind, FsKind::Swap);
+    let ranges = if len <= 2 * KEEP {
+        vec![(0, len)]
+    } else {
+        vec![(0, KEEP), (len - KEEP, KEEP)]
+    };
+    Ok(Ok(UsedMap {
+        ranges,
+        reason_unsafe: None,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +139,28 @@ mod tests {
                 "page size {page}"
             );
         }
+    }
+
+    #[test]
+    fn swap_keeps_its_header_and_both_ends() {
+        let Some((img, _)) = mkfs_case(64 << 20, "mkswap", &["-L", "slab", "-U", UUID_A]) else {
+            return;
+        };
+        let dev =
+            crate::blockdev::FileDev::open(&img.path, crate::blockdev::OpenMode::Read).unwrap();
+        let m = used_map(&dev).unwrap().unwrap();
+        assert_eq!(m.ranges, vec![(0, KEEP), ((64 << 20) - KEEP, KEEP)]);
+        assert_eq!(m.reason_unsafe, None);
+        // a small swap area is kept whole
+        let mut d = vec![0u8; 64 << 10];
+        put(&mut d, 4096 - 10, b"SWAP-SPACE");
+        assert_eq!(
+            used_map(&mem(d)).unwrap().unwrap().ranges,
+            vec![(0, 64 << 10)]
+        );
+        // hibernated: not swap, so not mapped here (detect copies it whole)
+        let mut d = vec![0u8; 4 << 20];
+        put(&mut d, 4096 - 10, b"S1SUSPEND\0");
+        assert!(used_map(&mem(d)).unwrap().is_err());
     }
 }

@@ -785,7 +785,7 @@ mod tests {
         used_map(&rec).unwrap().unwrap();
         let hot: Vec<(u64, usize)> = rec.reads.into_inner().unwrap();
         let mut bytes = std::fs::read(&img.path).unwrap();
-        let mut rng = Rng(0xF0CC_A5);
+        let mut rng = Rng(0x00F0_CCA5);
         for _ in 0..400 {
             let mut saved = Vec::new();
             for _ in 0..1 + rng.below(6) {

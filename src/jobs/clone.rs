@@ -24,7 +24,7 @@
 //! The source is only ever opened read-only.
 
 use super::readback::write_and_read_back;
-use super::survey::{chunk, survey, usable_table};
+use super::survey::{chunk, survey, usable_table, SurveyOpts};
 use super::target::{TargetPlan, Written};
 use super::writer::{dio_unit, open_direct, DataWriter};
 use super::{safety, target};
@@ -88,6 +88,8 @@ pub struct CloneSpec {
     /// `--fit`: onto a smaller target, shrink and move partitions; onto a larger one, grow
     /// the last partition.
     pub fit: Option<super::fit::FitOptions>,
+    /// Copy swap areas whole (`--full-swap`) instead of their header and ends.
+    pub full_swap: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,7 +219,16 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
             "the target keeps the source's disk ID and its partition and filesystem IDs, so it boots like the source; do not leave both disks attached to one computer (--new-disk-id changes only the disk ID; partition and filesystem IDs stay the same)".into(),
         );
     }
-    let (regions, extents) = survey(&src, usable, None, false, &mut warnings)?;
+    let (regions, extents) = survey(
+        &src,
+        usable,
+        None,
+        SurveyOpts {
+            full_swap: spec.full_swap,
+            ..Default::default()
+        },
+        &mut warnings,
+    )?;
 
     // Head: the first MiB, read whole and written last. Tail: the source's backup GPT,
     // copied as it is unless the table is rewritten (then rebuilt at the target's end).

@@ -14,7 +14,7 @@
 
 use super::chain::{chain_name_of, ChildKind, DiskIdentity};
 use super::safety;
-use super::survey::{chunk, survey, usable_table};
+use super::survey::{chunk, survey, usable_table, SurveyOpts};
 use super::writer::{dio_unit, open_direct};
 use crate::blockdev::{aligned, BlockDev, FileDev, OpenMode};
 use crate::discovery::SystemPaths;
@@ -76,6 +76,8 @@ pub struct ImageSpec {
     /// Image a failing disk: survive read errors and record what cannot be read as missing
     /// (`--rescue`, see `docs/RESCUE.md`). `None`: a read error fails the job.
     pub rescue: Option<RescueOptions>,
+    /// Copy swap areas whole (`--full-swap`) instead of their header and ends.
+    pub full_swap: bool,
 }
 
 impl ImageSpec {
@@ -95,6 +97,7 @@ impl ImageSpec {
             parent: None,
             volume_size: None,
             rescue: None,
+            full_swap: false,
         }
     }
 }
@@ -457,7 +460,10 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         dev,
         usable,
         spec.partitions.as_deref(),
-        spec.rescue.is_some(),
+        SurveyOpts {
+            lenient: spec.rescue.is_some(),
+            full_swap: spec.full_swap,
+        },
         &mut warnings,
     )?;
     // --domain: only the used blocks inside it are read; the rest is recorded as missing

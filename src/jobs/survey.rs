@@ -104,6 +104,16 @@ pub(crate) fn usable_table<'t>(
     }
 }
 
+/// What a survey copies whole besides what no map proves.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SurveyOpts {
+    /// A rescue: a filesystem whose structures fail to read is copied whole instead of
+    /// failing the survey.
+    pub lenient: bool,
+    /// `--full-swap`: swap areas whole, not just their header.
+    pub full_swap: bool,
+}
+
 /// A byte range to copy: `(start, len, index of its region)`.
 pub(crate) type Extent = (u64, u64, usize);
 
@@ -111,17 +121,26 @@ pub(crate) type Extent = (u64, u64, usize);
 /// is copied, and the byte extents `(start, len, region index)` to copy, in disk order.
 /// `usable` is a valid partition table (or `None`: the device as one filesystem or unknown);
 /// `selection` limits the partitions whose data is copied (the table areas always are).
-/// `lenient` (a rescue) copies a filesystem whose structures fail to read whole instead of
-/// failing.
+/// `opts` says what else to copy whole (see [`SurveyOpts`]).
 pub(crate) fn survey(
     dev: &dyn BlockDev,
     usable: Option<&PartitionTable>,
     selection: Option<&[u32]>,
-    lenient: bool,
+    opts: SurveyOpts,
     warnings: &mut Vec<String>,
 ) -> Result<(Vec<Region>, Vec<Extent>)> {
+    let lenient = opts.lenient;
     // `lenient` (a rescue): a filesystem whose structures cannot be read is copied whole
     let map_filesystem = |dev: &dyn BlockDev| match fsmap::map_filesystem(dev) {
+        Ok(FsMap {
+            fs: Some(fs),
+            used: Used::Ranges { .. },
+        }) if opts.full_swap && fs.kind == fsmap::FsKind::Swap => Ok(FsMap {
+            fs: Some(fs),
+            used: Used::All {
+                reason: "--full-swap: every block of the swap area is copied".into(),
+            },
+        }),
         Err(e @ crate::Error::Read { .. }) if lenient => Ok(FsMap {
             fs: fsmap::detect(dev).ok().flatten(),
             used: Used::All {
@@ -496,7 +515,13 @@ mod tests {
             diagnostics: Vec::new(),
         };
         let mut warnings = Vec::new();
-        let (regions, extents) = match survey(&dev, Some(&table), None, false, &mut warnings) {
+        let (regions, extents) = match survey(
+            &dev,
+            Some(&table),
+            None,
+            SurveyOpts::default(),
+            &mut warnings,
+        ) {
             Ok(r) => r,
             Err(e) => panic!("survey: {e}"),
         };
@@ -548,7 +573,13 @@ mod tests {
             diagnostics: Vec::new(),
         };
         let mut warnings = Vec::new();
-        let (regions, extents) = match survey(&dev, Some(&table), None, false, &mut warnings) {
+        let (regions, extents) = match survey(
+            &dev,
+            Some(&table),
+            None,
+            SurveyOpts::default(),
+            &mut warnings,
+        ) {
             Ok(r) => r,
             Err(e) => panic!("survey: {e}"),
         };

@@ -479,6 +479,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                 new_disk_id: *new_disk_id,
                 file_sector_size: DEFAULT_FILE_SECTOR_SIZE,
                 fit: fit.then(crate::jobs::fit::FitOptions::default),
+                full_swap: false,
             };
             clone::plan(&spec, &paths)
                 .map(|p| Planned::Clone(Box::new(p)))
