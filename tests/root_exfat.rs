@@ -8,34 +8,15 @@
 
 mod common;
 
-use common::{noise, require_root, require_tool, sh, sparse, LoopDev};
-use serde_json::Value;
+use common::disks::p;
+use common::{
+    image_by_used_blocks, lifeboat_stdout, noise, plan_region, require_root, require_tool, sh,
+    sparse, LoopDev,
+};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 const MIB: u64 = 1 << 20;
-
-fn lifeboat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(args)
-        .output()
-        .expect("running lifeboat")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = lifeboat(args);
-    assert!(
-        o.status.success(),
-        "lifeboat {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn p(x: &Path) -> &str {
-    x.to_str().unwrap()
-}
 
 /// exfat-fuse mounted at a temp dir, unmounted on drop.
 struct Fuse(tempfile::TempDir);
@@ -66,16 +47,6 @@ fn listing(dir: &Path) -> String {
     ));
     assert!(l.lines().count() > 100, "few files: {l}");
     l
-}
-
-fn exfat_region(plan: &Value) -> Value {
-    plan["regions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["fs"] == "exfat")
-        .cloned()
-        .unwrap_or_else(|| panic!("no exfat region: {plan}"))
 }
 
 #[test]
@@ -136,44 +107,11 @@ fn exfat_is_imaged_by_its_bitmap_and_every_file_comes_back() {
         listing(m.0.path())
     };
     let img = t.join("exfat.lbi");
-    let plan: Value = serde_json::from_str(&ok(&[
-        "image",
-        p(&disk),
-        "-o",
-        p(&img),
-        "--dry-run",
-        "--json",
-    ]))
-    .unwrap();
-    let r = exfat_region(&plan);
-    assert_eq!(r["method"], "used-blocks", "{r}");
-    let (copy, size) = (
-        r["copy_bytes"].as_u64().unwrap(),
-        r["size_bytes"].as_u64().unwrap(),
-    );
-    assert!(copy < size / 2, "{copy} of {size} bytes to copy: {r}");
-    ok(&["image", p(&disk), "-o", p(&img)]);
-    let pc = {
-        let lo = LoopDev::attach(&disk);
-        lo.add_partitions();
-        sh(&format!(
-            "partclone.exfat -q -c -s {} -o - 2>/dev/null | zstd -3 -q -c | wc -c",
-            lo.part(1).display()
-        ))
-        .trim()
-        .parse::<u64>()
-        .unwrap()
-    };
-    let ours = std::fs::metadata(&img).unwrap().len();
-    eprintln!("image {ours} bytes, partclone.exfat | zstd -3 {pc} bytes");
-    assert!(
-        ours as f64 <= pc as f64 * 1.02,
-        "the image ({ours} bytes) is larger than 1.02x partclone.exfat | zstd -3 ({pc} bytes)"
-    );
+    image_by_used_blocks(&disk, &img, "exfat", 2);
 
     let target = t.join("target.img");
     sparse(&target, 200 * MIB);
-    ok(&["restore", p(&img), p(&target), "--yes"]);
+    lifeboat_stdout(&["restore", p(&img), p(&target), "--yes"]);
     let lo = LoopDev::attach(&target);
     lo.add_partitions();
     let o = Command::new("fsck.exfat")
@@ -197,16 +135,7 @@ fn exfat_is_imaged_by_its_bitmap_and_every_file_comes_back() {
 
     // marked dirty (VolumeFlags, outside the boot checksum): copied whole, with the reason
     common::write_at(&disk, MIB + 106, &[0x02, 0x00]);
-    let plan: Value = serde_json::from_str(&ok(&[
-        "image",
-        p(&disk),
-        "-o",
-        p(&t.join("dirty.lbi")),
-        "--dry-run",
-        "--json",
-    ]))
-    .unwrap();
-    let r = exfat_region(&plan);
+    let r = plan_region(&disk, &[], |r| r["fs"] == "exfat");
     assert_eq!(r["method"], "all", "{r}");
     assert!(r["reason"].as_str().unwrap_or("").contains("dirty"), "{r}");
 }

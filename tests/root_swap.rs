@@ -6,49 +6,17 @@
 
 mod common;
 
-use common::{require_root, require_tool, sh, sparse, LoopDev};
-use serde_json::Value;
+use common::disks::p;
+use common::{lifeboat_stdout, plan_region, require_root, require_tool, sh, sparse, LoopDev};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 const MIB: u64 = 1 << 20;
 const UUID: &str = "4c494645-424f-4154-0000-00000000ca5e";
 
-fn lifeboat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(args)
-        .output()
-        .expect("running lifeboat")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = lifeboat(args);
-    assert!(
-        o.status.success(),
-        "lifeboat {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn p(x: &Path) -> &str {
-    x.to_str().unwrap()
-}
-
-/// The plan's swap region (or, for a hibernated one, the second partition's).
-fn region2(disk: &Path, extra: &[&str]) -> Value {
-    let out = disk.with_extension("plan.lbi");
-    let mut args = vec!["image", p(disk), "-o", p(&out), "--dry-run", "--json"];
-    args.extend_from_slice(extra);
-    let plan: Value = serde_json::from_str(&ok(&args)).unwrap();
-    plan["regions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["partition"] == 2)
-        .cloned()
-        .unwrap_or_else(|| panic!("no partition 2: {plan}"))
+/// The plan's region of partition 2 (with `extra` arguments).
+fn region2(disk: &Path, extra: &[&str]) -> serde_json::Value {
+    plan_region(disk, extra, |r| r["partition"] == 2)
 }
 
 #[test]
@@ -102,10 +70,10 @@ fn swap_keeps_its_header_and_comes_back_with_its_uuid_and_label() {
     assert!(r["reason"].as_str().unwrap().contains("--full-swap"), "{r}");
 
     let img = t.join("swap.lbi");
-    ok(&["image", p(&disk), "-o", p(&img)]);
+    lifeboat_stdout(&["image", p(&disk), "-o", p(&img)]);
     let target = t.join("target.img");
     sparse(&target, 100 * MIB);
-    ok(&["restore", p(&img), p(&target), "--yes"]);
+    lifeboat_stdout(&["restore", p(&img), p(&target), "--yes"]);
     let lo = LoopDev::attach(&target);
     lo.add_partitions();
     let part = lo.part(2);

@@ -8,35 +8,15 @@
 
 mod common;
 
-use common::disks::{fill_posix, snapshot};
-use common::{require_root, require_tool, sh, sparse, LoopDev, Mount};
-use serde_json::Value;
+use common::disks::{fill_posix, p, snapshot};
+use common::{
+    image_by_used_blocks, lifeboat_stdout, plan_region, require_root, require_tool, sh, sparse,
+    LoopDev, Mount,
+};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 const MIB: u64 = 1 << 20;
-
-fn lifeboat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(args)
-        .output()
-        .expect("running lifeboat")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = lifeboat(args);
-    assert!(
-        o.status.success(),
-        "lifeboat {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn p(x: &Path) -> &str {
-    x.to_str().unwrap()
-}
 
 fn prerequisites() -> bool {
     if !require_root() {
@@ -67,21 +47,10 @@ fn disk(dir: &Path) -> std::path::PathBuf {
     disk
 }
 
-/// The plan's XFS region (the one region with a filesystem).
-fn xfs_region(plan: &Value) -> Value {
-    plan["regions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["fs"] == "xfs")
-        .cloned()
-        .unwrap_or_else(|| panic!("no xfs region: {plan}"))
-}
-
 fn restore_and_compare(img: &Path, dir: &Path, want: &str) {
     let target = dir.join("target.img");
     sparse(&target, 420 * MIB);
-    ok(&["restore", p(img), p(&target), "--yes"]);
+    lifeboat_stdout(&["restore", p(img), p(&target), "--yes"]);
     let lo = LoopDev::attach(&target);
     lo.add_partitions();
     let o = Command::new("xfs_repair")
@@ -150,41 +119,7 @@ fn xfs_is_imaged_by_its_used_blocks_and_every_file_comes_back() {
         snapshot(m.dir.path())
     };
     let img = t.join("xfs.lbi");
-    let plan: Value = serde_json::from_str(&ok(&[
-        "image",
-        p(&disk),
-        "-o",
-        p(&img),
-        "--dry-run",
-        "--json",
-    ]))
-    .unwrap();
-    let r = xfs_region(&plan);
-    assert_eq!(r["method"], "used-blocks", "{r}");
-    let (used, size) = (
-        r["copy_bytes"].as_u64().unwrap(),
-        r["size_bytes"].as_u64().unwrap(),
-    );
-    assert!(used < size / 3, "{used} of {size} bytes to copy: {r}");
-    ok(&["image", p(&disk), "-o", p(&img)]);
-    // no larger than partclone's image of the partition through zstd -3 (plus 2%)
-    let pc = {
-        let lo = LoopDev::attach(&disk);
-        lo.add_partitions();
-        sh(&format!(
-            "partclone.xfs -q -c -s {} -o - 2>/dev/null | zstd -3 -q -c | wc -c",
-            lo.part(1).display()
-        ))
-        .trim()
-        .parse::<u64>()
-        .unwrap()
-    };
-    let ours = std::fs::metadata(&img).unwrap().len();
-    eprintln!("image {ours} bytes, partclone.xfs | zstd -3 {pc} bytes");
-    assert!(
-        ours as f64 <= pc as f64 * 1.02,
-        "the image ({ours} bytes) is larger than 1.02x partclone.xfs | zstd -3 ({pc} bytes)"
-    );
+    image_by_used_blocks(&disk, &img, "xfs", 3);
     restore_and_compare(&img, t, &want);
 }
 
@@ -210,16 +145,7 @@ fn an_xfs_shut_down_with_its_log_unreplayed_is_copied_whole() {
         ));
     }
     let img = t.join("xfs.lbi");
-    let plan: Value = serde_json::from_str(&ok(&[
-        "image",
-        p(&disk),
-        "-o",
-        p(&img),
-        "--dry-run",
-        "--json",
-    ]))
-    .unwrap();
-    let r = xfs_region(&plan);
+    let r = plan_region(&disk, &[], |r| r["fs"] == "xfs");
     assert_eq!(r["method"], "all", "{r}");
     assert!(
         r["reason"]
@@ -228,7 +154,7 @@ fn an_xfs_shut_down_with_its_log_unreplayed_is_copied_whole() {
             .contains("not cleanly unmounted"),
         "{r}"
     );
-    ok(&["image", p(&disk), "-o", p(&img)]);
+    lifeboat_stdout(&["image", p(&disk), "-o", p(&img)]);
     // what the source shows once its log is replayed, against the restored copy's
     let want = {
         let lo = LoopDev::attach(&disk);
@@ -243,7 +169,7 @@ fn an_xfs_shut_down_with_its_log_unreplayed_is_copied_whole() {
     };
     let target = t.join("target.img");
     sparse(&target, 420 * MIB);
-    ok(&["restore", p(&img), p(&target), "--yes"]);
+    lifeboat_stdout(&["restore", p(&img), p(&target), "--yes"]);
     let lo = LoopDev::attach(&target);
     lo.add_partitions();
     let m = Mount::new(&lo.part(1), "");

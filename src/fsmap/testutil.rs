@@ -203,8 +203,8 @@ impl BlockDev for BytesDev<'_> {
 
 /// Records the byte ranges read through it.
 pub(crate) struct Recorder<'a> {
-    pub(crate) inner: &'a dyn BlockDev,
-    pub(crate) reads: Mutex<Vec<(u64, usize)>>,
+    inner: &'a dyn BlockDev,
+    reads: Mutex<Vec<(u64, usize)>>,
 }
 
 impl BlockDev for Recorder<'_> {
@@ -272,6 +272,36 @@ pub(crate) fn fuzz_image(path: &Path, rounds: usize) {
             }
         }
         detect(&BytesDev(&bytes)).expect("an in-memory device never fails");
+        for (at, b) in saved.into_iter().rev() {
+            bytes[at] = b;
+        }
+    }
+}
+
+/// Flips random bytes inside the ranges `map` reads on the image at `path`, `rounds` times:
+/// `map` must never panic or fail on the in-memory copy, and every map it makes must pass
+/// [`super::check_ranges`] (sorted, disjoint, inside the device).
+pub(crate) fn fuzz_map(path: &Path, map: super::MapFn, rounds: usize, seed: u64) {
+    let file = FileDev::open(path, OpenMode::Read).unwrap();
+    let rec = Recorder {
+        inner: &file,
+        reads: Mutex::new(Vec::new()),
+    };
+    map(&rec).unwrap().unwrap();
+    let hot: Vec<(u64, usize)> = rec.reads.into_inner().unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    let mut rng = Rng(seed);
+    for _ in 0..rounds {
+        let mut saved = Vec::new();
+        for _ in 0..1 + rng.below(6) {
+            let (o, l) = hot[rng.below(hot.len() as u64) as usize];
+            let at = (o + rng.below(l.min(600) as u64)) as usize;
+            saved.push((at, bytes[at]));
+            bytes[at] = rng.next() as u8;
+        }
+        if let Ok(m) = map(&BytesDev(&bytes)).expect("an in-memory device never fails") {
+            assert!(super::check_ranges(&m.ranges, bytes.len() as u64).is_ok());
+        }
         for (at, b) in saved.into_iter().rev() {
             bytes[at] = b;
         }

@@ -776,30 +776,6 @@ mod tests {
     #[test]
     fn fuzzed_xfs_metadata_never_panics() {
         let Some((img, ..)) = v4_image() else { return };
-        let file =
-            crate::blockdev::FileDev::open(&img.path, crate::blockdev::OpenMode::Read).unwrap();
-        let rec = Recorder {
-            inner: &file,
-            reads: std::sync::Mutex::new(Vec::new()),
-        };
-        used_map(&rec).unwrap().unwrap();
-        let hot: Vec<(u64, usize)> = rec.reads.into_inner().unwrap();
-        let mut bytes = std::fs::read(&img.path).unwrap();
-        let mut rng = Rng(0x00F0_CCA5);
-        for _ in 0..400 {
-            let mut saved = Vec::new();
-            for _ in 0..1 + rng.below(6) {
-                let (o, l) = hot[rng.below(hot.len() as u64) as usize];
-                let at = (o + rng.below(l.min(600) as u64)) as usize;
-                saved.push((at, bytes[at]));
-                bytes[at] = rng.next() as u8;
-            }
-            if let Ok(m) = used_map(&BytesDev(&bytes)).expect("an in-memory device never fails") {
-                assert!(super::super::check_ranges(&m.ranges, bytes.len() as u64).is_ok());
-            }
-            for (at, b) in saved.into_iter().rev() {
-                bytes[at] = b;
-            }
-        }
+        fuzz_map(&img.path, used_map, 400, 0x00F0_CCA5);
     }
 }

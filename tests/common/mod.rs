@@ -397,6 +397,73 @@ pub fn lifeboat_ok(args: &[&str]) -> String {
     format!("{out}{err}")
 }
 
+/// `lifeboat args`, which must succeed; its stdout alone (JSON).
+pub fn lifeboat_stdout(args: &[&str]) -> String {
+    let o = run_lifeboat(args);
+    assert!(
+        o.status.success(),
+        "lifeboat {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The region of `image DISK --dry-run --json` (with `extra` arguments) that `pick` chooses.
+pub fn plan_region(
+    disk: &Path,
+    extra: &[&str],
+    pick: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let out = disk.with_extension("plan.lbi");
+    let mut args = vec!["image", disk.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend_from_slice(&["--dry-run", "--json"]);
+    args.extend_from_slice(extra);
+    let plan: serde_json::Value = serde_json::from_str(&lifeboat_stdout(&args)).unwrap();
+    plan["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| pick(r))
+        .cloned()
+        .unwrap_or_else(|| panic!("no such region in {plan}"))
+}
+
+/// Images `disk` (whose partition 1 holds a `fs` filesystem) into `img`, after checking that
+/// the plan copies that partition by its used blocks and at most `1/fraction` of it; then
+/// holds the image to at most 1.02x the size of `partclone.FS -c` of the partition through
+/// `zstd -3` (issue 21's bar).
+pub fn image_by_used_blocks(disk: &Path, img: &Path, fs: &str, fraction: u64) {
+    let r = plan_region(disk, &[], |r| r["fs"] == fs);
+    assert_eq!(r["method"], "used-blocks", "{r}");
+    let (copy, size) = (
+        r["copy_bytes"].as_u64().unwrap(),
+        r["size_bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        copy < size / fraction,
+        "{copy} of {size} bytes to copy: {r}"
+    );
+    lifeboat_stdout(&["image", disk.to_str().unwrap(), "-o", img.to_str().unwrap()]);
+    let peer: u64 = {
+        let lo = LoopDev::attach(disk);
+        lo.add_partitions();
+        sh(&format!(
+            "partclone.{fs} -q -c -s {} -o - 2>/dev/null | zstd -3 -q -c | wc -c",
+            lo.part(1).display()
+        ))
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    let ours = std::fs::metadata(img).unwrap().len();
+    eprintln!("image {ours} bytes, partclone.{fs} | zstd -3 {peer} bytes");
+    assert!(
+        ours as f64 <= peer as f64 * 1.02,
+        "the image ({ours} bytes) is larger than 1.02x partclone.{fs} | zstd -3 ({peer} bytes)"
+    );
+}
+
 /// `lifeboat args`, which must fail with exit 1; its stderr.
 pub fn lifeboat_fails(args: &[&str]) -> String {
     let o = run_lifeboat(args);
