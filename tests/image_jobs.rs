@@ -947,3 +947,90 @@ fn nothing_to_image_is_refused_and_writes_no_file() {
         assert!(!d.join("x.lbi.partial").exists());
     }
 }
+
+#[test]
+fn encrypted_partitions_are_copied_whole_and_named_so_in_the_plan_and_info() {
+    require_tool("sgdisk");
+    require_tool("cryptsetup");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let disk = d.join("disk.img");
+    sparse(&disk, 48 * MIB);
+    sh(&format!(
+        "sgdisk -n1:2048:+20M -n2:0:+20M {} >/dev/null",
+        disk.display()
+    ));
+    // p1: LUKS2, written into a file and copied in (cryptsetup needs no device for a header)
+    let luks = d.join("luks.img");
+    sparse(&luks, 20 * MIB);
+    std::fs::write(d.join("key"), b"not a secret").unwrap();
+    sh(&format!(
+        "cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file {} {}",
+        d.join("key").display(),
+        luks.display()
+    ));
+    write_at(&disk, MIB, &std::fs::read(&luks).unwrap());
+    // p2: BitLocker (Windows 7 layout): the boot sector and the first FVE metadata block
+    let p2 = 21 * MIB;
+    let mut bs = vec![0u8; 512];
+    bs[..11].copy_from_slice(b"\xEB\x58\x90-FVE-FS-");
+    bs[160..176].copy_from_slice(&[
+        0x3b, 0xd6, 0x67, 0x49, 0x29, 0x2e, 0xd8, 0x4a, 0x83, 0x99, 0xf6, 0xa3, 0x39, 0xe3, 0xd0,
+        0x01,
+    ]);
+    bs[176..184].copy_from_slice(&(1u64 << 20).to_le_bytes());
+    bs[510..].copy_from_slice(&[0x55, 0xAA]);
+    write_at(&disk, p2, &bs);
+    write_at(&disk, p2 + MIB, b"-FVE-FS-");
+    // ciphertext-like bytes deep inside both, which must come back
+    write_at(&disk, 15 * MIB, &[0x5A; 4096]);
+    write_at(&disk, p2 + 12 * MIB, &[0xA5; 4096]);
+
+    let img = d.join("enc.lbi");
+    let o = lifeboat(&["image", disk.to_str().unwrap(), "-o", img.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (n, name) in [(1, "LUKS2"), (2, "BitLocker")] {
+        assert!(
+            stderr(&o).contains(&format!(
+                "partition {n} is copied block by block: encrypted ({name}), copied whole"
+            )),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let info: serde_json::Value =
+        serde_json::from_slice(&lifeboat(&["info", "--json", img.to_str().unwrap()]).stdout)
+            .unwrap();
+    let regions = info["meta"]["regions"].as_array().unwrap();
+    for (fs, name) in [("crypto_LUKS", "LUKS2"), ("BitLocker", "BitLocker")] {
+        let r = regions
+            .iter()
+            .find(|r| r["fs"] == fs)
+            .unwrap_or_else(|| panic!("no {fs} region in {info}"));
+        assert_eq!(r["method"], "all", "{r}");
+        assert!(
+            r["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("encrypted ({name})")),
+            "{r}"
+        );
+    }
+    let text = String::from_utf8(lifeboat(&["info", img.to_str().unwrap()]).stdout).unwrap();
+    assert!(
+        text.contains("all: encrypted (BitLocker), copied whole"),
+        "{text}"
+    );
+    let back = d.join("back.img");
+    let o = lifeboat(&[
+        "restore",
+        img.to_str().unwrap(),
+        back.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::read(&back).unwrap() == std::fs::read(&disk).unwrap(),
+        "not byte-identical"
+    );
+}

@@ -421,6 +421,7 @@ impl MountSession {
             }
             FsKind::Swap => Err("swap space: nothing to mount".into()),
             FsKind::Luks1 | FsKind::Luks2 => Err("encrypted (LUKS): not supported".into()),
+            FsKind::Bitlocker => Err("encrypted (BitLocker): not supported".into()),
             FsKind::Lvm2 => Err("LVM physical volume: not supported".into()),
         }
     }

@@ -224,6 +224,7 @@ pub fn survey(dev: &dyn BlockDev) -> Result<Survey> {
                     | FsKind::Lvm2
                     | FsKind::Luks1
                     | FsKind::Luks2
+                    | FsKind::Bitlocker
             ) {
                 s.notes.push(format!(
                     "{name}: files on {} are not located (only ext2/3/4 and FAT are): a boot from it is seen by its writes (stage 3), not by its kernel or init reads",

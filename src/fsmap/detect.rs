@@ -5,7 +5,7 @@
 //! This module owns the shared vocabulary ([`FsKind`], [`FsInfo`]) and the ordered list of
 //! formats (`FORMATS`); each format's probe lives in its own module next to its used-block map
 //! (`ext.rs`, `fat.rs`, `ntfs.rs`, `exfat.rs`, `xfs.rs`, `btrfs.rs`, `swap.rs`, `luks.rs`,
-//! `lvm.rs`, `iso9660.rs`), and what several probes share is in `probe.rs`. A new format is one
+//! `bitlocker.rs`, `lvm.rs`, `iso9660.rs`), and what several probes share is in `probe.rs`. A new format is one
 //! new module with a `FORMAT` and one line in `FORMATS`.
 //!
 //! Invariants:
@@ -22,7 +22,7 @@
 //!
 //! Units: every offset and size is in bytes.
 //!
-//! Probe order: LUKS, LVM2, btrfs, XFS, ext, NTFS, exFAT, swap, ISO 9660, FAT. Strong magics
+//! Probe order: LUKS, BitLocker, LVM2, btrfs, XFS, ext, NTFS, exFAT, swap, ISO 9660, FAT. Strong magics
 //! win; FAT goes last because its check is the weakest and NTFS/exFAT boot sectors also end in
 //! `55 AA`. The first probe that recognises the device wins (blkid instead reports ambiguity).
 //!
@@ -87,6 +87,8 @@ pub enum FsKind {
     Luks1,
     /// LUKS version 2 encrypted volume.
     Luks2,
+    /// BitLocker encrypted volume (Windows Vista, 7 and later, or To Go).
+    Bitlocker,
     /// LVM2 physical volume.
     Lvm2,
     /// ISO 9660 (CD/DVD image), with or without Joliet.
@@ -95,7 +97,7 @@ pub enum FsKind {
 
 impl FsKind {
     /// The name blkid prints as `TYPE=`: "ext2", "ext3", "ext4", "vfat" (all three FATs),
-    /// "exfat", "ntfs", "xfs", "btrfs", "swap", "crypto_LUKS" (both LUKS versions),
+    /// "exfat", "ntfs", "xfs", "btrfs", "swap", "crypto_LUKS" (both LUKS versions), "BitLocker",
     /// "LVM2_member", "iso9660".
     pub fn blkid_name(self) -> &'static str {
         match self {
@@ -109,9 +111,16 @@ impl FsKind {
             FsKind::Btrfs => "btrfs",
             FsKind::Swap => "swap",
             FsKind::Luks1 | FsKind::Luks2 => "crypto_LUKS",
+            FsKind::Bitlocker => "BitLocker",
             FsKind::Lvm2 => "LVM2_member",
             FsKind::Iso9660 => "iso9660",
         }
+    }
+
+    /// Whether the format is an encrypted volume (LUKS, BitLocker): its blocks are ciphertext,
+    /// so which are in use cannot be told without unlocking it.
+    pub fn is_encrypted(self) -> bool {
+        matches!(self, FsKind::Luks1 | FsKind::Luks2 | FsKind::Bitlocker)
     }
 
     /// The name shown to humans, distinguishing variants: "FAT32", "LUKS2", "ext4", "NTFS"…
@@ -130,6 +139,7 @@ impl FsKind {
             FsKind::Swap => "swap",
             FsKind::Luks1 => "LUKS1",
             FsKind::Luks2 => "LUKS2",
+            FsKind::Bitlocker => "BitLocker",
             FsKind::Lvm2 => "LVM2 PV",
             FsKind::Iso9660 => "ISO 9660",
         }
@@ -148,7 +158,7 @@ pub struct FsInfo {
     /// `YYYY-MM-DD-HH-MM-SS-CC` for ISO 9660, 6-4-4-4-4-4-6 for LVM2. `None` when absent.
     pub uuid: Option<String>,
     /// Bytes in use according to the on-disk metadata, where that is cheap and trustworthy;
-    /// `None` otherwise (always for swap, LUKS and LVM2). Per format:
+    /// `None` otherwise (always for swap, LUKS, BitLocker and LVM2). Per format:
     /// ext: (blocks − free blocks) × block size; FAT and exFAT: the area before the data
     /// clusters (reserved sectors, FATs, FAT12/16 root directory; exFAT cluster-heap offset)
     /// plus allocated clusters × cluster size; NTFS: clusters marked in use in `$Bitmap` ×
@@ -174,8 +184,9 @@ pub(crate) struct Format {
 pub(crate) type Probe = fn(&dyn BlockDev) -> Result<Option<FsInfo>>;
 
 /// Every known format, in probe order (see the module documentation for why this order).
-const FORMATS: [Format; 10] = [
+const FORMATS: [Format; 11] = [
     super::luks::FORMAT,
+    super::bitlocker::FORMAT,
     super::lvm::FORMAT,
     super::btrfs::FORMAT,
     super::xfs::FORMAT,
@@ -242,6 +253,7 @@ mod tests {
             (FsKind::Swap, "swap", "swap"),
             (FsKind::Luks1, "crypto_LUKS", "LUKS1"),
             (FsKind::Luks2, "crypto_LUKS", "LUKS2"),
+            (FsKind::Bitlocker, "BitLocker", "BitLocker"),
             (FsKind::Lvm2, "LVM2_member", "LVM2 PV"),
             (FsKind::Iso9660, "iso9660", "ISO 9660"),
         ];

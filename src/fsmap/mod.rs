@@ -20,6 +20,7 @@ pub mod fat;
 pub mod files;
 pub mod ntfs;
 
+mod bitlocker;
 mod btrfs;
 mod exfat;
 mod iso9660;
@@ -114,6 +115,14 @@ pub fn map_filesystem(dev: &dyn BlockDev) -> Result<FsMap> {
         return all(None, "no known filesystem".into());
     };
     let name = info.kind.display_name();
+    if info.kind.is_encrypted() {
+        return all(
+            Some(info),
+            format!(
+                "encrypted ({name}), copied whole: which of its blocks are in use cannot be read without unlocking it"
+            ),
+        );
+    }
     let Some(map) = format.map else {
         return all(
             Some(info),
