@@ -641,13 +641,13 @@ fn refusals_name_the_disk_and_the_reason_and_touch_nothing() {
         &[&format!("{} is read-only", ro.path.display())],
     );
 
-    // 4096-byte sectors against a 512-byte source
+    // 4096-byte sectors against a 512-byte source whose small ext4 has 1 KiB blocks
     let (k4, _f) = target(d, "4k", 64 * MIB, 4096);
     refused(
         "sector size",
         &k4.path,
         &[&format!(
-            "refusing {}: its logical sector size is 4096 bytes but the source's is 512",
+            "refusing {}: its logical sector size is 4096 bytes, the source's 512; partition 1 holds ext4 with 1024-byte blocks",
             k4.path.display()
         )],
     );

@@ -310,7 +310,7 @@ fn refusals_name_the_disk_and_the_reason() {
         assert_eq!(o.status.code(), Some(1));
         assert!(stderr(&o).contains("is read-only"), "{}", stderr(&o));
     }
-    // A target with another logical sector size.
+    // A target with another logical sector size, onto which the image's FAT cannot go.
     {
         let f = s.join("4k.img");
         sparse(&f, 180 * MIB);
@@ -318,7 +318,7 @@ fn refusals_name_the_disk_and_the_reason() {
         let o = lifeboat(&["restore", p(&img), p(&t.path), "--yes"]);
         assert_eq!(o.status.code(), Some(1));
         assert!(
-            stderr(&o).contains("logical sector size is 4096 bytes but the image's is 512"),
+            stderr(&o).contains("its logical sector size is 4096 bytes, the image's 512; partition 1 holds FAT32 with 512-byte sectors"),
             "{}",
             stderr(&o)
         );

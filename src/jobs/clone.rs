@@ -119,6 +119,9 @@ pub struct ClonePlan {
     threads: usize,
     #[serde(skip)]
     table_read: Option<PartitionTable>,
+    /// The source's logical sector size (the target's may differ).
+    #[serde(skip)]
+    source_ss: u32,
 }
 
 /// What a finished clone reports.
@@ -165,12 +168,19 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
     let mut warnings = Vec::new();
     let usable = usable_table(table.as_ref(), &mut warnings);
     if target_ss != ss {
-        return Err(Error::Refused {
-            path: spec.target.clone(),
-            reason: format!(
-                "its logical sector size is {target_ss} bytes but the source's is {ss}; partition tables and filesystems count in sectors, so the copy would not be usable"
-            ),
-        });
+        if spec.fit.is_some() {
+            return Err(Error::Unsupported(format!(
+                "--fit onto a disk of another sector size ({target_ss} bytes, the source's {ss}) is not implemented; clone onto a disk at least as large as the source without --fit"
+            )));
+        }
+        warnings.extend(target::check_sector_change(
+            &src,
+            usable,
+            ss,
+            target_ss,
+            &spec.target,
+            "source's",
+        )?);
     }
     let mut fit = None;
     let layout = match usable {
@@ -179,6 +189,7 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
             source_size,
             &spec.target,
             target_size,
+            target_ss,
             spec.grow_last || spec.fit.is_some(),
             spec.new_disk_id,
         ) {
@@ -277,7 +288,7 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
             kind: target_kind,
             size: target_size,
             source_size,
-            sector_size: ss,
+            sector_size: target_ss,
             table: usable.map(|t| t.kind.as_str()),
             size_change,
             min_size: min_target_size,
@@ -292,6 +303,7 @@ pub fn plan(spec: &CloneSpec, paths: &SystemPaths) -> Result<ClonePlan> {
         pieces,
         threads: spec.threads,
         table_read: usable.cloned(),
+        source_ss: ss,
     })
 }
 
@@ -313,11 +325,8 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     }
     // Exclusive (for a disk): nothing can mount or claim the source while it is copied, and
     // the target's own exclusive open fails if it overlaps the source.
-    let src = FileDev::open_with_sector_size(
-        &plan.source,
-        OpenMode::ReadExclusive,
-        plan.target.sector_size,
-    )?;
+    let src =
+        FileDev::open_with_sector_size(&plan.source, OpenMode::ReadExclusive, plan.source_ss)?;
     let table_now = partition::read_table(&src)?;
     let table_changed = plan.table_read.is_some() && table_now.as_ref() != plan.table_read.as_ref();
     if src.len() != plan.target.source_size || table_changed {
@@ -330,7 +339,7 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     // The data goes through O_DIRECT handles where the filesystem allows them: no page
     // cache copies, no readahead in small steps, and write errors reported at once. `dev`
     // holds the exclusive claim on the target for as long as the direct handle lives.
-    let src_direct = open_direct(&plan.source, OpenMode::ReadDirect, plan.target.sector_size);
+    let src_direct = open_direct(&plan.source, OpenMode::ReadDirect, plan.source_ss);
     let dev_direct = open_direct(
         &plan.target.path,
         OpenMode::WriteDirect,
@@ -342,12 +351,9 @@ pub fn run(plan: &ClonePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
     };
     let r = match (&plan.target.fit, &plan.table_read) {
         (Some(fit), Some(table)) => {
-            let shared: std::sync::Arc<dyn BlockDev> =
-                std::sync::Arc::new(FileDev::open_with_sector_size(
-                    &plan.source,
-                    OpenMode::Read,
-                    plan.target.sector_size,
-                )?);
+            let shared: std::sync::Arc<dyn BlockDev> = std::sync::Arc::new(
+                FileDev::open_with_sector_size(&plan.source, OpenMode::Read, plan.source_ss)?,
+            );
             super::fit::run(
                 fit,
                 shared,
@@ -566,6 +572,7 @@ pub(crate) fn example_plan() -> ClonePlan {
         pieces: Vec::new(),
         threads: 2,
         table_read: None,
+        source_ss: 512,
     }
 }
 

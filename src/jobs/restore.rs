@@ -198,20 +198,27 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
     let img = ImageDev::new(&chain);
     let table =
         partition::read_table(&img)?.filter(|t| !t.has_errors() && !t.partitions.is_empty());
-    if table.is_some() && target_ss != ss {
-        return Err(Error::Refused {
-            path: spec.target.clone(),
-            reason: format!(
-                "its logical sector size is {target_ss} bytes but the image's is {ss}; the partition table counts in sectors, so every partition would land in the wrong place"
-            ),
-        });
-    }
     let mut warnings: Vec<String> = reader
         .meta()
         .warnings
         .iter()
         .map(|w| format!("when imaged: {w}"))
         .collect();
+    if target_ss != ss {
+        if spec.fit.is_some() {
+            return Err(Error::Unsupported(format!(
+                "--fit onto a disk of another sector size ({target_ss} bytes, the image's {ss}) is not implemented; restore onto a disk at least as large as the image's without --fit"
+            )));
+        }
+        warnings.extend(target::check_sector_change(
+            &img,
+            table.as_ref(),
+            ss,
+            target_ss,
+            &spec.target,
+            "image's",
+        )?);
+    }
 
     let missing = crate::image::missing_ranges(reader.records());
     if !missing.is_empty() {
@@ -225,6 +232,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
             h.source_size,
             &spec.target,
             target_size,
+            target_ss,
             spec.grow_last || spec.fit.is_some(),
             spec.new_disk_id,
         ) {
@@ -340,7 +348,7 @@ pub fn plan(spec: &RestoreSpec, paths: &SystemPaths) -> Result<RestorePlan> {
             kind: target_kind,
             size: target_size,
             source_size: h.source_size,
-            sector_size: ss,
+            sector_size: target_ss,
             table: table.as_ref().map(|t| t.kind.as_str()),
             size_change,
             min_size: min_target_size,

@@ -125,6 +125,59 @@ pub(crate) fn describe_target(
     })
 }
 
+/// Checks that every filesystem on `src` (each partition of `table`, or the whole device when
+/// there is none) can live on a disk of `target_ss`-byte sectors when the source's are
+/// `source_ss`: refuses, naming the partition, one whose own sectors or blocks are smaller
+/// (FAT or exFAT with 512-byte sectors, XFS with 512-byte sectors, ext with 1 KiB blocks on a
+/// 4Kn disk). `whose` names the source in messages ("source's", "image's"). Returns warnings for what cannot be checked (NTFS). A change to smaller sectors
+/// is always possible.
+pub(crate) fn check_sector_change(
+    src: &dyn BlockDev,
+    table: Option<&PartitionTable>,
+    source_ss: u32,
+    target_ss: u32,
+    target: &Path,
+    whose: &str,
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    if source_ss == target_ss {
+        return Ok(warnings);
+    }
+    let whole = [(None, 0, src.len())];
+    let parts: Vec<(Option<u32>, u64, u64)> = match table {
+        Some(t) => t
+            .partitions
+            .iter()
+            .filter(|p| !p.extended)
+            .map(|p| (Some(p.number), p.start_bytes, p.size_bytes))
+            .collect(),
+        None => whole.to_vec(),
+    };
+    for (number, start, len) in parts {
+        let name = number.map_or_else(|| "the disk".to_string(), |n| format!("partition {n}"));
+        let slice = crate::blockdev::Slice::new(src, start, len);
+        if let Some((kind, floor)) = crate::fsmap::sector_floor(&slice)? {
+            if floor < target_ss {
+                return Err(Error::Refused {
+                    path: target.to_path_buf(),
+                    reason: format!(
+                        "its logical sector size is {target_ss} bytes, the {whose} {source_ss}; {name} holds {} with {floor}-byte {}, which cannot live on {target_ss}-byte sectors (Linux refuses to mount it); copy its files onto a filesystem made on the target instead",
+                        kind.display_name(),
+                        if matches!(kind, crate::fsmap::FsKind::Ext2 | crate::fsmap::FsKind::Ext3 | crate::fsmap::FsKind::Ext4) { "blocks" } else { "sectors" }
+                    ),
+                });
+            }
+        }
+        if let Some(note) = crate::fsmap::sector_note(&slice, target_ss)? {
+            warnings.push(format!("{name}: {note}"));
+        }
+    }
+    warnings.push(format!(
+        "the target's logical sectors are {target_ss} bytes, the {whose} {source_ss}: the partition table is rebuilt in the target's sectors; a BIOS boot loader that counts sectors (GRUB's boot.img) will not find its next stage, a UEFI boot is unaffected"
+    ));
+    Ok(warnings)
+}
+
 /// The target, opened for writing; `fresh` when it is a file just created (all zeros).
 pub(crate) fn open_target(
     path: &Path,

@@ -15,7 +15,17 @@
 //! are 32-bit sector counts, so a grown partition stops at 2^32 − 1 sectors; a grown logical
 //! partition grows its extended container too, and its EBR is rewritten.
 //!
-//! Units: bytes unless a name says `lba` (in the table's logical sector size).
+//! Sector-size changes (a 512-byte disk onto a 4Kn one, or the reverse): every partition
+//! keeps its byte offsets, so it must start and end on a whole sector of both sizes; the
+//! tables are rebuilt in the target's sectors. GPT: both headers and entry arrays at the new
+//! sector size (LBA 1 and 2, and the disk's end), every entry's LBAs converted, the source's
+//! primary header and entries zeroed where they lay, the protective MBR's entry resized. MBR:
+//! the four primary entries' LBAs and counts converted. MBR logical partitions (EBR chains)
+//! and hybrid MBRs are not translated ([`Error::Unsupported`]). Whether each filesystem can
+//! live on the new sector size is the caller's check (`jobs::target`).
+//!
+//! Units: bytes unless a name says `lba` (in the table's logical sector size, or the
+//! target's where a name says `_t`).
 
 use super::{gpt, mbr, Partition, PartitionTable, TableKind};
 use crate::blockdev::{read_vec, BlockDev};
@@ -52,6 +62,15 @@ pub struct Grow {
     pub limit: Option<String>,
 }
 
+/// A change of logical sector size between the source and the target.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct SectorChange {
+    /// The source's (the image's) logical sector size.
+    pub from: u32,
+    /// The target's.
+    pub to: u32,
+}
+
 /// How the source's table lands on the target.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Layout {
@@ -68,6 +87,10 @@ pub struct Layout {
     pub grow_skipped: Option<String>,
     /// The new disk GUID (GPT, upper-case) or signature (MBR, `0x…`) with `--new-disk-id`.
     pub new_disk_id: Option<String>,
+    /// Set when the target's logical sector size differs: the tables are rebuilt in its
+    /// sectors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sector_change: Option<SectorChange>,
     /// The source's backup-GPT area (first byte), which is rebuilt, never copied, when
     /// [`Layout::rewrites_gpt`] is true.
     #[serde(skip)]
@@ -83,17 +106,22 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// True when the GPT is rewritten (moved, grown or given a new ID) rather than copied.
+    /// True when the GPT is rewritten (moved, grown, given a new ID or translated to another
+    /// sector size) rather than copied.
     pub fn rewrites_gpt(&self) -> bool {
         self.gpt_move.is_some()
             && (self.target_size != self.source_size
                 || self.grow.is_some()
-                || self.new_id.is_some())
+                || self.new_id.is_some()
+                || self.sector_change.is_some())
     }
 
     /// True when anything in the table changes.
     pub fn edits(&self) -> bool {
-        self.rewrites_gpt() || self.grow.is_some() || self.new_id.is_some()
+        self.rewrites_gpt()
+            || self.grow.is_some()
+            || self.new_id.is_some()
+            || self.sector_change.is_some()
     }
 }
 
@@ -108,17 +136,28 @@ fn random16() -> Result<[u8; 16]> {
 }
 
 /// Plans how `table` (read from a source of `source_size` bytes) lands on a target of
-/// `target_size` bytes. Refuses a target too small for the partitions with
-/// [`Error::TooSmall`], naming the partition in the way.
+/// `target_size` bytes with `target_ss`-byte logical sectors. Refuses a target too small for
+/// the partitions with [`Error::TooSmall`], naming the partition in the way, and a sector
+/// size the table cannot be translated to, naming the partition and why.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_layout(
     table: &PartitionTable,
     source_size: u64,
     target: &Path,
     target_size: u64,
+    target_ss: u32,
     grow_last: bool,
     new_disk_id: bool,
 ) -> Result<Layout> {
-    let ss = u64::from(table.sector_size);
+    let sector_change = (target_ss != table.sector_size).then_some(SectorChange {
+        from: table.sector_size,
+        to: target_ss,
+    });
+    if let Some(c) = sector_change {
+        check_translatable(table, target, c)?;
+    }
+    // the target's sector size: every LBA on the target is counted in it
+    let ss = u64::from(target_ss);
     let parts: Vec<_> = table.partitions.iter().filter(|p| !p.extended).collect();
     let last = parts.iter().max_by_key(|p| p.end_bytes()).copied();
     let part_end = table
@@ -132,6 +171,10 @@ pub fn plan_layout(
         (TableKind::Gpt, Some(g)) => {
             let entry_sectors = (u64::from(g.entry_count) * u64::from(g.entry_size)).div_ceil(ss);
             let tail = (entry_sectors + 1) * ss;
+            let source_ss = u64::from(table.sector_size);
+            let source_tail =
+                ((u64::from(g.entry_count) * u64::from(g.entry_size)).div_ceil(source_ss) + 1)
+                    * source_ss;
             let mv = GptMove {
                 backup_header_lba: n.saturating_sub(1),
                 backup_entries_lba: n.saturating_sub(1 + entry_sectors),
@@ -141,7 +184,7 @@ pub fn plan_layout(
             (
                 part_end.div_ceil(ss) * ss + tail,
                 Some(mv),
-                Some(source_size.saturating_sub(tail)),
+                Some(source_size.saturating_sub(source_tail)),
                 usable_end,
             )
         }
@@ -192,8 +235,8 @@ pub fn plan_layout(
                 // sizes are 32-bit sector counts: the partition's own, and for a logical
                 // one its extended container's, counted from the container's start
                 let base = match (p.logical, ext) {
-                    (true, Some(x)) => x.first_lba,
-                    _ => p.first_lba,
+                    (true, Some(x)) => x.start_bytes / ss,
+                    _ => p.start_bytes / ss,
                 };
                 let max_end = base.saturating_add(u64::from(u32::MAX)).saturating_mul(ss);
                 if new_end > max_end {
@@ -241,12 +284,65 @@ pub fn plan_layout(
         grow,
         grow_skipped,
         new_disk_id,
+        sector_change,
         source_gpt_tail,
         new_id,
         sector_size: table.sector_size,
         target_size,
         source_size,
     })
+}
+
+/// Refuses a table that cannot be rebuilt at another sector size: a partition that does not
+/// start and end on a whole sector of the target, one that would start inside the target's
+/// GPT header area, an MBR count that no longer fits 32 bits, logical partitions, a hybrid
+/// MBR.
+fn check_translatable(table: &PartitionTable, target: &Path, c: SectorChange) -> Result<()> {
+    let tss = u64::from(c.to);
+    let refused = |reason: String| Error::Refused {
+        path: target.to_path_buf(),
+        reason: format!(
+            "its logical sector size is {} bytes, the source's {}; {reason}",
+            c.to, c.from
+        ),
+    };
+    if table.partitions.iter().any(|p| p.extended || p.logical) {
+        return Err(Error::Unsupported(format!(
+            "an MBR with logical partitions cannot be moved from {}-byte to {}-byte sectors yet (its extended boot records count in sectors)",
+            c.from, c.to
+        )));
+    }
+    let first_usable_t = match &table.gpt {
+        Some(g) => 2 + (u64::from(g.entry_count) * u64::from(g.entry_size)).div_ceil(tss),
+        None => 1,
+    };
+    for p in &table.partitions {
+        if !p.start_bytes.is_multiple_of(tss) || !p.size_bytes.is_multiple_of(tss) {
+            return Err(refused(format!(
+                "partition {} (bytes {}..{}) does not start and end on a {}-byte boundary, so no table can describe it there",
+                p.number,
+                p.start_bytes,
+                p.end_bytes(),
+                c.to
+            )));
+        }
+        if p.start_bytes < first_usable_t * tss {
+            return Err(refused(format!(
+                "partition {} starts at byte {}, inside the area the table itself takes at {}-byte sectors (up to byte {})",
+                p.number,
+                p.start_bytes,
+                c.to,
+                first_usable_t * tss
+            )));
+        }
+        if table.kind == TableKind::Mbr && p.end_bytes() / tss > u64::from(u32::MAX) {
+            return Err(refused(format!(
+                "partition {} would end past sector 2^32 - 1, the most an MBR can count",
+                p.number
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Copies `bytes` into whichever buffer of `areas` covers `[at, at + len)`; when none does,
@@ -282,6 +378,10 @@ pub fn apply(
 ) -> Result<Vec<(u64, Vec<u8>)>> {
     let mut extra = Vec::new();
     if !layout.edits() {
+        return Ok(extra);
+    }
+    if let Some(c) = layout.sector_change {
+        translate(layout, c, src, areas, &mut extra)?;
         return Ok(extra);
     }
     let ss = u64::from(layout.sector_size);
@@ -392,6 +492,152 @@ pub fn apply(
     }
     patch(areas, &mut extra, 0, &mbr0);
     Ok(extra)
+}
+
+/// Rebuilds the table read from `src` in the target's sectors (see the module docs), with the
+/// layout's grown partition and new disk ID; patches `areas` and appends to `extra`.
+fn translate(
+    layout: &Layout,
+    c: SectorChange,
+    src: &dyn BlockDev,
+    areas: &mut [(u64, Vec<u8>)],
+    extra: &mut Vec<(u64, Vec<u8>)>,
+) -> Result<()> {
+    let (ss, tss) = (u64::from(c.from), u64::from(c.to));
+    let refused = |reason: String| Error::Refused {
+        path: src.path().to_path_buf(),
+        reason,
+    };
+    // a partition's new (start, end) in bytes: the grown one ends further out
+    let span = |number: u32, start: u64, end: u64| -> Result<(u64, u64)> {
+        let end = match &layout.grow {
+            Some(g) if g.number == number => {
+                if g.start_bytes != start {
+                    return Err(refused(format!(
+                        "partition {number} does not start where the plan says"
+                    )));
+                }
+                g.start_bytes + g.new_size_bytes
+            }
+            _ => end,
+        };
+        if !start.is_multiple_of(tss) || !end.is_multiple_of(tss) || end <= start {
+            return Err(refused(format!(
+                "partition {number} does not lie on {tss}-byte sectors"
+            )));
+        }
+        Ok((start, end))
+    };
+    let mut mbr0 = read_vec(src, 0, 512)?;
+    if layout.table == "mbr" {
+        if let Some(id) = &layout.new_id {
+            mbr0[440..444].copy_from_slice(&id[..4]);
+        }
+        for e in 0..4u32 {
+            let at = 446 + e as usize * 16;
+            let kind = mbr0[at + 4];
+            let (first, count) = (
+                u64::from(le_u32(&mbr0, at + 8)),
+                u64::from(le_u32(&mbr0, at + 12)),
+            );
+            if kind == 0 || count == 0 {
+                continue;
+            }
+            if mbr::is_extended(kind) {
+                return Err(Error::Unsupported(
+                    "an extended partition cannot be moved to another sector size yet".into(),
+                ));
+            }
+            let (s, e_) = span(e + 1, first * ss, (first + count) * ss)?;
+            set_entry(&mut mbr0, at, s / tss, s / tss, (e_ - s) / tss)?;
+        }
+        patch(areas, extra, 0, &mbr0);
+        return Ok(());
+    }
+    let mv = layout
+        .gpt_move
+        .as_ref()
+        .ok_or_else(|| refused("its GPT header was not read".into()))?;
+    let primary = read_vec(src, ss, ss as usize)?;
+    let h = gpt::parse_header(&primary, 1)
+        .map_err(|r| refused(format!("its primary GPT header cannot be rewritten: {r}")))?;
+    let old_entries_at = h.entries_lba * ss;
+    let mut entries = read_vec(src, old_entries_at, gpt::entry_array_bytes(&h) as usize)?;
+    let size = h.entry_size as usize;
+    for i in 0..h.entry_count as usize {
+        let at = i * size;
+        if entries.len() < at + 48 || entries[at..at + 16].iter().all(|&b| b == 0) {
+            continue;
+        }
+        let (first, last) = (le_u64(&entries, at + 32), le_u64(&entries, at + 40));
+        let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let (s, e) = span(number, first * ss, (last + 1) * ss)?;
+        if e / tss - 1 > mv.last_usable_lba {
+            return Err(refused(format!(
+                "partition {number} would end past the target's last usable sector"
+            )));
+        }
+        set64(&mut entries, at + 32, s / tss);
+        set64(&mut entries, at + 40, e / tss - 1);
+    }
+    let entry_sectors_t = (entries.len() as u64).div_ceil(tss);
+    let header_size = (le_u32(&primary, 12) as usize).min(primary.len());
+    let seal = |b: &mut [u8]| {
+        b[16..20].fill(0);
+        let crc = crc32fast::hash(&b[..header_size]);
+        b[16..20].copy_from_slice(&crc.to_le_bytes());
+    };
+    let mut new_primary = vec![0u8; tss as usize];
+    new_primary[..header_size].copy_from_slice(&primary[..header_size]);
+    set64(&mut new_primary, 24, 1);
+    set64(&mut new_primary, 32, mv.backup_header_lba);
+    set64(&mut new_primary, 40, 2 + entry_sectors_t);
+    set64(&mut new_primary, 48, mv.last_usable_lba);
+    if let Some(id) = &layout.new_id {
+        let g = uuid::Builder::from_random_bytes(*id).into_uuid();
+        new_primary[56..72].copy_from_slice(&g.to_bytes_le());
+    }
+    set64(&mut new_primary, 72, 2);
+    set32(&mut new_primary, 88, crc32fast::hash(&entries));
+    seal(&mut new_primary);
+    let mut backup = new_primary.clone();
+    set64(&mut backup, 24, mv.backup_header_lba);
+    set64(&mut backup, 32, 1);
+    set64(&mut backup, 72, mv.backup_entries_lba);
+    seal(&mut backup);
+    let mut padded = entries;
+    padded.resize((entry_sectors_t * tss) as usize, 0);
+    // the source's primary header and entries go, then the new ones land at the new LBAs
+    patch(areas, extra, ss, &vec![0u8; ss as usize]);
+    patch(
+        areas,
+        extra,
+        old_entries_at,
+        &vec![0u8; padded.len().min((h.entry_count as usize) * size)],
+    );
+    patch(areas, extra, tss, &new_primary);
+    patch(areas, extra, 2 * tss, &padded);
+    // protective MBR: one 0xEE entry from LBA 1 over the disk (or 2^32 - 1 sectors)
+    let n = layout.target_size / tss;
+    for e in 0..4 {
+        let at = 446 + e * 16;
+        match mbr0[at + 4] {
+            0 => {}
+            0xEE => {
+                set32(&mut mbr0, at + 8, 1);
+                set32(&mut mbr0, at + 12, u32::try_from(n - 1).unwrap_or(u32::MAX));
+            }
+            _ => {
+                return Err(Error::Unsupported(
+                    "a hybrid MBR (MBR entries beside the protective one) cannot be moved to another sector size yet; remove them (gdisk, r then o) first".into(),
+                ))
+            }
+        }
+    }
+    patch(areas, extra, 0, &mbr0);
+    extra.push((mv.backup_entries_lba * tss, padded));
+    extra.push((mv.backup_header_lba * tss, backup));
+    Ok(())
 }
 
 /// Where the backup GPT goes on a target of `target_size` bytes, for the table read.
@@ -769,6 +1015,7 @@ impl Layout {
             grow,
             grow_skipped: None,
             new_disk_id: None,
+            sector_change: None,
             source_gpt_tail: None,
             new_id: None,
             sector_size: 512,
@@ -818,7 +1065,7 @@ mod tests {
             part(1, 2048, 4096, false, false),
             part(2, 8192, 2048, false, true),
         ]);
-        let l = plan_layout(&t, 16 << 20, Path::new("t"), 64 << 20, true, false).unwrap();
+        let l = plan_layout(&t, 16 << 20, Path::new("t"), 64 << 20, 512, true, false).unwrap();
         assert!(l.grow.is_none());
         assert!(l
             .grow_skipped
@@ -836,7 +1083,7 @@ mod tests {
             part(5, 2101248, 2048, true, false),
         ]);
         let target = 3_000_000_000_000u64;
-        let l = plan_layout(&t, 2 << 30, Path::new("t"), target, true, false).unwrap();
+        let l = plan_layout(&t, 2 << 30, Path::new("t"), target, 512, true, false).unwrap();
         let g = l.grow.unwrap();
         assert_eq!(g.number, 5);
         assert_eq!(g.extended, Some(2));
@@ -848,9 +1095,61 @@ mod tests {
     }
 
     #[test]
+    fn an_mbr_moves_to_4096_byte_sectors_and_unalignable_tables_are_refused() {
+        use crate::blockdev::MemDev;
+        let t = mbr(vec![part(1, 2048, 20480, false, false)]);
+        let src = MemDev::new(16 << 20, 512);
+        let mut sector0 = vec![0u8; 512];
+        sector0[446 + 4] = 0x83;
+        set32(&mut sector0, 446 + 8, 2048);
+        set32(&mut sector0, 446 + 12, 20480);
+        sector0[510..].copy_from_slice(&[0x55, 0xAA]);
+        src.write_at(&sector0, 0).unwrap();
+        let l = plan_layout(&t, 16 << 20, Path::new("t"), 16 << 20, 4096, false, false).unwrap();
+        assert_eq!(
+            l.sector_change,
+            Some(SectorChange {
+                from: 512,
+                to: 4096
+            })
+        );
+        let mut areas = vec![(0u64, vec![0u8; 1 << 20])];
+        let extra = apply(&l, &src, &mut areas).unwrap();
+        assert!(extra.is_empty());
+        let b = &areas[0].1;
+        assert_eq!((le_u32(b, 446 + 8), le_u32(b, 446 + 12)), (256, 2560));
+
+        // a start that no 4096-byte sector holds
+        let odd = mbr(vec![part(1, 2049, 20480, false, false)]);
+        let e = plan_layout(&odd, 16 << 20, Path::new("t"), 16 << 20, 4096, false, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("partition 1") && e.contains("4096-byte boundary"),
+            "{e}"
+        );
+        // logical partitions are not translated yet
+        let logical = mbr(vec![
+            part(2, 2048, 8192, false, true),
+            part(5, 4096, 2048, true, false),
+        ]);
+        let e = plan_layout(
+            &logical,
+            16 << 20,
+            Path::new("t"),
+            16 << 20,
+            4096,
+            false,
+            false,
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::Unsupported(_)), "{e}");
+    }
+
+    #[test]
     fn too_small_names_the_partition_in_the_way() {
         let t = mbr(vec![part(1, 2048, 20480, false, false)]);
-        let e = plan_layout(&t, 64 << 20, Path::new("t"), 8 << 20, false, false).unwrap_err();
+        let e = plan_layout(&t, 64 << 20, Path::new("t"), 8 << 20, 512, false, false).unwrap_err();
         let m = e.to_string();
         assert!(m.contains("partition 1") && m.contains("missing"), "{m}");
     }
