@@ -32,6 +32,8 @@ for tool in sgdisk losetup partx mkfs.fat mcopy mdel mkfs.ext4 debugfs e2fsck mk
 done
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 python=/usr/bin/python3
 seed=42
 fixed_time=1700000000 # 2023-11-14 22:13:20 UTC
@@ -40,19 +42,7 @@ work=$(mktemp -d /tmp/lifeboat-make-disk.XXXXXX)
 stage="$work/stage"
 mnt="$work/mnt"
 loopdev=""
-cleanup() {
-  local rc=$?
-  mountpoint -q "$mnt" 2>/dev/null && { umount "$mnt" || umount -l "$mnt" || true; }
-  mountpoint -q "$stage" 2>/dev/null && { umount "$stage" || umount -l "$stage" || true; }
-  if [ -n "$loopdev" ]; then
-    partx -d "$loopdev" 2>/dev/null || true
-    losetup -d "$loopdev" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-  [ "$rc" -eq 0 ] || echo "make-disk: FAILED (partial image left at $out)" >&2
-  exit "$rc"
-}
-trap cleanup EXIT
+trap 'disk_cleanup make-disk' EXIT
 trap 'exit 130' INT TERM
 
 MiB=$((1024 * 1024))

@@ -26,24 +26,14 @@ for tool in sgdisk losetup partx mkfs.$fs fsck.$fs; do
 done
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 python=/usr/bin/python3
 seed=42
 MiB=$((1024 * 1024))
 work=$(mktemp -d /tmp/lifeboat-make-fs-disk.XXXXXX)
 stage="$work/stage" mnt="$work/mnt" loopdev=""
-cleanup() {
-  local rc=$?
-  mountpoint -q "$mnt" 2>/dev/null && { umount "$mnt" || umount -l "$mnt" || true; }
-  mountpoint -q "$stage" 2>/dev/null && { umount "$stage" || umount -l "$stage" || true; }
-  if [ -n "$loopdev" ]; then
-    partx -d "$loopdev" 2>/dev/null || true
-    losetup -d "$loopdev" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-  [ "$rc" -eq 0 ] || echo "make-fs-disk: FAILED (partial image left at $out)" >&2
-  exit "$rc"
-}
-trap cleanup EXIT
+trap 'disk_cleanup make-fs-disk' EXIT
 trap 'exit 130' INT TERM
 
 echo "== $out: ${size_mib} MiB disk, one $fs partition"

@@ -11,33 +11,12 @@ mod common;
 use common::disks::p;
 use common::{
     image_by_used_blocks, lifeboat_stdout, noise, plan_region, require_root, require_tool, sh,
-    sparse, LoopDev,
+    sparse, FuseExfat, LoopDev,
 };
 use std::path::Path;
 use std::process::Command;
 
 const MIB: u64 = 1 << 20;
-
-/// exfat-fuse mounted at a temp dir, unmounted on drop.
-struct Fuse(tempfile::TempDir);
-
-impl Fuse {
-    fn mount(dev: &Path) -> Self {
-        let d = tempfile::tempdir().unwrap();
-        sh(&format!(
-            "mount.exfat-fuse {} {}",
-            dev.display(),
-            d.path().display()
-        ));
-        Fuse(d)
-    }
-}
-
-impl Drop for Fuse {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0.path()).status();
-    }
-}
 
 /// Names, sizes, mtimes and content hashes of every file under `dir`.
 fn listing(dir: &Path) -> String {
@@ -82,9 +61,9 @@ fn exfat_is_imaged_by_its_bitmap_and_every_file_comes_back() {
             lo.part(1).display()
         ));
         {
-            let m = Fuse::mount(&lo.part(1));
+            let m = FuseExfat::new(&lo.part(1));
             for d in 0..6 {
-                let dir = m.0.path().join(format!("dir{d}"));
+                let dir = m.path().join(format!("dir{d}"));
                 std::fs::create_dir(&dir).unwrap();
                 for i in 0..60usize {
                     let len = 500 + (i * 7919 + d * 104_729) % 200_000;
@@ -95,16 +74,16 @@ fn exfat_is_imaged_by_its_bitmap_and_every_file_comes_back() {
                     .unwrap();
                 }
             }
-            std::fs::write(m.0.path().join("big.bin"), noise(20 << 20, 3)).unwrap();
+            std::fs::write(m.path().join("big.bin"), noise(20 << 20, 3)).unwrap();
             sh("sync");
             for d in 0..6 {
                 for i in (0..60usize).step_by(3) {
-                    std::fs::remove_file(m.0.path().join(format!("dir{d}/f{i}.bin"))).unwrap();
+                    std::fs::remove_file(m.path().join(format!("dir{d}/f{i}.bin"))).unwrap();
                 }
             }
         }
-        let m = Fuse::mount(&lo.part(1));
-        listing(m.0.path())
+        let m = FuseExfat::new(&lo.part(1));
+        listing(m.path())
     };
     let img = t.join("exfat.lbi");
     image_by_used_blocks(&disk, &img, "exfat", 2);
@@ -125,9 +104,9 @@ fn exfat_is_imaged_by_its_bitmap_and_every_file_comes_back() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    let m = Fuse::mount(&lo.part(1));
+    let m = FuseExfat::new(&lo.part(1));
     assert!(
-        listing(m.0.path()) == want,
+        listing(m.path()) == want,
         "the restored files differ from the source's"
     );
     drop(m);

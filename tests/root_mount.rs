@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{noise, require_root, require_tool, sh, sparse, LoopDev, Mount};
+use common::{noise, require_root, require_tool, sh, sparse, FuseExfat, LoopDev, Mount};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -672,16 +672,11 @@ fn xfs_btrfs_and_exfat_partitions_mount_with_their_files() {
             }
             sh("sync");
         }
-        let d = tempfile::tempdir().unwrap();
-        sh(&format!(
-            "mount.exfat-fuse {} {}",
-            lo.part(3).display(),
-            d.path().display()
-        ));
+        let m = FuseExfat::new(&lo.part(3));
         for (name, data) in &want {
-            std::fs::write(d.path().join(name), data).unwrap();
+            std::fs::write(m.path().join(name), data).unwrap();
         }
-        sh(&format!("umount {}", d.path().display()));
+        m.unmount();
     } // the loop device detaches here (LoopDev's drop)
     let img = t.join("more.lbi");
     ok(&["image", p(&disk), "-o", p(&img)]);

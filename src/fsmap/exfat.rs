@@ -170,34 +170,64 @@ fn exfat_scan_root(dev: &dyn BlockDev, geo: &Exfat, root: u32) -> ExfatRoot {
 /// Heap offset plus allocated clusters, counted in the allocation bitmap. The bitmap is read as
 /// one contiguous run from its first cluster, as the Linux exfat driver does.
 fn exfat_used(dev: &dyn BlockDev, geo: &Exfat, first: u32, len: u64) -> Option<u64> {
-    let bits = u64::from(geo.cluster_count);
-    let need = bits.div_ceil(8);
-    if need > len || need > BITMAP_MAX_BYTES {
+    let count = u64::from(geo.cluster_count);
+    if count.div_ceil(8) > BITMAP_MAX_BYTES {
         return None;
     }
-    let at = geo.cluster_offset(first)?;
-    let allocated = count_bits(dev, at, bits)?;
+    let at = bitmap_offset(geo, first, len)?;
+    let mut allocated = 0u64;
+    let whole = read_bitmap(dev, at, count, |_, chunk| {
+        allocated += chunk
+            .iter()
+            .map(|&b| u64::from(b.count_ones()))
+            .sum::<u64>();
+    });
+    if !whole.ok()? {
+        return None;
+    }
     geo.heap_offset
         .checked_add(allocated.checked_mul(geo.cluster)?)
 }
 
-/// Counts set bits among the first `bits` bits at `offset`, reading in bounded chunks.
-fn count_bits(dev: &dyn BlockDev, offset: u64, bits: u64) -> Option<u64> {
-    let bytes = bits.div_ceil(8);
+/// Where the allocation bitmap that starts at cluster `first` and is `len` bytes long begins
+/// (bytes), if that cluster is in the heap and the bitmap has a bit for every cluster.
+fn bitmap_offset(geo: &Exfat, first: u32, len: u64) -> Option<u64> {
+    if u64::from(geo.cluster_count).div_ceil(8) > len {
+        return None;
+    }
+    geo.cluster_offset(first)
+}
+
+/// Reads the allocation bitmap at `at` (bytes) for `count` clusters, in reads of at most
+/// [`COUNT_CHUNK`] bytes, and gives `visit` each read's index of its first byte in the bitmap
+/// and its bytes, with the bits past `count` in the last byte cleared. `Ok(false)` when the
+/// bitmap runs past the end of `dev` (what was read before has been visited).
+fn read_bitmap(
+    dev: &dyn BlockDev,
+    at: u64,
+    count: u64,
+    mut visit: impl FnMut(u64, &[u8]),
+) -> Result<bool> {
+    let need = count.div_ceil(8);
     let mut done = 0u64;
-    let mut ones = 0u64;
-    while done < bytes {
-        let n = (bytes - done).min(COUNT_CHUNK);
-        let chunk = read_exact_soft(dev, offset.checked_add(done)?, n)?;
-        for (i, &b) in chunk.iter().enumerate() {
-            let first_bit = (done + i as u64) * 8;
-            let valid = bits.saturating_sub(first_bit).min(8);
-            let mask = if valid >= 8 { 0xFF } else { (1u8 << valid) - 1 };
-            ones += u64::from((b & mask).count_ones());
+    while done < need {
+        let n = (need - done).min(COUNT_CHUNK);
+        let Some(from) = at.checked_add(done) else {
+            return Ok(false);
+        };
+        let mut chunk = read_clamped(dev, from, n as usize)?;
+        if chunk.len() as u64 != n {
+            return Ok(false);
         }
         done += n;
+        if done == need && !count.is_multiple_of(8) {
+            if let Some(last) = chunk.last_mut() {
+                *last &= (1u8 << (count % 8)) - 1;
+            }
+        }
+        visit(done - n, &chunk);
     }
-    Some(ones)
+    Ok(true)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,8 +274,8 @@ pub fn used_map(dev: &dyn BlockDev) -> MapResult<UsedMap> {
         return bad("its root directory names no allocation bitmap");
     };
     let need = count.div_ceil(8);
-    let bitmap_at = geo.cluster_offset(first);
-    let Some(bitmap_at) = bitmap_at.filter(|&a| len >= need && a + need <= heap_end) else {
+    let bitmap_at = bitmap_offset(&geo, first, len);
+    let Some(bitmap_at) = bitmap_at.filter(|&a| a + need <= heap_end) else {
         return bad(format!(
             "its allocation bitmap (cluster {first}, {len} bytes) does not fit {count} clusters"
         ));
@@ -253,10 +283,7 @@ pub fn used_map(dev: &dyn BlockDev) -> MapResult<UsedMap> {
     // the allocated runs of clusters, as byte ranges; the area before the heap is used
     let mut ranges: Vec<(u64, u64)> = vec![(0, geo.heap_offset)];
     let mut run: Option<u64> = None; // first cluster index of the open run
-    let mut done = 0u64;
-    while done < need {
-        let n = (need - done).min(COUNT_CHUNK);
-        let chunk = read_vec(dev, bitmap_at + done, n as usize)?;
+    let whole = read_bitmap(dev, bitmap_at, count, |done, chunk| {
         for (i, &b) in chunk.iter().enumerate() {
             if (b == 0 && run.is_none()) || (b == 0xFF && run.is_some()) {
                 continue; // the common cases: a whole byte that changes nothing
@@ -276,7 +303,10 @@ pub fn used_map(dev: &dyn BlockDev) -> MapResult<UsedMap> {
                 }
             }
         }
-        done += n;
+    })?;
+    if !whole {
+        // not reached: the heap, and so the bitmap, was checked to end inside `dev`
+        return bad("its allocation bitmap runs past the end of the partition");
     }
     if let Some(s) = run {
         push_run(&mut ranges, &geo, s, count);

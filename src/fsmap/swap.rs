@@ -36,6 +36,25 @@ const SWAP_PAGE_SIZES: [u64; 5] = [4096, 8192, 16384, 32768, 65536];
 const TUXONICE_MAGIC: &[u8] = b"\xed\xc3\x02\xe9\x98\x56\xe5\x0c";
 
 fn probe(dev: &dyn BlockDev) -> Result<Option<FsInfo>> {
+    Ok(header(dev)?.map(|h| FsInfo {
+        kind: FsKind::Swap,
+        label: h.label,
+        uuid: h.uuid,
+        used_bytes: None,
+    }))
+}
+
+/// What a swap header names (version 1 only; version 0 has neither).
+#[derive(Default)]
+struct SwapHeader {
+    label: Option<String>,
+    uuid: Option<String>,
+}
+
+/// The header of the swap area on `dev`, if it is one: the signature at the end of the first
+/// page of some size Linux uses, not behind a TuxOnIce header, and for version 1 a header
+/// that names its version and a last page.
+fn header(dev: &dyn BlockDev) -> Result<Option<SwapHeader>> {
     // libblkid's minimum: ten 4 KiB pages
     if dev.len() < 10 * 4096 {
         return Ok(None);
@@ -52,23 +71,14 @@ fn probe(dev: &dyn BlockDev) -> Result<Option<FsInfo>> {
         }
         if !v1 {
             // version 0 has neither label nor UUID
-            return Ok(Some(swap_info(None, None)));
+            return Ok(Some(SwapHeader::default()));
         }
         return Ok(parse_swap_v1(head.get(1024..).unwrap_or_default()));
     }
     Ok(None)
 }
 
-fn swap_info(label: Option<String>, uuid: Option<String>) -> FsInfo {
-    FsInfo {
-        kind: FsKind::Swap,
-        label,
-        uuid,
-        used_bytes: None,
-    }
-}
-
-fn parse_swap_v1(hdr: &[u8]) -> Option<FsInfo> {
+fn parse_swap_v1(hdr: &[u8]) -> Option<SwapHeader> {
     // version 1 in either byte order, and a last page
     let version = arr::<4>(hdr, 0)?;
     if version != [1, 0, 0, 0] && version != [0, 0, 0, 1] {
@@ -79,21 +89,20 @@ fn parse_swap_v1(hdr: &[u8]) -> Option<FsInfo> {
     }
     // libblkid trusts label and UUID only when padding[32..34] is clear
     if le32(hdr, 172)? != 0 || le32(hdr, 176)? != 0 {
-        return Some(swap_info(None, None));
+        return Some(SwapHeader::default());
     }
-    Some(swap_info(
-        field(hdr, 28, 16).and_then(text_label),
-        field(hdr, 12, 16).and_then(uuid16),
-    ))
+    Some(SwapHeader {
+        label: field(hdr, 28, 16).and_then(text_label),
+        uuid: field(hdr, 12, 16).and_then(uuid16),
+    })
 }
 
 /// The used-block map of the swap area on `dev` (see the module docs).
 pub fn used_map(dev: &dyn BlockDev) -> MapResult<UsedMap> {
     let len = dev.len();
-    let Some(info) = probe(dev)? else {
+    if header(dev)?.is_none() {
         return Ok(Err(MapError("no swap signature".into(), "swap")));
-    };
-    debug_assert_eq!(info.kind, FsKind::Swap);
+    }
     let ranges = if len <= 2 * KEEP {
         vec![(0, len)]
     } else {

@@ -28,7 +28,7 @@
 //! short-form B+tree blocks, log record headers); field offsets are written out below.
 
 use super::detect::{Format, FsInfo, FsKind};
-use super::probe::{crc32c, read_exact_soft, text_label, uuid16};
+use super::probe::{crc32c_raw, read_exact_soft, text_label, uuid16};
 use super::{MapError, MapResult, UsedMap};
 use crate::blockdev::{read_clamped, read_vec, BlockDev};
 use crate::bytes::{be16, be32, be64, byte, field, has, le32};
@@ -97,10 +97,8 @@ fn xfs_used(dev: &dyn BlockDev, sb: &[u8]) -> Option<u64> {
     // version 5 superblocks carry a crc32c of the whole sector (crc field as zero) at 224
     if be16(sb, 100)? & 0xF == 5 {
         let sectsize = u64::from(be16(sb, 102)?);
-        let mut sector = read_exact_soft(dev, 0, sectsize)?;
-        let stored = le32(&sector, 224)?;
-        sector.get_mut(224..228)?.fill(0);
-        if crc32c(&sector) != stored {
+        let sector = read_exact_soft(dev, 0, sectsize)?;
+        if !crc_ok(&sector, 224) {
             return None;
         }
     }
@@ -216,16 +214,18 @@ fn geometry(dev: &dyn BlockDev, sb: &[u8]) -> Result<std::result::Result<Geo, Ma
     }
 }
 
-/// A v5 structure's crc32c: stored little-endian at `at`, computed with that field zeroed.
+/// A v5 structure's crc32c: stored little-endian at `at`, computed with that field zeroed
+/// (the bytes before it, four zero bytes, the bytes after it; no copy of `buf`).
 fn crc_ok(buf: &[u8], at: usize) -> bool {
-    let Some(stored) = le32(buf, at) else {
+    let (Some(stored), Some(before), Some(after)) = (
+        le32(buf, at),
+        buf.get(..at),
+        buf.get(at.saturating_add(4)..),
+    ) else {
         return false;
     };
-    let mut copy = buf.to_vec();
-    if let Some(f) = copy.get_mut(at..at + 4) {
-        f.fill(0);
-    }
-    crc32c(&copy) == stored
+    let crc = crc32c_raw(crc32c_raw(!0, before), &[0; 4]);
+    !crc32c_raw(crc, after) == stored
 }
 
 /// The used-block map of the XFS filesystem on `dev` (see the module docs).
@@ -466,6 +466,30 @@ mod tests {
     use super::*;
     use crate::fsmap::testutil::*;
     use std::process::Command;
+
+    #[test]
+    fn crc_ok_is_the_crc32c_of_the_block_with_its_crc_field_zeroed() {
+        let mut x = 0x2545_F491u32;
+        let block: Vec<u8> = (0..512)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        for at in [0usize, 1, 52, 216, 224, 508] {
+            let mut zeroed = block.clone();
+            zeroed[at..at + 4].fill(0);
+            let mut b = block.clone();
+            b[at..at + 4].copy_from_slice(&crate::fsmap::probe::crc32c(&zeroed).to_le_bytes());
+            assert!(crc_ok(&b, at), "crc at {at}");
+            b[(at + 100) % 512] ^= 1;
+            assert!(!crc_ok(&b, at), "a flipped bit, crc at {at}");
+        }
+        assert!(!crc_ok(&block, 509), "no room for the crc field");
+        assert!(!crc_ok(&[], 0));
+    }
 
     #[test]
     fn xfs_images_match_blkid_and_xfs_db() {

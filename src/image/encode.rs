@@ -52,25 +52,23 @@ pub fn encode(
     block: u64,
     known: Option<&HashSet<[u8; 32]>>,
 ) -> Result<EncodedChunk> {
-    encode_pieces(level, &[(disk_offset, raw)], block, known)
+    encode_pieces(level, [(disk_offset, raw)], block, known)
 }
 
 /// [`encode`] for a chunk made of several byte ranges (`(disk offset, bytes)`, in disk order,
 /// disjoint): the used ranges of one chunk window. Their new records share one frame, so
 /// small files scattered through the window are compressed together, as a stream would be.
-pub fn encode_pieces(
+/// `pieces` is any iterator, so a caller slicing one read buffer needs no list of them.
+pub fn encode_pieces<'a>(
     level: i32,
-    pieces: &[(u64, &[u8])],
+    pieces: impl IntoIterator<Item = (u64, &'a [u8])>,
     block: u64,
     known: Option<&HashSet<[u8; 32]>>,
 ) -> Result<EncodedChunk> {
     let block = block.max(1);
     let mut records = Vec::new();
-    let mut new_bytes = 0usize;
-    let mut gathered: Vec<u8> = Vec::new();
-    // one piece whose records are all new is compressed in place, without a copy
-    let single = pieces.len() == 1;
-    for &(disk_offset, raw) in pieces {
+    let mut frame = Frame::Empty;
+    for (index, (disk_offset, raw)) in pieces.into_iter().enumerate() {
         let mut pos = 0usize;
         while pos < raw.len() {
             let at = disk_offset + pos as u64;
@@ -86,11 +84,9 @@ pub fn encode_pieces(
                 Codec::Zstd
             };
             let frame_offset = if codec == Codec::Zstd {
-                new_bytes += piece.len();
-                if !single {
-                    gathered.extend_from_slice(piece);
-                }
-                (new_bytes - piece.len()) as u32
+                let offset = frame.bytes().len() as u32;
+                frame.push(index, raw, pos..end);
+                offset
             } else {
                 0
             };
@@ -106,26 +102,63 @@ pub fn encode_pieces(
             pos = end;
         }
     }
-    if new_bytes == 0 {
+    if let Frame::Empty = frame {
         return Ok(EncodedChunk {
             records,
             frame_codec: Codec::Zero,
             data: Vec::new(),
         });
     }
-    let frame: &[u8] = match pieces {
-        [(_, raw)] if new_bytes == raw.len() => raw,
-        [(disk_offset, raw)] => {
-            gathered.reserve_exact(new_bytes);
-            for r in records.iter().filter(|r| r.codec == Codec::Zstd) {
-                let s = (r.disk_offset - disk_offset) as usize;
-                gathered.extend_from_slice(&raw[s..s + r.raw_len as usize]);
+    seal_frame(level, records, frame.bytes())
+}
+
+/// The new records' bytes of a chunk, in order: borrowed while they are one contiguous run of
+/// one piece (so a chunk whose records are all new is compressed in place, without a copy),
+/// gathered into a vector from the first record that does not continue that run.
+enum Frame<'a> {
+    Empty,
+    /// `piece[range]`, of the `index`th piece.
+    Run {
+        index: usize,
+        piece: &'a [u8],
+        range: std::ops::Range<usize>,
+    },
+    Gathered(Vec<u8>),
+}
+
+impl<'a> Frame<'a> {
+    /// Appends `piece[range]`, where `piece` is the `index`th piece.
+    fn push(&mut self, index: usize, piece: &'a [u8], range: std::ops::Range<usize>) {
+        match self {
+            Frame::Empty => {
+                *self = Frame::Run {
+                    index,
+                    piece,
+                    range,
+                }
             }
-            &gathered
+            Frame::Run {
+                index: i, range: r, ..
+            } if *i == index && r.end == range.start => r.end = range.end,
+            Frame::Run {
+                piece: p, range: r, ..
+            } => {
+                let mut gathered = Vec::with_capacity(r.len() + (piece.len() - range.start));
+                gathered.extend_from_slice(&p[r.clone()]);
+                gathered.extend_from_slice(&piece[range]);
+                *self = Frame::Gathered(gathered);
+            }
+            Frame::Gathered(v) => v.extend_from_slice(&piece[range]),
         }
-        _ => &gathered,
-    };
-    seal_frame(level, records, frame)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Frame::Empty => &[],
+            Frame::Run { piece, range, .. } => &piece[range.clone()],
+            Frame::Gathered(v) => v,
+        }
+    }
 }
 
 /// Compresses `frame` (the bytes of the records whose codec is [`Codec::Zstd`], in order) and
@@ -244,7 +277,7 @@ mod tests {
         let z = vec![0u8; 4096];
         let b: Vec<u8> = (0..3000u32).map(|i| (i % 11) as u8).collect();
         let pieces = [(10_000u64, &a[..]), (200_000, &z[..]), (300_000, &b[..])];
-        let c = encode_pieces(3, &pieces, bs, None).unwrap();
+        let c = encode_pieces(3, pieces, bs, None).unwrap();
         let got: Vec<(u64, u32, Codec, u32)> = c
             .records
             .iter()
@@ -261,8 +294,19 @@ mod tests {
         );
         let frame = zstd::bulk::decompress(&c.data, 1 << 20).unwrap();
         assert_eq!(frame, [&a[..], &b[..]].concat());
+        // new bytes in one run (after a zero piece, before a zero block) are the frame as it
+        // is without them
+        let block: Vec<u8> = (0..4096u32).map(|i| (i % 11) as u8).collect();
+        let tail = [&block[..], &z[..]].concat();
+        let runs = encode_pieces(3, [(0u64, &z[..]), (bs, &tail[..])], 4096, None).unwrap();
+        assert_eq!(
+            zstd::bulk::decompress(&runs.data, 1 << 20).unwrap(),
+            block,
+            "{:?}",
+            runs.records
+        );
         // one piece gives what encode gives
-        let one = encode_pieces(3, &[(10_000, &a[..])], bs, None).unwrap();
+        let one = encode_pieces(3, [(10_000, &a[..])], bs, None).unwrap();
         let same = encode(3, 10_000, &a, bs, None).unwrap();
         assert_eq!((one.records, one.data), (same.records, same.data));
     }

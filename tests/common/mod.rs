@@ -497,3 +497,39 @@ impl Drop for FuseFat {
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
 }
+
+/// `mount.exfat-fuse` on a device (the host kernel has no exfat driver), unmounted on drop.
+pub struct FuseExfat {
+    pub dir: tempfile::TempDir,
+    mounted: bool,
+}
+
+impl FuseExfat {
+    pub fn new(dev: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        sh(&format!(
+            "mount.exfat-fuse {} {}",
+            dev.display(),
+            dir.path().display()
+        ));
+        FuseExfat { dir, mounted: true }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Unmounts now and fails the test when umount fails (the drop only tries).
+    pub fn unmount(mut self) {
+        sh(&format!("umount {}", self.dir.path().display()));
+        self.mounted = false;
+    }
+}
+
+impl Drop for FuseExfat {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg(self.dir.path()).status();
+        }
+    }
+}
