@@ -892,6 +892,70 @@ fn check_got(dir: &Path) {
     assert!(cat("numbers.txt") == numbers, "numbers.txt differs");
 }
 
+/// Standard flavour (Debian's kernel, with device-mapper), an LVM2 disk on SATA
+/// (tests/common/lvm.rs: an ext4 LV in two out-of-order segments, an XFS LV, junk in free
+/// extents): the guest images it onto an exFAT store by its LVs' used blocks, verifies the
+/// image and restores it onto NVMe; then, in a shell, the guest's kernel takes the restored swap
+/// partition (kept by its header) with `swapon`, and blkid shows its UUID and label. The host
+/// then reads the same volume group from the copy with lvm2, and every LV passes its checker
+/// with the source's files.
+#[test]
+fn unattended_lvm_round_trip_standard() {
+    let kernel = "out/standard";
+    if !prerequisites(&[
+        &format!("{kernel}/vmlinuz"),
+        &format!("{kernel}/initrd.zst"),
+    ]) || !common::lvm::prerequisites()
+    {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let vg = format!("lbqvg{}", std::process::id());
+    let (src, want) = common::lvm::build(t.path(), &vg);
+    let store = make_store(t.path(), "exfat");
+    let target = blank(t.path(), "target.img", common::lvm::DISK >> 20);
+    let trip = Trip {
+        src_disk: format!("{},bus=sata", src.display()),
+        src,
+        want: String::new(),
+        store,
+        store_fs: "exfat".into(),
+        target,
+        small: None,
+        t,
+    };
+    let append = "lifeboat.store=LABEL=LBSTORE \
+        lifeboat.run=\"image /dev/sda -o /store/lvm.lbi ; verify /store/lvm.lbi ; restore /store/lvm.lbi /dev/nvme0n1 --yes\" \
+        lifeboat.then=shell";
+    let mut vm = trip.boot("unattended-lvm-standard", kernel, append);
+    let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
+    assert_eq!(result["ok"], true, "{result}\n{}", vm.tail());
+    let jobs = &result["jobs"];
+    assert_eq!(jobs[0]["summary"]["job"], "image", "{result}");
+    // the LVs' used blocks, not the 559 MiB physical volume
+    let read = jobs[0]["summary"]["read_bytes"].as_u64().unwrap();
+    assert!(read < common::lvm::DISK / 4, "read {read} bytes: {result}");
+    assert_eq!(jobs[2]["summary"]["job"], "restore", "{result}");
+    assert!(jobs[2]["error"].is_null(), "{result}");
+    // the restored swap partition (kept by its header) is taken by the guest's kernel
+    let (_, after) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(2));
+    vm.type_line("");
+    vm.type_line(
+        "lifeboat list --json | grep -A1 lbswap; swapon /dev/nvme0n1p2 && grep -q nvme0n1p2 /proc/swaps && echo SWAP-$((6*7)); swapoff /dev/nvme0n1p2; sync; poweroff -f",
+    );
+    let end = vm.wait_for("SWAP-42", after, Duration::from_secs(60));
+    let text = vm.text();
+    let shown = &text[after..end];
+    assert!(
+        shown.contains(common::lvm::SWAP_UUID) && shown.contains(common::lvm::SWAP_LABEL),
+        "blkid in the guest: {shown}"
+    );
+    vm.wait_exit(Duration::from_secs(60));
+    check_store(&trip.store, "exfat", trip.t.path());
+    common::lvm::check_copy(Path::new(&trip.target), trip.t.path(), &vg, &want);
+}
+
 /// Standard flavour, exFAT store (the kernel's exfat module, which takes the image's direct
 /// writes), restored with --grow-last, and again onto a file in the guest's tmpfs.
 #[test]
