@@ -153,16 +153,6 @@ fn bad(why: impl Into<String>) -> MapError {
     MapError(why.into(), FAMILY)
 }
 
-/// `?` for the map's inner result: an `Err(MapError)` returns `Ok(Err(..))`.
-macro_rules! try_map {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        }
-    };
-}
-
 /// A key: objectid, type, offset (ordered that way, as btrfs orders them).
 type Key = (u64, u8, u64);
 
@@ -831,8 +821,7 @@ mod tests {
     }
 
     fn map_of(path: &std::path::Path) -> MapResult<UsedMap> {
-        let dev = crate::blockdev::FileDev::open(path, crate::blockdev::OpenMode::Read).unwrap();
-        used_map(&dev)
+        map_file(path, used_map)
     }
 
     #[test]
@@ -897,13 +886,7 @@ mod tests {
     }
 
     fn refused(img: &std::path::Path, says: &str) {
-        match map_of(img).unwrap() {
-            Ok(m) => panic!(
-                "mapped ({} ranges) where it should say {says:?}",
-                m.ranges.len()
-            ),
-            Err(e) => assert!(e.to_string().contains(says), "{e} (wanted {says:?})"),
-        }
+        assert_refused(img, used_map, says);
     }
 
     /// The logical address of the extent tree's root, from the dump.

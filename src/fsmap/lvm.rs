@@ -136,16 +136,6 @@ fn bad(why: impl Into<String>) -> MapError {
     MapError(why.into(), FAMILY)
 }
 
-/// `?` for the map's inner result: an `Err(MapError)` returns `Ok(Err(..))`.
-macro_rules! try_map {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(e)),
-        }
-    };
-}
-
 /// A value of LVM2's metadata text.
 #[derive(Debug, Clone, PartialEq)]
 enum Value {

@@ -13,6 +13,17 @@
 //! filesystem's state makes a partial copy unsafe (a dirty FAT, a hibernated Windows), the
 //! reason.
 
+/// `?` for a map's inner result ([`MapResult`]): an `Err(MapError)` returns `Ok(Err(..))`.
+/// Defined before the format modules, which use it.
+macro_rules! try_map {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
 pub mod damage;
 pub mod detect;
 pub mod ext;

@@ -308,6 +308,23 @@ pub(crate) fn fuzz_map(path: &Path, map: super::MapFn, rounds: usize, seed: u64)
     }
 }
 
+/// `map` on the image file at `path`.
+pub(crate) fn map_file(path: &Path, map: super::MapFn) -> super::MapResult<super::UsedMap> {
+    let dev = FileDev::open(path, OpenMode::Read).unwrap();
+    map(&dev)
+}
+
+/// `map` on the image file at `path` must refuse it with a reason that contains `says`.
+pub(crate) fn assert_refused(path: &Path, map: super::MapFn, says: &str) {
+    match map_file(path, map).unwrap() {
+        Ok(m) => panic!(
+            "mapped ({} ranges) where it should say {says:?}",
+            m.ranges.len()
+        ),
+        Err(e) => assert!(e.to_string().contains(says), "{e} (wanted {says:?})"),
+    }
+}
+
 // ---- hand-built images ------------------------------------------------------------------
 
 pub(crate) fn put(buf: &mut [u8], off: usize, bytes: &[u8]) {

@@ -469,15 +469,7 @@ mod tests {
 
     #[test]
     fn crc_ok_is_the_crc32c_of_the_block_with_its_crc_field_zeroed() {
-        let mut x = 0x2545_F491u32;
-        let block: Vec<u8> = (0..512)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect();
+        let block = Rng(0x2545_F491).bytes(512);
         for at in [0usize, 1, 52, 216, 224, 508] {
             let mut zeroed = block.clone();
             zeroed[at..at + 4].fill(0);
@@ -623,8 +615,7 @@ mod tests {
     }
 
     fn map_of(path: &std::path::Path) -> MapResult<UsedMap> {
-        let dev = crate::blockdev::FileDev::open(path, crate::blockdev::OpenMode::Read).unwrap();
-        used_map(&dev)
+        map_file(path, used_map)
     }
 
     #[test]
@@ -688,13 +679,7 @@ mod tests {
     }
 
     fn refused(img: &std::path::Path, says: &str) {
-        match map_of(img).unwrap() {
-            Ok(m) => panic!(
-                "mapped ({} ranges) where it should say {says:?}",
-                m.ranges.len()
-            ),
-            Err(e) => assert!(e.to_string().contains(says), "{e} (wanted {says:?})"),
-        }
+        assert_refused(img, used_map, says);
     }
 
     #[test]

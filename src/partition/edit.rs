@@ -582,29 +582,14 @@ fn translate(
     }
     let entry_sectors_t = (entries.len() as u64).div_ceil(tss);
     let header_size = (le_u32(&primary, 12) as usize).min(primary.len());
-    let seal = |b: &mut [u8]| {
-        b[16..20].fill(0);
-        let crc = crc32fast::hash(&b[..header_size]);
-        b[16..20].copy_from_slice(&crc.to_le_bytes());
-    };
-    let mut new_primary = vec![0u8; tss as usize];
-    new_primary[..header_size].copy_from_slice(&primary[..header_size]);
-    set64(&mut new_primary, 24, 1);
-    set64(&mut new_primary, 32, mv.backup_header_lba);
-    set64(&mut new_primary, 40, 2 + entry_sectors_t);
-    set64(&mut new_primary, 48, mv.last_usable_lba);
-    if let Some(id) = &layout.new_id {
-        let g = uuid::Builder::from_random_bytes(*id).into_uuid();
-        new_primary[56..72].copy_from_slice(&g.to_bytes_le());
-    }
-    set64(&mut new_primary, 72, 2);
-    set32(&mut new_primary, 88, crc32fast::hash(&entries));
-    seal(&mut new_primary);
-    let mut backup = new_primary.clone();
-    set64(&mut backup, 24, mv.backup_header_lba);
-    set64(&mut backup, 32, 1);
-    set64(&mut backup, 72, mv.backup_entries_lba);
-    seal(&mut backup);
+    // the header in a sector of the target's size, at LBA 1, its entries at LBA 2
+    let mut base = vec![0u8; tss as usize];
+    base[..header_size].copy_from_slice(&primary[..header_size]);
+    set64(&mut base, 24, 1);
+    set64(&mut base, 40, 2 + entry_sectors_t);
+    set64(&mut base, 72, 2);
+    let (new_primary, backup) =
+        header_pair(base, header_size, mv, layout.new_id.as_ref(), &entries);
     let mut padded = entries;
     padded.resize((entry_sectors_t * tss) as usize, 0);
     // the source's primary header and entries go, then the new ones land at the new LBAs
@@ -680,25 +665,7 @@ fn rewrite_gpt(
     let mut entries = read_vec(src, h.entries_lba * ss, gpt::entry_array_bytes(&h) as usize)?;
     let edited = edit((&mut entries, h.entry_size as usize), &h)?;
     let header_size = le_u32(&primary, 12) as usize;
-    let seal = |b: &mut [u8]| {
-        b[16..20].fill(0);
-        let crc = crc32fast::hash(&b[..header_size]);
-        b[16..20].copy_from_slice(&crc.to_le_bytes());
-    };
-    let mut new_primary = primary.clone();
-    set64(&mut new_primary, 32, mv.backup_header_lba);
-    set64(&mut new_primary, 48, mv.last_usable_lba);
-    if let Some(id) = new_id {
-        let g = uuid::Builder::from_random_bytes(*id).into_uuid();
-        new_primary[56..72].copy_from_slice(&g.to_bytes_le());
-    }
-    set32(&mut new_primary, 88, crc32fast::hash(&entries));
-    seal(&mut new_primary);
-    let mut backup = new_primary.clone();
-    set64(&mut backup, 24, mv.backup_header_lba);
-    set64(&mut backup, 32, 1);
-    set64(&mut backup, 72, mv.backup_entries_lba);
-    seal(&mut backup);
+    let (new_primary, backup) = header_pair(primary.clone(), header_size, mv, new_id, &entries);
     patch(areas, extra, ss, &new_primary);
     if edited {
         patch(areas, extra, h.entries_lba * ss, &entries);
@@ -716,6 +683,38 @@ fn rewrite_gpt(
     extra.push((mv.backup_entries_lba * ss, entries));
     extra.push((mv.backup_header_lba * ss, backup));
     Ok(())
+}
+
+/// Finishes both GPT headers from `primary` (a primary header, `header_size` bytes of it
+/// covered by its CRC): the backup's place and the last usable LBA from `mv`, the disk GUID
+/// `new_id`, the CRC of `entries`; then the backup (its own and the other header's LBA, its
+/// entries' LBA). Both CRCs are sealed. Returns (primary, backup).
+fn header_pair(
+    mut primary: Vec<u8>,
+    header_size: usize,
+    mv: &GptMove,
+    new_id: Option<&[u8; 16]>,
+    entries: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    let seal = |b: &mut [u8]| {
+        b[16..20].fill(0);
+        let crc = crc32fast::hash(&b[..header_size]);
+        b[16..20].copy_from_slice(&crc.to_le_bytes());
+    };
+    set64(&mut primary, 32, mv.backup_header_lba);
+    set64(&mut primary, 48, mv.last_usable_lba);
+    if let Some(id) = new_id {
+        let g = uuid::Builder::from_random_bytes(*id).into_uuid();
+        primary[56..72].copy_from_slice(&g.to_bytes_le());
+    }
+    set32(&mut primary, 88, crc32fast::hash(entries));
+    seal(&mut primary);
+    let mut backup = primary.clone();
+    set64(&mut backup, 24, mv.backup_header_lba);
+    set64(&mut backup, 32, 1);
+    set64(&mut backup, 72, mv.backup_entries_lba);
+    seal(&mut backup);
+    (primary, backup)
 }
 
 /// One extended boot record of an MBR disk's chain.
