@@ -206,6 +206,8 @@ pub enum JobRequest {
         level: i32,
         /// Rescue mode (`--rescue`).
         rescue: bool,
+        /// Every block of swap areas (`--full-swap`), not only their header.
+        full_swap: bool,
     },
     /// Restore `image` onto `target`.
     Restore {

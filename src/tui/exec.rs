@@ -390,6 +390,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
             kind,
             level,
             rescue,
+            full_swap,
         } => {
             let what = "planning the image";
             let fail = |e: &crate::Error| outcome::failure(what, e, false);
@@ -430,6 +431,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                 }
             };
             let spec = image::ImageSpec {
+                full_swap: *full_swap,
                 level: *level,
                 parent,
                 rescue: rescue.then(|| image::RescueOptions {

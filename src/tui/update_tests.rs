@@ -224,6 +224,7 @@ impl Plans {
             kind: ImageKind::Full,
             level: 3,
             rescue: false,
+            full_swap: false,
         })
         .unwrap();
         let Planned::Image(p) = &image else {
@@ -864,7 +865,7 @@ fn image_identity_follows_the_disk_not_the_path() {
 }
 
 #[test]
-fn image_options_cursor_moves_over_four_fields() {
+fn image_options_cursor_moves_over_five_fields() {
     let mut m = image_options(vec![], SDA);
     // (key, cursor afterwards)
     let steps = [
@@ -872,7 +873,9 @@ fn image_options_cursor_moves_over_four_fields() {
         (KeyCode::Down, 1),
         (KeyCode::Tab, 2),
         (KeyCode::Down, 3),
-        (KeyCode::Tab, 3),
+        (KeyCode::Tab, 4),
+        (KeyCode::Down, 4),
+        (KeyCode::Up, 3),
         (KeyCode::Up, 2),
         (KeyCode::Up, 1),
         (KeyCode::Up, 0),
@@ -882,6 +885,25 @@ fn image_options_cursor_moves_over_four_fields() {
         assert!(press(&mut m, key).is_none());
         assert_eq!(image_wiz(&m).cursor, want, "{key:?}");
     }
+}
+
+#[test]
+fn the_swap_field_asks_for_full_swap_areas() {
+    let mut m = image_options(vec![], SDA);
+    for _ in 0..4 {
+        press(&mut m, KeyCode::Down);
+    }
+    assert!(!image_wiz(&m).full_swap);
+    press(&mut m, KeyCode::Right);
+    assert!(image_wiz(&m).full_swap);
+    press(&mut m, KeyCode::Left);
+    assert!(!image_wiz(&m).full_swap);
+    press(&mut m, KeyCode::Right);
+    let req = press(&mut m, KeyCode::Enter);
+    assert!(
+        matches!(req, Some(Cmd::Plan(JobRequest::Image { full_swap: true, .. }))),
+        "{req:?}"
+    );
 }
 
 #[test]
@@ -970,6 +992,7 @@ fn image_enter_plans_with_the_chosen_options_and_waits() {
             kind: ImageKind::Full,
             level: 4,
             rescue: false,
+            full_swap: false,
         }
     );
     assert_eq!(

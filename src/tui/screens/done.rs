@@ -107,6 +107,7 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
             level: crate::jobs::image::DEFAULT_LEVEL,
             name: format!("{}-rescue", super::image::suggested_name(d, model.now_unix)),
             rescue: true,
+            full_swap: false,
             plan: None,
         });
         return None;

@@ -38,6 +38,8 @@ pub struct ImageWiz {
     /// Rescue mode: a failing disk; read errors are recorded as missing instead of
     /// stopping the image.
     pub rescue: bool,
+    /// Every block of swap areas (`--full-swap`), not only their header.
+    pub full_swap: bool,
     /// The plan, on the confirm step.
     pub plan: Option<Box<ImagePlan>>,
 }
@@ -180,8 +182,9 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                     w.cursor = srcs.iter().position(|&j| j == i).unwrap_or(0);
                 }
                 KeyCode::Up => w.cursor = w.cursor.saturating_sub(1),
-                KeyCode::Down | KeyCode::Tab => w.cursor = (w.cursor + 1).min(3),
+                KeyCode::Down | KeyCode::Tab => w.cursor = (w.cursor + 1).min(4),
                 KeyCode::Left | KeyCode::Right if w.cursor == 3 => w.rescue = !w.rescue,
+                KeyCode::Left | KeyCode::Right if w.cursor == 4 => w.full_swap = !w.full_swap,
                 KeyCode::Left | KeyCode::Right if w.cursor == 0 => {
                     let all = [
                         ImageKind::Full,
@@ -227,6 +230,7 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                         kind: w.kind,
                         level: w.level,
                         rescue: w.rescue,
+                        full_swap: w.full_swap,
                     }));
                 }
                 _ => {}
@@ -338,6 +342,22 @@ fn draw_options(model: &Model, w: &ImageWiz, f: &mut Frame, area: Rect) {
                 "                for a failing disk: unreadable sectors become missing ranges"
             } else {
                 "                stops at a read error; rescue is for a failing disk"
+            },
+            dim(),
+        ),
+        field(
+            "swap",
+            format!(
+                "< {} >",
+                if w.full_swap { "every block" } else { "header" }
+            ),
+            w.cursor == 4,
+        ),
+        Line::styled(
+            if w.full_swap {
+                "                swap areas copied whole, block by block"
+            } else {
+                "                only its header: the same UUID and label, nothing else to keep"
             },
             dim(),
         ),
