@@ -901,7 +901,13 @@ fn the_swap_field_asks_for_full_swap_areas() {
     press(&mut m, KeyCode::Right);
     let req = press(&mut m, KeyCode::Enter);
     assert!(
-        matches!(req, Some(Cmd::Plan(JobRequest::Image { full_swap: true, .. }))),
+        matches!(
+            req,
+            Some(Cmd::Plan(JobRequest::Image {
+                full_swap: true,
+                ..
+            }))
+        ),
         "{req:?}"
     );
 }
