@@ -31,15 +31,9 @@ fn lifeboat(args: &[&str]) -> Output {
         .expect("running lifeboat")
 }
 
+/// `lifeboat args`, which must succeed; its stdout.
 fn ok(args: &[&str]) -> String {
-    let o = lifeboat(args);
-    assert!(
-        o.status.success(),
-        "lifeboat {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    common::lifeboat_stdout(args)
 }
 
 fn p(x: &Path) -> &str {

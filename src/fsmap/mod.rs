@@ -158,22 +158,35 @@ pub fn map_filesystem(dev: &dyn BlockDev) -> Result<FsMap> {
     }
 }
 
-/// The smallest logical sector size of a disk the filesystem on `dev` can live on, where the
-/// filesystem fixes one: FAT's and exFAT's bytes per sector and XFS's sector size (their
-/// structures are addressed in those sectors, and Linux refuses them on a disk with larger
-/// ones), and ext2/3/4's block size (Linux mounts no block smaller than the disk's sector).
-/// `None` for every other format and for no known filesystem: their bytes do not depend on the
-/// disk's sector size (btrfs and swap use at least 4 KiB; NTFS is read by ntfs-3g on any disk,
-/// see [`sector_note`]).
-pub fn sector_floor(dev: &dyn BlockDev) -> Result<Option<(FsKind, u32)>> {
+/// How the filesystem on `dev` fares on a disk whose logical sectors change size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectorFit {
+    /// The filesystem.
+    pub kind: FsKind,
+    /// The smallest logical sector size of a disk it can live on, where the filesystem fixes
+    /// one: FAT's and exFAT's bytes per sector and XFS's sector size (their structures are
+    /// addressed in those sectors, and Linux refuses them on a disk with larger ones), and
+    /// ext2/3/4's block size (Linux mounts no block smaller than the disk's sector). `None`
+    /// for every other format: their bytes do not depend on the disk's sector size (btrfs
+    /// and swap use at least 4 KiB).
+    pub floor: Option<u32>,
+    /// What a user should know that cannot be checked: NTFS records its own bytes per
+    /// sector, which ntfs-3g ignores but Windows may not.
+    pub note: Option<String>,
+}
+
+/// [`SectorFit`] of the filesystem on `dev` for a disk of `target_ss`-byte sectors; `None`
+/// for no known filesystem.
+pub fn sector_fit(dev: &dyn BlockDev, target_ss: u32) -> Result<Option<SectorFit>> {
     use crate::blockdev::read_clamped;
     use crate::bytes::{be16, byte, le16, le32};
     let Some(info) = detect(dev)? else {
         return Ok(None);
     };
     let head = read_clamped(dev, 0, 2048)?;
+    let bps = le16(&head, 11).map(u32::from);
     let floor = match info.kind {
-        FsKind::Fat12 | FsKind::Fat16 | FsKind::Fat32 => le16(&head, 11).map(u32::from),
+        FsKind::Fat12 | FsKind::Fat16 | FsKind::Fat32 => bps,
         FsKind::Exfat => byte(&head, 108).filter(|&s| s < 32).map(|s| 1u32 << s),
         FsKind::Xfs => be16(&head, 102).map(u32::from),
         FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4 => le32(&head, 1024 + 24)
@@ -181,22 +194,16 @@ pub fn sector_floor(dev: &dyn BlockDev) -> Result<Option<(FsKind, u32)>> {
             .map(|l| 1024u32 << l),
         _ => None,
     };
-    Ok(floor.map(|f| (info.kind, f)))
-}
-
-/// What a user should know about the filesystem on `dev` when its disk's sector size changes
-/// to `target_ss`, when it cannot be checked like [`sector_floor`]'s formats: NTFS records
-/// its own bytes per sector, which ntfs-3g ignores but Windows may not.
-pub fn sector_note(dev: &dyn BlockDev, target_ss: u32) -> Result<Option<String>> {
-    let Some(info) = detect(dev)? else {
-        return Ok(None);
-    };
-    let head = crate::blockdev::read_clamped(dev, 0, 512)?;
-    let bps = crate::bytes::le16(&head, 11).map_or(0, u32::from);
-    Ok((info.kind == FsKind::Ntfs && bps != target_ss).then(|| {
+    let bps = bps.unwrap_or(0);
+    let note = (info.kind == FsKind::Ntfs && bps != target_ss).then(|| {
         format!(
             "its NTFS records {bps}-byte sectors: Linux (ntfs-3g) reads it on {target_ss}-byte sectors, Windows may not mount it until it is reformatted"
         )
+    });
+    Ok(Some(SectorFit {
+        kind: info.kind,
+        floor,
+        note,
     }))
 }
 

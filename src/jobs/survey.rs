@@ -391,6 +391,15 @@ pub(crate) fn chunk(extents: &[(u64, u64, usize)], cs: u64) -> Vec<(u64, u32, us
 mod tests {
     use super::*;
 
+    /// The survey of `dev` with `table`, default options; it must succeed.
+    fn survey_of(dev: &dyn BlockDev, table: &PartitionTable) -> (Vec<Region>, Vec<Extent>) {
+        let mut warnings = Vec::new();
+        match survey(dev, Some(table), None, SurveyOpts::default(), &mut warnings) {
+            Ok(r) => r,
+            Err(e) => panic!("survey: {e}"),
+        }
+    }
+
     #[test]
     fn chunks_split_at_aligned_windows_and_join_touching_ranges() {
         let cs = 1 << 20;
@@ -514,17 +523,7 @@ mod tests {
             }),
             diagnostics: Vec::new(),
         };
-        let mut warnings = Vec::new();
-        let (regions, extents) = match survey(
-            &dev,
-            Some(&table),
-            None,
-            SurveyOpts::default(),
-            &mut warnings,
-        ) {
-            Ok(r) => r,
-            Err(e) => panic!("survey: {e}"),
-        };
+        let (regions, extents) = survey_of(&dev, &table);
         assert_eq!(regions[0].what, RegionKind::BootArea);
         assert_eq!(regions[0].method, CopyMethod::Partial);
         assert_eq!(regions[0].copy_bytes, 2 * MIB + 16384);
@@ -572,17 +571,7 @@ mod tests {
             gpt: None,
             diagnostics: Vec::new(),
         };
-        let mut warnings = Vec::new();
-        let (regions, extents) = match survey(
-            &dev,
-            Some(&table),
-            None,
-            SurveyOpts::default(),
-            &mut warnings,
-        ) {
-            Ok(r) => r,
-            Err(e) => panic!("survey: {e}"),
-        };
+        let (regions, extents) = survey_of(&dev, &table);
         assert_eq!(regions[0].what, RegionKind::BootArea);
         let boot: Vec<(u64, u64)> = extents
             .iter()

@@ -143,7 +143,6 @@ pub(crate) fn check_sector_change(
     if source_ss == target_ss {
         return Ok(warnings);
     }
-    let whole = [(None, 0, src.len())];
     let parts: Vec<(Option<u32>, u64, u64)> = match table {
         Some(t) => t
             .partitions
@@ -151,24 +150,30 @@ pub(crate) fn check_sector_change(
             .filter(|p| !p.extended)
             .map(|p| (Some(p.number), p.start_bytes, p.size_bytes))
             .collect(),
-        None => whole.to_vec(),
+        None => vec![(None, 0, src.len())],
     };
     for (number, start, len) in parts {
         let name = number.map_or_else(|| "the disk".to_string(), |n| format!("partition {n}"));
         let slice = crate::blockdev::Slice::new(src, start, len);
-        if let Some((kind, floor)) = crate::fsmap::sector_floor(&slice)? {
-            if floor < target_ss {
-                return Err(Error::Refused {
-                    path: target.to_path_buf(),
-                    reason: format!(
-                        "its logical sector size is {target_ss} bytes, the {whose} {source_ss}; {name} holds {} with {floor}-byte {}, which cannot live on {target_ss}-byte sectors (Linux refuses to mount it); copy its files onto a filesystem made on the target instead",
-                        kind.display_name(),
-                        if matches!(kind, crate::fsmap::FsKind::Ext2 | crate::fsmap::FsKind::Ext3 | crate::fsmap::FsKind::Ext4) { "blocks" } else { "sectors" }
-                    ),
-                });
-            }
+        let Some(fit) = crate::fsmap::sector_fit(&slice, target_ss)? else {
+            continue;
+        };
+        if let Some(floor) = fit.floor.filter(|&f| f < target_ss) {
+            let unit = match fit.kind {
+                crate::fsmap::FsKind::Ext2
+                | crate::fsmap::FsKind::Ext3
+                | crate::fsmap::FsKind::Ext4 => "blocks",
+                _ => "sectors",
+            };
+            return Err(Error::Refused {
+                path: target.to_path_buf(),
+                reason: format!(
+                    "its logical sector size is {target_ss} bytes, the {whose} {source_ss}; {name} holds {} with {floor}-byte {unit}, which cannot live on {target_ss}-byte sectors (Linux refuses to mount it); copy its files onto a filesystem made on the target instead",
+                    fit.kind.display_name()
+                ),
+            });
         }
-        if let Some(note) = crate::fsmap::sector_note(&slice, target_ss)? {
+        if let Some(note) = fit.note {
             warnings.push(format!("{name}: {note}"));
         }
     }
