@@ -23,6 +23,10 @@ pub struct Args {
     /// What to do (none: the menu, on a terminal).
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// For images read from https:// URLs: trust only the CA certificates in FILE (PEM),
+    /// for a server with a private CA. Without it, the system's roots are used.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// The subcommands.
@@ -486,7 +490,8 @@ pub struct ImageArgs {
 /// The arguments of `lifeboat verify`; becomes a [`crate::jobs::run::VerifyJob`].
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The image file.
+    /// The image file, or its http:// or https:// URL (read with range requests; its
+    /// ancestors are looked for next to it).
     pub file: PathBuf,
     /// Also look for ancestors in DIR (repeatable; the image's folder comes first).
     #[arg(long, value_name = "DIR")]
@@ -502,7 +507,8 @@ pub struct VerifyArgs {
 /// The arguments of `lifeboat info`.
 #[derive(Debug, clap::Args)]
 pub struct InfoArgs {
-    /// The image file.
+    /// The image file, or its http:// or https:// URL (read with range requests; its
+    /// ancestors are looked for next to it).
     pub file: PathBuf,
     /// Also look for ancestors in DIR (repeatable).
     #[arg(long, value_name = "DIR")]
@@ -553,7 +559,8 @@ impl FitArgs {
 /// The arguments of `lifeboat restore`; becomes a [`crate::jobs::restore::RestoreSpec`].
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
-    /// The image file.
+    /// The image file, or its http:// or https:// URL (read with range requests; its
+    /// ancestors are looked for next to it).
     pub file: PathBuf,
     /// Disk or disk-image file to overwrite.
     pub target: PathBuf,

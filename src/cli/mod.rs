@@ -53,6 +53,10 @@ pub enum Exit {
 /// Runs a parsed command. Errors carry their whole cause chain; `main` maps them to exit 1
 /// (130 when cancelled).
 pub fn run(args: Args) -> anyhow::Result<Exit> {
+    if let Some(ca) = &args.ca {
+        anyhow::ensure!(ca.is_file(), "--ca {}: no such file", ca.display());
+        crate::store::http::set_ca_file(ca);
+    }
     let command = match args.command {
         Some(c) => c,
         None if menu_possible() => Command::Tui(TuiArgs {

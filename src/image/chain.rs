@@ -89,11 +89,17 @@ fn broken(image: &Path, reason: String) -> Error {
 
 /// The header of `path` if it is an image file (anything else is skipped while searching).
 fn peek_header(path: &Path) -> Option<Header> {
+    let mut b = vec![0u8; HEADER_LEN];
+    if crate::store::http::is_url(path) {
+        // a parent next to a child on a web server
+        let f = crate::store::http::HttpFile::open(&path.to_string_lossy()).ok()?;
+        f.read_exact_at(&mut b, 0).ok()?;
+        return Header::decode(&b).ok();
+    }
     let f = std::fs::File::open(path).ok()?;
     if !f.metadata().ok()?.is_file() {
         return None;
     }
-    let mut b = vec![0u8; HEADER_LEN];
     f.read_exact_at(&mut b, 0).ok()?;
     Header::decode(&b).ok()
 }
@@ -434,9 +440,9 @@ impl Chain {
     }
 
     /// Whether frames may be read by several threads at once, out of order: not when any
-    /// image of the chain is on a FUSE store ([`ImageReader::on_fuse`]).
+    /// image of the chain is on a FUSE store or a web server ([`ImageReader::in_order`]).
     pub fn parallel_reads(&self) -> bool {
-        !self.members.iter().any(|m| m.on_fuse())
+        !self.members.iter().any(|m| m.in_order())
     }
 
     /// The largest chunk size of the chain's images: the most bytes one frame decodes to.

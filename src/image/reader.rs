@@ -268,9 +268,9 @@ impl ImageReader {
     }
 
     /// True when the image is on a FUSE store: read it in order, from one thread
-    /// ([`VolumeFile::on_fuse`]).
-    pub fn on_fuse(&self) -> bool {
-        self.file.on_fuse()
+    /// ([`VolumeFile::in_order`]).
+    pub fn in_order(&self) -> bool {
+        self.file.in_order()
     }
 
     /// Size of the image file in bytes.

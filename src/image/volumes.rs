@@ -13,6 +13,7 @@ use super::format::{Header, FLAG_VOLUMES, HEADER_LEN};
 use super::FormatError;
 use crate::blockdev::aligned;
 use crate::error::{Error, Result};
+use crate::store::http::{self, HttpFile};
 use crate::units::{human_bytes, MIB};
 
 const GIB: u64 = 1 << 30;
@@ -252,16 +253,53 @@ fn is_fuse(file: &File) -> bool {
     nix::sys::statfs::fstatfs(file).is_ok_and(|s| s.filesystem_type().0 as u64 == FUSE_SUPER_MAGIC)
 }
 
-/// A plain image file or a set of volumes, read as one file. Opened read-only.
+/// Whether `part` must be read in order ([`VolumeFile::in_order`]).
+fn in_order(part: &Part) -> bool {
+    match part {
+        Part::Local(f) => is_fuse(f),
+        Part::Http(_) => true,
+    }
+}
+
+/// One file of an image: on a filesystem, or on a web server ([`crate::store::http`]).
+#[derive(Debug)]
+enum Part {
+    Local(File),
+    Http(HttpFile),
+}
+
+impl Part {
+    /// Opens `path` (a URL is read over HTTP).
+    fn open(path: &Path) -> std::io::Result<(Part, u64)> {
+        if http::is_url(path) {
+            let f = HttpFile::open(&path.to_string_lossy())?;
+            let len = f.len();
+            return Ok((Part::Http(f), len));
+        }
+        let f = File::open(path)?;
+        let len = f.metadata()?.len();
+        Ok((Part::Local(f), len))
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        match self {
+            Part::Local(f) => f.read_exact_at(buf, offset),
+            Part::Http(h) => h.read_exact_at(buf, offset),
+        }
+    }
+}
+
+/// A plain image file or a set of volumes, read as one file. Opened read-only. The files
+/// may be URLs (`https://…`): then they are read with range requests, in order.
 #[derive(Debug)]
 pub struct VolumeFile {
     /// The volumes in order, each with its length.
-    parts: Vec<(PathBuf, File, u64)>,
+    parts: Vec<(PathBuf, Part, u64)>,
     /// Each volume's `O_DIRECT` handle, opened on first use; `None` where the filesystem
     /// refuses one.
     direct: Vec<OnceLock<Option<File>>>,
-    /// On a FUSE store (see [`VolumeFile::on_fuse`]).
-    fuse: bool,
+    /// On a FUSE store or a web server: read in order (see [`VolumeFile::in_order`]).
+    in_order: bool,
     /// The volume size; 0 for a single file.
     volume_size: u64,
     len: u64,
@@ -273,11 +311,7 @@ impl VolumeFile {
     /// between the first and the last, and the last is not empty. A missing or cut volume is
     /// an [`Error::Image`] naming it.
     pub fn open(first: &Path) -> Result<Self> {
-        let file = File::open(first).map_err(|e| Error::io("opening", first, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("opening", first, e))?
-            .len();
+        let (file, len) = Part::open(first).map_err(|e| Error::io("opening", first, e))?;
         let mut b = vec![0u8; HEADER_LEN];
         let header = match file.read_exact_at(&mut b, 0) {
             Ok(()) => Header::decode(&b).ok(),
@@ -289,7 +323,7 @@ impl VolumeFile {
         let mut parts = vec![(first.to_path_buf(), file, len)];
         if volume_size == 0 {
             return Ok(VolumeFile {
-                fuse: is_fuse(&parts[0].1),
+                in_order: in_order(&parts[0].1),
                 parts,
                 direct: vec![OnceLock::new()],
                 volume_size,
@@ -305,16 +339,17 @@ impl VolumeFile {
         };
         for n in 1..MAX_VOLUMES {
             let p = volume_path(first, n);
-            let f = match File::open(&p) {
+            let (f, l) = match Part::open(&p) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
                 Err(e) => return Err(Error::io("opening", &p, e)),
             };
-            let l = f.metadata().map_err(|e| Error::io("opening", &p, e))?.len();
             parts.push((p, f, l));
         }
         let count = parts.len();
-        if let Some((n, _)) = numbered_volumes(first)
+        if let Some((n, _)) = (!http::is_url(first))
+            .then(|| numbered_volumes(first))
+            .unwrap_or_default()
             .into_iter()
             .find(|(n, _)| *n >= count)
         {
@@ -346,7 +381,7 @@ impl VolumeFile {
         }
         let len = parts.iter().map(|p| p.2).sum();
         Ok(VolumeFile {
-            fuse: is_fuse(&parts[0].1),
+            in_order: in_order(&parts[0].1),
             direct: parts.iter().map(|_| OnceLock::new()).collect(),
             parts,
             volume_size,
@@ -436,19 +471,20 @@ impl VolumeFile {
         Ok(0)
     }
 
-    /// True when the image is on a FUSE store (fusefat, ntfs-3g, exfat-fuse). Read it front
-    /// to back, from one thread, through the page cache: fusefat walks a file's cluster
-    /// chain again for every read that does not follow the last one, so parallel or direct
-    /// reads of a 4 GiB image there took minutes instead of seconds.
-    pub fn on_fuse(&self) -> bool {
-        self.fuse
+    /// True when the image is on a FUSE store (fusefat, ntfs-3g, exfat-fuse) or a web
+    /// server. Read it front to back, from one thread, through the page cache: fusefat walks
+    /// a file's cluster chain again for every read that does not follow the last one, so
+    /// parallel or direct reads of a 4 GiB image there took minutes instead of seconds; over
+    /// HTTP, reads in order share one response.
+    pub fn in_order(&self) -> bool {
+        self.in_order
     }
 
     /// Volume `n`'s `O_DIRECT` handle, opened and tried (one aligned read) on first use.
-    /// Never on a FUSE store ([`VolumeFile::on_fuse`]).
+    /// Never on a FUSE store or a web server ([`VolumeFile::in_order`]).
     fn direct_handle(&self, n: usize) -> Option<&File> {
         let (path, _, len) = self.parts.get(n)?;
-        if self.fuse {
+        if self.in_order {
             return None;
         }
         self.direct
@@ -521,7 +557,7 @@ impl VolumeFile {
 /// filesystem takes it: through the page cache, writing an image cost the thread that writes
 /// it more CPU than anything but compression (the kernel's copy into the cache, and the
 /// writeback), and it held up the pipeline behind it. The tail of each volume (under 4 KiB),
-/// FUSE stores (see [`VolumeFile::on_fuse`]) and filesystems that refuse `O_DIRECT` (tmpfs
+/// FUSE stores (see [`VolumeFile::in_order`]) and filesystems that refuse `O_DIRECT` (tmpfs
 /// before Linux 6.6) get buffered writes, with writeback started every 32 MiB.
 ///
 /// [`finish`]: VolumeWriter::finish

@@ -89,14 +89,19 @@ pub fn check_image_source(paths: &SystemPaths, source: &Path, output: &Path) -> 
 
 /// A restore target must not be the image, hold the image, or be in use.
 pub fn check_restore_target(paths: &SystemPaths, target: &Path, image: &Path) -> Result<()> {
-    let img = std::fs::metadata(image).map_err(|e| Error::io("opening", image, e))?;
-    // a split image is several files: the target must be none of them
-    let files: Vec<(u64, u64)> = crate::image::image_files(image)
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| (m.dev(), m.ino()))
-        .chain([(img.dev(), img.ino())])
-        .collect();
+    // a split image is several files: the target must be none of them (an image on a web
+    // server is no local file)
+    let files: Vec<(u64, u64)> = if crate::store::http::is_url(image) {
+        Vec::new()
+    } else {
+        let img = std::fs::metadata(image).map_err(|e| Error::io("opening", image, e))?;
+        crate::image::image_files(image)
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| (m.dev(), m.ino()))
+            .chain([(img.dev(), img.ino())])
+            .collect()
+    };
     let Ok(meta) = std::fs::metadata(target) else {
         // A file that does not exist yet: it will be created.
         let dir = parent_dir(target);

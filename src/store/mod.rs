@@ -14,6 +14,7 @@
 //! Nothing here prints: failures are [`Error`]s, and the output of the tools run (ntfs-3g) is
 //! captured into them. mount(2), umount2(2) and sync(2) come from `nix` (safe wrappers).
 
+pub mod http;
 pub mod local;
 
 use nix::mount::MntFlags;
