@@ -179,6 +179,12 @@ make_initramfs() {
   printf 'root:x:0:0:root:/root:/bin/sh\n' > "$st/etc/passwd"
   printf 'root:x:0:\ntty:x:5:\ndisk:x:6:\n' > "$st/etc/group"
   ln -s /proc/self/mounts "$st/etc/mtab"
+  printf '127.0.0.1 localhost\n' > "$st/etc/hosts"
+  # DHCP (src/net/dhcp.rs): busybox udhcpc runs its default script for every lease event,
+  # and that script is lifeboat, which applies the lease and records it under
+  # /run/lifeboat/net; a plain `udhcpc -i eth0` in the shell works the same way
+  mkdir -p "$st/etc/udhcpc"
+  ln -s /init "$st/etc/udhcpc/default.script"
   # PID 1 finds its boot medium by this ID, which is also the ISO's /.disk/info
   echo "$build_id" > "$st/etc/lifeboat-build"
   if [ -n "$modroot" ]; then

@@ -37,6 +37,10 @@ Disks:
                      demo-target.img on NVMe, /dev/nvme0n1, to restore onto; and
                      demo-backup.img on USB, a 256 MiB "USB backup drive" (exFAT labelled
                      USB-BACKUP, qemu/make-demo-backup.sh) where the menu keeps the images
+Network:
+  --net MODEL|none   one NIC of this QEMU model on QEMU's user network (10.0.2.0/24, DHCP
+                     gives 10.0.2.15, gateway 10.0.2.2, DNS 10.0.2.3), e.g. virtio-net-pci,
+                     e1000, e1000e; none for no NIC. Default: QEMU's own (an e1000e on q35)
 Machine:
   --mem MIB          memory (default 1024)
   --smp N            CPUs (default 2)
@@ -72,6 +76,7 @@ monitor=
 pidfile=
 disks=()
 demo=0
+net=
 while [ $# -gt 0 ]; do
   case "$1" in
     --iso) iso=${2:?}; shift 2 ;;
@@ -81,6 +86,7 @@ while [ $# -gt 0 ]; do
     --firmware) firmware=${2:?}; shift 2 ;;
     --disk) disks+=("${2:?}"); shift 2 ;;
     --demo) demo=1; shift ;;
+    --net) net=${2:?}; shift 2 ;;
     --mem) mem=${2:?}; shift 2 ;;
     --smp) smp=${2:?}; shift 2 ;;
     --headless) headless=1; shift ;;
@@ -176,6 +182,12 @@ for spec in "${disks[@]}"; do
   fi
   attach "$file" "$bus" "$ro"
 done
+
+case "$net" in
+  "") ;;
+  none) args+=(-nic none) ;;
+  *) args+=(-netdev user,id=n0 -device "$net,netdev=n0") ;;
+esac
 
 if [ "$headless" = 1 ] || [ -z "${DISPLAY:-}" ]; then
   args+=(-display none -vga std)

@@ -14,6 +14,8 @@
 //!              rescue); target.rs writes data, reads it back, then the tables
 //! store/       the image store: find and mount it (local filesystems), unmount it; network
 //!              stores come next
+//! net/         the network: interfaces, DHCP (udhcpc), static addresses, wait_online; used by
+//!              network stores and the faces
 //! inspect      one disk (device or image file) -> DiskReport: table + filesystems + sysfs facts
 //! resize       growing filesystems after a restore or clone
 //! pipeline/    threaded read -> work -> ordered write, bounded, first error wins
@@ -59,6 +61,7 @@ pub mod image;
 pub mod init;
 pub mod inspect;
 pub mod jobs;
+pub mod net;
 pub mod partition;
 pub mod pipeline;
 pub mod rescue;

@@ -1,7 +1,7 @@
 //! `lifeboat` binary: dispatch and exit codes only (0 ok, 1 failed, 2 usage, 130 cancelled,
 //! and the rescue system's codes from [`lifeboat::rescue`]). The only place that ends the
 //! process. As PID 1 it is the rescue environment's init; started as `modprobe` it loads
-//! modules.
+//! modules, as udhcpc's script it applies a lease.
 #![allow(clippy::print_stderr)]
 
 use clap::Parser;
@@ -15,11 +15,9 @@ fn main() {
         lifeboat::init::pid1(); // never returns; ignores argv (the kernel passes stray words)
     }
     let argv: Vec<String> = std::env::args().collect();
-    if argv
-        .first()
-        .is_some_and(|a| a.rsplit('/').next() == Some("modprobe"))
-    {
-        std::process::exit(lifeboat::init::modprobe_main(&argv));
+    // started as modprobe, udhcpc's script or PID 1's network child
+    if let Some(code) = lifeboat::init::applet_main(&argv) {
+        std::process::exit(code);
     }
     let args = lifeboat::cli::Args::parse(); // exits 2 on usage errors, 0 for --help
     if args.command.is_none() && !lifeboat::cli::menu_possible() {

@@ -7,7 +7,8 @@
 //! | `lifeboat.store=SPEC` | mount a filesystem read-write at `/store` before anything runs. SPEC is `LABEL=name`, `UUID=uuid`, `PARTLABEL=name` or a device path (`/dev/sdb1`). ext2/3/4, vfat, exfat and ntfs are accepted. |
 //! | `lifeboat.run="CMD ; CMD"` | unattended mode: run these lifeboat commands in order (the words after `lifeboat`, e.g. `image /dev/sda -o /store/pc.lbi`). Words may be quoted with `'…'` inside the value. A failing command stops the rest. |
 //! | `lifeboat.then=poweroff\|reboot\|shell\|tui` | what follows the unattended commands (default `tui`: the menu on every console). `shell` starts a root shell on the first console, then the menu. |
-//! | `lifeboat.wait=SECONDS` | how long to wait for the store device to appear (default 20). |
+//! | `lifeboat.wait=SECONDS` | how long to wait for the store device to appear, or for the network before a network store (default 20). |
+//! | `lifeboat.net=dhcp\|off\|IFACE:ADDR/PREFIX[,GATEWAY[,DNS…]]` | the network (default `dhcp`: DHCP in the background on every Ethernet interface that gets a link; `off`: only `lo`; otherwise one static address, e.g. `eth0:10.0.2.20/24,10.0.2.2,10.0.2.3`). A store whose SPEC is a URL (`smb://`, `nfs://`, `sftp://`) waits up to `lifeboat.wait=` for an address and a default route. A bad value is reported and `dhcp` is used. |
 //! | `lifeboat.debug` | log each module load on the console. |
 //!
 //! After the commands, one line is printed on every console:
@@ -15,7 +16,7 @@
 //! Each command writes its typed result (the job runner's `Finished` event) to a file PID 1
 //! names in `LIFEBOAT_RESULT_FILE`; `error` and `summary` come from there, not from stderr.
 //! Before the UI or the first command, one line says the environment is up:
-//! `LIFEBOAT-READY {"version":"…","boot_seconds":…,"secure_boot":…,"disks":[…]}`.
+//! `LIFEBOAT-READY {"version":"…","boot_seconds":…,"secure_boot":…,"disks":[…],"net":{…}}`.
 //! Both are single lines of JSON after a fixed prefix, for fleets and for our QEMU tests.
 
 /// What to do after the unattended commands.
@@ -45,6 +46,8 @@ pub struct BootOptions {
     pub wait_secs: u64,
     /// `lifeboat.debug`.
     pub debug: bool,
+    /// `lifeboat.net=`.
+    pub net: crate::net::Mode,
     /// Problems with lifeboat.* words, shown on the console (never fatal).
     pub problems: Vec<String>,
 }
@@ -57,6 +60,7 @@ impl Default for BootOptions {
             then: Then::Tui,
             wait_secs: 20,
             debug: false,
+            net: crate::net::Mode::Dhcp,
             problems: Vec::new(),
         }
     }
@@ -129,6 +133,12 @@ pub fn parse(cmdline: &str) -> BootOptions {
                     .push(format!("lifeboat.wait={v}: expected seconds (0-3600)")),
             },
             ("lifeboat.debug", _) => o.debug = true,
+            ("lifeboat.net", Some(v)) => match crate::net::Mode::parse(v) {
+                Ok(mode) => o.net = mode,
+                Err(e) => o
+                    .problems
+                    .push(format!("lifeboat.net={v}: {e}; using dhcp")),
+            },
             (k, _) if k.starts_with("lifeboat.") => {
                 o.problems.push(format!("unknown or empty option {word}"));
             }
@@ -186,8 +196,40 @@ mod tests {
         assert_eq!(o.then, Then::Tui);
         assert_eq!(o.problems.len(), 4, "{:?}", o.problems);
         assert!(o.run.is_empty());
+        assert_eq!(o.net, crate::net::Mode::Dhcp);
         // an unterminated kernel quote runs to the end, as in the kernel
         let o = parse("lifeboat.run=\"list --json");
         assert_eq!(o.run, vec![w(&["list", "--json"])]);
+    }
+
+    #[test]
+    fn the_network_word() {
+        use crate::net::Mode;
+        assert_eq!(parse("lifeboat.net=off").net, Mode::Off);
+        assert_eq!(parse("lifeboat.net=off lifeboat.net=dhcp").net, Mode::Dhcp);
+        let o = parse("lifeboat.net=eth0:10.0.2.20/24,10.0.2.2,10.0.2.3");
+        let spec = match &o.net {
+            Mode::Static(s) => s.to_string(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(spec, "eth0:10.0.2.20/24,10.0.2.2,10.0.2.3");
+        assert!(o.problems.is_empty(), "{:?}", o.problems);
+        // bad values are problems, never fatal, and leave DHCP on
+        for bad in [
+            "lifeboat.net=eth0:10.0.2.20",
+            "lifeboat.net=wifi",
+            "lifeboat.net=eth0:10.0.2.20/24,192.168.0.1",
+            "lifeboat.net=",
+        ] {
+            let o = parse(bad);
+            assert_eq!(o.net, Mode::Dhcp, "{bad}");
+            assert_eq!(o.problems.len(), 1, "{bad}: {:?}", o.problems);
+        }
+        let o = parse("lifeboat.net=eth0:1.2.3.4/8,9.9.9.9");
+        assert!(
+            o.problems.iter().any(|p| p.contains("outside 1.0.0.0/8")),
+            "{:?}",
+            o.problems
+        );
     }
 }

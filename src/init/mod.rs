@@ -2,8 +2,10 @@
 //! console PID 1 starts is a command of the CLI (`cli/console.rs`); what the two agree on
 //! (exit codes, the log file) is in [`crate::rescue`].
 //!
-//! `main.rs` calls [`pid1()`] when the process is PID 1 and [`modprobe_main`] when it was
-//! started as `modprobe`. The kernel command-line contract is in [`cmdline`].
+//! `main.rs` calls [`pid1()`] when the process is PID 1, and [`applet_main`] to find out
+//! whether it was started under another name: `modprobe` ([`modprobe_main`]), udhcpc's
+//! `default.script` or PID 1's `lifeboat-net` child ([`net`]). The kernel command-line
+//! contract is in [`cmdline`].
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,6 +16,7 @@
 
 pub mod cmdline;
 pub mod modules;
+pub mod net;
 mod pid1;
 pub mod sys;
 
@@ -26,6 +29,17 @@ use std::sync::{Arc, Mutex};
 /// Runs as PID 1. Never returns.
 pub fn pid1() -> ! {
     pid1::main()
+}
+
+/// The exit code of the helper argv\[0\] names (`modprobe`, udhcpc's `default.script`,
+/// `lifeboat-net`), or `None` when the binary runs as itself.
+pub fn applet_main(argv: &[String]) -> Option<i32> {
+    match argv.first()?.rsplit('/').next()? {
+        "modprobe" => Some(modprobe_main(argv)),
+        "default.script" => Some(net::udhcpc_script_main(argv)),
+        net::NETUP_ARGV0 => Some(net::netup_main(argv)),
+        _ => None,
+    }
 }
 
 /// `modprobe [-q] [-b] [--] NAME [params…]`, as the kernel runs it to load a module on demand

@@ -106,12 +106,14 @@ pub fn main() -> ! {
     }
     settle(&mut log, index.as_ref(), opts.debug);
     mount_boot_medium(&mut log);
+    // the NIC drivers are loaded: DHCP (or the static address) goes on in the background
+    super::net::start(&mut log, &opts.net, opts.wait_secs);
 
     let store_result = opts
         .store
         .as_deref()
         .map(|spec| mount_store(&mut log, spec, opts.wait_secs));
-    log.ready(&ready_json(&store_result));
+    log.ready(&ready_json(&store_result, &opts.net));
 
     let mut then = opts.then;
     if !opts.run.is_empty() {
@@ -303,6 +305,8 @@ fn walk_has_block(dir: &Path, depth: u32) -> bool {
 }
 
 fn mount_store(log: &mut Log, spec: &str, wait_secs: u64) -> Result<serde_json::Value, String> {
+    // a network store needs an address and a route first
+    super::net::wait_for_network(log, spec, wait_secs)?;
     let deadline = Instant::now() + Duration::from_secs(wait_secs);
     let target = loop {
         let disks =
@@ -347,7 +351,7 @@ fn mount_store(log: &mut Log, spec: &str, wait_secs: u64) -> Result<serde_json::
     }
 }
 
-fn ready_json(store: &Option<Result<serde_json::Value, String>>) -> String {
+fn ready_json(store: &Option<Result<serde_json::Value, String>>, net: &crate::net::Mode) -> String {
     let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
     let boot_seconds: f64 = uptime
         .split_whitespace()
@@ -377,6 +381,7 @@ fn ready_json(store: &Option<Result<serde_json::Value, String>>) -> String {
         "secure_boot": crate::rescue::secure_boot(),
         "kernel": super::kernel_release(),
         "disks": disks,
+        "net": net_json(net),
         "store": match store {
             None => serde_json::Value::Null,
             Some(Ok(v)) => v.clone(),
@@ -384,6 +389,28 @@ fn ready_json(store: &Option<Result<serde_json::Value, String>>) -> String {
         },
     })
     .to_string()
+}
+
+/// The READY line's `net`: the mode and every interface but `lo` as it is now (DHCP runs in
+/// the background, so addresses may come later).
+fn net_json(mode: &crate::net::Mode) -> serde_json::Value {
+    let mode = match mode {
+        crate::net::Mode::Dhcp => "dhcp",
+        crate::net::Mode::Off => "off",
+        crate::net::Mode::Static(_) => "static",
+    };
+    let interfaces: Vec<serde_json::Value> = crate::net::interfaces()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| !i.loopback)
+        .map(|i| {
+            serde_json::json!({
+                "name": i.name, "mac": i.mac, "driver": i.driver, "carrier": i.carrier,
+                "addresses": i.addresses,
+            })
+        })
+        .collect();
+    serde_json::json!({"mode": mode, "interfaces": interfaces})
 }
 
 /// Runs the unattended commands in order, each as a child process whose output goes to every
