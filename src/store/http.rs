@@ -257,8 +257,14 @@ pub struct HttpFile {
     shown: String,
     len: u64,
     body: Mutex<Option<Body>>,
+    /// The last read's bytes and where they start: readers that read one frame again for
+    /// each record in it (a restore's first MiB) get it from here, not from the server.
+    last: Mutex<(u64, Vec<u8>)>,
     resumes: std::sync::atomic::AtomicU64,
 }
+
+/// The most bytes [`HttpFile`] keeps of its last read.
+const KEEP_LAST: usize = 8 << 20;
 
 impl std::fmt::Debug for HttpFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -279,6 +285,7 @@ impl HttpFile {
             shown: url.to_string(),
             len: u64::MAX,
             body: Mutex::new(None),
+            last: Mutex::new((0, Vec::new())),
             resumes: Default::default(),
         };
         let deadline = Instant::now() + retry_for();
@@ -330,6 +337,28 @@ impl HttpFile {
                 ),
             ));
         }
+        {
+            let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = offset
+                .checked_sub(last.0)
+                .map(|i| i as usize)
+                .filter(|&i| i + buf.len() <= last.1.len())
+            {
+                buf.copy_from_slice(&last.1[i..i + buf.len()]);
+                return Ok(());
+            }
+        }
+        self.read_from_server(buf, offset)?;
+        if buf.len() <= KEEP_LAST {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            last.0 = offset;
+            last.1.clear();
+            last.1.extend_from_slice(buf);
+        }
+        Ok(())
+    }
+
+    fn read_from_server(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let mut slot = self.body.lock().unwrap_or_else(|p| p.into_inner());
         let mut done = 0usize;
         let mut last_progress = Instant::now();
@@ -413,11 +442,23 @@ impl HttpFile {
                         });
                     }
                 }
-                Err(_) => {
-                    // the connection dropped: ask again from `pos`
+                Err(e) => {
+                    // the connection dropped: ask again from where it stopped, after a pause
+                    let at = b.pos;
                     *slot = None;
+                    if last_progress.elapsed() + pause > retry_for() {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!(
+                                "the connection dropped at byte {at}: {e} (retried for {} s)",
+                                retry_for().as_secs()
+                            ),
+                        ));
+                    }
                     self.resumes
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(8));
                 }
             }
         }
