@@ -26,3 +26,24 @@ bash "$here/apt.sh" qemu-utils nbd-client
 # bench/ (not run by CI, but its tools must install cleanly): peers and measurement tools
 bash "$here/apt.sh" \
   fsarchiver zstd time openssl bc
+# tests/common/servers.rs and tests/root_servers.rs: real network servers the tests start on
+# 127.0.0.1 with their own configs, ports and temp dirs (issue 19): samba (smbd, smbpasswd)
+# and smbclient to check it; nfs-ganesha with its VFS backend (an NFSv4 server in user space:
+# the host kernel has no nfsd) and libnfs-utils (nfs-ls, a user-space client: no kernel nfs
+# either); openssh-server (sshd, ssh-keygen), sshfs (mounts over FUSE) and sshpass (password
+# logins); nginx-light (Range requests and TLS; python's http.server has no Range), curl and
+# openssl (the test CA). None of the tests uses a system service: where there is no
+# policy-rc.d, one refusing every start is in place while they install, so the postinsts do
+# not leave smbd, nmbd, sshd, nginx or ganesha listening on public addresses.
+server_pkgs=(samba smbclient nfs-ganesha nfs-ganesha-vfs libnfs-utils openssh-server
+  openssh-client sshfs sshpass nginx-light curl openssl)
+if [ -e /usr/sbin/policy-rc.d ]; then
+  bash "$here/apt.sh" "${server_pkgs[@]}"
+else
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  bash "$here/apt.sh" "${server_pkgs[@]}"
+  rm -f /usr/sbin/policy-rc.d
+  trap - EXIT
+fi

@@ -1,9 +1,11 @@
 //! Helpers shared by the integration tests: external tools, sparse disks, GPT surgery, loop
-//! devices. Tests never name a host disk; every device is a temp file or a `LoopDev`.
+//! devices, network servers (servers.rs). Tests never name a host disk; every device is a temp
+//! file or a `LoopDev`.
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
 
 pub mod disks;
 pub mod lvm;
+pub mod servers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
