@@ -433,7 +433,8 @@ fn bios_cd_standard_sees_every_bus() {
         blank(t.path(), "usb.img", 40),
     );
     // the shell works, and /sbin/modprobe (lifeboat itself) loads a carried module with its
-    // dependencies
+    // dependencies; the virtio NIC's driver came by coldplug and DHCP configured it in the
+    // background; mount(2) of cifs and nfs4 loads their modules on demand
     let shell = |vm: &mut Vm, at: usize| {
         vm.type_line("shell");
         let at = vm.wait_for("# ", at, Duration::from_secs(30));
@@ -441,12 +442,16 @@ fn bios_cd_standard_sees_every_bus() {
             "modprobe raid1 && echo LOADED=$(grep -c -e '^raid1 ' -e '^md_mod ' /proc/modules)",
         );
         let at = vm.wait_for("LOADED=2", at, Duration::from_secs(30));
+        let at = check_dhcp(vm, at, "virtio_net");
+        let at = check_network_filesystems(vm, at);
         vm.type_line("exit");
         vm.wait_for("lifeboat> ", at, Duration::from_secs(30))
     };
     let ready = boot_and_power_off_with(
         "bios-cd-standard",
         &[
+            "--net",
+            "virtio-net-pci",
             "--firmware",
             "bios",
             "--boot",
@@ -464,6 +469,7 @@ fn bios_cd_standard_sees_every_bus() {
         shell,
     );
     assert_eq!(ready["firmware"], "bios");
+    assert_eq!(ready["net"]["mode"], "dhcp", "{ready}");
     let transports: Vec<String> = ready["disks"]
         .as_array()
         .unwrap()
@@ -478,6 +484,40 @@ fn bios_cd_standard_sees_every_bus() {
     }
 }
 
+/// In the rescue shell at `at`: waits for the DHCP lease of eth0 (driven by `driver`) that
+/// PID 1 started in the background, and checks what it applied: QEMU's user network gives
+/// 10.0.2.15/24, gateway 10.0.2.2 and DNS 10.0.2.3. Returns the offset after the checks.
+fn check_dhcp(vm: &mut Vm, at: usize, driver: &str) -> usize {
+    let long = Duration::from_secs(120);
+    // the record PID 1's udhcpc script writes (the menu shows it)
+    vm.type_line(
+        "for i in $(seq 100); do [ -e /run/lifeboat/net/eth0.json ] && break; sleep 1; done; \
+         cat /run/lifeboat/net/eth0.json",
+    );
+    let at = vm.wait_for("\"address\":\"10.0.2.15/24\"", at, long);
+    let at = vm.wait_for("\"router\":\"10.0.2.2\"", at, Duration::from_secs(5));
+    vm.type_line(
+        "echo NET=$(ip -4 -o addr show dev eth0 | grep -c 10.0.2.15/24)\
+         $(ip route | grep -c '^default via 10.0.2.2 dev eth0')\
+         $(grep -c '^nameserver 10.0.2.3' /etc/resolv.conf)\
+         $(basename $(readlink /sys/class/net/eth0/device/driver))",
+    );
+    vm.wait_for(&format!("NET=111{driver}"), at, Duration::from_secs(30))
+}
+
+/// In the rescue shell at `at`: the kernel knows cifs and nfs4 after a mount(2) of each
+/// (the standard flavour loads their modules on the kernel's request through lifeboat's
+/// modprobe; the mini kernel has them built in). The mounts themselves fail: nothing serves
+/// there.
+fn check_network_filesystems(vm: &mut Vm, at: usize) -> usize {
+    vm.type_line(
+        "timeout -s KILL 30 mount -t cifs //10.0.2.2/none /tmp -o guest,vers=3.0; \
+         timeout -s KILL 30 mount -t nfs4 10.0.2.2:/none /tmp; \
+         echo FS=$(grep -c -w -e cifs -e nfs4 /proc/filesystems)",
+    );
+    vm.wait_for("FS=2", at, Duration::from_secs(90))
+}
+
 #[test]
 fn uefi_usb_stick_mini() {
     if !prerequisites(&["out/lifeboat-mini.iso"]) {
@@ -485,9 +525,20 @@ fn uefi_usb_stick_mini() {
     }
     let t = tempfile::tempdir().unwrap();
     let d = blank(t.path(), "disk.img", 16);
-    let ready = boot_and_power_off(
+    // the mini kernel's built-in e1000 gets its DHCP lease too; cifs and nfs4 are built in
+    let shell = |vm: &mut Vm, at: usize| {
+        vm.type_line("shell");
+        let at = vm.wait_for("# ", at, Duration::from_secs(30));
+        let at = check_dhcp(vm, at, "e1000");
+        let at = check_network_filesystems(vm, at);
+        vm.type_line("exit");
+        vm.wait_for("lifeboat> ", at, Duration::from_secs(30))
+    };
+    let ready = boot_and_power_off_with(
         "uefi-usb-mini",
         &[
+            "--net",
+            "e1000",
             "--firmware",
             "uefi",
             "--boot",
@@ -498,9 +549,61 @@ fn uefi_usb_stick_mini() {
             &format!("{d},bus=virtio"),
         ],
         &["/dev/vda"],
+        shell,
     );
     assert_eq!(ready["firmware"], "uefi");
     assert_eq!(ready["secure_boot"], false);
+}
+
+/// `lifeboat.net=IFACE:ADDR/PREFIX,GATEWAY,DNS` applies a static address (on the standard
+/// kernel's e1000e, loaded by coldplug), and a store whose SPEC is a URL waits for it: the
+/// READY line comes after the wait and shows the address; the store itself fails as a
+/// store, not as the network.
+#[test]
+fn static_address_before_a_network_store_standard() {
+    let kernel = "out/standard";
+    if !prerequisites(&[
+        &format!("{kernel}/vmlinuz"),
+        &format!("{kernel}/initrd.zst"),
+    ]) {
+        return;
+    }
+    let mut vm = Vm::start(
+        "static-net-standard",
+        &[
+            "--kernel",
+            &root().join(kernel).to_string_lossy(),
+            "--net",
+            "e1000e",
+            "--append",
+            "lifeboat.net=eth0:10.0.2.20/24,10.0.2.2,10.0.2.3 lifeboat.store=nfs://10.0.2.2/srv \
+             lifeboat.wait=20 lifeboat.run=list lifeboat.then=poweroff",
+        ],
+    );
+    let (ready, _) = vm.json_line("LIFEBOAT-READY", BOOT);
+    let text = vm.text();
+    assert!(
+        text.contains("network: online through eth0 (10.0.2.20/24, gateway 10.0.2.2)"),
+        "no wait for the network before the store:\n{}",
+        vm.tail()
+    );
+    assert_eq!(ready["net"]["mode"], "static", "{ready}");
+    let eth0 = ready["net"]["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "eth0")
+        .unwrap_or_else(|| panic!("no eth0 in {ready}"));
+    assert_eq!(eth0["addresses"][0], "10.0.2.20/24", "{ready}");
+    assert_eq!(eth0["driver"], "e1000e", "{ready}");
+    let store_error = ready["store"]["error"].as_str().unwrap_or_default();
+    assert!(
+        !store_error.is_empty() && !store_error.contains("network"),
+        "the store failed on the network, or did not fail: {ready}"
+    );
+    let (result, _) = vm.json_line("LIFEBOAT-RESULT", BOOT);
+    assert_eq!(result["ok"], false, "{result}");
+    vm.wait_exit(Duration::from_secs(60));
 }
 
 #[test]

@@ -184,8 +184,8 @@ pub struct Online {
     pub gateway: std::net::Ipv4Addr,
 }
 
-/// Waits until some interface other than `lo` has an IPv4 address and the default route goes
-/// through it, polling every 250 ms for at most `timeout`. Starts nothing: DHCP or a static
+/// Waits until some interface other than `lo` has an IPv4 address, the default route goes
+/// through it and its link is up (or its driver does not say), polling every 250 ms for at most `timeout`. Starts nothing: DHCP or a static
 /// address must be under way (PID 1 starts them at boot). The error names each interface and
 /// what it lacks.
 pub fn wait_online(timeout: Duration) -> Result<Online> {
@@ -209,9 +209,10 @@ pub fn wait_online(timeout: Duration) -> Result<Online> {
 /// Online, or why not (each interface's state).
 fn online_from(ifaces: &[Interface], route: Option<&Route>) -> Result<Online, String> {
     if let Some(r) = route {
+        // a static address and route are there at once, link or not: wait for the link too
         if let Some(address) = ifaces
             .iter()
-            .find(|i| i.name == r.interface)
+            .find(|i| i.name == r.interface && i.carrier != Some(false))
             .and_then(|i| i.addresses.first())
         {
             return Ok(Online {
@@ -389,6 +390,9 @@ mod tests {
         assert_eq!(online.address.to_string(), "10.0.2.15/24");
         assert_eq!(online.gateway, Ipv4Addr::new(10, 0, 2, 2));
 
+        let unplugged = iface("eth0", Some(false), &["10.0.2.20/24"]);
+        let why = online_from(&[lo.clone(), unplugged], Some(&route)).unwrap_err();
+        assert_eq!(why, "eth0: no link");
         let why = online_from(&[lo.clone(), up], None).unwrap_err();
         assert_eq!(why, "eth0: 10.0.2.15/24, no default route");
         let why = online_from(
