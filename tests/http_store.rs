@@ -2,6 +2,7 @@
 //! in this test, which can misbehave on purpose: drop connections in the middle of a body,
 //! ignore ranges, fail with 500s. Tier 1: no root, no tools. The real servers (nginx, with
 //! TLS, behind a dropping proxy) are in tests/root_net.rs.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -96,9 +97,6 @@ fn serve(
         .lock()
         .unwrap()
         .push((path.clone(), range.map_or(0, |r| r.0)));
-    if std::env::var("HTTP_TRACE").is_ok() {
-        eprintln!("GET {path} {range:?}");
-    }
     if n < faults.fail_first {
         return conn.write_all(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n");
     }

@@ -265,7 +265,7 @@ fn in_order(part: &Part) -> bool {
 #[derive(Debug)]
 enum Part {
     Local(File),
-    Http(HttpFile),
+    Http(Box<HttpFile>),
 }
 
 impl Part {
@@ -274,7 +274,7 @@ impl Part {
         if http::is_url(path) {
             let f = HttpFile::open(&path.to_string_lossy())?;
             let len = f.len();
-            return Ok((Part::Http(f), len));
+            return Ok((Part::Http(Box::new(f)), len));
         }
         let f = File::open(path)?;
         let len = f.metadata()?.len();
@@ -347,12 +347,12 @@ impl VolumeFile {
             parts.push((p, f, l));
         }
         let count = parts.len();
-        if let Some((n, _)) = (!http::is_url(first))
-            .then(|| numbered_volumes(first))
-            .unwrap_or_default()
-            .into_iter()
-            .find(|(n, _)| *n >= count)
-        {
+        let numbered = if http::is_url(first) {
+            Vec::new()
+        } else {
+            numbered_volumes(first)
+        };
+        if let Some((n, _)) = numbered.into_iter().find(|(n, _)| *n >= count) {
             return Err(bad(
                 &volume_path(first, count),
                 format!(
