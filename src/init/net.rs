@@ -1,14 +1,14 @@
 //! The rescue system's network at boot, as `lifeboat.net=` asks ([`crate::net::Mode`]), and
 //! the two helpers the network runs as: the lifeboat binary started under other names.
 //!
-//! - PID 1 calls [`start`] once the drivers are loaded. It starts `/proc/self/exe` as
+//! - PID 1 calls `start` once the drivers are loaded. It starts `/proc/self/exe` as
 //!   `lifeboat-net` ([`netup_main`]), a child that brings `lo` up and then runs DHCP on every
 //!   Ethernet interface that gets a link, or applies the static address, and exits. A child,
 //!   not a thread: PID 1 reaps every process with `waitpid(-1)`, which would steal the exit
 //!   statuses `udhcpc` and `ip` runs are waited for with. Boot goes on at once.
 //! - udhcpc runs its script `/etc/udhcpc/default.script`, a link to the binary, for
 //!   each DHCP event ([`udhcpc_script_main`]).
-//! - Before a store whose SPEC is a URL, PID 1 calls [`wait_for_network`].
+//! - Before a store whose SPEC is a URL, PID 1 calls `wait_for_network`.
 //!
 //! The helpers log to the boot log and the log VT (tty2), never to the consoles: the menu
 //! may already be drawing there.

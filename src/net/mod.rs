@@ -11,7 +11,7 @@
 //!   applied with `ip` ([`apply`]), recorded as `/run/lifeboat/net/IFACE.json`
 //!   ([`RUN_DIR`], read back with [`configs`]) and in `/etc/resolv.conf`; the static
 //!   `IFACE:ADDR/PREFIX,GATEWAY,DNS` syntax ([`StaticConfig`]);
-//! - [`dhcp`]: a bounded `udhcpc` run per interface ([`dhcp()`], [`dhcp_all`]) and the event
+//! - [`mod@dhcp`]: a bounded `udhcpc` run per interface ([`dhcp()`], [`dhcp_all`]) and the event
 //!   handler its script is ([`dhcp::script_event`]: the rescue system links the lifeboat
 //!   binary as udhcpc's default script, [`UDHCPC_SCRIPT`]);
 //! - [`wait_online`]: an IPv4 address and a default route, within a time limit.
