@@ -168,10 +168,9 @@ pub fn netup_main(args: &[String]) -> i32 {
             while !there.exists() && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(250));
             }
-            net::dhcp::stop_udhcpc(&s.interface);
-            match net::apply(&s.to_config()) {
-                Ok(()) => {
-                    log.line(&describe(&s.to_config()));
+            match net::apply_static(s) {
+                Ok(c) => {
+                    log.line(&describe(&c));
                     0
                 }
                 Err(e) => {

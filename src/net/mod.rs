@@ -9,8 +9,8 @@
 //!   ([`default_route`]);
 //! - [`config`]: one interface's IPv4 configuration ([`NetConfig`], from DHCP or static),
 //!   applied with `ip` ([`apply`]), recorded as `/run/lifeboat/net/IFACE.json`
-//!   ([`RUN_DIR`], read back with [`configs`]) and in `/etc/resolv.conf`; the static
-//!   `IFACE:ADDR/PREFIX,GATEWAY,DNS` syntax ([`StaticConfig`]);
+//!   ([`RUN_DIR`], read back with [`recorded`]) and in `/etc/resolv.conf`; static addresses
+//!   ([`apply_static`]) in the `IFACE:ADDR/PREFIX,GATEWAY,DNS` syntax ([`StaticConfig`]);
 //! - [`mod@dhcp`]: a bounded `udhcpc` run per interface ([`dhcp()`], [`dhcp_all`]) and the event
 //!   handler its script is ([`dhcp::script_event`]: the rescue system links the lifeboat
 //!   binary as udhcpc's default script, [`UDHCPC_SCRIPT`]);
@@ -243,6 +243,21 @@ fn online_from(ifaces: &[Interface], route: Option<&Route>) -> Result<Online, St
     } else {
         states.join("; ")
     })
+}
+
+/// Every recorded configuration (`RUN_DIR/IFACE.json`: DHCP leases and static addresses),
+/// sorted by interface: what the menu shows as the network's state.
+pub fn recorded() -> Vec<NetConfig> {
+    configs(std::path::Path::new(RUN_DIR))
+}
+
+/// Applies a static address: stops the interface's background udhcpc (it would replace the
+/// address at its next renewal), then [`apply`]s it and records it.
+pub fn apply_static(s: &StaticConfig) -> Result<NetConfig> {
+    dhcp::stop_udhcpc(&s.interface);
+    let cfg = s.to_config();
+    apply(&cfg)?;
+    Ok(cfg)
 }
 
 /// Makes sure the kernel knows filesystem `fs` (`cifs`, `smb3`, `nfs`, `nfs4`), asking
