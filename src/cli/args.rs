@@ -27,6 +27,11 @@ pub struct Args {
     /// for a server with a private CA. Without it, the system's roots are used.
     #[arg(long, global = true, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// For smb://, nfs:// and sftp:// stores: user, password and SSH host keys from FILE,
+    /// one key=value per line (user=, password=, domain=, identity=, host_key=). Without it
+    /// a password is asked for on the terminal.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
 }
 
 /// The subcommands.

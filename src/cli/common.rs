@@ -106,6 +106,38 @@ pub(super) fn confirm_overwrite(target: &Path, yes: bool, json: bool) -> anyhow:
     Ok(())
 }
 
+/// Shows `prompt` on stderr and reads a line from the terminal without echoing it (a
+/// password). Ctrl-C or Esc cancels.
+pub(super) fn read_secret(prompt: &str) -> anyhow::Result<String> {
+    use crossterm::event::{read, Event, KeyCode, KeyEventKind, KeyModifiers};
+    let mut err = std::io::stderr();
+    write!(err, "{prompt}")?;
+    err.flush()?;
+    crossterm::terminal::enable_raw_mode()?;
+    let mut s = String::new();
+    let r = loop {
+        match read() {
+            Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => match k.code {
+                KeyCode::Enter => break Ok(()),
+                KeyCode::Esc => break Err(anyhow::anyhow!("cancelled")),
+                KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                    break Err(anyhow::anyhow!("cancelled"))
+                }
+                KeyCode::Backspace => {
+                    s.pop();
+                }
+                KeyCode::Char(c) => s.push(c),
+                _ => {}
+            },
+            Ok(_) => {}
+            Err(e) => break Err(e.into()),
+        }
+    };
+    let _ = crossterm::terminal::disable_raw_mode();
+    writeln!(err)?;
+    r.map(|()| s)
+}
+
 /// Shows `prompt` on stderr and reads one line: true when the user typed `expected`.
 pub(super) fn typed(prompt: &str, expected: &str) -> anyhow::Result<bool> {
     eprint!("{prompt}");

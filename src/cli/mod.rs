@@ -17,6 +17,7 @@ mod image;
 mod info;
 mod merge;
 mod mount;
+mod netpath;
 mod progress;
 mod prune;
 mod render;
@@ -57,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
         anyhow::ensure!(ca.is_file(), "--ca {}: no such file", ca.display());
         crate::store::http::set_ca_file(ca);
     }
-    let command = match args.command {
+    let mut command = match args.command {
         Some(c) => c,
         None if menu_possible() => Command::Tui(TuiArgs {
             images: None,
@@ -68,6 +69,13 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
             "no command given, and not on a terminal for the menu; see lifeboat --help"
         ),
     };
+    // smb://, nfs:// and sftp:// paths: mounted until the command ends
+    let mounts = netpath::resolve(&mut command, args.credentials.as_deref())?;
+    run_command(command).map_err(|e| mounts.explain(e))
+}
+
+/// Runs one parsed command.
+fn run_command(command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Console => return Ok(console::run()),
         Command::Tui(a) => return tui(a),

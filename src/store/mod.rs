@@ -7,7 +7,12 @@
 //! - [`local`]: a filesystem on a local disk (ext2/3/4, FAT, exFAT, NTFS), found by label,
 //!   UUID or device path and mounted with the kernel's drivers or ntfs-3g.
 //!
-//! Network stores (SMB, NFS, SFTP) are the next kinds. Unmounting is the same for every kind
+//! - [`net`]: a folder on an SMB share, an NFS export or an SSH server (`smb://`, `nfs://`,
+//!   `sftp://`), mounted with the kernel's clients or sshfs.
+//! - [`http`]: not a mounted store but a way to read one image: `https://…/disk.lbi` is read
+//!   with range requests wherever an image is read.
+//!
+//! Unmounting is the same for every kind
 //! and lives here: [`release`] (never lazy, for replacing the store while jobs may run) and
 //! [`unmount`] (flushing, lazy as a last resort, for power-off).
 //!
@@ -16,6 +21,7 @@
 
 pub mod http;
 pub mod local;
+pub mod net;
 
 use nix::mount::MntFlags;
 
@@ -33,7 +39,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// SPEC names no filesystem in a way this store understands.
-    #[error("store {spec:?}: expected LABEL=, UUID=, PARTLABEL=, PARTUUID= or a device path")]
+    #[error(
+        "store {spec:?}: expected LABEL=, UUID=, PARTLABEL=, PARTUUID=, a device path, or \
+         smb://, nfs:// or sftp://"
+    )]
     BadSpec {
         /// What the user wrote.
         spec: String,
@@ -113,6 +122,105 @@ pub enum Error {
         at: PathBuf,
         /// How ntfs-3g ended.
         status: ExitStatus,
+        /// Its message.
+        output: String,
+    },
+    /// A network store spec that cannot be used; `reason` says why.
+    #[error("store {spec:?}: {reason}")]
+    BadNetSpec {
+        /// What the user wrote.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A credentials file could not be read.
+    #[error("reading the credentials file {file}")]
+    CredentialsFile {
+        /// The file.
+        file: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A credentials file has a bad line (the line's value is never shown: it may be a
+    /// password).
+    #[error("the credentials file {file}, line {line}: {reason}")]
+    Credentials {
+        /// The file.
+        file: PathBuf,
+        /// Its line number (from 1).
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The server refused the credentials or the client.
+    #[error("{spec}: access denied: {reason}")]
+    NetDenied {
+        /// The store (no password in it).
+        spec: String,
+        /// Which credentials, in words.
+        reason: String,
+    },
+    /// The host name does not resolve.
+    #[error("unknown host {host:?}: {reason}")]
+    NetUnknownHost {
+        /// The host.
+        host: String,
+        /// The resolver's message.
+        reason: String,
+    },
+    /// The share, export or folder does not exist on the server.
+    #[error("{spec}: no such {what} on the server")]
+    NetNoShare {
+        /// The store.
+        spec: String,
+        /// "share or folder", "export or folder", "folder".
+        what: &'static str,
+    },
+    /// The server does not answer.
+    #[error("{spec}: the server cannot be reached: {reason}")]
+    NetUnreachable {
+        /// The store.
+        spec: String,
+        /// What the network said.
+        reason: String,
+    },
+    /// This kernel has no client for the protocol.
+    #[error(
+        "{spec}: this kernel has no {fs} client (the rescue system has one; on a host, load          the module or install the kernel's extra modules)"
+    )]
+    NetNoClient {
+        /// The store.
+        spec: String,
+        /// The filesystem type ("cifs", "nfs4").
+        fs: &'static str,
+    },
+    /// An SSH host key is unknown or changed.
+    #[error("the SSH host {host}: {reason}")]
+    NetHostKey {
+        /// The host.
+        host: String,
+        /// Unknown or changed, and what to do.
+        reason: String,
+    },
+    /// mount(2) of a network filesystem failed otherwise.
+    #[error("mounting {spec} ({fs})")]
+    NetMount {
+        /// The store.
+        spec: String,
+        /// The filesystem type.
+        fs: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A mount helper (sshfs) failed otherwise; `output` is what it said, on one line.
+    #[error("{tool} could not mount {spec}: {output}")]
+    NetHelper {
+        /// The store.
+        spec: String,
+        /// The helper.
+        tool: &'static str,
         /// Its message.
         output: String,
     },
