@@ -60,7 +60,7 @@ impl Mounts {
                 // SFTP says "failure" (EIO here) for a full disk: ask the server what is free
                 let free = nix::sys::statvfs::statvfs(d.as_path())
                     .ok()
-                    .map(|v| v.blocks_available() as u64 * v.fragment_size() as u64);
+                    .map(|v| v.blocks_available() * v.fragment_size());
                 let why = match free {
                     Some(f) if f < 64 << 20 => {
                         format!("the store is full: {} free", crate::units::human_bytes(f))
