@@ -2,8 +2,8 @@
 //! everything the screen shows, [`update`] turns one [`Msg`] into a new model and at most one
 //! [`Cmd`] for the loop to carry out, and never does I/O itself.
 //!
-//! Screens: Home (disks), disk details, Storage (where images live), the image, restore,
-//! clone and verify wizards, the progress screen of a running job, and its result. Errors
+//! Screens: Home (disks), disk details, Storage (where images live, with the network store
+//! form), Network (the interfaces), the image, restore, clone and verify wizards, the progress screen of a running job, and its result. Errors
 //! are an overlay on the screen where they happened, with the cause chain and what to do.
 //!
 //! The wizards only ask; every check that can refuse (busy, mounted, too small, the storage
@@ -19,6 +19,8 @@ use super::screens::clone::{self, CloneStep, CloneWiz};
 use super::screens::done::{self, Done};
 use super::screens::image::{self, ImageKind, ImageStep, ImageWiz};
 use super::screens::image_list::image_order;
+use super::screens::net_store::{self, NetForm};
+use super::screens::network::{self, NetView};
 use super::screens::progress::{self, can_cancel, Running};
 use super::screens::restore::{self, RestoreStep, RestoreWiz};
 use super::screens::storage::{self, store_choices, StoreChoice};
@@ -31,6 +33,7 @@ use crate::jobs::copy_out::{CopyItem, CopyPlan, Entry};
 use crate::jobs::image::ImagePlan;
 use crate::jobs::restore::RestorePlan;
 use crate::jobs::Event;
+use crate::store::net::{Credentials, NetStore};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -71,6 +74,10 @@ pub struct Model {
     pub now_unix: u64,
     /// The image browser, while it is open (its copy's progress and result keep it).
     pub browse: Option<Browse>,
+    /// What the network screen shows.
+    pub net: NetView,
+    /// The network store form, while it is open on Storage.
+    pub net_store: Option<NetForm>,
 }
 
 /// The image store in use.
@@ -129,6 +136,8 @@ pub enum Screen {
     Done(Done),
     /// Browsing an image (the state is [`Model::browse`]).
     Browse,
+    /// The network interfaces (the state is [`Model::net`]).
+    Network,
 }
 
 /// What a Home key starts.
@@ -187,6 +196,17 @@ pub enum Planned {
     Clone(Box<ClonePlan>),
     /// A copy out of a mounted image.
     CopyOut(Box<CopyPlan>),
+}
+
+/// A network store to mount as the storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetMount {
+    /// The store, as the form's URL parsed.
+    pub store: NetStore,
+    /// The password typed (hidden from `Debug` by [`Credentials`]).
+    pub creds: Credentials,
+    /// SFTP: known_hosts lines the user confirmed, trusted before mounting.
+    pub trust: Vec<String>,
 }
 
 /// A job to plan.
@@ -268,6 +288,13 @@ pub enum Msg {
     Listed(Result<(PathBuf, Vec<Entry>), Failure>),
     /// The open image was unmounted (or failed to be).
     MountClosed(Result<(), Failure>),
+    /// The network interfaces and the recorded configurations were listed, or why not.
+    Network(Result<(Vec<crate::net::Interface>, Vec<crate::net::NetConfig>), String>),
+    /// DHCP on the interface ended: the lease, or the cause chain on one line.
+    Dhcp(String, Result<crate::net::NetConfig, String>),
+    /// The SFTP server's host keys (known_hosts line, fingerprint) for the store asked
+    /// about, or the cause chain on one line.
+    HostKeys(Result<(NetStore, Vec<(String, String)>), String>),
     /// The terminal was resized: draw again.
     Redraw,
     /// The answer to request `id` ([`Msg::StorageReady`] or [`Msg::Planned`]); the loop
@@ -297,6 +324,17 @@ pub enum Cmd {
     ListDir(PathBuf),
     /// Unmount the browser's image (once a copy out of it has ended).
     CloseMount,
+    /// List the network interfaces and the recorded configurations; the answer comes back
+    /// as [`Msg::Network`].
+    NetRefresh,
+    /// Ask a DHCP server for this interface's address (bounded by
+    /// [`network::DHCP_TIMEOUT`]); the answer comes back as [`Msg::Dhcp`], then a listing.
+    Dhcp(String),
+    /// Ask an SFTP server for its host keys; the answer comes back as [`Msg::HostKeys`].
+    HostKeys(NetStore),
+    /// Mount a network store as the storage (releasing the one in use first); the answer
+    /// comes back as [`Msg::StorageReady`].
+    MountNetStore(NetMount),
     /// Cancel the running job.
     Cancel,
     /// Leave the screen for a shell, then come back.
@@ -436,6 +474,7 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
                     model.storage = Some(storage);
                     model.images = images;
                     model.images_error = None;
+                    model.net_store = None;
                     let then = match &model.screen {
                         Screen::Storage { then, .. } => *then,
                         _ => None,
@@ -449,7 +488,11 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
                     // the old storage may be unmounted by now: choose again
                     model.storage = None;
                     model.images.clear();
-                    model.failure = Some(f);
+                    // a network store's error shows in its form, open for another try
+                    match model.net_store.as_mut() {
+                        Some(form) => net_store::mount_failed(form, &f.causes),
+                        None => model.failure = Some(f),
+                    }
                 }
             }
             None
@@ -498,6 +541,19 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
             if let Err(f) = r {
                 model.failure = Some(f);
             }
+            None
+        }
+        Msg::Network(r) => {
+            network::loaded(model, r);
+            None
+        }
+        Msg::Dhcp(iface, r) => {
+            network::dhcp_done(model, iface, r);
+            None
+        }
+        Msg::HostKeys(r) => {
+            model.busy = None;
+            net_store::host_keys(model, r);
             None
         }
         Msg::Redraw | Msg::InputFailed(_) | Msg::Reply(..) => None,
@@ -575,6 +631,7 @@ fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
     match &model.screen {
         Screen::Home => home::key(model, k),
         Screen::Details => home::details_key(model, k),
+        Screen::Storage { .. } if model.net_store.is_some() => net_store::key(model, k),
         Screen::Storage { .. } => storage::key(model, k),
         Screen::Image(_) => image::key(model, k),
         Screen::Restore(_) => restore::key(model, k),
@@ -583,6 +640,7 @@ fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
         Screen::Running(_) => progress::key(model, k),
         Screen::Done(_) => done::key(model, k),
         Screen::Browse => browse::key(model, k),
+        Screen::Network => network::key(model, k),
     }
 }
 
@@ -592,6 +650,7 @@ pub fn typing(model: &Model) -> bool {
         Screen::Image(w) => w.step == ImageStep::Options && w.cursor == 1,
         Screen::Restore(w) => w.step == RestoreStep::Confirm,
         Screen::Clone(w) => w.step == CloneStep::Confirm,
+        Screen::Storage { .. } => model.net_store.is_some(),
         _ => false,
     }
 }

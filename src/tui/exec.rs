@@ -3,9 +3,15 @@
 //! loop's scope and answer as messages (a mount or a plan as a [`Msg::Reply`] to the request
 //! the menu waits for); a job runs on its own thread with its events forwarded; a shell takes
 //! the terminal until it exits. Jobs are the same `plan()` and `run()` the CLI calls.
+//!
+//! The network: listing the interfaces and DHCP (bounded by [`DHCP_TIMEOUT`]) answer as
+//! plain messages that are never dropped; asking an SFTP server for its host keys and mounting a network store
+//! are requests like a local mount, and a network store is mounted where a local one would
+//! be, after the same release of the store in use.
 
-use super::app::{self, Cmd, ImageEntry, JobRequest, Model, Msg, Planned, Storage};
+use super::app::{self, Cmd, ImageEntry, JobRequest, Model, Msg, NetMount, Planned, Storage};
 use super::screens::image::ImageKind;
+use super::screens::network::DHCP_TIMEOUT;
 use super::screens::storage::StoreChoice;
 use super::{outcome, terminal, Exit};
 use crate::access::mount::{MountOptions, PrivateMount};
@@ -178,6 +184,50 @@ impl<'scope, 'env> Exec<'scope, 'env> {
                     let _ = tx.send(Msg::Reply(id, Box::new(Msg::StorageReady(r))));
                 });
             }
+            Cmd::MountNetStore(m) => {
+                self.latest += 1;
+                let id = self.latest;
+                self.mounted_by_us = true;
+                self.mounted = false; // whatever was there is unmounted first
+                let (tx, at) = (self.tx.clone(), self.mount_at.to_path_buf());
+                self.readers.fetch_add(1, Ordering::SeqCst);
+                let readers = self.readers;
+                self.scope.spawn(move || {
+                    let _done = Done(readers);
+                    let r = mount_net_storage(&m, &at);
+                    let _ = tx.send(Msg::Reply(id, Box::new(Msg::StorageReady(r))));
+                });
+            }
+            Cmd::HostKeys(store) => {
+                self.latest += 1;
+                let id = self.latest;
+                let tx = self.tx.clone();
+                self.readers.fetch_add(1, Ordering::SeqCst);
+                let readers = self.readers;
+                self.scope.spawn(move || {
+                    let _done = Done(readers);
+                    let r = crate::store::net::host_key_fingerprints(&store)
+                        .map(|keys| (store, keys))
+                        .map_err(|e| crate::error::with_causes(&e));
+                    let _ = tx.send(Msg::Reply(id, Box::new(Msg::HostKeys(r))));
+                });
+            }
+            Cmd::NetRefresh => {
+                let tx = self.tx.clone();
+                self.scope.spawn(move || {
+                    let _ = tx.send(Msg::Network(net_state()));
+                });
+            }
+            Cmd::Dhcp(iface) => {
+                // bounded by its timeout; not a reader (the menu never waits for it)
+                let tx = self.tx.clone();
+                self.scope.spawn(move || {
+                    let r = crate::net::dhcp(&iface, DHCP_TIMEOUT)
+                        .map_err(|e| crate::error::with_causes(&e));
+                    let _ = tx.send(Msg::Dhcp(iface, r));
+                    let _ = tx.send(Msg::Network(net_state()));
+                });
+            }
             Cmd::Plan(req) => {
                 self.latest += 1;
                 let id = self.latest;
@@ -330,21 +380,83 @@ pub(super) fn list_images(dir: &Path) -> Result<Vec<ImageEntry>, String> {
         .collect())
 }
 
+/// The interfaces and the recorded configurations, or the error chain in words.
+fn net_state() -> Result<(Vec<crate::net::Interface>, Vec<crate::net::NetConfig>), String> {
+    crate::net::interfaces()
+        .map(|i| (i, crate::net::recorded()))
+        .map_err(|e| crate::error::with_causes(&e))
+}
+
+/// Unmounts the storage mounted at `at`, if any, before another is mounted there: it is
+/// replaced, but never pulled from under a job: a busy one (another console writing to it)
+/// is kept and the choice refused.
+fn release_storage(at: &Path) -> Result<(), app::Failure> {
+    crate::store::release(at).map_err(|e| app::Failure {
+        what: "changing the storage".into(),
+        causes: vec![format!("unmounting {}: {e}", at.display())],
+        advice: "The storage in use is busy (a job on another console may be writing to it). Let it finish, then choose again.".into(),
+        ..app::Failure::default()
+    })
+}
+
+/// The images in the storage folder `dir`, as a failure of the storage when it cannot be read.
+fn list_storage(dir: &Path) -> Result<Vec<ImageEntry>, app::Failure> {
+    list_images(dir).map_err(|e| app::Failure {
+        what: "listing the storage".into(),
+        causes: vec![e],
+        advice: "Check the filesystem from the shell, or choose another.".into(),
+        ..app::Failure::default()
+    })
+}
+
+/// Mounts the network store `m` at `at` (releasing the storage there first, and trusting the
+/// SSH host keys the user confirmed), and lists its images.
+fn mount_net_storage(m: &NetMount, at: &Path) -> Result<(Storage, Vec<ImageEntry>), app::Failure> {
+    use crate::store::net::{self, Kind, Trust};
+    release_storage(at)?;
+    for line in &m.trust {
+        net::trust_host_key(line).map_err(|e| {
+            outcome::failure_any(
+                "trusting the SSH host key",
+                &e.into(),
+                "The rescue system's /run may be full or read-only; check it from the shell.",
+            )
+        })?;
+    }
+    // the confirmed keys are in RESCUE_KNOWN_HOSTS now: any other key is refused
+    net::mount(&m.store, &m.creds, Trust::Refuse, at).map_err(|e| {
+        outcome::failure_any(
+            "mounting the network store",
+            &e.into(),
+            "Check the host, the share or folder, the user and the password, and that this computer is online (n on the disk list).",
+        )
+    })?;
+    let images = list_storage(at)?;
+    Ok((
+        Storage {
+            dir: at.to_path_buf(),
+            device: None,
+            disk: None,
+            fs: Some(
+                match m.store.kind {
+                    Kind::Smb => "cifs",
+                    Kind::Nfs => "nfs4",
+                    Kind::Sftp => "sshfs",
+                }
+                .into(),
+            ),
+            label: Some(m.store.to_string()),
+        },
+        images,
+    ))
+}
+
 /// Mounts `c` at `at` unless it is mounted already, and lists its images.
 fn mount_storage(c: &StoreChoice, at: &Path) -> Result<(Storage, Vec<ImageEntry>), app::Failure> {
     let dir = match &c.mountpoint {
         Some(m) => m.clone(),
         None => {
-            // a storage mounted here before is replaced, but never pulled from under a job:
-            // a busy one (another console writing to it) is kept and the choice refused
-            if let Err(e) = crate::store::release(at) {
-                return Err(app::Failure {
-                    what: "changing the storage".into(),
-                    causes: vec![format!("unmounting {}: {e}", at.display())],
-                    advice: "The storage in use is busy (a job on another console may be writing to it). Let it finish, then choose again.".into(),
-                    ..app::Failure::default()
-                });
-            }
+            release_storage(at)?;
             let t = crate::store::local::StoreTarget {
                 device: c.device.clone(),
                 disk: c.disk.clone(),
@@ -361,12 +473,7 @@ fn mount_storage(c: &StoreChoice, at: &Path) -> Result<(Storage, Vec<ImageEntry>
             at.to_path_buf()
         }
     };
-    let images = list_images(&dir).map_err(|e| app::Failure {
-        what: "listing the storage".into(),
-        causes: vec![e],
-        advice: "Check the filesystem from the shell, or choose another.".into(),
-        ..app::Failure::default()
-    })?;
+    let images = list_storage(&dir)?;
     Ok((
         Storage {
             dir,

@@ -271,7 +271,151 @@ fn copying() -> Model {
     })
 }
 
+/// The network screen in the rescue system with made-up interfaces (eth0 with a lease, eth1
+/// without a cable, usb0 down, lo hidden), the highlight on row `cursor`.
+fn network(cursor: usize) -> Model {
+    use super::screens::network::fixture;
+    with(storage_model(), |m| {
+        m.rescue = true;
+        m.screen = Screen::Network;
+        m.net.refreshing = true;
+        update(
+            m,
+            Msg::Network(Ok((fixture::interfaces(), vec![fixture::lease()]))),
+        );
+        m.net.cursor = cursor;
+    })
+}
+
+/// The network store form on Storage, filled in by keys: SMB to nas.local with a password.
+fn net_store() -> Model {
+    super::screens::net_store::fixture::smb(storage_model())
+}
+
+/// The SFTP form asking to trust the server's host keys.
+fn net_store_host_key() -> Model {
+    use super::screens::net_store::fixture::{filled, press, SECRET};
+    let mut m = filled(
+        storage_model(),
+        2,
+        &["backup.example.org", "2222", "/srv/images", "ann", SECRET],
+    );
+    let Some(Cmd::HostKeys(store)) = press(&mut m, crossterm::event::KeyCode::Enter) else {
+        panic!("an SFTP form asks for the host keys first");
+    };
+    let keys = vec![
+        (
+            "[backup.example.org]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO".to_string(),
+            "SHA256:2Qh0HyP0T6zYzP8cWk5eXyBk7Pq5kZ4p1yP9l3R6e2A".to_string(),
+        ),
+        (
+            "[backup.example.org]:2222 ecdsa-sha2-nistp256 AAAAE2VjZHNh".to_string(),
+            "SHA256:Xb0t1m6sQy1F2m0k2hNn3kq7a4d4zqk2yqkz1Ue5oP8".to_string(),
+        ),
+    ];
+    update(&mut m, Msg::HostKeys(Ok((store, keys))));
+    m
+}
+
+/// The SMB form after the server refused the password.
+fn net_store_mount_failed() -> Model {
+    with(net_store(), |m| {
+        update(
+            m,
+            Msg::Key(crossterm::event::KeyEvent::new(
+                crossterm::event::KeyCode::Enter,
+                crossterm::event::KeyModifiers::NONE,
+            )),
+        );
+        update(
+            m,
+            Msg::StorageReady(Err(crate::tui::outcome::failure_any(
+                "mounting the network store",
+                &crate::store::Error::NetDenied {
+                    spec: "smb://ann@nas.local/backups/pcs".into(),
+                    reason: "the server refused the user name or password".into(),
+                }
+                .into(),
+                "",
+            ))),
+        );
+    })
+}
+
+/// Every state of the form draws the password as stars only: the typed text is in no cell
+/// row of any frame, at either size.
+#[test]
+fn the_password_is_never_drawn() {
+    use super::screens::net_store::fixture::SECRET;
+    let mut help = net_store();
+    help.help = true;
+    for (name, m) in [
+        ("filled", net_store()),
+        ("host key", net_store_host_key()),
+        ("mount failed", net_store_mount_failed()),
+        ("help", help),
+    ] {
+        assert_eq!(
+            m.net_store.as_ref().map(|f| f.password.as_str()),
+            Some(SECRET),
+            "{name}: the fixture typed it"
+        );
+        for (w, h) in [(80, 25), (160, 50)] {
+            let text = render(&m, w, h);
+            assert!(!text.contains(SECRET), "{name} at {w}x{h}:\n{text}");
+            assert!(
+                !text.contains("Tr0ub"),
+                "{name} at {w}x{h}: part of it drawn"
+            );
+        }
+    }
+    let text = render(&net_store(), 80, 25);
+    assert!(
+        text.contains(&"*".repeat(SECRET.len())),
+        "the password shows as one star per character:\n{text}"
+    );
+}
+
 screens! {
+    network_screen => network(0);
+    network_no_link => network(1);
+    network_dhcp_running => with(network(1), |m| {
+        update(m, Msg::Key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Char('d'),
+            crossterm::event::KeyModifiers::NONE,
+        )));
+    });
+    network_dhcp_failed => with(network(1), |m| {
+        update(m, Msg::Dhcp(
+            "eth1".into(),
+            Err("eth1: no DHCP lease after 15 s (udhcpc: no lease, failing)".into()),
+        ));
+    });
+    network_dhcp_done => with(network(0), |m| {
+        update(m, Msg::Dhcp("eth0".into(), Ok(crate::tui::screens::network::fixture::lease())));
+    });
+    network_on_a_host => with(network(0), |m| m.rescue = false);
+    network_help => with(network(0), |m| m.help = true);
+    network_none => with(storage_model(), |m| {
+        m.screen = Screen::Network;
+        update(m, Msg::Network(Ok((vec![], vec![]))));
+    });
+    storage_net_store => net_store();
+    storage_net_store_nfs => crate::tui::screens::net_store::fixture::filled(
+        storage_model(), 1, &["10.0.0.5", "", "/srv/images"],
+    );
+    storage_net_store_invalid => with(
+        crate::tui::screens::net_store::fixture::filled(storage_model(), 0, &["nas.local", "44x"]),
+        |m| {
+            update(m, Msg::Key(crossterm::event::KeyEvent::new(
+                crossterm::event::KeyCode::Enter,
+                crossterm::event::KeyModifiers::NONE,
+            )));
+        },
+    );
+    storage_net_store_host_key => net_store_host_key();
+    storage_net_store_mount_failed => net_store_mount_failed();
+    storage_net_store_help => with(net_store(), |m| m.help = true);
     browse_image => browse(BrowseStep::Image);
     browse_partition => browse(BrowseStep::Partition);
     browse_folder => browse(BrowseStep::Folder);

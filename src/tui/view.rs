@@ -7,7 +7,9 @@
 
 use super::app::{typing, Ask, Failure, Model, Screen};
 use super::screens::progress::JobKind;
-use super::screens::{browse, clone, done, home, image, progress, restore, storage, verify};
+use super::screens::{
+    browse, clone, done, home, image, network, progress, restore, storage, verify,
+};
 use super::widgets::{bold, boxed, dim, failure_lines, Keys};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -39,6 +41,7 @@ pub fn view(model: &Model, f: &mut Frame) {
         Screen::Running(r) => progress::draw(model, r, f, body),
         Screen::Done(d) => done::draw(d, f, body),
         Screen::Browse => browse::draw(model, f, body),
+        Screen::Network => network::draw(model, f, body),
     }
     f.render_widget(Paragraph::new(status_line(model)), status);
     f.render_widget(Paragraph::new(footer), footer_area);
@@ -74,6 +77,7 @@ fn screen_title(model: &Model) -> &'static str {
         Screen::Running(_) => progress::TITLE,
         Screen::Done(d) => done::title(d),
         Screen::Browse => browse::title(model.browse.as_ref()),
+        Screen::Network => network::TITLE,
     }
 }
 
@@ -118,6 +122,7 @@ fn status_line(model: &Model) -> Line<'static> {
         Screen::Running(_) => progress::STATUS,
         Screen::Done(_) => "",
         Screen::Browse => browse::status(model.browse.as_ref()),
+        Screen::Network => network::STATUS,
     };
     Line::styled(format!(" {text}"), dim())
 }
@@ -141,7 +146,7 @@ fn footer_keys(model: &Model) -> Keys {
     let mut k = match &model.screen {
         Screen::Home => home::footer(model),
         Screen::Details => home::details_footer(),
-        Screen::Storage { .. } => storage::footer(),
+        Screen::Storage { .. } => storage::footer(model),
         Screen::Image(w) => image::footer(w),
         Screen::Restore(w) => restore::footer(w),
         Screen::Clone(w) => clone::footer(w),
@@ -149,6 +154,7 @@ fn footer_keys(model: &Model) -> Keys {
         Screen::Running(r) => progress::footer(r),
         Screen::Done(_) => done::footer(model),
         Screen::Browse => browse::footer(model.browse.as_ref()),
+        Screen::Network => network::footer(model),
     };
     if !typing(model) && !matches!(model.screen, Screen::Running(_)) {
         k.push(("?", "help"));
@@ -274,12 +280,13 @@ fn draw_failure(e: &Failure, f: &mut Frame, area: Rect) {
 fn help_text(model: &Model) -> Vec<&'static str> {
     let mut v = match &model.screen {
         Screen::Home | Screen::Details => home::HELP.to_vec(),
-        Screen::Storage { .. } => storage::HELP.to_vec(),
+        Screen::Storage { .. } => storage::help(model),
         Screen::Image(_) => image::HELP.to_vec(),
         Screen::Restore(_) => restore::help(),
         Screen::Clone(_) => clone::help(),
         Screen::Verify { .. } => verify::HELP.to_vec(),
         Screen::Browse => browse::help(model.browse.as_ref()),
+        Screen::Network => network::HELP.to_vec(),
         Screen::Running(_) | Screen::Done(_) => vec![],
     };
     v.extend([

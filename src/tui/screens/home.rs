@@ -22,7 +22,7 @@ pub(crate) const DETAILS_TITLE: &str = "disk details";
 /// Home's and Details' status line.
 pub(crate) const STATUS: &str = WRITES_NOTHING;
 /// Home's and Details' help.
-pub(crate) const HELP: [&str; 11] = [
+pub(crate) const HELP: [&str; 12] = [
     "This screen lists every disk. Nothing is written from here.",
     "",
     "i  make an image of a disk into the storage",
@@ -31,6 +31,7 @@ pub(crate) const HELP: [&str; 11] = [
     "v  verify an image: re-read it and check every hash",
     "o  browse an image: copy single files out of it, without restoring",
     "s  choose the storage: a USB drive or partition for images",
+    "n  the network: interfaces, addresses, DHCP again",
     "Enter  everything known about the highlighted disk",
     "F5  look for disks again (after plugging one in)",
     "x  a shell; exit returns here",
@@ -47,6 +48,7 @@ pub(crate) fn footer(model: &Model) -> Keys {
         ("v", "verify"),
         ("o", "browse"),
         ("s", "storage"),
+        ("n", "network"),
         ("F5", "rescan"),
         ("x", "shell"),
     ];
@@ -109,6 +111,7 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
             };
             None
         }
+        KeyCode::Char('n') => super::network::open(model),
         KeyCode::Char('x') => Some(Cmd::Shell),
         KeyCode::Char('p') if model.rescue => {
             model.ask = Some(Ask::PowerOff);

@@ -12,6 +12,8 @@ pub mod done;
 pub mod home;
 pub mod image;
 pub mod image_list;
+pub mod net_store;
+pub mod network;
 pub mod progress;
 pub mod restore;
 pub mod storage;

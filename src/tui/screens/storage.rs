@@ -1,7 +1,9 @@
 //! Storage: choosing the filesystem where images are kept (usually a USB drive). Enter asks
 //! the loop to mount it (unless it is mounted already) and list its images; the chosen disk
-//! is never offered as a source or a target afterwards.
+//! is never offered as a source or a target afterwards. `n` opens the network store form
+//! ([`super::net_store`]) in its place, mounted at the same folder.
 
+use super::net_store::{self, NetForm};
 use super::{step_cursor, WRITES_NOTHING};
 use crate::inspect::DiskReport;
 use crate::tui::app::{Cmd, Model, Screen};
@@ -46,17 +48,31 @@ pub(crate) const TITLE: &str = "where images are kept";
 /// The status line.
 pub(crate) const STATUS: &str = WRITES_NOTHING;
 /// The help.
-pub(crate) const HELP: [&str; 3] = [
+pub(crate) const HELP: [&str; 5] = [
     "Choose the filesystem where images are kept, usually a USB drive.",
     "It is mounted read-write when you press Enter, and never used as",
     "a source or a target. ext4, FAT32, exFAT and NTFS work.",
+    "",
+    "n  a network store instead: an SMB share, an NFS export or SFTP.",
 ];
 
+/// The help, with the network store form open or not.
+pub(crate) fn help(model: &Model) -> Vec<&'static str> {
+    match &model.net_store {
+        Some(_) => net_store::HELP.to_vec(),
+        None => HELP.to_vec(),
+    }
+}
+
 /// The footer.
-pub(crate) fn footer() -> Keys {
+pub(crate) fn footer(model: &Model) -> Keys {
+    if let Some(form) = &model.net_store {
+        return net_store::footer(form);
+    }
     vec![
         ("Up/Down", "select"),
         ("Enter", "use this one"),
+        ("n", "network store"),
         ("F5", "rescan"),
         ("Esc", "back"),
     ]
@@ -130,6 +146,10 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
             });
             Some(Cmd::MountStorage(c))
         }
+        KeyCode::Char('n') => {
+            model.net_store = Some(NetForm::default());
+            None
+        }
         KeyCode::F(5) | KeyCode::Char('R') if !model.scanning => {
             model.scanning = true;
             Some(Cmd::Rescan)
@@ -140,6 +160,10 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
 
 /// Draws Storage, with the highlighted row at `cursor`.
 pub(crate) fn draw(model: &Model, cursor: usize, f: &mut Frame, area: Rect) {
+    if let Some(form) = &model.net_store {
+        net_store::draw(form, f, area);
+        return;
+    }
     let choices = store_choices(&model.disks);
     let [list, note] = Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(area);
     if choices.is_empty() {
