@@ -60,7 +60,8 @@ log() { echo "build: $*"; }
 if [ "$deps" = 1 ]; then
   [ "$(id -u)" -eq 0 ] || { echo "build.sh: run as root (apt and mknod), or pass --no-deps" >&2; exit 1; }
   bash .ci/apt.sh xorriso mtools grub-common grub-pc-bin grub-efi-amd64-bin cpio zstd kmod \
-    file ntfs-3g e2fsprogs util-linux dosfstools bc bison flex libelf-dev libssl-dev make gcc xz-utils
+    file ntfs-3g e2fsprogs util-linux dosfstools bc bison flex libelf-dev libssl-dev make gcc xz-utils \
+    sshfs openssh-client
 fi
 
 # ---- Debian packages we take files from (never installed on the host) -------------------
@@ -200,6 +201,11 @@ make_initramfs() {
   # (src/resize/mod.rs): e2fsck + resize2fs for ext2/3/4, ntfsresize for NTFS; FAT is grown
   # by lifeboat itself; losetup reaches a partition inside a disk-image file target
   for tool in /usr/sbin/e2fsck /usr/sbin/resize2fs /usr/sbin/ntfsresize /usr/sbin/losetup; do
+    copy_with_libs "$st" "$tool"
+  done
+  # sftp:// stores are mounted with sshfs over OpenSSH's client (src/store/net.rs); ssh-keyscan
+  # and ssh-keygen show an unknown server's key fingerprint before it is trusted
+  for tool in /usr/bin/sshfs /usr/bin/ssh /usr/bin/ssh-keyscan /usr/bin/ssh-keygen; do
     copy_with_libs "$st" "$tool"
   done
   (cd "$st" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |

@@ -1611,3 +1611,179 @@ fn the_screen_emulator_follows_cursor_moves_and_skips_colours() {
     assert_eq!(lines[1], "");
     assert_eq!(lines[2], " /dxv/vda");
 }
+
+/// An ext4 disk file of `mib` MiB made from a folder of files (mkfs.ext4 -d, no mount), and
+/// the folder.
+fn ext4_from_tree(dir: &Path, name: &str, mib: u64) -> (PathBuf, PathBuf) {
+    let tree = dir.join(format!("{name}.tree"));
+    std::fs::create_dir_all(tree.join("docs")).unwrap();
+    for i in 0..4u32 {
+        std::fs::write(tree.join(format!("r{i}.bin")), common::noise(1 << 20, i)).unwrap();
+        std::fs::write(
+            tree.join("docs").join(format!("t{i}.txt")),
+            format!("network store line {i}\n").repeat(5000),
+        )
+        .unwrap();
+    }
+    let disk = dir.join(name);
+    sh(&format!(
+        "truncate -s {mib}M {d} && mkfs.ext4 -q -F -d {t} {d}",
+        d = disk.display(),
+        t = tree.display()
+    ));
+    (disk, tree)
+}
+
+/// Mounts the ext4 disk file `disk` read-only and compares its files with `tree`.
+fn same_files(disk: &Path, tree: &Path) {
+    let m = tempfile::tempdir().unwrap();
+    sh(&format!(
+        "mount -o loop,ro {} {}",
+        disk.display(),
+        m.path().display()
+    ));
+    let diff = Command::new("diff")
+        .arg("-r")
+        .arg(tree)
+        .arg(m.path())
+        .output()
+        .unwrap();
+    let _ = Command::new("umount").arg(m.path()).status();
+    let text = String::from_utf8_lossy(&diff.stdout);
+    let differences: Vec<&str> = text.lines().filter(|l| !l.contains("lost+found")).collect();
+    assert!(
+        differences.is_empty(),
+        "{}: {differences:?}",
+        disk.display()
+    );
+}
+
+/// Issue 19's round trip in the booted rescue system: the guest gets its address by DHCP
+/// (virtio-net), mounts the SMB share that `lifeboat.store=` names (Samba's smbd on the host,
+/// reached through QEMU's user network at 10.0.2.2, with the password from
+/// `lifeboat.credentials=`), images a disk onto it, verifies the image and restores it onto
+/// a second disk; then does the same through an `nfs://` URL (nfs-ganesha, NFSv4) onto a
+/// third disk. The host checks the images on the share and the export and the restored
+/// files.
+#[test]
+fn network_stores_smb_and_nfs_standard() {
+    let kernel = "out/standard";
+    if !prerequisites(&[
+        &format!("{kernel}/vmlinuz"),
+        &format!("{kernel}/initrd.zst"),
+    ]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let share = t.path().join("share");
+    let export = t.path().join("export");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::create_dir_all(&export).unwrap();
+    let Some(smbd) = common::servers::Smbd::start(&share, "lbuser", "s3cret,pass") else {
+        return;
+    };
+    let Some(nfs) = common::servers::Ganesha::start(&export) else {
+        return;
+    };
+    // the credentials file reaches the guest in an uncompressed cpio archive in front of
+    // the initramfs (the kernel unpacks both, as it does early microcode); PID 1 copies it
+    // from there as from a boot medium
+    let boot = t.path().join("boot");
+    let extra = t.path().join("extra");
+    std::fs::create_dir_all(extra.join("etc/lifeboat")).unwrap();
+    std::fs::write(
+        extra.join("etc/lifeboat/smb.creds"),
+        "# the test share\nuser=lbuser\npassword=s3cret,pass\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(&boot).unwrap();
+    std::os::unix::fs::symlink(root().join(kernel).join("vmlinuz"), boot.join("vmlinuz")).unwrap();
+    sh(&format!(
+        "cd {e} && find . | cpio -o -H newc --quiet > {b}/initrd.zst && cat {k}/initrd.zst >> {b}/initrd.zst",
+        k = root().join(kernel).display(),
+        b = boot.display(),
+        e = extra.display()
+    ));
+    let (src, tree) = ext4_from_tree(t.path(), "src.img", 32);
+    let smb_target = blank(t.path(), "smb-target.img", 32);
+    let nfs_target = blank(t.path(), "nfs-target.img", 32);
+    let nfs_url = format!(
+        "nfs://10.0.2.2:{}{}",
+        nfs.port(),
+        common::servers::Ganesha::PSEUDO
+    );
+    let append = format!(
+        "lifeboat.store=smb://10.0.2.2:{smb}/{share} lifeboat.credentials=/etc/lifeboat/smb.creds \
+         lifeboat.run=\"image /dev/vda -o /store/smb.lbi ; verify /store/smb.lbi ; \
+         restore /store/smb.lbi /dev/vdb --yes ; image /dev/vda -o {nfs_url}/nfs.lbi ; \
+         verify {nfs_url}/nfs.lbi ; restore {nfs_url}/nfs.lbi /dev/vdc --yes\" \
+         lifeboat.then=poweroff",
+        smb = smbd.port(),
+        share = common::servers::Smbd::SHARE,
+    );
+    let mut vm = Vm::start(
+        "network-stores-standard",
+        &[
+            "--kernel",
+            &boot.to_string_lossy(),
+            "--net",
+            "virtio-net-pci",
+            "--disk",
+            &format!("{},bus=virtio", src.display()),
+            "--disk",
+            &format!("{smb_target},bus=virtio"),
+            "--disk",
+            &format!("{nfs_target},bus=virtio"),
+            "--append",
+            &append,
+        ],
+    );
+    let (ready, _) = vm.json_line("LIFEBOAT-READY", BOOT);
+    // what the kernel's SMB client said, if the mount failed
+    let cifs: Vec<String> = vm
+        .text()
+        .lines()
+        .filter(|l| {
+            ["CIFS", "cifs", "store:", "credentials"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        ready["store"]["kind"], "smb",
+        "the SMB store was not mounted: {ready}\n{cifs:#?}"
+    );
+    let text = vm.text();
+    assert!(!text.contains("s3cret"), "the password reached the console");
+    let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
+    assert_eq!(result["ok"], true, "{result}\n{}", vm.tail());
+    let jobs = result["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 6, "{result}");
+    vm.wait_exit(Duration::from_secs(60));
+    assert!(
+        !vm.text().contains("s3cret"),
+        "the password reached the console"
+    );
+    // the guest got its address by DHCP
+    assert!(
+        vm.text().contains("10.0.2.15"),
+        "no DHCP address in the log:\n{}",
+        vm.tail()
+    );
+    // the images are on the share and the export, complete, and nothing partial is left
+    for (dir, name) in [(&share, "smb.lbi"), (&export, "nfs.lbi")] {
+        let img = dir.join(name);
+        let out = common::lifeboat_ok(&["verify", img.to_str().unwrap()]);
+        assert!(out.contains("intact"), "{out}");
+        let left: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".partial"))
+            .collect();
+        assert!(left.is_empty(), "partial files left: {left:?}");
+    }
+    same_files(Path::new(&smb_target), &tree);
+    same_files(Path::new(&nfs_target), &tree);
+}

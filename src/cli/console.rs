@@ -9,6 +9,7 @@ use crate::discovery::SystemPaths;
 // their safe wrappers live in init's one unsafe module.
 use crate::init::sys;
 use crate::rescue::{split_words, LOG_FILE};
+use crate::store::net::{self, NetStore};
 use crate::store::{self, local, STORE_DIR};
 use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
@@ -20,10 +21,13 @@ Commands (the same words as the lifeboat command line):
   menu                              back to the full-screen menu
   list                              the disks again (also: disks)
   store LABEL=name | /dev/sdb1      mount the image store read-write at /store
+  store smb://user@nas/share/dir    or a network share (also nfs://nas/export, sftp://user@host/dir)
+  net                               network interfaces and addresses; net dhcp [IFACE] asks again
   unstore                           unmount the store (do this before unplugging it)
   image /dev/sda -o /store/pc.lbi   image a disk onto the store
   image /dev/sda --incremental /store   only what changed since the newest image of it
   restore /store/pc.lbi /dev/sda    restore an image onto a disk (asks before erasing it)
+  restore https://server/pc.lbi /dev/sda   ... or straight from a web server
   clone /dev/sda /dev/sdb --grow-last   copy a disk onto a bigger one, last partition grown
   verify /store/pc.lbi              check every chunk of an image
   info /store/pc.lbi                what an image holds (and its chain)
@@ -101,6 +105,7 @@ pub fn run() -> Exit {
                 ls(&mut out, Path::new(dir));
             }
             "store" => mount_store(&mut out, rest),
+            "net" => network(&mut out, rest),
             "unstore" => match store::unmount(Path::new(STORE_DIR)) {
                 Ok(()) => {
                     let _ = writeln!(out, "{STORE_DIR} unmounted; the drive can be unplugged");
@@ -222,6 +227,143 @@ fn ls(out: &mut impl Write, dir: &Path) {
     }
 }
 
+/// `net`: the interfaces, their links and addresses, and the leases; `net dhcp [IFACE]` runs
+/// DHCP again on IFACE (or every Ethernet interface with a link).
+fn network(out: &mut impl Write, rest: &[String]) {
+    if rest.first().map(String::as_str) == Some("dhcp") {
+        let names: Vec<String> = match rest.get(1) {
+            Some(i) => vec![i.clone()],
+            None => crate::net::interfaces()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|i| !i.loopback && i.carrier != Some(false))
+                .map(|i| i.name)
+                .collect(),
+        };
+        if names.is_empty() {
+            let _ = writeln!(out, "no interface with a link (is the cable plugged in?)");
+        }
+        for n in names {
+            let _ = writeln!(out, "{n}: asking for an address (up to 20 s)…");
+            let _ = out.flush();
+            match crate::net::dhcp(&n, std::time::Duration::from_secs(20)) {
+                Ok(c) => {
+                    let _ = writeln!(out, "{n}: {}", c.address);
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "{n}: {}", crate::error::with_causes(&e));
+                }
+            }
+        }
+        return;
+    }
+    let ifaces = match crate::net::interfaces() {
+        Ok(i) => i,
+        Err(e) => {
+            let _ = writeln!(out, "error: {}", crate::error::with_causes(&e));
+            return;
+        }
+    };
+    let leases = crate::net::recorded();
+    for i in ifaces.iter().filter(|i| !i.loopback) {
+        let link = match i.carrier {
+            Some(true) => "link",
+            Some(false) => "no link",
+            None => "link ?",
+        };
+        let addrs: Vec<String> = i.addresses.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "{:<8} {:<17} {:<8} {:<7} {}",
+            i.name,
+            i.mac.as_deref().unwrap_or("-"),
+            i.driver.as_deref().unwrap_or("-"),
+            link,
+            if addrs.is_empty() {
+                "no address".to_string()
+            } else {
+                addrs.join(" ")
+            }
+        );
+        if let Some(l) = leases.iter().find(|l| l.interface == i.name) {
+            let dns: Vec<String> = l.dns.iter().map(|d| d.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "         gateway {}, DNS {}",
+                l.router.map_or("-".to_string(), |r| r.to_string()),
+                if dns.is_empty() {
+                    "-".to_string()
+                } else {
+                    dns.join(" ")
+                }
+            );
+        }
+    }
+    if ifaces.iter().all(|i| i.loopback) {
+        let _ = writeln!(
+            out,
+            "no network interface (no driver for this network card?)"
+        );
+    }
+}
+
+/// `store smb://…`, `nfs://…`, `sftp://…`: waits for the network, asks for a password the
+/// boot credentials lack, shows an unknown SSH server's key and asks before trusting it, then
+/// mounts the share at the store folder.
+fn mount_net_store(out: &mut impl Write, store: crate::store::Result<NetStore>) {
+    let fail = |out: &mut dyn Write, e: &dyn std::fmt::Display| {
+        let _ = writeln!(out, "error: {e}");
+    };
+    let store = match store {
+        Ok(s) => s,
+        Err(e) => return fail(out, &crate::error::with_causes(&e)),
+    };
+    if let Err(e) = crate::net::wait_online(std::time::Duration::from_secs(20)) {
+        return fail(out, &format!("{e} (see the network with: net)"));
+    }
+    let mut creds = match net::default_credentials() {
+        Ok(c) => c,
+        Err(e) => return fail(out, &crate::error::with_causes(&e)),
+    };
+    if store.wants_password(&creds) {
+        match super::common::read_secret(&format!("Password for {store}: ")) {
+            Ok(p) => creds.password = Some(p),
+            Err(e) => return fail(out, &e),
+        }
+    }
+    let trusted = std::path::Path::new(net::RESCUE_KNOWN_HOSTS).is_file();
+    if store.kind == net::Kind::Sftp && creds.host_keys.is_empty() && !trusted {
+        let keys = match net::host_key_fingerprints(&store) {
+            Ok(k) => k,
+            Err(e) => return fail(out, &crate::error::with_causes(&e)),
+        };
+        let _ = writeln!(out, "The SSH server {} presents:", store.host);
+        for (_, fp) in &keys {
+            let _ = writeln!(out, "  {fp}");
+        }
+        let _ = write!(out, "Is this the server you expect? Type yes to trust it: ");
+        let _ = out.flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if answer.trim() != "yes" {
+            let _ = writeln!(out, "not trusted; nothing was mounted");
+            return;
+        }
+        for (line, _) in &keys {
+            if let Err(e) = net::trust_host_key(line) {
+                return fail(out, &crate::error::with_causes(&e));
+            }
+        }
+    }
+    let _ = crate::store::release(Path::new(STORE_DIR));
+    match net::mount(&store, &creds, net::Trust::Refuse, Path::new(STORE_DIR)) {
+        Ok(()) => {
+            let _ = writeln!(out, "{store} is mounted at {STORE_DIR}");
+        }
+        Err(e) => fail(out, &crate::error::with_causes(&e)),
+    }
+}
+
 fn mount_store(out: &mut impl Write, rest: &[String]) {
     let disks = crate::inspect::list(&SystemPaths::default()).unwrap_or_default();
     let candidates = local::candidates(&disks);
@@ -245,8 +387,17 @@ fn mount_store(out: &mut impl Write, rest: &[String]) {
             );
         }
         let _ = writeln!(out, "Then: store /dev/sdXN   or   store LABEL=name");
+        let _ = writeln!(
+            out,
+            "Or a network share: store smb://user@nas/share/folder, store nfs://nas/export, \
+             store sftp://user@host/path"
+        );
         return;
     };
+    if let Some(store) = crate::store::net::NetStore::parse(spec) {
+        mount_net_store(out, store);
+        return;
+    }
     match local::find(spec, &candidates) {
         Ok(Some(t)) => match local::mount(&t, Path::new(STORE_DIR)) {
             Ok(()) => {

@@ -7,6 +7,7 @@
 //! | `lifeboat.store=SPEC` | mount a filesystem read-write at `/store` before anything runs. SPEC is `LABEL=name`, `UUID=uuid`, `PARTLABEL=name` or a device path (`/dev/sdb1`). ext2/3/4, vfat, exfat and ntfs are accepted. |
 //! | `lifeboat.run="CMD ; CMD"` | unattended mode: run these lifeboat commands in order (the words after `lifeboat`, e.g. `image /dev/sda -o /store/pc.lbi`). Words may be quoted with `'…'` inside the value. A failing command stops the rest. |
 //! | `lifeboat.then=poweroff\|reboot\|shell\|tui` | what follows the unattended commands (default `tui`: the menu on every console). `shell` starts a root shell on the first console, then the menu. |
+//! | `lifeboat.credentials=PATH` | the credentials of a network store (`user=`, `password=`, `domain=`, `identity=`, `host_key=` lines): a file on the boot medium (PATH relative to its root, or absolute), copied to `/run/lifeboat/credentials` for the store, the console and the menu. Its content is never logged. |
 //! | `lifeboat.wait=SECONDS` | how long to wait for the store device to appear, or for the network before a network store (default 20). |
 //! | `lifeboat.net=dhcp\|off\|IFACE:ADDR/PREFIX[,GATEWAY[,DNS…]]` | the network (default `dhcp`: DHCP in the background on every Ethernet interface that gets a link; `off`: only `lo`; otherwise one static address, e.g. `eth0:10.0.2.20/24,10.0.2.2,10.0.2.3`). A store whose SPEC is a URL (`smb://`, `nfs://`, `sftp://`) waits up to `lifeboat.wait=` for an address and a default route. A bad value is reported and `dhcp` is used. |
 //! | `lifeboat.debug` | log each module load on the console. |
@@ -46,6 +47,9 @@ pub struct BootOptions {
     pub wait_secs: u64,
     /// `lifeboat.debug`.
     pub debug: bool,
+    /// `lifeboat.credentials=`: the credentials file for a network store, a path on the boot
+    /// medium (or in the initramfs).
+    pub credentials: Option<String>,
     /// `lifeboat.net=`.
     pub net: crate::net::Mode,
     /// Problems with lifeboat.* words, shown on the console (never fatal).
@@ -60,6 +64,7 @@ impl Default for BootOptions {
             then: Then::Tui,
             wait_secs: 20,
             debug: false,
+            credentials: None,
             net: crate::net::Mode::Dhcp,
             problems: Vec::new(),
         }
@@ -133,6 +138,9 @@ pub fn parse(cmdline: &str) -> BootOptions {
                     .push(format!("lifeboat.wait={v}: expected seconds (0-3600)")),
             },
             ("lifeboat.debug", _) => o.debug = true,
+            ("lifeboat.credentials", Some(v)) if !v.is_empty() => {
+                o.credentials = Some(v.to_string())
+            }
             ("lifeboat.net", Some(v)) => match crate::net::Mode::parse(v) {
                 Ok(mode) => o.net = mode,
                 Err(e) => o

@@ -106,6 +106,9 @@ pub fn main() -> ! {
     }
     settle(&mut log, index.as_ref(), opts.debug);
     mount_boot_medium(&mut log);
+    if let Some(c) = &opts.credentials {
+        install_credentials(&mut log, c);
+    }
     // the NIC drivers are loaded: DHCP (or the static address) goes on in the background
     super::net::start(&mut log, &opts.net, opts.wait_secs);
 
@@ -304,9 +307,89 @@ fn walk_has_block(dir: &Path, depth: u32) -> bool {
     false
 }
 
+/// Copies `lifeboat.credentials=PATH` (on the boot medium, or absolute) to
+/// [`crate::store::net::CREDENTIALS`], readable by root alone. The log names the file, never
+/// what is in it.
+fn install_credentials(log: &mut Log, path: &str) {
+    let on_medium = Path::new("/run/lifeboat/boot").join(path.trim_start_matches('/'));
+    let from = [on_medium.as_path(), Path::new(path)]
+        .into_iter()
+        .find(|p| p.is_file());
+    let Some(from) = from else {
+        log.line(&format!(
+            "credentials: {path} is neither on the boot medium nor in the rescue system"
+        ));
+        return;
+    };
+    let to = Path::new(crate::store::net::CREDENTIALS);
+    let copied = std::fs::read(from).and_then(|bytes| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::create_dir_all(to.parent().unwrap_or(Path::new("/run")));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(to)?
+            .write_all(&bytes)
+    });
+    match copied.map_err(|e| e.to_string()).and_then(|()| {
+        crate::store::net::Credentials::read(to)
+            .map(|_| ())
+            .map_err(|e| crate::error::with_causes(&e))
+    }) {
+        Ok(()) => log.line(&format!(
+            "credentials: {} for network stores",
+            from.display()
+        )),
+        Err(e) => log.line(&format!("credentials: {e}")),
+    }
+}
+
+/// Mounts a network store (`smb://`, `nfs://`, `sftp://`) at `/store`, with the boot
+/// credentials. Unattended: an unknown SSH host key is refused (give `host_key=`).
+fn mount_net_store(
+    log: &mut Log,
+    store: crate::store::Result<crate::store::net::NetStore>,
+) -> Result<serde_json::Value, String> {
+    use crate::store::net;
+    let fail = |log: &mut Log, e: String| {
+        log.line(&format!("store: {e}"));
+        Err(e)
+    };
+    let store = match store {
+        Ok(s) => s,
+        Err(e) => return fail(log, crate::error::with_causes(&e)),
+    };
+    let creds = match net::default_credentials() {
+        Ok(c) => c,
+        Err(e) => return fail(log, crate::error::with_causes(&e)),
+    };
+    if store.wants_password(&creds) {
+        return fail(
+            log,
+            format!("{store} needs a password: give lifeboat.credentials= a file with password="),
+        );
+    }
+    match net::mount(&store, &creds, net::Trust::Refuse, Path::new(STORE_DIR)) {
+        Ok(()) => {
+            log.line(&format!("store: {store} mounted at {STORE_DIR}"));
+            Ok(serde_json::json!({
+                "url": store.to_string(), "kind": store.kind, "host": store.host,
+                "mountpoint": STORE_DIR,
+            }))
+        }
+        Err(e) => fail(log, crate::error::with_causes(&e)),
+    }
+}
+
 fn mount_store(log: &mut Log, spec: &str, wait_secs: u64) -> Result<serde_json::Value, String> {
     // a network store needs an address and a route first
     super::net::wait_for_network(log, spec, wait_secs)?;
+    if let Some(store) = crate::store::net::NetStore::parse(spec) {
+        return mount_net_store(log, store);
+    }
     let deadline = Instant::now() + Duration::from_secs(wait_secs);
     let target = loop {
         let disks =

@@ -269,7 +269,19 @@ pub fn apply_static(s: &StaticConfig) -> Result<NetConfig> {
 pub fn load_fs_module(fs: &str) -> Result<()> {
     let this = [fs];
     let (names, versions): (&[&str], &[&str]) = match fs {
-        "cifs" | "smb3" => (&["cifs", "smb3"], &[]),
+        // cifs declares its crypto as softdeps without "pre:", so nothing loads them first;
+        // without cmac and gcm, SMB 3 negotiation fails ("crypto alloc failed, rc=-2")
+        "cifs" | "smb3" => (
+            &["cifs", "smb3"],
+            &[
+                "cmac",
+                "ccm",
+                "gcm",
+                "ghash_generic",
+                "sha512_generic",
+                "aesni_intel",
+            ],
+        ),
         "nfs" => (&["nfs"], &["nfsv3"]),
         "nfs4" => (&["nfs4"], &["nfsv4"]),
         _ => (&this, &[]),

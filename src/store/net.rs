@@ -320,6 +320,20 @@ impl Credentials {
     }
 }
 
+/// Where the rescue system keeps the boot credentials (`lifeboat.credentials=`), for the
+/// store, the console and the menu.
+pub const CREDENTIALS: &str = "/run/lifeboat/credentials";
+
+/// The credentials given at boot ([`CREDENTIALS`]), or none.
+pub fn default_credentials() -> Result<Credentials> {
+    let p = Path::new(CREDENTIALS);
+    if p.is_file() {
+        Credentials::read(p)
+    } else {
+        Ok(Credentials::default())
+    }
+}
+
 /// What to do about an SSH host key that is not known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trust {
@@ -418,7 +432,8 @@ fn mount_smb(store: &NetStore, creds: &Credentials, at: &Path) -> Result<()> {
                 data.push_str(&format!(",password={}", p.replace(',', ",,")));
             }
         }
-        None => data.push_str(",guest"),
+        // no user: the server's guest account (the kernel has no "guest" option of its own)
+        None => data.push_str(",username=guest"),
     }
     if let Some(d) = &creds.domain {
         data.push_str(&format!(",domain={d}"));
