@@ -137,9 +137,11 @@ impl Mounts {
 /// about an unknown host key (a terminal, and no `--yes`).
 pub fn resolve(command: &mut Command, credentials: Option<&Path>) -> anyhow::Result<Mounts> {
     let mut m = Mounts::default();
-    if let Some(f) = credentials {
-        m.creds = Credentials::read(f)?;
-    }
+    m.creds = match credentials {
+        Some(f) => Credentials::read(f)?,
+        // in the rescue system, lifeboat.credentials= from the boot
+        None => net::default_credentials()?,
+    };
     let terminal = std::io::stdin().is_terminal();
     m.trust = Some(Trust::Refuse);
     let ask = |yes: bool| {
