@@ -185,9 +185,10 @@ pub enum Error {
         /// What the network said.
         reason: String,
     },
-    /// This kernel has no client for the protocol.
+    /// This system has no client for the protocol.
     #[error(
-        "{spec}: this kernel has no {fs} client (the rescue system has one; on a host, load          the module or install the kernel's extra modules)"
+        "{spec}: this system has no {fs} client (the standard rescue system has them all, the \
+         mini one SMB and NFS; on a host, load the kernel module or install sshfs)""
     )]
     NetNoClient {
         /// The store.

@@ -571,10 +571,16 @@ fn mount_sftp(store: &NetStore, creds: &Credentials, trust: Trust, at: &Path) ->
         Stdio::inherit()
     });
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|source| Error::HelperStart {
-        tool: "sshfs",
-        fs: "SFTP",
-        source,
+    let mut child = cmd.spawn().map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => Error::NetNoClient {
+            spec: store.to_string(),
+            fs: "SFTP (sshfs)",
+        },
+        _ => Error::HelperStart {
+            tool: "sshfs",
+            fs: "SFTP",
+            source,
+        },
     })?;
     if let (Some(p), Some(mut stdin)) = (&creds.password, child.stdin.take()) {
         let _ = writeln!(stdin, "{p}");
