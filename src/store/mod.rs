@@ -188,7 +188,7 @@ pub enum Error {
     /// This system has no client for the protocol.
     #[error(
         "{spec}: this system has no {fs} client (the standard rescue system has them all, the \
-         mini one SMB and NFS; on a host, load the kernel module or install sshfs)""
+         mini one SMB and NFS; on a host, load the kernel module or install sshfs)"
     )]
     NetNoClient {
         /// The store.
