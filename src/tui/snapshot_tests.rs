@@ -379,6 +379,7 @@ fn the_password_is_never_drawn() {
 screens! {
     network_screen => network(0);
     network_no_link => network(1);
+    network_down => network(2);
     network_dhcp_running => with(network(1), |m| {
         update(m, Msg::Key(crossterm::event::KeyEvent::new(
             crossterm::event::KeyCode::Char('d'),

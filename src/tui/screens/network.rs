@@ -170,7 +170,7 @@ pub(crate) fn draw(model: &Model, f: &mut Frame, area: Rect) {
     let rows = shown(v);
     let h = (rows.len().max(1) as u16 + 3).min(area.height.saturating_sub(8).max(4));
     let current = rows.get(v.cursor).copied();
-    let lease_lines = lease_lines(v, current);
+    let lease_lines = lease_lines(v, current, model.rescue);
     let [list, lease, status] = Layout::vertical([
         Constraint::Length(h),
         Constraint::Length(lease_lines.len() as u16 + 2),
@@ -235,21 +235,28 @@ pub(crate) fn draw(model: &Model, f: &mut Frame, area: Rect) {
 }
 
 /// What the record says about `i`: address, gateway, DNS, domain, lease.
-fn lease_lines(v: &NetView, i: Option<&Interface>) -> Vec<Line<'static>> {
+fn lease_lines(v: &NetView, i: Option<&Interface>, rescue: bool) -> Vec<Line<'static>> {
     let Some(i) = i else {
         return vec![];
     };
     match v.leases.iter().find(|c| c.interface == i.name) {
-        None => vec![
-            Line::raw(format!(
+        None => {
+            let mut l = vec![Line::raw(format!(
                 " No DHCP lease or static address is recorded for {}.",
                 i.name
-            )),
-            Line::styled(
-                " Without a cable (link: no) DHCP cannot work; plug one in, then d.",
-                dim(),
-            ),
-        ],
+            ))];
+            let hint = match (i.carrier, rescue) {
+                (Some(false), _) => {
+                    " Without a cable (link: no) DHCP cannot work; plug one in, then d."
+                }
+                (_, true) => " d asks a DHCP server for an address.",
+                (_, false) => "",
+            };
+            if !hint.is_empty() {
+                l.push(Line::styled(hint, dim()));
+            }
+            l
+        }
         Some(c) => {
             let mut l = vec![
                 Line::raw(format!(
