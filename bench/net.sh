@@ -94,13 +94,14 @@ HostKey $work/hostkey
 PidFile $work/sshd.pid
 AuthorizedKeysFile $work/userkey.pub
 PermitRootLogin prohibit-password
+StrictModes no
 PasswordAuthentication no
 UsePAM no
 Subsystem sftp internal-sftp
 EOF
 /usr/sbin/sshd -D -e -f "$work/sshd_config" 2>"$work/sshd.log" & pids+=($!)
 sleep 1
-printf '[127.0.0.1]:%s %s\n' "$shp" "$(cut -d' ' -f1,2 "$work/hostkey.pub")" > "$work/known_hosts"
+printf 'identity=%s\nhost_key=%s\n' "$work/userkey" "$(cut -d' ' -f1,2 "$work/hostkey.pub")" > "$work/sftp.creds"
 
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 fresh_target() { rm -f "$work/t.img"; fallocate -l "$size" "$work/t.img"; }
@@ -112,8 +113,7 @@ row_restore_https() { fresh_target; drop; timed "$lb" --ca "$work/ca.pem" restor
 row_image_local() { rm -f "$work/i.lbi"; drop; timed "$lb" image "$disk" -o "$work/i.lbi"; }
 row_image_sftp() {
   rm -f "$work/s/i.lbi"; drop
-  timed env LIFEBOAT_SSH_OPTS="-o IdentityFile=$work/userkey -o UserKnownHostsFile=$work/known_hosts" \
-    "$lb" image "$disk" -o "sftp://root@127.0.0.1:$shp$work/s/i.lbi"
+  timed "$lb" --credentials "$work/sftp.creds" image "$disk" -o "sftp://root@127.0.0.1:$shp$work/s/i.lbi"
 }
 rows=(restore_local restore_http restore_https image_local)
 if "$lb" image --help | grep -q 'sftp://'; then rows+=(image_sftp); fi
