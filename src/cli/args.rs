@@ -402,7 +402,9 @@ pub struct InspectArgs {
 pub struct ImageArgs {
     /// Disk or disk-image file to read.
     pub source: PathBuf,
-    /// The image file to create (refused if it exists). Optional with --incremental and
+    /// The image file to create (refused if it exists): a path, or on a network store
+    /// smb://[user@]host/share/dir/NAME.lbi, nfs://host/export/dir/NAME.lbi or
+    /// sftp://[user@]host/dir/NAME.lbi (see --credentials). Optional with --incremental and
     /// --differential, which name it CHAIN-YYYYMMDD-HHMMSS-incr.lbi (or -diff) in DIR.
     #[arg(
         short,
@@ -495,8 +497,9 @@ pub struct ImageArgs {
 /// The arguments of `lifeboat verify`; becomes a [`crate::jobs::run::VerifyJob`].
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The image file, or its http:// or https:// URL (read with range requests; its
-    /// ancestors are looked for next to it).
+    /// The image file; or its http:// or https:// URL (read with range requests; its
+    /// ancestors are looked for next to it); or smb://, nfs:// or sftp:// (its folder is
+    /// mounted for the command).
     pub file: PathBuf,
     /// Also look for ancestors in DIR (repeatable; the image's folder comes first).
     #[arg(long, value_name = "DIR")]
@@ -512,8 +515,9 @@ pub struct VerifyArgs {
 /// The arguments of `lifeboat info`.
 #[derive(Debug, clap::Args)]
 pub struct InfoArgs {
-    /// The image file, or its http:// or https:// URL (read with range requests; its
-    /// ancestors are looked for next to it).
+    /// The image file; or its http:// or https:// URL (read with range requests; its
+    /// ancestors are looked for next to it); or smb://, nfs:// or sftp:// (its folder is
+    /// mounted for the command).
     pub file: PathBuf,
     /// Also look for ancestors in DIR (repeatable).
     #[arg(long, value_name = "DIR")]
@@ -564,8 +568,9 @@ impl FitArgs {
 /// The arguments of `lifeboat restore`; becomes a [`crate::jobs::restore::RestoreSpec`].
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
-    /// The image file, or its http:// or https:// URL (read with range requests; its
-    /// ancestors are looked for next to it).
+    /// The image file; or its http:// or https:// URL (read with range requests; its
+    /// ancestors are looked for next to it); or smb://, nfs:// or sftp:// (its folder is
+    /// mounted for the command).
     pub file: PathBuf,
     /// Disk or disk-image file to overwrite.
     pub target: PathBuf,

@@ -325,13 +325,16 @@ fn mount_net_store(out: &mut impl Write, store: crate::store::Result<NetStore>) 
         Ok(c) => c,
         Err(e) => return fail(out, &crate::error::with_causes(&e)),
     };
-    if store.wants_password(&creds) {
+    // SMB with a user; SFTP without a key file (the rescue system has no ~/.ssh)
+    let sftp_without_key =
+        store.kind == net::Kind::Sftp && creds.password.is_none() && creds.identity.is_none();
+    if store.wants_password(&creds) || sftp_without_key {
         match super::common::read_secret(&format!("Password for {store}: ")) {
             Ok(p) => creds.password = Some(p),
             Err(e) => return fail(out, &e),
         }
     }
-    let trusted = std::path::Path::new(net::RESCUE_KNOWN_HOSTS).is_file();
+    let trusted = net::host_key_trusted(&store);
     if store.kind == net::Kind::Sftp && creds.host_keys.is_empty() && !trusted {
         let keys = match net::host_key_fingerprints(&store) {
             Ok(k) => k,

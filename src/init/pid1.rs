@@ -390,6 +390,14 @@ fn mount_store(log: &mut Log, spec: &str, wait_secs: u64) -> Result<serde_json::
     if let Some(store) = crate::store::net::NetStore::parse(spec) {
         return mount_net_store(log, store);
     }
+    if crate::store::http::is_url(Path::new(spec)) {
+        let e = format!(
+            "lifeboat.store={spec}: a web server is not a store (images cannot be written \
+             there); give the image's URL to restore or verify in lifeboat.run= instead"
+        );
+        log.line(&format!("store: {e}"));
+        return Err(e);
+    }
     let deadline = Instant::now() + Duration::from_secs(wait_secs);
     let target = loop {
         let disks =
@@ -499,6 +507,16 @@ fn net_json(mode: &crate::net::Mode) -> serde_json::Value {
 /// Runs the unattended commands in order, each as a child process whose output goes to every
 /// console and the log. Stops at the first failure.
 fn run_jobs(log: &mut Log, opts: &BootOptions) -> serde_json::Value {
+    // a command that names a URL (restore https://…, image -o smb://…) needs the network
+    // first, as a URL store does
+    if let Some(url) = opts
+        .run
+        .iter()
+        .flatten()
+        .find(|w| crate::net::is_network_spec(w))
+    {
+        let _ = super::net::wait_for_network(log, url, opts.wait_secs);
+    }
     let mut jobs = Vec::new();
     let mut ok = true;
     for args in &opts.run {

@@ -1,5 +1,6 @@
-//! Images read over HTTP and HTTPS, from any static web server: `restore`, `verify`, `info`,
-//! `mount` and `serve` take `https://host/path/disk.lbi` wherever they take an image file.
+//! Images read over HTTP and HTTPS, from any static web server: `restore`, `verify` and
+//! `info` take `https://host/path/disk.lbi` where they take an image file (the image reader
+//! opens URLs, so commands built on it read them too, but only those three are tested).
 //!
 //! An [`HttpFile`] is a read-only file whose bytes come from range requests
 //! (`Range: bytes=A-B`, answered `206 Partial Content` with `Content-Range: bytes A-B/LEN`):

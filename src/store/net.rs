@@ -321,7 +321,8 @@ impl Credentials {
 }
 
 /// Where the rescue system keeps the boot credentials (`lifeboat.credentials=`), for the
-/// store, the console and the menu.
+/// store at boot, the console, the menu's network store form (under what is typed there)
+/// and network paths on the command line.
 pub const CREDENTIALS: &str = "/run/lifeboat/credentials";
 
 /// The credentials given at boot ([`CREDENTIALS`]), or none.
@@ -737,6 +738,22 @@ pub fn host_key_fingerprints(store: &NetStore) -> Result<Vec<(String, String)>> 
         });
     }
     Ok(keys)
+}
+
+/// Whether this session already trusts a key of `store`'s server ([`RESCUE_KNOWN_HOSTS`]
+/// has a line for its host and port).
+pub fn host_key_trusted(store: &NetStore) -> bool {
+    let port = store.port.unwrap_or(22);
+    let name = if port == 22 {
+        store.host.clone()
+    } else {
+        format!("[{}]:{port}", store.host)
+    };
+    std::fs::read_to_string(RESCUE_KNOWN_HOSTS).is_ok_and(|t| {
+        t.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .any(|hosts| hosts.split(',').any(|h| h == name))
+    })
 }
 
 /// Trusts a known_hosts line (from [`host_key_fingerprints`]) for the rest of this session

@@ -423,8 +423,14 @@ fn mount_net_storage(m: &NetMount, at: &Path) -> Result<(Storage, Vec<ImageEntry
             )
         })?;
     }
+    // the boot credentials (lifeboat.credentials=: a domain, an SSH key, host keys) under
+    // what the form says
+    let mut creds = net::default_credentials().unwrap_or_default();
+    if m.creds.password.is_some() {
+        creds.password = m.creds.password.clone();
+    }
     // the confirmed keys are in RESCUE_KNOWN_HOSTS now: any other key is refused
-    net::mount(&m.store, &m.creds, Trust::Refuse, at).map_err(|e| {
+    net::mount(&m.store, &creds, Trust::Refuse, at).map_err(|e| {
         outcome::failure_any(
             "mounting the network store",
             &e.into(),
