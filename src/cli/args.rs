@@ -403,8 +403,8 @@ pub struct ImageArgs {
     /// Disk or disk-image file to read.
     pub source: PathBuf,
     /// The image file to create (refused if it exists): a path, or on a network store
-    /// smb://[user@]host/share/dir/NAME.lbi, nfs://host/export/dir/NAME.lbi or
-    /// sftp://[user@]host/dir/NAME.lbi (see --credentials). Optional with --incremental and
+    /// smb://USER@HOST/SHARE/DIR/NAME.lbi, nfs://HOST/EXPORT/DIR/NAME.lbi or
+    /// sftp://USER@HOST/DIR/NAME.lbi (see --credentials). Optional with --incremental and
     /// --differential, which name it CHAIN-YYYYMMDD-HHMMSS-incr.lbi (or -diff) in DIR.
     #[arg(
         short,
