@@ -122,6 +122,21 @@ impl Mounts {
         Ok(())
     }
 
+    /// An image (`file`) and its `--search` folders, with `trust` for SSH host keys.
+    fn image_and_search(
+        &mut self,
+        trust: Trust,
+        file: &mut PathBuf,
+        search: &mut [PathBuf],
+    ) -> anyhow::Result<()> {
+        self.trust = Some(trust);
+        self.file(file)?;
+        for d in search {
+            self.dir(d)?;
+        }
+        Ok(())
+    }
+
     /// `p` itself, or for a network store URL, its mounted folder.
     fn dir(&mut self, p: &mut PathBuf) -> anyhow::Result<()> {
         let Some(store) = NetStore::parse(&p.to_string_lossy()) else {
@@ -171,58 +186,20 @@ pub fn resolve(command: &mut Command, credentials: Option<&Path>) -> anyhow::Res
             }
         }
         Command::Restore(a) => {
-            m.trust = Some(ask(a.yes || a.json));
-            m.file(&mut a.file)?;
-            for d in &mut a.search {
-                m.dir(d)?;
-            }
+            m.image_and_search(ask(a.yes || a.json), &mut a.file, &mut a.search)?
         }
-        Command::Verify(a) => {
-            m.trust = Some(ask(a.json));
-            m.file(&mut a.file)?;
-            for d in &mut a.search {
-                m.dir(d)?;
-            }
-        }
-        Command::Info(a) => {
-            m.trust = Some(ask(a.json));
-            m.file(&mut a.file)?;
-            for d in &mut a.search {
-                m.dir(d)?;
-            }
-        }
+        Command::Verify(a) => m.image_and_search(ask(a.json), &mut a.file, &mut a.search)?,
+        Command::Info(a) => m.image_and_search(ask(a.json), &mut a.file, &mut a.search)?,
+        Command::Get(a) => m.image_and_search(ask(a.json), &mut a.file, &mut a.search)?,
+        Command::Ls(a) => m.image_and_search(ask(a.json), &mut a.file, &mut a.search)?,
+        Command::Export(a) => m.image_and_search(ask(a.json), &mut a.file, &mut a.search)?,
         Command::Merge(a) => {
-            m.trust = Some(ask(a.json));
-            m.file(&mut a.file)?;
+            m.image_and_search(ask(a.json), &mut a.file, &mut a.search)?;
             m.file(&mut a.output)?;
-            for d in &mut a.search {
-                m.dir(d)?;
-            }
         }
         Command::Prune(a) => {
             m.trust = Some(ask(a.yes));
             m.dir(&mut a.dir)?;
-            for d in &mut a.search {
-                m.dir(d)?;
-            }
-        }
-        Command::Get(a) => {
-            m.trust = Some(ask(a.json));
-            m.file(&mut a.file)?;
-            for d in &mut a.search {
-                m.dir(d)?;
-            }
-        }
-        Command::Ls(a) => {
-            m.trust = Some(ask(a.json));
-            m.file(&mut a.file)?;
-            for d in &mut a.search {
-                m.dir(d)?;
-            }
-        }
-        Command::Export(a) => {
-            m.trust = Some(ask(a.json));
-            m.file(&mut a.file)?;
             for d in &mut a.search {
                 m.dir(d)?;
             }

@@ -104,20 +104,7 @@ impl Url {
             None => (rest, "/"),
         };
         let hostport = authority.rsplit('@').next().unwrap_or(authority);
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("{s:?}: unclosed '[' in the host"))?;
-            (h.to_string(), after.strip_prefix(':'))
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (hostport.to_string(), None),
-            }
-        };
-        if host.is_empty() {
-            return Err(format!("{s:?} has no host"));
-        }
+        let (host, port) = super::split_host_port(hostport).map_err(|m| format!("{s:?}: {m}"))?;
         let port = match port {
             None | Some("") => {
                 if tls {
@@ -148,11 +135,7 @@ impl Url {
     /// The `Host:` header's value.
     fn host_header(&self) -> String {
         let default = if self.tls { 443 } else { 80 };
-        let h = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let h = super::url_host(&self.host);
         if self.port == default {
             h
         } else {

@@ -236,6 +236,35 @@ pub enum Error {
     },
 }
 
+/// Splits a URL's `host[:port]` or `[v6addr][:port]` into the host (without brackets) and the
+/// port's text, if any; the error says what is wrong. Shared by the network stores and HTTP.
+pub(crate) fn split_host_port(
+    hostport: &str,
+) -> std::result::Result<(String, Option<&str>), &'static str> {
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or("unclosed '[' in the host")?;
+        (h.to_string(), after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host");
+    }
+    Ok((host, port))
+}
+
+/// A host as a URL writes it: an IPv6 address in brackets.
+pub(crate) fn url_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
 /// Unmounts what is mounted at `at`, if anything, but never lazily: a busy store (a job on
 /// another console writing to it) stays mounted and the error (EBUSY) says so. For replacing
 /// the store while the machine runs; [`unmount`] is for power-off. The caller names `at` in

@@ -79,11 +79,7 @@ impl std::fmt::Display for NetStore {
             .as_deref()
             .map(|u| format!("{u}@"))
             .unwrap_or_default();
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let host = super::url_host(&self.host);
         let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
         match self.kind {
             Kind::Smb if self.path.is_empty() => {
@@ -134,20 +130,7 @@ impl NetStore {
             }
             None => (None, authority),
         };
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| bad("unclosed '[' in the host"))?;
-            (h.to_string(), after.strip_prefix(':'))
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (hostport.to_string(), None),
-            }
-        };
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
+        let (host, port) = super::split_host_port(hostport).map_err(bad)?;
         let port = match port {
             None | Some("") => None,
             Some(p) => Some(
@@ -541,11 +524,7 @@ fn mount_sftp(store: &NetStore, creds: &Credentials, trust: Trust, at: &Path) ->
         .user(creds)
         .map(|u| format!("{u}@"))
         .unwrap_or_default();
-    let host = if store.host.contains(':') {
-        format!("[{}]", store.host)
-    } else {
-        store.host.clone()
-    };
+    let host = super::url_host(&store.host);
     let mut cmd = Command::new("sshfs");
     cmd.arg(format!("{user}{host}:{}", store.path)).arg(at);
     // max_write: 1 MiB FUSE writes instead of 128 KiB. AES-GCM first: with AES-NI it costs a
