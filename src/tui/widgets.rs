@@ -39,6 +39,18 @@ pub(crate) fn highlight() -> Style {
         .add_modifier(Modifier::BOLD)
 }
 
+/// A form's field on one line: a `>` when `focused`, `label` padded to `width` columns, and
+/// `value`, highlighted when `focused` and bold otherwise.
+pub(crate) fn form_field(label: &str, width: usize, value: String, focused: bool) -> Line<'static> {
+    Line::from(vec![
+        Span::raw(format!(
+            " {} {label:<width$} ",
+            if focused { ">" } else { " " }
+        )),
+        Span::styled(value, if focused { highlight() } else { bold() }),
+    ])
+}
+
 /// A bordered block titled `title`.
 pub(crate) fn boxed(title: &str) -> Block<'_> {
     Block::default()

@@ -7,11 +7,11 @@ use super::{short_name, sources, step_cursor};
 use crate::inspect::DiskReport;
 use crate::jobs::image::ImagePlan;
 use crate::tui::app::{Cmd, ImageEntry, JobRequest, Model, Planned, Screen};
-use crate::tui::widgets::{bold, boxed, dim, draw_source_list, highlight, Keys};
+use crate::tui::widgets::{bold, boxed, dim, draw_source_list, form_field, Keys};
 use crate::units::human_bytes;
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::Rect;
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
@@ -285,17 +285,7 @@ pub(crate) fn draw(model: &Model, w: &ImageWiz, f: &mut Frame, area: Rect) {
 }
 
 fn field(label: &str, value: String, focused: bool) -> Line<'static> {
-    Line::from(vec![
-        Span::raw(format!(" {} {label:<12} ", if focused { ">" } else { " " })),
-        Span::styled(
-            value,
-            if focused {
-                highlight()
-            } else {
-                Style::default().add_modifier(Modifier::BOLD)
-            },
-        ),
-    ])
+    form_field(label, 12, value, focused)
 }
 
 fn draw_options(model: &Model, w: &ImageWiz, f: &mut Frame, area: Rect) {

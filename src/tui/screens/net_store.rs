@@ -14,11 +14,10 @@
 
 use crate::store::net::{Credentials, Kind, NetStore};
 use crate::tui::app::{Cmd, Model, NetMount};
-use crate::tui::widgets::{bold, boxed, dim, highlight, red, Keys};
+use crate::tui::widgets::{bold, boxed, dim, form_field, red, Keys};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Modifier, Style};
-use ratatui::text::{Line, Span};
+use ratatui::text::Line;
 use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
@@ -344,17 +343,7 @@ fn field_line(form: &NetForm, f: Field, label: &str, value: String) -> Line<'sta
     } else {
         value
     };
-    Line::from(vec![
-        Span::raw(format!(" {} {label:<14} ", if focused { ">" } else { " " })),
-        Span::styled(
-            value,
-            if focused {
-                highlight()
-            } else {
-                Style::default().add_modifier(Modifier::BOLD)
-            },
-        ),
-    ])
+    form_field(label, 14, value, focused)
 }
 
 /// Draws the form over Storage's `area`.
