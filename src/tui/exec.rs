@@ -155,6 +155,19 @@ impl<'scope, 'env> Exec<'scope, 'env> {
         }
     }
 
+    /// Sends a new request, the one the menu now waits for: `answer(id)` runs on a reader
+    /// thread and its message comes back as `Msg::Reply(id, ..)`.
+    fn request(&mut self, answer: impl FnOnce(u64) -> Msg + Send + 'scope) {
+        self.latest += 1;
+        let id = self.latest;
+        let (tx, readers) = (self.tx.clone(), self.readers);
+        readers.fetch_add(1, Ordering::SeqCst);
+        self.scope.spawn(move || {
+            let _done = Done(readers);
+            let _ = tx.send(Msg::Reply(id, Box::new(answer(id))));
+        });
+    }
+
     /// Carries out `cmd`; `Some` when the menu is to leave. A shell suspends `term`, and
     /// failing to start one is shown on `model`.
     pub(super) fn execute(
@@ -169,49 +182,26 @@ impl<'scope, 'env> Exec<'scope, 'env> {
             Cmd::Reboot => return Some(Exit::Reboot),
             Cmd::Rescan => self.rescan(model.storage.as_ref().map(|s| s.dir.clone())),
             Cmd::MountStorage(c) => {
-                self.latest += 1;
-                let id = self.latest;
                 self.mounted_by_us = c.mountpoint.is_none();
                 if self.mounted_by_us {
                     self.mounted = false; // whatever was there is unmounted first
                 }
-                let (tx, at) = (self.tx.clone(), self.mount_at.to_path_buf());
-                self.readers.fetch_add(1, Ordering::SeqCst);
-                let readers = self.readers;
-                self.scope.spawn(move || {
-                    let _done = Done(readers);
-                    let r = mount_storage(&c, &at);
-                    let _ = tx.send(Msg::Reply(id, Box::new(Msg::StorageReady(r))));
-                });
+                let at = self.mount_at.to_path_buf();
+                self.request(move |_| Msg::StorageReady(mount_storage(&c, &at)));
             }
             Cmd::MountNetStore(m) => {
-                self.latest += 1;
-                let id = self.latest;
                 self.mounted_by_us = true;
                 self.mounted = false; // whatever was there is unmounted first
-                let (tx, at) = (self.tx.clone(), self.mount_at.to_path_buf());
-                self.readers.fetch_add(1, Ordering::SeqCst);
-                let readers = self.readers;
-                self.scope.spawn(move || {
-                    let _done = Done(readers);
-                    let r = mount_net_storage(&m, &at);
-                    let _ = tx.send(Msg::Reply(id, Box::new(Msg::StorageReady(r))));
-                });
+                let at = self.mount_at.to_path_buf();
+                self.request(move |_| Msg::StorageReady(mount_net_storage(&m, &at)));
             }
-            Cmd::HostKeys(store) => {
-                self.latest += 1;
-                let id = self.latest;
-                let tx = self.tx.clone();
-                self.readers.fetch_add(1, Ordering::SeqCst);
-                let readers = self.readers;
-                self.scope.spawn(move || {
-                    let _done = Done(readers);
-                    let r = crate::store::net::host_key_fingerprints(&store)
+            Cmd::HostKeys(store) => self.request(move |_| {
+                Msg::HostKeys(
+                    crate::store::net::host_key_fingerprints(&store)
                         .map(|keys| (store, keys))
-                        .map_err(|e| crate::error::with_causes(&e));
-                    let _ = tx.send(Msg::Reply(id, Box::new(Msg::HostKeys(r))));
-                });
-            }
+                        .map_err(|e| crate::error::with_causes(&e)),
+                )
+            }),
             Cmd::NetRefresh => {
                 let tx = self.tx.clone();
                 self.scope.spawn(move || {
@@ -228,17 +218,7 @@ impl<'scope, 'env> Exec<'scope, 'env> {
                     let _ = tx.send(Msg::Network(net_state()));
                 });
             }
-            Cmd::Plan(req) => {
-                self.latest += 1;
-                let id = self.latest;
-                let tx = self.tx.clone();
-                self.readers.fetch_add(1, Ordering::SeqCst);
-                let readers = self.readers;
-                self.scope.spawn(move || {
-                    let _done = Done(readers);
-                    let _ = tx.send(Msg::Reply(id, Box::new(Msg::Planned(plan(&req)))));
-                });
-            }
+            Cmd::Plan(req) => self.request(move |_| Msg::Planned(plan(&req))),
             Cmd::Start(p) => {
                 let (tx, c) = (self.tx.clone(), CancelToken::new());
                 self.cancel = Some(c.clone());
@@ -258,14 +238,9 @@ impl<'scope, 'env> Exec<'scope, 'env> {
                     .spawn(move || run_job(Job::Verify(path), &tx, &c));
             }
             Cmd::MountImage(image) => {
-                self.latest += 1;
-                let id = self.latest;
                 self.browse = None; // one image at a time
-                let (tx, pending) = (self.tx.clone(), self.pending.clone());
-                self.readers.fetch_add(1, Ordering::SeqCst);
-                let readers = self.readers;
-                self.scope.spawn(move || {
-                    let _done = Done(readers);
+                let pending = self.pending.clone();
+                self.request(move |id| {
                     let r = match OpenImage::open(
                         &image,
                         "lifeboat-browse",
@@ -292,23 +267,16 @@ impl<'scope, 'env> Exec<'scope, 'env> {
                         }
                         Err(e) => Err(outcome::failure("opening the image", &e, false)),
                     };
-                    let _ = tx.send(Msg::Reply(id, Box::new(Msg::Mounted(r))));
+                    Msg::Mounted(r)
                 });
             }
-            Cmd::ListDir(dir) => {
-                self.latest += 1;
-                let id = self.latest;
-                let tx = self.tx.clone();
-                self.readers.fetch_add(1, Ordering::SeqCst);
-                let readers = self.readers;
-                self.scope.spawn(move || {
-                    let _done = Done(readers);
-                    let r = copy_out::list_dir(&dir)
+            Cmd::ListDir(dir) => self.request(move |_| {
+                Msg::Listed(
+                    copy_out::list_dir(&dir)
                         .map(|v| (dir, v))
-                        .map_err(|e| outcome::failure("reading the folder", &e, false));
-                    let _ = tx.send(Msg::Reply(id, Box::new(Msg::Listed(r))));
-                });
-            }
+                        .map_err(|e| outcome::failure("reading the folder", &e, false)),
+                )
+            }),
             Cmd::CloseMount => {
                 if let Some(open) = self.browse.take() {
                     let tx = self.tx.clone();
