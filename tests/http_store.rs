@@ -238,6 +238,19 @@ fn a_restore_resumes_after_dropped_connections() {
     );
 }
 
+/// `lifeboat verify URL` with network retries cut to 2 s (LIFEBOAT_NET_RETRY_SECS), which must
+/// fail with exit code 1; its stderr.
+fn verify_fails_retrying_2s(url: &str) -> String {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["verify", url])
+        .env("LIFEBOAT_NET_RETRY_SECS", "2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    err
+}
+
 #[test]
 fn server_errors_are_retried_then_reported() {
     let dir = tempfile::tempdir().unwrap();
@@ -273,13 +286,7 @@ fn server_errors_are_retried_then_reported() {
         .unwrap()
         .port();
     let start = std::time::Instant::now();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(["verify", &format!("http://127.0.0.1:{port}/d.lbi")])
-        .env("LIFEBOAT_NET_RETRY_SECS", "2")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = verify_fails_retrying_2s(&format!("http://127.0.0.1:{port}/d.lbi"));
     assert!(err.contains("connecting to 127.0.0.1"), "{err}");
     assert!(
         start.elapsed() < std::time::Duration::from_secs(30),
@@ -301,12 +308,6 @@ fn a_server_that_keeps_dropping_ends_in_a_clear_error() {
             ..Faults::default()
         },
     );
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(["verify", &s.url("d.lbi")])
-        .env("LIFEBOAT_NET_RETRY_SECS", "2")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = verify_fails_retrying_2s(&s.url("d.lbi"));
     assert!(err.contains("retried for 2 s"), "{err}");
 }
