@@ -94,6 +94,36 @@ fn creds(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
     f
 }
 
+/// The credentials line naming the test user's private key.
+fn identity(sshd: &Sshd) -> String {
+    format!("identity={}", sshd.key().display())
+}
+
+/// The credentials line pinning the server's real host key.
+fn host_key(sshd: &Sshd) -> String {
+    format!("host_key={}", sshd.host_key())
+}
+
+/// `dir/key.creds`: the test user's key and the server's host key, all an SFTP login needs.
+fn key_creds(dir: &Path, sshd: &Sshd) -> PathBuf {
+    creds(dir, "key.creds", &[identity(sshd), host_key(sshd)])
+}
+
+/// The SFTP URL of the folder `dir` on `sshd`, as the test user.
+fn sftp_folder(sshd: &Sshd, dir: &Path) -> String {
+    format!(
+        "sftp://{}@127.0.0.1:{}{}",
+        sshd.user(),
+        sshd.port(),
+        dir.display()
+    )
+}
+
+/// The SFTP URL of the file `name` in the folder `dir` on `sshd`.
+fn sftp_url(sshd: &Sshd, dir: &Path, name: &str) -> String {
+    format!("{}/{name}", sftp_folder(sshd, dir))
+}
+
 fn fresh_target(dir: &Path) -> PathBuf {
     let t = dir.join("target.img");
     let _ = std::fs::remove_file(&t);
@@ -109,20 +139,8 @@ fn sftp_image_verify_and_restore_round_trip() {
     let Some(sshd) = Sshd::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (disk, tree) = ext4_disk(dir.path());
-    let url = format!(
-        "sftp://{}@127.0.0.1:{}{}/pc.lbi",
-        sshd.user(),
-        sshd.port(),
-        sshd.home().display()
-    );
-    let key = creds(
-        dir.path(),
-        "key.creds",
-        &[
-            format!("identity={}", sshd.key().display()),
-            format!("host_key={}", sshd.host_key()),
-        ],
-    );
+    let url = sftp_url(&sshd, &sshd.home(), "pc.lbi");
+    let key = key_creds(dir.path(), &sshd);
     let key = key.to_str().unwrap();
     ok(&lifeboat(&[
         "--credentials",
@@ -154,12 +172,7 @@ fn sftp_image_verify_and_restore_round_trip() {
     assert_same_files(&target, &tree);
 
     // a child next to its parent, over SFTP: --incremental takes the folder's URL
-    let folder = format!(
-        "sftp://{}@127.0.0.1:{}{}",
-        sshd.user(),
-        sshd.port(),
-        sshd.home().display()
-    );
+    let folder = sftp_folder(&sshd, &sshd.home());
     ok(&lifeboat(&[
         "--credentials",
         key,
@@ -186,15 +199,8 @@ fn sftp_passwords_and_host_keys() {
     let Some(sshd) = Sshd::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (disk, _) = ext4_disk(dir.path());
-    let url = |name: &str| {
-        format!(
-            "sftp://{}@127.0.0.1:{}{}/{name}",
-            sshd.user(),
-            sshd.port(),
-            sshd.home().display()
-        )
-    };
-    let hk = format!("host_key={}", sshd.host_key());
+    let url = |name: &str| sftp_url(&sshd, &sshd.home(), name);
+    let hk = host_key(&sshd);
     // the password from a credentials file
     let good = creds(
         dir.path(),
@@ -224,11 +230,7 @@ fn sftp_passwords_and_host_keys() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("not-the-password"));
     assert!(files_like(&sshd.home(), "bad").is_empty());
     // an unknown host key without a terminal: refused, not asked about
-    let nokey = creds(
-        dir.path(),
-        "nokey",
-        &[format!("identity={}", sshd.key().display())],
-    );
+    let nokey = creds(dir.path(), "nokey", &[identity(&sshd)]);
     let home = tempfile::tempdir().unwrap();
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
         .args([
@@ -250,7 +252,7 @@ fn sftp_passwords_and_host_keys() {
         dir.path(),
         "other",
         &[
-            format!("identity={}", sshd.key().display()),
+            identity(&sshd),
             "host_key=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBnKqJ0B1ZqfH9c5mYx1yT0L0v0p1Lb5Q0m0m0m0m0m0".into(),
         ],
     );
@@ -287,20 +289,8 @@ fn sftp_server_gone_or_full_leaves_no_image() {
     // a disk of random data, so the image is as large as the disk and takes a while
     let disk = dir.path().join("rand.img");
     std::fs::write(&disk, noise(160 << 20, 7)).unwrap();
-    let key = creds(
-        dir.path(),
-        "key.creds",
-        &[
-            format!("identity={}", sshd.key().display()),
-            format!("host_key={}", sshd.host_key()),
-        ],
-    );
-    let url = format!(
-        "sftp://{}@127.0.0.1:{}{}/full.lbi",
-        sshd.user(),
-        sshd.port(),
-        m.dir.path().display()
-    );
+    let key = key_creds(dir.path(), &sshd);
+    let url = sftp_url(&sshd, m.dir.path(), "full.lbi");
     let o = lifeboat(&[
         "--credentials",
         key.to_str().unwrap(),
@@ -316,12 +306,7 @@ fn sftp_server_gone_or_full_leaves_no_image() {
     );
 
     // the server killed in the middle: a clear error, and no complete-looking image
-    let url = format!(
-        "sftp://{}@127.0.0.1:{}{}/gone.lbi",
-        sshd.user(),
-        sshd.port(),
-        sshd.home().display()
-    );
+    let url = sftp_url(&sshd, &sshd.home(), "gone.lbi");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
         .args([
             "--credentials",
