@@ -1658,6 +1658,76 @@ fn same_files(disk: &Path, tree: &Path) {
     );
 }
 
+/// Where the guest finds the SMB credentials that `boot_with_credentials` puts in its
+/// initramfs.
+const GUEST_CREDS: &str = "/etc/lifeboat/smb.creds";
+
+/// A boot folder in `t` for `kernel` (e.g. "out/standard") whose initramfs also holds
+/// `creds` at GUEST_CREDS; returns the folder, for `--kernel`. The credentials reach the
+/// guest in an uncompressed cpio archive in front of the initramfs (the kernel unpacks
+/// both, as it does early microcode); PID 1 copies them from there as from a boot medium.
+fn boot_with_credentials(t: &Path, kernel: &str, creds: &str) -> PathBuf {
+    let boot = t.join("boot");
+    let extra = t.join("extra");
+    let in_extra = extra.join(GUEST_CREDS.trim_start_matches('/'));
+    std::fs::create_dir_all(in_extra.parent().unwrap()).unwrap();
+    std::fs::write(in_extra, creds).unwrap();
+    std::fs::create_dir_all(&boot).unwrap();
+    std::os::unix::fs::symlink(root().join(kernel).join("vmlinuz"), boot.join("vmlinuz")).unwrap();
+    sh(&format!(
+        "cd {e} && find . | cpio -o -H newc --quiet > {b}/initrd.zst && cat {k}/initrd.zst >> {b}/initrd.zst",
+        k = root().join(kernel).display(),
+        b = boot.display(),
+        e = extra.display()
+    ));
+    boot
+}
+
+/// An SMB share (smbd, user "lbuser") and an NFS export (nfs-ganesha) on the host, in the
+/// folders `share` and `export`; both servers stop when this is dropped.
+struct NetServers {
+    share: PathBuf,
+    export: PathBuf,
+    smbd: common::servers::Smbd,
+    nfs: common::servers::Ganesha,
+}
+
+impl NetServers {
+    /// Starts both servers over new folders in `t`; None when either cannot start.
+    fn start(t: &Path, password: &str) -> Option<NetServers> {
+        let share = t.join("share");
+        let export = t.join("export");
+        std::fs::create_dir_all(&share).unwrap();
+        std::fs::create_dir_all(&export).unwrap();
+        let smbd = common::servers::Smbd::start(&share, "lbuser", password)?;
+        let nfs = common::servers::Ganesha::start(&export)?;
+        Some(NetServers {
+            share,
+            export,
+            smbd,
+            nfs,
+        })
+    }
+
+    /// The share as the guest reaches it, through QEMU's user network at 10.0.2.2.
+    fn smb_url(&self) -> String {
+        format!(
+            "smb://10.0.2.2:{}/{}",
+            self.smbd.port(),
+            common::servers::Smbd::SHARE
+        )
+    }
+
+    /// The export as the guest reaches it, through QEMU's user network at 10.0.2.2.
+    fn nfs_url(&self) -> String {
+        format!(
+            "nfs://10.0.2.2:{}{}",
+            self.nfs.port(),
+            common::servers::Ganesha::PSEUDO
+        )
+    }
+}
+
 /// Issue 19's round trip in the booted rescue system: the guest gets its address by DHCP
 /// (virtio-net), mounts the SMB share that `lifeboat.store=` names (Samba's smbd on the host,
 /// reached through QEMU's user network at 10.0.2.2, with the password from
@@ -1675,51 +1745,25 @@ fn network_stores_smb_and_nfs_standard() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let share = t.path().join("share");
-    let export = t.path().join("export");
-    std::fs::create_dir_all(&share).unwrap();
-    std::fs::create_dir_all(&export).unwrap();
-    let Some(smbd) = common::servers::Smbd::start(&share, "lbuser", "s3cret,pass") else {
+    let Some(servers) = NetServers::start(t.path(), "s3cret,pass") else {
         return;
     };
-    let Some(nfs) = common::servers::Ganesha::start(&export) else {
-        return;
-    };
-    // the credentials file reaches the guest in an uncompressed cpio archive in front of
-    // the initramfs (the kernel unpacks both, as it does early microcode); PID 1 copies it
-    // from there as from a boot medium
-    let boot = t.path().join("boot");
-    let extra = t.path().join("extra");
-    std::fs::create_dir_all(extra.join("etc/lifeboat")).unwrap();
-    std::fs::write(
-        extra.join("etc/lifeboat/smb.creds"),
+    let boot = boot_with_credentials(
+        t.path(),
+        kernel,
         "# the test share\nuser=lbuser\npassword=s3cret,pass\n",
-    )
-    .unwrap();
-    std::fs::create_dir_all(&boot).unwrap();
-    std::os::unix::fs::symlink(root().join(kernel).join("vmlinuz"), boot.join("vmlinuz")).unwrap();
-    sh(&format!(
-        "cd {e} && find . | cpio -o -H newc --quiet > {b}/initrd.zst && cat {k}/initrd.zst >> {b}/initrd.zst",
-        k = root().join(kernel).display(),
-        b = boot.display(),
-        e = extra.display()
-    ));
+    );
     let (src, tree) = ext4_from_tree(t.path(), "src.img", 32);
     let smb_target = blank(t.path(), "smb-target.img", 32);
     let nfs_target = blank(t.path(), "nfs-target.img", 32);
-    let nfs_url = format!(
-        "nfs://10.0.2.2:{}{}",
-        nfs.port(),
-        common::servers::Ganesha::PSEUDO
-    );
+    let nfs_url = servers.nfs_url();
     let append = format!(
-        "lifeboat.store=smb://10.0.2.2:{smb}/{share} lifeboat.credentials=/etc/lifeboat/smb.creds \
+        "lifeboat.store={smb_url} lifeboat.credentials={GUEST_CREDS} \
          lifeboat.run=\"image /dev/vda -o /store/smb.lbi ; verify /store/smb.lbi ; \
          restore /store/smb.lbi /dev/vdb --yes ; image /dev/vda -o {nfs_url}/nfs.lbi ; \
          verify {nfs_url}/nfs.lbi ; restore {nfs_url}/nfs.lbi /dev/vdc --yes\" \
          lifeboat.then=poweroff",
-        smb = smbd.port(),
-        share = common::servers::Smbd::SHARE,
+        smb_url = servers.smb_url(),
     );
     let mut vm = Vm::start(
         "network-stores-standard",
@@ -1772,7 +1816,7 @@ fn network_stores_smb_and_nfs_standard() {
         vm.tail()
     );
     // the images are on the share and the export, complete, and nothing partial is left
-    for (dir, name) in [(&share, "smb.lbi"), (&export, "nfs.lbi")] {
+    for (dir, name) in [(&servers.share, "smb.lbi"), (&servers.export, "nfs.lbi")] {
         let img = dir.join(name);
         let out = common::lifeboat_ok(&["verify", img.to_str().unwrap()]);
         assert!(out.contains("intact"), "{out}");
@@ -1799,28 +1843,8 @@ fn network_stores_smb_and_nfs_standard() {
 fn bench_network_stores_in_guest() {
     let kernel = "out/standard";
     let t = tempfile::tempdir().unwrap();
-    let share = t.path().join("share");
-    let export = t.path().join("export");
-    std::fs::create_dir_all(&share).unwrap();
-    std::fs::create_dir_all(&export).unwrap();
-    let smbd = common::servers::Smbd::start(&share, "lbuser", "benchpass").expect("smbd");
-    let nfs = common::servers::Ganesha::start(&export).expect("ganesha");
-    let boot = t.path().join("boot");
-    let extra = t.path().join("extra");
-    std::fs::create_dir_all(extra.join("etc/lifeboat")).unwrap();
-    std::fs::write(
-        extra.join("etc/lifeboat/smb.creds"),
-        "user=lbuser\npassword=benchpass\n",
-    )
-    .unwrap();
-    std::fs::create_dir_all(&boot).unwrap();
-    std::os::unix::fs::symlink(root().join(kernel).join("vmlinuz"), boot.join("vmlinuz")).unwrap();
-    sh(&format!(
-        "cd {e} && find . | cpio -o -H newc --quiet > {b}/initrd.zst && cat {k}/initrd.zst >> {b}/initrd.zst",
-        k = root().join(kernel).display(),
-        b = boot.display(),
-        e = extra.display()
-    ));
+    let servers = NetServers::start(t.path(), "benchpass").expect("smbd and ganesha");
+    let boot = boot_with_credentials(t.path(), kernel, "user=lbuser\npassword=benchpass\n");
     // 96 MiB of files: half noise, half text
     let tree = t.path().join("tree");
     std::fs::create_dir_all(&tree).unwrap();
@@ -1838,11 +1862,7 @@ fn bench_network_stores_in_guest() {
         d = src.display(),
         t = tree.display()
     ));
-    let nfs_url = format!(
-        "nfs://10.0.2.2:{}{}",
-        nfs.port(),
-        common::servers::Ganesha::PSEUDO
-    );
+    let nfs_url = servers.nfs_url();
     let rows = ["tmpfs", "smb", "nfs"];
     let mut cmds = Vec::new();
     let mut order = Vec::new();
@@ -1866,10 +1886,9 @@ fn bench_network_stores_in_guest() {
         .filter(|c| !c.starts_with("shell"))
         .collect();
     let append = format!(
-        "lifeboat.store=smb://10.0.2.2:{}/{} lifeboat.credentials=/etc/lifeboat/smb.creds \
+        "lifeboat.store={} lifeboat.credentials={GUEST_CREDS} \
          lifeboat.run=\"{}\" lifeboat.then=poweroff",
-        smbd.port(),
-        common::servers::Smbd::SHARE,
+        servers.smb_url(),
         run.join(" ; ")
     );
     let mut vm = Vm::start(
