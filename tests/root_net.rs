@@ -318,6 +318,8 @@ fn sftp_server_gone_or_full_leaves_no_image() {
             "--level",
             "19",
         ])
+        // the writes are retried this long once the server is gone (60 s by default)
+        .env("LIFEBOAT_NET_RETRY_SECS", "4")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -399,4 +401,52 @@ fn http_restore_through_a_dropping_proxy_and_over_tls() {
         ca.to_str().unwrap(),
     ]));
     assert_same_files(&target, &tree);
+}
+
+#[test]
+fn sftp_a_dropped_connection_is_resumed() {
+    if !require_root() {
+        return;
+    }
+    let Some(sshd) = Sshd::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("rand.img");
+    std::fs::write(&disk, noise(96 << 20, 11)).unwrap();
+    let key = key_creds(dir.path(), &sshd);
+    let url = sftp_url(&sshd, &sshd.home(), "drop.lbi");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args([
+            "--credentials",
+            key.to_str().unwrap(),
+            "image",
+            disk.to_str().unwrap(),
+            "-o",
+            &url,
+            "--level",
+            "19",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let partial = sshd.home().join("drop.lbi.partial");
+    for _ in 0..400 {
+        if partial.metadata().is_ok_and(|m| m.len() > 0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(partial.exists(), "the image never started");
+    // the connection's own sshd processes die; the listener stays, as after a network blip
+    // ([s]: the pattern must not match this shell's own command line)
+    let killed = sh(&format!(
+        "pkill -KILL -f '[s]shd: {}' ; echo $?",
+        sshd.user()
+    ));
+    assert_eq!(killed.trim(), "0", "no session process to kill");
+    let o = child.wait_with_output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&o.stderr));
+    ok(&o);
+    let img = sshd.home().join("drop.lbi");
+    ok(&lifeboat(&["verify", img.to_str().unwrap()]));
 }

@@ -44,6 +44,7 @@ fn unmount(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(dir);
+    let _ = std::fs::remove_file(net::known_hosts_beside(dir));
 }
 
 impl Mounts {

@@ -248,6 +248,32 @@ fn fat_driver(dir: &Path) -> Option<FatDriver> {
 /// The `f_type` of a FUSE filesystem (nix names it only on some targets).
 const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
 
+/// Whether `file` (at `path`) is on a network store: SMB, NFS, or sshfs (a FUSE mount whose
+/// type /proc/self/mountinfo gives as fuse.sshfs).
+fn on_network_store(path: &Path, file: &File) -> bool {
+    const NFS: u64 = 0x6969;
+    const CIFS: u64 = 0xFF53_4D42;
+    const SMB2: u64 = 0xFE53_4D42;
+    let Ok(s) = nix::sys::statfs::fstatfs(file) else {
+        return false;
+    };
+    match s.filesystem_type().0 as u64 {
+        NFS | CIFS | SMB2 => true,
+        FUSE_SUPER_MAGIC => {
+            let dir = parent_dir(path).canonicalize().unwrap_or_default();
+            std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|t| {
+                t.lines().any(|l| {
+                    // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - FSTYPE SOURCE SUPER
+                    let point = l.split(' ').nth(4).unwrap_or("");
+                    let fstype = l.split(" - ").nth(1).and_then(|r| r.split(' ').next());
+                    fstype == Some("fuse.sshfs") && dir.starts_with(point)
+                })
+            })
+        }
+        _ => false,
+    }
+}
+
 /// Whether `file` is on a FUSE filesystem.
 fn is_fuse(file: &File) -> bool {
     nix::sys::statfs::fstatfs(file).is_ok_and(|s| s.filesystem_type().0 as u64 == FUSE_SUPER_MAGIC)
@@ -582,6 +608,9 @@ pub struct VolumeWriter {
     done: bool,
     /// Keep the partial files when dropped unfinished (a rescue that can be resumed).
     keep: bool,
+    /// On a network store (SMB, NFS, sshfs): a failed write is tried again
+    /// ([`VolumeWriter::retry`]).
+    network: bool,
 }
 
 /// Bytes written between two starts of writeback.
@@ -608,6 +637,7 @@ impl VolumeWriter {
         }
         let tmp = super::partial_path(first);
         let file = create_new(&tmp)?;
+        let network = on_network_store(&tmp, &file);
         let direct = open_direct_writer(&tmp, &file);
         let mut stage = Vec::new();
         if direct.is_some() {
@@ -629,6 +659,7 @@ impl VolumeWriter {
             pos: 0,
             done: false,
             keep: false,
+            network,
         })
     }
 
@@ -676,6 +707,7 @@ impl VolumeWriter {
             .map_err(|e| Error::io("truncating", path, e))?;
         // direct writes go on from the last aligned byte: the bytes after it are staged
         let direct = open_direct_writer(path, &file);
+        let network = on_network_store(path, &file);
         let mut stage = Vec::new();
         if direct.is_some() {
             stage = vec![0u8; STAGE + DIO_ALIGN];
@@ -706,6 +738,7 @@ impl VolumeWriter {
             pos,
             done: false,
             keep: false,
+            network,
         })
     }
 
@@ -786,7 +819,11 @@ impl VolumeWriter {
             return Ok(());
         };
         let at = self.flushed;
-        let r = direct.write_all_at(&self.stage[self.skip..self.skip + len], at);
+        let mut r = direct.write_all_at(&self.stage[self.skip..self.skip + len], at);
+        if let Err(e) = r {
+            let data = self.stage[self.skip..self.skip + len].to_vec();
+            r = self.retry(e, &data, at, true);
+        }
         match r {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -822,8 +859,10 @@ impl VolumeWriter {
     /// Writes `data` at `at` of the current volume through the page cache, starting
     /// writeback every [`KICK_EVERY`] bytes.
     fn write_buffered(&mut self, data: &[u8], at: u64) -> Result<()> {
-        if let Err(source) = self.file.write_all_at(data, at) {
-            return Err(self.write_error(at, data.len(), source));
+        if let Err(e) = self.file.write_all_at(data, at) {
+            if let Err(source) = self.retry(e, data, at, false) {
+                return Err(self.write_error(at, data.len(), source));
+            }
         }
         let end = at + data.len() as u64;
         if end.saturating_sub(self.kicked) >= KICK_EVERY {
@@ -833,6 +872,87 @@ impl VolumeWriter {
             self.kicked = end;
         }
         Ok(())
+    }
+
+    /// After a write of `data` at `at` failed with `e`: on a network store, when the error is
+    /// one a dropped connection gives, the current volume is opened again (the old handle may
+    /// be gone with the connection) and the write tried again, after a pause that doubles
+    /// from half a second, for at most [`crate::store::http::retry_for`] (60 s). Anything
+    /// else, and a store with no room left, returns the error at once. What reached the
+    /// server before the drop is checked when the finished image is read back and verified.
+    fn retry(
+        &mut self,
+        e: std::io::Error,
+        data: &[u8],
+        at: u64,
+        direct: bool,
+    ) -> std::io::Result<()> {
+        let transient = |e: &std::io::Error| {
+            matches!(
+                e.raw_os_error(),
+                Some(
+                    libc::EIO
+                        | libc::ENOTCONN
+                        | libc::ETIMEDOUT
+                        | libc::ECONNRESET
+                        | libc::ECONNABORTED
+                        | libc::ESTALE
+                        | libc::EHOSTUNREACH
+                        | libc::ENETUNREACH
+                        | libc::EBADF
+                        | libc::EAGAIN
+                )
+            )
+        };
+        if !self.network || !transient(&e) {
+            return Err(e);
+        }
+        let path = self.partials[self.partials.len() - 1].clone();
+        let deadline = std::time::Instant::now() + crate::store::http::retry_for();
+        let mut pause = std::time::Duration::from_millis(500);
+        let mut last = e;
+        loop {
+            // sshfs says EIO for a full disk too: no point waiting for room
+            let free = nix::sys::statvfs::statvfs(&parent_dir(&path))
+                .map(|v| v.blocks_available() * v.fragment_size());
+            if free.is_ok_and(|f| f < data.len() as u64) {
+                return Err(last);
+            }
+            if std::time::Instant::now() + pause > deadline {
+                return Err(last);
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_secs(8));
+            let reopened = OpenOptions::new().write(true).open(&path).and_then(|f| {
+                let d = if direct {
+                    Some(
+                        OpenOptions::new()
+                            .write(true)
+                            .custom_flags(libc::O_DIRECT)
+                            .open(&path)?,
+                    )
+                } else {
+                    None
+                };
+                Ok((f, d))
+            });
+            let r = reopened.and_then(|(f, d)| {
+                match &d {
+                    Some(d) => d.write_all_at(data, at)?,
+                    None => f.write_all_at(data, at)?,
+                }
+                self.file = f;
+                if d.is_some() {
+                    self.direct = d;
+                }
+                Ok(())
+            });
+            match r {
+                Ok(()) => return Ok(()),
+                Err(e) if transient(&e) || e.kind() == std::io::ErrorKind::NotFound => last = e,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The error for a failed write of `len` bytes at `at` of the current volume.

@@ -503,7 +503,9 @@ fn mount_sftp(store: &NetStore, creds: &Credentials, trust: Trust, at: &Path) ->
     // the keys to accept: the credentials file's, else the ones confirmed this session in
     // the rescue system, else ssh's own files
     let known = if !creds.host_keys.is_empty() {
-        let f = std::env::temp_dir().join(format!("lifeboat-known-hosts-{}", std::process::id()));
+        // beside the mount point, kept while it is mounted: sshfs's reconnects check the key
+        // again (netpath removes it after unmounting)
+        let f = known_hosts_beside(at);
         let port = store.port.unwrap_or(22);
         let text: String = creds
             .host_keys
@@ -579,9 +581,6 @@ fn mount_sftp(store: &NetStore, creds: &Credentials, trust: Trust, at: &Path) ->
             fs: "SFTP",
             source,
         })?;
-    if let Some(k) = known.filter(|k| k != Path::new(RESCUE_KNOWN_HOSTS)) {
-        let _ = std::fs::remove_file(k);
-    }
     let logged = std::fs::read_to_string(&ssh_log).unwrap_or_default();
     let _ = std::fs::remove_file(&ssh_log);
     if out.status.success() {
@@ -589,6 +588,14 @@ fn mount_sftp(store: &NetStore, creds: &Credentials, trust: Trust, at: &Path) ->
     }
     let said = format!("{logged}{}", String::from_utf8_lossy(&out.stderr));
     Err(sftp_error(store, &said))
+}
+
+/// The known_hosts file an sftp mount at `at` made from `host_key=` lines: beside it, for as
+/// long as it is mounted.
+pub fn known_hosts_beside(at: &Path) -> PathBuf {
+    let mut name = at.as_os_str().to_os_string();
+    name.push(".known_hosts");
+    PathBuf::from(name)
 }
 
 /// What sshfs's (and ssh's) message means.
