@@ -1757,11 +1757,15 @@ fn network_stores_smb_and_nfs_standard() {
     let smb_target = blank(t.path(), "smb-target.img", 32);
     let nfs_target = blank(t.path(), "nfs-target.img", 32);
     let nfs_url = servers.nfs_url();
+    // the last job logs in with a wrong password, from a file the guest finds on the share
+    std::fs::write(servers.share.join("bad.creds"), "password=not-it\n").unwrap();
+    let bad_url = servers.smb_url().replace("smb://", "smb://lbuser@");
     let append = format!(
         "lifeboat.store={smb_url} lifeboat.credentials={GUEST_CREDS} \
          lifeboat.run=\"image /dev/vda -o /store/smb.lbi ; verify /store/smb.lbi ; \
          restore /store/smb.lbi /dev/vdb --yes ; image /dev/vda -o {nfs_url}/nfs.lbi ; \
-         verify {nfs_url}/nfs.lbi ; restore {nfs_url}/nfs.lbi /dev/vdc --yes\" \
+         verify {nfs_url}/nfs.lbi ; restore {nfs_url}/nfs.lbi /dev/vdc --yes ; \
+         info {bad_url}/smb.lbi --credentials /store/bad.creds\" \
          lifeboat.then=poweroff",
         smb_url = servers.smb_url(),
     );
@@ -1801,9 +1805,16 @@ fn network_stores_smb_and_nfs_standard() {
     let text = vm.text();
     assert!(!text.contains("s3cret"), "the password reached the console");
     let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
-    assert_eq!(result["ok"], true, "{result}\n{}", vm.tail());
     let jobs = result["jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 6, "{result}");
+    assert_eq!(jobs.len(), 7, "{result}\n{}", vm.tail());
+    for j in &jobs[..6] {
+        assert_eq!(j["exit_code"], 0, "{result}\n{}", vm.tail());
+    }
+    // the wrong password: refused, in words, and the password never shown
+    let refused = jobs[6]["error"].as_str().unwrap_or_default();
+    assert_eq!(jobs[6]["exit_code"], 1, "{result}");
+    assert!(refused.contains("access denied"), "{result}");
+    assert!(!result.to_string().contains("not-it"), "{result}");
     vm.wait_exit(Duration::from_secs(60));
     assert!(
         !vm.text().contains("s3cret"),
