@@ -19,8 +19,9 @@ bash "$here/apt.sh" \
 # image --rescue: its ddrescue mapfiles are checked with ddrescuelog, and bench/ runs ddrescue
 bash "$here/apt.sh" gddrescue
 # tier 3 (QEMU); build.sh installs its own build tools. procps is /bin/kill, with which
-# tests/qemu_e2e.rs stops a QEMU it started (not in a minimal Debian 12: priority important).
-bash "$here/apt.sh" qemu-system-x86 ovmf procps
+# tests/qemu_e2e.rs stops a QEMU it started (not in a minimal Debian 12: priority important);
+# cpio puts the network test's credentials file in front of the initramfs
+bash "$here/apt.sh" qemu-system-x86 ovmf procps cpio
 # tests/nbd.rs (qemu-img, qemu-io) and tests/root_nbd.rs (nbd-client, where the kernel has nbd)
 bash "$here/apt.sh" qemu-utils nbd-client
 # bench/ (not run by CI, but its tools must install cleanly): peers and measurement tools
