@@ -131,6 +131,36 @@ fn fresh_target(dir: &Path) -> PathBuf {
     t
 }
 
+/// Starts `lifeboat image DISK -o URL --level 19` (slow, so there is time to act), with
+/// writes retried for 20 s, and returns once its partial file has bytes in it.
+fn image_in_background(key: &Path, disk: &Path, url: &str, partial: &Path) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args([
+            "--credentials",
+            key.to_str().unwrap(),
+            "image",
+            disk.to_str().unwrap(),
+            "-o",
+            url,
+            "--level",
+            "19",
+        ])
+        // the writes are retried this long once the server is gone (60 s by default)
+        .env("LIFEBOAT_NET_RETRY_SECS", "20")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if partial.metadata().is_ok_and(|m| m.len() > 0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(partial.exists(), "the image never started");
+    child
+}
+
 #[test]
 fn sftp_image_verify_and_restore_round_trip() {
     if !require_root() {
@@ -307,32 +337,7 @@ fn sftp_server_gone_or_full_leaves_no_image() {
 
     // the server killed in the middle: a clear error, and no complete-looking image
     let url = sftp_url(&sshd, &sshd.home(), "gone.lbi");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args([
-            "--credentials",
-            key.to_str().unwrap(),
-            "image",
-            disk.to_str().unwrap(),
-            "-o",
-            &url,
-            "--level",
-            "19",
-        ])
-        // the writes are retried this long once the server is gone (60 s by default)
-        .env("LIFEBOAT_NET_RETRY_SECS", "4")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // wait until the image is being written, then kill every sshd process
-    let partial = sshd.home().join("gone.lbi.partial");
-    for _ in 0..200 {
-        if partial.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(partial.exists(), "the image never started");
+    let child = image_in_background(&key, &disk, &url, &sshd.home().join("gone.lbi.partial"));
     for p in sshd.pids() {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::SIGKILL);
     }
@@ -414,29 +419,7 @@ fn sftp_a_dropped_connection_is_resumed() {
     std::fs::write(&disk, noise(96 << 20, 11)).unwrap();
     let key = key_creds(dir.path(), &sshd);
     let url = sftp_url(&sshd, &sshd.home(), "drop.lbi");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args([
-            "--credentials",
-            key.to_str().unwrap(),
-            "image",
-            disk.to_str().unwrap(),
-            "-o",
-            &url,
-            "--level",
-            "19",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let partial = sshd.home().join("drop.lbi.partial");
-    for _ in 0..400 {
-        if partial.metadata().is_ok_and(|m| m.len() > 0) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert!(partial.exists(), "the image never started");
+    let child = image_in_background(&key, &disk, &url, &sshd.home().join("drop.lbi.partial"));
     // the connection's own sshd processes die; the listener stays, as after a network blip
     // ([s]: the pattern must not match this shell's own command line)
     let killed = sh(&format!(
