@@ -183,6 +183,19 @@ pub enum Error {
     /// The user or a signal cancelled the job.
     #[error("cancelled")]
     Cancelled,
+    /// An encrypted image, and nothing to unlock it with: no passphrase given, and no
+    /// terminal to ask on.
+    #[error("{path} is encrypted: give its passphrase with --key-file FILE, or run on a terminal to be asked")]
+    KeyNeeded {
+        /// The image.
+        path: PathBuf,
+    },
+    /// An encrypted image that no passphrase or recovery key given opens.
+    #[error("wrong passphrase or key file for {path}: no key slot of the image opens with it")]
+    WrongKey {
+        /// The image.
+        path: PathBuf,
+    },
 }
 
 impl Error {

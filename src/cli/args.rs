@@ -32,6 +32,12 @@ pub struct Args {
     /// a password is asked for on the terminal.
     #[arg(long, global = true, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
+    /// For encrypted images: the passphrase is the whole content of FILE (one trailing
+    /// newline is ignored); a recovery key works too. It opens every encrypted image the
+    /// command reads, and is the passphrase of a new one (image --encrypt). Without it the
+    /// passphrase is asked for on the terminal, without echo.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// The subcommands.
@@ -492,6 +498,16 @@ pub struct ImageArgs {
     /// blocks outside it are recorded as missing.
     #[arg(long, value_name = "MAPFILE", requires = "rescue")]
     pub domain: Option<PathBuf>,
+    /// Encrypt the image: every chunk, the metadata and the index, with XChaCha20-Poly1305
+    /// under a random key that a passphrase unlocks (Argon2id). The passphrase comes from
+    /// --key-file, or is asked for twice on the terminal. Every later command that reads
+    /// the image needs it. A child of an encrypted image is encrypted with its key anyway.
+    #[arg(long)]
+    pub encrypt: bool,
+    /// With --encrypt: also make a printable recovery key that opens the image, shown once
+    /// when the image is written. Keep it apart from the passphrase.
+    #[arg(long, requires = "encrypt")]
+    pub recovery_key: bool,
 }
 
 /// The arguments of `lifeboat verify`; becomes a [`crate::jobs::run::VerifyJob`].

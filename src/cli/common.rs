@@ -232,3 +232,78 @@ pub(super) fn print_layout(
     }
     Ok(())
 }
+
+/// The passphrase `--key-file` gave (read once by [`set_key_file`]).
+static KEY_FILE: std::sync::OnceLock<crate::image::crypt::Secret> = std::sync::OnceLock::new();
+
+/// Reads `--key-file FILE` (its whole content, one trailing newline dropped), gives it to
+/// the keyring, and keeps it as the passphrase of a new encrypted image.
+pub(super) fn set_key_file(path: &std::path::Path) -> anyhow::Result<()> {
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(path).with_context(|| format!("--key-file {}", path.display()))?,
+    );
+    let mut text = zeroize::Zeroizing::new(
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| anyhow::anyhow!("--key-file {}: not UTF-8 text", path.display()))?,
+    );
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    anyhow::ensure!(
+        !text.is_empty(),
+        "--key-file {}: it is empty",
+        path.display()
+    );
+    crate::image::crypt::keyring::add_secret(text.clone());
+    let _ = KEY_FILE.set(crate::image::crypt::Secret(text));
+    Ok(())
+}
+
+/// Asks for an encrypted image's passphrase on the terminal when nothing given opens it
+/// (not in the menu, which asks in its own dialog).
+pub(super) fn set_key_prompt() {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return;
+    }
+    crate::image::crypt::keyring::set_prompt(Box::new(|path, attempt| {
+        let name = path
+            .file_name()
+            .unwrap_or(path.as_os_str())
+            .to_string_lossy();
+        let again = if attempt > 1 {
+            "Wrong passphrase. "
+        } else {
+            ""
+        };
+        read_secret(&format!("{again}Passphrase (or recovery key) for {name}: "))
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(zeroize::Zeroizing::new)
+    }));
+}
+
+/// The passphrase of a new encrypted image: `--key-file`'s, or asked twice on the terminal.
+pub(super) fn new_passphrase() -> anyhow::Result<crate::image::crypt::Secret> {
+    if let Some(s) = KEY_FILE.get() {
+        return Ok(s.clone());
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        anyhow::bail!(
+            "--encrypt needs a passphrase: give --key-file FILE, or run on a terminal to be asked"
+        );
+    }
+    let first = zeroize::Zeroizing::new(read_secret("New passphrase for the image: ")?);
+    anyhow::ensure!(!first.is_empty(), "an empty passphrase encrypts nothing");
+    if first.chars().count() < 8 {
+        eprintln!("warning: a passphrase of fewer than 8 characters is easy to guess");
+    }
+    let second = zeroize::Zeroizing::new(read_secret("The same passphrase again: ")?);
+    anyhow::ensure!(
+        *first == *second,
+        "the two passphrases differ; nothing was written"
+    );
+    Ok(crate::image::crypt::Secret(first))
+}

@@ -66,6 +66,14 @@ impl TryFrom<&ImageArgs> for image::ImageSpec {
             parent,
             volume_size: a.volume_size,
             full_swap: a.full_swap,
+            encrypt: if a.encrypt && !a.dry_run {
+                Some(image::Encrypt {
+                    passphrase: super::common::new_passphrase()?,
+                    recovery_key: a.recovery_key,
+                })
+            } else {
+                None
+            },
             rescue: a.rescue.then_some(image::RescueOptions {
                 retries: a.retries,
                 read_timeout_secs: a.read_timeout,
@@ -131,6 +139,16 @@ pub fn image(a: &ImageArgs) -> anyhow::Result<()> {
             );
         }
         println!("root hash {}", s.root_hash);
+        if s.encrypted {
+            println!(
+                "encrypted ({}): every command that reads it needs its passphrase",
+                crate::image::crypt::CIPHER
+            );
+        }
+        if let Some(k) = &s.recovery_key {
+            println!("recovery key (shown only now; write it down and keep it apart from the passphrase):");
+            println!("  {k}");
+        }
         if let Some(r) = &s.rescue {
             print_rescue(&s, r);
         }

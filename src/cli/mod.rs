@@ -58,6 +58,12 @@ pub fn run(args: Args) -> anyhow::Result<Exit> {
         anyhow::ensure!(ca.is_file(), "--ca {}: no such file", ca.display());
         crate::store::http::set_ca_file(ca);
     }
+    if let Some(k) = &args.key_file {
+        common::set_key_file(k)?;
+    }
+    if !matches!(args.command, Some(Command::Tui(_)) | None) {
+        common::set_key_prompt();
+    }
     let mut command = match args.command {
         Some(c) => c,
         None if menu_possible() => Command::Tui(TuiArgs {

@@ -195,7 +195,19 @@ fn find_parent(child: &ImageReader, dirs: &[PathBuf]) -> Result<ImageReader> {
             }
             continue;
         }
+        let key_id = |h: &super::Header| h.keys.as_ref().map(|k| k.key_id);
         match ImageReader::open(&p) {
+            // a parent that needs a passphrase (or another one) is not damaged: say so
+            Err(e @ (Error::KeyNeeded { .. } | Error::WrongKey { .. })) => return Err(e),
+            Ok(r) if key_id(r.header()) != key_id(child.header()) => problems.push(format!(
+                "{} is the parent's ID but {}",
+                p.display(),
+                match (key_id(r.header()), key_id(child.header())) {
+                    (None, _) => "it is not encrypted, and the child is",
+                    (_, None) => "it is encrypted, and the child is not",
+                    _ => "it is encrypted with another key than the child",
+                }
+            )),
             Err(e) => problems.push(format!(
                 "{} is the parent but is damaged: {}",
                 p.display(),
@@ -443,6 +455,12 @@ impl Chain {
     /// image of the chain is on a FUSE store or a web server ([`ImageReader::in_order`]).
     pub fn parallel_reads(&self) -> bool {
         !self.members.iter().any(|m| m.in_order())
+    }
+
+    /// How the chain's records hash their content: its members share one key, so the
+    /// leaf's ([`ImageReader::hasher`]).
+    pub fn hasher(&self) -> &super::crypt::ContentHash {
+        self.leaf().hasher()
     }
 
     /// The largest chunk size of the chain's images: the most bytes one frame decodes to.

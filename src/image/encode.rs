@@ -4,6 +4,7 @@
 //! frame, stored raw when zstd does not make it smaller. See the format description in
 //! [`super`] for what the records and frames mean on disk.
 
+use super::crypt::ContentHash;
 use super::format::{Codec, Record};
 use super::writer::EncodedChunk;
 use crate::error::{Error, Result};
@@ -44,15 +45,17 @@ pub fn is_zero(b: &[u8]) -> bool {
 
 /// Cuts one chunk into records at multiples of `block`, hashes each, and compresses the
 /// records that are neither all zero nor in `known` (hashes the parent chain stores) into one
-/// frame (a pipeline worker's job). Only new data is compressed.
+/// frame (a pipeline worker's job). Only new data is compressed. `hasher` is the image's
+/// (keyed for an encrypted image).
 pub fn encode(
     level: i32,
     disk_offset: u64,
     raw: &[u8],
     block: u64,
     known: Option<&HashSet<[u8; 32]>>,
+    hasher: &ContentHash,
 ) -> Result<EncodedChunk> {
-    encode_pieces(level, [(disk_offset, raw)], block, known)
+    encode_pieces(level, [(disk_offset, raw)], block, known, hasher)
 }
 
 /// [`encode`] for a chunk made of several byte ranges (`(disk offset, bytes)`, in disk order,
@@ -64,6 +67,7 @@ pub fn encode_pieces<'a>(
     pieces: impl IntoIterator<Item = (u64, &'a [u8])>,
     block: u64,
     known: Option<&HashSet<[u8; 32]>>,
+    hasher: &ContentHash,
 ) -> Result<EncodedChunk> {
     let block = block.max(1);
     let mut records = Vec::new();
@@ -75,7 +79,7 @@ pub fn encode_pieces<'a>(
             let next = ((at / block + 1) * block - disk_offset) as usize;
             let end = next.min(raw.len());
             let piece = &raw[pos..end];
-            let hash = *blake3::hash(piece).as_bytes();
+            let hash = hasher.hash(piece);
             let codec = if is_zero(piece) {
                 Codec::Zero
             } else if known.is_some_and(|k| k.contains(&hash)) {
@@ -200,10 +204,10 @@ mod tests {
 
     #[test]
     fn zero_chunks_are_elided_and_incompressible_ones_stored_raw() {
-        let z = encode(3, 0, &[0u8; 4096], 65536, None).unwrap();
+        let z = encode(3, 0, &[0u8; 4096], 65536, None, &ContentHash::Plain).unwrap();
         assert_eq!((z.records[0].codec, z.data.len()), (Codec::Zero, 0));
         let text = b"lifeboat ".repeat(1000);
-        let c = encode(3, 0, &text, 65536, None).unwrap();
+        let c = encode(3, 0, &text, 65536, None, &ContentHash::Plain).unwrap();
         assert_eq!(c.frame_codec, Codec::Zstd);
         assert!(c.data.len() < text.len() / 10);
         let mut x = 0x1234_5678u32;
@@ -215,7 +219,7 @@ mod tests {
                 x as u8
             })
             .collect();
-        let r = encode(3, 0, &noise, 65536, None).unwrap();
+        let r = encode(3, 0, &noise, 65536, None, &ContentHash::Plain).unwrap();
         assert_eq!(
             (r.frame_codec, r.data.as_slice()),
             (Codec::Raw, noise.as_slice())
@@ -237,7 +241,7 @@ mod tests {
         let known_block =
             *blake3::hash(&raw[1000 + bs as usize..1000 + 2 * bs as usize]).as_bytes();
         let known: HashSet<[u8; 32]> = [known_block].into_iter().collect();
-        let c = encode(3, start, &raw, bs, Some(&known)).unwrap();
+        let c = encode(3, start, &raw, bs, Some(&known), &ContentHash::Plain).unwrap();
         let got: Vec<(u64, u32, Codec, u32)> = c
             .records
             .iter()
@@ -277,7 +281,7 @@ mod tests {
         let z = vec![0u8; 4096];
         let b: Vec<u8> = (0..3000u32).map(|i| (i % 11) as u8).collect();
         let pieces = [(10_000u64, &a[..]), (200_000, &z[..]), (300_000, &b[..])];
-        let c = encode_pieces(3, pieces, bs, None).unwrap();
+        let c = encode_pieces(3, pieces, bs, None, &ContentHash::Plain).unwrap();
         let got: Vec<(u64, u32, Codec, u32)> = c
             .records
             .iter()
@@ -298,7 +302,14 @@ mod tests {
         // is without them
         let block: Vec<u8> = (0..4096u32).map(|i| (i % 11) as u8).collect();
         let tail = [&block[..], &z[..]].concat();
-        let runs = encode_pieces(3, [(0u64, &z[..]), (bs, &tail[..])], 4096, None).unwrap();
+        let runs = encode_pieces(
+            3,
+            [(0u64, &z[..]), (bs, &tail[..])],
+            4096,
+            None,
+            &ContentHash::Plain,
+        )
+        .unwrap();
         assert_eq!(
             zstd::bulk::decompress(&runs.data, 1 << 20).unwrap(),
             block,
@@ -306,8 +317,8 @@ mod tests {
             runs.records
         );
         // one piece gives what encode gives
-        let one = encode_pieces(3, [(10_000, &a[..])], bs, None).unwrap();
-        let same = encode(3, 10_000, &a, bs, None).unwrap();
+        let one = encode_pieces(3, [(10_000, &a[..])], bs, None, &ContentHash::Plain).unwrap();
+        let same = encode(3, 10_000, &a, bs, None, &ContentHash::Plain).unwrap();
         assert_eq!((one.records, one.data), (same.records, same.data));
     }
 }

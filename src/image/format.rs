@@ -25,10 +25,15 @@ pub const VERSION_MINOR_VOLUMES: u16 = 2;
 /// `image --rescue`): a reader of 1.2 refuses codec 5 as unknown, so it never restores such
 /// an image as if it were whole. Other images keep the lower minor.
 pub const VERSION_MINOR_MISSING: u16 = 3;
+/// Minor version of an encrypted image (1.4, [`FLAG_ENCRYPTED`]): a reader of 1.3 refuses the
+/// flag, so it never reads ciphertext as data.
+pub const VERSION_MINOR_ENCRYPTED: u16 = 4;
 /// The hash field of a [`Codec::Missing`] record: all zero (no content hashes to it).
 pub const MISSING_HASH: [u8; 32] = [0; 32];
 /// Header flag: the image is split into volumes of `volume_size` bytes (`volumes.rs`).
 pub const FLAG_VOLUMES: u32 = 1;
+/// Header flag: the image is encrypted (1.4, `crypt.rs`); its key ID and slots follow byte 128.
+pub const FLAG_ENCRYPTED: u32 = 2;
 /// Header size in bytes; chunk data starts right after it.
 pub const HEADER_LEN: usize = 4096;
 /// Size of one index record in bytes.
@@ -108,6 +113,9 @@ pub struct Header {
     pub block_size: u32,
     /// The size of every volume but the last of a split image; 0 for a single file.
     pub volume_size: u64,
+    /// The key ID and key slots of an encrypted image (1.4); `None` for a plain one. Sets
+    /// [`FLAG_ENCRYPTED`] when encoded.
+    pub keys: Option<super::crypt::KeySlots>,
 }
 
 fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
@@ -126,11 +134,16 @@ impl Header {
         put(&mut b, 0, &MAGIC);
         put(&mut b, 8, &VERSION_MAJOR.to_le_bytes());
         put(&mut b, 10, &self.minor.to_le_bytes());
-        let flags = if self.volume_size > 0 {
+        let mut flags = if self.volume_size > 0 {
             self.flags | FLAG_VOLUMES
         } else {
             self.flags & !FLAG_VOLUMES
         };
+        flags &= !FLAG_ENCRYPTED;
+        if let Some(k) = &self.keys {
+            flags |= FLAG_ENCRYPTED;
+            k.encode_into(&mut b);
+        }
         put(&mut b, 12, &flags.to_le_bytes());
         put(&mut b, 16, &(HEADER_LEN as u32).to_le_bytes());
         put(&mut b, 24, &self.image_id);
@@ -146,6 +159,22 @@ impl Header {
         let crc = crc32fast::hash(&b[..HEADER_LEN - 4]);
         put(&mut b, HEADER_LEN - 4, &crc.to_le_bytes());
         b
+    }
+
+    /// True for an encrypted image.
+    pub fn is_encrypted(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// The checksum the footer records of its header: of the whole header, except that an
+    /// encrypted image's slot area is left out ([`super::crypt::SLOTS_AREA`]), so that key
+    /// slots can be added and removed without rewriting the image.
+    pub fn binding_crc(&self) -> u32 {
+        let mut b = self.encode();
+        if self.keys.is_some() {
+            b[super::crypt::SLOTS_AREA].fill(0);
+        }
+        crc32fast::hash(&b[..HEADER_LEN - 4])
     }
 
     /// Decodes and checks magic, version and CRC.
@@ -199,8 +228,26 @@ impl Header {
             } else {
                 0
             },
+            keys: None,
         };
-        if h.flags & !FLAG_VOLUMES != 0 {
+        let mut h = h;
+        if h.flags & FLAG_ENCRYPTED != 0 {
+            if h.minor < VERSION_MINOR_ENCRYPTED {
+                return Err(FormatError::Invalid {
+                    what: "header",
+                    offset: 12,
+                    reason: format!("an encrypted image in format 1.{}", h.minor),
+                });
+            }
+            h.keys = Some(
+                super::crypt::KeySlots::decode(b).map_err(|e| FormatError::Invalid {
+                    what: "header",
+                    offset: super::crypt::KEYS_AT as u64,
+                    reason: e.to_string(),
+                })?,
+            );
+        }
+        if h.flags & !(FLAG_VOLUMES | FLAG_ENCRYPTED) != 0 {
             return Err(FormatError::Invalid {
                 what: "header",
                 offset: 12,
@@ -263,11 +310,12 @@ pub struct Record {
 }
 
 impl Record {
-    /// The blake3 of the bytes a reader gets for this record: its hash, or for a missing
-    /// range (whose hash field is [`MISSING_HASH`]) that of the zeros it reads as.
-    pub fn content_hash(&self) -> [u8; 32] {
+    /// The hash of the bytes a reader gets for this record: its hash, or for a missing range
+    /// (whose hash field is [`MISSING_HASH`]) that of the zeros it reads as.
+    /// `hasher` is the image's ([`super::ImageReader::hasher`]).
+    pub fn content_hash(&self, hasher: &super::crypt::ContentHash) -> [u8; 32] {
         if self.codec == Codec::Missing {
-            *blake3::hash(&vec![0u8; self.raw_len as usize]).as_bytes()
+            hasher.zeros(self.raw_len as usize)
         } else {
             self.hash
         }
@@ -404,6 +452,7 @@ pub(crate) fn sample_header() -> Header {
         sector_size: 512,
         block_size: 64 << 10,
         volume_size: 0,
+        keys: None,
     }
 }
 

@@ -160,6 +160,7 @@
 //! valid image.
 
 mod chain;
+pub mod crypt;
 mod dev;
 pub mod encode;
 pub mod format;

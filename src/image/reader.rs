@@ -2,6 +2,7 @@
 //! version, footer, metadata and index CRCs, record bounds and order, root hash), and reads
 //! chunks with their blake3 hash verified. Nothing unverified is ever handed out.
 
+use super::crypt::{self, ContentHash, Place, Sealer};
 use super::format::{
     self, Codec, Footer, Header, Record, FOOTER_LEN, HEADER_LEN, INDEX_MAGIC, MAX_CHUNK_RAW,
     META_MAGIC, RECORD_LEN,
@@ -24,6 +25,10 @@ pub struct ImageReader {
     footer: Footer,
     records: Vec<Record>,
     meta: ImageMeta,
+    /// Opens the frames of an encrypted image; `None` for a plain one.
+    sealer: Option<Sealer>,
+    /// How the records name their content.
+    hasher: ContentHash,
 }
 
 /// The result of [`ImageReader::verify`].
@@ -66,6 +71,15 @@ impl ImageReader {
             }),
             _ => fmt(e),
         })?;
+        // an encrypted image is unlocked before anything past the header is read: a wrong
+        // passphrase is told as such, never as damage
+        let key = match &header.keys {
+            Some(slots) => Some(crypt::keyring::unlock(path, slots)?),
+            None => None,
+        };
+        let sealer = key.as_ref().map(|k| k.sealer(header.image_id));
+        let hasher = key.map(|k| k.content_hash()).unwrap_or_default();
+        let seal_len = if sealer.is_some() { crypt::OVERHEAD } else { 0 };
         let min = (HEADER_LEN + FOOTER_LEN) as u64;
         if file_len < min {
             return Err(fmt(FormatError::Incomplete { offset: file_len }));
@@ -95,7 +109,7 @@ impl ImageReader {
                 ),
             }));
         }
-        if footer.header_crc != crc32fast::hash(&header.encode()) {
+        if footer.header_crc != header.binding_crc() {
             return Err(fmt(FormatError::Invalid {
                 what: "footer",
                 offset: footer_at,
@@ -113,9 +127,9 @@ impl ImageReader {
         let expect_index_len = footer
             .chunk_count
             .checked_mul(RECORD_LEN as u64)
-            .and_then(|n| n.checked_add(20));
+            .and_then(|n| n.checked_add(20 + seal_len as u64));
         if footer.meta_offset < HEADER_LEN as u64
-            || footer.meta_len < 20
+            || footer.meta_len < 20 + seal_len as u64
             || footer.meta_len > MAX_META
             || footer.meta_offset.checked_add(footer.meta_len) != Some(footer.index_offset)
             || footer.index_offset.checked_add(footer.index_len) != Some(footer_at)
@@ -140,7 +154,23 @@ impl ImageReader {
                 offset: footer.meta_offset,
             }));
         }
-        let meta = ImageMeta::from_json(&body[16..])
+        let opened = |place: Place, what: &'static str, at: u64, sealed: &[u8]| match &sealer {
+            None => Ok(sealed.to_vec()),
+            Some(s) => {
+                let mut plain = Vec::new();
+                if s.open(place, sealed, &mut plain) {
+                    Ok(plain)
+                } else {
+                    Err(bad(
+                        what,
+                        at,
+                        "it does not decrypt: changed, or from another image".into(),
+                    ))
+                }
+            }
+        };
+        let json = opened(Place::Meta, "metadata", footer.meta_offset, &body[16..])?;
+        let meta = ImageMeta::from_json(&json)
             .map_err(|e| bad("metadata", footer.meta_offset, format!("not valid: {e}")))?;
 
         let idx = read(footer.index_offset, footer.index_len as usize)?;
@@ -153,12 +183,14 @@ impl ImageReader {
                 offset: footer.index_offset,
             }));
         }
+        let index = opened(Place::Index, "index", footer.index_offset, &body[16..])?;
         let mut records = Vec::with_capacity(footer.chunk_count as usize);
         let mut end = 0u64;
         let mut raw_total = 0u64;
-        for (i, rb) in body[16..].chunks_exact(RECORD_LEN).enumerate() {
+        for (i, rb) in index.chunks_exact(RECORD_LEN).enumerate() {
             let i = i as u64;
-            let at = footer.index_offset + 16 + i * RECORD_LEN as u64;
+            let sealed_at = if seal_len > 0 { crypt::NONCE_LEN } else { 0 };
+            let at = footer.index_offset + 16 + sealed_at as u64 + i * RECORD_LEN as u64;
             let r = Record::decode(rb, i, at).map_err(fmt)?;
             let why = if r.raw_len == 0 || r.raw_len > MAX_CHUNK_RAW {
                 Some(format!("raw length {}", r.raw_len))
@@ -180,8 +212,11 @@ impl ImageReader {
                     "stored bytes {}+{} lie outside the chunk area",
                     r.file_offset, r.stored_len
                 ))
+            } else if r.codec.stored_here() && (r.stored_len as usize) <= seal_len {
+                Some(format!("stored length {} holds no frame", r.stored_len))
             } else if r.codec == Codec::Raw
-                && u64::from(r.stored_len) < u64::from(r.frame_offset) + u64::from(r.raw_len)
+                && u64::from(r.stored_len) - (seal_len as u64)
+                    < u64::from(r.frame_offset) + u64::from(r.raw_len)
             {
                 Some(format!(
                     "raw frame of {} bytes cannot hold {} bytes at offset {}",
@@ -244,7 +279,15 @@ impl ImageReader {
             footer,
             records,
             meta,
+            sealer,
+            hasher,
         })
+    }
+
+    /// How this image's records hash their content (keyed for an encrypted image): what a
+    /// caller comparing bytes with a record's hash must use.
+    pub fn hasher(&self) -> &ContentHash {
+        &self.hasher
     }
 
     /// The header.
@@ -386,6 +429,48 @@ impl ImageReader {
         frame: &mut Vec<u8>,
         base: usize,
     ) -> Result<()> {
+        let Some(sealer) = self.sealer.as_ref().filter(|_| r.codec.stored_here()) else {
+            return self.decode_plain(index, r, stored, frame, base, r.stored_len as usize);
+        };
+        if stored.len() != r.stored_len as usize {
+            return Err(self.corrupt(
+                index,
+                r,
+                format!("stored {} bytes, expected {}", stored.len(), r.stored_len),
+            ));
+        }
+        PLAIN.with(|p| {
+            let mut plain = std::mem::take(&mut *p.borrow_mut());
+            let out = if sealer.open(
+                Place::Frame(r.file_offset, r.codec as u8),
+                stored,
+                &mut plain,
+            ) {
+                let len = plain.len();
+                self.decode_plain(index, r, &plain, frame, base, len)
+            } else {
+                Err(self.corrupt(
+                    index,
+                    r,
+                    "its frame does not decrypt: changed, moved, or from another image".into(),
+                ))
+            };
+            *p.borrow_mut() = plain;
+            out
+        })
+    }
+
+    /// [`ImageReader::decode_frame_at`] of a frame as stored in a plain image, or opened from
+    /// an encrypted one: `len` bytes are expected.
+    fn decode_plain(
+        &self,
+        index: u64,
+        r: &Record,
+        stored: &[u8],
+        frame: &mut Vec<u8>,
+        base: usize,
+        len: usize,
+    ) -> Result<()> {
         match r.codec {
             Codec::Zero | Codec::Missing => {
                 frame.resize(base, 0);
@@ -398,11 +483,11 @@ impl ImageReader {
                 )))
             }
             Codec::Raw => {
-                if stored.len() != r.stored_len as usize {
+                if stored.len() != len {
                     return Err(self.corrupt(
                         index,
                         r,
-                        format!("stored {} bytes, expected {}", stored.len(), r.stored_len),
+                        format!("stored {} bytes, expected {len}", stored.len()),
                     ));
                 }
                 frame.resize(base, 0);
@@ -453,7 +538,7 @@ impl ImageReader {
             )
         })?;
         // a missing range has no content to check: its reader gets zeros
-        if r.codec != Codec::Missing && *blake3::hash(bytes).as_bytes() != r.hash {
+        if r.codec != Codec::Missing && self.hasher.hash(bytes) != r.hash {
             return Err(self.corrupt(index, r, "content does not match its blake3 hash".into()));
         }
         Ok(bytes)
@@ -498,6 +583,8 @@ impl ImageReader {
 }
 
 thread_local! {
+    /// The opened (decrypted) frame of an encrypted image, reused by each thread.
+    static PLAIN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
 }

@@ -4,6 +4,7 @@
 //! partial files, so an interrupted run leaves nothing that looks like an image (a SIGKILL
 //! leaves only `NAME.partial` files, which are never read as an image).
 
+use super::crypt::{self, Place, Sealer};
 use super::format::{
     self, Codec, Footer, Header, Record, FOOTER_LEN, HEADER_LEN, INDEX_MAGIC, META_MAGIC,
 };
@@ -78,6 +79,8 @@ pub struct ImageWriter {
     /// Chunks may arrive in any disk order (a rescue fills in ranges it skipped); the
     /// records are sorted, and checked not to overlap, when the image is sealed.
     unordered: bool,
+    /// Seals frames and sections of an encrypted image.
+    sealer: Option<Sealer>,
 }
 
 /// `NAME.partial` beside `path`: where a file is written before it is renamed into place.
@@ -93,10 +96,17 @@ pub fn partial_path(path: &Path) -> PathBuf {
 impl ImageWriter {
     /// Starts `path` (written as `path.partial`, or as volumes when `header.volume_size` is
     /// not 0). Refuses when `path`, its partial file or a volume of that name exists.
+    ///
+    /// An encrypted header's master key must be in the keyring ([`crypt::keyring`]): the
+    /// job that made it put it there, or a passphrase given unlocks it.
     pub fn create(path: &Path, mut header: Header) -> Result<Self> {
         if header.volume_size > 0 {
             header.minor = header.minor.max(format::VERSION_MINOR_VOLUMES);
         }
+        if header.keys.is_some() {
+            header.minor = header.minor.max(format::VERSION_MINOR_ENCRYPTED);
+        }
+        let sealer = sealer_for(path, &header)?;
         let out = VolumeWriter::create(path, header.volume_size)?;
         let mut w = ImageWriter {
             out,
@@ -105,6 +115,7 @@ impl ImageWriter {
             records: Vec::new(),
             stored: HashMap::new(),
             unordered: false,
+            sealer,
         };
         let h = w.header.encode();
         w.write(&h)?;
@@ -117,6 +128,7 @@ impl ImageWriter {
     /// `jobs::image`): what the files hold after `len` is cut off. Chunks may then arrive
     /// in any order.
     pub fn resume(path: &Path, header: Header, records: Vec<Record>, len: u64) -> Result<Self> {
+        let sealer = sealer_for(path, &header)?;
         let out = VolumeWriter::reopen(path, header.volume_size, len)?;
         let mut stored = HashMap::new();
         for r in records.iter().filter(|r| r.codec.stored_here()) {
@@ -144,6 +156,7 @@ impl ImageWriter {
             records,
             stored,
             unordered: true,
+            sealer,
         })
     }
 
@@ -251,9 +264,14 @@ impl ImageWriter {
             None
         } else {
             let at = self.out.pos();
-            let len = u32::try_from(c.data.len())
+            let sealed = match &self.sealer {
+                Some(s) => Some(s.seal(Place::Frame(at, c.frame_codec as u8), &c.data)?),
+                None => None,
+            };
+            let data = sealed.as_deref().unwrap_or(&c.data);
+            let len = u32::try_from(data.len())
                 .map_err(|_| invalid(at, "stored chunk too large".into()))?;
-            self.write(&c.data)?;
+            self.write(data)?;
             Some((at, len))
         };
         for mut r in c.records {
@@ -316,6 +334,10 @@ impl ImageWriter {
                 std::io::Error::other(e),
             )
         })?;
+        let json = match &self.sealer {
+            Some(s) => s.seal(Place::Meta, &json)?,
+            None => json,
+        };
         let mut sec = Vec::with_capacity(json.len() + 20);
         sec.extend_from_slice(&META_MAGIC);
         sec.extend_from_slice(&(json.len() as u64).to_le_bytes());
@@ -326,12 +348,17 @@ impl ImageWriter {
         let meta_len = self.out.pos() - meta_offset;
 
         let index_offset = self.out.pos();
-        let mut idx = Vec::with_capacity(20 + self.records.len() * format::RECORD_LEN);
+        let mut recs = Vec::with_capacity(self.records.len() * format::RECORD_LEN);
+        for r in &self.records {
+            r.encode(&mut recs);
+        }
+        if let Some(s) = &self.sealer {
+            recs = s.seal(Place::Index, &recs)?;
+        }
+        let mut idx = Vec::with_capacity(20 + recs.len());
         idx.extend_from_slice(&INDEX_MAGIC);
         idx.extend_from_slice(&(self.records.len() as u64).to_le_bytes());
-        for r in &self.records {
-            r.encode(&mut idx);
-        }
+        idx.extend_from_slice(&recs);
         let crc = crc32fast::hash(&idx);
         idx.extend_from_slice(&crc.to_le_bytes());
         self.write(&idx)?;
@@ -351,7 +378,7 @@ impl ImageWriter {
             chunk_count: self.records.len() as u64,
             raw_bytes,
             root_hash: root,
-            header_crc: crc32fast::hash(&self.header.encode()),
+            header_crc: self.header.binding_crc(),
             volumes: if self.header.volume_size > 0 {
                 self.volumes_at_end(FOOTER_LEN as u64)
             } else {
@@ -369,6 +396,16 @@ impl ImageWriter {
             file_bytes,
             files,
         })
+    }
+}
+
+/// The sealer of the image `path` whose header is `header`: `None` for a plain image.
+fn sealer_for(path: &Path, header: &Header) -> Result<Option<Sealer>> {
+    match &header.keys {
+        Some(slots) => Ok(Some(
+            crypt::keyring::unlock(path, slots)?.sealer(header.image_id),
+        )),
+        None => Ok(None),
     }
 }
 

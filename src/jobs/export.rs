@@ -325,6 +325,7 @@ fn verify_raw(
     cancel: &CancelToken,
 ) -> Result<()> {
     let records = chain.leaf().records();
+    let hasher = chain.leaf().hasher();
     let total: u64 = records.iter().map(|r| u64::from(r.raw_len)).sum();
     reporter.phase(Phase::Verify, Some(total));
     let mut buf = Vec::new();
@@ -339,7 +340,7 @@ fn verify_raw(
                 len: buf.len(),
                 source,
             })?;
-        if *blake3::hash(&buf).as_bytes() != r.content_hash() {
+        if hasher.hash(&buf) != r.content_hash(hasher) {
             return Err(Error::VerifyMismatch {
                 path: path.to_path_buf(),
                 offset: r.disk_offset,

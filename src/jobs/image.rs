@@ -20,6 +20,7 @@ use crate::blockdev::{aligned, BlockDev, FileDev, OpenMode};
 use crate::discovery::SystemPaths;
 use crate::error::{Error, Result};
 use crate::event::{CancelToken, Phase, Reporter};
+use crate::image::crypt::{self, KeySlots, SlotKind};
 use crate::image::encode::encode_pieces;
 use crate::image::meta::{Compression, ParentRef, SourceDisk};
 use crate::image::{format, hex, Chain, Codec, Header, ImageKind, ImageMeta, ImageWriter, Region};
@@ -78,6 +79,18 @@ pub struct ImageSpec {
     pub rescue: Option<RescueOptions>,
     /// Copy swap areas whole (`--full-swap`) instead of their header and ends.
     pub full_swap: bool,
+    /// Encrypt the image (`--encrypt`, `docs/FORMAT.md`). A child of an encrypted parent is
+    /// encrypted with the parent's key whatever this says.
+    pub encrypt: Option<Encrypt>,
+}
+
+/// How to encrypt a new full image.
+#[derive(Debug, Clone)]
+pub struct Encrypt {
+    /// The passphrase of its first key slot.
+    pub passphrase: crate::image::crypt::Secret,
+    /// Add a recovery-key slot too, and report the key once (`--recovery-key`).
+    pub recovery_key: bool,
 }
 
 impl ImageSpec {
@@ -98,6 +111,7 @@ impl ImageSpec {
             volume_size: None,
             rescue: None,
             full_swap: false,
+            encrypt: None,
         }
     }
 }
@@ -207,6 +221,14 @@ pub struct ImagePlan {
     pub rescue: Option<RescueOptions>,
     /// What `--resume` goes on from.
     pub resume: Option<ResumeFrom>,
+    /// The cipher of an encrypted image ("xchacha20-poly1305"), `None` for a plain one.
+    pub encryption: Option<&'static str>,
+    /// The key slots of an encrypted image (its master key is in the keyring).
+    #[serde(skip)]
+    keys: Option<crate::image::crypt::KeySlots>,
+    /// The recovery key made for a new encrypted image (`--recovery-key`), reported once.
+    #[serde(skip)]
+    recovery_key: Option<crate::image::crypt::Secret>,
     /// Used bytes outside the `--domain` mapfile: not read, recorded as missing.
     #[serde(skip)]
     outside_domain: Vec<(u64, u64)>,
@@ -267,6 +289,13 @@ pub struct ImageSummary {
     /// What the missing ranges hit: files and filesystem structures, region by region.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub damaged: Vec<damaged::RegionDamage>,
+    /// True for an encrypted image.
+    #[serde(default)]
+    pub encrypted: bool,
+    /// The recovery key of a new encrypted image made with `--recovery-key`: shown once,
+    /// kept nowhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_key: Option<String>,
 }
 
 /// Builds the plan: reads the table and every filesystem map. Reads the source only.
@@ -500,6 +529,7 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
     }) {
         warnings.push(w);
     }
+    let (keys, recovery_key) = plan_keys(spec, chain.as_deref(), resume.as_ref().map(|r| &r.1))?;
     let raw_table = table
         .as_ref()
         .map(|t| match &spec.rescue {
@@ -537,6 +567,9 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         split_reason,
         rescue: spec.rescue.clone(),
         resume: resume.map(|r| r.0),
+        encryption: keys.as_ref().map(|_| crate::image::crypt::CIPHER),
+        keys,
+        recovery_key,
         outside_domain,
         chain,
         chunk_list,
@@ -545,6 +578,72 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         table_kind: table.as_ref().map(|t| t.kind),
         file_sector_size: spec.file_sector_size,
     })
+}
+
+/// The key slots of the image `spec` asks for, and its new recovery key: a child takes its
+/// parent's slots (and master key), a resumed rescue those it was begun with, and `--encrypt`
+/// makes a new master key with a passphrase slot (and a recovery slot).
+fn plan_keys(
+    spec: &ImageSpec,
+    chain: Option<&Chain>,
+    resumed: Option<&Header>,
+) -> Result<(Option<KeySlots>, Option<crypt::Secret>)> {
+    if let Some(h) = resumed {
+        if let Some(slots) = &h.keys {
+            // unlocked now, so that a wrong passphrase stops the resume before anything
+            crypt::keyring::unlock(&spec.output, slots)?;
+        }
+        return Ok((h.keys.clone(), None));
+    }
+    if let Some(c) = chain {
+        return match (&c.leaf().header().keys, &spec.encrypt) {
+            (Some(slots), _) => Ok((Some(slots.clone()), None)),
+            (None, Some(_)) => Err(Error::Refused {
+                path: c.leaf().path().to_path_buf(),
+                reason: "it is not encrypted, and an incremental or differential image is \
+                         encrypted exactly as its parent is: start a new full image with --encrypt"
+                    .into(),
+            }),
+            (None, None) => Ok((None, None)),
+        };
+    }
+    let Some(e) = &spec.encrypt else {
+        return Ok((None, None));
+    };
+    let key = crypt::MasterKey::generate()?;
+    let mut secrets: Vec<(SlotKind, &[u8])> =
+        vec![(SlotKind::Passphrase, e.passphrase.0.as_bytes())];
+    let recovery = if e.recovery_key {
+        Some(crypt::new_recovery_key()?)
+    } else {
+        None
+    };
+    if let Some((bytes, _)) = &recovery {
+        secrets.push((SlotKind::Recovery, &bytes[..]));
+    }
+    let slots = KeySlots::new(&key, &secrets)?;
+    crypt::keyring::add_key(key);
+    Ok((Some(slots), recovery.map(|(_, text)| crypt::Secret(text))))
+}
+
+impl ImagePlan {
+    /// How the new image's records hash their content (keyed when it is encrypted).
+    pub fn content_hash(&self) -> Result<crypt::ContentHash> {
+        match &self.keys {
+            Some(slots) => Ok(crypt::keyring::unlock(&self.output, slots)?.content_hash()),
+            None => Ok(crypt::ContentHash::Plain),
+        }
+    }
+
+    /// The key slots of an encrypted image.
+    pub fn keys(&self) -> Option<&KeySlots> {
+        self.keys.as_ref()
+    }
+
+    /// The recovery key made for it, to tell the user once.
+    pub fn recovery_key(&self) -> Option<&str> {
+        self.recovery_key.as_ref().map(|s| s.0.as_str())
+    }
 }
 
 /// The image ID a child of `chain` names as its parent; all zero without one.
@@ -747,7 +846,9 @@ pub fn run_on(
         sector_size: plan.sector_size,
         block_size: plan.block_size,
         volume_size: plan.volume_size,
+        keys: plan.keys.clone(),
     };
+    let hasher = plan.content_hash()?;
     let known = plan.chain.as_ref().map(|c| c.stored_hashes());
     let block = u64::from(plan.block_size);
     let mut parent_bytes = 0u64;
@@ -848,7 +949,7 @@ pub fn run_on(
                 let from = base + (c_off - off) as usize;
                 (c_off, &buf[from..from + c_len as usize])
             });
-            let c = encode_pieces(level, pieces, block, known)?;
+            let c = encode_pieces(level, pieces, block, known, &hasher)?;
             Ok((c, region, buf))
         },
         |(c, region, buf)| {
@@ -890,6 +991,8 @@ pub fn run_on(
         missing: Vec::new(),
         rescue: None,
         damaged: Vec::new(),
+        encrypted: plan.keys.is_some(),
+        recovery_key: plan.recovery_key().map(str::to_string),
     })
 }
 

@@ -195,6 +195,8 @@ pub fn run(plan: &MergePlan, reporter: &Reporter, cancel: &CancelToken) -> Resul
         sector_size: lh.sector_size,
         block_size: lh.block_size,
         volume_size: plan.volume_size,
+        // a merged image keeps the chain's key and slots
+        keys: lh.keys.clone(),
     };
     let records = leaf.records();
     let groups = chunks(records, u64::from(lh.chunk_size.max(1)));

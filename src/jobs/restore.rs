@@ -22,6 +22,7 @@ use crate::blockdev::{BlockDev, FileDev, OpenMode};
 use crate::discovery::SystemPaths;
 use crate::error::{Error, Result};
 use crate::event::{CancelToken, Phase, Reporter};
+use crate::image::crypt::ContentHash;
 use crate::image::CopyMethod;
 use crate::image::{hex, Chain, ChainLink, FrameRead, ImageDev};
 use crate::partition::edit;
@@ -564,6 +565,7 @@ pub fn run_on(
     let mut done = 0u64;
     let mut next = 0usize;
     let records = chain.leaf().records();
+    let plain_hashes = *chain.leaf().hasher() == ContentHash::Plain;
     let writer = DataWriter::new(dev, direct);
     let chunk_bytes = chain.max_chunk_size();
     // The tables are written last, after the data's read-back (which runs beside the
@@ -613,8 +615,10 @@ pub fn run_on(
                         let bytes = &mut frame[copy..];
                         edit::overlay(bytes, w.offset, &patches);
                         (copy, *blake3::hash(bytes).as_bytes())
-                    } else if w.len == u64::from(records[w.record].raw_len) {
-                        (at, records[w.record].content_hash())
+                    } else if w.len == u64::from(records[w.record].raw_len) && plain_hashes {
+                        // the record's hash is the blake3 the read-back checks (an
+                        // encrypted image's are keyed: hashed again below)
+                        (at, records[w.record].content_hash(&ContentHash::Plain))
                     } else {
                         (at, *blake3::hash(bytes).as_bytes())
                     };

@@ -30,6 +30,8 @@ fn advice(e: &Error) -> String {
         Error::Busy { .. } => "Unmount it (or stop what uses it) and try again. Lifeboat never writes to a disk that is in use.",
         Error::ReadOnly { .. } => "The disk is write-protected: check its lock switch, or choose another disk.",
         Error::Refused { .. } => "Choose another disk or image; nothing was written.",
+        Error::KeyNeeded { .. } => "The image is encrypted: open it again and type its passphrase or recovery key.",
+        Error::WrongKey { .. } => "Check the passphrase (or use the recovery key) and try again; nothing was written.",
         Error::NotADisk { .. } => "Choose a disk from the list; nothing was written.",
         Error::Read { path, .. } if is_image_file(path) => {
             "The image file could not be read: the drive that holds it may be failing. Verify it (v on the home screen), or use an older image."

@@ -676,6 +676,8 @@ struct Rescue<'a> {
     block: u64,
     level: i32,
     known: Option<&'a HashSet<[u8; 32]>>,
+    /// How records hash their content (keyed for an encrypted image).
+    hasher: crate::image::crypt::ContentHash,
     out: Sink<'a>,
     failed_reads: u64,
     pass: u32,
@@ -733,6 +735,7 @@ pub(crate) fn run_on(
         block: u64::from(plan.block_size).max(unit),
         level: plan.level,
         known: plan.chain.as_ref().map(|c| c.stored_hashes()),
+        hasher: plan.content_hash()?,
         out,
         failed_reads: 0,
         pass: 0,
@@ -827,6 +830,8 @@ pub(crate) fn run_on(
         verify_seconds: check_started.elapsed().as_secs_f64(),
         missing_bytes,
         missing,
+        encrypted: plan.keys().is_some(),
+        recovery_key: plan.recovery_key().map(str::to_string),
         rescue: Some(report),
         damaged,
     })
@@ -858,6 +863,7 @@ fn open_output(plan: &ImagePlan) -> Result<(ImageWriter, RescueLog, RescueMap)> 
                 sector_size: plan.sector_size,
                 block_size: plan.block_size,
                 volume_size: plan.volume_size,
+                keys: plan.keys().cloned(),
             };
             let mut writer = ImageWriter::create(&plan.output, header)?;
             writer.allow_any_order();
@@ -990,7 +996,7 @@ impl Rescue<'_> {
 
     /// Encodes and stores `bytes`, read at disk byte `off`.
     fn keep(&mut self, off: u64, bytes: &[u8]) -> Result<()> {
-        let c = encode(self.level, off, bytes, self.block, self.known)?;
+        let c = encode(self.level, off, bytes, self.block, self.known, &self.hasher)?;
         let region = self.out.region_of(off);
         self.out.store(c, region)
     }
@@ -1081,12 +1087,13 @@ impl Rescue<'_> {
         let mut next = 0usize;
         let mut done = 0u64;
         let list = &list;
-        let (unit, dev_len, level, block, known) = (
+        let (unit, dev_len, level, block, known, hasher) = (
             self.unit,
             self.reader.dev().len(),
             self.level,
             self.block,
             self.known,
+            &self.hasher,
         );
         let (reader, cancel, reporter) = (&self.reader, self.cancel, self.reporter);
         let (pass, out) = (self.pass, &mut self.out);
@@ -1181,7 +1188,7 @@ impl Rescue<'_> {
                 for (gs, ge) in good {
                     let from = cover.start + (gs - start) as usize;
                     let bytes = &buf[from..from + (ge - gs) as usize];
-                    chunks.push(encode(level, gs, bytes, block, known)?);
+                    chunks.push(encode(level, gs, bytes, block, known, hasher)?);
                 }
                 Ok(((off, len, region, Copied::Read(chunks, bad)), buf, gone_err))
             },

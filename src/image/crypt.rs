@@ -1,0 +1,740 @@
+//! Encrypted images (format 1.4): the keys, the key slots in the header, the sealing of
+//! frames and sections, and the process's keyring.
+//!
+//! An encrypted image has one random 256-bit **master key**. Nothing stores it in clear: each
+//! **key slot** in the header holds it wrapped (XChaCha20-Poly1305) under a key derived from a
+//! passphrase (Argon2id, its parameters in the slot) or from a printable recovery key (which
+//! is itself 256 random bits, so a plain key derivation suffices). Three keys are derived
+//! from the master key with blake3's key derivation, each for one purpose:
+//!
+//! - the **frame key**: every stored frame is `nonce (24) ‖ ciphertext ‖ tag (16)`, sealed
+//!   with XChaCha20-Poly1305 under a random nonce, and its associated data binds it to its
+//!   image and place: `"lifeboat-frame-v1" ‖ image ID ‖ file offset (u64) ‖ codec (u8)`.
+//!   The metadata and index sections are sealed the same way, with their own labels;
+//! - the **content-ID key**: record hashes are blake3 keyed with it, so the index names
+//!   chunks without revealing the plain blake3 of any content (and an attacker cannot test a
+//!   guess of a block's content against it);
+//! - the **key ID**: 16 bytes in the header naming the master key, so that a chain's members
+//!   (which share their master key) are unlocked once.
+//!
+//! The process's [`keyring`] holds the master keys unlocked so far, the passphrases given
+//! (`--key-file`), and a prompt (the CLI's, on a terminal). Readers and writers ask it.
+
+use crate::error::{Error, Result};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use std::path::Path;
+use std::sync::Mutex;
+use zeroize::{Zeroize, Zeroizing};
+
+/// The cipher of frames, sections and key slots, as plans and reports name it.
+pub const CIPHER: &str = "xchacha20-poly1305";
+
+/// A passphrase or recovery key held in memory: wiped when dropped, never printed by
+/// `Debug`.
+#[derive(Clone)]
+pub struct Secret(pub Zeroizing<String>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Bytes a sealed frame or section adds to its plaintext: the nonce and the tag.
+pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+/// The nonce that starts every sealed frame and section.
+pub const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+/// Where the key ID and the key slots live in the header.
+pub const KEYS_AT: usize = 128;
+/// The part of the header that `key add` and `key remove` rewrite: the slot count and the
+/// slots. The footer's header checksum leaves it out ([`super::format::Header::binding_crc`]).
+pub const SLOTS_AREA: std::ops::Range<usize> = 144..4092;
+const SLOT_LEN: usize = 128;
+/// Most key slots one image holds.
+pub const MAX_SLOTS: usize = 16;
+/// Argon2id cost of a new passphrase slot: 64 MiB, 3 passes, one lane (about 0.1 s here; the
+/// rescue system has the memory).
+const ARGON_M_KIB: u32 = 64 * 1024;
+const ARGON_T: u32 = 3;
+const ARGON_P: u32 = 1;
+/// Most memory a slot may ask Argon2 for (a hostile header must not exhaust RAM): 1 GiB.
+const ARGON_M_MAX_KIB: u32 = 1 << 20;
+
+/// A 256-bit secret, wiped when dropped.
+#[derive(Clone)]
+pub struct MasterKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MasterKey({})", super::writer::hex(&self.key_id()))
+    }
+}
+
+fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| {
+        Error::io(
+            "drawing random bytes from",
+            "the kernel",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    Ok(b)
+}
+
+impl MasterKey {
+    /// A fresh random key.
+    pub fn generate() -> Result<MasterKey> {
+        Ok(MasterKey(Zeroizing::new(random()?)))
+    }
+
+    fn derive(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(blake3::derive_key(purpose, &*self.0))
+    }
+
+    /// The 16 bytes naming this key in the header.
+    pub fn key_id(&self) -> [u8; 16] {
+        let k = self.derive("lifeboat 2026-12 image key id");
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&k[..16]);
+        id
+    }
+
+    /// How records of images under this key hash their content.
+    pub fn content_hash(&self) -> ContentHash {
+        ContentHash::Keyed(*self.derive("lifeboat 2026-12 content id"))
+    }
+
+    /// The sealer of frames and sections of the image `image_id`.
+    pub fn sealer(&self, image_id: [u8; 16]) -> Sealer {
+        let k = self.derive("lifeboat 2026-12 frame key");
+        Sealer {
+            cipher: XChaCha20Poly1305::new((&*k).into()),
+            image_id,
+        }
+    }
+}
+
+/// How an image's records name their content: plain blake3, or blake3 keyed with the
+/// content-ID key of an encrypted image.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum ContentHash {
+    /// blake3 (plain images).
+    #[default]
+    Plain,
+    /// blake3 keyed (encrypted images).
+    Keyed([u8; 32]),
+}
+
+impl std::fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ContentHash::Plain => "Plain",
+            ContentHash::Keyed(_) => "Keyed",
+        })
+    }
+}
+
+impl ContentHash {
+    /// The hash of `bytes`.
+    pub fn hash(&self, bytes: &[u8]) -> [u8; 32] {
+        match self {
+            ContentHash::Plain => *blake3::hash(bytes).as_bytes(),
+            ContentHash::Keyed(k) => *blake3::keyed_hash(k, bytes).as_bytes(),
+        }
+    }
+
+    /// The hash of `len` zero bytes.
+    pub fn zeros(&self, len: usize) -> [u8; 32] {
+        self.hash(&vec![0u8; len])
+    }
+}
+
+/// Seals and opens the frames and sections of one image.
+#[derive(Clone)]
+pub struct Sealer {
+    cipher: XChaCha20Poly1305,
+    image_id: [u8; 16],
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sealer({})", super::writer::hex(&self.image_id))
+    }
+}
+
+/// What a sealed piece is, bound into its associated data.
+#[derive(Debug, Clone, Copy)]
+pub enum Place {
+    /// A frame at this file offset, stored with this codec byte.
+    Frame(u64, u8),
+    /// The metadata section.
+    Meta,
+    /// The index section.
+    Index,
+}
+
+impl Sealer {
+    fn aad(&self, place: Place) -> Vec<u8> {
+        let mut a = Vec::with_capacity(48);
+        match place {
+            Place::Frame(offset, codec) => {
+                a.extend_from_slice(b"lifeboat-frame-v1");
+                a.extend_from_slice(&self.image_id);
+                a.extend_from_slice(&offset.to_le_bytes());
+                a.push(codec);
+            }
+            Place::Meta => {
+                a.extend_from_slice(b"lifeboat-meta-v1");
+                a.extend_from_slice(&self.image_id);
+            }
+            Place::Index => {
+                a.extend_from_slice(b"lifeboat-index-v1");
+                a.extend_from_slice(&self.image_id);
+            }
+        }
+        a
+    }
+
+    /// `plain` sealed for `place`: nonce, ciphertext, tag.
+    pub fn seal(&self, place: Place, plain: &[u8]) -> Result<Vec<u8>> {
+        let nonce: [u8; NONCE_LEN] = random()?;
+        let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(
+                XNonce::from_slice(&nonce),
+                &self.aad(place),
+                &mut out[NONCE_LEN..],
+            )
+            .map_err(|_| Error::Unsupported("a frame too large to encrypt".into()))?;
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
+    /// Opens `sealed` (made by [`Sealer::seal`] for `place`) into `out`; false when it was
+    /// changed, moved, or sealed under another key or for another image or place.
+    pub fn open(&self, place: Place, sealed: &[u8], out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if sealed.len() < OVERHEAD {
+            return false;
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+        out.extend_from_slice(body);
+        self.cipher
+            .decrypt_in_place_detached(XNonce::from_slice(nonce), &self.aad(place), out, tag.into())
+            .is_ok()
+    }
+}
+
+/// What unlocks a key slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotKind {
+    /// A passphrase, stretched by Argon2id.
+    Passphrase = 1,
+    /// A printable recovery key (256 random bits).
+    Recovery = 2,
+}
+
+/// One key slot: the master key wrapped under a key derived from a passphrase or a recovery
+/// key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    /// What unlocks it.
+    pub kind: SlotKind,
+    /// Argon2id memory in KiB, passes and lanes (0 for a recovery slot).
+    pub m_kib: u32,
+    /// Argon2id passes.
+    pub t: u32,
+    /// Argon2id lanes.
+    pub p: u32,
+    salt: [u8; 16],
+    nonce: [u8; NONCE_LEN],
+    wrapped: [u8; 48],
+}
+
+/// The header's key ID and slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySlots {
+    /// Names the master key ([`MasterKey::key_id`]).
+    pub key_id: [u8; 16],
+    /// The slots, in order; `key remove` takes their numbers from 1.
+    pub slots: Vec<Slot>,
+}
+
+/// A key-slot area that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("key slots: {0}")]
+pub struct SlotError(pub String);
+
+impl Slot {
+    fn kek(
+        kind: SlotKind,
+        secret: &[u8],
+        salt: &[u8; 16],
+        m: u32,
+        t: u32,
+        p: u32,
+    ) -> Option<Zeroizing<[u8; 32]>> {
+        let mut kek = Zeroizing::new([0u8; 32]);
+        match kind {
+            SlotKind::Passphrase => {
+                let params = argon2::Params::new(m, t, p, Some(32)).ok()?;
+                argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+                    .hash_password_into(secret, salt, &mut *kek)
+                    .ok()?;
+            }
+            SlotKind::Recovery => {
+                let mut h = blake3::Hasher::new_derive_key("lifeboat 2026-12 recovery slot");
+                h.update(salt);
+                h.update(secret);
+                kek.copy_from_slice(h.finalize().as_bytes());
+            }
+        }
+        Some(kek)
+    }
+
+    fn wrap_aad(key_id: &[u8; 16], kind: SlotKind) -> Vec<u8> {
+        let mut a = b"lifeboat-slot-v1".to_vec();
+        a.extend_from_slice(key_id);
+        a.push(kind as u8);
+        a
+    }
+
+    /// A new slot that `secret` (a passphrase, or a recovery key's 32 bytes) unlocks.
+    pub fn new(kind: SlotKind, key: &MasterKey, secret: &[u8]) -> Result<Slot> {
+        let (m, t, p) = match kind {
+            SlotKind::Passphrase => (ARGON_M_KIB, ARGON_T, ARGON_P),
+            SlotKind::Recovery => (0, 0, 0),
+        };
+        let salt = random()?;
+        let nonce = random()?;
+        let kek = Slot::kek(kind, secret, &salt, m, t, p)
+            .ok_or_else(|| Error::Unsupported("Argon2id refused its parameters".into()))?;
+        let mut body = *key.0;
+        let tag = XChaCha20Poly1305::new((&*kek).into())
+            .encrypt_in_place_detached(
+                XNonce::from_slice(&nonce),
+                &Slot::wrap_aad(&key.key_id(), kind),
+                &mut body,
+            )
+            .map_err(|_| Error::Unsupported("wrapping the image key failed".into()))?;
+        let mut wrapped = [0u8; 48];
+        wrapped[..32].copy_from_slice(&body);
+        wrapped[32..].copy_from_slice(&tag);
+        body.zeroize();
+        Ok(Slot {
+            kind,
+            m_kib: m,
+            t,
+            p,
+            salt,
+            nonce,
+            wrapped,
+        })
+    }
+
+    /// The master key, when `secret` unlocks this slot and the key it holds is `key_id`.
+    fn unlock(&self, key_id: &[u8; 16], secret: &[u8]) -> Option<MasterKey> {
+        let kek = Slot::kek(self.kind, secret, &self.salt, self.m_kib, self.t, self.p)?;
+        let mut body = Zeroizing::new([0u8; 32]);
+        body.copy_from_slice(&self.wrapped[..32]);
+        XChaCha20Poly1305::new((&*kek).into())
+            .decrypt_in_place_detached(
+                XNonce::from_slice(&self.nonce),
+                &Slot::wrap_aad(key_id, self.kind),
+                &mut *body,
+                self.wrapped[32..].into(),
+            )
+            .ok()?;
+        let key = MasterKey(body);
+        (key.key_id() == *key_id).then_some(key)
+    }
+
+    fn encode(&self, b: &mut [u8]) {
+        b[0] = self.kind as u8;
+        b[4..8].copy_from_slice(&self.m_kib.to_le_bytes());
+        b[8..12].copy_from_slice(&self.t.to_le_bytes());
+        b[12..16].copy_from_slice(&self.p.to_le_bytes());
+        b[16..32].copy_from_slice(&self.salt);
+        b[32..56].copy_from_slice(&self.nonce);
+        b[56..104].copy_from_slice(&self.wrapped);
+    }
+
+    fn decode(b: &[u8], n: usize) -> Result<Slot, SlotError> {
+        let kind = match b[0] {
+            1 => SlotKind::Passphrase,
+            2 => SlotKind::Recovery,
+            k => return Err(SlotError(format!("slot {} has unknown kind {k}", n + 1))),
+        };
+        let u = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let s = Slot {
+            kind,
+            m_kib: u(4),
+            t: u(8),
+            p: u(12),
+            salt: b[16..32].try_into().expect("16 bytes"),
+            nonce: b[32..56].try_into().expect("24 bytes"),
+            wrapped: b[56..104].try_into().expect("48 bytes"),
+        };
+        if kind == SlotKind::Passphrase
+            && (s.m_kib > ARGON_M_MAX_KIB || s.t == 0 || s.t > 64 || s.p == 0 || s.p > 16)
+        {
+            return Err(SlotError(format!(
+                "slot {} asks Argon2id for m={} KiB, t={}, p={}, beyond what Lifeboat allows",
+                n + 1,
+                s.m_kib,
+                s.t,
+                s.p
+            )));
+        }
+        Ok(s)
+    }
+}
+
+impl KeySlots {
+    /// Slots for a new master key, one per `(kind, secret)`.
+    pub fn new(key: &MasterKey, secrets: &[(SlotKind, &[u8])]) -> Result<KeySlots> {
+        let mut slots = Vec::new();
+        for (kind, secret) in secrets {
+            slots.push(Slot::new(*kind, key, secret)?);
+        }
+        Ok(KeySlots {
+            key_id: key.key_id(),
+            slots,
+        })
+    }
+
+    /// Writes the key ID and slots into the header bytes `b` (the whole header).
+    pub fn encode_into(&self, b: &mut [u8]) {
+        b[KEYS_AT..KEYS_AT + 16].copy_from_slice(&self.key_id);
+        let n = self.slots.len().min(MAX_SLOTS) as u32;
+        b[KEYS_AT + 16..KEYS_AT + 20].copy_from_slice(&n.to_le_bytes());
+        for (i, s) in self.slots.iter().take(MAX_SLOTS).enumerate() {
+            let at = SLOTS_AREA.start + 16 + i * SLOT_LEN;
+            s.encode(&mut b[at..at + SLOT_LEN]);
+        }
+    }
+
+    /// Reads the key ID and slots from the header bytes `b`.
+    pub fn decode(b: &[u8]) -> Result<KeySlots, SlotError> {
+        let n = u32::from_le_bytes(b[KEYS_AT + 16..KEYS_AT + 20].try_into().expect("4")) as usize;
+        if n == 0 || n > MAX_SLOTS {
+            return Err(SlotError(format!(
+                "{n} key slots; an encrypted image has 1 to {MAX_SLOTS}"
+            )));
+        }
+        let mut slots = Vec::with_capacity(n);
+        for i in 0..n {
+            let at = SLOTS_AREA.start + 16 + i * SLOT_LEN;
+            slots.push(Slot::decode(&b[at..at + SLOT_LEN], i)?);
+        }
+        Ok(KeySlots {
+            key_id: b[KEYS_AT..KEYS_AT + 16].try_into().expect("16 bytes"),
+            slots,
+        })
+    }
+
+    /// The master key that `secret` unlocks: a passphrase tries the passphrase slots, and a
+    /// recovery key (as [`parse_recovery_key`] reads it) the recovery slots.
+    pub fn unlock(&self, secret: &str) -> Option<MasterKey> {
+        let recovery = parse_recovery_key(secret);
+        self.slots.iter().find_map(|s| match (s.kind, &recovery) {
+            (SlotKind::Passphrase, _) => s.unlock(&self.key_id, secret.as_bytes()),
+            (SlotKind::Recovery, Some(r)) => s.unlock(&self.key_id, &r[..]),
+            (SlotKind::Recovery, None) => None,
+        })
+    }
+}
+
+const RECOVERY_ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+/// A new recovery key: 256 random bits, and how it is printed (52 characters of a
+/// 32-letter alphabet without 0, O, 1 or I, in groups of four; the last character carries
+/// a check of the others, so a mistyped key is told apart from a wrong one).
+pub fn new_recovery_key() -> Result<(Zeroizing<[u8; 32]>, Zeroizing<String>)> {
+    let key = Zeroizing::new(random::<32>()?);
+    let text = format_recovery_key(&key);
+    Ok((key, text))
+}
+
+fn format_recovery_key(key: &[u8; 32]) -> Zeroizing<String> {
+    // 256 bits as 52 five-bit digits (the last carries 1 bit and 4 bits of check)
+    let mut digits = Vec::with_capacity(52);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for &byte in key.iter() {
+        acc = (acc << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            digits.push(((acc >> bits) & 31) as u8);
+        }
+    }
+    let check = blake3::hash(key).as_bytes()[0] & 15;
+    digits.push((((acc & 1) as u8) << 4) | check);
+    let mut s = String::with_capacity(64);
+    for (i, d) in digits.iter().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            s.push('-');
+        }
+        s.push(RECOVERY_ALPHABET[*d as usize] as char);
+    }
+    Zeroizing::new(s)
+}
+
+/// The 32 bytes of a recovery key typed as [`new_recovery_key`] printed it (any case, with
+/// or without dashes and spaces), or `None` when `text` is not one.
+pub fn parse_recovery_key(text: &str) -> Option<Zeroizing<[u8; 32]>> {
+    let digits: Vec<u8> = text
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .map(|c| {
+            RECOVERY_ALPHABET
+                .iter()
+                .position(|&a| a as char == c.to_ascii_uppercase())
+                .map(|p| p as u8)
+        })
+        .collect::<Option<_>>()?;
+    if digits.len() != 52 {
+        return None;
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    let mut n = 0;
+    for &d in &digits[..51] {
+        acc = (acc << 5) | u32::from(d);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            key[n] = (acc >> bits) as u8;
+            n += 1;
+        }
+    }
+    // 51 digits are 255 bits; the last digit's top bit is the 256th
+    let last = digits[51];
+    acc = (acc << 1) | u32::from(last >> 4);
+    key[31] = acc as u8;
+    (n == 31 && blake3::hash(&*key).as_bytes()[0] & 15 == last & 15).then_some(key)
+}
+
+/// The process's keyring: master keys unlocked so far, passphrases given, and a prompt.
+pub mod keyring {
+    use super::*;
+
+    /// Asks for a passphrase for the image at the path; `attempt` counts from 1. `None` when
+    /// the user gives up (or there is no one to ask).
+    pub type Prompt = Box<dyn Fn(&Path, u32) -> Option<Zeroizing<String>> + Send + Sync>;
+
+    #[derive(Default)]
+    struct Ring {
+        keys: Vec<MasterKey>,
+        secrets: Vec<Zeroizing<String>>,
+        prompt: Option<Prompt>,
+    }
+
+    static RING: Mutex<Option<Ring>> = Mutex::new(None);
+
+    fn with<T>(f: impl FnOnce(&mut Ring) -> T) -> T {
+        let mut g = RING.lock().unwrap_or_else(|p| p.into_inner());
+        f(g.get_or_insert_with(Ring::default))
+    }
+
+    /// Adds a passphrase (or recovery key) to try on every encrypted image opened.
+    pub fn add_secret(secret: Zeroizing<String>) {
+        with(|r| {
+            if !r.secrets.iter().any(|s| **s == *secret) {
+                r.secrets.push(secret);
+            }
+        });
+    }
+
+    /// Adds a master key already known (the one a new image was made with).
+    pub fn add_key(key: MasterKey) {
+        with(|r| {
+            if !r.keys.iter().any(|k| k.key_id() == key.key_id()) {
+                r.keys.push(key);
+            }
+        });
+    }
+
+    /// Sets the prompt asked when no known key or secret opens an image.
+    pub fn set_prompt(prompt: Prompt) {
+        with(|r| r.prompt = Some(prompt));
+    }
+
+    /// Forgets every key, secret and the prompt (tests; the menu's "lock").
+    pub fn clear() {
+        with(|r| *r = Ring::default());
+    }
+
+    /// The master key of the image at `path`, whose header holds `slots`: a key unlocked
+    /// before, else one a given secret unlocks, else one the prompt's answer unlocks (up to
+    /// three tries). [`Error::KeyNeeded`] when there is nothing to try, [`Error::WrongKey`]
+    /// when nothing tried opens it.
+    pub fn unlock(path: &Path, slots: &KeySlots) -> Result<MasterKey> {
+        let secrets = with(|r| {
+            if let Some(k) = r.keys.iter().find(|k| k.key_id() == slots.key_id) {
+                return Err(k.clone());
+            }
+            Ok(r.secrets.clone())
+        });
+        let secrets = match secrets {
+            Err(k) => return Ok(k),
+            Ok(s) => s,
+        };
+        for s in &secrets {
+            if let Some(k) = slots.unlock(s) {
+                add_key(k.clone());
+                return Ok(k);
+            }
+        }
+        // the prompt runs without the lock held (it waits for a person)
+        let prompt = with(|r| r.prompt.take());
+        let Some(prompt) = prompt else {
+            return Err(if secrets.is_empty() {
+                Error::KeyNeeded {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                Error::WrongKey {
+                    path: path.to_path_buf(),
+                }
+            });
+        };
+        let mut out = Err(Error::KeyNeeded {
+            path: path.to_path_buf(),
+        });
+        for attempt in 1..=3 {
+            let Some(s) = prompt(path, attempt) else {
+                break;
+            };
+            if let Some(k) = slots.unlock(&s) {
+                add_secret(s);
+                add_key(k.clone());
+                out = Ok(k);
+                break;
+            }
+            out = Err(Error::WrongKey {
+                path: path.to_path_buf(),
+            });
+        }
+        with(|r| {
+            if r.prompt.is_none() {
+                r.prompt = Some(prompt);
+            }
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_open_only_in_their_place_and_image() {
+        let k = MasterKey::generate().unwrap();
+        let s = k.sealer([1; 16]);
+        let sealed = s.seal(Place::Frame(4096, 1), b"secret bytes").unwrap();
+        assert_eq!(sealed.len(), 12 + OVERHEAD);
+        assert!(!sealed.windows(6).any(|w| w == b"secret"));
+        let mut out = Vec::new();
+        assert!(s.open(Place::Frame(4096, 1), &sealed, &mut out));
+        assert_eq!(out, b"secret bytes");
+        assert!(!s.open(Place::Frame(8192, 1), &sealed, &mut out), "moved");
+        assert!(
+            !s.open(Place::Frame(4096, 2), &sealed, &mut out),
+            "other codec"
+        );
+        assert!(!s.open(Place::Meta, &sealed, &mut out), "other section");
+        assert!(
+            !k.sealer([2; 16])
+                .open(Place::Frame(4096, 1), &sealed, &mut out),
+            "other image"
+        );
+        let other = MasterKey::generate().unwrap();
+        assert!(!other
+            .sealer([1; 16])
+            .open(Place::Frame(4096, 1), &sealed, &mut out));
+        let mut flipped = sealed.clone();
+        flipped[30] ^= 1;
+        assert!(
+            !s.open(Place::Frame(4096, 1), &flipped, &mut out),
+            "flipped"
+        );
+        assert!(
+            !s.open(Place::Frame(4096, 1), &sealed[..10], &mut out),
+            "short"
+        );
+    }
+
+    #[test]
+    fn slots_unlock_with_their_secret_only_and_survive_encoding() {
+        let k = MasterKey::generate().unwrap();
+        let (rk, text) = new_recovery_key().unwrap();
+        let slots = KeySlots::new(
+            &k,
+            &[
+                (SlotKind::Passphrase, b"correct horse"),
+                (SlotKind::Recovery, &rk[..]),
+            ],
+        )
+        .unwrap();
+        let mut header = vec![0u8; 4096];
+        slots.encode_into(&mut header);
+        let back = KeySlots::decode(&header).unwrap();
+        assert_eq!(back, slots);
+        assert_eq!(back.unlock("correct horse").unwrap().key_id(), k.key_id());
+        assert!(back.unlock("wrong horse").is_none());
+        assert_eq!(back.unlock(&text).unwrap().key_id(), k.key_id());
+        assert_eq!(
+            back.unlock(&text.to_lowercase().replace('-', " "))
+                .unwrap()
+                .key_id(),
+            k.key_id()
+        );
+        // a hostile slot asking for too much memory is refused before Argon2 runs
+        let mut bad = header.clone();
+        bad[SLOTS_AREA.start + 16 + 4..SLOTS_AREA.start + 16 + 8]
+            .copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(KeySlots::decode(&bad).is_err());
+        let mut none = header.clone();
+        none[KEYS_AT + 16..KEYS_AT + 20].copy_from_slice(&0u32.to_le_bytes());
+        assert!(KeySlots::decode(&none).is_err());
+    }
+
+    #[test]
+    fn recovery_keys_round_trip_and_a_typo_is_not_a_key() {
+        for _ in 0..20 {
+            let (k, text) = new_recovery_key().unwrap();
+            assert_eq!(text.len(), 52 + 12);
+            assert_eq!(*parse_recovery_key(&text).unwrap(), *k);
+            let mut typo: Vec<char> = text.chars().collect();
+            typo[5] = if typo[5] == 'A' { 'B' } else { 'A' };
+            let typo: String = typo.into_iter().collect();
+            // a single changed digit fails the 4-bit check 15 times in 16; it never yields
+            // the same key
+            assert!(parse_recovery_key(&typo).is_none_or(|t| *t != *k));
+        }
+        assert!(parse_recovery_key("not a key").is_none());
+    }
+
+    #[test]
+    fn keyed_content_hashes_differ_from_plain_and_between_keys() {
+        let a = MasterKey::generate().unwrap().content_hash();
+        let b = MasterKey::generate().unwrap().content_hash();
+        let plain = ContentHash::Plain;
+        assert_eq!(plain.hash(b"x"), *blake3::hash(b"x").as_bytes());
+        assert_ne!(a.hash(b"x"), plain.hash(b"x"));
+        assert_ne!(a.hash(b"x"), b.hash(b"x"));
+        assert_eq!(a.zeros(5), a.hash(&[0; 5]));
+    }
+}
