@@ -341,6 +341,23 @@ pub enum Command {
     ///   lifeboat boot-test /dev/sdb --net --timeout 900 --json
     #[command(verbatim_doc_comment)]
     BootTest(BootTestArgs),
+    /// List, add and remove the key slots of an encrypted image, without rewriting it.
+    ///
+    /// An encrypted image (image --encrypt) has one random key, held in up to 16 slots:
+    /// each opens with a passphrase (stretched by Argon2id) or a printable recovery key.
+    /// Adding or removing a slot rewrites only the image's 4 KiB header; the old header is
+    /// kept in FILE.header-backup until the new one is on the disk. Adding and removing
+    /// need a passphrase that opens the image (--key-file, or the prompt). Each image of a
+    /// chain has its own slots: an incremental copies its parent's when it is made.
+    ///
+    /// Examples:
+    ///   lifeboat key list laptop.lbi
+    ///   lifeboat key add laptop.lbi                      (asks for the old, then the new)
+    ///   lifeboat --key-file old.txt key add laptop.lbi --new-key-file new.txt
+    ///   lifeboat key add laptop.lbi --recovery-key       (prints a new recovery key)
+    ///   lifeboat key remove laptop.lbi 1
+    #[command(verbatim_doc_comment, subcommand)]
+    Key(KeyCommand),
     /// Print the shell completion script for SHELL on stdout.
     ///
     /// With it, Tab completes lifeboat's commands and options. Save it where the shell looks
@@ -526,6 +543,44 @@ pub struct VerifyArgs {
     /// Decompression threads (0 = one per core).
     #[arg(long, default_value_t = DEFAULT_THREADS)]
     pub threads: usize,
+}
+
+/// `lifeboat key`'s subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the key slots (needs no passphrase).
+    List {
+        /// The encrypted image (its first volume).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a passphrase slot (or, with --recovery-key, a recovery-key slot).
+    Add {
+        /// The encrypted image (its first volume).
+        file: PathBuf,
+        /// The new passphrase is the whole content of FILE (one trailing newline ignored).
+        /// Without it, it is asked for twice on the terminal.
+        #[arg(long, value_name = "FILE", conflicts_with = "recovery_key")]
+        new_key_file: Option<PathBuf>,
+        /// Make a new printable recovery key instead, and print it once.
+        #[arg(long)]
+        recovery_key: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove key slot N (numbered from 1, as key list shows them). The last slot stays.
+    Remove {
+        /// The encrypted image (its first volume).
+        file: PathBuf,
+        /// The slot's number.
+        slot: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The arguments of `lifeboat info`.

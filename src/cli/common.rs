@@ -236,15 +236,23 @@ pub(super) fn print_layout(
 /// The passphrase `--key-file` gave (read once by [`set_key_file`]).
 static KEY_FILE: std::sync::OnceLock<crate::image::crypt::Secret> = std::sync::OnceLock::new();
 
-/// Reads `--key-file FILE` (its whole content, one trailing newline dropped), gives it to
-/// the keyring, and keeps it as the passphrase of a new encrypted image.
+/// Reads `--key-file FILE`, gives it to the keyring, and keeps it as the passphrase of a
+/// new encrypted image.
 pub(super) fn set_key_file(path: &std::path::Path) -> anyhow::Result<()> {
+    let text = read_key_file(path)?;
+    crate::image::crypt::keyring::add_secret(text.0.clone());
+    let _ = KEY_FILE.set(text);
+    Ok(())
+}
+
+/// A key file's passphrase: its whole content, one trailing newline dropped.
+pub(super) fn read_key_file(path: &std::path::Path) -> anyhow::Result<crate::image::crypt::Secret> {
     let bytes = zeroize::Zeroizing::new(
-        std::fs::read(path).with_context(|| format!("--key-file {}", path.display()))?,
+        std::fs::read(path).with_context(|| format!("key file {}", path.display()))?,
     );
     let mut text = zeroize::Zeroizing::new(
         String::from_utf8(bytes.to_vec())
-            .map_err(|_| anyhow::anyhow!("--key-file {}: not UTF-8 text", path.display()))?,
+            .map_err(|_| anyhow::anyhow!("key file {}: not UTF-8 text", path.display()))?,
     );
     if text.ends_with('\n') {
         text.pop();
@@ -252,14 +260,8 @@ pub(super) fn set_key_file(path: &std::path::Path) -> anyhow::Result<()> {
             text.pop();
         }
     }
-    anyhow::ensure!(
-        !text.is_empty(),
-        "--key-file {}: it is empty",
-        path.display()
-    );
-    crate::image::crypt::keyring::add_secret(text.clone());
-    let _ = KEY_FILE.set(crate::image::crypt::Secret(text));
-    Ok(())
+    anyhow::ensure!(!text.is_empty(), "key file {}: it is empty", path.display());
+    Ok(crate::image::crypt::Secret(text))
 }
 
 /// Asks for an encrypted image's passphrase on the terminal when nothing given opens it
@@ -295,7 +297,15 @@ pub(super) fn new_passphrase() -> anyhow::Result<crate::image::crypt::Secret> {
             "--encrypt needs a passphrase: give --key-file FILE, or run on a terminal to be asked"
         );
     }
-    let first = zeroize::Zeroizing::new(read_secret("New passphrase for the image: ")?);
+    ask_new_passphrase("New passphrase for the image: ")
+}
+
+/// A new passphrase, asked twice on the terminal.
+pub(super) fn ask_new_passphrase(prompt: &str) -> anyhow::Result<crate::image::crypt::Secret> {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        anyhow::bail!("a new passphrase is needed: give it in a file (--new-key-file FILE), or run on a terminal to be asked");
+    }
+    let first = zeroize::Zeroizing::new(read_secret(prompt)?);
     anyhow::ensure!(!first.is_empty(), "an empty passphrase encrypts nothing");
     if first.chars().count() < 8 {
         eprintln!("warning: a passphrase of fewer than 8 characters is easy to guess");

@@ -272,6 +272,17 @@ fn print_image_plan(
         p.level,
         p.threads
     )?;
+    if let Some(c) = p.encryption {
+        writeln!(
+            out,
+            "  encrypted: {c}, every chunk, the metadata and the index{}",
+            if p.parent.is_some() {
+                " (the parent's key)"
+            } else {
+                ""
+            }
+        )?;
+    }
     if let Some(r) = &p.rescue {
         writeln!(
             out,

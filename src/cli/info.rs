@@ -67,6 +67,11 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool, damaged: bool) -> anyho
             "stored_bytes": stored,
             "file_bytes": r.file_len(),
             "volume_size": h.volume_size,
+            "encryption": h.keys.as_ref().map(|k| serde_json::json!({
+                "cipher": crate::image::crypt::CIPHER,
+                "key_id": hex(&k.key_id),
+                "slots": k.slots.iter().map(|s| s.kind).collect::<Vec<_>>(),
+            })),
             "files": r.files(),
             "root_hash": hex(&f.root_hash),
             "missing_bytes": missing_bytes,
@@ -122,6 +127,15 @@ pub fn info(file: &Path, search: &[PathBuf], json: bool, damaged: bool) -> anyho
             human_bytes(h.volume_size),
             files[0].display(),
             files[files.len() - 1].display()
+        )?;
+    }
+    if let Some(k) = &h.keys {
+        writeln!(
+            o,
+            "encrypted  {}, key ID {}, {} key slots (lifeboat key list)",
+            crate::image::crypt::CIPHER,
+            hex(&k.key_id),
+            k.slots.len()
         )?;
     }
     writeln!(o, "root hash  {}", hex(&f.root_hash))?;

@@ -15,6 +15,7 @@ mod export;
 mod get;
 mod image;
 mod info;
+mod keys;
 mod merge;
 mod mount;
 mod netpath;
@@ -101,6 +102,7 @@ fn run_command(command: Command) -> anyhow::Result<Exit> {
         Command::Get(a) => get::get(&a)?,
         Command::Ls(a) => get::ls(&a)?,
         Command::BootTest(a) => return boottest::boot_test(&a),
+        Command::Key(k) => keys::key(&k)?,
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();
             completions::write(shell, &mut out).context("writing the completion script")?;

@@ -10,6 +10,7 @@ pub mod copy_out;
 pub mod export;
 pub mod fit;
 pub mod image;
+pub mod keys;
 pub mod merge;
 mod readback;
 pub mod restore;

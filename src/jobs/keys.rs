@@ -1,0 +1,229 @@
+//! `lifeboat key`: the key slots of an encrypted image, listed, added and removed without
+//! rewriting the image. Only the header's slot area changes ([`crypt::SLOTS_AREA`]), which
+//! the footer's header checksum leaves out; the old header is kept in `NAME.header-backup`
+//! until the new one is on the disk.
+
+use crate::error::{Error, Result};
+use crate::image::crypt::{self, KeySlots, Slot, SlotKind};
+use crate::image::format::{Header, HEADER_LEN};
+use crate::image::{hex, ImageReader};
+use serde::Serialize;
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// One key slot, as `key list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotInfo {
+    /// Its number, from 1 (what `key remove` takes).
+    pub number: usize,
+    /// What opens it.
+    pub kind: SlotKind,
+    /// Argon2id's cost, for a passphrase slot: "m=65536 KiB, t=3, p=1".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argon2id: Option<String>,
+}
+
+/// An encrypted image's keys.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeysReport {
+    /// The image file (its first volume).
+    pub path: PathBuf,
+    /// The cipher.
+    pub cipher: &'static str,
+    /// The key ID, hex: images that share it (a chain) open with the same key.
+    pub key_id: String,
+    /// The slots in order.
+    pub slots: Vec<SlotInfo>,
+}
+
+fn report(path: &Path, keys: &KeySlots) -> KeysReport {
+    KeysReport {
+        path: path.to_path_buf(),
+        cipher: crypt::CIPHER,
+        key_id: hex(&keys.key_id),
+        slots: keys
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SlotInfo {
+                number: i + 1,
+                kind: s.kind,
+                argon2id: (s.kind == SlotKind::Passphrase)
+                    .then(|| format!("m={} KiB, t={}, p={}", s.m_kib, s.t, s.p)),
+            })
+            .collect(),
+    }
+}
+
+/// The header of the image `path` (its first volume); refused when it is not encrypted.
+fn encrypted_header(path: &Path) -> Result<(Header, KeySlots)> {
+    let mut b = vec![0u8; HEADER_LEN];
+    let f = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    f.read_exact_at(&mut b, 0)
+        .map_err(|e| Error::io("reading the header of", path, e))?;
+    let h = Header::decode(&b).map_err(|source| Error::Image {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    match h.keys.clone() {
+        Some(k) => Ok((h, k)),
+        None => Err(Error::Refused {
+            path: path.to_path_buf(),
+            reason: "it is not encrypted: it has no key slots".into(),
+        }),
+    }
+}
+
+/// The key slots of `path`. Needs no passphrase.
+pub fn list(path: &Path) -> Result<KeysReport> {
+    let (_, keys) = encrypted_header(path)?;
+    Ok(report(path, &keys))
+}
+
+/// Adds a slot of `kind` that `secret` opens (a passphrase, or a recovery key's 32 bytes).
+/// The image is opened and checked first, with a passphrase the keyring has or asks for.
+pub fn add(path: &Path, kind: SlotKind, secret: &[u8]) -> Result<KeysReport> {
+    let (mut h, mut keys) = encrypted_header(path)?;
+    if keys.slots.len() >= crypt::MAX_SLOTS {
+        return Err(Error::Refused {
+            path: path.to_path_buf(),
+            reason: format!(
+                "it has {} key slots, the most an image holds",
+                crypt::MAX_SLOTS
+            ),
+        });
+    }
+    ImageReader::open(path)?;
+    let key = crypt::keyring::unlock(path, &keys)?;
+    keys.slots.push(Slot::new(kind, &key, secret)?);
+    h.keys = Some(keys.clone());
+    rewrite_header(path, &h)?;
+    Ok(report(path, &keys))
+}
+
+/// Removes slot `number` (from 1). The image must open (a passphrase given, or asked for),
+/// and one slot at least must stay.
+pub fn remove(path: &Path, number: usize) -> Result<KeysReport> {
+    let (mut h, mut keys) = encrypted_header(path)?;
+    if number == 0 || number > keys.slots.len() {
+        return Err(Error::Refused {
+            path: path.to_path_buf(),
+            reason: format!(
+                "it has no key slot {number}; its slots are 1 to {}",
+                keys.slots.len()
+            ),
+        });
+    }
+    if keys.slots.len() == 1 {
+        return Err(Error::Refused {
+            path: path.to_path_buf(),
+            reason: "that is its only key slot: without it nothing opens the image".into(),
+        });
+    }
+    ImageReader::open(path)?;
+    keys.slots.remove(number - 1);
+    h.keys = Some(keys.clone());
+    rewrite_header(path, &h)?;
+    Ok(report(path, &keys))
+}
+
+/// `NAME.header-backup` beside `path`.
+fn backup_path(path: &Path) -> PathBuf {
+    let mut n = path.file_name().unwrap_or_default().to_os_string();
+    n.push(".header-backup");
+    path.with_file_name(n)
+}
+
+/// Writes `h` over the first 4096 bytes of `path`: the old header is saved beside it first
+/// and removed once the new one is durable, so a crash leaves one of the two whole.
+fn rewrite_header(path: &Path, h: &Header) -> Result<()> {
+    let new = h.encode();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("opening for writing", path, e))?;
+    let mut old = vec![0u8; HEADER_LEN];
+    f.read_exact_at(&mut old, 0)
+        .map_err(|e| Error::io("reading the header of", path, e))?;
+    let bak = backup_path(path);
+    std::fs::write(&bak, &old).map_err(|e| Error::io("saving the old header to", &bak, e))?;
+    std::fs::File::open(&bak)
+        .and_then(|b| b.sync_all())
+        .map_err(|e| Error::io("syncing", &bak, e))?;
+    f.write_all_at(&new, 0)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io("writing the new header of", path, e))?;
+    // checked before the backup goes: the image opens, with its new slots
+    let mut back = vec![0u8; HEADER_LEN];
+    f.read_exact_at(&mut back, 0)
+        .map_err(|e| Error::io("reading back the header of", path, e))?;
+    if back != new {
+        return Err(Error::VerifyMismatch {
+            path: path.to_path_buf(),
+            offset: 0,
+            end: HEADER_LEN as u64,
+        });
+    }
+    ImageReader::open(path)?;
+    std::fs::remove_file(&bak).map_err(|e| Error::io("removing", &bak, e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::crypt::{keyring, MasterKey};
+    use crate::image::{format, Codec, EncodedChunk, ImageMeta, ImageWriter};
+
+    fn encrypted_image(dir: &Path) -> (PathBuf, MasterKey) {
+        let key = MasterKey::generate().unwrap();
+        let slots = KeySlots::new(&key, &[(SlotKind::Passphrase, b"first pass")]).unwrap();
+        keyring::add_key(key.clone());
+        let path = dir.join("k.lbi");
+        let header = Header {
+            keys: Some(slots),
+            chunk_size: 1 << 20,
+            ..format::sample_header()
+        };
+        let mut w = ImageWriter::create(&path, header).unwrap();
+        let raw = vec![5u8; 4096];
+        let h = key.content_hash().hash(&raw);
+        let mut c = EncodedChunk::single(0, &raw, Codec::Raw, raw.clone());
+        c.records[0].hash = h;
+        w.push(c).unwrap();
+        w.finish(&ImageMeta::default()).unwrap();
+        (path, key)
+    }
+
+    #[test]
+    fn slots_are_added_and_removed_in_place_and_the_image_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _key) = encrypted_image(dir.path());
+        let before = std::fs::read(&path).unwrap();
+        let r = add(&path, SlotKind::Passphrase, b"second pass").unwrap();
+        assert_eq!(r.slots.len(), 2);
+        let after = std::fs::read(&path).unwrap();
+        assert_eq!(before.len(), after.len());
+        assert_eq!(
+            before[HEADER_LEN..],
+            after[HEADER_LEN..],
+            "only the header changed"
+        );
+        assert!(!backup_path(&path).exists());
+        let (_, keys) = encrypted_header(&path).unwrap();
+        assert!(keys.unlock("second pass").is_some());
+        assert!(keys.unlock("first pass").is_some());
+        remove(&path, 1).unwrap();
+        let (_, keys) = encrypted_header(&path).unwrap();
+        assert!(keys.unlock("first pass").is_none());
+        assert!(keys.unlock("second pass").is_some());
+        assert!(
+            matches!(remove(&path, 1), Err(Error::Refused { .. })),
+            "the last slot"
+        );
+        assert!(matches!(remove(&path, 7), Err(Error::Refused { .. })));
+        ImageReader::open(&path).unwrap();
+    }
+}
