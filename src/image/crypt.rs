@@ -32,7 +32,7 @@ pub const CIPHER: &str = "xchacha20-poly1305";
 
 /// A passphrase or recovery key held in memory: wiped when dropped, never printed by
 /// `Debug`.
-#[derive(Clone)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(pub Zeroizing<String>);
 
 impl std::fmt::Debug for Secret {

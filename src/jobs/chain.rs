@@ -157,16 +157,28 @@ pub struct Found {
 
 /// Every complete image in `dir` (not recursive; `.partial` files and other files skipped).
 pub fn images_in(dir: &Path) -> Result<Vec<Found>> {
+    images_and_locked_in(dir).map(|(found, _)| found)
+}
+
+/// [`images_in`], and the encrypted images in `dir` that nothing given opens (no passphrase
+/// yet, or a wrong one): they cannot be listed until one is typed.
+pub fn images_and_locked_in(dir: &Path) -> Result<(Vec<Found>, Vec<PathBuf>)> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
     let mut out = Vec::new();
+    let mut locked = Vec::new();
     let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     names.sort();
     for p in names {
         if !p.is_file() || p.extension().is_some_and(|e| e == "partial") {
             continue;
         }
-        let Ok(r) = ImageReader::open(&p) else {
-            continue;
+        let r = match ImageReader::open(&p) {
+            Ok(r) => r,
+            Err(Error::KeyNeeded { .. } | Error::WrongKey { .. }) => {
+                locked.push(p);
+                continue;
+            }
+            Err(_) => continue,
         };
         out.push(Found {
             image_id: hex(&r.header().image_id),
@@ -179,7 +191,7 @@ pub fn images_in(dir: &Path) -> Result<Vec<Found>> {
             path: p,
         });
     }
-    Ok(out)
+    Ok((out, locked))
 }
 
 /// The chain name an image records, or its file stem.

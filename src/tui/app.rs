@@ -57,6 +57,11 @@ pub struct Model {
     pub storage: Option<Storage>,
     /// Images found in the storage folder.
     pub images: Vec<ImageEntry>,
+    /// Encrypted images in the storage that no passphrase typed so far opens: not listed
+    /// until one is typed (u).
+    pub locked_images: usize,
+    /// The passphrase being typed in the unlock dialog (u), when it is open.
+    pub unlock: Option<crate::image::crypt::Secret>,
     /// Listing the storage folder failed.
     pub images_error: Option<String>,
     /// An error overlay: what failed, why, and what to do.
@@ -228,6 +233,8 @@ pub enum JobRequest {
         rescue: bool,
         /// Every block of swap areas (`--full-swap`), not only their header.
         full_swap: bool,
+        /// Encrypt a full image with this passphrase (`--encrypt`).
+        passphrase: Option<crate::image::crypt::Secret>,
     },
     /// Restore `image` onto `target`.
     Restore {
@@ -274,9 +281,9 @@ pub enum Msg {
     /// A scan finished: the disks, or why there are none.
     Devices(Result<Vec<DiskReport>, String>),
     /// The storage was mounted (or found mounted) and listed.
-    StorageReady(Result<(Storage, Vec<ImageEntry>), Failure>),
+    StorageReady(Result<(Storage, Vec<ImageEntry>, usize), Failure>),
     /// The storage folder was listed again.
-    Images(Result<Vec<ImageEntry>, String>),
+    Images(Result<(Vec<ImageEntry>, usize), String>),
     /// A plan was made, or refused.
     Planned(Result<Planned, Failure>),
     /// An event of the running job.
@@ -470,9 +477,10 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
         Msg::StorageReady(r) => {
             model.busy = None;
             match r {
-                Ok((storage, images)) => {
+                Ok((storage, images, locked)) => {
                     model.storage = Some(storage);
                     model.images = images;
+                    model.locked_images = locked;
                     model.images_error = None;
                     model.net_store = None;
                     let then = match &model.screen {
@@ -499,8 +507,9 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
         }
         Msg::Images(r) => {
             match r {
-                Ok(images) => {
+                Ok((images, locked)) => {
                     keep_cursor(model, |m| m.images = images);
+                    model.locked_images = locked;
                     model.images_error = None;
                 }
                 Err(e) => model.images_error = Some(e),
@@ -601,6 +610,9 @@ fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
     if let Some(ask) = model.ask {
         return answer(model, ask, k);
     }
+    if model.unlock.is_some() {
+        return unlock_key(model, k);
+    }
     if model.help {
         model.help = false; // any key closes help and does nothing else
         return None;
@@ -628,6 +640,10 @@ fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
         model.help = true;
         return None;
     }
+    if k.code == KeyCode::Char('u') && lists_images(model) {
+        model.unlock = Some(crate::image::crypt::Secret(Default::default()));
+        return None;
+    }
     match &model.screen {
         Screen::Home => home::key(model, k),
         Screen::Details => home::details_key(model, k),
@@ -644,10 +660,43 @@ fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
     }
 }
 
+/// The screen shows the storage's images (or leads to them), where u types the passphrase
+/// of encrypted ones.
+pub fn lists_images(model: &Model) -> bool {
+    match &model.screen {
+        Screen::Home | Screen::Verify { .. } => true,
+        Screen::Restore(w) => w.step == RestoreStep::Image,
+        _ => false,
+    }
+}
+
+/// A key in the unlock dialog: the passphrase is typed (shown as stars); Enter gives it to
+/// the keyring and lists the storage again, Esc closes the dialog.
+fn unlock_key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
+    let typed = model.unlock.as_mut()?;
+    match k.code {
+        KeyCode::Esc => model.unlock = None,
+        KeyCode::Backspace => {
+            typed.0.pop();
+        }
+        KeyCode::Char(c) if typed.0.len() < 512 => typed.0.push(c),
+        KeyCode::Enter if !typed.0.is_empty() => {
+            let secret = model.unlock.take()?;
+            crate::image::crypt::keyring::add_secret(secret.0);
+            if !model.scanning {
+                model.scanning = true;
+                return Some(Cmd::Rescan);
+            }
+        }
+        _ => {}
+    }
+    None
+}
+
 /// A text field has the keyboard: letters are typed, not keys.
 pub fn typing(model: &Model) -> bool {
     match &model.screen {
-        Screen::Image(w) => w.step == ImageStep::Options && w.cursor == 1,
+        Screen::Image(w) => w.step == ImageStep::Options && matches!(w.cursor, 1 | 6 | 7),
         Screen::Restore(w) => w.step == RestoreStep::Confirm,
         Screen::Clone(w) => w.step == CloneStep::Confirm,
         Screen::Storage { .. } => model.net_store.is_some(),

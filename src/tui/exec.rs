@@ -336,16 +336,19 @@ pub(super) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The images in `dir`, with their file sizes.
-pub(super) fn list_images(dir: &Path) -> Result<Vec<ImageEntry>, String> {
-    let found = chains::images_in(dir).map_err(|e| crate::error::with_causes(&e))?;
-    Ok(found
+/// The images in `dir`, with their file sizes, and how many encrypted ones no passphrase
+/// typed so far opens.
+pub(super) fn list_images(dir: &Path) -> Result<(Vec<ImageEntry>, usize), String> {
+    let (found, locked) =
+        chains::images_and_locked_in(dir).map_err(|e| crate::error::with_causes(&e))?;
+    let images = found
         .into_iter()
         .map(|f| ImageEntry {
             file_bytes: crate::image::image_bytes(&f.path),
             found: f,
         })
-        .collect())
+        .collect();
+    Ok((images, locked.len()))
 }
 
 /// The interfaces and the recorded configurations, or the error chain in words.
@@ -368,7 +371,7 @@ fn release_storage(at: &Path) -> Result<(), app::Failure> {
 }
 
 /// The images in the storage folder `dir`, as a failure of the storage when it cannot be read.
-fn list_storage(dir: &Path) -> Result<Vec<ImageEntry>, app::Failure> {
+fn list_storage(dir: &Path) -> Result<(Vec<ImageEntry>, usize), app::Failure> {
     list_images(dir).map_err(|e| app::Failure {
         what: "listing the storage".into(),
         causes: vec![e],
@@ -379,7 +382,10 @@ fn list_storage(dir: &Path) -> Result<Vec<ImageEntry>, app::Failure> {
 
 /// Mounts the network store `m` at `at` (releasing the storage there first, and trusting the
 /// SSH host keys the user confirmed), and lists its images.
-fn mount_net_storage(m: &NetMount, at: &Path) -> Result<(Storage, Vec<ImageEntry>), app::Failure> {
+fn mount_net_storage(
+    m: &NetMount,
+    at: &Path,
+) -> Result<(Storage, Vec<ImageEntry>, usize), app::Failure> {
     use crate::store::net::{self, Kind, Trust};
     release_storage(at)?;
     for line in &m.trust {
@@ -405,7 +411,7 @@ fn mount_net_storage(m: &NetMount, at: &Path) -> Result<(Storage, Vec<ImageEntry
             "Check the host, the share or folder, the user and the password, and that this computer is online (n on the disk list).",
         )
     })?;
-    let images = list_storage(at)?;
+    let (images, locked) = list_storage(at)?;
     Ok((
         Storage {
             dir: at.to_path_buf(),
@@ -422,11 +428,15 @@ fn mount_net_storage(m: &NetMount, at: &Path) -> Result<(Storage, Vec<ImageEntry
             label: Some(m.store.to_string()),
         },
         images,
+        locked,
     ))
 }
 
 /// Mounts `c` at `at` unless it is mounted already, and lists its images.
-fn mount_storage(c: &StoreChoice, at: &Path) -> Result<(Storage, Vec<ImageEntry>), app::Failure> {
+fn mount_storage(
+    c: &StoreChoice,
+    at: &Path,
+) -> Result<(Storage, Vec<ImageEntry>, usize), app::Failure> {
     let dir = match &c.mountpoint {
         Some(m) => m.clone(),
         None => {
@@ -447,7 +457,7 @@ fn mount_storage(c: &StoreChoice, at: &Path) -> Result<(Storage, Vec<ImageEntry>
             at.to_path_buf()
         }
     };
-    let images = list_storage(&dir)?;
+    let (images, locked) = list_storage(&dir)?;
     Ok((
         Storage {
             dir,
@@ -457,6 +467,7 @@ fn mount_storage(c: &StoreChoice, at: &Path) -> Result<(Storage, Vec<ImageEntry>
             label: c.label.clone(),
         },
         images,
+        locked,
     ))
 }
 
@@ -472,6 +483,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
             level,
             rescue,
             full_swap,
+            passphrase,
         } => {
             let what = "planning the image";
             let fail = |e: &crate::Error| outcome::failure(what, e, false);
@@ -513,6 +525,10 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
             };
             let spec = image::ImageSpec {
                 full_swap: *full_swap,
+                encrypt: passphrase.clone().map(|p| image::Encrypt {
+                    passphrase: p,
+                    recovery_key: false,
+                }),
                 level: *level,
                 parent,
                 rescue: rescue.then(|| image::RescueOptions {
@@ -662,8 +678,8 @@ mod tests {
         }
         let s = w.finish(&ImageMeta::default()).unwrap();
         assert_eq!(s.files.len(), 4);
-        let listed = list_images(dir.path()).unwrap();
-        assert_eq!(listed.len(), 1, "{listed:?}");
+        let (listed, locked) = list_images(dir.path()).unwrap();
+        assert_eq!((listed.len(), locked), (1, 0), "{listed:?}");
         assert_eq!(listed[0].found.path, first);
         assert_eq!(listed[0].file_bytes, s.file_bytes);
     }

@@ -77,7 +77,7 @@ fn first_model(opts: &Options) -> Model {
     };
     if let Some(st) = opts.images.is_none().then(mounted_store).flatten() {
         match list_images(&st.dir) {
-            Ok(v) => model.images = v,
+            Ok((v, locked)) => (model.images, model.locked_images) = (v, locked),
             Err(e) => model.images_error = Some(e),
         }
         model.storage = Some(st);
@@ -91,7 +91,7 @@ fn first_model(opts: &Options) -> Model {
             label: None,
         });
         match list_images(dir) {
-            Ok(v) => model.images = v,
+            Ok((v, locked)) => (model.images, model.locked_images) = (v, locked),
             Err(e) => model.images_error = Some(e),
         }
     }

@@ -486,6 +486,16 @@ screens! {
     });
     image_source => image(ImageStep::Source);
     image_options => image(ImageStep::Options);
+    image_options_encrypted => with(image(ImageStep::Options), |m| {
+        if let Screen::Image(w) = &mut m.screen {
+            w.kind = ImageKind::Full;
+            w.encrypt = true;
+            w.cursor = 7;
+            w.pass[0].0.push_str("secret");
+            w.pass[1].0.push_str("secreX");
+            w.pass_problem = Some("the two passphrases differ");
+        }
+    });
     image_confirm => image(ImageStep::Confirm);
     restore_image => restore(RestoreStep::Image);
     restore_no_images => with(restore(RestoreStep::Image), |m| m.images.clear());
@@ -520,6 +530,15 @@ screens! {
     clone_target => clone(CloneStep::Target);
     clone_confirm_mistyped => clone(CloneStep::Confirm);
     verify_list => with(storage_model(), |m| m.screen = Screen::Verify { cursor: 1 });
+    verify_list_locked => with(storage_model(), |m| {
+        m.screen = Screen::Verify { cursor: 1 };
+        m.locked_images = 2;
+    });
+    unlock_dialog => with(storage_model(), |m| {
+        m.screen = Screen::Verify { cursor: 1 };
+        m.locked_images = 1;
+        m.unlock = Some(crate::image::crypt::Secret(zeroize::Zeroizing::new("hunter2".into())));
+    });
     progress => running();
     progress_cancel_asked => with(running(), |m| m.ask = Some(Ask::Cancel));
     progress_cancelling => with(running(), |m| {

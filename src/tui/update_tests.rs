@@ -225,6 +225,7 @@ impl Plans {
             level: 3,
             rescue: false,
             full_swap: false,
+            passphrase: None,
         })
         .unwrap();
         let Planned::Image(p) = &image else {
@@ -555,7 +556,7 @@ fn storage_ready_opens_the_wizard_that_asked_for_it() {
         assert!(m.busy.is_some());
         m.images_error = Some("stale".into());
         let st = storage(Some("/dev/sda"));
-        let r = update(&mut m, Msg::StorageReady(Ok((st.clone(), two_chains()))));
+        let r = update(&mut m, Msg::StorageReady(Ok((st.clone(), two_chains(), 0))));
         assert!(r.is_none());
         assert_eq!(m.busy, None, "{key}");
         assert_eq!(m.storage, Some(st), "{key}");
@@ -865,7 +866,7 @@ fn image_identity_follows_the_disk_not_the_path() {
 }
 
 #[test]
-fn image_options_cursor_moves_over_five_fields() {
+fn image_options_cursor_moves_over_six_fields() {
     let mut m = image_options(vec![], SDA);
     // (key, cursor afterwards)
     let steps = [
@@ -874,7 +875,9 @@ fn image_options_cursor_moves_over_five_fields() {
         (KeyCode::Tab, 2),
         (KeyCode::Down, 3),
         (KeyCode::Tab, 4),
-        (KeyCode::Down, 4),
+        (KeyCode::Down, 5),
+        (KeyCode::Down, 5),
+        (KeyCode::Up, 4),
         (KeyCode::Up, 3),
         (KeyCode::Up, 2),
         (KeyCode::Up, 1),
@@ -999,6 +1002,7 @@ fn image_enter_plans_with_the_chosen_options_and_waits() {
             level: 4,
             rescue: false,
             full_swap: false,
+            passphrase: None,
         }
     );
     assert_eq!(
@@ -1430,7 +1434,7 @@ fn restore_esc_back_when_the_image_left_the_list_starts_at_the_top() {
     ch(&mut m, 'r');
     press(&mut m, KeyCode::End);
     press(&mut m, KeyCode::Enter);
-    update(&mut m, Msg::Images(Ok(two_chains()[1..2].to_vec())));
+    update(&mut m, Msg::Images(Ok((two_chains()[1..2].to_vec(), 0))));
     press(&mut m, KeyCode::Esc);
     assert_eq!(restore_wiz(&m).step, RestoreStep::Image);
     assert_eq!(restore_wiz(&m).cursor, 0);
@@ -2064,7 +2068,7 @@ fn full_image_path_from_home_to_home() {
         fs: Some(choice.fs.into()),
         label: choice.label,
     };
-    update(&mut m, Msg::StorageReady(Ok((st, vec![]))));
+    update(&mut m, Msg::StorageReady(Ok((st, vec![], 0))));
     assert_eq!(image_wiz(&m).step, ImageStep::Source);
     assert_eq!(sources(&m), vec![NVME], "the store's disk is no source");
     press(&mut m, KeyCode::Enter);
@@ -2130,7 +2134,7 @@ fn devices_keep_the_selection_within_bounds() {
 fn images_listing_replaces_the_list_or_records_why_not() {
     let mut m = home_with(None, vec![]);
     m.images_error = Some("old".into());
-    update(&mut m, Msg::Images(Ok(two_chains())));
+    update(&mut m, Msg::Images(Ok((two_chains(), 0))));
     assert_eq!(m.images.len(), 4);
     assert_eq!(m.images_error, None);
     update(&mut m, Msg::Images(Err("permission denied".into())));
@@ -2172,13 +2176,13 @@ fn stale_cursors_after_a_rescan_or_listing_never_panic() {
     let mut m = home_with(None, two_chains());
     ch(&mut m, 'v');
     press(&mut m, KeyCode::End);
-    update(&mut m, Msg::Images(Ok(vec![])));
+    update(&mut m, Msg::Images(Ok((vec![], 0))));
     assert!(press(&mut m, KeyCode::Enter).is_none());
     assert!(matches!(m.screen, Screen::Verify { .. }));
     let mut m = home_with(None, two_chains());
     ch(&mut m, 'r');
     press(&mut m, KeyCode::End);
-    update(&mut m, Msg::Images(Ok(vec![])));
+    update(&mut m, Msg::Images(Ok((vec![], 0))));
     assert!(press(&mut m, KeyCode::Enter).is_none());
     assert_eq!(restore_wiz(&m).step, RestoreStep::Image);
 }
@@ -2251,7 +2255,7 @@ fn a_relisted_storage_keeps_the_cursor_on_the_same_image() {
     let mut imgs = two_chains();
     imgs.remove(order[0]);
     assert!(before > 0);
-    update(&mut m, Msg::Images(Ok(imgs)));
+    update(&mut m, Msg::Images(Ok((imgs, 0))));
     match &m.screen {
         Screen::Verify { cursor } => assert_eq!(*cursor, before - 1),
         s => panic!("{s:?}"),
@@ -2368,4 +2372,99 @@ fn a_read_error_that_stopped_an_image_offers_rescue_mode_with_r() {
         (ImageStep::Options, true, Some(Path::new("/dev/sda")))
     );
     assert!(w.name.ends_with("-rescue"), "{}", w.name);
+}
+
+#[test]
+fn an_encrypted_image_needs_the_same_passphrase_twice_and_letters_are_typed_into_it() {
+    let mut m = image_options(vec![], SDA);
+    for _ in 0..5 {
+        press(&mut m, KeyCode::Down);
+    }
+    assert_eq!(image_wiz(&m).cursor, 5);
+    // without encryption the passphrase fields are not there
+    press(&mut m, KeyCode::Down);
+    assert_eq!(image_wiz(&m).cursor, 5);
+    press(&mut m, KeyCode::Right);
+    assert!(image_wiz(&m).encrypt);
+    // an empty passphrase is refused on Enter
+    assert!(press(&mut m, KeyCode::Enter).is_none());
+    assert_eq!(
+        (image_wiz(&m).cursor, image_wiz(&m).pass_problem),
+        (6, Some("type a passphrase"))
+    );
+    // keys that mean something elsewhere (q quits, ? helps, u unlocks) are letters here
+    type_str(&mut m, "q?u pw");
+    assert!(!m.help && m.unlock.is_none());
+    press(&mut m, KeyCode::Down);
+    type_str(&mut m, "q?u pX");
+    assert!(press(&mut m, KeyCode::Enter).is_none());
+    assert_eq!(
+        (image_wiz(&m).cursor, image_wiz(&m).pass_problem),
+        (7, Some("the two passphrases differ"))
+    );
+    press(&mut m, KeyCode::Backspace);
+    type_str(&mut m, "w");
+    let req = plan_req(press(&mut m, KeyCode::Enter));
+    let JobRequest::Image { passphrase, .. } = req else {
+        panic!("{req:?}")
+    };
+    assert_eq!(passphrase.expect("encrypted").0.as_str(), "q?u pw");
+    // a child image is encrypted as its parent is: the field does not change
+    let mut m = image_options(vec![], SDA);
+    image_wiz_mut(&mut m).kind = ImageKind::Incremental;
+    for _ in 0..7 {
+        press(&mut m, KeyCode::Down);
+    }
+    press(&mut m, KeyCode::Right);
+    assert!(!image_wiz(&m).encrypt);
+    let JobRequest::Image { passphrase, .. } = plan_req(press(&mut m, KeyCode::Enter)) else {
+        panic!()
+    };
+    assert!(passphrase.is_none());
+}
+
+fn image_wiz_mut(m: &mut Model) -> &mut ImageWiz {
+    match &mut m.screen {
+        Screen::Image(w) => w,
+        s => panic!("not the image wizard: {s:?}"),
+    }
+}
+
+#[test]
+fn u_types_a_passphrase_that_the_keyring_keeps_and_lists_the_storage_again() {
+    use crate::image::crypt::{keyring, KeySlots, MasterKey, SlotKind};
+    let mut m = home_with(Some("/dev/sdc1"), two_chains());
+    m.locked_images = 2;
+    m.screen = Screen::Verify { cursor: 0 };
+    assert!(press(&mut m, KeyCode::Char('u')).is_none());
+    assert!(m.unlock.is_some());
+    type_str(&mut m, "abandoned");
+    // Esc closes it and gives the keyring nothing
+    assert!(press(&mut m, KeyCode::Esc).is_none());
+    assert!(m.unlock.is_none());
+    assert!(
+        matches!(m.screen, Screen::Verify { .. }),
+        "Esc closed only the dialog"
+    );
+    press(&mut m, KeyCode::Char('u'));
+    // an empty passphrase does nothing on Enter
+    assert!(press(&mut m, KeyCode::Enter).is_none());
+    assert!(m.unlock.is_some());
+    let secret = "tui unlock test passphrase";
+    type_str(&mut m, "x");
+    press(&mut m, KeyCode::Backspace);
+    type_str(&mut m, secret);
+    assert!(matches!(press(&mut m, KeyCode::Enter), Some(Cmd::Rescan)));
+    assert!(m.unlock.is_none() && m.scanning);
+    let key = MasterKey::generate().unwrap();
+    let slots = KeySlots::new(&key, &[(SlotKind::Passphrase, secret.as_bytes())]).unwrap();
+    let abandoned = KeySlots::new(&key, &[(SlotKind::Passphrase, b"abandoned")]).unwrap();
+    let got = keyring::unlock(Path::new("x.lbi"), &slots).unwrap();
+    assert_eq!(got.key_id(), key.key_id());
+    // (the key is in the keyring now, so only the slots' own check tells Esc apart)
+    assert!(abandoned.unlock("abandoned").is_some());
+    // u is not offered where letters are typed or no images are listed
+    let mut m = image_options(vec![], SDA);
+    press(&mut m, KeyCode::Char('u'));
+    assert!(m.unlock.is_none());
 }

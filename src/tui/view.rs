@@ -60,6 +60,24 @@ pub fn view(model: &Model, f: &mut Frame) {
     if let Some(a) = model.ask {
         draw_ask(model, a, f, area);
     }
+    if let Some(typed) = &model.unlock {
+        let stars = "*".repeat(typed.0.chars().count());
+        draw_popup(
+            f,
+            area,
+            "Encrypted images",
+            vec![
+                Line::styled("Passphrase or recovery key:", bold()),
+                Line::raw(format!("{stars}_")),
+                Line::raw(""),
+                Line::raw(
+                    "It opens every encrypted image it fits, until the menu ends; it is never shown or saved.",
+                ),
+                Line::raw("Enter: unlock    Esc: cancel"),
+            ],
+            Color::Cyan,
+        );
+    }
     if let Some(e) = &model.failure {
         draw_failure(e, f, area);
     }

@@ -109,6 +109,7 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
             rescue: true,
             full_swap: false,
             plan: None,
+            ..Default::default()
         });
         return None;
     }

@@ -52,6 +52,9 @@ pub(crate) fn footer(model: &Model) -> Keys {
         ("F5", "rescan"),
         ("x", "shell"),
     ];
+    if model.locked_images > 0 {
+        k.push(("u", "unlock"));
+    }
     if model.rescue {
         k.push(("p", "power off"));
         k.push(("b", "reboot"));

@@ -40,6 +40,12 @@ pub struct ImageWiz {
     pub rescue: bool,
     /// Every block of swap areas (`--full-swap`), not only their header.
     pub full_swap: bool,
+    /// Encrypt the (full) image with the passphrase typed.
+    pub encrypt: bool,
+    /// The passphrase, and the same again (shown as stars).
+    pub pass: [crate::image::crypt::Secret; 2],
+    /// The two passphrases typed differ (or none was typed): said under them.
+    pub pass_problem: Option<&'static str>,
     /// The plan, on the confirm step.
     pub plan: Option<Box<ImagePlan>>,
 }
@@ -182,7 +188,28 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                     w.cursor = srcs.iter().position(|&j| j == i).unwrap_or(0);
                 }
                 KeyCode::Up => w.cursor = w.cursor.saturating_sub(1),
-                KeyCode::Down | KeyCode::Tab => w.cursor = (w.cursor + 1).min(4),
+                KeyCode::Down | KeyCode::Tab => {
+                    let last = if w.encrypt && w.kind == ImageKind::Full {
+                        7
+                    } else {
+                        5
+                    };
+                    w.cursor = (w.cursor + 1).min(last);
+                }
+                KeyCode::Left | KeyCode::Right if w.cursor == 5 && w.kind == ImageKind::Full => {
+                    w.encrypt = !w.encrypt;
+                    w.pass_problem = None;
+                }
+                KeyCode::Backspace if matches!(w.cursor, 6 | 7) => {
+                    w.pass[w.cursor - 6].0.pop();
+                    w.pass_problem = None;
+                }
+                KeyCode::Char(c)
+                    if matches!(w.cursor, 6 | 7) && w.pass[w.cursor - 6].0.len() < 512 =>
+                {
+                    w.pass[w.cursor - 6].0.push(c);
+                    w.pass_problem = None;
+                }
                 KeyCode::Left | KeyCode::Right if w.cursor == 3 => w.rescue = !w.rescue,
                 KeyCode::Left | KeyCode::Right if w.cursor == 4 => w.full_swap = !w.full_swap,
                 KeyCode::Left | KeyCode::Right if w.cursor == 0 => {
@@ -222,6 +249,15 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                         w.cursor = 1;
                         return None;
                     }
+                    let encrypt = w.encrypt && w.kind == ImageKind::Full;
+                    if encrypt && w.pass[0].0.is_empty() {
+                        (w.cursor, w.pass_problem) = (6, Some("type a passphrase"));
+                        return None;
+                    }
+                    if encrypt && w.pass[0] != w.pass[1] {
+                        (w.cursor, w.pass_problem) = (7, Some("the two passphrases differ"));
+                        return None;
+                    }
                     model.busy = Some(format!("Reading {} and its filesystems...", src.display()));
                     return Some(Cmd::Plan(JobRequest::Image {
                         source: src,
@@ -231,6 +267,7 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                         level: w.level,
                         rescue: w.rescue,
                         full_swap: w.full_swap,
+                        passphrase: encrypt.then(|| w.pass[0].clone()),
                     }));
                 }
                 _ => {}
@@ -337,10 +374,7 @@ fn draw_options(model: &Model, w: &ImageWiz, f: &mut Frame, area: Rect) {
         ),
         field(
             "swap",
-            format!(
-                "< {} >",
-                if w.full_swap { "every block" } else { "header" }
-            ),
+            format!("< {} >", if w.full_swap { "every block" } else { "header" }),
             w.cursor == 4,
         ),
         Line::styled(
@@ -351,11 +385,46 @@ fn draw_options(model: &Model, w: &ImageWiz, f: &mut Frame, area: Rect) {
             },
             dim(),
         ),
-        Line::raw(""),
-        Line::raw(
-            "   verify       always: the new image is read back and checked before it is called done",
-        ),
     ];
+    if w.kind == ImageKind::Full {
+        lines.push(field(
+            "encrypt",
+            format!("< {} >", if w.encrypt { "yes" } else { "no" }),
+            w.cursor == 5,
+        ));
+        if w.encrypt {
+            for (i, label) in ["passphrase", "again"].into_iter().enumerate() {
+                let stars = "*".repeat(w.pass[i].0.chars().count());
+                let typed = if w.cursor == 6 + i {
+                    format!("{stars}_")
+                } else {
+                    stars
+                };
+                lines.push(field(label, typed, w.cursor == 6 + i));
+            }
+            lines.push(Line::styled(
+                match w.pass_problem {
+                    Some(p) => format!("                {p}"),
+                    None => "                every command that reads the image will ask for it; it cannot be recovered".into(),
+                },
+                match w.pass_problem {
+                    Some(_) => Style::default().fg(Color::Red),
+                    None => dim(),
+                },
+            ));
+        } else {
+            lines.push(Line::styled(
+                "                XChaCha20-Poly1305 under a passphrase; for images that leave the building",
+                dim(),
+            ));
+        }
+    } else {
+        lines.push(field("encrypt", "as its parent is".into(), w.cursor == 5));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::raw(
+        "   verify       always: the new image is read back and checked before it is called done",
+    ));
     if w.kind != ImageKind::Full {
         lines.push(Line::raw(""));
         lines.push(Line::styled(
@@ -391,6 +460,16 @@ fn draw_confirm(w: &ImageWiz, f: &mut Frame, area: Rect) {
             p.kind, p.level
         )),
     ];
+    if let Some(c) = p.encryption {
+        lines.push(Line::raw(format!(
+            " encrypted {c}{}",
+            if p.parent.is_some() {
+                ", with its parent's key"
+            } else {
+                ", under the passphrase typed"
+            }
+        )));
+    }
     if let Some(r) = &p.rescue {
         lines.push(Line::styled(
             format!(

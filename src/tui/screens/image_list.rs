@@ -70,6 +70,9 @@ pub(crate) fn draw(model: &Model, cursor: usize, title: &str, f: &mut Frame, are
             .as_ref()
             .map_or("?".to_string(), |s| s.dir.display().to_string());
         let mut lines = vec![Line::raw(format!("No images found in {dir}."))];
+        if let Some(l) = locked_line(model) {
+            lines.push(l);
+        }
         if let Some(e) = &model.images_error {
             lines.push(Line::styled(format!("Listing it failed: {e}"), red()));
         }
@@ -127,12 +130,26 @@ pub(crate) fn draw(model: &Model, cursor: usize, title: &str, f: &mut Frame, are
             .block(boxed(title)),
         list,
     );
+    let mut lines = Vec::new();
     if let Some(i) = sel {
         let d = &model.images[i].found.disk;
-        f.render_widget(
-            Paragraph::new(Line::styled(format!("taken of {}", d.describe()), dim()))
-                .wrap(Wrap { trim: true }),
-            note,
-        );
+        lines.push(Line::styled(format!("taken of {}", d.describe()), dim()));
+    }
+    lines.extend(locked_line(model));
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), note);
+}
+
+/// "2 encrypted images are not listed: press u…", when the storage holds any.
+pub(crate) fn locked_line(model: &Model) -> Option<Line<'static>> {
+    match model.locked_images {
+        0 => None,
+        1 => Some(Line::styled(
+            "1 encrypted image is not listed: press u to type its passphrase.",
+            Style::default().fg(ratatui::style::Color::Yellow),
+        )),
+        n => Some(Line::styled(
+            format!("{n} encrypted images are not listed: press u to type their passphrase."),
+            Style::default().fg(ratatui::style::Color::Yellow),
+        )),
     }
 }

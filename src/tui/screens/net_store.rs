@@ -754,7 +754,7 @@ mod tests {
             fs: Some("cifs".into()),
             label: Some(n.store.to_string()),
         };
-        update(&mut m, Msg::StorageReady(Ok((st, vec![]))));
+        update(&mut m, Msg::StorageReady(Ok((st, vec![], 0))));
         assert!(m.net_store.is_none(), "the form and its password are gone");
         assert!(
             matches!(m.screen, Screen::Restore(_)),
