@@ -1,0 +1,1099 @@
+//! Tier 1: encrypted images (format 1.4) end to end on plain disk-image files (no root, no
+//! filesystem, so every byte of the source is imaged and a restore must reproduce the file
+//! exactly). A round trip through verify, restore and export; no plaintext of the data, the
+//! record hashes or the metadata anywhere in the file; a wrong or missing passphrase refused
+//! with the image named, touching no target; a flipped, moved or foreign frame, and a flipped
+//! sealed metadata or index section, caught; key slots added and removed in the header
+//! alone; a recovery key; chains and merges that keep their key; a split image.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{noise, read_at, write_at};
+use lifeboat::image::crypt::keyring;
+use lifeboat::image::{Codec, ImageReader};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const MIB: usize = 1 << 20;
+/// What the data of every test source holds, and what must never show in an encrypted image.
+const SECRET: &[u8] = b"Kestrel-7Q canary of the lifeboat vault";
+/// Bytes a sealed frame adds: the nonce (24) and the tag (16).
+const OVERHEAD: u64 = 40;
+const HEADER: u64 = 4096;
+const CHUNK: u64 = 4 << 20;
+
+/// `lifeboat args` with stdin from /dev/null (no terminal: nothing is ever prompted for).
+fn lb(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running lifeboat")
+}
+
+/// `lifeboat args`, which must succeed; its stdout.
+fn ok(args: &[&str]) -> String {
+    let o = lb(args);
+    assert!(
+        o.status.success(),
+        "lifeboat {args:?} failed ({:?}):\n{}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `lifeboat args`, which must exit 1 with `needle` in its stderr; the stderr.
+fn fails(args: &[&str], needle: &str) -> String {
+    let o = lb(args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "lifeboat {args:?} should exit 1: {}{err}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        err.contains(needle),
+        "lifeboat {args:?}: no `{needle}` in:\n{err}"
+    );
+    err
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A key file `dir/name` holding `content`.
+fn key_file(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+/// A 10 MiB source whose data names [`SECRET`] many times:
+/// - 0..4 MiB: 64 KiB stripes of text lines that hold the secret, and of noise with the secret
+///   planted in it (a chunk zstd shrinks: a Zstd frame);
+/// - 4..8 MiB: noise with the secret planted once (a chunk zstd cannot shrink: a Raw frame);
+/// - 8..9 MiB zeros (Zero records, nothing stored), 9..10 MiB text with the secret again.
+fn mixed_disk() -> Vec<u8> {
+    let mut d = Vec::with_capacity(10 * MIB);
+    let text: Vec<u8> = (0..)
+        .flat_map(|i: u32| {
+            let mut l = SECRET.to_vec();
+            l.extend_from_slice(format!(" line {i}\n").as_bytes());
+            l
+        })
+        .take(64 << 10)
+        .collect();
+    for stripe in 0..64u32 {
+        if stripe % 2 == 0 {
+            d.extend_from_slice(&text);
+        } else {
+            let mut n = noise(64 << 10, 100 + stripe);
+            n[30_000..30_000 + SECRET.len()].copy_from_slice(SECRET);
+            d.extend_from_slice(&n);
+        }
+    }
+    let mut n = noise(4 * MIB, 7);
+    n[1_234_567..1_234_567 + SECRET.len()].copy_from_slice(SECRET);
+    d.extend_from_slice(&n);
+    d.extend_from_slice(&vec![0u8; MIB]);
+    d.extend_from_slice(&text.repeat(MIB / text.len()));
+    assert_eq!(d.len(), 10 * MIB);
+    d
+}
+
+/// A lab: a temp dir with the source disk `disk.img` and a key file `key` ("correct horse
+/// battery staple", with a trailing newline).
+struct Lab {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    disk: PathBuf,
+    key: PathBuf,
+    data: Vec<u8>,
+}
+
+const PASS: &str = "correct horse battery staple";
+
+fn lab(data: Vec<u8>) -> Lab {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let disk = dir.join("disk.img");
+    std::fs::write(&disk, &data).unwrap();
+    let key = key_file(&dir, "key", &format!("{PASS}\n"));
+    Lab {
+        _tmp: tmp,
+        dir,
+        disk,
+        key,
+        data,
+    }
+}
+
+impl Lab {
+    /// `image disk.img -o NAME --encrypt` with the lab's key; the image's path.
+    fn encrypted(&self, name: &str, extra: &[&str]) -> PathBuf {
+        let img = self.dir.join(name);
+        let mut args = vec![
+            "--key-file",
+            s(&self.key),
+            "image",
+            s(&self.disk),
+            "-o",
+            s(&img),
+            "--encrypt",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+        img
+    }
+
+    /// Restores `img` (with `--key-file key`) into a new file; its bytes.
+    fn restored(&self, img: &Path, key: &Path, name: &str) -> Vec<u8> {
+        let t = self.dir.join(name);
+        ok(&["restore", s(img), s(&t), "--yes", "--key-file", s(key)]);
+        let b = std::fs::read(&t).unwrap();
+        std::fs::remove_file(&t).unwrap();
+        b
+    }
+}
+
+/// The last `finished` event of a `--json` job's NDJSON output: its summary.
+fn summary(ndjson: &str) -> Value {
+    let last = ndjson
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .rfind(|v| v["event"] == "finished")
+        .unwrap_or_else(|| panic!("no finished event in:\n{ndjson}"));
+    assert_eq!(last["ok"], true, "{last}");
+    last["summary"].clone()
+}
+
+fn info(img: &Path, key: &Path) -> Value {
+    serde_json::from_str(&ok(&["--key-file", s(key), "info", "--json", s(img)])).unwrap()
+}
+
+/// (meta_offset, meta_len, index_offset, index_len) from the footer (the last 128 bytes,
+/// in clear).
+fn footer(img: &Path) -> (u64, u64, u64, u64) {
+    let len = std::fs::metadata(img).unwrap().len();
+    let f = read_at(img, len - 128, 128);
+    let u = |at: usize| u64::from_le_bytes(f[at..at + 8].try_into().unwrap());
+    (u(8), u(16), u(24), u(32))
+}
+
+/// The stored frames of `img` as (file offset, stored length, codec), in file order, read
+/// through the library with `pass` given to the process's keyring.
+fn frames(img: &Path, pass: &str) -> Vec<(u64, u64, Codec)> {
+    keyring::add_secret(zeroize::Zeroizing::new(pass.to_string()));
+    let r = ImageReader::open(img).unwrap();
+    let mut v: Vec<(u64, u64, Codec)> = r
+        .records()
+        .iter()
+        .filter(|r| r.codec.stored_here())
+        .map(|r| (r.file_offset, u64::from(r.stored_len), r.codec))
+        .collect();
+    v.sort_by_key(|f| f.0);
+    v.dedup();
+    v
+}
+
+/// A copy of `img` named `name` beside it, with `edit` applied to its bytes.
+fn tampered(img: &Path, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+    let mut b = std::fs::read(img).unwrap();
+    edit(&mut b);
+    let out = img.with_file_name(name);
+    std::fs::write(&out, &b).unwrap();
+    out
+}
+
+#[test]
+fn an_encrypted_image_verifies_restores_and_exports_identically() {
+    let lab = lab(mixed_disk());
+    let img = lab.dir.join("enc.lbi");
+    let out = ok(&[
+        "--key-file",
+        s(&lab.key),
+        "image",
+        s(&lab.disk),
+        "-o",
+        s(&img),
+        "--encrypt",
+        "--json",
+    ]);
+    let sum = summary(&out);
+    assert_eq!(sum["encrypted"], true, "{sum}");
+    assert!(sum.get("recovery_key").is_none(), "{sum}");
+
+    // the key file without its newline, and with CRLF, is the same passphrase
+    let bare = key_file(&lab.dir, "bare", PASS);
+    let crlf = key_file(&lab.dir, "crlf", &format!("{PASS}\r\n"));
+    let i = info(&img, &bare);
+    assert_eq!(i["format_version"], "1.4", "{i}");
+    assert_eq!(i["encryption"]["cipher"], "xchacha20-poly1305", "{i}");
+    assert_eq!(i["encryption"]["slots"], serde_json::json!(["passphrase"]));
+    assert_eq!(i["raw_bytes"], lab.data.len() as u64);
+    let text = ok(&["info", s(&img), "--key-file", s(&crlf)]);
+    assert!(text.contains("encrypted  xchacha20-poly1305"), "{text}");
+
+    // --key-file before and after the subcommand
+    let v = ok(&["--key-file", s(&lab.key), "verify", s(&img)]);
+    assert!(v.contains("intact"), "{v}");
+    ok(&["verify", s(&img), "--key-file", s(&bare)]);
+    assert!(lab.restored(&img, &lab.key, "t.img") == lab.data);
+    let raw = lab.dir.join("export.raw");
+    ok(&["export", s(&img), "-o", s(&raw), "--key-file", s(&lab.key)]);
+    assert!(std::fs::read(&raw).unwrap() == lab.data, "export differs");
+}
+
+#[test]
+fn no_plaintext_of_the_data_the_hashes_or_the_metadata_is_in_the_file() {
+    // the source's name is distinctive too: the metadata names it
+    let lab = lab(mixed_disk());
+    let src = lab.dir.join("Quokka-sourcedisk-31337.img");
+    std::fs::rename(&lab.disk, &src).unwrap();
+    let name = b"Quokka-sourcedisk-31337";
+    let plain = lab.dir.join("plain.lbi");
+    let enc = lab.dir.join("enc.lbi");
+    ok(&["image", s(&src), "-o", s(&plain)]);
+    ok(&[
+        "image",
+        s(&src),
+        "-o",
+        s(&enc),
+        "--encrypt",
+        "--key-file",
+        s(&lab.key),
+    ]);
+    let p = std::fs::read(&plain).unwrap();
+    let e = std::fs::read(&enc).unwrap();
+
+    // the encrypted image stores each of the three kinds of chunk: compressed, raw, zero
+    let codecs: Vec<Codec> = {
+        keyring::add_secret(zeroize::Zeroizing::new(PASS.to_string()));
+        let r = ImageReader::open(&enc).unwrap();
+        r.records().iter().map(|r| r.codec).collect()
+    };
+    for c in [Codec::Zstd, Codec::Raw, Codec::Zero] {
+        assert!(codecs.contains(&c), "no {c:?} record in {codecs:?}");
+    }
+    assert_eq!(
+        frames(&enc, PASS)
+            .iter()
+            .filter(|f| f.2 == Codec::Raw)
+            .count(),
+        1,
+        "the noise chunk is one raw frame"
+    );
+
+    // a plain image shows the secret (in its raw frame), the source's name and path (in its
+    // metadata) and the records' blake3 (in its index): the test can see them
+    assert!(contains(&p, SECRET), "the plain image should show the data");
+    assert!(
+        contains(&p, name),
+        "the plain metadata should name the source"
+    );
+    assert!(contains(&p, s(&lab.dir).as_bytes()));
+    assert!(contains(&p, b"source_path"));
+    let plain_reader = ImageReader::open(&plain).unwrap();
+    let hashes: Vec<[u8; 32]> = plain_reader
+        .records()
+        .iter()
+        .filter(|r| r.codec.stored_here())
+        .map(|r| r.hash)
+        .collect();
+    assert!(hashes.len() > 100);
+    assert!(contains(&p, &hashes[0]));
+
+    // the encrypted one shows none of it: not the data, in whole or in part, not the
+    // metadata, not one record hash
+    for needle in [SECRET, &SECRET[..12], &SECRET[SECRET.len() - 12..]] {
+        assert!(
+            !contains(&e, needle),
+            "{:?} is in the encrypted image",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    assert!(!contains(&e, b" line 1"), "a text line is in the clear");
+    assert!(!contains(&e, name), "the source's name is in the clear");
+    assert!(
+        !contains(&e, s(&lab.dir).as_bytes()),
+        "a path is in the clear"
+    );
+    for word in [&b"source_path"[..], b"regions", b"lifeboat\""] {
+        assert!(
+            !contains(&e, word),
+            "metadata JSON {:?} is in the clear",
+            String::from_utf8_lossy(word)
+        );
+    }
+    let prefixes: std::collections::HashSet<[u8; 8]> =
+        hashes.iter().map(|h| h[..8].try_into().unwrap()).collect();
+    assert!(
+        !e.windows(8).any(|w| prefixes.contains(w)),
+        "a record's plain blake3 is in the file"
+    );
+    // nor the noise itself (a raw frame stored unencrypted would hold it verbatim)
+    let noise_part = &lab.data[5 * MIB..5 * MIB + 64];
+    assert!(contains(&p, noise_part));
+    assert!(!contains(&e, noise_part));
+
+    // a key file given for a plain image changes nothing
+    ok(&["--key-file", s(&lab.key), "verify", s(&plain)]);
+    let i = info(&plain, &lab.key);
+    assert!(i["encryption"].is_null(), "{i}");
+}
+
+#[test]
+fn record_hashes_and_the_clear_root_hash_are_keyed() {
+    // The footer is in the clear, and its root hash is a hash of the records' hashes: were
+    // those the plain blake3 of the content, anyone could test a guess of the disk against
+    // it. Recomputed over plain blake3, the root hash must not be the footer's.
+    use lifeboat::image::format::root_hash;
+    let lab = lab(mixed_disk());
+    let enc = lab.encrypted("enc.lbi", &[]);
+    let plain = lab.dir.join("plain.lbi");
+    ok(&["image", s(&lab.disk), "-o", s(&plain)]);
+    keyring::add_secret(zeroize::Zeroizing::new(PASS.to_string()));
+    let as_if_plain = |img: &Path| {
+        let r = ImageReader::open(img).unwrap();
+        let mut recs = r.records().to_vec();
+        let mut same = 0;
+        for rec in &mut recs {
+            let at = rec.disk_offset as usize;
+            let h = *blake3::hash(&lab.data[at..at + rec.raw_len as usize]).as_bytes();
+            same += usize::from(h == rec.hash);
+            rec.hash = h;
+        }
+        let h = r.header();
+        let recomputed = root_hash(&h.image_id, &h.parent_root, &recs);
+        (same, recs.len(), recomputed == r.footer().root_hash)
+    };
+    let (same, n, root_matches) = as_if_plain(&plain);
+    assert!(
+        n > 100 && same == n && root_matches,
+        "the plain image: the check itself works"
+    );
+    let (same, n, root_matches) = as_if_plain(&enc);
+    assert_eq!(
+        same, 0,
+        "{same} of {n} records of the encrypted image carry a plain blake3"
+    );
+    assert!(
+        !root_matches,
+        "the encrypted image's root hash is over plain blake3 hashes"
+    );
+}
+
+#[test]
+fn a_wrong_passphrase_is_refused_and_touches_nothing() {
+    let lab = lab(noise(2 * MIB, 3));
+    let img = lab.encrypted("enc.lbi", &[]);
+    let wrong = key_file(&lab.dir, "wrong", "correct horse battery stapl\n");
+    let msg = format!("wrong passphrase or key file for {}", s(&img));
+    fails(&["--key-file", s(&wrong), "verify", s(&img)], &msg);
+    fails(&["info", s(&img), "--key-file", s(&wrong)], &msg);
+    fails(&["info", "--json", s(&img), "--key-file", s(&wrong)], &msg);
+    // the passphrase of the slot, not something like it: a recovery key of the right form
+    // opens no passphrase slot
+    let rk = key_file(
+        &lab.dir,
+        "rk",
+        "2FFA-799F-YBUV-CLQG-H64P-PBJ9-QKRT-G2E5-AJAE-JM7Z-4RPB-CAZX-KUFC\n",
+    );
+    fails(&["verify", s(&img), "--key-file", s(&rk)], &msg);
+
+    // restore: the target keeps every byte
+    let target = lab.dir.join("target.img");
+    let pattern: Vec<u8> = b"TARGET-UNTOUCHED-"
+        .iter()
+        .copied()
+        .cycle()
+        .take(3 * MIB)
+        .collect();
+    std::fs::write(&target, &pattern).unwrap();
+    fails(
+        &[
+            "restore",
+            s(&img),
+            s(&target),
+            "--yes",
+            "--key-file",
+            s(&wrong),
+        ],
+        &msg,
+    );
+    assert!(
+        std::fs::read(&target).unwrap() == pattern,
+        "a restore with a wrong key wrote to the target"
+    );
+
+    // an incremental on top of it: nothing written, not even a partial file
+    let child = lab.dir.join("child.lbi");
+    fails(
+        &[
+            "--key-file",
+            s(&wrong),
+            "image",
+            s(&lab.disk),
+            "-o",
+            s(&child),
+            "--parent",
+            s(&img),
+        ],
+        &msg,
+    );
+    assert!(!child.exists());
+    assert!(!lab.dir.join("child.lbi.partial").exists());
+    let before = std::fs::read(&img).unwrap();
+    // key add with a wrong passphrase: refused, the image as it was
+    let new = key_file(&lab.dir, "new", "another passphrase");
+    fails(
+        &[
+            "--key-file",
+            s(&wrong),
+            "key",
+            "add",
+            s(&img),
+            "--new-key-file",
+            s(&new),
+        ],
+        &msg,
+    );
+    assert!(std::fs::read(&img).unwrap() == before);
+    let names: Vec<String> = std::fs::read_dir(&lab.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("partial") || n.contains("backup")),
+        "{names:?}"
+    );
+    // the right one still opens it
+    ok(&["verify", s(&img), "--key-file", s(&lab.key)]);
+}
+
+#[test]
+fn without_a_key_and_without_a_terminal_every_reader_says_the_image_is_encrypted() {
+    let lab = lab(noise(2 * MIB, 4));
+    let img = lab.encrypted("enc.lbi", &[]);
+    let msg = format!(
+        "{} is encrypted: give its passphrase with --key-file",
+        s(&img)
+    );
+    let t = lab.dir.join("t.img");
+    let child = lab.dir.join("child.lbi");
+    let merged = lab.dir.join("merged.lbi");
+    let raw = lab.dir.join("x.raw");
+    for args in [
+        vec!["verify", s(&img)],
+        vec!["info", s(&img)],
+        vec!["info", "--json", s(&img)],
+        vec!["restore", s(&img), s(&t), "--yes"],
+        vec!["image", s(&lab.disk), "-o", s(&child), "--parent", s(&img)],
+        vec!["merge", s(&img), "-o", s(&merged)],
+        vec!["export", s(&img), "-o", s(&raw)],
+        vec!["ls", s(&img)],
+    ] {
+        fails(&args, &msg);
+    }
+    for p in [&t, &child, &merged, &raw] {
+        assert!(!p.exists(), "{} was written", p.display());
+    }
+    // --encrypt has no passphrase to give the new image either
+    fails(
+        &["image", s(&lab.disk), "-o", s(&child), "--encrypt"],
+        "--encrypt needs a passphrase",
+    );
+    assert!(!child.exists());
+    // key list needs none
+    ok(&["key", "list", s(&img)]);
+}
+
+#[test]
+fn a_flipped_byte_in_a_stored_frame_is_caught() {
+    let lab = lab(mixed_disk());
+    let img = lab.encrypted("enc.lbi", &[]);
+    let (meta_offset, ..) = footer(&img);
+    let fr = frames(&img, PASS);
+    assert_eq!(fr[0].0, HEADER, "frames start after the header");
+    let last = fr.last().unwrap();
+    assert_eq!(
+        last.0 + last.1,
+        meta_offset,
+        "frames run up to the metadata"
+    );
+    for w in fr.windows(2) {
+        assert_eq!(w[0].0 + w[0].1, w[1].0, "frames are back to back: {fr:?}");
+    }
+    // the middle of the chunk area, as the footer alone tells it; then the middle of each
+    // frame, the compressed and the raw one
+    let mut spots = vec![(HEADER + meta_offset) / 2];
+    spots.extend(fr.iter().map(|f| f.0 + f.1 / 2));
+    // the nonce and the tag of the first frame
+    spots.extend([fr[0].0 + 3, fr[0].0 + fr[0].1 - 1]);
+    for (n, at) in spots.into_iter().enumerate() {
+        let bad = tampered(&img, &format!("flip{n}.lbi"), |b| b[at as usize] ^= 0x01);
+        let e = fails(&["verify", s(&bad), "--key-file", s(&lab.key)], "");
+        assert!(
+            e.contains("does not decrypt") && e.contains("chunk"),
+            "byte {at}: {e}"
+        );
+        let t = lab.dir.join("t.img");
+        fails(
+            &[
+                "restore",
+                s(&bad),
+                s(&t),
+                "--yes",
+                "--key-file",
+                s(&lab.key),
+            ],
+            "does not decrypt",
+        );
+        std::fs::remove_file(&bad).unwrap();
+        let _ = std::fs::remove_file(&t);
+    }
+    ok(&["verify", s(&img), "--key-file", s(&lab.key)]);
+}
+
+/// 8 MiB of noise: two chunks that each become a raw frame of 4 MiB + 40 bytes, back to back
+/// from byte 4096.
+fn two_raw_frames() -> (Lab, PathBuf) {
+    let lab = lab(noise(8 * MIB, 21));
+    let img = lab.encrypted("enc.lbi", &[]);
+    let (meta_offset, ..) = footer(&img);
+    assert_eq!(
+        meta_offset,
+        HEADER + 2 * (CHUNK + OVERHEAD),
+        "two raw frames of equal length"
+    );
+    assert_eq!(
+        frames(&img, PASS),
+        vec![
+            (HEADER, CHUNK + OVERHEAD, Codec::Raw),
+            (HEADER + CHUNK + OVERHEAD, CHUNK + OVERHEAD, Codec::Raw)
+        ]
+    );
+    (lab, img)
+}
+
+#[test]
+fn two_stored_frames_swapped_are_caught() {
+    let (lab, img) = two_raw_frames();
+    ok(&["verify", s(&img), "--key-file", s(&lab.key)]);
+    let (a, l) = (HEADER as usize, (CHUNK + OVERHEAD) as usize);
+    let swapped = tampered(&img, "swapped.lbi", |b| {
+        let first = b[a..a + l].to_vec();
+        b.copy_within(a + l..a + 2 * l, a);
+        b[a + l..a + 2 * l].copy_from_slice(&first);
+    });
+    fails(
+        &["verify", s(&swapped), "--key-file", s(&lab.key)],
+        "does not decrypt",
+    );
+    let t = lab.dir.join("t.img");
+    fails(
+        &[
+            "restore",
+            s(&swapped),
+            s(&t),
+            "--yes",
+            "--key-file",
+            s(&lab.key),
+        ],
+        "does not decrypt",
+    );
+    // one frame copied over the other (both then in the file once at their own place)
+    let dup = tampered(&img, "dup.lbi", |b| b.copy_within(a..a + l, a + l));
+    fails(
+        &["verify", s(&dup), "--key-file", s(&lab.key)],
+        "does not decrypt",
+    );
+}
+
+#[test]
+fn a_frame_from_another_image_is_caught_even_under_the_same_key() {
+    let (lab, img) = two_raw_frames();
+    // a merge re-encrypts every frame under the same key for a new image ID; the frames of
+    // the same content stay at the same offsets with the same lengths
+    let merged = lab.dir.join("merged.lbi");
+    ok(&[
+        "merge",
+        s(&img),
+        "-o",
+        s(&merged),
+        "--key-file",
+        s(&lab.key),
+    ]);
+    let (a, b) = (info(&img, &lab.key), info(&merged, &lab.key));
+    assert_eq!(a["encryption"]["key_id"], b["encryption"]["key_id"]);
+    assert_ne!(a["image_id"], b["image_id"]);
+    assert_eq!(frames(&merged, PASS), frames(&img, PASS));
+    ok(&["verify", s(&merged), "--key-file", s(&lab.key)]);
+    let l = (CHUNK + OVERHEAD) as usize;
+    let theirs = read_at(&merged, HEADER, l);
+    assert!(
+        theirs != read_at(&img, HEADER, l),
+        "the merge's frame is byte for byte the original's: nothing to test"
+    );
+    let foreign = tampered(&img, "foreign.lbi", |bytes| {
+        bytes[HEADER as usize..HEADER as usize + l].copy_from_slice(&theirs)
+    });
+    fails(
+        &["verify", s(&foreign), "--key-file", s(&lab.key)],
+        "does not decrypt",
+    );
+
+    // and one from an image of the same disk under another passphrase (another key)
+    let other_key = key_file(&lab.dir, "other", "a different passphrase");
+    let other = lab.dir.join("other.lbi");
+    ok(&[
+        "image",
+        s(&lab.disk),
+        "-o",
+        s(&other),
+        "--encrypt",
+        "--key-file",
+        s(&other_key),
+    ]);
+    let theirs = read_at(&other, HEADER + l as u64, l);
+    let foreign = tampered(&img, "foreign2.lbi", |bytes| {
+        bytes[HEADER as usize + l..HEADER as usize + 2 * l].copy_from_slice(&theirs)
+    });
+    fails(
+        &["verify", s(&foreign), "--key-file", s(&lab.key)],
+        "does not decrypt",
+    );
+}
+
+/// Flips one byte `at` (from the section's start) in the section `[start, start + len)`
+/// of a copy of `img`, and recomputes the section's CRC32 (its last 4 bytes, over all
+/// before), so that only the sealing can tell.
+fn flip_in_section(img: &Path, name: &str, start: u64, len: u64, at: u64) -> PathBuf {
+    tampered(img, name, |b| {
+        let (st, ln) = (start as usize, len as usize);
+        b[st + at as usize] ^= 0x40;
+        let crc = crc32fast::hash(&b[st..st + ln - 4]);
+        b[st + ln - 4..st + ln].copy_from_slice(&crc.to_le_bytes());
+    })
+}
+
+#[test]
+fn a_flipped_byte_in_the_sealed_metadata_or_index_is_caught() {
+    let lab = lab(mixed_disk());
+    let img = lab.encrypted("enc.lbi", &[]);
+    let (mo, ml, io, il) = footer(&img);
+    assert_eq!(mo + ml, io);
+    let k = s(&lab.key);
+    // flipped: the section's CRC finds it
+    let bad = tampered(&img, "meta-crc.lbi", |b| b[(mo + ml / 2) as usize] ^= 1);
+    fails(&["verify", s(&bad), "--key-file", k], "metadata");
+    let bad = tampered(&img, "index-crc.lbi", |b| b[(io + il / 2) as usize] ^= 1);
+    fails(&["verify", s(&bad), "--key-file", k], "index");
+    // flipped with the CRC made to match: the decryption finds it. The section is magic (8),
+    // length (8), then nonce, ciphertext and tag, then the CRC (4).
+    for (what, start, len) in [("metadata", mo, ml), ("index", io, il)] {
+        for (n, at) in [16 + 2, len / 2, len - 5].into_iter().enumerate() {
+            let bad = flip_in_section(&img, &format!("{what}{n}.lbi"), start, len, at);
+            for cmd in ["verify", "info"] {
+                let e = fails(&[cmd, s(&bad), "--key-file", k], "does not decrypt");
+                assert!(e.contains(what), "{what} byte {at}: {e}");
+            }
+        }
+    }
+    // the untouched image, and a copy whose CRC was recomputed over the same bytes, are fine
+    let same = tampered(&img, "same.lbi", |_| {});
+    ok(&["verify", s(&same), "--key-file", k]);
+}
+
+#[test]
+fn key_slots_are_added_and_removed_in_the_header_alone() {
+    let lab = lab(noise(2 * MIB, 5));
+    let img = lab.encrypted("enc.lbi", &[]);
+    let second = key_file(&lab.dir, "second", "a second passphrase, quite long\n");
+    let list = |img: &Path| -> Value {
+        serde_json::from_str(&ok(&["key", "list", s(img), "--json"])).unwrap()
+    };
+    let l = list(&img);
+    assert_eq!(l["cipher"], "xchacha20-poly1305");
+    assert_eq!(l["slots"].as_array().unwrap().len(), 1);
+    assert_eq!(l["slots"][0]["number"], 1);
+    assert_eq!(l["slots"][0]["kind"], "passphrase");
+    let key_id = info(&img, &lab.key)["encryption"]["key_id"].clone();
+    assert_eq!(l["key_id"], key_id);
+    let text = ok(&["key", "list", s(&img)]);
+    assert!(
+        text.contains("slot 1  passphrase (Argon2id m=65536 KiB"),
+        "{text}"
+    );
+
+    let before = std::fs::read(&img).unwrap();
+    let out: Value = serde_json::from_str(&ok(&[
+        "--key-file",
+        s(&lab.key),
+        "key",
+        "add",
+        s(&img),
+        "--new-key-file",
+        s(&second),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(out["slots"].as_array().unwrap().len(), 2, "{out}");
+    assert!(out.get("recovery_key").is_none());
+    let after = std::fs::read(&img).unwrap();
+    assert_eq!(before.len(), after.len());
+    assert!(
+        before[HEADER as usize..] == after[HEADER as usize..],
+        "key add changed bytes past the header"
+    );
+    assert!(before[..144] == after[..144], "key add changed the key ID");
+    assert!(!lab.dir.join("enc.lbi.header-backup").exists());
+    assert_eq!(list(&img)["key_id"], key_id);
+    for k in [&lab.key, &second] {
+        ok(&["verify", s(&img), "--key-file", s(k)]);
+    }
+    // removing needs a passphrase that opens the image
+    let wrong = key_file(&lab.dir, "wrong", "not the passphrase");
+    fails(
+        &["--key-file", s(&wrong), "key", "remove", s(&img), "2"],
+        "wrong passphrase or key file",
+    );
+    fails(&["key", "remove", s(&img), "2"], "is encrypted");
+    assert!(std::fs::read(&img).unwrap() == after);
+
+    // slot 1 goes: the first passphrase no longer opens it, the second does
+    ok(&["--key-file", s(&second), "key", "remove", s(&img), "1"]);
+    let after2 = std::fs::read(&img).unwrap();
+    assert!(before[HEADER as usize..] == after2[HEADER as usize..]);
+    let l = list(&img);
+    assert_eq!(l["slots"].as_array().unwrap().len(), 1);
+    fails(
+        &["verify", s(&img), "--key-file", s(&lab.key)],
+        "wrong passphrase or key file",
+    );
+    ok(&["verify", s(&img), "--key-file", s(&second)]);
+    assert!(lab.restored(&img, &second, "t.img") == lab.data);
+
+    // the last slot stays; a slot that is not there is named
+    fails(
+        &["--key-file", s(&second), "key", "remove", s(&img), "1"],
+        "only key slot",
+    );
+    fails(
+        &["--key-file", s(&second), "key", "remove", s(&img), "7"],
+        "no key slot 7",
+    );
+    assert!(std::fs::read(&img).unwrap() == after2);
+
+    // a recovery-key slot added later opens it too
+    let out: Value = serde_json::from_str(&ok(&[
+        "--key-file",
+        s(&second),
+        "key",
+        "add",
+        s(&img),
+        "--recovery-key",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(out["slots"][1]["kind"], "recovery", "{out}");
+    let rk = key_file(&lab.dir, "rk", out["recovery_key"].as_str().unwrap());
+    ok(&["verify", s(&img), "--key-file", s(&rk)]);
+    assert!(std::fs::read(&img).unwrap()[HEADER as usize..] == before[HEADER as usize..]);
+
+    // a plain image has no slots to manage
+    let plain = lab.dir.join("plain.lbi");
+    ok(&["image", s(&lab.disk), "-o", s(&plain)]);
+    fails(&["key", "list", s(&plain)], "not encrypted");
+    fails(
+        &[
+            "--key-file",
+            s(&lab.key),
+            "key",
+            "add",
+            s(&plain),
+            "--new-key-file",
+            s(&second),
+        ],
+        "not encrypted",
+    );
+}
+
+#[test]
+fn a_recovery_key_opens_the_image_in_any_case_and_spacing() {
+    let lab = lab(mixed_disk());
+    let img = lab.dir.join("enc.lbi");
+    let out = ok(&[
+        "--key-file",
+        s(&lab.key),
+        "image",
+        s(&lab.disk),
+        "-o",
+        s(&img),
+        "--encrypt",
+        "--recovery-key",
+        "--json",
+    ]);
+    let sum = summary(&out);
+    assert_eq!(sum["encrypted"], true);
+    let rk = sum["recovery_key"].as_str().unwrap().to_string();
+    assert_eq!(rk.len(), 52 + 12, "{rk}");
+    assert_eq!(rk.split('-').count(), 13, "{rk}");
+    assert!(!contains(&std::fs::read(&img).unwrap(), rk.as_bytes()));
+    let i = info(&img, &lab.key);
+    assert_eq!(
+        i["encryption"]["slots"],
+        serde_json::json!(["passphrase", "recovery"])
+    );
+
+    let as_given = key_file(&lab.dir, "rk", &format!("{rk}\n"));
+    assert!(lab.restored(&img, &as_given, "t1.img") == lab.data);
+    for (n, variant) in [
+        rk.to_lowercase(),
+        rk.replace('-', " ").to_lowercase(),
+        rk.replace('-', ""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let f = key_file(&lab.dir, &format!("rk{n}"), &variant);
+        let v = ok(&["verify", s(&img), "--key-file", s(&f)]);
+        assert!(v.contains("intact"), "{variant}: {v}");
+    }
+    // one character changed is not the key
+    let mut typo: Vec<char> = rk.chars().collect();
+    typo[0] = if typo[0] == 'A' { 'B' } else { 'A' };
+    let typo = key_file(&lab.dir, "typo", &typo.into_iter().collect::<String>());
+    fails(
+        &["verify", s(&img), "--key-file", s(&typo)],
+        "wrong passphrase or key file",
+    );
+
+    // the text summary prints it once too
+    let img2 = lab.dir.join("enc2.lbi");
+    let text = ok(&[
+        "--key-file",
+        s(&lab.key),
+        "image",
+        s(&lab.disk),
+        "-o",
+        s(&img2),
+        "--encrypt",
+        "--recovery-key",
+    ]);
+    let line = text
+        .lines()
+        .skip_while(|l| !l.starts_with("recovery key"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no recovery key in:\n{text}"));
+    let f = key_file(&lab.dir, "rk-text", line.trim());
+    ok(&["verify", s(&img2), "--key-file", s(&f)]);
+    // and that key is the second image's own: it does not open the first
+    fails(
+        &["verify", s(&img), "--key-file", s(&f)],
+        "wrong passphrase or key file",
+    );
+}
+
+#[test]
+fn a_chain_keeps_its_key_and_a_plain_parent_is_not_mixed_with_encryption() {
+    let lab = lab(mixed_disk());
+    let dir = lab.dir.join("store");
+    std::fs::create_dir(&dir).unwrap();
+    let full = dir.join("pc.lbi");
+    ok(&[
+        "--key-file",
+        s(&lab.key),
+        "image",
+        s(&lab.disk),
+        "-o",
+        s(&full),
+        "--encrypt",
+    ]);
+    let key_id = info(&full, &lab.key)["encryption"]["key_id"].clone();
+
+    // new data, with a new secret in it
+    let mut second = lab.data.clone();
+    let fresh = b"Ocelot-44 second-night canary";
+    let mut n = noise(MIB, 77);
+    n[500_000..500_000 + fresh.len()].copy_from_slice(fresh);
+    second[MIB..2 * MIB].copy_from_slice(&n);
+    std::fs::write(&lab.disk, &second).unwrap();
+    let child = dir.join("pc-child.lbi");
+    ok(&[
+        "image",
+        s(&lab.disk),
+        "-o",
+        s(&child),
+        "--parent",
+        s(&full),
+        "--key-file",
+        s(&lab.key),
+    ]);
+    let i = info(&child, &lab.key);
+    assert_eq!(i["kind"], "differential", "{i}");
+    assert!(!i["encryption"].is_null(), "{i}");
+    assert_eq!(i["encryption"]["key_id"], key_id);
+    let c = std::fs::read(&child).unwrap();
+    assert!(!contains(&c, fresh) && !contains(&c, SECRET));
+    assert!(
+        c.len() < 2 * MIB,
+        "the child stores only the change: {}",
+        c.len()
+    );
+    ok(&["verify", s(&child), "--key-file", s(&lab.key)]);
+    assert!(lab.restored(&child, &lab.key, "t1.img") == second);
+    // the members share one key: a passphrase added to the child alone opens the parent too
+    // once the child is open (the key is unlocked once for the chain)
+    let childs = key_file(&lab.dir, "childs", "only in the child's slots");
+    ok(&[
+        "--key-file",
+        s(&lab.key),
+        "key",
+        "add",
+        s(&child),
+        "--new-key-file",
+        s(&childs),
+    ]);
+    fails(
+        &["verify", s(&full), "--key-file", s(&childs)],
+        "wrong passphrase or key file",
+    );
+    assert!(lab.restored(&child, &childs, "t1b.img") == second);
+    assert!(lab.restored(&full, &lab.key, "t0.img") == lab.data);
+
+    // another incremental, found by --incremental DIR, without --encrypt: encrypted anyway
+    let mut third = second.clone();
+    third[9 * MIB..9 * MIB + 4096].copy_from_slice(&noise(4096, 78));
+    std::fs::write(&lab.disk, &third).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ok(&[
+        "--key-file",
+        s(&lab.key),
+        "image",
+        s(&lab.disk),
+        "--incremental",
+        s(&dir),
+    ]);
+    let incr = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("-incr"))
+        .expect("the --incremental image");
+    let i = info(&incr, &lab.key);
+    assert_eq!(i["encryption"]["key_id"], key_id, "{i}");
+    assert_eq!(i["chain"].as_array().unwrap().len(), 3, "{i}");
+    assert!(lab.restored(&incr, &lab.key, "t2.img") == third);
+
+    // the merged chain: one encrypted full image, the same key, standing alone
+    let merged = lab.dir.join("merged.lbi");
+    ok(&[
+        "merge",
+        s(&incr),
+        "-o",
+        s(&merged),
+        "--key-file",
+        s(&lab.key),
+    ]);
+    let m = info(&merged, &lab.key);
+    assert_eq!(m["kind"], "full", "{m}");
+    assert_eq!(m["encryption"]["key_id"], key_id, "{m}");
+    let mb = std::fs::read(&merged).unwrap();
+    assert!(!contains(&mb, fresh) && !contains(&mb, SECRET));
+    ok(&["verify", s(&merged), "--key-file", s(&lab.key)]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(lab.restored(&merged, &lab.key, "t3.img") == third);
+
+    // an encrypted child of a plain parent is refused, and nothing is written
+    let plain = lab.dir.join("plain.lbi");
+    ok(&["image", s(&lab.disk), "-o", s(&plain)]);
+    let refused = lab.dir.join("refused.lbi");
+    fails(
+        &[
+            "--key-file",
+            s(&lab.key),
+            "image",
+            s(&lab.disk),
+            "-o",
+            s(&refused),
+            "--parent",
+            s(&plain),
+            "--encrypt",
+        ],
+        "it is not encrypted",
+    );
+    assert!(!refused.exists() && !lab.dir.join("refused.lbi.partial").exists());
+}
+
+#[test]
+fn a_split_encrypted_image_round_trips_and_no_volume_shows_the_data() {
+    let mut data = noise(5 * MIB, 9);
+    for at in [100_000, MIB + 3, 3 * MIB + 77_777] {
+        data[at..at + SECRET.len()].copy_from_slice(SECRET);
+    }
+    let lab = lab(data);
+    let img = lab.encrypted("split.lbi", &["--volume-size", "1M"]);
+    let files: Vec<PathBuf> = {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&lab.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("split.lbi"))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(files.len() >= 5, "{files:?}");
+    for f in &files {
+        let b = std::fs::read(f).unwrap();
+        assert!(b.len() as u64 <= MIB as u64, "{}", f.display());
+        assert!(!contains(&b, SECRET), "{} shows the data", f.display());
+        assert!(!contains(&b, &lab.data[2 * MIB..2 * MIB + 32]));
+    }
+    let i = info(&img, &lab.key);
+    assert_eq!(i["files"].as_array().unwrap().len(), files.len(), "{i}");
+    assert_eq!(i["volume_size"], MIB as u64);
+    assert_eq!(i["format_version"], "1.4");
+    assert!(!i["encryption"].is_null());
+    ok(&["verify", s(&img), "--key-file", s(&lab.key)]);
+    assert!(lab.restored(&img, &lab.key, "t.img") == lab.data);
+    fails(&["verify", s(&img)], "is encrypted: give its passphrase");
+    // a slot added to the set (its header is the first volume's) opens every volume
+    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let second = key_file(&lab.dir, "second", "the split set's second passphrase");
+    ok(&[
+        "--key-file",
+        s(&lab.key),
+        "key",
+        "add",
+        s(&img),
+        "--new-key-file",
+        s(&second),
+    ]);
+    for (f, b) in files.iter().zip(&before) {
+        let now = std::fs::read(f).unwrap();
+        let from = if f == &img { HEADER as usize } else { 0 };
+        assert!(now[from..] == b[from..], "key add changed {}", f.display());
+    }
+    assert!(lab.restored(&img, &second, "t2.img") == lab.data);
+    // a flipped byte in a middle volume's stored data is caught
+    let mid = &files[2];
+    let len = std::fs::metadata(mid).unwrap().len();
+    let byte = read_at(mid, len / 2, 1)[0];
+    write_at(mid, len / 2, &[byte ^ 0x80]);
+    fails(
+        &["verify", s(&img), "--key-file", s(&lab.key)],
+        "does not decrypt",
+    );
+}
