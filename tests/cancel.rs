@@ -154,6 +154,7 @@ fn image_spec(disk: &Path, output: PathBuf) -> image::ImageSpec {
         volume_size: None,
         rescue: None,
         full_swap: false,
+        encrypt: None,
     }
 }
 

@@ -304,6 +304,7 @@ fn a_chain_that_loops_is_refused() {
         sector_size: 512,
         block_size: 65536,
         volume_size: 0,
+        keys: None,
     };
     let mut w = ImageWriter::create(&p, h).unwrap();
     let data = fill(8, 4096);

@@ -20,6 +20,7 @@ fn header() -> Header {
         minor: VERSION_MINOR,
         block_size: 65536,
         volume_size: 0,
+        keys: None,
         flags: 0,
         image_id: *b"golden-image-v1!",
         parent_id: [0; 16],

@@ -155,6 +155,7 @@ fn spec_for(disk: &Path, output: PathBuf) -> image::ImageSpec {
         volume_size: None,
         rescue: None,
         full_swap: false,
+        encrypt: None,
     }
 }
 

@@ -21,8 +21,9 @@
 //! (`--key-file`), and a prompt (the CLI's, on a terminal). Readers and writers ask it.
 
 use crate::error::{Error, Result};
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::aead::inout::InOutBuf;
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use std::path::Path;
 use std::sync::Mutex;
 use zeroize::{Zeroize, Zeroizing};
@@ -111,7 +112,7 @@ impl MasterKey {
     pub fn sealer(&self, image_id: [u8; 16]) -> Sealer {
         let k = self.derive("lifeboat 2026-12 frame key");
         Sealer {
-            cipher: XChaCha20Poly1305::new((&*k).into()),
+            cipher: XChaCha20Poly1305::new(&(*k).into()),
             image_id,
         }
     }
@@ -198,37 +199,62 @@ impl Sealer {
         a
     }
 
+    /// Encrypts `buf` in place for `place`; returns the nonce to write before it and the tag
+    /// to write after it (what [`Sealer::seal`] makes, without copying the frame).
+    pub fn seal_in_place(
+        &self,
+        place: Place,
+        buf: &mut [u8],
+    ) -> Result<([u8; NONCE_LEN], [u8; TAG_LEN])> {
+        let nonce: [u8; NONCE_LEN] = random()?;
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(&XNonce::from(nonce), &self.aad(place), buf.into())
+            .map_err(|_| Error::Unsupported("a frame too large to encrypt".into()))?;
+        Ok((nonce, tag.into()))
+    }
+
     /// `plain` sealed for `place`: nonce, ciphertext, tag.
     pub fn seal(&self, place: Place, plain: &[u8]) -> Result<Vec<u8>> {
         let nonce: [u8; NONCE_LEN] = random()?;
-        let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(plain);
+        let mut out = vec![0u8; plain.len() + OVERHEAD];
+        out[..NONCE_LEN].copy_from_slice(&nonce);
+        let body = &mut out[NONCE_LEN..NONCE_LEN + plain.len()];
+        let buf = InOutBuf::new(plain, body).expect("equal lengths");
         let tag = self
             .cipher
-            .encrypt_in_place_detached(
-                XNonce::from_slice(&nonce),
-                &self.aad(place),
-                &mut out[NONCE_LEN..],
-            )
+            .encrypt_inout_detached(&XNonce::from(nonce), &self.aad(place), buf)
             .map_err(|_| Error::Unsupported("a frame too large to encrypt".into()))?;
-        out.extend_from_slice(&tag);
+        out[NONCE_LEN + plain.len()..].copy_from_slice(&tag);
         Ok(out)
     }
 
     /// Opens `sealed` (made by [`Sealer::seal`] for `place`) into `out`; false when it was
-    /// changed, moved, or sealed under another key or for another image or place.
+    /// changed, moved, or sealed under another key or for another image or place. Decrypts
+    /// from `sealed` straight into `out`, without a copy.
     pub fn open(&self, place: Place, sealed: &[u8], out: &mut Vec<u8>) -> bool {
-        out.clear();
         if sealed.len() < OVERHEAD {
+            out.clear();
             return false;
         }
         let (nonce, rest) = sealed.split_at(NONCE_LEN);
         let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
-        out.extend_from_slice(body);
-        self.cipher
-            .decrypt_in_place_detached(XNonce::from_slice(nonce), &self.aad(place), out, tag.into())
-            .is_ok()
+        let (Ok(nonce), Ok(tag)) = (XNonce::try_from(nonce), Tag::try_from(tag)) else {
+            out.clear();
+            return false;
+        };
+        // not cleared first: only what it grows by is zeroed, and the decryption writes
+        // every byte (a reused buffer is not zeroed for each frame)
+        out.resize(body.len(), 0);
+        let buf = InOutBuf::new(body, out).expect("equal lengths");
+        let ok = self
+            .cipher
+            .decrypt_inout_detached(&nonce, &self.aad(place), buf, &tag)
+            .is_ok();
+        if !ok {
+            out.clear();
+        }
+        ok
     }
 }
 
@@ -318,11 +344,11 @@ impl Slot {
         let kek = Slot::kek(kind, secret, &salt, m, t, p)
             .ok_or_else(|| Error::Unsupported("Argon2id refused its parameters".into()))?;
         let mut body = *key.0;
-        let tag = XChaCha20Poly1305::new((&*kek).into())
-            .encrypt_in_place_detached(
-                XNonce::from_slice(&nonce),
+        let tag = XChaCha20Poly1305::new(&(*kek).into())
+            .encrypt_inout_detached(
+                &XNonce::from(nonce),
                 &Slot::wrap_aad(&key.key_id(), kind),
-                &mut body,
+                body.as_mut_slice().into(),
             )
             .map_err(|_| Error::Unsupported("wrapping the image key failed".into()))?;
         let mut wrapped = [0u8; 48];
@@ -345,12 +371,12 @@ impl Slot {
         let kek = Slot::kek(self.kind, secret, &self.salt, self.m_kib, self.t, self.p)?;
         let mut body = Zeroizing::new([0u8; 32]);
         body.copy_from_slice(&self.wrapped[..32]);
-        XChaCha20Poly1305::new((&*kek).into())
-            .decrypt_in_place_detached(
-                XNonce::from_slice(&self.nonce),
+        XChaCha20Poly1305::new(&(*kek).into())
+            .decrypt_inout_detached(
+                &XNonce::from(self.nonce),
                 &Slot::wrap_aad(key_id, self.kind),
-                &mut *body,
-                self.wrapped[32..].into(),
+                body.as_mut_slice().into(),
+                &Tag::try_from(&self.wrapped[32..]).expect("16 bytes"),
             )
             .ok()?;
         let key = MasterKey(body);

@@ -1,8 +1,9 @@
-//! The Lifeboat image format, version 1.3. This comment is the specification; `docs/FORMAT.md`
-//! repeats it for readers without the source. Readers of 1.3 read 1.2, 1.1 and 1.0 images
-//! unchanged. 1.2 added split images (volumes, below); 1.3 added missing ranges (codec 5,
-//! written by `image --rescue` for what a failing disk could not give). Other images are
-//! still written as 1.1 (1.2 when split), so older readers read them.
+//! The Lifeboat image format, version 1.4. This comment is the specification; `docs/FORMAT.md`
+//! repeats it for readers without the source. Readers of 1.4 read 1.3, 1.2, 1.1 and 1.0
+//! images unchanged. 1.2 added split images (volumes, below); 1.3 added missing ranges
+//! (codec 5, written by `image --rescue` for what a failing disk could not give); 1.4 added
+//! encrypted images (below). Other images are still written as 1.1 (1.2 when split), so
+//! older readers read them.
 //!
 //! One image is one file (or one set of volumes, read as one file), written front to back as a
 //! stream and then sealed by a footer:
@@ -29,8 +30,8 @@
 //! |---|---|---|
 //! | 0 | 8 | magic `LIFEBOAT` |
 //! | 8 | 2 | major version = 1 (readers refuse others: `UnsupportedVersion`) |
-//! | 10 | 2 | minor version: 1, 2 for a split image, 3 for an image that may hold missing ranges (1.0 images have 0 here and in every 1.1 field) |
-//! | 12 | 4 | flags: bit 0 = split into volumes (1.2); any other bit set is refused |
+//! | 10 | 2 | minor version: 1, 2 for a split image, 3 for an image that may hold missing ranges, 4 for an encrypted image (1.0 images have 0 here and in every 1.1 field) |
+//! | 12 | 4 | flags: bit 0 = split into volumes (1.2); bit 1 = encrypted (1.4); any other bit set is refused |
 //! | 16 | 4 | header length = 4096 |
 //! | 20 | 4 | reserved, 0 |
 //! | 24 | 16 | image ID (random) |
@@ -43,7 +44,7 @@
 //! | 112 | 4 | source logical sector size |
 //! | 116 | 4 | block size: no record crosses a multiple of it (0 in 1.0: records are chunks) |
 //! | 120 | 8 | volume size in bytes when bit 0 of the flags is set (at least 1 MiB), else 0 |
-//! | 128 | 3964 | reserved, 0 |
+//! | 128 | 3964 | reserved, 0; in an encrypted image the key ID and key slots (below) |
 //! | 4092 | 4 | CRC-32 of bytes 0..4092 |
 //!
 //! **Index record** (64 bytes; records sorted by disk offset, ranges never overlap)
@@ -134,6 +135,44 @@
 //! | `warnings` | array of strings | given when imaging |
 //! | `compression` | object | `codec` (`"zstd"`), `level`, `chunk_size`, `block_size` |
 //! | `merged_unix`, `merged_from` | u64, array | only in images made by `merge`: when, and the chain's links |
+//!
+//! **Encrypted images** (1.4, `image --encrypt`, `image/crypt.rs`). Flag bit 1 is set and
+//! the minor version is 4, so a 1.3 reader refuses the image instead of reading ciphertext as
+//! data. The image has one random 256-bit master key. From it blake3's key derivation
+//! (`derive_key`) makes three keys: the *frame key* (context
+//! `"lifeboat 2026-12 frame key"`), the *content-ID key* (`"lifeboat 2026-12 content id"`) and
+//! the 16-byte *key ID* (the first 16 bytes of `"lifeboat 2026-12 image key id"`).
+//!
+//! - Header bytes 128..144 hold the key ID, 144..148 the number of key slots (1 ..= 16), and
+//!   slot *n* (from 0) is 128 bytes at 160 + 128·*n*: kind (u8: 1 passphrase, 2 recovery
+//!   key), 3 reserved, Argon2id memory in KiB, passes and lanes (3 × u32; 0 for a recovery
+//!   slot; a reader refuses more than 1 GiB, 64 passes or 16 lanes before running Argon2),
+//!   salt (16), nonce (24), and the master key sealed with XChaCha20-Poly1305 (32 + 16-byte
+//!   tag) under the slot's key, with associated data `"lifeboat-slot-v1" ‖ key ID ‖ kind`.
+//!   A passphrase slot's key is Argon2id (v1.3) of the passphrase with the salt; a recovery
+//!   slot's is blake3 `derive_key("lifeboat 2026-12 recovery slot", salt ‖ recovery key)`.
+//!   A recovery key is 256 random bits, printed as 52 characters of
+//!   `ABCDEFGHJKLMNPQRSTUVWXYZ23456789` in groups of four (the last carries the 256th bit and
+//!   a 4-bit check).
+//! - The footer's header checksum (footer byte 88) is, for an encrypted image, the CRC-32 of
+//!   header bytes 0..4092 with bytes 144..4092 (the slots) zeroed, so that `lifeboat key`
+//!   adds and removes slots by rewriting the header alone. The key ID stays bound.
+//! - Every stored frame is `nonce (24) ‖ XChaCha20-Poly1305 ciphertext ‖ tag (16)`: the
+//!   record's stored length includes these 40 bytes. The nonce is random; the associated data
+//!   is `"lifeboat-frame-v1" ‖ image ID ‖ file offset of the frame (u64) ‖ codec (u8)`. The
+//!   plaintext is the frame as a plain image would store it (zstd or raw).
+//! - The metadata section is `"LBMETA\0\0"`, u64 length, then the JSON sealed the same way
+//!   (associated data `"lifeboat-meta-v1" ‖ image ID`), then the CRC-32; the index is
+//!   `"LBINDEX\0"`, u64 count, the records sealed as one piece (`"lifeboat-index-v1" ‖ image
+//!   ID`; 24 + 64·count + 16 bytes), then the CRC-32.
+//! - Record hashes are blake3 keyed with the content-ID key, and the root hash is computed
+//!   from them as above. Zero records and missing ranges are as in plain images.
+//! - A child (incremental or differential) has its parent's key ID and a copy of its
+//!   parent's slots at the time it was made; a reader checks that the key IDs of a chain's
+//!   links are equal. A merged image keeps its chain's key and slots.
+//! - What stays clear: the header (sizes, times, IDs, the chunk and block sizes, the slots)
+//!   and the footer (section offsets, the record count, the bytes described, the root hash).
+//!   The stored length of each frame shows through the file layout.
 //!
 //! **Volumes** (1.2). Where one file cannot hold the image (FAT32 ends files at 4 GiB; the
 //! writer splits there by itself, in volumes of 4 GiB − 1 MiB, or where `--volume-size` asks),

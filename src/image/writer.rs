@@ -195,7 +195,7 @@ impl ImageWriter {
 
     /// Appends a chunk. When every record it stores was already stored in this image, the
     /// frame is not written again and the records point at the earlier copies.
-    pub fn push(&mut self, c: EncodedChunk) -> Result<()> {
+    pub fn push(&mut self, mut c: EncodedChunk) -> Result<()> {
         let tmp = partial_path(&self.path);
         let invalid = move |pos: u64, reason: String| Error::Image {
             path: tmp.clone(),
@@ -264,14 +264,20 @@ impl ImageWriter {
             None
         } else {
             let at = self.out.pos();
-            let sealed = match &self.sealer {
-                Some(s) => Some(s.seal(Place::Frame(at, c.frame_codec as u8), &c.data)?),
-                None => None,
-            };
-            let data = sealed.as_deref().unwrap_or(&c.data);
-            let len = u32::try_from(data.len())
-                .map_err(|_| invalid(at, "stored chunk too large".into()))?;
-            self.write(data)?;
+            let len = c.data.len() + self.sealer.as_ref().map_or(0, |_| crypt::OVERHEAD);
+            let len =
+                u32::try_from(len).map_err(|_| invalid(at, "stored chunk too large".into()))?;
+            match &self.sealer {
+                // encrypted where it lies (no copy of the frame): nonce, ciphertext, tag
+                Some(s) => {
+                    let (nonce, tag) =
+                        s.seal_in_place(Place::Frame(at, c.frame_codec as u8), &mut c.data)?;
+                    self.write(&nonce)?;
+                    self.write(&c.data)?;
+                    self.write(&tag)?;
+                }
+                None => self.write(&c.data)?,
+            }
             Some((at, len))
         };
         for mut r in c.records {

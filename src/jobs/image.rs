@@ -327,6 +327,13 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
             ),
         });
     }
+    // a new key's slots (Argon2id, about 0.1 s) are made on another thread while the disk is
+    // surveyed
+    let new_keys = spec
+        .encrypt
+        .clone()
+        .filter(|_| spec.parent.is_none() && !spec.rescue.as_ref().is_some_and(|o| o.resume))
+        .map(|e| std::thread::spawn(move || new_key_slots(&e)));
     let resume = match &spec.rescue {
         Some(o) if o.resume && rescue::died_before_its_log(&spec.output) => {
             // nothing was rescued yet: it starts over
@@ -529,7 +536,12 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
     }) {
         warnings.push(w);
     }
-    let (keys, recovery_key) = plan_keys(spec, chain.as_deref(), resume.as_ref().map(|r| &r.1))?;
+    let (keys, recovery_key) = plan_keys(
+        spec,
+        chain.as_deref(),
+        resume.as_ref().map(|r| &r.1),
+        new_keys,
+    )?;
     let raw_table = table
         .as_ref()
         .map(|t| match &spec.rescue {
@@ -587,6 +599,7 @@ fn plan_keys(
     spec: &ImageSpec,
     chain: Option<&Chain>,
     resumed: Option<&Header>,
+    new_keys: Option<std::thread::JoinHandle<Result<NewKeys>>>,
 ) -> Result<(Option<KeySlots>, Option<crypt::Secret>)> {
     if let Some(h) = resumed {
         if let Some(slots) = &h.keys {
@@ -610,6 +623,21 @@ fn plan_keys(
     let Some(e) = &spec.encrypt else {
         return Ok((None, None));
     };
+    let (key, slots, recovery) = match new_keys {
+        Some(h) => h
+            .join()
+            .map_err(|_| Error::Unsupported("making the key slots failed".into()))??,
+        None => new_key_slots(e)?,
+    };
+    crypt::keyring::add_key(key);
+    Ok((Some(slots), recovery))
+}
+
+/// A new master key, its slots, and the recovery key's text (`--recovery-key`).
+type NewKeys = (crypt::MasterKey, KeySlots, Option<crypt::Secret>);
+
+/// Makes a new master key and its slots for `e`.
+fn new_key_slots(e: &Encrypt) -> Result<NewKeys> {
     let key = crypt::MasterKey::generate()?;
     let mut secrets: Vec<(SlotKind, &[u8])> =
         vec![(SlotKind::Passphrase, e.passphrase.0.as_bytes())];
@@ -622,8 +650,7 @@ fn plan_keys(
         secrets.push((SlotKind::Recovery, &bytes[..]));
     }
     let slots = KeySlots::new(&key, &secrets)?;
-    crypt::keyring::add_key(key);
-    Ok((Some(slots), recovery.map(|(_, text)| crypt::Secret(text))))
+    Ok((key, slots, recovery.map(|(_, text)| crypt::Secret(text))))
 }
 
 impl ImagePlan {
