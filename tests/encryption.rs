@@ -9,12 +9,12 @@
 
 mod common;
 
-use common::{noise, read_at, write_at};
+use common::disks::p;
+use common::{contains_bytes, lifeboat_fails_with, lifeboat_stdout, noise, read_at, write_at};
 use lifeboat::image::crypt::keyring;
 use lifeboat::image::{Codec, ImageReader};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 const MIB: usize = 1 << 20;
 /// What the data of every test source holds, and what must never show in an encrypted image.
@@ -24,58 +24,11 @@ const OVERHEAD: u64 = 40;
 const HEADER: u64 = 4096;
 const CHUNK: u64 = 4 << 20;
 
-/// `lifeboat args` with stdin from /dev/null (no terminal: nothing is ever prompted for).
-fn lb(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running lifeboat")
-}
-
-/// `lifeboat args`, which must succeed; its stdout.
-fn ok(args: &[&str]) -> String {
-    let o = lb(args);
-    assert!(
-        o.status.success(),
-        "lifeboat {args:?} failed ({:?}):\n{}{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// `lifeboat args`, which must exit 1 with `needle` in its stderr; the stderr.
-fn fails(args: &[&str], needle: &str) -> String {
-    let o = lb(args);
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "lifeboat {args:?} should exit 1: {}{err}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    assert!(
-        err.contains(needle),
-        "lifeboat {args:?}: no `{needle}` in:\n{err}"
-    );
-    err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 /// A key file `dir/name` holding `content`.
 fn key_file(dir: &Path, name: &str, content: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, content).unwrap();
-    p
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
 }
 
 /// A 10 MiB source whose data names [`SECRET`] many times:
@@ -139,31 +92,85 @@ fn lab(data: Vec<u8>) -> Lab {
 }
 
 impl Lab {
-    /// `image disk.img -o NAME --encrypt` with the lab's key; the image's path.
-    fn encrypted(&self, name: &str, extra: &[&str]) -> PathBuf {
+    /// `image disk.img -o NAME --encrypt EXTRA…` with the lab's key; the image's path and the
+    /// job's stdout.
+    fn encrypt(&self, name: &str, extra: &[&str]) -> (PathBuf, String) {
         let img = self.dir.join(name);
-        let mut args = vec![
-            "--key-file",
-            s(&self.key),
-            "image",
-            s(&self.disk),
-            "-o",
-            s(&img),
-            "--encrypt",
-        ];
-        args.extend_from_slice(extra);
-        ok(&args);
-        img
+        let out = image_encrypted(&self.disk, &img, &self.key, extra);
+        (img, out)
+    }
+
+    /// [`Lab::encrypt`]; the image's path.
+    fn encrypted(&self, name: &str, extra: &[&str]) -> PathBuf {
+        self.encrypt(name, extra).0
+    }
+
+    /// [`Lab::encrypt`] with `--json`; the image's path and the job's summary.
+    fn encrypted_json(&self, name: &str, extra: &[&str]) -> (PathBuf, Value) {
+        let (img, out) = self.encrypt(name, &[extra, &["--json"]].concat());
+        (img, summary(&out))
     }
 
     /// Restores `img` (with `--key-file key`) into a new file; its bytes.
     fn restored(&self, img: &Path, key: &Path, name: &str) -> Vec<u8> {
         let t = self.dir.join(name);
-        ok(&["restore", s(img), s(&t), "--yes", "--key-file", s(key)]);
+        lifeboat_stdout(&["restore", p(img), p(&t), "--yes", "--key-file", p(key)]);
         let b = std::fs::read(&t).unwrap();
         std::fs::remove_file(&t).unwrap();
         b
     }
+}
+
+/// `--key-file KEY image SRC -o IMG EXTRA…`: the arguments.
+fn image_args<'a>(key: &'a Path, src: &'a Path, img: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    [
+        &["--key-file", p(key), "image", p(src), "-o", p(img)],
+        extra,
+    ]
+    .concat()
+}
+
+/// `--key-file KEY image SRC -o IMG --encrypt EXTRA…`, which must succeed; its stdout.
+fn image_encrypted(src: &Path, img: &Path, key: &Path, extra: &[&str]) -> String {
+    lifeboat_stdout(&image_args(
+        key,
+        src,
+        img,
+        &[&["--encrypt"], extra].concat(),
+    ))
+}
+
+/// `--key-file KEY key ACTION IMG EXTRA…`: the arguments.
+fn key_args<'a>(key: &'a Path, action: &'a str, img: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    [&["--key-file", p(key), "key", action, p(img)], extra].concat()
+}
+
+/// `--key-file KEY key add IMG --new-key-file NEW`, which must succeed.
+fn key_add(img: &Path, key: &Path, new: &Path) {
+    lifeboat_stdout(&key_args(key, "add", img, &["--new-key-file", p(new)]));
+}
+
+/// `verify IMG --key-file KEY`, which must succeed; its stdout.
+fn verify(img: &Path, key: &Path) -> String {
+    lifeboat_stdout(&["verify", p(img), "--key-file", p(key)])
+}
+
+/// `verify IMG --key-file KEY`, which must exit 1 with `needle` in its stderr; the stderr.
+fn verify_fails(img: &Path, key: &Path, needle: &str) -> String {
+    lifeboat_fails_with(&["verify", p(img), "--key-file", p(key)], needle)
+}
+
+/// `restore IMG TARGET --yes --key-file KEY`, which must exit 1 with `needle` in its stderr.
+fn restore_fails(img: &Path, target: &Path, key: &Path, needle: &str) {
+    lifeboat_fails_with(
+        &["restore", p(img), p(target), "--yes", "--key-file", p(key)],
+        needle,
+    );
+}
+
+/// `merge IMG -o OUT --key-file KEY`, which must succeed.
+fn merge(img: &Path, out: &Path, key: &Path) {
+    lifeboat_stdout(&["merge", p(img), "-o", p(out), "--key-file", p(key)]);
 }
 
 /// The last `finished` event of a `--json` job's NDJSON output: its summary.
@@ -178,7 +185,14 @@ fn summary(ndjson: &str) -> Value {
 }
 
 fn info(img: &Path, key: &Path) -> Value {
-    serde_json::from_str(&ok(&["--key-file", s(key), "info", "--json", s(img)])).unwrap()
+    serde_json::from_str(&lifeboat_stdout(&[
+        "--key-file",
+        p(key),
+        "info",
+        "--json",
+        p(img),
+    ]))
+    .unwrap()
 }
 
 /// (meta_offset, meta_len, index_offset, index_len) from the footer (the last 128 bytes,
@@ -218,18 +232,7 @@ fn tampered(img: &Path, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf 
 #[test]
 fn an_encrypted_image_verifies_restores_and_exports_identically() {
     let lab = lab(mixed_disk());
-    let img = lab.dir.join("enc.lbi");
-    let out = ok(&[
-        "--key-file",
-        s(&lab.key),
-        "image",
-        s(&lab.disk),
-        "-o",
-        s(&img),
-        "--encrypt",
-        "--json",
-    ]);
-    let sum = summary(&out);
+    let (img, sum) = lab.encrypted_json("enc.lbi", &[]);
     assert_eq!(sum["encrypted"], true, "{sum}");
     assert!(sum.get("recovery_key").is_none(), "{sum}");
 
@@ -241,16 +244,16 @@ fn an_encrypted_image_verifies_restores_and_exports_identically() {
     assert_eq!(i["encryption"]["cipher"], "xchacha20-poly1305", "{i}");
     assert_eq!(i["encryption"]["slots"], serde_json::json!(["passphrase"]));
     assert_eq!(i["raw_bytes"], lab.data.len() as u64);
-    let text = ok(&["info", s(&img), "--key-file", s(&crlf)]);
+    let text = lifeboat_stdout(&["info", p(&img), "--key-file", p(&crlf)]);
     assert!(text.contains("encrypted  xchacha20-poly1305"), "{text}");
 
     // --key-file before and after the subcommand
-    let v = ok(&["--key-file", s(&lab.key), "verify", s(&img)]);
+    let v = lifeboat_stdout(&["--key-file", p(&lab.key), "verify", p(&img)]);
     assert!(v.contains("intact"), "{v}");
-    ok(&["verify", s(&img), "--key-file", s(&bare)]);
+    verify(&img, &bare);
     assert!(lab.restored(&img, &lab.key, "t.img") == lab.data);
     let raw = lab.dir.join("export.raw");
-    ok(&["export", s(&img), "-o", s(&raw), "--key-file", s(&lab.key)]);
+    lifeboat_stdout(&["export", p(&img), "-o", p(&raw), "--key-file", p(&lab.key)]);
     assert!(std::fs::read(&raw).unwrap() == lab.data, "export differs");
 }
 
@@ -263,17 +266,9 @@ fn no_plaintext_of_the_data_the_hashes_or_the_metadata_is_in_the_file() {
     let name = b"Quokka-sourcedisk-31337";
     let plain = lab.dir.join("plain.lbi");
     let enc = lab.dir.join("enc.lbi");
-    ok(&["image", s(&src), "-o", s(&plain)]);
-    ok(&[
-        "image",
-        s(&src),
-        "-o",
-        s(&enc),
-        "--encrypt",
-        "--key-file",
-        s(&lab.key),
-    ]);
-    let p = std::fs::read(&plain).unwrap();
+    lifeboat_stdout(&["image", p(&src), "-o", p(&plain)]);
+    image_encrypted(&src, &enc, &lab.key, &[]);
+    let pb = std::fs::read(&plain).unwrap();
     let e = std::fs::read(&enc).unwrap();
 
     // the encrypted image stores each of the three kinds of chunk: compressed, raw, zero
@@ -296,13 +291,16 @@ fn no_plaintext_of_the_data_the_hashes_or_the_metadata_is_in_the_file() {
 
     // a plain image shows the secret (in its raw frame), the source's name and path (in its
     // metadata) and the records' blake3 (in its index): the test can see them
-    assert!(contains(&p, SECRET), "the plain image should show the data");
     assert!(
-        contains(&p, name),
+        contains_bytes(&pb, SECRET),
+        "the plain image should show the data"
+    );
+    assert!(
+        contains_bytes(&pb, name),
         "the plain metadata should name the source"
     );
-    assert!(contains(&p, s(&lab.dir).as_bytes()));
-    assert!(contains(&p, b"source_path"));
+    assert!(contains_bytes(&pb, p(&lab.dir).as_bytes()));
+    assert!(contains_bytes(&pb, b"source_path"));
     let plain_reader = ImageReader::open(&plain).unwrap();
     let hashes: Vec<[u8; 32]> = plain_reader
         .records()
@@ -311,26 +309,32 @@ fn no_plaintext_of_the_data_the_hashes_or_the_metadata_is_in_the_file() {
         .map(|r| r.hash)
         .collect();
     assert!(hashes.len() > 100);
-    assert!(contains(&p, &hashes[0]));
+    assert!(contains_bytes(&pb, &hashes[0]));
 
     // the encrypted one shows none of it: not the data, in whole or in part, not the
     // metadata, not one record hash
     for needle in [SECRET, &SECRET[..12], &SECRET[SECRET.len() - 12..]] {
         assert!(
-            !contains(&e, needle),
+            !contains_bytes(&e, needle),
             "{:?} is in the encrypted image",
             String::from_utf8_lossy(needle)
         );
     }
-    assert!(!contains(&e, b" line 1"), "a text line is in the clear");
-    assert!(!contains(&e, name), "the source's name is in the clear");
     assert!(
-        !contains(&e, s(&lab.dir).as_bytes()),
+        !contains_bytes(&e, b" line 1"),
+        "a text line is in the clear"
+    );
+    assert!(
+        !contains_bytes(&e, name),
+        "the source's name is in the clear"
+    );
+    assert!(
+        !contains_bytes(&e, p(&lab.dir).as_bytes()),
         "a path is in the clear"
     );
     for word in [&b"source_path"[..], b"regions", b"lifeboat\""] {
         assert!(
-            !contains(&e, word),
+            !contains_bytes(&e, word),
             "metadata JSON {:?} is in the clear",
             String::from_utf8_lossy(word)
         );
@@ -343,11 +347,11 @@ fn no_plaintext_of_the_data_the_hashes_or_the_metadata_is_in_the_file() {
     );
     // nor the noise itself (a raw frame stored unencrypted would hold it verbatim)
     let noise_part = &lab.data[5 * MIB..5 * MIB + 64];
-    assert!(contains(&p, noise_part));
-    assert!(!contains(&e, noise_part));
+    assert!(contains_bytes(&pb, noise_part));
+    assert!(!contains_bytes(&e, noise_part));
 
     // a key file given for a plain image changes nothing
-    ok(&["--key-file", s(&lab.key), "verify", s(&plain)]);
+    lifeboat_stdout(&["--key-file", p(&lab.key), "verify", p(&plain)]);
     let i = info(&plain, &lab.key);
     assert!(i["encryption"].is_null(), "{i}");
 }
@@ -361,7 +365,7 @@ fn record_hashes_and_the_clear_root_hash_are_keyed() {
     let lab = lab(mixed_disk());
     let enc = lab.encrypted("enc.lbi", &[]);
     let plain = lab.dir.join("plain.lbi");
-    ok(&["image", s(&lab.disk), "-o", s(&plain)]);
+    lifeboat_stdout(&["image", p(&lab.disk), "-o", p(&plain)]);
     keyring::add_secret(zeroize::Zeroizing::new(PASS.to_string()));
     let as_if_plain = |img: &Path| {
         let r = ImageReader::open(img).unwrap();
@@ -398,10 +402,10 @@ fn a_wrong_passphrase_is_refused_and_touches_nothing() {
     let lab = lab(noise(2 * MIB, 3));
     let img = lab.encrypted("enc.lbi", &[]);
     let wrong = key_file(&lab.dir, "wrong", "correct horse battery stapl\n");
-    let msg = format!("wrong passphrase or key file for {}", s(&img));
-    fails(&["--key-file", s(&wrong), "verify", s(&img)], &msg);
-    fails(&["info", s(&img), "--key-file", s(&wrong)], &msg);
-    fails(&["info", "--json", s(&img), "--key-file", s(&wrong)], &msg);
+    let msg = format!("wrong passphrase or key file for {}", p(&img));
+    lifeboat_fails_with(&["--key-file", p(&wrong), "verify", p(&img)], &msg);
+    lifeboat_fails_with(&["info", p(&img), "--key-file", p(&wrong)], &msg);
+    lifeboat_fails_with(&["info", "--json", p(&img), "--key-file", p(&wrong)], &msg);
     // the passphrase of the slot, not something like it: a recovery key of the right form
     // opens no passphrase slot
     let rk = key_file(
@@ -409,7 +413,7 @@ fn a_wrong_passphrase_is_refused_and_touches_nothing() {
         "rk",
         "2FFA-799F-YBUV-CLQG-H64P-PBJ9-QKRT-G2E5-AJAE-JM7Z-4RPB-CAZX-KUFC\n",
     );
-    fails(&["verify", s(&img), "--key-file", s(&rk)], &msg);
+    verify_fails(&img, &rk, &msg);
 
     // restore: the target keeps every byte
     let target = lab.dir.join("target.img");
@@ -420,17 +424,7 @@ fn a_wrong_passphrase_is_refused_and_touches_nothing() {
         .take(3 * MIB)
         .collect();
     std::fs::write(&target, &pattern).unwrap();
-    fails(
-        &[
-            "restore",
-            s(&img),
-            s(&target),
-            "--yes",
-            "--key-file",
-            s(&wrong),
-        ],
-        &msg,
-    );
+    restore_fails(&img, &target, &wrong, &msg);
     assert!(
         std::fs::read(&target).unwrap() == pattern,
         "a restore with a wrong key wrote to the target"
@@ -438,17 +432,8 @@ fn a_wrong_passphrase_is_refused_and_touches_nothing() {
 
     // an incremental on top of it: nothing written, not even a partial file
     let child = lab.dir.join("child.lbi");
-    fails(
-        &[
-            "--key-file",
-            s(&wrong),
-            "image",
-            s(&lab.disk),
-            "-o",
-            s(&child),
-            "--parent",
-            s(&img),
-        ],
+    lifeboat_fails_with(
+        &image_args(&wrong, &lab.disk, &child, &["--parent", p(&img)]),
         &msg,
     );
     assert!(!child.exists());
@@ -456,16 +441,8 @@ fn a_wrong_passphrase_is_refused_and_touches_nothing() {
     let before = std::fs::read(&img).unwrap();
     // key add with a wrong passphrase: refused, the image as it was
     let new = key_file(&lab.dir, "new", "another passphrase");
-    fails(
-        &[
-            "--key-file",
-            s(&wrong),
-            "key",
-            "add",
-            s(&img),
-            "--new-key-file",
-            s(&new),
-        ],
+    lifeboat_fails_with(
+        &key_args(&wrong, "add", &img, &["--new-key-file", p(&new)]),
         &msg,
     );
     assert!(std::fs::read(&img).unwrap() == before);
@@ -480,7 +457,7 @@ fn a_wrong_passphrase_is_refused_and_touches_nothing() {
         "{names:?}"
     );
     // the right one still opens it
-    ok(&["verify", s(&img), "--key-file", s(&lab.key)]);
+    verify(&img, &lab.key);
 }
 
 #[test]
@@ -489,35 +466,35 @@ fn without_a_key_and_without_a_terminal_every_reader_says_the_image_is_encrypted
     let img = lab.encrypted("enc.lbi", &[]);
     let msg = format!(
         "{} is encrypted: give its passphrase with --key-file",
-        s(&img)
+        p(&img)
     );
     let t = lab.dir.join("t.img");
     let child = lab.dir.join("child.lbi");
     let merged = lab.dir.join("merged.lbi");
     let raw = lab.dir.join("x.raw");
     for args in [
-        vec!["verify", s(&img)],
-        vec!["info", s(&img)],
-        vec!["info", "--json", s(&img)],
-        vec!["restore", s(&img), s(&t), "--yes"],
-        vec!["image", s(&lab.disk), "-o", s(&child), "--parent", s(&img)],
-        vec!["merge", s(&img), "-o", s(&merged)],
-        vec!["export", s(&img), "-o", s(&raw)],
-        vec!["ls", s(&img)],
+        vec!["verify", p(&img)],
+        vec!["info", p(&img)],
+        vec!["info", "--json", p(&img)],
+        vec!["restore", p(&img), p(&t), "--yes"],
+        vec!["image", p(&lab.disk), "-o", p(&child), "--parent", p(&img)],
+        vec!["merge", p(&img), "-o", p(&merged)],
+        vec!["export", p(&img), "-o", p(&raw)],
+        vec!["ls", p(&img)],
     ] {
-        fails(&args, &msg);
+        lifeboat_fails_with(&args, &msg);
     }
-    for p in [&t, &child, &merged, &raw] {
-        assert!(!p.exists(), "{} was written", p.display());
+    for f in [&t, &child, &merged, &raw] {
+        assert!(!f.exists(), "{} was written", f.display());
     }
     // --encrypt has no passphrase to give the new image either
-    fails(
-        &["image", s(&lab.disk), "-o", s(&child), "--encrypt"],
+    lifeboat_fails_with(
+        &["image", p(&lab.disk), "-o", p(&child), "--encrypt"],
         "--encrypt needs a passphrase",
     );
     assert!(!child.exists());
     // key list needs none
-    ok(&["key", "list", s(&img)]);
+    lifeboat_stdout(&["key", "list", p(&img)]);
 }
 
 #[test]
@@ -544,27 +521,17 @@ fn a_flipped_byte_in_a_stored_frame_is_caught() {
     spots.extend([fr[0].0 + 3, fr[0].0 + fr[0].1 - 1]);
     for (n, at) in spots.into_iter().enumerate() {
         let bad = tampered(&img, &format!("flip{n}.lbi"), |b| b[at as usize] ^= 0x01);
-        let e = fails(&["verify", s(&bad), "--key-file", s(&lab.key)], "");
+        let e = verify_fails(&bad, &lab.key, "");
         assert!(
             e.contains("does not decrypt") && e.contains("chunk"),
             "byte {at}: {e}"
         );
         let t = lab.dir.join("t.img");
-        fails(
-            &[
-                "restore",
-                s(&bad),
-                s(&t),
-                "--yes",
-                "--key-file",
-                s(&lab.key),
-            ],
-            "does not decrypt",
-        );
+        restore_fails(&bad, &t, &lab.key, "does not decrypt");
         std::fs::remove_file(&bad).unwrap();
         let _ = std::fs::remove_file(&t);
     }
-    ok(&["verify", s(&img), "--key-file", s(&lab.key)]);
+    verify(&img, &lab.key);
 }
 
 /// 8 MiB of noise: two chunks that each become a raw frame of 4 MiB + 40 bytes, back to back
@@ -591,35 +558,19 @@ fn two_raw_frames() -> (Lab, PathBuf) {
 #[test]
 fn two_stored_frames_swapped_are_caught() {
     let (lab, img) = two_raw_frames();
-    ok(&["verify", s(&img), "--key-file", s(&lab.key)]);
+    verify(&img, &lab.key);
     let (a, l) = (HEADER as usize, (CHUNK + OVERHEAD) as usize);
     let swapped = tampered(&img, "swapped.lbi", |b| {
         let first = b[a..a + l].to_vec();
         b.copy_within(a + l..a + 2 * l, a);
         b[a + l..a + 2 * l].copy_from_slice(&first);
     });
-    fails(
-        &["verify", s(&swapped), "--key-file", s(&lab.key)],
-        "does not decrypt",
-    );
+    verify_fails(&swapped, &lab.key, "does not decrypt");
     let t = lab.dir.join("t.img");
-    fails(
-        &[
-            "restore",
-            s(&swapped),
-            s(&t),
-            "--yes",
-            "--key-file",
-            s(&lab.key),
-        ],
-        "does not decrypt",
-    );
+    restore_fails(&swapped, &t, &lab.key, "does not decrypt");
     // one frame copied over the other (both then in the file once at their own place)
     let dup = tampered(&img, "dup.lbi", |b| b.copy_within(a..a + l, a + l));
-    fails(
-        &["verify", s(&dup), "--key-file", s(&lab.key)],
-        "does not decrypt",
-    );
+    verify_fails(&dup, &lab.key, "does not decrypt");
 }
 
 #[test]
@@ -628,19 +579,12 @@ fn a_frame_from_another_image_is_caught_even_under_the_same_key() {
     // a merge re-encrypts every frame under the same key for a new image ID; the frames of
     // the same content stay at the same offsets with the same lengths
     let merged = lab.dir.join("merged.lbi");
-    ok(&[
-        "merge",
-        s(&img),
-        "-o",
-        s(&merged),
-        "--key-file",
-        s(&lab.key),
-    ]);
+    merge(&img, &merged, &lab.key);
     let (a, b) = (info(&img, &lab.key), info(&merged, &lab.key));
     assert_eq!(a["encryption"]["key_id"], b["encryption"]["key_id"]);
     assert_ne!(a["image_id"], b["image_id"]);
     assert_eq!(frames(&merged, PASS), frames(&img, PASS));
-    ok(&["verify", s(&merged), "--key-file", s(&lab.key)]);
+    verify(&merged, &lab.key);
     let l = (CHUNK + OVERHEAD) as usize;
     let theirs = read_at(&merged, HEADER, l);
     assert!(
@@ -650,31 +594,17 @@ fn a_frame_from_another_image_is_caught_even_under_the_same_key() {
     let foreign = tampered(&img, "foreign.lbi", |bytes| {
         bytes[HEADER as usize..HEADER as usize + l].copy_from_slice(&theirs)
     });
-    fails(
-        &["verify", s(&foreign), "--key-file", s(&lab.key)],
-        "does not decrypt",
-    );
+    verify_fails(&foreign, &lab.key, "does not decrypt");
 
     // and one from an image of the same disk under another passphrase (another key)
     let other_key = key_file(&lab.dir, "other", "a different passphrase");
     let other = lab.dir.join("other.lbi");
-    ok(&[
-        "image",
-        s(&lab.disk),
-        "-o",
-        s(&other),
-        "--encrypt",
-        "--key-file",
-        s(&other_key),
-    ]);
+    image_encrypted(&lab.disk, &other, &other_key, &[]);
     let theirs = read_at(&other, HEADER + l as u64, l);
     let foreign = tampered(&img, "foreign2.lbi", |bytes| {
         bytes[HEADER as usize + l..HEADER as usize + 2 * l].copy_from_slice(&theirs)
     });
-    fails(
-        &["verify", s(&foreign), "--key-file", s(&lab.key)],
-        "does not decrypt",
-    );
+    verify_fails(&foreign, &lab.key, "does not decrypt");
 }
 
 /// Flips one byte `at` (from the section's start) in the section `[start, start + len)`
@@ -695,26 +625,26 @@ fn a_flipped_byte_in_the_sealed_metadata_or_index_is_caught() {
     let img = lab.encrypted("enc.lbi", &[]);
     let (mo, ml, io, il) = footer(&img);
     assert_eq!(mo + ml, io);
-    let k = s(&lab.key);
+    let k = p(&lab.key);
     // flipped: the section's CRC finds it
     let bad = tampered(&img, "meta-crc.lbi", |b| b[(mo + ml / 2) as usize] ^= 1);
-    fails(&["verify", s(&bad), "--key-file", k], "metadata");
+    lifeboat_fails_with(&["verify", p(&bad), "--key-file", k], "metadata");
     let bad = tampered(&img, "index-crc.lbi", |b| b[(io + il / 2) as usize] ^= 1);
-    fails(&["verify", s(&bad), "--key-file", k], "index");
+    lifeboat_fails_with(&["verify", p(&bad), "--key-file", k], "index");
     // flipped with the CRC made to match: the decryption finds it. The section is magic (8),
     // length (8), then nonce, ciphertext and tag, then the CRC (4).
     for (what, start, len) in [("metadata", mo, ml), ("index", io, il)] {
         for (n, at) in [16 + 2, len / 2, len - 5].into_iter().enumerate() {
             let bad = flip_in_section(&img, &format!("{what}{n}.lbi"), start, len, at);
             for cmd in ["verify", "info"] {
-                let e = fails(&[cmd, s(&bad), "--key-file", k], "does not decrypt");
+                let e = lifeboat_fails_with(&[cmd, p(&bad), "--key-file", k], "does not decrypt");
                 assert!(e.contains(what), "{what} byte {at}: {e}");
             }
         }
     }
     // the untouched image, and a copy whose CRC was recomputed over the same bytes, are fine
     let same = tampered(&img, "same.lbi", |_| {});
-    ok(&["verify", s(&same), "--key-file", k]);
+    lifeboat_stdout(&["verify", p(&same), "--key-file", k]);
 }
 
 #[test]
@@ -723,7 +653,7 @@ fn key_slots_are_added_and_removed_in_the_header_alone() {
     let img = lab.encrypted("enc.lbi", &[]);
     let second = key_file(&lab.dir, "second", "a second passphrase, quite long\n");
     let list = |img: &Path| -> Value {
-        serde_json::from_str(&ok(&["key", "list", s(img), "--json"])).unwrap()
+        serde_json::from_str(&lifeboat_stdout(&["key", "list", p(img), "--json"])).unwrap()
     };
     let l = list(&img);
     assert_eq!(l["cipher"], "xchacha20-poly1305");
@@ -732,23 +662,19 @@ fn key_slots_are_added_and_removed_in_the_header_alone() {
     assert_eq!(l["slots"][0]["kind"], "passphrase");
     let key_id = info(&img, &lab.key)["encryption"]["key_id"].clone();
     assert_eq!(l["key_id"], key_id);
-    let text = ok(&["key", "list", s(&img)]);
+    let text = lifeboat_stdout(&["key", "list", p(&img)]);
     assert!(
         text.contains("slot 1  passphrase (Argon2id m=65536 KiB"),
         "{text}"
     );
 
     let before = std::fs::read(&img).unwrap();
-    let out: Value = serde_json::from_str(&ok(&[
-        "--key-file",
-        s(&lab.key),
-        "key",
+    let out: Value = serde_json::from_str(&lifeboat_stdout(&key_args(
+        &lab.key,
         "add",
-        s(&img),
-        "--new-key-file",
-        s(&second),
-        "--json",
-    ]))
+        &img,
+        &["--new-key-file", p(&second), "--json"],
+    )))
     .unwrap();
     assert_eq!(out["slots"].as_array().unwrap().len(), 2, "{out}");
     assert!(out.get("recovery_key").is_none());
@@ -762,71 +688,51 @@ fn key_slots_are_added_and_removed_in_the_header_alone() {
     assert!(!lab.dir.join("enc.lbi.header-backup").exists());
     assert_eq!(list(&img)["key_id"], key_id);
     for k in [&lab.key, &second] {
-        ok(&["verify", s(&img), "--key-file", s(k)]);
+        verify(&img, k);
     }
     // removing needs a passphrase that opens the image
     let wrong = key_file(&lab.dir, "wrong", "not the passphrase");
-    fails(
-        &["--key-file", s(&wrong), "key", "remove", s(&img), "2"],
+    lifeboat_fails_with(
+        &key_args(&wrong, "remove", &img, &["2"]),
         "wrong passphrase or key file",
     );
-    fails(&["key", "remove", s(&img), "2"], "is encrypted");
+    lifeboat_fails_with(&["key", "remove", p(&img), "2"], "is encrypted");
     assert!(std::fs::read(&img).unwrap() == after);
 
     // slot 1 goes: the first passphrase no longer opens it, the second does
-    ok(&["--key-file", s(&second), "key", "remove", s(&img), "1"]);
+    lifeboat_stdout(&key_args(&second, "remove", &img, &["1"]));
     let after2 = std::fs::read(&img).unwrap();
     assert!(before[HEADER as usize..] == after2[HEADER as usize..]);
     let l = list(&img);
     assert_eq!(l["slots"].as_array().unwrap().len(), 1);
-    fails(
-        &["verify", s(&img), "--key-file", s(&lab.key)],
-        "wrong passphrase or key file",
-    );
-    ok(&["verify", s(&img), "--key-file", s(&second)]);
+    verify_fails(&img, &lab.key, "wrong passphrase or key file");
+    verify(&img, &second);
     assert!(lab.restored(&img, &second, "t.img") == lab.data);
 
     // the last slot stays; a slot that is not there is named
-    fails(
-        &["--key-file", s(&second), "key", "remove", s(&img), "1"],
-        "only key slot",
-    );
-    fails(
-        &["--key-file", s(&second), "key", "remove", s(&img), "7"],
-        "no key slot 7",
-    );
+    lifeboat_fails_with(&key_args(&second, "remove", &img, &["1"]), "only key slot");
+    lifeboat_fails_with(&key_args(&second, "remove", &img, &["7"]), "no key slot 7");
     assert!(std::fs::read(&img).unwrap() == after2);
 
     // a recovery-key slot added later opens it too
-    let out: Value = serde_json::from_str(&ok(&[
-        "--key-file",
-        s(&second),
-        "key",
+    let out: Value = serde_json::from_str(&lifeboat_stdout(&key_args(
+        &second,
         "add",
-        s(&img),
-        "--recovery-key",
-        "--json",
-    ]))
+        &img,
+        &["--recovery-key", "--json"],
+    )))
     .unwrap();
     assert_eq!(out["slots"][1]["kind"], "recovery", "{out}");
     let rk = key_file(&lab.dir, "rk", out["recovery_key"].as_str().unwrap());
-    ok(&["verify", s(&img), "--key-file", s(&rk)]);
+    verify(&img, &rk);
     assert!(std::fs::read(&img).unwrap()[HEADER as usize..] == before[HEADER as usize..]);
 
     // a plain image has no slots to manage
     let plain = lab.dir.join("plain.lbi");
-    ok(&["image", s(&lab.disk), "-o", s(&plain)]);
-    fails(&["key", "list", s(&plain)], "not encrypted");
-    fails(
-        &[
-            "--key-file",
-            s(&lab.key),
-            "key",
-            "add",
-            s(&plain),
-            "--new-key-file",
-            s(&second),
-        ],
+    lifeboat_stdout(&["image", p(&lab.disk), "-o", p(&plain)]);
+    lifeboat_fails_with(&["key", "list", p(&plain)], "not encrypted");
+    lifeboat_fails_with(
+        &key_args(&lab.key, "add", &plain, &["--new-key-file", p(&second)]),
         "not encrypted",
     );
 }
@@ -834,24 +740,15 @@ fn key_slots_are_added_and_removed_in_the_header_alone() {
 #[test]
 fn a_recovery_key_opens_the_image_in_any_case_and_spacing() {
     let lab = lab(mixed_disk());
-    let img = lab.dir.join("enc.lbi");
-    let out = ok(&[
-        "--key-file",
-        s(&lab.key),
-        "image",
-        s(&lab.disk),
-        "-o",
-        s(&img),
-        "--encrypt",
-        "--recovery-key",
-        "--json",
-    ]);
-    let sum = summary(&out);
+    let (img, sum) = lab.encrypted_json("enc.lbi", &["--recovery-key"]);
     assert_eq!(sum["encrypted"], true);
     let rk = sum["recovery_key"].as_str().unwrap().to_string();
     assert_eq!(rk.len(), 52 + 12, "{rk}");
     assert_eq!(rk.split('-').count(), 13, "{rk}");
-    assert!(!contains(&std::fs::read(&img).unwrap(), rk.as_bytes()));
+    assert!(!contains_bytes(
+        &std::fs::read(&img).unwrap(),
+        rk.as_bytes()
+    ));
     let i = info(&img, &lab.key);
     assert_eq!(
         i["encryption"]["slots"],
@@ -869,42 +766,26 @@ fn a_recovery_key_opens_the_image_in_any_case_and_spacing() {
     .enumerate()
     {
         let f = key_file(&lab.dir, &format!("rk{n}"), &variant);
-        let v = ok(&["verify", s(&img), "--key-file", s(&f)]);
+        let v = verify(&img, &f);
         assert!(v.contains("intact"), "{variant}: {v}");
     }
     // one character changed is not the key
     let mut typo: Vec<char> = rk.chars().collect();
     typo[0] = if typo[0] == 'A' { 'B' } else { 'A' };
     let typo = key_file(&lab.dir, "typo", &typo.into_iter().collect::<String>());
-    fails(
-        &["verify", s(&img), "--key-file", s(&typo)],
-        "wrong passphrase or key file",
-    );
+    verify_fails(&img, &typo, "wrong passphrase or key file");
 
     // the text summary prints it once too
-    let img2 = lab.dir.join("enc2.lbi");
-    let text = ok(&[
-        "--key-file",
-        s(&lab.key),
-        "image",
-        s(&lab.disk),
-        "-o",
-        s(&img2),
-        "--encrypt",
-        "--recovery-key",
-    ]);
+    let (img2, text) = lab.encrypt("enc2.lbi", &["--recovery-key"]);
     let line = text
         .lines()
         .skip_while(|l| !l.starts_with("recovery key"))
         .nth(1)
         .unwrap_or_else(|| panic!("no recovery key in:\n{text}"));
     let f = key_file(&lab.dir, "rk-text", line.trim());
-    ok(&["verify", s(&img2), "--key-file", s(&f)]);
+    verify(&img2, &f);
     // and that key is the second image's own: it does not open the first
-    fails(
-        &["verify", s(&img), "--key-file", s(&f)],
-        "wrong passphrase or key file",
-    );
+    verify_fails(&img, &f, "wrong passphrase or key file");
 }
 
 #[test]
@@ -912,16 +793,7 @@ fn a_chain_keeps_its_key_and_a_plain_parent_is_not_mixed_with_encryption() {
     let lab = lab(mixed_disk());
     let dir = lab.dir.join("store");
     std::fs::create_dir(&dir).unwrap();
-    let full = dir.join("pc.lbi");
-    ok(&[
-        "--key-file",
-        s(&lab.key),
-        "image",
-        s(&lab.disk),
-        "-o",
-        s(&full),
-        "--encrypt",
-    ]);
+    let full = lab.encrypted("store/pc.lbi", &[]);
     let key_id = info(&full, &lab.key)["encryption"]["key_id"].clone();
 
     // new data, with a new secret in it
@@ -932,45 +804,35 @@ fn a_chain_keeps_its_key_and_a_plain_parent_is_not_mixed_with_encryption() {
     second[MIB..2 * MIB].copy_from_slice(&n);
     std::fs::write(&lab.disk, &second).unwrap();
     let child = dir.join("pc-child.lbi");
-    ok(&[
+    // --key-file after the subcommand
+    lifeboat_stdout(&[
         "image",
-        s(&lab.disk),
+        p(&lab.disk),
         "-o",
-        s(&child),
+        p(&child),
         "--parent",
-        s(&full),
+        p(&full),
         "--key-file",
-        s(&lab.key),
+        p(&lab.key),
     ]);
     let i = info(&child, &lab.key);
     assert_eq!(i["kind"], "differential", "{i}");
     assert!(!i["encryption"].is_null(), "{i}");
     assert_eq!(i["encryption"]["key_id"], key_id);
     let c = std::fs::read(&child).unwrap();
-    assert!(!contains(&c, fresh) && !contains(&c, SECRET));
+    assert!(!contains_bytes(&c, fresh) && !contains_bytes(&c, SECRET));
     assert!(
         c.len() < 2 * MIB,
         "the child stores only the change: {}",
         c.len()
     );
-    ok(&["verify", s(&child), "--key-file", s(&lab.key)]);
+    verify(&child, &lab.key);
     assert!(lab.restored(&child, &lab.key, "t1.img") == second);
     // the members share one key: a passphrase added to the child alone opens the parent too
     // once the child is open (the key is unlocked once for the chain)
     let childs = key_file(&lab.dir, "childs", "only in the child's slots");
-    ok(&[
-        "--key-file",
-        s(&lab.key),
-        "key",
-        "add",
-        s(&child),
-        "--new-key-file",
-        s(&childs),
-    ]);
-    fails(
-        &["verify", s(&full), "--key-file", s(&childs)],
-        "wrong passphrase or key file",
-    );
+    key_add(&child, &lab.key, &childs);
+    verify_fails(&full, &childs, "wrong passphrase or key file");
     assert!(lab.restored(&child, &childs, "t1b.img") == second);
     assert!(lab.restored(&full, &lab.key, "t0.img") == lab.data);
 
@@ -979,13 +841,13 @@ fn a_chain_keeps_its_key_and_a_plain_parent_is_not_mixed_with_encryption() {
     third[9 * MIB..9 * MIB + 4096].copy_from_slice(&noise(4096, 78));
     std::fs::write(&lab.disk, &third).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    ok(&[
+    lifeboat_stdout(&[
         "--key-file",
-        s(&lab.key),
+        p(&lab.key),
         "image",
-        s(&lab.disk),
+        p(&lab.disk),
         "--incremental",
-        s(&dir),
+        p(&dir),
     ]);
     let incr = std::fs::read_dir(&dir)
         .unwrap()
@@ -999,39 +861,27 @@ fn a_chain_keeps_its_key_and_a_plain_parent_is_not_mixed_with_encryption() {
 
     // the merged chain: one encrypted full image, the same key, standing alone
     let merged = lab.dir.join("merged.lbi");
-    ok(&[
-        "merge",
-        s(&incr),
-        "-o",
-        s(&merged),
-        "--key-file",
-        s(&lab.key),
-    ]);
+    merge(&incr, &merged, &lab.key);
     let m = info(&merged, &lab.key);
     assert_eq!(m["kind"], "full", "{m}");
     assert_eq!(m["encryption"]["key_id"], key_id, "{m}");
     let mb = std::fs::read(&merged).unwrap();
-    assert!(!contains(&mb, fresh) && !contains(&mb, SECRET));
-    ok(&["verify", s(&merged), "--key-file", s(&lab.key)]);
+    assert!(!contains_bytes(&mb, fresh) && !contains_bytes(&mb, SECRET));
+    verify(&merged, &lab.key);
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(lab.restored(&merged, &lab.key, "t3.img") == third);
 
     // an encrypted child of a plain parent is refused, and nothing is written
     let plain = lab.dir.join("plain.lbi");
-    ok(&["image", s(&lab.disk), "-o", s(&plain)]);
+    lifeboat_stdout(&["image", p(&lab.disk), "-o", p(&plain)]);
     let refused = lab.dir.join("refused.lbi");
-    fails(
-        &[
-            "--key-file",
-            s(&lab.key),
-            "image",
-            s(&lab.disk),
-            "-o",
-            s(&refused),
-            "--parent",
-            s(&plain),
-            "--encrypt",
-        ],
+    lifeboat_fails_with(
+        &image_args(
+            &lab.key,
+            &lab.disk,
+            &refused,
+            &["--parent", p(&plain), "--encrypt"],
+        ),
         "it is not encrypted",
     );
     assert!(!refused.exists() && !lab.dir.join("refused.lbi.partial").exists());
@@ -1058,29 +908,25 @@ fn a_split_encrypted_image_round_trips_and_no_volume_shows_the_data() {
     for f in &files {
         let b = std::fs::read(f).unwrap();
         assert!(b.len() as u64 <= MIB as u64, "{}", f.display());
-        assert!(!contains(&b, SECRET), "{} shows the data", f.display());
-        assert!(!contains(&b, &lab.data[2 * MIB..2 * MIB + 32]));
+        assert!(
+            !contains_bytes(&b, SECRET),
+            "{} shows the data",
+            f.display()
+        );
+        assert!(!contains_bytes(&b, &lab.data[2 * MIB..2 * MIB + 32]));
     }
     let i = info(&img, &lab.key);
     assert_eq!(i["files"].as_array().unwrap().len(), files.len(), "{i}");
     assert_eq!(i["volume_size"], MIB as u64);
     assert_eq!(i["format_version"], "1.4");
     assert!(!i["encryption"].is_null());
-    ok(&["verify", s(&img), "--key-file", s(&lab.key)]);
+    verify(&img, &lab.key);
     assert!(lab.restored(&img, &lab.key, "t.img") == lab.data);
-    fails(&["verify", s(&img)], "is encrypted: give its passphrase");
+    lifeboat_fails_with(&["verify", p(&img)], "is encrypted: give its passphrase");
     // a slot added to the set (its header is the first volume's) opens every volume
     let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
     let second = key_file(&lab.dir, "second", "the split set's second passphrase");
-    ok(&[
-        "--key-file",
-        s(&lab.key),
-        "key",
-        "add",
-        s(&img),
-        "--new-key-file",
-        s(&second),
-    ]);
+    key_add(&img, &lab.key, &second);
     for (f, b) in files.iter().zip(&before) {
         let now = std::fs::read(f).unwrap();
         let from = if f == &img { HEADER as usize } else { 0 };
@@ -1092,8 +938,5 @@ fn a_split_encrypted_image_round_trips_and_no_volume_shows_the_data() {
     let len = std::fs::metadata(mid).unwrap().len();
     let byte = read_at(mid, len / 2, 1)[0];
     write_at(mid, len / 2, &[byte ^ 0x80]);
-    fails(
-        &["verify", s(&img), "--key-file", s(&lab.key)],
-        "does not decrypt",
-    );
+    verify_fails(&img, &lab.key, "does not decrypt");
 }

@@ -9,10 +9,12 @@
 
 mod common;
 
-use common::disks::{build, contents, part, target, Extras, Fs, Label, MIB};
-use common::{noise, require_root, require_tool, sh, LoopDev, Mount};
+use common::disks::{build, contents, p, part, target, Extras, Fs, Label, MIB};
+use common::{
+    contains_bytes, lifeboat_fails_with, lifeboat_stdout, noise, require_root, require_tools, sh,
+    LoopDev, Mount,
+};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 /// A file name and content that must never show in an encrypted image.
 const NAME: &str = "Zebrafinch-ledger-98431.txt";
@@ -21,48 +23,6 @@ const CONTENT: &[u8] = b"Marmoset account 4471-0093-2266 balance";
 const NAME2: &str = "Okapi-payroll-55120.csv";
 const CONTENT2: &[u8] = b"Pangolin salary row 7788 confidential";
 const PASS: &str = "a root test passphrase\n";
-
-fn lifeboat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running lifeboat")
-}
-
-/// Runs lifeboat, panicking with its output unless it succeeds; returns stdout.
-fn ok(args: &[&str]) -> String {
-    let o = lifeboat(args);
-    assert!(
-        o.status.success(),
-        "lifeboat {args:?} failed ({:?}):\n{}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn p(x: &Path) -> &str {
-    x.to_str().unwrap()
-}
-
-fn tools() {
-    for t in [
-        "sfdisk",
-        "partx",
-        "losetup",
-        "mkfs.ext4",
-        "e2fsck",
-        "sha256sum",
-    ] {
-        require_tool(t);
-    }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
 
 /// Every file of the image `img` (its volumes: `img`, `img.001`…).
 fn image_files(img: &Path) -> Vec<PathBuf> {
@@ -89,7 +49,7 @@ fn shows_none(img: &Path, needles: &[&[u8]]) -> usize {
         let b = std::fs::read(f).unwrap();
         for n in needles {
             assert!(
-                !contains(&b, n),
+                !contains_bytes(&b, n),
                 "{} shows {:?} in the clear",
                 f.display(),
                 String::from_utf8_lossy(n)
@@ -125,7 +85,7 @@ fn files_of(lo: &LoopDev, scratch: &Path, what: &str) -> String {
 /// Restores `img` onto a fresh 96 MiB loop disk with junk on it, and returns its files.
 fn restore_and_read(img: &Path, key: &Path, scratch: &Path, name: &str) -> String {
     let (t, _f) = target(scratch, name, 96 * MIB, 512, &[0, 20 * MIB, 60 * MIB]);
-    let o = ok(&["restore", p(img), p(&t.path), "--yes", "--key-file", p(key)]);
+    let o = lifeboat_stdout(&["restore", p(img), p(&t.path), "--yes", "--key-file", p(key)]);
     assert!(o.contains("verified by reading back"), "{o}");
     assert!(
         t.part(1).exists(),
@@ -141,7 +101,14 @@ fn an_encrypted_ext4_disk_and_its_incremental_restore_and_hide_their_files() {
     if !require_root() {
         return;
     }
-    tools();
+    require_tools(&[
+        "sfdisk",
+        "partx",
+        "losetup",
+        "mkfs.ext4",
+        "e2fsck",
+        "sha256sum",
+    ]);
     let src = build(
         tempfile::tempdir().unwrap(),
         Label::Gpt,
@@ -163,15 +130,15 @@ fn an_encrypted_ext4_disk_and_its_incremental_restore_and_hide_their_files() {
     std::fs::write(&wrong, "not the passphrase\n").unwrap();
     // the disk shows them in the clear: what the image hides is there to be hidden
     let disk = std::fs::read(&src.lo.path).unwrap();
-    assert!(contains(&disk, NAME.as_bytes()) && contains(&disk, CONTENT));
+    assert!(contains_bytes(&disk, NAME.as_bytes()) && contains_bytes(&disk, CONTENT));
     drop(disk);
     let want = files_of(&src.lo, s, "src");
     assert!(want.contains(NAME), "{want}");
     // and so does a plain image of it (the noise around the content is stored raw)
     let plain = s.join("plain.lbi");
-    ok(&["image", p(&src.lo.path), "-o", p(&plain)]);
+    lifeboat_stdout(&["image", p(&src.lo.path), "-o", p(&plain)]);
     let b = std::fs::read(&plain).unwrap();
-    assert!(contains(&b, CONTENT) && contains(&b, b"lbext1"));
+    assert!(contains_bytes(&b, CONTENT) && contains_bytes(&b, b"lbext1"));
     drop(b);
     std::fs::remove_file(&plain).unwrap();
 
@@ -179,7 +146,7 @@ fn an_encrypted_ext4_disk_and_its_incremental_restore_and_hide_their_files() {
     let store = s.join("store");
     std::fs::create_dir(&store).unwrap();
     let full = store.join("pc.lbi");
-    ok(&[
+    lifeboat_stdout(&[
         "--key-file",
         p(&key),
         "image",
@@ -192,8 +159,14 @@ fn an_encrypted_ext4_disk_and_its_incremental_restore_and_hide_their_files() {
     ]);
     let volumes = shows_none(&full, &[NAME.as_bytes(), CONTENT, b"Zebrafinch", b"lbext1"]);
     assert!(volumes >= 2, "{volumes} volumes");
-    let info: serde_json::Value =
-        serde_json::from_str(&ok(&["info", "--json", p(&full), "--key-file", p(&key)])).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&lifeboat_stdout(&[
+        "info",
+        "--json",
+        p(&full),
+        "--key-file",
+        p(&key),
+    ]))
+    .unwrap();
     assert_eq!(info["format_version"], "1.4");
     assert!(!info["encryption"].is_null(), "{info}");
     let ext = info["meta"]["regions"]
@@ -205,23 +178,23 @@ fn an_encrypted_ext4_disk_and_its_incremental_restore_and_hide_their_files() {
         .clone();
     assert_eq!(ext["fs"], "ext4", "{ext}");
     assert_eq!(ext["method"], "used-blocks", "{ext}");
-    ok(&["verify", p(&full), "--key-file", p(&key)]);
+    lifeboat_stdout(&["verify", p(&full), "--key-file", p(&key)]);
 
     // a wrong passphrase leaves a target disk as it was
     {
         let (t, _f) = target(s, "untouched", 96 * MIB, 512, &[0, 30 * MIB]);
         let before = sh(&format!("sha256sum < {}", t.path.display()));
-        let o = lifeboat(&[
-            "restore",
-            p(&full),
-            p(&t.path),
-            "--yes",
-            "--key-file",
-            p(&wrong),
-        ]);
-        assert_eq!(o.status.code(), Some(1));
-        let e = String::from_utf8_lossy(&o.stderr);
-        assert!(e.contains("wrong passphrase or key file"), "{e}");
+        lifeboat_fails_with(
+            &[
+                "restore",
+                p(&full),
+                p(&t.path),
+                "--yes",
+                "--key-file",
+                p(&wrong),
+            ],
+            "wrong passphrase or key file",
+        );
         assert_eq!(sh(&format!("sha256sum < {}", t.path.display())), before);
     }
 
@@ -245,7 +218,7 @@ fn an_encrypted_ext4_disk_and_its_incremental_restore_and_hide_their_files() {
     let want2 = files_of(&src.lo, s, "src2");
     assert!(want2.contains(NAME2) && want2 != want);
     let incr = store.join("pc-incr.lbi");
-    ok(&[
+    lifeboat_stdout(&[
         "image",
         p(&src.lo.path),
         "-o",
@@ -259,8 +232,14 @@ fn an_encrypted_ext4_disk_and_its_incremental_restore_and_hide_their_files() {
         &incr,
         &[NAME2.as_bytes(), CONTENT2, NAME.as_bytes(), CONTENT],
     );
-    let i: serde_json::Value =
-        serde_json::from_str(&ok(&["--key-file", p(&key), "info", "--json", p(&incr)])).unwrap();
+    let i: serde_json::Value = serde_json::from_str(&lifeboat_stdout(&[
+        "--key-file",
+        p(&key),
+        "info",
+        "--json",
+        p(&incr),
+    ]))
+    .unwrap();
     assert_eq!(
         i["encryption"]["key_id"], info["encryption"]["key_id"],
         "{i}"
@@ -269,7 +248,7 @@ fn an_encrypted_ext4_disk_and_its_incremental_restore_and_hide_their_files() {
         i["file_bytes"].as_u64().unwrap() < 12 * MIB,
         "the incremental stores only the changes: {i}"
     );
-    ok(&["verify", p(&incr), "--key-file", p(&key)]);
+    lifeboat_stdout(&["verify", p(&incr), "--key-file", p(&key)]);
     let got2 = restore_and_read(&incr, &key, s, "incr");
     assert_eq!(got2, want2, "the incremental's files differ from night 2's");
     // the full image still gives night 1

@@ -381,10 +381,13 @@ impl Drop for FaultFs {
     }
 }
 
-/// Runs this crate's `lifeboat` binary with `args`.
+/// Runs this crate's `lifeboat` binary with `args`, stdin from /dev/null (what
+/// `Command::output` gives anyway, said here because tests of passphrases rely on it: with no
+/// terminal, nothing is ever prompted for).
 pub fn run_lifeboat(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lifeboat"))
         .args(args)
+        .stdin(std::process::Stdio::null())
         .output()
         .unwrap()
 }
@@ -472,6 +475,28 @@ pub fn lifeboat_fails(args: &[&str]) -> String {
     let o = run_lifeboat(args);
     assert_eq!(o.status.code(), Some(1), "lifeboat {args:?} should fail");
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `lifeboat args`, which must fail with exit 1 and `needle` in its stderr; the stderr.
+pub fn lifeboat_fails_with(args: &[&str], needle: &str) -> String {
+    let err = lifeboat_fails(args);
+    assert!(
+        err.contains(needle),
+        "lifeboat {args:?}: no `{needle}` in:\n{err}"
+    );
+    err
+}
+
+/// Whether `needle` stands anywhere in `hay`.
+pub fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// [`require_tool`] for each of `tools`.
+pub fn require_tools(tools: &[&str]) {
+    for t in tools {
+        require_tool(t);
+    }
 }
 
 /// `fusefat -o OPTS` on a device (the host kernel has no vfat), unmounted on drop.
