@@ -166,14 +166,17 @@ impl Header {
         self.keys.is_some()
     }
 
-    /// The checksum the footer records of its header: of the whole header, except that an
-    /// encrypted image's slot area is left out ([`super::crypt::SLOTS_AREA`]), so that key
+    /// The checksum the footer records of its header: of the whole header (its CRC
+    /// included), except that an encrypted image's is of bytes 0..4092 with the slot area
+    /// zeroed ([`super::crypt::SLOTS_AREA`]), so that key
     /// slots can be added and removed without rewriting the image.
     pub fn binding_crc(&self) -> u32 {
         let mut b = self.encode();
-        if self.keys.is_some() {
-            b[super::crypt::SLOTS_AREA].fill(0);
+        if self.keys.is_none() {
+            // all 4096 bytes, the header's own CRC included, as since 1.0
+            return crc32fast::hash(&b);
         }
+        b[super::crypt::SLOTS_AREA].fill(0);
         crc32fast::hash(&b[..HEADER_LEN - 4])
     }
 
