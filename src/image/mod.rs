@@ -104,7 +104,7 @@
 //! | 40 | 8 | chunk count |
 //! | 48 | 8 | raw bytes described (sum of raw lengths) |
 //! | 56 | 32 | root hash |
-//! | 88 | 4 | CRC-32 of the header (binds footer to header) |
+//! | 88 | 4 | CRC-32 of the whole 4096-byte header (binds footer to header; an encrypted image's leaves its key slots out, see below) |
 //! | 92 | 4 | number of volumes of a split image (1.2), else 0 |
 //! | 96 | 28 | reserved, 0 |
 //! | 124 | 4 | CRC-32 of bytes 0..124 |
