@@ -23,18 +23,9 @@ export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 usage() { sed -n '5,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-[ $# -ge 1 ] || usage
-case "$1" in -h | --help) usage ;; esac
-disk=$(readlink -f "$1"); shift
-runs=5 work="" keep=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --runs) runs=$2; shift 2 ;;
-    --work) work=$2; shift 2 ;;
-    --keep) keep=1; shift ;;
-    *) usage ;;
-  esac
-done
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+rows_args 5 "$@"
 lb=${LIFEBOAT:-$repo/target/release/lifeboat}
 [ -x "$lb" ] || { echo "encrypt.sh: $lb not built (cargo build --release)" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || { echo "encrypt.sh: run as root (drop_caches)" >&2; exit 1; }
@@ -45,9 +36,7 @@ trap cleanup EXIT
 printf 'bench passphrase, not secret\n' > "$work/key"
 size=$(stat -c %s "$disk")
 
-drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 fresh_target() { rm -f "$work/t.img"; fallocate -l "$size" "$work/t.img"; }
-timed() { /usr/bin/time -f '%e' -o "$work/time" "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }; cat "$work/time"; }
 
 row_image_plain() { rm -f "$work/p.lbi"; drop; timed "$lb" image "$disk" -o "$work/p.lbi"; }
 row_image_encrypted() {
@@ -65,38 +54,11 @@ row_restore_encrypted() {
 rows=(image_plain image_encrypted restore_plain restore_encrypted)
 
 declare -A times
-for ((r = 0; r < runs; r++)); do
-  n=${#rows[@]}
-  for ((k = 0; k < n; k++)); do
-    row=${rows[$(((k + r) % n))]}
-    t=$("row_$row")
-    times[$row]="${times[$row]:-} $t"
-    echo "encrypt.sh: round $((r + 1)) $row ${t}s" >&2
-  done
-done
-
-report=$(
-  {
-    echo "disk $disk ($size bytes), plain image $(stat -c %s "$work/p.lbi") bytes, encrypted $(stat -c %s "$work/e.lbi") bytes, $runs rounds"
-    for row in "${rows[@]}"; do echo "$row ${times[$row]}"; done
-  } | /usr/bin/python3 -c '
-import sys, statistics
-lines = sys.stdin.read().splitlines()
-print("# Encrypted images, " + lines[0]); print()
-med = {}
-print("| row | median s | runs |"); print("|---|---:|---|")
-for l in lines[1:]:
-    name, *ts = l.split(); ts = [float(t) for t in ts]
-    med[name] = statistics.median(ts)
-    each = " ".join("%.2f" % t for t in ts)
-    print(f"| {name} | {med[name]:.2f} | {each} |")
-print()
-def ratio(a, b, what):
-    print(f"- {what}: {med[a]/med[b]:.2f} x the plain speed")
-ratio("image_plain", "image_encrypted", "imaging encrypted (target >= 0.90)")
-ratio("restore_plain", "restore_encrypted", "restoring encrypted")
-'
-)
+rows_run encrypt.sh
+report=$(rows_report \
+  "Encrypted images, disk $disk ($size bytes), plain image $(stat -c %s "$work/p.lbi") bytes, encrypted $(stat -c %s "$work/e.lbi") bytes, $runs rounds" \
+  "image_plain:image_encrypted:imaging encrypted, the plain speed (target >= 0.90)" \
+  "restore_plain:restore_encrypted:restoring encrypted, the plain speed")
 echo "$report"
 mkdir -p "$here/results"
 echo "$report" > "$here/results/encrypt-$(date -u +%Y-%m-%d).md"

@@ -17,3 +17,79 @@ disk_cleanup() {
   [ "$rc" -eq 0 ] || echo "$1: FAILED (partial image left at $out)" >&2
   exit "$rc"
 }
+
+# --- row benchmarks (net.sh, encrypt.sh): rows of jobs timed side by side in rounds ---
+
+# rows_args DEFAULT_RUNS "$@": their options, DISK_IMAGE [--runs N] [--work DIR] [--keep].
+# Sets disk, runs, work and keep; calls the script's usage() on anything else.
+rows_args() {
+  runs=$1
+  shift
+  [ $# -ge 1 ] || usage
+  case "$1" in -h | --help) usage ;; esac
+  disk=$(readlink -f "$1")
+  shift
+  work="" keep=0
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --runs) runs=$2; shift 2 ;;
+      --work) work=$2; shift 2 ;;
+      --keep) keep=1; shift ;;
+      *) usage ;;
+    esac
+  done
+}
+
+# drop: writes back and drops the page cache, so that each row reads from the disk.
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+
+# timed CMD...: runs CMD with its output in $work/out and prints its wall seconds; shows
+# the output and fails when CMD fails.
+timed() {
+  /usr/bin/time -f '%e' -o "$work/time" "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }
+  cat "$work/time"
+}
+
+# rows_run NAME: runs each row of the array rows (the function row_ROW, which prints its
+# seconds) once per round, $runs rounds, in an order rotated each round; the times go to
+# the associative array times (declare -A times first). NAME prefixes the progress lines.
+rows_run() {
+  local r k n row t
+  n=${#rows[@]}
+  for ((r = 0; r < runs; r++)); do
+    for ((k = 0; k < n; k++)); do
+      row=${rows[$(((k + r) % n))]}
+      t=$("row_$row")
+      times[$row]="${times[$row]:-} $t"
+      echo "$1: round $((r + 1)) $row ${t}s" >&2
+    done
+  done
+}
+
+# rows_report TITLE RATIO...: the Markdown report of $times: a table of medians, then one
+# line per RATIO, "BASE_ROW:ROW:words", giving ROW's speed as a multiple of BASE_ROW's
+# (the ratio of the medians); ratios whose rows did not run are left out.
+rows_report() {
+  local title=$1 row
+  shift
+  {
+    echo "$title"
+    for row in "${rows[@]}"; do echo "$row ${times[$row]}"; done
+  } | /usr/bin/python3 -c '
+import sys, statistics
+lines = sys.stdin.read().splitlines()
+print("# " + lines[0]); print()
+med = {}
+print("| row | median s | runs |"); print("|---|---:|---|")
+for l in lines[1:]:
+    name, *ts = l.split(); ts = [float(t) for t in ts]
+    med[name] = statistics.median(ts)
+    each = " ".join("%.2f" % t for t in ts)
+    print(f"| {name} | {med[name]:.2f} | {each} |")
+print()
+for spec in sys.argv[1:]:
+    base, row, words = spec.split(":", 2)
+    if base in med and row in med:
+        print(f"- {words}: {med[base]/med[row]:.2f} x")
+' "$@"
+}

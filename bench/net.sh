@@ -27,18 +27,9 @@ export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 usage() { sed -n '5,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-[ $# -ge 1 ] || usage
-case "$1" in -h | --help) usage ;; esac
-disk=$(readlink -f "$1"); shift
-runs=3 work="" keep=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --runs) runs=$2; shift 2 ;;
-    --work) work=$2; shift 2 ;;
-    --keep) keep=1; shift ;;
-    *) usage ;;
-  esac
-done
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+rows_args 3 "$@"
 lb=${LIFEBOAT:-$repo/target/release/lifeboat}
 [ -x "$lb" ] || { echo "net.sh: $lb not built (cargo build --release)" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || { echo "net.sh: run as root (drop_caches, sshd)" >&2; exit 1; }
@@ -103,9 +94,7 @@ EOF
 sleep 1
 printf 'identity=%s\nhost_key=%s\n' "$work/userkey" "$(cut -d' ' -f1,2 "$work/hostkey.pub")" > "$work/sftp.creds"
 
-drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 fresh_target() { rm -f "$work/t.img"; fallocate -l "$size" "$work/t.img"; }
-timed() { /usr/bin/time -f '%e' -o "$work/time" "$@" >"$work/out" 2>&1 || { cat "$work/out" >&2; return 1; }; cat "$work/time"; }
 
 row_restore_local() { fresh_target; drop; timed "$lb" restore "$work/www/d.lbi" "$work/t.img" --yes; }
 row_restore_http() { fresh_target; drop; timed "$lb" restore "http://127.0.0.1:$hp/d.lbi" "$work/t.img" --yes; }
@@ -119,40 +108,12 @@ rows=(restore_local restore_http restore_https image_local)
 if "$lb" image --help | grep -q 'sftp://'; then rows+=(image_sftp); fi
 
 declare -A times
-for ((r = 0; r < runs; r++)); do
-  n=${#rows[@]}
-  for ((k = 0; k < n; k++)); do
-    row=${rows[$(((k + r) % n))]}
-    t=$("row_$row")
-    times[$row]="${times[$row]:-} $t"
-    echo "net.sh: round $((r + 1)) $row ${t}s" >&2
-  done
-done
-
-report=$(
-  {
-    echo "disk $disk ($size bytes), image $(stat -c %s "$work/www/d.lbi") bytes, $runs rounds"
-    for row in "${rows[@]}"; do echo "$row ${times[$row]}"; done
-  } | /usr/bin/python3 -c '
-import sys, statistics
-lines = sys.stdin.read().splitlines()
-print("# Network stores, " + lines[0]); print()
-med = {}
-print("| row | median s | runs |"); print("|---|---:|---|")
-for l in lines[1:]:
-    name, *ts = l.split(); ts = [float(t) for t in ts]
-    med[name] = statistics.median(ts)
-    each = " ".join("%.2f" % t for t in ts)
-    print(f"| {name} | {med[name]:.2f} | {each} |")
-print()
-def ratio(a, b, what):
-    if a in med and b in med:
-        print(f"- {what}: {med[b]/med[a]:.2f} x the local speed (target >= 0.80)")
-ratio("restore_http", "restore_local", "restore from HTTP")
-ratio("restore_https", "restore_local", "restore from HTTPS")
-ratio("image_sftp", "image_local", "image to SFTP")
-'
-)
+rows_run net.sh
+report=$(rows_report \
+  "Network stores, disk $disk ($size bytes), image $(stat -c %s "$work/www/d.lbi") bytes, $runs rounds" \
+  "restore_local:restore_http:restore from HTTP, the local speed (target >= 0.80)" \
+  "restore_local:restore_https:restore from HTTPS, the local speed" \
+  "image_local:image_sftp:image to SFTP, the local speed (target >= 0.80)")
 echo "$report"
 mkdir -p "$here/results"
 echo "$report" > "$here/results/net-$(date -u +%Y-%m-%d).md"
