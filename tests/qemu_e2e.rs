@@ -1733,8 +1733,10 @@ impl NetServers {
 /// reached through QEMU's user network at 10.0.2.2, with the password from
 /// `lifeboat.credentials=`), images a disk onto it, verifies the image and restores it onto
 /// a second disk; then does the same through an `nfs://` URL (nfs-ganesha, NFSv4) onto a
-/// third disk. The host checks the images on the share and the export and the restored
-/// files.
+/// third disk; then images the disk encrypted onto the share (issue 20; the passphrase in a
+/// key file there) and restores it onto a fourth disk. The host checks the images on the
+/// share and the export (the encrypted one with its passphrase, and for plaintext) and the
+/// restored files.
 #[test]
 fn network_stores_smb_and_nfs_standard() {
     let kernel = "out/standard";
@@ -1756,15 +1758,21 @@ fn network_stores_smb_and_nfs_standard() {
     let (src, tree) = ext4_from_tree(t.path(), "src.img", 32);
     let smb_target = blank(t.path(), "smb-target.img", 32);
     let nfs_target = blank(t.path(), "nfs-target.img", 32);
+    let enc_target = blank(t.path(), "enc-target.img", 32);
     let nfs_url = servers.nfs_url();
     // the last job logs in with a wrong password, from a file the guest finds on the share
     std::fs::write(servers.share.join("bad.creds"), "password=not-it\n").unwrap();
+    // an encrypted image (issue 20) in the booted system: its passphrase in a key file on the
+    // share
+    std::fs::write(servers.share.join("pass.key"), "guest passphrase 42\n").unwrap();
     let bad_url = servers.smb_url().replace("smb://", "smb://lbuser@");
     let append = format!(
         "lifeboat.store={smb_url} lifeboat.credentials={GUEST_CREDS} \
          lifeboat.run=\"image /dev/vda -o /store/smb.lbi ; verify /store/smb.lbi ; \
          restore /store/smb.lbi /dev/vdb --yes ; image /dev/vda -o {nfs_url}/nfs.lbi ; \
          verify {nfs_url}/nfs.lbi ; restore {nfs_url}/nfs.lbi /dev/vdc --yes ; \
+         image /dev/vda -o /store/enc.lbi --encrypt --key-file /store/pass.key ; \
+         restore /store/enc.lbi /dev/vdd --yes --key-file /store/pass.key ; \
          info {bad_url}/smb.lbi --credentials /store/bad.creds\" \
          lifeboat.then=poweroff",
         smb_url = servers.smb_url(),
@@ -1782,6 +1790,8 @@ fn network_stores_smb_and_nfs_standard() {
             &format!("{smb_target},bus=virtio"),
             "--disk",
             &format!("{nfs_target},bus=virtio"),
+            "--disk",
+            &format!("{enc_target},bus=virtio"),
             "--append",
             &append,
         ],
@@ -1806,13 +1816,14 @@ fn network_stores_smb_and_nfs_standard() {
     assert!(!text.contains("s3cret"), "the password reached the console");
     let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
     let jobs = result["jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 7, "{result}\n{}", vm.tail());
-    for j in &jobs[..6] {
+    assert_eq!(jobs.len(), 9, "{result}\n{}", vm.tail());
+    for j in &jobs[..8] {
         assert_eq!(j["exit_code"], 0, "{result}\n{}", vm.tail());
     }
+    assert_eq!(jobs[6]["summary"]["encrypted"], true, "{result}");
     // the wrong password: refused, in words, and the password never shown
-    let refused = jobs[6]["error"].as_str().unwrap_or_default();
-    assert_eq!(jobs[6]["exit_code"], 1, "{result}");
+    let refused = jobs[8]["error"].as_str().unwrap_or_default();
+    assert_eq!(jobs[8]["exit_code"], 1, "{result}");
     assert!(refused.contains("access denied"), "{result}");
     assert!(!result.to_string().contains("not-it"), "{result}");
     vm.wait_exit(Duration::from_secs(60));
@@ -1841,6 +1852,24 @@ fn network_stores_smb_and_nfs_standard() {
     }
     same_files(Path::new(&smb_target), &tree);
     same_files(Path::new(&nfs_target), &tree);
+    // the encrypted image: whole and verified with the passphrase, refused without it, none
+    // of the disk's text in it, and its restore holds the same files
+    let enc = servers.share.join("enc.lbi");
+    let key = servers.share.join("pass.key");
+    let out = common::lifeboat_ok(&[
+        "--key-file",
+        key.to_str().unwrap(),
+        "verify",
+        enc.to_str().unwrap(),
+    ]);
+    assert!(out.contains("intact"), "{out}");
+    common::lifeboat_fails_with(&["verify", enc.to_str().unwrap()], "is encrypted");
+    let bytes = std::fs::read(&enc).unwrap();
+    assert!(
+        !common::contains_bytes(&bytes, b"network store line"),
+        "plaintext in the encrypted image"
+    );
+    same_files(Path::new(&enc_target), &tree);
 }
 
 /// Not a test: bench/net-qemu.sh runs it (`--ignored`) for issue 19's SMB target, which this
