@@ -596,11 +596,6 @@ pub mod keyring {
         with(|r| r.prompt = Some(prompt));
     }
 
-    /// Forgets every key, secret and the prompt (tests; the menu's "lock").
-    pub fn clear() {
-        with(|r| *r = Ring::default());
-    }
-
     /// The master key of the image at `path`, whose header holds `slots`: a key unlocked
     /// before, else one a given secret unlocks, else one the prompt's answer unlocks (up to
     /// three tries). [`Error::KeyNeeded`] when there is nothing to try, [`Error::WrongKey`]

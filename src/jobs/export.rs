@@ -325,7 +325,7 @@ fn verify_raw(
     cancel: &CancelToken,
 ) -> Result<()> {
     let records = chain.leaf().records();
-    let hasher = chain.leaf().hasher();
+    let hasher = chain.hasher();
     let total: u64 = records.iter().map(|r| u64::from(r.raw_len)).sum();
     reporter.phase(Phase::Verify, Some(total));
     let mut buf = Vec::new();

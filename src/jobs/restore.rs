@@ -565,7 +565,7 @@ pub fn run_on(
     let mut done = 0u64;
     let mut next = 0usize;
     let records = chain.leaf().records();
-    let plain_hashes = *chain.leaf().hasher() == ContentHash::Plain;
+    let plain_hashes = *chain.hasher() == ContentHash::Plain;
     let writer = DataWriter::new(dev, direct);
     let chunk_bytes = chain.max_chunk_size();
     // The tables are written last, after the data's read-back (which runs beside the
