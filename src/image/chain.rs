@@ -90,9 +90,13 @@ fn broken(image: &Path, reason: String) -> Error {
 /// The header of `path` if it is an image file (anything else is skipped while searching).
 fn peek_header(path: &Path) -> Option<Header> {
     let mut b = vec![0u8; HEADER_LEN];
-    if crate::store::http::is_url(path) {
-        // a parent next to a child on a web server
-        let f = crate::store::http::HttpFile::open(&path.to_string_lossy()).ok()?;
+    if crate::store::is_remote(path) {
+        // a parent next to a child on a web server or in an S3 store
+        let f = if crate::store::s3::is_s3(path) {
+            crate::store::s3::open(path).ok()?
+        } else {
+            crate::store::http::HttpFile::open(&path.to_string_lossy()).ok()?
+        };
         f.read_exact_at(&mut b, 0).ok()?;
         return Header::decode(&b).ok();
     }
@@ -158,9 +162,13 @@ fn find_parent(child: &ImageReader, dirs: &[PathBuf]) -> Result<ImageReader> {
         tried.extend(dirs.iter().map(|d| d.join(h)));
     }
     for d in dirs {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(d)
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
+        let mut names: Vec<PathBuf> = if crate::store::s3::is_s3(d) {
+            crate::store::s3::list_folder(d).unwrap_or_default()
+        } else {
+            std::fs::read_dir(d)
+                .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default()
+        };
         names.sort();
         tried.extend(names);
     }

@@ -14,6 +14,7 @@ use super::FormatError;
 use crate::blockdev::aligned;
 use crate::error::{Error, Result};
 use crate::store::http::{self, HttpFile};
+use crate::store::s3;
 use crate::units::{human_bytes, MIB};
 
 const GIB: u64 = 1 << 30;
@@ -53,7 +54,7 @@ pub fn volume_path(first: &Path, n: usize) -> PathBuf {
 /// as they follow one another. For a single-file image, only `first`.
 pub fn image_files(first: &Path) -> Vec<PathBuf> {
     let mut out = vec![first.to_path_buf()];
-    if !is_split(first) {
+    if crate::store::is_remote(first) || !is_split(first) {
         return out;
     }
     for n in 1..MAX_VOLUMES {
@@ -68,6 +69,9 @@ pub fn image_files(first: &Path) -> Vec<PathBuf> {
 
 /// The bytes the image at `first` takes, all its volumes together (0 if it cannot be read).
 pub fn image_bytes(first: &Path) -> u64 {
+    if s3::is_s3(first) {
+        return s3::size_of(first).ok().flatten().unwrap_or(0);
+    }
     image_files(first)
         .iter()
         .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
@@ -76,6 +80,9 @@ pub fn image_bytes(first: &Path) -> u64 {
 
 /// Deletes the image at `first` and every volume of it.
 pub fn remove_image(first: &Path) -> std::io::Result<()> {
+    if s3::is_s3(first) {
+        return s3::delete(first);
+    }
     // the later volumes first, so that a failure leaves the first (which names the set)
     for p in image_files(first).iter().rev() {
         std::fs::remove_file(p)?;
@@ -96,6 +103,14 @@ fn is_split(first: &Path) -> bool {
 /// Files beside `first` that a new image named `first` would collide with: `first` itself,
 /// its `.partial`, and volumes `NAME.lbi.NNN` (left from an older split image).
 pub fn existing_files(first: &Path) -> Vec<PathBuf> {
+    if s3::is_s3(first) {
+        // an object of that name (a store that cannot be asked is refused when the upload
+        // starts, with its own message)
+        return match s3::size_of(first) {
+            Ok(Some(_)) => vec![first.to_path_buf()],
+            _ => Vec::new(),
+        };
+    }
     let mut out: Vec<PathBuf> = [first.to_path_buf(), super::partial_path(first)]
         .into_iter()
         .filter(|p| p.exists())
@@ -297,8 +312,12 @@ enum Part {
 impl Part {
     /// Opens `path` (a URL is read over HTTP).
     fn open(path: &Path) -> std::io::Result<(Part, u64)> {
-        if http::is_url(path) {
-            let f = HttpFile::open(&path.to_string_lossy())?;
+        if http::is_url(path) || s3::is_s3(path) {
+            let f = if s3::is_s3(path) {
+                s3::open(path)?
+            } else {
+                HttpFile::open(&path.to_string_lossy())?
+            };
             let len = f.len();
             return Ok((Part::Http(Box::new(f)), len));
         }
@@ -373,7 +392,7 @@ impl VolumeFile {
             parts.push((p, f, l));
         }
         let count = parts.len();
-        let numbered = if http::is_url(first) {
+        let numbered = if crate::store::is_remote(first) {
             Vec::new()
         } else {
             numbered_volumes(first)
@@ -1080,6 +1099,10 @@ pub fn remove_partials(first: &Path) {
 /// ignoring any already gone: the clean-up after an image failed its check.
 pub fn remove_files(files: &[PathBuf]) {
     for f in files {
+        if s3::is_s3(f) {
+            let _ = s3::delete(f);
+            continue;
+        }
         let _ = std::fs::remove_file(f);
     }
 }

@@ -10,6 +10,7 @@ use super::format::{
 };
 use super::volumes::VolumeWriter;
 use crate::error::{Error, Result};
+use crate::store::s3;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -68,9 +69,50 @@ pub struct WriteSummary {
     pub files: Vec<PathBuf>,
 }
 
+/// Where an image's bytes go: files (one, or volumes), or an object in an S3 store
+/// ([`crate::store::s3::Upload`]), which appears only when the upload completes.
+enum Out {
+    Files(VolumeWriter),
+    S3(Box<s3::Upload>),
+}
+
+impl Out {
+    fn create(path: &Path, volume_size: u64) -> Result<Out> {
+        if !s3::is_s3(path) {
+            return Ok(Out::Files(VolumeWriter::create(path, volume_size)?));
+        }
+        if volume_size > 0 {
+            return Err(Error::Unsupported(
+                "split images (--volume-size) in an S3 store, where one object holds \
+                       up to 1.6 TiB"
+                    .into(),
+            ));
+        }
+        let up =
+            s3::Upload::start(path).map_err(|e| Error::io("starting the upload of", path, e))?;
+        Ok(Out::S3(Box::new(up)))
+    }
+
+    fn write_all(&mut self, path: &Path, data: &[u8]) -> Result<()> {
+        match self {
+            Out::Files(v) => v.write_all(data),
+            Out::S3(u) => u
+                .write_all(data)
+                .map_err(|e| Error::io("uploading", path, e)),
+        }
+    }
+
+    fn pos(&self) -> u64 {
+        match self {
+            Out::Files(v) => v.pos(),
+            Out::S3(u) => u.pos(),
+        }
+    }
+}
+
 /// Writes one image file. Chunks must arrive in increasing, non-overlapping disk order.
 pub struct ImageWriter {
-    out: VolumeWriter,
+    out: Out,
     path: PathBuf,
     header: Header,
     records: Vec<Record>,
@@ -107,7 +149,7 @@ impl ImageWriter {
             header.minor = header.minor.max(format::VERSION_MINOR_ENCRYPTED);
         }
         let sealer = sealer_for(path, &header)?;
-        let out = VolumeWriter::create(path, header.volume_size)?;
+        let out = Out::create(path, header.volume_size)?;
         let mut w = ImageWriter {
             out,
             path: path.to_path_buf(),
@@ -128,8 +170,13 @@ impl ImageWriter {
     /// `jobs::image`): what the files hold after `len` is cut off. Chunks may then arrive
     /// in any order.
     pub fn resume(path: &Path, header: Header, records: Vec<Record>, len: u64) -> Result<Self> {
+        if s3::is_s3(path) {
+            return Err(Error::Unsupported(
+                "resuming a rescue into an S3 store (rescue into a folder, then copy it)".into(),
+            ));
+        }
         let sealer = sealer_for(path, &header)?;
-        let out = VolumeWriter::reopen(path, header.volume_size, len)?;
+        let out = Out::Files(VolumeWriter::reopen(path, header.volume_size, len)?);
         let mut stored = HashMap::new();
         for r in records.iter().filter(|r| r.codec.stored_here()) {
             if r.file_offset + u64::from(r.stored_len) > len || r.file_offset < HEADER_LEN as u64 {
@@ -172,13 +219,22 @@ impl ImageWriter {
 
     /// Makes every byte pushed so far durable; returns how many bytes the files hold.
     pub fn sync_point(&mut self) -> Result<u64> {
-        self.out.sync_point()
+        match &mut self.out {
+            Out::Files(v) => v.sync_point(),
+            Out::S3(_) => Err(Error::Unsupported(
+                "a rescue log for an image in an S3 store (rescue into a folder, then \
+                       copy it)"
+                    .into(),
+            )),
+        }
     }
 
     /// Keeps the partial files if the writer is dropped unfinished: a rescue log names them,
     /// and `--resume` goes on from them.
     pub fn keep_partial(&mut self) {
-        self.out.keep_partial();
+        if let Out::Files(v) = &mut self.out {
+            v.keep_partial();
+        }
     }
 
     /// Lets chunks arrive in any disk order (they must still not overlap): the records are
@@ -189,8 +245,7 @@ impl ImageWriter {
     }
 
     fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.out.write_all(data)?;
-        Ok(())
+        self.out.write_all(&self.path, data)
     }
 
     /// Appends a chunk. When every record it stores was already stored in this image, the
@@ -393,7 +448,14 @@ impl ImageWriter {
         };
         self.write(&footer.encode())?;
         let file_bytes = self.out.pos();
-        let files = self.out.finish()?;
+        let files = match self.out {
+            Out::Files(v) => v.finish()?,
+            Out::S3(u) => {
+                u.finish()
+                    .map_err(|e| Error::io("completing the upload of", &self.path, e))?;
+                vec![self.path.clone()]
+            }
+        };
         Ok(WriteSummary {
             path: self.path.clone(),
             root_hash: hex(&root),

@@ -140,6 +140,13 @@ impl ParentSpec {
         kind: ChildKind,
         unix: u64,
     ) -> Result<(ParentSpec, PathBuf)> {
+        if crate::store::is_remote(dir) {
+            return Err(Error::Unsupported(format!(
+                "--incremental and --differential with a folder on a server ({}): name the \
+                 parent with --parent and the new image with -o",
+                dir.display()
+            )));
+        }
         let report = inspect::inspect_path(&SystemPaths::default(), source, file_sector_size)?;
         let me = DiskIdentity::of_report(&report);
         let parent = super::chain::pick_parent(dir, &me, kind)?;

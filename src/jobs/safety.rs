@@ -38,6 +38,10 @@ fn kind_check(path: &Path) -> Result<std::fs::Metadata> {
 /// be written onto the source.
 pub fn check_image_source(paths: &SystemPaths, source: &Path, output: &Path) -> Result<()> {
     let meta = kind_check(source)?;
+    if crate::store::s3::is_s3(output) {
+        // an object in a store on the network: on no local disk
+        return Ok(());
+    }
     let out_dir = parent_dir(output);
     let out_meta = std::fs::metadata(&out_dir).map_err(|e| Error::io("opening", &out_dir, e))?;
     if !out_meta.is_dir() {
@@ -91,7 +95,7 @@ pub fn check_image_source(paths: &SystemPaths, source: &Path, output: &Path) -> 
 pub fn check_restore_target(paths: &SystemPaths, target: &Path, image: &Path) -> Result<()> {
     // a split image is several files: the target must be none of them (an image on a web
     // server is no local file)
-    let files: Vec<(u64, u64)> = if crate::store::http::is_url(image) {
+    let files: Vec<(u64, u64)> = if crate::store::is_remote(image) {
         Vec::new()
     } else {
         let img = std::fs::metadata(image).map_err(|e| Error::io("opening", image, e))?;

@@ -133,7 +133,7 @@ impl Url {
     }
 
     /// The `Host:` header's value.
-    fn host_header(&self) -> String {
+    pub(crate) fn host_header(&self) -> String {
         let default = if self.tls { 443 } else { 80 };
         let h = super::url_host(&self.host);
         if self.port == default {
@@ -229,7 +229,7 @@ struct Body {
 }
 
 /// Why a request failed: worth asking again (a drop, a 5xx), or not.
-enum Failure {
+pub(crate) enum Failure {
     Transient(io::Error),
     Permanent(io::Error),
 }
@@ -245,7 +245,13 @@ pub struct HttpFile {
     /// each record in it (a restore's first MiB) get it from here, not from the server.
     last: Mutex<(u64, Vec<u8>)>,
     resumes: std::sync::atomic::AtomicU64,
+    /// Headers added to every request (an object store's signature, see
+    /// [`crate::store::s3`]), made for the URL asked.
+    sign: Option<Signer>,
 }
+
+/// Makes the extra headers of a GET of a URL (an S3 signature).
+pub(crate) type Signer = Arc<dyn Fn(&Url) -> Vec<(String, String)> + Send + Sync>;
 
 /// The most bytes [`HttpFile`] keeps of its last read.
 const KEEP_LAST: usize = 8 << 20;
@@ -264,9 +270,19 @@ impl HttpFile {
     /// error of kind `NotFound`; every other failure says what the server or the network did.
     pub fn open(url: &str) -> io::Result<HttpFile> {
         let parsed = Url::parse(url).map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))?;
+        HttpFile::open_signed(parsed, url.to_string(), None)
+    }
+
+    /// Opens `url` (shown as `shown`), adding `sign`'s headers to every request.
+    pub(crate) fn open_signed(
+        url: Url,
+        shown: String,
+        sign: Option<Signer>,
+    ) -> io::Result<HttpFile> {
         let mut f = HttpFile {
-            url: parsed,
-            shown: url.to_string(),
+            url,
+            shown,
+            sign,
             len: u64::MAX,
             body: Mutex::new(None),
             last: Mutex::new((0, Vec::new())),
@@ -476,49 +492,14 @@ impl HttpFile {
         };
         let permanent =
             |kind: io::ErrorKind, m: String| Failure::Permanent(io::Error::new(kind, m));
-        let addrs: Vec<_> = (url.host.as_str(), url.port)
-            .to_socket_addrs()
-            .map_err(|e| {
-                permanent(
-                    io::ErrorKind::NotFound,
-                    format!("cannot resolve the host {:?}: {e}", url.host),
-                )
-            })?
-            .collect();
-        let mut last = io::Error::other("no address");
-        let mut tcp = None;
-        for a in &addrs {
-            match TcpStream::connect_timeout(a, IO_TIMEOUT) {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last = e,
-            }
+        let mut reader = connect(url)?;
+        let mut extra = String::new();
+        for (k, v) in self.sign.as_ref().map(|s| s(url)).unwrap_or_default() {
+            extra.push_str(&format!("{k}: {v}\r\n"));
         }
-        let tcp = tcp
-            .ok_or_else(|| transient(&format!("connecting to {}:{}", url.host, url.port), last))?;
-        let _ = tcp.set_read_timeout(Some(IO_TIMEOUT));
-        let _ = tcp.set_write_timeout(Some(IO_TIMEOUT));
-        let _ = tcp.set_nodelay(true);
-        let conn: Box<dyn Conn> = if url.tls {
-            let cfg = tls_config().map_err(|e| permanent(io::ErrorKind::Other, e.to_string()))?;
-            let name = rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
-                permanent(
-                    io::ErrorKind::InvalidInput,
-                    format!("{:?} is not a TLS server name: {e}", url.host),
-                )
-            })?;
-            let c = rustls::ClientConnection::new(cfg, name)
-                .map_err(|e| permanent(io::ErrorKind::Other, format!("TLS: {e}")))?;
-            Box::new(rustls::StreamOwned::new(c, tcp))
-        } else {
-            Box::new(tcp)
-        };
-        let mut reader = BufReader::with_capacity(256 << 10, conn);
         let req = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nRange: bytes={}-{}\r\nUser-Agent: lifeboat/{}\r\n\
-             Accept-Encoding: identity\r\nConnection: close\r\n\r\n",
+             Accept-Encoding: identity\r\n{extra}Connection: close\r\n\r\n",
             url.path,
             url.host_header(),
             start,
@@ -648,6 +629,214 @@ impl HttpFile {
             total,
         ))
     }
+}
+
+/// Opens a connection to `url`'s host (TLS for https), with the timeouts set. Failing to
+/// resolve the host, or a TLS setup error, is permanent; failing to connect is a drop.
+fn connect(url: &Url) -> Result<BufReader<Box<dyn Conn>>, Failure> {
+    let transient = |what: &str, e: io::Error| {
+        Failure::Transient(io::Error::new(e.kind(), format!("{what}: {e}")))
+    };
+    let permanent = |kind: io::ErrorKind, m: String| Failure::Permanent(io::Error::new(kind, m));
+    let addrs: Vec<_> = (url.host.as_str(), url.port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            permanent(
+                io::ErrorKind::NotFound,
+                format!("cannot resolve the host {:?}: {e}", url.host),
+            )
+        })?
+        .collect();
+    let mut last = io::Error::other("no address");
+    let mut tcp = None;
+    for a in &addrs {
+        match TcpStream::connect_timeout(a, IO_TIMEOUT) {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let tcp =
+        tcp.ok_or_else(|| transient(&format!("connecting to {}:{}", url.host, url.port), last))?;
+    let _ = tcp.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = tcp.set_write_timeout(Some(IO_TIMEOUT));
+    let _ = tcp.set_nodelay(true);
+    let conn: Box<dyn Conn> = if url.tls {
+        let cfg = tls_config().map_err(|e| permanent(io::ErrorKind::Other, e.to_string()))?;
+        let name = rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
+            permanent(
+                io::ErrorKind::InvalidInput,
+                format!("{:?} is not a TLS server name: {e}", url.host),
+            )
+        })?;
+        let c = rustls::ClientConnection::new(cfg, name)
+            .map_err(|e| permanent(io::ErrorKind::Other, format!("TLS: {e}")))?;
+        Box::new(rustls::StreamOwned::new(c, tcp))
+    } else {
+        Box::new(tcp)
+    };
+    Ok(BufReader::with_capacity(256 << 10, conn))
+}
+
+/// The whole answer to one [`exchange`].
+#[derive(Debug)]
+pub(crate) struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The status line, for messages.
+    pub reason: String,
+    /// The headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body (empty for HEAD).
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request of `method` to `url` with `headers` and `body`, and its whole answer, whatever
+/// its status (bodies longer than `max_body` are an error). For an object store's requests
+/// ([`crate::store::s3`]); one request per connection, like [`HttpFile`]'s. Failing to
+/// connect, or the connection dropping, is [`Failure::Transient`].
+pub(crate) fn exchange(
+    url: &Url,
+    method: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    max_body: usize,
+) -> Result<Response, Failure> {
+    let transient = |what: &str, e: io::Error| {
+        Failure::Transient(io::Error::new(e.kind(), format!("{what}: {e}")))
+    };
+    let permanent = |kind: io::ErrorKind, m: String| Failure::Permanent(io::Error::new(kind, m));
+    let mut reader = connect(url)?;
+    let mut req = format!(
+        "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: lifeboat/{}\r\nContent-Length: {}\r\n",
+        url.path,
+        url.host_header(),
+        env!("CARGO_PKG_VERSION"),
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    let sent = {
+        let w = reader.get_mut();
+        w.write_all(req.as_bytes())
+            .and_then(|()| w.write_all(body))
+            .and_then(|()| w.flush())
+    };
+    if let Err(e) = sent {
+        return Err(tls_or(e, url, &transient, &permanent));
+    }
+    let mut line = String::new();
+    read_line(&mut reader, &mut line).map_err(|e| tls_or(e, url, &transient, &permanent))?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| {
+            permanent(
+                io::ErrorKind::InvalidData,
+                format!("not an HTTP answer: {:?}", line.trim_end()),
+            )
+        })?;
+    let reason = line.trim_end().to_string();
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        read_line(&mut reader, &mut line).map_err(|e| transient("reading the answer", e))?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+        if headers.len() > 200 {
+            return Err(permanent(
+                io::ErrorKind::InvalidData,
+                "more than 200 header lines".into(),
+            ));
+        }
+    }
+    let mut resp = Response {
+        status,
+        reason,
+        headers,
+        body: Vec::new(),
+    };
+    if method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status) {
+        return Ok(resp);
+    }
+    let too_long = || {
+        permanent(
+            io::ErrorKind::InvalidData,
+            format!("an answer of more than {max_body} bytes"),
+        )
+    };
+    let chunked = resp
+        .header("transfer-encoding")
+        .is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
+    if chunked {
+        loop {
+            line.clear();
+            read_line(&mut reader, &mut line).map_err(|e| transient("reading the answer", e))?;
+            let size = line.trim_end().split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size, 16).map_err(|_| {
+                permanent(
+                    io::ErrorKind::InvalidData,
+                    format!("a bad chunk size {:?}", line.trim_end()),
+                )
+            })?;
+            if size == 0 {
+                break;
+            }
+            if resp.body.len() + size > max_body {
+                return Err(too_long());
+            }
+            let at = resp.body.len();
+            resp.body.resize(at + size, 0);
+            reader
+                .read_exact(&mut resp.body[at..])
+                .map_err(|e| transient("reading the answer", e))?;
+            line.clear();
+            read_line(&mut reader, &mut line).map_err(|e| transient("reading the answer", e))?;
+        }
+    } else if let Some(len) = resp.header("content-length") {
+        let len: usize = len.parse().map_err(|_| {
+            permanent(
+                io::ErrorKind::InvalidData,
+                format!("a bad Content-Length {len:?}"),
+            )
+        })?;
+        if len > max_body {
+            return Err(too_long());
+        }
+        resp.body.resize(len, 0);
+        reader
+            .read_exact(&mut resp.body)
+            .map_err(|e| transient("reading the answer", e))?;
+    } else {
+        (&mut reader)
+            .take(max_body as u64 + 1)
+            .read_to_end(&mut resp.body)
+            .map_err(|e| transient("reading the answer", e))?;
+        if resp.body.len() > max_body {
+            return Err(too_long());
+        }
+    }
+    Ok(resp)
 }
 
 enum Answer {

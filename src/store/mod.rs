@@ -11,6 +11,8 @@
 //!   `sftp://`), mounted with the kernel's clients or sshfs.
 //! - [`http`]: not a mounted store but a way to read one image: `https://…/disk.lbi` is read
 //!   with range requests wherever an image is read.
+//! - [`s3`]: not mounted either: `s3://bucket/disk.lbi` is written by a multipart upload and
+//!   read with signed range requests.
 //!
 //! Unmounting is the same for every kind
 //! and lives here: [`release`] (never lazy, for replacing the store while jobs may run) and
@@ -22,6 +24,7 @@
 pub mod http;
 pub mod local;
 pub mod net;
+pub mod s3;
 
 use nix::mount::MntFlags;
 
@@ -234,6 +237,11 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// True when `p` names an image on a server rather than a file: `http(s)://` or `s3://`.
+pub fn is_remote(p: &Path) -> bool {
+    http::is_url(p) || s3::is_s3(p)
 }
 
 /// Splits a URL's `host[:port]` or `[v6addr][:port]` into the host (without brackets) and the

@@ -230,6 +230,15 @@ fn redacted(spec: &str) -> String {
     }
 }
 
+/// The keys of a credentials file that belong to an S3 store ([`super::s3`]).
+pub const S3_KEYS: [&str; 5] = [
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_region",
+    "aws_endpoint_url",
+];
+
 /// What a store's credentials file or prompt gave.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
@@ -283,9 +292,13 @@ impl Credentials {
                 "domain" => c.domain = Some(v.trim().to_string()),
                 "identity" => c.identity = Some(PathBuf::from(v.trim())),
                 "host_key" => c.host_keys.push(v.trim().to_string()),
+                // an S3 store's, read by store/s3.rs
+                k if S3_KEYS.contains(&k) => {}
                 other => {
                     return Err(bad(format!(
-                        "unknown key {other:?} (user, password, domain, identity, host_key)"
+                        "unknown key {other:?} (user, password, domain, identity, host_key, \
+                         or an S3 store's aws_access_key_id, aws_secret_access_key, \
+                         aws_session_token, aws_region, aws_endpoint_url)"
                     )))
                 }
             }
