@@ -55,7 +55,8 @@ pick() { local p; while :; do p=$(freeport); [ "$p" -lt 55000 ] && ! (echo >"/de
 mp=$(pick) vp=$(pick) fp=$(pick) s3p=$(pick)
 TMPDIR=$work/weed weed -logtostderr server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$work/weed" \
   -master.port="$mp" -master.volumeSizeLimitMB=256 -volume.port="$vp" -volume.max=100 \
-  -filer -filer.port="$fp" -s3 -s3.port="$s3p" -s3.config="$work/s3.json" \
+  -filer -filer.port="$fp" -s3 -s3.port="$s3p" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$work/s3.json" \
+  -webdav=false -master.telemetry=false \
   >"$work/weed.log" 2>&1 & pids+=($!)
 export AWS_ENDPOINT_URL=http://127.0.0.1:$s3p
 for _ in $(seq 1 120); do

@@ -1734,9 +1734,11 @@ impl NetServers {
 /// `lifeboat.credentials=`), images a disk onto it, verifies the image and restores it onto
 /// a second disk; then does the same through an `nfs://` URL (nfs-ganesha, NFSv4) onto a
 /// third disk; then images the disk encrypted onto the share (issue 20; the passphrase in a
-/// key file there) and restores it onto a fourth disk. The host checks the images on the
-/// share and the export (the encrypted one with its passphrase, and for plaintext) and the
-/// restored files.
+/// key file there) and restores it onto a fourth disk; then images it into an S3 bucket
+/// (SeaweedFS on the host; the endpoint and keys from the boot credentials, issue 20) and
+/// restores it from there onto a fifth disk. The host checks the images on the share, the
+/// export and in the bucket (the encrypted one with its passphrase, and for plaintext) and
+/// the restored files.
 #[test]
 fn network_stores_smb_and_nfs_standard() {
     let kernel = "out/standard";
@@ -1750,15 +1752,26 @@ fn network_stores_smb_and_nfs_standard() {
     let Some(servers) = NetServers::start(t.path(), "s3cret,pass") else {
         return;
     };
+    let Some(weed) = common::servers::Weed::start() else {
+        return;
+    };
+    // the guest reaches the host's 127.0.0.1 at 10.0.2.2
     let boot = boot_with_credentials(
         t.path(),
         kernel,
-        "# the test share\nuser=lbuser\npassword=s3cret,pass\n",
+        &format!(
+            "# the test share\nuser=lbuser\npassword=s3cret,pass\n# the test bucket\n\
+             aws_endpoint_url={}\naws_access_key_id={}\naws_secret_access_key={}\n",
+            weed.endpoint().replace("127.0.0.1", "10.0.2.2"),
+            weed.access_key(),
+            weed.secret_key()
+        ),
     );
     let (src, tree) = ext4_from_tree(t.path(), "src.img", 32);
     let smb_target = blank(t.path(), "smb-target.img", 32);
     let nfs_target = blank(t.path(), "nfs-target.img", 32);
     let enc_target = blank(t.path(), "enc-target.img", 32);
+    let s3_target = blank(t.path(), "s3-target.img", 32);
     let nfs_url = servers.nfs_url();
     // the last job logs in with a wrong password, from a file the guest finds on the share
     std::fs::write(servers.share.join("bad.creds"), "password=not-it\n").unwrap();
@@ -1773,6 +1786,8 @@ fn network_stores_smb_and_nfs_standard() {
          verify {nfs_url}/nfs.lbi ; restore {nfs_url}/nfs.lbi /dev/vdc --yes ; \
          image /dev/vda -o /store/enc.lbi --encrypt --key-file /store/pass.key ; \
          restore /store/enc.lbi /dev/vdd --yes --key-file /store/pass.key ; \
+         image /dev/vda -o s3://lifeboat/guest/pc.lbi ; \
+         restore s3://lifeboat/guest/pc.lbi /dev/vde --yes ; \
          info {bad_url}/smb.lbi --credentials /store/bad.creds\" \
          lifeboat.then=poweroff",
         smb_url = servers.smb_url(),
@@ -1792,6 +1807,8 @@ fn network_stores_smb_and_nfs_standard() {
             &format!("{nfs_target},bus=virtio"),
             "--disk",
             &format!("{enc_target},bus=virtio"),
+            "--disk",
+            &format!("{s3_target},bus=virtio"),
             "--append",
             &append,
         ],
@@ -1816,14 +1833,18 @@ fn network_stores_smb_and_nfs_standard() {
     assert!(!text.contains("s3cret"), "the password reached the console");
     let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
     let jobs = result["jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 9, "{result}\n{}", vm.tail());
-    for j in &jobs[..8] {
+    assert_eq!(jobs.len(), 11, "{result}\n{}", vm.tail());
+    for j in &jobs[..10] {
         assert_eq!(j["exit_code"], 0, "{result}\n{}", vm.tail());
     }
     assert_eq!(jobs[6]["summary"]["encrypted"], true, "{result}");
+    assert!(
+        !result.to_string().contains(weed.secret_key()),
+        "the S3 secret key reached the result"
+    );
     // the wrong password: refused, in words, and the password never shown
-    let refused = jobs[8]["error"].as_str().unwrap_or_default();
-    assert_eq!(jobs[8]["exit_code"], 1, "{result}");
+    let refused = jobs[10]["error"].as_str().unwrap_or_default();
+    assert_eq!(jobs[10]["exit_code"], 1, "{result}");
     assert!(refused.contains("access denied"), "{result}");
     assert!(!result.to_string().contains("not-it"), "{result}");
     vm.wait_exit(Duration::from_secs(60));
@@ -1870,6 +1891,26 @@ fn network_stores_smb_and_nfs_standard() {
         "plaintext in the encrypted image"
     );
     same_files(Path::new(&enc_target), &tree);
+    // the image in the bucket: one complete object, no upload left unfinished, intact when
+    // the host reads it, and its restore in the guest holds the same files
+    assert_eq!(
+        weed.objects()
+            .iter()
+            .map(|o| o.0.as_str())
+            .collect::<Vec<_>>(),
+        ["guest/pc.lbi"]
+    );
+    assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
+    let mut verify = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    verify
+        .args(["verify", "s3://lifeboat/guest/pc.lbi"])
+        .envs(weed.env());
+    let out = verify.output().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("intact"),
+        "{out:?}"
+    );
+    same_files(Path::new(&s3_target), &tree);
 }
 
 /// Not a test: bench/net-qemu.sh runs it (`--ignored`) for issue 19's SMB target, which this

@@ -427,8 +427,11 @@ pub struct ImageArgs {
     pub source: PathBuf,
     /// The image file to create (refused if it exists): a path, or on a network store
     /// smb://USER@HOST/SHARE/DIR/NAME.lbi, nfs://HOST/EXPORT/DIR/NAME.lbi or
-    /// sftp://USER@HOST/DIR/NAME.lbi (see --credentials). Optional with --incremental and
-    /// --differential, which name it CHAIN-YYYYMMDD-HHMMSS-incr.lbi (or -diff) in DIR.
+    /// sftp://USER@HOST/DIR/NAME.lbi (see --credentials), or an object in an S3 store,
+    /// s3://BUCKET/PREFIX/NAME.lbi (endpoint and keys from AWS_ENDPOINT_URL,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or ~/.aws; see docs/STORES.md). Optional
+    /// with --incremental and --differential, which name it
+    /// CHAIN-YYYYMMDD-HHMMSS-incr.lbi (or -diff) in DIR.
     #[arg(
         short,
         long,
@@ -530,8 +533,8 @@ pub struct ImageArgs {
 /// The arguments of `lifeboat verify`; becomes a [`crate::jobs::run::VerifyJob`].
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The image file; or its http:// or https:// URL (read with range requests; its
-    /// ancestors are looked for next to it); or smb://, nfs:// or sftp:// (its folder is
+    /// The image file; or its http://, https:// or s3://BUCKET/KEY URL (read with range
+    /// requests; its ancestors are looked for next to it); or smb://, nfs:// or sftp:// (its folder is
     /// mounted for the command).
     pub file: PathBuf,
     /// Also look for ancestors in DIR (repeatable; the image's folder comes first).
@@ -586,8 +589,8 @@ pub enum KeyCommand {
 /// The arguments of `lifeboat info`.
 #[derive(Debug, clap::Args)]
 pub struct InfoArgs {
-    /// The image file; or its http:// or https:// URL (read with range requests; its
-    /// ancestors are looked for next to it); or smb://, nfs:// or sftp:// (its folder is
+    /// The image file; or its http://, https:// or s3://BUCKET/KEY URL (read with range
+    /// requests; its ancestors are looked for next to it); or smb://, nfs:// or sftp:// (its folder is
     /// mounted for the command).
     pub file: PathBuf,
     /// Also look for ancestors in DIR (repeatable).
@@ -639,8 +642,8 @@ impl FitArgs {
 /// The arguments of `lifeboat restore`; becomes a [`crate::jobs::restore::RestoreSpec`].
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
-    /// The image file; or its http:// or https:// URL (read with range requests; its
-    /// ancestors are looked for next to it); or smb://, nfs:// or sftp:// (its folder is
+    /// The image file; or its http://, https:// or s3://BUCKET/KEY URL (read with range
+    /// requests; its ancestors are looked for next to it); or smb://, nfs:// or sftp:// (its folder is
     /// mounted for the command).
     pub file: PathBuf,
     /// Disk or disk-image file to overwrite.

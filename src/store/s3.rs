@@ -834,10 +834,11 @@ impl Upload {
         }
         let client = Client::from_env()?;
         // an earlier run for this name that was killed (or lost the store) left its upload
-        // unfinished: its parts are deleted now, so that they do not linger unseen
-        for (key, id) in client.uploads(&p.bucket, &p.key)? {
+        // unfinished: its parts are deleted now, so that they do not linger unseen. Best
+        // effort: keys that may not list or abort uploads can still write an image.
+        for (key, id) in client.uploads(&p.bucket, &p.key).unwrap_or_default() {
             if key == p.key {
-                client.abort_upload(&p, &id)?;
+                let _ = client.abort_upload(&p, &id);
             }
         }
         let id = client.create_upload(&p)?;
