@@ -122,6 +122,11 @@ pub fn existing_files(first: &Path) -> Vec<PathBuf> {
 /// Refuses `first` as the name of a new image when [`existing_files`] finds anything: the
 /// message names the file and says what to do.
 pub fn refuse_existing(first: &Path) -> Result<()> {
+    if s3::is_s3(first) {
+        // the store is asked once here: one that cannot be reached, or refuses the keys,
+        // stops the job now, with its own message
+        s3::size_of(first).map_err(|e| Error::io("checking for", first, e))?;
+    }
     let existing = existing_files(first);
     let Some(p) = existing.first() else {
         return Ok(());

@@ -452,7 +452,7 @@ impl ImageWriter {
             Out::Files(v) => v.finish()?,
             Out::S3(u) => {
                 u.finish()
-                    .map_err(|e| Error::io("completing the upload of", &self.path, e))?;
+                    .map_err(|e| Error::io("uploading", &self.path, e))?;
                 vec![self.path.clone()]
             }
         };
