@@ -155,6 +155,7 @@ fn image_spec(disk: &Path, output: PathBuf) -> image::ImageSpec {
         rescue: None,
         full_swap: false,
         encrypt: None,
+        dedup: false,
     }
 }
 

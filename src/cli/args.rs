@@ -524,6 +524,13 @@ pub struct ImageArgs {
     /// the image needs it. A child of an encrypted image is encrypted with its key anyway.
     #[arg(long)]
     pub encrypt: bool,
+    /// Write into a deduplicating store: the folder of -o (a path, or s3://BUCKET/PREFIX)
+    /// holds many machines' images, and every chunk once. Chunks already there (from any
+    /// image) are not stored again; new ones go to packs in FOLDER/packs, with an index in
+    /// FOLDER/index. The image itself is small and restores, verifies and reads like any
+    /// other. Full, plain images only (see docs/STORES.md).
+    #[arg(long, conflicts_with_all = ["encrypt", "parent", "incremental", "differential", "rescue", "volume_size"])]
+    pub dedup: bool,
     /// With --encrypt: also make a printable recovery key that opens the image, shown once
     /// when the image is written. Keep it apart from the passphrase.
     #[arg(long, requires = "encrypt")]

@@ -66,6 +66,7 @@ impl TryFrom<&ImageArgs> for image::ImageSpec {
             parent,
             volume_size: a.volume_size,
             full_swap: a.full_swap,
+            dedup: a.dedup,
             encrypt: if a.encrypt && !a.dry_run {
                 Some(image::Encrypt {
                     passphrase: super::common::new_passphrase()?,

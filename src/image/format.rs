@@ -28,12 +28,19 @@ pub const VERSION_MINOR_MISSING: u16 = 3;
 /// Minor version of an encrypted image (1.4, [`FLAG_ENCRYPTED`]): a reader of 1.3 refuses the
 /// flag, so it never reads ciphertext as data.
 pub const VERSION_MINOR_ENCRYPTED: u16 = 4;
+/// Minor version of an image whose frames are in a deduplicating store's packs (1.5,
+/// [`FLAG_PACKED`], `packs.rs`): a reader of 1.4 refuses the flag, so it never reads a pack
+/// address as an offset in the file.
+pub const VERSION_MINOR_PACKED: u16 = 5;
 /// The hash field of a [`Codec::Missing`] record: all zero (no content hashes to it).
 pub const MISSING_HASH: [u8; 32] = [0; 32];
 /// Header flag: the image is split into volumes of `volume_size` bytes (`volumes.rs`).
 pub const FLAG_VOLUMES: u32 = 1;
 /// Header flag: the image is encrypted (1.4, `crypt.rs`); its key ID and slots follow byte 128.
 pub const FLAG_ENCRYPTED: u32 = 2;
+/// Header flag: the image's frames are in the packs of the store beside it (1.5,
+/// `packs.rs`); its records' file offsets are pack addresses.
+pub const FLAG_PACKED: u32 = 4;
 /// Header size in bytes; chunk data starts right after it.
 pub const HEADER_LEN: usize = 4096;
 /// Size of one index record in bytes.
@@ -250,7 +257,14 @@ impl Header {
                 })?,
             );
         }
-        if h.flags & !(FLAG_VOLUMES | FLAG_ENCRYPTED) != 0 {
+        if h.flags & FLAG_PACKED != 0 && h.minor < VERSION_MINOR_PACKED {
+            return Err(FormatError::Invalid {
+                what: "header",
+                offset: 12,
+                reason: format!("a packed image in format 1.{}", h.minor),
+            });
+        }
+        if h.flags & !(FLAG_VOLUMES | FLAG_ENCRYPTED | FLAG_PACKED) != 0 {
             return Err(FormatError::Invalid {
                 what: "header",
                 offset: 12,

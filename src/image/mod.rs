@@ -204,6 +204,7 @@ mod dev;
 pub mod encode;
 pub mod format;
 pub mod meta;
+pub mod packs;
 mod reader;
 pub mod volumes;
 mod writer;

@@ -185,6 +185,7 @@ impl ImageReader {
         }
         let index = opened(Place::Index, "index", footer.index_offset, &body[16..])?;
         let mut records = Vec::with_capacity(footer.chunk_count as usize);
+        let packed = header.flags & format::FLAG_PACKED != 0;
         let mut end = 0u64;
         let mut raw_total = 0u64;
         for (i, rb) in index.chunks_exact(RECORD_LEN).enumerate() {
@@ -204,7 +205,15 @@ impl ImageReader {
                     "range ends beyond the source disk ({} bytes)",
                     header.source_size
                 ))
+            } else if r.codec.stored_here() && packed != super::packs::is_address(r.file_offset) {
+                Some(format!(
+                    "stored bytes at {:#x} are {} a pack, and the image {}",
+                    r.file_offset,
+                    if packed { "not in" } else { "in" },
+                    if packed { "is packed" } else { "is not" }
+                ))
             } else if r.codec.stored_here()
+                && !packed
                 && (r.file_offset < HEADER_LEN as u64
                     || r.file_offset + u64::from(r.stored_len) > footer.meta_offset)
             {

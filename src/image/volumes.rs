@@ -353,6 +353,51 @@ pub struct VolumeFile {
     /// The volume size; 0 for a single file.
     volume_size: u64,
     len: u64,
+    /// A packed image's packs (its frames are in the store beside it, `packs.rs`).
+    packs: Option<Packs>,
+}
+
+/// The packs of a deduplicating store, opened as they are first read.
+#[derive(Debug)]
+struct Packs {
+    dir: PathBuf,
+    open: std::sync::Mutex<std::collections::HashMap<u32, std::sync::Arc<(Part, u64)>>>,
+}
+
+impl Packs {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        let (id, at) = super::packs::split(offset);
+        let path = super::packs::pack_path(&self.dir, id);
+        let part = {
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            match open.get(&id) {
+                Some(p) => std::sync::Arc::clone(p),
+                None => {
+                    let p = std::sync::Arc::new(
+                        Part::open(&path).map_err(|e| Error::io("opening", &path, e))?,
+                    );
+                    open.insert(id, std::sync::Arc::clone(&p));
+                    p
+                }
+            }
+        };
+        if u64::from(at) + buf.len() as u64 > part.1 {
+            return Err(Error::Read {
+                path,
+                offset: u64::from(at),
+                len: buf.len(),
+                source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+            });
+        }
+        part.0
+            .read_exact_at(buf, u64::from(at))
+            .map_err(|source| Error::Read {
+                path,
+                offset: u64::from(at),
+                len: buf.len(),
+                source,
+            })
+    }
 }
 
 impl VolumeFile {
@@ -367,6 +412,13 @@ impl VolumeFile {
             Ok(()) => Header::decode(&b).ok(),
             Err(_) => None,
         };
+        let packs = header
+            .as_ref()
+            .filter(|h| h.flags & super::format::FLAG_PACKED != 0)
+            .map(|_| Packs {
+                dir: parent_dir(first),
+                open: Default::default(),
+            });
         let volume_size = header
             .filter(|h| h.flags & FLAG_VOLUMES != 0)
             .map_or(0, |h| h.volume_size);
@@ -378,6 +430,7 @@ impl VolumeFile {
                 direct: vec![OnceLock::new()],
                 volume_size,
                 len,
+                packs,
             });
         }
         let bad = |p: &Path, reason: String| Error::Image {
@@ -436,6 +489,7 @@ impl VolumeFile {
             parts,
             volume_size,
             len,
+            packs,
         })
     }
 
@@ -563,6 +617,9 @@ impl VolumeFile {
             len,
             source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
         };
+        if let (Some(packs), true) = (&self.packs, super::packs::is_address(offset)) {
+            return packs.read_exact_at(buf, offset);
+        }
         if self.volume_size == 0 {
             let (p, f, _) = &self.parts[0];
             return f.read_exact_at(buf, offset).map_err(|source| Error::Read {

@@ -8,6 +8,7 @@ use super::crypt::{self, Place, Sealer};
 use super::format::{
     self, Codec, Footer, Header, Record, FOOTER_LEN, HEADER_LEN, INDEX_MAGIC, META_MAGIC,
 };
+use super::packs::{self, PackWriter};
 use super::volumes::VolumeWriter;
 use crate::error::{Error, Result};
 use crate::store::s3;
@@ -74,6 +75,9 @@ pub struct WriteSummary {
 enum Out {
     Files(VolumeWriter),
     S3(Box<s3::Upload>),
+    /// A deduplicating store's image ([`super::packs`]): the frames go to packs, the rest
+    /// (header, metadata, index, footer) into `image`, written when the packs are durable.
+    Packed(Box<PackWriter>, Vec<u8>),
 }
 
 impl Out {
@@ -95,6 +99,10 @@ impl Out {
 
     fn write_all(&mut self, path: &Path, data: &[u8]) -> Result<()> {
         match self {
+            Out::Packed(_, image) => {
+                image.extend_from_slice(data);
+                Ok(())
+            }
             Out::Files(v) => v.write_all(data),
             Out::S3(u) => u
                 .write_all(data)
@@ -104,6 +112,7 @@ impl Out {
 
     fn pos(&self) -> u64 {
         match self {
+            Out::Packed(_, image) => image.len() as u64,
             Out::Files(v) => v.pos(),
             Out::S3(u) => u.pos(),
         }
@@ -165,6 +174,38 @@ impl ImageWriter {
         Ok(w)
     }
 
+    /// Starts the image `path` in the deduplicating store that is its folder
+    /// ([`super::packs`]). `known` is what the store already holds (from
+    /// [`packs::load_known`]): records the encoder left out as known (codec Parent) point at
+    /// it, and frames whose records are all known are not stored again. Refuses when `path`
+    /// exists.
+    pub fn create_packed(
+        path: &Path,
+        mut header: Header,
+        known: HashMap<[u8; 32], packs::Place>,
+    ) -> Result<Self> {
+        if header.keys.is_some() || header.volume_size > 0 {
+            return Err(Error::Unsupported(
+                "encrypted or split images in a deduplicating store".into(),
+            ));
+        }
+        header.flags |= format::FLAG_PACKED;
+        header.minor = header.minor.max(format::VERSION_MINOR_PACKED);
+        let dir = super::volumes::parent_dir(path);
+        let mut w = ImageWriter {
+            out: Out::Packed(Box::new(PackWriter::new(&dir)), Vec::new()),
+            path: path.to_path_buf(),
+            header,
+            records: Vec::new(),
+            stored: known,
+            unordered: false,
+            sealer: None,
+        };
+        let h = w.header.encode();
+        w.write(&h)?;
+        Ok(w)
+    }
+
     /// Goes on writing the image `path` whose partial files hold `len` bytes written under
     /// `header`, with `records` already pushed (a rescue resumed from its log, see
     /// `jobs::image`): what the files hold after `len` is cut off. Chunks may then arrive
@@ -221,9 +262,9 @@ impl ImageWriter {
     pub fn sync_point(&mut self) -> Result<u64> {
         match &mut self.out {
             Out::Files(v) => v.sync_point(),
-            Out::S3(_) => Err(Error::Unsupported(
-                "a rescue log for an image in an S3 store (rescue into a folder, then \
-                       copy it)"
+            Out::S3(_) | Out::Packed(..) => Err(Error::Unsupported(
+                "a rescue log for an image in an S3 store or a deduplicating store (rescue \
+                 into a folder, then copy it)"
                     .into(),
             )),
         }
@@ -317,6 +358,10 @@ impl ImageWriter {
             .all(|r| self.stored.contains_key(&r.hash));
         let frame = if all_known || c.data.is_empty() {
             None
+        } else if let Out::Packed(p, _) = &mut self.out {
+            let len = u32::try_from(c.data.len())
+                .map_err(|_| invalid(0, "stored chunk too large".into()))?;
+            Some((p.add(&c.data)?, len))
         } else {
             let at = self.out.pos();
             let len = c.data.len() + self.sealer.as_ref().map_or(0, |_| crypt::OVERHEAD);
@@ -345,6 +390,18 @@ impl ImageWriter {
                     },
                 };
                 self.stored.entry(r.hash).or_insert(place);
+                (r.file_offset, r.stored_len, r.codec, r.frame_offset) = place;
+            } else if r.codec == Codec::Parent && matches!(self.out, Out::Packed(..)) {
+                // left out by the encoder as already in the store: where the store has it
+                let Some(&place) = self.stored.get(&r.hash) else {
+                    return Err(invalid(
+                        self.out.pos(),
+                        format!(
+                            "a block at {} is neither stored nor in the store",
+                            r.disk_offset
+                        ),
+                    ));
+                };
                 (r.file_offset, r.stored_len, r.codec, r.frame_offset) = place;
             } else {
                 (r.file_offset, r.stored_len, r.frame_offset) = (0, 0, 0);
@@ -448,7 +505,15 @@ impl ImageWriter {
         };
         self.write(&footer.encode())?;
         let file_bytes = self.out.pos();
+        let mut file_bytes = file_bytes;
         let files = match self.out {
+            Out::Packed(p, image) => {
+                // packs, then the store's index of the new frames, then the image
+                file_bytes += p.bytes();
+                p.finish(&hex(&self.header.image_id), &self.records)?;
+                write_image_object(&self.path, &image)?;
+                vec![self.path.clone()]
+            }
             Out::Files(v) => v.finish()?,
             Out::S3(u) => {
                 u.finish()
@@ -465,6 +530,25 @@ impl ImageWriter {
             files,
         })
     }
+}
+
+/// Writes a packed image's own bytes as `path`: an object (refused if one of that name
+/// appeared meanwhile), or a file written as `NAME.partial` and renamed.
+fn write_image_object(path: &Path, bytes: &[u8]) -> Result<()> {
+    if s3::is_s3(path) {
+        return match s3::put_new(path, bytes) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Refused {
+                path: path.to_path_buf(),
+                reason: "an object of that name appeared while the image was written".into(),
+            }),
+            Err(e) => Err(Error::io("uploading", path, e)),
+        };
+    }
+    let mut v = VolumeWriter::create(path, 0)?;
+    v.write_all(bytes)?;
+    v.finish()?;
+    Ok(())
 }
 
 /// The sealer of the image `path` whose header is `header`: `None` for a plain image.

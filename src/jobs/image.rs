@@ -82,6 +82,9 @@ pub struct ImageSpec {
     /// Encrypt the image (`--encrypt`, `docs/FORMAT.md`). A child of an encrypted parent is
     /// encrypted with the parent's key whatever this says.
     pub encrypt: Option<Encrypt>,
+    /// Write into the deduplicating store that is the output's folder (`image --dedup`,
+    /// [`crate::image::packs`]): chunks the store holds are not stored again.
+    pub dedup: bool,
 }
 
 /// How to encrypt a new full image.
@@ -112,6 +115,7 @@ impl ImageSpec {
             rescue: None,
             full_swap: false,
             encrypt: None,
+            dedup: false,
         }
     }
 }
@@ -230,6 +234,8 @@ pub struct ImagePlan {
     pub resume: Option<ResumeFrom>,
     /// The cipher of an encrypted image ("xchacha20-poly1305"), `None` for a plain one.
     pub encryption: Option<&'static str>,
+    /// Into a deduplicating store (`--dedup`).
+    pub dedup: bool,
     /// The key slots of an encrypted image (its master key is in the keyring).
     #[serde(skip)]
     keys: Option<crate::image::crypt::KeySlots>,
@@ -333,6 +339,19 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
                 spec.block_size
             ),
         });
+    }
+    if spec.dedup
+        && (spec.encrypt.is_some()
+            || spec.parent.is_some()
+            || spec.rescue.is_some()
+            || spec.volume_size.is_some())
+    {
+        return Err(Error::Unsupported(
+            "--dedup with --encrypt, a parent (--parent, --incremental, --differential), \
+             --rescue or --volume-size: a deduplicating store holds full, plain images (its \
+             chunks are shared with every other image there instead)"
+                .into(),
+        ));
     }
     // a new key's slots (Argon2id, about 0.1 s) are made on another thread while the disk is
     // surveyed
@@ -587,6 +606,7 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         rescue: spec.rescue.clone(),
         resume: resume.map(|r| r.0),
         encryption: keys.as_ref().map(|_| crate::image::crypt::CIPHER),
+        dedup: spec.dedup,
         keys,
         recovery_key,
         outside_domain,
@@ -883,10 +903,28 @@ pub fn run_on(
         keys: plan.keys.clone(),
     };
     let hasher = plan.content_hash()?;
-    let known = plan.chain.as_ref().map(|c| c.stored_hashes());
+    // a deduplicating store: what it holds already is left out of the frames, and found there
+    let store = if plan.dedup {
+        let dir = crate::image::volumes::parent_dir(&plan.output);
+        let (places, skipped) = crate::image::packs::load_known(&dir)?;
+        for why in skipped {
+            reporter.warn(format!("an index of the store is skipped: {why}"));
+        }
+        let hashes: std::collections::HashSet<[u8; 32]> = places.keys().copied().collect();
+        Some((places, hashes))
+    } else {
+        None
+    };
+    let known = match &store {
+        Some((_, hashes)) => Some(hashes),
+        None => plan.chain.as_ref().map(|c| c.stored_hashes()),
+    };
     let block = u64::from(plan.block_size);
     let mut parent_bytes = 0u64;
-    let mut writer = ImageWriter::create(&plan.output, header)?;
+    let mut writer = match store.as_ref() {
+        Some((places, _)) => ImageWriter::create_packed(&plan.output, header, places.clone())?,
+        None => ImageWriter::create(&plan.output, header)?,
+    };
     let mut stored_per_region = vec![0u64; plan.regions.len()];
     let mut chunks_per_region = vec![0u64; plan.regions.len()];
     reporter.phase(Phase::Image, Some(plan.copy_bytes));
@@ -1235,6 +1273,7 @@ pub(crate) fn example_plan() -> ImagePlan {
         rescue: None,
         resume: None,
         encryption: None,
+        dedup: false,
         keys: None,
         recovery_key: None,
         outside_domain: Vec::new(),

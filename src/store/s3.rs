@@ -442,6 +442,19 @@ impl Client {
         query: &str,
         body: &[u8],
     ) -> io::Result<Response> {
+        self.call_with(method, bucket, key, query, &[], body)
+    }
+
+    /// [`Client::call`] with `extra` headers, which are signed too.
+    fn call_with(
+        &self,
+        method: &str,
+        bucket: &str,
+        key: &str,
+        query: &str,
+        extra: &[(String, String)],
+        body: &[u8],
+    ) -> io::Result<Response> {
         let url = self.url(bucket, key, query);
         let payload = if body.is_empty() {
             EMPTY_SHA256.to_string()
@@ -455,7 +468,7 @@ impl Client {
         let deadline = Instant::now() + http::retry_for();
         let mut pause = Duration::from_millis(500);
         loop {
-            let headers = self.sign(method, &url, &payload, &[]);
+            let headers = self.sign(method, &url, &payload, extra);
             let err = match http::exchange(&url, method, &headers, body, MAX_ANSWER) {
                 Ok(r) if (200..300).contains(&r.status) => return Ok(r),
                 Ok(r)
@@ -490,6 +503,17 @@ impl Client {
     /// Stores `body` as `p` in one request (small objects).
     pub fn put(&self, p: &S3Path, body: &[u8]) -> io::Result<()> {
         self.call("PUT", &p.bucket, &p.key, "", body).map(|_| ())
+    }
+
+    /// Stores `body` as `p` unless an object of that name exists (`If-None-Match: *`): false
+    /// when it does.
+    pub fn put_new(&self, p: &S3Path, body: &[u8]) -> io::Result<bool> {
+        let extra = [("If-None-Match".to_string(), "*".to_string())];
+        match self.call_with("PUT", &p.bucket, &p.key, "", &extra, body) {
+            Ok(_) => Ok(true),
+            Err(e) if e.to_string().contains("412") => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads the whole (small) object `p`.
@@ -732,6 +756,21 @@ pub fn open(path: &Path) -> io::Result<HttpFile> {
         ),
         _ => e,
     })
+}
+
+/// Stores `data` as the object `path` unless one of that name exists: false when it does.
+pub fn put_new(path: &Path, data: &[u8]) -> io::Result<bool> {
+    Client::from_env()?.put_new(&S3Path::of(path)?, data)
+}
+
+/// Stores `data` as the object `path` (replacing one of that name).
+pub fn put(path: &Path, data: &[u8]) -> io::Result<()> {
+    Client::from_env()?.put(&S3Path::of(path)?, data)
+}
+
+/// Reads all of the (small) object `path`.
+pub fn get(path: &Path) -> io::Result<Vec<u8>> {
+    Client::from_env()?.get(&S3Path::of(path)?)
 }
 
 /// The size of the object at `path`, or `None` when there is none.

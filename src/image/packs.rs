@@ -1,0 +1,430 @@
+//! Deduplicating stores ("fleet stores", `image --dedup`): many machines' images in one
+//! folder (local, on a network store, or `s3://bucket/prefix`), each chunk stored once.
+//!
+//! **Layout** of a store folder `DIR`:
+//! - `DIR/NAME.lbi`: each image, small: a header with [`FLAG_PACKED`], its metadata, its
+//!   index and its footer, but no frames. Its records point into packs.
+//! - `DIR/packs/XXXXXXXX.pack`: frames (zstd or raw, as in any image), about
+//!   [`PACK_TARGET`] bytes each, named by a random 31-bit ID. A record's `file_offset` is a
+//!   *pack address*: bit 63 set, the pack ID in bits 32..63, the offset in the pack below.
+//! - `DIR/index/ID.idx`: one per image written, listing the records of the frames that image
+//!   added to packs (hash, pack address, stored length, codec, place in its frame). A writer
+//!   loads every index to learn what the store already holds.
+//!
+//! **Writing** ([`PackWriter`]): the job passes the store's known hashes to the encoder, which
+//! leaves known blocks out of the frames it compresses; the writer points their records at
+//! the packs that hold them and appends new frames to a pack of its own. A pack's name is
+//! reserved when it starts (created exclusively: `O_EXCL`, or `If-None-Match: *` in S3), so
+//! two writers never share one; its bytes are written when it is full. Then, in this order:
+//! every pack is durable, the image's index file is written, and last the image itself. A
+//! run that stops earlier leaves packs (and perhaps an index) that no image names: space, not
+//! damage; a later writer may even reuse their chunks.
+//!
+//! **Reading**: [`super::volumes::VolumeFile`] maps pack addresses to `DIR/packs/…`, so the
+//! reader, `verify`, `restore` and every other command read a packed image as any other.
+//!
+//! **Concurrency**: writers only create new objects (packs with reserved names, index files
+//! and images with unique names), so any number may write at once. Nothing here deletes.
+//!
+//! Not built: encryption in a deduplicating store (it needs one ID key per store) and a
+//! garbage collector for packs no image uses (`Error::Unsupported` / not present).
+
+use super::format::{Codec, Record, RECORD_LEN};
+use crate::error::{Error, Result};
+use crate::store::s3;
+use crossbeam_channel::{bounded, Sender};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Bit 63 of a record's `file_offset`: the frame is in a pack.
+pub const PACKED_BIT: u64 = 1 << 63;
+
+/// About how many bytes one pack holds before the next one starts.
+pub const PACK_TARGET: usize = 32 << 20;
+
+/// The magic at the start of an index file.
+const INDEX_MAGIC: [u8; 8] = *b"LBPKIDX1";
+
+/// The place of a stored record: (file offset, stored length, codec, frame offset).
+pub type Place = (u64, u32, Codec, u32);
+
+/// The pack address of byte `at` of pack `id`.
+pub fn address(id: u32, at: u32) -> u64 {
+    PACKED_BIT | (u64::from(id & 0x7fff_ffff) << 32) | u64::from(at)
+}
+
+/// Whether `offset` is a pack address.
+pub fn is_address(offset: u64) -> bool {
+    offset & PACKED_BIT != 0
+}
+
+/// A pack address's (pack ID, offset in the pack).
+pub fn split(offset: u64) -> (u32, u32) {
+    (((offset >> 32) & 0x7fff_ffff) as u32, offset as u32)
+}
+
+/// `DIR/packs/XXXXXXXX.pack`: pack `id` of the store `dir`.
+pub fn pack_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join("packs").join(format!("{id:08x}.pack"))
+}
+
+/// `DIR/index`: the store's index files.
+pub fn index_dir(dir: &Path) -> PathBuf {
+    dir.join("index")
+}
+
+/// Creates `path` with `data` unless it exists: false when it does. Local files are created
+/// with `O_EXCL` and synced; S3 objects with `If-None-Match: *`.
+fn put_new(path: &Path, data: &[u8]) -> std::io::Result<bool> {
+    if s3::is_s3(path) {
+        return s3::put_new(path, data);
+    }
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    f.write_all(data)?;
+    f.sync_all()?;
+    Ok(true)
+}
+
+/// Replaces the content of `path` (a pack whose name was reserved) with `data`, durably.
+fn put(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    if s3::is_s3(path) {
+        return s3::put(path, data);
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// Reads all of the (small) file or object `path`.
+fn get(path: &Path) -> std::io::Result<Vec<u8>> {
+    if s3::is_s3(path) {
+        return s3::get(path);
+    }
+    std::fs::read(path)
+}
+
+/// The files (objects) directly in `dir`; none when it does not exist.
+fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if s3::is_s3(dir) {
+        return s3::list_folder(dir);
+    }
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            v.sort();
+            Ok(v)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the store `dir`'s index file `name` listing `records` (those of new frames).
+fn write_index(dir: &Path, name: &str, records: &[Record]) -> Result<PathBuf> {
+    let mut b = Vec::with_capacity(20 + records.len() * RECORD_LEN);
+    b.extend_from_slice(&INDEX_MAGIC);
+    b.extend_from_slice(&(records.len() as u64).to_le_bytes());
+    for r in records {
+        r.encode(&mut b);
+    }
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    let path = index_dir(dir).join(format!("{name}.idx"));
+    match put_new(&path, &b) {
+        Ok(true) => Ok(path),
+        Ok(false) => Err(Error::Refused {
+            path: path.clone(),
+            reason: "an index file of that name exists".into(),
+        }),
+        Err(e) => Err(Error::io("writing", &path, e)),
+    }
+}
+
+/// Decodes an index file's records; the error says what is wrong.
+fn read_index(b: &[u8]) -> std::result::Result<Vec<Record>, String> {
+    if b.len() < 20 || b[..8] != INDEX_MAGIC {
+        return Err("not a Lifeboat pack index".into());
+    }
+    let (body, crc) = b.split_at(b.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err("its checksum does not match (damaged or cut short)".into());
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&body[8..16]);
+    let count = u64::from_le_bytes(n) as usize;
+    let recs = &body[16..];
+    if recs.len() != count.saturating_mul(RECORD_LEN) {
+        return Err(format!(
+            "{count} records do not fit its {} bytes",
+            recs.len()
+        ));
+    }
+    recs.chunks_exact(RECORD_LEN)
+        .enumerate()
+        .map(|(i, c)| {
+            Record::decode(c, i as u64, 16 + (i * RECORD_LEN) as u64).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// What a store already holds: every stored record's place, by hash, from its index files.
+/// A damaged index file is skipped (its chunks are stored again), never trusted.
+pub fn load_known(dir: &Path) -> Result<(HashMap<[u8; 32], Place>, Vec<String>)> {
+    let idx = index_dir(dir);
+    let files = list(&idx).map_err(|e| Error::io("listing", &idx, e))?;
+    let mut known = HashMap::new();
+    let mut skipped = Vec::new();
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|x| x == "idx"))
+    {
+        let b = get(f).map_err(|e| Error::io("reading", f, e))?;
+        match read_index(&b) {
+            Ok(recs) => {
+                for r in recs {
+                    if r.codec.stored_here() && is_address(r.file_offset) {
+                        known.entry(r.hash).or_insert((
+                            r.file_offset,
+                            r.stored_len,
+                            r.codec,
+                            r.frame_offset,
+                        ));
+                    }
+                }
+            }
+            Err(why) => skipped.push(format!("{}: {why}", f.display())),
+        }
+    }
+    Ok((known, skipped))
+}
+
+/// A pack being filled, or handed to the writer thread.
+struct Pack {
+    id: u32,
+    data: Vec<u8>,
+}
+
+/// Appends frames to packs of the store `dir` (see the module doc).
+pub struct PackWriter {
+    dir: PathBuf,
+    current: Option<Pack>,
+    /// Packs handed to the thread that writes them.
+    tx: Option<Sender<Pack>>,
+    worker: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    /// The IDs of the packs this writer made.
+    made: Vec<u32>,
+    /// Bytes of frames added.
+    bytes: u64,
+}
+
+impl std::fmt::Debug for PackWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackWriter")
+            .field("dir", &self.dir)
+            .field("made", &self.made.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PackWriter {
+    /// A writer of packs into the store `dir`.
+    pub fn new(dir: &Path) -> PackWriter {
+        let (tx, rx) = bounded::<Pack>(1);
+        let d = dir.to_path_buf();
+        let worker = std::thread::spawn(move || {
+            let mut first_err = None;
+            for p in rx {
+                if first_err.is_none() {
+                    if let Err(e) = put(&pack_path(&d, p.id), &p.data) {
+                        first_err = Some(std::io::Error::new(
+                            e.kind(),
+                            format!("writing {}: {e}", pack_path(&d, p.id).display()),
+                        ));
+                    }
+                }
+            }
+            first_err.map_or(Ok(()), Err)
+        });
+        PackWriter {
+            dir: dir.to_path_buf(),
+            current: None,
+            tx: Some(tx),
+            worker: Some(worker),
+            made: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Reserves a new pack's name.
+    fn start_pack(&mut self) -> Result<Pack> {
+        for _ in 0..64 {
+            let id = getrandom::u32()
+                .map_err(|e| Error::io("naming a pack in", &self.dir, std::io::Error::other(e)))?
+                & 0x7fff_ffff;
+            let path = pack_path(&self.dir, id);
+            match put_new(&path, &[]) {
+                Ok(true) => {
+                    self.made.push(id);
+                    return Ok(Pack {
+                        id,
+                        data: Vec::with_capacity(PACK_TARGET + (8 << 20)),
+                    });
+                }
+                Ok(false) => continue,
+                Err(e) => return Err(Error::io("creating", &path, e)),
+            }
+        }
+        Err(Error::Refused {
+            path: self.dir.join("packs"),
+            reason: "64 random pack names in a row were taken".into(),
+        })
+    }
+
+    /// Appends `frame`; its pack address.
+    pub fn add(&mut self, frame: &[u8]) -> Result<u64> {
+        if self.current.is_none() {
+            self.current = Some(self.start_pack()?);
+        }
+        let Some(p) = self.current.as_mut() else {
+            return Err(Error::Unsupported("a pack that vanished".into()));
+        };
+        let at = address(p.id, p.data.len() as u32);
+        p.data.extend_from_slice(frame);
+        self.bytes += frame.len() as u64;
+        if p.data.len() >= PACK_TARGET {
+            self.hand_over()?;
+        }
+        Ok(at)
+    }
+
+    /// Hands the current pack to the writer thread.
+    fn hand_over(&mut self) -> Result<()> {
+        if let (Some(p), Some(tx)) = (self.current.take(), &self.tx) {
+            let path = pack_path(&self.dir, p.id);
+            tx.send(p).map_err(|_| {
+                Error::io(
+                    "writing",
+                    &path,
+                    std::io::Error::other("the pack writer stopped"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of frames added so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Writes the last pack and waits until every pack is durable; then writes the index
+    /// file `name` of the frames added (`records`: the image's records, of which those in this
+    /// writer's packs are listed).
+    pub fn finish(mut self, name: &str, records: &[Record]) -> Result<()> {
+        self.hand_over()?;
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            w.join()
+                .map_err(|_| Error::Unsupported("the pack writer panicked".into()))?
+                .map_err(|e| Error::io("writing packs in", &self.dir, e))?;
+        }
+        let mine: std::collections::HashSet<u32> = self.made.iter().copied().collect();
+        let mut seen = std::collections::HashSet::new();
+        let new: Vec<Record> = records
+            .iter()
+            .filter(|r| {
+                r.codec.stored_here()
+                    && is_address(r.file_offset)
+                    && mine.contains(&split(r.file_offset).0)
+                    && seen.insert(r.hash)
+            })
+            .cloned()
+            .collect();
+        write_index(&self.dir, name, &new)?;
+        Ok(())
+    }
+}
+
+impl Drop for PackWriter {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_round_trip_and_are_told_from_offsets() {
+        let a = address(0x1234_5678, 99);
+        assert!(is_address(a) && !is_address(4096));
+        assert_eq!(split(a), (0x1234_5678, 99));
+        assert_eq!(
+            split(address(0xffff_ffff, u32::MAX)),
+            (0x7fff_ffff, u32::MAX)
+        );
+    }
+
+    #[test]
+    fn index_files_round_trip_and_damage_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let r = Record {
+            disk_offset: 65536,
+            raw_len: 4096,
+            stored_len: 100,
+            file_offset: address(7, 4096),
+            codec: Codec::Zstd,
+            frame_offset: 0,
+            hash: [3; 32],
+        };
+        let p = write_index(d.path(), "one", &[r.clone()]).unwrap();
+        let (known, skipped) = load_known(d.path()).unwrap();
+        assert!(skipped.is_empty());
+        assert_eq!(
+            known.get(&[3; 32]),
+            Some(&(address(7, 4096), 100, Codec::Zstd, 0))
+        );
+        // a name is never written twice
+        assert!(write_index(d.path(), "one", &[r]).is_err());
+        // a flipped byte: skipped, and said so
+        let mut b = std::fs::read(&p).unwrap();
+        b[30] ^= 1;
+        std::fs::write(&p, b).unwrap();
+        let (known, skipped) = load_known(d.path()).unwrap();
+        assert!(known.is_empty() && skipped.len() == 1, "{skipped:?}");
+    }
+
+    #[test]
+    fn packs_get_names_of_their_own_and_hold_the_frames() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = PackWriter::new(d.path());
+        let a = w.add(b"first frame").unwrap();
+        let b = w.add(b"second").unwrap();
+        assert_eq!(split(a).0, split(b).0);
+        assert_eq!(split(b).1, 11);
+        let (id, _) = split(a);
+        w.finish("img", &[]).unwrap();
+        let bytes = std::fs::read(pack_path(d.path(), id)).unwrap();
+        assert_eq!(bytes, b"first framesecond");
+        assert!(index_dir(d.path()).join("img.idx").is_file());
+    }
+}
