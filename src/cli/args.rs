@@ -236,6 +236,21 @@ pub enum Command {
     ///   lifeboat prune /mnt/usb --keep laptop-week48.lbi --keep laptop-20261201-030000-incr.lbi
     #[command(verbatim_doc_comment)]
     Prune(PruneArgs),
+    /// Free the space in a deduplicating store (image --dedup) that no image uses any more.
+    ///
+    /// Deleting an image from a store (rm, or the S3 store's own tools) leaves its chunks in
+    /// the store's packs, where other images may still use them. gc reads every image in
+    /// DIR, deletes the packs none of them uses, and drops those packs' chunks from the
+    /// store's index, so that no later image counts on them. It waits until no image is being
+    /// written into the store (writers hold a lock there), and writers that start meanwhile
+    /// wait for it. Every image in DIR must be readable, or nothing is deleted. The list is
+    /// printed first; deleting needs --yes or typing "delete".
+    ///
+    /// Examples:
+    ///   lifeboat gc /mnt/nas/fleet --dry-run
+    ///   lifeboat gc s3://backups/pcs --yes
+    #[command(verbatim_doc_comment)]
+    Gc(GcArgs),
     /// Serve an image (any chain member) as a disk over NBD, for qemu, qemu-img and nbd-client.
     ///
     /// Nothing is restored or unpacked: each read decodes only the chunks it needs (kept in a
@@ -875,6 +890,22 @@ pub struct BootTestArgs {
     #[arg(long, value_name = "N", default_value_t = crate::access::DEFAULT_CACHE_BYTES >> 20)]
     pub cache_mib: u64,
     /// Print the report as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The arguments of `lifeboat prune`.
+#[derive(Debug, clap::Args)]
+pub struct GcArgs {
+    /// The store: a folder, or s3://BUCKET/PREFIX.
+    pub dir: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Print what would be deleted and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON. Requires --yes or --dry-run.
     #[arg(long)]
     pub json: bool,
 }

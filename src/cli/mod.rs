@@ -95,6 +95,7 @@ fn run_command(command: Command) -> anyhow::Result<Exit> {
         Command::Clone(a) => return clone::clone(&a),
         Command::Merge(a) => merge::merge(&a)?,
         Command::Prune(a) => prune::prune(&a)?,
+        Command::Gc(a) => prune::gc(&a)?,
         Command::Mount(a) => return mount::mount(&a),
         Command::Umount(a) => mount::umount(&a)?,
         Command::Serve(a) => serve::serve(&a)?,

@@ -1,7 +1,7 @@
 //! `lifeboat prune`: deleting the images no kept image needs, after listing them and asking,
 //! then proving every kept chain still opens.
 
-use super::args::PruneArgs;
+use super::args::{GcArgs, PruneArgs};
 use super::common::{print_json, typed};
 use crate::image::Chain;
 use crate::jobs::chain as chains;
@@ -83,4 +83,67 @@ pub fn prune(a: &PruneArgs) -> anyhow::Result<()> {
         plan.delete.len()
     );
     Ok(())
+}
+
+/// `lifeboat gc`.
+pub fn gc(a: &GcArgs) -> anyhow::Result<()> {
+    use crate::image::packs;
+    if a.json && !(a.yes || a.dry_run) {
+        bail!("--json needs --yes or --dry-run (there is no prompt in JSON mode)");
+    }
+    if !packs::is_store(&a.dir) {
+        bail!(
+            "{} is not a deduplicating store (it has no packs/ or index/; see image --dedup)",
+            a.dir.display()
+        );
+    }
+    let show = |r: &packs::GcReport, done: bool| -> anyhow::Result<()> {
+        let mut o = std::io::stdout().lock();
+        for p in &r.unused_packs {
+            writeln!(
+                o,
+                "{} {}",
+                if done { "deleted" } else { "delete" },
+                p.display()
+            )?;
+        }
+        writeln!(
+            o,
+            "{} image{} read; {} of {} pack{} unused: {} of {}{}",
+            r.images,
+            if r.images == 1 { "" } else { "s" },
+            r.unused_packs.len(),
+            r.packs,
+            if r.packs == 1 { "" } else { "s" },
+            human_bytes(r.unused_bytes),
+            human_bytes(r.pack_bytes),
+            if done { " freed" } else { " to free" }
+        )?;
+        Ok(())
+    };
+    let first = packs::gc(&a.dir, true)?;
+    if a.dry_run || first.unused_packs.is_empty() {
+        if a.json {
+            return print_json(&first);
+        }
+        return show(&first, false);
+    }
+    if !a.yes {
+        show(&first, false)?;
+        if !std::io::stdin().is_terminal() {
+            bail!("refusing to delete without confirmation: pass --yes (stdin is not a terminal)");
+        }
+        let prompt = format!(
+            "Type delete to delete {} pack(s): ",
+            first.unused_packs.len()
+        );
+        if !typed(&prompt, "delete")? {
+            bail!("not confirmed; nothing was deleted");
+        }
+    }
+    let done = packs::gc(&a.dir, false)?;
+    if a.json {
+        return print_json(&done);
+    }
+    show(&done, true)
 }

@@ -24,10 +24,16 @@
 //! reader, `verify`, `restore` and every other command read a packed image as any other.
 //!
 //! **Concurrency**: writers only create new objects (packs with reserved names, index files
-//! and images with unique names), so any number may write at once. Nothing here deletes.
+//! and images with unique names), so any number may write at once. Deleting is [`gc`]'s
+//! alone: it removes packs that no image in the folder uses, and only while no writer runs.
+//! Writers hold a lock (`DIR/locks/write-ID.lock`, refreshed every minute) from before they
+//! read the index until their image is written and checked; the collector holds
+//! `DIR/locks/gc-ID.lock`, waits until no writer's lock is left, and writers that find it
+//! wait until it is gone. A lock not refreshed for 30 minutes is a dead run's and is
+//! ignored. So a chunk a writer counts on cannot be deleted under it, and a collection never
+//! sees an image half-written.
 //!
-//! Not built: encryption in a deduplicating store (it needs one ID key per store) and a
-//! garbage collector for packs no image uses (`Error::Unsupported` / not present).
+//! Not built: encryption in a deduplicating store (it needs one ID key per store).
 
 use super::format::{Codec, Record, RECORD_LEN};
 use crate::error::{Error, Result};
@@ -211,6 +217,366 @@ pub fn load_known(dir: &Path) -> Result<(HashMap<[u8; 32], Place>, Vec<String>)>
         }
     }
     Ok((known, skipped))
+}
+
+/// Deletes the file or object `path` (one already gone is fine).
+fn delete(path: &Path) -> std::io::Result<()> {
+    if s3::is_s3(path) {
+        return s3::delete(path);
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+/// The files in `dir` with their sizes.
+fn list_sizes(dir: &Path) -> std::io::Result<Vec<(PathBuf, u64)>> {
+    if s3::is_s3(dir) {
+        return s3::list_folder_sizes(dir);
+    }
+    Ok(list(dir)?
+        .into_iter()
+        .map(|p| {
+            let l = std::fs::metadata(&p).map_or(0, |m| m.len());
+            (p, l)
+        })
+        .collect())
+}
+
+/// `DIR/locks`: who is writing or collecting.
+fn locks_dir(dir: &Path) -> PathBuf {
+    dir.join("locks")
+}
+
+/// A lock not refreshed for this long belongs to a run that died (writers refresh theirs
+/// every [`LOCK_REFRESH`]).
+pub const LOCK_STALE_SECS: u64 = 30 * 60;
+
+/// How often a lock is refreshed.
+const LOCK_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn lock_body(kind: &str) -> Vec<u8> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    serde_json::json!({
+        "kind": kind,
+        "refreshed_unix": unix_now(),
+        "host": host.trim(),
+        "pid": std::process::id(),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// One lock in `DIR/locks`: its path, kind ("write" or "gc") and when it was refreshed.
+#[derive(Debug, Clone)]
+struct LockInfo {
+    path: PathBuf,
+    kind: String,
+    refreshed_unix: u64,
+    host: String,
+}
+
+impl LockInfo {
+    fn stale(&self) -> bool {
+        unix_now().saturating_sub(self.refreshed_unix) > LOCK_STALE_SECS
+    }
+}
+
+/// The locks of the store `dir` (a lock that cannot be read counts as a fresh one of
+/// unknown kind: it blocks everything until it is gone or stale).
+fn read_locks(dir: &Path) -> Result<Vec<LockInfo>> {
+    let ld = locks_dir(dir);
+    let mut out = Vec::new();
+    for p in list(&ld).map_err(|e| Error::io("listing", &ld, e))? {
+        let v: serde_json::Value = match get(&p) {
+            Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("reading", &p, e)),
+        };
+        out.push(LockInfo {
+            path: p,
+            kind: v["kind"].as_str().unwrap_or("unknown").to_string(),
+            refreshed_unix: v["refreshed_unix"].as_u64().unwrap_or_else(unix_now),
+            host: v["host"].as_str().unwrap_or("?").to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// How long a writer waits for a collection to end, and a collection for writers: 10
+/// minutes, or `LIFEBOAT_STORE_LOCK_WAIT` seconds.
+fn lock_wait() -> std::time::Duration {
+    std::time::Duration::from_secs(
+        std::env::var("LIFEBOAT_STORE_LOCK_WAIT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(600),
+    )
+}
+
+/// A lock held in a store: refreshed by a thread, deleted when dropped.
+#[derive(Debug)]
+pub struct StoreLock {
+    path: PathBuf,
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    refresher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StoreLock {
+    /// Creates a lock of `kind` in `dir` under a new name.
+    fn create(dir: &Path, kind: &str) -> Result<PathBuf> {
+        let id = getrandom::u64()
+            .map_err(|e| Error::io("naming a lock in", dir, std::io::Error::other(e)))?;
+        let path = locks_dir(dir).join(format!("{kind}-{id:016x}.lock"));
+        match put_new(&path, &lock_body(kind)) {
+            Ok(true) => Ok(path),
+            Ok(false) => Err(Error::Refused {
+                path,
+                reason: "a lock of that random name exists".into(),
+            }),
+            Err(e) => Err(Error::io("creating", &path, e)),
+        }
+    }
+
+    /// Holds `path` (of `kind`): refreshes it until dropped.
+    fn hold(path: PathBuf, kind: &'static str) -> StoreLock {
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let (p, st) = (path.clone(), std::sync::Arc::clone(&stop));
+        let refresher = std::thread::spawn(move || {
+            let (m, cv) = &*st;
+            let mut stopped = m.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                let (g, _) = cv
+                    .wait_timeout(stopped, LOCK_REFRESH)
+                    .unwrap_or_else(|e| e.into_inner());
+                stopped = g;
+                if *stopped {
+                    return;
+                }
+                let _ = put(&p, &lock_body(kind));
+            }
+        });
+        StoreLock {
+            path,
+            stop,
+            refresher: Some(refresher),
+        }
+    }
+}
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        {
+            let (m, cv) = &*self.stop;
+            *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            cv.notify_all();
+        }
+        if let Some(t) = self.refresher.take() {
+            let _ = t.join();
+        }
+        let _ = delete(&self.path);
+    }
+}
+
+/// Takes a writer's lock in the store `dir`: any number of writers hold one at once, but
+/// none while a collection ([`gc`]) runs. Waits for a running collection (up to
+/// [`lock_wait`]); the error names it.
+pub fn lock_writer(dir: &Path) -> Result<StoreLock> {
+    let deadline = std::time::Instant::now() + lock_wait();
+    loop {
+        let mine = StoreLock::create(dir, "write")?;
+        let gcs: Vec<LockInfo> = read_locks(dir)?
+            .into_iter()
+            .filter(|l| l.path != mine && l.kind != "write" && !l.stale())
+            .collect();
+        let Some(g) = gcs.first() else {
+            return Ok(StoreLock::hold(mine, "write"));
+        };
+        let _ = delete(&mine);
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Refused {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "the store is being cleaned up (lifeboat gc, {} on {}); try again when it \
+                     ends",
+                    g.path.display(),
+                    g.host
+                ),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+}
+
+/// Takes the collector's lock in `dir`: waits until no writer holds a lock (up to
+/// [`lock_wait`]); refuses when another collection runs.
+fn lock_gc(dir: &Path) -> Result<StoreLock> {
+    let mine = StoreLock::create(dir, "gc")?;
+    let held = StoreLock::hold(mine.clone(), "gc");
+    let deadline = std::time::Instant::now() + lock_wait();
+    loop {
+        let others: Vec<LockInfo> = read_locks(dir)?
+            .into_iter()
+            .filter(|l| l.path != mine && !l.stale())
+            .collect();
+        if let Some(g) = others.iter().find(|l| l.kind != "write") {
+            return Err(Error::Refused {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "another clean-up holds {} (on {})",
+                    g.path.display(),
+                    g.host
+                ),
+            });
+        }
+        if others.is_empty() {
+            return Ok(held);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Refused {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "{} image(s) are being written into the store (locks {}); nothing was \
+                     deleted, try again when they end",
+                    others.len(),
+                    others
+                        .iter()
+                        .map(|l| l.path.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+}
+
+/// What a collection found and did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GcReport {
+    /// The store.
+    pub store: PathBuf,
+    /// Images read (every one in the folder).
+    pub images: usize,
+    /// Packs in the store before.
+    pub packs: usize,
+    /// Their bytes.
+    pub pack_bytes: u64,
+    /// The packs no image uses (deleted unless `dry_run`).
+    pub unused_packs: Vec<PathBuf>,
+    /// Their bytes.
+    pub unused_bytes: u64,
+    /// Index files rewritten without those packs' chunks, and deleted.
+    pub index_rewritten: usize,
+    /// Index files deleted (all their packs unused).
+    pub index_deleted: usize,
+    /// Only reported, nothing deleted.
+    pub dry_run: bool,
+}
+
+/// Deletes what no image in the store `dir` uses: packs that no image's records point
+/// into (left by deleted images, or by writers that died), and their chunks from the index
+/// files, so no later writer counts on them. Safe with writers: it waits until none writes
+/// and keeps them out while it runs ([`lock_writer`]). Every image in the folder must be
+/// readable: one that is not (damaged, or encrypted without its key) stops it before
+/// anything is deleted, since what that image uses is unknown.
+pub fn gc(dir: &Path, dry_run: bool) -> Result<GcReport> {
+    let _lock = lock_gc(dir)?;
+    let mut report = GcReport {
+        store: dir.to_path_buf(),
+        dry_run,
+        ..GcReport::default()
+    };
+    let mut used = std::collections::HashSet::new();
+    let files = list(dir).map_err(|e| Error::io("listing", dir, e))?;
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|x| x == "lbi"))
+    {
+        let r = super::ImageReader::open(f).map_err(|e| Error::Refused {
+            path: f.clone(),
+            reason: format!(
+                "it cannot be read ({e}), so the chunks it uses are unknown; nothing was \
+                 deleted (move it out of the store, or mend it, first)"
+            ),
+        })?;
+        report.images += 1;
+        for rec in r.records() {
+            if rec.codec.stored_here() && is_address(rec.file_offset) {
+                used.insert(split(rec.file_offset).0);
+            }
+        }
+    }
+    let pd = dir.join("packs");
+    let mut doomed = std::collections::HashSet::new();
+    for (p, len) in list_sizes(&pd).map_err(|e| Error::io("listing", &pd, e))? {
+        let Some(id) = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".pack"))
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+        else {
+            continue;
+        };
+        report.packs += 1;
+        report.pack_bytes += len;
+        if !used.contains(&id) {
+            doomed.insert(id);
+            report.unused_packs.push(p);
+            report.unused_bytes += len;
+        }
+    }
+    // first no index may name a doomed pack (a writer must never count on one), then the
+    // packs go: a collection that stops half-way leaves unused packs, never missing ones
+    let idx = index_dir(dir);
+    for f in list(&idx).map_err(|e| Error::io("listing", &idx, e))? {
+        let b = get(&f).map_err(|e| Error::io("reading", &f, e))?;
+        let Ok(recs) = read_index(&b) else {
+            continue; // writers skip it anyway
+        };
+        let keep: Vec<Record> = recs
+            .iter()
+            .filter(|r| !doomed.contains(&split(r.file_offset).0))
+            .cloned()
+            .collect();
+        if keep.len() == recs.len() {
+            continue;
+        }
+        if keep.is_empty() {
+            report.index_deleted += 1;
+        } else {
+            report.index_rewritten += 1;
+            if !dry_run {
+                let id = getrandom::u64()
+                    .map_err(|e| Error::io("naming an index in", dir, std::io::Error::other(e)))?;
+                write_index(dir, &format!("gc-{id:016x}"), &keep)?;
+            }
+        }
+        if !dry_run {
+            delete(&f).map_err(|e| Error::io("deleting", &f, e))?;
+        }
+    }
+    if !dry_run {
+        for p in &report.unused_packs {
+            delete(p).map_err(|e| Error::io("deleting", p, e))?;
+        }
+    }
+    Ok(report)
+}
+
+/// Whether `dir` is a deduplicating store (it has packs or an index).
+pub fn is_store(dir: &Path) -> bool {
+    if s3::is_s3(dir) {
+        return list(&index_dir(dir)).is_ok_and(|v| !v.is_empty());
+    }
+    index_dir(dir).is_dir() || dir.join("packs").is_dir()
 }
 
 /// A pack being filled, or handed to the writer thread.

@@ -904,6 +904,14 @@ pub fn run_on(
     };
     let hasher = plan.content_hash()?;
     // a deduplicating store: what it holds already is left out of the frames, and found there
+    // (the writer's lock keeps a collection from deleting what it counts on, until its
+    // image is written and checked)
+    let _store_lock = if plan.dedup {
+        let dir = crate::image::volumes::parent_dir(&plan.output);
+        Some(crate::image::packs::lock_writer(&dir)?)
+    } else {
+        None
+    };
     let store = if plan.dedup {
         let dir = crate::image::volumes::parent_dir(&plan.output);
         let (places, skipped) = crate::image::packs::load_known(&dir)?;

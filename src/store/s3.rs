@@ -801,6 +801,23 @@ pub fn list_folder(dir: &Path) -> io::Result<Vec<PathBuf>> {
         .collect())
 }
 
+/// [`list_folder`] with each object's size.
+pub fn list_folder_sizes(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
+    let d = S3Path::of(dir)?;
+    let prefix = if d.key.is_empty() || d.key.ends_with('/') {
+        d.key.clone()
+    } else {
+        format!("{}/", d.key)
+    };
+    let client = Client::from_env()?;
+    Ok(client
+        .list(&d.bucket, &prefix)?
+        .into_iter()
+        .filter(|(k, _)| k.len() > prefix.len() && !k[prefix.len()..].contains('/'))
+        .map(|(k, n)| (PathBuf::from(format!("s3://{}/{k}", d.bucket)), n))
+        .collect())
+}
+
 /// Aborts every unfinished upload of the object `path` (left by a run that was killed):
 /// how many there were.
 pub fn clean_uploads(path: &Path) -> io::Result<usize> {
