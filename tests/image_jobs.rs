@@ -156,6 +156,7 @@ fn spec_for(disk: &Path, output: PathBuf) -> image::ImageSpec {
         rescue: None,
         full_swap: false,
         encrypt: None,
+        dedup: false,
     }
 }
 

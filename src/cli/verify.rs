@@ -55,8 +55,60 @@ impl From<&VerifyArgs> for VerifyJob {
     }
 }
 
+/// `lifeboat verify DIR` of a deduplicating store: every image in it, one after another;
+/// the damaged ones are listed at the end, and make the exit status 1.
+fn verify_store(a: &VerifyArgs) -> anyhow::Result<()> {
+    use crate::image::packs;
+    let images = packs::images(&a.file)?;
+    let (_, skipped) = packs::load_known(&a.file)?;
+    let mut failed = Vec::new();
+    for img in &images {
+        let one = VerifyArgs {
+            file: img.clone(),
+            search: a.search.clone(),
+            json: a.json,
+            threads: a.threads,
+        };
+        if let Err(e) = verify(&one) {
+            if !a.json {
+                eprintln!("{}: DAMAGED: {e:#}", img.display());
+            }
+            failed.push(img.display().to_string());
+        }
+    }
+    for s in &skipped {
+        eprintln!("index skipped (writers store its chunks again): {s}");
+    }
+    if !a.json {
+        println!(
+            "store {}: {} image{}, {} intact{}",
+            a.file.display(),
+            images.len(),
+            if images.len() == 1 { "" } else { "s" },
+            images.len() - failed.len(),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(", {} damaged index file(s)", skipped.len())
+            }
+        );
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} of {} images in the store are damaged: {}",
+            failed.len(),
+            images.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// `lifeboat verify`.
 pub fn verify(a: &VerifyArgs) -> anyhow::Result<()> {
+    if crate::image::packs::is_store(&a.file) && !a.file.is_file() {
+        return verify_store(a);
+    }
     let (file, json) = (a.file.as_path(), a.json);
     let job = Job::Verify(VerifyJob::from(a));
     let s = summary_of!(

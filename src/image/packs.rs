@@ -55,6 +55,9 @@ const INDEX_MAGIC: [u8; 8] = *b"LBPKIDX1";
 /// The place of a stored record: (file offset, stored length, codec, frame offset).
 pub type Place = (u64, u32, Codec, u32);
 
+/// Where a store holds each chunk it holds, by hash.
+pub type Known = HashMap<[u8; 32], Place>;
+
 /// The pack address of byte `at` of pack `id`.
 pub fn address(id: u32, at: u32) -> u64 {
     PACKED_BIT | (u64::from(id & 0x7fff_ffff) << 32) | u64::from(at)
@@ -190,7 +193,7 @@ fn read_index(b: &[u8]) -> std::result::Result<Vec<Record>, String> {
 
 /// What a store already holds: every stored record's place, by hash, from its index files.
 /// A damaged index file is skipped (its chunks are stored again), never trusted.
-pub fn load_known(dir: &Path) -> Result<(HashMap<[u8; 32], Place>, Vec<String>)> {
+pub fn load_known(dir: &Path) -> Result<(Known, Vec<String>)> {
     let idx = index_dir(dir);
     let files = list(&idx).map_err(|e| Error::io("listing", &idx, e))?;
     let mut known = HashMap::new();
@@ -571,6 +574,15 @@ pub fn gc(dir: &Path, dry_run: bool) -> Result<GcReport> {
     Ok(report)
 }
 
+/// The images (`*.lbi`) in the store `dir`, in name order.
+pub fn images(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(list(dir)
+        .map_err(|e| Error::io("listing", dir, e))?
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|x| x == "lbi"))
+        .collect())
+}
+
 /// Whether `dir` is a deduplicating store (it has packs or an index).
 pub fn is_store(dir: &Path) -> bool {
     if s3::is_s3(dir) {
@@ -762,7 +774,7 @@ mod tests {
             frame_offset: 0,
             hash: [3; 32],
         };
-        let p = write_index(d.path(), "one", &[r.clone()]).unwrap();
+        let p = write_index(d.path(), "one", &[r]).unwrap();
         let (known, skipped) = load_known(d.path()).unwrap();
         assert!(skipped.is_empty());
         assert_eq!(
