@@ -557,7 +557,8 @@ pub struct ImageArgs {
 pub struct VerifyArgs {
     /// The image file; or its http://, https:// or s3://BUCKET/KEY URL (read with range
     /// requests; its ancestors are looked for next to it); or smb://, nfs:// or sftp:// (its folder is
-    /// mounted for the command).
+    /// mounted for the command). Or a deduplicating store (image --dedup), a folder or
+    /// s3://BUCKET/PREFIX: every image in it is verified.
     pub file: PathBuf,
     /// Also look for ancestors in DIR (repeatable; the image's folder comes first).
     #[arg(long, value_name = "DIR")]

@@ -1,9 +1,10 @@
-//! The Lifeboat image format, version 1.4. This comment is the specification; `docs/FORMAT.md`
-//! repeats it for readers without the source. Readers of 1.4 read 1.3, 1.2, 1.1 and 1.0
+//! The Lifeboat image format, version 1.5. This comment is the specification; `docs/FORMAT.md`
+//! repeats it for readers without the source. Readers of 1.5 read 1.4, 1.3, 1.2, 1.1 and 1.0
 //! images unchanged. 1.2 added split images (volumes, below); 1.3 added missing ranges
 //! (codec 5, written by `image --rescue` for what a failing disk could not give); 1.4 added
-//! encrypted images (below). Other images are still written as 1.1 (1.2 when split), so
-//! older readers read them.
+//! encrypted images (below); 1.5 packed images, whose frames are in a deduplicating store's
+//! packs (below). Other images are still written as 1.1 (1.2 when split), so older readers
+//! read them.
 //!
 //! One image is one file (or one set of volumes, read as one file), written front to back as a
 //! stream and then sealed by a footer:
@@ -31,7 +32,7 @@
 //! | 0 | 8 | magic `LIFEBOAT` |
 //! | 8 | 2 | major version = 1 (readers refuse others: `UnsupportedVersion`) |
 //! | 10 | 2 | minor version: 1, 2 for a split image, 3 for an image that may hold missing ranges, 4 for an encrypted image (1.0 images have 0 here and in every 1.1 field) |
-//! | 12 | 4 | flags: bit 0 = split into volumes (1.2); bit 1 = encrypted (1.4); any other bit set is refused |
+//! | 12 | 4 | flags: bit 0 = split into volumes (1.2); bit 1 = encrypted (1.4); bit 2 = packed (1.5); any other bit set is refused |
 //! | 16 | 4 | header length = 4096 |
 //! | 20 | 4 | reserved, 0 |
 //! | 24 | 16 | image ID (random) |
@@ -173,6 +174,22 @@
 //! - What stays clear: the header (sizes, times, IDs, the chunk and block sizes, the slots)
 //!   and the footer (section offsets, the record count, the bytes described, the root hash).
 //!   The stored length of each frame shows through the file layout.
+//!
+//! **Packed images** (1.5, `image --dedup`, `image/packs.rs`). Flag bit 2 is set and the
+//! minor version is 5. The image file holds the header, the metadata, the index and the
+//! footer, and no frames: the metadata starts at byte 4096. Every stored record's file
+//! offset is a *pack address*: bit 63 set, bits 32..63 a pack ID, bits 0..32 the offset of
+//! the frame in that pack. The pack is the file (or object) `packs/XXXXXXXX.pack` (the ID in
+//! eight lower-case hex digits) in the image's own folder, and holds frames end to end
+//! exactly as a plain image stores them (zstd or raw); the record's stored length and frame
+//! offset mean what they mean in a plain image, and its hash is checked the same way. A
+//! reader refuses a pack address in an image without the flag, and a file offset without bit
+//! 63 in one with it. Packs are shared: records of many images point into one pack, and one
+//! frame may serve several images. Beside them, `index/ID.idx` files list the records of
+//! the frames each image added (`"LBPKIDX1"`, u64 count, 64-byte records as in the index,
+//! then the CRC-32 of everything before it), for writers to find what the store holds; a
+//! reader of images never needs them. Packed images are full and plain (not encrypted, not
+//! split, no parent).
 //!
 //! **Volumes** (1.2). Where one file cannot hold the image (FAT32 ends files at 4 GiB; the
 //! writer splits there by itself, in volumes of 4 GiB − 1 MiB, or where `--volume-size` asks),
