@@ -1736,7 +1736,9 @@ impl NetServers {
 /// third disk; then images the disk encrypted onto the share (issue 20; the passphrase in a
 /// key file there) and restores it onto a fourth disk; then images it into an S3 bucket
 /// (SeaweedFS on the host; the endpoint and keys from the boot credentials, issue 20) and
-/// restores it from there onto a fifth disk. The host checks the images on the share, the
+/// restores it from there onto a fifth disk; then images it twice into a deduplicating
+/// fleet store in the bucket (`--dedup`: the second image adds no chunks) and restores the
+/// second onto a sixth disk. The host checks the images on the share, the
 /// export and in the bucket (the encrypted one with its passphrase, and for plaintext) and
 /// the restored files.
 #[test]
@@ -1772,6 +1774,7 @@ fn network_stores_smb_and_nfs_standard() {
     let nfs_target = blank(t.path(), "nfs-target.img", 32);
     let enc_target = blank(t.path(), "enc-target.img", 32);
     let s3_target = blank(t.path(), "s3-target.img", 32);
+    let fleet_target = blank(t.path(), "fleet-target.img", 32);
     let nfs_url = servers.nfs_url();
     // the last job logs in with a wrong password, from a file the guest finds on the share
     std::fs::write(servers.share.join("bad.creds"), "password=not-it\n").unwrap();
@@ -1788,6 +1791,9 @@ fn network_stores_smb_and_nfs_standard() {
          restore /store/enc.lbi /dev/vdd --yes --key-file /store/pass.key ; \
          image /dev/vda -o s3://lifeboat/guest/pc.lbi ; \
          restore s3://lifeboat/guest/pc.lbi /dev/vde --yes ; \
+         image /dev/vda -o s3://lifeboat/fleet/a.lbi --dedup ; \
+         image /dev/vda -o s3://lifeboat/fleet/b.lbi --dedup ; \
+         restore s3://lifeboat/fleet/b.lbi /dev/vdf --yes ; \
          info {bad_url}/smb.lbi --credentials /store/bad.creds\" \
          lifeboat.then=poweroff",
         smb_url = servers.smb_url(),
@@ -1809,6 +1815,8 @@ fn network_stores_smb_and_nfs_standard() {
             &format!("{enc_target},bus=virtio"),
             "--disk",
             &format!("{s3_target},bus=virtio"),
+            "--disk",
+            &format!("{fleet_target},bus=virtio"),
             "--append",
             &append,
         ],
@@ -1833,8 +1841,8 @@ fn network_stores_smb_and_nfs_standard() {
     assert!(!text.contains("s3cret"), "the password reached the console");
     let (result, _) = vm.json_line("LIFEBOAT-RESULT", Duration::from_secs(600));
     let jobs = result["jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 11, "{result}\n{}", vm.tail());
-    for j in &jobs[..10] {
+    assert_eq!(jobs.len(), 14, "{result}\n{}", vm.tail());
+    for j in &jobs[..13] {
         assert_eq!(j["exit_code"], 0, "{result}\n{}", vm.tail());
     }
     assert_eq!(jobs[6]["summary"]["encrypted"], true, "{result}");
@@ -1843,8 +1851,8 @@ fn network_stores_smb_and_nfs_standard() {
         "the S3 secret key reached the result"
     );
     // the wrong password: refused, in words, and the password never shown
-    let refused = jobs[10]["error"].as_str().unwrap_or_default();
-    assert_eq!(jobs[10]["exit_code"], 1, "{result}");
+    let refused = jobs[13]["error"].as_str().unwrap_or_default();
+    assert_eq!(jobs[13]["exit_code"], 1, "{result}");
     assert!(refused.contains("access denied"), "{result}");
     assert!(!result.to_string().contains("not-it"), "{result}");
     vm.wait_exit(Duration::from_secs(60));
@@ -1893,13 +1901,31 @@ fn network_stores_smb_and_nfs_standard() {
     same_files(Path::new(&enc_target), &tree);
     // the image in the bucket: one complete object, no upload left unfinished, intact when
     // the host reads it, and its restore in the guest holds the same files
-    assert_eq!(
-        weed.objects()
-            .iter()
-            .map(|o| o.0.as_str())
-            .collect::<Vec<_>>(),
-        ["guest/pc.lbi"]
+    let objects = weed.objects();
+    assert!(
+        objects.iter().any(|o| o.0 == "guest/pc.lbi")
+            && objects.iter().filter(|o| o.0.starts_with("guest/")).count() == 1,
+        "{objects:?}"
     );
+    // the fleet store: two images of the same disk, the second adding no pack of its own
+    let packs = objects
+        .iter()
+        .filter(|o| o.0.starts_with("fleet/packs/"))
+        .count();
+    let first_image_bytes = jobs[10]["summary"]["file_bytes"].as_u64().unwrap();
+    let second_image_bytes = jobs[11]["summary"]["file_bytes"].as_u64().unwrap();
+    assert!(packs > 0, "{objects:?}");
+    assert!(
+        second_image_bytes * 10 < first_image_bytes,
+        "the second image stored its chunks again: {second_image_bytes} against {first_image_bytes}"
+    );
+    let mut verify_store = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    verify_store
+        .args(["verify", "s3://lifeboat/fleet"])
+        .envs(weed.env());
+    let out = verify_store.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    same_files(Path::new(&fleet_target), &tree);
     assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
     let mut verify = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
     verify
