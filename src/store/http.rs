@@ -513,19 +513,8 @@ impl HttpFile {
         if let Err(e) = sent {
             return Err(tls_or(e, url, &transient, &permanent));
         }
+        let (status, reason) = status_line(&mut reader, url)?;
         let mut line = String::new();
-        read_line(&mut reader, &mut line).map_err(|e| tls_or(e, url, &transient, &permanent))?;
-        let status = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| {
-                permanent(
-                    io::ErrorKind::InvalidData,
-                    format!("not an HTTP answer: {:?}", line.trim_end()),
-                )
-            })?;
-        let reason = line.trim_end().to_string();
         let mut content_range = None;
         let mut content_length = None;
         let mut location = None;
@@ -739,19 +728,8 @@ pub(crate) fn exchange(
     if let Err(e) = sent {
         return Err(tls_or(e, url, &transient, &permanent));
     }
+    let (status, reason) = status_line(&mut reader, url)?;
     let mut line = String::new();
-    read_line(&mut reader, &mut line).map_err(|e| tls_or(e, url, &transient, &permanent))?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| {
-            permanent(
-                io::ErrorKind::InvalidData,
-                format!("not an HTTP answer: {:?}", line.trim_end()),
-            )
-        })?;
-    let reason = line.trim_end().to_string();
     let mut headers = Vec::new();
     loop {
         line.clear();
@@ -871,6 +849,27 @@ fn tls_or(
         ),
         None => transient("sending the request", e),
     }
+}
+
+/// Reads an answer's status line: its code, and the line (for messages).
+fn status_line(reader: &mut impl BufRead, url: &Url) -> Result<(u16, String), Failure> {
+    let transient = |what: &str, e: io::Error| {
+        Failure::Transient(io::Error::new(e.kind(), format!("{what}: {e}")))
+    };
+    let permanent = |kind: io::ErrorKind, m: String| Failure::Permanent(io::Error::new(kind, m));
+    let mut line = String::new();
+    read_line(reader, &mut line).map_err(|e| tls_or(e, url, &transient, &permanent))?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| {
+            permanent(
+                io::ErrorKind::InvalidData,
+                format!("not an HTTP answer: {:?}", line.trim_end()),
+            )
+        })?;
+    Ok((status, line.trim_end().to_string()))
 }
 
 /// One header line, bounded (a hostile server cannot make us read forever).

@@ -274,26 +274,10 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// `(YYYYMMDD, YYYYMMDDTHHMMSSZ)` of a Unix time, in UTC.
 fn amz_dates(unix: u64) -> (String, String) {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // days to the civil date (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let date = format!("{y:04}{m:02}{d:02}");
-    let time = format!(
-        "{date}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
-    (date, time)
+    // "YYYYMMDD-HHMMSS"
+    let stamp = crate::jobs::chain::utc_stamp(unix);
+    let (date, time) = stamp.split_once('-').unwrap_or((&stamp, "000000"));
+    (date.to_string(), format!("{date}T{time}Z"))
 }
 
 /// The SHA-256 of an empty body.
@@ -786,18 +770,9 @@ pub fn delete(path: &Path) -> io::Result<()> {
 /// The objects directly in the "folder" `dir` (`s3://bucket/prefix`), as paths: those
 /// whose key is the prefix, a `/`, and a name without another `/`.
 pub fn list_folder(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let d = S3Path::of(dir)?;
-    let prefix = if d.key.is_empty() || d.key.ends_with('/') {
-        d.key.clone()
-    } else {
-        format!("{}/", d.key)
-    };
-    let client = Client::from_env()?;
-    Ok(client
-        .list(&d.bucket, &prefix)?
+    Ok(list_folder_sizes(dir)?
         .into_iter()
-        .filter(|(k, _)| k.len() > prefix.len() && !k[prefix.len()..].contains('/'))
-        .map(|(k, _)| PathBuf::from(format!("s3://{}/{k}", d.bucket)))
+        .map(|(p, _)| p)
         .collect())
 }
 
