@@ -1,0 +1,1196 @@
+//! Tier 1 (no root, no loop devices): deduplicating fleet stores (`image --dedup`, `gc`,
+//! `verify DIR`; src/image/packs.rs) in a local folder and in S3 (a real SeaweedFS started on
+//! 127.0.0.1 by the test, tests/common/servers.rs).
+//!
+//! The "disks" are plain files shaped like a fleet installed from one image: a 48 MiB base
+//! with 28 MiB of incompressible "operating system" (noise), 6 MiB of text and 13 MiB of free
+//! space (zeros); five machines are copies of it, each with its own user data written at the
+//! same places in the free space (3 MiB of noise, 512 KiB of text) and its own 4 KiB config
+//! block inside the system's text: 7% of each disk is its own. A file with no partition table
+//! is imaged whole: every non-zero block stored, zero ones recorded as zeros (checked with
+//! `info --json`), so a restore must give back the source byte for byte, even over a target
+//! that held junk.
+//!
+//! Tests (each with its own store; they run side by side):
+//! - `local_store_holds_five_machines_in_little_more_than_one`: five machines into one
+//!   folder; each after the first adds about its own data; every image and `verify DIR`
+//!   pass; three restore equal; the store is at most 1.6x one plain image (printed with five
+//!   plain images).
+//! - `s3_store_holds_five_machines_and_gc_frees_deleted_ones`: the same into
+//!   `s3://lifeboat/fleet/`, an existing name refused, then two images deleted with the
+//!   store's own tools, `gc --dry-run --json` (nothing deleted) and `gc --yes --json` (their
+//!   packs and index files gone), the rest verify and restore, a deleted machine re-imaged.
+//! - `gc_frees_exactly_the_packs_of_deleted_machines`: the same `gc` in a local folder, where
+//!   the packs freed must be exactly those the two deleted machines wrote.
+//! - `writers_and_gc_started_together_and_locks`: two writers and a `gc --yes` started at
+//!   once over a store whose only image was deleted (gc may free its packs only if no writer
+//!   counts on them), then a `gc` started while a writer holds its lock (it must wait and
+//!   read that writer's image); all exit 0 and every image restores. Then a fresh writer's
+//!   lock stops `gc` (exit 1, names it, deletes nothing), a fresh collector's lock stops a
+//!   writer, and stale locks are ignored.
+//! - `refusals_write_nothing`: `--dedup` with `--encrypt`, `--volume-size`, `--parent`,
+//!   `--incremental`, `--rescue` (clap refuses them: exit 2), an existing name, `gc` of a
+//!   folder that is no store, `gc` without confirmation, `gc` with an unreadable image.
+//! - `damaged_pack_and_damaged_index`: a flipped byte in a pack fails `verify` and `restore`
+//!   of the image using it and `verify DIR` (naming it), not the others; a flipped byte in an
+//!   index file is skipped with a warning and its chunks are stored again.
+//!
+//! Every run is killed, and fails the test, past [`LIMIT`]. Two KNOWN BUGS of
+//! src/image/packs.rs fail these tests while they stand (each marked where it fails): a `gc`
+//! that finds no writer often takes 60 s (the lock refresher misses its stop signal; see
+//! [`Running::finish`]), and a `gc` that reads a writer's lock file before its first write
+//! refuses as if another collection ran (`writers_and_gc_started_together_and_locks`).
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod common;
+
+use common::servers::Weed;
+use common::{noise, sparse, write_at};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const MIB: u64 = 1 << 20;
+/// Each disk's size.
+const DISK: u64 = 48 * MIB;
+/// The machines of the fleet.
+const MACHINES: usize = 5;
+/// The base's "operating system": noise at (offset, length, seed).
+const OS_NOISE: [(u64, u64, u32); 2] = [(MIB, 20 * MIB, 0x21), (27 * MIB, 8 * MIB, 0x23)];
+/// The base's text (documentation, configuration): 21..27 MiB.
+const OS_TEXT: (u64, u64) = (21 * MIB, 6 * MIB);
+/// Each machine's own config block, inside the system's text.
+const CONFIG_AT: u64 = 24 * MIB + 8192;
+/// Each machine's user data, in the base's free space (35..48 MiB): noise, then text.
+const USER_NOISE: (u64, u64) = (38 * MIB, 3 * MIB);
+const USER_TEXT: (u64, u64) = (43 * MIB, MIB / 2);
+/// The incompressible bytes of one machine: a plain image stores at least these.
+const NOISE_BYTES: u64 = 20 * MIB + 8 * MIB + 3 * MIB;
+
+/// How long one lifeboat run may take. Every run here takes well under 3 s when the program
+/// is right (a `gc` waits for running writers, a writer for a running `gc`, polling every
+/// 2 s); a run past this is killed and fails the test.
+const LIMIT: Duration = Duration::from_secs(25);
+
+/// The environment variables of the AWS tools (and lifeboat's own knobs) that the test's own
+/// environment must not pass on to lifeboat: a store's runs get [`Weed::env`], local ones none.
+const FOREIGN: [&str; 13] = [
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_S3_FORCE_PATH_STYLE",
+    "LIFEBOAT_NET_RETRY_SECS",
+    "LIFEBOAT_STORE_LOCK_WAIT",
+];
+
+type Env = [(String, String)];
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The lifeboat binary with `env` and `args`, stdin null, the foreign environment removed.
+fn lifeboat(env: &Env, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    for k in FOREIGN {
+        c.env_remove(k);
+    }
+    c.args(args).envs(env.iter().cloned()).stdin(Stdio::null());
+    c
+}
+
+/// `lifeboat ARGS` of `cmd`, for messages.
+fn describe(cmd: &Command) -> String {
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    format!("lifeboat {}", args.join(" "))
+}
+
+/// A lifeboat run started in the background, its output read as it comes; killed if
+/// dropped while it runs (a failed test leaves no process behind).
+struct Running {
+    what: String,
+    gc: bool,
+    child: Child,
+    out: Option<std::thread::JoinHandle<Vec<u8>>>,
+    err: Option<std::thread::JoinHandle<Vec<u8>>>,
+    started: Instant,
+}
+
+fn start(mut cmd: Command) -> Running {
+    let what = describe(&cmd);
+    let gc = cmd.get_args().next().is_some_and(|a| a == "gc");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            r.read_to_end(&mut b).unwrap();
+            b
+        })
+    };
+    let out = Some(drain(Box::new(child.stdout.take().unwrap())));
+    let err = Some(drain(Box::new(child.stderr.take().unwrap())));
+    Running {
+        what,
+        gc,
+        child,
+        out,
+        err,
+        started: Instant::now(),
+    }
+}
+
+impl Running {
+    fn output(&mut self) -> (Vec<u8>, Vec<u8>) {
+        let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| h.map(|h| h.join().unwrap());
+        (
+            join(self.out.take()).unwrap_or_default(),
+            join(self.err.take()).unwrap_or_default(),
+        )
+    }
+
+    /// Waits for the run to end (killing it, and failing, past [`LIMIT`]); its output and
+    /// how long it took.
+    fn finish(mut self) -> (Output, Duration) {
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if self.started.elapsed() > LIMIT {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let (out, err) = self.output();
+                // KNOWN BUG while this test was written (src/image/packs.rs, StoreLock::hold,
+                // lines 355-367): the lock's refresher thread takes its mutex and waits on the
+                // condvar without first looking at the stop flag, so when the lock is dropped
+                // before that thread ran (any `gc` that finds no writer: it takes about 2 ms)
+                // the wake-up is lost and Drop's join waits the whole LOCK_REFRESH, 60 s; a
+                // `gc --yes` pays it twice (its dry run, then the collection), and writers
+                // that wait for it wait as long. This assertion is left failing until that is
+                // fixed.
+                panic!(
+                    "{} did not end within {LIMIT:?} (killed){}\n{}{}",
+                    self.what,
+                    if self.gc {
+                        ": a gc that finds no writer should take well under a second (see \
+                         the KNOWN BUG note in tests/dedup_store.rs: StoreLock's refresher \
+                         can miss the stop signal and hold the lock for 60 s)"
+                    } else {
+                        ""
+                    },
+                    String::from_utf8_lossy(&out),
+                    String::from_utf8_lossy(&err)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let took = self.started.elapsed();
+        let (stdout, stderr) = self.output();
+        (
+            Output {
+                status,
+                stdout,
+                stderr,
+            },
+            took,
+        )
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.child.try_wait().is_ok_and(|s| s.is_none()) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs `cmd` (within [`LIMIT`]): its output and how long it took.
+fn run(cmd: Command) -> (Output, Duration) {
+    start(cmd).finish()
+}
+
+/// `lifeboat args`, which must succeed; its stdout and stderr.
+fn ok(env: &Env, args: &[&str]) -> String {
+    let cmd = lifeboat(env, args);
+    let what = describe(&cmd);
+    let (o, took) = run(cmd);
+    let t = text(&o);
+    assert!(o.status.success(), "{what}: {t}");
+    eprintln!("ok ({took:.1?}): {what}");
+    t
+}
+
+/// `lifeboat args`, which must succeed; its stdout parsed as JSON.
+fn ok_json(env: &Env, args: &[&str]) -> serde_json::Value {
+    let (o, _) = run(lifeboat(env, args));
+    assert!(o.status.success(), "lifeboat {args:?}: {}", text(&o));
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("lifeboat {args:?}: not JSON ({e}): {}", text(&o)))
+}
+
+/// `cmd`, which must exit with `code` and say `needle`; its output.
+fn fails(cmd: Command, code: i32, needle: &str) -> String {
+    let what = describe(&cmd);
+    let (o, _) = run(cmd);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(code), "{what} should fail: {t}");
+    assert!(t.contains(needle), "{what}: no `{needle}` in:\n{t}");
+    let said = t.lines().find(|l| l.contains("error"));
+    eprintln!("refused ({code}): {}", said.unwrap_or(t.trim()));
+    t
+}
+
+// ---- the fleet ----
+
+/// Text of `len` bytes, every line naming `who`.
+fn text_bytes(len: u64, who: &str) -> Vec<u8> {
+    let mut t = Vec::with_capacity(len as usize + 200);
+    let mut i = 0u64;
+    while (t.len() as u64) < len {
+        t.extend_from_slice(
+            format!(
+                "{who}: /usr/share/doc/package-{}/README line {i}: how to configure it\n",
+                i % 977
+            )
+            .as_bytes(),
+        );
+        i += 1;
+    }
+    t.truncate(len as usize);
+    t
+}
+
+/// A temp dir with the base disk and the machines made from it.
+struct Fleet {
+    dir: tempfile::TempDir,
+    machines: Vec<PathBuf>,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.img");
+        sparse(&base, DISK);
+        write_at(
+            &base,
+            0,
+            b"LIFEBOAT FLEET BASE DISK: a system installed once\n",
+        );
+        for (at, len, seed) in OS_NOISE {
+            write_at(&base, at, &noise(len as usize, seed));
+        }
+        write_at(&base, OS_TEXT.0, &text_bytes(OS_TEXT.1, "system"));
+        let machines = (1..=MACHINES)
+            .map(|k| {
+                let m = dir.path().join(format!("m{k}.img"));
+                std::fs::copy(&base, &m).unwrap();
+                let mut config = format!("[machine]\nhostname=pc{k}\nid={k:08}\n").into_bytes();
+                config.resize(4096, b'#');
+                write_at(&m, CONFIG_AT, &config);
+                // odd seeds (noise() sets bit 0), one per machine
+                let seed = 0x1001 + 2 * k as u32;
+                write_at(&m, USER_NOISE.0, &noise(USER_NOISE.1 as usize, seed));
+                write_at(
+                    &m,
+                    USER_TEXT.0,
+                    &text_bytes(USER_TEXT.1, &format!("pc{k} user document")),
+                );
+                assert_eq!(std::fs::metadata(&m).unwrap().len(), DISK);
+                m
+            })
+            .collect();
+        Fleet { dir, machines }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Machine `k` (from 1).
+    fn m(&self, k: usize) -> &Path {
+        &self.machines[k - 1]
+    }
+
+    /// A restore target: a sparse file of the disk's size with junk over free space (where
+    /// the sources hold zeros) and over data.
+    fn target(&self, name: &str) -> PathBuf {
+        let t = self.path().join(name);
+        let _ = std::fs::remove_file(&t);
+        sparse(&t, DISK);
+        write_at(&t, 36 * MIB, &vec![b'J'; MIB as usize]);
+        write_at(&t, 5 * MIB, &vec![b'K'; MIB as usize]);
+        write_at(&t, DISK - 65536, &vec![b'L'; 65536]);
+        t
+    }
+
+    /// Restores `img` (a path or an s3:// URL) over a junk target; it must equal machine `k`.
+    fn restores_equal(&self, env: &Env, img: &str, k: usize) {
+        let t = self.target(&format!("restore-m{k}.img"));
+        let o = ok(env, &["restore", img, p(&t), "--yes"]);
+        assert!(o.contains("verified by reading back"), "{o}");
+        assert_same(self.m(k), &t);
+        std::fs::remove_file(&t).unwrap();
+    }
+}
+
+/// Panics, naming the first differing byte, unless `a` and `b` hold the same bytes.
+fn assert_same(a: &Path, b: &Path) {
+    let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "{} and {} differ in size",
+        a.display(),
+        b.display()
+    );
+    if let Some(i) = x.iter().zip(&y).position(|(p, q)| p != q) {
+        panic!(
+            "{} and {} differ from byte {i} (MiB {})",
+            a.display(),
+            b.display(),
+            i as u64 / MIB
+        );
+    }
+}
+
+// ---- looking at stores ----
+
+/// Every file under `dir` (relative path → (size, modified)).
+fn tree(dir: &Path) -> BTreeMap<String, (u64, SystemTime)> {
+    fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, (u64, SystemTime)>) {
+        let Ok(rd) = std::fs::read_dir(d) else {
+            return;
+        };
+        for e in rd {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                walk(root, &e.path(), out);
+            } else {
+                let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+                out.insert(rel, (m.len(), m.modified().unwrap()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The bytes under `dir`, by what they are: (packs, index files, images, everything).
+fn store_bytes(dir: &Path) -> (u64, u64, u64, u64) {
+    let t = tree(dir);
+    let sum = |pre: &str| -> u64 {
+        t.iter()
+            .filter(|(k, _)| k.starts_with(pre))
+            .map(|(_, v)| v.0)
+            .sum()
+    };
+    let images = t
+        .iter()
+        .filter(|(k, _)| k.ends_with(".lbi"))
+        .map(|(_, v)| v.0)
+        .sum();
+    (
+        sum("packs/"),
+        sum("index/"),
+        images,
+        t.values().map(|v| v.0).sum(),
+    )
+}
+
+/// The packs of the local store `dir`: name → size.
+fn packs(dir: &Path) -> BTreeMap<String, u64> {
+    tree(&dir.join("packs"))
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect()
+}
+
+/// The files in `dir/locks`.
+fn locks(dir: &Path) -> Vec<String> {
+    tree(&dir.join("locks")).into_keys().collect()
+}
+
+/// The file name of a path or URL.
+fn name_of(s: &str) -> String {
+    s.rsplit('/').next().unwrap().to_string()
+}
+
+/// A `gc --json` report's unused packs, by file name.
+fn unused(report: &serde_json::Value) -> BTreeSet<String> {
+    report["unused_packs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no unused_packs in {report}"))
+        .iter()
+        .map(|v| name_of(v.as_str().unwrap()))
+        .collect()
+}
+
+/// The image ID of `img` (names its index file `index/ID.idx`).
+fn image_id(env: &Env, img: &str) -> String {
+    let info = ok_json(env, &["info", "--json", img]);
+    info["image_id"].as_str().unwrap().to_string()
+}
+
+/// Flips bit `mask` of byte `at` of `file`.
+fn flip(file: &Path, at: u64, mask: u8) {
+    let mut b = common::read_at(file, at, 1);
+    b[0] ^= mask;
+    write_at(file, at, &b);
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Images machine `k` of `f` into the local store `store` with --dedup; the names of the
+/// packs it added.
+fn image_into(f: &Fleet, store: &Path, k: usize) -> BTreeSet<String> {
+    let before = packs(store);
+    let img = store.join(format!("m{k}.lbi"));
+    let o = ok(&[], &["image", p(f.m(k)), "-o", p(&img), "--dedup"]);
+    assert!(o.contains("written and verified"), "{o}");
+    packs(store)
+        .into_keys()
+        .filter(|n| !before.contains_key(n))
+        .collect()
+}
+
+#[test]
+fn local_store_holds_five_machines_in_little_more_than_one() {
+    let t_all = Instant::now();
+    let f = Fleet::new();
+    let store = f.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+
+    // 1. five machines into one store: the first stores the system, each other only its own
+    let mut grew = Vec::new();
+    let mut took = Vec::new();
+    for k in 1..=MACHINES {
+        let before = store_bytes(&store).3;
+        let t0 = Instant::now();
+        image_into(&f, &store, k);
+        took.push(t0.elapsed());
+        grew.push(store_bytes(&store).3 - before);
+        assert!(locks(&store).is_empty(), "a writer left its lock");
+    }
+    eprintln!("store growth per machine: {grew:?} bytes, times {took:.2?}");
+    assert!(
+        grew[0] >= NOISE_BYTES,
+        "the first machine stores all its noise: {grew:?}"
+    );
+    for (k, g) in grew.iter().enumerate().skip(1) {
+        assert!(
+            (USER_NOISE.1..=USER_NOISE.1 + 2 * MIB).contains(g),
+            "machine {} adds its own 3 MiB of noise and little else, not {g} bytes: {grew:?}",
+            k + 1
+        );
+    }
+    assert_eq!(tree(&store.join("index")).len(), MACHINES);
+    let info = ok_json(&[], &["info", "--json", p(&store.join("m2.lbi"))]);
+    assert_eq!(info["format_version"], "1.5", "{info}");
+    assert_eq!(info["raw_bytes"], DISK, "{info}");
+    assert!(
+        info["file_bytes"].as_u64().unwrap() < 256 << 10,
+        "a packed image file is small: {info}"
+    );
+
+    // 2. plain images of the same machines, for comparison; a file with no table is copied
+    // whole: every non-zero block is stored (all the noise), zero blocks are not
+    let plain = f.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let mut plain_sizes = Vec::new();
+    for k in 1..=MACHINES {
+        let img = plain.join(format!("m{k}.lbi"));
+        ok(&[], &["image", p(f.m(k)), "-o", p(&img)]);
+        plain_sizes.push(std::fs::metadata(&img).unwrap().len());
+    }
+    let info = ok_json(&[], &["info", "--json", p(&plain.join("m1.lbi"))]);
+    let regions = info["meta"]["regions"].as_array().unwrap();
+    assert!(
+        regions.len() == 1 && regions[0]["method"] == "all" && regions[0]["what"] == "disk",
+        "a file with no table is copied whole: {regions:?}"
+    );
+    assert_eq!(info["raw_bytes"], DISK, "{info}");
+    assert_eq!(info["missing_bytes"], 0, "{info}");
+    let stored = info["stored_bytes"].as_u64().unwrap();
+    assert!(
+        (NOISE_BYTES..NOISE_BYTES + 2 * MIB).contains(&stored),
+        "every noise byte is stored, the text compressed, the zeros not: {stored} bytes"
+    );
+
+    // 3. every image verifies, alone and as the store
+    for k in 1..=MACHINES {
+        let o = ok(&[], &["verify", p(&store.join(format!("m{k}.lbi")))]);
+        assert!(o.contains("intact"), "{o}");
+    }
+    let o = ok(&[], &["verify", p(&store)]);
+    assert!(o.contains("5 images, 5 intact"), "{o}");
+    assert!(!o.contains("DAMAGED") && !o.contains("index"), "{o}");
+
+    // 4. restores give back each machine (the first, one between and the last)
+    for k in [1, 3, MACHINES] {
+        f.restores_equal(&[], p(&store.join(format!("m{k}.lbi"))), k);
+    }
+
+    // 5. the fleet's space
+    let (pk, ix, im, total) = store_bytes(&store);
+    let one = plain_sizes[0];
+    let five: u64 = plain_sizes.iter().sum();
+    eprintln!(
+        "LOCAL FLEET: store {total} bytes (packs {pk}, index {ix}, images {im}) = {:.2}x one \
+         plain image ({one} bytes), {:.2}x five plain images ({five} bytes); {:.1?}",
+        total as f64 / one as f64,
+        total as f64 / five as f64,
+        t_all.elapsed()
+    );
+    assert!(
+        total as f64 <= 1.6 * one as f64,
+        "five machines take {total} bytes, more than 1.6x one plain image ({one})"
+    );
+    assert!(
+        total >= one + 4 * USER_NOISE.1,
+        "each machine's own noise is stored once: {total} bytes"
+    );
+}
+
+#[test]
+fn s3_store_holds_five_machines_and_gc_frees_deleted_ones() {
+    let t_all = Instant::now();
+    let Some(weed) = Weed::start() else {
+        return;
+    };
+    let env = weed.env();
+    let f = Fleet::new();
+    let url = |name: &str| format!("s3://lifeboat/fleet/{name}");
+    let store = "s3://lifeboat/fleet";
+    // the store's objects: key → size
+    let objects = || -> BTreeMap<String, u64> {
+        weed.objects()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("fleet/"))
+            .collect()
+    };
+    let packs_of = |o: &BTreeMap<String, u64>| -> BTreeSet<String> {
+        o.keys()
+            .filter(|k| k.starts_with("fleet/packs/"))
+            .map(|k| name_of(k))
+            .collect()
+    };
+
+    // 1. five machines into s3://lifeboat/fleet/
+    let mut made = vec![BTreeSet::new()];
+    for k in 1..=MACHINES {
+        let before = packs_of(&objects());
+        let o = ok(
+            &env,
+            &[
+                "image",
+                p(f.m(k)),
+                "-o",
+                &url(&format!("m{k}.lbi")),
+                "--dedup",
+            ],
+        );
+        assert!(o.contains("written and verified"), "{o}");
+        made.push(&packs_of(&objects()) - &before);
+    }
+    let objs = objects();
+    let count = |pre: &str, suf: &str| {
+        objs.keys()
+            .filter(|k| k.starts_with(pre) && k.ends_with(suf))
+            .count()
+    };
+    assert_eq!(count("fleet/m", ".lbi"), MACHINES, "{objs:?}");
+    assert_eq!(count("fleet/index/", ".idx"), MACHINES, "{objs:?}");
+    assert_eq!(
+        count("fleet/locks/", ""),
+        0,
+        "a writer left its lock: {objs:?}"
+    );
+    assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
+    for (k, own) in made.iter().enumerate().skip(1) {
+        assert!(!own.is_empty(), "machine {k} stored its own data");
+    }
+
+    // 2. every image verifies, as the store too; two restore equal
+    let o = ok(&env, &["verify", store]);
+    assert!(o.contains("5 images, 5 intact"), "{o}");
+    f.restores_equal(&env, &url("m1.lbi"), 1);
+    f.restores_equal(&env, &url(&format!("m{MACHINES}.lbi")), MACHINES);
+
+    // 3. the space, against one plain image of machine 1
+    let plain = f.path().join("plain-m1.lbi");
+    ok(&[], &["image", p(f.m(1)), "-o", p(&plain)]);
+    let one = std::fs::metadata(&plain).unwrap().len();
+    let total: u64 = objs.values().sum();
+    let pk: u64 = objs
+        .iter()
+        .filter(|(k, _)| k.starts_with("fleet/packs/"))
+        .map(|(_, v)| v)
+        .sum();
+    eprintln!(
+        "S3 FLEET: store {total} bytes in {} objects (packs {pk}) = {:.2}x one plain image \
+         ({one} bytes), {:.2}x five plain images ({} bytes); {:.1?}",
+        objs.len(),
+        total as f64 / one as f64,
+        total as f64 / (5 * one) as f64,
+        5 * one,
+        t_all.elapsed()
+    );
+    assert!(
+        total as f64 <= 1.6 * one as f64,
+        "five machines take {total} bytes in S3, more than 1.6x one plain image ({one})"
+    );
+
+    // 4. an existing name is refused, and nothing is written
+    fails(
+        lifeboat(&env, &["image", p(f.m(2)), "-o", &url("m2.lbi"), "--dedup"]),
+        1,
+        "already exists",
+    );
+    assert_eq!(objects(), objs, "a refused image wrote into the store");
+    assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
+
+    // 5. two machines deleted with the store's tools; gc frees their packs
+    let ids: Vec<String> = (1..=MACHINES)
+        .map(|k| image_id(&env, &url(&format!("m{k}.lbi"))))
+        .collect();
+    weed.delete("fleet/m2.lbi");
+    weed.delete("fleet/m3.lbi");
+    let before = objects();
+    let dry = ok_json(&env, &["gc", store, "--dry-run", "--json"]);
+    assert_eq!(objects(), before, "gc --dry-run deleted something");
+    let freed = &made[2] | &made[3];
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(dry["images"], 3, "{dry}");
+    assert_eq!(dry["packs"], packs_of(&before).len(), "{dry}");
+    assert_eq!(unused(&dry), freed, "the packs of m2 and m3 alone: {dry}");
+    let done = ok_json(&env, &["gc", store, "--yes", "--json"]);
+    eprintln!("S3 gc: {done}");
+    assert_eq!(done["dry_run"], false, "{done}");
+    assert_eq!(unused(&done), freed, "{done}");
+    let freed_bytes: u64 = before
+        .iter()
+        .filter(|(k, _)| freed.contains(&name_of(k)))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(done["unused_bytes"], freed_bytes, "{done}");
+    assert_eq!(done["index_deleted"], 2, "{done}");
+    let after = objects();
+    let gone: BTreeSet<String> = before
+        .keys()
+        .filter(|k| !after.contains_key(*k))
+        .cloned()
+        .collect();
+    let mut expected: BTreeSet<String> = freed.iter().map(|n| format!("fleet/packs/{n}")).collect();
+    expected.insert(format!("fleet/index/{}.idx", ids[1]));
+    expected.insert(format!("fleet/index/{}.idx", ids[2]));
+    assert_eq!(
+        gone, expected,
+        "gc deleted exactly m2's and m3's packs and index files"
+    );
+    assert!(after.keys().all(|k| before.contains_key(k)), "{after:?}");
+
+    // 6. the rest verify and restore
+    let o = ok(&env, &["verify", store]);
+    assert!(o.contains("3 images, 3 intact"), "{o}");
+    for k in [1, 4, 5] {
+        f.restores_equal(&env, &url(&format!("m{k}.lbi")), k);
+    }
+
+    // 7. a deleted machine imaged again: its data is stored again (no index counts on the
+    // deleted packs), and it verifies and restores
+    let o = ok(&env, &["image", p(f.m(2)), "-o", &url("m2.lbi"), "--dedup"]);
+    assert!(o.contains("written and verified"), "{o}");
+    let again = objects();
+    let added: u64 = again
+        .iter()
+        .filter(|(k, _)| k.starts_with("fleet/packs/") && !after.contains_key(*k))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(
+        added >= USER_NOISE.1,
+        "m2's own data stored again: {added} bytes"
+    );
+    ok(&env, &["verify", &url("m2.lbi")]);
+    f.restores_equal(&env, &url("m2.lbi"), 2);
+    assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
+    eprintln!("S3 test done in {:.1?}", t_all.elapsed());
+}
+
+#[test]
+fn gc_frees_exactly_the_packs_of_deleted_machines() {
+    let t_all = Instant::now();
+    let f = Fleet::new();
+    let store = f.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let img = |k: usize| store.join(format!("m{k}.lbi"));
+    let mut made = vec![BTreeSet::new()];
+    for k in 1..=MACHINES {
+        made.push(image_into(&f, &store, k));
+    }
+    let ids: Vec<String> = (1..=MACHINES).map(|k| image_id(&[], p(&img(k)))).collect();
+
+    // two machines deleted: their own packs are unused, the system's are not
+    std::fs::remove_file(img(2)).unwrap();
+    std::fs::remove_file(img(4)).unwrap();
+    let before = tree(&store);
+    let packs_before = packs(&store);
+    let dry = ok_json(&[], &["gc", p(&store), "--dry-run", "--json"]);
+    assert_eq!(
+        tree(&store),
+        before,
+        "gc --dry-run changed the store: {dry}"
+    );
+    let freed = &made[2] | &made[4];
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(dry["images"], 3, "{dry}");
+    assert_eq!(dry["packs"], packs_before.len(), "{dry}");
+    assert_eq!(
+        dry["pack_bytes"],
+        packs_before.values().sum::<u64>(),
+        "{dry}"
+    );
+    assert_eq!(
+        unused(&dry),
+        freed,
+        "exactly the packs m2 and m4 wrote: {dry}"
+    );
+    let freed_bytes: u64 = freed.iter().map(|n| packs_before[n]).sum();
+    assert_eq!(dry["unused_bytes"], freed_bytes, "{dry}");
+
+    let done = ok_json(&[], &["gc", p(&store), "--yes", "--json"]);
+    eprintln!("local gc: {done}");
+    assert_eq!(done["dry_run"], false, "{done}");
+    assert_eq!(done["images"], 3, "{done}");
+    assert_eq!(unused(&done), freed, "{done}");
+    assert_eq!(done["unused_bytes"], freed_bytes, "{done}");
+    assert_eq!(done["index_deleted"], 2, "{done}");
+    assert_eq!(done["index_rewritten"], 0, "{done}");
+    let packs_after = packs(&store);
+    let mut expected = packs_before.clone();
+    expected.retain(|n, _| !freed.contains(n));
+    assert_eq!(
+        packs_after, expected,
+        "the unused packs, and only they, are gone"
+    );
+    let index: BTreeSet<String> = tree(&store.join("index")).into_keys().collect();
+    let expected: BTreeSet<String> = [0, 2, 4]
+        .iter()
+        .map(|&i| format!("{}.idx", ids[i]))
+        .collect();
+    assert_eq!(
+        index, expected,
+        "the deleted machines' index files are gone"
+    );
+    assert!(locks(&store).is_empty(), "gc left its lock");
+
+    // the rest verify and restore; a second gc finds nothing
+    let o = ok(&[], &["verify", p(&store)]);
+    assert!(o.contains("3 images, 3 intact"), "{o}");
+    for k in [1, 3, 5] {
+        f.restores_equal(&[], p(&img(k)), k);
+    }
+    let again = ok_json(&[], &["gc", p(&store), "--yes", "--json"]);
+    assert!(unused(&again).is_empty(), "{again}");
+    assert_eq!(packs(&store), packs_after);
+
+    // a deleted machine imaged again stores its data again and restores
+    let added = image_into(&f, &store, 2);
+    let added_bytes: u64 = added.iter().map(|n| packs(&store)[n]).sum();
+    assert!(
+        added_bytes >= USER_NOISE.1,
+        "m2's own data is stored again ({added_bytes} bytes): no index counts on deleted packs"
+    );
+    ok(&[], &["verify", p(&img(2))]);
+    f.restores_equal(&[], p(&img(2)), 2);
+    let o = ok(&[], &["verify", p(&store)]);
+    assert!(o.contains("4 images, 4 intact"), "{o}");
+    eprintln!("local gc test done in {:.1?}", t_all.elapsed());
+}
+
+#[test]
+fn writers_and_gc_started_together_and_locks() {
+    let t_all = Instant::now();
+    let f = Fleet::new();
+    let store = f.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let img = |k: usize| store.join(format!("m{k}.lbi"));
+    // the store's only image is deleted: gc may free the system's packs, but only if no
+    // writer counts on them
+    image_into(&f, &store, 1);
+    std::fs::remove_file(img(1)).unwrap();
+
+    // 1. two writers and a gc, started together
+    let wait = [("LIFEBOAT_STORE_LOCK_WAIT".to_string(), "120".to_string())];
+    let t0 = Instant::now();
+    let writers: Vec<Running> = [2, 3]
+        .iter()
+        .map(|&k| {
+            start(lifeboat(
+                &wait,
+                &["image", p(f.m(k)), "-o", p(&img(k)), "--dedup"],
+            ))
+        })
+        .collect();
+    let gc = start(lifeboat(&wait, &["gc", p(&store), "--yes"]));
+    // the gc first: it waits for the writers at most as long as they run. KNOWN BUG (one
+    // run in three here; src/image/packs.rs, read_locks, line 302): a lock file read between
+    // its creation (O_EXCL) and its first write is empty, counts as a lock of unknown kind,
+    // and a gc that reads it refuses at once ("another clean-up holds …/write-….lock",
+    // exit 1); the refresher's truncating rewrite (`put`) opens the same window every minute
+    for r in std::iter::once(gc).chain(writers) {
+        let what = r.what.clone();
+        let (o, took) = r.finish();
+        let t = text(&o);
+        assert!(
+            o.status.success(),
+            "{what}: {t}{}",
+            if t.contains("another clean-up holds") && t.contains("/write-") {
+                "\n(the KNOWN BUG above: a writer's lock read before its first write)"
+            } else {
+                ""
+            }
+        );
+        eprintln!(
+            "together ({took:.1?}): {what}: {}",
+            t.lines()
+                .rfind(|l| !l.starts_with("root hash"))
+                .unwrap_or("")
+        );
+    }
+    eprintln!("two writers and gc done in {:.1?}", t0.elapsed());
+    assert!(locks(&store).is_empty(), "{:?}", locks(&store));
+    let o = ok(&[], &["verify", p(&store)]);
+    assert!(o.contains("2 images, 2 intact"), "{o}");
+    f.restores_equal(&[], p(&img(2)), 2);
+    f.restores_equal(&[], p(&img(3)), 3);
+
+    // 2. a gc started while a writer holds its lock, over a store whose images were all
+    // deleted again: without the lock it would delete every pack, the system's too, under
+    // writers that count on them; it must wait, then keep what their images use
+    std::fs::remove_file(img(2)).unwrap();
+    std::fs::remove_file(img(3)).unwrap();
+    let t0 = Instant::now();
+    let mut writers: Vec<Running> = [4, 5]
+        .iter()
+        .map(|&k| {
+            start(lifeboat(
+                &wait,
+                &["image", p(f.m(k)), "-o", p(&img(k)), "--dedup"],
+            ))
+        })
+        .collect();
+    // a lock held: the same writer's lock seen twice, 5 ms apart (a writer that finds
+    // another's lock half-written takes it for a collector's, and drops its own at once)
+    let write_locks = || -> BTreeSet<String> {
+        locks(&store)
+            .into_iter()
+            .filter(|l| l.starts_with("write-"))
+            .collect()
+    };
+    let mut seen = write_locks();
+    loop {
+        assert!(
+            writers
+                .iter_mut()
+                .all(|w| w.child.try_wait().unwrap().is_none()),
+            "a writer ended before its lock was seen held"
+        );
+        assert!(t0.elapsed() < LIMIT, "no writer held its lock");
+        std::thread::sleep(Duration::from_millis(5));
+        let now = write_locks();
+        if now.intersection(&seen).next().is_some() {
+            break;
+        }
+        seen = now;
+    }
+    let gc = start(lifeboat(&wait, &["gc", p(&store), "--yes", "--json"]));
+    let (o, took) = gc.finish();
+    assert!(o.status.success(), "gc under writers: {}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    eprintln!("gc under writers ({took:.1?}): {report}");
+    assert!(
+        report["images"].as_u64().unwrap() >= 1,
+        "gc waited for the writer whose lock it found, and read its image: {report}"
+    );
+    assert!(
+        !unused(&report).is_empty(),
+        "m2's and m3's own packs: {report}"
+    );
+    for w in writers {
+        let what = w.what.clone();
+        let (o, took) = w.finish();
+        assert!(o.status.success(), "{what}: {}", text(&o));
+        eprintln!("writer beside gc ({took:.1?}): {what}");
+    }
+    assert!(locks(&store).is_empty(), "{:?}", locks(&store));
+    let o = ok(&[], &["verify", p(&store)]);
+    assert!(o.contains("2 images, 2 intact"), "{o}");
+    f.restores_equal(&[], p(&img(4)), 4);
+    f.restores_equal(&[], p(&img(5)), 5);
+
+    // 3. a fresh writer's lock: gc waits LIFEBOAT_STORE_LOCK_WAIT, then fails, deleting
+    // nothing (m4 is deleted, so there is something it would delete)
+    std::fs::remove_file(img(4)).unwrap();
+    let lock = store.join("locks/write-test.lock");
+    let lock_body = |t: u64| format!(r#"{{"kind":"write","refreshed_unix":{t},"host":"t"}}"#);
+    std::fs::write(&lock, lock_body(unix_now())).unwrap();
+    let short = [("LIFEBOAT_STORE_LOCK_WAIT".to_string(), "3".to_string())];
+    let before = tree(&store);
+    let t0 = Instant::now();
+    let t = fails(
+        lifeboat(&short, &["gc", p(&store), "--yes"]),
+        1,
+        "write-test.lock",
+    );
+    let took = t0.elapsed();
+    assert!(t.contains("nothing was deleted"), "{t}");
+    assert!(
+        took >= Duration::from_secs(3),
+        "gc waited for the writer first: {took:?}"
+    );
+    assert_eq!(
+        tree(&store),
+        before,
+        "gc deleted something under a writer's lock"
+    );
+
+    // 4. a fresh collector's lock: a writer waits, then fails, writing nothing
+    let gc_lock = store.join("locks/gc-test.lock");
+    std::fs::write(
+        &gc_lock,
+        lock_body(unix_now()).replace("\"write\"", "\"gc\""),
+    )
+    .unwrap();
+    let before = tree(&store);
+    let t = fails(
+        lifeboat(&short, &["image", p(f.m(2)), "-o", p(&img(2)), "--dedup"]),
+        1,
+        "gc-test.lock",
+    );
+    assert!(t.contains("being cleaned up"), "{t}");
+    assert_eq!(
+        tree(&store),
+        before,
+        "a writer wrote while gc held the store"
+    );
+
+    // 5. stale locks (not refreshed for an hour) belong to dead runs and are ignored
+    std::fs::write(&lock, lock_body(unix_now() - 3600)).unwrap();
+    std::fs::write(
+        &gc_lock,
+        lock_body(unix_now() - 3600).replace("\"write\"", "\"gc\""),
+    )
+    .unwrap();
+    let done = ok_json(&short, &["gc", p(&store), "--yes", "--json"]);
+    assert_eq!(done["dry_run"], false, "{done}");
+    assert!(
+        !unused(&done).is_empty(),
+        "m4's own packs are freed: {done}"
+    );
+    for n in unused(&done) {
+        assert!(
+            !store.join("packs").join(&n).exists(),
+            "{n} was not deleted"
+        );
+    }
+    let o = ok(&short, &["image", p(f.m(2)), "-o", p(&img(2)), "--dedup"]);
+    assert!(o.contains("written and verified"), "{o}");
+    let o = ok(&[], &["verify", p(&store)]);
+    assert!(o.contains("2 images, 2 intact"), "{o}");
+    f.restores_equal(&[], p(&img(5)), 5);
+    f.restores_equal(&[], p(&img(2)), 2);
+    eprintln!("concurrency and locks done in {:.1?}", t_all.elapsed());
+}
+
+#[test]
+fn refusals_write_nothing() {
+    let f = Fleet::new();
+    let store = f.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let m1 = store.join("m1.lbi");
+    image_into(&f, &store, 1);
+    image_into(&f, &store, 2);
+    let before = tree(&store);
+    let m1_bytes = std::fs::read(&m1).unwrap();
+    let new = store.join("new.lbi");
+
+    // options a fleet store cannot take: clap refuses the pair (exit 2, its usage message)
+    for extra in [
+        vec!["--encrypt"],
+        vec!["--volume-size", "8M"],
+        vec!["--parent", p(&m1)],
+        vec!["--incremental", p(&store)],
+        vec!["--rescue"],
+    ] {
+        let mut args = vec!["image", p(f.m(3)), "-o", p(&new), "--dedup"];
+        args.extend_from_slice(&extra);
+        let mut c = lifeboat(&[], &args);
+        c.env("LIFEBOAT_PASSPHRASE", "correct horse battery staple");
+        let t = fails(c, 2, "cannot be used with");
+        assert!(t.contains("'--dedup'") && t.contains(extra[0]), "{t}");
+        assert_eq!(tree(&store), before, "{extra:?} wrote into the store");
+    }
+
+    // an existing name
+    let t = fails(
+        lifeboat(&[], &["image", p(f.m(3)), "-o", p(&m1), "--dedup"]),
+        1,
+        "already exists",
+    );
+    assert!(t.contains("m1.lbi"), "{t}");
+    assert_eq!(tree(&store), before, "a refused image wrote into the store");
+    assert_eq!(std::fs::read(&m1).unwrap(), m1_bytes);
+
+    // gc of a folder that is no store (a plain image in it), or of none
+    let plain = f.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    ok(&[], &["image", p(f.m(1)), "-o", p(&plain.join("m1.lbi"))]);
+    let plain_before = tree(&plain);
+    fails(
+        lifeboat(&[], &["gc", p(&plain), "--yes"]),
+        1,
+        "is not a deduplicating store",
+    );
+    assert_eq!(
+        tree(&plain),
+        plain_before,
+        "gc wrote into a folder that is no store"
+    );
+    assert!(!plain.join("locks").exists());
+    let none = f.path().join("nothing-here");
+    fails(
+        lifeboat(&[], &["gc", p(&none), "--yes"]),
+        1,
+        "is not a deduplicating store",
+    );
+    assert!(!none.exists(), "gc created the folder");
+
+    // gc --json must not prompt; gc with something to delete asks, and stdin is no terminal
+    std::fs::remove_file(store.join("m2.lbi")).unwrap();
+    let before = tree(&store);
+    fails(
+        lifeboat(&[], &["gc", p(&store), "--json"]),
+        1,
+        "--json needs",
+    );
+    let t = fails(
+        lifeboat(&[], &["gc", p(&store)]),
+        1,
+        "refusing to delete without confirmation",
+    );
+    assert!(t.contains("--yes"), "{t}");
+    assert_eq!(tree(&store), before, "gc deleted without confirmation");
+
+    // an image gc cannot read: what it uses is unknown, so nothing is deleted
+    std::fs::write(store.join("broken.lbi"), b"not an image at all").unwrap();
+    let before = tree(&store);
+    let t = fails(lifeboat(&[], &["gc", p(&store), "--yes"]), 1, "broken.lbi");
+    assert!(t.contains("nothing was deleted"), "{t}");
+    assert_eq!(
+        tree(&store),
+        before,
+        "gc deleted with an unreadable image in the store"
+    );
+}
+
+#[test]
+fn damaged_pack_and_damaged_index() {
+    let f = Fleet::new();
+    let store = f.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let img = |k: usize| store.join(format!("m{k}.lbi"));
+    image_into(&f, &store, 1);
+    let own = image_into(&f, &store, 2);
+
+    // 1. a flipped byte in the middle of a pack only m2 uses (its own noise)
+    let pack = own
+        .iter()
+        .map(|n| store.join("packs").join(n))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let len = std::fs::metadata(&pack).unwrap().len();
+    assert!(
+        len >= USER_NOISE.1,
+        "{} holds m2's noise: {len} bytes",
+        pack.display()
+    );
+    flip(&pack, len / 2, 0x40);
+    let t = fails(lifeboat(&[], &["verify", p(&img(2))]), 1, "corrupt");
+    assert!(t.contains("m2.lbi"), "{t}");
+    ok(&[], &["verify", p(&img(1))]);
+    let t = fails(lifeboat(&[], &["verify", p(&store)]), 1, "damaged");
+    assert!(t.contains("2 images, 1 intact"), "{t}");
+    let named = t.lines().last().unwrap();
+    assert!(
+        named.contains("m2.lbi") && !named.contains("m1.lbi"),
+        "verify DIR names the damaged image, and only it: {t}"
+    );
+    let target = f.target("damaged.img");
+    fails(
+        lifeboat(&[], &["restore", p(&img(2)), p(&target), "--yes"]),
+        1,
+        "corrupt",
+    );
+    // mended, it verifies again: the damage was that byte
+    flip(&pack, len / 2, 0x40);
+    ok(&[], &["verify", p(&store)]);
+
+    // 2. a flipped byte in the system's index file (m1's): writers skip it, with a warning,
+    // and store its chunks again rather than trust it
+    let idx = store
+        .join("index")
+        .join(format!("{}.idx", image_id(&[], p(&img(1)))));
+    flip(&idx, 100, 0x01);
+    let before = store_bytes(&store).0;
+    let o = ok(&[], &["image", p(f.m(3)), "-o", p(&img(3)), "--dedup"]);
+    assert!(
+        o.contains("an index of the store is skipped") && o.contains(&name_of(p(&idx))),
+        "the writer warns, naming the index file: {o}"
+    );
+    let grew = store_bytes(&store).0 - before;
+    assert!(
+        grew >= NOISE_BYTES,
+        "the chunks of the damaged index were stored again: {grew} bytes"
+    );
+    ok(&[], &["verify", p(&img(3))]);
+    f.restores_equal(&[], p(&img(3)), 3);
+    // verify DIR: every image intact (exit 0), the damaged index named
+    let o = ok(&[], &["verify", p(&store)]);
+    assert!(o.contains("3 images, 3 intact"), "{o}");
+    assert!(
+        o.contains("1 damaged index file") && o.contains(&name_of(p(&idx))),
+        "{o}"
+    );
+}
