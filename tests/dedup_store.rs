@@ -35,11 +35,11 @@
 //!   of the image using it and `verify DIR` (naming it), not the others; a flipped byte in an
 //!   index file is skipped with a warning and its chunks are stored again.
 //!
-//! Every run is killed, and fails the test, past [`LIMIT`]. Two KNOWN BUGS of
-//! src/image/packs.rs fail these tests while they stand (each marked where it fails): a `gc`
-//! that finds no writer often takes 60 s (the lock refresher misses its stop signal; see
-//! [`Running::finish`]), and a `gc` that reads a writer's lock file before its first write
-//! refuses as if another collection ran (`writers_and_gc_started_together_and_locks`).
+//! Every run is killed, and fails the test, past [`LIMIT`]. Two bugs these tests found in
+//! src/image/packs.rs, now fixed, are guarded where they showed (each marked REGRESSION): a
+//! `gc` that finds no writer took 60 s (the lock refresher missed its stop signal; see
+//! [`Running::finish`]), and a `gc` that read a writer's lock file before its first write
+//! refused as if another collection ran (`writers_and_gc_started_together_and_locks`).
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod common;
@@ -175,21 +175,17 @@ impl Running {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 let (out, err) = self.output();
-                // KNOWN BUG while this test was written (src/image/packs.rs, StoreLock::hold,
-                // lines 355-367): the lock's refresher thread takes its mutex and waits on the
-                // condvar without first looking at the stop flag, so when the lock is dropped
-                // before that thread ran (any `gc` that finds no writer: it takes about 2 ms)
-                // the wake-up is lost and Drop's join waits the whole LOCK_REFRESH, 60 s; a
-                // `gc --yes` pays it twice (its dry run, then the collection), and writers
-                // that wait for it wait as long. This assertion is left failing until that is
-                // fixed.
+                // REGRESSION (src/image/packs.rs, StoreLock::hold): the lock's refresher
+                // thread once waited on its condvar without first looking at the stop flag,
+                // so a lock dropped before that thread ran (any `gc` that finds no writer:
+                // about 2 ms) lost its wake-up and Drop's join waited LOCK_REFRESH, 60 s.
                 panic!(
                     "{} did not end within {LIMIT:?} (killed){}\n{}{}",
                     self.what,
                     if self.gc {
                         ": a gc that finds no writer should take well under a second (see \
-                         the KNOWN BUG note in tests/dedup_store.rs: StoreLock's refresher \
-                         can miss the stop signal and hold the lock for 60 s)"
+                         the REGRESSION note in tests/dedup_store.rs: StoreLock's refresher \
+                         missing the stop signal held the lock for 60 s)"
                     } else {
                         ""
                     },
@@ -864,11 +860,11 @@ fn writers_and_gc_started_together_and_locks() {
         })
         .collect();
     let gc = start(lifeboat(&wait, &["gc", p(&store), "--yes"]));
-    // the gc first: it waits for the writers at most as long as they run. KNOWN BUG (one
-    // run in three here; src/image/packs.rs, read_locks, line 302): a lock file read between
-    // its creation (O_EXCL) and its first write is empty, counts as a lock of unknown kind,
-    // and a gc that reads it refuses at once ("another clean-up holds …/write-….lock",
-    // exit 1); the refresher's truncating rewrite (`put`) opens the same window every minute
+    // the gc first: it waits for the writers at most as long as they run. REGRESSION
+    // (src/image/packs.rs, read_locks): a lock file read between its creation (O_EXCL) and
+    // its first write is empty; it once counted as a lock of unknown kind, and a gc that read
+    // it refused at once ("another clean-up holds …/write-….lock", exit 1). Its name now
+    // says whose it is.
     for r in std::iter::once(gc).chain(writers) {
         let what = r.what.clone();
         let (o, took) = r.finish();
@@ -877,7 +873,7 @@ fn writers_and_gc_started_together_and_locks() {
             o.status.success(),
             "{what}: {t}{}",
             if t.contains("another clean-up holds") && t.contains("/write-") {
-                "\n(the KNOWN BUG above: a writer's lock read before its first write)"
+                "\n(the REGRESSION above: a writer's lock read before its first write)"
             } else {
                 ""
             }

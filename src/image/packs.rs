@@ -303,9 +303,24 @@ fn read_locks(dir: &Path) -> Result<Vec<LockInfo>> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io("reading", &p, e)),
         };
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
         out.push(LockInfo {
             path: p,
-            kind: v["kind"].as_str().unwrap_or("unknown").to_string(),
+            // a lock caught between its creation and its first write (or a refresh's
+            // truncation) is empty: its name still says whose it is
+            kind: v["kind"]
+                .as_str()
+                .or_else(|| {
+                    ["write", "gc"]
+                        .into_iter()
+                        .find(|k| name.starts_with(&format!("{k}-")))
+                })
+                .unwrap_or("unknown")
+                .to_string(),
             refreshed_unix: v["refreshed_unix"].as_u64().unwrap_or_else(unix_now),
             host: v["host"].as_str().unwrap_or("?").to_string(),
         });
@@ -322,6 +337,13 @@ fn lock_wait() -> std::time::Duration {
             .and_then(|s| s.parse().ok())
             .unwrap_or(600),
     )
+}
+
+/// The pause between two looks at the locks: 1.5 to 2.5 s, at random, so that a writer and
+/// a collection do not look in step.
+fn poll_pause() {
+    let jitter = getrandom::u32().unwrap_or(0) % 1000;
+    std::thread::sleep(std::time::Duration::from_millis(1500 + u64::from(jitter)));
 }
 
 /// A lock held in a store: refreshed by a thread, deleted when dropped.
@@ -355,15 +377,16 @@ impl StoreLock {
         let refresher = std::thread::spawn(move || {
             let (m, cv) = &*st;
             let mut stopped = m.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                let (g, _) = cv
+            // the flag is looked at before every wait: a stop signalled before this thread
+            // first took the mutex would otherwise be lost, and Drop's join wait LOCK_REFRESH
+            while !*stopped {
+                let (g, t) = cv
                     .wait_timeout(stopped, LOCK_REFRESH)
                     .unwrap_or_else(|e| e.into_inner());
                 stopped = g;
-                if *stopped {
-                    return;
+                if !*stopped && t.timed_out() {
+                    let _ = put(&p, &lock_body(kind));
                 }
-                let _ = put(&p, &lock_body(kind));
             }
         });
         StoreLock {
@@ -414,7 +437,7 @@ pub fn lock_writer(dir: &Path) -> Result<StoreLock> {
                 ),
             });
         }
-        std::thread::sleep(std::time::Duration::from_secs(2));
+        poll_pause();
     }
 }
 
@@ -457,7 +480,7 @@ fn lock_gc(dir: &Path) -> Result<StoreLock> {
                 ),
             });
         }
-        std::thread::sleep(std::time::Duration::from_secs(2));
+        poll_pause();
     }
 }
 
@@ -586,7 +609,9 @@ pub fn images(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Whether `dir` is a deduplicating store (it has packs or an index).
 pub fn is_store(dir: &Path) -> bool {
     if s3::is_s3(dir) {
-        return list(&index_dir(dir)).is_ok_and(|v| !v.is_empty());
+        // packs too: a collection that stopped after dropping the index can be run again
+        return list(&index_dir(dir)).is_ok_and(|v| !v.is_empty())
+            || list(&dir.join("packs")).is_ok_and(|v| !v.is_empty());
     }
     index_dir(dir).is_dir() || dir.join("packs").is_dir()
 }
