@@ -2,7 +2,7 @@
 //! folder (local, on a network store, or `s3://bucket/prefix`), each chunk stored once.
 //!
 //! **Layout** of a store folder `DIR`:
-//! - `DIR/NAME.lbi`: each image, small: a header with [`FLAG_PACKED`], its metadata, its
+//! - `DIR/NAME.lbi`: each image, small: a header with [`super::format::FLAG_PACKED`], its metadata, its
 //!   index and its footer, but no frames. Its records point into packs.
 //! - `DIR/packs/XXXXXXXX.pack`: frames (zstd or raw, as in any image), about
 //!   [`PACK_TARGET`] bytes each, named by a random 31-bit ID. A record's `file_offset` is a
@@ -253,7 +253,7 @@ fn locks_dir(dir: &Path) -> PathBuf {
 }
 
 /// A lock not refreshed for this long belongs to a run that died (writers refresh theirs
-/// every [`LOCK_REFRESH`]).
+/// every minute).
 pub const LOCK_STALE_SECS: u64 = 30 * 60;
 
 /// How often a lock is refreshed.
@@ -413,7 +413,7 @@ impl Drop for StoreLock {
 
 /// Takes a writer's lock in the store `dir`: any number of writers hold one at once, but
 /// none while a collection ([`gc`]) runs. Waits for a running collection (up to
-/// [`lock_wait`]); the error names it.
+/// ten minutes, `LIFEBOAT_STORE_LOCK_WAIT`); the error names it.
 pub fn lock_writer(dir: &Path) -> Result<StoreLock> {
     let deadline = std::time::Instant::now() + lock_wait();
     loop {
