@@ -543,8 +543,11 @@ pub struct ImageArgs {
     /// holds many machines' images, and every chunk once. Chunks already there (from any
     /// image) are not stored again; new ones go to packs in FOLDER/packs, with an index in
     /// FOLDER/index. The image itself is small and restores, verifies and reads like any
-    /// other. Full, plain images only (see docs/STORES.md).
-    #[arg(long, conflicts_with_all = ["encrypt", "parent", "incremental", "differential", "rescue", "volume_size"])]
+    /// other. Full images only. With --encrypt, the store is encrypted: its first image makes
+    /// the store's key (FOLDER/store.key), and every later image must be written with
+    /// --encrypt and the same passphrase, which it shares so that chunks still deduplicate
+    /// (see docs/STORES.md).
+    #[arg(long, conflicts_with_all = ["parent", "incremental", "differential", "rescue", "volume_size"])]
     pub dedup: bool,
     /// With --encrypt: also make a printable recovery key that opens the image, shown once
     /// when the image is written. Keep it apart from the passphrase.

@@ -287,6 +287,11 @@ pub(super) fn set_key_prompt() {
     }));
 }
 
+/// The passphrase `--key-file` gave, if any.
+pub(super) fn given_passphrase() -> Option<crate::image::crypt::Secret> {
+    KEY_FILE.get().cloned()
+}
+
 /// The passphrase of a new encrypted image: `--key-file`'s, or asked twice on the terminal.
 pub(super) fn new_passphrase() -> anyhow::Result<crate::image::crypt::Secret> {
     if let Some(s) = KEY_FILE.get() {

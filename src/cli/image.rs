@@ -67,7 +67,13 @@ impl TryFrom<&ImageArgs> for image::ImageSpec {
             volume_size: a.volume_size,
             full_swap: a.full_swap,
             dedup: a.dedup,
-            encrypt: if a.encrypt && !a.dry_run {
+            encrypt: if a.encrypt && a.dedup && encrypted_store(&output)? {
+                // the store's passphrase: --key-file's, or asked once when its key is unlocked
+                Some(image::Encrypt {
+                    passphrase: super::common::given_passphrase().unwrap_or_default(),
+                    recovery_key: a.recovery_key,
+                })
+            } else if a.encrypt && !a.dry_run {
                 Some(image::Encrypt {
                     passphrase: super::common::new_passphrase()?,
                     recovery_key: a.recovery_key,
@@ -85,6 +91,12 @@ impl TryFrom<&ImageArgs> for image::ImageSpec {
             ..image::ImageSpec::new(a.source.clone(), output)
         })
     }
+}
+
+/// Whether the folder of `output` is an encrypted fleet store (it has a key).
+fn encrypted_store(output: &std::path::Path) -> anyhow::Result<bool> {
+    let dir = crate::image::volumes::parent_dir(output);
+    Ok(crate::image::packs::StoreKeys::read(&dir)?.is_some())
 }
 
 /// `lifeboat image`.

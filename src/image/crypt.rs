@@ -10,7 +10,11 @@
 //! - the **frame key**: every stored frame is `nonce (24) ‖ ciphertext ‖ tag (16)`, sealed
 //!   with XChaCha20-Poly1305 under a random nonce, and its associated data binds it to its
 //!   image and place: `"lifeboat-frame-v1" ‖ image ID ‖ file offset (u64) ‖ codec (u8)`.
-//!   The metadata and index sections are sealed the same way, with their own labels;
+//!   A frame in a fleet store's pack ([`super::packs`]) is shared by every image that uses
+//!   it, so it is bound to its place in the store instead: `"lifeboat-pack-frame-v1" ‖ key
+//!   ID ‖ pack address (u64) ‖ codec (u8)` (pack names are unique in a store, and a store has
+//!   one key). The metadata and index sections are sealed the same way, with their own
+//!   labels;
 //! - the **content-ID key**: record hashes are blake3 keyed with it, so the index names
 //!   chunks without revealing the plain blake3 of any content (and an attacker cannot test a
 //!   guess of a block's content against it);
@@ -114,6 +118,7 @@ impl MasterKey {
         Sealer {
             cipher: XChaCha20Poly1305::new(&(*k).into()),
             image_id,
+            key_id: self.key_id(),
         }
     }
 }
@@ -158,6 +163,8 @@ impl ContentHash {
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
     image_id: [u8; 16],
+    /// Binds frames in a fleet store's packs (one key per store).
+    key_id: [u8; 16],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -169,7 +176,8 @@ impl std::fmt::Debug for Sealer {
 /// What a sealed piece is, bound into its associated data.
 #[derive(Debug, Clone, Copy)]
 pub enum Place {
-    /// A frame at this file offset, stored with this codec byte.
+    /// A frame at this file offset (or pack address, [`super::packs::is_address`]), stored
+    /// with this codec byte.
     Frame(u64, u8),
     /// The metadata section.
     Meta,
@@ -181,6 +189,12 @@ impl Sealer {
     fn aad(&self, place: Place) -> Vec<u8> {
         let mut a = Vec::with_capacity(48);
         match place {
+            Place::Frame(address, codec) if super::packs::is_address(address) => {
+                a.extend_from_slice(b"lifeboat-pack-frame-v1");
+                a.extend_from_slice(&self.key_id);
+                a.extend_from_slice(&address.to_le_bytes());
+                a.push(codec);
+            }
             Place::Frame(offset, codec) => {
                 a.extend_from_slice(b"lifeboat-frame-v1");
                 a.extend_from_slice(&self.image_id);
@@ -695,6 +709,37 @@ mod tests {
             !s.open(Place::Frame(4096, 1), &sealed[..10], &mut out),
             "short"
         );
+    }
+
+    #[test]
+    fn pack_frames_are_bound_to_the_store_and_their_place_in_it_not_the_image() {
+        let k = MasterKey::generate().unwrap();
+        let at = super::super::packs::address(7, 4096);
+        let sealed = k
+            .sealer([1; 16])
+            .seal(Place::Frame(at, 1), b"shared")
+            .unwrap();
+        let mut out = Vec::new();
+        // any image of the store opens it: the frame is shared
+        assert!(k
+            .sealer([2; 16])
+            .open(Place::Frame(at, 1), &sealed, &mut out));
+        assert_eq!(out, b"shared");
+        let moved = super::super::packs::address(8, 4096);
+        assert!(!k
+            .sealer([1; 16])
+            .open(Place::Frame(moved, 1), &sealed, &mut out));
+        assert!(!k
+            .sealer([1; 16])
+            .open(Place::Frame(at, 2), &sealed, &mut out));
+        // another store (another key), and a plain frame at the same low bits
+        let other = MasterKey::generate().unwrap();
+        assert!(!other
+            .sealer([1; 16])
+            .open(Place::Frame(at, 1), &sealed, &mut out));
+        assert!(!k
+            .sealer([1; 16])
+            .open(Place::Frame(4096, 1), &sealed, &mut out));
     }
 
     #[test]

@@ -161,7 +161,9 @@
 //! - Every stored frame is `nonce (24) ‖ XChaCha20-Poly1305 ciphertext ‖ tag (16)`: the
 //!   record's stored length includes these 40 bytes. The nonce is random; the associated data
 //!   is `"lifeboat-frame-v1" ‖ image ID ‖ file offset of the frame (u64) ‖ codec (u8)`. The
-//!   plaintext is the frame as a plain image would store it (zstd or raw).
+//!   plaintext is the frame as a plain image would store it (zstd or raw). A frame in a
+//!   pack (packed images, below) is shared by the images of its store, so its associated
+//!   data is `"lifeboat-pack-frame-v1" ‖ key ID ‖ pack address (u64) ‖ codec (u8)` instead.
 //! - The metadata section is `"LBMETA\0\0"`, u64 length, then the JSON sealed the same way
 //!   (associated data `"lifeboat-meta-v1" ‖ image ID`), then the CRC-32; the index is
 //!   `"LBINDEX\0"`, u64 count, the records sealed as one piece (`"lifeboat-index-v1" ‖ image
@@ -188,8 +190,18 @@
 //! frame may serve several images. Beside them, `index/ID.idx` files list the records of
 //! the frames each image added (`"LBPKIDX1"`, u64 count, 64-byte records as in the index,
 //! then the CRC-32 of everything before it), for writers to find what the store holds; a
-//! reader of images never needs them. Packed images are full and plain (not encrypted, not
-//! split, no parent).
+//! reader of images never needs them. Packed images are full (not split, no parent).
+//!
+//! An **encrypted store** has one master key for all its images: `store.key` in the store's
+//! folder is 4096 bytes laid out as an encrypted header's key area (`"LBSTKEY1"`, u32
+//! version 1, the key ID at byte 128, the slot count and slots from byte 144 as above, the
+//! CRC-32 of bytes 0..4092 at byte 4092). Each image of the store is an encrypted packed image
+//! (flag bits 1 and 2) whose header holds that key ID and a copy of those slots; its records'
+//! hashes are keyed with the store's content-ID key, its metadata and index are sealed to its
+//! own image ID, and its frames in packs to the key ID and their pack address (above). The
+//! index files of an encrypted store list keyed hashes. A reader of 1.5 from before encrypted
+//! stores (December 2026) fails such an image's frames as not decrypting; it never reads them
+//! as data.
 //!
 //! **Volumes** (1.2). Where one file cannot hold the image (FAT32 ends files at 4 GiB; the
 //! writer splits there by itself, in volumes of 4 GiB − 1 MiB, or where `--volume-size` asks),

@@ -33,8 +33,16 @@
 //! ignored. So a chunk a writer counts on cannot be deleted under it, and a collection never
 //! sees an image half-written.
 //!
-//! Not built: encryption in a deduplicating store (it needs one ID key per store).
+//! **Encrypted stores** (`image --dedup --encrypt`): a store is encrypted or plain from its
+//! first image on. An encrypted store has one master key, whose key slots are in
+//! `DIR/store.key` ([`StoreKeys`]), written by the first writer; every image of the store
+//! is encrypted under that key and carries a copy of its slots in its header. So the
+//! content IDs (keyed blake3) are the same in every image of the store, and chunks still
+//! deduplicate across machines; a frame in a pack is sealed to its pack address and the
+//! store's key ID, not to one image ([`super::crypt`]). The index files list content IDs and
+//! pack addresses only.
 
+use super::crypt::{self, KeySlots, Sealer};
 use super::format::{Codec, Record, RECORD_LEN};
 use crate::error::{Error, Result};
 use crate::store::s3;
@@ -220,6 +228,80 @@ pub fn load_known(dir: &Path) -> Result<(Known, Vec<String>)> {
         }
     }
     Ok((known, skipped))
+}
+
+/// `DIR/store.key`: the key slots of an encrypted store.
+pub fn store_key_path(dir: &Path) -> PathBuf {
+    dir.join("store.key")
+}
+
+/// The magic at the start of `store.key`.
+const STORE_KEY_MAGIC: [u8; 8] = *b"LBSTKEY1";
+/// The length of `store.key`: laid out as an image header's key area (the key ID at
+/// [`crypt::KEYS_AT`], the slots in [`crypt::SLOTS_AREA`]), then a CRC-32 of the rest.
+const STORE_KEY_LEN: usize = 4096;
+
+/// The key slots of an encrypted store, as `DIR/store.key` holds them.
+#[derive(Debug, Clone)]
+pub struct StoreKeys;
+
+impl StoreKeys {
+    /// Encodes `slots` as the bytes of `store.key`.
+    pub fn encode(slots: &KeySlots) -> Vec<u8> {
+        let mut b = vec![0u8; STORE_KEY_LEN];
+        b[..8].copy_from_slice(&STORE_KEY_MAGIC);
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        slots.encode_into(&mut b);
+        let crc = crc32fast::hash(&b[..STORE_KEY_LEN - 4]);
+        b[STORE_KEY_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes the bytes of `store.key`; the error says what is wrong.
+    pub fn decode(b: &[u8]) -> std::result::Result<KeySlots, String> {
+        if b.len() != STORE_KEY_LEN || b[..8] != STORE_KEY_MAGIC {
+            return Err("not a Lifeboat store key file".into());
+        }
+        if crc32fast::hash(&b[..STORE_KEY_LEN - 4]).to_le_bytes() != b[STORE_KEY_LEN - 4..] {
+            return Err("its checksum does not match (damaged or cut short)".into());
+        }
+        if b[8..12] != 1u32.to_le_bytes() {
+            return Err("it is of a later version of Lifeboat".into());
+        }
+        KeySlots::decode(b).map_err(|e| e.to_string())
+    }
+
+    /// The key slots of the store `dir`: `None` for a plain store (or a new folder).
+    pub fn read(dir: &Path) -> Result<Option<KeySlots>> {
+        let path = store_key_path(dir);
+        let b = match get(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("reading", &path, e)),
+        };
+        StoreKeys::decode(&b)
+            .map(Some)
+            .map_err(|why| Error::Refused {
+                path,
+                reason: format!(
+                    "{why}: the store's key cannot be read, so nothing can be added to the                      store (its images still carry their own copies of the key slots)"
+                ),
+            })
+    }
+
+    /// Makes `slots` the store `dir`'s key, unless it has one. Returns the store's slots:
+    /// `slots`, or those another writer made first.
+    pub fn create(dir: &Path, slots: &KeySlots) -> Result<KeySlots> {
+        let path = store_key_path(dir);
+        match put_new(&path, &StoreKeys::encode(slots)) {
+            Ok(true) => Ok(slots.clone()),
+            Ok(false) => StoreKeys::read(dir)?.ok_or_else(|| Error::Refused {
+                path,
+                reason: "it appeared and vanished while the store's key was made".into(),
+            }),
+            Err(e) => Err(Error::io("writing", &path, e)),
+        }
+    }
 }
 
 /// Deletes the file or object `path` (one already gone is fine).
@@ -606,14 +688,15 @@ pub fn images(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// Whether `dir` is a deduplicating store (it has packs or an index).
+/// Whether `dir` is a deduplicating store (it has packs, an index, or a store key).
 pub fn is_store(dir: &Path) -> bool {
     if s3::is_s3(dir) {
         // packs too: a collection that stopped after dropping the index can be run again
         return list(&index_dir(dir)).is_ok_and(|v| !v.is_empty())
-            || list(&dir.join("packs")).is_ok_and(|v| !v.is_empty());
+            || list(&dir.join("packs")).is_ok_and(|v| !v.is_empty())
+            || s3::get(&store_key_path(dir)).is_ok();
     }
-    index_dir(dir).is_dir() || dir.join("packs").is_dir()
+    index_dir(dir).is_dir() || dir.join("packs").is_dir() || store_key_path(dir).is_file()
 }
 
 /// A pack being filled, or handed to the writer thread.
@@ -698,8 +781,14 @@ impl PackWriter {
         })
     }
 
-    /// Appends `frame`; its pack address.
-    pub fn add(&mut self, frame: &[u8]) -> Result<u64> {
+    /// Appends `frame` (stored with `codec`), sealed to its pack address when `sealer` is
+    /// given (an encrypted store); its pack address and the bytes it takes there.
+    pub fn add(
+        &mut self,
+        frame: &mut [u8],
+        codec: Codec,
+        sealer: Option<&Sealer>,
+    ) -> Result<(u64, usize)> {
         if self.current.is_none() {
             self.current = Some(self.start_pack()?);
         }
@@ -707,12 +796,25 @@ impl PackWriter {
             return Err(Error::Unsupported("a pack that vanished".into()));
         };
         let at = address(p.id, p.data.len() as u32);
-        p.data.extend_from_slice(frame);
-        self.bytes += frame.len() as u64;
+        let len = match sealer {
+            // encrypted where it lies (no copy of the frame): nonce, ciphertext, tag
+            Some(s) => {
+                let (nonce, tag) = s.seal_in_place(crypt::Place::Frame(at, codec as u8), frame)?;
+                p.data.extend_from_slice(&nonce);
+                p.data.extend_from_slice(frame);
+                p.data.extend_from_slice(&tag);
+                frame.len() + crypt::OVERHEAD
+            }
+            None => {
+                p.data.extend_from_slice(frame);
+                frame.len()
+            }
+        };
+        self.bytes += len as u64;
         if p.data.len() >= PACK_TARGET {
             self.hand_over()?;
         }
-        Ok(at)
+        Ok((at, len))
     }
 
     /// Hands the current pack to the writer thread.
@@ -820,8 +922,10 @@ mod tests {
     fn packs_get_names_of_their_own_and_hold_the_frames() {
         let d = tempfile::tempdir().unwrap();
         let mut w = PackWriter::new(d.path());
-        let a = w.add(b"first frame").unwrap();
-        let b = w.add(b"second").unwrap();
+        let (a, _) = w
+            .add(&mut b"first frame".to_vec(), Codec::Raw, None)
+            .unwrap();
+        let (b, _) = w.add(&mut b"second".to_vec(), Codec::Raw, None).unwrap();
         assert_eq!(split(a).0, split(b).0);
         assert_eq!(split(b).1, 11);
         let (id, _) = split(a);
@@ -829,5 +933,43 @@ mod tests {
         let bytes = std::fs::read(pack_path(d.path(), id)).unwrap();
         assert_eq!(bytes, b"first framesecond");
         assert!(index_dir(d.path()).join("img.idx").is_file());
+    }
+
+    #[test]
+    fn sealed_pack_frames_open_at_their_address_and_store_keys_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let key = crypt::MasterKey::generate().unwrap();
+        let sealer = key.sealer([5; 16]);
+        let mut w = PackWriter::new(d.path());
+        let mut plain = b"confidential frame".to_vec();
+        let (a, len) = w
+            .add(&mut plain.clone(), Codec::Raw, Some(&sealer))
+            .unwrap();
+        assert_eq!(len, plain.len() + crypt::OVERHEAD);
+        w.finish("img", &[]).unwrap();
+        let bytes = std::fs::read(pack_path(d.path(), split(a).0)).unwrap();
+        assert!(!bytes.windows(12).any(|x| x == b"confidential"));
+        let mut out = Vec::new();
+        // another image of the same store opens it
+        assert!(key.sealer([6; 16]).open(
+            crypt::Place::Frame(a, Codec::Raw as u8),
+            &bytes,
+            &mut out
+        ));
+        assert_eq!(out, plain);
+        plain.clear();
+
+        assert!(StoreKeys::read(d.path()).unwrap().is_none());
+        let slots = KeySlots::new(&key, &[(crypt::SlotKind::Passphrase, b"pw")]).unwrap();
+        assert_eq!(StoreKeys::create(d.path(), &slots).unwrap(), slots);
+        // a second writer's new key loses: the store keeps the first
+        let other = crypt::MasterKey::generate().unwrap();
+        let theirs = KeySlots::new(&other, &[(crypt::SlotKind::Passphrase, b"pw")]).unwrap();
+        assert_eq!(StoreKeys::create(d.path(), &theirs).unwrap(), slots);
+        assert!(is_store(d.path()));
+        let mut b = std::fs::read(store_key_path(d.path())).unwrap();
+        b[200] ^= 1;
+        std::fs::write(store_key_path(d.path()), b).unwrap();
+        assert!(StoreKeys::read(d.path()).is_err());
     }
 }

@@ -184,13 +184,14 @@ impl ImageWriter {
         mut header: Header,
         known: HashMap<[u8; 32], packs::Place>,
     ) -> Result<Self> {
-        if header.keys.is_some() || header.volume_size > 0 {
+        if header.volume_size > 0 {
             return Err(Error::Unsupported(
-                "encrypted or split images in a deduplicating store".into(),
+                "split images in a deduplicating store".into(),
             ));
         }
         header.flags |= format::FLAG_PACKED;
         header.minor = header.minor.max(format::VERSION_MINOR_PACKED);
+        let sealer = sealer_for(path, &header)?;
         let dir = super::volumes::parent_dir(path);
         let mut w = ImageWriter {
             out: Out::Packed(Box::new(PackWriter::new(&dir)), Vec::new()),
@@ -199,7 +200,7 @@ impl ImageWriter {
             records: Vec::new(),
             stored: known,
             unordered: false,
-            sealer: None,
+            sealer,
         };
         let h = w.header.encode();
         w.write(&h)?;
@@ -359,9 +360,10 @@ impl ImageWriter {
         let frame = if all_known || c.data.is_empty() {
             None
         } else if let Out::Packed(p, _) = &mut self.out {
-            let len = u32::try_from(c.data.len())
-                .map_err(|_| invalid(0, "stored chunk too large".into()))?;
-            Some((p.add(&c.data)?, len))
+            let (at, len) = p.add(&mut c.data, c.frame_codec, self.sealer.as_ref())?;
+            let len =
+                u32::try_from(len).map_err(|_| invalid(0, "stored chunk too large".into()))?;
+            Some((at, len))
         } else {
             let at = self.out.pos();
             let len = c.data.len() + self.sealer.as_ref().map_or(0, |_| crypt::OVERHEAD);

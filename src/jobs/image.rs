@@ -340,25 +340,31 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
             ),
         });
     }
-    if spec.dedup
-        && (spec.encrypt.is_some()
-            || spec.parent.is_some()
-            || spec.rescue.is_some()
-            || spec.volume_size.is_some())
+    if spec.dedup && (spec.parent.is_some() || spec.rescue.is_some() || spec.volume_size.is_some())
     {
         return Err(Error::Unsupported(
-            "--dedup with --encrypt, a parent (--parent, --incremental, --differential), \
-             --rescue or --volume-size: a deduplicating store holds full, plain images (its \
-             chunks are shared with every other image there instead)"
+            "--dedup with a parent (--parent, --incremental, --differential), --rescue or \
+             --volume-size: a deduplicating store holds full images (their chunks are shared \
+             with every other image there instead)"
                 .into(),
         ));
     }
+    // an encrypted fleet store's key slots: every image there shares its key
+    let store_keys = if spec.dedup {
+        crate::image::packs::StoreKeys::read(&crate::image::volumes::parent_dir(&spec.output))?
+    } else {
+        None
+    };
     // a new key's slots (Argon2id, about 0.1 s) are made on another thread while the disk is
     // surveyed
     let new_keys = spec
         .encrypt
         .clone()
-        .filter(|_| spec.parent.is_none() && !spec.rescue.as_ref().is_some_and(|o| o.resume))
+        .filter(|_| {
+            spec.parent.is_none()
+                && !spec.rescue.as_ref().is_some_and(|o| o.resume)
+                && store_keys.is_none()
+        })
         .map(|e| std::thread::spawn(move || new_key_slots(&e)));
     let resume = match &spec.rescue {
         Some(o) if o.resume && rescue::died_before_its_log(&spec.output) => {
@@ -562,12 +568,16 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
     }) {
         warnings.push(w);
     }
-    let (keys, recovery_key) = plan_keys(
-        spec,
-        chain.as_deref(),
-        resume.as_ref().map(|r| &r.1),
-        new_keys,
-    )?;
+    let (keys, recovery_key) = if spec.dedup {
+        plan_store_keys(spec, store_keys, new_keys, &mut warnings)?
+    } else {
+        plan_keys(
+            spec,
+            chain.as_deref(),
+            resume.as_ref().map(|r| &r.1),
+            new_keys,
+        )?
+    };
     let raw_table = table
         .as_ref()
         .map(|t| match &spec.rescue {
@@ -658,6 +668,47 @@ fn plan_keys(
     };
     crypt::keyring::add_key(key);
     Ok((Some(slots), recovery))
+}
+
+/// The key slots of an image into a fleet store: the store's own (an encrypted store, which
+/// the passphrase given must unlock), new ones (the first image of a new encrypted store),
+/// or none (a plain store). A store is encrypted or plain from its first image on.
+fn plan_store_keys(
+    spec: &ImageSpec,
+    store_keys: Option<KeySlots>,
+    new_keys: Option<std::thread::JoinHandle<Result<NewKeys>>>,
+    warnings: &mut Vec<String>,
+) -> Result<(Option<KeySlots>, Option<crypt::Secret>)> {
+    let dir = crate::image::volumes::parent_dir(&spec.output);
+    match (store_keys, &spec.encrypt) {
+        (Some(slots), Some(e)) => {
+            if !e.passphrase.0.is_empty() {
+                crypt::keyring::add_secret(e.passphrase.0.clone());
+            }
+            crypt::keyring::unlock(&crate::image::packs::store_key_path(&dir), &slots)?;
+            if e.recovery_key {
+                warnings.push(
+                    "--recovery-key: the store's key slots were made with its first image \
+                     (a recovery key, if asked for, was shown then); this image uses them"
+                        .into(),
+                );
+            }
+            Ok((Some(slots), None))
+        }
+        (Some(_), None) => Err(Error::Refused {
+            path: dir,
+            reason: "it is an encrypted fleet store: image into it with --encrypt and the \
+                     store's passphrase (--key-file, or asked), so that the image shares its key"
+                .into(),
+        }),
+        (None, Some(_)) if crate::image::packs::is_store(&dir) => Err(Error::Refused {
+            path: dir,
+            reason: "it is a fleet store of plain images, and a store is encrypted or plain \
+                     from its first image on: an encrypted fleet store needs a folder of its own"
+                .into(),
+        }),
+        (None, _) => plan_keys(spec, None, None, new_keys),
+    }
 }
 
 /// A new master key, its slots, and the recovery key's text (`--recovery-key`).
@@ -908,7 +959,20 @@ pub fn run_on(
     // image is written and checked)
     let _store_lock = if plan.dedup {
         let dir = crate::image::volumes::parent_dir(&plan.output);
-        Some(crate::image::packs::lock_writer(&dir)?)
+        let lock = crate::image::packs::lock_writer(&dir)?;
+        if let Some(mine) = &plan.keys {
+            // the first image of an encrypted store makes its key (a no-op for later ones)
+            let theirs = crate::image::packs::StoreKeys::create(&dir, mine)?;
+            if theirs.key_id != mine.key_id {
+                return Err(Error::Refused {
+                    path: crate::image::packs::store_key_path(&dir),
+                    reason: "another writer made the store's key while this image was \
+                             planned; nothing was written: run the command again to use it"
+                        .into(),
+                });
+            }
+        }
+        Some(lock)
     } else {
         None
     };

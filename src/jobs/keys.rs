@@ -75,6 +75,20 @@ fn encrypted_header(path: &Path) -> Result<(Header, KeySlots)> {
     }
 }
 
+/// Refuses to change the slots of an image in an encrypted fleet store: they are a copy of
+/// the store's (`DIR/store.key`), which every image of the store shares.
+fn refuse_packed(path: &Path, h: &Header) -> Result<()> {
+    if h.flags & crate::image::format::FLAG_PACKED != 0 {
+        return Err(Error::Unsupported(format!(
+            "changing the key slots of {}: it is in an encrypted fleet store, whose slots are \
+             in the store's store.key and copied into every image there (changing a store's \
+             slots is not built yet)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The key slots of `path`. Needs no passphrase.
 pub fn list(path: &Path) -> Result<KeysReport> {
     let (_, keys) = encrypted_header(path)?;
@@ -85,6 +99,7 @@ pub fn list(path: &Path) -> Result<KeysReport> {
 /// The image is opened and checked first, with a passphrase the keyring has or asks for.
 pub fn add(path: &Path, kind: SlotKind, secret: &[u8]) -> Result<KeysReport> {
     let (mut h, mut keys) = encrypted_header(path)?;
+    refuse_packed(path, &h)?;
     if keys.slots.len() >= crypt::MAX_SLOTS {
         return Err(Error::Refused {
             path: path.to_path_buf(),
@@ -106,6 +121,7 @@ pub fn add(path: &Path, kind: SlotKind, secret: &[u8]) -> Result<KeysReport> {
 /// and one slot at least must stay.
 pub fn remove(path: &Path, number: usize) -> Result<KeysReport> {
     let (mut h, mut keys) = encrypted_header(path)?;
+    refuse_packed(path, &h)?;
     if number == 0 || number > keys.slots.len() {
         return Err(Error::Refused {
             path: path.to_path_buf(),
