@@ -1736,9 +1736,10 @@ impl NetServers {
 /// third disk; then images the disk encrypted onto the share (issue 20; the passphrase in a
 /// key file there) and restores it onto a fourth disk; then images it into an S3 bucket
 /// (SeaweedFS on the host; the endpoint and keys from the boot credentials, issue 20) and
-/// restores it from there onto a fifth disk; then images it twice into a deduplicating
-/// fleet store in the bucket (`--dedup`: the second image adds no chunks) and restores the
-/// second onto a sixth disk. The host checks the images on the share, the
+/// restores it from there onto a fifth disk; then images it twice into an encrypted
+/// deduplicating fleet store in the bucket (`--dedup --encrypt`, the same passphrase: the
+/// second image adds no chunks, since the store's one key makes equal chunk IDs) and
+/// restores the second onto a sixth disk. The host checks the images on the share, the
 /// export and in the bucket (the encrypted one with its passphrase, and for plaintext) and
 /// the restored files.
 #[test]
@@ -1791,9 +1792,9 @@ fn network_stores_smb_and_nfs_standard() {
          restore /store/enc.lbi /dev/vdd --yes --key-file /store/pass.key ; \
          image /dev/vda -o s3://lifeboat/guest/pc.lbi ; \
          restore s3://lifeboat/guest/pc.lbi /dev/vde --yes ; \
-         image /dev/vda -o s3://lifeboat/fleet/a.lbi --dedup ; \
-         image /dev/vda -o s3://lifeboat/fleet/b.lbi --dedup ; \
-         restore s3://lifeboat/fleet/b.lbi /dev/vdf --yes ; \
+         image /dev/vda -o s3://lifeboat/fleet/a.lbi --dedup --encrypt --key-file /store/pass.key ; \
+         image /dev/vda -o s3://lifeboat/fleet/b.lbi --dedup --encrypt --key-file /store/pass.key ; \
+         restore s3://lifeboat/fleet/b.lbi /dev/vdf --yes --key-file /store/pass.key ; \
          info {bad_url}/smb.lbi --credentials /store/bad.creds\" \
          lifeboat.then=poweroff",
         smb_url = servers.smb_url(),
@@ -1919,9 +1920,27 @@ fn network_stores_smb_and_nfs_standard() {
         second_image_bytes * 10 < first_image_bytes,
         "the second image stored its chunks again: {second_image_bytes} against {first_image_bytes}"
     );
+    assert_eq!(jobs[10]["summary"]["encrypted"], true, "{result}");
+    assert!(
+        objects.iter().any(|o| o.0 == "fleet/store.key"),
+        "no store key: {objects:?}"
+    );
+    // none of the disk's text in the store's packs
+    for (name, _) in objects.iter().filter(|o| o.0.starts_with("fleet/")) {
+        let body = weed.get(name).unwrap_or_default();
+        assert!(
+            !common::contains_bytes(&body, b"network store line"),
+            "plaintext in {name}"
+        );
+    }
     let mut verify_store = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
     verify_store
-        .args(["verify", "s3://lifeboat/fleet"])
+        .args([
+            "--key-file",
+            key.to_str().unwrap(),
+            "verify",
+            "s3://lifeboat/fleet",
+        ])
         .envs(weed.env());
     let out = verify_store.output().unwrap();
     assert!(out.status.success(), "{out:?}");
