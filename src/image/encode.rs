@@ -43,6 +43,26 @@ pub fn is_zero(b: &[u8]) -> bool {
         .all(|c| c.iter().fold(0u8, |a, &x| a | x) == 0)
 }
 
+/// The blocks a new image need not store, by content hash: those its parent chain stores (a
+/// set), or those its fleet store holds (a map to where, [`super::packs::Known`]). The
+/// encoders ask it from every worker.
+pub trait KnownBlocks: Sync {
+    /// Whether a block of this hash is held elsewhere already.
+    fn has(&self, hash: &[u8; 32]) -> bool;
+}
+
+impl KnownBlocks for HashSet<[u8; 32]> {
+    fn has(&self, hash: &[u8; 32]) -> bool {
+        self.contains(hash)
+    }
+}
+
+impl<V: Sync> KnownBlocks for std::collections::HashMap<[u8; 32], V> {
+    fn has(&self, hash: &[u8; 32]) -> bool {
+        self.contains_key(hash)
+    }
+}
+
 /// Cuts one chunk into records at multiples of `block`, hashes each, and compresses the
 /// records that are neither all zero nor in `known` (hashes the parent chain stores) into one
 /// frame (a pipeline worker's job). Only new data is compressed. `hasher` is the image's
@@ -52,7 +72,7 @@ pub fn encode(
     disk_offset: u64,
     raw: &[u8],
     block: u64,
-    known: Option<&HashSet<[u8; 32]>>,
+    known: Option<&dyn KnownBlocks>,
     hasher: &ContentHash,
 ) -> Result<EncodedChunk> {
     encode_pieces(level, [(disk_offset, raw)], block, known, hasher)
@@ -66,7 +86,7 @@ pub fn encode_pieces<'a>(
     level: i32,
     pieces: impl IntoIterator<Item = (u64, &'a [u8])>,
     block: u64,
-    known: Option<&HashSet<[u8; 32]>>,
+    known: Option<&dyn KnownBlocks>,
     hasher: &ContentHash,
 ) -> Result<EncodedChunk> {
     let block = block.max(1);
@@ -82,7 +102,7 @@ pub fn encode_pieces<'a>(
             let hash = hasher.hash(piece);
             let codec = if is_zero(piece) {
                 Codec::Zero
-            } else if known.is_some_and(|k| k.contains(&hash)) {
+            } else if known.is_some_and(|k| k.has(&hash)) {
                 Codec::Parent
             } else {
                 Codec::Zstd

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::store::s3;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One chunk, already cut into records, hashed and compressed by a pipeline worker.
 #[derive(Debug, Clone)]
@@ -127,6 +128,9 @@ pub struct ImageWriter {
     records: Vec<Record>,
     /// Where each stored hash lives: (file offset, stored length, codec, frame offset).
     stored: HashMap<[u8; 32], (u64, u32, Codec, u32)>,
+    /// What the fleet store held before this image (a packed image; empty otherwise):
+    /// shared with the encoder, never copied.
+    known: Arc<packs::Known>,
     /// Chunks may arrive in any disk order (a rescue fills in ranges it skipped); the
     /// records are sorted, and checked not to overlap, when the image is sealed.
     unordered: bool,
@@ -165,6 +169,7 @@ impl ImageWriter {
             header,
             records: Vec::new(),
             stored: HashMap::new(),
+            known: Arc::default(),
             unordered: false,
             sealer,
         };
@@ -182,7 +187,7 @@ impl ImageWriter {
     pub fn create_packed(
         path: &Path,
         mut header: Header,
-        known: HashMap<[u8; 32], packs::Place>,
+        known: Arc<packs::Known>,
     ) -> Result<Self> {
         if header.volume_size > 0 {
             return Err(Error::Unsupported(
@@ -198,7 +203,8 @@ impl ImageWriter {
             path: path.to_path_buf(),
             header,
             records: Vec::new(),
-            stored: known,
+            stored: HashMap::new(),
+            known,
             unordered: false,
             sealer,
         };
@@ -244,6 +250,7 @@ impl ImageWriter {
             header,
             records,
             stored,
+            known: Arc::default(),
             unordered: true,
             sealer,
         })
@@ -356,7 +363,7 @@ impl ImageWriter {
             .records
             .iter()
             .filter(|r| r.codec.stored_here())
-            .all(|r| self.stored.contains_key(&r.hash));
+            .all(|r| self.place_of(&r.hash).is_some());
         let frame = if all_known || c.data.is_empty() {
             None
         } else if let Out::Packed(p, _) = &mut self.out {
@@ -386,16 +393,18 @@ impl ImageWriter {
             if r.codec.stored_here() {
                 let place = match frame {
                     Some((at, len)) => (at, len, c.frame_codec, r.frame_offset),
-                    None => match self.stored.get(&r.hash) {
-                        Some(&p) => p,
+                    None => match self.place_of(&r.hash) {
+                        Some(p) => p,
                         None => return Err(invalid(self.out.pos(), "lost a stored record".into())),
                     },
                 };
-                self.stored.entry(r.hash).or_insert(place);
+                if !self.known.contains_key(&r.hash) {
+                    self.stored.entry(r.hash).or_insert(place);
+                }
                 (r.file_offset, r.stored_len, r.codec, r.frame_offset) = place;
             } else if r.codec == Codec::Parent && matches!(self.out, Out::Packed(..)) {
                 // left out by the encoder as already in the store: where the store has it
-                let Some(&place) = self.stored.get(&r.hash) else {
+                let Some(place) = self.place_of(&r.hash) else {
                     return Err(invalid(
                         self.out.pos(),
                         format!(
@@ -411,6 +420,14 @@ impl ImageWriter {
             self.records.push(r);
         }
         Ok(())
+    }
+
+    /// Where a block of this hash is stored: in this image, or (a packed image) in the store.
+    fn place_of(&self, hash: &[u8; 32]) -> Option<packs::Place> {
+        self.stored
+            .get(hash)
+            .or_else(|| self.known.get(hash))
+            .copied()
     }
 
     /// How many volumes the image has once `more` bytes are added.

@@ -982,19 +982,24 @@ pub fn run_on(
         for why in skipped {
             reporter.warn(format!("an index of the store is skipped: {why}"));
         }
-        let hashes: std::collections::HashSet<[u8; 32]> = places.keys().copied().collect();
-        Some((places, hashes))
+        Some(std::sync::Arc::new(places))
     } else {
         None
     };
-    let known = match &store {
-        Some((_, hashes)) => Some(hashes),
-        None => plan.chain.as_ref().map(|c| c.stored_hashes()),
+    // one copy of the store's index, shared by the encoders and the writer
+    let known: Option<&dyn crate::image::encode::KnownBlocks> = match &store {
+        Some(places) => Some(&**places),
+        None => plan
+            .chain
+            .as_ref()
+            .map(|c| c.stored_hashes() as &dyn crate::image::encode::KnownBlocks),
     };
     let block = u64::from(plan.block_size);
     let mut parent_bytes = 0u64;
     let mut writer = match store.as_ref() {
-        Some((places, _)) => ImageWriter::create_packed(&plan.output, header, places.clone())?,
+        Some(places) => {
+            ImageWriter::create_packed(&plan.output, header, std::sync::Arc::clone(places))?
+        }
         None => ImageWriter::create(&plan.output, header)?,
     };
     let mut stored_per_region = vec![0u64; plan.regions.len()];

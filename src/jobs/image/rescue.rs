@@ -675,7 +675,7 @@ struct Rescue<'a> {
     unit: u64,
     block: u64,
     level: i32,
-    known: Option<&'a HashSet<[u8; 32]>>,
+    known: Option<&'a dyn crate::image::encode::KnownBlocks>,
     /// How records hash their content (keyed for an encrypted image).
     hasher: crate::image::crypt::ContentHash,
     out: Sink<'a>,
@@ -734,7 +734,10 @@ pub(crate) fn run_on(
         unit,
         block: u64::from(plan.block_size).max(unit),
         level: plan.level,
-        known: plan.chain.as_ref().map(|c| c.stored_hashes()),
+        known: plan
+            .chain
+            .as_ref()
+            .map(|c| c.stored_hashes() as &dyn crate::image::encode::KnownBlocks),
         hasher: plan.content_hash()?,
         out,
         failed_reads: 0,
