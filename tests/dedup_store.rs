@@ -1,5 +1,7 @@
 //! Tier 1 (no root, no loop devices): deduplicating fleet stores (`image --dedup`, `gc`,
-//! `verify DIR`; src/image/packs.rs) in a local folder and in S3 (a real SeaweedFS started on
+//! `verify DIR`; src/image/packs.rs), plain and encrypted (`--dedup --encrypt`: one master
+//! key per store in `DIR/store.key`, frames in packs sealed to the store's key and their pack
+//! address; src/image/crypt.rs), in a local folder and in S3 (a real SeaweedFS started on
 //! 127.0.0.1 by the test, tests/common/servers.rs).
 //!
 //! The "disks" are plain files shaped like a fleet installed from one image: a 48 MiB base
@@ -28,12 +30,36 @@
 //!   read that writer's image); all exit 0 and every image restores. Then a fresh writer's
 //!   lock stops `gc` (exit 1, names it, deletes nothing), a fresh collector's lock stops a
 //!   writer, and stale locks are ignored.
-//! - `refusals_write_nothing`: `--dedup` with `--encrypt`, `--volume-size`, `--parent`,
-//!   `--incremental`, `--rescue` (clap refuses them: exit 2), an existing name, `gc` of a
-//!   folder that is no store, `gc` without confirmation, `gc` with an unreadable image.
+//! - `refusals_write_nothing`: `--dedup` with `--volume-size`, `--parent`, `--incremental`,
+//!   `--rescue` (clap refuses them: exit 2), an existing name, `gc` of a folder that is no
+//!   store, `gc` without confirmation, `gc` with an unreadable image.
 //! - `damaged_pack_and_damaged_index`: a flipped byte in a pack fails `verify` and `restore`
 //!   of the image using it and `verify DIR` (naming it), not the others; a flipped byte in an
 //!   index file is skipped with a warning and its chunks are stored again.
+//! - `encrypted_local_store_dedups_and_hides_content`: five machines into an encrypted
+//!   store: `store.key` made once, each machine after the first adds about its own data, one
+//!   key ID in every image, all verify with `--key-file`, two restore equal, at most 1.6x one
+//!   plain image; no file of the store holds a secret line, the system's or a user's noise
+//!   (which a plain store of the same machines shows) or their text. Refused, writing
+//!   nothing: a wrong passphrase, none, a plain image, `key add`/`key remove` of its image;
+//!   `verify`, `verify DIR` and `restore` without the key (the target untouched); `gc`
+//!   without the key (nothing deleted), then with it (exactly the moved-out machine's packs);
+//!   a damaged `store.key` (nothing added, the images still verify); `--dedup --encrypt`
+//!   into a plain store, and into an empty folder without a passphrase.
+//! - `encrypted_store_catches_moved_and_foreign_frames`: disks made from machine 1 with
+//!   fresh noise blocks, so their packs' layout is known (one sealed 64 KiB frame per new
+//!   block): a flipped byte, two frames swapped inside their pack, two packs swapped by name,
+//!   and the same frames sealed by another store made with the same passphrase each fail
+//!   `verify` ("does not decrypt") and `restore` of the image using them, and `verify DIR`
+//!   names that image only; mended, all verify.
+//! - `encrypted_s3_store_round_trip`: three machines into an encrypted `s3://` store: the
+//!   `store.key` object, own data only per machine, no noise readable in any object, `verify`
+//!   with the key (and refused without), a restore; one image deleted: `gc` without the key
+//!   deletes nothing, with it exactly that machine's packs and index file; the rest verify
+//!   and restore.
+//! - `encrypted_store_first_writers_race_for_its_key`: two first writers of an empty folder
+//!   started together: one key becomes the store's; a writer that planned another refuses
+//!   (exit 1, "run again", no image), runs again into the same key, and no pack is orphaned.
 //!
 //! Every run is killed, and fails the test, past [`LIMIT`]. Two bugs these tests found in
 //! src/image/packs.rs, now fixed, are guarded where they showed (each marked REGRESSION): a
@@ -346,8 +372,15 @@ impl Fleet {
 
     /// Restores `img` (a path or an s3:// URL) over a junk target; it must equal machine `k`.
     fn restores_equal(&self, env: &Env, img: &str, k: usize) {
+        self.restores_equal_with(env, img, k, &[]);
+    }
+
+    /// [`Fleet::restores_equal`] with `extra` arguments (`--key-file K`).
+    fn restores_equal_with(&self, env: &Env, img: &str, k: usize, extra: &[&str]) {
         let t = self.target(&format!("restore-m{k}.img"));
-        let o = ok(env, &["restore", img, p(&t), "--yes"]);
+        let mut args = vec!["restore", img, p(&t), "--yes"];
+        args.extend_from_slice(extra);
+        let o = ok(env, &args);
         assert!(o.contains("verified by reading back"), "{o}");
         assert_same(self.m(k), &t);
         std::fs::remove_file(&t).unwrap();
@@ -471,9 +504,22 @@ fn unix_now() -> u64 {
 /// Images machine `k` of `f` into the local store `store` with --dedup; the names of the
 /// packs it added.
 fn image_into(f: &Fleet, store: &Path, k: usize) -> BTreeSet<String> {
+    image_into_with(f, store, k, &[])
+}
+
+/// [`image_into`] with `extra` arguments (an encrypted store's `--encrypt --key-file K`).
+fn image_into_with(f: &Fleet, store: &Path, k: usize, extra: &[&str]) -> BTreeSet<String> {
+    image_file(f.m(k), &store.join(format!("m{k}.lbi")), extra)
+}
+
+/// Images the disk file `disk` as `img` (in a local store) with --dedup and `extra`; the
+/// names of the packs it added.
+fn image_file(disk: &Path, img: &Path, extra: &[&str]) -> BTreeSet<String> {
+    let store = img.parent().unwrap();
     let before = packs(store);
-    let img = store.join(format!("m{k}.lbi"));
-    let o = ok(&[], &["image", p(f.m(k)), "-o", p(&img), "--dedup"]);
+    let mut args = vec!["image", p(disk), "-o", p(img), "--dedup"];
+    args.extend_from_slice(extra);
+    let o = ok(&[], &args);
     assert!(o.contains("written and verified"), "{o}");
     packs(store)
         .into_keys()
@@ -1044,7 +1090,6 @@ fn refusals_write_nothing() {
 
     // options a fleet store cannot take: clap refuses the pair (exit 2, its usage message)
     for extra in [
-        vec!["--encrypt"],
         vec!["--volume-size", "8M"],
         vec!["--parent", p(&m1)],
         vec!["--incremental", p(&store)],
@@ -1052,9 +1097,7 @@ fn refusals_write_nothing() {
     ] {
         let mut args = vec!["image", p(f.m(3)), "-o", p(&new), "--dedup"];
         args.extend_from_slice(&extra);
-        let mut c = lifeboat(&[], &args);
-        c.env("LIFEBOAT_PASSPHRASE", "correct horse battery staple");
-        let t = fails(c, 2, "cannot be used with");
+        let t = fails(lifeboat(&[], &args), 2, "cannot be used with");
         assert!(t.contains("'--dedup'") && t.contains(extra[0]), "{t}");
         assert_eq!(tree(&store), before, "{extra:?} wrote into the store");
     }
@@ -1189,4 +1232,795 @@ fn damaged_pack_and_damaged_index() {
         o.contains("1 damaged index file") && o.contains(&name_of(p(&idx))),
         "{o}"
     );
+}
+
+// ---- encrypted stores ----
+
+/// The bytes of one block of a packed image: a frame in a pack holds the new blocks of one
+/// 4 MiB chunk (checked with `info --json` where the tests count on it).
+const BLOCK: u64 = 64 << 10;
+/// What sealing adds to a frame: a 24-byte nonce and a 16-byte tag (src/image/crypt.rs).
+const SEAL: u64 = 40;
+
+/// A line of text that must not be readable in an encrypted store.
+const SECRET: &[u8] = b"lifeboat test secret: the payroll file of pc3 says 4217 coins";
+
+/// A key file `name` in `dir` (outside any store) holding `passphrase` and a newline.
+fn pass_file(dir: &Path, name: &str, passphrase: &str) -> PathBuf {
+    let k = dir.join(name);
+    std::fs::write(&k, format!("{passphrase}\n")).unwrap();
+    k
+}
+
+/// Whether `needle` occurs in `hay`.
+fn holds(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A disk `name` in `f`'s folder: machine 1 with a block of fresh noise at each (offset,
+/// seed) of `blocks` (in its free space, where machine 1 holds zeros).
+fn derive(f: &Fleet, name: &str, blocks: &[(u64, u32)]) -> PathBuf {
+    let d = f.path().join(name);
+    std::fs::copy(f.m(1), &d).unwrap();
+    for &(at, seed) in blocks {
+        assert!(
+            common::read_at(&d, at, BLOCK as usize)
+                .iter()
+                .all(|&b| b == 0),
+            "{at} is in machine 1's free space"
+        );
+        write_at(&d, at, &noise(BLOCK as usize, seed));
+    }
+    d
+}
+
+/// Swaps the bytes of `a` and `b` (files of the same size).
+fn swap_files(a: &Path, b: &Path) {
+    let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    assert_eq!(x.len(), y.len(), "{} and {}", a.display(), b.display());
+    std::fs::write(a, y).unwrap();
+    std::fs::write(b, x).unwrap();
+}
+
+/// The key ID of the encrypted image `img` (`info --json`, which needs `key`).
+fn key_id(env: &Env, img: &str, key: &Path) -> String {
+    let info = ok_json(env, &["info", "--json", img, "--key-file", p(key)]);
+    assert_eq!(info["encryption"]["cipher"], "xchacha20-poly1305", "{info}");
+    info["encryption"]["key_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn encrypted_local_store_dedups_and_hides_content() {
+    let t_all = Instant::now();
+    let f = Fleet::new();
+    let store = f.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let img = |k: usize| store.join(format!("m{k}.lbi"));
+    let key = pass_file(f.path(), "fleet.pass", "correct horse battery staple");
+    let wrong = pass_file(f.path(), "wrong.pass", "correct horse battery stapler");
+    let enc = ["--encrypt", "--key-file", p(&key)];
+    let with_key = ["--key-file", p(&key)];
+    let store_key = store.join("store.key");
+    // wrong words in output that is otherwise right: listed together at the end, so that
+    // they do not hide what the rest of the test checks
+    let mut wrong_output = Vec::new();
+
+    // a secret line in machine 3's own noise
+    write_at(f.m(3), USER_NOISE.0 + MIB + 4000, SECRET);
+
+    // 1. five machines into one encrypted store: the first makes the store's key, each
+    // other adds only its own data
+    let mut grew = Vec::new();
+    let mut made = vec![BTreeSet::new()];
+    let mut key_bytes = Vec::new();
+    for k in 1..=MACHINES {
+        let before = store_bytes(&store).3;
+        made.push(image_into_with(&f, &store, k, &enc));
+        grew.push(store_bytes(&store).3 - before);
+        assert!(locks(&store).is_empty(), "a writer left its lock");
+        if k == 1 {
+            key_bytes = std::fs::read(&store_key).unwrap();
+            assert_eq!(key_bytes.len(), 4096, "store.key");
+            assert_eq!(&key_bytes[..8], b"LBSTKEY1", "store.key's magic");
+        }
+        assert_eq!(
+            std::fs::read(&store_key).unwrap(),
+            key_bytes,
+            "machine {k} changed the store's key"
+        );
+    }
+    eprintln!("encrypted store growth per machine: {grew:?} bytes");
+    assert!(
+        grew[0] >= NOISE_BYTES,
+        "the first machine stores all its noise: {grew:?}"
+    );
+    for (k, g) in grew.iter().enumerate().skip(1) {
+        assert!(
+            (USER_NOISE.1..=USER_NOISE.1 + 2 * MIB).contains(g),
+            "machine {} adds its own 3 MiB of noise and little else, not {g} bytes: chunks \
+             deduplicate across machines of one encrypted store (one master key, so one \
+             content-ID key): {grew:?}",
+            k + 1
+        );
+    }
+    // one key for the store: every image carries the same key ID
+    let id = key_id(&[], p(&img(1)), &key);
+    for k in 2..=MACHINES {
+        assert_eq!(key_id(&[], p(&img(k)), &key), id, "m{k}.lbi's key");
+    }
+
+    // 2. every image verifies, and the store; two restore equal
+    for k in 1..=MACHINES {
+        let o = ok(&[], &["verify", p(&img(k)), "--key-file", p(&key)]);
+        assert!(o.contains("intact"), "{o}");
+    }
+    let o = ok(&[], &["verify", p(&store), "--key-file", p(&key)]);
+    assert!(o.contains("5 images, 5 intact"), "{o}");
+    f.restores_equal_with(&[], p(&img(2)), 2, &with_key);
+    f.restores_equal_with(&[], p(&img(MACHINES)), MACHINES, &with_key);
+
+    // 3. the space, against one plain image of machine 1
+    let plain = f.path().join("plain-m1.lbi");
+    ok(&[], &["image", p(f.m(1)), "-o", p(&plain)]);
+    let one = std::fs::metadata(&plain).unwrap().len();
+    let (pk, ix, im, total) = store_bytes(&store);
+    eprintln!(
+        "ENCRYPTED LOCAL FLEET: store {total} bytes (packs {pk}, index {ix}, images {im}) = \
+         {:.2}x one plain image ({one} bytes); {:.1?}",
+        total as f64 / one as f64,
+        t_all.elapsed()
+    );
+    assert!(
+        total as f64 <= 1.6 * one as f64,
+        "five machines take {total} bytes, more than 1.6x one plain image ({one})"
+    );
+
+    // 4. no plaintext anywhere in the store. Each needle is in its source disk; a plain
+    // fleet store of the same machines shows those zstd leaves as they are (a line of text in
+    // a block of noise is stored raw, as the noise is), so the search finds what is there.
+    let plain_store = f.path().join("plain-store");
+    std::fs::create_dir(&plain_store).unwrap();
+    image_into(&f, &plain_store, 1);
+    image_into(&f, &plain_store, 3);
+    let plain_bytes: Vec<u8> = tree(&plain_store)
+        .keys()
+        .flat_map(|n| std::fs::read(plain_store.join(n)).unwrap())
+        .collect();
+    let m1_bytes = std::fs::read(f.m(1)).unwrap();
+    let m3_bytes = std::fs::read(f.m(3)).unwrap();
+    let at = |d: &[u8], off: u64| d[off as usize..off as usize + 64].to_vec();
+    // (what, needle, its source disk, whether a plain store shows it)
+    let needles: [(&str, Vec<u8>, &[u8], bool); 6] = [
+        ("a secret line", SECRET.to_vec(), &m3_bytes, true),
+        (
+            "system noise",
+            at(&m1_bytes, OS_NOISE[0].0 + 5 * MIB + 77),
+            &m1_bytes,
+            true,
+        ),
+        (
+            "a user's noise",
+            at(&m3_bytes, USER_NOISE.0 + 2 * MIB + 13),
+            &m3_bytes,
+            true,
+        ),
+        // compressed in a plain store too: only absent here
+        (
+            "system text",
+            b"/usr/share/doc/package-".to_vec(),
+            &m1_bytes,
+            false,
+        ),
+        (
+            "a user's text",
+            b"pc3 user document".to_vec(),
+            &m3_bytes,
+            false,
+        ),
+        ("a config block", b"hostname=pc3".to_vec(), &m3_bytes, false),
+    ];
+    for (what, needle, source, shown) in &needles {
+        assert!(holds(source, needle), "{what} is in its source disk");
+        assert_eq!(
+            holds(&plain_bytes, needle),
+            *shown,
+            "{what}: in a plain fleet store of machines 1 and 3"
+        );
+    }
+    let files = tree(&store);
+    assert!(
+        files.keys().any(|k| k.starts_with("packs/"))
+            && files.keys().any(|k| k.starts_with("index/"))
+            && files.contains_key("store.key")
+            && files.contains_key("m4.lbi"),
+        "{files:?}"
+    );
+    for name in files.keys() {
+        let bytes = std::fs::read(store.join(name)).unwrap();
+        for (what, needle, _, _) in &needles {
+            assert!(
+                !holds(&bytes, needle),
+                "{what} ({:?}) is readable in {name}",
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+
+    // 5. refusals, each writing nothing
+    let before = tree(&store);
+    let new = store.join("new.lbi");
+    let t = fails(
+        lifeboat(
+            &[],
+            &[
+                "image",
+                p(f.m(3)),
+                "-o",
+                p(&new),
+                "--dedup",
+                "--encrypt",
+                "--key-file",
+                p(&wrong),
+            ],
+        ),
+        1,
+        "wrong passphrase or key file",
+    );
+    assert!(t.contains("store.key"), "{t}");
+    assert_eq!(
+        tree(&store),
+        before,
+        "a wrong passphrase wrote into the store"
+    );
+    // no passphrase, and no terminal to ask on
+    fails(
+        lifeboat(
+            &[],
+            &["image", p(f.m(3)), "-o", p(&new), "--dedup", "--encrypt"],
+        ),
+        1,
+        "--key-file",
+    );
+    assert_eq!(tree(&store), before, "an image without passphrase wrote");
+    // a plain image into the encrypted store
+    fails(
+        lifeboat(&[], &["image", p(f.m(3)), "-o", p(&new), "--dedup"]),
+        1,
+        "it is an encrypted fleet store",
+    );
+    assert_eq!(tree(&store), before, "a plain image wrote into the store");
+    // the key slots of an image of the store are the store's: not changed one by one
+    let m1_image = std::fs::read(img(1)).unwrap();
+    for args in [
+        vec!["key", "add", p(&img(1)), "--new-key-file", p(&wrong)],
+        vec!["key", "remove", p(&img(1)), "1"],
+    ] {
+        let mut args = args;
+        args.extend_from_slice(&with_key);
+        let t = fails(lifeboat(&[], &args), 1, "not built yet");
+        assert!(
+            t.contains("not supported") && t.contains("store.key"),
+            "{t}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(img(1)).unwrap(),
+        m1_image,
+        "key add/remove changed m1.lbi"
+    );
+    assert_eq!(tree(&store), before, "key add/remove wrote into the store");
+
+    // without the key: verify and restore fail, naming what they need
+    let t = fails(lifeboat(&[], &["verify", p(&img(1))]), 1, "--key-file");
+    assert!(t.contains("m1.lbi is encrypted"), "{t}");
+    let (o, _) = run(lifeboat(&[], &["verify", p(&store)]));
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "verify DIR without its key: {t}");
+    assert!(
+        t.contains("--key-file") && t.contains("5 images, 0 intact"),
+        "{t}"
+    );
+    if t.to_lowercase().contains("damaged") {
+        wrong_output.push(format!(
+            "`verify DIR` without --key-file calls intact images damaged (they are locked, \
+             not damaged; an operator may throw them away):\n{t}"
+        ));
+    }
+    let target = f.target("locked.img");
+    let target_before = std::fs::read(&target).unwrap();
+    let t = fails(
+        lifeboat(&[], &["restore", p(&img(2)), p(&target), "--yes"]),
+        1,
+        "--key-file",
+    );
+    assert!(t.contains("m2.lbi is encrypted"), "{t}");
+    assert!(
+        std::fs::read(&target).unwrap() == target_before,
+        "a restore without the key wrote its target"
+    );
+    std::fs::remove_file(&target).unwrap();
+    assert_eq!(
+        tree(&store),
+        before,
+        "a run without the key wrote into the store"
+    );
+
+    // 6. gc: machine 5's image moved out, so its own packs are unused. Without the key gc
+    // cannot read what the images use, and deletes nothing; with it, exactly those packs go.
+    let away = f.path().join("m5-away.lbi");
+    std::fs::rename(img(5), &away).unwrap();
+    let before = tree(&store);
+    let t = fails(
+        lifeboat(&[], &["gc", p(&store), "--yes"]),
+        1,
+        "nothing was deleted",
+    );
+    assert!(t.contains("--key-file"), "{t}");
+    assert_eq!(tree(&store), before, "gc without the key deleted something");
+    let done = ok_json(
+        &[],
+        &["gc", p(&store), "--yes", "--json", "--key-file", p(&key)],
+    );
+    eprintln!("encrypted local gc: {done}");
+    assert_eq!(done["images"], 4, "{done}");
+    assert_eq!(unused(&done), made[5], "exactly the packs m5 wrote: {done}");
+    assert_eq!(done["index_deleted"], 1, "{done}");
+    for n in &made[5] {
+        assert!(!store.join("packs").join(n).exists(), "{n} is left");
+    }
+    let o = ok(&[], &["verify", p(&store), "--key-file", p(&key)]);
+    assert!(o.contains("4 images, 4 intact"), "{o}");
+    f.restores_equal_with(&[], p(&img(4)), 4, &with_key);
+
+    // 7. a damaged store.key: nothing can be added (the images carry their own copies of the
+    // slots, so they still verify)
+    flip(&store_key, 200, 0x01);
+    let before = tree(&store);
+    let t = fails(
+        lifeboat(
+            &[],
+            &[
+                "image",
+                p(f.m(5)),
+                "-o",
+                p(&img(5)),
+                "--dedup",
+                "--encrypt",
+                "--key-file",
+                p(&key),
+            ],
+        ),
+        1,
+        "the store's key cannot be read",
+    );
+    assert!(t.contains("store.key"), "{t}");
+    if !t.contains("can be added to the store") {
+        wrong_output.push(format!(
+            "the refusal over a damaged store.key has a run of spaces in its sentence \
+             (src/image/packs.rs StoreKeys::read: a string continued without `\\`):\n{t}"
+        ));
+    }
+    assert_eq!(
+        tree(&store),
+        before,
+        "an image wrote past a damaged store.key"
+    );
+    let o = ok(&[], &["verify", p(&store), "--key-file", p(&key)]);
+    assert!(o.contains("4 images, 4 intact"), "{o}");
+    flip(&store_key, 200, 0x01);
+    assert_eq!(std::fs::read(&store_key).unwrap(), key_bytes);
+
+    // 8. a plain fleet store takes no encrypted image, and a new encrypted store needs a
+    // passphrase
+    let before = tree(&plain_store);
+    fails(
+        lifeboat(
+            &[],
+            &[
+                "image",
+                p(f.m(2)),
+                "-o",
+                p(&plain_store.join("m2.lbi")),
+                "--dedup",
+                "--encrypt",
+                "--key-file",
+                p(&key),
+            ],
+        ),
+        1,
+        "fleet store of plain images",
+    );
+    assert_eq!(
+        tree(&plain_store),
+        before,
+        "an encrypted image wrote into a plain store"
+    );
+    assert!(!plain_store.join("store.key").exists());
+    let empty = f.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    fails(
+        lifeboat(
+            &[],
+            &[
+                "image",
+                p(f.m(1)),
+                "-o",
+                p(&empty.join("m1.lbi")),
+                "--dedup",
+                "--encrypt",
+            ],
+        ),
+        1,
+        "passphrase",
+    );
+    assert!(tree(&empty).is_empty(), "{:?}", tree(&empty));
+
+    eprintln!("encrypted local store test done in {:.1?}", t_all.elapsed());
+    assert!(
+        wrong_output.is_empty(),
+        "{} wrong output(s):\n{}",
+        wrong_output.len(),
+        wrong_output.join("\n\n")
+    );
+}
+
+#[test]
+fn encrypted_store_catches_moved_and_foreign_frames() {
+    let t_all = Instant::now();
+    let f = Fleet::new();
+    let key = pass_file(f.path(), "fleet.pass", "one passphrase for two stores");
+    let enc = ["--encrypt", "--key-file", p(&key)];
+    let with_key = ["--key-file", p(&key)];
+    let a = f.path().join("store-a");
+    std::fs::create_dir(&a).unwrap();
+    let img = |name: &str| a.join(format!("{name}.lbi"));
+    // verify DIR of store A: 5 images, `intact` of them intact; its output
+    let verify_a = |intact: usize| -> String {
+        let args = ["verify", p(&a), "--key-file", p(&key)];
+        let t = if intact == 5 {
+            ok(&[], &args)
+        } else {
+            fails(lifeboat(&[], &args), 1, "damaged")
+        };
+        assert!(t.contains(&format!("5 images, {intact} intact")), "{t}");
+        t
+    };
+    // the images verify DIR names in its last line (the damaged ones)
+    let named = |t: &str| -> BTreeSet<String> {
+        let last = t.lines().last().unwrap();
+        ["m1", "m2", "x", "y1", "y2"]
+            .iter()
+            .filter(|n| last.contains(&format!("/{n}.lbi")))
+            .map(|n| n.to_string())
+            .collect()
+    };
+    let set = |v: &[&str]| -> BTreeSet<String> { v.iter().map(|s| s.to_string()).collect() };
+
+    // store A: two machines, then three made from machine 1 whose only new data are fresh
+    // noise blocks in its free space, so their packs' layout is known: x adds two blocks in
+    // two chunks (two frames, one pack), y1 and y2 one block each (one frame, one pack)
+    image_into_with(&f, &a, 1, &enc);
+    image_into_with(&f, &a, 2, &enc);
+    let info = ok_json(
+        &[],
+        &["info", "--json", p(&img("m1")), "--key-file", p(&key)],
+    );
+    assert_eq!(info["block_size"], BLOCK, "{info}");
+    assert_eq!(info["chunk_size"], 4 * MIB, "{info}");
+    let x = derive(&f, "x.img", &[(42 * MIB, 0x3001), (44 * MIB, 0x3003)]);
+    let y1 = derive(&f, "y1.img", &[(44 * MIB, 0x3005)]);
+    let y2 = derive(&f, "y2.img", &[(44 * MIB, 0x3007)]);
+    let one_pack = |made: BTreeSet<String>, frames: u64| -> PathBuf {
+        assert_eq!(made.len(), 1, "{made:?}");
+        let pack = a.join("packs").join(made.first().unwrap());
+        assert_eq!(
+            std::fs::metadata(&pack).unwrap().len(),
+            frames * (BLOCK + SEAL),
+            "{} holds {frames} sealed frame(s) of one raw noise block each",
+            pack.display()
+        );
+        pack
+    };
+    let px = one_pack(image_file(&x, &img("x"), &enc), 2);
+    let py1 = one_pack(image_file(&y1, &img("y1"), &enc), 1);
+    let py2 = one_pack(image_file(&y2, &img("y2"), &enc), 1);
+    verify_a(5);
+
+    // 1. a flipped byte in the first frame of x's pack: x is damaged, and only x
+    let px_bytes = std::fs::read(&px).unwrap();
+    flip(&px, (BLOCK + SEAL) / 2, 0x10);
+    let t = fails(
+        lifeboat(&[], &["verify", p(&img("x")), "--key-file", p(&key)]),
+        1,
+        "does not decrypt",
+    );
+    assert!(t.contains("x.lbi"), "{t}");
+    let t = verify_a(4);
+    assert_eq!(named(&t), set(&["x"]), "{t}");
+    let target = f.target("x-restore.img");
+    let x_img = img("x");
+    let mut args = vec!["restore", p(&x_img), p(&target), "--yes"];
+    args.extend_from_slice(&with_key);
+    fails(lifeboat(&[], &args), 1, "does not decrypt");
+    std::fs::write(&px, &px_bytes).unwrap();
+    verify_a(5);
+
+    // 2. x's two frames swapped inside their pack: each is whole, but sealed to the other's
+    // place (its pack address is in the associated data)
+    let (first, second) = px_bytes.split_at((BLOCK + SEAL) as usize);
+    std::fs::write(&px, [second, first].concat()).unwrap();
+    let t = fails(
+        lifeboat(&[], &["verify", p(&img("x")), "--key-file", p(&key)]),
+        1,
+        "does not decrypt",
+    );
+    assert!(t.contains("x.lbi"), "{t}");
+    let t = verify_a(4);
+    assert_eq!(named(&t), set(&["x"]), "{t}");
+    fails(lifeboat(&[], &args), 1, "does not decrypt");
+    std::fs::write(&px, &px_bytes).unwrap();
+    verify_a(5);
+
+    // 3. y1's and y2's packs swapped by name: each frame sits at the right offset of a pack
+    // of the right length, in the other pack
+    swap_files(&py1, &py2);
+    let t = verify_a(3);
+    assert_eq!(named(&t), set(&["y1", "y2"]), "{t}");
+    assert!(t.contains("does not decrypt"), "{t}");
+    swap_files(&py1, &py2);
+    verify_a(5);
+
+    // 4. a foreign pack: store B, made with the same passphrase, has a key of its own; the
+    // same machines into it give x a pack of the same size, holding the same blocks at the
+    // same offsets, sealed under B's key. Put in place of A's, it does not open.
+    let b = f.path().join("store-b");
+    std::fs::create_dir(&b).unwrap();
+    image_into_with(&f, &b, 1, &enc);
+    let made = image_file(&x, &b.join("x.lbi"), &enc);
+    assert_eq!(made.len(), 1, "{made:?}");
+    let qx = b.join("packs").join(made.first().unwrap());
+    assert_ne!(
+        key_id(&[], p(&b.join("x.lbi")), &key),
+        key_id(&[], p(&img("x")), &key),
+        "two stores made with one passphrase have keys of their own"
+    );
+    let qx_bytes = std::fs::read(&qx).unwrap();
+    assert_eq!(qx_bytes.len(), px_bytes.len());
+    std::fs::write(&px, &qx_bytes).unwrap();
+    let t = verify_a(4);
+    assert_eq!(named(&t), set(&["x"]), "{t}");
+    assert!(t.contains("does not decrypt"), "{t}");
+    fails(lifeboat(&[], &args), 1, "does not decrypt");
+    std::fs::write(&px, &px_bytes).unwrap();
+    verify_a(5);
+    f.restores_equal_with(&[], p(&img("m2")), 2, &with_key);
+    eprintln!(
+        "moved and foreign frames test done in {:.1?}",
+        t_all.elapsed()
+    );
+}
+
+#[test]
+fn encrypted_s3_store_round_trip() {
+    let t_all = Instant::now();
+    let Some(weed) = Weed::start() else {
+        return;
+    };
+    let env = weed.env();
+    let f = Fleet::new();
+    let key = pass_file(f.path(), "fleet.pass", "an S3 fleet's passphrase");
+    let with_key = ["--key-file", p(&key)];
+    let url = |name: &str| format!("s3://lifeboat/secret-fleet/{name}");
+    let store = "s3://lifeboat/secret-fleet";
+    let objects = || -> BTreeMap<String, u64> {
+        weed.objects()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("secret-fleet/"))
+            .collect()
+    };
+    let packs_of = |o: &BTreeMap<String, u64>| -> BTreeSet<String> {
+        o.keys()
+            .filter(|k| k.starts_with("secret-fleet/packs/"))
+            .map(|k| name_of(k))
+            .collect()
+    };
+
+    // 1. three machines with --dedup --encrypt: the first makes the store's key object
+    let mut made = vec![BTreeSet::new()];
+    let mut grew = Vec::new();
+    for k in 1..=3 {
+        let before = objects();
+        let o = ok(
+            &env,
+            &[
+                "image",
+                p(f.m(k)),
+                "-o",
+                &url(&format!("m{k}.lbi")),
+                "--dedup",
+                "--encrypt",
+                "--key-file",
+                p(&key),
+            ],
+        );
+        assert!(o.contains("written and verified"), "{o}");
+        let after = objects();
+        made.push(&packs_of(&after) - &packs_of(&before));
+        grew.push(after.values().sum::<u64>() - before.values().sum::<u64>());
+    }
+    eprintln!("encrypted S3 store growth per machine: {grew:?} bytes");
+    for (k, g) in grew.iter().enumerate().skip(1) {
+        assert!(
+            (USER_NOISE.1..=USER_NOISE.1 + 2 * MIB).contains(g),
+            "machine {} adds its own data only, not {g} bytes: {grew:?}",
+            k + 1
+        );
+    }
+    let objs = objects();
+    let store_key = weed
+        .get("secret-fleet/store.key")
+        .expect("the store.key object");
+    assert_eq!(store_key.len(), 4096);
+    assert_eq!(&store_key[..8], b"LBSTKEY1");
+    assert_eq!(
+        objs.keys()
+            .filter(|k| k.starts_with("secret-fleet/locks/"))
+            .count(),
+        0,
+        "a writer left its lock: {objs:?}"
+    );
+    assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
+    // machine 2's own noise is in no object
+    let needle = common::read_at(f.m(2), USER_NOISE.0 + MIB + 13, 64);
+    for k in objs.keys() {
+        let body = weed.get(k).unwrap();
+        assert!(
+            !holds(&body, &needle),
+            "machine 2's noise is readable in {k}"
+        );
+    }
+
+    // 2. the store verifies with the key, one machine restores equal; without the key
+    // verify fails
+    let o = ok(&env, &["verify", store, "--key-file", p(&key)]);
+    assert!(o.contains("3 images, 3 intact"), "{o}");
+    f.restores_equal_with(&env, &url("m2.lbi"), 2, &with_key);
+    let (o, _) = run(lifeboat(&env, &["verify", store]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("--key-file"), "{}", text(&o));
+
+    // 3. machine 3 deleted; gc without the key deletes nothing, with it frees m3's packs
+    let id3 = ok_json(
+        &env,
+        &["info", "--json", &url("m3.lbi"), "--key-file", p(&key)],
+    )["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    weed.delete("secret-fleet/m3.lbi");
+    let before = objects();
+    let t = fails(
+        lifeboat(&env, &["gc", store, "--yes"]),
+        1,
+        "nothing was deleted",
+    );
+    assert!(t.contains("--key-file"), "{t}");
+    assert_eq!(objects(), before, "gc without the key deleted something");
+    let done = ok_json(
+        &env,
+        &["gc", store, "--yes", "--json", "--key-file", p(&key)],
+    );
+    eprintln!("encrypted S3 gc: {done}");
+    assert_eq!(done["images"], 2, "{done}");
+    assert_eq!(unused(&done), made[3], "exactly m3's packs: {done}");
+    let after = objects();
+    let gone: BTreeSet<String> = before
+        .keys()
+        .filter(|k| !after.contains_key(*k))
+        .cloned()
+        .collect();
+    let mut expected: BTreeSet<String> = made[3]
+        .iter()
+        .map(|n| format!("secret-fleet/packs/{n}"))
+        .collect();
+    expected.insert(format!("secret-fleet/index/{id3}.idx"));
+    assert_eq!(
+        gone, expected,
+        "gc deleted m3's packs and index file, nothing else"
+    );
+    assert!(after.contains_key("secret-fleet/store.key"), "{after:?}");
+
+    // 4. the rest verify and restore
+    let o = ok(&env, &["verify", store, "--key-file", p(&key)]);
+    assert!(o.contains("2 images, 2 intact"), "{o}");
+    f.restores_equal_with(&env, &url("m1.lbi"), 1, &with_key);
+    assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
+    eprintln!("encrypted S3 test done in {:.1?}", t_all.elapsed());
+}
+
+#[test]
+fn encrypted_store_first_writers_race_for_its_key() {
+    let f = Fleet::new();
+    let key = pass_file(f.path(), "fleet.pass", "two writers, one key");
+    let store = f.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let img = |k: usize| store.join(format!("m{k}.lbi"));
+    let args = |k: usize| {
+        let (m, i) = (p(f.m(k)).to_string(), p(&img(k)).to_string());
+        lifeboat(
+            &[],
+            &[
+                "image",
+                &m,
+                "-o",
+                &i,
+                "--dedup",
+                "--encrypt",
+                "--key-file",
+                p(&key),
+            ],
+        )
+    };
+
+    // two first writers of an empty folder, started together: each plans a key of its own
+    // (if it finds no store.key), and only one key can be the store's. The other writes
+    // nothing and says to run again.
+    let writers: Vec<(usize, Running)> = [1, 2].iter().map(|&k| (k, start(args(k)))).collect();
+    let mut lost = Vec::new();
+    for (k, w) in writers {
+        let (o, took) = w.finish();
+        let t = text(&o);
+        if o.status.success() {
+            eprintln!("first writer m{k} ({took:.1?}): ok");
+        } else {
+            assert_eq!(o.status.code(), Some(1), "m{k}: {t}");
+            assert!(
+                t.contains("another writer made the store's key") && t.contains("again"),
+                "m{k}: {t}"
+            );
+            assert!(!img(k).exists(), "the writer that lost left its image");
+            let said = t.lines().rfind(|l| l.contains("error")).unwrap_or("");
+            eprintln!("first writer m{k} ({took:.1?}) lost the race: {said}");
+            lost.push(k);
+        }
+    }
+    assert!(lost.len() < 2, "one writer makes the store's key");
+    for &k in &lost {
+        let o = ok(
+            &[],
+            &[
+                "image",
+                p(f.m(k)),
+                "-o",
+                p(&img(k)),
+                "--dedup",
+                "--encrypt",
+                "--key-file",
+                p(&key),
+            ],
+        );
+        assert!(o.contains("written and verified"), "{o}");
+    }
+    assert!(locks(&store).is_empty(), "{:?}", locks(&store));
+
+    // one key, both images intact, nothing left over by the loser
+    assert_eq!(key_id(&[], p(&img(1)), &key), key_id(&[], p(&img(2)), &key));
+    let o = ok(&[], &["verify", p(&store), "--key-file", p(&key)]);
+    assert!(o.contains("2 images, 2 intact"), "{o}");
+    let dry = ok_json(
+        &[],
+        &[
+            "gc",
+            p(&store),
+            "--dry-run",
+            "--json",
+            "--key-file",
+            p(&key),
+        ],
+    );
+    assert!(
+        unused(&dry).is_empty(),
+        "a writer left packs no image uses: {dry}"
+    );
+    f.restores_equal_with(&[], p(&img(2)), 2, &["--key-file", p(&key)]);
 }
