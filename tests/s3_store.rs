@@ -7,10 +7,12 @@
 //! Two tests, each with its own server (they run side by side):
 //! - `images_round_trip_refusals_and_chains`: image to `s3://lifeboat/a/disk.lbi` (more than
 //!   three 16 MiB parts), `verify`, `info --json`, `restore` equal to the source; refusals
-//!   (an existing name, a missing bucket, no credentials, a wrong secret, `--volume-size`,
-//!   `--incremental s3://…`) each exit 1 with a message that says why and write no object and
-//!   leave no upload; a child made with `--parent s3://…` is much smaller than its parent and
-//!   restores the changed source.
+//!   (an existing name, a missing bucket, no credentials, a wrong secret, `--volume-size`)
+//!   each exit 1 with a message that says why and write no object and leave no upload; a
+//!   child made with `--parent s3://…` is much smaller than its parent and restores the
+//!   changed source; `--incremental s3://lifeboat/a` finds that child as the newest image of
+//!   the disk in the folder and names a grandchild beside it, which restores; `prune` in the
+//!   bucket keeping the full image alone deletes both descendants and nothing else.
 //! - `uploads_and_reads_survive_drops_and_a_dead_server_leaves_no_object`: through a TCP proxy
 //!   in the test that cuts connections in the middle of a part's body and of a download's
 //!   body, an image, a verify and a restore still succeed (the cuts are counted, and the
@@ -265,15 +267,6 @@ fn images_round_trip_refusals_and_chains() {
     nothing_written("--volume-size");
 
     fails(
-        lifeboat(
-            &env,
-            &["image", p(&src), "--incremental", "s3://lifeboat/a"],
-        ),
-        "--parent",
-    );
-    nothing_written("--incremental s3://");
-
-    fails(
         lifeboat(&env, &["info", "s3://lifeboat/a/missing.lbi"]),
         "no object",
     );
@@ -307,7 +300,55 @@ fn images_round_trip_refusals_and_chains() {
     ok(&env, &["restore", child, p(&t2), "--yes"]);
     assert_same(&src, &t2);
     assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
-    eprintln!("chain done; the whole test took {:.1?}", t_all.elapsed());
+    eprintln!("chain done at {:.1?}", t_all.elapsed());
+
+    // 4. --incremental with the bucket's folder: the newest image of this disk there (the
+    // child, listed and read with range requests) is the parent, and the new image is named
+    // beside it
+    write_at(&src, 30 * MIB + 777, b"written after the child");
+    let before: Vec<String> = weed.objects().into_iter().map(|o| o.0).collect();
+    let o = ok(
+        &env,
+        &["image", p(&src), "--incremental", "s3://lifeboat/a"],
+    );
+    assert!(o.contains("written and verified"), "{o}");
+    let new: Vec<String> = weed
+        .objects()
+        .into_iter()
+        .map(|o| o.0)
+        .filter(|k| !before.contains(k))
+        .collect();
+    assert!(
+        new.len() == 1 && new[0].starts_with("a/") && new[0].ends_with(".lbi"),
+        "one new image in the folder: {new:?}"
+    );
+    let inc = format!("s3://lifeboat/{}", new[0]);
+    let info = info_json(&env, &inc);
+    let chain = info["chain"].as_array().unwrap();
+    assert_eq!(chain.len(), 3, "full, child, and the new one: {info}");
+    assert_eq!(
+        chain[1]["path"], child,
+        "the newest image is its parent: {info}"
+    );
+    let t3 = target_disk(d, "t3.img");
+    ok(&env, &["restore", &inc, p(&t3), "--yes"]);
+    assert_same(&src, &t3);
+
+    // 5. prune in the bucket: keeping the full image alone deletes its two descendants
+    let o = ok(&env, &["prune", "s3://lifeboat/a", "--keep", full, "--yes"]);
+    assert!(o.contains("2 images") || o.contains("delete"), "{o}");
+    let left: Vec<String> = weed
+        .objects()
+        .into_iter()
+        .map(|o| o.0)
+        .filter(|k| k.starts_with("a/"))
+        .collect();
+    assert_eq!(left, vec!["a/disk.lbi".to_string()], "prune left {left:?}");
+    ok(&env, &["verify", full]);
+    eprintln!(
+        "--incremental and prune done; the whole test took {:.1?}",
+        t_all.elapsed()
+    );
 }
 
 /// What the proxy does and has done; shared by its threads and the test.

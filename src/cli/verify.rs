@@ -62,6 +62,8 @@ fn verify_store(a: &VerifyArgs) -> anyhow::Result<()> {
     let images = packs::images(&a.file)?;
     let (_, skipped) = packs::load_known(&a.file)?;
     let mut failed = Vec::new();
+    // encrypted images no passphrase given opens: not checked, which is not damage
+    let mut locked = Vec::new();
     for img in &images {
         let one = VerifyArgs {
             file: img.clone(),
@@ -70,10 +72,28 @@ fn verify_store(a: &VerifyArgs) -> anyhow::Result<()> {
             threads: a.threads,
         };
         if let Err(e) = verify(&one) {
+            let is_locked = e.chain().any(|c| {
+                let err = c.downcast_ref::<crate::error::Error>().or_else(|| {
+                    c.downcast_ref::<std::sync::Arc<crate::error::Error>>()
+                        .map(|a| &**a)
+                });
+                matches!(
+                    err,
+                    Some(
+                        crate::error::Error::KeyNeeded { .. }
+                            | crate::error::Error::WrongKey { .. }
+                    )
+                )
+            });
             if !a.json {
-                eprintln!("{}: DAMAGED: {e:#}", img.display());
+                let what = if is_locked { "NOT CHECKED" } else { "DAMAGED" };
+                eprintln!("{}: {what}: {e:#}", img.display());
             }
-            failed.push(img.display().to_string());
+            if is_locked {
+                locked.push(img.display().to_string());
+            } else {
+                failed.push(img.display().to_string());
+            }
         }
     }
     for s in &skipped {
@@ -85,7 +105,7 @@ fn verify_store(a: &VerifyArgs) -> anyhow::Result<()> {
             a.file.display(),
             images.len(),
             if images.len() == 1 { "" } else { "s" },
-            images.len() - failed.len(),
+            images.len() - failed.len() - locked.len(),
             if skipped.is_empty() {
                 String::new()
             } else {
@@ -95,10 +115,27 @@ fn verify_store(a: &VerifyArgs) -> anyhow::Result<()> {
     }
     if !failed.is_empty() {
         anyhow::bail!(
-            "{} of {} images in the store are damaged: {}",
+            "{} of {} images in the store are damaged: {}{}",
             failed.len(),
             images.len(),
-            failed.join(", ")
+            failed.join(", "),
+            if locked.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} more not checked: no passphrase given opens them",
+                    locked.len()
+                )
+            }
+        );
+    }
+    if !locked.is_empty() {
+        anyhow::bail!(
+            "{} of {} images in the store were not checked: they are encrypted and no \
+             passphrase given opens them (give the store's with --key-file FILE): {}",
+            locked.len(),
+            images.len(),
+            locked.join(", ")
         );
     }
     Ok(())

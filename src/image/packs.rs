@@ -284,7 +284,8 @@ impl StoreKeys {
             .map_err(|why| Error::Refused {
                 path,
                 reason: format!(
-                    "{why}: the store's key cannot be read, so nothing can be added to the                      store (its images still carry their own copies of the key slots)"
+                    "{why}: the store's key cannot be read, so nothing can be added to the \
+                     store (its images still carry their own copies of the key slots)"
                 ),
             })
     }

@@ -163,13 +163,23 @@ pub fn images_in(dir: &Path) -> Result<Vec<Found>> {
 /// [`images_in`], and the encrypted images in `dir` that nothing given opens (no passphrase
 /// yet, or a wrong one): they cannot be listed until one is typed.
 pub fn images_and_locked_in(dir: &Path) -> Result<(Vec<Found>, Vec<PathBuf>)> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
+    let s3 = crate::store::s3::is_s3(dir);
+    let mut names: Vec<PathBuf> = if s3 {
+        // a bucket's folder: its `.lbi` objects (each read with a few range requests)
+        crate::store::s3::list_folder(dir)
+            .map_err(|e| Error::io("listing", dir, e))?
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "lbi"))
+            .collect()
+    } else {
+        let rd = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
+        rd.filter_map(|e| e.ok().map(|e| e.path())).collect()
+    };
     let mut out = Vec::new();
     let mut locked = Vec::new();
-    let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     names.sort();
     for p in names {
-        if !p.is_file() || p.extension().is_some_and(|e| e == "partial") {
+        if !(s3 || p.is_file()) || p.extension().is_some_and(|e| e == "partial") {
             continue;
         }
         let r = match ImageReader::open(&p) {
@@ -295,7 +305,13 @@ pub struct PrunePlan {
 /// kept image's chain is opened and checked (a broken chain stops the prune); an image is
 /// deleted only if it shares a chain name or disk with a kept image and no kept chain uses it.
 pub fn plan_prune(dir: &Path, keep: &[PathBuf], search: &[PathBuf]) -> Result<PrunePlan> {
-    let canon = |p: &Path| std::fs::canonicalize(p).map_err(|e| Error::io("resolving", p, e));
+    // an S3 key is its own canonical name
+    let canon = |p: &Path| {
+        if crate::store::s3::is_s3(p) {
+            return Ok(p.to_path_buf());
+        }
+        std::fs::canonicalize(p).map_err(|e| Error::io("resolving", p, e))
+    };
     let mut needed: HashSet<PathBuf> = HashSet::new();
     let mut kept = Vec::new();
     let mut disks: Vec<DiskIdentity> = Vec::new();

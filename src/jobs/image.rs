@@ -144,9 +144,10 @@ impl ParentSpec {
         kind: ChildKind,
         unix: u64,
     ) -> Result<(ParentSpec, PathBuf)> {
-        if crate::store::is_remote(dir) {
+        // an S3 folder is listed (its images read with range requests); an HTTP one cannot be
+        if crate::store::is_remote(dir) && !crate::store::s3::is_s3(dir) {
             return Err(Error::Unsupported(format!(
-                "--incremental and --differential with a folder on a server ({}): name the \
+                "--incremental and --differential with a web server's folder ({}): name the \
                  parent with --parent and the new image with -o",
                 dir.display()
             )));

@@ -116,6 +116,15 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// The store the menu's form chose ([`set_session`]): it wins over the environment.
+static SESSION: std::sync::Mutex<Option<Config>> = std::sync::Mutex::new(None);
+
+/// Makes `cfg` the configuration of every S3 request of this process (the menu's S3 form),
+/// instead of the environment and the AWS files; `None` goes back to them.
+pub fn set_session(cfg: Option<Config>) {
+    *SESSION.lock().unwrap_or_else(|e| e.into_inner()) = cfg;
+}
+
 /// `[profile]` sections of an AWS ini file: the keys of `section`, lower-cased.
 fn ini_section(text: &str, section: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -142,6 +151,9 @@ impl Config {
     /// Reads the configuration from the environment and the AWS files (module doc). Missing
     /// credentials are an error that says where they are looked for.
     pub fn from_env() -> io::Result<Config> {
+        if let Some(c) = SESSION.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(c);
+        }
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let home = env("HOME").unwrap_or_else(|| "/root".into());
         let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
