@@ -214,6 +214,47 @@ pub struct NetMount {
     pub trust: Vec<String>,
 }
 
+/// An S3 bucket's folder to open as the storage (the form's fields, checked).
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Open {
+    /// The endpoint's URL.
+    pub endpoint: String,
+    /// The region requests are signed for.
+    pub region: String,
+    /// The folder: `s3://bucket/folder`.
+    pub url: String,
+    /// The access key ID.
+    pub access_key: String,
+    /// The secret key (hidden from `Debug`).
+    pub secret_key: String,
+}
+
+impl std::fmt::Debug for S3Open {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Open")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("url", &self.url)
+            .field("access_key", &self.access_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Open {
+    /// The S3 client's configuration (path-style requests for an address or a dot-less
+    /// name, as the CLI's).
+    pub fn config(&self) -> std::io::Result<crate::store::s3::Config> {
+        crate::store::s3::Config::new(
+            &self.endpoint,
+            &self.region,
+            &self.access_key,
+            &self.secret_key,
+            None,
+            false,
+        )
+    }
+}
+
 /// A job to plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobRequest {
@@ -342,6 +383,9 @@ pub enum Cmd {
     /// Mount a network store as the storage (releasing the one in use first); the answer
     /// comes back as [`Msg::StorageReady`].
     MountNetStore(NetMount),
+    /// Open an S3 bucket's folder as the storage (its keys used for every S3 request from
+    /// then on); the answer comes back as [`Msg::StorageReady`].
+    OpenS3(S3Open),
     /// Cancel the running job.
     Cancel,
     /// Leave the screen for a shell, then come back.

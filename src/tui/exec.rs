@@ -9,7 +9,9 @@
 //! are requests like a local mount, and a network store is mounted where a local one would
 //! be, after the same release of the store in use.
 
-use super::app::{self, Cmd, ImageEntry, JobRequest, Model, Msg, NetMount, Planned, Storage};
+use super::app::{
+    self, Cmd, ImageEntry, JobRequest, Model, Msg, NetMount, Planned, S3Open, Storage,
+};
 use super::screens::image::ImageKind;
 use super::screens::network::DHCP_TIMEOUT;
 use super::screens::storage::StoreChoice;
@@ -194,6 +196,9 @@ impl<'scope, 'env> Exec<'scope, 'env> {
                 self.mounted = false; // whatever was there is unmounted first
                 let at = self.mount_at.to_path_buf();
                 self.request(move |_| Msg::StorageReady(mount_net_storage(&m, &at)));
+            }
+            Cmd::OpenS3(o) => {
+                self.request(move |_| Msg::StorageReady(open_s3_storage(&o)));
             }
             Cmd::HostKeys(store) => self.request(move |_| {
                 Msg::HostKeys(
@@ -426,6 +431,40 @@ fn mount_net_storage(
                 .into(),
             ),
             label: Some(m.store.to_string()),
+        },
+        images,
+        locked,
+    ))
+}
+
+/// Opens the S3 folder `o` as the storage: its keys become the session's
+/// ([`crate::store::s3::set_session`]), and its images are listed (which checks the endpoint,
+/// the keys and the bucket). On failure the session's keys are forgotten.
+fn open_s3_storage(o: &S3Open) -> Result<(Storage, Vec<ImageEntry>, usize), app::Failure> {
+    let cfg = o.config().map_err(|e| app::Failure {
+        what: "opening the S3 store".into(),
+        causes: vec![format!("{}: {e}", o.endpoint)],
+        advice: "Check the endpoint's address.".into(),
+        ..app::Failure::default()
+    })?;
+    crate::store::s3::set_session(Some(cfg));
+    let dir = PathBuf::from(&o.url);
+    let (images, locked) = list_images(&dir).map_err(|e| {
+        crate::store::s3::set_session(None);
+        app::Failure {
+            what: "opening the S3 store".into(),
+            causes: vec![e],
+            advice: "Check the endpoint, the bucket, the keys, and that this computer is online (n on the disk list).".into(),
+            ..app::Failure::default()
+        }
+    })?;
+    Ok((
+        Storage {
+            dir,
+            device: None,
+            disk: None,
+            fs: Some("s3".into()),
+            label: Some(format!("{} at {}", o.url, o.endpoint)),
         },
         images,
         locked,

@@ -351,6 +351,10 @@ fn the_password_is_never_drawn() {
     help.help = true;
     for (name, m) in [
         ("filled", net_store()),
+        (
+            "s3",
+            super::screens::net_store::fixture::s3(storage_model()),
+        ),
         ("host key", net_store_host_key()),
         ("mount failed", net_store_mount_failed()),
         ("help", help),
@@ -414,6 +418,7 @@ screens! {
             )));
         },
     );
+    storage_net_store_s3 => crate::tui::screens::net_store::fixture::s3(storage_model());
     storage_net_store_host_key => net_store_host_key();
     storage_net_store_mount_failed => net_store_mount_failed();
     storage_net_store_help => with(net_store(), |m| m.help = true);

@@ -184,7 +184,12 @@ pub(crate) fn open(model: &mut Model) {
 /// disk that is not read-only, the boot medium, or the open image itself.
 pub fn dests(model: &Model) -> Vec<Dest> {
     let mut v = Vec::new();
-    if let Some(s) = &model.storage {
+    // (an S3 store is no folder files can be copied into)
+    if let Some(s) = model
+        .storage
+        .as_ref()
+        .filter(|s| !crate::store::s3::is_s3(&s.dir))
+    {
         v.push(Dest {
             dir: s.dir.clone(),
             what: "the image storage".into(),

@@ -1,4 +1,4 @@
-//! The network store form, opened with `n` on Storage: type (SMB, NFS, SFTP), host, port,
+//! The network store form, opened with `n` on Storage: type (SMB, NFS, SFTP, S3), host, port,
 //! share or export or folder, user and password. Enter builds the store's URL
 //! (`smb://user@host:port/share/folder`, `nfs://host:port/export/folder`,
 //! `sftp://user@host:port/folder`) and checks it with [`NetStore::parse`], so the CLI's
@@ -9,11 +9,19 @@
 //! trusting exactly the keys shown. A failed mount (wrong password, unknown host, missing
 //! share, unreachable server) is shown in the form, which stays open for another try.
 //!
-//! The password is drawn as `*`, is never part of the URL, and is hidden from `Debug`: it
-//! reaches only the mount, inside [`Credentials`]. The state is [`Model::net_store`].
+//! S3 (an S3-compatible object store: SeaweedFS, MinIO, Ceph, a cloud's) is not mounted: the
+//! form takes the endpoint, bucket and folder, region, access key and secret key, and Enter
+//! opens the folder `s3://bucket/folder` as the storage ([`Cmd::OpenS3`]), its images read
+//! and written with S3 requests under those keys for the rest of the session
+//! ([`crate::store::s3::set_session`]). A bucket that cannot be listed with them is an
+//! error in the form.
+//!
+//! The password (or secret key) is drawn as `*`, is never part of the URL, and is hidden
+//! from `Debug`: it reaches only the mount, inside [`Credentials`], or the S3 signer. The
+//! state is [`Model::net_store`].
 
 use crate::store::net::{Credentials, Kind, NetStore};
-use crate::tui::app::{Cmd, Model, NetMount};
+use crate::tui::app::{Cmd, Model, NetMount, S3Open};
 use crate::tui::widgets::{bold, boxed, dim, form_field, red, Keys};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -24,18 +32,46 @@ use ratatui::Frame;
 /// The longest text a field takes.
 const MAX_LEN: usize = 200;
 
+/// What the form opens: a network share (mounted) or an S3 bucket's folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// SMB/CIFS.
+    Smb,
+    /// NFS version 4.
+    Nfs,
+    /// SFTP over SSH.
+    Sftp,
+    /// An S3-compatible object store (not mounted).
+    S3,
+}
+
+impl Proto {
+    /// The network share kind, `None` for S3.
+    pub fn net(self) -> Option<Kind> {
+        match self {
+            Proto::Smb => Some(Kind::Smb),
+            Proto::Nfs => Some(Kind::Nfs),
+            Proto::Sftp => Some(Kind::Sftp),
+            Proto::S3 => None,
+        }
+    }
+}
+
 /// A field of the form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Field {
-    /// SMB, NFS or SFTP.
+    /// SMB, NFS, SFTP or S3.
     #[default]
     Kind,
     /// Host name or address.
     Host,
     /// Port (empty: the protocol's own).
     Port,
-    /// SMB: `share[/folder]`; NFS: the export path; SFTP: the folder on the server.
+    /// SMB: `share[/folder]`; NFS: the export path; SFTP: the folder on the server; S3:
+    /// `bucket[/folder]`.
     Path,
+    /// S3: the region (empty: us-east-1).
+    Region,
     /// User (not NFS).
     User,
     /// Password (not NFS), shown as `*`.
@@ -46,13 +82,15 @@ pub enum Field {
 #[derive(Clone)]
 pub struct NetForm {
     /// The protocol.
-    pub kind: Kind,
+    pub kind: Proto,
     /// Host name or address.
     pub host: String,
     /// Port, as typed.
     pub port: String,
-    /// Share and folder, export path, or folder.
+    /// Share and folder, export path, folder, or bucket and folder.
     pub path: String,
+    /// S3: the region, as typed.
+    pub region: String,
     /// User name, as typed.
     pub user: String,
     /// The password, as typed. Never drawn, logged or put in a URL.
@@ -70,10 +108,11 @@ impl Default for NetForm {
     /// An empty SMB form (most NAS boxes and Windows shares speak SMB).
     fn default() -> Self {
         NetForm {
-            kind: Kind::Smb,
+            kind: Proto::Smb,
             host: String::new(),
             port: String::new(),
             path: String::new(),
+            region: String::new(),
             user: String::new(),
             password: String::new(),
             field: Field::Kind,
@@ -90,6 +129,7 @@ impl std::fmt::Debug for NetForm {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("path", &self.path)
+            .field("region", &self.region)
             .field("user", &self.user)
             .field("password", &"(hidden)")
             .field("field", &self.field)
@@ -100,11 +140,20 @@ impl std::fmt::Debug for NetForm {
 }
 
 impl NetForm {
-    /// The fields this protocol has, in order (NFS has no user or password).
+    /// The fields this protocol has, in order (NFS has no user or password; S3 has a region,
+    /// and its endpoint holds the port).
     pub fn fields(&self) -> &'static [Field] {
         match self.kind {
-            Kind::Nfs => &[Field::Kind, Field::Host, Field::Port, Field::Path],
-            Kind::Smb | Kind::Sftp => &[
+            Proto::Nfs => &[Field::Kind, Field::Host, Field::Port, Field::Path],
+            Proto::S3 => &[
+                Field::Kind,
+                Field::Host,
+                Field::Path,
+                Field::Region,
+                Field::User,
+                Field::Password,
+            ],
+            Proto::Smb | Proto::Sftp => &[
                 Field::Kind,
                 Field::Host,
                 Field::Port,
@@ -121,6 +170,7 @@ impl NetForm {
             Field::Host => Some(&mut self.host),
             Field::Port => Some(&mut self.port),
             Field::Path => Some(&mut self.path),
+            Field::Region => Some(&mut self.region),
             Field::User => Some(&mut self.user),
             Field::Password => Some(&mut self.password),
         }
@@ -129,7 +179,9 @@ impl NetForm {
     /// The store's URL from the fields, checked by [`NetStore::parse`]; the error says what
     /// to fix, in words, and never holds the password.
     pub fn store(&self) -> Result<NetStore, String> {
-        let kind = self.kind;
+        let Some(kind) = self.kind.net() else {
+            return Err("An S3 store is opened, not mounted.".into());
+        };
         let host = self.host.trim();
         if host.is_empty() {
             return Err("Enter the server's name or address.".into());
@@ -186,10 +238,59 @@ impl NetForm {
     /// What the mount gets: the password (the user is in the URL).
     pub fn credentials(&self) -> Credentials {
         Credentials {
-            password: (self.kind != Kind::Nfs && !self.password.is_empty())
+            password: (self.kind != Proto::Nfs && !self.password.is_empty())
                 .then(|| self.password.clone()),
             ..Credentials::default()
         }
+    }
+
+    /// The S3 store the fields name, checked as the S3 client will use it; the error says
+    /// what to fix, in words, and never holds the secret key.
+    pub fn s3(&self) -> Result<S3Open, String> {
+        let host = self.host.trim();
+        if host.is_empty() {
+            return Err(
+                "Enter the store's address: a URL (http://10.0.0.5:8333) or a name \
+                        (s3.eu-west-1.amazonaws.com, reached by HTTPS)."
+                    .into(),
+            );
+        }
+        if host.contains(char::is_whitespace) {
+            return Err("The address cannot have spaces in it.".into());
+        }
+        let endpoint = if host.contains("://") {
+            host.to_string()
+        } else {
+            format!("https://{host}")
+        };
+        let path = self.path.trim().trim_matches('/');
+        if path.is_empty() {
+            return Err(
+                "Enter the bucket, and the folder in it that holds the images \
+                        (e.g. backups/pcs)."
+                    .into(),
+            );
+        }
+        let url = format!("s3://{path}");
+        crate::store::s3::S3Path::parse(&url)?;
+        let region = match self.region.trim() {
+            "" => "us-east-1".to_string(),
+            r => r.to_string(),
+        };
+        let access_key = self.user.trim().to_string();
+        if access_key.is_empty() || self.password.is_empty() {
+            return Err("Enter the access key and the secret key the store gave you.".into());
+        }
+        let open = S3Open {
+            endpoint,
+            region,
+            url,
+            access_key,
+            secret_key: self.password.clone(),
+        };
+        open.config()
+            .map_err(|e| format!("{}: {e}", open.endpoint))?;
+        Ok(open)
     }
 }
 
@@ -202,25 +303,33 @@ pub(crate) fn footer(form: &NetForm) -> Keys {
     if form.field == Field::Kind {
         k.push(("Left/Right", "type"));
     }
-    k.extend([("Enter", "mount"), ("Esc", "back"), ("F1", "help")]);
+    let enter = if form.kind == Proto::S3 {
+        "open"
+    } else {
+        "mount"
+    };
+    k.extend([("Enter", enter), ("Esc", "back"), ("F1", "help")]);
     k
 }
 
 /// The help while the form is open.
-pub(crate) const HELP: [&str; 9] = [
+pub(crate) const HELP: [&str; 12] = [
     "A network store: a folder on an SMB share (Windows, Samba, a NAS),",
     "an NFS export, or an SSH server (SFTP). It is mounted at the storage",
-    "folder, where images go, like a USB drive.",
+    "folder, where images go, like a USB drive. Or a folder of an S3",
+    "bucket (SeaweedFS, MinIO, Ceph, a cloud), used without a mount.",
     "",
     "SMB: share and folder, e.g. backups/pcs. NFS: the export path,",
     "e.g. /srv/images; no user or password. SFTP: the folder on the",
     "server, e.g. /home/ann/images; its host key is shown to confirm.",
+    "S3: the endpoint (http://10.0.0.5:8333, or a name for HTTPS), the",
+    "bucket/folder, the region, the access key and the secret key.",
     "The port may stay empty. The password is never shown or logged;",
     "Esc closes the form and forgets it.",
 ];
 
-fn next_kind(k: Kind, forward: bool) -> Kind {
-    let all = [Kind::Smb, Kind::Nfs, Kind::Sftp];
+fn next_kind(k: Proto, forward: bool) -> Proto {
+    let all = [Proto::Smb, Proto::Nfs, Proto::Sftp, Proto::S3];
     let at = all.iter().position(|x| *x == k).unwrap_or(0);
     let n = all.len();
     all[if forward {
@@ -293,6 +402,17 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
             }
             None
         }
+        KeyCode::Enter if form.kind == Proto::S3 => match form.s3() {
+            Ok(o) => {
+                form.error = None;
+                model.busy = Some(format!("Opening {} at {}...", o.url, o.endpoint));
+                Some(Cmd::OpenS3(o))
+            }
+            Err(e) => {
+                form.error = Some(e);
+                None
+            }
+        },
         KeyCode::Enter => {
             let store = match form.store() {
                 Ok(s) => s,
@@ -350,59 +470,100 @@ fn field_line(form: &NetForm, f: Field, label: &str, value: String) -> Line<'sta
 pub(crate) fn draw(form: &NetForm, f: &mut Frame, area: Rect) {
     let kind = form.kind;
     let mut lines = vec![Line::raw("")];
-    let kinds = [(Kind::Smb, "SMB"), (Kind::Nfs, "NFS"), (Kind::Sftp, "SFTP")]
-        .iter()
-        .map(|(k, n)| {
-            if *k == kind {
-                format!("[{n}]")
-            } else {
-                format!(" {n} ")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let kinds = [
+        (Proto::Smb, "SMB"),
+        (Proto::Nfs, "NFS"),
+        (Proto::Sftp, "SFTP"),
+        (Proto::S3, "S3"),
+    ]
+    .iter()
+    .map(|(k, n)| {
+        if *k == kind {
+            format!("[{n}]")
+        } else {
+            format!(" {n} ")
+        }
+    })
+    .collect::<Vec<_>>()
+    .join(" ");
     lines.push(field_line(
         form,
         Field::Kind,
         "type",
         format!("< {kinds} >"),
     ));
-    lines.push(field_line(form, Field::Host, "host", form.host.clone()));
-    lines.push(field_line(form, Field::Port, "port", form.port.clone()));
+    let s3 = kind == Proto::S3;
+    let host_label = if s3 { "endpoint" } else { "host" };
+    lines.push(field_line(form, Field::Host, host_label, form.host.clone()));
+    if !s3 {
+        lines.push(field_line(form, Field::Port, "port", form.port.clone()));
+    }
     let (path_label, path_hint) = match kind {
-        Kind::Smb => ("share/folder", "e.g. backups/pcs"),
-        Kind::Nfs => ("export path", "e.g. /srv/images"),
-        Kind::Sftp => ("folder", "e.g. /home/ann/images"),
+        Proto::Smb => ("share/folder", "e.g. backups/pcs"),
+        Proto::Nfs => ("export path", "e.g. /srv/images"),
+        Proto::Sftp => ("folder", "e.g. /home/ann/images"),
+        Proto::S3 => ("bucket/folder", "e.g. backups/pcs"),
     };
     lines.push(field_line(form, Field::Path, path_label, form.path.clone()));
-    if kind != Kind::Nfs {
-        lines.push(field_line(form, Field::User, "user", form.user.clone()));
+    if s3 {
+        lines.push(field_line(
+            form,
+            Field::Region,
+            "region",
+            form.region.clone(),
+        ));
+    }
+    if kind != Proto::Nfs {
+        let (user, password) = if s3 {
+            ("access key", "secret key")
+        } else {
+            ("user", "password")
+        };
+        lines.push(field_line(form, Field::User, user, form.user.clone()));
         lines.push(field_line(
             form,
             Field::Password,
-            "password",
+            password,
             "*".repeat(form.password.chars().count()),
         ));
     }
     lines.push(Line::raw(""));
     let hint = match form.field {
-        Field::Kind => "Left/Right: SMB (Windows, Samba, NAS), NFS, SFTP (SSH)".to_string(),
+        Field::Kind => {
+            "Left/Right: SMB (Windows, Samba, NAS), NFS, SFTP (SSH), S3 (object store)".to_string()
+        }
+        Field::Host if s3 => {
+            "http://10.0.0.5:8333, or a name reached by HTTPS (s3.eu-west-1.amazonaws.com)"
+                .to_string()
+        }
         Field::Host => "a name (nas.local) or an address (192.168.1.20)".to_string(),
         Field::Port => "empty: the usual one (SMB 445, NFS 2049, SSH 22)".to_string(),
         Field::Path => path_hint.to_string(),
+        Field::Region => "empty: us-east-1 (most self-hosted stores ignore it)".to_string(),
         Field::User => match kind {
-            Kind::Smb => "empty: guest access".to_string(),
+            Proto::Smb => "empty: guest access".to_string(),
+            Proto::S3 => "the store's access key ID".to_string(),
             _ => "empty: root".to_string(),
         },
         Field::Password => match kind {
-            Kind::Sftp => "empty: SSH keys only".to_string(),
+            Proto::Sftp => "empty: SSH keys only".to_string(),
             _ => "shown as *".to_string(),
         },
     };
     lines.push(Line::styled(format!("   {hint}"), dim()));
-    match form.store() {
-        Ok(s) => lines.push(Line::raw(format!("   will mount {s}"))),
-        Err(_) => lines.push(Line::raw("")),
+    if s3 {
+        match form.s3() {
+            Ok(o) => lines.push(Line::raw(format!(
+                "   will open {} at {}",
+                o.url, o.endpoint
+            ))),
+            Err(_) => lines.push(Line::raw("")),
+        }
+    } else {
+        match form.store() {
+            Ok(s) => lines.push(Line::raw(format!("   will mount {s}"))),
+            Err(_) => lines.push(Line::raw("")),
+        }
     }
     let [top, bottom] = Layout::vertical([
         Constraint::Length(lines.len() as u16 + 2),
@@ -410,7 +571,7 @@ pub(crate) fn draw(form: &NetForm, f: &mut Frame, area: Rect) {
     ])
     .areas(area);
     f.render_widget(
-        Paragraph::new(lines).block(boxed("Network store (SMB, NFS, SFTP)")),
+        Paragraph::new(lines).block(boxed("Network store (SMB, NFS, SFTP, S3)")),
         top,
     );
     let mut note = Vec::new();
@@ -438,6 +599,12 @@ pub(crate) fn draw(form: &NetForm, f: &mut Frame, area: Rect) {
         note.push(Line::styled(e.clone(), red()));
         note.push(Line::styled(
             "Correct the form and press Enter to try again, or Esc.",
+            dim(),
+        ));
+    } else if kind == Proto::S3 {
+        note.push(Line::styled(
+            "Enter opens the bucket's folder as the storage: images are listed, written and \
+             restored there with S3 requests.",
             dim(),
         ));
     } else {
@@ -506,6 +673,22 @@ pub(crate) mod fixture {
     pub(crate) fn smb(m: Model) -> Model {
         filled(m, 0, &["nas.local", "", "backups/pcs", "ann", SECRET])
     }
+
+    /// S3 at http://10.0.0.5:8333, bucket backups and folder pcs, the default region, with
+    /// access key AKIDEXAMPLE and [`SECRET`] as its secret key.
+    pub(crate) fn s3(m: Model) -> Model {
+        filled(
+            m,
+            3,
+            &[
+                "http://10.0.0.5:8333",
+                "backups/pcs",
+                "",
+                "AKIDEXAMPLE",
+                SECRET,
+            ],
+        )
+    }
 }
 
 #[cfg(test)]
@@ -552,7 +735,7 @@ mod tests {
     #[test]
     fn nfs_has_no_user_or_password_and_takes_a_port() {
         let mut m = filled(home(), 1, &["10.0.0.5", "2050", "srv/images"]);
-        assert_eq!(form(&m).kind, Kind::Nfs);
+        assert_eq!(form(&m).kind, Proto::Nfs);
         assert_eq!(form(&m).field, Field::Path, "Down stops at the last field");
         press(&mut m, KeyCode::Down);
         assert_eq!(form(&m).field, Field::Path);
@@ -763,6 +946,82 @@ mod tests {
     }
 
     #[test]
+    fn s3_opens_the_bucket_folder_with_its_keys_and_never_shows_the_secret() {
+        let mut m = super::fixture::s3(home());
+        assert_eq!(form(&m).kind, Proto::S3);
+        assert_eq!(
+            form(&m).field,
+            Field::Password,
+            "Down stops at the last field"
+        );
+        let cmd = press(&mut m, KeyCode::Enter);
+        let Some(Cmd::OpenS3(o)) = cmd else {
+            panic!("expected the bucket to be opened, got {cmd:?}");
+        };
+        assert_eq!(o.url, "s3://backups/pcs");
+        assert_eq!(o.endpoint, "http://10.0.0.5:8333");
+        assert_eq!(o.region, "us-east-1");
+        assert_eq!(o.access_key, "AKIDEXAMPLE");
+        assert_eq!(o.secret_key, SECRET);
+        let busy = m.busy.clone().unwrap_or_default();
+        assert_eq!(busy, "Opening s3://backups/pcs at http://10.0.0.5:8333...");
+        for text in [busy, format!("{m:?}"), format!("{o:?}")] {
+            assert!(!text.contains(SECRET), "the secret key leaked: {text}");
+        }
+        // a name without a scheme is reached by HTTPS, and a region typed is kept
+        let m = filled(
+            home(),
+            3,
+            &["s3.example.com", "/bkt/", "eu-west-1", "k", "s"],
+        );
+        let o = form(&m).s3().unwrap();
+        assert_eq!(
+            (o.endpoint.as_str(), o.url.as_str(), o.region.as_str()),
+            ("https://s3.example.com", "s3://bkt", "eu-west-1")
+        );
+    }
+
+    #[test]
+    fn s3_fields_that_cannot_work_are_explained_in_the_form() {
+        // (endpoint, bucket/folder, access key, secret key; the start of the error)
+        let cases = [
+            (
+                "no endpoint",
+                ["", "bkt", "k", "s"],
+                "Enter the store's address",
+            ),
+            (
+                "no bucket",
+                ["http://h:1", "", "k", "s"],
+                "Enter the bucket",
+            ),
+            (
+                "a bad bucket",
+                ["http://h:1", "B!", "k", "s"],
+                "\"s3://B!\": ",
+            ),
+            (
+                "no keys",
+                ["http://h:1", "bkt", "", ""],
+                "Enter the access key",
+            ),
+            (
+                "no secret",
+                ["http://h:1", "bkt", "k", ""],
+                "Enter the access key",
+            ),
+            ("a bad endpoint", ["ftp://h", "bkt", "k", "s"], "ftp://h: "),
+        ];
+        for (name, [host, path, user, secret], want) in cases {
+            let mut m = filled(home(), 3, &[host, path, "", user, secret]);
+            assert!(press(&mut m, KeyCode::Enter).is_none(), "{name}");
+            let e = form(&m).error.clone().unwrap_or_default();
+            assert!(e.starts_with(want), "{name}: {e}");
+            assert!(m.busy.is_none(), "{name}");
+        }
+    }
+
+    #[test]
     fn esc_closes_the_form_and_forgets_the_password() {
         let mut m = smb(home());
         assert!(press(&mut m, KeyCode::Esc).is_none());
@@ -786,9 +1045,13 @@ mod tests {
             "the key only closed help"
         );
         press(&mut m, KeyCode::Left);
-        assert_eq!(form(&m).kind, Kind::Sftp);
+        assert_eq!(form(&m).kind, Proto::S3);
+        press(&mut m, KeyCode::Left);
+        assert_eq!(form(&m).kind, Proto::Sftp);
         press(&mut m, KeyCode::Char(' '));
-        assert_eq!(form(&m).kind, Kind::Smb);
+        assert_eq!(form(&m).kind, Proto::S3);
+        press(&mut m, KeyCode::Char(' '));
+        assert_eq!(form(&m).kind, Proto::Smb);
         // letters on the type field type nothing
         press(&mut m, KeyCode::Char('q'));
         assert!(m.net_store.is_some());
