@@ -153,6 +153,9 @@ pub struct Found {
     pub disk: DiskIdentity,
     /// The chain's name (the full image's file stem).
     pub chain_name: String,
+    /// In a fleet store (`image --dedup`): its chunks are in the store's packs, and it has no
+    /// children.
+    pub packed: bool,
 }
 
 /// Every complete image in `dir` (not recursive; `.partial` files and other files skipped).
@@ -198,6 +201,7 @@ pub fn images_and_locked_in(dir: &Path) -> Result<(Vec<Found>, Vec<PathBuf>)> {
             parent_id: (!r.header().is_full()).then(|| hex(&r.header().parent_id)),
             disk: DiskIdentity::of_image(&r),
             chain_name: chain_name_of(&r),
+            packed: r.header().flags & crate::image::format::FLAG_PACKED != 0,
             path: p,
         });
     }

@@ -527,6 +527,34 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
             let what = "planning the image";
             let fail = |e: &crate::Error| outcome::failure(what, e, false);
             let mut resume = false;
+            // a storage that is a fleet store (made with `image --dedup` from the CLI) takes
+            // full images, deduplicated against the others, under its key if it has one
+            let fleet = crate::image::packs::is_store(dir);
+            if fleet {
+                let refuse = |why: &str, advice: &str| app::Failure {
+                    what: what.into(),
+                    causes: vec![format!("{}: {why}", dir.display())],
+                    advice: advice.into(),
+                    ..app::Failure::default()
+                };
+                if *kind != ImageKind::Full || *rescue {
+                    return Err(refuse(
+                        "it is a fleet store, which holds full images only (each stores only \
+                         what the store does not hold yet)",
+                        "Go back (Esc) and choose the kind full and the mode normal.",
+                    ));
+                }
+                let keyed = crate::image::packs::StoreKeys::read(dir)
+                    .map_err(|e| fail(&e))?
+                    .is_some();
+                if keyed && passphrase.is_none() {
+                    return Err(refuse(
+                        "it is an encrypted fleet store: every image there is encrypted under \
+                         its key",
+                        "Go back (Esc), set encrypt to yes and type the store's passphrase.",
+                    ));
+                }
+            }
             let (parent, output) = match kind {
                 ImageKind::Full => {
                     let out = dir.join(format!("{name}.lbi"));
@@ -570,6 +598,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                 }),
                 level: *level,
                 parent,
+                dedup: fleet,
                 rescue: rescue.then(|| image::RescueOptions {
                     resume,
                     ..image::RescueOptions::default()

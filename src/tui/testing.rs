@@ -142,6 +142,7 @@ pub(crate) fn storage_model() -> super::app::Model {
         parent_id: (kind != "full").then(|| "00".into()),
         disk: disk.clone(),
         chain_name: chain.into(),
+        packed: false,
     };
     let chain = "sda-Samsung-SSD-860-20261115";
     let images = vec![

@@ -102,6 +102,7 @@ fn entry(file: &str, of: &DiskReport, full: bool, chain: &str, created: u64) -> 
             parent_id: (!full).then(|| "00".repeat(16)),
             disk: DiskIdentity::of_report(of),
             chain_name: chain.into(),
+            packed: false,
         },
         file_bytes: 1 << 30,
     }
@@ -2467,4 +2468,101 @@ fn u_types_a_passphrase_that_the_keyring_keeps_and_lists_the_storage_again() {
     let mut m = image_options(vec![], SDA);
     press(&mut m, KeyCode::Char('u'));
     assert!(m.unlock.is_none());
+}
+
+#[test]
+fn a_disk_whose_images_are_in_a_fleet_store_is_imaged_full() {
+    // a fleet store's images are full but take no children: only "full" is offered
+    let mut packed = entry("/s/pc.lbi", &disks()[SDA], true, "pc", 1);
+    packed.found.packed = true;
+    let mut m = image_options(vec![packed], SDA);
+    assert_eq!(image_wiz(&m).kind, ImageKind::Full);
+    assert_eq!(
+        kinds_after(&mut m, KeyCode::Right, 2),
+        vec![ImageKind::Full, ImageKind::Full]
+    );
+}
+
+#[test]
+fn the_menu_images_into_a_fleet_store_and_refuses_what_it_cannot_hold() {
+    use crate::image::crypt::{KeySlots, MasterKey, SlotKind};
+    use crate::jobs::{image, CancelToken, Reporter};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = d.join("source.img");
+    let mut bytes = vec![0u8; 4 << 20];
+    for (i, b) in bytes.iter_mut().enumerate().take(1 << 20) {
+        *b = (i * 7 + i / 251) as u8;
+    }
+    std::fs::write(&src, &bytes).unwrap();
+    let req =
+        |store: &Path, name: &str, kind, rescue, passphrase: Option<&str>| JobRequest::Image {
+            source: src.clone(),
+            dir: store.to_path_buf(),
+            name: name.into(),
+            kind,
+            level: 3,
+            rescue,
+            full_swap: false,
+            passphrase: passphrase.map(|p| crate::image::crypt::Secret(p.to_string().into())),
+        };
+    // a plain fleet store (the CLI made it: it has an index folder)
+    let store = d.join("fleet");
+    std::fs::create_dir_all(store.join("index")).unwrap();
+    let planned = super::exec::plan(&req(&store, "pc", ImageKind::Full, false, None)).unwrap();
+    let Planned::Image(p) = &planned else {
+        panic!("not an image plan: {planned:?}")
+    };
+    assert!(p.dedup, "a full image into a fleet store is deduplicated");
+    image::run(p, &Reporter::silent(), &CancelToken::new()).unwrap();
+    let found = crate::jobs::chain::images_in(&store).unwrap();
+    assert!(found.len() == 1 && found[0].packed, "{found:?}");
+    assert!(store.join("packs").is_dir());
+    for (name, kind, rescue) in [
+        ("incremental", ImageKind::Incremental, false),
+        ("rescue", ImageKind::Full, true),
+    ] {
+        let f = super::exec::plan(&req(&store, "pc2", kind, rescue, None)).unwrap_err();
+        assert!(f.causes.join(" ").contains("fleet store"), "{name}: {f:?}");
+        assert!(f.advice.contains("kind full"), "{name}: {f:?}");
+    }
+    // an encrypted fleet store: its passphrase, typed in the wizard, is needed
+    let keyed = d.join("keyed");
+    std::fs::create_dir_all(&keyed).unwrap();
+    let pass = "menu fleet store passphrase";
+    let slots = KeySlots::new(
+        &MasterKey::generate().unwrap(),
+        &[(SlotKind::Passphrase, pass.as_bytes())],
+    )
+    .unwrap();
+    std::fs::write(
+        crate::image::packs::store_key_path(&keyed),
+        crate::image::packs::StoreKeys::encode(&slots),
+    )
+    .unwrap();
+    let f = super::exec::plan(&req(&keyed, "pc", ImageKind::Full, false, None)).unwrap_err();
+    assert!(
+        f.causes.join(" ").contains("encrypted fleet store"),
+        "{f:?}"
+    );
+    assert!(f.advice.contains("set encrypt to yes"), "{f:?}");
+    let f =
+        super::exec::plan(&req(&keyed, "pc", ImageKind::Full, false, Some("not it"))).unwrap_err();
+    assert!(f.causes.join(" ").contains("wrong passphrase"), "{f:?}");
+    let planned =
+        super::exec::plan(&req(&keyed, "pc", ImageKind::Full, false, Some(pass))).unwrap();
+    let Planned::Image(p) = &planned else {
+        panic!("not an image plan: {planned:?}")
+    };
+    assert!(p.dedup && p.encryption.is_some(), "{p:?}");
+    image::run(p, &Reporter::silent(), &CancelToken::new()).unwrap();
+    assert_eq!(crate::jobs::chain::images_in(&keyed).unwrap().len(), 1);
+    assert_eq!(
+        crate::image::packs::StoreKeys::read(&keyed)
+            .unwrap()
+            .unwrap()
+            .key_id,
+        slots.key_id,
+        "the store's key is kept"
+    );
 }

@@ -109,7 +109,12 @@ pub fn images_of<'a>(model: &'a Model, disk: &DiskReport) -> Vec<&'a ImageEntry>
 /// Images of `disk` already in the storage: (any, a full one).
 pub fn chain_for(model: &Model, disk: &DiskReport) -> (bool, bool) {
     let same = images_of(model, disk);
-    (!same.is_empty(), same.iter().any(|e| e.found.full))
+    // a fleet store's images take no children: every image there is full
+    let chainable: Vec<_> = same.iter().filter(|e| !e.found.packed).collect();
+    (
+        !chainable.is_empty(),
+        chainable.iter().any(|e| e.found.full),
+    )
 }
 
 /// A file name for a full image of `d`: `sda-Samsung-SSD-860-20261122`.
@@ -460,11 +465,18 @@ fn draw_confirm(w: &ImageWiz, f: &mut Frame, area: Rect) {
             p.kind, p.level
         )),
     ];
+    if p.dedup {
+        lines.push(Line::raw(
+            " fleet     into the storage's fleet store: chunks it holds already are not stored again",
+        ));
+    }
     if let Some(c) = p.encryption {
         lines.push(Line::raw(format!(
             " encrypted {c}{}",
             if p.parent.is_some() {
                 ", with its parent's key"
+            } else if p.dedup {
+                ", under the fleet store's key"
             } else {
                 ", under the passphrase typed"
             }
