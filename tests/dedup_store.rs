@@ -467,6 +467,24 @@ fn locks(dir: &Path) -> Vec<String> {
 }
 
 /// The file name of a path or URL.
+/// The objects of the S3 store under `prefix` ("fleet/"): key → size.
+fn store_objects(weed: &Weed, prefix: &str) -> BTreeMap<String, u64> {
+    weed.objects()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .collect()
+}
+
+/// The pack names among a store's `objects` (under `prefix`).
+fn packs_among(objects: &BTreeMap<String, u64>, prefix: &str) -> BTreeSet<String> {
+    let packs = format!("{prefix}packs/");
+    objects
+        .keys()
+        .filter(|k| k.starts_with(&packs))
+        .map(|k| name_of(k))
+        .collect()
+}
+
 fn name_of(s: &str) -> String {
     s.rsplit('/').next().unwrap().to_string()
 }
@@ -635,19 +653,8 @@ fn s3_store_holds_five_machines_and_gc_frees_deleted_ones() {
     let f = Fleet::new();
     let url = |name: &str| format!("s3://lifeboat/fleet/{name}");
     let store = "s3://lifeboat/fleet";
-    // the store's objects: key → size
-    let objects = || -> BTreeMap<String, u64> {
-        weed.objects()
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("fleet/"))
-            .collect()
-    };
-    let packs_of = |o: &BTreeMap<String, u64>| -> BTreeSet<String> {
-        o.keys()
-            .filter(|k| k.starts_with("fleet/packs/"))
-            .map(|k| name_of(k))
-            .collect()
-    };
+    let objects = || store_objects(&weed, "fleet/");
+    let packs_of = |o: &BTreeMap<String, u64>| packs_among(o, "fleet/");
 
     // 1. five machines into s3://lifeboat/fleet/
     let mut made = vec![BTreeSet::new()];
@@ -1812,18 +1819,8 @@ fn encrypted_s3_store_round_trip() {
     let with_key = ["--key-file", p(&key)];
     let url = |name: &str| format!("s3://lifeboat/secret-fleet/{name}");
     let store = "s3://lifeboat/secret-fleet";
-    let objects = || -> BTreeMap<String, u64> {
-        weed.objects()
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("secret-fleet/"))
-            .collect()
-    };
-    let packs_of = |o: &BTreeMap<String, u64>| -> BTreeSet<String> {
-        o.keys()
-            .filter(|k| k.starts_with("secret-fleet/packs/"))
-            .map(|k| name_of(k))
-            .collect()
-    };
+    let objects = || store_objects(&weed, "secret-fleet/");
+    let packs_of = |o: &BTreeMap<String, u64>| packs_among(o, "secret-fleet/");
 
     // 1. three machines with --dedup --encrypt: the first makes the store's key object
     let mut made = vec![BTreeSet::new()];

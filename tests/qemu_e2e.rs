@@ -1681,17 +1681,15 @@ fn menu_restores_from_an_s3_store_standard() {
     };
     let (src, tree) = ext4_from_tree(t.path(), "src.img", 32);
     let target = blank(t.path(), "target.img", 32);
-    let mut image = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
-    image
-        .args([
+    lifeboat_s3_ok(
+        &weed,
+        &[
             "image",
             src.to_str().unwrap(),
             "-o",
             "s3://lifeboat/room/pc.lbi",
-        ])
-        .envs(weed.env());
-    let out = image.output().unwrap();
-    assert!(out.status.success(), "{out:?}");
+        ],
+    );
     let mut vm = Vm::start(
         "menu-s3-standard",
         &[
@@ -2024,29 +2022,31 @@ fn network_stores_smb_and_nfs_standard() {
             "plaintext in {name}"
         );
     }
-    let mut verify_store = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
-    verify_store
-        .args([
+    lifeboat_s3_ok(
+        &weed,
+        &[
             "--key-file",
             key.to_str().unwrap(),
             "verify",
             "s3://lifeboat/fleet",
-        ])
-        .envs(weed.env());
-    let out = verify_store.output().unwrap();
-    assert!(out.status.success(), "{out:?}");
+        ],
+    );
     same_files(Path::new(&fleet_target), &tree);
     assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
-    let mut verify = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
-    verify
-        .args(["verify", "s3://lifeboat/guest/pc.lbi"])
-        .envs(weed.env());
-    let out = verify.output().unwrap();
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("intact"),
-        "{out:?}"
-    );
+    let out = lifeboat_s3_ok(&weed, &["verify", "s3://lifeboat/guest/pc.lbi"]);
+    assert!(out.contains("intact"), "{out}");
     same_files(Path::new(&s3_target), &tree);
+}
+
+/// Runs lifeboat on the host with `weed`'s endpoint and keys; its stdout, once it succeeded.
+fn lifeboat_s3_ok(weed: &common::servers::Weed, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(args)
+        .envs(weed.env())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "lifeboat {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Not a test: bench/net-qemu.sh runs it (`--ignored`) for issue 19's SMB target, which this
