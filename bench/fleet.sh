@@ -9,6 +9,7 @@
 #   --pct       each machine's own data: about PCT% of each filesystem's used data modified,
 #               added and deleted by bench/mutate.py, with a seed of its own (default 5)
 #   --s3        also into an S3 store (SeaweedFS started here on 127.0.0.1)
+#   --encrypt   also into an encrypted local store (--dedup --encrypt, one key for the store)
 #   LIFEBOAT    the binary (default target/release/lifeboat)
 #
 # Reports, for the local folder (and S3): the bytes the store holds (packs, index files and
@@ -19,10 +20,11 @@ set -euo pipefail
 export LC_ALL=C
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-usage() { sed -n '5,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+. "$here/lib.sh"
+usage() { sed -n '5,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 1 ] || usage
 base=$(readlink -f "$1"); shift
-machines=5 pct=5 work="" keep=0 s3=0
+machines=5 pct=5 work="" keep=0 s3=0 encrypt=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --machines) machines=$2; shift 2 ;;
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
     --work) work=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --s3) s3=1; shift ;;
+    --encrypt) encrypt=1; shift ;;
     *) usage ;;
   esac
 done
@@ -37,7 +40,7 @@ lb=${LIFEBOAT:-$repo/target/release/lifeboat}
 [ -x "$lb" ] || { echo "fleet.sh: $lb not built (cargo build --release)" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || { echo "fleet.sh: run as root (loop devices, mounts)" >&2; exit 1; }
 [ -n "$work" ] || work=$(mktemp -d /var/tmp/lifeboat-fleet.XXXXXX)
-mkdir -p "$work/mnt" "$work/plain" "$work/store"
+mkdir -p "$work/mnt" "$work/plain" "$work/store" "$work/secret-store"
 loops=() pids=()
 cleanup() {
   mountpoint -q "$work/mnt" && umount "$work/mnt" || true
@@ -71,13 +74,15 @@ done
 sync
 
 bytes() { du -sb "$1" | cut -f1; }
-run_fleet() { # DEST_DIR_OR_URL LABEL SIZE_FN
-  local dest=$1 label=$2 t0 t1 tp td
+run_fleet() { # DEST_DIR_OR_URL LABEL SIZE_FN [EXTRA_FLAGS...] (of the --dedup images)
+  local dest=$1 label=$2 size_fn=$3 t0 t1 tp td
+  shift 3
+  local extra=("$@")
   local plain_total=0 dedup_secs=0 plain_secs=0 one=0
   for m in $(seq 1 "$machines"); do
     t0=$(now); "$lb" image "$work/pc$m.img" -o "$work/plain/pc$m.lbi" >/dev/null 2>&1; t1=$(now)
     tp=$(echo "$t1 - $t0" | bc -l)
-    t0=$(now); "$lb" image "$work/pc$m.img" -o "$dest/pc$m.lbi" --dedup >/dev/null 2>&1; t1=$(now)
+    t0=$(now); "$lb" image "$work/pc$m.img" -o "$dest/pc$m.lbi" --dedup ${extra[@]+"${extra[@]}"} >/dev/null 2>&1; t1=$(now)
     td=$(echo "$t1 - $t0" | bc -l)
     sz=$(stat -c %s "$work/plain/pc$m.lbi")
     [ "$m" = 1 ] && one=$sz
@@ -86,8 +91,10 @@ run_fleet() { # DEST_DIR_OR_URL LABEL SIZE_FN
     printf '| %s | pc%d | %d | %.2f | %.2f |\n' "$label" "$m" "$sz" "$tp" "$td"
     rm -f "$work/plain/pc$m.lbi"
   done
-  local stored; stored=$($3 "$dest")
-  "$lb" verify "$dest" >/dev/null 2>&1 || { echo "fleet.sh: verify $dest FAILED" >&2; exit 1; }
+  local stored; stored=$($size_fn "$dest")
+  local vflags=() a
+  for a in ${extra[@]+"${extra[@]}"}; do [ "$a" = --encrypt ] || vflags+=("$a"); done
+  "$lb" verify "$dest" ${vflags[@]+"${vflags[@]}"} >/dev/null 2>&1 || { echo "fleet.sh: verify $dest FAILED" >&2; exit 1; }
   echo
   printf -- '- %s: the store holds %d bytes for %d machines: %.2f x one plain image (%d bytes; target <= 1.6), %.2f x the %d plain images (%d bytes); imaging took %.2f s with --dedup, %.2f s plain\n' \
     "$label" "$stored" "$machines" "$(echo "$stored / $one" | bc -l)" "$one" \
@@ -101,25 +108,15 @@ local_size() { bytes "$1"; }
   echo "| store | machine | plain image bytes | plain s | dedup s |"
   echo "|---|---|---:|---:|---:|"
   run_fleet "$work/store" "local folder" local_size
+  if [ "$encrypt" = 1 ]; then
+    echo "fleet bench passphrase" > "$work/pass"
+    run_fleet "$work/secret-store" "local folder, encrypted" local_size --encrypt --key-file "$work/pass"
+  fi
 } | tee "$work/report.md"
 
 if [ "$s3" = 1 ]; then
   command -v weed >/dev/null || { echo "fleet.sh: weed missing (.ci/install-deps.sh)" >&2; exit 1; }
-  freeport() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-  pick() { local p; while :; do p=$(freeport); [ "$p" -lt 55000 ] && ! (echo >"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null && { echo "$p"; return; }; done; }
-  export AWS_ACCESS_KEY_ID=FLEETBENCHKEY AWS_SECRET_ACCESS_KEY=fleet-bench-secret AWS_REGION=us-east-1
-  printf '{"identities":[{"name":"bench","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}\n' \
-    "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > "$work/s3.json"
-  mkdir -p "$work/weed"
-  mp=$(pick) vp=$(pick) fp=$(pick) s3p=$(pick)
-  TMPDIR=$work/weed weed -logtostderr server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$work/weed" \
-    -master.port="$mp" -master.volumeSizeLimitMB=256 -volume.port="$vp" -volume.max=100 \
-    -filer -filer.port="$fp" -s3 -s3.port="$s3p" -s3.port.iceberg=0 -s3.port.lance=0 \
-    -webdav=false -master.telemetry=false -s3.config="$work/s3.json" >"$work/weed.log" 2>&1 & pids+=($!)
-  export AWS_ENDPOINT_URL=http://127.0.0.1:$s3p
-  for _ in $(seq 1 120); do curl -s -o /dev/null "$AWS_ENDPOINT_URL/" && break; sleep 0.5; done
-  until curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-    -X PUT "$AWS_ENDPOINT_URL/fleet" >/dev/null; do sleep 1; done
+  start_weed "$work" FLEETBENCHKEY fleet-bench-secret fleet
   s3_size() { "$lb" gc "$1" --dry-run --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["pack_bytes"])'; }
   run_fleet "s3://fleet/pcs" "S3 (packs only)" s3_size | tee -a "$work/report.md"
 fi

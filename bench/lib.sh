@@ -93,3 +93,35 @@ for spec in sys.argv[1:]:
         print(f"- {words}: {med[base]/med[row]:.2f} x")
 ' "$@"
 }
+
+# --- S3 (s3.sh, fleet.sh) ---
+
+# start_weed WORK ACCESS_KEY SECRET_KEY BUCKET: starts SeaweedFS (`weed server -s3`: master,
+# volume server, filer and S3 gateway in one process) on 127.0.0.1 with its data in WORK/weed,
+# adds its PID to the caller's pids array (for its cleanup), exports the AWS_* variables
+# lifeboat reads, and makes BUCKET. weed's gRPC ports are its HTTP ports + 10000, so the
+# ports are picked with that one free too.
+start_weed() {
+  local work=$1 mp vp fp s3p
+  export AWS_ACCESS_KEY_ID=$2 AWS_SECRET_ACCESS_KEY=$3 AWS_REGION=us-east-1
+  printf '{"identities":[{"name":"bench","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}\n' \
+    "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > "$work/s3.json"
+  mkdir -p "$work/weed"
+  freeport() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+  pick() { local p; while :; do p=$(freeport); [ "$p" -lt 55000 ] && ! (echo >"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null && { echo "$p"; return; }; done; }
+  mp=$(pick) vp=$(pick) fp=$(pick) s3p=$(pick)
+  TMPDIR=$work/weed weed -logtostderr server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$work/weed" \
+    -master.port="$mp" -master.volumeSizeLimitMB=256 -volume.port="$vp" -volume.max=100 \
+    -filer -filer.port="$fp" -s3 -s3.port="$s3p" -s3.port.iceberg=0 -s3.port.lance=0 \
+    -webdav=false -master.telemetry=false -s3.config="$work/s3.json" >"$work/weed.log" 2>&1 &
+  pids+=($!)
+  export AWS_ENDPOINT_URL=http://127.0.0.1:$s3p
+  for _ in $(seq 1 120); do curl -s -o /dev/null "$AWS_ENDPOINT_URL/" && break; sleep 0.5; done
+  local tries=0
+  until curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+    -X PUT "$AWS_ENDPOINT_URL/$4" >/dev/null; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 30 ] || { cat "$work/weed.log" >&2; return 1; }
+    sleep 1
+  done
+}

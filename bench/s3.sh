@@ -36,7 +36,7 @@ for t in weed curl; do
   command -v "$t" >/dev/null || { echo "s3.sh: $t missing (.ci/install-deps.sh)" >&2; exit 1; }
 done
 [ -n "$work" ] || work=$(mktemp -d /var/tmp/lifeboat-s3.XXXXXX)
-mkdir -p "$work/weed"
+mkdir -p "$work"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -44,27 +44,7 @@ cleanup() {
   [ "$keep" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT
-freeport() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-export AWS_ACCESS_KEY_ID=BENCHACCESSKEY AWS_SECRET_ACCESS_KEY=bench-secret-key AWS_REGION=us-east-1
-cat > "$work/s3.json" <<EOF
-{"identities":[{"name":"bench","credentials":[{"accessKey":"$AWS_ACCESS_KEY_ID","secretKey":"$AWS_SECRET_ACCESS_KEY"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
-EOF
-# weed's gRPC ports are its HTTP ports + 10000: pick ports whose +10000 is free too
-pick() { local p; while :; do p=$(freeport); [ "$p" -lt 55000 ] && ! (echo >"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null && { echo "$p"; return; }; done; }
-mp=$(pick) vp=$(pick) fp=$(pick) s3p=$(pick)
-TMPDIR=$work/weed weed -logtostderr server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$work/weed" \
-  -master.port="$mp" -master.volumeSizeLimitMB=256 -volume.port="$vp" -volume.max=100 \
-  -filer -filer.port="$fp" -s3 -s3.port="$s3p" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$work/s3.json" \
-  -webdav=false -master.telemetry=false \
-  >"$work/weed.log" 2>&1 & pids+=($!)
-export AWS_ENDPOINT_URL=http://127.0.0.1:$s3p
-for _ in $(seq 1 120); do
-  curl -s -o /dev/null "$AWS_ENDPOINT_URL/" && break
-  sleep 0.5
-done
-curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-  -X PUT "$AWS_ENDPOINT_URL/bench" >/dev/null || { cat "$work/weed.log" >&2; exit 1; }
+start_weed "$work" BENCHACCESSKEY bench-secret-key bench
 
 echo "s3.sh: imaging $disk" >&2
 "$lb" image "$disk" -o "$work/d.lbi" >/dev/null 2>&1
