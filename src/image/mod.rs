@@ -337,7 +337,7 @@ pub enum FormatError {
         reason: String,
     },
     /// A chunk's content does not hash to its recorded hash (bit rot, tampering).
-    #[error("chunk {index} (disk bytes {disk_offset}..{disk_end}, file byte {file_offset}) is corrupt: {reason}")]
+    #[error("chunk {index} (disk bytes {disk_offset}..{disk_end}, {}) is corrupt: {reason}", stored_at(.file_offset))]
     Chunk {
         /// Record number.
         index: u64,
@@ -350,4 +350,15 @@ pub enum FormatError {
         /// Hash mismatch, decompression failure…
         reason: String,
     },
+}
+
+/// Where a record's frame is stored, for messages: `file byte N`, or for a packed image's
+/// pack address `pack packs/XXXXXXXX.pack byte N`.
+fn stored_at(file_offset: &u64) -> String {
+    if packs::is_address(*file_offset) {
+        let (id, at) = packs::split(*file_offset);
+        format!("pack packs/{id:08x}.pack byte {at}")
+    } else {
+        format!("file byte {file_offset}")
+    }
 }

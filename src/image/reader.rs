@@ -461,7 +461,12 @@ impl ImageReader {
                 Err(self.corrupt(
                     index,
                     r,
-                    "its frame does not decrypt: changed, moved, or from another image".into(),
+                    if super::packs::is_address(r.file_offset) {
+                        "its frame does not decrypt: changed, moved, or from another store"
+                    } else {
+                        "its frame does not decrypt: changed, moved, or from another image"
+                    }
+                    .into(),
                 ))
             };
             *p.borrow_mut() = plain;
