@@ -45,7 +45,10 @@
 //!   `verify`, `verify DIR` and `restore` without the key (the target untouched); `gc`
 //!   without the key (nothing deleted), then with it (exactly the moved-out machine's packs);
 //!   a damaged `store.key` (nothing added, the images still verify); `--dedup --encrypt`
-//!   into a plain store, and into an empty folder without a passphrase.
+//!   into a plain store, and into an empty folder without a passphrase. Last, `key add DIR`
+//!   gives a second passphrase to store.key and every image (it verifies the store, `key
+//!   list` of an image shows it), `key remove DIR 2` takes it away again (it opens nothing),
+//!   the last slot stays, and a plain store has no slots to list.
 //! - `encrypted_store_catches_moved_and_foreign_frames`: disks made from machine 1 with
 //!   fresh noise blocks, so their packs' layout is known (one sealed 64 KiB frame per new
 //!   block): a flipped byte, two frames swapped inside their pack, two packs swapped by name,
@@ -1504,11 +1507,8 @@ fn encrypted_local_store_dedups_and_hides_content() {
     ] {
         let mut args = args;
         args.extend_from_slice(&with_key);
-        let t = fails(lifeboat(&[], &args), 1, "not built yet");
-        assert!(
-            t.contains("not supported") && t.contains("store.key"),
-            "{t}"
-        );
+        let t = fails(lifeboat(&[], &args), 1, "whole store");
+        assert!(t.contains("key add DIR"), "{t}");
     }
     assert_eq!(
         std::fs::read(img(1)).unwrap(),
@@ -1661,6 +1661,54 @@ fn encrypted_local_store_dedups_and_hides_content() {
         "passphrase",
     );
     assert!(tree(&empty).is_empty(), "{:?}", tree(&empty));
+
+    // 9. the store's slots, changed for the whole store: a second passphrase added to
+    // store.key and to every image opens them all; removed again, it opens none
+    let second = pass_file(f.path(), "second.pass", "a second passphrase for the fleet");
+    let t = ok(
+        &[],
+        &[
+            "key",
+            "add",
+            p(&store),
+            "--new-key-file",
+            p(&second),
+            "--key-file",
+            p(&key),
+        ],
+    );
+    assert!(t.contains("slot 2"), "{t}");
+    let t = ok(&[], &["verify", p(&store), "--key-file", p(&second)]);
+    assert!(t.contains("intact"), "{t}");
+    let listed = ok(&[], &["key", "list", p(&img(1))]);
+    assert!(
+        listed.contains("slot 2"),
+        "every image carries the store's slots: {listed}"
+    );
+    let t = ok(
+        &[],
+        &["key", "remove", p(&store), "2", "--key-file", p(&key)],
+    );
+    assert!(!t.contains("slot 2"), "{t}");
+    fails(
+        lifeboat(&[], &["verify", p(&img(1)), "--key-file", p(&second)]),
+        1,
+        "wrong passphrase",
+    );
+    ok(&[], &["verify", p(&store), "--key-file", p(&key)]);
+    fails(
+        lifeboat(
+            &[],
+            &["key", "remove", p(&store), "1", "--key-file", p(&key)],
+        ),
+        1,
+        "only key slot",
+    );
+    fails(
+        lifeboat(&[], &["key", "list", p(&plain_store)]),
+        1,
+        "no store.key",
+    );
 
     eprintln!("encrypted local store test done in {:.1?}", t_all.elapsed());
     assert!(

@@ -5,10 +5,46 @@ use super::common::print_json;
 use crate::image::crypt::{self, SlotKind};
 use crate::jobs::keys::{self, KeysReport};
 
+/// Whether `file` names a fleet store's folder (its slots are the store's).
+fn is_store(file: &std::path::Path) -> bool {
+    file.is_dir() && crate::image::packs::is_store(file)
+}
+
 /// Runs one `key` subcommand.
 pub fn key(k: &KeyCommand) -> anyhow::Result<()> {
     let (report, json, recovery) = match k {
+        KeyCommand::List { file, json } if is_store(file) => (keys::store_list(file)?, *json, None),
         KeyCommand::List { file, json } => (keys::list(file)?, *json, None),
+        KeyCommand::Add {
+            file,
+            new_key_file,
+            recovery_key,
+            json,
+        } if is_store(file) => {
+            keys::store_list(file)?;
+            let (kind, secret, text) = if *recovery_key {
+                let (bytes, text) = crypt::new_recovery_key()?;
+                (
+                    SlotKind::Recovery,
+                    zeroize::Zeroizing::new(bytes.to_vec()),
+                    Some(text),
+                )
+            } else {
+                let pass = match new_key_file {
+                    Some(f) => super::common::read_key_file(f)?,
+                    None => super::common::ask_new_passphrase("New passphrase for the store: ")?,
+                };
+                (
+                    SlotKind::Passphrase,
+                    zeroize::Zeroizing::new(pass.0.as_bytes().to_vec()),
+                    None,
+                )
+            };
+            (keys::store_add(file, kind, &secret)?, *json, text)
+        }
+        KeyCommand::Remove { file, slot, json } if is_store(file) => {
+            (keys::store_remove(file, *slot)?, *json, None)
+        }
         KeyCommand::Add {
             file,
             new_key_file,

@@ -2,6 +2,11 @@
 //! rewriting the image. Only the header's slot area changes ([`crypt::SLOTS_AREA`]), which
 //! the footer's header checksum leaves out; the old header is kept in `NAME.header-backup`
 //! until the new one is on the disk.
+//!
+//! An encrypted fleet store's slots ([`crate::image::packs::StoreKeys`]) are changed for the
+//! whole store at once ([`store_add`], [`store_remove`]): every image of the store first
+//! (each header as above), then `store.key`, which later images copy. A run that stops half
+//! way leaves some images with the new slots and some with the old; run it again.
 
 use crate::error::{Error, Result};
 use crate::image::crypt::{self, KeySlots, Slot, SlotKind};
@@ -75,18 +80,112 @@ fn encrypted_header(path: &Path) -> Result<(Header, KeySlots)> {
     }
 }
 
-/// Refuses to change the slots of an image in an encrypted fleet store: they are a copy of
+/// Refuses to change the slots of one image in an encrypted fleet store: they are a copy of
 /// the store's (`DIR/store.key`), which every image of the store shares.
 fn refuse_packed(path: &Path, h: &Header) -> Result<()> {
     if h.flags & crate::image::format::FLAG_PACKED != 0 {
-        return Err(Error::Unsupported(format!(
-            "changing the key slots of {}: it is in an encrypted fleet store, whose slots are \
-             in the store's store.key and copied into every image there (changing a store's \
-             slots is not built yet)",
-            path.display()
-        )));
+        return Err(Error::Refused {
+            path: path.to_path_buf(),
+            reason: "it is in an encrypted fleet store, whose key slots are the store's, \
+                     copied into every image there: change them for the whole store with \
+                     `lifeboat key add DIR` or `key remove DIR N` on its folder"
+                .into(),
+        });
     }
     Ok(())
+}
+
+/// The encrypted fleet store `dir`'s slots; refused when it has none (a plain store) or is
+/// in S3 (whose images would each be uploaded again: not built yet).
+fn store_keys(dir: &Path) -> Result<KeySlots> {
+    if crate::store::s3::is_s3(dir) {
+        return Err(Error::Unsupported(
+            "changing the key slots of a fleet store in S3 (each image object would be \
+             uploaded again)"
+                .into(),
+        ));
+    }
+    crate::image::packs::StoreKeys::read(dir)?.ok_or_else(|| Error::Refused {
+        path: dir.to_path_buf(),
+        reason: "it is not an encrypted fleet store: it has no store.key".into(),
+    })
+}
+
+/// The key slots of the encrypted fleet store `dir`. Needs no passphrase.
+pub fn store_list(dir: &Path) -> Result<KeysReport> {
+    let slots = crate::image::packs::StoreKeys::read(dir)?.ok_or_else(|| Error::Refused {
+        path: dir.to_path_buf(),
+        reason: "it is not an encrypted fleet store: it has no store.key".into(),
+    })?;
+    Ok(report(&crate::image::packs::store_key_path(dir), &slots))
+}
+
+/// Gives `slots` to every image of the store `dir` under their key, then to `store.key`.
+fn store_rewrite(dir: &Path, slots: &KeySlots) -> Result<()> {
+    for img in crate::image::packs::images(dir)? {
+        let (mut h, keys) = encrypted_header(&img)?;
+        if keys.key_id != slots.key_id {
+            return Err(Error::Refused {
+                path: img,
+                reason: "its key is not the store's; nothing more was changed".into(),
+            });
+        }
+        h.keys = Some(slots.clone());
+        rewrite_header(&img, &h)?;
+    }
+    let path = crate::image::packs::store_key_path(dir);
+    let tmp = path.with_extension("key.new");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &crate::image::packs::StoreKeys::encode(slots))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| Error::io("writing", &path, e))
+}
+
+/// Adds a slot of `kind` that `secret` opens to the encrypted fleet store `dir` and every
+/// image in it; the store's key is unlocked first (a passphrase given, or asked for).
+pub fn store_add(dir: &Path, kind: SlotKind, secret: &[u8]) -> Result<KeysReport> {
+    let mut slots = store_keys(dir)?;
+    if slots.slots.len() >= crypt::MAX_SLOTS {
+        return Err(Error::Refused {
+            path: dir.to_path_buf(),
+            reason: format!("it has {} key slots, the most it holds", crypt::MAX_SLOTS),
+        });
+    }
+    let path = crate::image::packs::store_key_path(dir);
+    let key = crypt::keyring::unlock(&path, &slots)?;
+    slots.slots.push(Slot::new(kind, &key, secret)?);
+    store_rewrite(dir, &slots)?;
+    Ok(report(&path, &slots))
+}
+
+/// Removes slot `number` (from 1) of the encrypted fleet store `dir` and every image in it;
+/// the store's key must open (a passphrase given, or asked for), and one slot must stay.
+pub fn store_remove(dir: &Path, number: usize) -> Result<KeysReport> {
+    let mut slots = store_keys(dir)?;
+    if number == 0 || number > slots.slots.len() {
+        return Err(Error::Refused {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "it has no key slot {number}; its slots are 1 to {}",
+                slots.slots.len()
+            ),
+        });
+    }
+    if slots.slots.len() == 1 {
+        return Err(Error::Refused {
+            path: dir.to_path_buf(),
+            reason: "that is its only key slot: without it nothing opens the store".into(),
+        });
+    }
+    let path = crate::image::packs::store_key_path(dir);
+    crypt::keyring::unlock(&path, &slots)?;
+    slots.slots.remove(number - 1);
+    store_rewrite(dir, &slots)?;
+    Ok(report(&path, &slots))
 }
 
 /// The key slots of `path`. Needs no passphrase.
