@@ -166,21 +166,7 @@ pub fn store_add(dir: &Path, kind: SlotKind, secret: &[u8]) -> Result<KeysReport
 /// the store's key must open (a passphrase given, or asked for), and one slot must stay.
 pub fn store_remove(dir: &Path, number: usize) -> Result<KeysReport> {
     let mut slots = store_keys(dir)?;
-    if number == 0 || number > slots.slots.len() {
-        return Err(Error::Refused {
-            path: dir.to_path_buf(),
-            reason: format!(
-                "it has no key slot {number}; its slots are 1 to {}",
-                slots.slots.len()
-            ),
-        });
-    }
-    if slots.slots.len() == 1 {
-        return Err(Error::Refused {
-            path: dir.to_path_buf(),
-            reason: "that is its only key slot: without it nothing opens the store".into(),
-        });
-    }
+    removable(dir, &slots, number, "store")?;
     let path = crate::image::packs::store_key_path(dir);
     crypt::keyring::unlock(&path, &slots)?;
     slots.slots.remove(number - 1);
@@ -221,26 +207,29 @@ pub fn add(path: &Path, kind: SlotKind, secret: &[u8]) -> Result<KeysReport> {
 pub fn remove(path: &Path, number: usize) -> Result<KeysReport> {
     let (mut h, mut keys) = encrypted_header(path)?;
     refuse_packed(path, &h)?;
-    if number == 0 || number > keys.slots.len() {
-        return Err(Error::Refused {
-            path: path.to_path_buf(),
-            reason: format!(
-                "it has no key slot {number}; its slots are 1 to {}",
-                keys.slots.len()
-            ),
-        });
-    }
-    if keys.slots.len() == 1 {
-        return Err(Error::Refused {
-            path: path.to_path_buf(),
-            reason: "that is its only key slot: without it nothing opens the image".into(),
-        });
-    }
+    removable(path, &keys, number, "image")?;
     ImageReader::open(path)?;
     keys.slots.remove(number - 1);
     h.keys = Some(keys.clone());
     rewrite_header(path, &h)?;
     Ok(report(path, &keys))
+}
+
+/// Refuses to remove slot `number` (from 1) of `slots` (those of the `what`, "image" or
+/// "store", at `path`) when there is no such slot or it is the last.
+fn removable(path: &Path, slots: &KeySlots, number: usize, what: &str) -> Result<()> {
+    let n = slots.slots.len();
+    let reason = if number == 0 || number > n {
+        format!("it has no key slot {number}; its slots are 1 to {n}")
+    } else if n == 1 {
+        format!("that is its only key slot: without it nothing opens the {what}")
+    } else {
+        return Ok(());
+    };
+    Err(Error::Refused {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 /// `NAME.header-backup` beside `path`.
