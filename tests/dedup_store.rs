@@ -74,7 +74,7 @@
 mod common;
 
 use common::servers::Weed;
-use common::{noise, sparse, write_at};
+use common::{assert_same_file, noise, sparse, write_at};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -385,28 +385,8 @@ impl Fleet {
         args.extend_from_slice(extra);
         let o = ok(env, &args);
         assert!(o.contains("verified by reading back"), "{o}");
-        assert_same(self.m(k), &t);
+        assert_same_file(self.m(k), &t);
         std::fs::remove_file(&t).unwrap();
-    }
-}
-
-/// Panics, naming the first differing byte, unless `a` and `b` hold the same bytes.
-fn assert_same(a: &Path, b: &Path) {
-    let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
-    assert_eq!(
-        x.len(),
-        y.len(),
-        "{} and {} differ in size",
-        a.display(),
-        b.display()
-    );
-    if let Some(i) = x.iter().zip(&y).position(|(p, q)| p != q) {
-        panic!(
-            "{} and {} differ from byte {i} (MiB {})",
-            a.display(),
-            b.display(),
-            i as u64 / MIB
-        );
     }
 }
 

@@ -27,7 +27,7 @@
 mod common;
 
 use common::servers::Weed;
-use common::{noise, sparse, write_at};
+use common::{assert_same_file, noise, sparse, write_at};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -99,31 +99,6 @@ fn info_json(env: &[(String, String)], img: &str) -> serde_json::Value {
     let o = lifeboat(env, &["info", "--json", img]).output().unwrap();
     assert!(o.status.success(), "info --json {img}: {}", text(&o));
     serde_json::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap()
-}
-
-/// The whole of a file.
-fn bytes(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap()
-}
-
-/// Panics, naming the first differing byte, unless `a` and `b` hold the same bytes.
-fn assert_same(a: &Path, b: &Path) {
-    let (x, y) = (bytes(a), bytes(b));
-    assert_eq!(
-        x.len(),
-        y.len(),
-        "{} and {} differ in size",
-        a.display(),
-        b.display()
-    );
-    if let Some(i) = x.iter().zip(&y).position(|(p, q)| p != q) {
-        panic!(
-            "{} and {} differ from byte {i} (MiB {})",
-            a.display(),
-            b.display(),
-            i as u64 / MIB
-        );
-    }
 }
 
 /// The source disk: 96 MiB, sparse, with 60 MiB of noise (incompressible: the image spans
@@ -198,7 +173,7 @@ fn images_round_trip_refusals_and_chains() {
     let t1 = target_disk(d, "t1.img");
     let o = ok(&env, &["restore", full, p(&t1), "--yes"]);
     assert!(o.contains("verified by reading back"), "{o}");
-    assert_same(&src, &t1);
+    assert_same_file(&src, &t1);
     eprintln!("round trip done at {:.1?}", t_all.elapsed());
 
     // 2. refusals: exit 1, a message that says why, no object and no upload left
@@ -299,7 +274,7 @@ fn images_round_trip_refusals_and_chains() {
     );
     let t2 = target_disk(d, "t2.img");
     ok(&env, &["restore", child, p(&t2), "--yes"]);
-    assert_same(&src, &t2);
+    assert_same_file(&src, &t2);
     assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
     eprintln!("chain done at {:.1?}", t_all.elapsed());
 
@@ -307,7 +282,7 @@ fn images_round_trip_refusals_and_chains() {
     // hashes, and here byte for byte) and qcow2 (through qemu-img, converted back here)
     let raw = d.join("export.img");
     ok(&env, &["export", child, "-o", p(&raw)]);
-    assert_same(&src, &raw);
+    assert_same_file(&src, &raw);
     let qcow = d.join("export.qcow2");
     ok(&env, &["export", child, "-o", p(&qcow)]);
     let back = d.join("back.img");
@@ -316,7 +291,7 @@ fn images_round_trip_refusals_and_chains() {
         .status()
         .unwrap();
     assert!(st.success(), "qemu-img convert");
-    assert_same(&src, &back);
+    assert_same_file(&src, &back);
     for f in [&raw, &qcow, &back] {
         std::fs::remove_file(f).unwrap();
     }
@@ -352,7 +327,7 @@ fn images_round_trip_refusals_and_chains() {
     );
     let t3 = target_disk(d, "t3.img");
     ok(&env, &["restore", &inc, p(&t3), "--yes"]);
-    assert_same(&src, &t3);
+    assert_same_file(&src, &t3);
 
     // 5. prune in the bucket: keeping the full image alone deletes its two descendants
     let o = ok(&env, &["prune", "s3://lifeboat/a", "--keep", full, "--yes"]);
@@ -589,7 +564,7 @@ fn uploads_and_reads_survive_drops_and_a_dead_server_leaves_no_object() {
         (2, 2),
         "the proxy cut an answer of the restore"
     );
-    assert_same(&src, &t1);
+    assert_same_file(&src, &t1);
     eprintln!(
         "drops survived at {:.1?}, {} connections",
         t_all.elapsed(),

@@ -51,15 +51,7 @@ pub fn prune(a: &PruneArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if !yes {
-        if !std::io::stdin().is_terminal() {
-            bail!("refusing to delete without confirmation: pass --yes (stdin is not a terminal)");
-        }
-        let prompt = format!("Type delete to delete {} image(s): ", plan.delete.len());
-        if !typed(&prompt, "delete")? {
-            bail!("not confirmed; nothing was deleted");
-        }
-    }
+    confirm_delete(yes, plan.delete.len(), "image")?;
     for d in &plan.delete {
         crate::image::remove_image(d).with_context(|| format!("deleting {}", d.display()))?;
     }
@@ -82,6 +74,21 @@ pub fn prune(a: &PruneArgs) -> anyhow::Result<()> {
         "deleted {} image(s); every kept image's chain was reopened and is complete",
         plan.delete.len()
     );
+    Ok(())
+}
+
+/// Unless `yes`, asks to type "delete" before `n` `what`s are deleted; refuses when stdin is
+/// not a terminal.
+fn confirm_delete(yes: bool, n: usize, what: &str) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to delete without confirmation: pass --yes (stdin is not a terminal)");
+    }
+    if !typed(&format!("Type delete to delete {n} {what}(s): "), "delete")? {
+        bail!("not confirmed; nothing was deleted");
+    }
     Ok(())
 }
 
@@ -121,29 +128,22 @@ pub fn gc(a: &GcArgs) -> anyhow::Result<()> {
         )?;
         Ok(())
     };
-    let first = packs::gc(&a.dir, true)?;
-    if a.dry_run || first.unused_packs.is_empty() {
-        if a.json {
-            return print_json(&first);
+    // a scan that only reports comes first when someone is asked (every image is read
+    // again for the real one, under the lock); with --yes the store is read once
+    if !a.yes || a.dry_run {
+        let first = packs::gc(&a.dir, true)?;
+        if a.dry_run || first.unused_packs.is_empty() {
+            if a.json {
+                return print_json(&first);
+            }
+            return show(&first, false);
         }
-        return show(&first, false);
-    }
-    if !a.yes {
         show(&first, false)?;
-        if !std::io::stdin().is_terminal() {
-            bail!("refusing to delete without confirmation: pass --yes (stdin is not a terminal)");
-        }
-        let prompt = format!(
-            "Type delete to delete {} pack(s): ",
-            first.unused_packs.len()
-        );
-        if !typed(&prompt, "delete")? {
-            bail!("not confirmed; nothing was deleted");
-        }
+        confirm_delete(false, first.unused_packs.len(), "pack")?;
     }
     let done = packs::gc(&a.dir, false)?;
     if a.json {
         return print_json(&done);
     }
-    show(&done, true)
+    show(&done, !done.unused_packs.is_empty())
 }

@@ -561,3 +561,23 @@ impl Drop for FuseExfat {
         }
     }
 }
+
+/// Panics unless the files `a` and `b` hold the same bytes, naming the first that differs.
+pub fn assert_same_file(a: &Path, b: &Path) {
+    let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "{} and {} differ in size",
+        a.display(),
+        b.display()
+    );
+    if let Some(i) = x.iter().zip(&y).position(|(p, q)| p != q) {
+        panic!(
+            "{} and {} differ from byte {i} (MiB {})",
+            a.display(),
+            b.display(),
+            i >> 20
+        );
+    }
+}
