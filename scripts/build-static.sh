@@ -14,8 +14,7 @@ cd "$(dirname "$0")/.."
 # freshly booted machine without an RNG (QEMU under TCG): the first `image` hung there. The
 # getrandom(2) system call blocks only until the kernel's RNG is seeded, and blocking in it
 # makes the kernel seed from CPU jitter within about a second.
-# chacha20_avx512: see .cargo/config.toml (these target rustflags replace its build.rustflags)
-export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static --cfg getrandom_backend=\"linux_getrandom\" --cfg chacha20_avx512"
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static --cfg getrandom_backend=\"linux_getrandom\""
 cargo build --release --locked --target x86_64-unknown-linux-gnu "$@"
 bin=target/x86_64-unknown-linux-gnu/release/lifeboat
 desc=$(file -b "$bin")
