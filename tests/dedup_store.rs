@@ -899,7 +899,7 @@ fn writers_and_gc_started_together_and_locks() {
     // the gc first: it waits for the writers at most as long as they run. REGRESSION
     // (src/image/packs.rs, read_locks): a lock file read between its creation (O_EXCL) and
     // its first write is empty; it once counted as a lock of unknown kind, and a gc that read
-    // it refused at once ("another clean-up holds …/write-….lock", exit 1). Its name now
+    // it refused at once ("another clean-up [or key change] holds …/write-….lock", exit 1). Its name now
     // says whose it is.
     for r in std::iter::once(gc).chain(writers) {
         let what = r.what.clone();
@@ -908,7 +908,7 @@ fn writers_and_gc_started_together_and_locks() {
         assert!(
             o.status.success(),
             "{what}: {t}{}",
-            if t.contains("another clean-up holds") && t.contains("/write-") {
+            if t.contains("another clean-up") && t.contains("/write-") {
                 "\n(the REGRESSION above: a writer's lock read before its first write)"
             } else {
                 ""
@@ -1689,6 +1689,65 @@ fn encrypted_local_store_dedups_and_hides_content() {
         1,
         "no store.key",
     );
+
+    // 10. a change of the store's slots holds the store as gc does: it waits for an image
+    // being written (whose header carries the slots read when it began), and a writer
+    // waits for it; either gives up after LIFEBOAT_STORE_LOCK_WAIT, changing nothing
+    let short = [("LIFEBOAT_STORE_LOCK_WAIT".to_string(), "2".to_string())];
+    let lock_body = |kind: &str| {
+        format!(
+            r#"{{"kind":"{kind}","refreshed_unix":{},"host":"t"}}"#,
+            unix_now()
+        )
+    };
+    let writing = store.join("locks/write-test.lock");
+    std::fs::write(&writing, lock_body("write")).unwrap();
+    let before = tree(&store);
+    let t = fails(
+        lifeboat(
+            &short,
+            &[
+                "key",
+                "add",
+                p(&store),
+                "--new-key-file",
+                p(&second),
+                "--key-file",
+                p(&key),
+            ],
+        ),
+        1,
+        "write-test.lock",
+    );
+    assert!(
+        t.contains("being written") && t.contains("nothing was changed"),
+        "{t}"
+    );
+    assert_eq!(tree(&store), before, "a key change went on beside a writer");
+    std::fs::remove_file(&writing).unwrap();
+    let changing = store.join("locks/keys-test.lock");
+    std::fs::write(&changing, lock_body("keys")).unwrap();
+    let before = tree(&store);
+    let t = fails(
+        lifeboat(
+            &short,
+            &[
+                "image",
+                p(f.m(2)),
+                "-o",
+                p(&store.join("late.lbi")),
+                "--dedup",
+                "--encrypt",
+                "--key-file",
+                p(&key),
+            ],
+        ),
+        1,
+        "keys-test.lock",
+    );
+    assert!(t.contains("passphrases are being changed"), "{t}");
+    assert_eq!(tree(&store), before, "a writer wrote during a key change");
+    std::fs::remove_file(&changing).unwrap();
 
     eprintln!("encrypted local store test done in {:.1?}", t_all.elapsed());
     assert!(

@@ -940,3 +940,87 @@ fn a_split_encrypted_image_round_trips_and_no_volume_shows_the_data() {
     write_at(mid, len / 2, &[byte ^ 0x80]);
     verify_fails(&img, &lab.key, "does not decrypt");
 }
+
+/// An image of an encrypted fleet store carries the store's key slots as they are when it is
+/// written, not as they were when it was planned: a `key add|remove DIR` between the two
+/// (which waits for writers, and writers for it, but cannot wait for a plan) would otherwise
+/// leave it with the old slots, and a passphrase removed from the store would still open it.
+#[test]
+fn a_fleet_image_takes_the_store_slots_of_when_it_is_written() {
+    use lifeboat::discovery::SystemPaths;
+    use lifeboat::image::crypt::{Secret, SlotKind};
+    use lifeboat::jobs::{image, CancelToken, Reporter};
+    let lab = lab(mixed_disk());
+    let store = lab.dir.join("store");
+    std::fs::create_dir(&store).unwrap();
+    image_encrypted(&lab.disk, &store.join("m1.lbi"), &lab.key, &["--dedup"]);
+
+    keyring::add_secret(zeroize::Zeroizing::new(PASS.to_string()));
+    let mut spec = image::ImageSpec::new(lab.disk.clone(), store.join("m2.lbi"));
+    spec.dedup = true;
+    spec.encrypt = Some(image::Encrypt {
+        passphrase: Secret(zeroize::Zeroizing::new(PASS.to_string())),
+        recovery_key: false,
+    });
+    let plan = image::plan(&spec, &SystemPaths::default()).unwrap();
+    assert_eq!(plan.keys().unwrap().slots.len(), 1);
+    const SECOND: &str = "a second passphrase for the store";
+    lifeboat::jobs::keys::store_add(&store, SlotKind::Passphrase, SECOND.as_bytes()).unwrap();
+    image::run(&plan, &Reporter::silent(), &CancelToken::new()).unwrap();
+
+    let listed: Value = serde_json::from_str(&lifeboat_stdout(&[
+        "key",
+        "list",
+        p(&store.join("m2.lbi")),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(listed["slots"].as_array().unwrap().len(), 2, "{listed}");
+    let second = key_file(&lab.dir, "second", SECOND);
+    let out = lifeboat_stdout(&["--key-file", p(&second), "verify", p(&store.join("m2.lbi"))]);
+    assert!(out.contains("intact"), "{out}");
+}
+
+/// An encrypted image made by an earlier build (format 1.4, the build of 2026-12-06;
+/// tests/fixtures/golden-v1.4-encrypted.lbi, of the 2 MiB disk built below, passphrase
+/// "golden passphrase") verifies and restores byte for byte with its passphrase, and not
+/// with another: later builds must keep reading what users already have.
+#[test]
+fn an_encrypted_image_of_an_earlier_build_still_restores() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/golden-v1.4-encrypted.lbi"
+    );
+    let mut disk = Vec::new();
+    for i in 0..256 {
+        let line = format!("Lifeboat golden encrypted chunk {i:03}. ");
+        for _ in 0..4096 / line.len() {
+            disk.extend_from_slice(line.as_bytes());
+        }
+        disk.resize((i + 1) * 4096, 0);
+    }
+    disk.resize(2 * MIB, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), "key", "golden passphrase\n");
+    let wrong = key_file(dir.path(), "wrong", "not the golden passphrase\n");
+    let target = dir.path().join("t.img");
+    std::fs::write(&target, vec![0xAAu8; 2 * MIB]).unwrap();
+    lifeboat_fails_with(
+        &["--key-file", p(&wrong), "verify", fixture],
+        "wrong passphrase",
+    );
+    let out = lifeboat_stdout(&["--key-file", p(&key), "verify", fixture]);
+    assert!(out.contains("intact"), "{out}");
+    lifeboat_stdout(&[
+        "--key-file",
+        p(&key),
+        "restore",
+        fixture,
+        p(&target),
+        "--yes",
+    ]);
+    assert!(
+        std::fs::read(&target).unwrap() == disk,
+        "restored bytes differ"
+    );
+}

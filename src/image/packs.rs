@@ -360,7 +360,8 @@ fn lock_body(kind: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// One lock in `DIR/locks`: its path, kind ("write" or "gc") and when it was refreshed.
+/// One lock in `DIR/locks`: its path, kind ("write", "gc" or "keys") and when it was
+/// refreshed.
 #[derive(Debug, Clone)]
 struct LockInfo {
     path: PathBuf,
@@ -398,7 +399,7 @@ fn read_locks(dir: &Path) -> Result<Vec<LockInfo>> {
             kind: v["kind"]
                 .as_str()
                 .or_else(|| {
-                    ["write", "gc"]
+                    ["write", "gc", "keys"]
                         .into_iter()
                         .find(|k| name.starts_with(&format!("{k}-")))
                 })
@@ -510,11 +511,15 @@ pub fn lock_writer(dir: &Path) -> Result<StoreLock> {
         };
         let _ = delete(&mine);
         if std::time::Instant::now() > deadline {
+            let what = if g.kind == "keys" {
+                "its passphrases are being changed (lifeboat key"
+            } else {
+                "the store is being cleaned up (lifeboat gc"
+            };
             return Err(Error::Refused {
                 path: dir.to_path_buf(),
                 reason: format!(
-                    "the store is being cleaned up (lifeboat gc, {} on {}); try again when it \
-                     ends",
+                    "{what}, {} on {}); try again when it ends",
                     g.path.display(),
                     g.host
                 ),
@@ -524,11 +529,13 @@ pub fn lock_writer(dir: &Path) -> Result<StoreLock> {
     }
 }
 
-/// Takes the collector's lock in `dir`: waits until no writer holds a lock (up to
-/// [`lock_wait`]); refuses when another collection runs.
-fn lock_gc(dir: &Path) -> Result<StoreLock> {
-    let mine = StoreLock::create(dir, "gc")?;
-    let held = StoreLock::hold(mine.clone(), "gc");
+/// Takes the store's exclusive lock in `dir`, of `kind` ("gc" for a collection, "keys" for
+/// a change of the store's key slots): waits until no writer holds a lock (up to
+/// [`lock_wait`]), and keeps new writers waiting until it is dropped; refuses when another
+/// collection or key change runs.
+pub fn lock_exclusive(dir: &Path, kind: &'static str) -> Result<StoreLock> {
+    let mine = StoreLock::create(dir, kind)?;
+    let held = StoreLock::hold(mine.clone(), kind);
     let deadline = std::time::Instant::now() + lock_wait();
     loop {
         let others: Vec<LockInfo> = read_locks(dir)?
@@ -539,7 +546,7 @@ fn lock_gc(dir: &Path) -> Result<StoreLock> {
             return Err(Error::Refused {
                 path: dir.to_path_buf(),
                 reason: format!(
-                    "another clean-up holds {} (on {})",
+                    "another clean-up or key change holds {} (on {})",
                     g.path.display(),
                     g.host
                 ),
@@ -553,13 +560,14 @@ fn lock_gc(dir: &Path) -> Result<StoreLock> {
                 path: dir.to_path_buf(),
                 reason: format!(
                     "{} image(s) are being written into the store (locks {}); nothing was \
-                     deleted, try again when they end",
+                     {}, try again when they end",
                     others.len(),
                     others
                         .iter()
                         .map(|l| l.path.display().to_string())
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    if kind == "gc" { "deleted" } else { "changed" }
                 ),
             });
         }
@@ -597,7 +605,7 @@ pub struct GcReport {
 /// readable: one that is not (damaged, or encrypted without its key) stops it before
 /// anything is deleted, since what that image uses is unknown.
 pub fn gc(dir: &Path, dry_run: bool) -> Result<GcReport> {
-    let _lock = lock_gc(dir)?;
+    let _lock = lock_exclusive(dir, "gc")?;
     let mut report = GcReport {
         store: dir.to_path_buf(),
         dry_run,

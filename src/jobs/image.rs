@@ -939,7 +939,7 @@ pub fn run_on(
         Some(c) => (c.leaf().header().image_id, c.leaf().footer().root_hash),
         None => ([0; 16], [0; 32]),
     };
-    let header = Header {
+    let mut header = Header {
         minor: format::VERSION_MINOR,
         flags: 0,
         image_id,
@@ -972,6 +972,10 @@ pub fn run_on(
                         .into(),
                 });
             }
+            // `key add|remove DIR` changed the store's slots since the plan read them (it
+            // cannot while this lock is held): the image takes the store's slots as they
+            // are now, so a passphrase removed from the store does not open it
+            header.keys = Some(theirs);
         }
         Some(lock)
     } else {

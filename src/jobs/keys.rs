@@ -5,8 +5,10 @@
 //!
 //! An encrypted fleet store's slots ([`crate::image::packs::StoreKeys`]) are changed for the
 //! whole store at once ([`store_add`], [`store_remove`]): every image of the store first
-//! (each header as above), then `store.key`, which later images copy. A run that stops half
-//! way leaves some images with the new slots and some with the old; run it again.
+//! (each header as above), then `store.key`, which later images copy. They hold the store's
+//! exclusive lock, as `gc` does: they wait for the images being written, which carry the
+//! slots read when they began, and writers wait for them. A run that stops half way leaves
+//! some images with the new slots and some with the old; run it again.
 
 use crate::error::{Error, Result};
 use crate::image::crypt::{self, KeySlots, Slot, SlotKind};
@@ -121,6 +123,8 @@ pub fn store_list(dir: &Path) -> Result<KeysReport> {
 }
 
 /// Gives `slots` to every image of the store `dir` under their key, then to `store.key`.
+/// The caller holds the store's exclusive lock ([`crate::image::packs::lock_exclusive`]):
+/// no image is being written, whose header would carry the slots read when it began.
 fn store_rewrite(dir: &Path, slots: &KeySlots) -> Result<()> {
     for img in crate::image::packs::images(dir)? {
         let (mut h, keys) = encrypted_header(&img)?;
@@ -145,9 +149,19 @@ fn store_rewrite(dir: &Path, slots: &KeySlots) -> Result<()> {
     write().map_err(|e| Error::io("writing", &path, e))
 }
 
+/// The exclusive lock of the encrypted fleet store `dir`, for a change of its slots. Its key
+/// is unlocked first (a passphrase given, or asked for: the keyring keeps it for the
+/// change), so that nobody's typing holds the store's writers up.
+fn lock_for_keys(dir: &Path) -> Result<crate::image::packs::StoreLock> {
+    let slots = store_keys(dir)?;
+    crypt::keyring::unlock(&crate::image::packs::store_key_path(dir), &slots)?;
+    crate::image::packs::lock_exclusive(dir, "keys")
+}
+
 /// Adds a slot of `kind` that `secret` opens to the encrypted fleet store `dir` and every
 /// image in it; the store's key is unlocked first (a passphrase given, or asked for).
 pub fn store_add(dir: &Path, kind: SlotKind, secret: &[u8]) -> Result<KeysReport> {
+    let _lock = lock_for_keys(dir)?;
     let mut slots = store_keys(dir)?;
     if slots.slots.len() >= crypt::MAX_SLOTS {
         return Err(Error::Refused {
@@ -165,6 +179,8 @@ pub fn store_add(dir: &Path, kind: SlotKind, secret: &[u8]) -> Result<KeysReport
 /// Removes slot `number` (from 1) of the encrypted fleet store `dir` and every image in it;
 /// the store's key must open (a passphrase given, or asked for), and one slot must stay.
 pub fn store_remove(dir: &Path, number: usize) -> Result<KeysReport> {
+    removable(dir, &store_keys(dir)?, number, "store")?;
+    let _lock = lock_for_keys(dir)?;
     let mut slots = store_keys(dir)?;
     removable(dir, &slots, number, "store")?;
     let path = crate::image::packs::store_key_path(dir);
