@@ -597,10 +597,30 @@ fn mount_sftp(store: &NetStore, creds: &Credentials, trust: Trust, at: &Path) ->
     let logged = std::fs::read_to_string(&ssh_log).unwrap_or_default();
     let _ = std::fs::remove_file(&ssh_log);
     if out.status.success() {
+        more_readahead(at);
         return Ok(());
     }
     let said = format!("{logged}{}", String::from_utf8_lossy(&out.stderr));
     Err(sftp_error(store, &said))
+}
+
+/// Kernel read-ahead on the FUSE mount at `at`: 1 MiB instead of the kernel's 128 KiB, so
+/// that a sequential read (a restore, the check after imaging) keeps more SFTP reads in
+/// flight per round trip. The check of a 530 MB image on loopback took 1.2 to 1.4 s against
+/// 1.5 to 2.1 s. Best effort: the knob is the mount's backing device in sysfs, which only
+/// root may write.
+fn more_readahead(at: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(at) else {
+        return;
+    };
+    let dev = m.dev();
+    let knob = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev)
+    );
+    let _ = std::fs::write(knob, "1024");
 }
 
 /// The known_hosts file an sftp mount at `at` made from `host_key=` lines: beside it, for as
