@@ -5,7 +5,8 @@
 //!   read and which restores onto a second loop disk whose files match the source's; the
 //!   bucket then holds that one object and no unfinished upload;
 //! - a second image of that name is refused, and the object is as it was;
-//! - an incremental named with `--parent s3://…` restores the changed files;
+//! - an incremental named with `--parent s3://…` restores the changed files, and is mounted
+//!   (`mount`) and served over NBD (`serve`) straight from the bucket;
 //! - an encrypted image shows none of the disk's file names or content in the object (read
 //!   with curl, not with the code under test), and a wrong passphrase writes nothing;
 //! - wrong credentials are refused with a message that names them;
@@ -16,7 +17,7 @@
 
 mod common;
 
-use common::disks::{build, contents, p, part, target, Extras, Fs, Label, MIB};
+use common::disks::{build, contents, p, part, snapshot, target, Extras, Fs, Label, MIB};
 use common::servers::Weed;
 use common::{contains_bytes, noise, require_root, require_tools, sh, Mount};
 use std::path::Path;
@@ -107,7 +108,15 @@ fn images_go_to_s3_and_come_back_whole_through_faults() {
     if !require_root() {
         return;
     }
-    require_tools(&["sfdisk", "partx", "losetup", "mkfs.ext4", "e2fsck", "curl"]);
+    require_tools(&[
+        "sfdisk",
+        "partx",
+        "losetup",
+        "mkfs.ext4",
+        "e2fsck",
+        "curl",
+        "qemu-img",
+    ]);
     let Some(mut weed) = Weed::start() else {
         return;
     };
@@ -187,6 +196,60 @@ fn images_go_to_s3_and_come_back_whole_through_faults() {
         "the child stores only what changed"
     );
     assert_eq!(restore_and_read(&weed, inc, None, s, "inc"), want2);
+
+    // opened without a restore, straight from the bucket (the parent read from it too):
+    // mounted, its files are the disk's when the incremental was made; served over NBD, its
+    // disk is byte for byte what `export` writes. REGRESSION: `mount` once made the s3://
+    // path absolute like a file's ("/cwd/s3:/bucket/…") and found nothing.
+    {
+        let at = tempfile::tempdir().unwrap();
+        let o = ok(&weed, &["mount", inc, p(at.path())]);
+        assert!(o.contains("ext4"), "{o}");
+        let got = snapshot(&at.path().join("p1"));
+        ok(&weed, &["umount", p(at.path())]);
+        assert_eq!(got, want2, "the mounted incremental");
+    }
+    {
+        let raw = s.join("exported.raw");
+        ok(&weed, &["export", inc, "-o", p(&raw)]);
+        let sock = s.join("nbd.sock");
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+        c.args([
+            "serve",
+            inc,
+            "--nbd",
+            &format!("unix:{}", p(&sock)),
+            "--json",
+        ]);
+        for (k, v) in weed.env() {
+            c.env(k, v);
+        }
+        let mut child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            let _ = child.kill();
+            panic!("serve printed {line:?} ({e})")
+        });
+        let uri = v["uri"].as_str().unwrap().to_string();
+        let cmp = Command::new("qemu-img")
+            .args(["compare", "-f", "raw", "-F", "raw", p(&raw), &uri])
+            .output()
+            .unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(cmp.status.success(), "qemu-img compare: {}", text(&cmp));
+        std::fs::remove_file(&raw).unwrap();
+    }
 
     // encrypted: nothing of the disk in the object
     let key = s.join("key");

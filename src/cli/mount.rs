@@ -76,7 +76,14 @@ pub fn mount(a: &MountArgs) -> anyhow::Result<super::Exit> {
     let log_path = mount::log_path(&dir);
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
-    let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    // the server runs in /: relative paths are made absolute first (a URL, http(s):// or
+    // s3://, stays as it is)
+    let abs = |p: &std::path::Path| {
+        if crate::store::is_remote(p) {
+            return p.to_path_buf();
+        }
+        std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+    };
     let mut cmd = Command::new("/proc/self/exe");
     // the server runs in / (as sshfs does), so it pins no filesystem the caller was in
     cmd.current_dir("/")
