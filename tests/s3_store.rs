@@ -297,6 +297,21 @@ fn images_round_trip_refusals_and_chains() {
     }
     eprintln!("export done at {:.1?}", t_all.elapsed());
 
+    // 3c. merge of the chain, from the bucket into the bucket: a full image that needs no
+    // other object and holds the child's disk
+    let merged = "s3://lifeboat/merged.lbi";
+    let t = ok(&env, &["merge", child, "-o", merged]);
+    assert!(t.contains("needs no other file"), "{t}");
+    let info = info_json(&env, merged);
+    assert_eq!(info["kind"], "full", "{info}");
+    let raw = d.join("merged.img");
+    ok(&env, &["export", merged, "-o", p(&raw)]);
+    assert_same_file(&src, &raw);
+    std::fs::remove_file(&raw).unwrap();
+    assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
+    weed.delete("merged.lbi");
+    eprintln!("merge done at {:.1?}", t_all.elapsed());
+
     // 4. --incremental with the bucket's folder: the newest image of this disk there (the
     // child, listed and read with range requests) is the parent, and the new image is named
     // beside it
