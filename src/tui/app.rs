@@ -276,6 +276,8 @@ pub enum JobRequest {
         full_swap: bool,
         /// Encrypt a full image with this passphrase (`--encrypt`).
         passphrase: Option<crate::image::crypt::Secret>,
+        /// And make a recovery key (`--recovery-key`).
+        recovery_key: bool,
     },
     /// Restore `image` onto `target`.
     Restore {

@@ -523,6 +523,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
             rescue,
             full_swap,
             passphrase,
+            recovery_key,
         } => {
             let what = "planning the image";
             let fail = |e: &crate::Error| outcome::failure(what, e, false);
@@ -594,7 +595,7 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                 full_swap: *full_swap,
                 encrypt: passphrase.clone().map(|p| image::Encrypt {
                     passphrase: p,
-                    recovery_key: false,
+                    recovery_key: *recovery_key,
                 }),
                 level: *level,
                 parent,

@@ -202,6 +202,12 @@ pub fn image_lines(s: &ImageSummary) -> Vec<String> {
             s.chunk_count
         ),
     ];
+    if let Some(k) = &s.recovery_key {
+        v.push(format!(
+            "RECOVERY KEY: {k}  (write it down now and keep it apart from the image: it opens \
+             the image without the passphrase, and it is shown only this once)"
+        ));
+    }
     if s.kind != crate::image::ImageKind::Full {
         v.push(format!(
             "{} of it was already in the chain and was not stored again.",
@@ -357,6 +363,24 @@ pub fn verify_lines(s: &VerifySummary) -> Vec<String> {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn a_recovery_key_is_on_the_result_screen_only_when_one_was_made() {
+        let mut s: ImageSummary = serde_json::from_value(serde_json::json!({
+            "path": "/store/pc.lbi", "image_id": "ab", "root_hash": "cd", "chunk_count": 3,
+            "read_bytes": 3_000_000, "parent_bytes": 0, "kind": "full", "file_bytes": 1_000_000,
+            "seconds": 1.5, "encrypted": true,
+        }))
+        .unwrap();
+        assert!(!image_lines(&s).iter().any(|l| l.contains("RECOVERY")));
+        s.recovery_key = Some("ABCD-EFGH-JKLM".into());
+        let lines = image_lines(&s);
+        let line = lines.iter().find(|l| l.contains("RECOVERY KEY")).unwrap();
+        assert!(
+            line.contains("ABCD-EFGH-JKLM") && line.contains("only this once"),
+            "{line}"
+        );
+    }
 
     #[test]
     fn too_small_names_sizes_in_words_and_is_marked() {

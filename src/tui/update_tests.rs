@@ -227,6 +227,7 @@ impl Plans {
             rescue: false,
             full_swap: false,
             passphrase: None,
+            recovery_key: false,
         })
         .unwrap();
         let Planned::Image(p) = &image else {
@@ -1004,6 +1005,7 @@ fn image_enter_plans_with_the_chosen_options_and_waits() {
             rescue: false,
             full_swap: false,
             passphrase: None,
+            recovery_key: false,
         }
     );
     assert_eq!(
@@ -2406,10 +2408,40 @@ fn an_encrypted_image_needs_the_same_passphrase_twice_and_letters_are_typed_into
     press(&mut m, KeyCode::Backspace);
     type_str(&mut m, "w");
     let req = plan_req(press(&mut m, KeyCode::Enter));
-    let JobRequest::Image { passphrase, .. } = req else {
+    let JobRequest::Image {
+        passphrase,
+        recovery_key,
+        ..
+    } = req
+    else {
         panic!("{req:?}")
     };
     assert_eq!(passphrase.expect("encrypted").0.as_str(), "q?u pw");
+    assert!(!recovery_key, "a recovery key only when asked for");
+    // the recovery-key field, below the passphrases: Right asks for one
+    m.busy = None; // the plan would be read now; the form stays as it was
+    press(&mut m, KeyCode::Down);
+    assert_eq!(image_wiz(&m).cursor, 8);
+    press(&mut m, KeyCode::Down);
+    assert_eq!(image_wiz(&m).cursor, 8, "the last field");
+    press(&mut m, KeyCode::Right);
+    assert!(image_wiz(&m).recovery);
+    let JobRequest::Image { recovery_key, .. } = plan_req(press(&mut m, KeyCode::Enter)) else {
+        panic!()
+    };
+    assert!(recovery_key);
+    // not encrypted after all: no recovery key either
+    m.busy = None;
+    image_wiz_mut(&mut m).encrypt = false;
+    let JobRequest::Image {
+        passphrase,
+        recovery_key,
+        ..
+    } = plan_req(press(&mut m, KeyCode::Enter))
+    else {
+        panic!()
+    };
+    assert!(passphrase.is_none() && !recovery_key);
     // a child image is encrypted as its parent is: the field does not change
     let mut m = image_options(vec![], SDA);
     image_wiz_mut(&mut m).kind = ImageKind::Incremental;
@@ -2505,6 +2537,7 @@ fn the_menu_images_into_a_fleet_store_and_refuses_what_it_cannot_hold() {
             rescue,
             full_swap: false,
             passphrase: passphrase.map(|p| crate::image::crypt::Secret(p.to_string().into())),
+            recovery_key: false,
         };
     // a plain fleet store (the CLI made it: it has an index folder)
     let store = d.join("fleet");

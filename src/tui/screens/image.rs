@@ -46,6 +46,8 @@ pub struct ImageWiz {
     pub pass: [crate::image::crypt::Secret; 2],
     /// The two passphrases typed differ (or none was typed): said under them.
     pub pass_problem: Option<&'static str>,
+    /// Also make a recovery key (`--recovery-key`), shown once on the result screen.
+    pub recovery: bool,
     /// The plan, on the confirm step.
     pub plan: Option<Box<ImagePlan>>,
 }
@@ -195,7 +197,7 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                 KeyCode::Up => w.cursor = w.cursor.saturating_sub(1),
                 KeyCode::Down | KeyCode::Tab => {
                     let last = if w.encrypt && w.kind == ImageKind::Full {
-                        7
+                        8
                     } else {
                         5
                     };
@@ -205,6 +207,7 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                     w.encrypt = !w.encrypt;
                     w.pass_problem = None;
                 }
+                KeyCode::Left | KeyCode::Right if w.cursor == 8 => w.recovery = !w.recovery,
                 KeyCode::Backspace if matches!(w.cursor, 6 | 7) => {
                     w.pass[w.cursor - 6].0.pop();
                     w.pass_problem = None;
@@ -273,6 +276,7 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                         rescue: w.rescue,
                         full_swap: w.full_swap,
                         passphrase: encrypt.then(|| w.pass[0].clone()),
+                        recovery_key: encrypt && w.recovery,
                     }));
                 }
                 _ => {}
@@ -416,6 +420,15 @@ fn draw_options(model: &Model, w: &ImageWiz, f: &mut Frame, area: Rect) {
                     Some(_) => Style::default().fg(Color::Red),
                     None => dim(),
                 },
+            ));
+            lines.push(field(
+                "recovery key",
+                if w.recovery {
+                    "< yes >  shown once when done: write it down, keep it apart".into()
+                } else {
+                    "< no >   a printable second key that opens the image".into()
+                },
+                w.cursor == 8,
             ));
         } else {
             lines.push(Line::styled(
