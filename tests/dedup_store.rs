@@ -2019,6 +2019,73 @@ fn encrypted_s3_store_round_trip() {
     assert!(o.contains("2 images, 2 intact"), "{o}");
     f.restores_equal_with(&env, &url("m1.lbi"), 1, &with_key);
     assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
+
+    // 5. the store's passphrases, changed in the bucket: every image object is uploaded
+    // again with the new slots in its header (nothing else of it changes), then store.key;
+    // a removed passphrase opens nothing of the store afterwards
+    let second = pass_file(f.path(), "second.pass", "a second S3 fleet passphrase");
+    let before = objects();
+    let t = ok(
+        &env,
+        &[
+            "key",
+            "add",
+            store,
+            "--new-key-file",
+            p(&second),
+            "--key-file",
+            p(&key),
+        ],
+    );
+    assert!(t.contains("slot 2"), "{t}");
+    let after = objects();
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "the same objects, none added or left behind"
+    );
+    for (k, len) in &before {
+        assert_eq!(after[k], *len, "{k} changed size");
+    }
+    assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
+    let listed = ok(&env, &["key", "list", store]);
+    assert!(listed.contains("slot 2"), "{listed}");
+    let listed = ok(&env, &["key", "list", &url("m2.lbi")]);
+    assert!(
+        listed.contains("slot 2"),
+        "every image carries them: {listed}"
+    );
+    let o = ok(&env, &["verify", store, "--key-file", p(&second)]);
+    assert!(o.contains("2 images, 2 intact"), "{o}");
+    f.restores_equal_with(&env, &url("m2.lbi"), 2, &["--key-file", p(&second)]);
+    // a new machine into the store with the second passphrase shares the store's key
+    ok(
+        &env,
+        &[
+            "image",
+            p(f.m(4)),
+            "-o",
+            &url("m4.lbi"),
+            "--dedup",
+            "--encrypt",
+            "--key-file",
+            p(&second),
+        ],
+    );
+    ok(
+        &env,
+        &["key", "remove", store, "1", "--key-file", p(&second)],
+    );
+    for m in ["m1.lbi", "m2.lbi", "m4.lbi"] {
+        fails(
+            lifeboat(&env, &["verify", &url(m), "--key-file", p(&key)]),
+            1,
+            "wrong passphrase",
+        );
+    }
+    let o = ok(&env, &["verify", store, "--key-file", p(&second)]);
+    assert!(o.contains("3 images, 3 intact"), "{o}");
+    assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
     eprintln!("encrypted S3 test done in {:.1?}", t_all.elapsed());
 }
 

@@ -8,7 +8,8 @@
 //! - an incremental named with `--parent s3://…` restores the changed files, and is mounted
 //!   (`mount`) and served over NBD (`serve`) straight from the bucket;
 //! - an encrypted image shows none of the disk's file names or content in the object (read
-//!   with curl, not with the code under test), and a wrong passphrase writes nothing;
+//!   with curl, not with the code under test), and a wrong passphrase writes nothing; its
+//!   passphrases are changed in the bucket (`key add`, `key remove`);
 //! - wrong credentials are refused with a message that names them;
 //! - the server is stopped in the middle of an upload: the image fails (exit 1), the bucket
 //!   holds no object of that name, and once the server is back a second run succeeds and
@@ -300,6 +301,36 @@ fn images_go_to_s3_and_come_back_whole_through_faults() {
         assert_eq!(sh(&format!("sha256sum < {}", t.path.display())), before);
     }
     assert_eq!(restore_and_read(&weed, enc, Some(&key), s, "enc"), want2);
+
+    // its passphrases changed in the bucket: the object is uploaded again with the new key
+    // slots in its header, the same size, no upload left unfinished
+    let second = s.join("second");
+    std::fs::write(&second, "a second S3 test passphrase\n").unwrap();
+    let size = weed.size("pcs/secret.lbi");
+    let t = ok(
+        &weed,
+        &[
+            "--key-file",
+            p(&key),
+            "key",
+            "add",
+            enc,
+            "--new-key-file",
+            p(&second),
+        ],
+    );
+    assert!(t.contains("slot 2"), "{t}");
+    ok(&weed, &["--key-file", p(&key), "key", "remove", enc, "1"]);
+    assert_eq!(weed.size("pcs/secret.lbi"), size);
+    assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
+    fails(
+        &weed,
+        &[],
+        &["verify", enc, "--key-file", p(&key)],
+        "wrong passphrase or key file",
+    );
+    let o = ok(&weed, &["verify", enc, "--key-file", p(&second)]);
+    assert!(o.contains("intact"), "{o}");
 
     // wrong credentials
     fails(

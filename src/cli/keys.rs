@@ -5,9 +5,15 @@ use super::common::print_json;
 use crate::image::crypt::{self, SlotKind};
 use crate::jobs::keys::{self, KeysReport};
 
-/// Whether `file` names a fleet store's folder (its slots are the store's).
+/// Whether `file` names a fleet store's folder (its slots are the store's): a directory, or
+/// an S3 "folder" (a prefix not naming an `.lbi` object).
 fn is_store(file: &std::path::Path) -> bool {
-    file.is_dir() && crate::image::packs::is_store(file)
+    let folder = if crate::store::s3::is_s3(file) {
+        file.extension().is_none_or(|x| x != "lbi")
+    } else {
+        file.is_dir()
+    };
+    folder && crate::image::packs::is_store(file)
 }
 
 /// Runs one `key` subcommand.

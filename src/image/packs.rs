@@ -303,6 +303,25 @@ impl StoreKeys {
             Err(e) => Err(Error::io("writing", &path, e)),
         }
     }
+
+    /// Replaces the store `dir`'s key slots with `slots` (`key add|remove DIR`), at once: a
+    /// new file renamed over `store.key` (synced, then its folder), or one PUT in S3.
+    pub fn replace(dir: &Path, slots: &KeySlots) -> Result<()> {
+        let path = store_key_path(dir);
+        let bytes = StoreKeys::encode(slots);
+        let write = || -> std::io::Result<()> {
+            if s3::is_s3(&path) {
+                return s3::put(&path, &bytes);
+            }
+            let tmp = path.with_extension("key.new");
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        write().map_err(|e| Error::io("writing", &path, e))
+    }
 }
 
 /// Deletes the file or object `path` (one already gone is fine).

@@ -63,12 +63,19 @@ fn report(path: &Path, keys: &KeySlots) -> KeysReport {
     }
 }
 
-/// The header of the image `path` (its first volume); refused when it is not encrypted.
+/// The header of the image `path` (its first volume, or its S3 object); refused when it is
+/// not encrypted.
 fn encrypted_header(path: &Path) -> Result<(Header, KeySlots)> {
     let mut b = vec![0u8; HEADER_LEN];
-    let f = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
-    f.read_exact_at(&mut b, 0)
-        .map_err(|e| Error::io("reading the header of", path, e))?;
+    if crate::store::s3::is_s3(path) {
+        crate::store::s3::open(path)
+            .and_then(|f| f.read_exact_at(&mut b, 0))
+            .map_err(|e| Error::io("reading the header of", path, e))?;
+    } else {
+        let f = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+        f.read_exact_at(&mut b, 0)
+            .map_err(|e| Error::io("reading the header of", path, e))?;
+    }
     let h = Header::decode(&b).map_err(|source| Error::Image {
         path: path.to_path_buf(),
         source,
@@ -97,16 +104,8 @@ fn refuse_packed(path: &Path, h: &Header) -> Result<()> {
     Ok(())
 }
 
-/// The encrypted fleet store `dir`'s slots; refused when it has none (a plain store) or is
-/// in S3 (whose images would each be uploaded again: not built yet).
+/// The encrypted fleet store `dir`'s slots; refused when it has none (a plain store).
 fn store_keys(dir: &Path) -> Result<KeySlots> {
-    if crate::store::s3::is_s3(dir) {
-        return Err(Error::Unsupported(
-            "changing the key slots of a fleet store in S3 (each image object would be \
-             uploaded again)"
-                .into(),
-        ));
-    }
     crate::image::packs::StoreKeys::read(dir)?.ok_or_else(|| Error::Refused {
         path: dir.to_path_buf(),
         reason: "it is not an encrypted fleet store: it has no store.key".into(),
@@ -135,18 +134,9 @@ fn store_rewrite(dir: &Path, slots: &KeySlots) -> Result<()> {
             });
         }
         h.keys = Some(slots.clone());
-        rewrite_header(&img, &h)?;
+        write_header(&img, &h)?;
     }
-    let path = crate::image::packs::store_key_path(dir);
-    let tmp = path.with_extension("key.new");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, &crate::image::packs::StoreKeys::encode(slots))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| Error::io("writing", &path, e))
+    crate::image::packs::StoreKeys::replace(dir, slots)
 }
 
 /// The exclusive lock of the encrypted fleet store `dir`, for a change of its slots. Its key
@@ -214,7 +204,7 @@ pub fn add(path: &Path, kind: SlotKind, secret: &[u8]) -> Result<KeysReport> {
     let key = crypt::keyring::unlock(path, &keys)?;
     keys.slots.push(Slot::new(kind, &key, secret)?);
     h.keys = Some(keys.clone());
-    rewrite_header(path, &h)?;
+    write_header(path, &h)?;
     Ok(report(path, &keys))
 }
 
@@ -227,7 +217,7 @@ pub fn remove(path: &Path, number: usize) -> Result<KeysReport> {
     ImageReader::open(path)?;
     keys.slots.remove(number - 1);
     h.keys = Some(keys.clone());
-    rewrite_header(path, &h)?;
+    write_header(path, &h)?;
     Ok(report(path, &keys))
 }
 
@@ -288,6 +278,63 @@ fn rewrite_header(path: &Path, h: &Header) -> Result<()> {
     }
     ImageReader::open(path)?;
     std::fs::remove_file(&bak).map_err(|e| Error::io("removing", &bak, e))?;
+    Ok(())
+}
+
+/// Writes `h` as the header of the image `path`: in place for a file, by uploading the object
+/// again in S3.
+fn write_header(path: &Path, h: &Header) -> Result<()> {
+    if crate::store::s3::is_s3(path) {
+        rewrite_object_header(path, h)
+    } else {
+        rewrite_header(path, h)
+    }
+}
+
+/// [`rewrite_header`] for an image in S3, whose objects cannot be written in place: the
+/// object is copied through a new multipart upload with `h` in front (the rest unchanged),
+/// which replaces it only when the upload completes. The new object must open, else the old
+/// header is put back the same way.
+fn rewrite_object_header(path: &Path, h: &Header) -> Result<()> {
+    let old = {
+        let mut b = vec![0u8; HEADER_LEN];
+        crate::store::s3::open(path)
+            .and_then(|f| f.read_exact_at(&mut b, 0))
+            .map_err(|e| Error::io("reading the header of", path, e))?;
+        b
+    };
+    copy_with_header(path, &h.encode())?;
+    if let Err(e) = ImageReader::open(path) {
+        let _ = copy_with_header(path, &old);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Uploads the S3 object `path` again with its first [`HEADER_LEN`] bytes replaced by
+/// `header`, reading the rest from the object itself as it goes.
+fn copy_with_header(path: &Path, header: &[u8]) -> Result<()> {
+    let io = |e| Error::io("rewriting the header of", path, e);
+    let src = crate::store::s3::open(path).map_err(io)?;
+    let len = src.len();
+    let mut up = crate::store::s3::Upload::start(path).map_err(io)?;
+    up.write_all(header).map_err(io)?;
+    let mut buf = vec![0u8; 8 << 20];
+    let mut at = HEADER_LEN as u64;
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        src.read_exact_at(&mut buf[..n], at).map_err(io)?;
+        up.write_all(&buf[..n]).map_err(io)?;
+        at += n as u64;
+    }
+    let written = up.finish().map_err(io)?;
+    if written != len {
+        return Err(Error::VerifyMismatch {
+            path: path.to_path_buf(),
+            offset: written.min(len),
+            end: written.max(len),
+        });
+    }
     Ok(())
 }
 
