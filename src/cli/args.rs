@@ -579,7 +579,8 @@ pub struct VerifyArgs {
 pub enum KeyCommand {
     /// List the key slots (needs no passphrase).
     List {
-        /// The encrypted image (its first volume), or an encrypted fleet store's folder.
+        /// The encrypted image (its first volume, or s3://BUCKET/KEY), or an encrypted fleet
+        /// store's folder (or s3://BUCKET/FOLDER).
         file: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -587,8 +588,9 @@ pub enum KeyCommand {
     },
     /// Add a passphrase slot (or, with --recovery-key, a recovery-key slot).
     Add {
-        /// The encrypted image (its first volume), or an encrypted fleet store's folder (the
-        /// slot is added to store.key and to every image there).
+        /// The encrypted image (its first volume; in S3 its object is uploaded again), or an
+        /// encrypted fleet store's folder or s3://BUCKET/FOLDER (the slot is added to
+        /// store.key and to every image there).
         file: PathBuf,
         /// The new passphrase is the whole content of FILE (one trailing newline ignored).
         /// Without it, it is asked for twice on the terminal.
@@ -603,8 +605,9 @@ pub enum KeyCommand {
     },
     /// Remove key slot N (numbered from 1, as key list shows them). The last slot stays.
     Remove {
-        /// The encrypted image (its first volume), or an encrypted fleet store's folder (the
-        /// slot is removed from store.key and from every image there).
+        /// The encrypted image (its first volume; in S3 its object is uploaded again), or an
+        /// encrypted fleet store's folder or s3://BUCKET/FOLDER (the slot is removed from
+        /// store.key and from every image there).
         file: PathBuf,
         /// The slot's number.
         slot: usize,
