@@ -278,6 +278,8 @@ pub enum JobRequest {
         passphrase: Option<crate::image::crypt::Secret>,
         /// And make a recovery key (`--recovery-key`).
         recovery_key: bool,
+        /// Into a fleet store (`--dedup`): the storage is one, or becomes one.
+        dedup: bool,
     },
     /// Restore `image` onto `target`.
     Restore {

@@ -524,13 +524,15 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
             full_swap,
             passphrase,
             recovery_key,
+            dedup,
         } => {
             let what = "planning the image";
             let fail = |e: &crate::Error| outcome::failure(what, e, false);
             let mut resume = false;
-            // a storage that is a fleet store (made with `image --dedup` from the CLI) takes
-            // full images, deduplicated against the others, under its key if it has one
-            let fleet = crate::image::packs::is_store(dir);
+            // a storage that is a fleet store (made by a first image with "fleet store" yes,
+            // or `image --dedup`) takes full images, deduplicated against the others, under
+            // its key if it has one
+            let fleet = *dedup || crate::image::packs::is_store(dir);
             if fleet {
                 let refuse = |why: &str, advice: &str| app::Failure {
                     what: what.into(),
@@ -540,8 +542,8 @@ pub(super) fn plan(req: &JobRequest) -> Result<Planned, app::Failure> {
                 };
                 if *kind != ImageKind::Full || *rescue {
                     return Err(refuse(
-                        "it is a fleet store, which holds full images only (each stores only \
-                         what the store does not hold yet)",
+                        "a fleet store holds full images only, made in the normal mode (each \
+                         stores only what the store does not hold yet)",
                         "Go back (Esc) and choose the kind full and the mode normal.",
                     ));
                 }

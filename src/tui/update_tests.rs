@@ -228,6 +228,7 @@ impl Plans {
             full_swap: false,
             passphrase: None,
             recovery_key: false,
+            dedup: false,
         })
         .unwrap();
         let Planned::Image(p) = &image else {
@@ -868,7 +869,7 @@ fn image_identity_follows_the_disk_not_the_path() {
 }
 
 #[test]
-fn image_options_cursor_moves_over_six_fields() {
+fn image_options_cursor_moves_over_seven_fields() {
     let mut m = image_options(vec![], SDA);
     // (key, cursor afterwards)
     let steps = [
@@ -878,7 +879,9 @@ fn image_options_cursor_moves_over_six_fields() {
         (KeyCode::Down, 3),
         (KeyCode::Tab, 4),
         (KeyCode::Down, 5),
-        (KeyCode::Down, 5),
+        (KeyCode::Down, 6),
+        (KeyCode::Down, 6),
+        (KeyCode::Up, 5),
         (KeyCode::Up, 4),
         (KeyCode::Up, 3),
         (KeyCode::Up, 2),
@@ -1006,6 +1009,7 @@ fn image_enter_plans_with_the_chosen_options_and_waits() {
             full_swap: false,
             passphrase: None,
             recovery_key: false,
+            dedup: false,
         }
     );
     assert_eq!(
@@ -2384,9 +2388,12 @@ fn an_encrypted_image_needs_the_same_passphrase_twice_and_letters_are_typed_into
         press(&mut m, KeyCode::Down);
     }
     assert_eq!(image_wiz(&m).cursor, 5);
-    // without encryption the passphrase fields are not there
+    // without encryption the passphrase fields are not there: the fleet store's is next
     press(&mut m, KeyCode::Down);
-    assert_eq!(image_wiz(&m).cursor, 5);
+    assert_eq!(image_wiz(&m).cursor, 6);
+    press(&mut m, KeyCode::Down);
+    assert_eq!(image_wiz(&m).cursor, 6);
+    press(&mut m, KeyCode::Up);
     press(&mut m, KeyCode::Right);
     assert!(image_wiz(&m).encrypt);
     // an empty passphrase is refused on Enter
@@ -2422,8 +2429,6 @@ fn an_encrypted_image_needs_the_same_passphrase_twice_and_letters_are_typed_into
     m.busy = None; // the plan would be read now; the form stays as it was
     press(&mut m, KeyCode::Down);
     assert_eq!(image_wiz(&m).cursor, 8);
-    press(&mut m, KeyCode::Down);
-    assert_eq!(image_wiz(&m).cursor, 8, "the last field");
     press(&mut m, KeyCode::Right);
     assert!(image_wiz(&m).recovery);
     let JobRequest::Image { recovery_key, .. } = plan_req(press(&mut m, KeyCode::Enter)) else {
@@ -2503,6 +2508,65 @@ fn u_types_a_passphrase_that_the_keyring_keeps_and_lists_the_storage_again() {
 }
 
 #[test]
+fn the_last_field_of_a_full_image_makes_the_storage_a_fleet_store() {
+    let mut m = image_options(vec![], SDA);
+    for _ in 0..8 {
+        press(&mut m, KeyCode::Down);
+    }
+    assert_eq!(image_wiz(&m).cursor, 6, "below encrypt when it is no");
+    type_str(&mut m, "ab");
+    assert!(
+        image_wiz(&m).pass[0].0.is_empty(),
+        "no passphrase field there"
+    );
+    press(&mut m, KeyCode::Right);
+    assert!(image_wiz(&m).fleet);
+    let JobRequest::Image { dedup, .. } = plan_req(press(&mut m, KeyCode::Enter)) else {
+        panic!()
+    };
+    assert!(dedup);
+    // encrypted, it moves below the passphrases and the recovery key
+    m.busy = None;
+    image_wiz_mut(&mut m).cursor = 5;
+    press(&mut m, KeyCode::Right);
+    assert!(image_wiz(&m).encrypt);
+    for _ in 0..5 {
+        press(&mut m, KeyCode::Down);
+    }
+    assert_eq!(image_wiz(&m).cursor, 9);
+    press(&mut m, KeyCode::Left);
+    assert!(!image_wiz(&m).fleet);
+    // a child image: no such field, and no fleet store
+    image_wiz_mut(&mut m).kind = ImageKind::Incremental;
+    image_wiz_mut(&mut m).fleet = true;
+    image_wiz_mut(&mut m).cursor = 0;
+    for _ in 0..9 {
+        press(&mut m, KeyCode::Down);
+    }
+    assert_eq!(image_wiz(&m).cursor, 5);
+    let JobRequest::Image { dedup, .. } = plan_req(press(&mut m, KeyCode::Enter)) else {
+        panic!()
+    };
+    assert!(!dedup);
+}
+
+#[test]
+fn a_storage_that_is_a_fleet_store_keeps_its_field_at_yes() {
+    let mut packed = entry("/s/pc.lbi", &disks()[SDA], true, "pc", 1);
+    packed.found.packed = true;
+    let mut m = image_options(vec![packed], SDA);
+    for _ in 0..8 {
+        press(&mut m, KeyCode::Down);
+    }
+    press(&mut m, KeyCode::Left);
+    assert!(!image_wiz(&m).fleet, "nothing to choose");
+    let JobRequest::Image { dedup, .. } = plan_req(press(&mut m, KeyCode::Enter)) else {
+        panic!()
+    };
+    assert!(dedup, "into the store");
+}
+
+#[test]
 fn a_disk_whose_images_are_in_a_fleet_store_is_imaged_full() {
     // a fleet store's images are full but take no children: only "full" is offered
     let mut packed = entry("/s/pc.lbi", &disks()[SDA], true, "pc", 1);
@@ -2527,6 +2591,42 @@ fn the_menu_images_into_a_fleet_store_and_refuses_what_it_cannot_hold() {
         *b = (i * 7 + i / 251) as u8;
     }
     std::fs::write(&src, &bytes).unwrap();
+    let fleet_req = |store: &Path, passphrase: Option<&str>| JobRequest::Image {
+        source: src.clone(),
+        dir: store.to_path_buf(),
+        name: "first".into(),
+        kind: ImageKind::Full,
+        level: 3,
+        rescue: false,
+        full_swap: false,
+        passphrase: passphrase.map(|p| crate::image::crypt::Secret(p.to_string().into())),
+        recovery_key: false,
+        dedup: true,
+    };
+    // a new fleet store: the first image into an empty folder, "fleet store" yes in the
+    // wizard; encrypted, its passphrase becomes the store's
+    for (name, pass) in [
+        ("new-plain", None),
+        ("new-keyed", Some("a new store's pass")),
+    ] {
+        let store = d.join(name);
+        std::fs::create_dir_all(&store).unwrap();
+        let Planned::Image(p) = super::exec::plan(&fleet_req(&store, pass)).unwrap() else {
+            panic!("not an image plan")
+        };
+        assert!(p.dedup, "{name}");
+        image::run(&p, &Reporter::silent(), &CancelToken::new()).unwrap();
+        assert!(crate::image::packs::is_store(&store), "{name}");
+        let found = crate::jobs::chain::images_in(&store).unwrap();
+        assert!(found.len() == 1 && found[0].packed, "{name}: {found:?}");
+        assert_eq!(
+            crate::image::packs::StoreKeys::read(&store)
+                .unwrap()
+                .is_some(),
+            pass.is_some(),
+            "{name}: store.key"
+        );
+    }
     let req =
         |store: &Path, name: &str, kind, rescue, passphrase: Option<&str>| JobRequest::Image {
             source: src.clone(),
@@ -2538,6 +2638,7 @@ fn the_menu_images_into_a_fleet_store_and_refuses_what_it_cannot_hold() {
             full_swap: false,
             passphrase: passphrase.map(|p| crate::image::crypt::Secret(p.to_string().into())),
             recovery_key: false,
+            dedup: false,
         };
     // a plain fleet store (the CLI made it: it has an index folder)
     let store = d.join("fleet");

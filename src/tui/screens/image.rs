@@ -48,6 +48,10 @@ pub struct ImageWiz {
     pub pass_problem: Option<&'static str>,
     /// Also make a recovery key (`--recovery-key`), shown once on the result screen.
     pub recovery: bool,
+    /// Make the storage a fleet store with this image (`--dedup`): its blocks are stored
+    /// once for every machine imaged into it. A storage that is one already takes every
+    /// image that way.
+    pub fleet: bool,
     /// The plan, on the confirm step.
     pub plan: Option<Box<ImagePlan>>,
 }
@@ -96,6 +100,16 @@ pub(crate) fn footer(w: &ImageWiz) -> Keys {
         ],
         ImageStep::Confirm => vec![("Enter", "start"), ("Esc", "back")],
     }
+}
+
+/// The field of the fleet-store choice: the last one, for a full image.
+fn fleet_field(w: &ImageWiz) -> Option<usize> {
+    (w.kind == ImageKind::Full).then_some(if w.encrypt { 9 } else { 6 })
+}
+
+/// Whether the storage is a fleet store already (it lists images in packs).
+fn storage_is_fleet(model: &Model) -> bool {
+    model.images.iter().any(|e| e.found.packed)
 }
 
 /// The images in the storage taken of `disk`.
@@ -151,6 +165,7 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
     let unix = model.now_unix;
     let chains: Vec<(bool, bool)> = model.disks.iter().map(|d| chain_for(model, d)).collect();
     let disks = model.disks.clone();
+    let in_fleet = storage_is_fleet(model);
     let Screen::Image(w) = &mut model.screen else {
         return None;
     };
@@ -196,24 +211,30 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                 }
                 KeyCode::Up => w.cursor = w.cursor.saturating_sub(1),
                 KeyCode::Down | KeyCode::Tab => {
-                    let last = if w.encrypt && w.kind == ImageKind::Full {
-                        8
-                    } else {
-                        5
-                    };
+                    let last = fleet_field(w).unwrap_or(5);
                     w.cursor = (w.cursor + 1).min(last);
+                }
+                KeyCode::Left | KeyCode::Right if Some(w.cursor) == fleet_field(w) => {
+                    if !in_fleet {
+                        w.fleet = !w.fleet;
+                    }
                 }
                 KeyCode::Left | KeyCode::Right if w.cursor == 5 && w.kind == ImageKind::Full => {
                     w.encrypt = !w.encrypt;
                     w.pass_problem = None;
+                    // the fleet field moves below the passphrases, or up to 6
                 }
-                KeyCode::Left | KeyCode::Right if w.cursor == 8 => w.recovery = !w.recovery,
-                KeyCode::Backspace if matches!(w.cursor, 6 | 7) => {
+                KeyCode::Left | KeyCode::Right if w.cursor == 8 && w.encrypt => {
+                    w.recovery = !w.recovery
+                }
+                KeyCode::Backspace if w.encrypt && matches!(w.cursor, 6 | 7) => {
                     w.pass[w.cursor - 6].0.pop();
                     w.pass_problem = None;
                 }
                 KeyCode::Char(c)
-                    if matches!(w.cursor, 6 | 7) && w.pass[w.cursor - 6].0.len() < 512 =>
+                    if w.encrypt
+                        && matches!(w.cursor, 6 | 7)
+                        && w.pass[w.cursor - 6].0.len() < 512 =>
                 {
                     w.pass[w.cursor - 6].0.push(c);
                     w.pass_problem = None;
@@ -277,6 +298,7 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                         full_swap: w.full_swap,
                         passphrase: encrypt.then(|| w.pass[0].clone()),
                         recovery_key: encrypt && w.recovery,
+                        dedup: w.kind == ImageKind::Full && (w.fleet || in_fleet),
                     }));
                 }
                 _ => {}
@@ -438,6 +460,16 @@ fn draw_options(model: &Model, w: &ImageWiz, f: &mut Frame, area: Rect) {
         }
     } else {
         lines.push(field("encrypt", "as its parent is".into(), w.cursor == 5));
+    }
+    if let Some(at) = fleet_field(w) {
+        let value = if storage_is_fleet(model) {
+            "yes      the storage is one: blocks it holds already are not stored again".to_string()
+        } else if w.fleet {
+            "< yes >  the storage becomes one: shared blocks stored once for all machines".into()
+        } else {
+            "< no >   this image in a file of its own".into()
+        };
+        lines.push(field("fleet store", value, w.cursor == at));
     }
     lines.push(Line::raw(""));
     lines.push(Line::raw(
