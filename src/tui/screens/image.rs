@@ -214,15 +214,14 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                     let last = fleet_field(w).unwrap_or(5);
                     w.cursor = (w.cursor + 1).min(last);
                 }
-                KeyCode::Left | KeyCode::Right if Some(w.cursor) == fleet_field(w) => {
-                    if !in_fleet {
-                        w.fleet = !w.fleet;
-                    }
+                // a storage that is a fleet store already: nothing to choose
+                KeyCode::Left | KeyCode::Right if Some(w.cursor) == fleet_field(w) && !in_fleet => {
+                    w.fleet = !w.fleet;
                 }
+                KeyCode::Left | KeyCode::Right if Some(w.cursor) == fleet_field(w) => {}
                 KeyCode::Left | KeyCode::Right if w.cursor == 5 && w.kind == ImageKind::Full => {
                     w.encrypt = !w.encrypt;
                     w.pass_problem = None;
-                    // the fleet field moves below the passphrases, or up to 6
                 }
                 KeyCode::Left | KeyCode::Right if w.cursor == 8 && w.encrypt => {
                     w.recovery = !w.recovery
