@@ -344,11 +344,15 @@ fn home_rescan_starts_once_while_scanning() {
 }
 
 #[test]
-fn home_q_and_esc_quit() {
-    for key in [KeyCode::Char('q'), KeyCode::Esc] {
-        let mut m = home();
-        assert!(matches!(press(&mut m, key), Some(Cmd::Quit)), "{key:?}");
+fn home_q_quits_and_a_stray_esc_does_not() {
+    let mut m = home();
+    assert!(matches!(press(&mut m, KeyCode::Char('q')), Some(Cmd::Quit)));
+    // an arrow key whose bytes came apart on a serial line: Esc, then '[' and 'B'
+    let mut m = home();
+    for key in [KeyCode::Esc, KeyCode::Char('['), KeyCode::Char('B')] {
+        assert!(press(&mut m, key).is_none(), "{key:?}");
     }
+    assert!(is_home(&m) && !m.help && m.ask.is_none());
 }
 
 #[test]

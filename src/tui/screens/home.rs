@@ -75,7 +75,9 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
         return None;
     }
     match k.code {
-        KeyCode::Char('q') | KeyCode::Esc => Some(Cmd::Quit),
+        // not Esc: on a serial line the bytes of an arrow key can arrive apart, and the
+        // first one alone reads as Esc (seen in the QEMU tests); Esc elsewhere only goes back
+        KeyCode::Char('q') => Some(Cmd::Quit),
         KeyCode::Enter if n > 0 => {
             model.screen = Screen::Details;
             None
