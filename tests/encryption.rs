@@ -1024,3 +1024,67 @@ fn an_encrypted_image_of_an_earlier_build_still_restores() {
         "restored bytes differ"
     );
 }
+
+/// A new encrypted image file gets its key slots (Argon2id) while its chunks are written: the
+/// header is written first with the key ID alone and again at the end with the slots, before
+/// the file is renamed into place. The file on disk holds them; when making them fails, no
+/// image and no partial file is left.
+#[test]
+fn slots_made_while_an_image_is_written_reach_its_header_or_nothing_is_kept() {
+    use lifeboat::image::crypt::{KeySlots, MasterKey, SlotKind};
+    use lifeboat::image::format::{Header, HEADER_LEN, VERSION_MINOR};
+    use lifeboat::image::{Codec, EncodedChunk, ImageWriter};
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate().unwrap();
+    keyring::add_key(key.clone());
+    let header = Header {
+        minor: VERSION_MINOR,
+        block_size: 65536,
+        volume_size: 0,
+        keys: Some(KeySlots {
+            key_id: key.key_id(),
+            slots: Vec::new(),
+        }),
+        flags: 0,
+        image_id: *b"slots-come-later",
+        parent_id: [0; 16],
+        parent_root: [0; 32],
+        created_unix: 1_795_000_000,
+        chunk_size: 65536,
+        zstd_level: 3,
+        source_size: 1 << 20,
+        sector_size: 512,
+    };
+    let data = noise(65536, 3);
+    let meta = serde_json::json!({"tool": "lifeboat test", "source": {"size_bytes": 1048576}});
+    let write = |name: &str, slots: lifeboat::jobs::image::PendingSlots| {
+        let path = dir.path().join(name);
+        let mut w = ImageWriter::create(&path, header.clone()).unwrap();
+        w.push(EncodedChunk::single(0, &data, Codec::Raw, data.clone()))
+            .unwrap();
+        w.slots_later(slots);
+        (path.clone(), w.finish(&meta))
+    };
+
+    let k = key.clone();
+    let (good, done) = write(
+        "good.lbi",
+        std::thread::spawn(move || KeySlots::new(&k, &[(SlotKind::Passphrase, b"made later")])),
+    );
+    done.unwrap();
+    let on_disk = Header::decode(&std::fs::read(&good).unwrap()[..HEADER_LEN]).unwrap();
+    let slots = on_disk.keys.unwrap();
+    assert_eq!(slots.key_id, key.key_id());
+    assert_eq!(slots.slots.len(), 1, "the slot reached the file");
+    // another process, with that passphrase only, opens it
+    let pass = key_file(dir.path(), "later", "made later\n");
+    let listed = lifeboat_stdout(&["--key-file", p(&pass), "info", p(&good), "--json"]);
+    assert!(listed.contains("\"encryption\""), "{listed}");
+
+    let (bad, done) = write(
+        "bad.lbi",
+        std::thread::spawn(|| Err(lifeboat::Error::Unsupported("no slots today".into()))),
+    );
+    assert!(done.unwrap_err().to_string().contains("no slots today"));
+    assert!(!bad.exists() && !dir.path().join("bad.lbi.partial").exists());
+}

@@ -1086,8 +1086,26 @@ impl VolumeWriter {
 
     /// Fsyncs the last volume, renames every volume into place (the first last) and fsyncs
     /// the folder. Returns the final paths, first volume first.
-    pub fn finish(mut self) -> Result<Vec<PathBuf>> {
+    pub fn finish(self) -> Result<Vec<PathBuf>> {
+        self.finish_with_head(None)
+    }
+
+    /// [`VolumeWriter::finish`], with the first bytes of the first volume written again as
+    /// `head` (a header completed at the end) once everything else is written, and synced,
+    /// before anything is renamed.
+    pub fn finish_with_head(mut self, head: Option<&[u8]>) -> Result<Vec<PathBuf>> {
         self.flush_all()?;
+        if let Some(head) = head {
+            let first = &self.partials[0];
+            OpenOptions::new()
+                .write(true)
+                .open(first)
+                .and_then(|f| {
+                    f.write_all_at(head, 0)?;
+                    f.sync_all()
+                })
+                .map_err(|e| Error::io("writing the header of", first, e))?;
+        }
         let last = &self.partials[self.partials.len() - 1];
         self.file
             .sync_all()

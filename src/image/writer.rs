@@ -136,6 +136,8 @@ pub struct ImageWriter {
     unordered: bool,
     /// Seals frames and sections of an encrypted image.
     sealer: Option<Sealer>,
+    /// The key slots of a new encrypted image, still being made ([`ImageWriter::slots_later`]).
+    pending_slots: Option<crate::jobs::image::PendingSlots>,
 }
 
 /// `NAME.partial` beside `path`: where a file is written before it is renamed into place.
@@ -172,6 +174,7 @@ impl ImageWriter {
             known: Arc::default(),
             unordered: false,
             sealer,
+            pending_slots: None,
         };
         let h = w.header.encode();
         w.write(&h)?;
@@ -207,6 +210,7 @@ impl ImageWriter {
             known,
             unordered: false,
             sealer,
+            pending_slots: None,
         };
         let h = w.header.encode();
         w.write(&h)?;
@@ -253,7 +257,17 @@ impl ImageWriter {
             known: Arc::default(),
             unordered: true,
             sealer,
+            pending_slots: None,
         })
+    }
+
+    /// The key slots of this new encrypted image are being made by `h` (Argon2id, about 0.1 s,
+    /// while the chunks are written): the header written so far holds the key ID and no
+    /// slot, and [`ImageWriter::finish`] writes it again with them, before the image is
+    /// renamed into place (only the slot area changes, which the footer's header checksum
+    /// leaves out). An image file only: an object in S3 has its header sent first.
+    pub fn slots_later(&mut self, h: crate::jobs::image::PendingSlots) {
+        self.pending_slots = Some(h);
     }
 
     /// The records pushed so far, in the order they came.
@@ -523,9 +537,42 @@ impl ImageWriter {
             },
         };
         self.write(&footer.encode())?;
+        let head = match self.pending_slots.take() {
+            Some(h) => {
+                let slots = crate::jobs::image::join_slots(h)?;
+                if self.header.keys.as_ref().map(|k| k.key_id) != Some(slots.key_id) {
+                    return Err(Error::Unsupported(
+                        "key slots made for another key (a bug: nothing was kept)".into(),
+                    ));
+                }
+                self.header.keys = Some(slots);
+                Some(self.header.encode())
+            }
+            None => None,
+        };
+        if self
+            .header
+            .keys
+            .as_ref()
+            .is_some_and(|k| k.slots.is_empty())
+        {
+            return Err(Error::Unsupported(
+                "an encrypted image without a key slot (a bug: nothing was kept)".into(),
+            ));
+        }
         let file_bytes = self.out.pos();
         let mut file_bytes = file_bytes;
         let files = match self.out {
+            Out::Packed(_, _) if head.is_some() => {
+                return Err(Error::Unsupported(
+                    "key slots made after the header of an image in a fleet store".into(),
+                ))
+            }
+            Out::S3(_) if head.is_some() => {
+                return Err(Error::Unsupported(
+                    "key slots made after the header of an image in S3".into(),
+                ))
+            }
             Out::Packed(p, image) => {
                 // packs, then the store's index of the new frames, then the image
                 file_bytes += p.bytes();
@@ -533,7 +580,7 @@ impl ImageWriter {
                 write_image_object(&self.path, &image)?;
                 vec![self.path.clone()]
             }
-            Out::Files(v) => v.finish()?,
+            Out::Files(v) => v.finish_with_head(head.as_deref())?,
             Out::S3(u) => {
                 u.finish()
                     .map_err(|e| Error::io("uploading", &self.path, e))?;

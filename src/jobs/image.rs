@@ -237,9 +237,14 @@ pub struct ImagePlan {
     pub encryption: Option<&'static str>,
     /// Into a deduplicating store (`--dedup`).
     pub dedup: bool,
-    /// The key slots of an encrypted image (its master key is in the keyring).
+    /// The key slots of an encrypted image (its master key is in the keyring). For a new
+    /// image file, only its key ID until `pending_slots` is done.
     #[serde(skip)]
     keys: Option<crate::image::crypt::KeySlots>,
+    /// The key slots of a new encrypted image file, being made (Argon2id) while it is
+    /// written: the writer puts them in its header at the end ([`ImageWriter::slots_later`]).
+    #[serde(skip)]
+    pending_slots: Option<Arc<std::sync::Mutex<Option<PendingSlots>>>>,
     /// The recovery key made for a new encrypted image (`--recovery-key`), reported once.
     #[serde(skip)]
     recovery_key: Option<crate::image::crypt::Secret>,
@@ -356,17 +361,18 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
     } else {
         None
     };
-    // a new key's slots (Argon2id, about 0.1 s) are made on another thread while the disk is
-    // surveyed
+    // a new key is made now, its slots (Argon2id, about 0.1 s) on another thread while the
+    // disk is surveyed (and, for an image file, while it is written: see `pending_slots`)
     let new_keys = spec
         .encrypt
-        .clone()
+        .as_ref()
         .filter(|_| {
             spec.parent.is_none()
                 && !spec.rescue.as_ref().is_some_and(|o| o.resume)
                 && store_keys.is_none()
         })
-        .map(|e| std::thread::spawn(move || new_key_slots(&e)));
+        .map(NewKeys::start)
+        .transpose()?;
     let resume = match &spec.rescue {
         Some(o) if o.resume && rescue::died_before_its_log(&spec.output) => {
             // nothing was rescued yet: it starts over
@@ -569,6 +575,11 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
     }) {
         warnings.push(w);
     }
+    // an image file's slots may come while it is written (its header is written again at
+    // the end); a fleet store's key needs them at the start, an object in S3 and a rescue
+    // (whose partial file a resume reads) have their header written once
+    let defer = !spec.dedup && spec.rescue.is_none() && !crate::store::s3::is_s3(&spec.output);
+    let mut pending_slots = None;
     let (keys, recovery_key) = if spec.dedup {
         plan_store_keys(spec, store_keys, new_keys, &mut warnings)?
     } else {
@@ -577,6 +588,7 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
             chain.as_deref(),
             resume.as_ref().map(|r| &r.1),
             new_keys,
+            defer.then_some(&mut pending_slots),
         )?
     };
     let raw_table = table
@@ -619,6 +631,7 @@ pub fn plan(spec: &ImageSpec, paths: &SystemPaths) -> Result<ImagePlan> {
         encryption: keys.as_ref().map(|_| crate::image::crypt::CIPHER),
         dedup: spec.dedup,
         keys,
+        pending_slots: pending_slots.map(|h| Arc::new(std::sync::Mutex::new(Some(h)))),
         recovery_key,
         outside_domain,
         chain,
@@ -637,7 +650,8 @@ fn plan_keys(
     spec: &ImageSpec,
     chain: Option<&Chain>,
     resumed: Option<&Header>,
-    new_keys: Option<std::thread::JoinHandle<Result<NewKeys>>>,
+    new_keys: Option<NewKeys>,
+    defer: Option<&mut Option<PendingSlots>>,
 ) -> Result<(Option<KeySlots>, Option<crypt::Secret>)> {
     if let Some(h) = resumed {
         if let Some(slots) = &h.keys {
@@ -661,12 +675,21 @@ fn plan_keys(
     let Some(e) = &spec.encrypt else {
         return Ok((None, None));
     };
-    let (key, slots, recovery) = match new_keys {
-        Some(h) => h
-            .join()
-            .map_err(|_| Error::Unsupported("making the key slots failed".into()))??,
-        None => new_key_slots(e)?,
+    let new = match new_keys {
+        Some(n) => n,
+        None => NewKeys::start(e)?,
     };
+    if let Some(later) = defer {
+        // the header holds the key ID now and the slots when the image is finished
+        let placeholder = KeySlots {
+            key_id: new.key.key_id(),
+            slots: Vec::new(),
+        };
+        crypt::keyring::add_key(new.key);
+        *later = Some(new.slots);
+        return Ok((Some(placeholder), new.recovery));
+    }
+    let (key, slots, recovery) = new.join()?;
     crypt::keyring::add_key(key);
     Ok((Some(slots), recovery))
 }
@@ -677,7 +700,7 @@ fn plan_keys(
 fn plan_store_keys(
     spec: &ImageSpec,
     store_keys: Option<KeySlots>,
-    new_keys: Option<std::thread::JoinHandle<Result<NewKeys>>>,
+    new_keys: Option<NewKeys>,
     warnings: &mut Vec<String>,
 ) -> Result<(Option<KeySlots>, Option<crypt::Secret>)> {
     let dir = crate::image::volumes::parent_dir(&spec.output);
@@ -708,28 +731,57 @@ fn plan_store_keys(
                      from its first image on: an encrypted fleet store needs a folder of its own"
                 .into(),
         }),
-        (None, _) => plan_keys(spec, None, None, new_keys),
+        (None, _) => plan_keys(spec, None, None, new_keys, None),
     }
 }
 
-/// A new master key, its slots, and the recovery key's text (`--recovery-key`).
-type NewKeys = (crypt::MasterKey, KeySlots, Option<crypt::Secret>);
+/// The key slots of a new encrypted image being made on another thread (Argon2id).
+pub type PendingSlots = std::thread::JoinHandle<Result<KeySlots>>;
 
-/// Makes a new master key and its slots for `e`.
-fn new_key_slots(e: &Encrypt) -> Result<NewKeys> {
-    let key = crypt::MasterKey::generate()?;
-    let mut secrets: Vec<(SlotKind, &[u8])> =
-        vec![(SlotKind::Passphrase, e.passphrase.0.as_bytes())];
-    let recovery = if e.recovery_key {
-        Some(crypt::new_recovery_key()?)
-    } else {
-        None
-    };
-    if let Some((bytes, _)) = &recovery {
-        secrets.push((SlotKind::Recovery, &bytes[..]));
+/// A new master key and the recovery key's text (`--recovery-key`), made at once, and its key
+/// slots, made on another thread.
+struct NewKeys {
+    key: crypt::MasterKey,
+    recovery: Option<crypt::Secret>,
+    slots: PendingSlots,
+}
+
+impl NewKeys {
+    /// Makes a new master key for `e`, and starts making its slots.
+    fn start(e: &Encrypt) -> Result<NewKeys> {
+        let key = crypt::MasterKey::generate()?;
+        let recovery = if e.recovery_key {
+            Some(crypt::new_recovery_key()?)
+        } else {
+            None
+        };
+        let (k, pass) = (key.clone(), e.passphrase.clone());
+        let rec = recovery.as_ref().map(|(bytes, _)| bytes.clone());
+        let slots = std::thread::spawn(move || {
+            let mut secrets: Vec<(SlotKind, &[u8])> =
+                vec![(SlotKind::Passphrase, pass.0.as_bytes())];
+            if let Some(bytes) = &rec {
+                secrets.push((SlotKind::Recovery, &bytes[..]));
+            }
+            KeySlots::new(&k, &secrets)
+        });
+        Ok(NewKeys {
+            key,
+            recovery: recovery.map(|(_, text)| crypt::Secret(text)),
+            slots,
+        })
     }
-    let slots = KeySlots::new(&key, &secrets)?;
-    Ok((key, slots, recovery.map(|(_, text)| crypt::Secret(text))))
+
+    /// Waits for the slots.
+    fn join(self) -> Result<(crypt::MasterKey, KeySlots, Option<crypt::Secret>)> {
+        Ok((self.key, join_slots(self.slots)?, self.recovery))
+    }
+}
+
+/// The slots made by `h`.
+pub fn join_slots(h: PendingSlots) -> Result<KeySlots> {
+    h.join()
+        .map_err(|_| Error::Unsupported("making the key slots failed".into()))?
 }
 
 impl ImagePlan {
@@ -1007,6 +1059,16 @@ pub fn run_on(
         }
         None => ImageWriter::create(&plan.output, header)?,
     };
+    if let Some(p) = &plan.pending_slots {
+        match p.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(h) => writer.slots_later(h),
+            None => {
+                return Err(Error::Unsupported(
+                    "running one plan of a new encrypted image twice (plan it again)".into(),
+                ))
+            }
+        }
+    }
     let mut stored_per_region = vec![0u64; plan.regions.len()];
     let mut chunks_per_region = vec![0u64; plan.regions.len()];
     reporter.phase(Phase::Image, Some(plan.copy_bytes));
@@ -1357,6 +1419,7 @@ pub(crate) fn example_plan() -> ImagePlan {
         encryption: None,
         dedup: false,
         keys: None,
+        pending_slots: None,
         recovery_key: None,
         outside_domain: Vec::new(),
         chain: None,
