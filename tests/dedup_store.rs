@@ -1700,54 +1700,47 @@ fn encrypted_local_store_dedups_and_hides_content() {
             unix_now()
         )
     };
-    let writing = store.join("locks/write-test.lock");
-    std::fs::write(&writing, lock_body("write")).unwrap();
-    let before = tree(&store);
-    let t = fails(
-        lifeboat(
-            &short,
-            &[
-                "key",
-                "add",
-                p(&store),
-                "--new-key-file",
-                p(&second),
-                "--key-file",
-                p(&key),
-            ],
-        ),
-        1,
-        "write-test.lock",
+    // a fresh lock of `kind`: the command waits, then gives up naming it and saying `says`
+    let refused_by = |kind: &str, args: &[&str], says: &str| {
+        let lock = store.join(format!("locks/{kind}-test.lock"));
+        std::fs::write(&lock, lock_body(kind)).unwrap();
+        let before = tree(&store);
+        let t = fails(lifeboat(&short, args), 1, &format!("{kind}-test.lock"));
+        assert!(t.contains(says) && t.contains("try again when"), "{t}");
+        assert_eq!(
+            tree(&store),
+            before,
+            "{args:?} went on beside a {kind} lock"
+        );
+        std::fs::remove_file(&lock).unwrap();
+    };
+    refused_by(
+        "write",
+        &[
+            "key",
+            "add",
+            p(&store),
+            "--new-key-file",
+            p(&second),
+            "--key-file",
+            p(&key),
+        ],
+        "being written into the store (locks",
     );
-    assert!(
-        t.contains("being written") && t.contains("nothing was changed"),
-        "{t}"
+    refused_by(
+        "keys",
+        &[
+            "image",
+            p(f.m(2)),
+            "-o",
+            p(&store.join("late.lbi")),
+            "--dedup",
+            "--encrypt",
+            "--key-file",
+            p(&key),
+        ],
+        "passphrases are being changed",
     );
-    assert_eq!(tree(&store), before, "a key change went on beside a writer");
-    std::fs::remove_file(&writing).unwrap();
-    let changing = store.join("locks/keys-test.lock");
-    std::fs::write(&changing, lock_body("keys")).unwrap();
-    let before = tree(&store);
-    let t = fails(
-        lifeboat(
-            &short,
-            &[
-                "image",
-                p(f.m(2)),
-                "-o",
-                p(&store.join("late.lbi")),
-                "--dedup",
-                "--encrypt",
-                "--key-file",
-                p(&key),
-            ],
-        ),
-        1,
-        "keys-test.lock",
-    );
-    assert!(t.contains("passphrases are being changed"), "{t}");
-    assert_eq!(tree(&store), before, "a writer wrote during a key change");
-    std::fs::remove_file(&changing).unwrap();
 
     eprintln!("encrypted local store test done in {:.1?}", t_all.elapsed());
     assert!(
