@@ -549,9 +549,9 @@ pub fn lock_writer(dir: &Path) -> Result<StoreLock> {
 }
 
 /// Takes the store's exclusive lock in `dir`, of `kind` ("gc" for a collection, "keys" for
-/// a change of the store's key slots): waits until no writer holds a lock (up to
-/// [`lock_wait`]), and keeps new writers waiting until it is dropped; refuses when another
-/// collection or key change runs.
+/// a change of the store's key slots): waits until no writer holds a lock (up to ten
+/// minutes, `LIFEBOAT_STORE_LOCK_WAIT`), and keeps new writers waiting until it is dropped;
+/// refuses when another collection or key change runs.
 pub fn lock_exclusive(dir: &Path, kind: &'static str) -> Result<StoreLock> {
     let mine = StoreLock::create(dir, kind)?;
     let held = StoreLock::hold(mine.clone(), kind);
