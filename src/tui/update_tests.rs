@@ -2555,6 +2555,31 @@ fn the_last_field_of_a_full_image_makes_the_storage_a_fleet_store() {
 }
 
 #[test]
+fn space_changes_a_choice_and_is_typed_into_a_passphrase() {
+    let mut m = image_options(vec![], SDA);
+    image_wiz_mut(&mut m).cursor = 3;
+    press(&mut m, KeyCode::Char(' '));
+    assert!(image_wiz(&m).rescue);
+    image_wiz_mut(&mut m).cursor = 5;
+    press(&mut m, KeyCode::Char(' '));
+    assert!(image_wiz(&m).encrypt);
+    press(&mut m, KeyCode::Tab);
+    type_str(&mut m, "a b");
+    assert_eq!(image_wiz(&m).pass[0].0.as_str(), "a b");
+    for _ in 0..3 {
+        press(&mut m, KeyCode::Tab);
+    }
+    assert_eq!(image_wiz(&m).cursor, 9);
+    press(&mut m, KeyCode::Char(' '));
+    assert!(image_wiz(&m).fleet);
+    // the name takes no space
+    image_wiz_mut(&mut m).cursor = 1;
+    let name = image_wiz(&m).name.clone();
+    press(&mut m, KeyCode::Char(' '));
+    assert_eq!(image_wiz(&m).name, name);
+}
+
+#[test]
 fn a_storage_that_is_a_fleet_store_keeps_its_field_at_yes() {
     let mut packed = entry("/s/pc.lbi", &disks()[SDA], true, "pc", 1);
     packed.found.packed = true;

@@ -94,7 +94,7 @@ pub(crate) fn footer(w: &ImageWiz) -> Keys {
         ImageStep::Source => vec![("Up/Down", "select"), ("Enter", "next"), ("Esc", "back")],
         ImageStep::Options => vec![
             ("Up/Down", "field"),
-            ("Left/Right", "change"),
+            ("Left/Right/Space", "change"),
             ("Enter", "next"),
             ("Esc", "back"),
         ],
@@ -204,7 +204,16 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                 return None;
             };
             let (_, has_full) = chains[i];
-            match k.code {
+            // Space changes a choice as Right does (a serial line's arrow keys can arrive
+            // apart and read as Esc); in the name and the passphrases it is typed
+            let choice = matches!(w.cursor, 0 | 3 | 4 | 5)
+                || (w.cursor == 8 && w.encrypt)
+                || Some(w.cursor) == fleet_field(w);
+            let code = match k.code {
+                KeyCode::Char(' ') if choice => KeyCode::Right,
+                c => c,
+            };
+            match code {
                 KeyCode::Esc => {
                     w.step = ImageStep::Source;
                     w.cursor = srcs.iter().position(|&j| j == i).unwrap_or(0);
@@ -252,7 +261,7 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
                         .collect();
                     let at = offered.iter().position(|k| *k == w.kind).unwrap_or(0);
                     let n = offered.len();
-                    let next = if k.code == KeyCode::Right {
+                    let next = if code == KeyCode::Right {
                         (at + 1) % n
                     } else {
                         (at + n - 1) % n
