@@ -1645,18 +1645,16 @@ fn encrypted_local_store_dedups_and_hides_content() {
     // 9. the store's slots, changed for the whole store: a second passphrase added to
     // store.key and to every image opens them all; removed again, it opens none
     let second = pass_file(f.path(), "second.pass", "a second passphrase for the fleet");
-    let t = ok(
-        &[],
-        &[
-            "key",
-            "add",
-            p(&store),
-            "--new-key-file",
-            p(&second),
-            "--key-file",
-            p(&key),
-        ],
-    );
+    let add_second = [
+        "key",
+        "add",
+        p(&store),
+        "--new-key-file",
+        p(&second),
+        "--key-file",
+        p(&key),
+    ];
+    let t = ok(&[], &add_second);
     assert!(t.contains("slot 2"), "{t}");
     let t = ok(&[], &["verify", p(&store), "--key-file", p(&second)]);
     assert!(t.contains("intact"), "{t}");
@@ -1714,19 +1712,7 @@ fn encrypted_local_store_dedups_and_hides_content() {
         );
         std::fs::remove_file(&lock).unwrap();
     };
-    refused_by(
-        "write",
-        &[
-            "key",
-            "add",
-            p(&store),
-            "--new-key-file",
-            p(&second),
-            "--key-file",
-            p(&key),
-        ],
-        "being written into the store (locks",
-    );
+    refused_by("write", &add_second, "being written into the store (locks");
     refused_by(
         "keys",
         &[

@@ -302,8 +302,9 @@ impl Sealer {
     }
 
     /// Opens `sealed` (made by [`Sealer::seal`] for `place`) into `out`; false when it was
-    /// changed, moved, or sealed under another key or for another image or place. Decrypts
-    /// from `sealed` straight into `out`, without a copy.
+    /// changed, moved, or sealed under another key or for another image or place. The
+    /// ciphertext is copied into `out` and decrypted there (ring decrypts in place only; a
+    /// reused `out` is not zeroed first).
     pub fn open(&self, place: Place, sealed: &[u8], out: &mut Vec<u8>) -> bool {
         if sealed.len() < OVERHEAD {
             out.clear();

@@ -562,17 +562,12 @@ impl ImageWriter {
         }
         let file_bytes = self.out.pos();
         let mut file_bytes = file_bytes;
+        if head.is_some() && !matches!(self.out, Out::Files(_)) {
+            return Err(Error::Unsupported(
+                "key slots made after the header of an image in S3 or a fleet store".into(),
+            ));
+        }
         let files = match self.out {
-            Out::Packed(_, _) if head.is_some() => {
-                return Err(Error::Unsupported(
-                    "key slots made after the header of an image in a fleet store".into(),
-                ))
-            }
-            Out::S3(_) if head.is_some() => {
-                return Err(Error::Unsupported(
-                    "key slots made after the header of an image in S3".into(),
-                ))
-            }
             Out::Packed(p, image) => {
                 // packs, then the store's index of the new frames, then the image
                 file_bytes += p.bytes();
