@@ -12,6 +12,7 @@
 
 pub mod app;
 mod exec;
+mod keys;
 pub mod outcome;
 pub mod screens;
 mod terminal;
@@ -216,9 +217,11 @@ pub fn run(opts: &Options) -> std::io::Result<Exit> {
 }
 
 /// Feeds key presses until `stop`; polls so that it can be joined, and reads nothing while
-/// `paused` (a shell has the terminal).
+/// `paused` (a shell has the terminal). Arrow keys whose bytes a serial line split are put
+/// back together first ([`keys::Joiner`]).
 fn input(tx: Sender<Msg>, stop: &AtomicBool, paused: &AtomicBool, parked: &AtomicBool) {
     use crossterm::event::{poll, read, Event};
+    let mut joiner = keys::Joiner::default();
     while !stop.load(Ordering::SeqCst) {
         if paused.load(Ordering::SeqCst) {
             parked.store(true, Ordering::SeqCst);
@@ -226,27 +229,41 @@ fn input(tx: Sender<Msg>, stop: &AtomicBool, paused: &AtomicBool, parked: &Atomi
             continue;
         }
         parked.store(false, Ordering::SeqCst);
-        let event = match poll(Duration::from_millis(100)) {
+        let wait = if joiner.waiting() {
+            keys::WAIT
+        } else {
+            Duration::from_millis(100)
+        };
+        let event = match poll(wait) {
             Ok(true) => read(),
-            Ok(false) => continue,
+            Ok(false) => {
+                // an Esc with nothing after it in time is a real one
+                let late = joiner.flush();
+                if late.into_iter().any(|k| tx.send(Msg::Key(k)).is_err()) {
+                    return;
+                }
+                continue;
+            }
             Err(e) => Err(e),
         };
-        let msg = match event {
+        let msgs = match event {
             // Ctrl-L repaints the whole screen, as in most terminal programs
             Ok(Event::Key(k))
                 if k.code == crossterm::event::KeyCode::Char('l')
                     && k.modifiers
                         .contains(crossterm::event::KeyModifiers::CONTROL) =>
             {
-                Msg::Redraw
+                vec![Msg::Redraw]
             }
-            Ok(Event::Key(k)) => Msg::Key(k),
-            Ok(_) => Msg::Redraw, // a resize
-            Err(e) => Msg::InputFailed(format!("reading the keyboard: {e}")),
+            Ok(Event::Key(k)) => joiner.push(k).into_iter().map(Msg::Key).collect(),
+            Ok(_) => vec![Msg::Redraw], // a resize
+            Err(e) => vec![Msg::InputFailed(format!("reading the keyboard: {e}"))],
         };
-        let failed = matches!(msg, Msg::InputFailed(_));
-        if tx.send(msg).is_err() || failed {
-            return;
+        for msg in msgs {
+            let failed = matches!(msg, Msg::InputFailed(_));
+            if tx.send(msg).is_err() || failed {
+                return;
+            }
         }
     }
 }

@@ -75,8 +75,9 @@ pub(crate) fn key(model: &mut Model, k: KeyEvent) -> Option<Cmd> {
         return None;
     }
     match k.code {
-        // not Esc: on a serial line the bytes of an arrow key can arrive apart, and the
-        // first one alone reads as Esc (seen in the QEMU tests); Esc elsewhere only goes back
+        // not Esc: it goes back one step elsewhere, and the home screen has none to go back
+        // to. (An arrow key split on a serial line is put together before it gets here:
+        // tui::keys)
         KeyCode::Char('q') => Some(Cmd::Quit),
         KeyCode::Enter if n > 0 => {
             model.screen = Screen::Details;
