@@ -60,6 +60,9 @@ pub struct Model {
     /// Encrypted images in the storage that no passphrase typed so far opens: not listed
     /// until one is typed (u).
     pub locked_images: usize,
+    /// The storage is a deduplicating fleet store (it has packs, an index or a store key),
+    /// even when it lists no image yet.
+    pub storage_fleet: bool,
     /// The passphrase being typed in the unlock dialog (u), when it is open.
     pub unlock: Option<crate::image::crypt::Secret>,
     /// Listing the storage folder failed.
@@ -98,6 +101,27 @@ pub struct Storage {
     pub fs: Option<String>,
     /// Filesystem label.
     pub label: Option<String>,
+}
+
+/// What listing the storage found.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// The images that can be read.
+    pub images: Vec<ImageEntry>,
+    /// Encrypted images no passphrase typed so far opens.
+    pub locked: usize,
+    /// The folder is a deduplicating fleet store.
+    pub fleet: bool,
+}
+
+impl Listing {
+    /// A listing of these images, none locked, in a folder that is not a fleet store.
+    pub fn of(images: Vec<ImageEntry>) -> Self {
+        Listing {
+            images,
+            ..Listing::default()
+        }
+    }
 }
 
 /// One image file found in the storage.
@@ -326,9 +350,9 @@ pub enum Msg {
     /// A scan finished: the disks, or why there are none.
     Devices(Result<Vec<DiskReport>, String>),
     /// The storage was mounted (or found mounted) and listed.
-    StorageReady(Result<(Storage, Vec<ImageEntry>, usize), Failure>),
+    StorageReady(Result<(Storage, Listing), Failure>),
     /// The storage folder was listed again.
-    Images(Result<(Vec<ImageEntry>, usize), String>),
+    Images(Result<Listing, String>),
     /// A plan was made, or refused.
     Planned(Result<Planned, Failure>),
     /// An event of the running job.
@@ -525,10 +549,11 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
         Msg::StorageReady(r) => {
             model.busy = None;
             match r {
-                Ok((storage, images, locked)) => {
+                Ok((storage, listing)) => {
                     model.storage = Some(storage);
-                    model.images = images;
-                    model.locked_images = locked;
+                    model.images = listing.images;
+                    model.locked_images = listing.locked;
+                    model.storage_fleet = listing.fleet;
                     model.images_error = None;
                     model.net_store = None;
                     let then = match &model.screen {
@@ -544,6 +569,7 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
                     // the old storage may be unmounted by now: choose again
                     model.storage = None;
                     model.images.clear();
+                    model.storage_fleet = false;
                     // a network store's error shows in its form, open for another try
                     match model.net_store.as_mut() {
                         Some(form) => net_store::mount_failed(form, &f.causes),
@@ -555,9 +581,10 @@ pub fn update(model: &mut Model, msg: Msg) -> Option<Cmd> {
         }
         Msg::Images(r) => {
             match r {
-                Ok((images, locked)) => {
-                    keep_cursor(model, |m| m.images = images);
-                    model.locked_images = locked;
+                Ok(listing) => {
+                    keep_cursor(model, |m| m.images = listing.images);
+                    model.locked_images = listing.locked;
+                    model.storage_fleet = listing.fleet;
                     model.images_error = None;
                 }
                 Err(e) => model.images_error = Some(e),

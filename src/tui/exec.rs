@@ -10,7 +10,7 @@
 //! be, after the same release of the store in use.
 
 use super::app::{
-    self, Cmd, ImageEntry, JobRequest, Model, Msg, NetMount, Planned, S3Open, Storage,
+    self, Cmd, ImageEntry, JobRequest, Listing, Model, Msg, NetMount, Planned, S3Open, Storage,
 };
 use super::screens::image::ImageKind;
 use super::screens::network::DHCP_TIMEOUT;
@@ -343,7 +343,7 @@ pub(super) fn unix_now() -> u64 {
 
 /// The images in `dir`, with their file sizes, and how many encrypted ones no passphrase
 /// typed so far opens.
-pub(super) fn list_images(dir: &Path) -> Result<(Vec<ImageEntry>, usize), String> {
+pub(super) fn list_images(dir: &Path) -> Result<Listing, String> {
     let (found, locked) =
         chains::images_and_locked_in(dir).map_err(|e| crate::error::with_causes(&e))?;
     let images = found
@@ -353,7 +353,11 @@ pub(super) fn list_images(dir: &Path) -> Result<(Vec<ImageEntry>, usize), String
             found: f,
         })
         .collect();
-    Ok((images, locked.len()))
+    Ok(Listing {
+        images,
+        locked: locked.len(),
+        fleet: crate::image::packs::is_store(dir),
+    })
 }
 
 /// The interfaces and the recorded configurations, or the error chain in words.
@@ -376,7 +380,7 @@ fn release_storage(at: &Path) -> Result<(), app::Failure> {
 }
 
 /// The images in the storage folder `dir`, as a failure of the storage when it cannot be read.
-fn list_storage(dir: &Path) -> Result<(Vec<ImageEntry>, usize), app::Failure> {
+fn list_storage(dir: &Path) -> Result<Listing, app::Failure> {
     list_images(dir).map_err(|e| app::Failure {
         what: "listing the storage".into(),
         causes: vec![e],
@@ -387,10 +391,7 @@ fn list_storage(dir: &Path) -> Result<(Vec<ImageEntry>, usize), app::Failure> {
 
 /// Mounts the network store `m` at `at` (releasing the storage there first, and trusting the
 /// SSH host keys the user confirmed), and lists its images.
-fn mount_net_storage(
-    m: &NetMount,
-    at: &Path,
-) -> Result<(Storage, Vec<ImageEntry>, usize), app::Failure> {
+fn mount_net_storage(m: &NetMount, at: &Path) -> Result<(Storage, Listing), app::Failure> {
     use crate::store::net::{self, Kind, Trust};
     release_storage(at)?;
     for line in &m.trust {
@@ -416,7 +417,7 @@ fn mount_net_storage(
             "Check the host, the share or folder, the user and the password, and that this computer is online (n on the disk list).",
         )
     })?;
-    let (images, locked) = list_storage(at)?;
+    let listing = list_storage(at)?;
     Ok((
         Storage {
             dir: at.to_path_buf(),
@@ -432,15 +433,14 @@ fn mount_net_storage(
             ),
             label: Some(m.store.to_string()),
         },
-        images,
-        locked,
+        listing,
     ))
 }
 
 /// Opens the S3 folder `o` as the storage: its keys become the session's
 /// ([`crate::store::s3::set_session`]), and its images are listed (which checks the endpoint,
 /// the keys and the bucket). On failure the session's keys are forgotten.
-fn open_s3_storage(o: &S3Open) -> Result<(Storage, Vec<ImageEntry>, usize), app::Failure> {
+fn open_s3_storage(o: &S3Open) -> Result<(Storage, Listing), app::Failure> {
     let cfg = o.config().map_err(|e| app::Failure {
         what: "opening the S3 store".into(),
         causes: vec![format!("{}: {e}", o.endpoint)],
@@ -449,7 +449,7 @@ fn open_s3_storage(o: &S3Open) -> Result<(Storage, Vec<ImageEntry>, usize), app:
     })?;
     crate::store::s3::set_session(Some(cfg));
     let dir = PathBuf::from(&o.url);
-    let (images, locked) = list_images(&dir).map_err(|e| {
+    let listing = list_images(&dir).map_err(|e| {
         crate::store::s3::set_session(None);
         app::Failure {
             what: "opening the S3 store".into(),
@@ -466,16 +466,12 @@ fn open_s3_storage(o: &S3Open) -> Result<(Storage, Vec<ImageEntry>, usize), app:
             fs: Some("s3".into()),
             label: Some(format!("{} at {}", o.url, o.endpoint)),
         },
-        images,
-        locked,
+        listing,
     ))
 }
 
 /// Mounts `c` at `at` unless it is mounted already, and lists its images.
-fn mount_storage(
-    c: &StoreChoice,
-    at: &Path,
-) -> Result<(Storage, Vec<ImageEntry>, usize), app::Failure> {
+fn mount_storage(c: &StoreChoice, at: &Path) -> Result<(Storage, Listing), app::Failure> {
     let dir = match &c.mountpoint {
         Some(m) => m.clone(),
         None => {
@@ -496,7 +492,7 @@ fn mount_storage(
             at.to_path_buf()
         }
     };
-    let (images, locked) = list_storage(&dir)?;
+    let listing = list_storage(&dir)?;
     Ok((
         Storage {
             dir,
@@ -505,8 +501,7 @@ fn mount_storage(
             fs: Some(c.fs.to_string()),
             label: c.label.clone(),
         },
-        images,
-        locked,
+        listing,
     ))
 }
 
@@ -749,7 +744,9 @@ mod tests {
         }
         let s = w.finish(&ImageMeta::default()).unwrap();
         assert_eq!(s.files.len(), 4);
-        let (listed, locked) = list_images(dir.path()).unwrap();
+        let l = list_images(dir.path()).unwrap();
+        let (listed, locked) = (l.images, l.locked);
+        assert!(!l.fleet);
         assert_eq!((listed.len(), locked), (1, 0), "{listed:?}");
         assert_eq!(listed[0].found.path, first);
         assert_eq!(listed[0].file_bytes, s.file_bytes);

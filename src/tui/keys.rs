@@ -223,10 +223,7 @@ mod tests {
 
     #[test]
     fn what_is_not_a_sequence_passes_through_in_order() {
-        assert_eq!(
-            feed(split("x")),
-            vec![KeyCode::Esc, KeyCode::Char('x')]
-        );
+        assert_eq!(feed(split("x")), vec![KeyCode::Esc, KeyCode::Char('x')]);
         assert_eq!(
             feed(split("[Z")),
             vec![KeyCode::Esc, KeyCode::Char('['), KeyCode::Char('Z')]
@@ -252,7 +249,10 @@ mod tests {
         // Esc, '[' and a second Esc whose arrow follows
         let mut keys = split("[");
         keys.extend(split("[A"));
-        assert_eq!(feed(keys), vec![KeyCode::Esc, KeyCode::Char('['), KeyCode::Up]);
+        assert_eq!(
+            feed(keys),
+            vec![KeyCode::Esc, KeyCode::Char('['), KeyCode::Up]
+        );
         // a run of digits that never ends stops at the longest sequence
         let out = feed(split("[1111111A"));
         assert_eq!(out[0], KeyCode::Esc);

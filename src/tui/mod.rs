@@ -78,7 +78,10 @@ fn first_model(opts: &Options) -> Model {
     };
     if let Some(st) = opts.images.is_none().then(mounted_store).flatten() {
         match list_images(&st.dir) {
-            Ok((v, locked)) => (model.images, model.locked_images) = (v, locked),
+            Ok(l) => {
+                (model.images, model.locked_images, model.storage_fleet) =
+                    (l.images, l.locked, l.fleet)
+            }
             Err(e) => model.images_error = Some(e),
         }
         model.storage = Some(st);
@@ -92,7 +95,10 @@ fn first_model(opts: &Options) -> Model {
             label: None,
         });
         match list_images(dir) {
-            Ok((v, locked)) => (model.images, model.locked_images) = (v, locked),
+            Ok(l) => {
+                (model.images, model.locked_images, model.storage_fleet) =
+                    (l.images, l.locked, l.fleet)
+            }
             Err(e) => model.images_error = Some(e),
         }
     }

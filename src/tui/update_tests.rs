@@ -7,7 +7,8 @@
 #![allow(clippy::unwrap_used)]
 
 use super::app::{
-    update, Action, Ask, Cmd, Failure, ImageEntry, JobRequest, Model, Msg, Planned, Screen, Storage,
+    update, Action, Ask, Cmd, Failure, ImageEntry, JobRequest, Listing, Model, Msg, Planned,
+    Screen, Storage,
 };
 use super::screens::clone::CloneStep;
 use super::screens::image::{ImageKind, ImageStep, ImageWiz};
@@ -563,7 +564,10 @@ fn storage_ready_opens_the_wizard_that_asked_for_it() {
         assert!(m.busy.is_some());
         m.images_error = Some("stale".into());
         let st = storage(Some("/dev/sda"));
-        let r = update(&mut m, Msg::StorageReady(Ok((st.clone(), two_chains(), 0))));
+        let r = update(
+            &mut m,
+            Msg::StorageReady(Ok((st.clone(), Listing::of(two_chains())))),
+        );
         assert!(r.is_none());
         assert_eq!(m.busy, None, "{key}");
         assert_eq!(m.storage, Some(st), "{key}");
@@ -1445,7 +1449,10 @@ fn restore_esc_back_when_the_image_left_the_list_starts_at_the_top() {
     ch(&mut m, 'r');
     press(&mut m, KeyCode::End);
     press(&mut m, KeyCode::Enter);
-    update(&mut m, Msg::Images(Ok((two_chains()[1..2].to_vec(), 0))));
+    update(
+        &mut m,
+        Msg::Images(Ok(Listing::of(two_chains()[1..2].to_vec()))),
+    );
     press(&mut m, KeyCode::Esc);
     assert_eq!(restore_wiz(&m).step, RestoreStep::Image);
     assert_eq!(restore_wiz(&m).cursor, 0);
@@ -2079,7 +2086,7 @@ fn full_image_path_from_home_to_home() {
         fs: Some(choice.fs.into()),
         label: choice.label,
     };
-    update(&mut m, Msg::StorageReady(Ok((st, vec![], 0))));
+    update(&mut m, Msg::StorageReady(Ok((st, Listing::of(vec![])))));
     assert_eq!(image_wiz(&m).step, ImageStep::Source);
     assert_eq!(sources(&m), vec![NVME], "the store's disk is no source");
     press(&mut m, KeyCode::Enter);
@@ -2145,7 +2152,7 @@ fn devices_keep_the_selection_within_bounds() {
 fn images_listing_replaces_the_list_or_records_why_not() {
     let mut m = home_with(None, vec![]);
     m.images_error = Some("old".into());
-    update(&mut m, Msg::Images(Ok((two_chains(), 0))));
+    update(&mut m, Msg::Images(Ok(Listing::of(two_chains()))));
     assert_eq!(m.images.len(), 4);
     assert_eq!(m.images_error, None);
     update(&mut m, Msg::Images(Err("permission denied".into())));
@@ -2187,13 +2194,13 @@ fn stale_cursors_after_a_rescan_or_listing_never_panic() {
     let mut m = home_with(None, two_chains());
     ch(&mut m, 'v');
     press(&mut m, KeyCode::End);
-    update(&mut m, Msg::Images(Ok((vec![], 0))));
+    update(&mut m, Msg::Images(Ok(Listing::of(vec![]))));
     assert!(press(&mut m, KeyCode::Enter).is_none());
     assert!(matches!(m.screen, Screen::Verify { .. }));
     let mut m = home_with(None, two_chains());
     ch(&mut m, 'r');
     press(&mut m, KeyCode::End);
-    update(&mut m, Msg::Images(Ok((vec![], 0))));
+    update(&mut m, Msg::Images(Ok(Listing::of(vec![]))));
     assert!(press(&mut m, KeyCode::Enter).is_none());
     assert_eq!(restore_wiz(&m).step, RestoreStep::Image);
 }
@@ -2266,7 +2273,7 @@ fn a_relisted_storage_keeps_the_cursor_on_the_same_image() {
     let mut imgs = two_chains();
     imgs.remove(order[0]);
     assert!(before > 0);
-    update(&mut m, Msg::Images(Ok((imgs, 0))));
+    update(&mut m, Msg::Images(Ok(Listing::of(imgs))));
     match &m.screen {
         Screen::Verify { cursor } => assert_eq!(*cursor, before - 1),
         s => panic!("{s:?}"),
@@ -2593,6 +2600,35 @@ fn a_storage_that_is_a_fleet_store_keeps_its_field_at_yes() {
         panic!()
     };
     assert!(dedup, "into the store");
+}
+
+#[test]
+fn an_empty_fleet_store_keeps_its_field_at_yes() {
+    // a store with a store key or packs but no image yet (its images pruned, or its first
+    // image failed) is still a fleet store: planning puts the image in it
+    let mut m = image_options(vec![], SDA);
+    update(
+        &mut m,
+        Msg::Images(Ok(Listing {
+            fleet: true,
+            ..Listing::default()
+        })),
+    );
+    assert!(m.storage_fleet);
+    for _ in 0..8 {
+        press(&mut m, KeyCode::Down);
+    }
+    press(&mut m, KeyCode::Left);
+    assert!(!image_wiz(&m).fleet, "nothing to choose");
+    let JobRequest::Image { dedup, .. } = plan_req(press(&mut m, KeyCode::Enter)) else {
+        panic!()
+    };
+    assert!(dedup, "into the store");
+    // and the listing finds it from the store key alone
+    let dir = tempfile::tempdir().unwrap();
+    assert!(!super::exec::list_images(dir.path()).unwrap().fleet);
+    std::fs::write(dir.path().join("store.key"), b"x").unwrap();
+    assert!(super::exec::list_images(dir.path()).unwrap().fleet);
 }
 
 #[test]

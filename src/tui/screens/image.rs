@@ -109,7 +109,7 @@ fn fleet_field(w: &ImageWiz) -> Option<usize> {
 
 /// Whether the storage is a fleet store already (it lists images in packs).
 fn storage_is_fleet(model: &Model) -> bool {
-    model.images.iter().any(|e| e.found.packed)
+    model.storage_fleet || model.images.iter().any(|e| e.found.packed)
 }
 
 /// The images in the storage taken of `disk`.

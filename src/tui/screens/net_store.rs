@@ -937,7 +937,10 @@ mod tests {
             fs: Some("cifs".into()),
             label: Some(n.store.to_string()),
         };
-        update(&mut m, Msg::StorageReady(Ok((st, vec![], 0))));
+        update(
+            &mut m,
+            Msg::StorageReady(Ok((st, crate::tui::app::Listing::of(vec![])))),
+        );
         assert!(m.net_store.is_none(), "the form and its password are gone");
         assert!(
             matches!(m.screen, Screen::Restore(_)),
