@@ -4,7 +4,7 @@
 //! disk with no table (every non-zero chunk stored, zero chunks recorded as zeros), so a
 //! restore must give it back byte for byte, even over a target that held junk.
 //!
-//! Two tests, each with its own server (they run side by side):
+//! Four tests, each with its own server (they run side by side):
 //! - `images_round_trip_refusals_and_chains`: image to `s3://lifeboat/a/disk.lbi` (more than
 //!   three 16 MiB parts), `verify`, `info --json`, `restore` equal to the source; refusals
 //!   (an existing name, a missing bucket, no credentials, a wrong secret, `--volume-size`)
@@ -22,6 +22,14 @@
 //!   the object, within the 2 s of LIFEBOAT_NET_RETRY_SECS), no object of that name exists
 //!   once weed is back, only an unfinished upload, which a second run aborts before it
 //!   succeeds.
+//! - `a_full_bucket_is_refused_clearly_leaves_nothing_and_a_retry_succeeds`: SeaweedFS's
+//!   bucket quota (`weed shell`, `s3.bucket.quota` and its enforcement) turns the bucket
+//!   read-only; an image then fails (exit 1) with a message that names the object and says
+//!   the store may be full or over its quota, leaves no object and no upload, and succeeds
+//!   once the quota is lifted.
+//! - `a_large_encrypted_image_changes_its_passphrase_in_place`: `key add` and `key remove`
+//!   on a 40 MB encrypted image in the bucket keep every byte after the 4 KiB header (the
+//!   store copies those parts itself), leave no upload, and only the new passphrase opens it.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod common;
@@ -659,4 +667,150 @@ fn uploads_and_reads_survive_drops_and_a_dead_server_leaves_no_object() {
     assert!(weed.size("d/cut.lbi").unwrap() > 3 * PART);
     ok(&env, &["verify", cut]);
     eprintln!("the whole test took {:.1?}", t_all.elapsed());
+}
+
+/// Runs `weed shell` commands until `done` holds of their output, for up to 60 s (the master
+/// learns a bucket's size from the volume servers' heartbeats, seconds late); the last output.
+fn shell_until(weed: &Weed, commands: &str, done: impl Fn(&str) -> bool) -> String {
+    let t0 = Instant::now();
+    loop {
+        let out = weed.shell(commands);
+        if done(&out) {
+            return out;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "weed shell {commands:?} never gave what was waited for:\n{out}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn a_full_bucket_is_refused_clearly_leaves_nothing_and_a_retry_succeeds() {
+    let Some(weed) = Weed::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("small.img");
+    sparse(&src, 16 * MIB);
+    write_at(&src, 0, &noise(6 * MIB as usize, 7));
+    let mut env = weed.env();
+    env.push(("LIFEBOAT_NET_RETRY_SECS".into(), "2".into()));
+    let bucket = weed.bucket().to_string();
+    ok(&env, &["image", p(&src), "-o", "s3://lifeboat/q/first.lbi"]);
+    // a 1 MB quota, and SeaweedFS's enforcement: the bucket, holding 6 MB, turns read-only
+    weed.shell(&format!("s3.bucket.quota -name={bucket} -op=set -sizeMB=1"));
+    shell_until(&weed, "s3.bucket.quota.enforce -apply", |o| {
+        o.contains("read only")
+    });
+    let before = weed.objects();
+    let t = fails(
+        lifeboat(
+            &env,
+            &["image", p(&src), "-o", "s3://lifeboat/q/second.lbi"],
+        ),
+        "over its quota",
+    );
+    assert!(t.contains("s3://lifeboat/q/second.lbi"), "{t}");
+    assert_eq!(weed.objects(), before, "a failed image left an object");
+    assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
+    // the quota lifted: the same command succeeds, and both images verify
+    weed.shell(&format!("s3.bucket.quota -name={bucket} -op=remove"));
+    shell_until(&weed, "s3.bucket.quota.enforce -apply", |o| {
+        !o.contains("read only")
+    });
+    let t0 = Instant::now();
+    loop {
+        let o = lifeboat(
+            &env,
+            &["image", p(&src), "-o", "s3://lifeboat/q/second.lbi"],
+        )
+        .output()
+        .unwrap();
+        if o.status.success() {
+            break;
+        }
+        // the filers learn that the bucket is writable again a moment later
+        assert!(t0.elapsed() < Duration::from_secs(60), "{}", text(&o));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    for img in ["s3://lifeboat/q/first.lbi", "s3://lifeboat/q/second.lbi"] {
+        ok(&env, &["verify", img]);
+    }
+    assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
+}
+
+#[test]
+fn a_large_encrypted_image_changes_its_passphrase_in_place() {
+    // the new header goes in a new upload whose parts after the first 16 MiB the store
+    // copies from the object itself (UploadPartCopy); every byte after the header must stay
+    let Some(weed) = Weed::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = d.join("noise.img");
+    sparse(&src, 48 * MIB);
+    write_at(&src, 0, &noise(40 * MIB as usize, 11));
+    let env = weed.env();
+    let (first, second) = (d.join("first"), d.join("second"));
+    std::fs::write(&first, "the first S3 passphrase\n").unwrap();
+    std::fs::write(&second, "the second S3 passphrase\n").unwrap();
+    let img = "s3://lifeboat/k/big.lbi";
+    ok(
+        &env,
+        &[
+            "--key-file",
+            p(&first),
+            "image",
+            p(&src),
+            "-o",
+            img,
+            "--encrypt",
+        ],
+    );
+    let before = weed.get("k/big.lbi").unwrap();
+    assert!(before.len() as u64 > 2 * PART, "{} bytes", before.len());
+    let t = ok(
+        &env,
+        &[
+            "--key-file",
+            p(&first),
+            "key",
+            "add",
+            img,
+            "--new-key-file",
+            p(&second),
+        ],
+    );
+    assert!(t.contains("slot 2"), "{t}");
+    let after = weed.get("k/big.lbi").unwrap();
+    const HEADER: usize = 4096;
+    assert_eq!(after.len(), before.len());
+    assert_ne!(
+        after[..HEADER],
+        before[..HEADER],
+        "the header has the new slot"
+    );
+    assert!(
+        after[HEADER..] == before[HEADER..],
+        "bytes after the header changed"
+    );
+    assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
+    ok(&env, &["--key-file", p(&first), "key", "remove", img, "1"]);
+    fails(
+        lifeboat(&env, &["verify", img, "--key-file", p(&first)]),
+        "wrong passphrase or key file",
+    );
+    let o = ok(&env, &["verify", img, "--key-file", p(&second)]);
+    assert!(o.contains("intact"), "{o}");
+    let t = d.join("t.img");
+    sparse(&t, 48 * MIB);
+    ok(
+        &env,
+        &["restore", img, p(&t), "--yes", "--key-file", p(&second)],
+    );
+    assert_same_file(&src, &t);
+    assert!(weed.uploads().is_empty(), "{:?}", weed.uploads());
 }

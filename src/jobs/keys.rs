@@ -311,23 +311,13 @@ fn rewrite_object_header(path: &Path, h: &Header) -> Result<()> {
     Ok(())
 }
 
-/// Uploads the S3 object `path` again with its first [`HEADER_LEN`] bytes replaced by
-/// `header`, reading the rest from the object itself as it goes.
+/// Gives the S3 object `path` `header` as its first [`HEADER_LEN`] bytes, the rest
+/// unchanged ([`crate::store::s3::replace_head`]: the store copies all but the first 16 MiB
+/// itself).
 fn copy_with_header(path: &Path, header: &[u8]) -> Result<()> {
     let io = |e| Error::io("rewriting the header of", path, e);
-    let src = crate::store::s3::open(path).map_err(io)?;
-    let len = src.len();
-    let mut up = crate::store::s3::Upload::start(path).map_err(io)?;
-    up.write_all(header).map_err(io)?;
-    let mut buf = vec![0u8; 8 << 20];
-    let mut at = HEADER_LEN as u64;
-    while at < len {
-        let n = buf.len().min((len - at) as usize);
-        src.read_exact_at(&mut buf[..n], at).map_err(io)?;
-        up.write_all(&buf[..n]).map_err(io)?;
-        at += n as u64;
-    }
-    let written = up.finish().map_err(io)?;
+    let len = crate::store::s3::open(path).map_err(io)?.len();
+    let written = crate::store::s3::replace_head(path, header).map_err(io)?;
     if written != len {
         return Err(Error::VerifyMismatch {
             path: path.to_path_buf(),

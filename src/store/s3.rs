@@ -465,21 +465,27 @@ impl Client {
         let mut pause = Duration::from_millis(500);
         loop {
             let headers = self.sign(method, &url, &payload, extra);
-            let err = match http::exchange(&url, method, &headers, body, MAX_ANSWER) {
-                Ok(r) if (200..300).contains(&r.status) => return Ok(r),
-                Ok(r)
-                    if r.status >= 500 || s3_code(&r.body).as_deref() == Some("RequestTimeout") =>
-                {
-                    s3_error(&what, &r)
-                }
-                Ok(r) => return Err(s3_error(&what, &r)),
-                Err(Failure::Permanent(e)) => return Err(e),
-                Err(Failure::Transient(e)) => e,
-            };
+            let (err, server_failed) =
+                match http::exchange(&url, method, &headers, body, MAX_ANSWER) {
+                    Ok(r) if (200..300).contains(&r.status) => return Ok(r),
+                    Ok(r)
+                        if r.status >= 500
+                            || s3_code(&r.body).as_deref() == Some("RequestTimeout") =>
+                    {
+                        (s3_error(&what, &r), r.status >= 500)
+                    }
+                    Ok(r) => return Err(s3_error(&what, &r)),
+                    Err(Failure::Permanent(e)) => return Err(e),
+                    Err(Failure::Transient(e)) => (e, false),
+                };
             if Instant::now() + pause > deadline {
                 return Err(io::Error::new(
                     err.kind(),
-                    format!("{err} (retried for {} s)", http::retry_for().as_secs()),
+                    format!(
+                        "{err} (retried for {} s){}",
+                        http::retry_for().as_secs(),
+                        gave_up_hint(method, server_failed)
+                    ),
                 ));
             }
             std::thread::sleep(pause);
@@ -586,6 +592,45 @@ impl Client {
         })
     }
 
+    /// Makes part `n` (from 1) of upload `id` of `p` from bytes `first..=last` of the object
+    /// `src`, copied by the store itself (UploadPartCopy); its ETag. A store that cannot
+    /// copy parts answers with an error of kind `Unsupported`.
+    pub fn upload_part_copy(
+        &self,
+        p: &S3Path,
+        id: &str,
+        n: u32,
+        src: &S3Path,
+        (first, last): (u64, u64),
+    ) -> io::Result<String> {
+        let q = format!("partNumber={n}&uploadId={}", uri_encode(id, false));
+        let extra = [
+            (
+                "x-amz-copy-source".to_string(),
+                format!("/{}/{}", src.bucket, uri_encode(&src.key, true)),
+            ),
+            (
+                "x-amz-copy-source-range".to_string(),
+                format!("bytes={first}-{last}"),
+            ),
+        ];
+        let r = self.call_with("PUT", &p.bucket, &p.key, &q, &extra, &[])?;
+        // S3 may answer 200 and put an error in the body
+        let text = String::from_utf8_lossy(&r.body);
+        if text.contains("<Error>") {
+            return Err(io::Error::other(format!(
+                "{p}: copying part {n} failed: {}",
+                error_words(&text)
+            )));
+        }
+        xml_value(&text, "ETag").ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{p}: the store copied part {n} without an ETag"),
+            )
+        })
+    }
+
     /// Completes upload `id` of `p` from `parts` (number, ETag), in order: the object appears.
     pub fn complete_upload(&self, p: &S3Path, id: &str, parts: &[(u32, String)]) -> io::Result<()> {
         let mut body = String::from("<CompleteMultipartUpload>");
@@ -616,6 +661,18 @@ impl Client {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             r => r.map(|_| ()),
         }
+    }
+}
+
+/// What to add when writes kept failing with a server error: some stores (SeaweedFS among
+/// them) answer every write to a bucket over its quota with a plain 500, which cannot be
+/// told from a store that is unwell.
+fn gave_up_hint(method: &str, server_failed: bool) -> &'static str {
+    if server_failed && matches!(method, "PUT" | "POST") {
+        "; a store that fails every write may be full or its bucket over its quota (SeaweedFS \
+         answers so), or unwell: check its free space, quota and logs"
+    } else {
+        ""
     }
 }
 
@@ -657,6 +714,14 @@ fn s3_error(p: &S3Path, r: &Response) -> io::Error {
                 "{p}: the S3 store refused access ({said}); check AWS_ACCESS_KEY_ID, \
                  AWS_SECRET_ACCESS_KEY and the bucket's policy"
             ),
+        ),
+        501 => (
+            io::ErrorKind::Unsupported,
+            format!("{p}: the S3 store cannot do this ({said})"),
+        ),
+        _ if code == "NotImplemented" => (
+            io::ErrorKind::Unsupported,
+            format!("{p}: the S3 store cannot do this ({said})"),
         ),
         _ if code == "QuotaExceeded" || code == "EntityTooLarge" || r.status == 507 => (
             io::ErrorKind::StorageFull,
@@ -1010,6 +1075,79 @@ impl Upload {
         self.done = true;
         Ok(self.pos)
     }
+}
+
+/// The first part of a [`replace_head`] upload, sent through this client; the store
+/// copies the rest. At least S3's smallest part (5 MiB).
+const HEAD_PART: u64 = 16 << 20;
+/// The size of each part the store copies: under S3's 5 GiB limit for one part copy.
+const COPY_PART: u64 = 1 << 30;
+
+/// Replaces the first `head.len()` bytes of the object `path` with `head`, leaving the rest
+/// as it is, and returns the object's size. An object cannot be written in place, so a new
+/// multipart upload of the same name is made: its first part (`head`, then the object's own
+/// bytes up to 16 MiB) goes through this client, and the store copies every other part
+/// from the object itself (UploadPartCopy), so a large image is neither downloaded nor sent
+/// again. The new object replaces the old one only when the upload completes; on an error
+/// the upload is aborted and the old object stays. A small object, or a store that cannot
+/// copy parts, is read and sent again whole instead.
+pub fn replace_head(path: &Path, head: &[u8]) -> io::Result<u64> {
+    let src = open(path)?;
+    let len = src.len();
+    if head.len() as u64 > len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{}: {} bytes cannot replace the head of an object of {len}",
+                path.display(),
+                head.len()
+            ),
+        ));
+    }
+    if len > HEAD_PART {
+        match copy_rest(path, head, &src) {
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
+            r => return r,
+        }
+    }
+    let mut up = Upload::start(path)?;
+    up.write_all(head)?;
+    let mut buf = vec![0u8; 8 << 20];
+    let mut at = head.len() as u64;
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        src.read_exact_at(&mut buf[..n], at)?;
+        up.write_all(&buf[..n])?;
+        at += n as u64;
+    }
+    up.finish()
+}
+
+/// [`replace_head`] with the store copying every part after the first.
+fn copy_rest(path: &Path, head: &[u8], src: &HttpFile) -> io::Result<u64> {
+    let p = S3Path::of(path)?;
+    let client = Client::from_env()?;
+    let len = src.len();
+    let id = client.create_upload(&p)?;
+    let sent = (|| {
+        let mut first = head.to_vec();
+        first.resize(HEAD_PART as usize, 0);
+        src.read_exact_at(&mut first[head.len()..], head.len() as u64)?;
+        let mut parts = vec![(1, client.upload_part(&p, &id, 1, &first)?)];
+        let mut at = HEAD_PART;
+        while at < len {
+            let end = (at + COPY_PART).min(len);
+            let n = parts.len() as u32 + 1;
+            parts.push((n, client.upload_part_copy(&p, &id, n, &p, (at, end - 1))?));
+            at = end;
+        }
+        client.complete_upload(&p, &id, &parts)
+    })();
+    if let Err(e) = sent {
+        let _ = client.abort_upload(&p, &id);
+        return Err(e);
+    }
+    Ok(len)
 }
 
 impl Drop for Upload {

@@ -1278,6 +1278,38 @@ impl Weed {
             .collect()
     }
 
+    /// Runs `commands` (one per line) in `weed shell` against this server's master; its
+    /// output. For what S3 cannot do: bucket quotas (`s3.bucket.quota`).
+    pub fn shell(&self, commands: &str) -> String {
+        let mut c = Command::new("weed")
+            .current_dir(self.dir.path())
+            .env("TMPDIR", self.dir.path())
+            .args([
+                "shell".to_string(),
+                // HOST:PORT.GRPC: the shell would dial PORT + 10000 for gRPC
+                format!(
+                    "-master=127.0.0.1:{}.{}",
+                    self.ports.master, self.ports.master_grpc
+                ),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{commands}\n").as_bytes())
+            .unwrap();
+        let o = c.wait_with_output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    }
+
     /// weed's process (it starts no others); empty while stopped.
     pub fn pids(&self) -> Vec<i32> {
         self.daemon.as_ref().map(Daemon::pids).unwrap_or_default()
