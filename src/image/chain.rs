@@ -111,9 +111,14 @@ fn peek_header(path: &Path) -> Option<Header> {
 /// The kind recorded in an image's metadata (full when a parentless image says nothing, else
 /// incremental).
 pub fn kind_of(r: &ImageReader) -> ImageKind {
-    match r.meta().kind {
+    kind_from(r.header(), r.meta())
+}
+
+/// [`kind_of`] from an image's header and metadata.
+pub fn kind_from(h: &Header, m: &super::ImageMeta) -> ImageKind {
+    match m.kind {
         Some(k) => k,
-        None if r.header().is_full() => ImageKind::Full,
+        None if h.is_full() => ImageKind::Full,
         None => ImageKind::Incremental,
     }
 }

@@ -660,6 +660,17 @@ pub mod keyring {
     /// three tries). [`Error::KeyNeeded`] when there is nothing to try, [`Error::WrongKey`]
     /// when nothing tried opens it.
     pub fn unlock(path: &Path, slots: &KeySlots) -> Result<MasterKey> {
+        unlock_with(path, slots, true)
+    }
+
+    /// True when a prompt is set: [`unlock`] may ask a person.
+    pub fn can_prompt() -> bool {
+        with(|r| r.prompt.is_some())
+    }
+
+    /// [`unlock`]; without `prompt`, nobody is asked: only keys and secrets given before are
+    /// tried (for listings, which open many images at once).
+    pub fn unlock_with(path: &Path, slots: &KeySlots, prompt: bool) -> Result<MasterKey> {
         let secrets = with(|r| {
             if let Some(k) = r.keys.iter().find(|k| k.key_id() == slots.key_id) {
                 return Err(k.clone());
@@ -677,7 +688,11 @@ pub mod keyring {
             }
         }
         // the prompt runs without the lock held (it waits for a person)
-        let prompt = with(|r| r.prompt.take());
+        let prompt = if prompt {
+            with(|r| r.prompt.take())
+        } else {
+            None
+        };
         let Some(prompt) = prompt else {
             return Err(if secrets.is_empty() {
                 Error::KeyNeeded {

@@ -238,11 +238,11 @@ mod reader;
 pub mod volumes;
 mod writer;
 
-pub use chain::{kind_of, Chain, ChainLink, FrameRead, Located, MAX_CHAIN};
+pub use chain::{kind_from, kind_of, Chain, ChainLink, FrameRead, Located, MAX_CHAIN};
 pub use dev::ImageDev;
 pub use format::{Codec, Footer, Header, Record};
 pub use meta::{CopyMethod, ImageKind, ImageMeta, Region, RegionKind};
-pub use reader::{ImageReader, VerifyReport};
+pub use reader::{ImageReader, ImageSummary, VerifyReport};
 pub use volumes::{image_bytes, image_files, remove_image, VolumeFile, VolumeLimit};
 pub use writer::{hex, partial_path, EncodedChunk, ImageWriter, WriteSummary};
 

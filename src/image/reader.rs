@@ -31,6 +31,56 @@ pub struct ImageReader {
     hasher: ContentHash,
 }
 
+/// What [`ImageReader::open_summary`] reads of an image: its header, footer and metadata,
+/// checked (CRCs, the footer bound to the header, the sections' bounds, and for an encrypted
+/// image the key and the sealed metadata), but not its index. Enough to list an image; to
+/// read it, [`ImageReader::open`] it.
+#[derive(Debug)]
+pub struct ImageSummary {
+    path: PathBuf,
+    header: Header,
+    footer: Footer,
+    meta: ImageMeta,
+    file_len: u64,
+}
+
+impl ImageSummary {
+    /// The header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The footer.
+    pub fn footer(&self) -> &Footer {
+        &self.footer
+    }
+
+    /// The metadata written by the imaging job.
+    pub fn meta(&self) -> &ImageMeta {
+        &self.meta
+    }
+
+    /// The image's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the image file in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.file_len
+    }
+}
+
+/// Header, footer and metadata of an image being opened, and what reads the rest.
+struct Head {
+    file: VolumeFile,
+    header: Header,
+    footer: Footer,
+    meta: ImageMeta,
+    sealer: Option<Sealer>,
+    hasher: ContentHash,
+}
+
 /// The result of [`ImageReader::verify`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VerifyReport {
@@ -45,8 +95,14 @@ pub struct VerifyReport {
 impl ImageReader {
     /// Opens and checks `path`. Every failure names the structure and file offset.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = VolumeFile::open(path)?;
-        let file_len = file.len();
+        let Head {
+            file,
+            header,
+            footer,
+            meta,
+            sealer,
+            hasher,
+        } = Self::open_head(path, true)?;
         let fmt = |source: FormatError| Error::Image {
             path: path.to_path_buf(),
             source,
@@ -56,67 +112,6 @@ impl ImageReader {
             file.read_exact_at(&mut b, off)?;
             Ok(b)
         };
-        if file_len < 8 {
-            return Err(fmt(FormatError::NotAnImage));
-        }
-        let head = read(0, (file_len.min(HEADER_LEN as u64)) as usize)?;
-        let first = super::volumes::first_volume_of(path).filter(|f| f.is_file());
-        let header = Header::decode(&head).map_err(|e| match (&e, first) {
-            (FormatError::NotAnImage, Some(first)) => fmt(FormatError::Volumes {
-                volume: path.to_path_buf(),
-                reason: format!(
-                    "this is a later volume of a split image: open its first volume, {}",
-                    first.display()
-                ),
-            }),
-            _ => fmt(e),
-        })?;
-        // an encrypted image is unlocked before anything past the header is read: a wrong
-        // passphrase is told as such, never as damage
-        let key = match &header.keys {
-            Some(slots) => Some(crypt::keyring::unlock(path, slots)?),
-            None => None,
-        };
-        let sealer = key.as_ref().map(|k| k.sealer(header.image_id));
-        let hasher = key.map(|k| k.content_hash()).unwrap_or_default();
-        let seal_len = if sealer.is_some() { crypt::OVERHEAD } else { 0 };
-        let min = (HEADER_LEN + FOOTER_LEN) as u64;
-        if file_len < min {
-            return Err(fmt(FormatError::Incomplete { offset: file_len }));
-        }
-        let footer_at = file_len - FOOTER_LEN as u64;
-        let footer = Footer::decode(&read(footer_at, FOOTER_LEN)?, footer_at).map_err(|e| {
-            // a split image without its end: name the volume to look at
-            match (&e, file.missing_end()) {
-                (FormatError::Incomplete { .. }, Some((volume, reason))) => {
-                    fmt(FormatError::Volumes { volume, reason })
-                }
-                _ => fmt(e),
-            }
-        })?;
-        let found = if header.volume_size > 0 {
-            file.count()
-        } else {
-            0
-        };
-        if footer.volumes as usize != found {
-            return Err(fmt(FormatError::Invalid {
-                what: "footer",
-                offset: footer_at,
-                reason: format!(
-                    "the image was written as {} volumes but {found} are here",
-                    footer.volumes
-                ),
-            }));
-        }
-        if footer.header_crc != header.binding_crc() {
-            return Err(fmt(FormatError::Invalid {
-                what: "footer",
-                offset: footer_at,
-                reason: "it belongs to a different header".into(),
-            }));
-        }
-        // sections must tile the file: chunks | meta | index | footer
         let bad = |what: &'static str, offset: u64, reason: String| {
             fmt(FormatError::Invalid {
                 what,
@@ -124,36 +119,8 @@ impl ImageReader {
                 reason,
             })
         };
-        let expect_index_len = footer
-            .chunk_count
-            .checked_mul(RECORD_LEN as u64)
-            .and_then(|n| n.checked_add(20 + seal_len as u64));
-        if footer.meta_offset < HEADER_LEN as u64
-            || footer.meta_len < 20 + seal_len as u64
-            || footer.meta_len > MAX_META
-            || footer.meta_offset.checked_add(footer.meta_len) != Some(footer.index_offset)
-            || footer.index_offset.checked_add(footer.index_len) != Some(footer_at)
-            || expect_index_len != Some(footer.index_len)
-        {
-            return Err(bad(
-                "footer",
-                footer_at,
-                format!(
-                    "sections do not fit the file: metadata {}+{}, index {}+{} ({} chunks), footer at {footer_at}",
-                    footer.meta_offset, footer.meta_len, footer.index_offset, footer.index_len, footer.chunk_count
-                ),
-            ));
-        }
-        let meta_sec = read(footer.meta_offset, footer.meta_len as usize)?;
-        let (body, crc) = meta_sec.split_at(meta_sec.len() - 4);
-        if body[..8] != META_MAGIC
-            || crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]])
-        {
-            return Err(fmt(FormatError::Checksum {
-                what: "metadata",
-                offset: footer.meta_offset,
-            }));
-        }
+        let seal_len = if sealer.is_some() { crypt::OVERHEAD } else { 0 };
+        let footer_at = file.len() - FOOTER_LEN as u64;
         let opened = |place: Place, what: &'static str, at: u64, sealed: &[u8]| match &sealer {
             None => Ok(sealed.to_vec()),
             Some(s) => {
@@ -169,10 +136,6 @@ impl ImageReader {
                 }
             }
         };
-        let json = opened(Place::Meta, "metadata", footer.meta_offset, &body[16..])?;
-        let meta = ImageMeta::from_json(&json)
-            .map_err(|e| bad("metadata", footer.meta_offset, format!("not valid: {e}")))?;
-
         let idx = read(footer.index_offset, footer.index_len as usize)?;
         let (body, crc) = idx.split_at(idx.len() - 4);
         if body[..8] != INDEX_MAGIC
@@ -287,6 +250,159 @@ impl ImageReader {
             header,
             footer,
             records,
+            meta,
+            sealer,
+            hasher,
+        })
+    }
+
+    /// Opens `path` as far as a listing needs ([`ImageSummary`]): the index is not read.
+    /// Without `prompt`, an encrypted image opens only with a key or passphrase given
+    /// before; nobody is asked.
+    pub fn open_summary(path: &Path, prompt: bool) -> Result<ImageSummary> {
+        let h = Self::open_head(path, prompt)?;
+        Ok(ImageSummary {
+            path: path.to_path_buf(),
+            file_len: h.file.len(),
+            header: h.header,
+            footer: h.footer,
+            meta: h.meta,
+        })
+    }
+
+    /// Reads and checks the header, footer and metadata of `path`.
+    fn open_head(path: &Path, prompt: bool) -> Result<Head> {
+        let file = VolumeFile::open(path)?;
+        let file_len = file.len();
+        let fmt = |source: FormatError| Error::Image {
+            path: path.to_path_buf(),
+            source,
+        };
+        let read = |off: u64, len: usize| -> Result<Vec<u8>> {
+            let mut b = vec![0u8; len];
+            file.read_exact_at(&mut b, off)?;
+            Ok(b)
+        };
+        if file_len < 8 {
+            return Err(fmt(FormatError::NotAnImage));
+        }
+        let head = read(0, (file_len.min(HEADER_LEN as u64)) as usize)?;
+        let first = super::volumes::first_volume_of(path).filter(|f| f.is_file());
+        let header = Header::decode(&head).map_err(|e| match (&e, first) {
+            (FormatError::NotAnImage, Some(first)) => fmt(FormatError::Volumes {
+                volume: path.to_path_buf(),
+                reason: format!(
+                    "this is a later volume of a split image: open its first volume, {}",
+                    first.display()
+                ),
+            }),
+            _ => fmt(e),
+        })?;
+        // an encrypted image is unlocked before anything past the header is read: a wrong
+        // passphrase is told as such, never as damage
+        let key = match &header.keys {
+            Some(slots) => Some(crypt::keyring::unlock_with(path, slots, prompt)?),
+            None => None,
+        };
+        let sealer = key.as_ref().map(|k| k.sealer(header.image_id));
+        let hasher = key.map(|k| k.content_hash()).unwrap_or_default();
+        let seal_len = if sealer.is_some() { crypt::OVERHEAD } else { 0 };
+        let min = (HEADER_LEN + FOOTER_LEN) as u64;
+        if file_len < min {
+            return Err(fmt(FormatError::Incomplete { offset: file_len }));
+        }
+        let footer_at = file_len - FOOTER_LEN as u64;
+        let footer = Footer::decode(&read(footer_at, FOOTER_LEN)?, footer_at).map_err(|e| {
+            // a split image without its end: name the volume to look at
+            match (&e, file.missing_end()) {
+                (FormatError::Incomplete { .. }, Some((volume, reason))) => {
+                    fmt(FormatError::Volumes { volume, reason })
+                }
+                _ => fmt(e),
+            }
+        })?;
+        let found = if header.volume_size > 0 {
+            file.count()
+        } else {
+            0
+        };
+        if footer.volumes as usize != found {
+            return Err(fmt(FormatError::Invalid {
+                what: "footer",
+                offset: footer_at,
+                reason: format!(
+                    "the image was written as {} volumes but {found} are here",
+                    footer.volumes
+                ),
+            }));
+        }
+        if footer.header_crc != header.binding_crc() {
+            return Err(fmt(FormatError::Invalid {
+                what: "footer",
+                offset: footer_at,
+                reason: "it belongs to a different header".into(),
+            }));
+        }
+        // sections must tile the file: chunks | meta | index | footer
+        let bad = |what: &'static str, offset: u64, reason: String| {
+            fmt(FormatError::Invalid {
+                what,
+                offset,
+                reason,
+            })
+        };
+        let expect_index_len = footer
+            .chunk_count
+            .checked_mul(RECORD_LEN as u64)
+            .and_then(|n| n.checked_add(20 + seal_len as u64));
+        if footer.meta_offset < HEADER_LEN as u64
+            || footer.meta_len < 20 + seal_len as u64
+            || footer.meta_len > MAX_META
+            || footer.meta_offset.checked_add(footer.meta_len) != Some(footer.index_offset)
+            || footer.index_offset.checked_add(footer.index_len) != Some(footer_at)
+            || expect_index_len != Some(footer.index_len)
+        {
+            return Err(bad(
+                "footer",
+                footer_at,
+                format!(
+                    "sections do not fit the file: metadata {}+{}, index {}+{} ({} chunks), footer at {footer_at}",
+                    footer.meta_offset, footer.meta_len, footer.index_offset, footer.index_len, footer.chunk_count
+                ),
+            ));
+        }
+        let meta_sec = read(footer.meta_offset, footer.meta_len as usize)?;
+        let (body, crc) = meta_sec.split_at(meta_sec.len() - 4);
+        if body[..8] != META_MAGIC
+            || crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]])
+        {
+            return Err(fmt(FormatError::Checksum {
+                what: "metadata",
+                offset: footer.meta_offset,
+            }));
+        }
+        let opened = |place: Place, what: &'static str, at: u64, sealed: &[u8]| match &sealer {
+            None => Ok(sealed.to_vec()),
+            Some(s) => {
+                let mut plain = Vec::new();
+                if s.open(place, sealed, &mut plain) {
+                    Ok(plain)
+                } else {
+                    Err(bad(
+                        what,
+                        at,
+                        "it does not decrypt: changed, or from another image".into(),
+                    ))
+                }
+            }
+        };
+        let json = opened(Place::Meta, "metadata", footer.meta_offset, &body[16..])?;
+        let meta = ImageMeta::from_json(&json)
+            .map_err(|e| bad("metadata", footer.meta_offset, format!("not valid: {e}")))?;
+        Ok(Head {
+            file,
+            header,
+            footer,
             meta,
             sealer,
             hasher,

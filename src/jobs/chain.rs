@@ -79,7 +79,11 @@ impl DiskIdentity {
 
     /// The identity recorded in an image's metadata.
     pub fn of_image(r: &ImageReader) -> DiskIdentity {
-        let m = r.meta();
+        Self::of_parts(r.header(), r.meta())
+    }
+
+    /// [`DiskIdentity::of_image`] from an image's header and metadata.
+    pub fn of_parts(h: &crate::image::format::Header, m: &crate::image::ImageMeta) -> DiskIdentity {
         let src = m.source.clone().unwrap_or_default();
         let recorded_path =
             (!m.source_path.as_os_str().is_empty()).then(|| m.source_path.display().to_string());
@@ -88,7 +92,7 @@ impl DiskIdentity {
             model: src.model(),
             serial: src.serial(),
             disk_id: src.disk_id(),
-            size_bytes: r.header().source_size,
+            size_bytes: h.source_size,
             backing_file: src.backing_file(),
         }
     }
@@ -178,14 +182,25 @@ pub fn images_and_locked_in(dir: &Path) -> Result<(Vec<Found>, Vec<PathBuf>)> {
         let rd = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
         rd.filter_map(|e| e.ok().map(|e| e.path())).collect()
     };
+    names.sort();
+    names.retain(|p| (s3 || p.is_file()) && p.extension().is_none_or(|e| e != "partial"));
+    // only each image's header, footer and metadata are read (not its index), several at
+    // once: a bucket's folder of hundreds of images lists in a few round trips' time. Nobody
+    // is asked for a passphrase meanwhile; the images that need one are opened again one by
+    // one afterwards, when a prompt may ask.
+    let opened = open_summaries(&names, LISTING_THREADS, false);
     let mut out = Vec::new();
     let mut locked = Vec::new();
-    names.sort();
-    for p in names {
-        if !(s3 || p.is_file()) || p.extension().is_some_and(|e| e == "partial") {
-            continue;
-        }
-        let r = match ImageReader::open(&p) {
+    for (p, r) in names.into_iter().zip(opened) {
+        let r = match r {
+            Err(Error::KeyNeeded { .. } | Error::WrongKey { .. })
+                if crate::image::crypt::keyring::can_prompt() =>
+            {
+                ImageReader::open_summary(&p, true)
+            }
+            r => r,
+        };
+        let r = match r {
             Ok(r) => r,
             Err(Error::KeyNeeded { .. } | Error::WrongKey { .. }) => {
                 locked.push(p);
@@ -193,28 +208,65 @@ pub fn images_and_locked_in(dir: &Path) -> Result<(Vec<Found>, Vec<PathBuf>)> {
             }
             Err(_) => continue,
         };
+        let h = r.header();
         out.push(Found {
-            image_id: hex(&r.header().image_id),
-            kind: crate::image::kind_of(&r),
-            created_unix: r.header().created_unix,
-            full: r.header().is_full(),
-            parent_id: (!r.header().is_full()).then(|| hex(&r.header().parent_id)),
-            disk: DiskIdentity::of_image(&r),
-            chain_name: chain_name_of(&r),
-            packed: r.header().flags & crate::image::format::FLAG_PACKED != 0,
+            image_id: hex(&h.image_id),
+            kind: crate::image::kind_from(h, r.meta()),
+            created_unix: h.created_unix,
+            full: h.is_full(),
+            parent_id: (!h.is_full()).then(|| hex(&h.parent_id)),
+            disk: DiskIdentity::of_parts(h, r.meta()),
+            chain_name: chain_name_from(r.meta(), &p),
+            packed: h.flags & crate::image::format::FLAG_PACKED != 0,
             path: p,
         });
     }
     Ok((out, locked))
 }
 
+/// How many images a listing opens at once.
+const LISTING_THREADS: usize = 8;
+
+/// [`ImageReader::open_summary`] of every path, `threads` at a time; the results in order.
+fn open_summaries(
+    paths: &[PathBuf],
+    threads: usize,
+    prompt: bool,
+) -> Vec<Result<crate::image::ImageSummary>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<crate::image::ImageSummary>>>> =
+        paths.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, paths.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(p) = paths.get(i) else { break };
+                let r = ImageReader::open_summary(p, prompt);
+                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(|| Err(Error::Unsupported("a listing thread stopped".into())))
+        })
+        .collect()
+}
+
 /// The chain name an image records, or its file stem.
 pub fn chain_name_of(r: &ImageReader) -> String {
-    let name = &r.meta().chain_name;
-    if name.is_empty() {
-        stem(r.path())
+    chain_name_from(r.meta(), r.path())
+}
+
+/// [`chain_name_of`] from an image's metadata and path.
+fn chain_name_from(m: &crate::image::ImageMeta, path: &Path) -> String {
+    if m.chain_name.is_empty() {
+        stem(path)
     } else {
-        name.clone()
+        m.chain_name.clone()
     }
 }
 
@@ -360,6 +412,48 @@ pub fn plan_prune(dir: &Path, keep: &[PathBuf], search: &[PathBuf]) -> Result<Pr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-chunk image at `dir/name`.
+    fn small_image(dir: &Path, name: &str) {
+        use crate::image::{format, Codec, EncodedChunk, ImageMeta, ImageWriter};
+        let header = format::Header {
+            chunk_size: 1 << 20,
+            ..format::sample_header()
+        };
+        let raw = vec![name.len() as u8; 4096];
+        let c = EncodedChunk::single(0, &raw, Codec::Raw, raw.clone());
+        let mut w = ImageWriter::create(&dir.join(name), header).unwrap();
+        w.push(c).unwrap();
+        w.finish(&ImageMeta::default()).unwrap();
+    }
+
+    #[test]
+    fn a_listing_reads_no_index_and_keeps_name_order() {
+        let d = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..20).map(|i| format!("img-{i:02}.lbi")).collect();
+        for n in &names {
+            small_image(d.path(), n);
+        }
+        // a damaged index: listed from its header and metadata (opening it to read fails)
+        let hurt = d.path().join("img-07.lbi");
+        let mut bytes = std::fs::read(&hurt).unwrap();
+        let at = bytes.len() - crate::image::format::FOOTER_LEN - 8;
+        bytes[at] ^= 0xff;
+        std::fs::write(&hurt, &bytes).unwrap();
+        assert!(ImageReader::open(&hurt).is_err());
+        std::fs::write(d.path().join("notes.txt"), b"not an image").unwrap();
+        std::fs::write(d.path().join("img-99.lbi.partial"), b"half").unwrap();
+        let (found, locked) = images_and_locked_in(d.path()).unwrap();
+        let listed: Vec<String> = found
+            .iter()
+            .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(listed, names);
+        assert!(found
+            .iter()
+            .all(|f| f.full && f.kind == crate::image::ImageKind::Full));
+        assert!(locked.is_empty());
+    }
 
     #[test]
     fn utc_stamps() {
