@@ -71,6 +71,21 @@ impl ImageSummary {
     }
 }
 
+/// Why a sealed section is refused.
+const UNSEALED: &str = "it does not decrypt: changed, or from another image";
+
+/// A section's plain bytes: `sealed` itself in a plain image, else opened by `sealer`
+/// (`None` when it does not open).
+fn open_section(sealer: Option<&Sealer>, place: Place, sealed: &[u8]) -> Option<Vec<u8>> {
+    match sealer {
+        None => Some(sealed.to_vec()),
+        Some(s) => {
+            let mut plain = Vec::new();
+            s.open(place, sealed, &mut plain).then_some(plain)
+        }
+    }
+}
+
 /// Header, footer and metadata of an image being opened, and what reads the rest.
 struct Head {
     file: VolumeFile,
@@ -121,20 +136,9 @@ impl ImageReader {
         };
         let seal_len = if sealer.is_some() { crypt::OVERHEAD } else { 0 };
         let footer_at = file.len() - FOOTER_LEN as u64;
-        let opened = |place: Place, what: &'static str, at: u64, sealed: &[u8]| match &sealer {
-            None => Ok(sealed.to_vec()),
-            Some(s) => {
-                let mut plain = Vec::new();
-                if s.open(place, sealed, &mut plain) {
-                    Ok(plain)
-                } else {
-                    Err(bad(
-                        what,
-                        at,
-                        "it does not decrypt: changed, or from another image".into(),
-                    ))
-                }
-            }
+        let opened = |place: Place, what: &'static str, at: u64, sealed: &[u8]| {
+            open_section(sealer.as_ref(), place, sealed)
+                .ok_or_else(|| bad(what, at, UNSEALED.into()))
         };
         let idx = read(footer.index_offset, footer.index_len as usize)?;
         let (body, crc) = idx.split_at(idx.len() - 4);
@@ -381,20 +385,9 @@ impl ImageReader {
                 offset: footer.meta_offset,
             }));
         }
-        let opened = |place: Place, what: &'static str, at: u64, sealed: &[u8]| match &sealer {
-            None => Ok(sealed.to_vec()),
-            Some(s) => {
-                let mut plain = Vec::new();
-                if s.open(place, sealed, &mut plain) {
-                    Ok(plain)
-                } else {
-                    Err(bad(
-                        what,
-                        at,
-                        "it does not decrypt: changed, or from another image".into(),
-                    ))
-                }
-            }
+        let opened = |place: Place, what: &'static str, at: u64, sealed: &[u8]| {
+            open_section(sealer.as_ref(), place, sealed)
+                .ok_or_else(|| bad(what, at, UNSEALED.into()))
         };
         let json = opened(Place::Meta, "metadata", footer.meta_offset, &body[16..])?;
         let meta = ImageMeta::from_json(&json)

@@ -2586,20 +2586,26 @@ fn space_changes_a_choice_and_is_typed_into_a_passphrase() {
     assert_eq!(image_wiz(&m).name, name);
 }
 
+/// On the image wizard's last field, the fleet store cannot be turned off, and the request
+/// goes into the store.
+fn fleet_field_is_fixed_at_yes(m: &mut Model) {
+    for _ in 0..8 {
+        press(m, KeyCode::Down);
+    }
+    press(m, KeyCode::Left);
+    assert!(!image_wiz(m).fleet, "nothing to choose");
+    let JobRequest::Image { dedup, .. } = plan_req(press(m, KeyCode::Enter)) else {
+        panic!()
+    };
+    assert!(dedup, "into the store");
+}
+
 #[test]
 fn a_storage_that_is_a_fleet_store_keeps_its_field_at_yes() {
     let mut packed = entry("/s/pc.lbi", &disks()[SDA], true, "pc", 1);
     packed.found.packed = true;
     let mut m = image_options(vec![packed], SDA);
-    for _ in 0..8 {
-        press(&mut m, KeyCode::Down);
-    }
-    press(&mut m, KeyCode::Left);
-    assert!(!image_wiz(&m).fleet, "nothing to choose");
-    let JobRequest::Image { dedup, .. } = plan_req(press(&mut m, KeyCode::Enter)) else {
-        panic!()
-    };
-    assert!(dedup, "into the store");
+    fleet_field_is_fixed_at_yes(&mut m);
 }
 
 #[test]
@@ -2615,15 +2621,7 @@ fn an_empty_fleet_store_keeps_its_field_at_yes() {
         })),
     );
     assert!(m.storage_fleet);
-    for _ in 0..8 {
-        press(&mut m, KeyCode::Down);
-    }
-    press(&mut m, KeyCode::Left);
-    assert!(!image_wiz(&m).fleet, "nothing to choose");
-    let JobRequest::Image { dedup, .. } = plan_req(press(&mut m, KeyCode::Enter)) else {
-        panic!()
-    };
-    assert!(dedup, "into the store");
+    fleet_field_is_fixed_at_yes(&mut m);
     // and the listing finds it from the store key alone
     let dir = tempfile::tempdir().unwrap();
     assert!(!super::exec::list_images(dir.path()).unwrap().fleet);
