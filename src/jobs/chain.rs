@@ -225,7 +225,7 @@ pub fn images_and_locked_in(dir: &Path) -> Result<(Vec<Found>, Vec<PathBuf>)> {
 }
 
 /// How many images a listing opens at once.
-const LISTING_THREADS: usize = 8;
+const LISTING_THREADS: usize = 4;
 
 /// [`ImageReader::open_summary`] of every path, `threads` at a time; the results in order.
 fn open_summaries(
