@@ -14,7 +14,8 @@
 #
 # Reports, for the local folder (and S3): the bytes the store holds (packs, index files and
 # images) against one machine's plain image and against all the plain images; the seconds of
-# each dedup image against its plain one. Target: the fleet in at most 1.6 x one machine's
+# each dedup image against its plain one; the last machine's restore from the store against
+# its restore from its plain image (plain images are always in a local folder). Target: the fleet in at most 1.6 x one machine's
 # image. Output: Markdown on stdout and in bench/results/fleet-DATE.md.
 set -euo pipefail
 export LC_ALL=C
@@ -89,12 +90,25 @@ run_fleet() { # DEST_DIR_OR_URL LABEL SIZE_FN [EXTRA_FLAGS...] (of the --dedup i
     plain_total=$((plain_total + sz))
     plain_secs=$(echo "$plain_secs + $tp" | bc -l); dedup_secs=$(echo "$dedup_secs + $td" | bc -l)
     printf '| %s | pc%d | %d | %.2f | %.2f |\n' "$label" "$m" "$sz" "$tp" "$td"
-    rm -f "$work/plain/pc$m.lbi"
+    [ "$m" = "$machines" ] || rm -f "$work/plain/pc$m.lbi"
   done
   local stored; stored=$($size_fn "$dest")
   local vflags=() a
   for a in ${extra[@]+"${extra[@]}"}; do [ "$a" = --encrypt ] || vflags+=("$a"); done
   "$lb" verify "$dest" ${vflags[@]+"${vflags[@]}"} >/dev/null 2>&1 || { echo "fleet.sh: verify $dest FAILED" >&2; exit 1; }
+  # the last machine restored from its plain image and from the store (whose blocks lie in
+  # the packs of every machine before it), the page cache dropped before each
+  local last="pc$machines" rp rd
+  fallocate -l "$(stat -c %s "$work/$last.img")" "$work/target.img"
+  drop; t0=$(now); "$lb" restore "$work/plain/$last.lbi" "$work/target.img" --yes >/dev/null 2>&1; t1=$(now)
+  rp=$(echo "$t1 - $t0" | bc -l)
+  drop; t0=$(now); "$lb" restore "$dest/$last.lbi" "$work/target.img" --yes ${vflags[@]+"${vflags[@]}"} >/dev/null 2>&1 \
+    || { echo "fleet.sh: restore $dest/$last.lbi FAILED" >&2; exit 1; }
+  t1=$(now); rd=$(echo "$t1 - $t0" | bc -l)
+  rm -f "$work/target.img" "$work/plain/$last.lbi"
+  echo
+  printf -- '- %s: restoring %s took %.2f s from the store, %.2f s from its plain image (%.2f x its speed)\n' \
+    "$label" "$last" "$rd" "$rp" "$(echo "$rp / $rd" | bc -l)"
   echo
   printf -- '- %s: the store holds %d bytes for %d machines: %.2f x one plain image (%d bytes; target <= 1.6), %.2f x the %d plain images (%d bytes); imaging took %.2f s with --dedup, %.2f s plain\n' \
     "$label" "$stored" "$machines" "$(echo "$stored / $one" | bc -l)" "$one" \
