@@ -1,7 +1,9 @@
 //! The real binary's TUI in a real terminal: tmux runs `lifeboat tui` at 80x25, keys are
 //! sent, and the screen is read back. Checks that it draws the Home screen and its footer,
 //! opens help with `?`, closes it with any key, and leaves cleanly with `q` (exit code 0).
-//! Needs tmux; under CI a missing tmux fails the test.
+//! And that an arrow key whose bytes arrive 30 ms apart (Esc, then `[B`, as a slow serial line
+//! may deliver them) moves in the storage screen instead of going back as Esc, while a lone
+//! Esc still goes back. Needs tmux; under CI a missing tmux fails the test.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -92,4 +94,65 @@ fn home_help_and_quit_in_a_real_terminal() {
         !screen.contains("Disks"),
         "the alternate screen was left on exit:\n{screen}"
     );
+}
+
+/// Whether the pane shows `what` within `wait`.
+fn shows_within(session: &str, what: &str, wait: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < wait {
+        if tmux(&["capture-pane", "-p", "-t", session]).contains(what) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn an_arrow_key_split_on_a_slow_line_is_not_esc() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            !common::in_ci(),
+            "tmux is not installed (bash .ci/install-deps.sh)"
+        );
+        eprintln!("SKIP: tmux not installed");
+        return;
+    }
+    let session = format!("lifeboat-keys-{}", std::process::id());
+    let _end = Session(session.clone());
+    let cmd = format!(
+        "{} tui; echo EXITED rc=$?; sleep 30",
+        env!("CARGO_BIN_EXE_lifeboat")
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "80",
+        "-y",
+        "25",
+        &cmd,
+    ]);
+    wait_for(&session, "q  quit");
+    // the storage screen, where Esc goes back home
+    tmux(&["send-keys", "-t", &session, "s"]);
+    wait_for(&session, "where images are kept");
+    // Down, its bytes 30 ms apart as a serial line may deliver them: Esc, then "[B"
+    tmux(&["send-keys", "-t", &session, "Escape"]);
+    std::thread::sleep(Duration::from_millis(30));
+    tmux(&["send-keys", "-t", &session, "-l", "[B"]);
+    assert!(
+        !shows_within(&session, "q  quit", Duration::from_millis(800)),
+        "a split Down went back home as Esc:\n{}",
+        tmux(&["capture-pane", "-p", "-t", &session])
+    );
+    assert!(tmux(&["capture-pane", "-p", "-t", &session]).contains("where images are kept"));
+    // a real Esc, alone, still goes back
+    tmux(&["send-keys", "-t", &session, "Escape"]);
+    wait_for(&session, "q  quit");
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let screen = wait_for(&session, "EXITED");
+    assert!(screen.contains("EXITED rc=0"), "{screen}");
 }
