@@ -468,8 +468,11 @@ impl Client {
             let (err, server_failed) =
                 match http::exchange(&url, method, &headers, body, MAX_ANSWER) {
                     Ok(r) if (200..300).contains(&r.status) => return Ok(r),
+                    // a 501 (NotImplemented) is an answer, not a failure: not retried
                     Ok(r)
-                        if r.status >= 500
+                        if (r.status >= 500
+                            && r.status != 501
+                            && s3_code(&r.body).as_deref() != Some("NotImplemented"))
                             || s3_code(&r.body).as_deref() == Some("RequestTimeout") =>
                     {
                         (s3_error(&what, &r), r.status >= 500)
@@ -500,6 +503,46 @@ impl Client {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The size and ETag of `p`, or `None` when there is no such object.
+    pub fn head_tagged(&self, p: &S3Path) -> io::Result<Option<(u64, String)>> {
+        match self.call("HEAD", &p.bucket, &p.key, "", &[]) {
+            Ok(r) => Ok(Some((
+                r.header("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                r.header("etag").unwrap_or_default().to_string(),
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Bytes `first..=last` of `p`, only while its ETag is `etag` (else an error: it was
+    /// replaced meanwhile).
+    pub fn get_range_if(
+        &self,
+        p: &S3Path,
+        (first, last): (u64, u64),
+        etag: &str,
+    ) -> io::Result<Vec<u8>> {
+        let extra = [
+            ("Range".to_string(), format!("bytes={first}-{last}")),
+            ("If-Match".to_string(), etag.to_string()),
+        ];
+        let r = self.call_with("GET", &p.bucket, &p.key, "", &extra, &[])?;
+        let want = last - first + 1;
+        if r.body.len() as u64 != want {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{p}: asked for {want} bytes at {first}, got {}",
+                    r.body.len()
+                ),
+            ));
+        }
+        Ok(r.body)
     }
 
     /// Stores `body` as `p` in one request (small objects).
@@ -593,8 +636,9 @@ impl Client {
     }
 
     /// Makes part `n` (from 1) of upload `id` of `p` from bytes `first..=last` of the object
-    /// `src`, copied by the store itself (UploadPartCopy); its ETag. A store that cannot
-    /// copy parts answers with an error of kind `Unsupported`.
+    /// `src`, copied by the store itself (UploadPartCopy), only while `src`'s ETag is `etag`;
+    /// the part's ETag. A store that cannot copy parts answers with an error of kind
+    /// `Unsupported`.
     pub fn upload_part_copy(
         &self,
         p: &S3Path,
@@ -602,9 +646,11 @@ impl Client {
         n: u32,
         src: &S3Path,
         (first, last): (u64, u64),
+        etag: &str,
     ) -> io::Result<String> {
         let q = format!("partNumber={n}&uploadId={}", uri_encode(id, false));
         let extra = [
+            ("x-amz-copy-source-if-match".to_string(), etag.to_string()),
             (
                 "x-amz-copy-source".to_string(),
                 format!("/{}/{}", src.bucket, uri_encode(&src.key, true)),
@@ -1104,8 +1150,8 @@ pub fn replace_head(path: &Path, head: &[u8]) -> io::Result<u64> {
             ),
         ));
     }
-    if len > HEAD_PART {
-        match copy_rest(path, head, &src) {
+    if len > HEAD_PART && head.len() as u64 <= HEAD_PART {
+        match copy_rest(path, head, len) {
             Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
             r => return r,
         }
@@ -1123,22 +1169,33 @@ pub fn replace_head(path: &Path, head: &[u8]) -> io::Result<u64> {
     up.finish()
 }
 
-/// [`replace_head`] with the store copying every part after the first.
-fn copy_rest(path: &Path, head: &[u8], src: &HttpFile) -> io::Result<u64> {
+/// [`replace_head`] with the store copying every part after the first. Every read and copy
+/// is made only while the object is the one first seen (its ETag), so that an object
+/// replaced meanwhile is not joined to another's bytes; the new object's size is the
+/// store's word.
+fn copy_rest(path: &Path, head: &[u8], len: u64) -> io::Result<u64> {
     let p = S3Path::of(path)?;
     let client = Client::from_env()?;
-    let len = src.len();
+    let changed = || {
+        io::Error::other(format!(
+            "{p}: the object changed while its header was rewritten"
+        ))
+    };
+    let (seen, etag) = client.head_tagged(&p)?.ok_or_else(changed)?;
+    if seen != len || etag.is_empty() {
+        return Err(changed());
+    }
     let id = client.create_upload(&p)?;
     let sent = (|| {
         let mut first = head.to_vec();
-        first.resize(HEAD_PART as usize, 0);
-        src.read_exact_at(&mut first[head.len()..], head.len() as u64)?;
+        first.extend(client.get_range_if(&p, (head.len() as u64, HEAD_PART - 1), &etag)?);
         let mut parts = vec![(1, client.upload_part(&p, &id, 1, &first)?)];
         let mut at = HEAD_PART;
         while at < len {
             let end = (at + COPY_PART).min(len);
             let n = parts.len() as u32 + 1;
-            parts.push((n, client.upload_part_copy(&p, &id, n, &p, (at, end - 1))?));
+            let tag = client.upload_part_copy(&p, &id, n, &p, (at, end - 1), &etag)?;
+            parts.push((n, tag));
             at = end;
         }
         client.complete_upload(&p, &id, &parts)
@@ -1147,7 +1204,7 @@ fn copy_rest(path: &Path, head: &[u8], src: &HttpFile) -> io::Result<u64> {
         let _ = client.abort_upload(&p, &id);
         return Err(e);
     }
-    Ok(len)
+    client.head(&p)?.ok_or_else(changed)
 }
 
 impl Drop for Upload {

@@ -18,6 +18,10 @@ pub const WAIT: std::time::Duration = std::time::Duration::from_millis(60);
 const LONGEST: usize = 6;
 
 /// Collects the keys after an Esc until they make a sequence, or cannot.
+///
+/// A complete sequence that stands for no key the menu knows (`Esc [ 2 9 ~`, `Esc O x`) is
+/// dropped whole: delivered as Esc and characters, it would go back a screen and type into
+/// a field.
 #[derive(Debug, Default)]
 pub struct Joiner {
     /// The characters after the Esc so far; `None` when no Esc is pending.
@@ -56,6 +60,7 @@ impl Joiner {
             .collect();
         match decode(&text) {
             Decoded::Key(code) => vec![KeyEvent::new(code, KeyModifiers::NONE)],
+            Decoded::Unknown => Vec::new(),
             Decoded::More if text.len() < LONGEST => {
                 self.pending = Some(after);
                 Vec::new()
@@ -80,12 +85,15 @@ enum Decoded {
     Key(KeyCode),
     /// A sequence could still begin this way.
     More,
+    /// A complete sequence, of no key the menu knows.
+    Unknown,
     /// It is not one.
     Not,
 }
 
 /// Decodes the characters after an Esc: `[A`..`[D`, `[H`, `[F`, `OA`..`OD` (a terminal in
-/// application mode), `[n~` for Insert, Delete, Home, End, Page Up and Page Down.
+/// application mode), `[Z` (Shift-Tab), `OP`..`OS` (F1-F4), `[[A`..`[[E` (F1-F5 on the
+/// Linux console), and `[n~` for Insert, Delete, Home, End, Page Up, Page Down and F1-F12.
 fn decode(text: &str) -> Decoded {
     let mut chars = text.chars();
     let intro = chars.next();
@@ -103,8 +111,21 @@ fn decode(text: &str) -> Decoded {
         None => Decoded::More,
         Some('O') => match rest.chars().next() {
             None => Decoded::More,
-            Some(c) if rest.len() == 1 => letter(c).map_or(Decoded::Not, Decoded::Key),
+            Some(c) if rest.len() == 1 => match c {
+                'P' => Decoded::Key(KeyCode::F(1)),
+                'Q' => Decoded::Key(KeyCode::F(2)),
+                'R' => Decoded::Key(KeyCode::F(3)),
+                'S' => Decoded::Key(KeyCode::F(4)),
+                c if c.is_ascii_alphabetic() => letter(c).map_or(Decoded::Unknown, Decoded::Key),
+                _ => Decoded::Not,
+            },
             Some(_) => Decoded::Not,
+        },
+        // the Linux console's F1-F5: `[[A`..`[[E`
+        Some('[') if rest.starts_with('[') => match rest.chars().nth(1) {
+            None => Decoded::More,
+            Some(c @ 'A'..='E') if rest.len() == 2 => Decoded::Key(KeyCode::F(c as u8 - b'A' + 1)),
+            Some(_) => Decoded::Unknown,
         },
         Some('[') => {
             let Some(last) = rest.chars().last() else {
@@ -117,6 +138,10 @@ fn decode(text: &str) -> Decoded {
             if last.is_ascii_digit() || last == ';' {
                 return Decoded::More;
             }
+            // a CSI sequence ends in a byte from `@` to `~`; anything else cannot end one
+            if !('@'..='~').contains(&last) {
+                return Decoded::Not;
+            }
             // modifiers (`1;5A`) are dropped: the menu uses none with these keys
             let first = body.split(';').next().unwrap_or("");
             match last {
@@ -127,12 +152,25 @@ fn decode(text: &str) -> Decoded {
                     "4" | "8" => Decoded::Key(KeyCode::End),
                     "5" => Decoded::Key(KeyCode::PageUp),
                     "6" => Decoded::Key(KeyCode::PageDown),
-                    _ => Decoded::Not,
+                    "11" => Decoded::Key(KeyCode::F(1)),
+                    "12" => Decoded::Key(KeyCode::F(2)),
+                    "13" => Decoded::Key(KeyCode::F(3)),
+                    "14" => Decoded::Key(KeyCode::F(4)),
+                    "15" => Decoded::Key(KeyCode::F(5)),
+                    "17" => Decoded::Key(KeyCode::F(6)),
+                    "18" => Decoded::Key(KeyCode::F(7)),
+                    "19" => Decoded::Key(KeyCode::F(8)),
+                    "20" => Decoded::Key(KeyCode::F(9)),
+                    "21" => Decoded::Key(KeyCode::F(10)),
+                    "23" => Decoded::Key(KeyCode::F(11)),
+                    "24" => Decoded::Key(KeyCode::F(12)),
+                    _ => Decoded::Unknown,
                 },
+                'Z' if body.is_empty() => Decoded::Key(KeyCode::BackTab),
                 c if body.is_empty() || first == "1" => {
-                    letter(c).map_or(Decoded::Not, Decoded::Key)
+                    letter(c).map_or(Decoded::Unknown, Decoded::Key)
                 }
-                _ => Decoded::Not,
+                _ => Decoded::Unknown,
             }
         }
         Some(_) => Decoded::Not,
@@ -203,6 +241,13 @@ mod tests {
             ("[6~", KeyCode::PageDown),
             ("[3~", KeyCode::Delete),
             ("[1;5A", KeyCode::Up),
+            ("[Z", KeyCode::BackTab),
+            ("OP", KeyCode::F(1)),
+            ("[11~", KeyCode::F(1)),
+            ("[15~", KeyCode::F(5)),
+            ("[24~", KeyCode::F(12)),
+            ("[[A", KeyCode::F(1)),
+            ("[[E", KeyCode::F(5)),
         ] {
             assert_eq!(feed(split(seq)), vec![want], "{seq}");
         }
@@ -224,17 +269,19 @@ mod tests {
     #[test]
     fn what_is_not_a_sequence_passes_through_in_order() {
         assert_eq!(feed(split("x")), vec![KeyCode::Esc, KeyCode::Char('x')]);
+        // complete sequences of keys the menu does not know are dropped whole
+        assert_eq!(feed(split("[9~")), vec![]);
+        assert_eq!(feed(split("[29~")), vec![]);
+        assert_eq!(feed(split("Ox")), vec![]);
+        assert_eq!(feed(split("[1;5P")), vec![]);
+        // a character that cannot end a sequence: all of it, as it came
         assert_eq!(
-            feed(split("[Z")),
-            vec![KeyCode::Esc, KeyCode::Char('['), KeyCode::Char('Z')]
-        );
-        assert_eq!(
-            feed(split("[9~")),
+            feed(split("[1 ")),
             vec![
                 KeyCode::Esc,
                 KeyCode::Char('['),
-                KeyCode::Char('9'),
-                KeyCode::Char('~')
+                KeyCode::Char('1'),
+                KeyCode::Char(' ')
             ]
         );
         // Esc then Enter: both
