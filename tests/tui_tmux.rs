@@ -43,18 +43,20 @@ fn wait_for(session: &str, what: &str) -> String {
     }
 }
 
-#[test]
-fn home_help_and_quit_in_a_real_terminal() {
+/// Starts `lifeboat tui` in a detached 80x25 tmux session named after `name`: the session's
+/// name, and the guard that kills it even when an assertion fails. `None` (a skip) without
+/// tmux, which under CI is a failure.
+fn start_tui(name: &str) -> Option<(String, Session)> {
     if Command::new("tmux").arg("-V").output().is_err() {
         assert!(
             !common::in_ci(),
             "tmux is not installed (bash .ci/install-deps.sh)"
         );
         eprintln!("SKIP: tmux not installed");
-        return;
+        return None;
     }
-    let session = format!("lifeboat-tui-{}", std::process::id());
-    let _end = Session(session.clone()); // killed even when an assertion fails
+    let session = format!("lifeboat-{name}-{}", std::process::id());
+    let end = Session(session.clone());
     let cmd = format!(
         "{} tui; echo EXITED rc=$?; sleep 30",
         env!("CARGO_BIN_EXE_lifeboat")
@@ -70,6 +72,14 @@ fn home_help_and_quit_in_a_real_terminal() {
         "25",
         &cmd,
     ]);
+    Some((session, end))
+}
+
+#[test]
+fn home_help_and_quit_in_a_real_terminal() {
+    let Some((session, _end)) = start_tui("tui") else {
+        return;
+    };
     // the footer is the last line of a frame: once it is there, the frame is whole (a
     // capture can land in the middle of the first frame on a busy machine)
     let screen = wait_for(&session, "q  quit");
@@ -110,31 +120,9 @@ fn shows_within(session: &str, what: &str, wait: Duration) -> bool {
 
 #[test]
 fn an_arrow_key_split_on_a_slow_line_is_not_esc() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        assert!(
-            !common::in_ci(),
-            "tmux is not installed (bash .ci/install-deps.sh)"
-        );
-        eprintln!("SKIP: tmux not installed");
+    let Some((session, _end)) = start_tui("keys") else {
         return;
-    }
-    let session = format!("lifeboat-keys-{}", std::process::id());
-    let _end = Session(session.clone());
-    let cmd = format!(
-        "{} tui; echo EXITED rc=$?; sleep 30",
-        env!("CARGO_BIN_EXE_lifeboat")
-    );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "80",
-        "-y",
-        "25",
-        &cmd,
-    ]);
+    };
     wait_for(&session, "q  quit");
     // the storage screen, where Esc goes back home
     tmux(&["send-keys", "-t", &session, "s"]);

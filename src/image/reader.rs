@@ -71,6 +71,34 @@ impl ImageSummary {
     }
 }
 
+/// The error for `source` in the image at `path`.
+fn image_error(path: &Path, source: FormatError) -> Error {
+    Error::Image {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The error for the structure `what` at `offset` of the image at `path`, invalid for
+/// `reason`.
+fn invalid(path: &Path, what: &'static str, offset: u64, reason: String) -> Error {
+    image_error(
+        path,
+        FormatError::Invalid {
+            what,
+            offset,
+            reason,
+        },
+    )
+}
+
+/// `len` bytes of `file` at `off`.
+fn read_bytes(file: &VolumeFile, off: u64, len: usize) -> Result<Vec<u8>> {
+    let mut b = vec![0u8; len];
+    file.read_exact_at(&mut b, off)?;
+    Ok(b)
+}
+
 /// Why a sealed section is refused.
 const UNSEALED: &str = "it does not decrypt: changed, or from another image";
 
@@ -118,22 +146,9 @@ impl ImageReader {
             sealer,
             hasher,
         } = Self::open_head(path, true)?;
-        let fmt = |source: FormatError| Error::Image {
-            path: path.to_path_buf(),
-            source,
-        };
-        let read = |off: u64, len: usize| -> Result<Vec<u8>> {
-            let mut b = vec![0u8; len];
-            file.read_exact_at(&mut b, off)?;
-            Ok(b)
-        };
-        let bad = |what: &'static str, offset: u64, reason: String| {
-            fmt(FormatError::Invalid {
-                what,
-                offset,
-                reason,
-            })
-        };
+        let fmt = |source: FormatError| image_error(path, source);
+        let read = |off: u64, len: usize| read_bytes(&file, off, len);
+        let bad = |what, offset, reason| invalid(path, what, offset, reason);
         let seal_len = if sealer.is_some() { crypt::OVERHEAD } else { 0 };
         let footer_at = file.len() - FOOTER_LEN as u64;
         let opened = |place: Place, what: &'static str, at: u64, sealed: &[u8]| {
@@ -278,15 +293,8 @@ impl ImageReader {
     fn open_head(path: &Path, prompt: bool) -> Result<Head> {
         let file = VolumeFile::open(path)?;
         let file_len = file.len();
-        let fmt = |source: FormatError| Error::Image {
-            path: path.to_path_buf(),
-            source,
-        };
-        let read = |off: u64, len: usize| -> Result<Vec<u8>> {
-            let mut b = vec![0u8; len];
-            file.read_exact_at(&mut b, off)?;
-            Ok(b)
-        };
+        let fmt = |source: FormatError| image_error(path, source);
+        let read = |off: u64, len: usize| read_bytes(&file, off, len);
         if file_len < 8 {
             return Err(fmt(FormatError::NotAnImage));
         }
@@ -348,13 +356,7 @@ impl ImageReader {
             }));
         }
         // sections must tile the file: chunks | meta | index | footer
-        let bad = |what: &'static str, offset: u64, reason: String| {
-            fmt(FormatError::Invalid {
-                what,
-                offset,
-                reason,
-            })
-        };
+        let bad = |what, offset, reason| invalid(path, what, offset, reason);
         let expect_index_len = footer
             .chunk_count
             .checked_mul(RECORD_LEN as u64)
