@@ -4,7 +4,7 @@
 //! And that an arrow key whose bytes arrive 30 ms apart (Esc, then `[B`, as a slow serial line
 //! may deliver them) moves in the storage screen instead of going back as Esc, while a lone
 //! Esc still goes back. Needs tmux; under CI a missing tmux fails the test.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod common;
 
