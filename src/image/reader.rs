@@ -99,17 +99,39 @@ fn read_bytes(file: &VolumeFile, off: u64, len: usize) -> Result<Vec<u8>> {
     Ok(b)
 }
 
-/// Why a sealed section is refused.
-const UNSEALED: &str = "it does not decrypt: changed, or from another image";
-
-/// A section's plain bytes: `sealed` itself in a plain image, else opened by `sealer`
-/// (`None` when it does not open).
-fn open_section(sealer: Option<&Sealer>, place: Place, sealed: &[u8]) -> Option<Vec<u8>> {
+/// The plain bytes of the section (metadata or index) `at..at + len` of the image `path`:
+/// its magic and CRC checked, then opened by `sealer` in an encrypted image.
+fn read_section(
+    path: &Path,
+    file: &VolumeFile,
+    sealer: Option<&Sealer>,
+    (magic, what, place): ([u8; 8], &'static str, Place),
+    (at, len): (u64, u64),
+) -> Result<Vec<u8>> {
+    let section = read_bytes(file, at, len as usize)?;
+    let (body, crc) = section.split_at(section.len() - 4);
+    if body[..8] != magic
+        || crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]])
+    {
+        return Err(image_error(
+            path,
+            FormatError::Checksum { what, offset: at },
+        ));
+    }
     match sealer {
-        None => Some(sealed.to_vec()),
+        None => Ok(body[16..].to_vec()),
         Some(s) => {
             let mut plain = Vec::new();
-            s.open(place, sealed, &mut plain).then_some(plain)
+            if s.open(place, &body[16..], &mut plain) {
+                Ok(plain)
+            } else {
+                Err(invalid(
+                    path,
+                    what,
+                    at,
+                    "it does not decrypt: changed, or from another image".into(),
+                ))
+            }
         }
     }
 }
@@ -147,25 +169,16 @@ impl ImageReader {
             hasher,
         } = Self::open_head(path, true)?;
         let fmt = |source: FormatError| image_error(path, source);
-        let read = |off: u64, len: usize| read_bytes(&file, off, len);
         let bad = |what, offset, reason| invalid(path, what, offset, reason);
         let seal_len = if sealer.is_some() { crypt::OVERHEAD } else { 0 };
         let footer_at = file.len() - FOOTER_LEN as u64;
-        let opened = |place: Place, what: &'static str, at: u64, sealed: &[u8]| {
-            open_section(sealer.as_ref(), place, sealed)
-                .ok_or_else(|| bad(what, at, UNSEALED.into()))
-        };
-        let idx = read(footer.index_offset, footer.index_len as usize)?;
-        let (body, crc) = idx.split_at(idx.len() - 4);
-        if body[..8] != INDEX_MAGIC
-            || crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]])
-        {
-            return Err(fmt(FormatError::Checksum {
-                what: "index",
-                offset: footer.index_offset,
-            }));
-        }
-        let index = opened(Place::Index, "index", footer.index_offset, &body[16..])?;
+        let index = read_section(
+            path,
+            &file,
+            sealer.as_ref(),
+            (INDEX_MAGIC, "index", Place::Index),
+            (footer.index_offset, footer.index_len),
+        )?;
         let mut records = Vec::with_capacity(footer.chunk_count as usize);
         let packed = header.flags & format::FLAG_PACKED != 0;
         let mut end = 0u64;
@@ -377,21 +390,13 @@ impl ImageReader {
                 ),
             ));
         }
-        let meta_sec = read(footer.meta_offset, footer.meta_len as usize)?;
-        let (body, crc) = meta_sec.split_at(meta_sec.len() - 4);
-        if body[..8] != META_MAGIC
-            || crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]])
-        {
-            return Err(fmt(FormatError::Checksum {
-                what: "metadata",
-                offset: footer.meta_offset,
-            }));
-        }
-        let opened = |place: Place, what: &'static str, at: u64, sealed: &[u8]| {
-            open_section(sealer.as_ref(), place, sealed)
-                .ok_or_else(|| bad(what, at, UNSEALED.into()))
-        };
-        let json = opened(Place::Meta, "metadata", footer.meta_offset, &body[16..])?;
+        let json = read_section(
+            path,
+            &file,
+            sealer.as_ref(),
+            (META_MAGIC, "metadata", Place::Meta),
+            (footer.meta_offset, footer.meta_len),
+        )?;
         let meta = ImageMeta::from_json(&json)
             .map_err(|e| bad("metadata", footer.meta_offset, format!("not valid: {e}")))?;
         Ok(Head {

@@ -1130,32 +1130,55 @@ const HEAD_PART: u64 = 16 << 20;
 const COPY_PART: u64 = 1 << 30;
 
 /// Replaces the first `head.len()` bytes of the object `path` with `head`, leaving the rest
-/// as it is, and returns the object's size. An object cannot be written in place, so a new
-/// multipart upload of the same name is made: its first part (`head`, then the object's own
-/// bytes up to 16 MiB) goes through this client, and the store copies every other part
-/// from the object itself (UploadPartCopy), so a large image is neither downloaded nor sent
-/// again. The new object replaces the old one only when the upload completes; on an error
-/// the upload is aborted and the old object stays. A small object, or a store that cannot
-/// copy parts, is read and sent again whole instead.
+/// as it is, and returns the object's size, which must not change. An object cannot be
+/// written in place, so a new multipart upload of the same name is made: its first part
+/// (`head`, then the object's own bytes up to 16 MiB) goes through this client, and the
+/// store copies every other part from the object itself (UploadPartCopy), so a large image
+/// is neither downloaded nor sent again. Every read and copy is made only while the object
+/// is the one first seen (its ETag). The new object replaces the old one only when the
+/// upload completes; on an error the upload is aborted and the old object stays. A small
+/// object, or a store that cannot copy parts, is read and sent again whole instead.
 pub fn replace_head(path: &Path, head: &[u8]) -> io::Result<u64> {
-    let src = open(path)?;
-    let len = src.len();
+    let p = S3Path::of(path)?;
+    let client = Client::from_env()?;
+    let (len, etag) = client
+        .head_tagged(&p)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{p}: not found")))?;
     if head.len() as u64 > len {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "{}: {} bytes cannot replace the head of an object of {len}",
-                path.display(),
+                "{p}: {} bytes cannot replace the head of an object of {len}",
                 head.len()
             ),
         ));
     }
-    if len > HEAD_PART && head.len() as u64 <= HEAD_PART {
-        match copy_rest(path, head, len) {
-            Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
-            r => return r,
+    let copied = if len > HEAD_PART && head.len() as u64 <= HEAD_PART && !etag.is_empty() {
+        match copy_rest(&client, &p, head, len, &etag) {
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => None,
+            r => Some(r?),
         }
+    } else {
+        None
+    };
+    let written = match copied {
+        Some(n) => n,
+        None => send_whole(path, head, len)?,
+    };
+    if written != len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{p}: the object has {written} bytes after its header was rewritten, not {len}"
+            ),
+        ));
     }
+    Ok(written)
+}
+
+/// [`replace_head`] through this client: the object read and sent again whole.
+fn send_whole(path: &Path, head: &[u8], len: u64) -> io::Result<u64> {
+    let src = open(path)?;
     let mut up = Upload::start(path)?;
     up.write_all(head)?;
     let mut buf = vec![0u8; 8 << 20];
@@ -1169,42 +1192,33 @@ pub fn replace_head(path: &Path, head: &[u8]) -> io::Result<u64> {
     up.finish()
 }
 
-/// [`replace_head`] with the store copying every part after the first. Every read and copy
-/// is made only while the object is the one first seen (its ETag), so that an object
-/// replaced meanwhile is not joined to another's bytes; the new object's size is the
-/// store's word.
-fn copy_rest(path: &Path, head: &[u8], len: u64) -> io::Result<u64> {
-    let p = S3Path::of(path)?;
-    let client = Client::from_env()?;
-    let changed = || {
-        io::Error::other(format!(
-            "{p}: the object changed while its header was rewritten"
-        ))
-    };
-    let (seen, etag) = client.head_tagged(&p)?.ok_or_else(changed)?;
-    if seen != len || etag.is_empty() {
-        return Err(changed());
-    }
-    let id = client.create_upload(&p)?;
+/// [`replace_head`] with the store copying every part after the first, while the object's
+/// ETag is `etag`; the new object's size, as the store reports it.
+fn copy_rest(client: &Client, p: &S3Path, head: &[u8], len: u64, etag: &str) -> io::Result<u64> {
+    let id = client.create_upload(p)?;
     let sent = (|| {
         let mut first = head.to_vec();
-        first.extend(client.get_range_if(&p, (head.len() as u64, HEAD_PART - 1), &etag)?);
-        let mut parts = vec![(1, client.upload_part(&p, &id, 1, &first)?)];
+        first.extend(client.get_range_if(p, (head.len() as u64, HEAD_PART - 1), etag)?);
+        let mut parts = vec![(1, client.upload_part(p, &id, 1, &first)?)];
         let mut at = HEAD_PART;
         while at < len {
             let end = (at + COPY_PART).min(len);
             let n = parts.len() as u32 + 1;
-            let tag = client.upload_part_copy(&p, &id, n, &p, (at, end - 1), &etag)?;
+            let tag = client.upload_part_copy(p, &id, n, p, (at, end - 1), etag)?;
             parts.push((n, tag));
             at = end;
         }
-        client.complete_upload(&p, &id, &parts)
+        client.complete_upload(p, &id, &parts)
     })();
     if let Err(e) = sent {
-        let _ = client.abort_upload(&p, &id);
+        let _ = client.abort_upload(p, &id);
         return Err(e);
     }
-    client.head(&p)?.ok_or_else(changed)
+    client.head(p)?.ok_or_else(|| {
+        io::Error::other(format!(
+            "{p}: the object is gone after its header was rewritten"
+        ))
+    })
 }
 
 impl Drop for Upload {
